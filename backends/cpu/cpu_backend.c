@@ -1,0 +1,335 @@
+/* The cpu backend: its context (OpenBLAS, CPU facts), devices (a thread count), host
+ * buffers, op validation and dispatch, and the pt_cpu_backend vtable. Work runs synchronously
+ * on the calling thread plus the device's OpenMP threads; it never allocates inside run(). */
+#include <limits.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backends/cpu/cpu_internal.h"
+
+/* ---- backend context ---- */
+
+static void read_cpu_name(char *out, size_t cap)
+{
+    snprintf(out, cap, "x86-64 CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) break;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        size_t n = strcspn(v, "\n");
+        if (n >= cap) n = cap - 1;
+        memcpy(out, v, n);
+        out[n] = '\0';
+        break;
+    }
+    fclose(f);
+}
+
+static pt_status cpu_init(void **backend_ctx, pt_error *err)
+{
+    *backend_ctx = NULL;
+    cpu_backend *be = calloc(1, sizeof *be);
+    if (!be) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    pt_status st = cpu_blas_load(&be->blas, err);
+    if (st != PT_OK) {
+        free(be);
+        return st;
+    }
+    read_cpu_name(be->cpu_name, sizeof be->cpu_name);
+    snprintf(be->simd, sizeof be->simd, "%s", cpu_simd_level());
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    be->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    be->cores = cores > 0 ? (int)cores : 1;
+    be->default_threads = omp_get_max_threads();
+    *backend_ctx = be;
+    return PT_OK;
+}
+
+static void cpu_shutdown(void *backend_ctx)
+{
+    /* The OpenBLAS handle is deliberately not dlclose()d (its thread pools do not unload). */
+    free(backend_ctx);
+}
+
+static int cpu_device_count(void *backend_ctx)
+{
+    (void)backend_ctx;
+    return 1;
+}
+
+static const char *parallel_name(int p)
+{
+    return p == 2 ? "openmp" : p == 1 ? "pthreads" : "sequential";
+}
+
+static pt_status cpu_device_info(void *backend_ctx, int index, pt_device_info *out, pt_error *err)
+{
+    const cpu_backend *be = backend_ctx;
+    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", be->cpu_name);
+    out->kind = PT_DEVICE_CPU;
+    out->memory_bytes = be->memory_bytes;
+    out->compute_units = be->cores;
+    out->threads = be->default_threads;
+    snprintf(out->details, sizeof out->details, "%s, OpenBLAS %s kernel %s (%s), %d threads",
+             be->simd, be->blas.version[0] ? be->blas.version : "?", be->blas.corename,
+             parallel_name(be->blas.parallel), out->threads);
+    return PT_OK;
+}
+
+/* ---- device ---- */
+
+static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_options *opt,
+                                 void **dev_ctx, pt_error *err)
+{
+    const cpu_backend *be = backend_ctx;
+    *dev_ctx = NULL;
+    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    if (opt->threads < 0 || opt->threads > 4096)
+        return pt_fail(err, PT_ERR_INVALID, "cpu device threads is %d, expected 0 (default) to 4096",
+                       opt->threads);
+    cpu_device *d = calloc(1, sizeof *d);
+    if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    d->be = be;
+    d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
+    *dev_ctx = d;
+    return PT_OK;
+}
+
+static void cpu_device_close(void *dev_ctx)
+{
+    free(dev_ctx);
+}
+
+static pt_status cpu_buffer_alloc(void *dev_ctx, size_t bytes, pt_buffer **out, pt_error *err)
+{
+    (void)dev_ctx;
+    *out = NULL;
+    if (bytes > SIZE_MAX - 128) return pt_fail(err, PT_ERR_NOMEM, "buffer of %zu bytes is too large", bytes);
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    pt_buffer *b = malloc(sizeof *b);
+    void *data = aligned_alloc(64, rounded);
+    if (!b || !data) {
+        free(b);
+        free(data);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot allocate %zu bytes of host memory", bytes);
+    }
+    b->data = data;
+    b->bytes = bytes;
+    *out = b;
+    return PT_OK;
+}
+
+static void cpu_buffer_free(void *dev_ctx, pt_buffer *buf)
+{
+    (void)dev_ctx;
+    if (!buf) return;
+    free(buf->data);
+    free(buf);
+}
+
+static pt_status check_range(pt_mem m, size_t bytes, const char *what, pt_error *err)
+{
+    if (!m.buf) return pt_fail(err, PT_ERR_INVALID, "cpu %s: no buffer", what);
+    if (m.off > m.buf->bytes || bytes > m.buf->bytes - m.off)
+        return pt_fail(err, PT_ERR_INVALID, "cpu %s: %zu bytes at offset %zu exceed the buffer's %zu",
+                       what, bytes, m.off, m.buf->bytes);
+    return PT_OK;
+}
+
+static pt_status cpu_write(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err)
+{
+    (void)dev_ctx;
+    PT_TRY(check_range(dst, bytes, "write", err));
+    if (bytes) memcpy(cpu_ptr(dst), src, bytes);
+    return PT_OK;
+}
+
+static pt_status cpu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    (void)dev_ctx;
+    PT_TRY(check_range(src, bytes, "read", err));
+    if (bytes) memcpy(dst, cpu_ptr(src), bytes);
+    return PT_OK;
+}
+
+static pt_status cpu_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    (void)dev_ctx;
+    PT_TRY(check_range(dst, bytes, "copy destination", err));
+    PT_TRY(check_range(src, bytes, "copy source", err));
+    if (bytes) memmove(cpu_ptr(dst), cpu_ptr(src), bytes);
+    return PT_OK;
+}
+
+static pt_status cpu_synchronize(void *dev_ctx, pt_error *err)
+{
+    (void)dev_ctx;
+    (void)err;
+    return PT_OK; /* every op has finished when run() returns */
+}
+
+/* ---- op validation ---- */
+
+/* Operand dtypes per kind: 'f' F32, 'i' I32, 'g' F32 or ndim 0 (optional output). */
+static const char *const operand_types[PT_OP_KIND_COUNT] = {
+    [PT_OP_FILL] = "f",
+    [PT_OP_AXPY] = "ff",
+    [PT_OP_ADD] = "fff",
+    [PT_OP_GEMM] = "fff",
+    [PT_OP_BIAS_ADD] = "ff",
+    [PT_OP_BIAS_GRAD] = "ff",
+    [PT_OP_CONV2D_FWD] = "fff",
+    [PT_OP_CONV2D_BWD_DATA] = "fff",
+    [PT_OP_CONV2D_BWD_FILTER] = "fff",
+    [PT_OP_BN_FWD_TRAIN] = "ffffffff",
+    [PT_OP_BN_FWD_EVAL] = "ffffff",
+    [PT_OP_BN_BWD] = "ffffffff",
+    [PT_OP_RELU_FWD] = "ff",
+    [PT_OP_RELU_BWD] = "fff",
+    [PT_OP_MAXPOOL_FWD] = "ffi",
+    [PT_OP_MAXPOOL_BWD] = "fif",
+    [PT_OP_GAP_FWD] = "ff",
+    [PT_OP_GAP_BWD] = "ff",
+    [PT_OP_DROPOUT_FWD] = "fff",
+    [PT_OP_DROPOUT_BWD] = "fff",
+    [PT_OP_XENT] = "fifg",
+    [PT_OP_SGD] = "fff",
+    [PT_OP_ADAM] = "ffff",
+};
+
+static int operand_skipped(const pt_op *op, int i)
+{
+    return (op->kind == PT_OP_XENT && i == 3 && op->t[3].ndim == 0) ||
+           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f);
+}
+
+/* Kind, operand count and dtypes; with check_memory also ranks and buffer extents. */
+static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
+{
+    if ((int)op->kind < 0 || op->kind >= PT_OP_KIND_COUNT || !operand_types[op->kind])
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
+    const char *types = operand_types[op->kind];
+    const char *name = pt_op_name(op->kind);
+    int want = (int)strlen(types);
+    if (op->nt != want)
+        return pt_fail(err, PT_ERR_INVALID, "cpu %s: %d operands, expected %d", name, op->nt, want);
+    for (int i = 0; i < want; i++) {
+        const pt_tensor *t = &op->t[i];
+        if (operand_skipped(op, i)) continue;
+        pt_dtype dt = types[i] == 'i' ? PT_I32 : PT_F32;
+        if (t->dtype != dt)
+            return pt_fail(err, PT_ERR_INVALID, "cpu %s: operand %d is %s, expected %s", name, i,
+                           pt_dtype_name(t->dtype), pt_dtype_name(dt));
+        if (!check_memory) continue;
+        if (t->ndim < 1 || t->ndim > PT_MAX_DIMS)
+            return pt_fail(err, PT_ERR_INVALID, "cpu %s: operand %d has %d dims", name, i, t->ndim);
+        for (int k = 0; k < t->ndim; k++)
+            if (t->dim[k] < 0 || t->dim[k] > INT_MAX)
+                return pt_fail(err, PT_ERR_INVALID, "cpu %s: operand %d dim %d is %lld", name, i, k,
+                               (long long)t->dim[k]);
+        if (pt_tensor_numel(t) > INT_MAX)
+            return pt_fail(err, PT_ERR_INVALID, "cpu %s: operand %d has more than 2^31 elements", name, i);
+        char what[64];
+        snprintf(what, sizeof what, "%s operand %d", name, i);
+        PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
+    }
+    if (check_memory && op->kind == PT_OP_GEMM)
+        for (int i = 0; i < 3; i++)
+            if (op->t[i].ndim != 2)
+                return pt_fail(err, PT_ERR_INVALID, "cpu gemm: operand %d is %d-D, expected 2-D", i,
+                               op->t[i].ndim);
+    if (check_memory && op->workspace_bytes) {
+        if (!op->workspace.buf)
+            return pt_fail(err, PT_ERR_INVALID, "cpu %s: workspace of %zu bytes has no buffer", name,
+                           op->workspace_bytes);
+        char what[64];
+        snprintf(what, sizeof what, "%s workspace", name);
+        PT_TRY(check_range(op->workspace, op->workspace_bytes, what, err));
+    }
+    return PT_OK;
+}
+
+static int cpu_supports(void *dev_ctx, const pt_op *op)
+{
+    (void)dev_ctx;
+    return validate(op, 0, NULL) == PT_OK;
+}
+
+static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
+{
+    const cpu_device *d = dev_ctx;
+    switch (op->kind) {
+    case PT_OP_CONV2D_FWD:
+    case PT_OP_CONV2D_BWD_DATA:
+    case PT_OP_CONV2D_BWD_FILTER:
+        return cpu_conv_workspace(d, op);
+    default:
+        return 0;
+    }
+}
+
+static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
+{
+    const cpu_device *d = dev_ctx;
+    PT_TRY(validate(op, 1, err));
+    cpu_threads_enter(d);
+    switch (op->kind) {
+    case PT_OP_FILL: return cpu_op_fill(d, op, err);
+    case PT_OP_AXPY: return cpu_op_axpy(d, op, err);
+    case PT_OP_ADD: return cpu_op_add(d, op, err);
+    case PT_OP_GEMM: return cpu_op_gemm(d, op, err);
+    case PT_OP_BIAS_ADD: return cpu_op_bias_add(d, op, err);
+    case PT_OP_BIAS_GRAD: return cpu_op_bias_grad(d, op, err);
+    case PT_OP_CONV2D_FWD: return cpu_op_conv2d_fwd(d, op, err);
+    case PT_OP_CONV2D_BWD_DATA: return cpu_op_conv2d_bwd_data(d, op, err);
+    case PT_OP_CONV2D_BWD_FILTER: return cpu_op_conv2d_bwd_filter(d, op, err);
+    case PT_OP_BN_FWD_TRAIN: return cpu_op_bn_fwd_train(d, op, err);
+    case PT_OP_BN_FWD_EVAL: return cpu_op_bn_fwd_eval(d, op, err);
+    case PT_OP_BN_BWD: return cpu_op_bn_bwd(d, op, err);
+    case PT_OP_RELU_FWD: return cpu_op_relu_fwd(d, op, err);
+    case PT_OP_RELU_BWD: return cpu_op_relu_bwd(d, op, err);
+    case PT_OP_MAXPOOL_FWD: return cpu_op_maxpool_fwd(d, op, err);
+    case PT_OP_MAXPOOL_BWD: return cpu_op_maxpool_bwd(d, op, err);
+    case PT_OP_GAP_FWD: return cpu_op_gap_fwd(d, op, err);
+    case PT_OP_GAP_BWD: return cpu_op_gap_bwd(d, op, err);
+    case PT_OP_DROPOUT_FWD: return cpu_op_dropout_fwd(d, op, err);
+    case PT_OP_DROPOUT_BWD: return cpu_op_dropout_bwd(d, op, err);
+    case PT_OP_XENT: return cpu_op_xent(d, op, err);
+    case PT_OP_SGD: return cpu_op_sgd(d, op, err);
+    case PT_OP_ADAM: return cpu_op_adam(d, op, err);
+    case PT_OP_KIND_COUNT: break;
+    }
+    return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
+}
+
+const pt_backend_iface pt_cpu_backend = {
+    .api_version = PT_BACKEND_API_VERSION,
+    .name = "cpu",
+    .init = cpu_init,
+    .shutdown = cpu_shutdown,
+    .device_count = cpu_device_count,
+    .device_info = cpu_device_info,
+    .device_open = cpu_device_open,
+    .device_close = cpu_device_close,
+    .buffer_alloc = cpu_buffer_alloc,
+    .buffer_free = cpu_buffer_free,
+    .write = cpu_write,
+    .read = cpu_read,
+    .copy = cpu_copy,
+    .synchronize = cpu_synchronize,
+    .supports = cpu_supports,
+    .workspace_size = cpu_workspace_size,
+    .run = cpu_run,
+};

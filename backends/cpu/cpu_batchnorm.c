@@ -1,0 +1,140 @@
+/* Batch normalisation on the cpu backend: training forward (batch statistics, PyTorch's
+ * running-statistics update with the unbiased variance), eval forward and backward.
+ * Statistics are two-pass sums in double: this backend is the oracle others are judged by. */
+#include <math.h>
+
+#include "backends/cpu/cpu_internal.h"
+
+#define CPU_PAR_MIN 32768
+
+typedef struct bn_shape {
+    int64_t n, c, inner; /* inner = H*W (1 for [N,C]) */
+} bn_shape;
+
+static bn_shape bn_shape_of(const pt_tensor *x)
+{
+    bn_shape s;
+    s.n = x->dim[0];
+    s.c = x->ndim > 1 ? x->dim[1] : 1;
+    s.inner = 1;
+    for (int i = 2; i < x->ndim; i++) s.inner *= x->dim[i];
+    return s;
+}
+
+pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *gamma = cpu_f32(&op->t[1]), *beta = cpu_f32(&op->t[2]);
+    float *y = cpu_f32(&op->t[3]), *rmean = cpu_f32(&op->t[4]), *rvar = cpu_f32(&op->t[5]);
+    float *smean = cpu_f32(&op->t[6]), *sinvstd = cpu_f32(&op->t[7]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const double m = (double)(s.n * s.inner);
+    const double eps = op->p.bn.eps, mom = op->p.bn.momentum;
+#pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t c = 0; c < s.c; c++) {
+        double sum = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t i = 0; i < s.inner; i++) sum += xp[i];
+        }
+        const double mean = m > 0 ? sum / m : 0.0;
+        double sq = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : sq)
+            for (int64_t i = 0; i < s.inner; i++) {
+                const double dv = xp[i] - mean;
+                sq += dv * dv;
+            }
+        }
+        const double var = m > 0 ? sq / m : 0.0;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double unbiased = m > 1 ? sq / (m - 1) : var;
+        smean[c] = (float)mean;
+        sinvstd[c] = (float)invstd;
+        rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
+        rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+        /* y = x*scale + shift, with the affine folded in once per channel */
+        const float scale = (float)(gamma[c] * invstd);
+        const float shift = (float)(beta[c] - mean * gamma[c] * invstd);
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+            float *yp = y + (n * s.c + c) * s.inner;
+#pragma omp simd
+            for (int64_t i = 0; i < s.inner; i++) yp[i] = xp[i] * scale + shift;
+        }
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *gamma = cpu_f32(&op->t[1]), *beta = cpu_f32(&op->t[2]);
+    float *y = cpu_f32(&op->t[3]);
+    const float *rmean = cpu_f32(&op->t[4]), *rvar = cpu_f32(&op->t[5]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const double eps = op->p.bn.eps;
+    const int64_t planes = s.n * s.c;
+#pragma omp parallel for num_threads(d->threads) if (planes * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t c = pl % s.c;
+        const double invstd = 1.0 / sqrt((double)rvar[c] + eps);
+        const float scale = (float)(gamma[c] * invstd);
+        const float shift = (float)(beta[c] - rmean[c] * gamma[c] * invstd);
+        const float *xp = x + pl * s.inner;
+        float *yp = y + pl * s.inner;
+#pragma omp simd
+        for (int64_t i = 0; i < s.inner; i++) yp[i] = xp[i] * scale + shift;
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]), *gamma = cpu_f32(&op->t[2]);
+    const float *smean = cpu_f32(&op->t[3]), *sinvstd = cpu_f32(&op->t[4]);
+    float *dx = cpu_f32(&op->t[5]), *dgamma = cpu_f32(&op->t[6]), *dbeta = cpu_f32(&op->t[7]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const double m = (double)(s.n * s.inner);
+    const int acc = op->accumulate;
+#pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t c = 0; c < s.c; c++) {
+        const double mean = smean[c], invstd = sinvstd[c];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+            const float *dp = dy + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : sdy, sdyx)
+            for (int64_t i = 0; i < s.inner; i++) {
+                sdy += dp[i];
+                sdyx += dp[i] * (xp[i] - mean);
+            }
+        }
+        dbeta[c] = (float)sdy;
+        dgamma[c] = (float)(sdyx * invstd);
+        if (m <= 0) continue;
+        /* dx = gamma*invstd*(dy - mean(dy) - xhat*mean(dy*xhat)) = a*dy + b*(x - mean) + c0;
+         * x - mean stays a float difference so that a large mean does not cancel badly. */
+        const double k = gamma[c] * invstd;
+        const float a = (float)k;
+        const float b = (float)(-k * sdyx * invstd * invstd / m);
+        const float c0 = (float)(-k * sdy / m);
+        const float meanf = smean[c];
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+            const float *dp = dy + (n * s.c + c) * s.inner;
+            float *dxp = dx + (n * s.c + c) * s.inner;
+            if (acc) {
+#pragma omp simd
+                for (int64_t i = 0; i < s.inner; i++) dxp[i] += a * dp[i] + b * (xp[i] - meanf) + c0;
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < s.inner; i++) dxp[i] = a * dp[i] + b * (xp[i] - meanf) + c0;
+            }
+        }
+    }
+    return PT_OK;
+}

@@ -1,0 +1,166 @@
+/* Elementwise and per-channel ops of the cpu backend: fill, axpy, add, bias add/grad, relu,
+ * dropout. Plain loops the compiler vectorises, split over the device's OpenMP threads when
+ * large enough to pay for the fork. */
+#include <stdint.h>
+
+#include "backends/cpu/cpu_internal.h"
+#include "core/rng.h"
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define CPU_PAR_MIN 32768
+
+pt_status cpu_op_fill(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    float *y = cpu_f32(&op->t[0]);
+    const float v = op->p.fill.value;
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = v;
+    return PT_OK;
+}
+
+pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]);
+    float *y = cpu_f32(&op->t[1]);
+    const float a = op->p.axpy.alpha;
+    const int64_t n = pt_tensor_numel(&op->t[1]);
+    if (op->accumulate) {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    } else {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) y[i] = a * x[i];
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    /* y may alias a or b: each element is read before it is written, so that is safe. */
+    const float *a = cpu_f32(&op->t[0]), *b = cpu_f32(&op->t[1]);
+    float *y = cpu_f32(&op->t[2]);
+    const int64_t n = pt_tensor_numel(&op->t[2]);
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+    return PT_OK;
+}
+
+/* [N,C] or [N,C,H,W] as N x C planes of `inner` elements. */
+static void channel_layout(const pt_tensor *t, int64_t *n, int64_t *c, int64_t *inner)
+{
+    *n = t->dim[0];
+    *c = t->ndim > 1 ? t->dim[1] : 1;
+    *inner = 1;
+    for (int i = 2; i < t->ndim; i++) *inner *= t->dim[i];
+}
+
+pt_status cpu_op_bias_add(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    float *y = cpu_f32(&op->t[0]);
+    const float *bias = cpu_f32(&op->t[1]);
+    int64_t n, c, inner;
+    channel_layout(&op->t[0], &n, &c, &inner);
+    const int64_t planes = n * c;
+#pragma omp parallel for num_threads(d->threads) if (planes * inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t p = 0; p < planes; p++) {
+        float *row = y + p * inner;
+        const float b = bias[p % c];
+#pragma omp simd
+        for (int64_t i = 0; i < inner; i++) row[i] += b;
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bias_grad(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *dy = cpu_f32(&op->t[0]);
+    float *db = cpu_f32(&op->t[1]);
+    int64_t n, c, inner;
+    channel_layout(&op->t[0], &n, &c, &inner);
+    const int acc = op->accumulate;
+#pragma omp parallel for num_threads(d->threads) if (n * c * inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t k = 0; k < c; k++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+            const float *row = dy + (i * c + k) * inner;
+#pragma omp simd reduction(+ : s)
+            for (int64_t j = 0; j < inner; j++) s += row[j];
+        }
+        db[k] = (float)((acc ? db[k] : 0.0) + s);
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_relu_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]);
+    float *y = cpu_f32(&op->t[1]);
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+    /* Written so that NaN stays NaN, as PyTorch's relu(NaN) does. */
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+    return PT_OK;
+}
+
+pt_status cpu_op_relu_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *y = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]);
+    float *dx = cpu_f32(&op->t[2]);
+    const int64_t n = pt_tensor_numel(&op->t[2]);
+    if (op->accumulate) {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+    } else {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_dropout_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]);
+    float *y = cpu_f32(&op->t[1]), *mask = cpu_f32(&op->t[2]);
+    const int64_t n = op->t[0].dim[0];
+    const int64_t per = n > 0 ? pt_tensor_numel(&op->t[0]) / n : 0;
+    const float p = op->p.dropout.p;
+    const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    const uint64_t seed = op->p.dropout.seed, stream = op->p.dropout.stream;
+    const int64_t base = op->p.dropout.sample_base;
+#pragma omp parallel for num_threads(d->threads) if (n * per > CPU_PAR_MIN / 8) schedule(static)
+    for (int64_t s = 0; s < n; s++) {
+        const uint64_t sample = (uint64_t)(base + s);
+        for (int64_t e = 0; e < per; e++) {
+            float u = pt_rng_uniform(seed, PT_RNG_DROPOUT, stream, sample, (uint32_t)e);
+            float m = u >= p ? scale : 0.0f;
+            mask[s * per + e] = m;
+            y[s * per + e] = x[s * per + e] * m;
+        }
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *dy = cpu_f32(&op->t[0]), *mask = cpu_f32(&op->t[1]);
+    float *dx = cpu_f32(&op->t[2]);
+    const int64_t n = pt_tensor_numel(&op->t[2]);
+    if (op->accumulate) {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] += dy[i] * mask[i];
+    } else {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
+    }
+    return PT_OK;
+}

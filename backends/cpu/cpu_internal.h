@@ -1,0 +1,114 @@
+/* Private to backends/cpu: the buffer, backend and device contexts and the op kernels'
+ * entry points. Nothing outside backends/cpu includes this (tests and benchmarks of this
+ * backend excepted); the core sees the backend only through pt_cpu_backend. */
+#ifndef PT_CPU_INTERNAL_H
+#define PT_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/backend.h"
+
+/* Host memory, 64-byte aligned, `bytes` usable. */
+struct pt_buffer {
+    void *data;
+    size_t bytes;
+};
+
+/* CBLAS enum values (cblas.h), so that no vendor header is needed at build time. */
+enum { CPU_CBLAS_ROW_MAJOR = 101, CPU_CBLAS_NO_TRANS = 111, CPU_CBLAS_TRANS = 112 };
+
+/* OpenBLAS, loaded at run time (see cpu_blas.c for why it is never linked). */
+typedef struct cpu_blas {
+    void *lib;
+    char path[256];
+    void (*sgemm)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                  const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+    char *(*get_corename)(void);
+    char *(*get_config)(void);
+    void (*set_num_threads)(int n);
+    int (*get_num_threads)(void);
+    int (*get_parallel)(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
+    char corename[64];
+    char version[32];
+    int parallel;
+} cpu_blas;
+
+typedef struct cpu_backend {
+    cpu_blas blas;
+    char cpu_name[128];
+    char simd[48];          /* "AVX-512 (bf16)", "AVX2", ... */
+    uint64_t memory_bytes;
+    int cores;
+    int default_threads;
+} cpu_backend;
+
+typedef struct cpu_device {
+    const cpu_backend *be;
+    int threads;
+    /* Convolution plan override for benchmarks (0 = automatic): samples per GEMM group and
+     * 1 = groups in parallel with one-thread GEMMs, 2 = groups in turn with threaded GEMMs. */
+    int conv_force_group, conv_force_mode;
+} cpu_device;
+
+/* ---- cpu_blas.c ---- */
+/* Picks OPENBLAS_CORETYPE from CPUID (unless the user set it) and dlopen()s OpenBLAS. */
+pt_status cpu_blas_load(cpu_blas *blas, pt_error *err);
+/* The SIMD level this CPU and OS support, for device_info. */
+const char *cpu_simd_level(void);
+/* The OpenBLAS core type this CPU should use, or NULL to leave OpenBLAS's own choice. */
+const char *cpu_blas_coretype_for_cpu(void);
+/* Row-major C = alpha*op(A)*op(B) + beta*C. Called from inside an OpenMP parallel region it
+ * runs on the calling thread only (see cpu_blas_region_begin). */
+void cpu_sgemm(const cpu_device *d, int trans_a, int trans_b, int m, int n, int k, float alpha,
+               const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* Sets this thread's OpenMP and BLAS thread counts to the device's before an op runs. */
+void cpu_threads_enter(const cpu_device *d);
+/* Around an OpenMP region whose threads each call cpu_sgemm: the pthread OpenBLAS build
+ * must be told to stay single-threaded there (the OpenMP build notices by itself). */
+void cpu_blas_region_begin(const cpu_device *d);
+void cpu_blas_region_end(const cpu_device *d);
+
+/* ---- tensor access ---- */
+static inline void *cpu_ptr(pt_mem m)
+{
+    return (char *)m.buf->data + m.off;
+}
+static inline float *cpu_f32(const pt_tensor *t)
+{
+    return (float *)cpu_ptr(t->mem);
+}
+
+/* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
+pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);
+
+size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op);
+pt_status cpu_op_conv2d_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err);
+
+pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+
+pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_maxpool_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_gap_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_gap_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+
+pt_status cpu_op_fill(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bias_add(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bias_grad(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_relu_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_relu_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_dropout_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+
+pt_status cpu_op_xent(const cpu_device *d, const pt_op *op, pt_error *err);
+
+pt_status cpu_op_sgd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_adam(const cpu_device *d, const pt_op *op, pt_error *err);
+
+#endif

@@ -1,0 +1,65 @@
+/* Fused optimizer updates on the cpu backend: SGD (momentum, dampening, Nesterov, weight
+ * decay) and Adam/AdamW, elementwise over one flat range of the parameter slab, with
+ * PyTorch's formulas and float arithmetic so that trajectories match torch.optim. */
+#include <math.h>
+
+#include "backends/cpu/cpu_internal.h"
+
+#define CPU_PAR_MIN 32768
+
+pt_status cpu_op_sgd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    float *param = cpu_f32(&op->t[0]);
+    const float *grad = cpu_f32(&op->t[1]);
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+    const float lr = op->p.sgd.lr, mom = op->p.sgd.momentum, damp = op->p.sgd.dampening;
+    const float wd = op->p.sgd.weight_decay;
+    const int nesterov = op->p.sgd.nesterov, first = op->p.sgd.first_step;
+    if (mom == 0.0f) {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) param[i] -= lr * (grad[i] + wd * param[i]);
+        return PT_OK;
+    }
+    float *buf = cpu_f32(&op->t[2]);
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float g = grad[i] + wd * param[i];
+        const float b = first ? g : mom * buf[i] + (1.0f - damp) * g;
+        buf[i] = b;
+        param[i] -= lr * (nesterov ? g + mom * b : b);
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_adam(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    float *param = cpu_f32(&op->t[0]);
+    const float *grad = cpu_f32(&op->t[1]);
+    float *m = cpu_f32(&op->t[2]), *v = cpu_f32(&op->t[3]);
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+    const float lr = op->p.adam.lr, b1 = op->p.adam.beta1, b2 = op->p.adam.beta2;
+    const float eps = op->p.adam.eps, wd = op->p.adam.weight_decay;
+    const int decoupled = op->p.adam.decoupled;
+    if (op->p.adam.step < 1)
+        return pt_fail(err, PT_ERR_INVALID, "cpu adam: step is %lld, expected 1 or more",
+                       (long long)op->p.adam.step);
+    /* PyTorch: denom = sqrt(v)/sqrt(bc2) + eps; param -= (lr/bc1) * m/denom */
+    const double bc1 = 1.0 - pow((double)b1, (double)op->p.adam.step);
+    const double bc2 = 1.0 - pow((double)b2, (double)op->p.adam.step);
+    const float step_size = (float)(lr / bc1);
+    const float sqrt_bc2 = (float)sqrt(bc2);
+    const float decay = decoupled ? 1.0f - lr * wd : 1.0f;
+    const float l2 = decoupled ? 0.0f : wd;
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float p = param[i] * decay;
+        const float g = grad[i] + l2 * param[i];
+        const float mi = b1 * m[i] + (1.0f - b1) * g;
+        const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        param[i] = p - step_size * (mi / (sqrtf(vi) / sqrt_bc2 + eps));
+    }
+    return PT_OK;
+}

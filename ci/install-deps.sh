@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs every Debian package polytrain needs to build, train and run its tests (Debian 12).
+# Idempotent: packages already present are left as they are. Runs apt-get as root, or
+# through sudo otherwise; never installs anything from pip.
+set -euo pipefail
+
+PACKAGES=(
+    # build
+    build-essential cmake pkg-config
+    # library dependencies: gzip IDX files, PNG/JPEG images (OpenMP is gcc's libgomp)
+    zlib1g-dev libpng-dev libjpeg62-turbo-dev
+    # OpenBLAS, loaded at run time by the cpu backend (OpenMP build preferred)
+    libopenblas0-openmp libopenblas0-pthread libopenblas-dev
+    # the default dataset: /usr/share/datasets/fashion-mnist/*.gz
+    dataset-fashion-mnist
+    # tests: the PyTorch reference models and the end-to-end tests
+    python3 python3-numpy python3-torch
+    # scripts and tests: timeout, truncate, gzip, mktemp
+    coreutils gzip
+)
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    echo "ci/install-deps.sh: need root or sudo to install: ${PACKAGES[*]}" >&2
+    exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    # Installed means dpkg says "install ok installed", not just a known name.
+    if [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    echo "ci/install-deps.sh: all ${#PACKAGES[@]} packages already installed"
+    exit 0
+fi
+
+echo "ci/install-deps.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    "${missing[@]}"

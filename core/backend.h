@@ -1,0 +1,89 @@
+/* The backend contract: what a backend (cpu, opencl, cuda) implements, and the registry
+ * and device handles the core uses. Backends include this header; the core never
+ * includes a backend's header or a vendor header. Modelled on ggml's iface + context +
+ * opaque handle, with an API version so a mismatched backend is refused, not misused. */
+#ifndef PT_BACKEND_H
+#define PT_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/op.h"
+#include "core/status.h"
+#include "core/tensor.h"
+
+#define PT_BACKEND_API_VERSION 1
+
+typedef enum pt_device_kind { PT_DEVICE_CPU = 0, PT_DEVICE_GPU = 1 } pt_device_kind;
+
+typedef struct pt_device_info {
+    char name[128];          /* e.g. "Intel(R) Xeon(R) Processor" */
+    pt_device_kind kind;
+    uint64_t memory_bytes;   /* usable memory (host RAM for cpu) */
+    int compute_units;       /* cores, SMs, CUs */
+    int threads;             /* host threads that drive it (cpu: worker threads) */
+    char details[512];       /* one line: SIMD level, BLAS kernel, driver, ... */
+} pt_device_info;
+
+typedef struct pt_device_options {
+    int threads;       /* cpu: worker threads for this device, 0 = the backend's default */
+    int deterministic; /* pick bitwise-reproducible algorithms where a backend has a choice */
+} pt_device_options;
+
+/* Function table of a backend. All pointers are required unless marked optional.
+ * Work may be queued asynchronously per device; read() and synchronize() wait for it. */
+typedef struct pt_backend_iface {
+    int api_version; /* PT_BACKEND_API_VERSION */
+    const char *name;
+
+    /* registry: init loads libraries and enumerates devices, once per process. */
+    pt_status (*init)(void **backend_ctx, pt_error *err);
+    void (*shutdown)(void *backend_ctx);
+    int (*device_count)(void *backend_ctx);
+    pt_status (*device_info)(void *backend_ctx, int index, pt_device_info *out, pt_error *err);
+
+    /* device */
+    pt_status (*device_open)(void *backend_ctx, int index, const pt_device_options *opt,
+                             void **dev_ctx, pt_error *err);
+    void (*device_close)(void *dev_ctx);
+    pt_status (*buffer_alloc)(void *dev_ctx, size_t bytes, pt_buffer **out, pt_error *err);
+    void (*buffer_free)(void *dev_ctx, pt_buffer *buf);
+    pt_status (*write)(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err);
+    pt_status (*read)(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err);
+    pt_status (*copy)(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt_error *err);
+    pt_status (*synchronize)(void *dev_ctx, pt_error *err);
+
+    /* ops */
+    int (*supports)(void *dev_ctx, const pt_op *op);
+    /* Scratch bytes run() needs for this op (0 if none); asked once when a plan is built. */
+    size_t (*workspace_size)(void *dev_ctx, const pt_op *op);
+    pt_status (*run)(void *dev_ctx, const pt_op *op, pt_error *err);
+} pt_backend_iface;
+
+/* ---- registry (core/registry.c): the only mutable global in polytrain ---- */
+int pt_backend_count(void);
+const pt_backend_iface *pt_backend_at(int i);
+/* Name lookup; NULL if not compiled in. */
+const pt_backend_iface *pt_backend_find(const char *name);
+/* Initialises the backend once (thread-safe) and returns its context. */
+pt_status pt_backend_context(const pt_backend_iface *be, void **ctx, pt_error *err);
+
+/* ---- device handle (core/device.c) ---- */
+typedef struct pt_device {
+    const pt_backend_iface *be;
+    void *ctx; /* backend's device context */
+    int index;
+    pt_device_info info;
+} pt_device;
+
+pt_status pt_device_open(const char *backend, int index, const pt_device_options *opt,
+                         pt_device **out, pt_error *err);
+void pt_device_close(pt_device *dev);
+pt_status pt_device_alloc(pt_device *dev, size_t bytes, pt_buffer **out, pt_error *err);
+void pt_device_free(pt_device *dev, pt_buffer *buf);
+pt_status pt_device_write(pt_device *dev, pt_mem dst, const void *src, size_t bytes, pt_error *err);
+pt_status pt_device_read(pt_device *dev, void *dst, pt_mem src, size_t bytes, pt_error *err);
+pt_status pt_device_run(pt_device *dev, const pt_op *op, pt_error *err);
+pt_status pt_device_sync(pt_device *dev, pt_error *err);
+
+#endif

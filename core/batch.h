@@ -1,0 +1,26 @@
+/* A source of host batches, the one thing the trainer needs from data/: core never
+ * includes data/ headers; data/ adapts its loaders to this interface. */
+#ifndef PT_BATCH_H
+#define PT_BATCH_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef struct pt_batch {
+    const float *x;       /* n * C*H*W normalised, NCHW */
+    const int32_t *y;     /* n labels */
+    const int64_t *index; /* n dataset indices (may be NULL) */
+    int n;                /* 0: the epoch is over */
+    int64_t batch;        /* position of this batch within the epoch */
+} pt_batch;
+
+typedef struct pt_batch_source {
+    void *ctx;
+    int64_t (*samples_per_epoch)(void *ctx);
+    int64_t (*batches_per_epoch)(void *ctx);
+    pt_status (*start_epoch)(void *ctx, int64_t epoch, pt_error *err);
+    pt_status (*next)(void *ctx, pt_batch *out, pt_error *err);
+} pt_batch_source;
+
+#endif

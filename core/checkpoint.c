@@ -1,0 +1,544 @@
+/* Saving and loading checkpoint directories (see checkpoint.h). The host copy of the
+ * replica state is the single source for both files; nothing is written in place. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/checkpoint.h"
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/safetensors.h"
+
+#define FORMAT_VERSION "1"
+
+void pt_model_meta_free(pt_model_meta *m)
+{
+    if (!m || !m->class_names) return;
+    for (int i = 0; i < m->num_classes; i++) free(m->class_names[i]);
+    free(m->class_names);
+    m->class_names = NULL;
+}
+
+pt_status pt_model_meta_copy(pt_model_meta *dst, const pt_model_meta *src, pt_error *err)
+{
+    *dst = *src;
+    dst->class_names = NULL;
+    if (!src->class_names) return PT_OK;
+    dst->class_names = calloc((size_t)src->num_classes, sizeof(char *));
+    if (!dst->class_names) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < src->num_classes; i++) {
+        dst->class_names[i] = strdup(src->class_names[i] ? src->class_names[i] : "");
+        if (!dst->class_names[i]) {
+            pt_model_meta_free(dst);
+            return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        }
+    }
+    return PT_OK;
+}
+
+/* ---------------------------------------------------------------- host state */
+
+typedef struct host_state {
+    float *params, *buffers, *opt;
+    int64_t *nbt; /* one num_batches_tracked value per BN layer (all equal) */
+    int64_t bn_steps; /* progress to apply once everything loaded (a failed load changes nothing) */
+    int started;
+} host_state;
+
+static void host_state_free(host_state *h)
+{
+    free(h->params);
+    free(h->buffers);
+    free(h->opt);
+    free(h->nbt);
+}
+
+static pt_status host_state_alloc(pt_replica *r, host_state *h, pt_error *err)
+{
+    memset(h, 0, sizeof *h);
+    const pt_net *net = pt_replica_net(r);
+    int64_t P = pt_replica_param_region(r), B = pt_replica_buffer_region(r);
+    int slots = pt_replica_opt_slots(r);
+    h->params = calloc((size_t)P + 1, sizeof(float));
+    h->buffers = calloc((size_t)B + 1, sizeof(float));
+    h->opt = calloc((size_t)(slots * P) + 1, sizeof(float));
+    h->nbt = calloc((size_t)net->nbn + 1, sizeof(int64_t));
+    if (!h->params || !h->buffers || !h->opt || !h->nbt) {
+        host_state_free(h);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory for the checkpoint");
+    }
+    return PT_OK;
+}
+
+static pt_status meta_printf(pt_st_writer *w, const char *key, pt_error *err, const char *fmt, ...)
+    PT_PRINTF(4, 5);
+static pt_status meta_printf(pt_st_writer *w, const char *key, pt_error *err, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return pt_st_writer_add_meta(w, key, buf, err);
+}
+
+static pt_status add_model_tensors(pt_st_writer *w, const pt_net *net, const host_state *h,
+                                   pt_error *err)
+{
+    /* In the net's declaration order, i.e. the module order of the PyTorch state_dict. */
+    int pi = 0, bi = 0;
+    for (int n = 0; n < net->nnodes; n++) {
+        const pt_node *node = &net->nodes[n];
+        for (int k = 0; k < 2; k++) {
+            int p = node->param[k];
+            if (p < 0) continue;
+            const pt_param_info *info = &net->params[p];
+            PT_TRY(pt_st_writer_add(w, info->name, PT_ST_F32, info->ndim, info->dim,
+                                    h->params + info->offset, PT_ST_BORROW, err));
+            pi++;
+        }
+        if (node->kind == PT_NODE_BATCHNORM2D) {
+            for (int k = 0; k < 2; k++) {
+                const pt_buffer_info *b = &net->buffers[node->buffer[k]];
+                int64_t dim[1] = {b->numel};
+                PT_TRY(pt_st_writer_add(w, b->name, PT_ST_F32, 1, dim, h->buffers + b->offset,
+                                        PT_ST_BORROW, err));
+                bi++;
+            }
+            char name[PT_NAME_MAX + 32];
+            snprintf(name, sizeof name, "%s.num_batches_tracked", node->name);
+            PT_TRY(pt_st_writer_add(w, name, PT_ST_I64, 0, NULL, &h->nbt[node->bn_index],
+                                    PT_ST_BORROW, err));
+        }
+    }
+    if (pi != net->nparams || bi != net->nbuffers)
+        return pt_fail(err, PT_ERR_INVALID, "checkpoint: net has parameters outside its layers");
+    return PT_OK;
+}
+
+static pt_status add_model_meta(pt_st_writer *w, const pt_model_meta *m, pt_error *err)
+{
+    PT_TRY(pt_st_writer_add_meta(w, "framework", "polytrain", err));
+    PT_TRY(pt_st_writer_add_meta(w, "format_version", FORMAT_VERSION, err));
+    PT_TRY(pt_st_writer_add_meta(w, "model", m->model, err));
+    PT_TRY(meta_printf(w, "in_channels", err, "%d", m->in_channels));
+    PT_TRY(meta_printf(w, "num_classes", err, "%d", m->num_classes));
+    PT_TRY(meta_printf(w, "image_height", err, "%d", m->height));
+    PT_TRY(meta_printf(w, "image_width", err, "%d", m->width));
+    char mean[128] = "", std[128] = "";
+    for (int c = 0; c < m->in_channels && c < 3; c++) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%s%.9g", c ? "," : "", (double)m->mean[c]);
+        snprintf(b, sizeof b, "%s%.9g", c ? "," : "", (double)m->std[c]);
+        strncat(mean, a, sizeof mean - strlen(mean) - 1);
+        strncat(std, b, sizeof std - strlen(std) - 1);
+    }
+    PT_TRY(pt_st_writer_add_meta(w, "mean", mean, err));
+    PT_TRY(pt_st_writer_add_meta(w, "std", std, err));
+    pt_strbuf sb;
+    pt_strbuf_init(&sb);
+    pt_strbuf_putc(&sb, '[');
+    for (int i = 0; i < m->num_classes; i++) {
+        if (i) pt_strbuf_putc(&sb, ',');
+        pt_strbuf_json_string(&sb, m->class_names ? m->class_names[i] : "");
+    }
+    pt_strbuf_putc(&sb, ']');
+    pt_status st = pt_strbuf_check(&sb, err);
+    if (st == PT_OK) st = pt_st_writer_add_meta(w, "class_names", sb.data, err);
+    pt_strbuf_free(&sb);
+    return st;
+}
+
+static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state *h,
+                               const pt_train_progress *pr, pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    const pt_optim_config *o = pt_replica_optim(r);
+    int slots = pt_replica_opt_slots(r);
+    int64_t P = pt_replica_param_region(r);
+    for (int s = 0; s < slots; s++)
+        for (int i = 0; i < net->nparams; i++) {
+            const pt_param_info *p = &net->params[i];
+            char name[PT_NAME_MAX + 32];
+            snprintf(name, sizeof name, "%s.%s", p->name, pt_optim_slot_name(o, s));
+            PT_TRY(pt_st_writer_add(w, name, PT_ST_F32, p->ndim, p->dim,
+                                    h->opt + (int64_t)s * P + p->offset, PT_ST_BORROW, err));
+        }
+    PT_TRY(pt_st_writer_add_meta(w, "framework", "polytrain", err));
+    PT_TRY(pt_st_writer_add_meta(w, "format_version", FORMAT_VERSION, err));
+    PT_TRY(pt_st_writer_add_meta(w, "optimizer", pt_optim_name(o->kind), err));
+    PT_TRY(meta_printf(w, "momentum", err, "%.9g", (double)o->momentum));
+    PT_TRY(meta_printf(w, "dampening", err, "%.9g", (double)o->dampening));
+    PT_TRY(meta_printf(w, "nesterov", err, "%d", o->nesterov));
+    PT_TRY(meta_printf(w, "betas", err, "%.9g,%.9g", (double)o->beta1, (double)o->beta2));
+    PT_TRY(meta_printf(w, "eps", err, "%.9g", (double)o->eps));
+    PT_TRY(meta_printf(w, "weight_decay", err, "%.9g", (double)o->weight_decay));
+    PT_TRY(meta_printf(w, "no_decay_bn_bias", err, "%d", o->no_decay_bn_bias));
+    PT_TRY(meta_printf(w, "optimizer_started", err, "%d", pt_replica_optimizer_started(r)));
+    PT_TRY(meta_printf(w, "epoch", err, "%lld", (long long)pr->epoch));
+    PT_TRY(meta_printf(w, "global_step", err, "%lld", (long long)pr->global_step));
+    PT_TRY(meta_printf(w, "bn_steps", err, "%lld", (long long)pr->bn_steps));
+    PT_TRY(meta_printf(w, "seed", err, "%llu", (unsigned long long)pr->seed));
+    PT_TRY(meta_printf(w, "best_top1", err, "%.17g", pr->best_top1));
+    PT_TRY(meta_printf(w, "best_epoch", err, "%lld", (long long)pr->best_epoch));
+    return pt_st_writer_add_meta(w, "schedule", pr->schedule[0] ? pr->schedule : "{}", err);
+}
+
+static pt_status write_one(const char *path, pt_st_writer *w, pt_error *err)
+{
+    return pt_st_write_atomic(w, path, err);
+}
+
+pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
+                             const pt_train_progress *progress, pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    host_state h;
+    PT_TRY(host_state_alloc(r, &h, err));
+    pt_status st = pt_replica_read_state(r, h.params, h.buffers, h.opt, err);
+    for (int i = 0; i < net->nbn; i++) h.nbt[i] = pt_replica_bn_steps(r);
+    char tmp[4096], path[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp) {
+        host_state_free(&h);
+        return pt_fail(err, PT_ERR_INVALID, "checkpoint path '%s' is too long", dir);
+    }
+    pt_st_writer *mw = NULL, *ow = NULL;
+    if (st == PT_OK) st = pt_remove_tree(tmp, err); /* leftovers of an interrupted save */
+    if (st == PT_OK) st = pt_mkdir_p(tmp, err);
+    if (st == PT_OK) st = pt_st_writer_new(&mw, err);
+    if (st == PT_OK) st = add_model_tensors(mw, net, &h, err);
+    if (st == PT_OK) st = add_model_meta(mw, meta, err);
+    if (st == PT_OK) {
+        snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+        st = write_one(path, mw, err);
+    }
+    if (st == PT_OK && progress) {
+        st = pt_st_writer_new(&ow, err);
+        if (st == PT_OK) st = add_optimizer(ow, r, &h, progress, err);
+        if (st == PT_OK) {
+            snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
+            st = write_one(path, ow, err);
+        }
+    }
+    if (st == PT_OK) st = pt_dir_commit(tmp, dir, err);
+    if (st != PT_OK) {
+        pt_error keep = *err;
+        pt_remove_tree(tmp, NULL);
+        *err = keep;
+        pt_error_wrap(err, "saving checkpoint '%s'", dir);
+    }
+    pt_st_writer_free(mw);
+    pt_st_writer_free(ow);
+    host_state_free(&h);
+    return st;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static pt_status parse_int_meta(const pt_st_file *f, const char *file, const char *key, long long lo,
+                                long long hi, long long *out, pt_error *err)
+{
+    const char *v = pt_st_meta(f, key);
+    if (!v) return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' is missing", file, key);
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%s' is not an integer in %lld..%lld",
+                       file, key, v, lo, hi);
+    *out = x;
+    return PT_OK;
+}
+
+static pt_status parse_floats_meta(const pt_st_file *f, const char *file, const char *key, int n,
+                                   float *out, pt_error *err)
+{
+    const char *v = pt_st_meta(f, key);
+    if (!v) return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' is missing", file, key);
+    const char *s = v;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        double x = strtod(s, &end);
+        if (errno || end == s || !isfinite(x) || (i + 1 < n ? *end != ',' : *end != '\0'))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%s' is not %d comma-separated numbers",
+                           file, key, v, n);
+        out[i] = (float)x;
+        s = end + 1;
+    }
+    return PT_OK;
+}
+
+static pt_status meta_from_file(const pt_st_file *f, const char *file, pt_model_meta *m, pt_error *err)
+{
+    memset(m, 0, sizeof *m);
+    const char *fw = pt_st_meta(f, "framework");
+    if (!fw || strcmp(fw, "polytrain") != 0)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: not a polytrain checkpoint (metadata framework=%s)",
+                       file, fw ? fw : "missing");
+    const char *model = pt_st_meta(f, "model");
+    if (!model || !model[0] || strlen(model) >= sizeof m->model)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'model' is missing or too long", file);
+    strcpy(m->model, model);
+    long long v;
+    PT_TRY(parse_int_meta(f, file, "in_channels", 1, 3, &v, err));
+    m->in_channels = (int)v;
+    PT_TRY(parse_int_meta(f, file, "num_classes", 1, PT_MAX_CLASSES, &v, err));
+    m->num_classes = (int)v;
+    PT_TRY(parse_int_meta(f, file, "image_height", 1, 16384, &v, err));
+    m->height = (int)v;
+    PT_TRY(parse_int_meta(f, file, "image_width", 1, 16384, &v, err));
+    m->width = (int)v;
+    PT_TRY(parse_floats_meta(f, file, "mean", m->in_channels, m->mean, err));
+    PT_TRY(parse_floats_meta(f, file, "std", m->in_channels, m->std, err));
+    for (int c = 0; c < m->in_channels; c++)
+        if (!(m->std[c] > 0))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'std' must be positive", file);
+    const char *names = pt_st_meta(f, "class_names");
+    if (!names) return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'class_names' is missing", file);
+    pt_json *js = NULL;
+    pt_error jerr;
+    pt_error_clear(&jerr);
+    if (pt_json_parse(names, strlen(names), NULL, &js, &jerr) != PT_OK)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'class_names': %s", file, jerr.msg);
+    pt_status st = PT_OK;
+    if (js->type != PT_JSON_ARRAY || (int)js->count != m->num_classes) {
+        st = pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'class_names' must be an array of %d strings",
+                     file, m->num_classes);
+    } else {
+        m->class_names = calloc((size_t)m->num_classes, sizeof(char *));
+        if (!m->class_names) st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        for (int i = 0; st == PT_OK && i < m->num_classes; i++) {
+            const pt_json *s = pt_json_at(js, (size_t)i);
+            if (s->type != PT_JSON_STRING) {
+                st = pt_fail(err, PT_ERR_FORMAT, "%s: class name %d is not a string", file, i);
+                break;
+            }
+            m->class_names[i] = strdup(s->str);
+            if (!m->class_names[i]) st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        }
+        if (st != PT_OK) pt_model_meta_free(m);
+    }
+    pt_json_free(js);
+    return st;
+}
+
+static pt_status open_in_dir(const char *dir, const char *leaf, pt_st_file **f, char *path,
+                             size_t pathsz, pt_error *err)
+{
+    snprintf(path, pathsz, "%s/%s", dir, leaf);
+    if (!pt_path_exists(dir)) return pt_fail(err, PT_ERR_IO, "checkpoint directory '%s' does not exist", dir);
+    return pt_st_open(path, f, err);
+}
+
+pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error *err)
+{
+    PT_TRY(pt_dir_recover(dir, err));
+    char path[4200];
+    pt_st_file *f = NULL;
+    PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
+    pt_status st = meta_from_file(f, path, meta, err);
+    pt_st_close(f);
+    return st;
+}
+
+static pt_status expect_tensor(const pt_st_file *f, const char *file, const char *name,
+                               pt_st_dtype dtype, int ndim, const int64_t *dim,
+                               const pt_st_tensor **out, pt_error *err)
+{
+    const pt_st_tensor *t = pt_st_find(f, name);
+    if (!t) return pt_fail(err, PT_ERR_MISMATCH, "%s: tensor '%s' is missing", file, name);
+    int ok = t->dtype == dtype && t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == dim[i];
+    if (!ok) {
+        char want[96] = "", got[96] = "";
+        for (int i = 0; i < ndim; i++) {
+            char b[24];
+            snprintf(b, sizeof b, "%s%lld", i ? "," : "", (long long)dim[i]);
+            strncat(want, b, sizeof want - strlen(want) - 1);
+        }
+        for (int i = 0; i < t->ndim && i < 8; i++) {
+            char b[24];
+            snprintf(b, sizeof b, "%s%lld", i ? "," : "", (long long)t->shape[i]);
+            strncat(got, b, sizeof got - strlen(got) - 1);
+        }
+        return pt_fail(err, PT_ERR_MISMATCH, "%s: tensor '%s' is %s[%s], expected %s[%s]", file, name,
+                       pt_st_dtype_name(t->dtype), got, pt_st_dtype_name(dtype), want);
+    }
+    *out = t;
+    return PT_OK;
+}
+
+/* "<BN module>.num_batches_tracked" for one of the net's BatchNorm layers. */
+static int is_num_batches_tracked(const pt_net *net, const char *name)
+{
+    for (int n = 0; n < net->nnodes; n++) {
+        const pt_node *node = &net->nodes[n];
+        if (node->kind != PT_NODE_BATCHNORM2D) continue;
+        size_t len = strlen(node->name);
+        if (strncmp(name, node->name, len) == 0 && strcmp(name + len, ".num_batches_tracked") == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* "<parameter>.<slot name>" for one of the optimizer's state slots. */
+static int is_optimizer_state(const pt_net *net, const pt_optim_config *o, int slots, const char *name)
+{
+    for (int i = 0; i < net->nparams; i++) {
+        size_t len = strlen(net->params[i].name);
+        if (strncmp(name, net->params[i].name, len) != 0 || name[len] != '.') continue;
+        for (int s = 0; s < slots; s++)
+            if (strcmp(name + len + 1, pt_optim_slot_name(o, s)) == 0) return 1;
+    }
+    return 0;
+}
+
+static pt_status load_model_file(const pt_st_file *f, const char *file, pt_replica *r, host_state *h,
+                                 pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    size_t expected = 0;
+    for (int i = 0; i < net->nparams; i++) {
+        const pt_param_info *p = &net->params[i];
+        const pt_st_tensor *t = NULL;
+        PT_TRY(expect_tensor(f, file, p->name, PT_ST_F32, p->ndim, p->dim, &t, err));
+        memcpy(h->params + p->offset, t->data, t->nbytes);
+        expected++;
+    }
+    for (int i = 0; i < net->nbuffers; i++) {
+        const pt_buffer_info *b = &net->buffers[i];
+        const pt_st_tensor *t = NULL;
+        int64_t dim[1] = {b->numel};
+        PT_TRY(expect_tensor(f, file, b->name, PT_ST_F32, 1, dim, &t, err));
+        memcpy(h->buffers + b->offset, t->data, t->nbytes);
+        expected++;
+    }
+    int64_t nbt = -1;
+    for (int n = 0; n < net->nnodes; n++) {
+        const pt_node *node = &net->nodes[n];
+        if (node->kind != PT_NODE_BATCHNORM2D) continue;
+        char name[PT_NAME_MAX + 32];
+        snprintf(name, sizeof name, "%s.num_batches_tracked", node->name);
+        const pt_st_tensor *t = NULL;
+        PT_TRY(expect_tensor(f, file, name, PT_ST_I64, 0, NULL, &t, err));
+        int64_t v;
+        memcpy(&v, t->data, sizeof v);
+        if (v < 0) return pt_fail(err, PT_ERR_FORMAT, "%s: '%s' is negative", file, name);
+        if (nbt < 0 || v > nbt) nbt = v;
+        h->nbt[node->bn_index] = v;
+        expected++;
+    }
+    for (int i = 0; i < net->nparams; i++) {
+        const float *p = h->params + net->params[i].offset;
+        for (int64_t e = 0; e < net->params[i].numel; e++)
+            if (!isfinite(p[e]))
+                return pt_fail(err, PT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", file,
+                               net->params[i].name);
+    }
+    if (pt_st_count(f) != expected) {
+        for (size_t i = 0; i < pt_st_count(f); i++) {
+            const char *name = pt_st_at(f, i)->name;
+            if (pt_net_find_param(net, name) < 0 && pt_net_find_buffer(net, name) < 0 &&
+                !is_num_batches_tracked(net, name))
+                return pt_fail(err, PT_ERR_MISMATCH, "%s: unexpected tensor '%s' (not in model '%s')",
+                               file, name, pt_st_meta(f, "model") ? pt_st_meta(f, "model") : "?");
+        }
+        return pt_fail(err, PT_ERR_MISMATCH, "%s: %zu tensors, the model has %zu", file, pt_st_count(f),
+                       expected);
+    }
+    h->bn_steps = nbt < 0 ? 0 : nbt;
+    return PT_OK;
+}
+
+static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_replica *r, host_state *h,
+                                     pt_train_progress *pr, pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    const pt_optim_config *o = pt_replica_optim(r);
+    const char *kind = pt_st_meta(f, "optimizer");
+    if (!kind || strcmp(kind, pt_optim_name(o->kind)) != 0)
+        return pt_fail(err, PT_ERR_MISMATCH, "%s: optimizer is '%s', this run uses '%s'", file,
+                       kind ? kind : "missing", pt_optim_name(o->kind));
+    int slots = pt_replica_opt_slots(r);
+    int64_t P = pt_replica_param_region(r);
+    for (int s = 0; s < slots; s++)
+        for (int i = 0; i < net->nparams; i++) {
+            const pt_param_info *p = &net->params[i];
+            char name[PT_NAME_MAX + 32];
+            snprintf(name, sizeof name, "%s.%s", p->name, pt_optim_slot_name(o, s));
+            const pt_st_tensor *t = NULL;
+            PT_TRY(expect_tensor(f, file, name, PT_ST_F32, p->ndim, p->dim, &t, err));
+            memcpy(h->opt + (int64_t)s * P + p->offset, t->data, t->nbytes);
+        }
+    if (pt_st_count(f) != (size_t)slots * (size_t)net->nparams) {
+        for (size_t i = 0; i < pt_st_count(f); i++)
+            if (!is_optimizer_state(net, o, slots, pt_st_at(f, i)->name))
+                return pt_fail(err, PT_ERR_MISMATCH, "%s: unexpected tensor '%s' (not %s state of this model)",
+                               file, pt_st_at(f, i)->name, pt_optim_name(o->kind));
+        return pt_fail(err, PT_ERR_MISMATCH, "%s: %zu tensors, expected %d", file, pt_st_count(f),
+                       slots * net->nparams);
+    }
+    long long v;
+    memset(pr, 0, sizeof *pr);
+    PT_TRY(parse_int_meta(f, file, "epoch", 0, 1000000000LL, &v, err));
+    pr->epoch = v;
+    PT_TRY(parse_int_meta(f, file, "global_step", 0, (long long)1 << 62, &v, err));
+    pr->global_step = v;
+    PT_TRY(parse_int_meta(f, file, "bn_steps", 0, (long long)1 << 62, &v, err));
+    pr->bn_steps = v;
+    PT_TRY(parse_int_meta(f, file, "best_epoch", -1, 1000000000LL, &v, err));
+    pr->best_epoch = v;
+    PT_TRY(parse_int_meta(f, file, "optimizer_started", 0, 1, &v, err));
+    int started = (int)v;
+    const char *seed = pt_st_meta(f, "seed");
+    char *end;
+    if (!seed || !*seed || (pr->seed = strtoull(seed, &end, 10), *end))
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'seed' is missing or not a number", file);
+    const char *best = pt_st_meta(f, "best_top1");
+    if (!best || (pr->best_top1 = strtod(best, &end), *end || end == best))
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'best_top1' is missing or not a number", file);
+    const char *sched = pt_st_meta(f, "schedule");
+    snprintf(pr->schedule, sizeof pr->schedule, "%s", sched ? sched : "{}");
+    h->bn_steps = pr->bn_steps;
+    h->started = started;
+    return PT_OK;
+}
+
+pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
+                             pt_error *err)
+{
+    PT_TRY(pt_dir_recover(dir, err));
+    const pt_net *net = pt_replica_net(r);
+    char path[4200], opath[4200];
+    pt_st_file *f = NULL, *of = NULL;
+    PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
+    pt_model_meta meta;
+    pt_status st = meta_from_file(f, path, &meta, err);
+    if (st == PT_OK) {
+        if (meta.num_classes != net->num_classes || meta.in_channels != net->in_channels)
+            st = pt_fail(err, PT_ERR_MISMATCH,
+                         "%s: checkpoint has %d classes and %d input channels, the model has %d and %d",
+                         path, meta.num_classes, meta.in_channels, net->num_classes, net->in_channels);
+        pt_model_meta_free(&meta);
+    }
+    host_state h;
+    int have_h = 0;
+    if (st == PT_OK && (st = host_state_alloc(r, &h, err)) == PT_OK) have_h = 1;
+    if (st == PT_OK) st = load_model_file(f, path, r, &h, err);
+    if (st == PT_OK && progress) {
+        st = open_in_dir(dir, "optimizer.safetensors", &of, opath, sizeof opath, err);
+        if (st == PT_OK) st = load_optimizer_file(of, opath, r, &h, progress, err);
+    }
+    if (st == PT_OK) st = pt_replica_write_state(r, h.params, h.buffers, h.opt, err);
+    /* Without optimizer.safetensors the optimizer state was just zeroed: not started. */
+    if (st == PT_OK) pt_replica_set_progress(r, h.bn_steps, h.started);
+    if (have_h) host_state_free(&h);
+    pt_st_close(f);
+    pt_st_close(of);
+    return st;
+}

@@ -1,0 +1,50 @@
+/* Checkpoints: a directory with model.safetensors (parameters and BN buffers under their
+ * PyTorch names + model metadata) and optimizer.safetensors (per-parameter optimizer
+ * state + training progress), replaced together atomically. Loading trusts nothing:
+ * every tensor name, dtype and shape is checked against the net being loaded into. */
+#ifndef PT_CHECKPOINT_H
+#define PT_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "core/replica.h"
+
+#define PT_MAX_CLASSES 100000
+
+typedef struct pt_model_meta {
+    char model[64];
+    int in_channels, height, width, num_classes;
+    float mean[3], std[3];
+    char **class_names; /* num_classes strings, owned (pt_model_meta_free) */
+} pt_model_meta;
+
+/* Training progress saved in optimizer.safetensors' metadata. */
+typedef struct pt_train_progress {
+    int64_t epoch;        /* completed epochs */
+    int64_t global_step;  /* optimizer updates done */
+    int64_t bn_steps;     /* BatchNorm num_batches_tracked */
+    uint64_t seed;
+    double best_top1;     /* best validation top-1 so far (-1: none) */
+    int64_t best_epoch;
+    char schedule[512];   /* JSON text describing the LR schedule position */
+} pt_train_progress;
+
+void pt_model_meta_free(pt_model_meta *m);
+pt_status pt_model_meta_copy(pt_model_meta *dst, const pt_model_meta *src, pt_error *err);
+
+/* Writes dir/model.safetensors and dir/optimizer.safetensors (when progress is non-NULL)
+ * into a temporary sibling directory, then swaps it in: the previous checkpoint in dir
+ * survives any failure or crash. Parameters are read from the replica's device. */
+pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
+                             const pt_train_progress *progress, pt_error *err);
+
+/* Reads only the metadata of dir/model.safetensors (to build the right net). */
+pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error *err);
+
+/* Loads parameters and buffers (strict: every name present, no extra, exact shapes),
+ * and, when progress is non-NULL, optimizer state and progress from optimizer.safetensors
+ * (the optimizer kind must match the replica's). */
+pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
+                             pt_error *err);
+
+#endif

@@ -1,0 +1,17 @@
+/* The table from node kind to layer implementation. */
+#include "core/layers/layer.h"
+
+const pt_layer_vt *pt_layer_vtable(pt_node_kind kind)
+{
+    switch (kind) {
+    case PT_NODE_CONV2D: return &pt_layer_conv2d;
+    case PT_NODE_BATCHNORM2D: return &pt_layer_batchnorm2d;
+    case PT_NODE_RELU: return &pt_layer_relu;
+    case PT_NODE_MAXPOOL2D: return &pt_layer_maxpool2d;
+    case PT_NODE_GLOBAL_AVGPOOL: return &pt_layer_global_avgpool;
+    case PT_NODE_LINEAR: return &pt_layer_linear;
+    case PT_NODE_ADD: return &pt_layer_add;
+    case PT_NODE_DROPOUT: return &pt_layer_dropout;
+    default: return 0;
+    }
+}

@@ -1,0 +1,59 @@
+/* The contract between a layer kind (one file each in core/layers/) and the replica that
+ * runs it: a layer infers its output shape and declares parameters when the net is
+ * built, and emits op descriptors for forward and backward when a replica plans its
+ * step. Layers never allocate device memory and never run ops themselves. */
+#ifndef PT_LAYER_H
+#define PT_LAYER_H
+
+#include "core/net.h"
+#include "core/op.h"
+
+/* Where a layer's emitted ops go, and how it finds its tensors (implemented by
+ * core/replica.c). */
+typedef struct pt_emit pt_emit;
+
+typedef struct pt_layer_vt {
+    const char *name;
+    /* Sets node->c/h/w/flat from its inputs and declares parameters/buffers. */
+    pt_status (*infer)(pt_net *net, pt_node *node, pt_error *err);
+    /* Saved tensors this layer needs from forward to backward: count and per-slot shape
+     * for batch n (dtype in *dtype). */
+    int nsaved;
+    void (*saved_shape)(const pt_node *node, int slot, int n, int64_t dim[4], int *ndim,
+                        pt_dtype *dtype);
+    /* Output buffer may alias the first input's (in place), when the planner allows it. */
+    int in_place;
+    pt_status (*forward)(pt_emit *em, const pt_node *node, int id);
+    pt_status (*backward)(pt_emit *em, const pt_node *node, int id);
+} pt_layer_vt;
+
+const pt_layer_vt *pt_layer_vtable(pt_node_kind kind);
+
+/* ---- services a layer uses while emitting (core/replica.c) ---- */
+pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind);   /* zeroed op appended to the list */
+int pt_emit_train(const pt_emit *em);              /* training-mode forward */
+int pt_emit_batch(const pt_emit *em);              /* samples in this step */
+int64_t pt_emit_sample_base(const pt_emit *em);    /* global index of sample 0 (dropout) */
+uint64_t pt_emit_seed(const pt_emit *em);
+pt_tensor pt_emit_act(const pt_emit *em, int node);   /* output of a node, [n,c,h,w] / [n,f] */
+pt_tensor pt_emit_grad(const pt_emit *em, int node);  /* gradient of that output */
+/* Whether the gradient w.r.t. node's output is wanted (false for the data input). */
+int pt_emit_wants_grad(const pt_emit *em, int node);
+/* The accumulate flag for the next write of grad(node): 0 for the first writer in this
+ * backward pass, 1 afterwards. Call once per write. */
+int pt_emit_grad_accumulate(pt_emit *em, int node);
+pt_tensor pt_emit_param(const pt_emit *em, int param);
+pt_tensor pt_emit_param_grad(const pt_emit *em, int param);
+pt_tensor pt_emit_buffer(const pt_emit *em, int buffer);
+pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot);
+/* Declares a parameter/buffer while inferring (net.c). Returns its index or -1. */
+int pt_net_declare_param(pt_net *net, const char *module, const char *leaf, int ndim,
+                         const int64_t *dim, pt_init init, int64_t fan, int no_decay);
+int pt_net_declare_buffer(pt_net *net, const char *module, const char *leaf, int64_t numel,
+                          float init);
+
+extern const pt_layer_vt pt_layer_conv2d, pt_layer_batchnorm2d, pt_layer_relu,
+    pt_layer_maxpool2d, pt_layer_global_avgpool, pt_layer_linear, pt_layer_add,
+    pt_layer_dropout;
+
+#endif

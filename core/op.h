@@ -1,0 +1,119 @@
+/* The op descriptor: the one way the core asks a backend to compute something.
+ * Each kind below documents its operands (t[0..]) and params; every backend implements
+ * every kind, and tests/conformance runs each on each backend against the cpu backend.
+ * Shapes are checked by the core when it builds ops; a backend may assume them. */
+#ifndef PT_OP_H
+#define PT_OP_H
+
+#include <stdint.h>
+
+#include "core/tensor.h"
+
+typedef enum pt_op_kind {
+    /* t0 = y (F32). y = value. */
+    PT_OP_FILL = 0,
+    /* t0 = x, t1 = y, same numel (F32). y = alpha*x + (accumulate ? y : 0). */
+    PT_OP_AXPY,
+    /* t0 = a, t1 = b, t2 = y, same numel. y = a + b. y may alias a or b. */
+    PT_OP_ADD,
+    /* t0 = A, t1 = B, t2 = C, all 2-D row-major. op(A) is [M,K] (A is [K,M] when trans_a),
+     * op(B) is [K,N] (B is [N,K] when trans_b), C is [M,N].
+     * C = alpha*op(A)*op(B) + beta*C (beta 0 means C is not read). */
+    PT_OP_GEMM,
+    /* t0 = y [N,C] or [N,C,H,W], t1 = bias [C]. y[n,c,...] += bias[c], in place. */
+    PT_OP_BIAS_ADD,
+    /* t0 = dy [N,C] or [N,C,H,W], t1 = dbias [C]. dbias = (accumulate ? dbias : 0) + sum over n,h,w. */
+    PT_OP_BIAS_GRAD,
+    /* t0 = x [N,C,H,W], t1 = w [K,C,R,S], t2 = y [N,K,P,Q] with P = (H + 2*pad - R)/stride + 1
+     * (same for Q with W, S). Cross-correlation as PyTorch's conv2d, no bias.
+     * y = conv(x, w) + (accumulate ? y : 0). Uses workspace if workspace_size asked for one. */
+    PT_OP_CONV2D_FWD,
+    /* t0 = dx [N,C,H,W], t1 = w, t2 = dy. dx = (accumulate ? dx : 0) + conv2d input gradient. */
+    PT_OP_CONV2D_BWD_DATA,
+    /* t0 = x, t1 = dw [K,C,R,S], t2 = dy. dw = (accumulate ? dw : 0) + conv2d weight gradient. */
+    PT_OP_CONV2D_BWD_FILTER,
+    /* t0 = x [N,C,H,W], t1 = gamma [C], t2 = beta [C], t3 = y (not aliasing x),
+     * t4 = running_mean [C], t5 = running_var [C], t6 = save_mean [C], t7 = save_invstd [C].
+     * Batch statistics over (N,H,W) with the biased variance for normalisation;
+     * running_mean = (1-momentum)*running_mean + momentum*mean,
+     * running_var  = (1-momentum)*running_var + momentum*var*M/(M-1), M = N*H*W (PyTorch).
+     * save_invstd = 1/sqrt(var_biased + eps). */
+    PT_OP_BN_FWD_TRAIN,
+    /* t0 = x, t1 = gamma, t2 = beta, t3 = y (may alias x), t4 = running_mean, t5 = running_var.
+     * y = gamma*(x - running_mean)/sqrt(running_var + eps) + beta. */
+    PT_OP_BN_FWD_EVAL,
+    /* t0 = x, t1 = dy, t2 = gamma, t3 = save_mean, t4 = save_invstd, t5 = dx, t6 = dgamma,
+     * t7 = dbeta. dx = (accumulate ? dx : 0) + input gradient of BN_FWD_TRAIN;
+     * dgamma and dbeta are overwritten. dx may alias dy only when accumulate is 0. */
+    PT_OP_BN_BWD,
+    /* t0 = x, t1 = y (may alias x). y = max(x, 0). */
+    PT_OP_RELU_FWD,
+    /* t0 = y (the forward output), t1 = dy, t2 = dx. dx = (accumulate ? dx : 0) + (y > 0 ? dy : 0).
+     * dx may alias dy when accumulate is 0. */
+    PT_OP_RELU_BWD,
+    /* t0 = x [N,C,H,W], t1 = y [N,C,P,Q], t2 = argmax (I32, shape of y): index h*W + w of the
+     * maximum inside x's plane (first maximum in row-major window order wins; NaN propagates).
+     * Window pool.k x pool.k, step pool.stride, padding pool.pad (padded cells never win);
+     * P = (H + 2*pad - k)/stride + 1 (floor). */
+    PT_OP_MAXPOOL_FWD,
+    /* t0 = dy, t1 = argmax, t2 = dx [N,C,H,W]. dx = (accumulate ? dx : 0) + scatter-add of dy. */
+    PT_OP_MAXPOOL_BWD,
+    /* t0 = x [N,C,H,W], t1 = y [N,C]. y = mean over H,W. */
+    PT_OP_GAP_FWD,
+    /* t0 = dy [N,C], t1 = dx [N,C,H,W]. dx = (accumulate ? dx : 0) + dy/(H*W). */
+    PT_OP_GAP_BWD,
+    /* t0 = x [N,...], t1 = y (may alias x), t2 = mask (F32, shape of x).
+     * For sample n and element e inside the sample: u = pt_rng_uniform(dropout.seed,
+     * PT_RNG_DROPOUT, dropout.stream, dropout.sample_base + n, e); keep = u >= p;
+     * mask = keep ? 1/(1-p) : 0; y = x*mask. The same (seed, stream, global sample) gives the
+     * same mask whatever the device split. */
+    PT_OP_DROPOUT_FWD,
+    /* t0 = dy, t1 = mask, t2 = dx. dx = (accumulate ? dx : 0) + dy*mask. dx may alias dy
+     * when accumulate is 0. */
+    PT_OP_DROPOUT_BWD,
+    /* Softmax cross-entropy with label smoothing, forward and backward in one.
+     * t0 = logits [N,K], t1 = labels (I32 [N], each in 0..K-1), t2 = loss (F32 [N]),
+     * t3 = dlogits [N,K] or a tensor with ndim 0 to skip the gradient.
+     * q = (1 - smoothing)*onehot(label) + smoothing/K; loss[n] = -sum_k q_k*log_softmax_k;
+     * dlogits = grad_scale*(softmax - q) (grad_scale is 1/global batch for a mean loss). */
+    PT_OP_XENT,
+    /* Fused SGD over a flat range, PyTorch semantics. t0 = param, t1 = grad, t2 = momentum
+     * buffer (ignored when momentum is 0), same numel.
+     * g = grad + weight_decay*param; if momentum != 0: buf = first_step ? g : momentum*buf +
+     * (1 - dampening)*g, g = nesterov ? g + momentum*buf : buf; param -= lr*g. */
+    PT_OP_SGD,
+    /* Fused Adam/AdamW over a flat range, PyTorch semantics. t0 = param, t1 = grad,
+     * t2 = exp_avg, t3 = exp_avg_sq. step is the 1-based step count after this update.
+     * decoupled (AdamW): param *= 1 - lr*weight_decay; else g = grad + weight_decay*param.
+     * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; mhat = m/(1-b1^step); vhat = v/(1-b2^step);
+     * param -= lr*mhat/(sqrt(vhat) + eps). */
+    PT_OP_ADAM,
+    PT_OP_KIND_COUNT
+} pt_op_kind;
+
+#define PT_OP_MAX_OPERANDS 8
+
+typedef struct pt_op {
+    pt_op_kind kind;
+    int nt;                            /* operands used */
+    pt_tensor t[PT_OP_MAX_OPERANDS];
+    int accumulate;                    /* see each kind */
+    pt_mem workspace;                  /* scratch the core reserved, workspace_size bytes */
+    size_t workspace_bytes;
+    union {
+        struct { float value; } fill;
+        struct { float alpha; } axpy;
+        struct { int trans_a, trans_b; float alpha, beta; } gemm;
+        struct { int stride, pad; } conv;
+        struct { float eps, momentum; } bn;
+        struct { int k, stride, pad; } pool;
+        struct { float p; uint64_t seed, stream; int64_t sample_base; } dropout;
+        struct { float smoothing, grad_scale; } xent;
+        struct { float lr, momentum, dampening, weight_decay; int nesterov, first_step; } sgd;
+        struct { float lr, beta1, beta2, eps, weight_decay; int decoupled; int64_t step; } adam;
+    } p;
+} pt_op;
+
+const char *pt_op_name(pt_op_kind kind);
+
+#endif

@@ -1,0 +1,601 @@
+/* The replica: memory planning (slab + arena), op-list emission through the layers'
+ * emit functions, and the step functions that only patch and run prebuilt ops.
+ * Nothing here allocates after pt_replica_create returns. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/layers/layer.h"
+#include "core/replica.h"
+#include "core/rng.h"
+
+#define ALIGN_BYTES 64
+
+typedef struct node_mem {
+    size_t act, grad;   /* byte offsets in the arena */
+    size_t saved[2];
+} node_mem;
+
+typedef struct op_list {
+    pt_op *ops;
+    int n, cap;
+} op_list;
+
+struct pt_replica {
+    const pt_net *net;
+    pt_device *dev;
+    pt_optim_config opt;
+    int capacity;
+    uint64_t seed;
+
+    /* slab: params | grads | opt slots | buffers (float elements) */
+    pt_buffer *slab;
+    int64_t preg, breg;
+    int nslots;
+    size_t slab_bytes;
+
+    pt_buffer *arena;
+    size_t arena_bytes;
+    node_mem *mem;
+    int *consumers;
+    size_t x_off, y_off, loss_off, ws_off, ws_bytes;
+
+    op_list fwd_train, bwd, fwd_eval, update;
+    int batch_train, batch_eval; /* n the lists were emitted for */
+
+    int *grad_written; /* emission scratch, sized nnodes */
+    int64_t bn_steps;
+    int opt_started;
+    float label_smoothing;
+};
+
+struct pt_emit {
+    pt_replica *r;
+    op_list *list;
+    int train;
+    int n;
+    int64_t sample_base;
+    pt_status status;
+};
+
+/* ---------------------------------------------------------------- emit services */
+
+pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind)
+{
+    op_list *l = em->list;
+    if (l->n == l->cap) {
+        /* Only while planning (create): lists are re-emitted into the same capacity. */
+        int ncap = l->cap ? l->cap * 2 : 64;
+        pt_op *p = realloc(l->ops, (size_t)ncap * sizeof *p);
+        if (!p) {
+            em->status = PT_ERR_NOMEM;
+            return NULL;
+        }
+        l->ops = p;
+        l->cap = ncap;
+    }
+    pt_op *op = &l->ops[l->n++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    return op;
+}
+
+int pt_emit_train(const pt_emit *em) { return em->train; }
+int pt_emit_batch(const pt_emit *em) { return em->n; }
+int64_t pt_emit_sample_base(const pt_emit *em) { return em->sample_base; }
+uint64_t pt_emit_seed(const pt_emit *em) { return em->r->seed; }
+
+static pt_tensor node_tensor(const pt_emit *em, int node, size_t off)
+{
+    const pt_node *n = &em->r->net->nodes[node];
+    if (n->flat) return pt_tensor_2d(em->r->arena, off, em->n, n->c);
+    return pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
+}
+
+pt_tensor pt_emit_act(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].act); }
+pt_tensor pt_emit_grad(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].grad); }
+int pt_emit_wants_grad(const pt_emit *em, int node) { return em->r->net->nodes[node].kind != PT_NODE_INPUT; }
+
+int pt_emit_grad_accumulate(pt_emit *em, int node)
+{
+    int acc = em->r->grad_written[node];
+    em->r->grad_written[node] = 1;
+    return acc;
+}
+
+static pt_tensor param_tensor(const pt_replica *r, int param, int64_t region_off)
+{
+    const pt_param_info *p = &r->net->params[param];
+    size_t off = (size_t)(region_off + p->offset) * sizeof(float);
+    return pt_tensor_make(r->slab, off, PT_F32, p->ndim, p->dim);
+}
+
+pt_tensor pt_emit_param(const pt_emit *em, int param) { return param_tensor(em->r, param, 0); }
+pt_tensor pt_emit_param_grad(const pt_emit *em, int param) { return param_tensor(em->r, param, em->r->preg); }
+
+pt_tensor pt_emit_buffer(const pt_emit *em, int buffer)
+{
+    const pt_replica *r = em->r;
+    const pt_buffer_info *b = &r->net->buffers[buffer];
+    size_t off = (size_t)((2 + r->nslots) * r->preg + b->offset) * sizeof(float);
+    return pt_tensor_1d(r->slab, off, PT_F32, b->numel);
+}
+
+pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot)
+{
+    const pt_node *n = &em->r->net->nodes[node];
+    const pt_layer_vt *vt = pt_layer_vtable(n->kind);
+    int64_t dim[4];
+    int ndim;
+    pt_dtype dt;
+    vt->saved_shape(n, slot, em->n, dim, &ndim, &dt);
+    return pt_tensor_make(em->r->arena, em->r->mem[node].saved[slot], dt, ndim, dim);
+}
+
+/* ---------------------------------------------------------------- planning */
+
+static size_t align_bytes(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
+
+static size_t node_bytes(const pt_node *n, int batch)
+{
+    return (size_t)batch * (size_t)(n->c * n->h * n->w) * sizeof(float);
+}
+
+/* A layer computes in place when it allows it and its input feeds nothing else (and is
+ * not itself in place, whose backward would need the overwritten output). */
+static int alias_input(const pt_replica *r, int id)
+{
+    const pt_node *n = &r->net->nodes[id];
+    const pt_layer_vt *vt = pt_layer_vtable(n->kind);
+    if (!vt || !vt->in_place) return 0;
+    int in = n->in[0];
+    const pt_node *src = &r->net->nodes[in];
+    if (src->kind == PT_NODE_INPUT || r->consumers[in] != 1) return 0;
+    const pt_layer_vt *svt = pt_layer_vtable(src->kind);
+    return !(svt && svt->in_place);
+}
+
+static void plan_arena(pt_replica *r)
+{
+    const pt_net *net = r->net;
+    size_t off = 0;
+    int B = r->capacity;
+    for (int i = 0; i < net->nnodes; i++) {
+        const pt_node *n = &net->nodes[i];
+        node_mem *m = &r->mem[i];
+        if (alias_input(r, i)) {
+            m->act = r->mem[n->in[0]].act;
+            m->grad = r->mem[n->in[0]].grad;
+        } else {
+            m->act = off;
+            off = align_bytes(off + node_bytes(n, B));
+            /* The data input gets a gradient buffer too: a BN on it still computes dx. */
+            m->grad = off;
+            off = align_bytes(off + node_bytes(n, B));
+        }
+        const pt_layer_vt *vt = pt_layer_vtable(n->kind);
+        for (int s = 0; vt && s < vt->nsaved; s++) {
+            int64_t dim[4] = {1, 1, 1, 1};
+            int ndim;
+            pt_dtype dt;
+            vt->saved_shape(n, s, B, dim, &ndim, &dt);
+            int64_t numel = 1;
+            for (int d = 0; d < ndim; d++) numel *= dim[d];
+            m->saved[s] = off;
+            off = align_bytes(off + (size_t)numel * pt_dtype_size(dt));
+        }
+    }
+    r->y_off = off;
+    off = align_bytes(off + (size_t)B * sizeof(int32_t));
+    r->loss_off = off;
+    off = align_bytes(off + (size_t)B * sizeof(float));
+    r->x_off = r->mem[0].act;
+    r->ws_off = off;
+    r->arena_bytes = off; /* workspace added after emission */
+}
+
+static pt_status emit_forward(pt_replica *r, op_list *list, int train, int n, pt_error *err)
+{
+    pt_emit em = {.r = r, .list = list, .train = train, .n = n, .sample_base = 0, .status = PT_OK};
+    list->n = 0;
+    const pt_net *net = r->net;
+    for (int i = 1; i < net->nnodes; i++) {
+        const pt_node *node = &net->nodes[i];
+        pt_status st = pt_layer_vtable(node->kind)->forward(&em, node, i);
+        if (st != PT_OK || em.status != PT_OK)
+            return pt_fail(err, PT_ERR_NOMEM, "replica: cannot build the forward ops of '%s'", node->name);
+    }
+    pt_op *x = pt_emit_op(&em, PT_OP_XENT);
+    if (!x) return pt_fail(err, PT_ERR_NOMEM, "replica: out of memory");
+    x->nt = 4;
+    x->t[0] = pt_emit_act(&em, net->output);
+    x->t[1] = pt_tensor_1d(r->arena, r->y_off, PT_I32, n);
+    x->t[2] = pt_tensor_1d(r->arena, r->loss_off, PT_F32, n);
+    if (train) {
+        x->t[3] = pt_emit_grad(&em, net->output);
+    } else {
+        memset(&x->t[3], 0, sizeof x->t[3]); /* ndim 0: no gradient */
+    }
+    return PT_OK;
+}
+
+static pt_status emit_backward(pt_replica *r, int n, pt_error *err)
+{
+    pt_emit em = {.r = r, .list = &r->bwd, .train = 1, .n = n, .status = PT_OK};
+    r->bwd.n = 0;
+    const pt_net *net = r->net;
+    memset(r->grad_written, 0, (size_t)net->nnodes * sizeof *r->grad_written);
+    r->grad_written[net->output] = 1; /* written by the loss op */
+    for (int i = net->nnodes - 1; i >= 1; i--) {
+        const pt_node *node = &net->nodes[i];
+        if (!r->grad_written[i]) continue; /* does not reach the loss */
+        pt_status st = pt_layer_vtable(node->kind)->backward(&em, node, i);
+        if (st != PT_OK || em.status != PT_OK)
+            return pt_fail(err, PT_ERR_NOMEM, "replica: cannot build the backward ops of '%s'", node->name);
+    }
+    return PT_OK;
+}
+
+static void emit_update(pt_replica *r)
+{
+    r->update.n = 0;
+    pt_emit em = {.r = r, .list = &r->update, .train = 1, .n = 0, .status = PT_OK};
+    int64_t P = r->preg;
+    int64_t split = r->opt.no_decay_bn_bias ? pt_net_decay_prefix(r->net) : P;
+    int64_t lo[2] = {0, split}, hi[2] = {split, P};
+    for (int g = 0; g < 2; g++) {
+        if (hi[g] <= lo[g]) continue;
+        int64_t len = hi[g] - lo[g];
+        pt_op *op = pt_emit_op(&em, r->opt.kind == PT_OPTIM_SGD ? PT_OP_SGD : PT_OP_ADAM);
+        if (!op) return;
+        op->nt = r->opt.kind == PT_OPTIM_SGD ? 3 : 4;
+        for (int t = 0; t < op->nt; t++) {
+            /* param, grad, slot0, slot1: region t of the slab; SGD without momentum points
+             * its unused buffer operand at the gradients (never read). */
+            int region = t < 2 ? t : (r->nslots ? t : 1);
+            op->t[t] = pt_tensor_1d(r->slab, (size_t)(region * P + lo[g]) * sizeof(float), PT_F32, len);
+        }
+        float wd = g == 0 ? r->opt.weight_decay : 0.0f;
+        if (op->kind == PT_OP_SGD) {
+            op->p.sgd.momentum = r->opt.momentum;
+            op->p.sgd.dampening = r->opt.dampening;
+            op->p.sgd.nesterov = r->opt.nesterov;
+            op->p.sgd.weight_decay = wd;
+        } else {
+            op->p.adam.beta1 = r->opt.beta1;
+            op->p.adam.beta2 = r->opt.beta2;
+            op->p.adam.eps = r->opt.eps;
+            op->p.adam.weight_decay = wd;
+            op->p.adam.decoupled = r->opt.kind == PT_OPTIM_ADAMW;
+        }
+    }
+}
+
+static size_t list_workspace(pt_replica *r, const op_list *l)
+{
+    size_t m = 0;
+    for (int i = 0; i < l->n; i++) {
+        size_t w = r->dev->be->workspace_size(r->dev->ctx, &l->ops[i]);
+        if (w > m) m = w;
+    }
+    return m;
+}
+
+static pt_status attach_workspace(pt_replica *r, op_list *l, pt_error *err)
+{
+    for (int i = 0; i < l->n; i++) {
+        pt_op *op = &l->ops[i];
+        if (!r->dev->be->supports(r->dev->ctx, op))
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "backend '%s' does not support op %s",
+                           r->dev->be->name, pt_op_name(op->kind));
+        size_t w = r->dev->be->workspace_size(r->dev->ctx, op);
+        if (w > r->ws_bytes)
+            return pt_fail(err, PT_ERR_INVALID, "op %s needs %zu bytes of workspace, %zu planned",
+                           pt_op_name(op->kind), w, r->ws_bytes);
+        op->workspace.buf = r->arena;
+        op->workspace.off = r->ws_off;
+        op->workspace_bytes = w;
+    }
+    return PT_OK;
+}
+
+/* Re-emits the training lists for a batch of n (same op count, same memory). */
+static pt_status set_train_batch(pt_replica *r, int n, pt_error *err)
+{
+    if (r->batch_train == n) return PT_OK;
+    PT_TRY(emit_forward(r, &r->fwd_train, 1, n, err));
+    PT_TRY(emit_backward(r, n, err));
+    PT_TRY(attach_workspace(r, &r->fwd_train, err));
+    PT_TRY(attach_workspace(r, &r->bwd, err));
+    r->batch_train = n;
+    return PT_OK;
+}
+
+static pt_status set_eval_batch(pt_replica *r, int n, pt_error *err)
+{
+    if (r->batch_eval == n) return PT_OK;
+    PT_TRY(emit_forward(r, &r->fwd_eval, 0, n, err));
+    PT_TRY(attach_workspace(r, &r->fwd_eval, err));
+    r->batch_eval = n;
+    return PT_OK;
+}
+
+pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacity,
+                            const pt_optim_config *opt, uint64_t seed, pt_replica **out,
+                            pt_error *err)
+{
+    *out = NULL;
+    if (net->output < 0) return pt_fail(err, PT_ERR_INVALID, "replica: the net is not finished");
+    if (batch_capacity < 1) return pt_fail(err, PT_ERR_INVALID, "replica: batch must be >= 1");
+    pt_replica *r = calloc(1, sizeof *r);
+    if (!r) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    r->net = net;
+    r->dev = dev;
+    r->opt = *opt;
+    r->capacity = batch_capacity;
+    r->seed = seed;
+    r->preg = pt_net_param_region(net);
+    r->breg = pt_net_buffer_region(net);
+    r->nslots = pt_optim_slots(opt);
+    r->mem = calloc((size_t)net->nnodes, sizeof *r->mem);
+    r->consumers = calloc((size_t)net->nnodes, sizeof *r->consumers);
+    r->grad_written = calloc((size_t)net->nnodes, sizeof *r->grad_written);
+    pt_status st = PT_OK;
+    if (!r->mem || !r->consumers || !r->grad_written) {
+        st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        goto fail;
+    }
+    for (int i = 0; i < net->nnodes; i++)
+        for (int k = 0; k < net->nodes[i].nin; k++) r->consumers[net->nodes[i].in[k]]++;
+
+    r->slab_bytes = (size_t)((2 + r->nslots) * r->preg + r->breg) * sizeof(float);
+    st = pt_device_alloc(dev, r->slab_bytes, &r->slab, err);
+    if (st != PT_OK) goto fail;
+
+    /* Emit against a provisional arena layout to learn the workspace need. A backend may
+     * plan differently for different batch sizes (its need is not monotonic in n), and a
+     * short last batch re-plans for its n: take the maximum over every n that can occur. */
+    plan_arena(r);
+    r->batch_train = r->batch_eval = -1;
+    size_t ws = 0;
+    for (int n = batch_capacity; n >= 1; n--) {
+        if ((st = emit_forward(r, &r->fwd_train, 1, n, err)) != PT_OK) goto fail;
+        if ((st = emit_backward(r, n, err)) != PT_OK) goto fail;
+        if ((st = emit_forward(r, &r->fwd_eval, 0, n, err)) != PT_OK) goto fail;
+        size_t w1 = list_workspace(r, &r->fwd_train), w2 = list_workspace(r, &r->bwd),
+               w3 = list_workspace(r, &r->fwd_eval);
+        if (w1 > ws) ws = w1;
+        if (w2 > ws) ws = w2;
+        if (w3 > ws) ws = w3;
+    }
+    emit_update(r);
+    r->ws_bytes = align_bytes(ws);
+    r->arena_bytes = r->ws_off + r->ws_bytes;
+    st = pt_device_alloc(dev, r->arena_bytes, &r->arena, err);
+    if (st != PT_OK) goto fail;
+    /* Now with the real arena handle. */
+    if ((st = set_train_batch(r, batch_capacity, err)) != PT_OK) goto fail;
+    if ((st = set_eval_batch(r, batch_capacity, err)) != PT_OK) goto fail;
+    emit_update(r);
+    if ((st = attach_workspace(r, &r->update, err)) != PT_OK) goto fail;
+    *out = r;
+    return PT_OK;
+fail:
+    pt_replica_free(r);
+    return st;
+}
+
+void pt_replica_free(pt_replica *r)
+{
+    if (!r) return;
+    if (r->slab) pt_device_free(r->dev, r->slab);
+    if (r->arena) pt_device_free(r->dev, r->arena);
+    free(r->fwd_train.ops);
+    free(r->bwd.ops);
+    free(r->fwd_eval.ops);
+    free(r->update.ops);
+    free(r->mem);
+    free(r->consumers);
+    free(r->grad_written);
+    free(r);
+}
+
+/* ---------------------------------------------------------------- state */
+
+static float init_value(const pt_param_info *p, uint64_t seed, int index, int64_t e)
+{
+    switch (p->init) {
+    case PT_INIT_ZEROS: return 0.0f;
+    case PT_INIT_ONES: return 1.0f;
+    case PT_INIT_KAIMING_NORMAL_FAN_OUT:
+        return sqrtf(2.0f / (float)p->fan) *
+               pt_rng_normal(seed, PT_RNG_INIT, (uint64_t)index, (uint64_t)e, 0);
+    case PT_INIT_UNIFORM_FAN_IN: {
+        float bound = 1.0f / sqrtf((float)p->fan);
+        return (2.0f * pt_rng_uniform(seed, PT_RNG_INIT, (uint64_t)index, (uint64_t)e, 0) - 1.0f) * bound;
+    }
+    }
+    return 0.0f;
+}
+
+pt_status pt_replica_init_params(pt_replica *r, uint64_t seed, pt_error *err)
+{
+    const pt_net *net = r->net;
+    size_t n = (size_t)((2 + r->nslots) * r->preg + r->breg);
+    float *host = calloc(n, sizeof *host);
+    if (!host) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    for (int i = 0; i < net->nparams; i++) {
+        const pt_param_info *p = &net->params[i];
+        for (int64_t e = 0; e < p->numel; e++) host[p->offset + e] = init_value(p, seed, i, e);
+    }
+    float *bufs = host + (2 + r->nslots) * r->preg;
+    for (int i = 0; i < net->nbuffers; i++)
+        for (int64_t e = 0; e < net->buffers[i].numel; e++)
+            bufs[net->buffers[i].offset + e] = net->buffers[i].init;
+    pt_mem dst = {r->slab, 0};
+    pt_status st = pt_device_write(r->dev, dst, host, n * sizeof(float), err);
+    free(host);
+    r->bn_steps = 0;
+    r->opt_started = 0;
+    return st;
+}
+
+int64_t pt_replica_param_region(const pt_replica *r) { return r->preg; }
+int64_t pt_replica_buffer_region(const pt_replica *r) { return r->breg; }
+int pt_replica_opt_slots(const pt_replica *r) { return r->nslots; }
+int64_t pt_replica_bn_steps(const pt_replica *r) { return r->bn_steps; }
+int pt_replica_optimizer_started(const pt_replica *r) { return r->opt_started; }
+const pt_net *pt_replica_net(const pt_replica *r) { return r->net; }
+pt_device *pt_replica_device(const pt_replica *r) { return r->dev; }
+size_t pt_replica_device_bytes(const pt_replica *r) { return r->slab_bytes + r->arena_bytes; }
+const pt_optim_config *pt_replica_optim(const pt_replica *r) { return &r->opt; }
+
+void pt_replica_set_progress(pt_replica *r, int64_t bn_steps, int optimizer_started)
+{
+    r->bn_steps = bn_steps;
+    r->opt_started = optimizer_started;
+}
+
+pt_mem pt_replica_grad_mem(const pt_replica *r)
+{
+    pt_mem m = {r->slab, (size_t)r->preg * sizeof(float)};
+    return m;
+}
+
+pt_status pt_replica_read_grads(pt_replica *r, float *grads, pt_error *err)
+{
+    return pt_device_read(r->dev, grads, pt_replica_grad_mem(r), (size_t)r->preg * sizeof(float), err);
+}
+
+static pt_status state_io(pt_replica *r, float *params, float *buffers, float *opt, int write,
+                          pt_error *err)
+{
+    size_t pb = (size_t)r->preg * sizeof(float);
+    pt_mem pm = {r->slab, 0};
+    pt_mem om = {r->slab, 2 * pb};
+    pt_mem bm = {r->slab, (size_t)(2 + r->nslots) * pb};
+    size_t ob = (size_t)r->nslots * pb, bb = (size_t)r->breg * sizeof(float);
+    if (write) {
+        PT_TRY(pt_device_write(r->dev, pm, params, pb, err));
+        if (ob) PT_TRY(pt_device_write(r->dev, om, opt, ob, err));
+        if (bb) PT_TRY(pt_device_write(r->dev, bm, buffers, bb, err));
+    } else {
+        PT_TRY(pt_device_read(r->dev, params, pm, pb, err));
+        if (ob && opt) PT_TRY(pt_device_read(r->dev, opt, om, ob, err));
+        if (bb) PT_TRY(pt_device_read(r->dev, buffers, bm, bb, err));
+    }
+    return PT_OK;
+}
+
+pt_status pt_replica_read_state(pt_replica *r, float *params, float *buffers, float *opt, pt_error *err)
+{
+    return state_io(r, params, buffers, opt, 0, err);
+}
+
+pt_status pt_replica_write_state(pt_replica *r, const float *params, const float *buffers,
+                                 const float *opt, pt_error *err)
+{
+    return state_io(r, (float *)params, (float *)buffers, (float *)opt, 1, err);
+}
+
+/* ---------------------------------------------------------------- steps */
+
+static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
+{
+    for (int i = 0; i < l->n; i++) {
+        pt_status st = pt_device_run(r->dev, &l->ops[i], err);
+        if (st != PT_OK) return pt_error_wrap(err, "op %d (%s)", i, pt_op_name(l->ops[i].kind));
+    }
+    return PT_OK;
+}
+
+static pt_status upload_batch(pt_replica *r, const float *x, const int32_t *y, int n, pt_error *err)
+{
+    const pt_node *in = &r->net->nodes[0];
+    pt_mem xm = {r->arena, r->x_off}, ym = {r->arena, r->y_off};
+    PT_TRY(pt_device_write(r->dev, xm, x, node_bytes(in, n), err));
+    return pt_device_write(r->dev, ym, y, (size_t)n * sizeof(int32_t), err);
+}
+
+static pt_status check_labels(const pt_replica *r, const int32_t *y, int n, pt_error *err)
+{
+    for (int i = 0; i < n; i++)
+        if (y[i] < 0 || y[i] >= r->net->num_classes)
+            return pt_fail(err, PT_ERR_INVALID, "label %d of sample %d is outside 0..%d", (int)y[i],
+                           i, r->net->num_classes - 1);
+    return PT_OK;
+}
+
+static pt_status download_outputs(pt_replica *r, int n, float *logits, float *loss, pt_error *err)
+{
+    pt_mem lm = {r->arena, r->mem[r->net->output].act}, sm = {r->arena, r->loss_off};
+    if (logits)
+        PT_TRY(pt_device_read(r->dev, logits, lm, (size_t)n * r->net->num_classes * sizeof(float), err));
+    if (loss) PT_TRY(pt_device_read(r->dev, loss, sm, (size_t)n * sizeof(float), err));
+    return PT_OK;
+}
+
+pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32_t *y, int n,
+                                      int64_t sample_base, int64_t step, float grad_scale,
+                                      float *logits_out, float *loss_out, pt_error *err)
+{
+    if (n < 1 || n > r->capacity)
+        return pt_fail(err, PT_ERR_INVALID, "batch of %d samples, replica holds 1..%d", n, r->capacity);
+    PT_TRY(check_labels(r, y, n, err));
+    PT_TRY(set_train_batch(r, n, err));
+    for (int i = 0; i < r->fwd_train.n; i++) {
+        pt_op *op = &r->fwd_train.ops[i];
+        if (op->kind == PT_OP_DROPOUT_FWD) {
+            /* stream = step*65536 + layer id; the layer id was stored at emission */
+            op->p.dropout.stream = (uint64_t)step * 65536u + (op->p.dropout.stream & 0xffffu);
+            op->p.dropout.sample_base = sample_base;
+        } else if (op->kind == PT_OP_XENT) {
+            op->p.xent.grad_scale = grad_scale;
+            op->p.xent.smoothing = r->label_smoothing;
+        }
+    }
+    PT_TRY(upload_batch(r, x, y, n, err));
+    PT_TRY(run_list(r, &r->fwd_train, err));
+    r->bn_steps++;
+    PT_TRY(run_list(r, &r->bwd, err));
+    return download_outputs(r, n, logits_out, loss_out, err);
+}
+
+void pt_replica_set_momentum(pt_replica *r, float momentum)
+{
+    if (r->opt.kind == PT_OPTIM_SGD) r->opt.momentum = momentum;
+    else r->opt.beta1 = momentum;
+}
+
+void pt_replica_set_label_smoothing(pt_replica *r, float smoothing) { r->label_smoothing = smoothing; }
+
+pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
+{
+    for (int i = 0; i < r->update.n; i++) {
+        pt_op *op = &r->update.ops[i];
+        if (op->kind == PT_OP_SGD) {
+            op->p.sgd.lr = lr;
+            op->p.sgd.momentum = r->opt.momentum;
+            op->p.sgd.first_step = !r->opt_started;
+        } else {
+            op->p.adam.lr = lr;
+            op->p.adam.beta1 = r->opt.beta1;
+            op->p.adam.step = step_count;
+        }
+    }
+    PT_TRY(run_list(r, &r->update, err));
+    r->opt_started = 1;
+    return PT_OK;
+}
+
+pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n,
+                          float *logits_out, float *loss_out, pt_error *err)
+{
+    if (n < 1 || n > r->capacity)
+        return pt_fail(err, PT_ERR_INVALID, "batch of %d samples, replica holds 1..%d", n, r->capacity);
+    PT_TRY(check_labels(r, y, n, err));
+    PT_TRY(set_eval_batch(r, n, err));
+    PT_TRY(upload_batch(r, x, y, n, err));
+    PT_TRY(run_list(r, &r->fwd_eval, err));
+    return download_outputs(r, n, logits_out, loss_out, err);
+}

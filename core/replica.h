@@ -1,0 +1,65 @@
+/* A replica: one net instantiated on one device for a fixed batch capacity. It owns one
+ * slab (parameters | gradients | optimizer state | BN buffers, addressed by offset) and
+ * one activation arena sized once; its op lists are built once, so a training step
+ * allocates nothing. The multi-device trainer runs one replica per device. */
+#ifndef PT_REPLICA_H
+#define PT_REPLICA_H
+
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/net.h"
+#include "core/optim.h"
+
+typedef struct pt_replica pt_replica;
+
+pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacity,
+                            const pt_optim_config *opt, uint64_t seed, pt_replica **out,
+                            pt_error *err);
+void pt_replica_free(pt_replica *r);
+
+/* Parameters from the init rules keyed by (seed, parameter index); BN buffers to their
+ * initial values; optimizer state to zero. Same seed, same weights, on any device. */
+pt_status pt_replica_init_params(pt_replica *r, uint64_t seed, pt_error *err);
+
+/* Forward + loss + backward for n <= capacity samples: x is [n, C, H, W] normalised
+ * floats, y the labels. Gradients are overwritten with d(grad_scale * sum of losses).
+ * sample_base is the global index of sample 0 (dropout keys); step is the 0-based global
+ * step (dropout stream). logits_out [n, K] and loss_out [n] receive host copies. */
+pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32_t *y, int n,
+                                      int64_t sample_base, int64_t step, float grad_scale,
+                                      float *logits_out, float *loss_out, pt_error *err);
+/* Label smoothing of the training loss (0 by default; evaluation never smooths). */
+void pt_replica_set_label_smoothing(pt_replica *r, float smoothing);
+/* Momentum (SGD) or beta1 (Adam) for the following updates, e.g. cycled by onecycle. */
+void pt_replica_set_momentum(pt_replica *r, float momentum);
+/* Applies the optimizer with learning rate lr; step_count is the 1-based number of
+ * updates including this one (Adam bias correction). */
+pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err);
+/* Eval-mode forward: logits_out [n, K] and per-sample loss_out [n] (label smoothing 0). */
+pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n,
+                          float *logits_out, float *loss_out, pt_error *err);
+
+/* Host copies of the whole state: params [param region], buffers [buffer region],
+ * opt [slots * param region] (may be NULL when slots == 0). */
+int64_t pt_replica_param_region(const pt_replica *r);
+int64_t pt_replica_buffer_region(const pt_replica *r);
+int pt_replica_opt_slots(const pt_replica *r);
+pt_status pt_replica_read_state(pt_replica *r, float *params, float *buffers, float *opt,
+                                pt_error *err);
+pt_status pt_replica_write_state(pt_replica *r, const float *params, const float *buffers,
+                                 const float *opt, pt_error *err);
+/* Gradient region on the device (for all-reduce) and the host copy of it (tests). */
+pt_mem pt_replica_grad_mem(const pt_replica *r);
+pt_status pt_replica_read_grads(pt_replica *r, float *grads, pt_error *err);
+/* BatchNorm num_batches_tracked (all BN layers step together) and whether optimizer
+ * state has been initialised (SGD's first step copies the gradient). */
+int64_t pt_replica_bn_steps(const pt_replica *r);
+void pt_replica_set_progress(pt_replica *r, int64_t bn_steps, int optimizer_started);
+int pt_replica_optimizer_started(const pt_replica *r);
+const pt_net *pt_replica_net(const pt_replica *r);
+pt_device *pt_replica_device(const pt_replica *r);
+size_t pt_replica_device_bytes(const pt_replica *r);
+const pt_optim_config *pt_replica_optim(const pt_replica *r);
+
+#endif

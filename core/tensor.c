@@ -1,0 +1,64 @@
+/* Shape arithmetic for pt_tensor views; no memory is touched here. */
+#include "core/tensor.h"
+
+size_t pt_dtype_size(pt_dtype t)
+{
+    switch (t) {
+    case PT_F32: return 4;
+    case PT_I32: return 4;
+    case PT_I64: return 8;
+    case PT_U8: return 1;
+    }
+    return 0;
+}
+
+const char *pt_dtype_name(pt_dtype t)
+{
+    switch (t) {
+    case PT_F32: return "F32";
+    case PT_I32: return "I32";
+    case PT_I64: return "I64";
+    case PT_U8: return "U8";
+    }
+    return "?";
+}
+
+int64_t pt_tensor_numel(const pt_tensor *t)
+{
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->dim[i];
+    return n;
+}
+
+size_t pt_tensor_bytes(const pt_tensor *t)
+{
+    return (size_t)pt_tensor_numel(t) * pt_dtype_size(t->dtype);
+}
+
+pt_tensor pt_tensor_make(pt_buffer *buf, size_t off, pt_dtype dtype, int ndim, const int64_t *dim)
+{
+    pt_tensor t;
+    t.mem.buf = buf;
+    t.mem.off = off;
+    t.dtype = dtype;
+    t.ndim = ndim;
+    for (int i = 0; i < PT_MAX_DIMS; i++) t.dim[i] = i < ndim ? dim[i] : 1;
+    return t;
+}
+
+pt_tensor pt_tensor_4d(pt_buffer *buf, size_t off, int64_t n, int64_t c, int64_t h, int64_t w)
+{
+    int64_t d[4] = {n, c, h, w};
+    return pt_tensor_make(buf, off, PT_F32, 4, d);
+}
+
+pt_tensor pt_tensor_2d(pt_buffer *buf, size_t off, int64_t rows, int64_t cols)
+{
+    int64_t d[2] = {rows, cols};
+    return pt_tensor_make(buf, off, PT_F32, 2, d);
+}
+
+pt_tensor pt_tensor_1d(pt_buffer *buf, size_t off, pt_dtype dtype, int64_t n)
+{
+    return pt_tensor_make(buf, off, dtype, 1, &n);
+}

@@ -1,0 +1,462 @@
+/* The training loop (see trainer.h). Host buffers are allocated in pt_trainer_create;
+ * the per-step path only splits the batch, runs the replicas and applies updates. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/metrics.h"
+#include "core/trainer.h"
+
+struct pt_trainer {
+    pt_replica **rep;
+    int nrep;
+    const pt_net *net;
+    pt_model_meta meta;
+    pt_batch_source train, val;
+    pt_train_options opt;
+    char *out_dir, *config_json;
+    pt_schedule sched;
+    int64_t steps_per_epoch;
+    int64_t start_epoch, global_step;
+    double best_top1;
+    int64_t best_epoch;
+    int stopped;
+    double fixed_momentum;
+    float *logits, *losses; /* per replica capacity */
+    float *grad_sum, *grad_tmp, *buf_sum, *buf_tmp;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
+                            pt_batch_source train, pt_batch_source val,
+                            const pt_train_options *opt, pt_trainer **out, pt_error *err)
+{
+    *out = NULL;
+    if (nreplicas < 1) return pt_fail(err, PT_ERR_INVALID, "trainer: no device");
+    if (opt->epochs < 1) return pt_fail(err, PT_ERR_INVALID, "--epochs must be >= 1");
+    if (!(opt->lr > 0) || !isfinite(opt->lr)) return pt_fail(err, PT_ERR_INVALID, "--lr must be > 0");
+    pt_trainer *t = calloc(1, sizeof *t);
+    if (!t) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    t->rep = replicas;
+    t->nrep = nreplicas;
+    t->net = pt_replica_net(replicas[0]);
+    t->train = train;
+    t->val = val;
+    t->opt = *opt;
+    t->best_top1 = -1.0;
+    t->best_epoch = -1;
+    pt_status st = pt_model_meta_copy(&t->meta, meta, err);
+    if (st != PT_OK) {
+        free(t);
+        return st;
+    }
+    t->out_dir = strdup(opt->out_dir ? opt->out_dir : ".");
+    t->config_json = strdup(opt->config_json ? opt->config_json : "{}");
+    int K = t->net->num_classes, B = opt->batch_per_device;
+    int64_t P = pt_replica_param_region(replicas[0]), Bf = pt_replica_buffer_region(replicas[0]);
+    t->logits = malloc((size_t)B * K * sizeof(float));
+    t->losses = malloc((size_t)B * sizeof(float));
+    if (nreplicas > 1) {
+        t->grad_sum = malloc((size_t)P * sizeof(float));
+        t->grad_tmp = malloc((size_t)P * sizeof(float));
+        t->buf_sum = malloc((size_t)(Bf + 1) * sizeof(float));
+        t->buf_tmp = malloc((size_t)(Bf + 1) * sizeof(float));
+    }
+    if (!t->out_dir || !t->config_json || !t->logits || !t->losses ||
+        (nreplicas > 1 && (!t->grad_sum || !t->grad_tmp || !t->buf_sum || !t->buf_tmp))) {
+        pt_trainer_free(t);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    t->steps_per_epoch = train.batches_per_epoch(train.ctx);
+    pt_schedule *s = &t->sched;
+    memset(s, 0, sizeof *s);
+    s->kind = opt->schedule;
+    s->lr = opt->lr;
+    s->total_steps = t->steps_per_epoch * opt->epochs;
+    s->warmup_steps = (int64_t)llround(opt->warmup_epochs * (double)t->steps_per_epoch);
+    s->step_every = (int64_t)llround((opt->step_epochs > 0 ? opt->step_epochs : 1e18) * (double)t->steps_per_epoch);
+    if (s->step_every < 1) s->step_every = 1;
+    s->gamma = opt->gamma > 0 ? opt->gamma : 0.1;
+    s->pct_start = 0.3;
+    s->div_factor = 25.0;
+    s->final_div_factor = 1e4;
+    s->cycle_momentum = opt->cycle_momentum;
+    s->base_momentum = 0.85;
+    s->max_momentum = 0.95;
+    const pt_optim_config *oc = pt_replica_optim(replicas[0]);
+    t->fixed_momentum = oc->kind == PT_OPTIM_SGD ? oc->momentum : oc->beta1;
+    if (s->cycle_momentum && oc->kind == PT_OPTIM_SGD && oc->momentum == 0.0f) s->cycle_momentum = 0;
+    *out = t;
+    return PT_OK;
+}
+
+void pt_trainer_free(pt_trainer *t)
+{
+    if (!t) return;
+    pt_model_meta_free(&t->meta);
+    free(t->out_dir);
+    free(t->config_json);
+    free(t->logits);
+    free(t->losses);
+    free(t->grad_sum);
+    free(t->grad_tmp);
+    free(t->buf_sum);
+    free(t->buf_tmp);
+    free(t);
+}
+
+int64_t pt_trainer_start_epoch(const pt_trainer *t) { return t->start_epoch; }
+int pt_trainer_stopped_early(const pt_trainer *t) { return t->stopped; }
+double pt_trainer_lr_at(const pt_trainer *t, int64_t step) { return pt_schedule_lr(&t->sched, step); }
+
+/* ---------------------------------------------------------------- multi-replica glue */
+
+/* Sum of the replicas' gradients written back to every replica (host path; backends with
+ * collectives replace it). */
+static pt_status allreduce_grads(pt_trainer *t, int active, pt_error *err)
+{
+    if (t->nrep == 1) return PT_OK;
+    int64_t P = pt_replica_param_region(t->rep[0]);
+    PT_TRY(pt_replica_read_grads(t->rep[0], t->grad_sum, err));
+    for (int d = 1; d < active; d++) {
+        PT_TRY(pt_replica_read_grads(t->rep[d], t->grad_tmp, err));
+        for (int64_t i = 0; i < P; i++) t->grad_sum[i] += t->grad_tmp[i];
+    }
+    for (int d = 0; d < t->nrep; d++) {
+        pt_device *dev = pt_replica_device(t->rep[d]);
+        PT_TRY(pt_device_write(dev, pt_replica_grad_mem(t->rep[d]), t->grad_sum, (size_t)P * sizeof(float), err));
+    }
+    return PT_OK;
+}
+
+/* BatchNorm running statistics averaged across replicas (each saw its own share). */
+static pt_status sync_buffers(pt_trainer *t, pt_error *err)
+{
+    if (t->nrep == 1) return PT_OK;
+    int64_t P = pt_replica_param_region(t->rep[0]), Bf = pt_replica_buffer_region(t->rep[0]);
+    float *params = malloc((size_t)P * sizeof(float));
+    if (!params) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    pt_status st = PT_OK;
+    for (int d = 0; d < t->nrep && st == PT_OK; d++) {
+        st = pt_replica_read_state(t->rep[d], params, d ? t->buf_tmp : t->buf_sum, NULL, err);
+        if (d)
+            for (int64_t i = 0; i < Bf; i++) t->buf_sum[i] += t->buf_tmp[i];
+    }
+    for (int64_t i = 0; i < Bf; i++) t->buf_sum[i] /= (float)t->nrep;
+    /* Write only the buffers: read each replica's params/opt back unchanged. */
+    for (int d = 0; d < t->nrep && st == PT_OK; d++) {
+        int slots = pt_replica_opt_slots(t->rep[d]);
+        float *opt = slots ? malloc((size_t)slots * P * sizeof(float)) : NULL;
+        if (slots && !opt) {
+            st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+            break;
+        }
+        st = pt_replica_read_state(t->rep[d], params, t->buf_tmp, opt, err);
+        if (st == PT_OK) st = pt_replica_write_state(t->rep[d], params, t->buf_sum, opt, err);
+        free(opt);
+    }
+    free(params);
+    return st;
+}
+
+/* ---------------------------------------------------------------- evaluation */
+
+pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, float *logits_out,
+                      pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    int K = net->num_classes;
+    memset(res, 0, sizeof *res);
+    PT_TRY(src.start_epoch(src.ctx, 0, err));
+    int64_t total = src.samples_per_epoch(src.ctx);
+    float *logits = NULL, *losses = NULL;
+    int cap = 0; /* batches may come in any size up to the replica's capacity */
+    double loss = 0;
+    int64_t top1 = 0, top5 = 0, count = 0;
+    pt_status st = PT_OK;
+    for (;;) {
+        pt_batch b;
+        if ((st = src.next(src.ctx, &b, err)) != PT_OK) break;
+        if (b.n == 0) break;
+        if (b.n > cap) {
+            float *nl = realloc(logits, (size_t)b.n * K * sizeof(float));
+            if (nl) logits = nl;
+            float *ns = nl ? realloc(losses, (size_t)b.n * sizeof(float)) : NULL;
+            if (ns) losses = ns;
+            if (!nl || !ns) {
+                st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+                break;
+            }
+            cap = b.n;
+        }
+        if ((st = pt_replica_eval(r, b.x, b.y, b.n, logits, losses, err)) != PT_OK) break;
+        for (int i = 0; i < b.n; i++) loss += losses[i];
+        top1 += pt_topk_hits(logits, b.y, b.n, K, 1);
+        top5 += pt_topk_hits(logits, b.y, b.n, K, K < 5 ? K : 5);
+        if (logits_out && count + b.n <= total)
+            memcpy(logits_out + count * K, logits, (size_t)b.n * K * sizeof(float));
+        count += b.n;
+    }
+    free(logits);
+    free(losses);
+    if (st != PT_OK) return st;
+    if (count == 0) return pt_fail(err, PT_ERR_INVALID, "evaluation set is empty");
+    res->loss = loss / (double)count;
+    res->top1 = (double)top1 / (double)count;
+    res->top5 = (double)top5 / (double)count;
+    res->count = count;
+    return PT_OK;
+}
+
+/* ---------------------------------------------------------------- run directory */
+
+static pt_status path_join(char *dst, size_t n, const char *dir, const char *leaf, pt_error *err)
+{
+    if (snprintf(dst, n, "%s/%s", dir, leaf) >= (int)n)
+        return pt_fail(err, PT_ERR_INVALID, "path '%s/%s' is too long", dir, leaf);
+    return PT_OK;
+}
+
+static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
+    FILE *f = fopen(path, "a");
+    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    fprintf(f,
+            "{\"epoch\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"val_loss\":%.6f,"
+            "\"val_top1\":%.6f,\"val_top5\":%.6f,\"val_count\":%lld,\"lr\":%.8g,\"img_per_s\":%.2f,"
+            "\"train_s\":%.3f,\"epoch_s\":%.3f,\"elapsed_s\":%.3f,\"best\":%s}\n",
+            (long long)m->epoch, m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5,
+            (long long)m->val_count, m->lr, m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s,
+            m->best ? "true" : "false");
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    return PT_OK;
+}
+
+/* On resume, metrics lines of epochs after the checkpoint (written before a crash that
+ * lost their checkpoint) are dropped so the file matches the weights. */
+static pt_status trim_metrics(pt_trainer *t, int64_t keep_epochs, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
+    if (!pt_path_exists(path)) return PT_OK;
+    void *data = NULL;
+    size_t size = 0;
+    PT_TRY(pt_read_file(path, (size_t)1 << 30, &data, &size, err));
+    char *text = data, *outbuf = malloc(size + 1);
+    if (!outbuf) {
+        free(data);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    size_t olen = 0, pos = 0;
+    while (pos < size) {
+        size_t end = pos;
+        while (end < size && text[end] != '\n') end++;
+        pt_json *js = NULL;
+        int64_t epoch = -1;
+        if (pt_json_parse(text + pos, end - pos, NULL, &js, NULL) == PT_OK) {
+            if (pt_json_get_int64(js, "epoch", &epoch, NULL) != PT_OK) epoch = -1;
+            pt_json_free(js);
+        }
+        if (epoch >= 1 && epoch <= keep_epochs) {
+            memcpy(outbuf + olen, text + pos, end - pos);
+            olen += end - pos;
+            outbuf[olen++] = '\n';
+        }
+        pos = end + 1;
+    }
+    const void *chunks[1] = {outbuf};
+    size_t sizes[1] = {olen};
+    pt_status st = pt_write_file_atomic(path, chunks, sizes, 1, err);
+    free(outbuf);
+    free(data);
+    return st;
+}
+
+static void schedule_json(const pt_trainer *t, char *dst, size_t n)
+{
+    snprintf(dst, n,
+             "{\"kind\":\"%s\",\"lr\":%.17g,\"total_steps\":%lld,\"warmup_steps\":%lld,"
+             "\"step\":%lld}",
+             pt_schedule_name(t->sched.kind), t->sched.lr, (long long)t->sched.total_steps,
+             (long long)t->sched.warmup_steps, (long long)t->global_step);
+}
+
+static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, pt_error *err)
+{
+    PT_TRY(sync_buffers(t, err));
+    pt_train_progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.epoch = epochs_done;
+    pr.global_step = t->global_step;
+    pr.bn_steps = pt_replica_bn_steps(t->rep[0]);
+    pr.seed = t->opt.seed;
+    pr.best_top1 = t->best_top1;
+    pr.best_epoch = t->best_epoch;
+    schedule_json(t, pr.schedule, sizeof pr.schedule);
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
+    PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
+    if (best) {
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "best", err));
+        PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
+    }
+    return PT_OK;
+}
+
+static pt_status prepare_run(pt_trainer *t, pt_error *err)
+{
+    PT_TRY(pt_check_dir_writable(t->out_dir, err));
+    char path[4200];
+    if (t->opt.resume) {
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
+        pt_train_progress pr;
+        for (int d = 0; d < t->nrep; d++) {
+            pt_status st = pt_checkpoint_load(path, t->rep[d], &pr, err);
+            if (st != PT_OK) return pt_error_wrap(err, "cannot resume from '%s'", path);
+        }
+        if (pr.epoch > t->opt.epochs)
+            return pt_fail(err, PT_ERR_INVALID, "'%s' has already trained %lld epochs, more than --epochs %d",
+                           path, (long long)pr.epoch, t->opt.epochs);
+        if (pr.global_step != pr.epoch * t->steps_per_epoch)
+            return pt_fail(err, PT_ERR_MISMATCH,
+                           "'%s' was trained with %lld steps per epoch, this configuration has %lld "
+                           "(different data, limit or batch size?)",
+                           path, pr.epoch ? (long long)(pr.global_step / pr.epoch) : 0LL,
+                           (long long)t->steps_per_epoch);
+        if (pr.seed != t->opt.seed)
+            return pt_fail(err, PT_ERR_MISMATCH, "'%s' was trained with --seed %llu, not %llu", path,
+                           (unsigned long long)pr.seed, (unsigned long long)t->opt.seed);
+        t->start_epoch = pr.epoch;
+        t->global_step = pr.global_step;
+        t->best_top1 = pr.best_top1;
+        t->best_epoch = pr.best_epoch;
+        PT_TRY(trim_metrics(t, pr.epoch, err));
+    } else {
+        for (int d = 0; d < t->nrep; d++) PT_TRY(pt_replica_init_params(t->rep[d], t->opt.seed, err));
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
+        const void *chunks[1] = {""};
+        size_t sizes[1] = {0};
+        PT_TRY(pt_write_file_atomic(path, chunks, sizes, 1, err));
+    }
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "config.json", err));
+    const void *chunks[2] = {t->config_json, "\n"};
+    size_t sizes[2] = {strlen(t->config_json), 1};
+    return pt_write_file_atomic(path, chunks, sizes, 2, err);
+}
+
+static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, double *loss_sum,
+                            int64_t *hits, pt_error *err)
+{
+    int K = t->net->num_classes;
+    int B = t->opt.batch_per_device;
+    if (b->n > B * t->nrep)
+        return pt_fail(err, PT_ERR_INVALID, "training batch of %d samples is more than %d device(s) x %d",
+                       b->n, t->nrep, B);
+    float scale = 1.0f / (float)b->n;
+    int active = 0;
+    for (int d = 0, start = 0; d < t->nrep && start < b->n; d++, active++) {
+        /* Even split by sample; an uneven last batch gives the last devices fewer. */
+        int share = (b->n + t->nrep - 1) / t->nrep;
+        if (share > B) share = B;
+        int n = b->n - start < share ? b->n - start : share;
+        size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
+        int64_t sample_base = epoch * t->train.samples_per_epoch(t->train.ctx) +
+                              b->batch * (int64_t)B * t->nrep + start;
+        PT_TRY(pt_replica_forward_backward(t->rep[d], b->x + (size_t)start * xs, b->y + start, n,
+                                           sample_base, t->global_step, scale, t->logits,
+                                           t->losses, err));
+        for (int i = 0; i < n; i++) *loss_sum += t->losses[i];
+        *hits += pt_topk_hits(t->logits, b->y + start, n, K, 1);
+        start += n;
+    }
+    PT_TRY(allreduce_grads(t, active, err));
+    float lr = (float)pt_schedule_lr(&t->sched, t->global_step);
+    float mom = (float)pt_schedule_momentum(&t->sched, t->global_step, t->fixed_momentum);
+    for (int d = 0; d < t->nrep; d++) {
+        pt_replica_set_momentum(t->rep[d], mom);
+        PT_TRY(pt_replica_update(t->rep[d], lr, t->global_step + 1, err));
+    }
+    t->global_step++;
+    return PT_OK;
+}
+
+pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err)
+{
+    PT_TRY(prepare_run(t, err));
+    double run_start = now_s();
+    for (int64_t epoch = t->start_epoch; epoch < t->opt.epochs; epoch++) {
+        double t0 = now_s();
+        PT_TRY(t->train.start_epoch(t->train.ctx, epoch, err));
+        int64_t nb = t->steps_per_epoch, seen = 0, hits = 0;
+        double loss_sum = 0;
+        for (;;) {
+            if (cb && cb->should_stop && cb->should_stop(cb->user))
+                return pt_fail(err, PT_ERR_INTERRUPTED,
+                               "interrupted during epoch %lld; '%s/last' holds the last completed epoch",
+                               (long long)epoch + 1, t->out_dir);
+            pt_batch b;
+            PT_TRY(t->train.next(t->train.ctx, &b, err));
+            if (b.n == 0) break;
+            PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
+            seen += b.n;
+            if (!isfinite(loss_sum))
+                return pt_fail(err, PT_ERR_INVALID,
+                               "training diverged: loss is %g at epoch %lld step %lld (lower --lr?)",
+                               loss_sum, (long long)epoch + 1, (long long)t->global_step);
+            if (cb && cb->on_batch)
+                cb->on_batch(cb->user, epoch + 1, b.batch + 1, nb, loss_sum / (double)seen,
+                             (double)hits / (double)seen, (double)seen / (now_s() - t0));
+        }
+        double train_s = now_s() - t0;
+        pt_epoch_metrics m;
+        memset(&m, 0, sizeof m);
+        m.epoch = epoch + 1;
+        m.train_loss = seen ? loss_sum / (double)seen : 0;
+        m.train_acc = seen ? (double)hits / (double)seen : 0;
+        m.img_per_s = train_s > 0 ? (double)seen / train_s : 0;
+        m.train_s = train_s;
+        m.lr = pt_schedule_lr(&t->sched, t->global_step > 0 ? t->global_step - 1 : 0);
+        PT_TRY(sync_buffers(t, err));
+        pt_eval_result ev;
+        PT_TRY(pt_evaluate(t->rep[0], t->val, &ev, NULL, err));
+        m.val_loss = ev.loss;
+        m.val_top1 = ev.top1;
+        m.val_top5 = ev.top5;
+        m.val_count = ev.count;
+        /* The epoch's last update can blow up the weights while its own loss was still
+         * finite: never let such weights replace the last good checkpoint. */
+        if (!isfinite(ev.loss))
+            return pt_fail(err, PT_ERR_INVALID,
+                           "training diverged: validation loss is %g after epoch %lld (lower --lr?)",
+                           ev.loss, (long long)epoch + 1);
+        if (ev.top1 > t->best_top1) {
+            t->best_top1 = ev.top1;
+            t->best_epoch = m.epoch;
+            m.best = 1;
+        }
+        PT_TRY(save_checkpoints(t, m.epoch, m.best, err));
+        m.epoch_s = now_s() - t0;
+        m.elapsed_s = now_s() - run_start;
+        PT_TRY(append_metrics(t, &m, err));
+        if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);
+        if (t->opt.stop_after_epoch > 0 && m.epoch >= t->opt.stop_after_epoch && m.epoch < t->opt.epochs) {
+            t->stopped = 1;
+            break;
+        }
+    }
+    return PT_OK;
+}

@@ -1,0 +1,74 @@
+/* The training loop: epochs of steps over a device group's replicas, evaluation, the
+ * run directory (config.json, metrics.jsonl, last/ and best/ checkpoints) and resume.
+ * The loop is shaped for several devices: a global batch is split by sample across
+ * replicas, each computes its share of the mean-loss gradient, and every replica applies
+ * the same update. Printing is the caller's: progress arrives through callbacks. */
+#ifndef PT_TRAINER_H
+#define PT_TRAINER_H
+
+#include <stdint.h>
+
+#include "core/batch.h"
+#include "core/checkpoint.h"
+#include "core/replica.h"
+#include "core/schedule.h"
+
+typedef struct pt_train_options {
+    int epochs;
+    int batch_per_device;
+    double lr;
+    pt_schedule_kind schedule;
+    double warmup_epochs;
+    double step_epochs, gamma;   /* step schedule */
+    float label_smoothing;
+    int cycle_momentum;           /* onecycle: cycle momentum/beta1 0.95 -> 0.85 -> 0.95 */
+    uint64_t seed;
+    const char *out_dir;          /* run directory */
+    int resume;                   /* continue from out_dir/last */
+    int stop_after_epoch;         /* > 0: stop (as if interrupted) once this epoch is saved */
+    const char *config_json;      /* resolved configuration, written to out_dir/config.json */
+} pt_train_options;
+
+typedef struct pt_epoch_metrics {
+    int64_t epoch;                /* 1-based */
+    double train_loss, train_acc;
+    double val_loss, val_top1, val_top5;
+    int64_t val_count;
+    double lr;                    /* at the end of the epoch */
+    double img_per_s, train_s, epoch_s, elapsed_s;
+    int best;                     /* this epoch set a new best val_top1 */
+} pt_epoch_metrics;
+
+typedef struct pt_eval_result {
+    double loss, top1, top5;
+    int64_t count;
+} pt_eval_result;
+
+typedef struct pt_train_callbacks {
+    void *user;
+    void (*on_batch)(void *user, int64_t epoch, int64_t batch, int64_t batches, double loss,
+                     double acc, double img_per_s);
+    void (*on_epoch)(void *user, const pt_epoch_metrics *m);
+    int (*should_stop)(void *user); /* polled between steps (Ctrl-C) */
+} pt_train_callbacks;
+
+typedef struct pt_trainer pt_trainer;
+
+/* replicas: one per device, all built from the same net (not owned). */
+pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
+                            pt_batch_source train, pt_batch_source val,
+                            const pt_train_options *opt, pt_trainer **out, pt_error *err);
+void pt_trainer_free(pt_trainer *t);
+/* Initialises or resumes (reads out_dir/last), then trains the remaining epochs. */
+pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err);
+int64_t pt_trainer_start_epoch(const pt_trainer *t); /* epochs already done (after resume) */
+/* The run ended at --stop-after-epoch rather than at --epochs. */
+int pt_trainer_stopped_early(const pt_trainer *t);
+double pt_trainer_lr_at(const pt_trainer *t, int64_t step);
+
+/* Evaluation over a whole source in eval mode; never drops samples. logits_out, when
+ * non-NULL, receives samples_per_epoch x classes floats in source order. */
+pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, float *logits_out,
+                      pt_error *err);
+
+#endif

@@ -1,0 +1,459 @@
+/* Image decoding (libpng, libjpeg-turbo) and conversion to a normalised model input.
+ * Both libraries report errors by longjmp: every setjmp sits in a small function whose
+ * changing state lives in a caller-owned context, never in its own locals, and nothing
+ * the libraries say is printed. */
+#include "data/image.h"
+
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+#include "data/idx.h"
+
+void pt_image_free(pt_image *img)
+{
+    if (!img) return;
+    free(img->pixels);
+    memset(img, 0, sizeof *img);
+}
+
+/* ---- PNG ---- */
+
+typedef struct png_ctx {
+    FILE *f;
+    png_structp png;
+    png_infop info;
+    uint8_t *pixels;
+    png_bytep *rows;
+    int width, height, channels;
+    char msg[256];
+    char warning[128]; /* the last warning: often says why an error followed */
+} png_ctx;
+
+static void png_error_fn(png_structp png, png_const_charp msg)
+{
+    png_ctx *c = png_get_error_ptr(png);
+    if (c->warning[0])
+        snprintf(c->msg, sizeof c->msg, "%s (%s)", msg, c->warning);
+    else
+        snprintf(c->msg, sizeof c->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warning_fn(png_structp png, png_const_charp msg)
+{
+    /* Warnings (bad ancillary chunks, gamma) do not change the pixels we use: keep the
+     * text for a later error's message, print nothing. */
+    png_ctx *c = png_get_error_ptr(png);
+    snprintf(c->warning, sizeof c->warning, "%s", msg);
+}
+
+static void png_read_fn(png_structp png, png_bytep dst, size_t n)
+{
+    png_ctx *c = png_get_io_ptr(png);
+    if (fread(dst, 1, n, c->f) != n)
+        png_error(png, ferror(c->f) ? "read error" : "file ends early (truncated)");
+}
+
+/* Returns 0 on success; else c->msg says why. */
+static int png_decode(png_ctx *c)
+{
+    if (setjmp(png_jmpbuf(c->png))) return 1;
+    png_set_read_fn(c->png, c, png_read_fn);
+    png_set_user_limits(c->png, PT_IMAGE_MAX_SIDE, PT_IMAGE_MAX_SIDE);
+    png_read_info(c->png, c->info);
+    png_uint_32 w, h;
+    int depth, ctype, interlace;
+    png_get_IHDR(c->png, c->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
+    if (w == 0 || h == 0 || w > PT_IMAGE_MAX_SIDE || h > PT_IMAGE_MAX_SIDE) {
+        snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
+                 (unsigned)w, (unsigned)h, PT_IMAGE_MAX_SIDE, PT_IMAGE_MAX_SIDE);
+        return 1;
+    }
+    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(c->png);
+    if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(c->png);
+    if (png_get_valid(c->png, c->info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(c->png);
+    if (depth == 16) png_set_strip_16(c->png);
+    png_set_interlace_handling(c->png);
+    png_read_update_info(c->png, c->info);
+    int ch = png_get_channels(c->png, c->info);
+    size_t rowbytes = png_get_rowbytes(c->png, c->info);
+    if (ch < 1 || ch > 4 || png_get_bit_depth(c->png, c->info) != 8 ||
+        rowbytes != (size_t)w * (size_t)ch) {
+        snprintf(c->msg, sizeof c->msg, "unexpected PNG layout after conversion (%d channels)",
+                 ch);
+        return 1;
+    }
+    c->pixels = malloc(rowbytes * h);
+    c->rows = malloc(sizeof *c->rows * h);
+    if (!c->pixels || !c->rows) {
+        snprintf(c->msg, sizeof c->msg, "out of memory for %ux%u pixels", (unsigned)w,
+                 (unsigned)h);
+        return 1;
+    }
+    for (png_uint_32 y = 0; y < h; y++) c->rows[y] = c->pixels + (size_t)y * rowbytes;
+    png_read_image(c->png, c->rows);
+    png_read_end(c->png, NULL);
+    c->width = (int)w;
+    c->height = (int)h;
+    c->channels = ch;
+    return 0;
+}
+
+static pt_status load_png(const char *path, FILE *f, pt_image *out, pt_error *err)
+{
+    png_ctx c;
+    memset(&c, 0, sizeof c);
+    c.f = f;
+    c.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &c, png_error_fn, png_warning_fn);
+    if (c.png) c.info = png_create_info_struct(c.png);
+    if (!c.png || !c.info) {
+        png_destroy_read_struct(c.png ? &c.png : NULL, NULL, NULL);
+        return pt_fail(err, PT_ERR_NOMEM, "%s: out of memory for the PNG decoder", path);
+    }
+    int bad = png_decode(&c);
+    png_destroy_read_struct(&c.png, &c.info, NULL);
+    free(c.rows);
+    if (bad) {
+        free(c.pixels);
+        return pt_fail(err, PT_ERR_FORMAT, "%s: bad PNG image: %s", path, c.msg);
+    }
+    out->pixels = c.pixels;
+    out->width = c.width;
+    out->height = c.height;
+    out->channels = c.channels;
+    return PT_OK;
+}
+
+/* ---- JPEG ---- */
+
+typedef struct jpeg_ctx {
+    struct jpeg_error_mgr jerr; /* first, so that cinfo->err points at the context */
+    jmp_buf jump;
+    struct jpeg_decompress_struct cinfo;
+    int created;
+    FILE *f;
+    uint8_t *pixels, *cmyk_row;
+    int width, height, channels;
+    char msg[JMSG_LENGTH_MAX];
+    char damage[JMSG_LENGTH_MAX]; /* first warning that means lost image data */
+} jpeg_ctx;
+
+static void jpeg_error_exit_fn(j_common_ptr cinfo)
+{
+    jpeg_ctx *c = (jpeg_ctx *)cinfo->err;
+    c->jerr.format_message(cinfo, c->msg);
+    longjmp(c->jump, 1);
+}
+
+static void jpeg_emit_message_fn(j_common_ptr cinfo, int level)
+{
+    jpeg_ctx *c = (jpeg_ctx *)cinfo->err;
+    if (level != -1) return; /* trace messages */
+    c->jerr.num_warnings++;
+    int code = c->jerr.msg_code;
+    /* Truncated or corrupt entropy-coded data: libjpeg fills the rest with gray and goes on;
+     * we refuse such an image. Harmless oddities (extra bytes before a marker) pass. */
+    if (!c->damage[0] && (code == JWRN_JPEG_EOF || code == JWRN_HIT_MARKER ||
+                          code == JWRN_HUFF_BAD_CODE || code == JWRN_MUST_RESYNC))
+        c->jerr.format_message(cinfo, c->damage);
+}
+
+static void jpeg_output_message_fn(j_common_ptr cinfo)
+{
+    (void)cinfo; /* the library never prints */
+}
+
+static int jpeg_decode(jpeg_ctx *c)
+{
+    if (setjmp(c->jump)) return 1;
+    jpeg_create_decompress(&c->cinfo);
+    c->created = 1;
+    /* Progressive files keep every coefficient in memory: bound what a forged one can take. */
+    c->cinfo.mem->max_memory_to_use = 2048L * 1024 * 1024;
+    jpeg_stdio_src(&c->cinfo, c->f);
+    jpeg_read_header(&c->cinfo, TRUE);
+    struct jpeg_decompress_struct *ci = &c->cinfo;
+    if (ci->image_width == 0 || ci->image_height == 0 || ci->image_width > PT_IMAGE_MAX_SIDE ||
+        ci->image_height > PT_IMAGE_MAX_SIDE) {
+        snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
+                 (unsigned)ci->image_width, (unsigned)ci->image_height, PT_IMAGE_MAX_SIDE,
+                 PT_IMAGE_MAX_SIDE);
+        return 1;
+    }
+    int cmyk = 0;
+    switch (ci->jpeg_color_space) {
+    case JCS_GRAYSCALE: ci->out_color_space = JCS_GRAYSCALE; break;
+    case JCS_CMYK:
+    case JCS_YCCK:
+        ci->out_color_space = JCS_CMYK;
+        cmyk = 1;
+        break;
+    default: ci->out_color_space = JCS_RGB; break;
+    }
+    jpeg_start_decompress(ci);
+    int comps = ci->output_components;
+    if (comps != (cmyk ? 4 : ci->out_color_space == JCS_GRAYSCALE ? 1 : 3)) {
+        snprintf(c->msg, sizeof c->msg, "unexpected %d output components", comps);
+        return 1;
+    }
+    int w = (int)ci->output_width, h = (int)ci->output_height, ch = cmyk ? 3 : comps;
+    c->pixels = malloc((size_t)w * (size_t)h * (size_t)ch);
+    if (cmyk) c->cmyk_row = malloc((size_t)w * 4);
+    if (!c->pixels || (cmyk && !c->cmyk_row)) {
+        snprintf(c->msg, sizeof c->msg, "out of memory for %dx%d pixels", w, h);
+        return 1;
+    }
+    while (ci->output_scanline < ci->output_height) {
+        uint8_t *dst = c->pixels + (size_t)ci->output_scanline * (size_t)w * (size_t)ch;
+        JSAMPROW row = cmyk ? c->cmyk_row : dst;
+        if (jpeg_read_scanlines(ci, &row, 1) != 1) {
+            snprintf(c->msg, sizeof c->msg, "no scanline decoded");
+            return 1;
+        }
+        if (cmyk) {
+            /* Adobe's writers store inverted inks (255 = none), which an Adobe marker tells. */
+            int inverted = ci->saw_Adobe_marker;
+            for (int x = 0; x < w; x++) {
+                const uint8_t *p = c->cmyk_row + 4 * x;
+                unsigned k = inverted ? p[3] : 255u - p[3];
+                for (int j = 0; j < 3; j++) {
+                    unsigned v = inverted ? p[j] : 255u - p[j];
+                    dst[3 * x + j] = (uint8_t)((v * k + 127) / 255);
+                }
+            }
+        }
+    }
+    jpeg_finish_decompress(ci);
+    c->width = w;
+    c->height = h;
+    c->channels = ch;
+    return 0;
+}
+
+static pt_status load_jpeg(const char *path, FILE *f, pt_image *out, pt_error *err)
+{
+    jpeg_ctx *c = calloc(1, sizeof *c);
+    if (!c) return pt_fail(err, PT_ERR_NOMEM, "%s: out of memory for the JPEG decoder", path);
+    c->f = f;
+    c->cinfo.err = jpeg_std_error(&c->jerr);
+    c->jerr.error_exit = jpeg_error_exit_fn;
+    c->jerr.emit_message = jpeg_emit_message_fn;
+    c->jerr.output_message = jpeg_output_message_fn;
+    int bad = jpeg_decode(c);
+    if (c->created) jpeg_destroy_decompress(&c->cinfo);
+    free(c->cmyk_row);
+    pt_status s = PT_OK;
+    if (bad)
+        s = pt_fail(err, PT_ERR_FORMAT, "%s: bad JPEG image: %s", path, c->msg);
+    else if (c->damage[0])
+        s = pt_fail(err, PT_ERR_FORMAT, "%s: damaged JPEG image: %s", path, c->damage);
+    if (s != PT_OK) {
+        free(c->pixels);
+    } else {
+        out->pixels = c->pixels;
+        out->width = c->width;
+        out->height = c->height;
+        out->channels = c->channels;
+    }
+    free(c);
+    return s;
+}
+
+pt_status pt_image_load(const char *path, pt_image *out, pt_error *err)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f) return pt_fail(err, PT_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
+    uint8_t magic[8];
+    size_t n = fread(magic, 1, sizeof magic, f);
+    static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    pt_status s;
+    if (n == 8 && memcmp(magic, png_magic, 8) == 0) {
+        rewind(f);
+        s = load_png(path, f, out, err);
+    } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
+        rewind(f);
+        s = load_jpeg(path, f, out, err);
+    } else if (n == 0) {
+        s = pt_fail(err, PT_ERR_FORMAT, "%s: empty file, expected a PNG or JPEG image", path);
+    } else {
+        char hex[8 * 3 + 1] = "";
+        for (size_t i = 0; i < n && i < 4; i++) snprintf(hex + 3 * i, 4, " %02x", magic[i]);
+        s = pt_fail(err, PT_ERR_FORMAT,
+                    "%s: not a PNG or JPEG image (first bytes%s; the type is recognised by "
+                    "content, not by name)",
+                    path, hex);
+    }
+    fclose(f);
+    return s;
+}
+
+pt_status pt_idx_image(const char *idx_path, int64_t index, pt_image *out, pt_error *err)
+{
+    memset(out, 0, sizeof *out);
+    pt_idx h;
+    PT_TRY(pt_idx_read_header(idx_path, PT_IDX_MAGIC_U8_3D, &h, err));
+    if (index < 0 || index >= h.dim[0])
+        return pt_fail(err, PT_ERR_INVALID,
+                       "%s: image index %lld out of range: the file holds %lld images (0..%lld)",
+                       idx_path, (long long)index, (long long)h.dim[0],
+                       (long long)h.dim[0] - 1);
+    pt_idx one;
+    PT_TRY(pt_idx_read_items(idx_path, PT_IDX_MAGIC_U8_3D, index, 1, &one, err));
+    out->pixels = one.data;
+    out->height = (int)one.dim[1];
+    out->width = (int)one.dim[2];
+    out->channels = 1;
+    return PT_OK;
+}
+
+pt_status pt_image_load_input(const char *input, pt_image *out, pt_error *err)
+{
+    if (strncmp(input, "idx:", 4) != 0) return pt_image_load(input, out, err);
+    const char *spec = input + 4;
+    const char *colon = strrchr(spec, ':');
+    int64_t index = 0;
+    size_t len = strlen(spec);
+    if (colon && colon[1]) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(colon + 1, &end, 10);
+        if (*end == '\0' && errno == 0) {
+            if (v < 0)
+                return pt_fail(err, PT_ERR_INVALID, "%s: image index must be >= 0", input);
+            index = v;
+            len = (size_t)(colon - spec);
+        }
+    }
+    char path[4096];
+    if (len == 0 || len >= sizeof path)
+        return pt_fail(err, PT_ERR_INVALID, "%s: expected idx:FILE or idx:FILE:INDEX", input);
+    memcpy(path, spec, len);
+    path[len] = '\0';
+    return pt_idx_image(path, index, out, err);
+}
+
+/* ---- conversion to a model input ---- */
+
+/* Resampling weights along one axis: output o reads in[start[o] .. start[o]+taps) with
+ * weights w[o*maxtaps ..]. A triangle filter of radius max(1, in/out) around the output
+ * pixel's centre: plain bilinear when enlarging, an area-like average when shrinking. */
+typedef struct axis_filter {
+    int *start, *taps;
+    float *w;
+    int maxtaps;
+} axis_filter;
+
+static void axis_filter_free(axis_filter *a)
+{
+    free(a->start);
+    free(a->taps);
+    free(a->w);
+}
+
+static int axis_filter_make(axis_filter *a, int in, int out)
+{
+    double scale = (double)in / out, support = scale > 1.0 ? scale : 1.0;
+    a->maxtaps = (int)ceil(2.0 * support) + 2;
+    a->start = malloc(sizeof *a->start * (size_t)out);
+    a->taps = malloc(sizeof *a->taps * (size_t)out);
+    a->w = malloc(sizeof *a->w * (size_t)out * (size_t)a->maxtaps);
+    if (!a->start || !a->taps || !a->w) return 0;
+    for (int o = 0; o < out; o++) {
+        double center = (o + 0.5) * scale;
+        int lo = (int)ceil(center - support - 0.5), hi = (int)floor(center + support - 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in - 1) hi = in - 1;
+        float *w = a->w + (size_t)o * a->maxtaps;
+        double wsum = 0;
+        int n = 0;
+        for (int i = lo; i <= hi && n < a->maxtaps; i++) {
+            double t = fabs(i + 0.5 - center) / support;
+            double v = t < 1.0 ? 1.0 - t : 0.0;
+            w[n++] = (float)v;
+            wsum += v;
+        }
+        a->start[o] = lo;
+        a->taps[o] = n;
+        /* wsum > 0: the source pixel nearest the centre is within 0.5 <= support of it */
+        for (int k = 0; k < n; k++) w[k] = (float)(w[k] / wsum);
+    }
+    return 1;
+}
+
+pt_status pt_image_to_input(const pt_image *img, int channels, int height, int width,
+                            const float *mean, const float *std, float *out, pt_error *err)
+{
+    if (!img || !img->pixels || img->width < 1 || img->height < 1 || img->channels < 1 ||
+        img->channels > 4)
+        return pt_fail(err, PT_ERR_INVALID, "image to convert is empty or malformed");
+    if (channels != 1 && channels != 3)
+        return pt_fail(err, PT_ERR_INVALID, "model input must have 1 or 3 channels, not %d",
+                       channels);
+    if (height < 1 || width < 1 || height > PT_IMAGE_MAX_SIDE || width > PT_IMAGE_MAX_SIDE)
+        return pt_fail(err, PT_ERR_INVALID, "model input size %dx%d outside 1..%d", height, width,
+                       PT_IMAGE_MAX_SIDE);
+    for (int c = 0; c < channels; c++)
+        if (!(std[c] > 0.0f))
+            return pt_fail(err, PT_ERR_INVALID, "normalisation std[%d] = %g must be > 0", c,
+                           (double)std[c]);
+    int iw = img->width, ih = img->height, sc = img->channels;
+    int src_color = sc >= 3;
+    axis_filter fx = {0}, fy = {0};
+    float *plane = malloc(sizeof *plane * (size_t)iw * (size_t)ih);
+    float *tmp = malloc(sizeof *tmp * (size_t)ih * (size_t)width);
+    pt_status s = PT_OK;
+    if (!plane || !tmp || !axis_filter_make(&fx, iw, width) || !axis_filter_make(&fy, ih, height)) {
+        s = pt_fail(err, PT_ERR_NOMEM, "out of memory converting a %dx%d image", iw, ih);
+        goto done;
+    }
+    for (int c = 0; c < channels; c++) {
+        /* 1. this channel of the converted image, as floats in [0, 255] */
+        for (int64_t p = 0; p < (int64_t)iw * ih; p++) {
+            const uint8_t *px = img->pixels + p * sc;
+            float v;
+            if (channels == 1 && src_color)
+                v = 0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2];
+            else
+                v = px[src_color ? c : 0];
+            plane[p] = v;
+        }
+        /* 2. horizontal, then vertical resampling */
+        for (int y = 0; y < ih; y++) {
+            const float *row = plane + (int64_t)y * iw;
+            for (int x = 0; x < width; x++) {
+                const float *w = fx.w + (size_t)x * fx.maxtaps;
+                const float *src = row + fx.start[x];
+                float acc = 0;
+                for (int k = 0; k < fx.taps[x]; k++) acc += w[k] * src[k];
+                tmp[(int64_t)y * width + x] = acc;
+            }
+        }
+        float m = mean[c], sd = std[c];
+        float *dst = out + (int64_t)c * height * width;
+        for (int y = 0; y < height; y++) {
+            const float *w = fy.w + (size_t)y * fy.maxtaps;
+            for (int x = 0; x < width; x++) {
+                float acc = 0;
+                for (int k = 0; k < fy.taps[y]; k++)
+                    acc += w[k] * tmp[(int64_t)(fy.start[y] + k) * width + x];
+                /* 3. the loader's normalisation, same expression */
+                dst[(int64_t)y * width + x] = (acc / 255.0f - m) / sd;
+            }
+        }
+    }
+done:
+    axis_filter_free(&fx);
+    axis_filter_free(&fy);
+    free(plane);
+    free(tmp);
+    return s;
+}

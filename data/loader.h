@@ -1,0 +1,98 @@
+/* Turns a host dataset into normalised float batches: the epoch order, augmentation and
+ * normalisation, optionally one batch ahead on a background thread. Every random choice
+ * is a pure function of (seed, epoch, dataset index), so a batch's content never depends
+ * on batch size, thread count, device count or where a run was resumed. No allocation
+ * after pt_loader_init. */
+#ifndef PT_LOADER_H
+#define PT_LOADER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "data/dataset.h"
+
+typedef struct pt_loader_options {
+    int batch_size;        /* samples per batch, > 0 */
+    int shuffle;           /* 1: a fresh permutation each epoch; 0: dataset order */
+    int drop_last;         /* 1: skip a short last batch (training only) */
+    uint64_t seed;         /* keys the permutation and the augmentation */
+    int flip;              /* random horizontal flip with probability 0.5 */
+    int crop_pad;          /* > 0: random crop of the original size from the image zero-padded
+                              by crop_pad pixels on each side */
+    int prefetch;          /* 1: a producer thread assembles the next batch meanwhile */
+    const int64_t *subset; /* optional: iterate over these dataset indices only (e.g. a
+                              train/validation split); the caller keeps it alive */
+    int64_t subset_count;
+} pt_loader_options;
+
+/* One batch, pointing into the loader's buffers: valid until the next pt_loader_next,
+ * pt_loader_seek/start_epoch or pt_loader_free. */
+typedef struct pt_host_batch {
+    float *x;           /* n * C*H*W, NCHW, normalised */
+    int32_t *y;         /* n labels */
+    int64_t *index;     /* n dataset indices */
+    int n;              /* samples; 0 once the epoch is exhausted */
+    int64_t batch;      /* position of this batch in the epoch */
+    int64_t epoch;
+} pt_host_batch;
+
+typedef struct pt_loader_slot {
+    float *x;
+    int32_t *y;
+    int64_t *index;
+    uint8_t *scratch;   /* one sample, for datasets decoded on demand */
+    int n;
+    int64_t batch, gen;
+    int state;          /* empty, filling, ready, in use */
+    pt_status status;
+    pt_error error;
+} pt_loader_slot;
+
+typedef struct pt_loader {
+    const pt_dataset *ds;
+    pt_loader_options opt;
+    int64_t n;              /* samples per epoch (dataset count or subset count) */
+    int64_t *order;         /* this epoch's dataset indices, n long */
+    float lut[3][256];      /* pixel -> normalised value per channel */
+    int64_t epoch;
+    int64_t next_batch;     /* the consumer's next batch */
+    pt_loader_slot slot[2];
+    int nslots;             /* 1 without prefetch, 2 with */
+    /* prefetch only: the producer fills batch `produce` of generation `gen` */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int64_t produce, gen;
+    int stop, started;
+} pt_loader;
+
+/* Copies *opt; ds (and opt->subset) must outlive the loader. Allocates every buffer. */
+pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_options *opt,
+                         pt_error *err);
+/* Stops the producer thread (if any) and frees every buffer; safe on a zeroed loader. */
+void pt_loader_free(pt_loader *ld);
+
+/* Samples per epoch, and batches per epoch (the short last one counted unless drop_last). */
+int64_t pt_loader_samples_per_epoch(const pt_loader *ld);
+int64_t pt_loader_batches_per_epoch(const pt_loader *ld);
+
+/* Positions the loader at batch `batch` (0-based) of `epoch` (>= 0), e.g. to resume. */
+pt_status pt_loader_seek(pt_loader *ld, int64_t epoch, int64_t batch, pt_error *err);
+pt_status pt_loader_start_epoch(pt_loader *ld, int64_t epoch, pt_error *err);
+
+/* The next batch of the current epoch; out->n == 0 when the epoch is over. */
+pt_status pt_loader_next(pt_loader *ld, pt_host_batch *out, pt_error *err);
+
+/* The epoch's permutation of [0, n): Fisher-Yates whose draw for position i is
+ * pt_rng_below(seed, PT_RNG_SHUFFLE, epoch, i, 0, i + 1). */
+void pt_loader_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *perm);
+
+/* Writes dataset sample `index`, augmented for `epoch` as opt asks, normalised, as CHW
+ * floats: the very function batches are made of (exposed for tests and predict-style use).
+ * Crop first (offsets dy, dx = pt_rng_below(seed, AUGMENT, epoch, index, 1 / 2, 2*pad+1)),
+ * then flip when pt_rng_uniform(seed, AUGMENT, epoch, index, 0) < 0.5. */
+void pt_loader_augment_sample(const pt_loader *ld, const uint8_t *pixels, int64_t index,
+                              int64_t epoch, int augment, float *dst);
+
+#endif

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# `polytrain --help` and `<command> --help` exit 0 and document the options of the contract;
+# `devices` lists the cpu backend, in text and as JSON. Prints PASS/FAIL per case.
+set -u
+
+SRC=${PT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+CLI=${PT_CLI:-$SRC/build/polytrain}
+PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8 will do
+[ -x "$PY" ] || PY=python3
+mkdir -p "${PT_TEST_TMP:-/tmp}"
+TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/help.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+passed=0
+failed=0
+
+# expect NAME CODE STREAM NEEDLE... -- COMMAND...: COMMAND exits CODE and its STREAM
+# (stdout or stderr) contains every NEEDLE.
+expect() {
+    local name=$1 code=$2 stream=$3
+    shift 3
+    local needles=()
+    while [ "$1" != "--" ]; do needles+=("$1"); shift; done
+    shift
+    timeout -k 5 120 "$@" >"$TMP/stdout" 2>"$TMP/stderr" </dev/null
+    local rc=$? missing=""
+    for n in "${needles[@]}"; do
+        grep -qiF -- "$n" "$TMP/$stream" || missing+=" '$n'"
+    done
+    if [ "$rc" -eq "$code" ] && [ -z "$missing" ]; then
+        passed=$((passed + 1))
+        echo "PASS $name"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: exit $rc (expected $code)${missing:+, $stream lacks$missing}"
+        echo "  \$ $*"
+        sed 's/^/  stdout| /' "$TMP/stdout" | head -n 15
+        sed 's/^/  stderr| /' "$TMP/stderr" | head -n 15
+    fi
+}
+
+expect "top-level --help lists the commands" 0 stdout devices train eval predict models -- \
+    "$CLI" --help
+expect "no command is a usage error, usage on stderr" 2 stderr usage -- "$CLI"
+
+expect "devices --help" 0 stdout --json -- "$CLI" devices --help
+expect "train --help documents its options" 0 stdout \
+    --data --model --backend --epochs --batch-per-device --lr --optimizer --momentum \
+    --nesterov --weight-decay --schedule --label-smoothing --augment --seed --deterministic \
+    --out --resume --limit-train --limit-val --threads --no-progress -- \
+    "$CLI" train --help
+expect "train --help points to the model list" 0 stdout "polytrain models" -- \
+    "$CLI" train --help
+expect "models lists the zoo" 0 stdout baseline resnet18 resnet34 -- "$CLI" models
+expect "models --help" 0 stdout models -- "$CLI" models --help
+expect "eval --help documents its options" 0 stdout \
+    --checkpoint --data --limit-val --batch --json --dump-logits -- "$CLI" eval --help
+expect "predict --help documents its options" 0 stdout --checkpoint --json --topk idx: -- \
+    "$CLI" predict --help
+
+expect "devices lists the cpu backend" 0 stdout cpu -- "$CLI" devices
+expect "devices --json mentions cpu" 0 stdout cpu -- "$CLI" devices --json
+if "$PY" -c 'import json, sys; json.load(sys.stdin)' <"$TMP/stdout" 2>/dev/null; then
+    passed=$((passed + 1))
+    echo "PASS devices --json is one valid JSON document"
+else
+    failed=$((failed + 1))
+    echo "FAIL devices --json is one valid JSON document"
+    head -c 2000 "$TMP/stdout"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

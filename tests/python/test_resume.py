@@ -1,0 +1,190 @@
+"""Resuming a run gives bitwise the same weights, BatchNorm buffers, optimizer state and
+epoch-2 metrics as running it in one go (--deterministic), after a clean stop
+(--stop-after-epoch 1) and after a kill -9 during epoch 2. Needs no torch or numpy: tensors
+are compared as raw bytes."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SRC = os.environ.get("PT_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SRC, "tools"))
+import torch_models  # noqa: E402  (its safetensors reader works without torch)
+
+CLI = os.environ.get("PT_CLI") or os.path.join(SRC, "build", "polytrain")
+TIMEOUT_S = 600
+LIMIT_TRAIN = 1024
+BATCH = 64
+# Metrics that depend on the data and the arithmetic only, not on the clock.
+EXACT_METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "val_top5", "lr")
+# Every run trains 2 epochs with the default onecycle schedule. --resume takes the run's
+# options from DIR/config.json; repeating them on its command line changes nothing.
+OPTIONS = ["--epochs", "2", "--deterministic", "--limit-train", str(LIMIT_TRAIN),
+           "--limit-val", "256", "--seed", "5", "--no-progress"]
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("PASS " + what, flush=True)
+    else:
+        failed += 1
+        print("FAIL " + what, flush=True)
+    return ok
+
+
+def run_cli(args):
+    cmd = [CLI] + args
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        print("exit %d\nstdout:\n%s\nstderr:\n%s" % (p.returncode, p.stdout[-3000:],
+                                                     p.stderr[-3000:]), flush=True)
+    return p.returncode
+
+
+def scratch_dir(prefix):
+    base = os.environ.get("PT_TEST_TMP")
+    if base:
+        os.makedirs(base, exist_ok=True)
+    return tempfile.mkdtemp(prefix=prefix, dir=base)
+
+
+def completed_epochs(run_dir):
+    """Complete lines of run_dir/metrics.jsonl (0 while it does not exist)."""
+    try:
+        with open(os.path.join(run_dir, "metrics.jsonl"), "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
+
+
+def metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def compare_files(a, b, what):
+    """Same tensor names, dtypes, shapes and bytes; same metadata. Reports the first few
+    differences by name."""
+    ta, ma = torch_models.read_safetensors_raw(a)
+    tb, mb = torch_models.read_safetensors_raw(b)
+    ok = check(set(ta) == set(tb), "%s: same tensor names (%d)" % (what, len(ta)))
+    if not ok:
+        print("  only in A: %s\n  only in B: %s" % (sorted(set(ta) - set(tb))[:10],
+                                                   sorted(set(tb) - set(ta))[:10]))
+    differ = [n for n in sorted(set(ta) & set(tb)) if ta[n] != tb[n]]
+    check(not differ and len(ta) > 0,
+          "%s: all %d tensors bitwise equal" % (what, len(set(ta) & set(tb))))
+    for n in differ[:10]:
+        print("  differs: %s %r vs %r" % (n, ta[n], tb[n]))
+    meta_differ = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))
+    check(not meta_differ, "%s: same metadata" % what)
+    for k in meta_differ[:10]:
+        print("  metadata %s: %r vs %r" % (k, ma.get(k), mb.get(k)))
+
+
+def compare_runs(a, b, what):
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        compare_files(os.path.join(a, "last", name), os.path.join(b, "last", name),
+                      "%s last/%s" % (what, name))
+    ma, mb = metrics(a), metrics(b)
+    check(len(ma) == 2 and len(mb) == 2,
+          "%s: metrics.jsonl has 2 epochs in both runs (%d, %d)" % (what, len(ma), len(mb)))
+    if ma and mb:
+        ea, eb = ma[-1], mb[-1]
+        differ = [k for k in EXACT_METRICS if ea.get(k) != eb.get(k)]
+        check(ea.get("epoch") == 2 and not differ,
+              "%s: epoch-2 metrics equal (%s)" % (what, ", ".join(
+                  "%s=%s" % (k, ea.get(k)) for k in EXACT_METRICS[3:5])))
+        for k in differ:
+            print("  %s: %r vs %r" % (k, ea.get(k), eb.get(k)))
+
+
+def bn_steps(run_dir):
+    """bn1.num_batches_tracked of run_dir/last, or None while no complete file is there."""
+    try:
+        t, _ = torch_models.read_safetensors_raw(
+            os.path.join(run_dir, "last", "model.safetensors"))
+        torch_models.read_safetensors_raw(os.path.join(run_dir, "last", "optimizer.safetensors"))
+        return int.from_bytes(t["bn1.num_batches_tracked"].data, "little", signed=True)
+    except (OSError, KeyError, torch_models.SafetensorsError):
+        return None
+
+
+def kill_after_first_epoch(args, run_dir):
+    """Starts `train args` and kills it with SIGKILL once the epoch-1 checkpoint is complete
+    and epoch 2 has not been saved yet. Returns True when that moment was caught."""
+    steps_epoch1 = (LIMIT_TRAIN + BATCH - 1) // BATCH
+    cmd = [CLI] + args
+    print("$ " + " ".join(cmd) + "   (killed during epoch 2)", flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + TIMEOUT_S
+    caught = False
+    try:
+        while p.poll() is None and time.monotonic() < deadline:
+            if completed_epochs(run_dir) >= 1:
+                # Freeze it, then look: the files read are then not being written.
+                p.send_signal(signal.SIGSTOP)
+                steps = bn_steps(run_dir)
+                if steps == steps_epoch1:
+                    caught = True
+                    break
+                if steps is not None and steps > steps_epoch1:
+                    break  # too late: epoch 2 already saved
+                p.send_signal(signal.SIGCONT)
+            time.sleep(0.02)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        p.stderr.close()
+    return caught
+
+
+def main():
+    tmp = scratch_dir("resume.")
+    try:
+        opts = OPTIONS
+        a, b, c = (os.path.join(tmp, n) for n in ("A", "B", "C"))
+        ok_a = check(run_cli(["train", "--out", a] + opts) == 0, "train 2 epochs in one go")
+
+        # 1. A clean stop after epoch 1, then resume.
+        ok = check(run_cli(["train", "--out", b, "--stop-after-epoch", "1"] + opts) == 0,
+                   "train with --stop-after-epoch 1")
+        ok &= check(completed_epochs(b) == 1, "it stops after 1 epoch (%d in metrics.jsonl)"
+                    % completed_epochs(b))
+        ok &= check(run_cli(["train", "--resume", b] + opts) == 0, "resume it")
+        if ok and ok_a:
+            compare_runs(a, b, "stop + resume")
+
+        # 2. Killed with SIGKILL during epoch 2, then resumed.
+        caught = False
+        for attempt in range(3):
+            shutil.rmtree(c, ignore_errors=True)
+            caught = kill_after_first_epoch(["train", "--out", c] + opts, c)
+            if caught:
+                break
+        ok = check(caught, "killed between the epoch-1 and epoch-2 checkpoints")
+        ok &= check(run_cli(["train", "--resume", c] + opts) == 0, "resume after kill -9")
+        if ok and ok_a:
+            compare_runs(a, c, "kill -9 + resume")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+/* core/fileio: atomic writes replace or leave the old file intact (no temp file left), and a
+ * checkpoint directory survives a crash at any point of pt_dir_commit once pt_dir_recover ran. */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "pt_test.h"
+
+static char root[512];
+
+static const char *at(const char *rel)
+{
+    static char buf[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", root, rel);
+    return buf[k];
+}
+
+static int write_plain(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+/* Whole file as a string (static buffer), or NULL if it cannot be read. */
+static const char *slurp(const char *path)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+/* Number of entries in dir whose name contains needle. */
+static int count_entries(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (strstr(de->d_name, needle)) n++;
+    closedir(d);
+    return n;
+}
+
+static void test_atomic_write_creates_and_replaces(void)
+{
+    const char *p = at("a.bin");
+    const void *chunks[] = {"abc", NULL, "", "def"};
+    size_t sizes[] = {3, 0, 0, 3};
+    pt_error e = {0};
+    CHECKF(pt_write_file_atomic(p, chunks, sizes, 4, &e) == PT_OK, "%s", e.msg);
+    const char *got = slurp(p);
+    CHECK(got && strcmp(got, "abcdef") == 0);
+    const void *c2[] = {"new"};
+    size_t s2[] = {3};
+    CHECKF(pt_write_file_atomic(p, c2, s2, 1, &e) == PT_OK, "%s", e.msg);
+    got = slurp(p);
+    CHECK(got && strcmp(got, "new") == 0);
+    CHECK(count_entries(root, ".tmp.") == 0);
+    /* Empty file, relative-to-cwd style path without a directory part is covered by "./". */
+    CHECKF(pt_write_file_atomic(p, NULL, NULL, 0, &e) == PT_OK, "%s", e.msg);
+    got = slurp(p);
+    CHECK(got && got[0] == '\0');
+}
+
+static void test_atomic_write_into_a_non_directory_fails_cleanly(void)
+{
+    CHECK(write_plain(at("plainfile"), "x") == 0);
+    const char *p = at("plainfile/x");
+    const void *c[] = {"data"};
+    size_t s[] = {4};
+    pt_error e = {0};
+    CHECK(pt_write_file_atomic(p, c, s, 1, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, p) && strstr(e.msg, strerror(ENOTDIR)), "%s", e.msg);
+    const char *got = slurp(at("plainfile"));
+    CHECK(got && strcmp(got, "x") == 0);
+}
+
+/* RLIMIT_FSIZE makes write() fail with EFBIG part-way, like a disk filling up, without
+ * privileges or a special file system. */
+static void test_write_failing_midway_keeps_old_file_and_no_temp(void)
+{
+    const char *p = at("ckpt.bin");
+    CHECK(write_plain(p, "previous good content") == 0);
+    size_t big = 1 << 20;
+    char *data = malloc(big);
+    memset(data, 'z', big);
+    const void *c[] = {"header", data};
+    size_t s[] = {6, big};
+    pt_error e = {0};
+
+    struct rlimit old;
+    getrlimit(RLIMIT_FSIZE, &old);
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = old;
+    lim.rlim_cur = 64 * 1024;
+    int limited = setrlimit(RLIMIT_FSIZE, &lim) == 0;
+    pt_status st = pt_write_file_atomic(p, c, s, 2, &e);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    free(data);
+
+    CHECKF(limited, "setrlimit failed: %s", strerror(errno));
+    CHECKF(st == PT_ERR_IO, "status %d", st);
+    CHECKF(strstr(e.msg, p) && strstr(e.msg, strerror(EFBIG)), "%s", e.msg);
+    const char *got = slurp(p);
+    CHECK(got && strcmp(got, "previous good content") == 0);
+    CHECK(count_entries(root, ".tmp.") == 0);
+}
+
+static void test_write_into_readonly_directory_fails(void)
+{
+    if (geteuid() == 0) {
+        printf("  (running as root: permissions do not stop root; covered by the non-directory test)\n");
+        return;
+    }
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("ro"), &e) == PT_OK);
+    CHECK(write_plain(at("ro/f"), "old") == 0);
+    chmod(at("ro"), 0500);
+    const void *c[] = {"new"};
+    size_t s[] = {3};
+    CHECK(pt_write_file_atomic(at("ro/f"), c, s, 1, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, strerror(EACCES)) != NULL, "%s", e.msg);
+    CHECK(pt_check_dir_writable(at("ro"), &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "cannot write to output directory") != NULL, "%s", e.msg);
+    chmod(at("ro"), 0700);
+    const char *got = slurp(at("ro/f"));
+    CHECK(got && strcmp(got, "old") == 0);
+    CHECK(count_entries(at("ro"), ".tmp.") == 0);
+}
+
+static void test_read_file_bounds_and_errors(void)
+{
+    CHECK(write_plain(at("r.txt"), "hello") == 0);
+    void *buf = NULL;
+    size_t n = 0;
+    pt_error e = {0};
+    CHECKF(pt_read_file(at("r.txt"), 5, &buf, &n, &e) == PT_OK, "%s", e.msg);
+    CHECK(buf && n == 5 && memcmp(buf, "hello", 6) == 0); /* NUL-terminated */
+    free(buf);
+    CHECK(pt_read_file(at("r.txt"), 4, &buf, &n, &e) == PT_ERR_FORMAT && buf == NULL);
+    CHECKF(strstr(e.msg, "is 5 bytes, more than the limit of 4 bytes") != NULL, "%s", e.msg);
+    CHECK(pt_read_file(at("nope.txt"), 100, &buf, &n, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "nope.txt") && strstr(e.msg, strerror(ENOENT)), "%s", e.msg);
+    CHECK(pt_read_file(root, 100, &buf, &n, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "not a regular file") != NULL, "%s", e.msg);
+}
+
+static void test_mkdir_p_and_check_dir_writable(void)
+{
+    pt_error e = {0};
+    CHECKF(pt_mkdir_p(at("m/n/o/"), &e) == PT_OK, "%s", e.msg);
+    CHECK(pt_path_exists(at("m/n/o")));
+    CHECKF(pt_mkdir_p(at("m/n/o"), &e) == PT_OK, "existing: %s", e.msg);
+    CHECK(write_plain(at("m/file"), "x") == 0);
+    CHECK(pt_mkdir_p(at("m/file/sub"), &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "m/file") != NULL, "%s", e.msg);
+    CHECKF(pt_check_dir_writable(at("w/new/dir"), &e) == PT_OK, "%s", e.msg);
+    CHECK(pt_path_exists(at("w/new/dir")) && count_entries(at("w/new/dir"), "probe") == 0);
+    CHECK(pt_check_dir_writable(at("m/file/out"), &e) == PT_ERR_IO);
+    CHECKF(strncmp(e.msg, "cannot write to output directory '", 34) == 0 && strstr(e.msg, "m/file/out"),
+           "%s", e.msg);
+    CHECK(!pt_path_exists(at("does/not/exist")));
+}
+
+static void test_remove_tree_does_not_follow_symlinks(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("keep"), &e) == PT_OK && write_plain(at("keep/precious"), "p") == 0);
+    CHECK(pt_mkdir_p(at("t/a/b"), &e) == PT_OK);
+    CHECK(write_plain(at("t/a/b/f1"), "1") == 0 && write_plain(at("t/f2"), "2") == 0);
+    CHECK(symlink(at("keep"), at("t/a/link")) == 0);
+    CHECKF(pt_remove_tree(at("t"), &e) == PT_OK, "%s", e.msg);
+    CHECK(!pt_path_exists(at("t")));
+    CHECK(pt_path_exists(at("keep/precious")));
+    CHECKF(pt_remove_tree(at("t"), &e) == PT_OK, "missing path: %s", e.msg);
+}
+
+/* A "checkpoint": two files that must belong to the same version. */
+static void make_ckpt(const char *dir, const char *version)
+{
+    pt_error e = {0};
+    char p[1024];
+    CHECKF(pt_mkdir_p(dir, &e) == PT_OK, "%s", e.msg);
+    const void *c[] = {version};
+    size_t s[] = {strlen(version)};
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECKF(pt_write_file_atomic(p, c, s, 1, &e) == PT_OK, "%s", e.msg);
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    CHECKF(pt_write_file_atomic(p, c, s, 1, &e) == PT_OK, "%s", e.msg);
+}
+
+/* 1 if dir holds both files of the given version. */
+static int ckpt_is(const char *dir, const char *version)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    const char *m = slurp(p);
+    if (!m || strcmp(m, version) != 0) return 0;
+    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+    const char *o = slurp(p);
+    return o && strcmp(o, version) == 0;
+}
+
+static void test_dir_commit_first_and_replacing(void)
+{
+    pt_error e = {0};
+    make_ckpt(at("c1/.last.tmp"), "v1");
+    CHECKF(pt_dir_commit(at("c1/.last.tmp"), at("c1/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c1/last"), "v1") && !pt_path_exists(at("c1/.last.tmp")));
+    make_ckpt(at("c1/.last.tmp"), "v2");
+    CHECKF(pt_dir_commit(at("c1/.last.tmp"), at("c1/last/"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c1/last"), "v2"));
+    CHECK(!pt_path_exists(at("c1/last.old")) && !pt_path_exists(at("c1/.last.tmp")));
+    CHECK(pt_dir_commit(at("c1/.missing"), at("c1/last"), &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "is not a directory") != NULL, "%s", e.msg);
+    CHECK(ckpt_is(at("c1/last"), "v2"));
+}
+
+/* Crash before the first rename: tmp partial, final complete. */
+static void test_recover_after_crash_while_writing_tmp(void)
+{
+    pt_error e = {0};
+    make_ckpt(at("c2/last"), "v1");
+    CHECK(pt_mkdir_p(at("c2/.last.tmp"), &e) == PT_OK);
+    CHECK(write_plain(at("c2/.last.tmp/model.safetensors"), "v2-partial") == 0);
+    CHECKF(pt_dir_recover(at("c2/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c2/last"), "v1"));
+    /* The next save starts from a fresh tmp and commits normally. */
+    CHECK(pt_remove_tree(at("c2/.last.tmp"), &e) == PT_OK);
+    make_ckpt(at("c2/.last.tmp"), "v2");
+    CHECKF(pt_dir_commit(at("c2/.last.tmp"), at("c2/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c2/last"), "v2"));
+}
+
+/* Crash between the two renames: final missing, final.old complete, tmp complete. */
+static void test_recover_after_crash_between_renames(void)
+{
+    pt_error e = {0};
+    make_ckpt(at("c3/last.old"), "v1");
+    make_ckpt(at("c3/.last.tmp"), "v2");
+    CHECK(!pt_path_exists(at("c3/last")));
+    CHECKF(pt_dir_recover(at("c3/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c3/last"), "v1"));
+    CHECK(!pt_path_exists(at("c3/last.old")));
+    /* A commit that finds this state settles it first and then proceeds. */
+    CHECK(pt_remove_tree(at("c3/last"), &e) == PT_OK);
+    make_ckpt(at("c3/last.old"), "v1");
+    CHECKF(pt_dir_commit(at("c3/.last.tmp"), at("c3/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c3/last"), "v2") && !pt_path_exists(at("c3/last.old")));
+}
+
+/* Crash after the second rename, before or during removal of final.old. */
+static void test_recover_after_crash_while_removing_old(void)
+{
+    pt_error e = {0};
+    make_ckpt(at("c4/last"), "v2");
+    make_ckpt(at("c4/last.old"), "v1");
+    CHECKF(pt_dir_recover(at("c4/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/last.old")));
+    /* Half-removed old directory. */
+    CHECK(pt_mkdir_p(at("c4/last.old"), &e) == PT_OK);
+    CHECK(write_plain(at("c4/last.old/optimizer.safetensors"), "v1") == 0);
+    CHECKF(pt_dir_recover(at("c4/last"), &e) == PT_OK, "%s", e.msg);
+    CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/last.old")));
+    /* Nothing at all: not an error, nothing created. */
+    CHECKF(pt_dir_recover(at("c4/none"), &e) == PT_OK, "%s", e.msg);
+    CHECK(!pt_path_exists(at("c4/none")));
+}
+
+int main(void)
+{
+    const char *base = getenv("PT_TEST_TMP");
+    if (!base || !base[0]) base = "/tmp";
+    snprintf(root, sizeof root, "%s/test_fileio.%ld", base, (long)getpid());
+    pt_error e = {0};
+    if (pt_remove_tree(root, &e) != PT_OK || pt_mkdir_p(root, &e) != PT_OK) {
+        fprintf(stderr, "cannot set up %s: %s\n", root, e.msg);
+        return 1;
+    }
+    RUN(test_atomic_write_creates_and_replaces);
+    RUN(test_atomic_write_into_a_non_directory_fails_cleanly);
+    RUN(test_write_failing_midway_keeps_old_file_and_no_temp);
+    RUN(test_write_into_readonly_directory_fails);
+    RUN(test_read_file_bounds_and_errors);
+    RUN(test_mkdir_p_and_check_dir_writable);
+    RUN(test_remove_tree_does_not_follow_symlinks);
+    RUN(test_dir_commit_first_and_replacing);
+    RUN(test_recover_after_crash_while_writing_tmp);
+    RUN(test_recover_after_crash_between_renames);
+    RUN(test_recover_after_crash_while_removing_old);
+    if (pt_t_fail == 0) pt_remove_tree(root, &e);
+    TEST_EXIT();
+}

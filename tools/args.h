@@ -1,0 +1,50 @@
+/* Command-line option tables for the polytrain subcommands: typed, range-checked
+ * values, --name value and --name=value, generated --help text. Usage errors exit 2. */
+#ifndef PT_TOOLS_ARGS_H
+#define PT_TOOLS_ARGS_H
+
+#include <stdint.h>
+
+typedef enum { ARG_FLAG, ARG_NOFLAG, ARG_INT, ARG_I64, ARG_U64, ARG_DOUBLE, ARG_STRING } arg_kind;
+
+typedef struct arg_spec {
+    const char *name;    /* without leading dashes */
+    arg_kind kind;
+    void *target;        /* int*, int64_t*, uint64_t*, double*, const char** */
+    const char *metavar;
+    const char *help;
+    double min, max;     /* numeric range (inclusive) when min < max */
+    int *given;          /* optional: set to 1 when the option appears */
+} arg_spec;
+
+typedef struct arg_command {
+    const char *name;      /* "train" */
+    const char *summary;   /* one line */
+    const char *usage;     /* e.g. "[options]" or "--checkpoint DIR [options] INPUT..." */
+    const arg_spec *specs; /* terminated by name == NULL */
+    const char *epilog;    /* extra help text or NULL */
+    int *given;            /* optional: one flag per spec, set when it appears (resume) */
+} arg_command;
+
+/* Parses argv (after the command name). Positional arguments are collected into
+ * positional (argv pointers) when max_positional > 0. Returns 0 on success, 1 when
+ * --help was printed (caller exits 0), 2 on a usage error (message printed). */
+int args_parse(const arg_command *cmd, int argc, char **argv, char **positional,
+               int max_positional, int *npositional);
+void args_print_help(const arg_command *cmd);
+
+/* "polytrain: error: ..." on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+
+
+/* For each option not given on the command line (cmd->given), takes its value from
+ * obj[name] of a saved config.json (resume). String values point into obj, which must
+ * outlive their use. Returns 0, or 2 with a message on a bad value. */
+struct pt_json;
+int args_apply_json(const arg_command *cmd, const struct pt_json *obj);
+/* Appends every option's current value to a JSON object under construction
+ * ("name":value,...), for config.json. */
+struct pt_strbuf;
+void args_to_json(const arg_command *cmd, struct pt_strbuf *sb);
+#endif

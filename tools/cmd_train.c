@@ -1,0 +1,423 @@
+/* polytrain train: datasets, model, devices and replicas from the options, then the
+ * core trainer with a banner, a progress bar on a terminal and a line per epoch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/json.h"
+#include "core/trainer.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "data/source.h"
+#include "models/models.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "tools/progress.h"
+#include "tools/session.h"
+
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+typedef struct train_args {
+    const char *data, *model, *backend, *optimizer, *schedule, *augment, *out, *resume;
+    int epochs, batch, nesterov, deterministic, threads, devices, no_progress, stop_after;
+    int no_decay_bn_bias, cycle_momentum;
+    double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
+    double beta1, beta2, eps;
+    uint64_t seed;
+    int64_t limit_train, limit_val;
+    int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
+} train_args;
+
+typedef struct run_ui {
+    cli_progress bar;
+    int epochs;
+} run_ui;
+
+static void on_batch(void *user, int64_t epoch, int64_t batch, int64_t batches, double loss,
+                     double acc, double ips)
+{
+    run_ui *ui = user;
+    cli_progress_update(&ui->bar, epoch, ui->epochs, batch, batches, loss, acc, ips);
+}
+
+static void on_epoch(void *user, const pt_epoch_metrics *m)
+{
+    run_ui *ui = user;
+    cli_progress_clear(&ui->bar);
+    printf("epoch %lld/%d  train loss %.4f acc %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
+           "%.0f img/s  %.1fs%s\n",
+           (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
+           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, m->best ? "  *best" : "");
+    fflush(stdout);
+}
+
+static int should_stop(void *user)
+{
+    (void)user;
+    return cli_interrupted();
+}
+
+static int parse_augment(const char *list, int *flip, int *crop)
+{
+    *flip = 0;
+    *crop = 0;
+    char buf[128];
+    if (strlen(list) >= sizeof buf) return 0;
+    strcpy(buf, list);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (strcmp(tok, "flip") == 0) *flip = 1;
+        else if (strcmp(tok, "crop") == 0) *crop = 4;
+        else if (strcmp(tok, "none") == 0) continue;
+        else return 0;
+    }
+    return 1;
+}
+
+/* Options not given again come from DIR/config.json; *tree keeps their strings alive. */
+static int load_resume_config(const arg_command *cmd, const char *dir, pt_json **tree)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    void *text = NULL;
+    size_t size = 0;
+    pt_error err;
+    pt_error_clear(&err);
+    if (pt_read_file(path, (size_t)1 << 20, &text, &size, &err) != PT_OK) {
+        cli_error("train: --resume %s: %s", dir, err.msg);
+        return 1;
+    }
+    pt_json *js = NULL;
+    int rc = 0;
+    if (pt_json_parse(text, size, NULL, &js, &err) != PT_OK || js->type != PT_JSON_OBJECT) {
+        cli_error("train: --resume: '%s' is not a JSON object: %s", path, err.msg);
+        rc = 1;
+    } else {
+        const pt_json *opts = pt_json_get(js, "options");
+        if (!opts || opts->type != PT_JSON_OBJECT) {
+            cli_error("train: --resume: '%s' has no \"options\" object", path);
+            rc = 1;
+        } else if (args_apply_json(cmd, opts)) {
+            cli_error("train: --resume: bad option value in '%s'", path);
+            rc = 1;
+        }
+    }
+    if (rc) pt_json_free(js);
+    else *tree = js;
+    free(text);
+    return rc;
+}
+
+static int train_main(train_args *ap, const arg_command *cmdp);
+
+int cmd_train(int argc, char **argv)
+{
+    train_args a;
+    memset(&a, 0, sizeof a);
+    a.data = DEFAULT_DATA;
+    a.model = "baseline";
+    a.backend = "auto";
+    a.optimizer = "sgd";
+    a.schedule = "onecycle";
+    a.augment = "flip";
+    a.epochs = 3;
+    a.batch = 64;
+    a.nesterov = 1;
+    a.cycle_momentum = 1;
+    a.lr = 0.1;
+    a.momentum = 0.9;
+    a.weight_decay = 5e-4;
+    a.gamma = 0.1;
+    a.step_epochs = 30;
+    a.beta1 = 0.9;
+    a.beta2 = 0.999;
+    a.eps = 1e-8;
+    a.seed = 1;
+    int help_nesterov_dummy = 0;
+    (void)help_nesterov_dummy;
+    const arg_spec specs[] = {
+        {"data", ARG_STRING, &a.data, "DIR", "dataset directory (default " DEFAULT_DATA ")", 0, 0, NULL},
+        {"model", ARG_STRING, &a.model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
+        {"backend", ARG_STRING, &a.backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
+        {"devices", ARG_INT, &a.devices, "N", "devices to use (default 0 = all of the backend)", 0, 1024, NULL},
+        {"epochs", ARG_INT, &a.epochs, "N", "epochs to train (default 3)", 1, 100000, NULL},
+        {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
+        {"lr", ARG_DOUBLE, &a.lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
+        {"optimizer", ARG_STRING, &a.optimizer, "NAME", "sgd, adam or adamw (default sgd)", 0, 0, NULL},
+        {"momentum", ARG_DOUBLE, &a.momentum, "F", "SGD momentum (default 0.9)", 0, 1, NULL},
+        {"nesterov", ARG_FLAG, &a.nesterov, NULL, "Nesterov momentum (default on)", 0, 0, &a.given_nesterov},
+        {"no-nesterov", ARG_NOFLAG, &a.nesterov, NULL, "plain momentum", 0, 0, &a.given_nesterov},
+        {"weight-decay", ARG_DOUBLE, &a.weight_decay, "F", "weight decay (default 5e-4; adamw: decoupled)", 0, 1, &a.given_wd},
+        {"no-decay-bn-bias", ARG_FLAG, &a.no_decay_bn_bias, NULL, "exclude BatchNorm parameters and biases from weight decay", 0, 0, NULL},
+        {"beta1", ARG_DOUBLE, &a.beta1, "F", "Adam beta1 (default 0.9)", 0, 0.999999, NULL},
+        {"beta2", ARG_DOUBLE, &a.beta2, "F", "Adam beta2 (default 0.999)", 0, 0.999999, NULL},
+        {"eps", ARG_DOUBLE, &a.eps, "F", "Adam epsilon (default 1e-8)", 1e-30, 1, NULL},
+        {"schedule", ARG_STRING, &a.schedule, "NAME", "constant, step, cosine or onecycle (default onecycle)", 0, 0, NULL},
+        {"cycle-momentum", ARG_FLAG, &a.cycle_momentum, NULL, "onecycle: cycle momentum 0.95 -> 0.85 -> 0.95 as PyTorch's OneCycleLR (default on)", 0, 0, &a.given_cycle},
+        {"no-cycle-momentum", ARG_NOFLAG, &a.cycle_momentum, NULL, "onecycle: keep --momentum fixed", 0, 0, &a.given_cycle},
+        {"warmup-epochs", ARG_DOUBLE, &a.warmup_epochs, "F", "linear warmup (constant/step/cosine; default 0)", 0, 1e6, NULL},
+        {"step-epochs", ARG_DOUBLE, &a.step_epochs, "F", "step schedule: decay every F epochs (default 30)", 1e-6, 1e6, NULL},
+        {"gamma", ARG_DOUBLE, &a.gamma, "F", "step schedule: decay factor (default 0.1)", 1e-9, 1, NULL},
+        {"label-smoothing", ARG_DOUBLE, &a.label_smoothing, "F", "label smoothing of the training loss (default 0)", 0, 0.999, NULL},
+        {"augment", ARG_STRING, &a.augment, "LIST", "flip, crop (pad 4) or none, comma separated (default flip)", 0, 0, NULL},
+        {"seed", ARG_U64, &a.seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
+        {"deterministic", ARG_FLAG, &a.deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
+        {"out", ARG_STRING, &a.out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a.given_out},
+        {"resume", ARG_STRING, &a.resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a.given_resume},
+        {"stop-after-epoch", ARG_INT, &a.stop_after, "N", "stop once epoch N is saved (resume later)", 0, 1000000, &a.given_stop},
+        {"limit-train", ARG_I64, &a.limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
+        {"limit-val", ARG_I64, &a.limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
+        {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
+        {"no-progress", ARG_FLAG, &a.no_progress, NULL, "no progress bar", 0, 0, &a.given_progress},
+        {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
+    };
+    static int given[64];
+    const arg_command cmd = {
+        "train", "Train a model and write checkpoints, metrics.jsonl and config.json into a run directory.",
+        "[options]", specs,
+        "The default run trains 'baseline' on Fashion-MNIST for 3 epochs with SGD (Nesterov, momentum\n"
+        "0.9, weight decay 5e-4), a one-cycle LR peaking at 0.1, random flips and 64 samples per device.\n"
+        "--resume DIR takes the options not given again from DIR/config.json.",
+        given};
+    int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : 2;
+    pt_json *resume_cfg = NULL;
+    if (a.resume) {
+        if (a.given_out && strcmp(a.out, a.resume) != 0) {
+            cli_error("train: --resume continues in its own directory; drop --out");
+            return 2;
+        }
+        /* Per-run options are never inherited from the interrupted run. */
+        a.given_out = a.given_stop = a.given_progress = 1;
+        if (load_resume_config(&cmd, a.resume, &resume_cfg)) return 1;
+        a.out = a.resume;
+    }
+    int code = train_main(&a, &cmd);
+    pt_json_free(resume_cfg);
+    return code;
+}
+
+static int train_main(train_args *ap, const arg_command *cmdp)
+{
+    const arg_command cmd = *cmdp;
+    if (strcmp(ap->backend, "auto") != 0 && !pt_backend_find(ap->backend)) {
+        pt_error e;
+        pt_device *none[1];
+        int n;
+        cli_open_devices(ap->backend, 0, 0, 0, none, &n, &e);
+        cli_error("train: %s", e.msg);
+        return 2;
+    }
+
+    pt_optim_kind okind;
+    pt_schedule_kind skind;
+    int flip, crop;
+    if (!pt_optim_parse(ap->optimizer, &okind)) {
+        cli_error("train: --optimizer must be sgd, adam or adamw, got '%s'", ap->optimizer);
+        return 2;
+    }
+    if (!pt_schedule_parse(ap->schedule, &skind)) {
+        cli_error("train: --schedule must be constant, step, cosine or onecycle, got '%s'", ap->schedule);
+        return 2;
+    }
+    if (!parse_augment(ap->augment, &flip, &crop)) {
+        cli_error("train: --augment takes flip, crop or none (comma separated), got '%s'", ap->augment);
+        return 2;
+    }
+    if (!pt_model_find(ap->model)) {
+        pt_error e;
+        pt_net *dummy = NULL;
+        pt_model_build(ap->model, 1, 28, 28, 10, &dummy, &e);
+        cli_error("train: --model: %s", e.msg);
+        return 2;
+    }
+    if (okind == PT_OPTIM_ADAMW && !ap->given_wd) ap->weight_decay = 1e-2;
+    char default_out[256];
+    if (!ap->out) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        localtime_r(&now, &tmv);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tmv);
+        snprintf(default_out, sizeof default_out, "runs/%s-%s", ap->model, stamp);
+        ap->out = default_out;
+    }
+
+    pt_error err;
+    pt_error_clear(&err);
+    pt_dataset train_ds, val_ds;
+    memset(&train_ds, 0, sizeof train_ds);
+    memset(&val_ds, 0, sizeof val_ds);
+    pt_device *devs[CLI_MAX_DEVICES];
+    int ndev = 0;
+    pt_net *net = NULL;
+    pt_replica *reps[CLI_MAX_DEVICES] = {0};
+    pt_loader train_ld, val_ld;
+    memset(&train_ld, 0, sizeof train_ld);
+    memset(&val_ld, 0, sizeof val_ld);
+    pt_trainer *trainer = NULL;
+    pt_strbuf cfg;
+    pt_strbuf_init(&cfg);
+    pt_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    int exit_code = 1;
+
+    if (pt_check_dir_writable(ap->out, &err) != PT_OK) goto fail;
+    if (ap->resume) {
+        char last[4200];
+        snprintf(last, sizeof last, "%s/last", ap->resume);
+        pt_model_meta saved;
+        if (pt_checkpoint_read_meta(last, &saved, &err) != PT_OK) {
+            pt_error_wrap(&err, "cannot resume");
+            goto fail;
+        }
+        int same = strcmp(saved.model, ap->model) == 0;
+        pt_fail(&err, PT_ERR_MISMATCH, "cannot resume: '%s' holds a '%s' model, --model asks for '%s'", last,
+                saved.model, ap->model);
+        pt_model_meta_free(&saved);
+        if (!same) goto fail;
+    }
+    if (pt_dataset_open(ap->data, 1, ap->limit_train, &train_ds, &err) != PT_OK) goto fail;
+    if (pt_dataset_open(ap->data, 0, ap->limit_val, &val_ds, &err) != PT_OK) goto fail;
+    if (pt_model_build(ap->model, train_ds.channels, train_ds.height, train_ds.width, train_ds.num_classes,
+                       &net, &err) != PT_OK)
+        goto fail;
+    if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, devs, &ndev, &err) != PT_OK) goto fail;
+
+    pt_optim_config oc = pt_optim_defaults(okind);
+    oc.momentum = (float)ap->momentum;
+    oc.nesterov = ap->nesterov;
+    oc.weight_decay = (float)ap->weight_decay;
+    oc.beta1 = (float)ap->beta1;
+    oc.beta2 = (float)ap->beta2;
+    oc.eps = (float)ap->eps;
+    oc.no_decay_bn_bias = ap->no_decay_bn_bias;
+    if (okind == PT_OPTIM_SGD && oc.nesterov && oc.momentum == 0.0f) {
+        cli_error("train: Nesterov momentum needs --momentum > 0 (or --no-nesterov)");
+        exit_code = 2;
+        goto out;
+    }
+    for (int d = 0; d < ndev; d++)
+        if (pt_replica_create(net, devs[d], ap->batch, &oc, ap->seed, &reps[d], &err) != PT_OK) goto fail;
+    for (int d = 0; d < ndev; d++) pt_replica_set_label_smoothing(reps[d], (float)ap->label_smoothing);
+
+    pt_loader_options lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch_size = ap->batch * ndev;
+    lo.shuffle = 1;
+    lo.seed = ap->seed;
+    lo.flip = flip;
+    lo.crop_pad = crop;
+    lo.prefetch = 1;
+    if (pt_loader_init(&train_ld, &train_ds, &lo, &err) != PT_OK) goto fail;
+    pt_loader_options vo;
+    memset(&vo, 0, sizeof vo);
+    vo.batch_size = ap->batch;
+    vo.seed = ap->seed;
+    vo.prefetch = 1;
+    if (pt_loader_init(&val_ld, &val_ds, &vo, &err) != PT_OK) goto fail;
+
+    snprintf(meta.model, sizeof meta.model, "%s", ap->model);
+    meta.in_channels = train_ds.channels;
+    meta.height = train_ds.height;
+    meta.width = train_ds.width;
+    meta.num_classes = train_ds.num_classes;
+    memcpy(meta.mean, train_ds.mean, sizeof meta.mean);
+    memcpy(meta.std, train_ds.std, sizeof meta.std);
+    meta.class_names = train_ds.class_names;
+
+    /* config.json: the options by their command-line names, then what they resolved to. */
+    pt_strbuf_puts(&cfg, "{\"options\":{");
+    args_to_json(&cmd, &cfg);
+    pt_strbuf_printf(&cfg, "\n},\n\"resolved\":{\"framework\":\"polytrain %s\",\"backend\":", PT_VERSION);
+    pt_strbuf_json_string(&cfg, devs[0]->be->name);
+    pt_strbuf_printf(&cfg, ",\"devices\":%d,\"device\":", ndev);
+    pt_strbuf_json_string(&cfg, devs[0]->info.name);
+    pt_strbuf_puts(&cfg, ",\"device_details\":");
+    pt_strbuf_json_string(&cfg, devs[0]->info.details);
+    pt_strbuf_printf(&cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
+                           "\"val_samples\":%lld,\"dataset\":",
+                     (long long)net->param_count, ap->batch * ndev, (long long)train_ds.count,
+                     (long long)val_ds.count);
+    pt_strbuf_json_string(&cfg, train_ds.name);
+    pt_strbuf_puts(&cfg, "}}");
+    if (pt_strbuf_check(&cfg, &err) != PT_OK) goto fail;
+
+    pt_train_options to;
+    memset(&to, 0, sizeof to);
+    to.epochs = ap->epochs;
+    to.batch_per_device = ap->batch;
+    to.lr = ap->lr;
+    to.schedule = skind;
+    to.warmup_epochs = ap->warmup_epochs;
+    to.step_epochs = ap->step_epochs;
+    to.gamma = ap->gamma;
+    to.label_smoothing = (float)ap->label_smoothing;
+    to.cycle_momentum = ap->cycle_momentum;
+    to.seed = ap->seed;
+    to.out_dir = ap->out;
+    to.resume = ap->resume != NULL;
+    to.stop_after_epoch = ap->stop_after;
+    to.config_json = cfg.data;
+    if (pt_trainer_create(reps, ndev, &meta, pt_loader_source(&train_ld), pt_loader_source(&val_ld), &to,
+                          &trainer, &err) != PT_OK)
+        goto fail;
+
+    /* The banner: what runs where, before any work. */
+    printf("polytrain %s: training '%s' on %s\n", PT_VERSION, ap->model, train_ds.name);
+    printf("devices: %d x %s (%s backend)\n", ndev, devs[0]->info.name, devs[0]->be->name);
+    for (int d = 0; d < ndev; d++)
+        printf("  [%d] %s, %d threads; %s\n", d, devs[d]->info.name, devs[d]->info.threads, devs[d]->info.details);
+    printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
+           (double)net->param_count / 1e6, (long long)net->param_count, train_ds.channels, train_ds.height,
+           train_ds.width, train_ds.num_classes);
+    printf("batch: %d per device x %d device%s = %d; %lld steps per epoch\n", ap->batch, ndev, ndev == 1 ? "" : "s",
+           ap->batch * ndev, (long long)pt_loader_batches_per_epoch(&train_ld));
+    printf("data: %lld train / %lld test samples; augment %s\n", (long long)train_ds.count,
+           (long long)val_ds.count, ap->augment);
+    char mom[64];
+    if (skind == PT_SCHED_ONECYCLE && ap->cycle_momentum && !(okind == PT_OPTIM_SGD && ap->momentum == 0))
+        snprintf(mom, sizeof mom, "%s 0.95->0.85->0.95", okind == PT_OPTIM_SGD ? "momentum" : "beta1");
+    else
+        snprintf(mom, sizeof mom, "%s %g", okind == PT_OPTIM_SGD ? "momentum" : "beta1",
+                 okind == PT_OPTIM_SGD ? ap->momentum : ap->beta1);
+    printf("optimizer: %s lr %g (%s schedule%s), %s%s, weight decay %g%s; label smoothing %g\n", ap->optimizer,
+           ap->lr, ap->schedule, ap->warmup_epochs > 0 ? ", warmup" : "", mom,
+           okind == PT_OPTIM_SGD && ap->nesterov ? " nesterov" : "", ap->weight_decay,
+           ap->no_decay_bn_bias ? " (not on BN/bias)" : "", ap->label_smoothing);
+    printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(reps[0]) / (1024.0 * 1024.0));
+    printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
+    fflush(stdout);
+
+    run_ui ui;
+    memset(&ui, 0, sizeof ui);
+    ui.epochs = ap->epochs;
+    cli_progress_init(&ui.bar, !ap->no_progress && isatty(2));
+    pt_train_callbacks cb = {&ui, on_batch, on_epoch, should_stop};
+    cli_install_interrupt_handler();
+    pt_status st = pt_trainer_run(trainer, &cb, &err);
+    cli_progress_clear(&ui.bar);
+    if (st != PT_OK) goto fail;
+    if (pt_trainer_stopped_early(trainer))
+        printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after, ap->out);
+    else
+        printf("done: checkpoints in %s/last and %s/best\n", ap->out, ap->out);
+    exit_code = 0;
+    goto out;
+fail:
+    cli_error("train: %s", err.msg);
+    exit_code = err.status == PT_ERR_INTERRUPTED ? 130 : 1;
+out:
+    pt_trainer_free(trainer);
+    pt_loader_free(&train_ld);
+    pt_loader_free(&val_ld);
+    for (int d = 0; d < ndev; d++) pt_replica_free(reps[d]);
+    cli_close_devices(devs, ndev);
+    pt_net_free(net);
+    pt_dataset_free(&train_ds);
+    pt_dataset_free(&val_ds);
+    pt_strbuf_free(&cfg);
+    return exit_code;
+}

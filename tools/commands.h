@@ -1,0 +1,12 @@
+/* The polytrain subcommands; each returns the process exit code (0 ok, 1 runtime
+ * failure, 2 usage error). */
+#ifndef PT_TOOLS_COMMANDS_H
+#define PT_TOOLS_COMMANDS_H
+
+int cmd_devices(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_models(int argc, char **argv);
+
+#endif
