@@ -55,14 +55,15 @@ pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *er
         sinvstd[c] = (float)invstd;
         rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
         rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
-        /* y = x*scale + shift, with the affine folded in once per channel */
+        /* y = (x - mean)*scale + beta. Folding the mean into one shift (x*scale + shift)
+         * would cancel catastrophically when |mean| >> std, which happens after ReLU. */
         const float scale = (float)(gamma[c] * invstd);
-        const float shift = (float)(beta[c] - mean * gamma[c] * invstd);
+        const float meanf = (float)mean, betaf = beta[c];
         for (int64_t n = 0; n < s.n; n++) {
             const float *xp = x + (n * s.c + c) * s.inner;
             float *yp = y + (n * s.c + c) * s.inner;
 #pragma omp simd
-            for (int64_t i = 0; i < s.inner; i++) yp[i] = xp[i] * scale + shift;
+            for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf;
         }
     }
     return PT_OK;
@@ -82,11 +83,11 @@ pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err
         const int64_t c = pl % s.c;
         const double invstd = 1.0 / sqrt((double)rvar[c] + eps);
         const float scale = (float)(gamma[c] * invstd);
-        const float shift = (float)(beta[c] - rmean[c] * gamma[c] * invstd);
+        const float meanf = rmean[c], betaf = beta[c];
         const float *xp = x + pl * s.inner;
         float *yp = y + pl * s.inner;
 #pragma omp simd
-        for (int64_t i = 0; i < s.inner; i++) yp[i] = xp[i] * scale + shift;
+        for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf; /* see above */
     }
     return PT_OK;
 }
@@ -102,7 +103,16 @@ pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
     const int acc = op->accumulate;
 #pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
     for (int64_t c = 0; c < s.c; c++) {
-        const double mean = smean[c], invstd = sinvstd[c];
+        /* The batch mean again in double: the saved float mean is rounded, and with a
+         * small variance that rounding would bias every xhat (and so dgamma and dx). */
+        const double invstd = sinvstd[c];
+        double sx = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : sx)
+            for (int64_t i = 0; i < s.inner; i++) sx += xp[i];
+        }
+        const double mean = m > 0 ? sx / m : 0.0;
         double sdy = 0.0, sdyx = 0.0;
         for (int64_t n = 0; n < s.n; n++) {
             const float *xp = x + (n * s.c + c) * s.inner;
@@ -110,7 +120,7 @@ pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
 #pragma omp simd reduction(+ : sdy, sdyx)
             for (int64_t i = 0; i < s.inner; i++) {
                 sdy += dp[i];
-                sdyx += dp[i] * (xp[i] - mean);
+                sdyx += (double)dp[i] * ((double)xp[i] - mean);
             }
         }
         dbeta[c] = (float)sdy;

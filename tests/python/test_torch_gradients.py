@@ -1,0 +1,144 @@
+"""One optimizer step of polytrain equals the same step taken with PyTorch's autograd in
+float64: from a checkpoint W1, polytrain resumes for one more plain-SGD step on a fixed set of
+training images; PyTorch computes the gradient of the mean loss at W1 on the same images and
+applies W1 - lr*g. Every parameter's update, the BatchNorm running statistics and
+num_batches_tracked must agree. This checks the whole backward pass of baseline and resnet18
+(residual adds, downsample branches, in-place ReLU) against an independent reference.
+Exit 77 when torch or numpy is missing."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:
+    print("SKIP: %s (Debian packages python3-torch, python3-numpy)" % e)
+    sys.exit(77)
+
+SRC = os.environ.get("PT_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SRC, "tools"))
+import torch_models  # noqa: E402
+import torch_reference_train as reference  # noqa: E402
+
+CLI = os.environ.get("PT_CLI") or os.path.join(SRC, "build", "polytrain")
+LR = 1.0  # large, so that float32 weights near 1 (BN) still resolve the update
+# Each update must be as close to float64 autograd as PyTorch's own float32 gradient is, up
+# to a factor, plus the float32 quantisation of W2, plus 1%: a float32 forward can put an
+# activation on the other side of a ReLU kink than float64 does (seen: one element of
+# resnet18's last block, which moves the gradients of every layer below it by ~1e-3), and
+# deep BN nets amplify rounding in their first layers (PyTorch's own float32 gradients are off
+# by ~3e-3 there). A wrong or missing gradient contribution is off by 10% to 100%; the
+# measured errors are printed with PT_TEST_VERBOSE=1.
+REL_TO_TORCH32 = 5.0
+FLOOR = 1e-2
+MAX_STAT_ERR = 1e-5
+
+passed = failed = 0
+
+
+def check(ok, what):
+    global passed, failed
+    passed += bool(ok)
+    failed += not ok
+    print(("PASS " if ok else "FAIL ") + what, flush=True)
+    return ok
+
+
+def run(args):
+    cmd = [CLI] + args
+    print("$ " + " ".join(cmd), flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       timeout=600, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        print("exit %d\n%s\n%s" % (p.returncode, p.stdout[-2000:], p.stderr[-2000:]), flush=True)
+    return p.returncode
+
+
+def rel(a, b):
+    d = np.linalg.norm((a - b).ravel())
+    n = np.linalg.norm(b.ravel())
+    return d / max(n, 1e-30)
+
+
+def one_step(model_name, n, tmp):
+    out = os.path.join(tmp, model_name)
+    common = ["--model", model_name, "--limit-train", str(n), "--limit-val", "16",
+              "--batch-per-device", str(n), "--augment", "none", "--schedule", "constant",
+              "--lr", str(LR), "--momentum", "0", "--no-nesterov", "--weight-decay", "0",
+              "--seed", "11", "--no-progress"]
+    if not check(run(["train", "--epochs", "1", "--out", out] + common) == 0,
+                 "%s: first step trains" % model_name):
+        return
+    w1, meta = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
+    if not check(run(["train", "--resume", out, "--epochs", "2", "--no-progress"]) == 0,
+                 "%s: resumed second step trains" % model_name):
+        return
+    w2, _ = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
+
+    images, labels = reference.load_split(reference.DEFAULT_DATA, "train")
+    x = reference.normalise(images[:n], float(meta["mean"]), float(meta["std"]))
+    y = torch.from_numpy(labels[:n]).long()
+
+    def autograd(dtype):
+        model = torch_models.build(model_name, int(meta["in_channels"]), int(meta["num_classes"]))
+        model.load_state_dict(w1, strict=True)
+        model = model.to(dtype).train()
+        loss = F.cross_entropy(model(x.to(dtype)), y)  # one batch: sample order does not matter
+        model.zero_grad()
+        loss.backward()
+        return model
+
+    model = autograd(torch.float64)
+    grads32 = {k: p.grad.double() for k, p in autograd(torch.float32).named_parameters()}
+    params = dict(model.named_parameters())
+    bad = 0
+    worst = 0.0
+    for name, p in params.items():
+        ours = (w2[name].double() - w1[name].double()).numpy()
+        ref = (-LR * p.grad).detach().numpy()
+        err = rel(ours, ref)
+        t32 = rel((-LR * grads32[name]).numpy(), ref)
+        # W2 is a float32 rounding of W1 - lr*g: half an ulp of W2 per element.
+        quant = 0.5 * np.linalg.norm(np.spacing(np.abs(w2[name].numpy())).astype(np.float64)) / max(
+            np.linalg.norm(ref), 1e-30)
+        bound = REL_TO_TORCH32 * t32 + 2 * quant + FLOOR
+        worst = max(worst, err / bound)
+        if os.environ.get("PT_TEST_VERBOSE"):
+            print("  %-36s err %.3g  torch32 %.3g  quant %.3g" % (name, err, t32, quant))
+        if not (err <= bound):
+            bad += 1
+            check(False, "%s: update of %s, normalised error %.3g > bound %.3g (torch float32 %.3g)"
+                  % (model_name, name, err, bound, t32))
+    check(bad == 0, "%s: all %d parameter updates match float64 autograd (worst error/bound %.3g)"
+          % (model_name, len(params), worst))
+    stat_worst = 0.0
+    # The float64 forward above updated the module's running statistics from W1's values
+    # with this batch's statistics, as polytrain's second step did.
+    for name, b in model.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            check(int(w2[name].item()) == 2, "%s: %s is 2" % (model_name, name))
+            continue
+        stat_worst = max(stat_worst, rel(w2[name].double().numpy(), b.detach().numpy()))
+    check(stat_worst <= MAX_STAT_ERR, "%s: BN running statistics match (worst %.3g)"
+          % (model_name, stat_worst))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="pt_grad_", dir=os.environ.get("PT_TEST_TMP"))
+    try:
+        one_step("baseline", 64, tmp)
+        one_step("resnet18", 32, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
