@@ -135,8 +135,6 @@ int cmd_train(int argc, char **argv)
     a.beta2 = 0.999;
     a.eps = 1e-8;
     a.seed = 1;
-    int help_nesterov_dummy = 0;
-    (void)help_nesterov_dummy;
     const arg_spec specs[] = {
         {"data", ARG_STRING, &a.data, "DIR", "dataset directory (default " DEFAULT_DATA ")", 0, 0, NULL},
         {"model", ARG_STRING, &a.model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},

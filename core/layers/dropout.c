@@ -7,11 +7,7 @@ static pt_status dropout_infer(pt_net *net, pt_node *n, pt_error *err)
     if (!(n->a.dropout.p >= 0.0f && n->a.dropout.p < 1.0f))
         return pt_fail(err, PT_ERR_INVALID, "dropout: p must be in [0, 1), got %g",
                        (double)n->a.dropout.p);
-    const pt_node *x = &net->nodes[n->in[0]];
-    n->c = x->c;
-    n->h = x->h;
-    n->w = x->w;
-    n->flat = x->flat;
+    pt_layer_same_shape(net, n);
     return PT_OK;
 }
 
@@ -19,11 +15,7 @@ static void dropout_saved_shape(const pt_node *n, int slot, int batch, int64_t d
                                 pt_dtype *dtype)
 {
     (void)slot;
-    dim[0] = batch;
-    dim[1] = n->c;
-    dim[2] = n->h;
-    dim[3] = n->w;
-    *ndim = 4;
+    pt_layer_output_dims(n, batch, dim, ndim);
     *dtype = PT_F32;
 }
 

@@ -15,3 +15,21 @@ const pt_layer_vt *pt_layer_vtable(pt_node_kind kind)
     default: return 0;
     }
 }
+
+void pt_layer_same_shape(const pt_net *net, pt_node *node)
+{
+    const pt_node *x = &net->nodes[node->in[0]];
+    node->c = x->c;
+    node->h = x->h;
+    node->w = x->w;
+    node->flat = x->flat;
+}
+
+void pt_layer_output_dims(const pt_node *node, int batch, int64_t dim[4], int *ndim)
+{
+    dim[0] = batch;
+    dim[1] = node->c;
+    dim[2] = node->h;
+    dim[3] = node->w;
+    *ndim = 4;
+}

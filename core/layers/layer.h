@@ -29,6 +29,11 @@ typedef struct pt_layer_vt {
 
 const pt_layer_vt *pt_layer_vtable(pt_node_kind kind);
 
+/* Shape helpers shared by layers: an element-wise layer's output has its input's shape;
+ * a saved tensor shaped like the node's output for `batch` samples. */
+void pt_layer_same_shape(const pt_net *net, pt_node *node);
+void pt_layer_output_dims(const pt_node *node, int batch, int64_t dim[4], int *ndim);
+
 /* ---- services a layer uses while emitting (core/replica.c) ---- */
 pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind);   /* zeroed op appended to the list */
 int pt_emit_train(const pt_emit *em);              /* training-mode forward */

@@ -22,11 +22,7 @@ static void maxpool_saved_shape(const pt_node *n, int slot, int batch, int64_t d
                                 pt_dtype *dtype)
 {
     (void)slot;
-    dim[0] = batch;
-    dim[1] = n->c;
-    dim[2] = n->h;
-    dim[3] = n->w;
-    *ndim = 4;
+    pt_layer_output_dims(n, batch, dim, ndim);
     *dtype = PT_I32;
 }
 

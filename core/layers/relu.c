@@ -4,11 +4,7 @@
 static pt_status relu_infer(pt_net *net, pt_node *n, pt_error *err)
 {
     (void)err;
-    const pt_node *x = &net->nodes[n->in[0]];
-    n->c = x->c;
-    n->h = x->h;
-    n->w = x->w;
-    n->flat = x->flat;
+    pt_layer_same_shape(net, n);
     return PT_OK;
 }
 

@@ -9,15 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-SRC = os.environ.get("PT_SOURCE_DIR") or os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+from ptcheck import CLI, check, finish, run_cli, scratch_dir
 import torch_models  # noqa: E402  (its safetensors reader works without torch)
 
-CLI = os.environ.get("PT_CLI") or os.path.join(SRC, "build", "polytrain")
 TIMEOUT_S = 600
 LIMIT_TRAIN = 1024
 BATCH = 64
@@ -27,38 +23,6 @@ EXACT_METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "va
 # options from DIR/config.json; repeating them on its command line changes nothing.
 OPTIONS = ["--epochs", "2", "--deterministic", "--limit-train", str(LIMIT_TRAIN),
            "--limit-val", "256", "--seed", "5", "--no-progress"]
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what, flush=True)
-    return ok
-
-
-def run_cli(args):
-    cmd = [CLI] + args
-    print("$ " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-    if p.returncode != 0:
-        print("exit %d\nstdout:\n%s\nstderr:\n%s" % (p.returncode, p.stdout[-3000:],
-                                                     p.stderr[-3000:]), flush=True)
-    return p.returncode
-
-
-def scratch_dir(prefix):
-    base = os.environ.get("PT_TEST_TMP")
-    if base:
-        os.makedirs(base, exist_ok=True)
-    return tempfile.mkdtemp(prefix=prefix, dir=base)
-
 
 def completed_epochs(run_dir):
     """Complete lines of run_dir/metrics.jsonl (0 while it does not exist)."""
@@ -158,14 +122,14 @@ def main():
     try:
         opts = OPTIONS
         a, b, c = (os.path.join(tmp, n) for n in ("A", "B", "C"))
-        ok_a = check(run_cli(["train", "--out", a] + opts) == 0, "train 2 epochs in one go")
+        ok_a = check(run_cli(["train", "--out", a] + opts)[0] == 0, "train 2 epochs in one go")
 
         # 1. A clean stop after epoch 1, then resume.
-        ok = check(run_cli(["train", "--out", b, "--stop-after-epoch", "1"] + opts) == 0,
+        ok = check(run_cli(["train", "--out", b, "--stop-after-epoch", "1"] + opts)[0] == 0,
                    "train with --stop-after-epoch 1")
         ok &= check(completed_epochs(b) == 1, "it stops after 1 epoch (%d in metrics.jsonl)"
                     % completed_epochs(b))
-        ok &= check(run_cli(["train", "--resume", b] + opts) == 0, "resume it")
+        ok &= check(run_cli(["train", "--resume", b] + opts)[0] == 0, "resume it")
         if ok and ok_a:
             compare_runs(a, b, "stop + resume")
 
@@ -177,13 +141,12 @@ def main():
             if caught:
                 break
         ok = check(caught, "killed between the epoch-1 and epoch-2 checkpoints")
-        ok &= check(run_cli(["train", "--resume", c] + opts) == 0, "resume after kill -9")
+        ok &= check(run_cli(["train", "--resume", c] + opts)[0] == 0, "resume after kill -9")
         if ok and ok_a:
             compare_runs(a, c, "kill -9 + resume")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,7 @@ logits computed in float64 on the same test images. Exit 77 when torch or numpy 
 import json
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 try:
     import numpy as np
@@ -17,41 +15,12 @@ except ImportError as e:
     print("SKIP: %s (Debian packages python3-torch, python3-numpy)" % e)
     sys.exit(77)
 
-SRC = os.environ.get("PT_SOURCE_DIR") or os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+from ptcheck import check, finish, run_cli, scratch_dir  # noqa: E402
 import torch_models  # noqa: E402
 import torch_reference_train as reference  # noqa: E402
 
-CLI = os.environ.get("PT_CLI") or os.path.join(SRC, "build", "polytrain")
 DATA = reference.DEFAULT_DATA
 MAX_ABS_DIFF = 1e-4
-TIMEOUT_S = 600
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("PASS " + what, flush=True)
-    else:
-        failed += 1
-        print("FAIL " + what, flush=True)
-    return ok
-
-
-def run_cli(args):
-    cmd = [CLI] + args
-    print("$ " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=TIMEOUT_S, stdin=subprocess.DEVNULL)
-    if p.returncode != 0:
-        print("exit %d\nstdout:\n%s\nstderr:\n%s" % (p.returncode, p.stdout[-3000:],
-                                                     p.stderr[-3000:]), flush=True)
-    return p.returncode, p.stdout
-
 
 def check_metadata(meta, model):
     expect = {"framework": "polytrain", "format_version": "1", "model": model,
@@ -141,18 +110,14 @@ def equivalence(model, limit_train, limit_val, tmp):
 
 
 def main():
-    base = os.environ.get("PT_TEST_TMP")
-    if base:
-        os.makedirs(base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="torch_eq.", dir=base)
+    tmp = scratch_dir("torch_eq.")
     try:
         torch.set_num_threads(2)
         equivalence("baseline", 512, 256, tmp)
         equivalence("resnet18", 128, 64, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":

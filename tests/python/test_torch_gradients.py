@@ -8,9 +8,7 @@ Exit 77 when torch or numpy is missing."""
 
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 
 try:
     import numpy as np
@@ -20,13 +18,10 @@ except ImportError as e:
     print("SKIP: %s (Debian packages python3-torch, python3-numpy)" % e)
     sys.exit(77)
 
-SRC = os.environ.get("PT_SOURCE_DIR") or os.path.dirname(os.path.dirname(
-    os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(SRC, "tools"))
+from ptcheck import check, finish, run_cli, scratch_dir  # noqa: E402
 import torch_models  # noqa: E402
 import torch_reference_train as reference  # noqa: E402
 
-CLI = os.environ.get("PT_CLI") or os.path.join(SRC, "build", "polytrain")
 LR = 1.0  # large, so that float32 weights near 1 (BN) still resolve the update
 # Each update must be as close to float64 autograd as PyTorch's own float32 gradient is, up
 # to a factor, plus the float32 quantisation of W2, plus 1%: a float32 forward can put an
@@ -38,27 +33,6 @@ LR = 1.0  # large, so that float32 weights near 1 (BN) still resolve the update
 REL_TO_TORCH32 = 5.0
 FLOOR = 1e-2
 MAX_STAT_ERR = 1e-5
-
-passed = failed = 0
-
-
-def check(ok, what):
-    global passed, failed
-    passed += bool(ok)
-    failed += not ok
-    print(("PASS " if ok else "FAIL ") + what, flush=True)
-    return ok
-
-
-def run(args):
-    cmd = [CLI] + args
-    print("$ " + " ".join(cmd), flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                       timeout=600, stdin=subprocess.DEVNULL)
-    if p.returncode != 0:
-        print("exit %d\n%s\n%s" % (p.returncode, p.stdout[-2000:], p.stderr[-2000:]), flush=True)
-    return p.returncode
-
 
 def rel(a, b):
     d = np.linalg.norm((a - b).ravel())
@@ -72,11 +46,11 @@ def one_step(model_name, n, tmp):
               "--batch-per-device", str(n), "--augment", "none", "--schedule", "constant",
               "--lr", str(LR), "--momentum", "0", "--no-nesterov", "--weight-decay", "0",
               "--seed", "11", "--no-progress"]
-    if not check(run(["train", "--epochs", "1", "--out", out] + common) == 0,
+    if not check(run_cli(["train", "--epochs", "1", "--out", out] + common)[0] == 0,
                  "%s: first step trains" % model_name):
         return
     w1, meta = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
-    if not check(run(["train", "--resume", out, "--epochs", "2", "--no-progress"]) == 0,
+    if not check(run_cli(["train", "--resume", out, "--epochs", "2", "--no-progress"])[0] == 0,
                  "%s: resumed second step trains" % model_name):
         return
     w2, _ = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
@@ -130,14 +104,13 @@ def one_step(model_name, n, tmp):
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="pt_grad_", dir=os.environ.get("PT_TEST_TMP"))
+    tmp = scratch_dir("torch_grad.")
     try:
         one_step("baseline", 64, tmp)
         one_step("resnet18", 32, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return finish()
 
 
 if __name__ == "__main__":
