@@ -27,6 +27,7 @@ struct pt_trainer {
     int64_t best_epoch;
     int stopped;
     double fixed_momentum;
+    FILE *steps_log;
     float *logits, *losses; /* per replica capacity */
     float *grad_sum, *grad_tmp, *buf_sum, *buf_tmp;
 };
@@ -105,6 +106,7 @@ void pt_trainer_free(pt_trainer *t)
 {
     if (!t) return;
     pt_model_meta_free(&t->meta);
+    if (t->steps_log) fclose(t->steps_log);
     free(t->out_dir);
     free(t->config_json);
     free(t->logits);
@@ -246,12 +248,30 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
     return PT_OK;
 }
 
-/* On resume, metrics lines of epochs after the checkpoint (written before a crash that
- * lost their checkpoint) are dropped so the file matches the weights. */
-static pt_status trim_metrics(pt_trainer *t, int64_t keep_epochs, pt_error *err)
+/* steps.jsonl: one line per update. Kept open for the run (no open per step). */
+static pt_status append_step(pt_trainer *t, int64_t step, int64_t epoch, double loss, double lr,
+                             pt_error *err)
+{
+    if (!t->steps_log) {
+        char path[4200];
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "steps.jsonl", err));
+        t->steps_log = fopen(path, "a");
+        if (!t->steps_log) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    }
+    if (fprintf(t->steps_log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g}\n", (long long)step,
+                (long long)epoch, loss, lr) < 0)
+        return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
+    return PT_OK;
+}
+
+/* On resume, lines of a run log (metrics.jsonl by "epoch", steps.jsonl by "step") written
+ * after the checkpoint (before a crash that lost their checkpoint) are dropped so the file
+ * matches the weights: lines with 1 <= key <= keep stay (key 0 too for "step"). */
+static pt_status trim_jsonl(pt_trainer *t, const char *leaf, const char *key, int64_t min_key,
+                            int64_t keep, pt_error *err)
 {
     char path[4200];
-    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
+    PT_TRY(path_join(path, sizeof path, t->out_dir, leaf, err));
     if (!pt_path_exists(path)) return PT_OK;
     void *data = NULL;
     size_t size = 0;
@@ -266,12 +286,12 @@ static pt_status trim_metrics(pt_trainer *t, int64_t keep_epochs, pt_error *err)
         size_t end = pos;
         while (end < size && text[end] != '\n') end++;
         pt_json *js = NULL;
-        int64_t epoch = -1;
+        int64_t value = -1;
         if (pt_json_parse(text + pos, end - pos, NULL, &js, NULL) == PT_OK) {
-            if (pt_json_get_int64(js, "epoch", &epoch, NULL) != PT_OK) epoch = -1;
+            if (pt_json_get_int64(js, key, &value, NULL) != PT_OK) value = -1;
             pt_json_free(js);
         }
-        if (epoch >= 1 && epoch <= keep_epochs) {
+        if (value >= min_key && value <= keep) {
             memcpy(outbuf + olen, text + pos, end - pos);
             olen += end - pos;
             outbuf[olen++] = '\n';
@@ -344,13 +364,17 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
         t->global_step = pr.global_step;
         t->best_top1 = pr.best_top1;
         t->best_epoch = pr.best_epoch;
-        PT_TRY(trim_metrics(t, pr.epoch, err));
+        PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, err));
+        PT_TRY(trim_jsonl(t, "steps.jsonl", "step", 0, pr.global_step - 1, err));
     } else {
         for (int d = 0; d < t->nrep; d++) PT_TRY(pt_replica_init_params(t->rep[d], t->opt.seed, err));
-        PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
         const void *chunks[1] = {""};
         size_t sizes[1] = {0};
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
         PT_TRY(pt_write_file_atomic(path, chunks, sizes, 1, err));
+        PT_TRY(path_join(path, sizeof path, t->out_dir, "steps.jsonl", err));
+        if (t->opt.log_steps) PT_TRY(pt_write_file_atomic(path, chunks, sizes, 1, err));
+        else if (pt_path_exists(path)) remove(path);
     }
     PT_TRY(path_join(path, sizeof path, t->out_dir, "config.json", err));
     const void *chunks[2] = {t->config_json, "\n"};
@@ -411,8 +435,14 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             pt_batch b;
             PT_TRY(t->train.next(t->train.ctx, &b, err));
             if (b.n == 0) break;
+            double before = loss_sum;
+            int64_t step = t->global_step;
             PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
             seen += b.n;
+            double step_loss = (loss_sum - before) / (double)b.n;
+            double step_lr = pt_schedule_lr(&t->sched, step);
+            if (t->opt.log_steps) PT_TRY(append_step(t, step, epoch + 1, step_loss, step_lr, err));
+            if (cb && cb->on_step) cb->on_step(cb->user, step, epoch + 1, step_loss, step_lr);
             if (!isfinite(loss_sum))
                 return pt_fail(err, PT_ERR_INVALID,
                                "training diverged: loss is %g at epoch %lld step %lld (lower --lr?)",
@@ -448,6 +478,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             t->best_epoch = m.epoch;
             m.best = 1;
         }
+        if (t->steps_log && fflush(t->steps_log) != 0)
+            return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
         PT_TRY(save_checkpoints(t, m.epoch, m.best, err));
         m.epoch_s = now_s() - t0;
         m.elapsed_s = now_s() - run_start;

@@ -26,6 +26,7 @@ typedef struct pt_train_options {
     const char *out_dir;          /* run directory */
     int resume;                   /* continue from out_dir/last */
     int stop_after_epoch;         /* > 0: stop (as if interrupted) once this epoch is saved */
+    int log_steps;                /* write out_dir/steps.jsonl: loss and LR of every step */
     const char *config_json;      /* resolved configuration, written to out_dir/config.json */
 } pt_train_options;
 
@@ -50,6 +51,9 @@ typedef struct pt_train_callbacks {
                      double acc, double img_per_s);
     void (*on_epoch)(void *user, const pt_epoch_metrics *m);
     int (*should_stop)(void *user); /* polled between steps (Ctrl-C) */
+    /* After every optimizer update: 0-based global step, the mean loss of its batch and
+     * the learning rate it used. */
+    void (*on_step)(void *user, int64_t step, int64_t epoch, double loss, double lr);
 } pt_train_callbacks;
 
 typedef struct pt_trainer pt_trainer;

@@ -21,9 +21,9 @@
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
 typedef struct train_args {
-    const char *data, *model, *backend, *optimizer, *schedule, *augment, *out, *resume;
-    int epochs, batch, nesterov, deterministic, threads, devices, no_progress, stop_after;
-    int no_decay_bn_bias, cycle_momentum;
+    const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
+    int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
+    int no_decay_bn_bias, cycle_momentum, log_steps;
     double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
     double beta1, beta2, eps;
     uint64_t seed;
@@ -34,7 +34,30 @@ typedef struct train_args {
 typedef struct run_ui {
     cli_progress bar;
     int epochs;
+    double start;  /* when the command started */
+    int first_done;
 } run_ui;
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Time to first step: everything a user waits for before training runs (data, device
+ * setup and kernel builds, the first step with its library warm-ups). */
+static void on_step(void *user, int64_t step, int64_t epoch, double loss, double lr)
+{
+    run_ui *ui = user;
+    (void)epoch;
+    if (ui->first_done) return;
+    ui->first_done = 1;
+    cli_progress_clear(&ui->bar);
+    printf("first step %lld done %.2f s after start (loss %.4f, lr %.3g)\n", (long long)step, wall_s() - ui->start,
+           loss, lr);
+    fflush(stdout);
+}
 
 static void on_batch(void *user, int64_t epoch, int64_t batch, int64_t batches, double loss,
                      double acc, double ips)
@@ -139,7 +162,7 @@ int cmd_train(int argc, char **argv)
         {"data", ARG_STRING, &a.data, "DIR", "dataset directory (default " DEFAULT_DATA ")", 0, 0, NULL},
         {"model", ARG_STRING, &a.model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
         {"backend", ARG_STRING, &a.backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
-        {"devices", ARG_INT, &a.devices, "N", "devices to use (default 0 = all of the backend)", 0, 1024, NULL},
+        {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend, e.g. 0 or 0,1 (default all)", 0, 0, NULL},
         {"epochs", ARG_INT, &a.epochs, "N", "epochs to train (default 3)", 1, 100000, NULL},
         {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
         {"lr", ARG_DOUBLE, &a.lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
@@ -168,6 +191,7 @@ int cmd_train(int argc, char **argv)
         {"limit-train", ARG_I64, &a.limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
         {"limit-val", ARG_I64, &a.limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
+        {"log-steps", ARG_FLAG, &a.log_steps, NULL, "write the loss and LR of every step to DIR/steps.jsonl", 0, 0, NULL},
         {"no-progress", ARG_FLAG, &a.no_progress, NULL, "no progress bar", 0, 0, &a.given_progress},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
@@ -199,12 +223,13 @@ int cmd_train(int argc, char **argv)
 
 static int train_main(train_args *ap, const arg_command *cmdp)
 {
+    double start_time = wall_s();
     const arg_command cmd = *cmdp;
     if (strcmp(ap->backend, "auto") != 0 && !pt_backend_find(ap->backend)) {
         pt_error e;
         pt_device *none[1];
         int n;
-        cli_open_devices(ap->backend, 0, 0, 0, none, &n, &e);
+        cli_open_devices(ap->backend, NULL, 0, 0, none, &n, &e);
         cli_error("train: %s", e.msg);
         return 2;
     }
@@ -282,7 +307,14 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     if (pt_model_build(ap->model, train_ds.channels, train_ds.height, train_ds.width, train_ds.num_classes,
                        &net, &err) != PT_OK)
         goto fail;
-    if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, devs, &ndev, &err) != PT_OK) goto fail;
+    if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, devs, &ndev, &err) != PT_OK) {
+        if (err.status == PT_ERR_INVALID) { /* a bad --devices list is a usage error */
+            cli_error("train: %s", err.msg);
+            exit_code = 2;
+            goto out;
+        }
+        goto fail;
+    }
 
     pt_optim_config oc = pt_optim_defaults(okind);
     oc.momentum = (float)ap->momentum;
@@ -359,6 +391,7 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     to.resume = ap->resume != NULL;
     to.stop_after_epoch = ap->stop_after;
     to.config_json = cfg.data;
+    to.log_steps = ap->log_steps;
     if (pt_trainer_create(reps, ndev, &meta, pt_loader_source(&train_ld), pt_loader_source(&val_ld), &to,
                           &trainer, &err) != PT_OK)
         goto fail;
@@ -393,7 +426,8 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     memset(&ui, 0, sizeof ui);
     ui.epochs = ap->epochs;
     cli_progress_init(&ui.bar, !ap->no_progress && isatty(2));
-    pt_train_callbacks cb = {&ui, on_batch, on_epoch, should_stop};
+    ui.start = start_time;
+    pt_train_callbacks cb = {&ui, on_batch, on_epoch, should_stop, on_step};
     cli_install_interrupt_handler();
     pt_status st = pt_trainer_run(trainer, &cb, &err);
     cli_progress_clear(&ui.bar);

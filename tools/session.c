@@ -1,12 +1,42 @@
 /* Device selection and interrupt handling for the command line (see session.h). */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "tools/session.h"
 
-pt_status cli_open_devices(const char *backend, int count, int threads, int deterministic,
+/* Parses "all" or "0,2,..." into indices below avail. */
+static pt_status parse_device_list(const char *spec, const char *backend, int avail, int *idx, int *n,
+                                   pt_error *err)
+{
+    *n = 0;
+    if (!spec || strcmp(spec, "all") == 0) {
+        for (int i = 0; i < avail && i < CLI_MAX_DEVICES; i++) idx[(*n)++] = i;
+        return PT_OK;
+    }
+    const char *p = spec;
+    while (*p) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || (*end && *end != ','))
+            return pt_fail(err, PT_ERR_INVALID, "--devices expects 'all' or indices like 0,1, got '%s'", spec);
+        if (v >= avail)
+            return pt_fail(err, PT_ERR_INVALID, "--devices: backend '%s' has %d device%s (0..%d), no device %ld",
+                           backend, avail, avail == 1 ? "" : "s", avail - 1, v);
+        for (int i = 0; i < *n; i++)
+            if (idx[i] == v) return pt_fail(err, PT_ERR_INVALID, "--devices: device %ld listed twice", v);
+        if (*n == CLI_MAX_DEVICES)
+            return pt_fail(err, PT_ERR_INVALID, "--devices: at most %d devices", CLI_MAX_DEVICES);
+        idx[(*n)++] = (int)v;
+        p = *end ? end + 1 : end;
+    }
+    if (*n == 0) return pt_fail(err, PT_ERR_INVALID, "--devices: empty list");
+    return PT_OK;
+}
+
+pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err)
 {
     *ndev = 0;
@@ -38,13 +68,11 @@ pt_status cli_open_devices(const char *backend, int count, int threads, int dete
     PT_TRY(pt_backend_context(be, &ctx, err));
     int avail = be->device_count(ctx);
     if (avail < 1) return pt_fail(err, PT_ERR_BACKEND, "backend '%s' found no device", be->name);
-    int n = count > 0 ? count : avail;
-    if (n > avail)
-        return pt_fail(err, PT_ERR_INVALID, "asked for %d devices, backend '%s' has %d", n, be->name, avail);
-    if (n > CLI_MAX_DEVICES) n = CLI_MAX_DEVICES;
+    int idx[CLI_MAX_DEVICES], n = 0;
+    PT_TRY(parse_device_list(devices, be->name, avail, idx, &n, err));
     pt_device_options opt = {.threads = threads, .deterministic = deterministic};
     for (int i = 0; i < n; i++) {
-        pt_status st = pt_device_open(be->name, i, &opt, &devs[i], err);
+        pt_status st = pt_device_open(be->name, idx[i], &opt, &devs[i], err);
         if (st != PT_OK) {
             cli_close_devices(devs, i);
             return st;

@@ -7,9 +7,10 @@
 
 #define CLI_MAX_DEVICES 16
 
-/* Opens the devices of `backend` ("auto": the first compiled-in backend that has a GPU,
- * else cpu). count 0 = all devices of that backend. */
-pt_status cli_open_devices(const char *backend, int count, int threads, int deterministic,
+/* Opens devices of `backend` ("auto": the first compiled-in backend that has a GPU, else
+ * cpu). devices: NULL or "all" for every device of that backend, else a comma-separated
+ * list of indices ("0", "0,2"). A bad list or an index out of range is PT_ERR_INVALID. */
+pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err);
 void cli_close_devices(pt_device **devs, int ndev);
 
