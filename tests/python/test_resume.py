@@ -22,7 +22,7 @@ EXACT_METRICS = ("epoch", "train_loss", "train_acc", "val_loss", "val_top1", "va
 # Every run trains 2 epochs with the default onecycle schedule. --resume takes the run's
 # options from DIR/config.json; repeating them on its command line changes nothing.
 OPTIONS = ["--epochs", "2", "--deterministic", "--limit-train", str(LIMIT_TRAIN),
-           "--limit-val", "256", "--seed", "5", "--no-progress"]
+           "--limit-val", "256", "--seed", "5", "--no-progress", "--log-steps"]
 
 def completed_epochs(run_dir):
     """Complete lines of run_dir/metrics.jsonl (0 while it does not exist)."""
@@ -73,6 +73,20 @@ def compare_runs(a, b, what):
                   "%s=%s" % (k, ea.get(k)) for k in EXACT_METRICS[3:5])))
         for k in differ:
             print("  %s: %r vs %r" % (k, ea.get(k), eb.get(k)))
+    # Every step's loss and LR, including those replayed after a kill (trimmed on resume).
+    sa, sb = step_log(a), step_log(b)
+    steps = 2 * ((LIMIT_TRAIN + BATCH - 1) // BATCH)
+    check(len(sa) == steps and sa == sb,
+          "%s: steps.jsonl has the same %d steps, losses and LRs in both runs (%d, %d lines)"
+          % (what, steps, len(sa), len(sb)))
+
+
+def step_log(run_dir):
+    try:
+        with open(os.path.join(run_dir, "steps.jsonl")) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        return []
 
 
 def bn_steps(run_dir):
