@@ -1,0 +1,133 @@
+/* The training step allocates nothing (ARCHITECTURE.md, invariant 7): with malloc, calloc,
+ * realloc and free wrapped at link time (tests/CMakeLists.txt), count the host allocations
+ * polytrain makes during forward+backward, the optimizer update, an evaluation batch, a
+ * short last batch and the loader's next batch, after one warm-up step. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/polytrain.h"
+#include "core/rng.h"
+#include "data/loader.h"
+#include "models/models.h"
+#include "pt_test.h"
+
+static volatile int g_counting;
+static volatile long g_allocs;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n)
+{
+    if (g_counting) g_allocs++;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t m)
+{
+    if (g_counting) g_allocs++;
+    return __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (g_counting) g_allocs++;
+    return __real_realloc(p, n);
+}
+
+enum { B = 16, C = 1, H = 28, W = 28, K = 10 };
+
+static void training_step_allocates_nothing(void)
+{
+    pt_error err;
+    pt_device *dev = NULL;
+    pt_net *net = NULL;
+    pt_replica *rep = NULL;
+    CHECK(pt_device_open("cpu", 0, NULL, &dev, &err) == PT_OK);
+    CHECK(pt_model_build("resnet18", C, H, W, K, &net, &err) == PT_OK);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
+    g_allocs = 0;
+    g_counting = 1;
+    CHECK(dev && net && pt_replica_create(net, dev, B, &oc, 1, &rep, &err) == PT_OK);
+    g_counting = 0;
+    /* Proof that the counting sees the library's allocations at all. */
+    CHECKF(g_allocs > 0, "creating a replica made %ld counted allocations", g_allocs);
+    if (!rep) return;
+    CHECK(pt_replica_init_params(rep, 1, &err) == PT_OK);
+    static float x[B * C * H * W], logits[B * K], loss[B];
+    static int32_t y[B];
+    for (int i = 0; i < B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < B; i++) y[i] = i % K;
+    /* Warm-up: the first step may initialise thread pools in the runtime. */
+    CHECK(pt_replica_forward_backward(rep, x, y, B, 0, 0, 1.0f / B, logits, loss, &err) == PT_OK);
+    CHECK(pt_replica_update(rep, 0.01f, 1, &err) == PT_OK);
+    CHECK(pt_replica_forward_backward(rep, x, y, 5, 0, 1, 1.0f / 5, logits, loss, &err) == PT_OK);
+    CHECK(pt_replica_eval(rep, x, y, 7, logits, loss, &err) == PT_OK);
+
+    g_allocs = 0;
+    g_counting = 1;
+    int ok = 1;
+    for (int step = 2; step < 5; step++) {
+        ok &= pt_replica_forward_backward(rep, x, y, B, 0, step, 1.0f / B, logits, loss, &err) == PT_OK;
+        pt_replica_set_momentum(rep, 0.9f);
+        ok &= pt_replica_update(rep, 0.01f, step, &err) == PT_OK;
+    }
+    ok &= pt_replica_forward_backward(rep, x, y, 5, 0, 6, 1.0f / 5, logits, loss, &err) == PT_OK;
+    ok &= pt_replica_eval(rep, x, y, B, logits, loss, &err) == PT_OK;
+    ok &= pt_replica_eval(rep, x, y, 7, logits, loss, &err) == PT_OK;
+    g_counting = 0;
+    CHECKF(ok, "steps failed: %s", err.msg);
+    CHECKF(g_allocs == 0, "%ld host allocations during 5 training steps and 2 evaluations", g_allocs);
+    pt_replica_free(rep);
+    pt_net_free(net);
+    pt_device_close(dev);
+}
+
+static void loader_next_allocates_nothing(void)
+{
+    enum { N = 300 };
+    pt_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    snprintf(ds.name, sizeof ds.name, "synthetic");
+    ds.count = N;
+    ds.channels = C;
+    ds.height = H;
+    ds.width = W;
+    ds.num_classes = K;
+    ds.pixels = calloc((size_t)N * C * H * W, 1);
+    ds.labels = calloc(N, sizeof(int32_t));
+    ds.mean[0] = 0.5f;
+    ds.std[0] = 0.25f;
+    for (int i = 0; i < N; i++) ds.labels[i] = i % K;
+    for (int prefetch = 0; prefetch < 2; prefetch++) {
+        pt_loader ld;
+        memset(&ld, 0, sizeof ld);
+        pt_loader_options lo;
+        memset(&lo, 0, sizeof lo);
+        lo.batch_size = 64;
+        lo.shuffle = 1;
+        lo.flip = 1;
+        lo.crop_pad = 2;
+        lo.prefetch = prefetch;
+        pt_error err;
+        CHECK(pt_loader_init(&ld, &ds, &lo, &err) == PT_OK);
+        CHECK(pt_loader_start_epoch(&ld, 0, &err) == PT_OK);
+        pt_host_batch hb;
+        CHECK(pt_loader_next(&ld, &hb, &err) == PT_OK);
+        g_allocs = 0;
+        g_counting = 1;
+        int batches = 1;
+        while (pt_loader_next(&ld, &hb, &err) == PT_OK && hb.n > 0) batches++;
+        g_counting = 0;
+        CHECKF(batches == 5, "prefetch %d: %d batches of 300 samples at 64", prefetch, batches);
+        CHECKF(g_allocs == 0, "prefetch %d: %ld host allocations while iterating an epoch", prefetch, g_allocs);
+        pt_loader_free(&ld);
+    }
+    free(ds.pixels);
+    free(ds.labels);
+}
+
+int main(void)
+{
+    RUN(training_step_allocates_nothing);
+    RUN(loader_next_allocates_nothing);
+    TEST_EXIT();
+}
