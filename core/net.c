@@ -291,3 +291,17 @@ int64_t pt_net_decay_prefix(const pt_net *net)
         }
     return end;
 }
+
+double pt_net_forward_flops(const pt_net *net)
+{
+    double flops = 0;
+    for (int i = 0; i < net->nnodes; i++) {
+        const pt_node *n = &net->nodes[i];
+        const pt_node *x = n->nin ? &net->nodes[n->in[0]] : n;
+        if (n->kind == PT_NODE_CONV2D)
+            flops += 2.0 * (double)n->c * n->h * n->w * (double)x->c * n->a.conv.k * n->a.conv.k;
+        else if (n->kind == PT_NODE_LINEAR)
+            flops += 2.0 * (double)n->c * (double)(x->c * x->h * x->w);
+    }
+    return flops;
+}

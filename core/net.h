@@ -102,6 +102,11 @@ int pt_net_dropout(pt_net *net, int in, float p);
  * (decayed parameters first, so the optimizer runs as at most two fused ranges). */
 pt_status pt_net_finish(pt_net *net, int output, pt_error *err);
 
+/* Multiply-adds x 2 of one sample's forward pass through convolutions and linear layers
+ * (the work that dominates; element-wise layers are not counted). A training step costs
+ * about three times this per sample. */
+double pt_net_forward_flops(const pt_net *net);
+
 int pt_net_find_param(const pt_net *net, const char *name);
 int pt_net_find_buffer(const pt_net *net, const char *name);
 /* Padding keeps every parameter 64-byte aligned: region sizes in elements. */

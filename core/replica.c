@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/layers/layer.h"
 #include "core/replica.h"
@@ -47,6 +48,7 @@ struct pt_replica {
     int64_t bn_steps;
     int opt_started;
     float label_smoothing;
+    pt_op_profile *prof;
 };
 
 struct pt_emit {
@@ -500,14 +502,29 @@ pt_status pt_replica_write_state(pt_replica *r, const float *params, const float
 
 /* ---------------------------------------------------------------- steps */
 
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
 {
     for (int i = 0; i < l->n; i++) {
+        double t0 = r->prof ? now_s() : 0;
         pt_status st = pt_device_run(r->dev, &l->ops[i], err);
+        if (st == PT_OK && r->prof) st = pt_device_sync(r->dev, err);
         if (st != PT_OK) return pt_error_wrap(err, "op %d (%s)", i, pt_op_name(l->ops[i].kind));
+        if (r->prof) {
+            r->prof->seconds[l->ops[i].kind] += now_s() - t0;
+            r->prof->count[l->ops[i].kind]++;
+        }
     }
     return PT_OK;
 }
+
+void pt_replica_set_profile(pt_replica *r, pt_op_profile *prof) { r->prof = prof; }
 
 static pt_status upload_batch(pt_replica *r, const float *x, const int32_t *y, int n, pt_error *err)
 {

@@ -40,6 +40,15 @@ pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_erro
 pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n,
                           float *logits_out, float *loss_out, pt_error *err);
 
+/* Per-op-kind timing: when set, every op is followed by a device synchronisation (so an
+ * asynchronous backend's time lands on the op that spent it) and its wall time and count
+ * are added to prof. Profiling slows the step; for measurement runs only. NULL turns it off. */
+typedef struct pt_op_profile {
+    double seconds[PT_OP_KIND_COUNT];
+    int64_t count[PT_OP_KIND_COUNT];
+} pt_op_profile;
+void pt_replica_set_profile(pt_replica *r, pt_op_profile *prof);
+
 /* Host copies of the whole state: params [param region], buffers [buffer region],
  * opt [slots * param region] (may be NULL when slots == 0). */
 int64_t pt_replica_param_region(const pt_replica *r);

@@ -1,0 +1,192 @@
+/* polytrain bench: training-step and inference throughput of a model on a device, on
+ * random data, with an optional per-op-kind time breakdown. Timings are medians over
+ * repeated steps after warm-up steps (which absorb kernel builds and library warm-ups). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/metrics.h"
+#include "core/replica.h"
+#include "core/rng.h"
+#include "models/models.h"
+#include "tools/args.h"
+#include "tools/commands.h"
+#include "tools/session.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct { pt_op_kind kind; double s; int64_t n; } op_row;
+
+static int cmp_row(const void *a, const void *b)
+{
+    double x = ((const op_row *)a)->s, y = ((const op_row *)b)->s;
+    return x > y ? -1 : x < y;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    const char *model = "baseline", *backend = "auto", *devices = "0", *input = "3x64x64";
+    const char *optimizer = "sgd";
+    int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0;
+    const arg_spec specs[] = {
+        {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
+        {"input", ARG_STRING, &input, "CxHxW", "input shape (default 3x64x64, TinyImageNet)", 0, 0, NULL},
+        {"classes", ARG_INT, &classes, "K", "classes (default 200)", 1, 100000, NULL},
+        {"batch", ARG_INT, &batch, "N", "samples per step (default 64)", 1, 65536, NULL},
+        {"optimizer", ARG_STRING, &optimizer, "NAME", "sgd, adam or adamw (default sgd)", 0, 0, NULL},
+        {"steps", ARG_INT, &steps, "N", "timed steps (default 10)", 1, 100000, NULL},
+        {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 2)", 0, 100000, NULL},
+        {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
+        {"devices", ARG_STRING, &devices, "LIST", "device index (default 0)", 0, 0, NULL},
+        {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
+        {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
+        {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
+        {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
+    };
+    const arg_command cmd = {"bench", "Measure training-step and inference throughput of a model on random data.",
+                             "[options]", specs, NULL, NULL};
+    int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
+    if (rc) return rc == 1 ? 0 : 2;
+    int C, H, W;
+    char tail;
+    if (sscanf(input, "%dx%dx%d%c", &C, &H, &W, &tail) != 3 || C < 1 || C > 3 || H < 1 || W < 1 || H > 4096 ||
+        W > 4096) {
+        cli_error("bench: --input expects CxHxW with C in 1..3, got '%s'", input);
+        return 2;
+    }
+    pt_optim_kind ok;
+    if (!pt_optim_parse(optimizer, &ok)) {
+        cli_error("bench: --optimizer must be sgd, adam or adamw, got '%s'", optimizer);
+        return 2;
+    }
+    pt_error err;
+    pt_error_clear(&err);
+    pt_net *net = NULL;
+    pt_device *devs[CLI_MAX_DEVICES];
+    int ndev = 0, code = 1;
+    pt_replica *rep = NULL;
+    float *x = NULL, *logits = NULL, *loss = NULL;
+    int32_t *y = NULL;
+    double *train_t = calloc((size_t)steps, sizeof(double)), *eval_t = calloc((size_t)steps, sizeof(double));
+    if (pt_model_build(model, C, H, W, classes, &net, &err) != PT_OK) {
+        cli_error("bench: %s", err.msg);
+        free(train_t);
+        free(eval_t);
+        return 2;
+    }
+    if (cli_open_devices(backend, devices, threads, 0, devs, &ndev, &err) != PT_OK) goto fail;
+    pt_optim_config oc = pt_optim_defaults(ok);
+    if (pt_replica_create(net, devs[0], batch, &oc, 1, &rep, &err) != PT_OK) goto fail;
+    if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
+    size_t xs = (size_t)batch * C * H * W;
+    x = malloc(xs * sizeof(float));
+    logits = malloc((size_t)batch * classes * sizeof(float));
+    loss = malloc((size_t)batch * sizeof(float));
+    y = malloc((size_t)batch * sizeof(int32_t));
+    if (!x || !logits || !loss || !y || !train_t || !eval_t) {
+        pt_fail(&err, PT_ERR_NOMEM, "out of host memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < xs; i++) x[i] = pt_rng_normal(1, PT_RNG_SPLIT, 9, i, 0);
+    for (int i = 0; i < batch; i++) y[i] = (int32_t)pt_rng_below(1, PT_RNG_SPLIT, 10, (uint64_t)i, 0, (uint32_t)classes);
+
+    double t_setup = now_s();
+    for (int s = 0; s < warmup; s++) {
+        if (pt_replica_forward_backward(rep, x, y, batch, 0, s, 1.0f / batch, logits, loss, &err) != PT_OK ||
+            pt_replica_update(rep, 1e-3f, s + 1, &err) != PT_OK || pt_replica_eval(rep, x, y, batch, logits, loss, &err) != PT_OK)
+            goto fail;
+    }
+    double warm_s = now_s() - t_setup;
+    pt_op_profile prof;
+    memset(&prof, 0, sizeof prof);
+    if (per_op) pt_replica_set_profile(rep, &prof);
+    for (int s = 0; s < steps; s++) {
+        double t0 = now_s();
+        if (pt_replica_forward_backward(rep, x, y, batch, 0, warmup + s, 1.0f / batch, logits, loss, &err) != PT_OK ||
+            pt_replica_update(rep, 1e-3f, warmup + s + 1, &err) != PT_OK)
+            goto fail;
+        train_t[s] = now_s() - t0;
+    }
+    pt_replica_set_profile(rep, NULL);
+    for (int s = 0; s < steps; s++) {
+        double t0 = now_s();
+        if (pt_replica_eval(rep, x, y, batch, logits, loss, &err) != PT_OK) goto fail;
+        eval_t[s] = now_s() - t0;
+    }
+    double step = median(train_t, steps), inf = median(eval_t, steps);
+    double flops = pt_net_forward_flops(net);
+    double gflops_train = 3.0 * flops * batch / step / 1e9;
+    if (json) {
+        printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"batch\":%d,\"backend\":\"%s\",\"device\":\"%s\","
+               "\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,\"train_img_per_s\":%.2f,"
+               "\"train_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f%s",
+               model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
+               flops / 1e9, 1e3 * step, batch / step, gflops_train, 1e3 * inf, batch / inf, warm_s,
+               per_op ? ",\"per_op\":{" : "}\n");
+    } else {
+        printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
+               devs[0]->info.name, devs[0]->be->name);
+        printf("  %s\n", devs[0]->info.details);
+        printf("  parameters %.3f M, forward %.3f GFLOP per image (conv + linear)\n", net->param_count / 1e6, flops / 1e9);
+        printf("  warm-up %d steps: %.2f s (includes kernel builds and library warm-up)\n", warmup, warm_s);
+        printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,
+               steps, batch / step, gflops_train);
+        printf("  eval batch: median %.1f ms = %.1f img/s\n", 1e3 * inf, batch / inf);
+    }
+    if (per_op) {
+        op_row rows[PT_OP_KIND_COUNT];
+        int nr = 0;
+        double total = 0;
+        for (int k = 0; k < PT_OP_KIND_COUNT; k++)
+            if (prof.count[k]) {
+                rows[nr++] = (op_row){(pt_op_kind)k, prof.seconds[k], prof.count[k]};
+                total += prof.seconds[k];
+            }
+        qsort(rows, (size_t)nr, sizeof rows[0], cmp_row);
+        if (!json) printf("  per op kind (synchronised after every op; %d steps):\n", steps);
+        for (int i = 0; i < nr; i++) {
+            if (json)
+                printf("%s\"%s\":{\"ms_per_step\":%.3f,\"share\":%.4f,\"calls_per_step\":%.2f}", i ? "," : "",
+                       pt_op_name(rows[i].kind), 1e3 * rows[i].s / steps, rows[i].s / total,
+                       (double)rows[i].n / steps);
+            else
+                printf("    %-18s %8.2f ms/step %6.1f%%  (%lld calls)\n", pt_op_name(rows[i].kind),
+                       1e3 * rows[i].s / steps, 100 * rows[i].s / total, (long long)(rows[i].n / steps));
+        }
+        if (json) printf("}}\n");
+    }
+    code = 0;
+    goto out;
+fail:
+    cli_error("bench: %s", err.msg);
+    code = err.status == PT_ERR_INVALID ? 2 : 1;
+out:
+    free(x);
+    free(y);
+    free(logits);
+    free(loss);
+    free(train_t);
+    free(eval_t);
+    pt_replica_free(rep);
+    cli_close_devices(devs, ndev);
+    pt_net_free(net);
+    return code;
+}
