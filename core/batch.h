@@ -11,6 +11,8 @@ typedef struct pt_batch {
     const float *x;       /* n * C*H*W normalised, NCHW */
     const int32_t *y;     /* n labels */
     const int64_t *index; /* n dataset indices (may be NULL) */
+    const int32_t *y2;    /* mixup/cutmix: second labels, or NULL */
+    const float *lam;     /* mixup/cutmix: weight of y per sample (1 - lam for y2), or NULL */
     int n;                /* 0: the epoch is over */
     int64_t batch;        /* position of this batch within the epoch */
 } pt_batch;
@@ -20,6 +22,7 @@ typedef struct pt_batch_source {
     int64_t (*samples_per_epoch)(void *ctx);
     int64_t (*batches_per_epoch)(void *ctx);
     pt_status (*start_epoch)(void *ctx, int64_t epoch, pt_error *err);
+    /* out is zeroed by the caller: a source sets the fields it has. */
     pt_status (*next)(void *ctx, pt_batch *out, pt_error *err);
 } pt_batch_source;
 

@@ -75,7 +75,10 @@ typedef enum pt_op_kind {
      * t0 = logits [N,K], t1 = labels (I32 [N], each in 0..K-1), t2 = loss (F32 [N]),
      * t3 = dlogits [N,K] or a tensor with ndim 0 to skip the gradient.
      * q = (1 - smoothing)*onehot(label) + smoothing/K; loss[n] = -sum_k q_k*log_softmax_k;
-     * dlogits = grad_scale*(softmax - q) (grad_scale is 1/global batch for a mean loss). */
+     * dlogits = grad_scale*(softmax - q) (grad_scale is 1/global batch for a mean loss).
+     * Mixup/cutmix targets (nt == 6): t4 = second labels (I32 [N]), t5 = weights lam (F32 [N]);
+     * q = lam*t(label) + (1-lam)*t(label2) with t(y) = (1-smoothing)*onehot(y) + smoothing/K.
+     * A backend without them answers supports() = 0 for nt == 6. */
     PT_OP_XENT,
     /* Fused SGD over a flat range, PyTorch semantics. t0 = param, t1 = grad, t2 = momentum
      * buffer (ignored when momentum is 0), same numel.

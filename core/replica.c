@@ -39,7 +39,7 @@ struct pt_replica {
     size_t arena_bytes;
     node_mem *mem;
     int *consumers;
-    size_t x_off, y_off, loss_off, ws_off, ws_bytes;
+    size_t x_off, y_off, y2_off, lam_off, loss_off, ws_off, ws_bytes;
 
     op_list fwd_train, bwd, fwd_eval, update;
     int batch_train, batch_eval; /* n the lists were emitted for */
@@ -189,6 +189,10 @@ static void plan_arena(pt_replica *r)
     }
     r->y_off = off;
     off = align_bytes(off + (size_t)B * sizeof(int32_t));
+    r->y2_off = off;
+    off = align_bytes(off + (size_t)B * sizeof(int32_t));
+    r->lam_off = off;
+    off = align_bytes(off + (size_t)B * sizeof(float));
     r->loss_off = off;
     off = align_bytes(off + (size_t)B * sizeof(float));
     r->x_off = r->mem[0].act;
@@ -215,6 +219,9 @@ static pt_status emit_forward(pt_replica *r, op_list *list, int train, int n, pt
     x->t[2] = pt_tensor_1d(r->arena, r->loss_off, PT_F32, n);
     if (train) {
         x->t[3] = pt_emit_grad(&em, net->output);
+        /* Mixup targets: attached always, used (nt = 6) only by steps that pass them. */
+        x->t[4] = pt_tensor_1d(r->arena, r->y2_off, PT_I32, n);
+        x->t[5] = pt_tensor_1d(r->arena, r->lam_off, PT_F32, n);
     } else {
         memset(&x->t[3], 0, sizeof x->t[3]); /* ndim 0: no gradient */
     }
@@ -556,9 +563,20 @@ pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32
                                       int64_t sample_base, int64_t step, float grad_scale,
                                       float *logits_out, float *loss_out, pt_error *err)
 {
+    return pt_replica_forward_backward_mixed(r, x, y, NULL, NULL, n, sample_base, step, grad_scale,
+                                             logits_out, loss_out, err);
+}
+
+pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const int32_t *y,
+                                            const int32_t *y2, const float *lam, int n,
+                                            int64_t sample_base, int64_t step, float grad_scale,
+                                            float *logits_out, float *loss_out, pt_error *err)
+{
     if (n < 1 || n > r->capacity)
         return pt_fail(err, PT_ERR_INVALID, "batch of %d samples, replica holds 1..%d", n, r->capacity);
+    if (!y2 != !lam) return pt_fail(err, PT_ERR_INVALID, "mixup targets need both second labels and weights");
     PT_TRY(check_labels(r, y, n, err));
+    if (y2) PT_TRY(check_labels(r, y2, n, err));
     PT_TRY(set_train_batch(r, n, err));
     for (int i = 0; i < r->fwd_train.n; i++) {
         pt_op *op = &r->fwd_train.ops[i];
@@ -569,9 +587,20 @@ pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32
         } else if (op->kind == PT_OP_XENT) {
             op->p.xent.grad_scale = grad_scale;
             op->p.xent.smoothing = r->label_smoothing;
+            op->nt = y2 ? 6 : 4;
+            if (y2 && !r->dev->be->supports(r->dev->ctx, op)) {
+                op->nt = 4;
+                return pt_fail(err, PT_ERR_UNSUPPORTED, "backend '%s' has no mixup/cutmix targets in its loss",
+                               r->dev->be->name);
+            }
         }
     }
     PT_TRY(upload_batch(r, x, y, n, err));
+    if (y2) {
+        pt_mem m2 = {r->arena, r->y2_off}, ml = {r->arena, r->lam_off};
+        PT_TRY(pt_device_write(r->dev, m2, y2, (size_t)n * sizeof(int32_t), err));
+        PT_TRY(pt_device_write(r->dev, ml, lam, (size_t)n * sizeof(float), err));
+    }
     PT_TRY(run_list(r, &r->fwd_train, err));
     r->bn_steps++;
     PT_TRY(run_list(r, &r->bwd, err));

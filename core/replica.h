@@ -33,6 +33,12 @@ pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32
 void pt_replica_set_label_smoothing(pt_replica *r, float smoothing);
 /* Momentum (SGD) or beta1 (Adam) for the following updates, e.g. cycled by onecycle. */
 void pt_replica_set_momentum(pt_replica *r, float momentum);
+/* The same with mixup/cutmix targets: sample i's loss is lam[i]*CE(y[i]) +
+ * (1-lam[i])*CE(y2[i]) (label smoothing applies to both). y2 and lam NULL: plain labels. */
+pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const int32_t *y,
+                                            const int32_t *y2, const float *lam, int n,
+                                            int64_t sample_base, int64_t step, float grad_scale,
+                                            float *logits_out, float *loss_out, pt_error *err);
 /* Applies the optimizer with learning rate lr; step_count is the 1-based number of
  * updates including this one (Adam bias correction). */
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err);

@@ -189,6 +189,7 @@ pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, f
     pt_status st = PT_OK;
     for (;;) {
         pt_batch b;
+        memset(&b, 0, sizeof b); /* fields a source does not know stay NULL */
         if ((st = src.next(src.ctx, &b, err)) != PT_OK) break;
         if (b.n == 0) break;
         if (b.n > cap) {
@@ -400,9 +401,9 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
         size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
         int64_t sample_base = epoch * t->train.samples_per_epoch(t->train.ctx) +
                               b->batch * (int64_t)B * t->nrep + start;
-        PT_TRY(pt_replica_forward_backward(t->rep[d], b->x + (size_t)start * xs, b->y + start, n,
-                                           sample_base, t->global_step, scale, t->logits,
-                                           t->losses, err));
+        PT_TRY(pt_replica_forward_backward_mixed(
+            t->rep[d], b->x + (size_t)start * xs, b->y + start, b->y2 ? b->y2 + start : NULL,
+            b->lam ? b->lam + start : NULL, n, sample_base, t->global_step, scale, t->logits, t->losses, err));
         for (int i = 0; i < n; i++) *loss_sum += t->losses[i];
         *hits += pt_topk_hits(t->logits, b->y + start, n, K, 1);
         start += n;
@@ -433,6 +434,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                                "interrupted during epoch %lld; '%s/last' holds the last completed epoch",
                                (long long)epoch + 1, t->out_dir);
             pt_batch b;
+            memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
+        memset(&b, 0, sizeof b); /* fields a source does not know stay NULL */
             PT_TRY(t->train.next(t->train.ctx, &b, err));
             if (b.n == 0) break;
             double before = loss_sum;

@@ -204,7 +204,7 @@ static const char *const operand_types[PT_OP_KIND_COUNT] = {
     [PT_OP_GAP_BWD] = "ff",
     [PT_OP_DROPOUT_FWD] = "fff",
     [PT_OP_DROPOUT_BWD] = "fff",
-    [PT_OP_XENT] = "fifg",
+    [PT_OP_XENT] = "fifgif", /* the last two (mixup targets) are optional: nt 4 or 6 */
     [PT_OP_SGD] = "fff",
     [PT_OP_ADAM] = "ffff",
 };
@@ -223,6 +223,7 @@ static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
     const char *types = operand_types[op->kind];
     const char *name = pt_op_name(op->kind);
     int want = (int)strlen(types);
+    if (op->kind == PT_OP_XENT && op->nt == 4) want = 4;
     if (op->nt != want)
         return pt_fail(err, PT_ERR_INVALID, "cpu %s: %d operands, expected %d", name, op->nt, want);
     for (int i = 0; i < want; i++) {
