@@ -26,7 +26,10 @@ pt_status pt_device_open(const char *backend, int index, const pt_device_options
         pt_device_options defaults;
         memset(&defaults, 0, sizeof defaults);
         st = be->device_open(bctx, index, opt ? opt : &defaults, &dev->ctx, err);
-        /* device_info describes the device as the backend would open it by default. */
+        /* Again after opening: a backend may add what opening measured (program build and
+         * library warm-up times). The thread count is what this device was opened with. */
+        pt_error ignore;
+        if (st == PT_OK) be->device_info(bctx, index, &dev->info, &ignore);
         if (st == PT_OK && opt && opt->threads > 0) dev->info.threads = opt->threads;
     }
     if (st != PT_OK) {

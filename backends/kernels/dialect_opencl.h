@@ -1,0 +1,36 @@
+/* The kernel dialect, OpenCL C flavour: the macros every kernel body under backends/kernels uses
+ * instead of OpenCL builtins, so that a CUDA twin (dialect_cuda.h) compiles the same bodies.
+ * Prepended to the kernel sources at program build time; it must stay plain OpenCL C 1.2. */
+
+/* Bitwise parity with the cpu oracle (compiled in ISO C mode, no contraction) in the
+ * optimizers and elementwise ops: never fuse a*b+c into an FMA behind our back. */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define KERNEL __kernel
+#define GLOBAL __global
+#define LOCAL __local
+#define DEVFN static inline
+
+#define GID(i) ((long)get_global_id(i))
+#define LID(i) ((int)get_local_id(i))
+#define GROUP_ID(i) ((int)get_group_id(i))
+#define LSIZE(i) ((int)get_local_size(i))
+#define NGROUPS(i) ((int)get_num_groups(i))
+#define BARRIER() barrier(CLK_LOCAL_MEM_FENCE)
+
+typedef uint pt_u32;
+typedef ulong pt_u64;
+typedef long pt_i64;
+
+#define EXPF(x) exp(x)
+#define LOGF(x) log(x)
+#define SQRTF(x) sqrt(x)
+#define ISNAN(x) isnan(x)
+#define INF_F INFINITY
+#define MUL_HI_U32(a, b) mul_hi((pt_u32)(a), (pt_u32)(b))
+
+/* Work-group size of the per-channel reductions: a power of two set by the host through
+ * -DPT_RED_WG (at most the device's limit); 256 when built without it. */
+#ifndef PT_RED_WG
+#define PT_RED_WG 256
+#endif

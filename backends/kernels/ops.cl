@@ -1,0 +1,465 @@
+/* The device kernels of every non-GEMM op of core/op.h, written once in the kernel dialect
+ * (dialect_opencl.h, later dialect_cuda.h): no OpenCL or CUDA builtin appears here except
+ * through its macros. Each kernel mirrors the cpu backend's arithmetic (the oracle) and never
+ * uses atomics, so results are deterministic. Tensors arrive as (pointer, element offset). */
+
+/* ---- helpers ---- */
+
+DEVFN void pt_k_kahan(float *s, float *c, float v)
+{
+    float y = v - *c;
+    float t = *s + y;
+    *c = (t - *s) - y;
+    *s = t;
+}
+
+/* Pairwise sum over the work-group (size PT_RED_WG, a power of two); every item gets it. */
+DEVFN float pt_k_block_sum(LOCAL float *buf, float v)
+{
+    int l = LID(0);
+    buf[l] = v;
+    for (int s = PT_RED_WG / 2; s > 0; s >>= 1) {
+        BARRIER();
+        if (l < s) buf[l] += buf[l + s];
+    }
+    BARRIER();
+    float r = buf[0];
+    BARRIER();
+    return r;
+}
+
+/* Walks the elements (n, i) of one channel of an [N, C, inner] tensor, PT_RED_WG apart. */
+DEVFN void pt_k_ch_step(int *n, int *i, int inner)
+{
+    *i += PT_RED_WG;
+    if (*i >= inner) {
+        *n += *i / inner;
+        *i %= inner;
+    }
+}
+#define PT_CHANNEL_LOOP(n, i, N, inner) \
+    for (int n = LID(0) / (inner), i = LID(0) % (inner); n < (N); pt_k_ch_step(&n, &i, (inner)))
+
+/* ---- elementwise ---- */
+
+KERNEL void pt_fill(GLOBAL float *y, pt_i64 yo, int n, float value)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    y[yo + i] = value;
+}
+
+/* y = beta == 0 ? 0 : beta*y (a GEMM with an empty inner dimension) */
+KERNEL void pt_scale(GLOBAL float *y, pt_i64 yo, int n, float beta)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    y[yo + i] = beta == 0.0f ? 0.0f : beta * y[yo + i];
+}
+
+KERNEL void pt_axpy(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n, float alpha,
+                    int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    y[yo + i] = acc ? y[yo + i] + alpha * x[xo + i] : alpha * x[xo + i];
+}
+
+KERNEL void pt_add(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
+                   pt_i64 yo, int n)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    y[yo + i] = a[ao + i] + b[bo + i];
+}
+
+KERNEL void pt_bias_add(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bias, pt_i64 bo, int n, int C,
+                        int inner)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int c = (int)((i / inner) % C);
+    y[yo + i] += bias[bo + c];
+}
+
+KERNEL void pt_relu_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float v = x[xo + i];
+    y[yo + i] = v < 0.0f ? 0.0f : v; /* NaN stays NaN */
+}
+
+KERNEL void pt_relu_bwd(GLOBAL const float *y, pt_i64 yo, GLOBAL const float *dy, pt_i64 dyo,
+                        GLOBAL float *dx, pt_i64 dxo, int n, int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float g = y[yo + i] > 0.0f ? dy[dyo + i] : 0.0f;
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+KERNEL void pt_dropout_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL float *mask, pt_i64 mo, int n, int per, float p, float scale,
+                           pt_u64 seed, pt_u32 purpose, pt_u64 stream, pt_i64 sample_base)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int s = (int)(i / per), e = (int)(i % per);
+    float u = pt_k_rng_uniform(seed, purpose, stream, (pt_u64)(sample_base + s), (pt_u32)e);
+    float m = u >= p ? scale : 0.0f;
+    mask[mo + i] = m;
+    y[yo + i] = x[xo + i] * m;
+}
+
+/* Philox words themselves, for the bitwise test against core/rng.h. */
+KERNEL void pt_rng_words(GLOBAL pt_u32 *out, pt_i64 oo, int n, pt_u64 seed, pt_u32 purpose,
+                         pt_u64 stream, pt_u64 a)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    out[oo + i] = pt_k_rng_u32(seed, purpose, stream, a, (pt_u32)i);
+}
+
+KERNEL void pt_mul_acc(GLOBAL const float *dy, pt_i64 dyo, GLOBAL const float *mask, pt_i64 mo,
+                       GLOBAL float *dx, pt_i64 dxo, int n, int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float g = dy[dyo + i] * mask[mo + i];
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+/* ---- per-channel reductions: one work-group of PT_RED_WG items per channel ---- */
+
+KERNEL void pt_bias_grad(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *db, pt_i64 dbo, int N,
+                         int C, int inner, int acc)
+{
+    LOCAL float buf[PT_RED_WG];
+    int c = GROUP_ID(0);
+    float s = 0.0f, k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, dy[dyo + ((long)n * C + c) * inner + i]);
+    float t = pt_k_block_sum(buf, s - k);
+    if (LID(0) == 0) db[dbo + c] = acc ? db[dbo + c] + t : t;
+}
+
+KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                            GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                            GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
+                            int C, int inner, float eps, float momentum)
+{
+    LOCAL float buf[PT_RED_WG];
+    int c = GROUP_ID(0);
+    int m = N * inner;
+    GLOBAL const float *xc = x + xo + (long)c * inner;
+    GLOBAL float *yc = y + yo + (long)c * inner;
+    const long nstride = (long)C * inner;
+    /* two passes, as the cpu oracle: the mean, then the centred squares */
+    float s = 0.0f, k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
+    float sum = pt_k_block_sum(buf, s - k);
+    float mean = m > 0 ? sum / (float)m : 0.0f;
+    s = 0.0f;
+    k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float d = xc[n * nstride + i] - mean;
+        pt_k_kahan(&s, &k, d * d);
+    }
+    float sq = pt_k_block_sum(buf, s - k);
+    float var = m > 0 ? sq / (float)m : 0.0f;
+    float invstd = 1.0f / SQRTF(var + eps);
+    if (LID(0) == 0) {
+        float unbiased = m > 1 ? sq / (float)(m - 1) : var;
+        smean[smo + c] = mean;
+        sinv[sio + c] = invstd;
+        rmean[rmo + c] = (1.0f - momentum) * rmean[rmo + c] + momentum * mean;
+        rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
+    }
+    /* (x - mean)*scale + beta, never x*scale + shift: see cpu_batchnorm.c */
+    float scale = gamma[go + c] * invstd, b = beta[bo + c];
+    PT_CHANNEL_LOOP(n, i, N, inner) yc[n * nstride + i] = (xc[n * nstride + i] - mean) * scale + b;
+}
+
+KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                           GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
+                           pt_i64 rvo, int n, int C, int inner, float eps)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int c = (int)((i / inner) % C);
+    float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
+    float scale = gamma[go + c] * invstd;
+    y[yo + i] = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
+}
+
+KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                      GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
+                      GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
+                      GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
+                      int inner, int acc)
+{
+    LOCAL float buf[PT_RED_WG];
+    int c = GROUP_ID(0);
+    int m = N * inner;
+    const long nstride = (long)C * inner;
+    GLOBAL const float *xc = x + xo + (long)c * inner;
+    GLOBAL const float *dyc = dy + dyo + (long)c * inner;
+    GLOBAL float *dxc = dx + dxo + (long)c * inner;
+    /* the batch mean again (the saved one is rounded), then sum dy and dy*(x - mean) */
+    float s = 0.0f, k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
+    float sum = pt_k_block_sum(buf, s - k);
+    float mean = m > 0 ? sum / (float)m : 0.0f;
+    float s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float g = dyc[n * nstride + i];
+        pt_k_kahan(&s1, &k1, g);
+        pt_k_kahan(&s2, &k2, g * (xc[n * nstride + i] - mean));
+    }
+    float sdy = pt_k_block_sum(buf, s1 - k1);
+    float sdyx = pt_k_block_sum(buf, s2 - k2);
+    float invstd = sinv[sio + c];
+    if (LID(0) == 0) {
+        dbeta[dbo + c] = sdy;
+        dgamma[dgo + c] = sdyx * invstd;
+    }
+    if (m <= 0) return;
+    float kk = gamma[go + c] * invstd;
+    float a = kk, b = -kk * sdyx * invstd * invstd / (float)m, c0 = -kk * sdy / (float)m;
+    float meanf = smean[smo + c];
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        long j = n * nstride + i;
+        float v = a * dyc[j] + b * (xc[j] - meanf) + c0;
+        dxc[j] = acc ? dxc[j] + v : v;
+    }
+}
+
+/* ---- pooling ---- */
+
+KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
+                           int st, int pad)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    long plane = idx / ((long)P * Q);
+    int o = (int)(idx - plane * P * Q);
+    int oi = o / Q, oj = o % Q;
+    GLOBAL const float *xp = x + xo + plane * H * W;
+    float best = -INF_F;
+    int bi = -1;
+    for (int a = 0; a < k; a++) {
+        int hi = oi * st - pad + a;
+        if (hi < 0 || hi >= H) continue;
+        for (int b = 0; b < k; b++) {
+            int wi = oj * st - pad + b;
+            if (wi < 0 || wi >= W) continue;
+            float v = xp[hi * W + wi];
+            /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
+            if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
+                best = v;
+                bi = hi * W + wi;
+            }
+        }
+    }
+    y[yo + idx] = best;
+    arg[ao + idx] = bi;
+}
+
+/* A gather, not a scatter: each input cell sums the outputs whose argmax it is, in output
+ * order, so overlapping windows need no atomics and the sum is the cpu backend's. */
+KERNEL void pt_maxpool_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL const int *arg, pt_i64 ao,
+                           GLOBAL float *dx, pt_i64 dxo, int n, int H, int W, int P, int Q, int k,
+                           int st, int pad, int acc)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    long plane = idx / ((long)H * W);
+    int cell = (int)(idx - plane * H * W);
+    int h = cell / W, w = cell % W;
+    int ilo = h + pad - k + 1 <= 0 ? 0 : (h + pad - k + 1 + st - 1) / st;
+    int ihi = (h + pad) / st;
+    int jlo = w + pad - k + 1 <= 0 ? 0 : (w + pad - k + 1 + st - 1) / st;
+    int jhi = (w + pad) / st;
+    if (ihi > P - 1) ihi = P - 1;
+    if (jhi > Q - 1) jhi = Q - 1;
+    GLOBAL const float *gp = dy + dyo + plane * P * Q;
+    GLOBAL const int *ap = arg + ao + plane * P * Q;
+    float s = acc ? dx[dxo + idx] : 0.0f;
+    for (int i = ilo; i <= ihi; i++)
+        for (int j = jlo; j <= jhi; j++)
+            if (ap[i * Q + j] == cell) s += gp[i * Q + j];
+    dx[dxo + idx] = s;
+}
+
+KERNEL void pt_gap_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
+                       int hw, float inv)
+{
+    long pl = GID(0);
+    if (pl >= planes) return;
+    GLOBAL const float *xp = x + xo + pl * hw;
+    float s = 0.0f, k = 0.0f;
+    for (int i = 0; i < hw; i++) pt_k_kahan(&s, &k, xp[i]);
+    y[yo + pl] = (s - k) * inv;
+}
+
+KERNEL void pt_gap_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *dx, pt_i64 dxo, int n, int hw,
+                       float inv, int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float g = dy[dyo + i / hw] * inv;
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+/* ---- loss ---- */
+
+/* One item per sample. loss = sum_j q_j (lse - z_j): every term is non-negative, so the
+ * float sum does not cancel. A label outside 0..K-1 gives NaN loss and gradient (the cpu
+ * backend returns an error; a device cannot without a sync). */
+KERNEL void pt_xent(GLOBAL const float *z, pt_i64 zo, GLOBAL const int *labels, pt_i64 lo,
+                    GLOBAL float *loss, pt_i64 losso, GLOBAL float *dl, pt_i64 dlo, int N, int K,
+                    int has_grad, float smoothing, float grad_scale)
+{
+    long r = GID(0);
+    if (r >= N) return;
+    GLOBAL const float *zr = z + zo + r * K;
+    int label = labels[lo + r];
+    if (label < 0 || label >= K) {
+        loss[losso + r] = NAN;
+        if (has_grad)
+            for (int j = 0; j < K; j++) dl[dlo + r * K + j] = NAN;
+        return;
+    }
+    float mx = -INF_F;
+    for (int j = 0; j < K; j++) mx = zr[j] > mx ? zr[j] : mx;
+    float se = 0.0f, ke = 0.0f;
+    for (int j = 0; j < K; j++) pt_k_kahan(&se, &ke, EXPF(zr[j] - mx));
+    float lse = mx + LOGF(se - ke);
+    float off = K > 0 ? smoothing / (float)K : 0.0f;
+    float sd = 0.0f, kd = 0.0f;
+    for (int j = 0; j < K; j++) pt_k_kahan(&sd, &kd, lse - zr[j]);
+    loss[losso + r] = (1.0f - smoothing) * (lse - zr[label]) + off * (sd - kd);
+    if (!has_grad) return;
+    for (int j = 0; j < K; j++) {
+        float q = (j == label ? 1.0f - smoothing : 0.0f) + off;
+        dl[dlo + r * K + j] = grad_scale * (EXPF(zr[j] - lse) - q);
+    }
+}
+
+/* ---- optimizers: the cpu backend's float formulas, term for term ---- */
+
+KERNEL void pt_sgd(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
+                   GLOBAL float *buf, pt_i64 bo, int n, float lr, float mom, float damp, float wd,
+                   int nesterov, int first)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    if (mom == 0.0f) {
+        param[po + i] -= lr * (grad[go + i] + wd * param[po + i]);
+        return;
+    }
+    const float g = grad[go + i] + wd * param[po + i];
+    const float b = first ? g : mom * buf[bo + i] + (1.0f - damp) * g;
+    buf[bo + i] = b;
+    param[po + i] -= lr * (nesterov ? g + mom * b : b);
+}
+
+KERNEL void pt_adam(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
+                    GLOBAL float *m, pt_i64 mo, GLOBAL float *v, pt_i64 vo, int n, float b1,
+                    float b2, float eps, float step_size, float sqrt_bc2, float decay, float l2)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    const float p = param[po + i] * decay;
+    const float g = grad[go + i] + l2 * param[po + i];
+    const float mi = b1 * m[mo + i] + (1.0f - b1) * g;
+    const float vi = b2 * v[vo + i] + (1.0f - b2) * g * g;
+    m[mo + i] = mi;
+    v[vo + i] = vi;
+    param[po + i] = p - step_size * (mi / (SQRTF(vi) / sqrt_bc2 + eps));
+}
+
+/* ---- convolution data movement (the GEMMs are CLBlast's) ---- */
+
+/* col[row][g*PQ + p*Q + q] = x[g, c, p*st - pad + r, q*st - pad + s] (0 outside), for the
+ * G samples starting at x: one [CRS, G*PQ] matrix, so one GEMM covers the group. */
+KERNEL void pt_im2col(GLOBAL const float *x, pt_i64 xo, GLOBAL float *col, pt_i64 co, int n, int G,
+                      int C, int H, int W, int R, int S, int P, int Q, int st, int pad)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    const int pq = P * Q;
+    const long ld = (long)G * pq;
+    int row = (int)(idx / ld);
+    int rest = (int)(idx - row * ld);
+    int g = rest / pq, o = rest % pq;
+    int p = o / Q, q = o % Q;
+    int c = row / (R * S), r = (row / S) % R, s = row % S;
+    int h = p * st - pad + r, w = q * st - pad + s;
+    float v = 0.0f;
+    if (h >= 0 && h < H && w >= 0 && w < W) v = x[xo + (((long)g * C + c) * H + h) * W + w];
+    col[co + idx] = v;
+}
+
+/* dx[g, c, h, w] = (acc ? dx : 0) + the col entries im2col took from it, in (r, s) order
+ * (the cpu backend's col2im order): a gather, so no atomics. */
+KERNEL void pt_col2im(GLOBAL const float *col, pt_i64 co, GLOBAL float *dx, pt_i64 dxo, int n, int G,
+                      int C, int H, int W, int R, int S, int P, int Q, int st, int pad, int acc)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    const int hw = H * W, pq = P * Q;
+    const long ld = (long)G * pq;
+    int plane = (int)(idx / hw);
+    int cell = (int)(idx - (long)plane * hw);
+    int g = plane / C, c = plane % C;
+    int h = cell / W, w = cell % W;
+    float sum = acc ? dx[dxo + idx] : 0.0f;
+    for (int r = 0; r < R; r++) {
+        int ph = h + pad - r;
+        if (ph < 0 || ph % st != 0) continue;
+        int p = ph / st;
+        if (p >= P) continue;
+        for (int s = 0; s < S; s++) {
+            int qw = w + pad - s;
+            if (qw < 0 || qw % st != 0) continue;
+            int q = qw / st;
+            if (q >= Q) continue;
+            int row = (c * R + r) * S + s;
+            sum += col[co + row * ld + (long)g * pq + p * Q + q];
+        }
+    }
+    dx[dxo + idx] = sum;
+}
+
+/* tmp[k][g*PQ + j] = dy[g, k, j] */
+KERNEL void pt_gather_groups(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *tmp, pt_i64 to, int n,
+                             int G, int K, int pq)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    const long ld = (long)G * pq;
+    int k = (int)(idx / ld);
+    int rest = (int)(idx - k * ld);
+    int g = rest / pq, j = rest % pq;
+    tmp[to + idx] = dy[dyo + ((long)g * K + k) * pq + j];
+}
+
+/* y[g, k, j] = (acc ? y : 0) + tmp[k][g*PQ + j] */
+KERNEL void pt_scatter_groups(GLOBAL const float *tmp, pt_i64 to, GLOBAL float *y, pt_i64 yo, int n,
+                              int G, int K, int pq, int acc)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    int plane = (int)(idx / pq);
+    int j = (int)(idx - (long)plane * pq);
+    int g = plane / K, k = plane % K;
+    float v = tmp[to + ((long)k * G + g) * pq + j];
+    y[yo + idx] = acc ? y[yo + idx] + v : v;
+}

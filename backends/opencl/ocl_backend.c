@@ -1,0 +1,560 @@
+/* The opencl backend: platform and device enumeration, devices (context, in-order queue,
+ * kernel program, CLBlast warm-up), cl_mem buffers, op validation and dispatch, and the
+ * pt_opencl_backend vtable. Work is queued asynchronously; blocking reads are the sync points.
+ * run() never allocates device memory: scratch comes from the op's workspace. */
+#include <clblast_c.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backends/opencl/ocl_internal.h"
+
+static const char *const kernel_names[OCL_K_COUNT] = {
+    [OCL_K_FILL] = "pt_fill",
+    [OCL_K_SCALE] = "pt_scale",
+    [OCL_K_AXPY] = "pt_axpy",
+    [OCL_K_ADD] = "pt_add",
+    [OCL_K_BIAS_ADD] = "pt_bias_add",
+    [OCL_K_BIAS_GRAD] = "pt_bias_grad",
+    [OCL_K_RELU_FWD] = "pt_relu_fwd",
+    [OCL_K_RELU_BWD] = "pt_relu_bwd",
+    [OCL_K_DROPOUT_FWD] = "pt_dropout_fwd",
+    [OCL_K_RNG_WORDS] = "pt_rng_words",
+    [OCL_K_MUL_ACC] = "pt_mul_acc",
+    [OCL_K_BN_FWD_TRAIN] = "pt_bn_fwd_train",
+    [OCL_K_BN_FWD_EVAL] = "pt_bn_fwd_eval",
+    [OCL_K_BN_BWD] = "pt_bn_bwd",
+    [OCL_K_MAXPOOL_FWD] = "pt_maxpool_fwd",
+    [OCL_K_MAXPOOL_BWD] = "pt_maxpool_bwd",
+    [OCL_K_GAP_FWD] = "pt_gap_fwd",
+    [OCL_K_GAP_BWD] = "pt_gap_bwd",
+    [OCL_K_XENT] = "pt_xent",
+    [OCL_K_SGD] = "pt_sgd",
+    [OCL_K_ADAM] = "pt_adam",
+    [OCL_K_IM2COL] = "pt_im2col",
+    [OCL_K_COL2IM] = "pt_col2im",
+    [OCL_K_GATHER_GROUPS] = "pt_gather_groups",
+    [OCL_K_SCATTER_GROUPS] = "pt_scatter_groups",
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- backend context: every device of every platform ---- */
+
+/* A string device/platform property, trimmed (some drivers pad names with spaces). */
+static void info_str(cl_int rc, char *s)
+{
+    if (rc != CL_SUCCESS) {
+        strcpy(s, "?");
+        return;
+    }
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n')) s[--n] = '\0';
+    size_t lead = strspn(s, " ");
+    if (lead) memmove(s, s + lead, n - lead + 1);
+}
+
+static void read_entry(ocl_device_entry *e)
+{
+    info_str(clGetPlatformInfo(e->platform, CL_PLATFORM_NAME, sizeof e->platform_name - 1, e->platform_name, NULL),
+             e->platform_name);
+    info_str(clGetPlatformInfo(e->platform, CL_PLATFORM_VERSION, sizeof e->platform_version - 1,
+                               e->platform_version, NULL),
+             e->platform_version);
+    info_str(clGetDeviceInfo(e->device, CL_DEVICE_NAME, sizeof e->name - 1, e->name, NULL), e->name);
+    info_str(clGetDeviceInfo(e->device, CL_DEVICE_OPENCL_C_VERSION, sizeof e->c_version - 1, e->c_version, NULL),
+             e->c_version);
+    info_str(clGetDeviceInfo(e->device, CL_DRIVER_VERSION, sizeof e->driver - 1, e->driver, NULL), e->driver);
+    cl_ulong mem = 0, alloc = 0;
+    cl_uint cu = 0;
+    size_t wg = 0;
+    cl_device_type type = 0;
+    clGetDeviceInfo(e->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+    clGetDeviceInfo(e->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof alloc, &alloc, NULL);
+    clGetDeviceInfo(e->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    clGetDeviceInfo(e->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    clGetDeviceInfo(e->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    e->global_mem = mem;
+    e->max_alloc = alloc;
+    e->compute_units = (int)cu;
+    e->max_work_group = wg;
+    e->type = type;
+}
+
+static pt_status ocl_init(void **backend_ctx, pt_error *err)
+{
+    *backend_ctx = NULL;
+    cl_uint np = 0;
+    cl_int rc = clGetPlatformIDs(0, NULL, &np);
+    if (rc == -1001 /* CL_PLATFORM_NOT_FOUND_KHR: the ICD loader found no driver */ || (rc == CL_SUCCESS && np == 0))
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "no OpenCL platform found: the ICD loader lists no driver in /etc/OpenCL/vendors "
+                       "(or OCL_ICD_VENDORS); install one, e.g. Debian's pocl-opencl-icd for the CPU, "
+                       "or the GPU vendor's OpenCL ICD");
+    OCL_CHECK_RC(rc, "clGetPlatformIDs", err);
+    if (np > 64) np = 64;
+    cl_platform_id plats[64];
+    OCL_CHECK(clGetPlatformIDs(np, plats, NULL), err);
+    ocl_backend *be = calloc(1, sizeof *be);
+    if (!be) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    pthread_mutex_init(&be->lock, NULL);
+    for (cl_uint p = 0; p < np; p++) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS || nd == 0) continue;
+        if (nd > 64) nd = 64;
+        cl_device_id devs[64];
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL) != CL_SUCCESS) continue;
+        ocl_device_entry *grown = realloc(be->dev, (size_t)(be->count + (int)nd) * sizeof *grown);
+        if (!grown) {
+            free(be->dev);
+            free(be);
+            return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        }
+        be->dev = grown;
+        for (cl_uint i = 0; i < nd; i++) {
+            ocl_device_entry *e = &be->dev[be->count++];
+            memset(e, 0, sizeof *e);
+            e->platform = plats[p];
+            e->device = devs[i];
+            read_entry(e);
+        }
+    }
+    if (be->count == 0) {
+        free(be);
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "%u OpenCL platform(s) found but no device on any of them (check the driver "
+                       "installation, e.g. pocl-opencl-icd, and clinfo)", np);
+    }
+    *backend_ctx = be;
+    return PT_OK;
+}
+
+static void ocl_shutdown(void *backend_ctx)
+{
+    ocl_backend *be = backend_ctx;
+    if (!be) return;
+    CLBlastClearCache();
+    pthread_mutex_destroy(&be->lock);
+    free(be->dev);
+    free(be);
+}
+
+static int ocl_device_count(void *backend_ctx)
+{
+    return ((ocl_backend *)backend_ctx)->count;
+}
+
+static const char *type_name(cl_device_type t)
+{
+    if (t & CL_DEVICE_TYPE_GPU) return "GPU";
+    if (t & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
+    if (t & CL_DEVICE_TYPE_CPU) return "CPU";
+    return "other";
+}
+
+static pt_status ocl_device_info(void *backend_ctx, int index, pt_device_info *out, pt_error *err)
+{
+    ocl_backend *be = backend_ctx;
+    if (index < 0 || index >= be->count)
+        return pt_fail(err, PT_ERR_INVALID, "opencl backend has %d device(s), no device %d", be->count, index);
+    const ocl_device_entry *e = &be->dev[index];
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", e->name);
+    out->kind = (e->type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) ? PT_DEVICE_GPU : PT_DEVICE_CPU;
+    out->memory_bytes = e->global_mem;
+    out->compute_units = e->compute_units;
+    out->threads = 1;
+    pthread_mutex_lock(&be->lock);
+    char timing[128] = "";
+    if (e->opened)
+        snprintf(timing, sizeof timing, ", program %.2f s%s, CLBlast warm-up %.2f s", e->last_program_s,
+                 e->last_program_cached ? " (cached)" : "", e->last_clblast_s);
+    pthread_mutex_unlock(&be->lock);
+    snprintf(out->details, sizeof out->details, "platform %.100s, %s, %.60s, driver %.60s, CLBlast%s",
+             e->platform_name, type_name(e->type), e->c_version, e->driver, timing);
+    return PT_OK;
+}
+
+/* ---- device ---- */
+
+static void release_device(ocl_device *d)
+{
+    for (int i = 0; i < OCL_K_COUNT; i++)
+        if (d->k[i]) clReleaseKernel(d->k[i]);
+    if (d->program) clReleaseProgram(d->program);
+    if (d->queue) clReleaseCommandQueue(d->queue);
+    if (d->ctx) clReleaseContext(d->ctx);
+    free(d);
+}
+
+/* CLBlast has no tuning for CPU OpenCL devices (PoCL) and its defaults run at 3-4 GFLOP/s on
+ * a 2-core AVX-512 machine; these Xgemm parameters (64x64 tiles, 8x8 items, 8-wide vectors, no
+ * local memory) measured 9-13 GFLOP/s there. GPUs keep CLBlast's own tuning database. */
+static void clblast_tune_for_cpu(const ocl_device *d)
+{
+    if (!(d->info->type & CL_DEVICE_TYPE_CPU)) return;
+    const char *env = getenv("PT_OPENCL_CLBLAST_CPU_TUNING");
+    if (env && strcmp(env, "0") == 0) return;
+    const char *names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+                           "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+    const size_t values[] = {0, 1, 16, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 8, 8};
+    /* best effort: on failure CLBlast keeps its defaults, which are correct, only slower */
+    (void)CLBlastOverrideParameters(d->info->device, "Xgemm", CLBlastPrecisionSingle, 16, names, values);
+}
+
+/* The first SGEMM compiles CLBlast's kernels for this context: do it at open, timed, so that
+ * it stays out of the first step and of steady-state numbers. The size is above CLBlast's
+ * direct-kernel threshold so that the indirect (large GEMM) kernel is the one compiled. */
+static pt_status clblast_warm_up(ocl_device *d, pt_error *err)
+{
+    const double t0 = now_s();
+    const int profile = d->profile;
+    d->profile = 0; /* the profile starts after the warm-up */
+    cl_int rc;
+    const size_t dim = 512, n = 3 * dim * dim;
+    cl_mem m = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, n * sizeof(float), NULL, &rc);
+    if (rc != CL_SUCCESS) {
+        d->profile = profile;
+        return ocl_fail_cl(err, rc, "clCreateBuffer", __FILE__, __LINE__);
+    }
+    const float zero = 0.0f;
+    rc = clEnqueueFillBuffer(d->queue, m, &zero, sizeof zero, 0, n * sizeof(float), 0, NULL, NULL);
+    pt_status st = PT_OK;
+    if (rc != CL_SUCCESS) st = ocl_fail_cl(err, rc, "clEnqueueFillBuffer", __FILE__, __LINE__);
+    /* a small one (direct kernel) and a large one (indirect kernel) */
+    if (st == PT_OK) st = ocl_sgemm(d, 0, 0, 16, 16, 16, 1.0f, m, 0, 16, m, 256, 16, 0.0f, m, 512, 16, err);
+    if (st == PT_OK)
+        st = ocl_sgemm(d, 0, 0, dim, dim, dim, 1.0f, m, 0, dim, m, dim * dim, dim, 0.0f, m, 2 * dim * dim, dim, err);
+    if (st == PT_OK && (rc = clFinish(d->queue)) != CL_SUCCESS)
+        st = ocl_fail_cl(err, rc, "clFinish", __FILE__, __LINE__);
+    d->profile = profile;
+    clReleaseMemObject(m);
+    d->clblast_s = now_s() - t0;
+    return st == PT_OK ? PT_OK : pt_error_wrap(err, "CLBlast warm-up");
+}
+
+static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_options *opt,
+                                 void **dev_ctx, pt_error *err)
+{
+    ocl_backend *be = backend_ctx;
+    (void)opt; /* threads do not apply; the kernels are deterministic whatever `deterministic` says */
+    *dev_ctx = NULL;
+    if (index < 0 || index >= be->count)
+        return pt_fail(err, PT_ERR_INVALID, "opencl backend has %d device(s), no device %d", be->count, index);
+    ocl_device *d = calloc(1, sizeof *d);
+    if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    d->be = be;
+    d->info = &be->dev[index];
+    const char *prof = getenv("PT_OPENCL_PROFILE");
+    d->profile = prof && strcmp(prof, "1") == 0;
+    int wg = 1;
+    while (wg * 2 <= 256 && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
+    d->red_wg = wg;
+
+    cl_int rc;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d->info->platform, 0};
+    d->ctx = clCreateContext(props, 1, &d->info->device, NULL, NULL, &rc);
+    pt_status st = PT_OK;
+    if (rc != CL_SUCCESS) st = ocl_fail_cl(err, rc, "clCreateContext", __FILE__, __LINE__);
+    if (st == PT_OK) {
+        d->queue = clCreateCommandQueue(d->ctx, d->info->device, d->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
+        if (rc != CL_SUCCESS) st = ocl_fail_cl(err, rc, "clCreateCommandQueue", __FILE__, __LINE__);
+    }
+    if (st == PT_OK) st = ocl_program_load(d, err);
+    for (int i = 0; st == PT_OK && i < OCL_K_COUNT; i++) {
+        d->k[i] = clCreateKernel(d->program, kernel_names[i], &rc);
+        if (rc != CL_SUCCESS) {
+            st = ocl_fail_cl(err, rc, "clCreateKernel", __FILE__, __LINE__);
+            pt_error_wrap(err, "kernel %s", kernel_names[i]);
+        }
+    }
+    /* the per-channel reductions need PT_RED_WG items in one work-group */
+    const ocl_kernel_id reductions[] = {OCL_K_BIAS_GRAD, OCL_K_BN_FWD_TRAIN, OCL_K_BN_BWD};
+    for (size_t i = 0; st == PT_OK && i < sizeof reductions / sizeof reductions[0]; i++) {
+        size_t kwg = 0;
+        clGetKernelWorkGroupInfo(d->k[reductions[i]], d->info->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg,
+                                 &kwg, NULL);
+        if (kwg && kwg < (size_t)d->red_wg)
+            st = pt_fail(err, PT_ERR_UNSUPPORTED, "opencl: kernel %s allows work-groups of %zu, needs %d",
+                         kernel_names[reductions[i]], kwg, d->red_wg);
+    }
+    if (st == PT_OK) {
+        clblast_tune_for_cpu(d);
+        st = clblast_warm_up(d, err);
+    }
+    if (st != PT_OK) {
+        pt_error_wrap(err, "opening opencl device %d (%s)", index, d->info->name);
+        release_device(d);
+        return st;
+    }
+    pthread_mutex_lock(&be->lock);
+    d->info->last_program_s = d->program_s;
+    d->info->last_program_cached = d->program_cached;
+    d->info->last_clblast_s = d->clblast_s;
+    d->info->opened = 1;
+    pthread_mutex_unlock(&be->lock);
+    *dev_ctx = d;
+    return PT_OK;
+}
+
+static void ocl_device_close(void *dev_ctx)
+{
+    ocl_device *d = dev_ctx;
+    if (!d) return;
+    clFinish(d->queue);
+    if (d->profile) {
+        /* Asked for with PT_OPENCL_PROFILE=1: the one place this backend prints. */
+        char text[4096];
+        ocl_profile_format(d, text, sizeof text);
+        fprintf(stderr, "%s", text);
+    }
+    release_device(d);
+}
+
+static pt_status ocl_buffer_alloc(void *dev_ctx, size_t bytes, pt_buffer **out, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    *out = NULL;
+    if (bytes > d->info->max_alloc)
+        return pt_fail(err, PT_ERR_NOMEM,
+                       "opencl: a buffer of %zu bytes exceeds the largest allocation device '%s' allows "
+                       "(%llu bytes, CL_DEVICE_MAX_MEM_ALLOC_SIZE)",
+                       bytes, d->info->name, (unsigned long long)d->info->max_alloc);
+    pt_buffer *b = malloc(sizeof *b);
+    if (!b) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    cl_int rc;
+    /* never zero-sized (invalid in OpenCL); rounded so that float views of the tail fit */
+    const size_t rounded = bytes ? (bytes + 63) / 64 * 64 : 64;
+    b->mem = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, rounded, NULL, &rc);
+    b->bytes = bytes;
+    if (rc != CL_SUCCESS) {
+        free(b);
+        ocl_fail_cl(err, rc, "clCreateBuffer", __FILE__, __LINE__);
+        pt_error_wrap(err, "allocating %zu bytes on '%s'", bytes, d->info->name);
+        const int nomem = rc == CL_INVALID_BUFFER_SIZE || rc == CL_OUT_OF_RESOURCES ||
+                          rc == CL_MEM_OBJECT_ALLOCATION_FAILURE || rc == CL_OUT_OF_HOST_MEMORY;
+        if (err && nomem) err->status = PT_ERR_NOMEM;
+        return nomem ? PT_ERR_NOMEM : PT_ERR_BACKEND;
+    }
+    *out = b;
+    return PT_OK;
+}
+
+static void ocl_buffer_free(void *dev_ctx, pt_buffer *buf)
+{
+    (void)dev_ctx;
+    if (!buf) return;
+    clReleaseMemObject(buf->mem);
+    free(buf);
+}
+
+static pt_status check_range(pt_mem m, size_t bytes, const char *what, pt_error *err)
+{
+    if (!m.buf) return pt_fail(err, PT_ERR_INVALID, "opencl %s: no buffer", what);
+    if (m.off > m.buf->bytes || bytes > m.buf->bytes - m.off)
+        return pt_fail(err, PT_ERR_INVALID, "opencl %s: %zu bytes at offset %zu exceed the buffer's %zu", what,
+                       bytes, m.off, m.buf->bytes);
+    return PT_OK;
+}
+
+static pt_status ocl_write(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    PT_TRY(check_range(dst, bytes, "write", err));
+    if (!bytes) return PT_OK;
+    /* blocking: the caller may reuse its host memory as soon as we return */
+    OCL_CHECK(clEnqueueWriteBuffer(d->queue, dst.buf->mem, CL_TRUE, dst.off, bytes, src, 0, NULL, NULL), err);
+    return PT_OK;
+}
+
+static pt_status ocl_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    PT_TRY(check_range(src, bytes, "read", err));
+    if (!bytes) return PT_OK;
+    OCL_CHECK(clEnqueueReadBuffer(d->queue, src.buf->mem, CL_TRUE, src.off, bytes, dst, 0, NULL, NULL), err);
+    return PT_OK;
+}
+
+static pt_status ocl_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    PT_TRY(check_range(dst, bytes, "copy destination", err));
+    PT_TRY(check_range(src, bytes, "copy source", err));
+    if (!bytes || (dst.buf == src.buf && dst.off == src.off)) return PT_OK;
+    if (dst.buf == src.buf && dst.off < src.off + bytes && src.off < dst.off + bytes) {
+        /* OpenCL refuses overlapping copies (CL_MEM_COPY_OVERLAP); memmove semantics by a
+         * bounce through host memory, a path no training step takes. */
+        void *tmp = malloc(bytes);
+        if (!tmp) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        pt_status st = ocl_read(d, tmp, src, bytes, err);
+        if (st == PT_OK) st = ocl_write(d, dst, tmp, bytes, err);
+        free(tmp);
+        return st;
+    }
+    OCL_CHECK(clEnqueueCopyBuffer(d->queue, src.buf->mem, dst.buf->mem, src.off, dst.off, bytes, 0, NULL, NULL),
+              err);
+    return PT_OK;
+}
+
+static pt_status ocl_synchronize(void *dev_ctx, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    OCL_CHECK(clFinish(d->queue), err);
+    return PT_OK;
+}
+
+/* ---- op validation: the cpu backend's rules, plus 4-byte aligned offsets ---- */
+
+/* Operand dtypes per kind: 'f' F32, 'i' I32, 'g' F32 or ndim 0 (optional output). */
+static const char *const operand_types[PT_OP_KIND_COUNT] = {
+    [PT_OP_FILL] = "f",
+    [PT_OP_AXPY] = "ff",
+    [PT_OP_ADD] = "fff",
+    [PT_OP_GEMM] = "fff",
+    [PT_OP_BIAS_ADD] = "ff",
+    [PT_OP_BIAS_GRAD] = "ff",
+    [PT_OP_CONV2D_FWD] = "fff",
+    [PT_OP_CONV2D_BWD_DATA] = "fff",
+    [PT_OP_CONV2D_BWD_FILTER] = "fff",
+    [PT_OP_BN_FWD_TRAIN] = "ffffffff",
+    [PT_OP_BN_FWD_EVAL] = "ffffff",
+    [PT_OP_BN_BWD] = "ffffffff",
+    [PT_OP_RELU_FWD] = "ff",
+    [PT_OP_RELU_BWD] = "fff",
+    [PT_OP_MAXPOOL_FWD] = "ffi",
+    [PT_OP_MAXPOOL_BWD] = "fif",
+    [PT_OP_GAP_FWD] = "ff",
+    [PT_OP_GAP_BWD] = "ff",
+    [PT_OP_DROPOUT_FWD] = "fff",
+    [PT_OP_DROPOUT_BWD] = "fff",
+    [PT_OP_XENT] = "fifg",
+    [PT_OP_SGD] = "fff",
+    [PT_OP_ADAM] = "ffff",
+};
+
+static int operand_skipped(const pt_op *op, int i)
+{
+    return (op->kind == PT_OP_XENT && i == 3 && op->t[3].ndim == 0) ||
+           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f);
+}
+
+static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
+{
+    if ((int)op->kind < 0 || op->kind >= PT_OP_KIND_COUNT || !operand_types[op->kind])
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "opencl backend: unknown op kind %d", (int)op->kind);
+    const char *types = operand_types[op->kind];
+    const char *name = pt_op_name(op->kind);
+    int want = (int)strlen(types);
+    if (op->nt != want) return pt_fail(err, PT_ERR_INVALID, "opencl %s: %d operands, expected %d", name, op->nt, want);
+    for (int i = 0; i < want; i++) {
+        const pt_tensor *t = &op->t[i];
+        if (operand_skipped(op, i)) continue;
+        pt_dtype dt = types[i] == 'i' ? PT_I32 : PT_F32;
+        if (t->dtype != dt)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d is %s, expected %s", name, i,
+                           pt_dtype_name(t->dtype), pt_dtype_name(dt));
+        if (!check_memory) continue;
+        if (t->ndim < 1 || t->ndim > PT_MAX_DIMS)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d has %d dims", name, i, t->ndim);
+        for (int k = 0; k < t->ndim; k++)
+            if (t->dim[k] < 0 || t->dim[k] > INT_MAX)
+                return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d dim %d is %lld", name, i, k,
+                               (long long)t->dim[k]);
+        if (pt_tensor_numel(t) > INT_MAX)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d has more than 2^31 elements", name, i);
+        char what[64];
+        snprintf(what, sizeof what, "%s operand %d", name, i);
+        PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
+        if (t->mem.off % 4 != 0)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d is at byte offset %zu, not a multiple of 4",
+                           name, i, t->mem.off);
+    }
+    if (check_memory && op->kind == PT_OP_GEMM)
+        for (int i = 0; i < 3; i++)
+            if (op->t[i].ndim != 2)
+                return pt_fail(err, PT_ERR_INVALID, "opencl gemm: operand %d is %d-D, expected 2-D", i, op->t[i].ndim);
+    if (check_memory && op->workspace_bytes) {
+        if (!op->workspace.buf)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: workspace of %zu bytes has no buffer", name,
+                           op->workspace_bytes);
+        char what[64];
+        snprintf(what, sizeof what, "%s workspace", name);
+        PT_TRY(check_range(op->workspace, op->workspace_bytes, what, err));
+        if (op->workspace.off % 4 != 0)
+            return pt_fail(err, PT_ERR_INVALID, "opencl %s: workspace offset %zu is not a multiple of 4", name,
+                           op->workspace.off);
+    }
+    return PT_OK;
+}
+
+static int ocl_supports(void *dev_ctx, const pt_op *op)
+{
+    (void)dev_ctx;
+    return validate(op, 0, NULL) == PT_OK;
+}
+
+static size_t ocl_workspace_size(void *dev_ctx, const pt_op *op)
+{
+    const ocl_device *d = dev_ctx;
+    switch (op->kind) {
+    case PT_OP_CONV2D_FWD:
+    case PT_OP_CONV2D_BWD_DATA:
+    case PT_OP_CONV2D_BWD_FILTER: return ocl_conv_workspace(d, op);
+    default: return 0;
+    }
+}
+
+static pt_status dispatch(ocl_device *d, const pt_op *op, pt_error *err)
+{
+    switch (op->kind) {
+    case PT_OP_GEMM: return ocl_op_gemm(d, op, err);
+    case PT_OP_CONV2D_FWD:
+    case PT_OP_CONV2D_BWD_DATA:
+    case PT_OP_CONV2D_BWD_FILTER: return ocl_op_conv2d(d, op, err);
+    case PT_OP_BIAS_GRAD:
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_BWD: return ocl_op_channel(d, op, err);
+    default: return ocl_op_elementwise(d, op, err);
+    }
+}
+
+static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
+{
+    ocl_device *d = dev_ctx;
+    PT_TRY(validate(op, 1, err));
+    pt_status st = dispatch(d, op, err);
+    if (d->profile) {
+        pt_error perr;
+        pt_status ps = ocl_profile_collect(d, op->kind, st == PT_OK ? err : &perr);
+        if (st == PT_OK) st = ps;
+    }
+    return st;
+}
+
+const pt_backend_iface pt_opencl_backend = {
+    .api_version = PT_BACKEND_API_VERSION,
+    .name = "opencl",
+    .init = ocl_init,
+    .shutdown = ocl_shutdown,
+    .device_count = ocl_device_count,
+    .device_info = ocl_device_info,
+    .device_open = ocl_device_open,
+    .device_close = ocl_device_close,
+    .buffer_alloc = ocl_buffer_alloc,
+    .buffer_free = ocl_buffer_free,
+    .write = ocl_write,
+    .read = ocl_read,
+    .copy = ocl_copy,
+    .synchronize = ocl_synchronize,
+    .supports = ocl_supports,
+    .workspace_size = ocl_workspace_size,
+    .run = ocl_run,
+};

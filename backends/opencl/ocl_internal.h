@@ -1,0 +1,171 @@
+/* Private to backends/opencl: buffer, backend and device contexts, the cl* error check, the
+ * kernel launcher and the program builder. Nothing outside backends/opencl includes this
+ * (tests of this backend excepted); the core sees the backend only through pt_opencl_backend. */
+#ifndef PT_OCL_INTERNAL_H
+#define PT_OCL_INTERNAL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <CL/cl.h>
+
+#include "core/backend.h"
+
+/* Device memory: a cl_mem of `bytes` usable bytes; views add a byte offset (pt_mem.off). */
+struct pt_buffer {
+    cl_mem mem;
+    size_t bytes;
+};
+
+/* The kernels of backends/kernels/ops.cl, created once per opened device. */
+typedef enum ocl_kernel_id {
+    OCL_K_FILL,
+    OCL_K_SCALE,
+    OCL_K_AXPY,
+    OCL_K_ADD,
+    OCL_K_BIAS_ADD,
+    OCL_K_BIAS_GRAD,
+    OCL_K_RELU_FWD,
+    OCL_K_RELU_BWD,
+    OCL_K_DROPOUT_FWD,
+    OCL_K_RNG_WORDS,
+    OCL_K_MUL_ACC,
+    OCL_K_BN_FWD_TRAIN,
+    OCL_K_BN_FWD_EVAL,
+    OCL_K_BN_BWD,
+    OCL_K_MAXPOOL_FWD,
+    OCL_K_MAXPOOL_BWD,
+    OCL_K_GAP_FWD,
+    OCL_K_GAP_BWD,
+    OCL_K_XENT,
+    OCL_K_SGD,
+    OCL_K_ADAM,
+    OCL_K_IM2COL,
+    OCL_K_COL2IM,
+    OCL_K_GATHER_GROUPS,
+    OCL_K_SCATTER_GROUPS,
+    OCL_K_COUNT
+} ocl_kernel_id;
+
+/* One enumerated OpenCL device, with the facts device_info reports. */
+typedef struct ocl_device_entry {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_device_type type;
+    char name[128];
+    char platform_name[128];
+    char platform_version[128];
+    char c_version[64]; /* "OpenCL C 1.2 ..." */
+    char driver[64];
+    uint64_t global_mem;
+    uint64_t max_alloc;
+    size_t max_work_group;
+    int compute_units;
+    /* Timings of the last device_open of this device (guarded by the backend's lock). */
+    double last_program_s, last_clblast_s;
+    int last_program_cached, opened;
+} ocl_device_entry;
+
+typedef struct ocl_backend {
+    pthread_mutex_t lock;
+    int count;
+    ocl_device_entry *dev;
+} ocl_backend;
+
+/* Per-op-kind device time, collected from profiling events when PT_OPENCL_PROFILE=1. */
+#define OCL_MAX_EVENTS 64
+typedef struct ocl_profile {
+    double op_s[PT_OP_KIND_COUNT];
+    long op_runs[PT_OP_KIND_COUNT];
+    double gemm_s, other_s; /* CLBlast GEMMs (host-timed) vs our own kernels (events) */
+} ocl_profile;
+
+typedef struct ocl_device {
+    ocl_backend *be;
+    ocl_device_entry *info;
+    cl_context ctx;
+    cl_command_queue queue;
+    cl_program program;
+    cl_kernel k[OCL_K_COUNT];
+    int red_wg;              /* work-group size of the per-channel reductions (PT_RED_WG) */
+    double program_s;        /* time to get the program built (from source or the cache) */
+    int program_cached;      /* 1: from polytrain's binary cache */
+    double clblast_s;        /* CLBlast's first SGEMM (its kernel compilation) */
+    int profile;             /* PT_OPENCL_PROFILE=1 */
+    cl_event events[OCL_MAX_EVENTS];
+    int nevents;
+    double gemm_pending_s;   /* GEMM time of the op being run (profiling) */
+    ocl_profile prof;
+} ocl_device;
+
+/* ---- errors (ocl_errors.c) ---- */
+const char *ocl_error_name(cl_int code);
+/* "opencl: <call> failed: CL_... (code) [file:line]"; memory codes give PT_ERR_NOMEM. */
+pt_status ocl_fail_cl(pt_error *err, cl_int code, const char *call, const char *file, int line);
+const char *ocl_clblast_error_name(int code);
+
+/* Every cl* call goes through here: the error code becomes its name, the call its site. */
+#define OCL_CHECK(call, err)                                                             \
+    do {                                                                                 \
+        cl_int ocl_rc_ = (call);                                                         \
+        if (ocl_rc_ != CL_SUCCESS) return ocl_fail_cl((err), ocl_rc_, #call, __FILE__, __LINE__); \
+    } while (0)
+/* For calls that report through an errcode_ret argument. */
+#define OCL_CHECK_RC(rc, name, err)                                                      \
+    do {                                                                                 \
+        if ((rc) != CL_SUCCESS) return ocl_fail_cl((err), (rc), (name), __FILE__, __LINE__); \
+    } while (0)
+
+/* ---- program (ocl_program.c) ---- */
+/* Builds sources (in order, as one program) for one device. On a build failure the error
+ * carries the compiler's log. Exposed for the tests' bad-kernel case. */
+pt_status ocl_build_program(cl_context ctx, cl_device_id dev, size_t count,
+                            const char *const *sources, const char *options, cl_program *out,
+                            pt_error *err);
+/* The embedded kernel program for d (binary cache first, then source); fills d->program,
+ * d->program_s and d->program_cached. */
+pt_status ocl_program_load(ocl_device *d, pt_error *err);
+/* The cache file for this device and build, or 0 when no cache directory can be named. */
+int ocl_cache_path(const ocl_device *d, const char *options, char *out, size_t cap);
+
+/* ---- kernel launches (ocl_launch.c) ---- */
+typedef struct ocl_launch {
+    ocl_device *d;
+    cl_kernel k;
+    cl_uint n;
+    cl_int rc;
+    cl_uint bad_arg;
+} ocl_launch;
+
+ocl_launch ocl_kernel(ocl_device *d, ocl_kernel_id id);
+void kl_mem(ocl_launch *l, pt_mem m);  /* two arguments: the cl_mem and the element offset */
+void kl_tensor(ocl_launch *l, const pt_tensor *t);
+void kl_int(ocl_launch *l, int v);
+void kl_float(ocl_launch *l, float v);
+void kl_long(ocl_launch *l, int64_t v);
+void kl_ulong(ocl_launch *l, uint64_t v);
+void kl_uint(ocl_launch *l, uint32_t v);
+/* Enqueues over `global` items (local 0: the runtime picks; else global is rounded up). */
+pt_status kl_run(ocl_launch *l, size_t global, size_t local, pt_error *err);
+/* An event slot for the next enqueue when profiling, else NULL. */
+cl_event *ocl_event_slot(ocl_device *d);
+double ocl_now_s(void);
+/* Waits for the op's events and adds their device time to the profile of `kind`. */
+pt_status ocl_profile_collect(ocl_device *d, pt_op_kind kind, pt_error *err);
+/* The profile as text lines (per op kind, GEMM vs other kernels). */
+void ocl_profile_format(const ocl_device *d, char *out, size_t cap);
+
+/* Row-major SGEMM through CLBlast; offsets and leading dimensions in elements. */
+pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                    float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                    size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, pt_error *err);
+
+/* ---- ops: each assumes run() validated operand count, dtypes, ranks and extents ---- */
+pt_status ocl_op_gemm(ocl_device *d, const pt_op *op, pt_error *err);
+size_t ocl_conv_workspace(const ocl_device *d, const pt_op *op);
+pt_status ocl_op_conv2d(ocl_device *d, const pt_op *op, pt_error *err);
+pt_status ocl_op_elementwise(ocl_device *d, const pt_op *op, pt_error *err);
+pt_status ocl_op_channel(ocl_device *d, const pt_op *op, pt_error *err);
+
+#endif
