@@ -9,8 +9,12 @@ PACKAGES=(
     build-essential cmake pkg-config
     # library dependencies: gzip IDX files, PNG/JPEG images (OpenMP is gcc's libgomp)
     zlib1g-dev libpng-dev libjpeg62-turbo-dev
+    # TurboJPEG API (fast JPEG decoding of image datasets)
+    libturbojpeg0-dev
     # OpenBLAS, loaded at run time by the cpu backend (OpenMP build preferred)
     libopenblas0-openmp libopenblas0-pthread libopenblas-dev
+    # the opencl backend: ICD loader and headers, CLBlast, and PoCL as the CI's OpenCL device
+    ocl-icd-opencl-dev opencl-c-headers libclblast-dev pocl-opencl-icd clinfo
     # the default dataset: /usr/share/datasets/fashion-mnist/*.gz
     dataset-fashion-mnist
     # tests: the PyTorch reference models and the end-to-end tests

@@ -57,4 +57,44 @@ pt_status pt_dataset_set_class_names(pt_dataset *ds, const char *const *names, i
 pt_status pt_dataset_open(const char *spec, int train, int64_t limit, pt_dataset *out,
                           pt_error *err);
 
+/* How image datasets (TinyImageNet, image folders) are turned into samples. A zeroed
+ * struct gives the defaults. */
+enum { PT_CACHE_AUTO = 0, PT_CACHE_OFF = 1 };
+typedef struct pt_data_options {
+    int64_t limit;            /* keep the first `limit` samples (0: all) */
+    int channels, height, width; /* sample shape; 0: the source's own (TinyImageNet 3x64x64,
+                                    folder: 3 x the first image's size) */
+    double val_split;         /* folder: held-out fraction of each class (0: 0.1) */
+    uint64_t split_seed;      /* folder: keys the held-out choice */
+    int skip_bad;             /* 1: images that fail to decode are left out and counted */
+    int cache;                /* PT_CACHE_AUTO: build or reuse a packed cache (rebuilt when the
+                                 source changed); PT_CACHE_OFF: decode the files on the fly */
+    const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/polytrain or ~/.cache/polytrain */
+    int threads;              /* packing threads (0: the machine's cores) */
+    void (*progress)(void *user, int64_t done, int64_t total); /* while packing */
+    void *user;
+} pt_data_options;
+
+typedef struct pt_data_report {
+    char kind[16];            /* "fashion-mnist", "mnist", "tinyimagenet", "folder", "pack" */
+    char cache_path[4096];    /* the cache used, or "" */
+    int cache_action;         /* 0 none, 1 reused, 2 built, 3 rebuilt */
+    char rebuild_reason[1024];/* why an existing cache was rebuilt */
+    int64_t gray;             /* samples decoded from single-channel images */
+    int64_t skipped;          /* images left out as undecodable (skip_bad) */
+    double pack_s;            /* seconds spent packing */
+} pt_data_report;
+
+/* pt_dataset_open with options, understanding every spec form:
+ *   fashion-mnist[:DIR], mnist:DIR, tinyimagenet:DIR, folder:DIR, pack:TRAIN[,VAL],
+ *   or a plain path: an IDX directory, a TinyImageNet directory (has wnids.txt) or a cache.
+ * train: 1 the training split, 0 the validation/test split. rep may be NULL. */
+pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options *opt,
+                             pt_dataset *out, pt_data_report *rep, pt_error *err);
+
+/* The cache file pt_dataset_open_ex uses for a source, split and shape (dir created). */
+pt_status pt_dataset_cache_path(const char *kind, const char *root, int split,
+                                const pt_data_options *opt, int channels, int height, int width,
+                                char *path, size_t size, pt_error *err);
+
 #endif

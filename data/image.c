@@ -457,3 +457,75 @@ done:
     free(tmp);
     return s;
 }
+
+pt_status pt_image_to_u8(const pt_image *img, int channels, int height, int width, uint8_t *out,
+                         pt_error *err)
+{
+    if (!img || !img->pixels || img->width < 1 || img->height < 1 || img->channels < 1 ||
+        img->channels > 4)
+        return pt_fail(err, PT_ERR_INVALID, "image to convert is empty or malformed");
+    if (channels != 1 && channels != 3)
+        return pt_fail(err, PT_ERR_INVALID, "target must have 1 or 3 channels, not %d", channels);
+    if (height < 1 || width < 1 || height > PT_IMAGE_MAX_SIDE || width > PT_IMAGE_MAX_SIDE)
+        return pt_fail(err, PT_ERR_INVALID, "target size %dx%d outside 1..%d", height, width,
+                       PT_IMAGE_MAX_SIDE);
+    int iw = img->width, ih = img->height, sc = img->channels, src_color = sc >= 3;
+    int64_t plane_px = (int64_t)iw * ih;
+    if (iw == width && ih == height) {
+        /* The common case (TinyImageNet is stored at 64x64): only a channel shuffle. */
+        for (int c = 0; c < channels; c++) {
+            uint8_t *dst = out + (int64_t)c * plane_px;
+            const uint8_t *px = img->pixels;
+            if (channels == 1 && src_color) {
+                for (int64_t p = 0; p < plane_px; p++, px += sc)
+                    dst[p] = (uint8_t)(0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2] + 0.5f);
+            } else {
+                int k = src_color ? c : 0;
+                for (int64_t p = 0; p < plane_px; p++) dst[p] = px[p * sc + k];
+            }
+        }
+        return PT_OK;
+    }
+    axis_filter fx = {0}, fy = {0};
+    float *plane = malloc(sizeof *plane * (size_t)plane_px);
+    float *tmp = malloc(sizeof *tmp * (size_t)ih * (size_t)width);
+    pt_status s = PT_OK;
+    if (!plane || !tmp || !axis_filter_make(&fx, iw, width) || !axis_filter_make(&fy, ih, height)) {
+        s = pt_fail(err, PT_ERR_NOMEM, "out of memory resizing a %dx%d image", iw, ih);
+        goto done;
+    }
+    for (int c = 0; c < channels; c++) {
+        for (int64_t p = 0; p < plane_px; p++) {
+            const uint8_t *px = img->pixels + p * sc;
+            plane[p] = channels == 1 && src_color ? 0.299f * px[0] + 0.587f * px[1] + 0.114f * px[2]
+                                                  : px[src_color ? c : 0];
+        }
+        for (int y = 0; y < ih; y++) {
+            const float *row = plane + (int64_t)y * iw;
+            for (int x = 0; x < width; x++) {
+                const float *w = fx.w + (size_t)x * fx.maxtaps;
+                const float *src = row + fx.start[x];
+                float acc = 0;
+                for (int k = 0; k < fx.taps[x]; k++) acc += w[k] * src[k];
+                tmp[(int64_t)y * width + x] = acc;
+            }
+        }
+        uint8_t *dst = out + (int64_t)c * height * width;
+        for (int y = 0; y < height; y++) {
+            const float *w = fy.w + (size_t)y * fy.maxtaps;
+            for (int x = 0; x < width; x++) {
+                float acc = 0;
+                for (int k = 0; k < fy.taps[y]; k++)
+                    acc += w[k] * tmp[(int64_t)(fy.start[y] + k) * width + x];
+                acc += 0.5f;
+                dst[(int64_t)y * width + x] = (uint8_t)(acc < 0 ? 0 : acc > 255 ? 255 : acc);
+            }
+        }
+    }
+done:
+    axis_filter_free(&fx);
+    axis_filter_free(&fy);
+    free(plane);
+    free(tmp);
+    return s;
+}

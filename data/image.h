@@ -38,4 +38,9 @@ pt_status pt_image_load_input(const char *input, pt_image *out, pt_error *err);
 pt_status pt_image_to_input(const pt_image *img, int channels, int height, int width,
                             const float *mean, const float *std, float *out, pt_error *err);
 
+/* As pt_image_to_input, without normalisation: the converted, resized image as CHW bytes
+ * (rounded to nearest). Same size: a plain channel shuffle. out: channels*height*width. */
+pt_status pt_image_to_u8(const pt_image *img, int channels, int height, int width, uint8_t *out,
+                         pt_error *err);
+
 #endif

@@ -1,10 +1,14 @@
 /* The batch loader: epoch permutation, per-sample augmentation keyed by dataset index,
- * normalisation through a lookup table, and an optional producer thread one batch ahead.
- * It must never allocate after init, and never let a seek race with a batch being filled. */
+ * normalisation through a lookup table, worker threads filling a ring of batches ahead,
+ * batch-level mixup/cutmix and the split of global batches by rank. It must never allocate
+ * after init, and never let a seek race with a batch being filled. */
 #include "data/loader.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/rng.h"
 
@@ -22,14 +26,51 @@ void pt_loader_permutation(uint64_t seed, int64_t epoch, int64_t n, int64_t *per
     }
 }
 
+/* Random draws of one sample's augmentation: counters b of (seed, AUGMENT, epoch, index):
+ * 0 flip, 1-2 padded crop, 3..42 random-resized-crop attempts, 50-52 jitter, 53-54 cutout,
+ * 60-63 mixing partner/kind/box, 100.. and 300.. the two Gamma draws of lam. */
+static inline float U(uint64_t seed, int64_t epoch, int64_t index, uint32_t b)
+{
+    return pt_rng_uniform(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, b);
+}
+
+/* Random-resized-crop region (torchvision's rule, 10 attempts then the whole image). */
+static void rrc_region(const pt_loader *ld, int64_t index, int64_t epoch, float *y0, float *x0,
+                       float *h, float *w)
+{
+    int H = ld->ds->height, W = ld->ds->width;
+    uint64_t seed = ld->opt.seed;
+    float smin = ld->opt.rrc_scale < 1.0f ? ld->opt.rrc_scale : 1.0f;
+    const float lr0 = logf(3.0f / 4.0f), lr1 = logf(4.0f / 3.0f);
+    for (uint32_t a = 0; a < 10; a++) {
+        uint32_t b = 3 + 4 * a;
+        float area = (float)H * W * (smin + (1.0f - smin) * U(seed, epoch, index, b));
+        float ratio = expf(lr0 + (lr1 - lr0) * U(seed, epoch, index, b + 1));
+        int cw = (int)lroundf(sqrtf(area * ratio)), ch = (int)lroundf(sqrtf(area / ratio));
+        if (cw >= 1 && ch >= 1 && cw <= W && ch <= H) {
+            *y0 = (float)(int)(U(seed, epoch, index, b + 2) * (float)(H - ch + 1));
+            *x0 = (float)(int)(U(seed, epoch, index, b + 3) * (float)(W - cw + 1));
+            *h = (float)ch;
+            *w = (float)cw;
+            return;
+        }
+    }
+    *y0 = *x0 = 0;
+    *h = (float)H;
+    *w = (float)W;
+}
+
 void pt_loader_augment_sample(const pt_loader *ld, const uint8_t *pixels, int64_t index,
                               int64_t epoch, int augment, float *dst)
 {
     const pt_dataset *ds = ld->ds;
     int C = ds->channels, H = ds->height, W = ds->width;
-    int pad = augment ? ld->opt.crop_pad : 0;
+    int rrc = augment && ld->opt.rrc_scale > 0;
+    int pad = augment && !rrc ? ld->opt.crop_pad : 0;
+    int jitter = augment && ld->opt.jitter > 0;
     int dy = 0, dx = 0, flip = 0;
     uint64_t seed = ld->opt.seed;
+    int64_t plane = (int64_t)H * W;
     if (pad > 0) {
         dy = (int)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, 1,
                                (uint32_t)(2 * pad + 1)) - pad;
@@ -38,40 +79,217 @@ void pt_loader_augment_sample(const pt_loader *ld, const uint8_t *pixels, int64_
     }
     if (augment && ld->opt.flip)
         flip = pt_rng_uniform(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, 0) < 0.5f;
-    for (int c = 0; c < C; c++) {
-        const float *lut = ld->lut[c < 3 ? c : 2];
-        const uint8_t *src = pixels + (int64_t)c * H * W;
-        float *out = dst + (int64_t)c * H * W;
-        if (!dy && !dx && !flip) {
-            for (int64_t k = 0; k < (int64_t)H * W; k++) out[k] = lut[src[k]];
-            continue;
-        }
-        /* out(y, x) = padded(y + pad + dy, x' + pad + dx) with x' = flip ? W-1-x : x,
-         * i.e. src(y + dy, x' + dx), or pixel 0 outside the image. */
-        for (int y = 0; y < H; y++) {
-            int sy = y + dy;
-            float *row = out + (int64_t)y * W;
-            if (sy < 0 || sy >= H) {
-                for (int x = 0; x < W; x++) row[x] = lut[0];
+    if (!rrc && !jitter) {
+        /* The fast path: crop, flip and normalisation through the lookup table. */
+        for (int c = 0; c < C; c++) {
+            const float *lut = ld->lut[c < 3 ? c : 2];
+            const uint8_t *src = pixels + (int64_t)c * plane;
+            float *out = dst + (int64_t)c * plane;
+            if (!dy && !dx && !flip) {
+                for (int64_t k = 0; k < plane; k++) out[k] = lut[src[k]];
                 continue;
             }
-            const uint8_t *srow = src + (int64_t)sy * W;
-            for (int x = 0; x < W; x++) {
-                int sx = (flip ? W - 1 - x : x) + dx;
-                row[x] = sx >= 0 && sx < W ? lut[srow[sx]] : lut[0];
+            /* out(y, x) = padded(y + pad + dy, x' + pad + dx) with x' = flip ? W-1-x : x,
+             * i.e. src(y + dy, x' + dx), or pixel 0 outside the image. */
+            for (int y = 0; y < H; y++) {
+                int sy = y + dy;
+                float *row = out + (int64_t)y * W;
+                if (sy < 0 || sy >= H) {
+                    for (int x = 0; x < W; x++) row[x] = lut[0];
+                    continue;
+                }
+                const uint8_t *srow = src + (int64_t)sy * W;
+                if (flip) {
+                    for (int x = 0; x < W; x++) {
+                        int sx = W - 1 - x + dx;
+                        row[x] = sx >= 0 && sx < W ? lut[srow[sx]] : lut[0];
+                    }
+                } else {
+                    int x0 = dx < 0 ? -dx : 0, x1 = dx > 0 ? W - dx : W;
+                    for (int x = 0; x < x0; x++) row[x] = lut[0];
+                    for (int x = x0; x < x1; x++) row[x] = lut[srow[x + dx]];
+                    for (int x = x1; x < W; x++) row[x] = lut[0];
+                }
             }
         }
+    } else {
+        /* The general path in [0, 1]: geometry, colour jitter, then normalisation. */
+        if (rrc) {
+            float ry0, rx0, rh, rw;
+            rrc_region(ld, index, epoch, &ry0, &rx0, &rh, &rw);
+            float sy = rh / (float)H, sx = rw / (float)W;
+            for (int c = 0; c < C; c++) {
+                const uint8_t *src = pixels + (int64_t)c * plane;
+                float *out = dst + (int64_t)c * plane;
+                for (int y = 0; y < H; y++) {
+                    float fy = ry0 + ((float)y + 0.5f) * sy - 0.5f;
+                    if (fy < 0) fy = 0;
+                    if (fy > (float)(H - 1)) fy = (float)(H - 1);
+                    int y0 = (int)fy, y1 = y0 + 1 < H ? y0 + 1 : y0;
+                    float wy = fy - (float)y0;
+                    for (int x = 0; x < W; x++) {
+                        int xo = flip ? W - 1 - x : x;
+                        float fx = rx0 + ((float)xo + 0.5f) * sx - 0.5f;
+                        if (fx < 0) fx = 0;
+                        if (fx > (float)(W - 1)) fx = (float)(W - 1);
+                        int x0 = (int)fx, x1 = x0 + 1 < W ? x0 + 1 : x0;
+                        float wx = fx - (float)x0;
+                        float top = src[y0 * W + x0] + wx * (float)(src[y0 * W + x1] - src[y0 * W + x0]);
+                        float bot = src[y1 * W + x0] + wx * (float)(src[y1 * W + x1] - src[y1 * W + x0]);
+                        out[(int64_t)y * W + x] = (top + wy * (bot - top)) / 255.0f;
+                    }
+                }
+            }
+        } else {
+            for (int c = 0; c < C; c++) {
+                const uint8_t *src = pixels + (int64_t)c * plane;
+                float *out = dst + (int64_t)c * plane;
+                for (int y = 0; y < H; y++)
+                    for (int x = 0; x < W; x++) {
+                        int sy = y + dy, sx = (flip ? W - 1 - x : x) + dx;
+                        out[(int64_t)y * W + x] =
+                            sy >= 0 && sy < H && sx >= 0 && sx < W ? (float)src[sy * W + sx] / 255.0f : 0.0f;
+                    }
+            }
+        }
+        if (jitter) {
+            float j = ld->opt.jitter;
+            float fb = 1.0f - j + 2.0f * j * U(seed, epoch, index, 50);
+            float fc = 1.0f - j + 2.0f * j * U(seed, epoch, index, 51);
+            float fs = 1.0f - j + 2.0f * j * U(seed, epoch, index, 52);
+            int64_t total = (int64_t)C * plane;
+            double m = 0;
+            for (int64_t k = 0; k < total; k++) {
+                float v = dst[k] * fb;
+                dst[k] = v > 1.0f ? 1.0f : v;
+                m += dst[k];
+            }
+            float mean = (float)(m / (double)total);
+            for (int64_t k = 0; k < total; k++) {
+                float v = (dst[k] - mean) * fc + mean;
+                dst[k] = v < 0 ? 0 : v > 1 ? 1 : v;
+            }
+            if (C == 3)
+                for (int64_t k = 0; k < plane; k++) {
+                    float r = dst[k], g = dst[plane + k], b = dst[2 * plane + k];
+                    float gray = 0.299f * r + 0.587f * g + 0.114f * b;
+                    for (int c = 0; c < 3; c++) {
+                        float v = gray + (dst[c * plane + k] - gray) * fs;
+                        dst[c * plane + k] = v < 0 ? 0 : v > 1 ? 1 : v;
+                    }
+                }
+        }
+        for (int c = 0; c < C; c++) {
+            float mean = ds->mean[c < 3 ? c : 2], sd = ds->std[c < 3 ? c : 2];
+            float *out = dst + (int64_t)c * plane;
+            for (int64_t k = 0; k < plane; k++) out[k] = (out[k] - mean) / sd;
+        }
     }
+    if (augment && ld->opt.cutout > 0) {
+        int size = ld->opt.cutout;
+        int cy = (int)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, 53, (uint32_t)H);
+        int cx = (int)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, 54, (uint32_t)W);
+        int y0 = cy - size / 2, x0 = cx - size / 2, y1 = y0 + size, x1 = x0 + size;
+        if (y0 < 0) y0 = 0;
+        if (x0 < 0) x0 = 0;
+        if (y1 > H) y1 = H;
+        if (x1 > W) x1 = W;
+        for (int c = 0; c < C; c++)
+            for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++) dst[(int64_t)c * plane + (int64_t)y * W + x] = 0.0f;
+    }
+}
+
+/* Gamma(alpha) by Marsaglia-Tsang from counter draws starting at b0 (alpha < 1 boosted). */
+static float gamma_draw(uint64_t seed, int64_t epoch, int64_t index, uint32_t b0, float alpha)
+{
+    float boost = 1.0f;
+    if (alpha < 1.0f) {
+        boost = powf(U(seed, epoch, index, b0 + 150), 1.0f / alpha);
+        alpha += 1.0f;
+    }
+    float d = alpha - 1.0f / 3.0f, c = 1.0f / sqrtf(9.0f * d);
+    for (uint32_t k = 0; k < 64; k++) {
+        float x = pt_rng_normal(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)index, b0 + 2 * k);
+        float v = 1.0f + c * x;
+        if (v <= 0) continue;
+        v = v * v * v;
+        float u = U(seed, epoch, index, b0 + 2 * k + 1);
+        if (logf(u) < 0.5f * x * x + d - d * v + d * logf(v)) return d * v * boost;
+    }
+    return d * boost;
+}
+
+/* Mixes sample k (x, label y) with its partner in place: the partner, its kind and lam are
+ * functions of (seed, epoch, index) only. */
+static pt_status mix_sample(const pt_loader *ld, pt_loader_slot *s, int64_t idx, int64_t epoch,
+                            float *x, int32_t *y2, float *lam_out, pt_error *err)
+{
+    const pt_dataset *ds = ld->ds;
+    uint64_t seed = ld->opt.seed;
+    int64_t j = (int64_t)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)idx, 60,
+                                      (uint32_t)ld->n);
+    int64_t partner = ld->opt.subset ? ld->opt.subset[j] : j;
+    const uint8_t *px;
+    PT_TRY(pt_dataset_sample(ds, partner, s->scratch2, &px, err));
+    pt_loader_augment_sample(ld, px, partner, epoch, 1, s->mix);
+    int cutmix = ld->opt.cutmix_alpha > 0 &&
+                 (ld->opt.mixup_alpha <= 0 || U(seed, epoch, idx, 61) < 0.5f);
+    float alpha = cutmix ? ld->opt.cutmix_alpha : ld->opt.mixup_alpha;
+    float g1 = gamma_draw(seed, epoch, idx, 100, alpha), g2 = gamma_draw(seed, epoch, idx, 300, alpha);
+    float lam = g1 + g2 > 0 ? g1 / (g1 + g2) : 0.5f;
+    int C = ds->channels, H = ds->height, W = ds->width;
+    int64_t total = (int64_t)C * H * W, plane = (int64_t)H * W;
+    if (!cutmix) {
+        for (int64_t k = 0; k < total; k++) x[k] = lam * x[k] + (1.0f - lam) * s->mix[k];
+    } else {
+        float r = sqrtf(1.0f - lam);
+        int ch = (int)((float)H * r), cw = (int)((float)W * r);
+        int cy = (int)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)idx, 62, (uint32_t)H);
+        int cx = (int)pt_rng_below(seed, PT_RNG_AUGMENT, (uint64_t)epoch, (uint64_t)idx, 63, (uint32_t)W);
+        int y0 = cy - ch / 2, x0 = cx - cw / 2, y1 = cy + ch / 2, x1 = cx + cw / 2;
+        if (y0 < 0) y0 = 0;
+        if (x0 < 0) x0 = 0;
+        if (y1 > H) y1 = H;
+        if (x1 > W) x1 = W;
+        for (int c = 0; c < C; c++)
+            for (int y = y0; y < y1; y++)
+                for (int xx = x0; xx < x1; xx++) {
+                    int64_t o = c * plane + (int64_t)y * W + xx;
+                    x[o] = s->mix[o];
+                }
+        lam = 1.0f - (float)((y1 - y0) * (x1 - x0)) / (float)plane;
+    }
+    *y2 = ds->labels[partner];
+    *lam_out = lam;
+    return PT_OK;
+}
+
+double pt_loader_wait_seconds(const pt_loader *ld)
+{
+    return ld->wait_s;
+}
+
+/* This rank's part of global batch g: positions [*first, *first + *n) of the epoch order. */
+static void batch_part(const pt_loader *ld, int64_t g, int64_t *first, int64_t *n)
+{
+    int world = ld->opt.world > 1 ? ld->opt.world : 1, rank = world > 1 ? ld->opt.rank : 0;
+    int64_t G = (int64_t)ld->opt.batch_size * world, start = g * G;
+    int64_t m = ld->n - start < G ? ld->n - start : G;
+    if (m < 0) m = 0;
+    int64_t base = m / world, extra = m % world;
+    *first = start + rank * base + (rank < extra ? rank : extra);
+    *n = base + (rank < extra ? 1 : 0);
 }
 
 int64_t pt_loader_samples_per_epoch(const pt_loader *ld)
 {
-    return ld->n;
+    return ld->rank_samples;
 }
 
 int64_t pt_loader_batches_per_epoch(const pt_loader *ld)
 {
-    int64_t b = ld->opt.batch_size;
+    int64_t b = (int64_t)ld->opt.batch_size * (ld->opt.world > 1 ? ld->opt.world : 1);
     return ld->opt.drop_last ? ld->n / b : (ld->n + b - 1) / b;
 }
 
@@ -81,9 +299,10 @@ static void fill_slot(const pt_loader *ld, pt_loader_slot *s, int64_t batch, int
 {
     const pt_dataset *ds = ld->ds;
     int64_t sample = pt_dataset_sample_bytes(ds);
-    int64_t first = batch * ld->opt.batch_size;
-    int64_t n = ld->n - first < ld->opt.batch_size ? ld->n - first : ld->opt.batch_size;
-    int augment = ld->opt.flip || ld->opt.crop_pad > 0;
+    int64_t first, n;
+    batch_part(ld, batch, &first, &n);
+    int augment = ld->opt.flip || ld->opt.crop_pad > 0 || ld->opt.rrc_scale > 0 ||
+                  ld->opt.jitter > 0 || ld->opt.cutout > 0;
     s->status = PT_OK;
     s->batch = batch;
     s->n = 0;
@@ -96,6 +315,13 @@ static void fill_slot(const pt_loader *ld, pt_loader_slot *s, int64_t batch, int
             return;
         }
         pt_loader_augment_sample(ld, px, idx, epoch, augment, s->x + k * sample);
+        if (ld->mixing) {
+            st = mix_sample(ld, s, idx, epoch, s->x + k * sample, &s->y2[k], &s->lam[k], &s->error);
+            if (st != PT_OK) {
+                s->status = st;
+                return;
+            }
+        }
         s->y[k] = ds->labels[idx];
         s->index[k] = idx;
     }
@@ -143,6 +369,18 @@ static void *producer(void *arg)
     return NULL;
 }
 
+static void *buf_alloc(const pt_loader_options *o, size_t bytes)
+{
+    return o->host_alloc ? o->host_alloc(o->alloc_ctx, bytes) : malloc(bytes);
+}
+
+static void buf_free(const pt_loader_options *o, void *p)
+{
+    if (!p) return;
+    if (o->host_free) o->host_free(o->alloc_ctx, p);
+    else free(p);
+}
+
 pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_options *opt,
                          pt_error *err)
 {
@@ -158,6 +396,16 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
     if (opt->crop_pad < 0 || opt->crop_pad > 4096)
         return pt_fail(err, PT_ERR_INVALID, "loader: crop padding must be in [0, 4096], got %d",
                        opt->crop_pad);
+    if (opt->workers < 0 || opt->workers > 256 || opt->ring < 0 || opt->ring > 1024)
+        return pt_fail(err, PT_ERR_INVALID, "loader: workers must be in [0, 256] and ring in "
+                       "[0, 1024], got %d and %d", opt->workers, opt->ring);
+    if (!(opt->rrc_scale >= 0 && opt->rrc_scale <= 1) || !(opt->jitter >= 0 && opt->jitter <= 1) ||
+        opt->cutout < 0 || !(opt->mixup_alpha >= 0 && opt->mixup_alpha <= 100) ||
+        !(opt->cutmix_alpha >= 0 && opt->cutmix_alpha <= 100))
+        return pt_fail(err, PT_ERR_INVALID, "loader: augmentation out of range (rrc scale and jitter "
+                       "in [0, 1], cutout >= 0, mixup/cutmix alpha in [0, 100])");
+    if (opt->world < 0 || (opt->world > 1 && (opt->rank < 0 || opt->rank >= opt->world)))
+        return pt_fail(err, PT_ERR_INVALID, "loader: rank %d outside [0, %d)", opt->rank, opt->world);
     if (opt->subset) {
         if (opt->subset_count <= 0)
             return pt_fail(err, PT_ERR_INVALID, "loader: empty subset");
@@ -181,17 +429,38 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
     ld->ds = ds;
     ld->opt = *opt;
     ld->n = opt->subset ? opt->subset_count : ds->count;
-    ld->nslots = opt->prefetch ? 2 : 1;
+    ld->mixing = opt->mixup_alpha > 0 || opt->cutmix_alpha > 0;
+    ld->nthreads = opt->workers > 0 ? opt->workers : opt->prefetch ? 1 : 0;
+    ld->nslots = ld->nthreads ? (opt->ring > 0 ? opt->ring : ld->nthreads + 1) : 1;
+    if (ld->nthreads && ld->nslots < 2) ld->nslots = 2;
+    {
+        int64_t nb = pt_loader_batches_per_epoch(ld), total = 0;
+        for (int64_t g = 0; g < nb; g++) {
+            int64_t f, m;
+            batch_part(ld, g, &f, &m);
+            total += m;
+        }
+        ld->rank_samples = total;
+    }
     int64_t sample = pt_dataset_sample_bytes(ds), B = opt->batch_size;
     ld->order = malloc((size_t)ld->n * sizeof *ld->order);
-    int ok = ld->order != NULL;
+    ld->slot = calloc((size_t)ld->nslots, sizeof *ld->slot);
+    ld->threads = ld->nthreads ? calloc((size_t)ld->nthreads, sizeof *ld->threads) : NULL;
+    int ok = ld->order && ld->slot && (!ld->nthreads || ld->threads);
     for (int i = 0; i < ld->nslots && ok; i++) {
         pt_loader_slot *s = &ld->slot[i];
-        s->x = malloc((size_t)(B * sample) * sizeof *s->x);
+        s->x = buf_alloc(opt, (size_t)(B * sample) * sizeof *s->x);
         s->y = malloc((size_t)B * sizeof *s->y);
         s->index = malloc((size_t)B * sizeof *s->index);
         s->scratch = ds->pixels ? NULL : malloc((size_t)sample);
         ok = s->x && s->y && s->index && (ds->pixels || s->scratch);
+        if (ok && ld->mixing) {
+            s->scratch2 = ds->pixels ? NULL : malloc((size_t)sample);
+            s->mix = malloc((size_t)sample * sizeof *s->mix);
+            s->y2 = malloc((size_t)B * sizeof *s->y2);
+            s->lam = malloc((size_t)B * sizeof *s->lam);
+            ok = (ds->pixels || s->scratch2) && s->mix && s->y2 && s->lam;
+        }
     }
     if (!ok) {
         pt_loader_free(ld);
@@ -201,7 +470,7 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
     make_order(ld, 0);
     ld->produce = pt_loader_batches_per_epoch(ld); /* nothing to produce before an epoch starts */
     ld->next_batch = ld->produce;
-    if (opt->prefetch) {
+    if (ld->nthreads) {
         if (pthread_mutex_init(&ld->mu, NULL) != 0) {
             pt_loader_free(ld);
             return pt_fail(err, PT_ERR_NOMEM, "loader: cannot create a mutex");
@@ -211,13 +480,15 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
             pt_loader_free(ld);
             return pt_fail(err, PT_ERR_NOMEM, "loader: cannot create a condition variable");
         }
-        if (pthread_create(&ld->thread, NULL, producer, ld) != 0) {
-            pthread_cond_destroy(&ld->cv);
-            pthread_mutex_destroy(&ld->mu);
-            pt_loader_free(ld);
-            return pt_fail(err, PT_ERR_NOMEM, "loader: cannot start the prefetch thread");
-        }
         ld->started = 1;
+        int created = 0;
+        for (; created < ld->nthreads; created++)
+            if (pthread_create(&ld->threads[created], NULL, producer, ld) != 0) break;
+        if (created < ld->nthreads) {
+            ld->nthreads = created; /* pt_loader_free joins those that started */
+            pt_loader_free(ld);
+            return pt_fail(err, PT_ERR_NOMEM, "loader: cannot start worker thread %d", created);
+        }
     }
     return PT_OK;
 }
@@ -230,16 +501,23 @@ void pt_loader_free(pt_loader *ld)
         ld->stop = 1;
         pthread_cond_broadcast(&ld->cv);
         pthread_mutex_unlock(&ld->mu);
-        pthread_join(ld->thread, NULL);
+        for (int t = 0; t < ld->nthreads; t++) pthread_join(ld->threads[t], NULL);
         pthread_cond_destroy(&ld->cv);
         pthread_mutex_destroy(&ld->mu);
     }
-    for (int i = 0; i < 2; i++) {
-        free(ld->slot[i].x);
-        free(ld->slot[i].y);
-        free(ld->slot[i].index);
-        free(ld->slot[i].scratch);
+    for (int i = 0; ld->slot && i < ld->nslots; i++) {
+        pt_loader_slot *s = &ld->slot[i];
+        buf_free(&ld->opt, s->x);
+        free(s->y);
+        free(s->index);
+        free(s->scratch);
+        free(s->scratch2);
+        free(s->mix);
+        free(s->y2);
+        free(s->lam);
     }
+    free(ld->slot);
+    free(ld->threads);
     free(ld->order);
     memset(ld, 0, sizeof *ld);
 }
@@ -284,9 +562,17 @@ pt_status pt_loader_start_epoch(pt_loader *ld, int64_t epoch, pt_error *err)
     return pt_loader_seek(ld, epoch, 0, err);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 pt_status pt_loader_next(pt_loader *ld, pt_host_batch *out, pt_error *err)
 {
     memset(out, 0, sizeof *out);
+    double t0 = mono_s();
     out->epoch = ld->epoch;
     out->batch = ld->next_batch;
     if (ld->next_batch >= pt_loader_batches_per_epoch(ld)) return PT_OK;
@@ -312,21 +598,70 @@ pt_status pt_loader_next(pt_loader *ld, pt_host_batch *out, pt_error *err)
              * batch so that a later call retries it instead of waiting forever. */
             pt_status st = s->status;
             if (err) *err = s->error;
+            ld->wait_s += mono_s() - t0;
             reset_locked(ld, ld->epoch, ld->next_batch);
             pthread_mutex_unlock(&ld->mu);
             return st;
         }
         pthread_mutex_unlock(&ld->mu);
     }
+    ld->wait_s += mono_s() - t0;
     if (s->status != PT_OK) {
         if (err) *err = s->error;
         return s->status;
     }
     ld->next_batch++;
+    out->y2 = ld->mixing ? s->y2 : NULL;
+    out->lam = ld->mixing ? s->lam : NULL;
     out->x = s->x;
     out->y = s->y;
     out->index = s->index;
     out->n = s->n;
     out->batch = s->batch;
+    return PT_OK;
+}
+
+pt_status pt_augment_parse(const char *list, int height, pt_loader_options *opt, pt_error *err)
+{
+    pt_loader_options o = *opt;
+    o.flip = 0;
+    o.crop_pad = 0;
+    o.rrc_scale = 0;
+    o.jitter = 0;
+    o.cutout = 0;
+    o.mixup_alpha = 0;
+    o.cutmix_alpha = 0;
+    char buf[256];
+    if (!list || strlen(list) >= sizeof buf)
+        return pt_fail(err, PT_ERR_INVALID, "--augment: expected a comma-separated list");
+    strcpy(buf, list);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        double v = -1;
+        if (eq) {
+            *eq = '\0';
+            char *end;
+            v = strtod(eq + 1, &end);
+            if (end == eq + 1 || *end || !(v >= 0))
+                return pt_fail(err, PT_ERR_INVALID, "--augment: '%s=%s' needs a number >= 0", tok, eq + 1);
+        }
+        if (!strcmp(tok, "none") && !eq) continue;
+        else if (!strcmp(tok, "flip") && !eq) o.flip = 1;
+        else if (!strcmp(tok, "crop")) o.crop_pad = eq ? (int)v : 4;
+        else if (!strcmp(tok, "rrc")) o.rrc_scale = eq ? (float)v : 0.08f;
+        else if (!strcmp(tok, "jitter")) o.jitter = eq ? (float)v : 0.4f;
+        else if (!strcmp(tok, "cutout")) o.cutout = eq ? (int)v : (height / 4 > 0 ? height / 4 : 1);
+        else if (!strcmp(tok, "mixup")) o.mixup_alpha = eq ? (float)v : 0.2f;
+        else if (!strcmp(tok, "cutmix")) o.cutmix_alpha = eq ? (float)v : 1.0f;
+        else
+            return pt_fail(err, PT_ERR_INVALID, "--augment: unknown entry '%s' (expected none, flip, crop[=PAD], "
+                           "rrc[=SCALE], jitter[=F], cutout[=SIZE], mixup[=ALPHA], cutmix[=ALPHA])", tok);
+        if ((o.rrc_scale > 1) || (o.jitter > 1) || o.crop_pad > 4096 || o.mixup_alpha > 100 || o.cutmix_alpha > 100)
+            return pt_fail(err, PT_ERR_INVALID, "--augment: '%s' out of range", tok);
+        if (eq && (!strcmp(tok, "rrc") || !strcmp(tok, "mixup") || !strcmp(tok, "cutmix")) && v == 0)
+            return pt_fail(err, PT_ERR_INVALID, "--augment: '%s' needs a value > 0", tok);
+    }
+    *opt = o;
     return PT_OK;
 }

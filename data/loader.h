@@ -24,7 +24,28 @@ typedef struct pt_loader_options {
     const int64_t *subset; /* optional: iterate over these dataset indices only (e.g. a
                               train/validation split); the caller keeps it alive */
     int64_t subset_count;
+    /* Fields below are zero in older callers, which keeps their behaviour. */
+    int workers;           /* threads filling batches ahead (0: 1 with prefetch, else none) */
+    int ring;              /* batches held ready ahead (0: workers + 1, at least 2) */
+    float rrc_scale;       /* > 0: random-resized-crop (area scale in [rrc_scale, 1], aspect
+                              ratio in [3/4, 4/3], bilinear) instead of the padded crop */
+    float jitter;          /* > 0: brightness, contrast, saturation factors in [1-j, 1+j] */
+    int cutout;            /* > 0: a cutout x cutout square set to 0 after normalisation */
+    float mixup_alpha;     /* > 0: mixup with lam ~ Beta(a, a); batches carry y2 and lam */
+    float cutmix_alpha;    /* > 0: cutmix (with mixup too: either, with probability 1/2) */
+    int rank, world;       /* world > 1: this rank's share of each global batch of
+                              batch_size * world samples (split as evenly as possible) */
+    /* Optional allocator for the batch buffers (pinned host memory of a backend). */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *ptr);
+    void *alloc_ctx;
 } pt_loader_options;
+
+/* Parses an --augment list into opt's augmentation fields: none, flip, crop (pad 4),
+ * crop=N, rrc (scale 0.08), rrc=F, jitter (0.4), jitter=F, cutout (size/4), cutout=N,
+ * mixup (alpha 0.2), mixup=F, cutmix (alpha 1.0), cutmix=F. height: the sample side, for
+ * cutout's default. On a bad entry returns PT_ERR_INVALID naming it; opt is then unchanged. */
+pt_status pt_augment_parse(const char *list, int height, pt_loader_options *opt, pt_error *err);
 
 /* One batch, pointing into the loader's buffers: valid until the next pt_loader_next,
  * pt_loader_seek/start_epoch or pt_loader_free. */
@@ -35,6 +56,8 @@ typedef struct pt_host_batch {
     int n;              /* samples; 0 once the epoch is exhausted */
     int64_t batch;      /* position of this batch in the epoch */
     int64_t epoch;
+    int32_t *y2;        /* mixup/cutmix only (else NULL): the partner sample's label */
+    float *lam;         /* mixup/cutmix only: the weight of y; 1 - lam is y2's */
 } pt_host_batch;
 
 typedef struct pt_loader_slot {
@@ -42,6 +65,10 @@ typedef struct pt_loader_slot {
     int32_t *y;
     int64_t *index;
     uint8_t *scratch;   /* one sample, for datasets decoded on demand */
+    uint8_t *scratch2;  /* mixing partner's sample (mixup/cutmix, decoded on demand) */
+    float *mix;         /* mixing partner's augmented sample */
+    int32_t *y2;
+    float *lam;
     int n;
     int64_t batch, gen;
     int state;          /* empty, filling, ready, in use */
@@ -57,15 +84,23 @@ typedef struct pt_loader {
     float lut[3][256];      /* pixel -> normalised value per channel */
     int64_t epoch;
     int64_t next_batch;     /* the consumer's next batch */
-    pt_loader_slot slot[2];
-    int nslots;             /* 1 without prefetch, 2 with */
-    /* prefetch only: the producer fills batch `produce` of generation `gen` */
-    pthread_t thread;
+    pt_loader_slot *slot;
+    int nslots;             /* 1 without workers, else the ring's size */
+    /* workers only: they fill batch `produce` of generation `gen` */
+    pthread_t *threads;
+    int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int64_t produce, gen;
     int stop, started;
+    int mixing;             /* mixup or cutmix on */
+    int64_t rank_samples;   /* this rank's samples per epoch */
+    double wait_s;          /* total time pt_loader_next spent waiting for a batch */
 } pt_loader;
+
+/* Seconds pt_loader_next has spent waiting for batches (filling them itself without
+ * workers) since init: the trainer's "time waiting for data". */
+double pt_loader_wait_seconds(const pt_loader *ld);
 
 /* Copies *opt; ds (and opt->subset) must outlive the loader. Allocates every buffer. */
 pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_options *opt,

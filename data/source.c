@@ -12,8 +12,8 @@ static pt_status src_next(void *ctx, pt_batch *out, pt_error *err)
     out->x = hb.x;
     out->y = hb.y;
     out->index = hb.index;
-    out->y2 = NULL; /* the loader has no mixup/cutmix targets yet */
-    out->lam = NULL;
+    out->y2 = hb.y2; /* mixup/cutmix targets, NULL unless enabled */
+    out->lam = hb.lam;
     out->n = hb.n;
     out->batch = hb.batch;
     return PT_OK;

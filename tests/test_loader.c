@@ -483,6 +483,126 @@ static void test_invalid_options_are_refused(void)
     pt_dataset_free(&ds);
 }
 
+/* Collects one epoch of a loader: x by dataset index, plus y2/lam when mixing. */
+static int collect(const pt_dataset *ds, const pt_loader_options *o, int64_t epoch, float *x, int32_t *y2,
+                   float *lam, int64_t *count)
+{
+    pt_loader ld;
+    pt_error err = {0};
+    if (pt_loader_init(&ld, ds, o, &err) != PT_OK) {
+        fprintf(stderr, "collect: %s\n", err.msg);
+        return 0;
+    }
+    int64_t sample = pt_dataset_sample_bytes(ds), n = 0;
+    pt_loader_start_epoch(&ld, epoch, &err);
+    for (;;) {
+        pt_host_batch b;
+        if (pt_loader_next(&ld, &b, &err) != PT_OK || b.n == 0) break;
+        for (int k = 0; k < b.n; k++) {
+            memcpy(x + b.index[k] * sample, b.x + k * sample, (size_t)sample * sizeof *x);
+            if (y2) y2[b.index[k]] = b.y2 ? b.y2[k] : -1;
+            if (lam) lam[b.index[k]] = b.lam ? b.lam[k] : -1;
+        }
+        n += b.n;
+    }
+    if (count) *count = n;
+    pt_loader_free(&ld);
+    return 1;
+}
+
+static void test_workers_ring_and_batch_size_do_not_change_any_sample(void)
+{
+    pt_dataset ds = make_ds(53, 3, 12, 10, 7);
+    pt_error err = {0};
+    int64_t sample = pt_dataset_sample_bytes(&ds);
+    float *a = malloc((size_t)(53 * sample) * sizeof(float)), *b = malloc((size_t)(53 * sample) * sizeof(float));
+    int32_t ya[53], yb[53];
+    float la[53], lb[53];
+    pt_loader_options o = opts(8, 1, 0, 0);
+    CHECK(pt_augment_parse("flip,rrc=0.3,jitter=0.3,cutout=4,mixup=0.4,cutmix", 12, &o, &err) == PT_OK);
+    int64_t na = 0, nb = 0;
+    CHECK(collect(&ds, &o, 2, a, ya, la, &na));
+    pt_loader_options p = o;
+    p.batch_size = 5;
+    p.workers = 3;
+    p.ring = 4;
+    CHECK(collect(&ds, &p, 2, b, yb, lb, &nb));
+    CHECK(na == 53 && nb == 53);
+    CHECK(memcmp(a, b, (size_t)(53 * sample) * sizeof(float)) == 0);
+    CHECK(memcmp(ya, yb, sizeof ya) == 0 && memcmp(la, lb, sizeof la) == 0);
+    int mixed = 0, bad = 0;
+    for (int i = 0; i < 53; i++) {
+        bad |= !(la[i] >= 0.0f && la[i] <= 1.0f) || ya[i] < 0 || ya[i] >= 10;
+        mixed += la[i] < 0.999f;
+    }
+    CHECK(!bad && mixed > 10);
+    /* without mixing, batches carry no y2/lam */
+    pt_loader_options q = opts(8, 1, 1, 1);
+    CHECK(collect(&ds, &q, 0, a, ya, la, &na));
+    CHECK(ya[0] == -1 && la[0] == -1.0f);
+    free(a);
+    free(b);
+    pt_dataset_free(&ds);
+}
+
+static void test_ranks_split_each_global_batch_without_overlap(void)
+{
+    pt_dataset ds = make_ds(37, 1, 4, 4, 3);
+    int64_t sample = pt_dataset_sample_bytes(&ds);
+    float *all = malloc((size_t)(37 * sample) * sizeof(float)), *part = malloc((size_t)(37 * sample) * sizeof(float));
+    pt_loader_options o = opts(12, 1, 1, 0);
+    int64_t n = 0, total = 0;
+    CHECK(collect(&ds, &o, 1, all, NULL, NULL, &n));
+    int seen[37] = {0};
+    for (int r = 0; r < 3; r++) {
+        pt_loader_options p = opts(4, 1, 1, r == 1);
+        p.world = 3;
+        p.rank = r;
+        for (int64_t i = 0; i < 37 * sample; i++) part[i] = NAN;
+        int64_t m = 0;
+        CHECK(collect(&ds, &p, 1, part, NULL, NULL, &m));
+        pt_loader ld;
+        pt_error err = {0};
+        CHECK(pt_loader_init(&ld, &ds, &p, &err) == PT_OK);
+        CHECK(pt_loader_samples_per_epoch(&ld) == m && pt_loader_batches_per_epoch(&ld) == 4);
+        /* rank r's share of global batch g is positions [12g + 4r, +4) */
+        pt_loader_start_epoch(&ld, 1, &err);
+        pt_host_batch b;
+        for (int g = 0; pt_loader_next(&ld, &b, &err) == PT_OK && b.n; g++) {
+            for (int k = 0; k < b.n; k++) {
+                seen[b.index[k]]++;
+                CHECK(b.index[k] == ld.order[12 * g + (g == 3 ? 0 : 4 * r) + (g == 3 ? r : 0) + k]);
+            }
+        }
+        pt_loader_free(&ld);
+        total += m;
+        for (int64_t i = 0; i < 37; i++)
+            if (!isnan(part[i * sample])) CHECK(memcmp(part + i * sample, all + i * sample, (size_t)sample * 4) == 0);
+    }
+    CHECK(total == 37);
+    int once = 1;
+    for (int i = 0; i < 37; i++) once &= seen[i] == 1;
+    CHECK(once);
+    free(all);
+    free(part);
+    pt_dataset_free(&ds);
+}
+
+static void test_augment_list_parsing(void)
+{
+    pt_loader_options o;
+    memset(&o, 0, sizeof o);
+    pt_error err = {0};
+    CHECK(pt_augment_parse("flip,crop", 64, &o, &err) == PT_OK && o.flip && o.crop_pad == 4);
+    CHECK(pt_augment_parse("rrc,jitter=0.2,cutout", 64, &o, &err) == PT_OK && !o.flip && o.rrc_scale > 0.07f &&
+          o.jitter == 0.2f && o.cutout == 16);
+    CHECK(pt_augment_parse("none", 64, &o, &err) == PT_OK && !o.flip && !o.rrc_scale && !o.cutout);
+    CHECK(pt_augment_parse("mixup=0.3,cutmix", 64, &o, &err) == PT_OK && o.mixup_alpha == 0.3f && o.cutmix_alpha == 1.0f);
+    CHECK(pt_augment_parse("flip,blur", 64, &o, &err) == PT_ERR_INVALID && strstr(err.msg, "blur"));
+    CHECK(pt_augment_parse("jitter=2", 64, &o, &err) == PT_ERR_INVALID);
+    CHECK(pt_augment_parse("crop=x", 64, &o, &err) == PT_ERR_INVALID);
+}
+
 int main(void)
 {
     RUN(test_permutation_is_a_permutation);
@@ -497,5 +617,8 @@ int main(void)
     RUN(test_lazy_dataset_matches_in_memory_and_reports_fetch_errors);
     RUN(test_subset_iterates_only_its_indices);
     RUN(test_invalid_options_are_refused);
+    RUN(test_workers_ring_and_batch_size_do_not_change_any_sample);
+    RUN(test_ranks_split_each_global_batch_without_overlap);
+    RUN(test_augment_list_parsing);
     TEST_EXIT();
 }

@@ -43,6 +43,9 @@ static int cmp_row(const void *a, const void *b)
 
 int cmd_bench(int argc, char **argv)
 {
+    /* bench --loader: the data pipeline instead of a model (tools/cmd_bench_loader.c). */
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0", *input = "3x64x64";
     const char *optimizer = "sgd";
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0;

@@ -22,6 +22,9 @@
 
 typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
+    const char *cache;
+    int skip_bad, no_cache, loader_threads;
+    double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
     int no_decay_bn_bias, cycle_momentum, log_steps;
     double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
@@ -33,6 +36,8 @@ typedef struct train_args {
 
 typedef struct run_ui {
     cli_progress bar;
+    const pt_loader *train_ld; /* for the time spent waiting for data */
+    double waited;
     int epochs;
     double start;  /* when the command started */
     int first_done;
@@ -70,10 +75,13 @@ static void on_epoch(void *user, const pt_epoch_metrics *m)
 {
     run_ui *ui = user;
     cli_progress_clear(&ui->bar);
+    double waited = ui->train_ld ? pt_loader_wait_seconds(ui->train_ld) : 0;
     printf("epoch %lld/%d  train loss %.4f acc %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
-           "%.0f img/s  %.1fs%s\n",
+           "%.0f img/s  %.1fs (data wait %.1fs)%s\n",
            (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
-           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, m->best ? "  *best" : "");
+           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, waited - ui->waited,
+           m->best ? "  *best" : "");
+    ui->waited = waited;
     fflush(stdout);
 }
 
@@ -83,20 +91,28 @@ static int should_stop(void *user)
     return cli_interrupted();
 }
 
-static int parse_augment(const char *list, int *flip, int *crop)
+/* Packing progress while train builds a dataset cache (terminal only). */
+static void on_pack_progress(void *user, int64_t done, int64_t total)
 {
-    *flip = 0;
-    *crop = 0;
-    char buf[128];
-    if (strlen(list) >= sizeof buf) return 0;
-    strcpy(buf, list);
-    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (strcmp(tok, "flip") == 0) *flip = 1;
-        else if (strcmp(tok, "crop") == 0) *crop = 4;
-        else if (strcmp(tok, "none") == 0) continue;
-        else return 0;
-    }
-    return 1;
+    double *last = user;
+    if (!isatty(2)) return;
+    double t = wall_s();
+    if (t - *last < 0.2 && done < total) return;
+    *last = t;
+    fprintf(stderr, "\rpacking dataset cache: %lld/%lld images%s", (long long)done, (long long)total,
+            done >= total ? "\n" : "");
+    fflush(stderr);
+}
+
+static void print_data_report(const char *split, const pt_dataset *ds, const pt_data_report *r)
+{
+    static const char *const action[] = {"", "reused", "built", "rebuilt"};
+    if (r->cache_action)
+        printf("data: %s cache %s %s%s%s (%.1f s)\n", split, r->cache_path, action[r->cache_action],
+               r->cache_action == 3 ? ": " : "", r->cache_action == 3 ? r->rebuild_reason : "", r->pack_s);
+    if (r->gray || r->skipped)
+        printf("data: %s: %lld of %lld images were grayscale (converted to RGB), %lld unreadable skipped\n",
+               split, (long long)r->gray, (long long)ds->count, (long long)r->skipped);
 }
 
 /* Options not given again come from DIR/config.json; *tree keeps their strings alive. */
@@ -145,6 +161,8 @@ int cmd_train(int argc, char **argv)
     a.optimizer = "sgd";
     a.schedule = "onecycle";
     a.augment = "flip";
+    a.val_split = 0.1;
+    a.loader_threads = 2;
     a.epochs = 3;
     a.batch = 64;
     a.nesterov = 1;
@@ -159,7 +177,12 @@ int cmd_train(int argc, char **argv)
     a.eps = 1e-8;
     a.seed = 1;
     const arg_spec specs[] = {
-        {"data", ARG_STRING, &a.data, "DIR", "dataset directory (default " DEFAULT_DATA ")", 0, 0, NULL},
+        {"data", ARG_STRING, &a.data, "SPEC", "fashion-mnist[:DIR], tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory (default " DEFAULT_DATA ")", 0, 0, NULL},
+        {"val-split", ARG_DOUBLE, &a.val_split, "F", "folder datasets: held-out fraction of each class (default 0.1)", 1e-6, 0.999999, NULL},
+        {"skip-bad-images", ARG_FLAG, &a.skip_bad, NULL, "leave out (and count) images that fail to decode", 0, 0, NULL},
+        {"cache", ARG_STRING, &a.cache, "DIR", "where packed dataset caches live (default ~/.cache/polytrain)", 0, 0, NULL},
+        {"no-cache", ARG_FLAG, &a.no_cache, NULL, "decode image files every epoch instead of packing them", 0, 0, NULL},
+        {"loader-threads", ARG_INT, &a.loader_threads, "N", "data loader worker threads (default 2)", 1, 256, NULL},
         {"model", ARG_STRING, &a.model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
         {"backend", ARG_STRING, &a.backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
         {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend, e.g. 0 or 0,1 (default all)", 0, 0, NULL},
@@ -182,7 +205,7 @@ int cmd_train(int argc, char **argv)
         {"step-epochs", ARG_DOUBLE, &a.step_epochs, "F", "step schedule: decay every F epochs (default 30)", 1e-6, 1e6, NULL},
         {"gamma", ARG_DOUBLE, &a.gamma, "F", "step schedule: decay factor (default 0.1)", 1e-9, 1, NULL},
         {"label-smoothing", ARG_DOUBLE, &a.label_smoothing, "F", "label smoothing of the training loss (default 0)", 0, 0.999, NULL},
-        {"augment", ARG_STRING, &a.augment, "LIST", "flip, crop (pad 4) or none, comma separated (default flip)", 0, 0, NULL},
+        {"augment", ARG_STRING, &a.augment, "LIST", "comma separated: flip, crop[=PAD], rrc[=SCALE], jitter[=F], cutout[=N], mixup[=A], cutmix[=A] or none (default flip)", 0, 0, NULL},
         {"seed", ARG_U64, &a.seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
         {"deterministic", ARG_FLAG, &a.deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"out", ARG_STRING, &a.out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a.given_out},
@@ -236,7 +259,8 @@ static int train_main(train_args *ap, const arg_command *cmdp)
 
     pt_optim_kind okind;
     pt_schedule_kind skind;
-    int flip, crop;
+    pt_loader_options aug;
+    memset(&aug, 0, sizeof aug);
     if (!pt_optim_parse(ap->optimizer, &okind)) {
         cli_error("train: --optimizer must be sgd, adam or adamw, got '%s'", ap->optimizer);
         return 2;
@@ -245,9 +269,12 @@ static int train_main(train_args *ap, const arg_command *cmdp)
         cli_error("train: --schedule must be constant, step, cosine or onecycle, got '%s'", ap->schedule);
         return 2;
     }
-    if (!parse_augment(ap->augment, &flip, &crop)) {
-        cli_error("train: --augment takes flip, crop or none (comma separated), got '%s'", ap->augment);
-        return 2;
+    {
+        pt_error e;
+        if (pt_augment_parse(ap->augment, 64, &aug, &e) != PT_OK) {
+            cli_error("train: %s", e.msg);
+            return 2;
+        }
     }
     if (!pt_model_find(ap->model)) {
         pt_error e;
@@ -302,8 +329,29 @@ static int train_main(train_args *ap, const arg_command *cmdp)
         pt_model_meta_free(&saved);
         if (!same) goto fail;
     }
-    if (pt_dataset_open(ap->data, 1, ap->limit_train, &train_ds, &err) != PT_OK) goto fail;
-    if (pt_dataset_open(ap->data, 0, ap->limit_val, &val_ds, &err) != PT_OK) goto fail;
+    {
+        double last = 0;
+        pt_data_options dopt;
+        memset(&dopt, 0, sizeof dopt);
+        dopt.val_split = ap->val_split;
+        dopt.skip_bad = ap->skip_bad;
+        dopt.cache = ap->no_cache ? PT_CACHE_OFF : PT_CACHE_AUTO;
+        dopt.cache_dir = ap->cache;
+        dopt.progress = on_pack_progress;
+        dopt.user = &last;
+        pt_data_report rep;
+        dopt.limit = ap->limit_train;
+        if (pt_dataset_open_ex(ap->data, 1, &dopt, &train_ds, &rep, &err) != PT_OK) goto fail;
+        print_data_report("train", &train_ds, &rep);
+        dopt.limit = ap->limit_val;
+        dopt.height = train_ds.height;
+        dopt.width = train_ds.width;
+        if (pt_dataset_open_ex(ap->data, 0, &dopt, &val_ds, &rep, &err) != PT_OK) goto fail;
+        print_data_report("val", &val_ds, &rep);
+        /* Validation is normalised with the training statistics, as the checkpoint records. */
+        memcpy(val_ds.mean, train_ds.mean, sizeof val_ds.mean);
+        memcpy(val_ds.std, train_ds.std, sizeof val_ds.std);
+    }
     if (pt_model_build(ap->model, train_ds.channels, train_ds.height, train_ds.width, train_ds.num_classes,
                        &net, &err) != PT_OK)
         goto fail;
@@ -338,9 +386,9 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     lo.batch_size = ap->batch * ndev;
     lo.shuffle = 1;
     lo.seed = ap->seed;
-    lo.flip = flip;
-    lo.crop_pad = crop;
+    if (pt_augment_parse(ap->augment, train_ds.height, &lo, &err) != PT_OK) goto fail;
     lo.prefetch = 1;
+    lo.workers = ap->loader_threads;
     if (pt_loader_init(&train_ld, &train_ds, &lo, &err) != PT_OK) goto fail;
     pt_loader_options vo;
     memset(&vo, 0, sizeof vo);
@@ -427,6 +475,7 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     ui.epochs = ap->epochs;
     cli_progress_init(&ui.bar, !ap->no_progress && isatty(2));
     ui.start = start_time;
+    ui.train_ld = &train_ld;
     pt_train_callbacks cb = {&ui, on_batch, on_epoch, should_stop, on_step};
     cli_install_interrupt_handler();
     pt_status st = pt_trainer_run(trainer, &cb, &err);

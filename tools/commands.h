@@ -8,5 +8,8 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_models(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_bench_loader(int argc, char **argv);
 
 #endif

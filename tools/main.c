@@ -16,6 +16,9 @@ static const struct {
     {"eval", cmd_eval, "evaluate a checkpoint on a dataset's test split"},
     {"predict", cmd_predict, "top-k classes of images with a checkpoint"},
     {"models", cmd_models, "list the model zoo"},
+    {"bench", cmd_bench, "training-step and inference throughput of a model, per-op times"},
+    {"pack", cmd_pack, "decode a dataset split once into a packed cache file"},
+    {"bench-loader", cmd_bench_loader, "images/s of the data pipeline (JPEG and packed cache)"},
 };
 
 static void usage(FILE *f)

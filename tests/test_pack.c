@@ -1,0 +1,332 @@
+/* The packed cache: it holds exactly what decoding the files gives, and a truncated,
+ * corrupted, half-written or other-source cache is refused with the file named, while the
+ * automatic cache is rebuilt when its source changed. */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/dataset.h"
+#include "data/filelist.h"
+#include "data/pack.h"
+#include "pt_test.h"
+
+/* ---- fixture: a small TinyImageNet-layout tree of real JPEG files ---- */
+#include <sys/stat.h>
+#include <turbojpeg.h>
+#include <unistd.h>
+
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[8][2048];
+    static int k;
+    k = (k + 1) % 8;
+    const char *base = getenv("PT_TEST_TMP");
+    snprintf(buf[k], sizeof buf[k], "%s/%s", base && *base ? base : "/tmp", name);
+    return buf[k];
+}
+
+static void mkdirs(const char *path)
+{
+    char p[2048];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *q = p + 1; *q; q++)
+        if (*q == '/') {
+            *q = '\0';
+            mkdir(p, 0755);
+            *q = '/';
+        }
+    mkdir(p, 0755);
+}
+
+static void rm_rf(const char *path)
+{
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", path);
+}
+
+static void write_bytes(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return;
+    }
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* Class colours with distinct luma, so that grayscale copies stay separable. */
+static const uint8_t class_rgb[8][3] = {{230, 40, 40}, {40, 200, 60}, {40, 60, 220}, {230, 220, 40},
+                                        {30, 30, 30}, {240, 240, 240}, {150, 40, 200}, {40, 200, 200}};
+
+static uint32_t fx_rand(uint32_t *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return *s >> 8;
+}
+
+/* A 64x64 image of class c: its colour, a class-specific stripe pattern, noise. */
+static void make_pixels(int c, uint32_t seed, uint8_t *rgb, int side)
+{
+    uint32_t s = seed * 2654435761u + 12345u;
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++) {
+            int stripe = ((c % 2 ? x : y) / (2 + c)) % 2 ? 25 : -25;
+            for (int k = 0; k < 3; k++) {
+                int v = class_rgb[c][k] + stripe + (int)(fx_rand(&s) % 41) - 20;
+                rgb[(y * side + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+        }
+}
+
+/* Writes a JPEG of class c; gray: a single-channel JPEG of the same picture. */
+static int write_jpeg(const char *path, int c, uint32_t seed, int gray, int side)
+{
+    uint8_t rgb[128 * 128 * 3], g[128 * 128];
+    make_pixels(c, seed, rgb, side);
+    tjhandle tj = tjInitCompress();
+    unsigned char *buf = NULL;
+    unsigned long size = 0;
+    int rc;
+    if (gray) {
+        for (int i = 0; i < side * side; i++)
+            g[i] = (uint8_t)((299 * rgb[3 * i] + 587 * rgb[3 * i + 1] + 114 * rgb[3 * i + 2]) / 1000);
+        rc = tjCompress2(tj, g, side, 0, side, TJPF_GRAY, &buf, &size, TJSAMP_GRAY, 92, 0);
+    } else {
+        rc = tjCompress2(tj, rgb, side, 0, side, TJPF_RGB, &buf, &size, TJSAMP_420, 92, 0);
+    }
+    if (rc == 0) write_bytes(path, buf, size);
+    tjFree(buf);
+    tjDestroy(tj);
+    return rc == 0;
+}
+
+/* wnids in a non-alphabetical order: class k is wnid_of(k). */
+static const char *wnid_of(int k)
+{
+    static const char *ids[8] = {"n05000005", "n01000001", "n03000003", "n02000002",
+                                 "n07000007", "n04000004", "n06000006", "n08000008"};
+    return ids[k];
+}
+
+/* Builds root with K classes, ntrain train and nval val images per class; every
+ * gray_every-th image (0: none) is a grayscale JPEG. Returns the gray count (train). */
+static int make_tiny(const char *root, int K, int ntrain, int nval, int gray_every)
+{
+    rm_rf(root);
+    mkdirs(root);
+    char p[2048];
+    snprintf(p, sizeof p, "%s/wnids.txt", root);
+    FILE *f = fopen(p, "w");
+    for (int k = 0; k < K; k++) fprintf(f, "%s\n", wnid_of(k));
+    fclose(f);
+    snprintf(p, sizeof p, "%s/words.txt", root);
+    f = fopen(p, "w");
+    for (int k = 7; k >= 0; k--) fprintf(f, "%s\tthing %d, other name\n", wnid_of(k), k);
+    fclose(f);
+    int gray = 0, n = 0;
+    for (int k = 0; k < K; k++) {
+        snprintf(p, sizeof p, "%s/train/%s/images", root, wnid_of(k));
+        mkdirs(p);
+        for (int i = 0; i < ntrain; i++, n++) {
+            int g = gray_every && n % gray_every == 0;
+            gray += g;
+            snprintf(p, sizeof p, "%s/train/%s/images/%s_%d.JPEG", root, wnid_of(k), wnid_of(k), i);
+            write_jpeg(p, k, (uint32_t)(k * 1000 + i), g, 64);
+        }
+    }
+    snprintf(p, sizeof p, "%s/val/images", root);
+    mkdirs(p);
+    snprintf(p, sizeof p, "%s/test/images", root);
+    mkdirs(p);
+    snprintf(p, sizeof p, "%s/test/images/test_0.JPEG", root);
+    write_jpeg(p, 0, 999, 0, 64);
+    snprintf(p, sizeof p, "%s/val/val_annotations.txt", root);
+    f = fopen(p, "w");
+    for (int i = 0; i < K * nval; i++) {
+        int k = (i * 7 + 3) % K; /* labels interleaved, not sorted */
+        fprintf(f, "val_%d.JPEG\t%s\t0\t0\t63\t63\n", i, wnid_of(k));
+        char img[2048];
+        snprintf(img, sizeof img, "%s/val/images/val_%d.JPEG", root, i);
+        write_jpeg(img, k, (uint32_t)(500000 + i), gray_every && i % gray_every == 1, 64);
+    }
+    fclose(f);
+    return gray;
+}
+
+/* Packs the train split of a fresh tree into file; returns the filelist's fingerprint. */
+static uint64_t pack_tree(const char *root, const char *file, int side)
+{
+    make_tiny(root, 3, 5, 1, 4);
+    pt_filelist fl;
+    pt_error err = {0};
+    if (pt_filelist_tinyimagenet(root, PT_SPLIT_TRAIN, &fl, &err) != PT_OK) {
+        CHECKF(0, "%s", err.msg);
+        return 0;
+    }
+    pt_pack_options po;
+    memset(&po, 0, sizeof po);
+    po.channels = 3;
+    po.height = po.width = side;
+    po.threads = 2;
+    pt_pack_report rep;
+    CHECKF(pt_pack_write(&fl, file, &po, &rep, &err) == PT_OK, "%s", err.msg);
+    CHECK(rep.packed == 15 && rep.skipped == 0 && rep.gray == 4);
+    uint64_t fp = fl.fingerprint;
+    pt_filelist_free(&fl);
+    return fp;
+}
+
+static void test_cache_holds_what_decoding_gives(void)
+{
+    const char *root = tmp_path("pack-rt"), *file = tmp_path("pack-rt.ptpack");
+    uint64_t fp = pack_tree(root, file, 48);
+    pt_dataset packed, lazy;
+    pt_pack_info info;
+    pt_error err = {0};
+    CHECKF(pt_pack_open(file, fp, 3, 48, 48, 0, &packed, &info, &err) == PT_OK, "%s", err.msg);
+    pt_data_options o;
+    memset(&o, 0, sizeof o);
+    o.cache = PT_CACHE_OFF;
+    o.height = o.width = 48;
+    char spec[2100];
+    snprintf(spec, sizeof spec, "tinyimagenet:%s", root);
+    CHECKF(pt_dataset_open_ex(spec, 1, &o, &lazy, NULL, &err) == PT_OK, "%s", err.msg);
+    CHECK(packed.count == lazy.count && packed.num_classes == 3 && info.gray == 4);
+    uint8_t scratch[3 * 48 * 48];
+    int same = 1;
+    double mean0 = 0;
+    for (int64_t i = 0; i < packed.count && i < lazy.count; i++) {
+        const uint8_t *a, *b;
+        pt_dataset_sample(&packed, i, NULL, &a, &err);
+        CHECK(pt_dataset_sample(&lazy, i, scratch, &b, &err) == PT_OK);
+        same &= memcmp(a, b, sizeof scratch) == 0 && packed.labels[i] == lazy.labels[i];
+        for (int k = 0; k < 48 * 48; k++) mean0 += a[k];
+    }
+    CHECK(same);
+    mean0 /= (double)packed.count * 48 * 48 * 255;
+    CHECKF(fabs(mean0 - packed.mean[0]) < 1e-4, "mean %g vs %g", mean0, (double)packed.mean[0]);
+    CHECK(strcmp(packed.class_names[0], "thing 0") == 0);
+    pt_dataset_free(&packed);
+    pt_dataset_free(&lazy);
+}
+
+static void test_truncated_or_corrupt_cache_is_refused_naming_it(void)
+{
+    const char *root = tmp_path("pack-bad"), *file = tmp_path("pack-bad.ptpack");
+    uint64_t fp = pack_tree(root, file, 32);
+    pt_dataset ds;
+    pt_error err = {0};
+    struct stat st;
+    stat(file, &st);
+    /* one flipped pixel byte */
+    FILE *f = fopen(file, "r+b");
+    fseek(f, (long)st.st_size - 100, SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, (long)st.st_size - 100, SEEK_SET);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    pt_status s = pt_pack_open(file, fp, 0, 0, 0, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_FORMAT && strstr(err.msg, "checksum") && strstr(err.msg, file), "%d %s", s, err.msg);
+    /* truncated */
+    CHECK(truncate(file, st.st_size - 5000) == 0);
+    s = pt_pack_open(file, fp, 0, 0, 0, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_FORMAT && strstr(err.msg, "truncated") && strstr(err.msg, file), "%d %s", s, err.msg);
+    CHECK(truncate(file, 10) == 0);
+    s = pt_pack_open(file, fp, 0, 0, 0, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_FORMAT, "%d %s", s, err.msg);
+}
+
+static void test_half_written_cache_is_never_valid(void)
+{
+    /* A writer killed before the end leaves FILE.tmp.PID: sized, header still zero. */
+    const char *file = tmp_path("pack-half.ptpack.tmp.1");
+    FILE *f = fopen(file, "wb");
+    static uint8_t zeros[65536];
+    fwrite(zeros, 1, sizeof zeros, f);
+    fclose(f);
+    pt_dataset ds;
+    pt_error err = {0};
+    pt_status s = pt_pack_open(file, 0, 0, 0, 0, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_FORMAT && strstr(err.msg, "magic"), "%d %s", s, err.msg);
+    /* and a successful pack leaves no temporary behind */
+    const char *root = tmp_path("pack-clean"), *dir = tmp_path("pack-clean-out");
+    rm_rf(dir);
+    mkdirs(dir);
+    char out[2100];
+    snprintf(out, sizeof out, "%s/x.ptpack", dir);
+    pack_tree(root, out, 16);
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    CHECKF(n == 1, "%d files in %s", n, dir);
+}
+
+static void test_cache_from_another_source_is_refused(void)
+{
+    const char *root = tmp_path("pack-src"), *file = tmp_path("pack-src.ptpack");
+    uint64_t fp = pack_tree(root, file, 16);
+    pt_dataset ds;
+    pt_error err = {0};
+    pt_status s = pt_pack_open(file, fp ^ 1, 0, 0, 0, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_MISMATCH && strstr(err.msg, "another source"), "%d %s", s, err.msg);
+    s = pt_pack_open(file, fp, 3, 32, 32, 0, &ds, NULL, &err);
+    CHECKF(s == PT_ERR_MISMATCH && strstr(err.msg, "3x16x16"), "%d %s", s, err.msg);
+    /* pack:FILE takes the file as it is */
+    char spec[2100];
+    snprintf(spec, sizeof spec, "pack:%s", file);
+    CHECKF(pt_dataset_open(spec, 1, 0, &ds, &err) == PT_OK, "%s", err.msg);
+    CHECK(ds.count == 15 && ds.height == 16);
+    pt_dataset_free(&ds);
+    CHECK(pt_dataset_open(spec, 0, 0, &ds, &err) == PT_ERR_INVALID);
+}
+
+static void test_automatic_cache_is_rebuilt_when_the_source_changes(void)
+{
+    const char *root = tmp_path("pack-auto");
+    make_tiny(root, 2, 3, 1, 0);
+    pt_data_options o;
+    memset(&o, 0, sizeof o);
+    o.cache_dir = tmp_path("pack-auto-cache");
+    rm_rf(o.cache_dir);
+    char spec[2100];
+    snprintf(spec, sizeof spec, "tinyimagenet:%s", root);
+    pt_dataset ds;
+    pt_data_report rep;
+    pt_error err = {0};
+    CHECK(pt_dataset_open_ex(spec, 1, &o, &ds, &rep, &err) == PT_OK && rep.cache_action == 2);
+    pt_dataset_free(&ds);
+    CHECK(pt_dataset_open_ex(spec, 1, &o, &ds, &rep, &err) == PT_OK && rep.cache_action == 1);
+    pt_dataset_free(&ds);
+    /* one more image in a class */
+    char p[2048];
+    snprintf(p, sizeof p, "%s/train/%s/images/extra.JPEG", root, wnid_of(1));
+    write_jpeg(p, 1, 77, 0, 64);
+    CHECKF(pt_dataset_open_ex(spec, 1, &o, &ds, &rep, &err) == PT_OK, "%s", err.msg);
+    CHECKF(rep.cache_action == 3 && strstr(rep.rebuild_reason, "another source"), "%d %s", rep.cache_action,
+           rep.rebuild_reason);
+    CHECK(ds.count == 7);
+    pt_dataset_free(&ds);
+    /* a corrupted automatic cache is rebuilt too */
+    CHECK(truncate(rep.cache_path, 100) == 0);
+    CHECKF(pt_dataset_open_ex(spec, 1, &o, &ds, &rep, &err) == PT_OK, "%s", err.msg);
+    CHECK(rep.cache_action == 3 && ds.count == 7);
+    pt_dataset_free(&ds);
+}
+
+int main(void)
+{
+    RUN(test_cache_holds_what_decoding_gives);
+    RUN(test_truncated_or_corrupt_cache_is_refused_naming_it);
+    RUN(test_half_written_cache_is_never_valid);
+    RUN(test_cache_from_another_source_is_refused);
+    RUN(test_automatic_cache_is_rebuilt_when_the_source_changes);
+    TEST_EXIT();
+}
