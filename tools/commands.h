@@ -9,6 +9,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_models(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_selftest(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_bench_loader(int argc, char **argv);
 

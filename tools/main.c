@@ -19,6 +19,7 @@ static const struct {
     {"bench", cmd_bench, "training-step and inference throughput of a model, per-op times"},
     {"pack", cmd_pack, "decode a dataset split once into a packed cache file"},
     {"bench-loader", cmd_bench_loader, "images/s of the data pipeline (JPEG and packed cache)"},
+    {"selftest", cmd_selftest, "check every op of a backend's devices against the cpu backend"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,1019 @@
+/* The conformance suite (core/conformance.h): the case table, built per op family, and the
+ * runner that gives a reference device and a device under test the very same inputs and
+ * compares what they write. It reaches devices through pt_device only and never prints. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/conformance.h"
+#include "core/rng.h"
+
+/* A pt_rng purpose of the suite's own, so its inputs never coincide with training streams. */
+#define CONF_RNG_PURPOSE 0x43u
+/* Every operand sits at a non-zero offset inside its buffer, with sentinel bytes before and
+ * after it: a backend that ignores pt_mem.off or writes past a tensor is caught. */
+#define GUARD_BYTES 256
+#define SENTINEL 0xA5
+
+/* Bounds on the normalised error. Elementwise ops differ by an ulp at most (FMA contraction,
+ * a division or exp done another way); dot products and reductions sum in another order. */
+#define B_ELEM 1e-5
+#define B_REDUCE 1e-5
+#define B_DOT 1e-4
+
+enum conf_role { R_IN, R_OUT, R_INOUT, R_ABSENT };
+enum conf_gen { G_UNIFORM, G_TIES, G_LABELS, G_ARGMAX, G_RELU_OUT, G_MASK, G_BN_MEAN, G_BN_INVSTD };
+/* C_DELTA compares (final - initial): for optimizer parameters, where the update is what an
+ * optimizer computes and the parameter itself would hide it. */
+enum conf_check { C_NONE, C_NORM, C_DELTA, C_EXACT };
+
+typedef struct conf_operand {
+    const char *name;
+    pt_dtype dtype;
+    int ndim;
+    int64_t dim[PT_MAX_DIMS];
+    int role, gen, check;
+    int alias;    /* -1, or the operand whose memory (and initial contents) this one shares */
+    float lo, hi; /* G_UNIFORM range; G_LABELS: classes in hi; G_MASK: drop rate in hi */
+    double bound;
+    /* The error's denominator is at least floor*sqrt(numel): for outputs whose size says
+     * nothing about their accuracy (a loss near 0 is a difference of O(1) terms). Optimizer
+     * updates (C_DELTA) are small by design and use a smaller floor. */
+    double floor;
+} conf_operand;
+
+typedef struct conf_case {
+    char name[112];
+    pt_op op; /* kind, nt, params, accumulate; operand memory is set when the case runs */
+    conf_operand o[PT_OP_MAX_OPERANDS];
+    int steps;      /* optimizer cases: updates in a row, with fresh inputs (gradients) each */
+    int first_step; /* SGD: the first of them is the optimizer's first step */
+    int64_t adam_step0;
+} conf_case;
+
+typedef struct conf_table {
+    conf_case *c;
+    int n, cap;
+    int oom;
+} conf_table;
+
+/* ---- building the table ---- */
+
+static conf_case new_case(pt_op_kind kind, int nt)
+{
+    conf_case c;
+    memset(&c, 0, sizeof c);
+    c.op.kind = kind;
+    c.op.nt = nt;
+    c.steps = 1;
+    for (int i = 0; i < PT_OP_MAX_OPERANDS; i++) c.o[i].alias = -1, c.o[i].role = R_ABSENT;
+    return c;
+}
+
+static void push(conf_table *t, conf_case *c, const char *fmt, ...) PT_PRINTF(3, 4);
+static void push(conf_table *t, conf_case *c, const char *fmt, ...)
+{
+    if (t->oom) return;
+    if (t->n == t->cap) {
+        int cap = t->cap ? 2 * t->cap : 256;
+        conf_case *p = realloc(t->c, (size_t)cap * sizeof *p);
+        if (!p) {
+            t->oom = 1;
+            return;
+        }
+        t->c = p, t->cap = cap;
+    }
+    int len = snprintf(c->name, sizeof c->name, "%s ", pt_op_name(c->op.kind));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->name + len, sizeof c->name - (size_t)len, fmt, ap);
+    va_end(ap);
+    t->c[t->n++] = *c;
+}
+
+static conf_operand *opnd(conf_case *c, int i, const char *name, int role, double bound, int ndim,
+                          int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    conf_operand *o = &c->o[i];
+    o->name = name;
+    o->dtype = PT_F32;
+    o->role = role;
+    o->gen = G_UNIFORM;
+    o->lo = -1.0f, o->hi = 1.0f;
+    o->check = role == R_IN ? C_NONE : C_NORM;
+    o->bound = bound;
+    /* Inputs are O(1): an output element near 0 is a cancellation (1x1 gemm with beta 1,
+     * axpy of one element) whose absolute accuracy is an ulp of the terms, not of itself. */
+    o->floor = 1e-2;
+    o->alias = -1;
+    o->ndim = ndim;
+    int64_t d[PT_MAX_DIMS] = {d0, d1, d2, d3};
+    for (int k = 0; k < PT_MAX_DIMS; k++) o->dim[k] = k < ndim ? d[k] : 1;
+    return o;
+}
+
+static conf_operand *in(conf_case *c, int i, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                        int64_t d3)
+{
+    return opnd(c, i, name, R_IN, 0, ndim, d0, d1, d2, d3);
+}
+
+/* An output, or with acc an accumulate target that starts from random values. */
+static conf_operand *out(conf_case *c, int i, const char *name, double bound, int acc, int ndim, int64_t d0,
+                         int64_t d1, int64_t d2, int64_t d3)
+{
+    return opnd(c, i, name, acc ? R_INOUT : R_OUT, bound, ndim, d0, d1, d2, d3);
+}
+
+/* Operand i is written in place over operand j (same memory, same shape). */
+static void alias(conf_case *c, int i, int j)
+{
+    c->o[i].alias = j;
+    c->o[i].role = R_OUT;
+    c->o[i].check = C_NORM;
+}
+
+static void add_fill(conf_table *t)
+{
+    static const struct { int64_t n; float v; } v[] = {{1, 0.375f}, {1001, -2.5f}, {4099, 0.0f}};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        conf_case c = new_case(PT_OP_FILL, 1);
+        out(&c, 0, "y", 0, 0, 1, v[i].n, 1, 1, 1)->check = C_EXACT;
+        c.op.p.fill.value = v[i].v;
+        push(t, &c, "n=%lld value=%g", (long long)v[i].n, (double)v[i].v);
+    }
+}
+
+static void add_axpy_add(conf_table *t)
+{
+    static const int64_t sizes[] = {1, 17, 10007};
+    for (int si = 0; si < 3; si++)
+        for (int acc = 0; acc < 2; acc++) {
+            conf_case c = new_case(PT_OP_AXPY, 2);
+            in(&c, 0, "x", 1, sizes[si], 1, 1, 1);
+            out(&c, 1, "y", B_ELEM, acc, 1, sizes[si], 1, 1, 1);
+            c.op.p.axpy.alpha = -0.7f;
+            c.op.accumulate = acc;
+            push(t, &c, "n=%lld alpha=-0.7 acc=%d", (long long)sizes[si], acc);
+        }
+    static const char *const alias_name[] = {"none", "a", "b"};
+    static const int64_t add_sizes[] = {1, 4097};
+    for (int si = 0; si < 2; si++)
+        for (int al = 0; al < 3; al++) {
+            conf_case c = new_case(PT_OP_ADD, 3);
+            in(&c, 0, "a", 1, add_sizes[si], 1, 1, 1);
+            in(&c, 1, "b", 1, add_sizes[si], 1, 1, 1);
+            out(&c, 2, "y", B_ELEM, 0, 1, add_sizes[si], 1, 1, 1);
+            if (al) alias(&c, 2, al - 1);
+            push(t, &c, "n=%lld y=%s", (long long)add_sizes[si], alias_name[al]);
+        }
+}
+
+static void add_gemm(conf_table *t)
+{
+    /* m, n, k: degenerate, odd, larger than a tile, the baseline's classifier, a row vector. */
+    static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 10, 128}, {1, 300, 77}};
+    for (int si = 0; si < 5; si++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int bi = 0; bi < 2; bi++) {
+                    int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                    conf_case c = new_case(PT_OP_GEMM, 3);
+                    if (ta) in(&c, 0, "A", 2, k, m, 1, 1);
+                    else in(&c, 0, "A", 2, m, k, 1, 1);
+                    if (tb) in(&c, 1, "B", 2, n, k, 1, 1);
+                    else in(&c, 1, "B", 2, k, n, 1, 1);
+                    out(&c, 2, "C", B_DOT, bi, 2, m, n, 1, 1);
+                    c.op.p.gemm.trans_a = ta, c.op.p.gemm.trans_b = tb;
+                    c.op.p.gemm.alpha = bi ? 1.5f : 1.0f;
+                    c.op.p.gemm.beta = bi ? 1.0f : 0.0f;
+                    push(t, &c, "m=%d n=%d k=%d ta=%d tb=%d alpha=%g beta=%d", m, n, k, ta, tb,
+                         bi ? 1.5 : 1.0, bi);
+                }
+}
+
+static void add_bias(conf_table *t)
+{
+    static const int64_t shapes[][5] = {{2, 5, 7, 1, 1}, {2, 1, 1, 1, 1}, {4, 2, 3, 5, 7}, {4, 1, 16, 1, 1}};
+    for (int si = 0; si < 4; si++) {
+        const int64_t *s = shapes[si];
+        int nd = (int)s[0];
+        conf_case c = new_case(PT_OP_BIAS_ADD, 2);
+        out(&c, 0, "y", B_ELEM, 1, nd, s[1], s[2], s[3], s[4]);
+        in(&c, 1, "bias", 1, s[2], 1, 1, 1);
+        push(t, &c, "y=%lldx%lld%s", (long long)s[1], (long long)s[2],
+             nd == 4 ? (s[3] == 1 ? "x1x1" : "x5x7") : "");
+        for (int acc = 0; acc < 2; acc++) {
+            conf_case g = new_case(PT_OP_BIAS_GRAD, 2);
+            in(&g, 0, "dy", nd, s[1], s[2], s[3], s[4]);
+            out(&g, 1, "dbias", B_REDUCE, acc, 1, s[2], 1, 1, 1);
+            g.op.accumulate = acc;
+            push(t, &g, "dy=%lldx%lld%s acc=%d", (long long)s[1], (long long)s[2],
+                 nd == 4 ? (s[3] == 1 ? "x1x1" : "x5x7") : "", acc);
+        }
+    }
+}
+
+static void add_conv(conf_table *t)
+{
+    /* n, c, h, w, k, r (= s), stride, pad */
+    static const int cc[][8] = {
+        {2, 3, 9, 7, 4, 3, 1, 1},   /* 3x3, odd sizes */
+        {1, 5, 8, 8, 6, 3, 2, 1},   /* stride 2, batch 1 */
+        {3, 4, 7, 9, 5, 1, 1, 0},   /* 1x1 */
+        {2, 4, 6, 6, 8, 1, 2, 0},   /* 1x1 stride 2 (a ResNet shortcut) */
+        {1, 3, 15, 13, 4, 7, 2, 3}, /* 7x7 stride 2 pad 3 (a ResNet stem) */
+        {2, 2, 5, 5, 3, 3, 1, 0},   /* 3x3 pad 0 */
+        {1, 1, 28, 28, 8, 3, 1, 1}, /* the baseline's first layer on Fashion-MNIST */
+        {4, 16, 14, 14, 16, 3, 1, 1},
+        {2, 3, 4, 4, 2, 3, 2, 1},   /* 2x2 output */
+        {1, 2, 3, 3, 3, 7, 1, 3},   /* kernel larger than the input */
+    };
+    static const pt_op_kind kinds[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    for (int ki = 0; ki < 3; ki++)
+        for (size_t ci = 0; ci < sizeof cc / sizeof cc[0]; ci++)
+            for (int acc = 0; acc < 2; acc++) {
+                const int *v = cc[ci];
+                int n = v[0], ch = v[1], h = v[2], w = v[3], k = v[4], r = v[5], st = v[6], pad = v[7];
+                int p = (h + 2 * pad - r) / st + 1, q = (w + 2 * pad - r) / st + 1;
+                conf_case c = new_case(kinds[ki], 3);
+                if (kinds[ki] == PT_OP_CONV2D_BWD_DATA) out(&c, 0, "dx", B_DOT, acc, 4, n, ch, h, w);
+                else in(&c, 0, "x", 4, n, ch, h, w);
+                if (kinds[ki] == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, "dw", B_DOT, acc, 4, k, ch, r, r);
+                else in(&c, 1, "w", 4, k, ch, r, r);
+                if (kinds[ki] == PT_OP_CONV2D_FWD) out(&c, 2, "y", B_DOT, acc, 4, n, k, p, q);
+                else in(&c, 2, "dy", 4, n, k, p, q);
+                c.op.p.conv.stride = st, c.op.p.conv.pad = pad;
+                c.op.accumulate = acc;
+                push(t, &c, "x=%dx%dx%dx%d w=%dx%dx%dx%d s=%d p=%d acc=%d", n, ch, h, w, k, ch, r, r, st, pad,
+                     acc);
+            }
+}
+
+static void add_bn(conf_table *t)
+{
+    /* n, c, h, w, and x's range: centred, and offset (variance by cancellation would fail). */
+    static const struct { int n, c, h, w; float lo, hi; } tr[] = {
+        {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {1, 4, 3, 3, -1, 1}, {2, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
+    for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++) {
+        conf_case c = new_case(PT_OP_BN_FWD_TRAIN, 8);
+        conf_operand *x = in(&c, 0, "x", 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
+        x->lo = tr[i].lo, x->hi = tr[i].hi;
+        conf_operand *g = in(&c, 1, "gamma", 1, tr[i].c, 1, 1, 1);
+        g->lo = 0.5f, g->hi = 1.5f;
+        in(&c, 2, "beta", 1, tr[i].c, 1, 1, 1);
+        out(&c, 3, "y", B_DOT, 0, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
+        out(&c, 4, "running_mean", B_DOT, 1, 1, tr[i].c, 1, 1, 1);
+        conf_operand *rv = out(&c, 5, "running_var", B_DOT, 1, 1, tr[i].c, 1, 1, 1);
+        rv->lo = 0.5f, rv->hi = 1.5f;
+        out(&c, 6, "save_mean", B_DOT, 0, 1, tr[i].c, 1, 1, 1);
+        out(&c, 7, "save_invstd", B_DOT, 0, 1, tr[i].c, 1, 1, 1);
+        c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
+        push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", tr[i].n, tr[i].c, tr[i].h, tr[i].w, (double)tr[i].lo,
+             (double)tr[i].hi);
+    }
+    static const int ev[][5] = {{2, 3, 5, 7, 0}, {1, 16, 1, 1, 0}, {4, 8, 6, 6, 1}};
+    for (int i = 0; i < 3; i++) {
+        const int *s = ev[i];
+        conf_case c = new_case(PT_OP_BN_FWD_EVAL, 6);
+        in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
+        conf_operand *g = in(&c, 1, "gamma", 1, s[1], 1, 1, 1);
+        g->lo = 0.5f, g->hi = 1.5f;
+        in(&c, 2, "beta", 1, s[1], 1, 1, 1);
+        out(&c, 3, "y", B_ELEM, 0, 4, s[0], s[1], s[2], s[3]);
+        if (s[4]) alias(&c, 3, 0);
+        in(&c, 4, "running_mean", 1, s[1], 1, 1, 1);
+        conf_operand *rv = in(&c, 5, "running_var", 1, s[1], 1, 1, 1);
+        rv->lo = 0.5f, rv->hi = 1.5f;
+        c.op.p.bn.eps = 1e-3f, c.op.p.bn.momentum = 0.1f;
+        push(t, &c, "x=%dx%dx%dx%d y=%s", s[0], s[1], s[2], s[3], s[4] ? "x" : "new");
+    }
+    /* Backward: batch of 4 at 1x1, not 2 (with two samples the input gradient is zero and
+     * only rounding noise is left to compare). */
+    static const int bw[][4] = {{2, 3, 5, 7}, {8, 16, 4, 4}, {4, 5, 1, 1}};
+    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+    for (int i = 0; i < 3; i++)
+        for (int mode = 0; mode < 3; mode++) {
+            const int *s = bw[i];
+            conf_case c = new_case(PT_OP_BN_BWD, 8);
+            in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
+            in(&c, 1, "dy", 4, s[0], s[1], s[2], s[3]);
+            conf_operand *g = in(&c, 2, "gamma", 1, s[1], 1, 1, 1);
+            g->lo = 0.5f, g->hi = 1.5f;
+            in(&c, 3, "save_mean", 1, s[1], 1, 1, 1)->gen = G_BN_MEAN;
+            in(&c, 4, "save_invstd", 1, s[1], 1, 1, 1)->gen = G_BN_INVSTD;
+            out(&c, 5, "dx", B_DOT, mode == 1, 4, s[0], s[1], s[2], s[3]);
+            if (mode == 2) alias(&c, 5, 1);
+            out(&c, 6, "dgamma", B_DOT, 0, 1, s[1], 1, 1, 1);
+            out(&c, 7, "dbeta", B_DOT, 0, 1, s[1], 1, 1, 1);
+            c.op.accumulate = mode == 1;
+            push(t, &c, "x=%dx%dx%dx%d %s", s[0], s[1], s[2], s[3], mode_name[mode]);
+        }
+}
+
+static void add_relu(conf_table *t)
+{
+    static const int64_t fw[][2] = {{1, 0}, {1001, 0}, {4099, 1}};
+    for (int i = 0; i < 3; i++) {
+        conf_case c = new_case(PT_OP_RELU_FWD, 2);
+        in(&c, 0, "x", 1, fw[i][0], 1, 1, 1);
+        out(&c, 1, "y", B_ELEM, 0, 1, fw[i][0], 1, 1, 1);
+        if (fw[i][1]) alias(&c, 1, 0);
+        push(t, &c, "n=%lld y=%s", (long long)fw[i][0], fw[i][1] ? "x" : "new");
+    }
+    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+    for (int mode = 0; mode < 3; mode++) {
+        conf_case c = new_case(PT_OP_RELU_BWD, 3);
+        in(&c, 0, "y", 2, 37, 111, 1, 1)->gen = G_RELU_OUT;
+        in(&c, 1, "dy", 2, 37, 111, 1, 1);
+        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 37, 111, 1, 1);
+        if (mode == 2) alias(&c, 2, 1);
+        c.op.accumulate = mode == 1;
+        push(t, &c, "n=37x111 %s", mode_name[mode]);
+    }
+}
+
+static void add_pool(conf_table *t)
+{
+    /* n, c, h, w, k, stride, pad */
+    static const int pc[][7] = {
+        {2, 3, 8, 8, 2, 2, 0}, {1, 4, 9, 7, 3, 2, 1}, {2, 2, 7, 7, 3, 2, 0},
+        {2, 3, 5, 6, 2, 2, 1}, {4, 16, 28, 28, 2, 2, 0}};
+    for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
+        const int *s = pc[i];
+        int p = (s[2] + 2 * s[6] - s[4]) / s[5] + 1, q = (s[3] + 2 * s[6] - s[4]) / s[5] + 1;
+        for (int ties = 0; ties < 2; ties++) {
+            conf_case c = new_case(PT_OP_MAXPOOL_FWD, 3);
+            in(&c, 0, "x", 4, s[0], s[1], s[2], s[3])->gen = ties ? G_TIES : G_UNIFORM;
+            out(&c, 1, "y", B_ELEM, 0, 4, s[0], s[1], p, q);
+            conf_operand *a = out(&c, 2, "argmax", 0, 0, 4, s[0], s[1], p, q);
+            a->dtype = PT_I32, a->check = C_EXACT;
+            c.op.p.pool.k = s[4], c.op.p.pool.stride = s[5], c.op.p.pool.pad = s[6];
+            push(t, &c, "x=%dx%dx%dx%d k=%d s=%d p=%d %s", s[0], s[1], s[2], s[3], s[4], s[5], s[6],
+                 ties ? "ties" : "distinct");
+        }
+        for (int acc = 0; acc < 2; acc++) {
+            conf_case c = new_case(PT_OP_MAXPOOL_BWD, 3);
+            in(&c, 0, "dy", 4, s[0], s[1], p, q);
+            conf_operand *a = in(&c, 1, "argmax", 4, s[0], s[1], p, q);
+            a->dtype = PT_I32, a->gen = G_ARGMAX;
+            out(&c, 2, "dx", B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
+            c.op.p.pool.k = s[4], c.op.p.pool.stride = s[5], c.op.p.pool.pad = s[6];
+            c.op.accumulate = acc;
+            push(t, &c, "x=%dx%dx%dx%d k=%d s=%d p=%d acc=%d", s[0], s[1], s[2], s[3], s[4], s[5], s[6], acc);
+        }
+    }
+    static const int gs[][4] = {{2, 3, 5, 7}, {4, 16, 7, 7}, {1, 1, 1, 1}};
+    for (int i = 0; i < 3; i++) {
+        const int *s = gs[i];
+        conf_case c = new_case(PT_OP_GAP_FWD, 2);
+        in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
+        out(&c, 1, "y", B_REDUCE, 0, 2, s[0], s[1], 1, 1);
+        push(t, &c, "x=%dx%dx%dx%d", s[0], s[1], s[2], s[3]);
+        for (int acc = 0; acc < 2; acc++) {
+            conf_case b = new_case(PT_OP_GAP_BWD, 2);
+            in(&b, 0, "dy", 2, s[0], s[1], 1, 1);
+            out(&b, 1, "dx", B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
+            b.op.accumulate = acc;
+            push(t, &b, "x=%dx%dx%dx%d acc=%d", s[0], s[1], s[2], s[3], acc);
+        }
+    }
+}
+
+static void add_dropout(conf_table *t)
+{
+    /* ndim, dims, p, sample_base, in place */
+    static const struct { int nd; int64_t d[4]; float p; int64_t base; int inplace; } fw[] = {
+        {2, {4, 100, 1, 1}, 0.5f, 17, 0},
+        {4, {3, 2, 5, 5}, 0.1f, 0, 1},
+        {2, {1, 1000, 1, 1}, 0.3f, 123456789, 0},
+        {4, {2, 7, 3, 3}, 0.5f, 64, 0},
+    };
+    for (size_t i = 0; i < sizeof fw / sizeof fw[0]; i++) {
+        const int64_t *d = fw[i].d;
+        conf_case c = new_case(PT_OP_DROPOUT_FWD, 3);
+        in(&c, 0, "x", fw[i].nd, d[0], d[1], d[2], d[3]);
+        out(&c, 1, "y", B_ELEM, 0, fw[i].nd, d[0], d[1], d[2], d[3]);
+        if (fw[i].inplace) alias(&c, 1, 0);
+        out(&c, 2, "mask", 0, 0, fw[i].nd, d[0], d[1], d[2], d[3])->check = C_EXACT;
+        c.op.p.dropout.p = fw[i].p;
+        c.op.p.dropout.stream = 3 * 65536 + 2; /* step 3, layer 2; the seed is the suite's */
+        c.op.p.dropout.sample_base = fw[i].base;
+        push(t, &c, "x=%lldx%lldx%lldx%lld p=%g base=%lld y=%s", (long long)d[0], (long long)d[1],
+             (long long)d[2], (long long)d[3], (double)fw[i].p, (long long)fw[i].base,
+             fw[i].inplace ? "x" : "new");
+    }
+    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+    for (int mode = 0; mode < 3; mode++) {
+        conf_case c = new_case(PT_OP_DROPOUT_BWD, 3);
+        in(&c, 0, "dy", 2, 4, 100, 1, 1);
+        conf_operand *m = in(&c, 1, "mask", 2, 4, 100, 1, 1);
+        m->gen = G_MASK, m->hi = 0.5f;
+        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 4, 100, 1, 1);
+        if (mode == 2) alias(&c, 2, 0);
+        c.op.accumulate = mode == 1;
+        push(t, &c, "x=4x100 %s", mode_name[mode]);
+    }
+}
+
+static void add_xent(conf_table *t)
+{
+    static const int nk[][2] = {{4, 10}, {1, 3}, {64, 10}, {5, 200}};
+    for (int i = 0; i < 4; i++)
+        for (int sm = 0; sm < 2; sm++)
+            for (int grad = 0; grad < 2; grad++) {
+                int n = nk[i][0], k = nk[i][1];
+                conf_case c = new_case(PT_OP_XENT, 4);
+                conf_operand *z = in(&c, 0, "logits", 2, n, k, 1, 1);
+                z->lo = -5.0f, z->hi = 5.0f;
+                conf_operand *l = in(&c, 1, "labels", 1, n, 1, 1, 1);
+                l->dtype = PT_I32, l->gen = G_LABELS, l->hi = (float)k;
+                /* loss = logsumexp - logit: absolute accuracy ~ ulp(logits), whatever the loss */
+                out(&c, 2, "loss", B_ELEM, 0, 1, n, 1, 1, 1)->floor = 1.0;
+                /* dlogits = (softmax - q)/n: p - 1 of a confident row is a difference too */
+                if (grad) out(&c, 3, "dlogits", B_ELEM, 0, 2, n, k, 1, 1)->floor = 1.0 / n;
+                c.op.p.xent.smoothing = sm ? 0.1f : 0.0f;
+                c.op.p.xent.grad_scale = 1.0f / (float)n;
+                push(t, &c, "n=%d k=%d smoothing=%g dlogits=%s", n, k, sm ? 0.1 : 0.0, grad ? "yes" : "no");
+            }
+}
+
+static void add_optim(conf_table *t)
+{
+    /* Parameters are small (as weights are) so that one rounding of a parameter stays far
+     * below the bound on the update C_DELTA compares. */
+    static const struct { float mom, damp, wd; int nesterov, first; } sg[] = {
+        {0, 0, 0, 0, 0},           {0, 0, 5e-4f, 0, 0},         {0.9f, 0, 0, 0, 1},
+        {0.9f, 0, 5e-4f, 1, 1},    {0.9f, 0.1f, 1e-4f, 0, 0},   {0.9f, 0, 5e-4f, 1, 0},
+    };
+    const int64_t n = 4097;
+    for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
+        conf_case c = new_case(PT_OP_SGD, 3);
+        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
+        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+        in(&c, 1, "grad", 1, n, 1, 1, 1);
+        /* momentum 0: the buffer is neither read nor written (poisoned, not compared);
+         * a first step must not read it (poisoned); later steps read and write it. */
+        conf_operand *b = out(&c, 2, "momentum_buffer", B_ELEM, sg[i].mom != 0 && !sg[i].first, 1, n, 1, 1, 1);
+        b->lo = -0.1f, b->hi = 0.1f;
+        if (sg[i].mom == 0) b->check = C_NONE;
+        c.op.p.sgd.lr = 0.05f, c.op.p.sgd.momentum = sg[i].mom, c.op.p.sgd.dampening = sg[i].damp;
+        c.op.p.sgd.weight_decay = sg[i].wd, c.op.p.sgd.nesterov = sg[i].nesterov;
+        c.steps = 3, c.first_step = sg[i].first;
+        push(t, &c, "n=%lld momentum=%g dampening=%g wd=%g nesterov=%d first_step=%d steps=3", (long long)n,
+             (double)sg[i].mom, (double)sg[i].damp, (double)sg[i].wd, sg[i].nesterov, sg[i].first);
+    }
+    static const struct { int decoupled; float wd; int64_t step0; int fresh; } ad[] = {
+        {0, 0, 1, 1}, {0, 1e-2f, 1, 1}, {1, 1e-2f, 1, 1}, {1, 0.05f, 1000, 0}, {0, 0, 10, 0}};
+    for (size_t i = 0; i < sizeof ad / sizeof ad[0]; i++) {
+        conf_case c = new_case(PT_OP_ADAM, 4);
+        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
+        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+        in(&c, 1, "grad", 1, n, 1, 1, 1);
+        conf_operand *m = out(&c, 2, "exp_avg", B_ELEM, 1, 1, n, 1, 1, 1);
+        conf_operand *v = out(&c, 3, "exp_avg_sq", B_ELEM, 1, 1, n, 1, 1, 1);
+        if (ad[i].fresh) m->lo = m->hi = v->lo = v->hi = 0.0f; /* state of a new optimizer */
+        else m->lo = -0.01f, m->hi = 0.01f, v->lo = 0.0f, v->hi = 1e-4f;
+        c.op.p.adam.lr = 1e-2f, c.op.p.adam.beta1 = 0.9f, c.op.p.adam.beta2 = 0.999f;
+        c.op.p.adam.eps = 1e-8f, c.op.p.adam.weight_decay = ad[i].wd, c.op.p.adam.decoupled = ad[i].decoupled;
+        c.steps = 3, c.adam_step0 = ad[i].step0;
+        push(t, &c, "n=%lld %s wd=%g step=%lld.. steps=3", (long long)n, ad[i].decoupled ? "adamw" : "adam",
+             (double)ad[i].wd, (long long)ad[i].step0);
+    }
+}
+
+static pt_status build_table(conf_table *t, pt_error *err)
+{
+    memset(t, 0, sizeof *t);
+    add_fill(t);
+    add_axpy_add(t);
+    add_gemm(t);
+    add_bias(t);
+    add_conv(t);
+    add_bn(t);
+    add_relu(t);
+    add_pool(t);
+    add_dropout(t);
+    add_xent(t);
+    add_optim(t);
+    if (t->oom) {
+        free(t->c);
+        memset(t, 0, sizeof *t);
+        return pt_fail(err, PT_ERR_NOMEM, "conformance: out of host memory for the case table");
+    }
+    return PT_OK;
+}
+
+int pt_conformance_case_count(void)
+{
+    conf_table t;
+    if (build_table(&t, NULL) != PT_OK) return 0;
+    free(t.c);
+    return t.n;
+}
+
+const char *pt_conformance_case_name(int i, char *buf, size_t cap)
+{
+    conf_table t;
+    if (cap) buf[0] = '\0';
+    if (build_table(&t, NULL) != PT_OK) return buf;
+    if (i >= 0 && i < t.n && cap) snprintf(buf, cap, "%s", t.c[i].name);
+    free(t.c);
+    return buf;
+}
+
+pt_op_kind pt_conformance_case_kind(int i)
+{
+    conf_table t;
+    pt_op_kind k = PT_OP_KIND_COUNT;
+    if (build_table(&t, NULL) != PT_OK) return k;
+    if (i >= 0 && i < t.n) k = t.c[i].op.kind;
+    free(t.c);
+    return k;
+}
+
+/* ---- inputs ---- */
+
+static int64_t numel_of(const conf_operand *o)
+{
+    int64_t n = 1;
+    for (int k = 0; k < o->ndim; k++) n *= o->dim[k];
+    return n;
+}
+
+static uint32_t bits(uint64_t seed, int index, int operand, int step, int64_t e)
+{
+    return pt_rng_u32(seed, CONF_RNG_PURPOSE, (uint64_t)index, ((uint64_t)operand << 32) | (uint32_t)step,
+                      (uint32_t)e);
+}
+
+static float unit(uint32_t u) { return (float)(u >> 8) * (1.0f / 16777216.0f); }
+
+/* BN statistics of x = operand 0 per channel (float64, then rounded as a forward pass would). */
+static void bn_stats(const conf_case *c, const float *x, int want_invstd, float *out)
+{
+    const conf_operand *xo = &c->o[0];
+    int64_t n = xo->dim[0], ch = xo->dim[1], hw = xo->dim[2] * xo->dim[3];
+    for (int64_t k = 0; k < ch; k++) {
+        double s = 0, s2 = 0;
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < hw; j++) s += x[(i * ch + k) * hw + j];
+        double mean = s / (double)(n * hw);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < hw; j++) {
+                double d = x[(i * ch + k) * hw + j] - mean;
+                s2 += d * d;
+            }
+        double var = s2 / (double)(n * hw);
+        out[k] = want_invstd ? (float)(1.0 / sqrt(var + 1e-5)) : (float)mean;
+    }
+}
+
+/* Fills operand i's host values for this step. data[] holds the operands generated so far. */
+static void generate(const conf_case *c, int index, uint64_t seed, int i, int step, void *const *data)
+{
+    const conf_operand *o = &c->o[i];
+    int64_t n = numel_of(o);
+    float *f = data[i];
+    int32_t *d = data[i];
+    if (o->role == R_OUT) {
+        for (int64_t e = 0; e < n; e++) {
+            if (o->dtype == PT_I32) d[e] = INT32_MIN;
+            else f[e] = NAN;
+        }
+        return;
+    }
+    switch (o->gen) {
+    case G_UNIFORM:
+        for (int64_t e = 0; e < n; e++) f[e] = o->lo + (o->hi - o->lo) * unit(bits(seed, index, i, step, e));
+        break;
+    case G_TIES: /* five values: many equal maxima inside a window */
+        for (int64_t e = 0; e < n; e++)
+            f[e] = (float)((int)(((uint64_t)bits(seed, index, i, step, e) * 5) >> 32) - 2);
+        break;
+    case G_LABELS:
+        for (int64_t e = 0; e < n; e++)
+            d[e] = (int32_t)(((uint64_t)bits(seed, index, i, step, e) * (uint64_t)o->hi) >> 32);
+        break;
+    case G_RELU_OUT:
+        for (int64_t e = 0; e < n; e++) f[e] = fmaxf(0.0f, 2.0f * unit(bits(seed, index, i, step, e)) - 1.0f);
+        break;
+    case G_MASK:
+        for (int64_t e = 0; e < n; e++)
+            f[e] = unit(bits(seed, index, i, step, e)) >= o->hi ? 1.0f / (1.0f - o->hi) : 0.0f;
+        break;
+    case G_ARGMAX: {
+        /* A random cell inside each output's window (never a padded one): what a forward
+         * pass could have produced, including windows that overlap. */
+        const conf_operand *x = &c->o[2];
+        int64_t h = x->dim[2], w = x->dim[3], p = o->dim[2], q = o->dim[3];
+        int k = c->op.p.pool.k, st = c->op.p.pool.stride, pad = c->op.p.pool.pad;
+        for (int64_t e = 0; e < n; e++) {
+            int64_t pi = (e / q) % p, qi = e % q;
+            int64_t h0 = pi * st - pad, w0 = qi * st - pad;
+            int64_t h1 = h0 + k < h ? h0 + k : h, w1 = w0 + k < w ? w0 + k : w;
+            if (h0 < 0) h0 = 0;
+            if (w0 < 0) w0 = 0;
+            uint32_t u = bits(seed, index, i, step, e);
+            int64_t hh = h0 + (int64_t)(((uint64_t)(u & 0xffff) * (uint64_t)(h1 - h0)) >> 16);
+            int64_t ww = w0 + (int64_t)(((uint64_t)(u >> 16) * (uint64_t)(w1 - w0)) >> 16);
+            d[e] = (int32_t)(hh * w + ww);
+        }
+        break;
+    }
+    case G_BN_MEAN:
+    case G_BN_INVSTD:
+        bn_stats(c, data[0], o->gen == G_BN_INVSTD, f);
+        break;
+    }
+}
+
+/* ---- running one case ---- */
+
+typedef struct conf_side {
+    pt_device *dev;
+    pt_buffer *buf[PT_OP_MAX_OPERANDS];
+    pt_buffer *ws;
+    pt_op op;
+    unsigned char *img[PT_OP_MAX_OPERANDS]; /* buffers read back after the run */
+} conf_side;
+
+typedef struct conf_layout {
+    int present[PT_OP_MAX_OPERANDS]; /* has memory of its own (not absent, not an alias) */
+    size_t off[PT_OP_MAX_OPERANDS], bytes[PT_OP_MAX_OPERANDS], total[PT_OP_MAX_OPERANDS];
+} conf_layout;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static void set_step(pt_op *op, const conf_case *c, int step)
+{
+    if (op->kind == PT_OP_SGD) op->p.sgd.first_step = c->first_step && step == 0;
+    if (op->kind == PT_OP_ADAM) op->p.adam.step = c->adam_step0 + step;
+}
+
+/* "[n,c,h,w]" of flat element e of o. */
+static void format_index(const conf_operand *o, int64_t e, char *buf, size_t cap)
+{
+    int64_t idx[PT_MAX_DIMS];
+    for (int k = o->ndim - 1; k >= 0; k--) {
+        idx[k] = o->dim[k] ? e % o->dim[k] : 0;
+        e = o->dim[k] ? e / o->dim[k] : 0;
+    }
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < o->ndim && len < cap; k++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%lld", k ? "," : "[", (long long)idx[k]);
+    if (len < cap) snprintf(buf + len, cap - len, "]");
+}
+
+typedef struct conf_outcome {
+    double error, bound, ratio;
+    char output[48];
+    char detail[512];
+} conf_outcome;
+
+/* Records a failure that is not a numeric comparison (an error, a guard, NaN in the reference). */
+static void outcome_fail(conf_outcome *r, const char *output, const char *fmt, ...) PT_PRINTF(3, 4);
+static void outcome_fail(conf_outcome *r, const char *output, const char *fmt, ...)
+{
+    if (isinf(r->ratio) && r->detail[0]) return; /* keep the first hard failure */
+    r->error = INFINITY, r->ratio = INFINITY, r->bound = 0;
+    snprintf(r->output, sizeof r->output, "%s", output);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->detail, sizeof r->detail, fmt, ap);
+    va_end(ap);
+}
+
+/* Compares operand j (its memory: region) of dut against ref; keeps the worst in r. */
+static void compare(const conf_case *c, int j, const unsigned char *dut, const unsigned char *ref,
+                    const unsigned char *init, conf_outcome *r)
+{
+    const conf_operand *o = &c->o[j];
+    int64_t n = numel_of(o);
+    char oname[48], where[64];
+    snprintf(oname, sizeof oname, "t%d %s", j, o->name);
+    if (o->check == C_EXACT) {
+        int64_t bad = 0, first = -1;
+        for (int64_t e = 0; e < n; e++)
+            if (memcmp(dut + 4 * e, ref + 4 * e, 4) != 0) {
+                if (first < 0) first = e;
+                bad++;
+            }
+        if (!bad) {
+            if (r->ratio <= 0 && !r->output[0]) snprintf(r->output, sizeof r->output, "%s", oname);
+            return;
+        }
+        format_index(o, first, where, sizeof where);
+        char a[32], b[32];
+        if (o->dtype == PT_I32) {
+            int32_t x, y;
+            memcpy(&x, dut + 4 * first, 4), memcpy(&y, ref + 4 * first, 4);
+            snprintf(a, sizeof a, "%d", (int)x), snprintf(b, sizeof b, "%d", (int)y);
+        } else {
+            float x, y;
+            memcpy(&x, dut + 4 * first, 4), memcpy(&y, ref + 4 * first, 4);
+            snprintf(a, sizeof a, "%.9g", (double)x), snprintf(b, sizeof b, "%.9g", (double)y);
+        }
+        double err = (double)bad / (double)n;
+        if (!isinf(r->ratio) || !r->detail[0]) {
+            r->error = err, r->bound = 0, r->ratio = INFINITY;
+            snprintf(r->output, sizeof r->output, "%s", oname);
+            snprintf(r->detail, sizeof r->detail,
+                     "%s must be bitwise equal: %lld of %lld elements differ, first at %s: %s (reference %s)",
+                     oname, (long long)bad, (long long)n, where, a, b);
+        }
+        return;
+    }
+    const float *a = (const float *)dut, *b = (const float *)ref, *i0 = (const float *)init;
+    double num = 0, den = 0, worst = -1;
+    int64_t worst_e = 0, nonfinite = 0, first_nf = -1;
+    for (int64_t e = 0; e < n; e++) {
+        if (!isfinite(b[e])) {
+            format_index(o, e, where, sizeof where);
+            outcome_fail(r, oname, "%s: the reference device produced %g at %s (a reference or suite bug)", oname,
+                         (double)b[e], where);
+            return;
+        }
+        if (!isfinite(a[e])) {
+            if (first_nf < 0) first_nf = e;
+            nonfinite++;
+            continue;
+        }
+        double x = a[e], y = b[e];
+        if (o->check == C_DELTA) x -= i0[e], y -= i0[e];
+        double d = fabs(x - y);
+        num += d * d, den += y * y;
+        if (d > worst) worst = d, worst_e = e;
+    }
+    if (nonfinite) {
+        format_index(o, first_nf, where, sizeof where);
+        outcome_fail(r, oname, "%s: %lld of %lld elements are NaN/Inf, first at %s: %g (reference %.7g)", oname,
+                     (long long)nonfinite, (long long)n, where, (double)a[first_nf], (double)b[first_nf]);
+        return;
+    }
+    double scale = sqrt(den) > o->floor * sqrt((double)n) ? sqrt(den) : o->floor * sqrt((double)n);
+    double err = sqrt(num) / (scale > 0 ? scale : 1.0);
+    double ratio = err / o->bound;
+    if (ratio > r->ratio || !r->output[0]) {
+        r->error = err, r->bound = o->bound, r->ratio = ratio;
+        snprintf(r->output, sizeof r->output, "%s", oname);
+        if (ratio > 1) {
+            format_index(o, worst_e, where, sizeof where);
+            snprintf(r->detail, sizeof r->detail,
+                     "%s%s: normalised error %.3g > %.1g; largest difference at %s: %.7g (reference %.7g)", oname,
+                     o->check == C_DELTA ? " update" : "", err, o->bound, where, (double)a[worst_e],
+                     (double)b[worst_e]);
+        }
+    }
+}
+
+/* Guard bytes of one buffer image: what a backend must never touch. */
+static void check_guards(const conf_case *c, int i, const conf_layout *L, const unsigned char *img,
+                         const char *who, conf_outcome *r)
+{
+    size_t before = 0, after = 0, first_after = 0;
+    for (size_t b = 0; b < L->off[i]; b++) before += img[b] != SENTINEL;
+    for (size_t b = L->off[i] + L->bytes[i]; b < L->total[i]; b++)
+        if (img[b] != SENTINEL) {
+            if (!after) first_after = b - (L->off[i] + L->bytes[i]);
+            after++;
+        }
+    if (before || after) {
+        char oname[48];
+        snprintf(oname, sizeof oname, "t%d %s", i, c->o[i].name);
+        outcome_fail(r, oname,
+                     "%s wrote outside %s: %zu of the %zu bytes before it, %zu of the %d bytes after it "
+                     "changed (first at end+%zu)",
+                     who, oname, before, L->off[i], after, GUARD_BYTES, first_after);
+    }
+}
+
+static void free_side(conf_side *s)
+{
+    for (int i = 0; i < PT_OP_MAX_OPERANDS; i++) {
+        if (s->buf[i]) pt_device_free(s->dev, s->buf[i]);
+        free(s->img[i]);
+        s->buf[i] = NULL, s->img[i] = NULL;
+    }
+    if (s->ws) pt_device_free(s->dev, s->ws);
+    s->ws = NULL;
+}
+
+/* Buffers, operands and workspace of one side; contents written from the host images. */
+static pt_status setup_side(conf_side *s, const conf_case *c, const conf_layout *L, unsigned char *const *image,
+                            pt_error *err)
+{
+    s->op = c->op;
+    for (int i = 0; i < c->op.nt; i++) {
+        const conf_operand *o = &c->o[i];
+        if (o->role == R_ABSENT) {
+            memset(&s->op.t[i], 0, sizeof s->op.t[i]);
+            continue;
+        }
+        if (L->present[i]) {
+            PT_TRY(pt_device_alloc(s->dev, L->total[i], &s->buf[i], err));
+            PT_TRY(pt_device_write(s->dev, (pt_mem){s->buf[i], 0}, image[i], L->total[i], err));
+        }
+        int r = o->alias >= 0 ? o->alias : i;
+        s->op.t[i] = pt_tensor_make(s->buf[r], L->off[r], o->dtype, o->ndim, o->dim);
+    }
+    size_t ws = s->dev->be->workspace_size(s->dev->ctx, &s->op);
+    if (ws) {
+        PT_TRY(pt_device_alloc(s->dev, ws, &s->ws, err));
+        float *nan = malloc(ws);
+        if (!nan) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        for (size_t k = 0; k < ws / sizeof(float); k++) nan[k] = NAN;
+        memset((unsigned char *)nan + ws / sizeof(float) * sizeof(float), SENTINEL, ws % sizeof(float));
+        pt_status st = pt_device_write(s->dev, (pt_mem){s->ws, 0}, nan, ws, err);
+        free(nan);
+        PT_TRY(st);
+    }
+    s->op.workspace = (pt_mem){s->ws, 0};
+    s->op.workspace_bytes = ws;
+    return PT_OK;
+}
+
+static pt_status read_side(conf_side *s, const conf_case *c, const conf_layout *L, pt_error *err)
+{
+    PT_TRY(pt_device_sync(s->dev, err));
+    for (int i = 0; i < c->op.nt; i++) {
+        if (!L->present[i]) continue;
+        s->img[i] = malloc(L->total[i]);
+        if (!s->img[i]) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        PT_TRY(pt_device_read(s->dev, s->img[i], (pt_mem){s->buf[i], 0}, L->total[i], err));
+    }
+    return PT_OK;
+}
+
+/* Runs case c on both sides. Returns an error only for host memory; everything that goes
+ * wrong on a device is a failed outcome. */
+static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, int index, uint64_t seed,
+                          conf_outcome *r, double *dut_ms)
+{
+    conf_case cc = *c0;
+    const conf_case *c = &cc;
+    if (cc.op.kind == PT_OP_DROPOUT_FWD) cc.op.p.dropout.seed = seed ^ ((uint64_t)index << 40);
+    memset(r, 0, sizeof *r);
+    *dut_ms = 0;
+    conf_layout L;
+    memset(&L, 0, sizeof L);
+    unsigned char *image[PT_OP_MAX_OPERANDS] = {0};
+    void *data[PT_OP_MAX_OPERANDS] = {0};
+    conf_side sides[2];
+    memset(sides, 0, sizeof sides);
+    sides[0].dev = ref, sides[1].dev = dut;
+    pt_status st = PT_OK;
+    pt_error e;
+    pt_error_clear(&e);
+
+    for (int i = 0; i < c->op.nt; i++) {
+        const conf_operand *o = &c->o[i];
+        if (o->role == R_ABSENT || o->alias >= 0) continue;
+        L.present[i] = 1;
+        L.off[i] = 64 * (size_t)(i + 1);
+        L.bytes[i] = (size_t)numel_of(o) * pt_dtype_size(o->dtype);
+        L.total[i] = L.off[i] + L.bytes[i] + GUARD_BYTES;
+        image[i] = malloc(L.total[i]);
+        if (!image[i]) {
+            st = PT_ERR_NOMEM;
+            goto done;
+        }
+        memset(image[i], SENTINEL, L.total[i]);
+        data[i] = image[i] + L.off[i];
+        generate(c, index, seed, i, 0, data);
+    }
+    /* The initial values (C_DELTA compares against them) stay in image[]. */
+    for (int s = 0; s < 2; s++)
+        if (setup_side(&sides[s], c, &L, image, &e) != PT_OK) {
+            outcome_fail(r, "setup", "%s device: %s", s ? "device under test" : "reference", e.msg);
+            goto done;
+        }
+    if (!ref->be->supports(ref->ctx, &sides[0].op)) {
+        outcome_fail(r, "supports", "the reference device does not support this op");
+        goto done;
+    }
+    if (!dut->be->supports(dut->ctx, &sides[1].op)) {
+        outcome_fail(r, "supports", "not supported by backend '%s'", dut->be->name);
+        goto done;
+    }
+    unsigned char *fresh = NULL;
+    for (int step = 0; step < c->steps; step++) {
+        if (step > 0) { /* optimizer cases: new gradients each step, the same on both sides */
+            for (int i = 0; i < c->op.nt; i++) {
+                if (!L.present[i] || c->o[i].role != R_IN) continue;
+                free(fresh);
+                fresh = malloc(L.bytes[i] ? L.bytes[i] : 1);
+                if (!fresh) {
+                    st = PT_ERR_NOMEM;
+                    goto done;
+                }
+                void *tmp[PT_OP_MAX_OPERANDS];
+                memcpy(tmp, data, sizeof tmp);
+                tmp[i] = fresh;
+                generate(c, index, seed, i, step, tmp);
+                for (int s = 0; s < 2; s++)
+                    if (pt_device_write(sides[s].dev, (pt_mem){sides[s].buf[i], L.off[i]}, fresh, L.bytes[i], &e) !=
+                        PT_OK) {
+                        outcome_fail(r, "write", "%s device: %s", s ? "device under test" : "reference", e.msg);
+                        free(fresh);
+                        goto done;
+                    }
+            }
+        }
+        set_step(&sides[0].op, c, step);
+        set_step(&sides[1].op, c, step);
+        if (pt_device_run(ref, &sides[0].op, &e) != PT_OK || pt_device_sync(ref, &e) != PT_OK) {
+            outcome_fail(r, "run", "the reference device failed: %s", e.msg);
+            free(fresh);
+            goto done;
+        }
+        double t0 = now_ms();
+        if (pt_device_run(dut, &sides[1].op, &e) != PT_OK || pt_device_sync(dut, &e) != PT_OK) {
+            outcome_fail(r, "run", "%s", e.msg);
+            free(fresh);
+            goto done;
+        }
+        *dut_ms += now_ms() - t0;
+    }
+    free(fresh);
+    for (int s = 0; s < 2; s++)
+        if (read_side(&sides[s], c, &L, &e) != PT_OK) {
+            outcome_fail(r, "read", "%s device: %s", s ? "device under test" : "reference", e.msg);
+            goto done;
+        }
+    for (int i = 0; i < c->op.nt; i++) {
+        if (!L.present[i]) continue;
+        check_guards(c, i, &L, sides[1].img[i], "the device under test", r);
+        check_guards(c, i, &L, sides[0].img[i], "the reference device", r);
+    }
+    if (isinf(r->ratio)) goto done;
+    for (int j = 0; j < c->op.nt; j++) {
+        const conf_operand *o = &c->o[j];
+        if (o->role == R_ABSENT || o->check == C_NONE) continue;
+        int reg = o->alias >= 0 ? o->alias : j;
+        compare(c, j, sides[1].img[reg] + L.off[reg], sides[0].img[reg] + L.off[reg], image[reg] + L.off[reg], r);
+    }
+done:
+    free_side(&sides[0]);
+    free_side(&sides[1]);
+    for (int i = 0; i < PT_OP_MAX_OPERANDS; i++) free(image[i]);
+    return st;
+}
+
+pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, const char *filter,
+                             pt_conformance_report cb, void *user, pt_conformance_summary *out, pt_error *err)
+{
+    if (out) memset(out, 0, sizeof *out);
+    if (!ref || !dut)
+        return pt_fail(err, PT_ERR_INVALID, "conformance: a reference device and a device under test are required");
+    conf_table t;
+    PT_TRY(build_table(&t, err));
+    pt_conformance_summary sum;
+    memset(&sum, 0, sizeof sum);
+    pt_status st = PT_OK;
+    for (int i = 0; i < t.n; i++) {
+        if (filter && filter[0] && !strstr(t.c[i].name, filter)) continue;
+        conf_outcome r;
+        double ms = 0;
+        if (run_case(ref, dut, &t.c[i], i, seed, &r, &ms) != PT_OK) {
+            st = pt_fail(err, PT_ERR_NOMEM, "conformance: out of host memory in case '%s'", t.c[i].name);
+            break;
+        }
+        int pass = r.ratio <= 1.0 && !isinf(r.ratio) && !isnan(r.ratio);
+        sum.cases++;
+        if (pass) sum.passed++;
+        else sum.failed++;
+        sum.dut_ms += ms;
+        if (r.ratio > sum.worst_ratio || (isnan(r.ratio) && !isnan(sum.worst_ratio)) || sum.cases == 1) {
+            sum.worst_ratio = r.ratio;
+            snprintf(sum.worst_case, sizeof sum.worst_case, "%s", t.c[i].name);
+        }
+        if (cb) {
+            pt_conformance_result res;
+            memset(&res, 0, sizeof res);
+            res.index = i;
+            res.name = t.c[i].name;
+            res.kind = t.c[i].op.kind;
+            res.pass = pass;
+            res.error = r.error;
+            res.bound = r.bound;
+            res.ratio = r.ratio;
+            res.output = r.output;
+            res.dut_ms = ms;
+            res.detail = pass ? "" : r.detail;
+            cb(&res, user);
+        }
+    }
+    free(t.c);
+    if (out) *out = sum;
+    return st;
+}
