@@ -107,6 +107,14 @@ def equivalence(model, limit_train, limit_val, tmp):
     top1 = float(report.get("top1", "nan"))
     check(abs(top1 - acc) < 1e-6 or abs(top1 - 100 * acc) < 1e-4,  # printed rounded
           "%s: eval --json top1 %s = accuracy of its dumped logits %.4f" % (model, top1, acc))
+    # eval of the checkpoint reports what training reported for it (same samples).
+    with open(os.path.join(out, "metrics.jsonl")) as f:
+        last = [json.loads(line) for line in f if line.strip()][-1]
+    same = all(abs(float(report.get(k, "nan")) - last["val_" + k]) <= 2e-6 for k in ("loss", "top1", "top5"))
+    check(same and last["val_count"] == report.get("count"),
+          "%s: eval of last/ = training's epoch-%d report (loss %s vs %s, top1 %s vs %s, top5 %s vs %s)" % (
+              model, last["epoch"], report.get("loss"), last["val_loss"], report.get("top1"), last["val_top1"],
+              report.get("top5"), last["val_top5"]))
 
 
 def main():
