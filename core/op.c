@@ -1,5 +1,9 @@
 /* Names of op kinds, for errors, traces and per-op timing tables. */
+#include <limits.h>
+#include <string.h>
+
 #include "core/op.h"
+#include "core/status.h"
 
 const char *pt_op_name(pt_op_kind kind)
 {
@@ -30,4 +34,70 @@ const char *pt_op_name(pt_op_kind kind)
     };
     if ((int)kind < 0 || kind >= PT_OP_KIND_COUNT || !names[kind]) return "unknown";
     return names[kind];
+}
+
+/* Operand dtypes per kind: 'f' F32, 'i' I32, 'g' F32 or absent (ndim 0). */
+static const char *const operand_types[PT_OP_KIND_COUNT] = {
+    [PT_OP_FILL] = "f",
+    [PT_OP_AXPY] = "ff",
+    [PT_OP_ADD] = "fff",
+    [PT_OP_GEMM] = "fff",
+    [PT_OP_BIAS_ADD] = "ff",
+    [PT_OP_BIAS_GRAD] = "ff",
+    [PT_OP_CONV2D_FWD] = "fff",
+    [PT_OP_CONV2D_BWD_DATA] = "fff",
+    [PT_OP_CONV2D_BWD_FILTER] = "fff",
+    [PT_OP_BN_FWD_TRAIN] = "ffffffff",
+    [PT_OP_BN_FWD_EVAL] = "ffffff",
+    [PT_OP_BN_BWD] = "ffffffff",
+    [PT_OP_RELU_FWD] = "ff",
+    [PT_OP_RELU_BWD] = "fff",
+    [PT_OP_MAXPOOL_FWD] = "ffi",
+    [PT_OP_MAXPOOL_BWD] = "fif",
+    [PT_OP_GAP_FWD] = "ff",
+    [PT_OP_GAP_BWD] = "ff",
+    [PT_OP_DROPOUT_FWD] = "fff",
+    [PT_OP_DROPOUT_BWD] = "fff",
+    [PT_OP_XENT] = "fifgif", /* the last two (mixup targets) are optional: 4 or 6 operands */
+    [PT_OP_SGD] = "fff",
+    [PT_OP_ADAM] = "ffff",
+};
+
+int pt_op_operand_absent(const pt_op *op, int i)
+{
+    return (op->kind == PT_OP_XENT && i == 3 && op->t[3].ndim == 0) ||
+           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f);
+}
+
+pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
+                               int check_shapes, pt_error *err)
+{
+    if ((int)op->kind < 0 || op->kind >= PT_OP_KIND_COUNT || !operand_types[op->kind])
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: unknown op kind %d", backend, (int)op->kind);
+    const char *types = operand_types[op->kind];
+    const char *name = pt_op_name(op->kind);
+    int want = (int)strlen(types);
+    if (op->kind == PT_OP_XENT && op->nt == 4) want = 4;
+    if (op->kind == PT_OP_XENT && op->nt == 6 && !mixup_targets)
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no mixup/cutmix targets on this backend", backend, name);
+    if (op->nt != want)
+        return pt_fail(err, PT_ERR_INVALID, "%s %s: %d operands, expected %d", backend, name, op->nt, want);
+    for (int i = 0; i < want; i++) {
+        const pt_tensor *t = &op->t[i];
+        if (pt_op_operand_absent(op, i)) continue;
+        pt_dtype dt = types[i] == 'i' ? PT_I32 : PT_F32;
+        if (t->dtype != dt)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d is %s, expected %s", backend, name, i,
+                           pt_dtype_name(t->dtype), pt_dtype_name(dt));
+        if (!check_shapes) continue;
+        if (t->ndim < 1 || t->ndim > PT_MAX_DIMS)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d has %d dims", backend, name, i, t->ndim);
+        for (int k = 0; k < t->ndim; k++)
+            if (t->dim[k] < 0 || t->dim[k] > INT_MAX)
+                return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d dim %d is %lld", backend, name, i, k,
+                               (long long)t->dim[k]);
+        if (pt_tensor_numel(t) > INT_MAX)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d has more than 2^31 elements", backend, name, i);
+    }
+    return PT_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/status.h"
 #include "core/tensor.h"
 
 typedef enum pt_op_kind {
@@ -118,5 +119,14 @@ typedef struct pt_op {
 } pt_op;
 
 const char *pt_op_name(pt_op_kind kind);
+
+/* The operand signature every backend validates against: kind known, operand count (the
+ * loss takes 4, or 6 with mixup targets when the backend has them), dtypes ('f' F32, 'i'
+ * I32; the loss's dlogits and SGD's unused momentum buffer may be absent) and, with
+ * check_shapes, ranks 1..4 and sizes that fit 32-bit indexing. Messages name the backend. */
+pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
+                               int check_shapes, pt_error *err);
+/* Operand i is optional and not used by this op (see above). */
+int pt_op_operand_absent(const pt_op *op, int i);
 
 #endif

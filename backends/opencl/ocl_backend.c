@@ -413,63 +413,13 @@ static pt_status ocl_synchronize(void *dev_ctx, pt_error *err)
 
 /* ---- op validation: the cpu backend's rules, plus 4-byte aligned offsets ---- */
 
-/* Operand dtypes per kind: 'f' F32, 'i' I32, 'g' F32 or ndim 0 (optional output). */
-static const char *const operand_types[PT_OP_KIND_COUNT] = {
-    [PT_OP_FILL] = "f",
-    [PT_OP_AXPY] = "ff",
-    [PT_OP_ADD] = "fff",
-    [PT_OP_GEMM] = "fff",
-    [PT_OP_BIAS_ADD] = "ff",
-    [PT_OP_BIAS_GRAD] = "ff",
-    [PT_OP_CONV2D_FWD] = "fff",
-    [PT_OP_CONV2D_BWD_DATA] = "fff",
-    [PT_OP_CONV2D_BWD_FILTER] = "fff",
-    [PT_OP_BN_FWD_TRAIN] = "ffffffff",
-    [PT_OP_BN_FWD_EVAL] = "ffffff",
-    [PT_OP_BN_BWD] = "ffffffff",
-    [PT_OP_RELU_FWD] = "ff",
-    [PT_OP_RELU_BWD] = "fff",
-    [PT_OP_MAXPOOL_FWD] = "ffi",
-    [PT_OP_MAXPOOL_BWD] = "fif",
-    [PT_OP_GAP_FWD] = "ff",
-    [PT_OP_GAP_BWD] = "ff",
-    [PT_OP_DROPOUT_FWD] = "fff",
-    [PT_OP_DROPOUT_BWD] = "fff",
-    [PT_OP_XENT] = "fifg",
-    [PT_OP_SGD] = "fff",
-    [PT_OP_ADAM] = "ffff",
-};
-
-static int operand_skipped(const pt_op *op, int i)
-{
-    return (op->kind == PT_OP_XENT && i == 3 && op->t[3].ndim == 0) ||
-           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f);
-}
-
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    if ((int)op->kind < 0 || op->kind >= PT_OP_KIND_COUNT || !operand_types[op->kind])
-        return pt_fail(err, PT_ERR_UNSUPPORTED, "opencl backend: unknown op kind %d", (int)op->kind);
-    const char *types = operand_types[op->kind];
+    PT_TRY(pt_op_check_operands(op, "opencl", 0, check_memory, err));
     const char *name = pt_op_name(op->kind);
-    int want = (int)strlen(types);
-    if (op->nt != want) return pt_fail(err, PT_ERR_INVALID, "opencl %s: %d operands, expected %d", name, op->nt, want);
-    for (int i = 0; i < want; i++) {
+    for (int i = 0; check_memory && i < op->nt; i++) {
         const pt_tensor *t = &op->t[i];
-        if (operand_skipped(op, i)) continue;
-        pt_dtype dt = types[i] == 'i' ? PT_I32 : PT_F32;
-        if (t->dtype != dt)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d is %s, expected %s", name, i,
-                           pt_dtype_name(t->dtype), pt_dtype_name(dt));
-        if (!check_memory) continue;
-        if (t->ndim < 1 || t->ndim > PT_MAX_DIMS)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d has %d dims", name, i, t->ndim);
-        for (int k = 0; k < t->ndim; k++)
-            if (t->dim[k] < 0 || t->dim[k] > INT_MAX)
-                return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d dim %d is %lld", name, i, k,
-                               (long long)t->dim[k]);
-        if (pt_tensor_numel(t) > INT_MAX)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d has more than 2^31 elements", name, i);
+        if (pt_op_operand_absent(op, i)) continue;
         char what[64];
         snprintf(what, sizeof what, "%s operand %d", name, i);
         PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
