@@ -84,6 +84,20 @@ static pt_mem at(pt_mem m, size_t floats)
     return m;
 }
 
+/* The convolution geometry, in the order the im2col and col2im kernels take it. */
+static void kl_conv_geometry(ocl_launch *l, const conv_shape *s)
+{
+    kl_int(l, s->c);
+    kl_int(l, s->h);
+    kl_int(l, s->w);
+    kl_int(l, s->r);
+    kl_int(l, s->s);
+    kl_int(l, s->p);
+    kl_int(l, s->q);
+    kl_int(l, s->stride);
+    kl_int(l, s->pad);
+}
+
 static pt_status im2col(ocl_device *d, const conv_shape *s, pt_mem x, pt_mem col, int g, pt_error *err)
 {
     const size_t n = s->crs * (size_t)g * s->pq;
@@ -92,15 +106,7 @@ static pt_status im2col(ocl_device *d, const conv_shape *s, pt_mem x, pt_mem col
     kl_mem(&l, col);
     kl_int(&l, (int)n);
     kl_int(&l, g);
-    kl_int(&l, s->c);
-    kl_int(&l, s->h);
-    kl_int(&l, s->w);
-    kl_int(&l, s->r);
-    kl_int(&l, s->s);
-    kl_int(&l, s->p);
-    kl_int(&l, s->q);
-    kl_int(&l, s->stride);
-    kl_int(&l, s->pad);
+    kl_conv_geometry(&l, s);
     return kl_run(&l, n, 0, err);
 }
 
@@ -112,15 +118,7 @@ static pt_status col2im(ocl_device *d, const conv_shape *s, pt_mem col, pt_mem d
     kl_mem(&l, dx);
     kl_int(&l, (int)n);
     kl_int(&l, g);
-    kl_int(&l, s->c);
-    kl_int(&l, s->h);
-    kl_int(&l, s->w);
-    kl_int(&l, s->r);
-    kl_int(&l, s->s);
-    kl_int(&l, s->p);
-    kl_int(&l, s->q);
-    kl_int(&l, s->stride);
-    kl_int(&l, s->pad);
+    kl_conv_geometry(&l, s);
     kl_int(&l, acc);
     return kl_run(&l, n, 0, err);
 }
