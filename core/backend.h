@@ -11,8 +11,9 @@
 #include "core/op.h"
 #include "core/status.h"
 #include "core/tensor.h"
+#include "core/world.h"
 
-#define PT_BACKEND_API_VERSION 1
+#define PT_BACKEND_API_VERSION 2
 
 typedef enum pt_device_kind { PT_DEVICE_CPU = 0, PT_DEVICE_GPU = 1 } pt_device_kind;
 
@@ -58,6 +59,21 @@ typedef struct pt_backend_iface {
     /* Scratch bytes run() needs for this op (0 if none); asked once when a plan is built. */
     size_t (*workspace_size)(void *dev_ctx, const pt_op *op);
     pt_status (*run)(void *dev_ctx, const pt_op *op, pt_error *err);
+
+    /* collectives (optional, all four or none): a group of this backend's devices in this
+     * process, and through `world` the same group in every other process of the run
+     * (global rank of device i = world->rank * ndev + i; every process has the same
+     * ndev). Without them the core reduces through host memory and world. Calls are
+     * queued in order with the devices' other work, like run(). */
+    pt_status (*group_open)(void *backend_ctx, void *const *dev_ctxs, int ndev,
+                            const pt_world *world, void **group, pt_error *err);
+    void (*group_close)(void *group);
+    /* In place: bufs[i] (on device i) becomes the sum over every device of every
+     * process of `count` float32s. */
+    pt_status (*group_allreduce_f32)(void *group, const pt_mem *bufs, size_t count,
+                                     pt_error *err);
+    /* bufs[0] of rank 0 is copied to bufs[i] on every device of every process. */
+    pt_status (*group_broadcast)(void *group, const pt_mem *bufs, size_t bytes, pt_error *err);
 } pt_backend_iface;
 
 /* ---- registry (core/registry.c): the only mutable global in polytrain ---- */

@@ -1,0 +1,10 @@
+/* The single-process world (see core/world.h). */
+#include "core/world.h"
+
+pt_world pt_world_single(void)
+{
+    pt_world w = {0};
+    w.rank = 0;
+    w.size = 1;
+    return w;
+}
