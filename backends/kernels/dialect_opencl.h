@@ -9,6 +9,8 @@
 #define KERNEL __kernel
 #define GLOBAL __global
 #define LOCAL __local
+/* A pointer parameter to LOCAL memory (CUDA has no address-space qualifier on parameters). */
+#define LOCAL_PTR __local
 #define DEVFN static inline
 
 #define GID(i) ((long)get_global_id(i))

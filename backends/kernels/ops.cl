@@ -1,5 +1,5 @@
 /* The device kernels of every non-GEMM op of core/op.h, written once in the kernel dialect
- * (dialect_opencl.h, later dialect_cuda.h): no OpenCL or CUDA builtin appears here except
+ * (dialect_opencl.h or dialect_cuda.h): no OpenCL or CUDA builtin appears here except
  * through its macros. Each kernel mirrors the cpu backend's arithmetic (the oracle) and never
  * uses atomics, so results are deterministic. Tensors arrive as (pointer, element offset). */
 
@@ -14,7 +14,7 @@ DEVFN void pt_k_kahan(float *s, float *c, float v)
 }
 
 /* Pairwise sum over the work-group (size PT_RED_WG, a power of two); every item gets it. */
-DEVFN float pt_k_block_sum(LOCAL float *buf, float v)
+DEVFN float pt_k_block_sum(LOCAL_PTR float *buf, float v)
 {
     int l = LID(0);
     buf[l] = v;

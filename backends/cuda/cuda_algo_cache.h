@@ -1,0 +1,43 @@
+/* The convolution plan cache of the cuda backend, free of CUDA: a hash table from a
+ * convolution's shape key (direction, every extent, stride, padding, and the numeric mode:
+ * deterministic, TF32) to the module's plan for it (cuDNN descriptors, chosen algorithm,
+ * workspace). The core asks workspace_size for every batch size a replica can see, and run()
+ * finds the same entry again without allocating. Not thread-safe: one per device. */
+#ifndef PT_CUDA_ALGO_CACHE_H
+#define PT_CUDA_ALGO_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/op.h"
+
+typedef struct pt_conv_key {
+    int32_t kind; /* PT_OP_CONV2D_FWD, _BWD_DATA or _BWD_FILTER */
+    int32_t n, c, h, w, k, r, s, p, q, stride, pad;
+    int32_t deterministic, tf32;
+} pt_conv_key;
+
+/* The key of a convolution op (t0 x-shaped, t1 w-shaped, t2 y-shaped in all three kinds). */
+pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic, int tf32);
+int pt_conv_key_equal(const pt_conv_key *a, const pt_conv_key *b);
+uint64_t pt_conv_key_hash(const pt_conv_key *k);
+/* "fwd n=.. c=.. ..." for messages. */
+void pt_conv_key_format(const pt_conv_key *k, char *out, size_t cap);
+
+typedef struct pt_algo_cache {
+    pt_conv_key *keys;
+    void **values; /* NULL: empty slot */
+    size_t cap, count; /* cap: a power of two */
+    long lookups, hits;
+} pt_algo_cache;
+
+void pt_algo_cache_init(pt_algo_cache *c);
+/* Calls free_value on every value, then frees the table. */
+void pt_algo_cache_destroy(pt_algo_cache *c, void (*free_value)(void *value, void *user), void *user);
+/* The value stored for key, or NULL. Never allocates. */
+void *pt_algo_cache_find(pt_algo_cache *c, const pt_conv_key *key);
+/* Stores value (non-NULL) for key, replacing nothing: 0 on success, -1 out of host memory,
+ * 1 when the key is already there. */
+int pt_algo_cache_insert(pt_algo_cache *c, const pt_conv_key *key, void *value);
+
+#endif

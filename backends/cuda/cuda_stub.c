@@ -1,0 +1,222 @@
+/* The cuda backend as compiled into libpolytrain: a stub that loads the real backend, the
+ * module libpolytrain_cuda.so (CUDA runtime, cuBLAS, cuDNN), on first use and forwards every
+ * call to it. polytrain therefore starts on a machine without a GPU, a driver, cuDNN or NCCL;
+ * only using the cuda backend there fails, with an error naming what is missing.
+ * Device and group contexts are wrapped so that each carries the module's table. */
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cuda_loader.h"
+#include "backends/cuda/cuda_module.h"
+
+typedef struct stub_backend {
+    void *handle;
+    const pt_backend_iface *m;
+    void *ctx;
+    char path[4096];
+} stub_backend;
+
+typedef struct stub_device {
+    const pt_backend_iface *m;
+    void *ctx;
+} stub_device;
+
+typedef struct stub_group {
+    const pt_backend_iface *m;
+    void *group;
+} stub_group;
+
+static pt_status stub_init(void **backend_ctx, pt_error *err)
+{
+    *backend_ctx = NULL;
+    stub_backend *b = calloc(1, sizeof *b);
+    if (!b) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    pt_status st = pt_cuda_module_open(&b->handle, b->path, sizeof b->path, err);
+    if (st != PT_OK) {
+        free(b);
+        return st;
+    }
+    pt_cuda_module_entry_fn entry;
+    *(void **)&entry = dlsym(b->handle, PT_CUDA_MODULE_ENTRY);
+    b->m = entry ? entry(PT_BACKEND_API_VERSION, sizeof(pt_backend_iface)) : NULL;
+    if (!b->m) {
+        st = pt_fail(err, PT_ERR_BACKEND,
+                     "the cuda module %s %s (rebuild it with this polytrain: backend API %d)", b->path,
+                     entry ? "was built for another backend API" : "has no entry point " PT_CUDA_MODULE_ENTRY,
+                     PT_BACKEND_API_VERSION);
+        dlclose(b->handle);
+        free(b);
+        return st;
+    }
+    st = b->m->init(&b->ctx, err);
+    if (st != PT_OK) {
+        /* the module stays loaded: cudart and cuDNN do not all unload cleanly */
+        free(b);
+        return st;
+    }
+    *backend_ctx = b;
+    return PT_OK;
+}
+
+static void stub_shutdown(void *backend_ctx)
+{
+    stub_backend *b = backend_ctx;
+    if (!b) return;
+    b->m->shutdown(b->ctx);
+    free(b);
+}
+
+static int stub_device_count(void *backend_ctx)
+{
+    stub_backend *b = backend_ctx;
+    return b->m->device_count(b->ctx);
+}
+
+static pt_status stub_device_info(void *backend_ctx, int index, pt_device_info *out, pt_error *err)
+{
+    stub_backend *b = backend_ctx;
+    return b->m->device_info(b->ctx, index, out, err);
+}
+
+static pt_status stub_device_open(void *backend_ctx, int index, const pt_device_options *opt, void **dev_ctx,
+                                  pt_error *err)
+{
+    stub_backend *b = backend_ctx;
+    *dev_ctx = NULL;
+    stub_device *d = calloc(1, sizeof *d);
+    if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    d->m = b->m;
+    pt_status st = b->m->device_open(b->ctx, index, opt, &d->ctx, err);
+    if (st != PT_OK) {
+        free(d);
+        return st;
+    }
+    *dev_ctx = d;
+    return PT_OK;
+}
+
+static void stub_device_close(void *dev_ctx)
+{
+    stub_device *d = dev_ctx;
+    if (!d) return;
+    d->m->device_close(d->ctx);
+    free(d);
+}
+
+#define DEV(x) ((stub_device *)(x))
+
+static pt_status stub_buffer_alloc(void *dev_ctx, size_t bytes, pt_buffer **out, pt_error *err)
+{
+    return DEV(dev_ctx)->m->buffer_alloc(DEV(dev_ctx)->ctx, bytes, out, err);
+}
+
+static void stub_buffer_free(void *dev_ctx, pt_buffer *buf)
+{
+    DEV(dev_ctx)->m->buffer_free(DEV(dev_ctx)->ctx, buf);
+}
+
+static pt_status stub_write(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err)
+{
+    return DEV(dev_ctx)->m->write(DEV(dev_ctx)->ctx, dst, src, bytes, err);
+}
+
+static pt_status stub_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    return DEV(dev_ctx)->m->read(DEV(dev_ctx)->ctx, dst, src, bytes, err);
+}
+
+static pt_status stub_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt_error *err)
+{
+    return DEV(dev_ctx)->m->copy(DEV(dev_ctx)->ctx, dst, src, bytes, err);
+}
+
+static pt_status stub_synchronize(void *dev_ctx, pt_error *err)
+{
+    return DEV(dev_ctx)->m->synchronize(DEV(dev_ctx)->ctx, err);
+}
+
+static int stub_supports(void *dev_ctx, const pt_op *op)
+{
+    return DEV(dev_ctx)->m->supports(DEV(dev_ctx)->ctx, op);
+}
+
+static size_t stub_workspace_size(void *dev_ctx, const pt_op *op)
+{
+    return DEV(dev_ctx)->m->workspace_size(DEV(dev_ctx)->ctx, op);
+}
+
+static pt_status stub_run(void *dev_ctx, const pt_op *op, pt_error *err)
+{
+    return DEV(dev_ctx)->m->run(DEV(dev_ctx)->ctx, op, err);
+}
+
+static pt_status stub_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, const pt_world *world,
+                                 void **group, pt_error *err)
+{
+    stub_backend *b = backend_ctx;
+    *group = NULL;
+    if (!b->m->group_open) return pt_fail(err, PT_ERR_UNSUPPORTED, "the cuda module has no device groups");
+    if (ndev < 1) return pt_fail(err, PT_ERR_INVALID, "cuda group: %d devices", ndev);
+    void **inner = calloc((size_t)ndev, sizeof *inner);
+    stub_group *g = calloc(1, sizeof *g);
+    if (!inner || !g) {
+        free(inner);
+        free(g);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    for (int i = 0; i < ndev; i++) inner[i] = DEV(dev_ctxs[i])->ctx;
+    g->m = b->m;
+    pt_status st = b->m->group_open(b->ctx, inner, ndev, world, &g->group, err);
+    free(inner);
+    if (st != PT_OK) {
+        free(g);
+        return st;
+    }
+    *group = g;
+    return PT_OK;
+}
+
+static void stub_group_close(void *group)
+{
+    stub_group *g = group;
+    if (!g) return;
+    g->m->group_close(g->group);
+    free(g);
+}
+
+static pt_status stub_group_allreduce_f32(void *group, const pt_mem *bufs, size_t count, pt_error *err)
+{
+    stub_group *g = group;
+    return g->m->group_allreduce_f32(g->group, bufs, count, err);
+}
+
+static pt_status stub_group_broadcast(void *group, const pt_mem *bufs, size_t bytes, pt_error *err)
+{
+    stub_group *g = group;
+    return g->m->group_broadcast(g->group, bufs, bytes, err);
+}
+
+const pt_backend_iface pt_cuda_backend = {
+    .api_version = PT_BACKEND_API_VERSION,
+    .name = "cuda",
+    .init = stub_init,
+    .shutdown = stub_shutdown,
+    .device_count = stub_device_count,
+    .device_info = stub_device_info,
+    .device_open = stub_device_open,
+    .device_close = stub_device_close,
+    .buffer_alloc = stub_buffer_alloc,
+    .buffer_free = stub_buffer_free,
+    .write = stub_write,
+    .read = stub_read,
+    .copy = stub_copy,
+    .synchronize = stub_synchronize,
+    .supports = stub_supports,
+    .workspace_size = stub_workspace_size,
+    .run = stub_run,
+    .group_open = stub_group_open,
+    .group_close = stub_group_close,
+    .group_allreduce_f32 = stub_group_allreduce_f32,
+    .group_broadcast = stub_group_broadcast,
+};

@@ -1,0 +1,122 @@
+/* Batch norm in training on the cuda module through cuDNN (spatial mode): the forward with
+ * batch statistics and running averages (cuDNN's running variance is the unbiased one, as
+ * core/op.h asks), and the backward from the saved mean and inverse std. cuDNN's kernels
+ * spread a channel over many blocks, where the shared kernel has one block per channel.
+ * The cases cuDNN does not cover as the op's spec says (aliasing, a single value per
+ * channel, epsilon below CUDNN_BN_MIN_EPSILON, empty tensors) run the shared kernels. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "backends/cuda/cudam_internal.h"
+
+typedef struct bn_plan {
+    cudnnTensorDescriptor_t xd, pd;
+} bn_plan;
+
+static void bn_free(void *value, void *user)
+{
+    (void)user;
+    bn_plan *p = value;
+    if (p->xd) cudnnDestroyTensorDescriptor(p->xd);
+    if (p->pd) cudnnDestroyTensorDescriptor(p->pd);
+    free(p);
+}
+
+void cu_bn_cache_free(cu_device *d)
+{
+    pt_algo_cache_destroy(&d->bns, bn_free, NULL);
+}
+
+static void layout(const pt_tensor *t, int *n, int *c, int *inner)
+{
+    *n = (int)t->dim[0];
+    *c = t->ndim > 1 ? (int)t->dim[1] : 1;
+    int64_t in = 1;
+    for (int i = 2; i < t->ndim; i++) in *= t->dim[i];
+    *inner = (int)in;
+}
+
+static int overlaps(const pt_tensor *a, const pt_tensor *b)
+{
+    if (a->mem.buf != b->mem.buf) return 0;
+    const size_t a0 = a->mem.off, a1 = a0 + pt_tensor_bytes(a), b0 = b->mem.off, b1 = b0 + pt_tensor_bytes(b);
+    return a0 < b1 && b0 < a1;
+}
+
+int cu_bn_cudnn_applies(const pt_op *op)
+{
+    if (op->kind != PT_OP_BN_FWD_TRAIN && op->kind != PT_OP_BN_BWD) return 0;
+    int n, c, inner;
+    layout(&op->t[0], &n, &c, &inner);
+    if (n < 1 || c < 1 || inner < 1 || (int64_t)n * inner < 2) return 0;
+    if (op->kind == PT_OP_BN_FWD_TRAIN) {
+        if ((double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON) return 0;
+        for (int i = 4; i < 8; i++)
+            if (overlaps(&op->t[3], &op->t[i]) || overlaps(&op->t[0], &op->t[3])) return 0;
+        return 1;
+    }
+    /* backward: dx must not overlap anything cuDNN reads; dgamma/dbeta not the inputs */
+    for (int i = 0; i < 5; i++)
+        if (overlaps(&op->t[5], &op->t[i]) || overlaps(&op->t[6], &op->t[i]) || overlaps(&op->t[7], &op->t[i]))
+            return 0;
+    return 1;
+}
+
+static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
+{
+    int n, c, inner;
+    layout(&op->t[0], &n, &c, &inner);
+    pt_conv_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = (int32_t)op->kind;
+    key.n = n;
+    key.c = c;
+    key.h = inner;
+    bn_plan *p = pt_algo_cache_find(&d->bns, &key);
+    if (p) return p;
+    p = calloc(1, sizeof *p);
+    if (!p) {
+        pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        return NULL;
+    }
+    cudnnStatus_t st = cudnnCreateTensorDescriptor(&p->xd);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateTensorDescriptor(&p->pd);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, inner, 1);
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnDeriveBNTensorDescriptor(p->pd, p->xd, CUDNN_BATCHNORM_SPATIAL);
+    if (st != CUDNN_STATUS_SUCCESS) {
+        bn_free(p, NULL);
+        cu_fail_cudnn(err, st, "batch-norm descriptors", __FILE__, __LINE__);
+        return NULL;
+    }
+    if (pt_algo_cache_insert(&d->bns, &key, p) != 0) {
+        bn_free(p, NULL);
+        pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        return NULL;
+    }
+    return p;
+}
+
+pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
+{
+    bn_plan *p = plan_of(d, op, err);
+    if (!p) return err ? err->status : PT_ERR_BACKEND;
+    const pt_tensor *t = op->t;
+    const float one = 1.0f, zero = 0.0f;
+    if (op->kind == PT_OP_BN_FWD_TRAIN) {
+        CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
+                        d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_f32(t[0].mem), p->xd,
+                        cu_f32(t[3].mem), p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum,
+                        cu_f32(t[4].mem), cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem)),
+                    err);
+        return PT_OK;
+    }
+    const float beta_dx = op->accumulate ? 1.0f : 0.0f;
+    /* epsilon only matters when the saved statistics are absent; they are given */
+    CUDNN_CHECK(cudnnBatchNormalizationBackward(d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd,
+                                                cu_f32(t[0].mem), p->xd, cu_f32(t[1].mem), p->xd, cu_f32(t[5].mem),
+                                                p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem),
+                                                CUDNN_BN_MIN_EPSILON, cu_f32(t[3].mem), cu_f32(t[4].mem)),
+                err);
+    return PT_OK;
+}
