@@ -1,0 +1,572 @@
+/* The cuda backend. On any machine: its CUDA-free logic (the caching allocator's
+ * bookkeeping and out-of-memory retry, the convolution plan cache's keying, the module
+ * search and the explanation of a failed load) and the stub's errors when the module or
+ * the GPU is missing, through the polytrain binary. With a GPU: device index and
+ * out-of-memory errors, host<->device round trips through the pinned staging, the NCCL
+ * group collectives over every device, and reproducible convolution gradients in
+ * deterministic mode. (Numerics of every op: test_conformance, which runs cuda like every
+ * backend.) Exits 77 when the cuda backend is not compiled in. */
+#define _GNU_SOURCE 1 /* dladdr */
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/backend.h"
+#include "pt_test.h"
+
+#ifndef PT_HAVE_CUDA
+int main(void)
+{
+    printf("cuda backend not compiled in: skipped\n");
+    return 77;
+}
+#else
+
+#include "backends/cuda/cuda_algo_cache.h"
+#include "backends/cuda/cuda_alloc.h"
+#include "backends/cuda/cuda_loader.h"
+
+/* ---- the allocator against a fake device of `budget` bytes ---- */
+
+typedef struct fake_dev {
+    size_t budget, used;
+    long allocs, releases, outstanding;
+    int fail_other; /* next alloc fails with a non-memory error */
+} fake_dev;
+
+static void *fake_alloc(void *user, size_t bytes, int *oom, pt_error *err)
+{
+    fake_dev *f = user;
+    if (f->fail_other) {
+        f->fail_other = 0;
+        *oom = 0;
+        pt_fail(err, PT_ERR_BACKEND, "injected driver failure");
+        return NULL;
+    }
+    if (bytes > f->budget - f->used) {
+        *oom = 1;
+        return NULL;
+    }
+    void *p = malloc(bytes);
+    if (!p) {
+        *oom = 1;
+        return NULL;
+    }
+    f->used += bytes;
+    f->allocs++;
+    f->outstanding++;
+    /* the block's size in its first bytes, so release can give it back to the budget */
+    *(size_t *)p = bytes;
+    return p;
+}
+
+static void fake_release(void *user, void *ptr)
+{
+    fake_dev *f = user;
+    f->used -= *(size_t *)ptr;
+    f->releases++;
+    f->outstanding--;
+    free(ptr);
+}
+
+static int fake_meminfo(void *user, size_t *fr, size_t *total)
+{
+    fake_dev *f = user;
+    *fr = f->budget - f->used;
+    *total = f->budget;
+    return 1;
+}
+
+static void allocator_rounds_to_granules_and_bounded_waste(void)
+{
+    CHECK(pt_cuda_alloc_round(0) == 512);
+    CHECK(pt_cuda_alloc_round(1) == 512);
+    CHECK(pt_cuda_alloc_round(512) == 512);
+    CHECK(pt_cuda_alloc_round(513) == 1024);
+    CHECK(pt_cuda_alloc_round((size_t)1 << 20) == (size_t)1 << 20);
+    size_t prev = 0;
+    for (size_t b = 1; b < ((size_t)64 << 20); b = b * 3 / 2 + 7) {
+        size_t r = pt_cuda_alloc_round(b);
+        CHECKF(r >= b && r - b <= b / 8 + 511, "round(%zu) = %zu", b, r);
+        CHECKF(r >= prev, "round is not monotonic at %zu", b);
+        CHECKF(r % 512 == 0, "round(%zu) = %zu is not a multiple of 512", b, r);
+        prev = r;
+    }
+}
+
+static void allocator_reuses_freed_blocks_and_counts_bytes(void)
+{
+    fake_dev f = {.budget = (size_t)64 << 20};
+    pt_cuda_alloc_ops ops = {fake_alloc, fake_release, fake_meminfo, &f};
+    pt_cuda_alloc a;
+    pt_cuda_alloc_init(&a, &ops, "fake device", (size_t)32 << 20);
+    pt_error err;
+    void *p1 = NULL, *p2 = NULL, *p3 = NULL;
+    size_t b1 = 0, b2 = 0, b3 = 0;
+    CHECK(pt_cuda_alloc_get(&a, 3000000, &p1, &b1, &err) == PT_OK);
+    CHECK(b1 >= 3000000 && f.allocs == 1);
+    pt_cuda_alloc_stats s = pt_cuda_alloc_get_stats(&a);
+    CHECKF(s.in_use_bytes == b1 && s.peak_bytes == b1 && s.cached_bytes == 0, "in use %zu", s.in_use_bytes);
+    pt_cuda_alloc_put(&a, p1, b1);
+    s = pt_cuda_alloc_get_stats(&a);
+    CHECK(s.in_use_bytes == 0 && s.cached_bytes == b1 && f.releases == 0);
+    /* a slightly smaller request takes the cached block, no device call */
+    CHECK(pt_cuda_alloc_get(&a, 2900000, &p2, &b2, &err) == PT_OK);
+    CHECKF(p2 == p1 && b2 == b1 && f.allocs == 1, "allocs %ld", f.allocs);
+    s = pt_cuda_alloc_get_stats(&a);
+    CHECK(s.cache_hits == 1 && s.cached_bytes == 0);
+    pt_cuda_alloc_put(&a, p2, b2);
+    /* a much smaller request does not waste the big block */
+    CHECK(pt_cuda_alloc_get(&a, 1000, &p3, &b3, &err) == PT_OK);
+    CHECKF(p3 != p1 && f.allocs == 2 && b3 == 1024, "allocs %ld, block %zu", f.allocs, b3);
+    pt_cuda_alloc_put(&a, p3, b3);
+    /* beyond max_cached a freed block goes back to the device */
+    void *big = NULL;
+    size_t bb = 0;
+    CHECK(pt_cuda_alloc_get(&a, (size_t)40 << 20, &big, &bb, &err) == PT_OK);
+    long rel = f.releases;
+    pt_cuda_alloc_put(&a, big, bb);
+    CHECKF(f.releases == rel + 1, "a 40 MiB block was cached over the 32 MiB limit");
+    pt_cuda_alloc_destroy(&a);
+    CHECKF(f.outstanding == 0 && f.used == 0, "%ld blocks, %zu bytes left on the device", f.outstanding, f.used);
+}
+
+static void allocator_releases_cache_and_retries_then_names_sizes(void)
+{
+    fake_dev f = {.budget = (size_t)10 << 20};
+    pt_cuda_alloc_ops ops = {fake_alloc, fake_release, fake_meminfo, &f};
+    pt_cuda_alloc a;
+    pt_cuda_alloc_init(&a, &ops, "fake device 3", (size_t)1 << 30);
+    pt_error err;
+    void *p[4];
+    size_t b[4];
+    for (int i = 0; i < 4; i++) CHECK(pt_cuda_alloc_get(&a, (size_t)2 << 20, &p[i], &b[i], &err) == PT_OK);
+    for (int i = 0; i < 4; i++) pt_cuda_alloc_put(&a, p[i], b[i]);
+    /* 8 MiB cached in 2 MiB blocks, 2 MiB free: 6 MiB fits only after the cache is released */
+    void *q = NULL;
+    size_t qb = 0;
+    CHECK(pt_cuda_alloc_get(&a, (size_t)6 << 20, &q, &qb, &err) == PT_OK);
+    pt_cuda_alloc_stats s = pt_cuda_alloc_get_stats(&a);
+    CHECKF(s.oom_retries == 1 && s.cached_bytes == 0, "retries %ld, cached %zu", s.oom_retries, s.cached_bytes);
+    /* 6 MiB in use, 4 MiB free: 5 MiB cannot fit */
+    void *r = NULL;
+    size_t rb = 0;
+    pt_error_clear(&err);
+    pt_status st = pt_cuda_alloc_get(&a, 5000000, &r, &rb, &err);
+    CHECKF(st == PT_ERR_NOMEM && r == NULL, "status %d", st);
+    CHECKF(strstr(err.msg, "asked for 5000000 bytes") && strstr(err.msg, "fake device 3") &&
+               strstr(err.msg, "6291456 bytes") && strstr(err.msg, "free of 10485760"),
+           "message: %s", err.msg);
+    /* a failure that is not out-of-memory is reported as such, with the driver's words */
+    f.fail_other = 1;
+    st = pt_cuda_alloc_get(&a, 100, &r, &rb, &err);
+    CHECKF(st == PT_ERR_BACKEND && strstr(err.msg, "injected driver failure"), "%d: %s", st, err.msg);
+    pt_cuda_alloc_put(&a, q, qb);
+    pt_cuda_alloc_destroy(&a);
+    CHECK(f.outstanding == 0);
+}
+
+/* ---- the convolution plan cache ---- */
+
+static pt_op conv_op(pt_op_kind kind, int n, int c, int h, int w, int k, int r, int s, int stride, int pad)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = kind;
+    op.nt = 3;
+    int p = (h + 2 * pad - r) / stride + 1, q = (w + 2 * pad - s) / stride + 1;
+    op.t[0] = pt_tensor_4d(NULL, 0, n, c, h, w);
+    op.t[1] = pt_tensor_4d(NULL, 0, k, c, r, s);
+    op.t[2] = pt_tensor_4d(NULL, 0, n, k, p, q);
+    op.p.conv.stride = stride;
+    op.p.conv.pad = pad;
+    return op;
+}
+
+static int g_freed;
+static void count_free(void *value, void *user)
+{
+    (void)value;
+    (void)user;
+    g_freed++;
+}
+
+static void plan_cache_keys_every_field_and_mode(void)
+{
+    const pt_op base = conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 16, 3, 3, 1, 1);
+    const pt_conv_key k0 = pt_conv_key_of(&base, 0, 0);
+    pt_conv_key same = pt_conv_key_of(&base, 0, 0);
+    CHECK(pt_conv_key_equal(&k0, &same) && pt_conv_key_hash(&k0) == pt_conv_key_hash(&same));
+    pt_op variants[] = {
+        conv_op(PT_OP_CONV2D_BWD_DATA, 8, 3, 32, 30, 16, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_BWD_FILTER, 8, 3, 32, 30, 16, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 7, 3, 32, 30, 16, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 4, 32, 30, 16, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 3, 30, 32, 16, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 17, 3, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 16, 5, 3, 1, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 16, 3, 3, 2, 1),
+        conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 16, 3, 3, 1, 0),
+    };
+    const int nv = (int)(sizeof variants / sizeof variants[0]);
+    pt_algo_cache c;
+    pt_algo_cache_init(&c);
+    static int values[64];
+    CHECK(pt_algo_cache_find(&c, &k0) == NULL);
+    CHECK(pt_algo_cache_insert(&c, &k0, &values[0]) == 0);
+    CHECK(pt_algo_cache_insert(&c, &k0, &values[1]) == 1); /* never replaced */
+    for (int i = 0; i < nv; i++) {
+        pt_conv_key k = pt_conv_key_of(&variants[i], 0, 0);
+        CHECKF(!pt_conv_key_equal(&k, &k0), "variant %d has the base's key", i);
+        CHECKF(pt_algo_cache_find(&c, &k) == NULL, "variant %d finds the base's plan", i);
+        CHECK(pt_algo_cache_insert(&c, &k, &values[2 + i]) == 0);
+    }
+    /* the numeric mode is part of the key: a deterministic or TF32 device never gets a
+     * plan chosen for another mode */
+    pt_conv_key kd = pt_conv_key_of(&base, 1, 0), kt = pt_conv_key_of(&base, 0, 1);
+    CHECK(!pt_conv_key_equal(&kd, &k0) && !pt_conv_key_equal(&kt, &k0) && !pt_conv_key_equal(&kd, &kt));
+    CHECK(pt_algo_cache_find(&c, &kd) == NULL && pt_algo_cache_find(&c, &kt) == NULL);
+    CHECK(pt_algo_cache_find(&c, &k0) == &values[0]);
+    for (int i = 0; i < nv; i++) {
+        pt_conv_key k = pt_conv_key_of(&variants[i], 0, 0);
+        CHECKF(pt_algo_cache_find(&c, &k) == &values[2 + i], "variant %d", i);
+    }
+    char text[160];
+    pt_conv_key_format(&kd, text, sizeof text);
+    CHECKF(strstr(text, "fwd x=8x3x32x30 w=16x3x3x3 y=32x30 s=1 p=1 deterministic"), "%s", text);
+    g_freed = 0;
+    pt_algo_cache_destroy(&c, count_free, NULL);
+    CHECKF(g_freed == 1 + nv, "%d values freed", g_freed);
+}
+
+static void plan_cache_holds_every_batch_size_of_a_resnet(void)
+{
+    /* the core asks for every batch size 1..capacity: 128 x 3 directions x 20 shapes */
+    pt_algo_cache c;
+    pt_algo_cache_init(&c);
+    static char token;
+    int inserted = 0;
+    for (int n = 1; n <= 128; n++)
+        for (int kind = PT_OP_CONV2D_FWD; kind <= PT_OP_CONV2D_BWD_FILTER; kind++)
+            for (int s = 0; s < 20; s++) {
+                pt_op op = conv_op((pt_op_kind)kind, n, 64 << (s % 4), 56 >> (s % 4), 56 >> (s % 4), 64 << (s % 4),
+                                   s % 2 ? 3 : 1, s % 2 ? 3 : 1, 1 + s / 10, s % 2);
+                pt_conv_key k = pt_conv_key_of(&op, 0, 0);
+                int rc = pt_algo_cache_insert(&c, &k, &token);
+                CHECK(rc == 0 || rc == 1);
+                inserted += rc == 0;
+            }
+    CHECKF((int)c.count == inserted && inserted > 128 * 3 * 4, "%zu entries, %d inserted", c.count, inserted);
+    long misses = 0;
+    for (int n = 1; n <= 128; n++) {
+        pt_op op = conv_op(PT_OP_CONV2D_BWD_DATA, n, 128, 28, 28, 128, 3, 3, 1, 1);
+        pt_conv_key k = pt_conv_key_of(&op, 0, 0);
+        misses += pt_algo_cache_find(&c, &k) != &token;
+    }
+    CHECKF(misses == 0, "%ld lookups missed", misses);
+    pt_algo_cache_destroy(&c, NULL, NULL);
+}
+
+/* ---- finding and loading the module ---- */
+
+static void loader_explains_missing_vendor_libraries(void)
+{
+    char out[1024];
+    pt_cuda_explain_dlerror("libcudnn.so.9: cannot open shared object file: No such file or directory", out,
+                            sizeof out);
+    CHECKF(strstr(out, "cuDNN 9") && strstr(out, "libcudnn.so.9") && strstr(out, "LD_LIBRARY_PATH"), "%s", out);
+    pt_cuda_explain_dlerror("libcublasLt.so.13: cannot open shared object file: No such file or directory", out,
+                            sizeof out);
+    CHECKF(strstr(out, "cuBLAS") && strstr(out, "libcublasLt.so.13"), "%s", out);
+    pt_cuda_explain_dlerror("libcublas.so.13: cannot open shared object file: No such file or directory", out,
+                            sizeof out);
+    CHECKF(strstr(out, "cuBLAS of the CUDA 13 toolkit (libcublas.so.13)"), "%s", out);
+    pt_cuda_explain_dlerror("/x/libpolytrain_cuda.so: undefined symbol: cudnnFoo", out, sizeof out);
+    CHECKF(strstr(out, "undefined symbol: cudnnFoo") && strstr(out, "another version"), "%s", out);
+}
+
+static void loader_searches_env_then_next_to_the_binary(void)
+{
+    char paths[6][4096];
+    const char *old = getenv("PT_CUDA_MODULE");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("PT_CUDA_MODULE", "/opt/x/libpolytrain_cuda.so", 1);
+    int n = pt_cuda_module_candidates(paths, 6);
+    CHECKF(n == 1 && strcmp(paths[0], "/opt/x/libpolytrain_cuda.so") == 0, "%d: %s", n, paths[0]);
+    unsetenv("PT_CUDA_MODULE");
+    n = pt_cuda_module_candidates(paths, 6);
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(len > 0);
+    exe[len > 0 ? len : 0] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) strcpy(slash + 1, "libpolytrain_cuda.so");
+    CHECKF(n >= 2 && strcmp(paths[0], exe) == 0, "%d candidates, first %s", n, paths[0]);
+    int found_build = 0;
+    for (int i = 0; i < n; i++) found_build |= access(paths[i], R_OK) == 0;
+    CHECKF(found_build, "no candidate exists (the build's module should)");
+    if (saved) {
+        setenv("PT_CUDA_MODULE", saved, 1);
+        free(saved);
+    }
+}
+
+/* Runs the polytrain binary with an environment prefix; stdout+stderr into out. */
+static int run_cli(const char *env, const char *args, char *out, size_t cap)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "env %s '%s' %s 2>&1", env, getenv("PT_CLI"), args);
+    FILE *f = popen(cmd, "r");
+    if (!f) return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    out[n] = '\0';
+    while (fread(cmd, 1, sizeof cmd, f) > 0) {
+    }
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int have_cli(void)
+{
+    if (getenv("PT_CLI") && access(getenv("PT_CLI"), X_OK) == 0) return 1;
+    printf("  (skipped: PT_CLI does not name the polytrain binary)\n");
+    return 0;
+}
+
+static void stub_names_a_missing_or_broken_module(void)
+{
+    if (!have_cli()) return;
+    static char out[1 << 16];
+    int rc = run_cli("PT_CUDA_MODULE=/nonexistent/libpolytrain_cuda.so", "devices", out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "cpu: 1 device") &&
+               strstr(out, "cuda: unavailable: backend 'cuda': the cuda module /nonexistent/libpolytrain_cuda.so "
+                           "(PT_CUDA_MODULE) does not exist"),
+           "exit %d: %s", rc, out);
+    rc = run_cli("PT_CUDA_MODULE=/nonexistent/libpolytrain_cuda.so", "bench --backend cuda --steps 1", out,
+                 sizeof out);
+    CHECKF(rc != 0 && strstr(out, "/nonexistent/libpolytrain_cuda.so"), "exit %d: %s", rc, out);
+    /* a file that is not a shared library: the loader's own words come through */
+    char tmp[512];
+    snprintf(tmp, sizeof tmp, "%s/not_a_module.so", getenv("PT_TEST_TMP") ? getenv("PT_TEST_TMP") : "/tmp");
+    char mk[1200];
+    if (snprintf(mk, sizeof mk, "mkdir -p \"$(dirname '%s')\" && echo 'not ELF' > '%s'", tmp, tmp) < 0) return;
+    CHECK(system(mk) == 0);
+    char env[600];
+    if (snprintf(env, sizeof env, "PT_CUDA_MODULE='%s'", tmp) < 0) return;
+    rc = run_cli(env, "devices", out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "cannot load the cuda module") && strstr(out, "not_a_module.so"), "exit %d: %s",
+           rc, out);
+    /* a real shared library without the entry point (the C library's libm): refused */
+    Dl_info info;
+    double (*volatile fn)(double) = cos;
+    if (dladdr((void *)fn, &info) && info.dli_fname && info.dli_fname[0] == '/') {
+        if (snprintf(env, sizeof env, "PT_CUDA_MODULE='%s'", info.dli_fname) < 0) return;
+        rc = run_cli(env, "devices", out, sizeof out);
+        CHECKF(rc == 0 && strstr(out, "has no entry point pt_cuda_module_entry"), "exit %d: %s", rc, out);
+    }
+    unlink(tmp);
+}
+
+static void devices_says_whether_there_is_a_gpu(void)
+{
+    if (!have_cli()) return;
+    static char out[1 << 16];
+    int rc = run_cli("", "devices", out, sizeof out);
+    const char *line = strstr(out, "cuda:");
+    CHECKF(rc == 0 && line, "exit %d: %s", rc, out);
+    if (!line) return;
+    if (strncmp(line, "cuda: unavailable:", 18) == 0) {
+        CHECKF(strstr(line, "driver") || strstr(line, "GPU"), "the reason names neither driver nor GPU: %s", line);
+        printf("  no GPU here: %.*s\n", (int)strcspn(line, "\n"), line);
+    } else {
+        CHECKF(strstr(line, "(gpu)") && strstr(line, "sm_"), "%s", line);
+    }
+    rc = run_cli("", "devices --json", out, sizeof out);
+    CHECKF(rc == 0 && strstr(out, "\"backend\":\"cuda\""), "exit %d: %s", rc, out);
+}
+
+/* ---- with a GPU ---- */
+
+static pt_device *g_dev;
+
+static void gpu_errors_name_device_index_and_sizes(void)
+{
+    pt_device *d = NULL;
+    pt_error err;
+    pt_status st = pt_device_open("cuda", 99, NULL, &d, &err);
+    CHECKF(st == PT_ERR_INVALID && strstr(err.msg, "no device 99"), "%d: %s", st, err.msg);
+    pt_buffer *b = NULL;
+    const size_t huge = (size_t)1 << 50;
+    st = pt_device_alloc(g_dev, huge, &b, &err);
+    CHECKF(st == PT_ERR_NOMEM && b == NULL && strstr(err.msg, "asked for 1125899906842624 bytes") &&
+               strstr(err.msg, "free of"),
+           "%d: %s", st, err.msg);
+    /* the device still works after the failed allocation */
+    st = pt_device_alloc(g_dev, 4096, &b, &err);
+    CHECKF(st == PT_OK, "%s", err.msg);
+    if (b) pt_device_free(g_dev, b);
+}
+
+static void gpu_round_trips_through_the_staging_buffers(void)
+{
+    const size_t n = (size_t)5 << 20; /* 20 MiB: more than both staging halves */
+    float *h = malloc(n * sizeof *h), *back = malloc(n * sizeof *back);
+    pt_buffer *b = NULL;
+    pt_error err;
+    CHECK(h && back);
+    if (!h || !back) return;
+    for (size_t i = 0; i < n; i++) h[i] = (float)(i % 9973) - 17.5f;
+    CHECK(pt_device_alloc(g_dev, (n + 64) * sizeof(float), &b, &err) == PT_OK);
+    if (!b) return;
+    pt_mem at = {b, 64 * sizeof(float)};
+    CHECKF(pt_device_write(g_dev, at, h, n * sizeof(float), &err) == PT_OK, "%s", err.msg);
+    memset(h, 0, n * sizeof *h); /* the caller's memory is free once write returned */
+    memset(back, 0xff, n * sizeof *back);
+    CHECKF(pt_device_read(g_dev, back, at, n * sizeof(float), &err) == PT_OK, "%s", err.msg);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) bad += back[i] != (float)(i % 9973) - 17.5f;
+    CHECKF(bad == 0, "%zu elements differ", bad);
+    pt_mem outside = {b, (n + 1) * sizeof(float)};
+    CHECK(pt_device_write(g_dev, outside, h, 64 * sizeof(float), &err) == PT_ERR_INVALID);
+    pt_device_free(g_dev, b);
+    free(h);
+    free(back);
+}
+
+static void gpu_group_allreduces_and_broadcasts_over_every_device(void)
+{
+    const pt_backend_iface *be = pt_backend_find("cuda");
+    void *ctx = NULL;
+    pt_error err;
+    if (pt_backend_context(be, &ctx, &err) != PT_OK) return;
+    int ndev = be->device_count(ctx);
+    if (ndev > 8) ndev = 8;
+    pt_device *devs[8] = {0};
+    void *dctx[8];
+    pt_buffer *bufs[8] = {0};
+    pt_mem mems[8];
+    const size_t count = 100003;
+    float *h = malloc(count * sizeof *h);
+    if (!h) return;
+    int ok = 1;
+    for (int i = 0; i < ndev && ok; i++) {
+        ok = pt_device_open("cuda", i, NULL, &devs[i], &err) == PT_OK &&
+             pt_device_alloc(devs[i], count * sizeof(float), &bufs[i], &err) == PT_OK;
+        if (!ok) break;
+        for (size_t k = 0; k < count; k++) h[k] = (float)(i + 1) * (float)(k % 7);
+        ok = pt_device_write(devs[i], (pt_mem){bufs[i], 0}, h, count * sizeof(float), &err) == PT_OK;
+        dctx[i] = devs[i]->ctx;
+        mems[i] = (pt_mem){bufs[i], 0};
+    }
+    CHECKF(ok, "%s", err.msg);
+    const pt_world world = pt_world_single();
+    void *group = NULL;
+    pt_status st = ok ? be->group_open(ctx, dctx, ndev, &world, &group, &err) : PT_ERR_BACKEND;
+    if (st != PT_OK && strstr(err.msg, "NCCL")) {
+        printf("  group: %s\n", err.msg); /* NCCL absent: the error must say so, as it does */
+    } else {
+        CHECKF(st == PT_OK, "group_open: %s", err.msg);
+    }
+    if (st == PT_OK) {
+        CHECKF(be->group_allreduce_f32(group, mems, count, &err) == PT_OK, "%s", err.msg);
+        const float total = (float)(ndev * (ndev + 1) / 2);
+        for (int i = 0; i < ndev; i++) {
+            CHECK(pt_device_read(devs[i], h, mems[i], count * sizeof(float), &err) == PT_OK);
+            size_t bad = 0;
+            for (size_t k = 0; k < count; k++) bad += h[k] != total * (float)(k % 7);
+            CHECKF(bad == 0, "device %d: %zu sums wrong", i, bad);
+        }
+        for (size_t k = 0; k < count; k++) h[k] = -(float)k;
+        CHECK(pt_device_write(devs[0], mems[0], h, count * sizeof(float), &err) == PT_OK);
+        CHECKF(be->group_broadcast(group, mems, count * sizeof(float), &err) == PT_OK, "%s", err.msg);
+        for (int i = 0; i < ndev; i++) {
+            CHECK(pt_device_read(devs[i], h, mems[i], count * sizeof(float), &err) == PT_OK);
+            size_t bad = 0;
+            for (size_t k = 0; k < count; k++) bad += h[k] != -(float)k;
+            CHECKF(bad == 0, "device %d: %zu broadcast values wrong", i, bad);
+        }
+        be->group_close(group);
+    }
+    for (int i = 0; i < ndev; i++) {
+        if (bufs[i]) pt_device_free(devs[i], bufs[i]);
+        if (devs[i]) pt_device_close(devs[i]);
+    }
+    free(h);
+}
+
+/* Runs conv2d backward-filter (where cuDNN's fast algorithms use atomics) twice. */
+static void gpu_deterministic_mode_repeats_conv_gradients_bitwise(void)
+{
+    pt_device_options opt = {.deterministic = 1};
+    pt_device *d = NULL;
+    pt_error err;
+    if (pt_device_open("cuda", 0, &opt, &d, &err) != PT_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    const int n = 32, c = 64, hw = 28, k = 64;
+    const size_t xs = (size_t)n * c * hw * hw, ws_ = (size_t)k * c * 9;
+    pt_op op = conv_op(PT_OP_CONV2D_BWD_FILTER, n, c, hw, hw, k, 3, 3, 1, 1);
+    const size_t wsb = d->be->workspace_size(d->ctx, &op);
+    pt_buffer *bx = NULL, *bw = NULL, *by = NULL, *bws = NULL;
+    CHECK(pt_device_alloc(d, xs * 4, &bx, &err) == PT_OK && pt_device_alloc(d, ws_ * 4, &bw, &err) == PT_OK &&
+          pt_device_alloc(d, xs * 4, &by, &err) == PT_OK && pt_device_alloc(d, wsb + 4, &bws, &err) == PT_OK);
+    float *h = malloc(xs * 4), *w1 = malloc(ws_ * 4), *w2 = malloc(ws_ * 4);
+    uint32_t s = 12345;
+    for (size_t i = 0; i < xs; i++) {
+        s = s * 1664525u + 1013904223u;
+        h[i] = (float)(s >> 8) / 16777216.0f - 0.5f;
+    }
+    pt_device_write(d, (pt_mem){bx, 0}, h, xs * 4, &err);
+    for (size_t i = 0; i < xs; i++) h[i] = -h[i] * 0.25f + 0.01f;
+    pt_device_write(d, (pt_mem){by, 0}, h, xs * 4, &err);
+    op.t[0].mem = (pt_mem){bx, 0};
+    op.t[1].mem = (pt_mem){bw, 0};
+    op.t[2].mem = (pt_mem){by, 0};
+    op.workspace = (pt_mem){bws, 0};
+    op.workspace_bytes = wsb;
+    CHECKF(pt_device_run(d, &op, &err) == PT_OK, "%s", err.msg);
+    pt_device_read(d, w1, (pt_mem){bw, 0}, ws_ * 4, &err);
+    CHECKF(pt_device_run(d, &op, &err) == PT_OK, "%s", err.msg);
+    pt_device_read(d, w2, (pt_mem){bw, 0}, ws_ * 4, &err);
+    CHECK(memcmp(w1, w2, ws_ * 4) == 0);
+    free(h);
+    free(w1);
+    free(w2);
+    pt_device_free(d, bx);
+    pt_device_free(d, bw);
+    pt_device_free(d, by);
+    pt_device_free(d, bws);
+    pt_device_close(d);
+}
+
+int main(void)
+{
+    RUN(allocator_rounds_to_granules_and_bounded_waste);
+    RUN(allocator_reuses_freed_blocks_and_counts_bytes);
+    RUN(allocator_releases_cache_and_retries_then_names_sizes);
+    RUN(plan_cache_keys_every_field_and_mode);
+    RUN(plan_cache_holds_every_batch_size_of_a_resnet);
+    RUN(loader_explains_missing_vendor_libraries);
+    RUN(loader_searches_env_then_next_to_the_binary);
+    RUN(stub_names_a_missing_or_broken_module);
+    RUN(devices_says_whether_there_is_a_gpu);
+    pt_error err;
+    if (pt_device_open("cuda", 0, NULL, &g_dev, &err) != PT_OK) {
+        printf("no cuda device (%s): the GPU checks did not run\n", err.msg);
+    } else {
+        printf("cuda device 0: %s\n", g_dev->info.name);
+        RUN(gpu_errors_name_device_index_and_sizes);
+        RUN(gpu_round_trips_through_the_staging_buffers);
+        RUN(gpu_group_allreduces_and_broadcasts_over_every_device);
+        RUN(gpu_deterministic_mode_repeats_conv_gradients_bitwise);
+        pt_device_close(g_dev);
+    }
+    TEST_EXIT();
+}
+#endif
