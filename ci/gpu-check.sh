@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# The GPU check of the cuda backend, for a machine with an NVIDIA GPU, the CUDA 13 toolkit
+# (cuDNN 9, NCCL 2) and PyTorch with CUDA; meant to finish in well under 10 minutes:
+#   1. build polytrain with the cuda backend for this GPU only (-DPT_CUDA_ARCHS=native),
+#      or use an existing build (--build-dir DIR, e.g. one carried from CI; sm_90 is in the
+#      CI build's architecture list);
+#   2. `polytrain devices`, the cuda backend test (tests/test_cuda_backend: errors, staging,
+#      NCCL group, deterministic conv) and the conformance suite, cuda against cpu
+#      (`polytrain selftest --backend cuda --json`);
+#   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
+#      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
+#   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
+#      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch on the same GPU and
+#      batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with TF32 allowed
+#      (PT_CUDA_TF32=1 / torch allow_tf32). PyTorch: tools/bench_torch.py when present,
+#      else ci/gpu_bench_torch.py (same CLI);
+#   5. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
+# Every step has a timeout and runs even when an earlier one failed; exit status 0 only
+# when the build, the cuda test and the conformance suite pass.
+# Options: --build-dir DIR (skip the build), --data DIR, --quick (fewer steps), --no-torch.
+set -u
+cd "$(dirname "$0")/.." || exit 2
+SRC=$(pwd)
+OUTDIR=${OUT:-$SRC/gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+BUILD=""
+DATA=/usr/share/datasets/fashion-mnist
+QUICK=0
+TORCH=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --build-dir) BUILD=$2; shift 2 ;;
+    --data) DATA=$2; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    --no-torch) TORCH=0; shift ;;
+    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+JOBS=$(nproc 2>/dev/null || echo 4)
+T0=$(date +%s)
+STATUS=0
+LOG=$OUTDIR/gpu-check.log
+: >"$LOG"
+
+say() { echo "[gpu-check $(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
+# run NAME TIMEOUT CMD...: output to $OUTDIR/NAME.log, exit code to $OUTDIR/NAME.rc
+run() {
+    local name=$1 limit=$2
+    shift 2
+    say "$name: $*"
+    timeout --kill-after=10 "$limit" "$@" >"$OUTDIR/$name.log" 2>&1
+    local rc=$?
+    echo "$rc" >"$OUTDIR/$name.rc"
+    [ "$rc" -eq 124 ] && say "$name: TIMED OUT after ${limit}s"
+    say "$name: exit $rc"
+    return "$rc"
+}
+# run_json NAME TIMEOUT CMD...: as run, stdout (one JSON document) to $OUTDIR/NAME.json
+run_json() {
+    local name=$1 limit=$2
+    shift 2
+    say "$name: $*"
+    timeout --kill-after=10 "$limit" "$@" >"$OUTDIR/$name.json" 2>"$OUTDIR/$name.log"
+    local rc=$?
+    echo "$rc" >"$OUTDIR/$name.rc"
+    [ "$rc" -eq 124 ] && say "$name: TIMED OUT after ${limit}s"
+    say "$name: exit $rc"
+    return "$rc"
+}
+
+# ---- 0. the machine ----
+{
+    echo "date: $(date -u)"
+    echo "host: $(uname -a)"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
+    command -v nvcc >/dev/null && nvcc --version | tail -2
+    [ -x /usr/local/cuda/bin/nvcc ] && /usr/local/cuda/bin/nvcc --version | tail -2
+    echo "cores: $JOBS"
+} >"$OUTDIR/machine.txt" 2>&1
+cat "$OUTDIR/machine.txt" >>"$LOG"
+
+# A Python with torch and CUDA (PT_GPU_PYTHON, python3, /usr/bin/python3).
+PY=""
+if [ "$TORCH" -eq 1 ]; then
+    for p in ${PT_GPU_PYTHON:-} python3 /usr/bin/python3; do
+        if command -v "$p" >/dev/null 2>&1 &&
+            timeout 60 "$p" -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+            PY=$p
+            break
+        fi
+    done
+    if [ -n "$PY" ]; then
+        "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' \
+            >>"$OUTDIR/machine.txt" 2>&1
+    else
+        say "no Python with torch and a CUDA device found: the PyTorch side is skipped"
+    fi
+fi
+
+# ---- 1. build ----
+if [ -z "$BUILD" ]; then
+    BUILD=$OUTDIR/build
+    CUDA_ROOT=${CUDAToolkit_ROOT:-/usr/local/cuda}
+    if run configure 120 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPT_WERROR=ON -DPT_CUDA=ON \
+        -DPT_CUDA_ARCHS=native -DPT_OPENCL=OFF -DCUDAToolkit_ROOT="$CUDA_ROOT"; then
+        run build 300 cmake --build "$BUILD" -j "$JOBS" --target polytrain-cli polytrain_cuda test_cuda_backend || STATUS=1
+    else
+        STATUS=1
+    fi
+fi
+CLI=$BUILD/polytrain
+if [ ! -x "$CLI" ]; then
+    say "no polytrain binary in $BUILD: stopping (see configure.log / build.log)"
+    STATUS=1
+fi
+
+# ---- 2. devices, the cuda test, conformance ----
+if [ -x "$CLI" ]; then
+    run devices 60 "$CLI" devices
+    if [ -x "$BUILD/tests/test_cuda_backend" ]; then
+        PT_CLI=$CLI PT_TEST_TMP=$OUTDIR/tmp run test_cuda_backend 180 "$BUILD/tests/test_cuda_backend" || STATUS=1
+    fi
+    run_json selftest 240 "$CLI" selftest --backend cuda --json || STATUS=1
+fi
+
+# ---- 3. train a few hundred steps ----
+STEPS=300
+[ "$QUICK" -eq 1 ] && STEPS=100
+if [ -x "$CLI" ]; then
+    if [ -d "$DATA" ]; then
+        run train 240 "$CLI" train --backend cuda --model baseline --data "fashion-mnist:$DATA" --epochs 1 \
+            --limit-train $((STEPS * 64)) --limit-val 2000 --batch-per-device 64 --out "$OUTDIR/train-run" \
+            --log-steps --no-progress
+        echo "fashion-mnist ($DATA), $STEPS steps of 64" >"$OUTDIR/train.what"
+    else
+        run_json train 240 "$CLI" bench --backend cuda --model baseline --input 1x28x28 --classes 10 --batch 64 \
+            --steps "$STEPS" --warmup 5 --json
+        echo "random data (no dataset at $DATA): $STEPS training steps of 64 through 'bench'" >"$OUTDIR/train.what"
+    fi
+fi
+
+# ---- 4. benchmarks ----
+BSTEPS=50
+[ "$QUICK" -eq 1 ] && BSTEPS=20
+TORCH_BENCH=$SRC/tools/bench_torch.py
+[ -f "$TORCH_BENCH" ] || TORCH_BENCH=$SRC/ci/gpu_bench_torch.py
+# name model input(CxHxW) classes batch
+CASES="baseline_b64 baseline 1x28x28 10 64
+resnet18_b128 resnet18 3x64x64 200 128"
+while read -r name model input classes batch; do
+    [ -x "$CLI" ] || break
+    for prec in fp32 tf32; do
+        if [ "$prec" = fp32 ]; then penv="NVIDIA_TF32_OVERRIDE=0 PT_CUDA_TF32=0"; else penv="PT_CUDA_TF32=1"; fi
+        # shellcheck disable=SC2086
+        run_json "pt_${name}_$prec" 240 env $penv "$CLI" bench --backend cuda --model "$model" --input "$input" \
+            --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --json
+        if [ -n "$PY" ]; then
+            tb=$TORCH_BENCH
+            extra=()
+            # tools/bench_torch.py has no precision switch: TF32 runs use ci's twin, which has
+            if [ "$prec" = tf32 ]; then tb=$SRC/ci/gpu_bench_torch.py; extra=(--tf32 1); fi
+            if [ "$prec" = fp32 ] && [ "$tb" = "$SRC/ci/gpu_bench_torch.py" ]; then extra=(--tf32 0); fi
+            # shellcheck disable=SC2086
+            run "torch_${name}_$prec" 240 env $penv "$PY" "$tb" --model "$model" --batch "$batch" \
+                --input "${input//x/,}" --classes "$classes" --threads "$JOBS" --steps "$BSTEPS" --warmup 10 \
+                --device cuda --json "$OUTDIR/torch_${name}_$prec.json" "${extra[@]}"
+        fi
+    done
+done <<<"$CASES"
+
+# ---- 5. the report ----
+python3 - "$OUTDIR" "$STATUS" "${TORCH_BENCH#"$SRC"/}" <<'PYEOF' || say "report: writing failed"
+import json, os, sys
+out, status, torch_bench = sys.argv[1], int(sys.argv[2]), sys.argv[3]  # torch_bench: relative to the tree
+
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+    except Exception:
+        return None
+
+def text(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return f.read()
+    except Exception:
+        return ""
+
+def rc(name):
+    t = text(name + ".rc").strip()
+    return t if t else "not run"
+
+L = ["# polytrain cuda backend: GPU check", ""]
+L += ["## Machine", "", "```", text("machine.txt").strip(), "```", ""]
+L += ["## Build, devices, cuda test", ""]
+L.append(f"- configure: exit {rc('configure')}, build: exit {rc('build')}")
+L.append(f"- test_cuda_backend: exit {rc('test_cuda_backend')}; last line: "
+         f"`{(text('test_cuda_backend.log').strip().splitlines() or [''])[-1]}`")
+tl = text("test_cuda_backend.log")
+if "cuda device 0:" in tl:
+    L.append("- its GPU checks ran on " + tl.split("cuda device 0:", 1)[1].splitlines()[0].strip())
+elif tl:
+    L.append("- its GPU checks did NOT run (no cuda device): only the CPU-side checks passed")
+L += ["", "```", text("devices.log").strip(), "```", ""]
+L += ["## Conformance (cuda vs cpu, `polytrain selftest --backend cuda`)", ""]
+st = load("selftest.json")
+if st:
+    for d in st.get("devices", []):
+        if not d.get("available", False):
+            L.append(f"- {d.get('backend')}[{d.get('index', '-')}]: not available: {d.get('error')}")
+            continue
+        L.append(f"- {d['backend']}[{d['index']}] {d['name']}: {d['cases']} cases, {d['passed']} passed, "
+                 f"{d['failed']} failed; worst error/bound {d['worst_ratio']:.3g} ({d['worst_case']}); "
+                 f"{d['ms']:.0f} ms")
+        for r in d.get("results", []):
+            if not r.get("pass", True):
+                L.append(f"  - FAIL {r.get('name')}: {r.get('detail')}")
+    L.append(f"- overall: {'ok' if st.get('ok') else 'FAILED'} (exit {rc('selftest')})")
+else:
+    L.append(f"- no JSON result (exit {rc('selftest')}); see selftest.log")
+L += ["", "## Training", "", f"- what: {text('train.what').strip()}; exit {rc('train')}"]
+steps = os.path.join(out, "train-run", "steps.jsonl")
+if os.path.exists(steps):
+    rows = [json.loads(l) for l in open(steps) if l.strip()]
+    if rows:
+        k = "loss" if "loss" in rows[0] else None
+        if k:
+            first = sum(r[k] for r in rows[:10]) / min(10, len(rows))
+            last = sum(r[k] for r in rows[-10:]) / min(10, len(rows))
+            L.append(f"- {len(rows)} steps; mean loss of the first 10 {first:.4f}, of the last 10 {last:.4f}")
+tail = text("train.log").strip().splitlines()[-4:]
+L += ["", "```"] + tail + ["```", ""]
+L += ["## Throughput, same GPU, same batch (img/s; training = forward + backward + SGD step)", "",
+      f"PyTorch side: `{torch_bench}` for fp32, "
+      "`ci/gpu_bench_torch.py` for TF32; cudnn.benchmark as that script sets it. fp32 = "
+      "NVIDIA_TF32_OVERRIDE=0 on both sides (no TF32 anywhere); tf32 = TF32 allowed in cuBLAS and "
+      "cuDNN on both sides.", "",
+      "| case | precision | polytrain train | PyTorch train | ratio | polytrain eval | PyTorch eval |",
+      "|---|---|---|---|---|---|---|"]
+for name in ("baseline_b64", "resnet18_b128"):
+    for prec in ("fp32", "tf32"):
+        p, t = load(f"pt_{name}_{prec}.json"), load(f"torch_{name}_{prec}.json")
+        pt = p.get("train_img_per_s") if p else None
+        pe = p.get("eval_img_per_s") if p else None
+        tt = t.get("img_per_s") if t else None
+        te = t.get("eval_img_per_s") if t else None
+        f = lambda v: f"{v:.0f}" if isinstance(v, (int, float)) else "n/a"
+        ratio = f"{pt / tt:.2f}" if pt and tt else "n/a"
+        L.append(f"| {name} | {prec} | {f(pt)} | {f(tt)} | {ratio} | {f(pe)} | {f(te)} |")
+L += ["", f"Overall status: {'PASS' if status == 0 else 'FAIL'} (build, cuda test, conformance)", ""]
+with open(os.path.join(out, "report.md"), "w") as fh:
+    fh.write("\n".join(L))
+print("\n".join(L))
+PYEOF
+say "done in $(($(date +%s) - T0)) s, status $STATUS; report: $OUTDIR/report.md"
+exit "$STATUS"
