@@ -433,7 +433,8 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
     case PT_OP_CONV2D_BWD_FILTER: return cu_op_conv2d(d, op, err);
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_BWD:
-        if (cu_bn_cudnn_applies(op)) return cu_op_bn_cudnn(d, op, err);
+        /* deterministic: the shared kernels, which use no atomics */
+        if (!d->deterministic && cu_bn_cudnn_applies(op)) return cu_op_bn_cudnn(d, op, err);
         return cu_op_channel(d, op, err);
     case PT_OP_BIAS_GRAD: return cu_op_channel(d, op, err);
     default: return cu_op_elementwise(d, op, err);

@@ -32,6 +32,12 @@ typedef struct conv_plan {
     int algo;
     cudnnMathType_t math;
     size_t algo_ws; /* the chosen algorithm's workspace */
+    /* the heuristic's acceptable candidates, best first: the next is tried when cuDNN
+     * refuses one at run time (CUDNN_STATUS_NOT_SUPPORTED) */
+    int cand_algo[CU_CONV_CANDIDATES];
+    cudnnMathType_t cand_math[CU_CONV_CANDIDATES];
+    size_t cand_ws[CU_CONV_CANDIDATES];
+    int ncand, next_cand;
     size_t ws;      /* what workspace_size reports (room for the candidates) */
     int tuned;
     conv_geom g;    /* the fallback's geometry */
@@ -95,8 +101,16 @@ static int acceptable(const cu_device *d, cudnnStatus_t st, cudnnDeterminism_t d
 {
     if (st != CUDNN_STATUS_SUCCESS || mem > d->ws_cap) return 0;
     if (d->deterministic && det != CUDNN_DETERMINISTIC) return 0;
-    if (!d->tf32 && math != CUDNN_FMA_MATH) return 0;
+    /* without TF32 the descriptor is pinned to CUDNN_FMA_MATH (see math_for): an
+     * algorithm listed for tensor-op math only would not honour it */
+    if (!d->tf32 && math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH) return 0;
     return 1;
+}
+
+/* The math type a chosen algorithm runs with: plain fp32 FMA unless TF32 is allowed. */
+static cudnnMathType_t math_for(const cu_device *d, cudnnMathType_t listed)
+{
+    return d->tf32 ? listed : CUDNN_FMA_MATH;
 }
 
 #define CU_MAX_ALGOS 16
@@ -115,11 +129,9 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
             if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
-            if (!found) {
-                p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
-                p->algo_ws = perf[i].memory;
-            }
+            p->cand_algo[found] = (int)perf[i].algo;
+            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
         }
@@ -130,11 +142,9 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
             if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
-            if (!found) {
-                p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
-                p->algo_ws = perf[i].memory;
-            }
+            p->cand_algo[found] = (int)perf[i].algo;
+            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
         }
@@ -145,16 +155,21 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
             if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
-            if (!found) {
-                p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
-                p->algo_ws = perf[i].memory;
-            }
+            p->cand_algo[found] = (int)perf[i].algo;
+            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
         }
     }
     p->ws = (ws + 255) / 256 * 256;
+    p->ncand = found;
+    if (found) {
+        p->algo = p->cand_algo[0];
+        p->math = p->cand_math[0];
+        p->algo_ws = p->cand_ws[0];
+        p->next_cand = 1;
+    }
     return found > 0;
 }
 
@@ -233,7 +248,7 @@ static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err
             if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
+                p->math = math_for(d, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
@@ -246,7 +261,7 @@ static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err
             if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
+                p->math = math_for(d, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
@@ -259,7 +274,7 @@ static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err
             if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = perf[i].mathType;
+                p->math = math_for(d, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
@@ -268,26 +283,45 @@ static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err
     return PT_OK;
 }
 
-static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err)
+static cudnnStatus_t conv_call(cu_device *d, const pt_op *op, const conv_plan *p)
 {
-    if (!p->tuned && !op->accumulate) PT_TRY(tune(d, op, p, err));
     const float one = 1.0f, beta = op->accumulate ? 1.0f : 0.0f;
     void *ws = p->algo_ws ? cu_f32(op->workspace) : NULL;
     void *x = cu_f32(op->t[0].mem), *w = cu_f32(op->t[1].mem), *y = cu_f32(op->t[2].mem);
     if (op->kind == PT_OP_CONV2D_FWD)
-        CUDNN_CHECK(cudnnConvolutionForward(d->cudnn, &one, p->xd, x, p->wd, w, p->cd,
-                                            (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->algo_ws, &beta, p->yd, y),
-                    err);
-    else if (op->kind == PT_OP_CONV2D_BWD_DATA)
-        CUDNN_CHECK(cudnnConvolutionBackwardData(d->cudnn, &one, p->wd, w, p->yd, y, p->cd,
-                                                 (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->algo_ws, &beta,
-                                                 p->xd, x),
-                    err);
-    else
-        CUDNN_CHECK(cudnnConvolutionBackwardFilter(d->cudnn, &one, p->xd, x, p->yd, y, p->cd,
-                                                   (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->algo_ws, &beta,
-                                                   p->wd, w),
-                    err);
+        return cudnnConvolutionForward(d->cudnn, &one, p->xd, x, p->wd, w, p->cd, (cudnnConvolutionFwdAlgo_t)p->algo,
+                                       ws, p->algo_ws, &beta, p->yd, y);
+    if (op->kind == PT_OP_CONV2D_BWD_DATA)
+        return cudnnConvolutionBackwardData(d->cudnn, &one, p->wd, w, p->yd, y, p->cd,
+                                            (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->algo_ws, &beta, p->xd, x);
+    return cudnnConvolutionBackwardFilter(d->cudnn, &one, p->xd, x, p->yd, y, p->cd,
+                                          (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->algo_ws, &beta, p->wd, w);
+}
+
+static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err)
+{
+    if (!p->tuned && !op->accumulate) {
+        /* measuring is an optimisation: if cuDNN cannot, the heuristic's choice stands */
+        pt_error ignore;
+        if (tune(d, op, p, &ignore) != PT_OK) cudnnSetConvolutionMathType(p->cd, p->math);
+    }
+    cudnnStatus_t st = conv_call(d, op, p);
+    /* an algorithm cuDNN listed but refuses for this math type: the next candidate */
+    while (st == CUDNN_STATUS_NOT_SUPPORTED && p->next_cand < p->ncand) {
+        const int c = p->next_cand++;
+        p->algo = p->cand_algo[c];
+        p->math = p->cand_math[c];
+        p->algo_ws = p->cand_ws[c];
+        CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->math), err);
+        st = conv_call(d, op, p);
+    }
+    if (st != CUDNN_STATUS_SUCCESS) {
+        char key[200];
+        pt_conv_key k = pt_conv_key_of(op, d->deterministic, d->tf32);
+        pt_conv_key_format(&k, key, sizeof key);
+        cu_fail_cudnn(err, st, "cudnnConvolution (forward/backward)", __FILE__, __LINE__);
+        return pt_error_wrap(err, "%s, algorithm %d, workspace %zu", key, p->algo, p->algo_ws);
+    }
     return PT_OK;
 }
 
