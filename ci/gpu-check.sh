@@ -78,6 +78,9 @@ run_json() {
     command -v nvcc >/dev/null && nvcc --version | tail -2
     [ -x /usr/local/cuda/bin/nvcc ] && /usr/local/cuda/bin/nvcc --version | tail -2
     echo "cores: $JOBS"
+    for t in cmake gcc python3; do
+        if command -v "$t" >/dev/null; then echo "$t: $("$t" --version 2>&1 | head -1)"; else echo "$t: MISSING"; fi
+    done
 } >"$OUTDIR/machine.txt" 2>&1
 cat "$OUTDIR/machine.txt" >>"$LOG"
 

@@ -112,11 +112,12 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
         return PT_OK;
     }
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
-    /* epsilon only matters when the saved statistics are absent; they are given */
+    /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */
+    const double eps = (double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON ? CUDNN_BN_MIN_EPSILON : (double)op->p.bn.eps;
     CUDNN_CHECK(cudnnBatchNormalizationBackward(d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd,
                                                 cu_f32(t[0].mem), p->xd, cu_f32(t[1].mem), p->xd, cu_f32(t[5].mem),
                                                 p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem),
-                                                CUDNN_BN_MIN_EPSILON, cu_f32(t[3].mem), cu_f32(t[4].mem)),
+                                                eps, cu_f32(t[3].mem), cu_f32(t[4].mem)),
                 err);
     return PT_OK;
 }
