@@ -15,8 +15,9 @@
 #      (PT_CUDA_TF32=1 / torch allow_tf32). PyTorch: tools/bench_torch.py when present,
 #      else ci/gpu_bench_torch.py (same CLI);
 #   5. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
-# Every step has a timeout and runs even when an earlier one failed; exit status 0 only
-# when the build, the cuda test and the conformance suite pass.
+# Every step has a timeout, cut to what is left of PT_GPU_CHECK_BUDGET (540 s) so the whole
+# run and its report fit one 10-minute call, and runs even when an earlier one failed; exit
+# status 0 only when the build, the cuda test and the conformance suite pass.
 # Options: --build-dir DIR (skip the build), --data DIR, --quick (fewer steps), --no-torch.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -34,7 +35,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --no-torch) TORCH=0; shift ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -45,10 +46,24 @@ LOG=$OUTDIR/gpu-check.log
 : >"$LOG"
 
 say() { echo "[gpu-check $(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
+# Every step's timeout is cut to what is left of BUDGET seconds (default 540, to fit a
+# 10-minute call with the report); a step that would get under 20 s is skipped (exit "skipped").
+BUDGET=${PT_GPU_CHECK_BUDGET:-540}
+limit_for() {
+    local want=$1 left=$((BUDGET - ($(date +%s) - T0) - 10))
+    [ "$left" -lt "$want" ] && want=$left
+    echo "$want"
+}
 # run NAME TIMEOUT CMD...: output to $OUTDIR/NAME.log, exit code to $OUTDIR/NAME.rc
 run() {
-    local name=$1 limit=$2
+    local name=$1 limit
+    limit=$(limit_for "$2")
     shift 2
+    if [ "$limit" -lt 20 ]; then
+        say "$name: skipped (time budget of ${BUDGET}s spent)"
+        echo skipped >"$OUTDIR/$name.rc"
+        return 1
+    fi
     say "$name: $*"
     timeout --kill-after=10 "$limit" "$@" >"$OUTDIR/$name.log" 2>&1
     local rc=$?
@@ -59,8 +74,14 @@ run() {
 }
 # run_json NAME TIMEOUT CMD...: as run, stdout (one JSON document) to $OUTDIR/NAME.json
 run_json() {
-    local name=$1 limit=$2
+    local name=$1 limit
+    limit=$(limit_for "$2")
     shift 2
+    if [ "$limit" -lt 20 ]; then
+        say "$name: skipped (time budget of ${BUDGET}s spent)"
+        echo skipped >"$OUTDIR/$name.rc"
+        return 1
+    fi
     say "$name: $*"
     timeout --kill-after=10 "$limit" "$@" >"$OUTDIR/$name.json" 2>"$OUTDIR/$name.log"
     local rc=$?
@@ -172,6 +193,11 @@ while read -r name model input classes batch; do
         fi
     done
 done <<<"$CASES"
+# where the time goes (synchronised after every op, so slower than the runs above)
+if [ -x "$CLI" ]; then
+    run_json pt_resnet18_b128_perop 180 env NVIDIA_TF32_OVERRIDE=0 "$CLI" bench --backend cuda --model resnet18 \
+        --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --json
+fi
 
 # ---- 5. the report ----
 python3 - "$OUTDIR" "$STATUS" "${TORCH_BENCH#"$SRC"/}" <<'PYEOF' || say "report: writing failed"
@@ -253,6 +279,12 @@ for name in ("baseline_b64", "resnet18_b128"):
         f = lambda v: f"{v:.0f}" if isinstance(v, (int, float)) else "n/a"
         ratio = f"{pt / tt:.2f}" if pt and tt else "n/a"
         L.append(f"| {name} | {prec} | {f(pt)} | {f(tt)} | {ratio} | {f(pe)} | {f(te)} |")
+po = load("pt_resnet18_b128_perop.json")
+if po and po.get("per_op"):
+    L += ["", "Per op kind, resnet18 b128 fp32 (synchronised after every op):", "",
+          "| op | ms/step | share | calls/step |", "|---|---|---|---|"]
+    for k, v in po["per_op"].items():
+        L.append(f"| {k} | {v['ms_per_step']:.2f} | {100 * v['share']:.1f}% | {v['calls_per_step']:.0f} |")
 L += ["", f"Overall status: {'PASS' if status == 0 else 'FAIL'} (build, cuda test, conformance)", ""]
 with open(os.path.join(out, "report.md"), "w") as fh:
     fh.write("\n".join(L))
