@@ -3,7 +3,11 @@
  * build includes this header, then philox.h, then every backends/kernels/<name>.cl file in name
  * order into one translation unit (backends/cuda/CMakeLists.txt), as the opencl backend
  * builds them into one program. Kernels are extern "C" so the host finds them by name.
- * FP contraction is off by nvcc's --fmad=false (the dialect's FP_CONTRACT OFF). */
+ * FP contraction is off by nvcc's --fmad=false (the dialect's FP_CONTRACT OFF).
+ * Rules for kernel files, so that both dialects compile them: only the macros and types
+ * below (no OpenCL or CUDA builtin, no vector types, no atomics), 1-D launches, LOCAL_PTR
+ * (not LOCAL) on a pointer parameter to work-group memory, and valid C++ (nvcc compiles
+ * the bodies as CUDA C++: no implicit void* conversions, no `restrict`). */
 #ifndef PT_DIALECT_CUDA_H
 #define PT_DIALECT_CUDA_H
 
