@@ -192,6 +192,7 @@ static pt_status open_parts(cu_device *d, pt_error *err)
             return pt_error_wrap(err, "kernel %s", cu_kernel_name((cu_kernel_id)i));
         }
     }
+    cu_kernel_signatures(d);
     for (int h = 0; h < 2; h++) {
         CU_CHECK(cudaHostAlloc(&d->staging[h], CU_STAGING_BYTES, cudaHostAllocDefault), err);
         CU_CHECK(cudaEventCreateWithFlags(&d->staged[h], cudaEventDisableTiming), err);

@@ -86,6 +86,10 @@ typedef struct cu_device {
     size_t cublas_ws_bytes;
     cudaLibrary_t lib;
     cudaKernel_t k[CU_K_COUNT];
+    /* each kernel's parameter sizes as compiled (cudaFuncGetParamInfo at open; nparams -1:
+     * unknown), so a launch whose arguments do not match fails with both lists */
+    int knparams[CU_K_COUNT];
+    unsigned char ksizes[CU_K_COUNT][32];
     pt_cuda_alloc alloc;
     /* pinned host staging: two halves, each reusable once its event has completed */
     void *staging[2];
@@ -126,6 +130,7 @@ typedef struct cu_launch {
     cu_kernel_id id;
     int n;
     void *argp[CU_MAX_ARGS];
+    unsigned char size[CU_MAX_ARGS]; /* bytes of each argument as passed */
     /* argument storage: every value lives in one 8-byte slot */
     union {
         int32_t i;
@@ -150,6 +155,8 @@ pt_status kl_run(cu_launch *l, size_t items, int block, pt_error *err);
 /* Over `groups` blocks of `block` threads each (the per-channel reductions). */
 pt_status kl_run_groups(cu_launch *l, size_t groups, int block, pt_error *err);
 const char *cu_kernel_name(cu_kernel_id id);
+/* Reads every kernel's parameter sizes (for the launch check). */
+void cu_kernel_signatures(cu_device *d);
 
 /* Device address of a pt_mem. */
 static inline float *cu_f32(pt_mem m)

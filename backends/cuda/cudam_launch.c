@@ -2,6 +2,7 @@
  * nvcc into the embedded fatbin) are found by name at device open and launched with
  * cudaLaunchKernel on the device's stream. Arguments are collected as the opencl backend's
  * are, so an op's code reads as a plain argument list, in the kernel's order and types. */
+#include <stdio.h>
 #include <string.h>
 
 #include "backends/cuda/cudam_internal.h"
@@ -45,20 +46,58 @@ void cu_kernel(cu_launch *l, cu_device *d, cu_kernel_id id)
     l->n = 0;
 }
 
-static void *next(cu_launch *l)
+static void *next(cu_launch *l, size_t size)
 {
     if (l->n >= CU_MAX_ARGS) {
         l->n++; /* reported by kl_run */
         return &l->slot[0];
     }
     l->argp[l->n] = &l->slot[l->n];
+    l->size[l->n] = (unsigned char)size;
     return &l->slot[l->n++];
+}
+
+void cu_kernel_signatures(cu_device *d)
+{
+    for (int k = 0; k < CU_K_COUNT; k++) {
+        int n = 0;
+        size_t off = 0, size = 0;
+        while (n < 32 && cudaFuncGetParamInfo((const void *)d->k[k], (size_t)n, &off, &size) == cudaSuccess) {
+            d->ksizes[k][n] = (unsigned char)size;
+            n++;
+        }
+        cudaGetLastError(); /* the query past the last parameter is expected to fail */
+        d->knparams[k] = n > 0 ? n : -1; /* every kernel has parameters: 0 means no answer */
+    }
+}
+
+/* The host's argument list against the kernel's compiled parameters. */
+static pt_status check_signature(const cu_launch *l, pt_error *err)
+{
+    const int want = l->d->knparams[l->id];
+    if (want < 0) return PT_OK;
+    int same = want == l->n;
+    for (int i = 0; same && i < want; i++) same = l->d->ksizes[l->id][i] == l->size[i];
+    if (same) return PT_OK;
+    char a[160] = "", b[160] = "";
+    for (int i = 0; i < want && i < 32; i++) {
+        size_t u = strlen(a);
+        snprintf(a + u, sizeof a - u, "%s%d", i ? "," : "", l->d->ksizes[l->id][i]);
+    }
+    for (int i = 0; i < l->n && i < CU_MAX_ARGS; i++) {
+        size_t u = strlen(b);
+        snprintf(b + u, sizeof b - u, "%s%d", i ? "," : "", l->size[i]);
+    }
+    return pt_fail(err, PT_ERR_BACKEND,
+                   "cuda: kernel %s takes %d parameters of sizes [%s], the host passes %d of sizes [%s] "
+                   "(backends/cuda out of step with backends/kernels)",
+                   cu_kernel_name(l->id), want, a, l->n, b);
 }
 
 void kl_mem(cu_launch *l, pt_mem m)
 {
-    *(void **)next(l) = m.buf->ptr;
-    *(int64_t *)next(l) = (int64_t)(m.off / 4); /* run() checked 4-byte alignment */
+    *(void **)next(l, sizeof(void *)) = m.buf->ptr;
+    *(int64_t *)next(l, 8) = (int64_t)(m.off / 4); /* run() checked 4-byte alignment */
 }
 
 void kl_tensor(cu_launch *l, const pt_tensor *t)
@@ -68,27 +107,27 @@ void kl_tensor(cu_launch *l, const pt_tensor *t)
 
 void kl_int(cu_launch *l, int v)
 {
-    *(int32_t *)next(l) = v;
+    *(int32_t *)next(l, 4) = v;
 }
 
 void kl_float(cu_launch *l, float v)
 {
-    *(float *)next(l) = v;
+    *(float *)next(l, 4) = v;
 }
 
 void kl_long(cu_launch *l, int64_t v)
 {
-    *(int64_t *)next(l) = v;
+    *(int64_t *)next(l, 8) = v;
 }
 
 void kl_ulong(cu_launch *l, uint64_t v)
 {
-    *(uint64_t *)next(l) = v;
+    *(uint64_t *)next(l, 8) = v;
 }
 
 void kl_uint(cu_launch *l, uint32_t v)
 {
-    *(uint32_t *)next(l) = v;
+    *(uint32_t *)next(l, 4) = v;
 }
 
 static pt_status launch(cu_launch *l, size_t blocks, int block, pt_error *err)
@@ -96,6 +135,7 @@ static pt_status launch(cu_launch *l, size_t blocks, int block, pt_error *err)
     if (l->n > CU_MAX_ARGS)
         return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s given %d arguments, at most %d", cu_kernel_name(l->id),
                        l->n, CU_MAX_ARGS);
+    PT_TRY(check_signature(l, err));
     if (blocks == 0) return PT_OK;
     if (blocks > 0x7fffffffu)
         return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s needs %zu blocks", cu_kernel_name(l->id), blocks);
