@@ -2,8 +2,10 @@
 # The GPU check of the cuda backend, for a machine with an NVIDIA GPU, the CUDA 13 toolkit
 # (cuDNN 9, NCCL 2) and PyTorch with CUDA; meant to finish in well under 10 minutes:
 #   1. build polytrain with the cuda backend for this GPU only (-DPT_CUDA_ARCHS=native),
-#      or use an existing build (--build-dir DIR, e.g. one carried from CI; sm_90 is in the
-#      CI build's architecture list);
+#      or use an existing build (--build-dir DIR), or a bundle made by ci/gpu-bundle.sh on a
+#      machine without a GPU (--bundle DIR: build, libraries, a Fashion-MNIST subset; used
+#      also when the build here fails and ./.gpu-bundle exists). cuDNN, cuBLAS and NCCL are
+#      looked for in /usr/local/cuda and in Python's nvidia-* wheels (PyTorch's);
 #   2. `polytrain devices`, the cuda backend test (tests/test_cuda_backend: errors, staging,
 #      NCCL group, deterministic conv) and the conformance suite, cuda against cpu
 #      (`polytrain selftest --backend cuda --json`);
@@ -18,7 +20,8 @@
 # Every step has a timeout, cut to what is left of PT_GPU_CHECK_BUDGET (540 s) so the whole
 # run and its report fit one 10-minute call, and runs even when an earlier one failed; exit
 # status 0 only when the build, the cuda test and the conformance suite pass.
-# Options: --build-dir DIR (skip the build), --data DIR, --quick (fewer steps), --no-torch.
+# Options: --build-dir DIR (skip the build), --bundle DIR, --data DIR, --quick (fewer steps),
+# --no-torch.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
@@ -26,12 +29,14 @@ OUTDIR=${OUT:-$SRC/gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 BUILD=""
+BUNDLE=""
 DATA=/usr/share/datasets/fashion-mnist
 QUICK=0
 TORCH=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
+    --bundle) BUNDLE=$2; shift 2 ;;
     --data) DATA=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --no-torch) TORCH=0; shift ;;
@@ -123,15 +128,63 @@ if [ "$TORCH" -eq 1 ]; then
     fi
 fi
 
+# The vendor libraries (cuDNN 9, NCCL 2, cuBLAS 13) and headers: the toolkit's folders, then
+# the nvidia-* wheels of any Python here (PyTorch brings cuDNN and NCCL that way).
+VENDOR_DIRS=$( { for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/lib/x86_64-linux-gnu; do echo "$d"; done
+    for p in ${PY:-} python3 /usr/bin/python3; do
+        command -v "$p" >/dev/null 2>&1 || continue
+        timeout 30 "$p" -c 'import os, nvidia
+for base in nvidia.__path__:
+    for q in sorted(os.listdir(base)):
+        print(os.path.join(base, q, "lib"))' 2>/dev/null
+    done; } | awk '!seen[$0]++')
+LIBDIRS=""
+for lib in libcudnn.so.9 libnccl.so.2 libcublas.so.13 libcublasLt.so.13; do
+    for d in $VENDOR_DIRS; do
+        if [ -e "$d/$lib" ]; then
+            case ":$LIBDIRS:" in *":$d:"*) ;; *) LIBDIRS=${LIBDIRS:+$LIBDIRS:}$d ;; esac
+            echo "$lib: $d" >>"$OUTDIR/machine.txt"
+            break
+        fi
+    done
+done
+export LD_LIBRARY_PATH=${LIBDIRS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# CMake hints where cuDNN/NCCL are not in the toolkit's folders (wheels: lib/ beside include/)
+CMAKE_HINTS=()
+for d in ${LIBDIRS//:/ }; do
+    inc=${d%/lib*}/include
+    if [ -e "$d/libcudnn.so.9" ] && [ -f "$inc/cudnn.h" ] && [ ! -f /usr/local/cuda/include/cudnn.h ]; then
+        CMAKE_HINTS+=("-DPT_CUDNN_INCLUDE_DIR=$inc" "-DPT_CUDNN_LIBRARY=$d/libcudnn.so.9")
+    fi
+    if [ -e "$d/libnccl.so.2" ] && [ -f "$inc/nccl.h" ] && [ ! -f /usr/local/cuda/include/nccl.h ]; then
+        CMAKE_HINTS+=("-DPT_NCCL_INCLUDE_DIR=$inc")
+    fi
+done
+
 # ---- 1. build ----
+if [ -n "$BUNDLE" ]; then
+    BUNDLE=$(cd "$BUNDLE" && pwd)
+    BUILD=$BUNDLE/build
+    [ -d "$BUNDLE/fashion-mnist" ] && DATA=$BUNDLE/fashion-mnist
+    export LD_LIBRARY_PATH=$BUNDLE/lib:$LD_LIBRARY_PATH
+    say "using the bundle $BUNDLE ($(head -1 "$BUNDLE/README" 2>/dev/null))"
+fi
 if [ -z "$BUILD" ]; then
     BUILD=$OUTDIR/build
     CUDA_ROOT=${CUDAToolkit_ROOT:-/usr/local/cuda}
     if run configure 120 cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DPT_WERROR=ON -DPT_CUDA=ON \
-        -DPT_CUDA_ARCHS=native -DPT_OPENCL=OFF -DCUDAToolkit_ROOT="$CUDA_ROOT"; then
+        -DPT_CUDA_ARCHS=native -DPT_OPENCL=OFF -DCUDAToolkit_ROOT="$CUDA_ROOT" "${CMAKE_HINTS[@]}"; then
         run build 300 cmake --build "$BUILD" -j "$JOBS" --target polytrain-cli polytrain_cuda test_cuda_backend || STATUS=1
     else
         STATUS=1
+    fi
+    if [ ! -x "$BUILD/polytrain" ] && [ -d "$SRC/.gpu-bundle/build" ]; then
+        say "the build here failed: using the bundle $SRC/.gpu-bundle instead"
+        BUNDLE=$SRC/.gpu-bundle
+        BUILD=$BUNDLE/build
+        [ -d "$BUNDLE/fashion-mnist" ] && DATA=$BUNDLE/fashion-mnist
+        export LD_LIBRARY_PATH=$BUNDLE/lib:$LD_LIBRARY_PATH
+        STATUS=0
     fi
 fi
 CLI=$BUILD/polytrain
@@ -157,7 +210,8 @@ if [ -x "$CLI" ]; then
         run train 240 "$CLI" train --backend cuda --model baseline --data "fashion-mnist:$DATA" --epochs 1 \
             --limit-train $((STEPS * 64)) --limit-val 2000 --batch-per-device 64 --out "$OUTDIR/train-run" \
             --log-steps --no-progress
-        echo "fashion-mnist ($DATA), $STEPS steps of 64" >"$OUTDIR/train.what"
+        echo "fashion-mnist ($DATA), $STEPS steps of 64 (one epoch of the first $((STEPS * 64)) images)" \
+            >"$OUTDIR/train.what"
     else
         run_json train 240 "$CLI" bench --backend cuda --model baseline --input 1x28x28 --classes 10 --batch 64 \
             --steps "$STEPS" --warmup 5 --json
