@@ -43,6 +43,7 @@ typedef enum cu_kernel_id {
     CU_K_GAP_FWD,
     CU_K_GAP_BWD,
     CU_K_XENT,
+    CU_K_XENT_MIX, /* ops_mixup.cl */
     CU_K_SGD,
     CU_K_ADAM,
     CU_K_IM2COL,

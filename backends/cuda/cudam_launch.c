@@ -26,6 +26,7 @@ static const char *const kernel_names[CU_K_COUNT] = {
     [CU_K_GAP_FWD] = "pt_gap_fwd",
     [CU_K_GAP_BWD] = "pt_gap_bwd",
     [CU_K_XENT] = "pt_xent",
+    [CU_K_XENT_MIX] = "pt_xent_mix",
     [CU_K_SGD] = "pt_sgd",
     [CU_K_ADAM] = "pt_adam",
     [CU_K_IM2COL] = "pt_im2col",

@@ -172,10 +172,14 @@ pt_status cu_op_elementwise(cu_device *d, const pt_op *op, pt_error *err)
         global = (size_t)numel(&t[2]);
         break;
     case PT_OP_XENT: {
-        const int has_grad = t[3].ndim > 0;
-        cu_kernel(&l, d, CU_K_XENT);
+        const int has_grad = t[3].ndim > 0, mixed = op->nt == 6;
+        cu_kernel(&l, d, mixed ? CU_K_XENT_MIX : CU_K_XENT);
         kl_tensor(&l, &t[0]);
         kl_tensor(&l, &t[1]);
+        if (mixed) {
+            kl_tensor(&l, &t[4]);
+            kl_tensor(&l, &t[5]);
+        }
         kl_tensor(&l, &t[2]);
         /* without a gradient, any valid buffer stands in for the unused argument */
         kl_mem(&l, has_grad ? t[3].mem : t[2].mem);
