@@ -25,8 +25,16 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
-OUTDIR=${OUT:-$SRC/gpu-check-$(date -u +%Y%m%dT%H%M%SZ)}
-mkdir -p "$OUTDIR"
+# Work happens in OUTDIR. With $OUT set (the device tool brings back only a few files from
+# it) OUTDIR is a scratch folder and $OUT receives report.md, gpu-check.log, selftest.json and
+# gpu-check-files.tar.gz (every log and JSON, no build, no checkpoints) at the end.
+if [ -n "${OUT:-}" ]; then
+    mkdir -p "$OUT"
+    OUTDIR=$(mktemp -d /tmp/gpu-check.XXXXXX)
+else
+    OUTDIR=$SRC/gpu-check-$(date -u +%Y%m%dT%H%M%SZ)
+    mkdir -p "$OUTDIR"
+fi
 OUTDIR=$(cd "$OUTDIR" && pwd)
 BUILD=""
 BUNDLE=""
@@ -187,6 +195,15 @@ if [ -z "$BUILD" ]; then
         STATUS=0
     fi
 fi
+# The cpu backend (the conformance reference) dlopen()s OpenBLAS: a bundle's copy when the
+# machine has none
+if [ -z "$BUNDLE" ] && [ -f "$SRC/.gpu-bundle/lib/libopenblas.so.0" ] && ! ldconfig -p 2>/dev/null | grep -q libopenblas.so.0; then
+    mkdir -p "$OUTDIR/blas"
+    cp "$SRC/.gpu-bundle/lib/libopenblas.so.0" "$SRC/.gpu-bundle/lib/libgfortran.so.5" \
+        "$SRC/.gpu-bundle/lib/libquadmath.so.0" "$OUTDIR/blas/" 2>/dev/null
+    export LD_LIBRARY_PATH=$OUTDIR/blas:$LD_LIBRARY_PATH
+    say "no OpenBLAS on this machine: using the bundle's"
+fi
 CLI=$BUILD/polytrain
 if [ ! -x "$CLI" ]; then
     say "no polytrain binary in $BUILD: stopping (see configure.log / build.log)"
@@ -345,4 +362,10 @@ with open(os.path.join(out, "report.md"), "w") as fh:
 print("\n".join(L))
 PYEOF
 say "done in $(($(date +%s) - T0)) s, status $STATUS; report: $OUTDIR/report.md"
+if [ -n "${OUT:-}" ]; then
+    for f in report.md gpu-check.log selftest.json; do [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$OUT/"; done
+    tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./tmp --exclude='*.safetensors' . ||
+        say "tar of the logs failed"
+    echo "gpu-check: copied report.md, gpu-check.log, selftest.json, gpu-check-files.tar.gz to $OUT"
+fi
 exit "$STATUS"
