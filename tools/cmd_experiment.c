@@ -27,7 +27,7 @@
 
 typedef struct xp_args {
     const char *suite, *out, *data, *backend, *devices, *runs;
-    int epochs, batch, threads, no_plots, list, retry_failed;
+    int epochs, batch, threads, no_plots, list, retry_failed, stop_after;
     int64_t limit_train, limit_val;
     uint64_t seed;
 } xp_args;
@@ -722,8 +722,9 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
     read_result(rundir, a->epochs, &st);
     char opts[1024];
     run_options_text(p->suite, r, opts, sizeof opts);
-    if (st.state == 1) {
-        printf("experiment %s: run %d/%d '%s' already finished, skipped\n", p->suite->name, i + 1, p->n, r->name);
+    if (st.state == 1 || (a->stop_after > 0 && st.state == 3 && st.epochs >= a->stop_after)) {
+        printf("experiment %s: run %d/%d '%s' already %s, skipped\n", p->suite->name, i + 1, p->n, r->name,
+               st.state == 1 ? "finished" : "at --stop-after-epoch");
         return 0;
     }
     snprintf(path, sizeof path, "%s/failed.json", rundir);
@@ -758,6 +759,11 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
     if (a->threads) {
         snprintf(threads, sizeof threads, "%d", a->threads);
         v[n++] = "--threads", v[n++] = threads;
+    }
+    char stop[32];
+    if (a->stop_after > 0) {
+        snprintf(stop, sizeof stop, "%d", a->stop_after);
+        v[n++] = "--stop-after-epoch", v[n++] = stop;
     }
     v[n] = NULL;
     pt_error outcome;
@@ -807,6 +813,7 @@ int cmd_experiment(int argc, char **argv)
         {"seed", ARG_U64, &a.seed, "N", "seed of every run (default 1)", 0, 0, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"runs", ARG_STRING, &a.runs, "LIST", "only these runs of the suite, comma separated", 0, 0, NULL},
+        {"stop-after-epoch", ARG_INT, &a.stop_after, "N", "stop every run once epoch N is saved (the same command without it continues)", 0, 1000000, NULL},
         {"retry-failed", ARG_FLAG, &a.retry_failed, NULL, "run again the runs that failed (diverged, did not fit)", 0, 0, NULL},
         {"no-plots", ARG_FLAG, &a.no_plots, NULL, "tables only (no gnuplot needed)", 0, 0, NULL},
         {"list", ARG_FLAG, &a.list, NULL, "show the suites, their runs, and the presets", 0, 0, NULL},
