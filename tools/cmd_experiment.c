@@ -570,7 +570,7 @@ static void plot_panel(FILE *g, const char *title, const char *ylabel, const xp_
 }
 
 /* Writes DIR/plots/plot.gp and runs gnuplot on it: loss.png and accuracy.png. */
-static int make_plots(const char *dir, const xp_plan *p, pt_error *err)
+static int make_plots(const char *dir, const xp_plan *p, int epochs, pt_error *err)
 {
     char plots[4200], path[4300];
     snprintf(plots, sizeof plots, "%s/plots", dir);
@@ -590,8 +590,11 @@ static int make_plots(const char *dir, const xp_plan *p, pt_error *err)
         return -1;
     }
     fprintf(g, "# gnuplot script written by polytrain experiment; 'cd %s && gnuplot plot.gp' redraws.\n", plots);
+    /* a little room right of the last epoch, so its points are not cut in half by the border */
     fprintf(g, "set terminal pngcairo size 1500,600 noenhanced font \"sans,11\"\nset grid\n"
-               "set key outside right top vertical\nset xlabel \"epoch\"\nset xrange [0:*]\n");
+               "set key outside right top vertical\nset xlabel \"epoch\"\nset xrange [0:%g]\n",
+            epochs * 1.04 + 0.06);
+    if (epochs <= 20) fprintf(g, "set xtics 1\n");
     fprintf(g, "set output \"loss.png\"\nset multiplot layout 1,2 title \"%s: loss\"\n", p->suite->name);
     plot_panel(g, "training loss (per step, moving average)", "loss", p, have, steps, "steps", 2, 0);
     plot_panel(g, "validation loss (per epoch)", "loss", p, have, NULL, "epochs", 3, 1);
@@ -925,7 +928,7 @@ int cmd_experiment(int argc, char **argv)
     }
     int plotted = 0;
     if (!a.no_plots) {
-        plotted = make_plots(a.out, &plan, &err);
+        plotted = make_plots(a.out, &plan, a.epochs, &err);
         if (plotted < 0) {
             cli_error("experiment: plots: %s", err.msg);
             if (!code) code = 1;
