@@ -397,10 +397,11 @@ static pt_status write_tables(const char *dir, const xp_args *a, const xp_plan *
         }
     pt_strbuf_printf(&md, "# Experiment '%s'\n\n%s.\n\n", p->suite->name, p->suite->summary);
     pt_strbuf_printf(&md,
-                     "polytrain %s, %s. Data `%s`, %d epoch%s, limit-train %lld%s, batch %d per device, "
-                     "seed %llu, backend %s%s%s.\n\n",
+                     "polytrain %s, %s. Data `%s`, %d epoch%s, limit-train %lld%s, limit-val %lld%s, batch %d "
+                     "per device, seed %llu, backend %s%s%s.\n\n",
                      PT_VERSION, stamp, a->data, a->epochs, a->epochs == 1 ? "" : "s", (long long)a->limit_train,
-                     a->limit_train ? "" : " (all)", a->batch, (unsigned long long)a->seed, a->backend,
+                     a->limit_train ? "" : " (all)", (long long)a->limit_val, a->limit_val ? "" : " (all)", a->batch,
+                     (unsigned long long)a->seed, a->backend,
                      a->devices ? " devices " : "", a->devices ? a->devices : "");
     if (device[0]) pt_strbuf_printf(&md, "Device: %s.\n\n", device);
     pt_strbuf_printf(&md,
