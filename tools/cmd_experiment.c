@@ -554,10 +554,13 @@ static int write_plot_data(const char *plots, const char *rundir, const char *na
     return 0;
 }
 
+/* logy: losses span decades (an early epoch of a deep net can be 1e4 while others are
+ * 0.3), which a linear axis would flatten to a line at zero. */
 static void plot_panel(FILE *g, const char *title, const char *ylabel, const xp_plan *p, const int *have,
-                       const int *steps, const char *suffix, int col, int with_points)
+                       const int *steps, const char *suffix, int col, int with_points, int logy)
 {
-    fprintf(g, "set title \"%s\"\nset ylabel \"%s\"\nplot ", title, ylabel);
+    fprintf(g, "%s\nset title \"%s\"\nset ylabel \"%s\"\nplot ", logy ? "set logscale y" : "unset logscale y",
+            title, ylabel);
     int first = 1;
     for (int i = 0; i < p->n; i++) {
         if (!have[i] || (steps && !steps[i])) continue;
@@ -590,19 +593,21 @@ static int make_plots(const char *dir, const xp_plan *p, int epochs, pt_error *e
         pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
         return -1;
     }
-    fprintf(g, "# gnuplot script written by polytrain experiment; 'cd %s && gnuplot plot.gp' redraws.\n", plots);
+    fprintf(g, "# gnuplot script written by polytrain experiment (suite %s); run 'gnuplot plot.gp' in this\n"
+               "# folder to redraw loss.png and accuracy.png from the .dat files beside it.\n",
+            p->suite->name);
     /* a little room right of the last epoch, so its points are not cut in half by the border */
     fprintf(g, "set terminal pngcairo size 1500,600 noenhanced font \"sans,11\"\nset grid\n"
                "set key outside right top vertical\nset xlabel \"epoch\"\nset xrange [0:%g]\n",
             epochs * 1.04 + 0.06);
     if (epochs <= 20) fprintf(g, "set xtics 1\n");
     fprintf(g, "set output \"loss.png\"\nset multiplot layout 1,2 title \"%s: loss\"\n", p->suite->name);
-    plot_panel(g, "training loss (per step, moving average)", "loss", p, have, steps, "steps", 2, 0);
-    plot_panel(g, "validation loss (per epoch)", "loss", p, have, NULL, "epochs", 3, 1);
+    plot_panel(g, "training loss (per step, moving average; log scale)", "loss", p, have, steps, "steps", 2, 0, 1);
+    plot_panel(g, "validation loss (per epoch; log scale)", "loss", p, have, NULL, "epochs", 3, 1, 1);
     fprintf(g, "unset multiplot\n");
     fprintf(g, "set output \"accuracy.png\"\nset multiplot layout 1,2 title \"%s: accuracy\"\n", p->suite->name);
-    plot_panel(g, "training accuracy (per epoch)", "top-1 %", p, have, NULL, "epochs", 4, 1);
-    plot_panel(g, "validation top-1 accuracy (per epoch)", "top-1 %", p, have, NULL, "epochs", 5, 1);
+    plot_panel(g, "training accuracy (per epoch)", "top-1 %", p, have, NULL, "epochs", 4, 1, 0);
+    plot_panel(g, "validation top-1 accuracy (per epoch)", "top-1 %", p, have, NULL, "epochs", 5, 1, 0);
     fprintf(g, "unset multiplot\nunset output\n");
     if (fclose(g) != 0) {
         pt_fail(err, PT_ERR_IO, "cannot write '%s'", path);
