@@ -19,6 +19,8 @@ PACKAGES=(
     dataset-fashion-mnist
     # tests: the PyTorch reference models and the end-to-end tests
     python3 python3-numpy python3-torch
+    # polytrain experiment: loss and accuracy plots (PNG through gnuplot's pngcairo terminal)
+    gnuplot-nox
     # scripts and tests: timeout, truncate, gzip, mktemp
     coreutils gzip
 )

@@ -177,6 +177,10 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
     PT_TRY(meta_printf(w, "betas", err, "%.9g,%.9g", (double)o->beta1, (double)o->beta2));
     PT_TRY(meta_printf(w, "eps", err, "%.9g", (double)o->eps));
     PT_TRY(meta_printf(w, "weight_decay", err, "%.9g", (double)o->weight_decay));
+    if (o->kind == PT_OPTIM_RMSPROP) {
+        PT_TRY(meta_printf(w, "alpha", err, "%.9g", (double)o->alpha));
+        PT_TRY(meta_printf(w, "centered", err, "%d", o->centered));
+    }
     PT_TRY(meta_printf(w, "no_decay_bn_bias", err, "%d", o->no_decay_bn_bias));
     PT_TRY(meta_printf(w, "optimizer_started", err, "%d", pt_replica_optimizer_started(r)));
     PT_TRY(meta_printf(w, "epoch", err, "%lld", (long long)pr->epoch));

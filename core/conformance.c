@@ -483,6 +483,31 @@ static void add_optim(conf_table *t)
         push(t, &c, "n=%lld %s wd=%g step=%lld.. steps=3", (long long)n, ad[i].decoupled ? "adamw" : "adam",
              (double)ad[i].wd, (long long)ad[i].step0);
     }
+    /* RMSprop: plain, with L2 and momentum, centered, and both on state already running.
+     * Unused state (momentum 0, not centered) is poisoned and not compared: reading it
+     * would turn the parameter into NaN. */
+    static const struct { float wd, mom; int centered, fresh; } rp[] = {
+        {0, 0, 0, 1}, {5e-4f, 0.9f, 0, 1}, {0, 0, 1, 1}, {1e-2f, 0.9f, 1, 0}, {0, 0.5f, 0, 0}};
+    for (size_t i = 0; i < sizeof rp / sizeof rp[0]; i++) {
+        conf_case c = new_case(PT_OP_RMSPROP, 5);
+        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
+        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+        in(&c, 1, "grad", 1, n, 1, 1, 1);
+        conf_operand *sq = out(&c, 2, "square_avg", B_ELEM, 1, 1, n, 1, 1, 1);
+        conf_operand *b = out(&c, 3, "momentum_buffer", B_ELEM, rp[i].mom != 0, 1, n, 1, 1, 1);
+        conf_operand *a = out(&c, 4, "grad_avg", B_ELEM, rp[i].centered, 1, n, 1, 1, 1);
+        /* running state keeps square_avg >= grad_avg^2, as RMSprop's own updates do */
+        if (rp[i].fresh) sq->lo = sq->hi = b->lo = b->hi = a->lo = a->hi = 0.0f;
+        else sq->lo = 1e-4f, sq->hi = 2e-4f, b->lo = -0.1f, b->hi = 0.1f, a->lo = -5e-3f, a->hi = 5e-3f;
+        if (rp[i].mom == 0) b->check = C_NONE;
+        if (!rp[i].centered) a->check = C_NONE;
+        c.op.p.rmsprop.lr = 1e-2f, c.op.p.rmsprop.alpha = 0.99f, c.op.p.rmsprop.eps = 1e-8f;
+        c.op.p.rmsprop.weight_decay = rp[i].wd, c.op.p.rmsprop.momentum = rp[i].mom;
+        c.op.p.rmsprop.centered = rp[i].centered;
+        c.steps = 3;
+        push(t, &c, "n=%lld wd=%g momentum=%g centered=%d %s state steps=3", (long long)n, (double)rp[i].wd,
+             (double)rp[i].mom, rp[i].centered, rp[i].fresh ? "fresh" : "running");
+    }
 }
 
 static pt_status build_table(conf_table *t, pt_error *err)

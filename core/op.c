@@ -31,6 +31,7 @@ const char *pt_op_name(pt_op_kind kind)
         [PT_OP_XENT] = "xent",
         [PT_OP_SGD] = "sgd",
         [PT_OP_ADAM] = "adam",
+        [PT_OP_RMSPROP] = "rmsprop",
     };
     if ((int)kind < 0 || kind >= PT_OP_KIND_COUNT || !names[kind]) return "unknown";
     return names[kind];
@@ -61,12 +62,15 @@ static const char *const operand_types[PT_OP_KIND_COUNT] = {
     [PT_OP_XENT] = "fifgif", /* the last two (mixup targets) are optional: 4 or 6 operands */
     [PT_OP_SGD] = "fff",
     [PT_OP_ADAM] = "ffff",
+    [PT_OP_RMSPROP] = "fffff",
 };
 
 int pt_op_operand_absent(const pt_op *op, int i)
 {
     return (op->kind == PT_OP_XENT && i == 3 && op->t[3].ndim == 0) ||
-           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f);
+           (op->kind == PT_OP_SGD && i == 2 && op->p.sgd.momentum == 0.0f) ||
+           (op->kind == PT_OP_RMSPROP && i == 3 && op->p.rmsprop.momentum == 0.0f) ||
+           (op->kind == PT_OP_RMSPROP && i == 4 && !op->p.rmsprop.centered);
 }
 
 pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
@@ -98,6 +102,13 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_t
                                (long long)t->dim[k]);
         if (pt_tensor_numel(t) > INT_MAX)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d has more than 2^31 elements", backend, name, i);
+        if (op->kind == PT_OP_RMSPROP && pt_tensor_numel(t) != pt_tensor_numel(&op->t[0]))
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d has %lld elements, the parameter %lld", backend,
+                           name, i, (long long)pt_tensor_numel(t), (long long)pt_tensor_numel(&op->t[0]));
     }
+    if (check_shapes && op->kind == PT_OP_RMSPROP &&
+        !(op->p.rmsprop.alpha >= 0.0f && op->p.rmsprop.alpha < 1.0f && op->p.rmsprop.eps > 0.0f))
+        return pt_fail(err, PT_ERR_INVALID, "%s %s: alpha %g must be in [0, 1) and eps %g positive", backend, name,
+                       (double)op->p.rmsprop.alpha, (double)op->p.rmsprop.eps);
     return PT_OK;
 }

@@ -92,6 +92,16 @@ typedef enum pt_op_kind {
      * m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g*g; mhat = m/(1-b1^step); vhat = v/(1-b2^step);
      * param -= lr*mhat/(sqrt(vhat) + eps). */
     PT_OP_ADAM,
+    /* Fused RMSprop over a flat range, PyTorch semantics (torch.optim.RMSprop).
+     * t0 = param, t1 = grad, t2 = square_avg, t3 = momentum_buffer (not used, and may be
+     * any tensor, when momentum is 0), t4 = grad_avg (not used unless centered); all used
+     * operands have the same numel. g = grad + weight_decay*param;
+     * square_avg = alpha*square_avg + (1-alpha)*g*g;
+     * centered: grad_avg = alpha*grad_avg + (1-alpha)*g, avg = sqrt(square_avg - grad_avg^2) + eps;
+     * else avg = sqrt(square_avg) + eps;
+     * momentum != 0: buf = momentum*buf + g/avg, param -= lr*buf; else param -= lr*g/avg.
+     * State starts at zero (no first-step special case). */
+    PT_OP_RMSPROP,
     PT_OP_KIND_COUNT
 } pt_op_kind;
 
@@ -115,6 +125,7 @@ typedef struct pt_op {
         struct { float smoothing, grad_scale; } xent;
         struct { float lr, momentum, dampening, weight_decay; int nesterov, first_step; } sgd;
         struct { float lr, beta1, beta2, eps, weight_decay; int decoupled; int64_t step; } adam;
+        struct { float lr, alpha, eps, weight_decay, momentum; int centered; } rmsprop;
     } p;
 } pt_op;
 
@@ -122,8 +133,9 @@ const char *pt_op_name(pt_op_kind kind);
 
 /* The operand signature every backend validates against: kind known, operand count (the
  * loss takes 4, or 6 with mixup targets when the backend has them), dtypes ('f' F32, 'i'
- * I32; the loss's dlogits and SGD's unused momentum buffer may be absent) and, with
- * check_shapes, ranks 1..4 and sizes that fit 32-bit indexing. Messages name the backend. */
+ * I32; the loss's dlogits and the optimizers' unused state buffers may be absent) and, with
+ * check_shapes, ranks 1..4 and sizes that fit 32-bit indexing (RMSprop: equal numel of its
+ * used operands, alpha in [0, 1), eps > 0). Messages name the backend. */
 pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
                                int check_shapes, pt_error *err);
 /* Operand i is optional and not used by this op (see above). */

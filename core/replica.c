@@ -252,24 +252,42 @@ static void emit_update(pt_replica *r)
     int64_t P = r->preg;
     int64_t split = r->opt.no_decay_bn_bias ? pt_net_decay_prefix(r->net) : P;
     int64_t lo[2] = {0, split}, hi[2] = {split, P};
+    const pt_optim_kind kind = r->opt.kind;
+    const pt_op_kind op_kind = kind == PT_OPTIM_SGD ? PT_OP_SGD : kind == PT_OPTIM_RMSPROP ? PT_OP_RMSPROP : PT_OP_ADAM;
+    /* Slab region of each operand: 0 params, 1 grads, 2.. optimizer slots. Unused state
+     * (SGD or RMSprop without momentum, RMSprop not centered) points at the gradients,
+     * which the op never reads through it. */
+    int region[5] = {0, 1, 2, 3, 1};
+    int nt = 4;
+    if (op_kind == PT_OP_SGD) {
+        nt = 3;
+        region[2] = r->nslots ? 2 : 1;
+    } else if (op_kind == PT_OP_RMSPROP) {
+        nt = 5;
+        int ms = pt_optim_rmsprop_momentum_slot(&r->opt), gs = pt_optim_rmsprop_grad_avg_slot(&r->opt);
+        region[3] = ms >= 0 ? 2 + ms : 1;
+        region[4] = gs >= 0 ? 2 + gs : 1;
+    }
     for (int g = 0; g < 2; g++) {
         if (hi[g] <= lo[g]) continue;
         int64_t len = hi[g] - lo[g];
-        pt_op *op = pt_emit_op(&em, r->opt.kind == PT_OPTIM_SGD ? PT_OP_SGD : PT_OP_ADAM);
+        pt_op *op = pt_emit_op(&em, op_kind);
         if (!op) return;
-        op->nt = r->opt.kind == PT_OPTIM_SGD ? 3 : 4;
-        for (int t = 0; t < op->nt; t++) {
-            /* param, grad, slot0, slot1: region t of the slab; SGD without momentum points
-             * its unused buffer operand at the gradients (never read). */
-            int region = t < 2 ? t : (r->nslots ? t : 1);
-            op->t[t] = pt_tensor_1d(r->slab, (size_t)(region * P + lo[g]) * sizeof(float), PT_F32, len);
-        }
+        op->nt = nt;
+        for (int t = 0; t < nt; t++)
+            op->t[t] = pt_tensor_1d(r->slab, (size_t)(region[t] * P + lo[g]) * sizeof(float), PT_F32, len);
         float wd = g == 0 ? r->opt.weight_decay : 0.0f;
         if (op->kind == PT_OP_SGD) {
             op->p.sgd.momentum = r->opt.momentum;
             op->p.sgd.dampening = r->opt.dampening;
             op->p.sgd.nesterov = r->opt.nesterov;
             op->p.sgd.weight_decay = wd;
+        } else if (op->kind == PT_OP_RMSPROP) {
+            op->p.rmsprop.alpha = r->opt.alpha;
+            op->p.rmsprop.eps = r->opt.eps;
+            op->p.rmsprop.weight_decay = wd;
+            op->p.rmsprop.momentum = r->opt.momentum;
+            op->p.rmsprop.centered = r->opt.centered;
         } else {
             op->p.adam.beta1 = r->opt.beta1;
             op->p.adam.beta2 = r->opt.beta2;
@@ -610,7 +628,10 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
 void pt_replica_set_momentum(pt_replica *r, float momentum)
 {
     if (r->opt.kind == PT_OPTIM_SGD) r->opt.momentum = momentum;
-    else r->opt.beta1 = momentum;
+    else if (r->opt.kind == PT_OPTIM_RMSPROP) {
+        /* without a momentum buffer (momentum 0 at creation) there is nothing to cycle */
+        if (pt_optim_rmsprop_momentum_slot(&r->opt) >= 0 && momentum != 0.0f) r->opt.momentum = momentum;
+    } else r->opt.beta1 = momentum;
 }
 
 void pt_replica_set_label_smoothing(pt_replica *r, float smoothing) { r->label_smoothing = smoothing; }
@@ -623,6 +644,9 @@ pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_erro
             op->p.sgd.lr = lr;
             op->p.sgd.momentum = r->opt.momentum;
             op->p.sgd.first_step = !r->opt_started;
+        } else if (op->kind == PT_OP_RMSPROP) {
+            op->p.rmsprop.lr = lr;
+            op->p.rmsprop.momentum = r->opt.momentum;
         } else {
             op->p.adam.lr = lr;
             op->p.adam.beta1 = r->opt.beta1;

@@ -31,7 +31,8 @@ pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32
                                       float *logits_out, float *loss_out, pt_error *err);
 /* Label smoothing of the training loss (0 by default; evaluation never smooths). */
 void pt_replica_set_label_smoothing(pt_replica *r, float smoothing);
-/* Momentum (SGD) or beta1 (Adam) for the following updates, e.g. cycled by onecycle. */
+/* Momentum (SGD, RMSprop with momentum) or beta1 (Adam) for the following updates, e.g.
+ * cycled by onecycle. */
 void pt_replica_set_momentum(pt_replica *r, float momentum);
 /* The same with mixup/cutmix targets: sample i's loss is lam[i]*CE(y[i]) +
  * (1-lam[i])*CE(y2[i]) (label smoothing applies to both). y2 and lam NULL: plain labels. */

@@ -96,8 +96,9 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     s->base_momentum = 0.85;
     s->max_momentum = 0.95;
     const pt_optim_config *oc = pt_replica_optim(replicas[0]);
-    t->fixed_momentum = oc->kind == PT_OPTIM_SGD ? oc->momentum : oc->beta1;
-    if (s->cycle_momentum && oc->kind == PT_OPTIM_SGD && oc->momentum == 0.0f) s->cycle_momentum = 0;
+    const int uses_momentum = oc->kind == PT_OPTIM_SGD || oc->kind == PT_OPTIM_RMSPROP;
+    t->fixed_momentum = uses_momentum ? oc->momentum : oc->beta1;
+    if (s->cycle_momentum && uses_momentum && oc->momentum == 0.0f) s->cycle_momentum = 0;
     *out = t;
     return PT_OK;
 }

@@ -158,6 +158,14 @@ int args_parse(const arg_command *cmd, int argc, char **argv, char **positional,
 
 #include "core/json.h"
 
+/* A saved value counts as given: it is what the run resolved, and defaults that depend on
+ * whether an option was given (an optimizer's momentum) must not replace it. */
+static void mark_given(const arg_command *cmd, const arg_spec *s)
+{
+    if (s->given) *s->given = 1;
+    if (cmd->given) cmd->given[s - cmd->specs] = 1;
+}
+
 int args_apply_json(const arg_command *cmd, const pt_json *obj)
 {
     for (const arg_spec *s = cmd->specs; s->name; s++) {
@@ -168,7 +176,10 @@ int args_apply_json(const arg_command *cmd, const pt_json *obj)
         const char *text = NULL;
         if (s->kind == ARG_NOFLAG) continue; /* its FLAG twin holds the saved value */
         if (s->kind == ARG_FLAG) {
-            if (v->type == PT_JSON_BOOL) *(int *)s->target = v->boolean;
+            if (v->type == PT_JSON_BOOL) {
+                *(int *)s->target = v->boolean;
+                mark_given(cmd, s);
+            }
             continue;
         }
         if (v->type == PT_JSON_STRING) {
@@ -186,9 +197,11 @@ int args_apply_json(const arg_command *cmd, const pt_json *obj)
                 return 2;
             }
             *(const char **)s->target = v->str;
+            mark_given(cmd, s);
             continue;
         }
         if (set_value(cmd, s, text)) return 2;
+        mark_given(cmd, s);
     }
     return 0;
 }

@@ -39,8 +39,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 
 /* For each option not given on the command line (cmd->given), takes its value from
- * obj[name] of a saved config.json (resume). String values point into obj, which must
- * outlive their use. Returns 0, or 2 with a message on a bad value. */
+ * obj[name] of a saved config.json (resume) and marks it given. String values point into
+ * obj, which must outlive their use. Returns 0, or 2 with a message on a bad value. */
 struct pt_json;
 int args_apply_json(const arg_command *cmd, const struct pt_json *obj);
 /* Appends every option's current value to a JSON object under construction

@@ -47,14 +47,14 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0", *input = "3x64x64";
-    const char *optimizer = "sgd";
+    const char *optimizer = "nesterov";
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
         {"input", ARG_STRING, &input, "CxHxW", "input shape (default 3x64x64, TinyImageNet)", 0, 0, NULL},
         {"classes", ARG_INT, &classes, "K", "classes (default 200)", 1, 100000, NULL},
         {"batch", ARG_INT, &batch, "N", "samples per step (default 64)", 1, 65536, NULL},
-        {"optimizer", ARG_STRING, &optimizer, "NAME", "sgd, adam or adamw (default sgd)", 0, 0, NULL},
+        {"optimizer", ARG_STRING, &optimizer, "NAME", "sgd, momentum, nesterov, adam, adamw or rmsprop (default nesterov)", 0, 0, NULL},
         {"steps", ARG_INT, &steps, "N", "timed steps (default 10)", 1, 100000, NULL},
         {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 2)", 0, 100000, NULL},
         {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
@@ -75,9 +75,9 @@ int cmd_bench(int argc, char **argv)
         cli_error("bench: --input expects CxHxW with C in 1..3, got '%s'", input);
         return 2;
     }
-    pt_optim_kind ok;
-    if (!pt_optim_parse(optimizer, &ok)) {
-        cli_error("bench: --optimizer must be sgd, adam or adamw, got '%s'", optimizer);
+    const pt_optim_recipe *orec = pt_optim_recipe_find(optimizer);
+    if (!orec) {
+        cli_error("bench: --optimizer must be sgd, momentum, nesterov, adam, adamw or rmsprop, got '%s'", optimizer);
         return 2;
     }
     pt_error err;
@@ -96,7 +96,11 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     if (cli_open_devices(backend, devices, threads, 0, devs, &ndev, &err) != PT_OK) goto fail;
-    pt_optim_config oc = pt_optim_defaults(ok);
+    pt_optim_config oc = pt_optim_defaults(orec->kind);
+    if (orec->kind == PT_OPTIM_SGD || orec->kind == PT_OPTIM_RMSPROP) {
+        oc.momentum = orec->momentum;
+        oc.nesterov = orec->nesterov;
+    }
     if (pt_replica_create(net, devs[0], batch, &oc, 1, &rep, &err) != PT_OK) goto fail;
     if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
     size_t xs = (size_t)batch * C * H * W;

@@ -15,6 +15,7 @@
 #include "models/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/experiments.h"
 #include "tools/progress.h"
 #include "tools/session.h"
 
@@ -22,16 +23,17 @@
 
 typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
-    const char *cache;
+    const char *cache, *preset;
     int skip_bad, no_cache, loader_threads;
     double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
-    int no_decay_bn_bias, cycle_momentum, log_steps;
+    int no_decay_bn_bias, cycle_momentum, log_steps, centered, lr_batch;
     double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
-    double beta1, beta2, eps;
+    double beta1, beta2, eps, alpha;
     uint64_t seed;
     int64_t limit_train, limit_val;
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
+    int given_momentum, given_preset;
 } train_args;
 
 typedef struct run_ui {
@@ -149,16 +151,32 @@ static int load_resume_config(const arg_command *cmd, const char *dir, pt_json *
     return rc;
 }
 
-static int train_main(train_args *ap, const arg_command *cmdp);
+static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome);
+static int train_parse_and_run(int argc, char **argv, pt_error *outcome);
 
-int cmd_train(int argc, char **argv)
+int cmd_train(int argc, char **argv) { return cli_train(argc, argv, NULL); }
+
+int cli_train(int argc, char **argv, pt_error *outcome)
+{
+    if (outcome) pt_error_clear(outcome);
+    char **full = argv;
+    int rc = xp_expand_preset("train", argc, argv, &argc, &full);
+    if (rc) return rc;
+    rc = train_parse_and_run(argc, full, outcome);
+    if (full != argv) free(full);
+    return rc;
+}
+
+static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
 {
     train_args a;
     memset(&a, 0, sizeof a);
     a.data = DEFAULT_DATA;
     a.model = "baseline";
     a.backend = "auto";
-    a.optimizer = "sgd";
+    a.optimizer = "nesterov";
+    a.no_decay_bn_bias = 1;
+    a.alpha = 0.99;
     a.schedule = "onecycle";
     a.augment = "flip";
     a.val_split = 0.1;
@@ -188,16 +206,21 @@ int cmd_train(int argc, char **argv)
         {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend, e.g. 0 or 0,1 (default all)", 0, 0, NULL},
         {"epochs", ARG_INT, &a.epochs, "N", "epochs to train (default 3)", 1, 100000, NULL},
         {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
+        {"preset", ARG_STRING, &a.preset, "NAME", "start from a named recipe, e.g. best; options given override it ('polytrain experiment --list')", 0, 0, &a.given_preset},
         {"lr", ARG_DOUBLE, &a.lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
-        {"optimizer", ARG_STRING, &a.optimizer, "NAME", "sgd, adam or adamw (default sgd)", 0, 0, NULL},
-        {"momentum", ARG_DOUBLE, &a.momentum, "F", "SGD momentum (default 0.9)", 0, 1, NULL},
-        {"nesterov", ARG_FLAG, &a.nesterov, NULL, "Nesterov momentum (default on)", 0, 0, &a.given_nesterov},
+        {"lr-batch", ARG_INT, &a.lr_batch, "N", "--lr is for a global batch of N: scale it linearly to the actual one (default 0: as given)", 0, 1 << 24, NULL},
+        {"optimizer", ARG_STRING, &a.optimizer, "NAME", "sgd (plain), momentum, nesterov, adam, adamw or rmsprop (default nesterov)", 0, 0, NULL},
+        {"momentum", ARG_DOUBLE, &a.momentum, "F", "SGD/RMSprop momentum (default: 0.9 for momentum and nesterov, 0 for sgd and rmsprop)", 0, 1, &a.given_momentum},
+        {"nesterov", ARG_FLAG, &a.nesterov, NULL, "Nesterov momentum (SGD; default on for --optimizer nesterov only)", 0, 0, &a.given_nesterov},
         {"no-nesterov", ARG_NOFLAG, &a.nesterov, NULL, "plain momentum", 0, 0, &a.given_nesterov},
-        {"weight-decay", ARG_DOUBLE, &a.weight_decay, "F", "weight decay (default 5e-4; adamw: decoupled)", 0, 1, &a.given_wd},
-        {"no-decay-bn-bias", ARG_FLAG, &a.no_decay_bn_bias, NULL, "exclude BatchNorm parameters and biases from weight decay", 0, 0, NULL},
+        {"weight-decay", ARG_DOUBLE, &a.weight_decay, "F", "weight decay (default 5e-4; adamw: decoupled, default 1e-2)", 0, 1, &a.given_wd},
+        {"no-decay-bn-bias", ARG_FLAG, &a.no_decay_bn_bias, NULL, "no weight decay on BatchNorm parameters and biases (default)", 0, 0, NULL},
+        {"decay-all", ARG_NOFLAG, &a.no_decay_bn_bias, NULL, "weight decay on every parameter, BatchNorm and biases included", 0, 0, NULL},
+        {"alpha", ARG_DOUBLE, &a.alpha, "F", "RMSprop smoothing constant (default 0.99)", 0, 0.999999, NULL},
+        {"centered", ARG_FLAG, &a.centered, NULL, "RMSprop: normalise by the estimated variance of the gradient", 0, 0, NULL},
         {"beta1", ARG_DOUBLE, &a.beta1, "F", "Adam beta1 (default 0.9)", 0, 0.999999, NULL},
         {"beta2", ARG_DOUBLE, &a.beta2, "F", "Adam beta2 (default 0.999)", 0, 0.999999, NULL},
-        {"eps", ARG_DOUBLE, &a.eps, "F", "Adam epsilon (default 1e-8)", 1e-30, 1, NULL},
+        {"eps", ARG_DOUBLE, &a.eps, "F", "Adam/RMSprop epsilon (default 1e-8)", 1e-30, 1, NULL},
         {"schedule", ARG_STRING, &a.schedule, "NAME", "constant, step, cosine or onecycle (default onecycle)", 0, 0, NULL},
         {"cycle-momentum", ARG_FLAG, &a.cycle_momentum, NULL, "onecycle: cycle momentum 0.95 -> 0.85 -> 0.95 as PyTorch's OneCycleLR (default on)", 0, 0, &a.given_cycle},
         {"no-cycle-momentum", ARG_NOFLAG, &a.cycle_momentum, NULL, "onecycle: keep --momentum fixed", 0, 0, &a.given_cycle},
@@ -219,16 +242,22 @@ int cmd_train(int argc, char **argv)
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
     static int given[64];
+    memset(given, 0, sizeof given); /* the experiment runner trains many times in one process */
     const arg_command cmd = {
         "train", "Train a model and write checkpoints, metrics.jsonl and config.json into a run directory.",
         "[options]", specs,
         "The default run trains 'baseline' on Fashion-MNIST for 3 epochs with SGD (Nesterov, momentum\n"
-        "0.9, weight decay 5e-4), a one-cycle LR peaking at 0.1, random flips and 64 samples per device.\n"
+        "0.9, weight decay 5e-4 except on BatchNorm and biases), a one-cycle LR peaking at 0.1, random\n"
+        "flips and 64 samples per device. --preset NAME starts from a recipe (options given win).\n"
         "--resume DIR takes the options not given again from DIR/config.json.",
         given};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
     pt_json *resume_cfg = NULL;
+    if (a.resume && a.given_preset) {
+        cli_error("train: --resume continues with the run's saved options; drop --preset");
+        return 2;
+    }
     if (a.resume) {
         if (a.given_out && strcmp(a.out, a.resume) != 0) {
             cli_error("train: --resume continues in its own directory; drop --out");
@@ -239,12 +268,12 @@ int cmd_train(int argc, char **argv)
         if (load_resume_config(&cmd, a.resume, &resume_cfg)) return 1;
         a.out = a.resume;
     }
-    int code = train_main(&a, &cmd);
+    int code = train_main(&a, &cmd, outcome);
     pt_json_free(resume_cfg);
     return code;
 }
 
-static int train_main(train_args *ap, const arg_command *cmdp)
+static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome)
 {
     double start_time = wall_s();
     const arg_command cmd = *cmdp;
@@ -258,11 +287,30 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     }
 
     pt_optim_kind okind;
+    const pt_optim_recipe *orec = pt_optim_recipe_find(ap->optimizer);
     pt_schedule_kind skind;
     pt_loader_options aug;
     memset(&aug, 0, sizeof aug);
-    if (!pt_optim_parse(ap->optimizer, &okind)) {
-        cli_error("train: --optimizer must be sgd, adam or adamw, got '%s'", ap->optimizer);
+    if (!orec) {
+        cli_error("train: --optimizer must be sgd, momentum, nesterov, adam, adamw or rmsprop, got '%s'",
+                  ap->optimizer);
+        return 2;
+    }
+    okind = orec->kind;
+    /* The optimizer's name sets momentum and Nesterov unless they were given (a resumed
+     * run's saved values count as given). */
+    if (okind == PT_OPTIM_SGD || okind == PT_OPTIM_RMSPROP) {
+        if (!ap->given_momentum) ap->momentum = orec->momentum;
+        if (!ap->given_nesterov) ap->nesterov = orec->nesterov;
+    } else if (!ap->given_nesterov) {
+        ap->nesterov = 0;
+    }
+    if (okind == PT_OPTIM_RMSPROP && ap->nesterov) {
+        cli_error("train: --nesterov is an SGD option (use --optimizer nesterov)");
+        return 2;
+    }
+    if (okind != PT_OPTIM_RMSPROP && ap->centered) {
+        cli_error("train: --centered is an RMSprop option (--optimizer rmsprop)");
         return 2;
     }
     if (!pt_schedule_parse(ap->schedule, &skind)) {
@@ -372,11 +420,15 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     oc.beta2 = (float)ap->beta2;
     oc.eps = (float)ap->eps;
     oc.no_decay_bn_bias = ap->no_decay_bn_bias;
+    oc.alpha = (float)ap->alpha;
+    oc.centered = ap->centered;
     if (okind == PT_OPTIM_SGD && oc.nesterov && oc.momentum == 0.0f) {
         cli_error("train: Nesterov momentum needs --momentum > 0 (or --no-nesterov)");
         exit_code = 2;
         goto out;
     }
+    /* --lr-batch N: the learning rate was chosen for a global batch of N (linear scaling). */
+    const double lr = ap->lr_batch > 0 ? ap->lr * (double)(ap->batch * ndev) / (double)ap->lr_batch : ap->lr;
     for (int d = 0; d < ndev; d++)
         if (pt_replica_create(net, devs[d], ap->batch, &oc, ap->seed, &reps[d], &err) != PT_OK) goto fail;
     for (int d = 0; d < ndev; d++) pt_replica_set_label_smoothing(reps[d], (float)ap->label_smoothing);
@@ -415,6 +467,8 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     pt_strbuf_json_string(&cfg, devs[0]->info.name);
     pt_strbuf_puts(&cfg, ",\"device_details\":");
     pt_strbuf_json_string(&cfg, devs[0]->info.details);
+    pt_strbuf_puts(&cfg, ",\"lr\":");
+    pt_strbuf_json_double(&cfg, lr);
     pt_strbuf_printf(&cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
                            "\"val_samples\":%lld,\"dataset\":",
                      (long long)net->param_count, ap->batch * ndev, (long long)train_ds.count,
@@ -427,7 +481,7 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     memset(&to, 0, sizeof to);
     to.epochs = ap->epochs;
     to.batch_per_device = ap->batch;
-    to.lr = ap->lr;
+    to.lr = lr;
     to.schedule = skind;
     to.warmup_epochs = ap->warmup_epochs;
     to.step_epochs = ap->step_epochs;
@@ -457,15 +511,25 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     printf("data: %lld train / %lld test samples; augment %s\n", (long long)train_ds.count,
            (long long)val_ds.count, ap->augment);
     char mom[64];
-    if (skind == PT_SCHED_ONECYCLE && ap->cycle_momentum && !(okind == PT_OPTIM_SGD && ap->momentum == 0))
-        snprintf(mom, sizeof mom, "%s 0.95->0.85->0.95", okind == PT_OPTIM_SGD ? "momentum" : "beta1");
+    const int has_momentum = okind == PT_OPTIM_SGD || okind == PT_OPTIM_RMSPROP;
+    if (skind == PT_SCHED_ONECYCLE && ap->cycle_momentum && !(has_momentum && ap->momentum == 0))
+        snprintf(mom, sizeof mom, "%s 0.95->0.85->0.95", has_momentum ? "momentum" : "beta1");
     else
-        snprintf(mom, sizeof mom, "%s %g", okind == PT_OPTIM_SGD ? "momentum" : "beta1",
-                 okind == PT_OPTIM_SGD ? ap->momentum : ap->beta1);
-    printf("optimizer: %s lr %g (%s schedule%s), %s%s, weight decay %g%s; label smoothing %g\n", ap->optimizer,
-           ap->lr, ap->schedule, ap->warmup_epochs > 0 ? ", warmup" : "", mom,
-           okind == PT_OPTIM_SGD && ap->nesterov ? " nesterov" : "", ap->weight_decay,
-           ap->no_decay_bn_bias ? " (not on BN/bias)" : "", ap->label_smoothing);
+        snprintf(mom, sizeof mom, "%s %g", has_momentum ? "momentum" : "beta1", has_momentum ? ap->momentum : ap->beta1);
+    char rms[48] = "";
+    if (okind == PT_OPTIM_RMSPROP) snprintf(rms, sizeof rms, ", alpha %g%s", ap->alpha, ap->centered ? " centered" : "");
+    char lr_text[96];
+    if (ap->lr_batch > 0)
+        snprintf(lr_text, sizeof lr_text, "%g (%g per %d samples, global batch %d)", lr, ap->lr, ap->lr_batch,
+                 ap->batch * ndev);
+    else
+        snprintf(lr_text, sizeof lr_text, "%g", lr);
+    printf("optimizer: %s lr %s (%s schedule%s), %s%s%s, weight decay %g%s; label smoothing %g%s%s\n", ap->optimizer,
+           lr_text, ap->schedule, ap->warmup_epochs > 0 ? ", warmup" : "", mom,
+           okind == PT_OPTIM_SGD && ap->nesterov ? " nesterov" : "",
+           rms, ap->weight_decay,
+           ap->weight_decay > 0 ? (ap->no_decay_bn_bias ? " (not on BN/bias)" : " (on every parameter)") : "",
+           ap->label_smoothing, ap->preset ? "; preset " : "", ap->preset ? ap->preset : "");
     printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(reps[0]) / (1024.0 * 1024.0));
     printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
     fflush(stdout);
@@ -489,6 +553,7 @@ static int train_main(train_args *ap, const arg_command *cmdp)
     goto out;
 fail:
     cli_error("train: %s", err.msg);
+    if (outcome) *outcome = err;
     exit_code = err.status == PT_ERR_INTERRUPTED ? 130 : 1;
 out:
     pt_trainer_free(trainer);

@@ -12,5 +12,11 @@ int cmd_bench(int argc, char **argv);
 int cmd_selftest(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_bench_loader(int argc, char **argv);
+int cmd_experiment(int argc, char **argv);
+
+/* train with an optional report of the failure (status and message; status PT_OK when the
+ * run finished or failed on a usage error, exit code 2). The experiment runner's entry. */
+struct pt_error;
+int cli_train(int argc, char **argv, struct pt_error *outcome);
 
 #endif

@@ -20,6 +20,7 @@ static const struct {
     {"pack", cmd_pack, "decode a dataset split once into a packed cache file"},
     {"bench-loader", cmd_bench_loader, "images/s of the data pipeline (JPEG and packed cache)"},
     {"selftest", cmd_selftest, "check every op of a backend's devices against the cpu backend"},
+    {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},
 };
 
 static void usage(FILE *f)

@@ -117,8 +117,12 @@ def main(argv=None):
 
     model = torch_models.build(args.model, 1, 10)
     nparams = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
-                          nesterov=True, weight_decay=args.weight_decay)
+    # polytrain's default: no weight decay on BatchNorm parameters and biases (1-D tensors)
+    decayed = [p for p in model.parameters() if p.dim() > 1]
+    free = [p for p in model.parameters() if p.dim() <= 1]
+    opt = torch.optim.SGD([{"params": decayed, "weight_decay": args.weight_decay},
+                           {"params": free, "weight_decay": 0.0}],
+                          lr=args.lr, momentum=args.momentum, nesterov=True)
     n = x_train.shape[0]
     steps_per_epoch = math.ceil(n / args.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(

@@ -257,6 +257,7 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_XENT: return cpu_op_xent(d, op, err);
     case PT_OP_SGD: return cpu_op_sgd(d, op, err);
     case PT_OP_ADAM: return cpu_op_adam(d, op, err);
+    case PT_OP_RMSPROP: return cpu_op_rmsprop(d, op, err);
     case PT_OP_KIND_COUNT: break;
     }
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);

@@ -110,5 +110,6 @@ pt_status cpu_op_xent(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_sgd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_adam(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_rmsprop(const cpu_device *d, const pt_op *op, pt_error *err);
 
 #endif

@@ -385,6 +385,35 @@ KERNEL void pt_adam(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt
     param[po + i] = p - step_size * (mi / (SQRTF(vi) / sqrt_bc2 + eps));
 }
 
+/* RMSprop as cpu_op_rmsprop; buf and gavg stand in for any valid buffer when unused
+ * (momentum 0, not centered). oma = 1 - alpha, formed in double on the host. */
+KERNEL void pt_rmsprop(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
+                       GLOBAL float *sq, pt_i64 so, GLOBAL float *buf, pt_i64 bo, GLOBAL float *gavg,
+                       pt_i64 ao, int n, float lr, float alpha, float oma, float eps, float wd,
+                       float mom, int centered)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    const float g = grad[go + i] + wd * param[po + i];
+    const float s = sq[so + i] * alpha + oma * g * g;
+    sq[so + i] = s;
+    float avg;
+    if (centered) {
+        const float a = gavg[ao + i] + oma * (g - gavg[ao + i]);
+        gavg[ao + i] = a;
+        avg = SQRTF(s - a * a) + eps;
+    } else {
+        avg = SQRTF(s) + eps;
+    }
+    if (mom != 0.0f) {
+        const float b = buf[bo + i] * mom + g / avg;
+        buf[bo + i] = b;
+        param[po + i] += -lr * b;
+    } else {
+        param[po + i] += -lr * (g / avg);
+    }
+}
+
 /* ---- convolution data movement (the GEMMs are CLBlast's) ---- */
 
 /* col[row][g*PQ + p*Q + q] = x[g, c, p*st - pad + r, q*st - pad + s] (0 outside), for the

@@ -37,6 +37,7 @@ static const char *const kernel_names[OCL_K_COUNT] = {
     [OCL_K_COL2IM] = "pt_col2im",
     [OCL_K_GATHER_GROUPS] = "pt_gather_groups",
     [OCL_K_SCATTER_GROUPS] = "pt_scatter_groups",
+    [OCL_K_RMSPROP] = "pt_rmsprop",
 };
 
 static double now_s(void)

@@ -45,6 +45,7 @@ typedef enum ocl_kernel_id {
     OCL_K_COL2IM,
     OCL_K_GATHER_GROUPS,
     OCL_K_SCATTER_GROUPS,
+    OCL_K_RMSPROP,
     OCL_K_COUNT
 } ocl_kernel_id;
 

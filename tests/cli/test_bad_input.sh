@@ -158,7 +158,10 @@ expect "--epochs overflowing" 2 "--epochs" "$CLI" train --data "$D" --epochs 999
 expect "--lr -1" 2 "--lr" "$CLI" train --data "$D" --lr -1
 expect "--lr nan" 2 "--lr" "$CLI" train --data "$D" --lr nan
 expect "--batch-per-device 0" 2 "--batch-per-device" "$CLI" train --data "$D" --batch-per-device 0
-expect "unknown optimizer" 2 "rmsprop" "$CLI" train --data "$D" --optimizer rmsprop
+expect "unknown optimizer" 2 "lion" "$CLI" train --data "$D" --optimizer lion
+expect "unknown preset" 2 "worst" "$CLI" train --data "$D" --preset worst
+expect "--preset with --resume" 2 "--preset" "$CLI" train --data "$D" --preset best --resume "$TMP/nowhere"
+expect "--centered without rmsprop" 2 "--centered" "$CLI" train --data "$D" --optimizer adam --centered
 expect "unknown schedule" 2 "linear-ish" "$CLI" train --data "$D" --schedule linear-ish
 expect "unknown augmentation" 2 "rotate" "$CLI" train --data "$D" --augment flip,rotate
 expect "unknown backend" 2 "quantum" "$CLI" train --data "$D" --backend quantum

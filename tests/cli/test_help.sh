@@ -46,7 +46,8 @@ expect "devices --help" 0 stdout --json -- "$CLI" devices --help
 expect "train --help documents its options" 0 stdout \
     --data --model --backend --epochs --batch-per-device --lr --optimizer --momentum \
     --nesterov --weight-decay --schedule --label-smoothing --augment --seed --deterministic \
-    --out --resume --limit-train --limit-val --threads --no-progress -- \
+    --out --resume --limit-train --limit-val --threads --no-progress --preset --lr-batch \
+    --decay-all --no-decay-bn-bias --alpha --centered -- \
     "$CLI" train --help
 expect "train --help points to the model list" 0 stdout "polytrain models" -- \
     "$CLI" train --help

@@ -1,7 +1,7 @@
 """Resuming a run gives bitwise the same weights, BatchNorm buffers, optimizer state and
 epoch-2 metrics as running it in one go (--deterministic), after a clean stop
-(--stop-after-epoch 1) and after a kill -9 during epoch 2. Needs no torch or numpy: tensors
-are compared as raw bytes."""
+(--stop-after-epoch 1) and after a kill -9 during epoch 2; and the same stop and resume
+with RMSprop (momentum, centered). Needs no torch or numpy: tensors are compared as raw bytes."""
 
 import json
 import os
@@ -158,6 +158,21 @@ def main():
         ok &= check(run_cli(["train", "--resume", c] + opts)[0] == 0, "resume after kill -9")
         if ok and ok_a:
             compare_runs(a, c, "kill -9 + resume")
+
+        # 3. RMSprop with momentum (cycled by onecycle) and centered: three state tensors per
+        # parameter survive a stop and resume bitwise.
+        rms = opts + ["--optimizer", "rmsprop", "--momentum", "0.9", "--centered", "--lr", "1e-3"]
+        d, e = os.path.join(tmp, "D"), os.path.join(tmp, "E")
+        ok_d = check(run_cli(["train", "--out", d] + rms)[0] == 0, "rmsprop: train 2 epochs in one go")
+        ok = check(run_cli(["train", "--out", e, "--stop-after-epoch", "1"] + rms)[0] == 0,
+                   "rmsprop: train with --stop-after-epoch 1")
+        ok &= check(run_cli(["train", "--resume", e] + rms)[0] == 0, "rmsprop: resume it")
+        if ok and ok_d:
+            names, _ = torch_models.read_safetensors_raw(os.path.join(e, "last", "optimizer.safetensors"))
+            check(any(n.endswith(".square_avg") for n in names) and any(n.endswith(".grad_avg") for n in names)
+                  and any(n.endswith(".momentum_buffer") for n in names),
+                  "rmsprop: optimizer.safetensors holds square_avg, momentum_buffer and grad_avg")
+            compare_runs(d, e, "rmsprop stop + resume")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()
