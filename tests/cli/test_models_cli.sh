@@ -56,6 +56,22 @@ expect "models --model unknown lists the zoo" 2 stderr "resnet99" baseline resne
     se_resnet18 cbam_resnet18 -- "$CLI" models --model resnet99
 expect "models rejects a bad --input" 2 stderr "--input" "3x64" -- "$CLI" models --input 3x64
 expect "models rejects 4 channels" 2 stderr "--input" -- "$CLI" models --input 4x64x64
+# train on a dataset of 8x8 images: baseline's four poolings do not fit it
+"$PY" - "$TMP/tiny" <<'PYEOF'
+import gzip, os, random, struct, sys
+out = sys.argv[1]
+os.makedirs(out)
+r = random.Random(1)
+for split, n in (("train", 20), ("t10k", 10)):
+    img = struct.pack(">I3I", 0x803, n, 8, 8) + bytes(r.randrange(256) for _ in range(n * 64))
+    lab = struct.pack(">II", 0x801, n) + bytes(r.randrange(10) for _ in range(n))
+    with open(os.path.join(out, split + "-images-idx3-ubyte.gz"), "wb") as f:
+        f.write(gzip.compress(img))
+    with open(os.path.join(out, split + "-labels-idx1-ubyte.gz"), "wb") as f:
+        f.write(gzip.compress(lab))
+PYEOF
+expect "train with a model too big for the images" 1 stderr "'baseline' does not fit a 1x8x8 input" \
+    "at least 16x16" -- "$CLI" train --data "$TMP/tiny" --model baseline --epochs 1 --out "$TMP/run" --no-progress
 expect "models --json" 0 stdout '"model":"cbam_resnet18"' '"parameters":11361312' '"forward_flops":' -- \
     "$CLI" models --json
 
