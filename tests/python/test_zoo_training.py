@@ -1,7 +1,8 @@
 """The attention models train: se_resnet18 and cbam_resnet18 take a few SGD steps on one
 fixed batch of Fashion-MNIST images (32 samples, full batch, no augmentation) on the cpu
-backend and, when it is there, the opencl backend; every step's loss is finite, the loss
-falls, and opencl's first loss (same seed, same weights, same images) equals cpu's.
+backend, and cbam_resnet18 (every op se_resnet18 uses and more) also on the opencl backend
+when it is there; every step's loss is finite, the loss falls, and opencl's first loss
+(same seed, same weights, same images) equals cpu's.
 Exit 77 when the dataset is missing. No torch needed."""
 
 import json
@@ -14,9 +15,10 @@ from ptcheck import check, finish, run_cli, scratch_dir
 
 DATA = "/usr/share/datasets/fashion-mnist"
 STEPS = 6
-# Six steps of SGD (lr 0.02, momentum 0.9) on the same 32 images: measured on cpu, the
-# last loss is 0.2-0.5x the first; a broken gradient (wrong sign, lost term) leaves it
-# flat or makes it grow.
+# Six steps of SGD (lr 0.02, momentum 0.9) on the same 32 images, measured: se_resnet18
+# 2.371 -> 1.370 (0.58x) on cpu and on opencl, cbam_resnet18 2.357 -> 1.613 (0.68x) on cpu
+# and 2.357 -> 1.620 on opencl.
+# A broken gradient (wrong sign, lost term) leaves the loss flat or makes it grow.
 MAX_LAST_OVER_FIRST = 0.8
 # Step 0 runs the forward pass on the same weights and images: only summation order differs.
 FIRST_LOSS_REL = 1e-3
@@ -65,7 +67,7 @@ def main():
             print("NOTE: no opencl device: cpu only")
         for model in ("se_resnet18", "cbam_resnet18"):
             cpu = losses(model, "cpu", tmp)
-            if ocl:
+            if ocl and model == "cbam_resnet18":
                 dev = losses(model, "opencl", tmp)
                 if cpu and dev:
                     rel = abs(dev[0] - cpu[0]) / abs(cpu[0])
