@@ -114,11 +114,19 @@ pt_status cpu_op_gmp_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
 #pragma omp parallel for num_threads(d->threads) if (planes * hw > CPU_PAR_MIN) schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * hw;
+        /* Two vectorisable passes instead of one branchy scan: the maximum (and whether a
+         * NaN is present), then the first index holding it (or the first NaN). */
         float best = xp[0];
+        int nan = 0;
+#pragma omp simd reduction(| : nan)
+        for (int64_t i = 0; i < hw; i++) nan |= xp[i] != xp[i];
+        if (!nan) {
+#pragma omp simd reduction(max : best)
+            for (int64_t i = 1; i < hw; i++) best = xp[i] > best ? xp[i] : best;
+        }
         int64_t bi = 0;
-        for (int64_t i = 1; i < hw && !isnan(best); i++)
-            if (xp[i] > best || isnan(xp[i])) best = xp[i], bi = i;
-        y[pl] = best;
+        while (bi < hw - 1 && (nan ? xp[bi] == xp[bi] : xp[bi] != best)) bi++;
+        y[pl] = xp[bi];
         arg[pl] = (int32_t)bi;
     }
     return PT_OK;
