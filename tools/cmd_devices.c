@@ -129,9 +129,7 @@ int cmd_models(int argc, char **argv)
         return 2;
     }
     if (json) printf("[");
-    else
-        printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
-    int first = 1, failed = 0;
+    int first = 1, failed = 0, rows = 0;
     for (const pt_model_entry *m = pt_models(); m->name; m++) {
         if (only && strcmp(only, m->name) != 0) continue;
         pt_net *net = NULL;
@@ -147,6 +145,8 @@ int cmd_models(int argc, char **argv)
                 print_json_string(err.msg);
                 printf("}");
             } else if (!only) {
+                if (!rows++)
+                    printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
                 printf("%-14s %12s %7s %12s  %s\n", m->name, "-", "-", "-", err.msg);
             }
             first = 0;
@@ -163,6 +163,8 @@ int cmd_models(int argc, char **argv)
             print_json_string(m->description);
             printf("}");
         } else {
+            if (!rows++)
+                printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
             printf("%-14s %12lld %7d %12.3f  %s\n", m->name, (long long)net->param_count, entries, gflop,
                    m->description);
         }
@@ -170,6 +172,6 @@ int cmd_models(int argc, char **argv)
         pt_net_free(net);
     }
     if (json) printf("]\n");
-    else printf("(input %dx%dx%d, %d classes)\n", C, H, W, classes);
+    else if (rows) printf("(input %dx%dx%d, %d classes)\n", C, H, W, classes);
     return only && failed ? 1 : 0;
 }
