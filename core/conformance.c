@@ -542,6 +542,24 @@ static void add_zoo(conf_table *t)
             push(t, &p, "x=%dx%dx%dx%d acc=%d", n, c, h, w, acc);
         }
     }
+    /* CBAM's spatial convolution: 7x7, padding 3, 2 channels in, 1 out, on odd planes */
+    static const pt_op_kind ck[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    static const int cs[][3] = {{2, 9, 7}, {1, 4, 4}, {3, 8, 8}};
+    for (int ki = 0; ki < 3; ki++)
+        for (int si = 0; si < 3; si++)
+            for (int acc = 0; acc < 2; acc++) {
+                const int n = cs[si][0], h = cs[si][1], w = cs[si][2];
+                conf_case c = new_case(ck[ki], 3);
+                if (ck[ki] == PT_OP_CONV2D_BWD_DATA) out(&c, 0, "dx", B_DOT, acc, 4, n, 2, h, w);
+                else in(&c, 0, "x", 4, n, 2, h, w);
+                if (ck[ki] == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, "dw", B_DOT, acc, 4, 1, 2, 7, 7);
+                else in(&c, 1, "w", 4, 1, 2, 7, 7);
+                if (ck[ki] == PT_OP_CONV2D_FWD) out(&c, 2, "y", B_DOT, acc, 4, n, 1, h, w);
+                else in(&c, 2, "dy", 4, n, 1, h, w);
+                c.op.p.conv.stride = 1, c.op.p.conv.pad = 3;
+                c.op.accumulate = acc;
+                push(t, &c, "cbam x=%dx2x%dx%d w=1x2x7x7 s=1 p=3 acc=%d", n, h, w, acc);
+            }
     /* sigmoid over both tails (exp overflows for x < -88) and the middle */
     static const struct { int64_t n; float range; int inplace; } sg[] = {{1, 4, 0}, {1001, 8, 0}, {4099, 100, 1}};
     for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
