@@ -510,6 +510,104 @@ static void add_optim(conf_table *t)
     }
 }
 
+/* The model zoo's ops: SE/CBAM attention (broadcast multiply per channel or per pixel, its
+ * factor gradient, sigmoid) and their pools (global max, channel mean/max). */
+static void add_zoo(conf_table *t)
+{
+    /* n, c, h, w: odd sizes, a single element, batch 1 with many channels, 1x1 planes */
+    static const int sh[][4] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {1, 16, 4, 4}, {3, 5, 1, 1}, {2, 32, 8, 8}};
+    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        const int n = sh[i][0], c = sh[i][1], h = sh[i][2], w = sh[i][3];
+        for (int pix = 0; pix < 2; pix++)
+            for (int acc = 0; acc < 2; acc++) {
+                conf_case m = new_case(PT_OP_BCAST_MUL, 3);
+                in(&m, 0, "x", 4, n, c, h, w);
+                if (pix) in(&m, 1, "s", 4, n, 1, h, w);
+                else in(&m, 1, "s", 2, n, c, 1, 1);
+                out(&m, 2, "y", B_ELEM, acc, 4, n, c, h, w);
+                m.op.accumulate = acc;
+                push(t, &m, "x=%dx%dx%dx%d s=%s acc=%d", n, c, h, w, pix ? "per-pixel" : "per-channel", acc);
+                conf_case g = new_case(PT_OP_BCAST_MUL_GRAD, 3);
+                in(&g, 0, "x", 4, n, c, h, w);
+                in(&g, 1, "dy", 4, n, c, h, w);
+                if (pix) out(&g, 2, "ds", B_REDUCE, acc, 4, n, 1, h, w);
+                else out(&g, 2, "ds", B_REDUCE, acc, 2, n, c, 1, 1);
+                g.op.accumulate = acc;
+                push(t, &g, "x=%dx%dx%dx%d ds=%s acc=%d", n, c, h, w, pix ? "per-pixel" : "per-channel", acc);
+            }
+        for (int ties = 0; ties < 2; ties++) {
+            conf_case f = new_case(PT_OP_GMP_FWD, 3);
+            in(&f, 0, "x", 4, n, c, h, w)->gen = ties ? G_TIES : G_UNIFORM;
+            out(&f, 1, "y", B_ELEM, 0, 2, n, c, 1, 1);
+            conf_operand *a = out(&f, 2, "argmax", 0, 0, 2, n, c, 1, 1);
+            a->dtype = PT_I32, a->check = C_EXACT;
+            push(t, &f, "x=%dx%dx%dx%d %s", n, c, h, w, ties ? "ties" : "distinct");
+            conf_case p = new_case(PT_OP_CHANNEL_POOL_FWD, 3);
+            in(&p, 0, "x", 4, n, c, h, w)->gen = ties ? G_TIES : G_UNIFORM;
+            out(&p, 1, "y", B_REDUCE, 0, 4, n, 2, h, w);
+            a = out(&p, 2, "argmax", 0, 0, 4, n, 1, h, w);
+            a->dtype = PT_I32, a->check = C_EXACT;
+            push(t, &p, "x=%dx%dx%dx%d %s", n, c, h, w, ties ? "ties" : "distinct");
+        }
+        for (int acc = 0; acc < 2; acc++) {
+            conf_case b = new_case(PT_OP_GMP_BWD, 3);
+            in(&b, 0, "dy", 2, n, c, 1, 1);
+            conf_operand *a = in(&b, 1, "argmax", 2, n, c, 1, 1);
+            a->dtype = PT_I32, a->gen = G_LABELS, a->hi = (float)(h * w);
+            out(&b, 2, "dx", B_ELEM, acc, 4, n, c, h, w);
+            b.op.accumulate = acc;
+            push(t, &b, "x=%dx%dx%dx%d acc=%d", n, c, h, w, acc);
+            conf_case p = new_case(PT_OP_CHANNEL_POOL_BWD, 3);
+            in(&p, 0, "dy", 4, n, 2, h, w);
+            a = in(&p, 1, "argmax", 4, n, 1, h, w);
+            a->dtype = PT_I32, a->gen = G_LABELS, a->hi = (float)c;
+            out(&p, 2, "dx", B_ELEM, acc, 4, n, c, h, w);
+            p.op.accumulate = acc;
+            push(t, &p, "x=%dx%dx%dx%d acc=%d", n, c, h, w, acc);
+        }
+    }
+    /* CBAM's spatial convolution: 7x7, padding 3, 2 channels in, 1 out, on odd planes */
+    static const pt_op_kind ck[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    static const int cs[][3] = {{2, 9, 7}, {1, 4, 4}, {3, 8, 8}};
+    for (int ki = 0; ki < 3; ki++)
+        for (int si = 0; si < 3; si++)
+            for (int acc = 0; acc < 2; acc++) {
+                const int n = cs[si][0], h = cs[si][1], w = cs[si][2];
+                conf_case c = new_case(ck[ki], 3);
+                if (ck[ki] == PT_OP_CONV2D_BWD_DATA) out(&c, 0, "dx", B_DOT, acc, 4, n, 2, h, w);
+                else in(&c, 0, "x", 4, n, 2, h, w);
+                if (ck[ki] == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, "dw", B_DOT, acc, 4, 1, 2, 7, 7);
+                else in(&c, 1, "w", 4, 1, 2, 7, 7);
+                if (ck[ki] == PT_OP_CONV2D_FWD) out(&c, 2, "y", B_DOT, acc, 4, n, 1, h, w);
+                else in(&c, 2, "dy", 4, n, 1, h, w);
+                c.op.p.conv.stride = 1, c.op.p.conv.pad = 3;
+                c.op.accumulate = acc;
+                push(t, &c, "cbam x=%dx2x%dx%d w=1x2x7x7 s=1 p=3 acc=%d", n, h, w, acc);
+            }
+    /* sigmoid over both tails (exp overflows for x < -88) and the middle */
+    static const struct { int64_t n; float range; int inplace; } sg[] = {{1, 4, 0}, {1001, 8, 0}, {4099, 100, 1}};
+    for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
+        conf_case c = new_case(PT_OP_SIGMOID_FWD, 2);
+        conf_operand *x = in(&c, 0, "x", 1, sg[i].n, 1, 1, 1);
+        x->lo = -sg[i].range, x->hi = sg[i].range;
+        out(&c, 1, "y", B_ELEM, 0, 1, sg[i].n, 1, 1, 1);
+        if (sg[i].inplace) alias(&c, 1, 0);
+        push(t, &c, "n=%lld x in [-%g,%g) y=%s", (long long)sg[i].n, (double)sg[i].range, (double)sg[i].range,
+             sg[i].inplace ? "x" : "new");
+    }
+    for (int mode = 0; mode < 3; mode++) {
+        conf_case c = new_case(PT_OP_SIGMOID_BWD, 3);
+        conf_operand *y = in(&c, 0, "y", 2, 37, 111, 1, 1);
+        y->lo = 0.0f, y->hi = 1.0f;
+        in(&c, 1, "dy", 2, 37, 111, 1, 1);
+        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 37, 111, 1, 1);
+        if (mode == 2) alias(&c, 2, 1);
+        c.op.accumulate = mode == 1;
+        push(t, &c, "n=37x111 %s", mode_name[mode]);
+    }
+}
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -524,6 +622,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
     add_dropout(t);
     add_xent(t);
     add_optim(t);
+    add_zoo(t);
     if (t->oom) {
         free(t->c);
         memset(t, 0, sizeof *t);

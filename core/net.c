@@ -111,7 +111,7 @@ int pt_net_declare_buffer(pt_net *net, const char *module, const char *leaf, int
 static pt_node *add_node(pt_net *net, pt_node_kind kind, const char *name, int a, int b)
 {
     if (net->err.status) return NULL;
-    int nin = kind == PT_NODE_INPUT ? 0 : (kind == PT_NODE_ADD ? 2 : 1);
+    int nin = kind == PT_NODE_INPUT ? 0 : (kind == PT_NODE_ADD || kind == PT_NODE_BCAST_MUL ? 2 : 1);
     int ins[2] = {a, b};
     for (int i = 0; i < nin; i++)
         if (ins[i] < 0 || ins[i] >= net->nnodes) {
@@ -225,6 +225,42 @@ int pt_net_dropout(pt_net *net, int in, float p)
     if (!n) return -1;
     n->a.dropout.p = p;
     return finish_node(net, n);
+}
+
+int pt_net_linear_shared(pt_net *net, int in, int owner)
+{
+    if (!net->err.status && (owner < 1 || owner >= net->nnodes || net->nodes[owner].kind != PT_NODE_LINEAR ||
+                             net->nodes[owner].a.linear.share)) {
+        pt_fail(&net->err, PT_ERR_INVALID, "net: shared linear takes node %d, which is not a linear layer "
+                "with parameters of its own", owner);
+        return -1;
+    }
+    pt_node *n = add_node(net, PT_NODE_LINEAR, net->err.status ? "" : net->nodes[owner].name, in, -1);
+    if (!n) return -1;
+    n->a.linear.out = net->nodes[owner].a.linear.out;
+    n->a.linear.bias = net->nodes[owner].a.linear.bias;
+    n->a.linear.share = owner;
+    return finish_node(net, n);
+}
+
+int pt_net_sigmoid(pt_net *net, int in)
+{
+    return finish_node(net, add_node(net, PT_NODE_SIGMOID, "", in, -1));
+}
+
+int pt_net_bcast_mul(pt_net *net, int x, int s)
+{
+    return finish_node(net, add_node(net, PT_NODE_BCAST_MUL, "", x, s));
+}
+
+int pt_net_global_maxpool(pt_net *net, int in)
+{
+    return finish_node(net, add_node(net, PT_NODE_GLOBAL_MAXPOOL, "", in, -1));
+}
+
+int pt_net_channel_pool(pt_net *net, int in)
+{
+    return finish_node(net, add_node(net, PT_NODE_CHANNEL_POOL, "", in, -1));
 }
 
 pt_status pt_net_finish(pt_net *net, int output, pt_error *err)

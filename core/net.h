@@ -19,6 +19,10 @@ typedef enum pt_node_kind {
     PT_NODE_LINEAR,
     PT_NODE_ADD,
     PT_NODE_DROPOUT,
+    PT_NODE_SIGMOID,
+    PT_NODE_BCAST_MUL,
+    PT_NODE_GLOBAL_MAXPOOL,
+    PT_NODE_CHANNEL_POOL,
     PT_NODE_KIND_COUNT
 } pt_node_kind;
 
@@ -62,7 +66,9 @@ typedef struct pt_node {
         struct { int out, k, stride, pad, bias; } conv;
         struct { float eps, momentum; } bn;
         struct { int k, stride, pad; } pool;
-        struct { int out, bias; } linear;
+        /* share: 0, or the linear node whose parameters this one uses (CBAM's shared MLP);
+         * w, b: the parameters it applies (its own, or the owner's; b -1 without bias) */
+        struct { int out, bias, share, w, b; } linear;
         struct { float p; } dropout;
     } a;
     int param[2]; /* indices into the net's params: weight, bias (-1 if none) */
@@ -98,6 +104,15 @@ int pt_net_global_avgpool(pt_net *net, int in);
 int pt_net_linear(pt_net *net, int in, const char *name, int out_features, int bias);
 int pt_net_add(pt_net *net, int a, int b);
 int pt_net_dropout(pt_net *net, int in, float p);
+/* A linear layer applying the weight and bias of the linear node `owner` (declared once,
+ * gradients summed over both uses). */
+int pt_net_linear_shared(pt_net *net, int in, int owner);
+int pt_net_sigmoid(pt_net *net, int in);
+/* y = x * s: s is [C] features (one factor per channel) or a 1xHxW image (one per pixel). */
+int pt_net_bcast_mul(pt_net *net, int x, int s);
+int pt_net_global_maxpool(pt_net *net, int in);
+/* Mean and max over channels as a 2-channel image (CBAM's spatial-attention input). */
+int pt_net_channel_pool(pt_net *net, int in);
 /* Marks the logits node, checks it is [N, num_classes] and lays out parameter offsets
  * (decayed parameters first, so the optimizer runs as at most two fused ranges). */
 pt_status pt_net_finish(pt_net *net, int output, pt_error *err);

@@ -32,6 +32,14 @@ const char *pt_op_name(pt_op_kind kind)
         [PT_OP_SGD] = "sgd",
         [PT_OP_ADAM] = "adam",
         [PT_OP_RMSPROP] = "rmsprop",
+        [PT_OP_BCAST_MUL] = "bcast_mul",
+        [PT_OP_BCAST_MUL_GRAD] = "bcast_mul_grad",
+        [PT_OP_SIGMOID_FWD] = "sigmoid_fwd",
+        [PT_OP_SIGMOID_BWD] = "sigmoid_bwd",
+        [PT_OP_GMP_FWD] = "gmp_fwd",
+        [PT_OP_GMP_BWD] = "gmp_bwd",
+        [PT_OP_CHANNEL_POOL_FWD] = "channel_pool_fwd",
+        [PT_OP_CHANNEL_POOL_BWD] = "channel_pool_bwd",
     };
     if ((int)kind < 0 || kind >= PT_OP_KIND_COUNT || !names[kind]) return "unknown";
     return names[kind];
@@ -63,7 +71,73 @@ static const char *const operand_types[PT_OP_KIND_COUNT] = {
     [PT_OP_SGD] = "fff",
     [PT_OP_ADAM] = "ffff",
     [PT_OP_RMSPROP] = "fffff",
+    [PT_OP_BCAST_MUL] = "fff",
+    [PT_OP_BCAST_MUL_GRAD] = "fff",
+    [PT_OP_SIGMOID_FWD] = "ff",
+    [PT_OP_SIGMOID_BWD] = "fff",
+    [PT_OP_GMP_FWD] = "ffi",
+    [PT_OP_GMP_BWD] = "fif",
+    [PT_OP_CHANNEL_POOL_FWD] = "ffi",
+    [PT_OP_CHANNEL_POOL_BWD] = "fif",
 };
+
+/* Whether t has exactly these extents (ndim of them). */
+static int dims_are(const pt_tensor *t, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+{
+    const int64_t want[4] = {d0, d1, d2, d3};
+    if (t->ndim != ndim) return 0;
+    for (int i = 0; i < ndim; i++)
+        if (t->dim[i] != want[i]) return 0;
+    return 1;
+}
+
+/* The zoo's ops (attention, global and channel pooling) read several operands of related
+ * shapes; a backend kernel indexes them assuming these relations, so every backend checks
+ * them here, in one place. */
+static pt_status check_zoo_shapes(const pt_op *op, const char *backend, const char *name, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    int ok = 1;
+    switch (op->kind) {
+    case PT_OP_BCAST_MUL:
+    case PT_OP_BCAST_MUL_GRAD: {
+        /* the image operands and the broadcast factor */
+        const pt_tensor *x = &t[0], *img2 = op->kind == PT_OP_BCAST_MUL ? &t[2] : &t[1];
+        const pt_tensor *s = op->kind == PT_OP_BCAST_MUL ? &t[1] : &t[2];
+        ok = x->ndim == 4 && dims_are(img2, 4, x->dim[0], x->dim[1], x->dim[2], x->dim[3]) &&
+             (dims_are(s, 2, x->dim[0], x->dim[1], 0, 0) || dims_are(s, 4, x->dim[0], 1, x->dim[2], x->dim[3]));
+        break;
+    }
+    case PT_OP_SIGMOID_FWD:
+        ok = pt_tensor_numel(&t[0]) == pt_tensor_numel(&t[1]);
+        break;
+    case PT_OP_SIGMOID_BWD:
+        ok = pt_tensor_numel(&t[0]) == pt_tensor_numel(&t[2]) && pt_tensor_numel(&t[1]) == pt_tensor_numel(&t[2]);
+        break;
+    case PT_OP_GMP_FWD:
+    case PT_OP_GMP_BWD: {
+        const pt_tensor *x = op->kind == PT_OP_GMP_FWD ? &t[0] : &t[2];
+        const pt_tensor *y = op->kind == PT_OP_GMP_FWD ? &t[1] : &t[0];
+        const pt_tensor *a = op->kind == PT_OP_GMP_FWD ? &t[2] : &t[1];
+        ok = x->ndim == 4 && x->dim[2] * x->dim[3] >= 1 && dims_are(y, 2, x->dim[0], x->dim[1], 0, 0) &&
+             dims_are(a, 2, x->dim[0], x->dim[1], 0, 0);
+        break;
+    }
+    case PT_OP_CHANNEL_POOL_FWD:
+    case PT_OP_CHANNEL_POOL_BWD: {
+        const pt_tensor *x = op->kind == PT_OP_CHANNEL_POOL_FWD ? &t[0] : &t[2];
+        const pt_tensor *y = op->kind == PT_OP_CHANNEL_POOL_FWD ? &t[1] : &t[0];
+        const pt_tensor *a = op->kind == PT_OP_CHANNEL_POOL_FWD ? &t[2] : &t[1];
+        ok = x->ndim == 4 && x->dim[1] >= 1 && dims_are(y, 4, x->dim[0], 2, x->dim[2], x->dim[3]) &&
+             dims_are(a, 4, x->dim[0], 1, x->dim[2], x->dim[3]);
+        break;
+    }
+    default:
+        break;
+    }
+    if (!ok) return pt_fail(err, PT_ERR_INVALID, "%s %s: operand shapes do not match (see core/op.h)", backend, name);
+    return PT_OK;
+}
 
 int pt_op_operand_absent(const pt_op *op, int i)
 {
@@ -110,5 +184,6 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_t
         !(op->p.rmsprop.alpha >= 0.0f && op->p.rmsprop.alpha < 1.0f && op->p.rmsprop.eps > 0.0f))
         return pt_fail(err, PT_ERR_INVALID, "%s %s: alpha %g must be in [0, 1) and eps %g positive", backend, name,
                        (double)op->p.rmsprop.alpha, (double)op->p.rmsprop.eps);
+    if (check_shapes) return check_zoo_shapes(op, backend, name, err);
     return PT_OK;
 }

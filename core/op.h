@@ -102,6 +102,36 @@ typedef enum pt_op_kind {
      * momentum != 0: buf = momentum*buf + g/avg, param -= lr*buf; else param -= lr*g/avg.
      * State starts at zero (no first-step special case). */
     PT_OP_RMSPROP,
+    /* ---- attention and pooling ops of the model zoo (SE, CBAM) ---- */
+    /* t0 = x [N,C,H,W], t1 = s, either [N,C] (one factor per channel, SE/CBAM channel
+     * attention) or [N,1,H,W] (one factor per pixel broadcast over channels, CBAM spatial
+     * attention), t2 = y [N,C,H,W] (aliasing neither x nor s).
+     * y = x*s + (accumulate ? y : 0). The input gradient is this op with x = dy. */
+    PT_OP_BCAST_MUL,
+    /* t0 = x [N,C,H,W], t1 = dy [N,C,H,W], t2 = ds ([N,C] or [N,1,H,W], BCAST_MUL's s).
+     * ds = (accumulate ? ds : 0) + the sum of x*dy over what s was broadcast over (H,W for
+     * [N,C]; C for [N,1,H,W]). */
+    PT_OP_BCAST_MUL_GRAD,
+    /* t0 = x, t1 = y (may alias x), same numel. y = 1/(1 + exp(-x)). */
+    PT_OP_SIGMOID_FWD,
+    /* t0 = y (the forward output), t1 = dy, t2 = dx, same numel.
+     * dx = (accumulate ? dx : 0) + dy*(y*(1 - y)). dx may alias dy when accumulate is 0. */
+    PT_OP_SIGMOID_BWD,
+    /* t0 = x [N,C,H,W] (H*W >= 1), t1 = y [N,C], t2 = argmax (I32 [N,C]): y = max over H,W,
+     * argmax = its index h*W + w (the first maximum in row-major order wins; NaN propagates
+     * and the first NaN wins). */
+    PT_OP_GMP_FWD,
+    /* t0 = dy [N,C], t1 = argmax (I32 [N,C]), t2 = dx [N,C,H,W].
+     * dx = (accumulate ? dx : 0) + (h*W + w == argmax ? dy : 0). */
+    PT_OP_GMP_BWD,
+    /* Mean and max over channels, concatenated (CBAM's spatial-attention input).
+     * t0 = x [N,C,H,W] (C >= 1), t1 = y [N,2,H,W], t2 = argmax (I32 [N,1,H,W]).
+     * y[n,0,h,w] = mean over c of x; y[n,1,h,w] = max over c of x; argmax = that channel
+     * (the first maximum wins; NaN propagates and the first NaN wins). */
+    PT_OP_CHANNEL_POOL_FWD,
+    /* t0 = dy [N,2,H,W], t1 = argmax (I32 [N,1,H,W]), t2 = dx [N,C,H,W].
+     * dx = (accumulate ? dx : 0) + dy[n,0,h,w]/C + (c == argmax ? dy[n,1,h,w] : 0). */
+    PT_OP_CHANNEL_POOL_BWD,
     PT_OP_KIND_COUNT
 } pt_op_kind;
 

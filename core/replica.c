@@ -45,6 +45,7 @@ struct pt_replica {
     int batch_train, batch_eval; /* n the lists were emitted for */
 
     int *grad_written; /* emission scratch, sized nnodes */
+    int *param_grad_written; /* emission scratch, sized nparams (shared parameters) */
     int64_t bn_steps;
     int opt_started;
     float label_smoothing;
@@ -102,6 +103,13 @@ int pt_emit_grad_accumulate(pt_emit *em, int node)
 {
     int acc = em->r->grad_written[node];
     em->r->grad_written[node] = 1;
+    return acc;
+}
+
+int pt_emit_param_grad_accumulate(pt_emit *em, int param)
+{
+    int acc = em->r->param_grad_written[param];
+    em->r->param_grad_written[param] = 1;
     return acc;
 }
 
@@ -234,6 +242,7 @@ static pt_status emit_backward(pt_replica *r, int n, pt_error *err)
     r->bwd.n = 0;
     const pt_net *net = r->net;
     memset(r->grad_written, 0, (size_t)net->nnodes * sizeof *r->grad_written);
+    memset(r->param_grad_written, 0, (size_t)net->nparams * sizeof *r->param_grad_written);
     r->grad_written[net->output] = 1; /* written by the loss op */
     for (int i = net->nnodes - 1; i >= 1; i--) {
         const pt_node *node = &net->nodes[i];
@@ -367,8 +376,9 @@ pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacit
     r->mem = calloc((size_t)net->nnodes, sizeof *r->mem);
     r->consumers = calloc((size_t)net->nnodes, sizeof *r->consumers);
     r->grad_written = calloc((size_t)net->nnodes, sizeof *r->grad_written);
+    r->param_grad_written = calloc((size_t)net->nparams + 1, sizeof *r->param_grad_written);
     pt_status st = PT_OK;
-    if (!r->mem || !r->consumers || !r->grad_written) {
+    if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
     }
@@ -424,6 +434,7 @@ void pt_replica_free(pt_replica *r)
     free(r->mem);
     free(r->consumers);
     free(r->grad_written);
+    free(r->param_grad_written);
     free(r);
 }
 

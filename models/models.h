@@ -21,5 +21,8 @@ pt_status pt_model_build(const char *name, int in_channels, int height, int widt
 pt_status pt_model_baseline(pt_net *net, pt_error *err);
 pt_status pt_model_resnet18(pt_net *net, pt_error *err);
 pt_status pt_model_resnet34(pt_net *net, pt_error *err);
+pt_status pt_model_wide_resnet18(pt_net *net, pt_error *err);
+pt_status pt_model_se_resnet18(pt_net *net, pt_error *err);
+pt_status pt_model_cbam_resnet18(pt_net *net, pt_error *err);
 
 #endif

@@ -1,10 +1,51 @@
-/* resnet18 / resnet34: torchvision's BasicBlock ResNet with a 3x3 stride-1 stem and no
- * max-pool (small images); module names equal torchvision's state_dict. */
+/* The ResNet family of MODELS.md: torchvision's BasicBlock ResNet with a 3x3 stride-1 stem
+ * and no max-pool (small images), module names equal to torchvision's state_dict: resnet18,
+ * resnet34, wide_resnet18 (doubled widths), and se_resnet18 / cbam_resnet18, whose blocks
+ * apply squeeze-and-excitation or CBAM to the output of bn2 before the shortcut is added. */
 #include <stdio.h>
 
 #include "models/models.h"
 
-static int basic_block(pt_net *net, int x, const char *name, int in_ch, int out_ch, int stride)
+typedef enum block_attention { ATT_NONE, ATT_SE, ATT_CBAM } block_attention;
+
+/* Squeeze-and-excitation: x * sigmoid(fc2(relu(fc1(mean over H,W of x)))). */
+static int se(pt_net *net, int x, const char *block, int ch)
+{
+    char f1[80], f2[80];
+    snprintf(f1, sizeof f1, "%s.se.fc1", block);
+    snprintf(f2, sizeof f2, "%s.se.fc2", block);
+    int s = pt_net_global_avgpool(net, x);
+    s = pt_net_linear(net, s, f1, ch / 16, 1);
+    s = pt_net_relu(net, s);
+    s = pt_net_linear(net, s, f2, ch, 1);
+    s = pt_net_sigmoid(net, s);
+    return pt_net_bcast_mul(net, x, s);
+}
+
+/* CBAM: channel attention (one MLP, shared by the average- and the max-pooled vector), then
+ * spatial attention (7x7 conv + BN over the channel mean and max). */
+static int cbam(pt_net *net, int x, const char *block, int ch)
+{
+    char f1[80], f2[80], conv[80], bn[80];
+    snprintf(f1, sizeof f1, "%s.cbam.ca.fc1", block);
+    snprintf(f2, sizeof f2, "%s.cbam.ca.fc2", block);
+    snprintf(conv, sizeof conv, "%s.cbam.sa.conv", block);
+    snprintf(bn, sizeof bn, "%s.cbam.sa.bn", block);
+    int fc1 = pt_net_linear(net, pt_net_global_avgpool(net, x), f1, ch / 16, 1);
+    int fc2 = pt_net_linear(net, pt_net_relu(net, fc1), f2, ch, 1);
+    int m = pt_net_linear_shared(net, pt_net_global_maxpool(net, x), fc1);
+    m = pt_net_linear_shared(net, pt_net_relu(net, m), fc2);
+    int a = pt_net_sigmoid(net, pt_net_add(net, fc2, m));
+    x = pt_net_bcast_mul(net, x, a);
+    int s = pt_net_channel_pool(net, x);
+    s = pt_net_conv2d(net, s, conv, 1, 7, 1, 3, 0);
+    s = pt_net_batchnorm2d(net, s, bn);
+    s = pt_net_sigmoid(net, s);
+    return pt_net_bcast_mul(net, x, s);
+}
+
+static int basic_block(pt_net *net, int x, const char *name, int in_ch, int out_ch, int stride,
+                       block_attention att)
 {
     char n1[64], n2[64], n3[64], n4[64], d0[64], d1[64];
     snprintf(n1, sizeof n1, "%s.conv1", name);
@@ -16,6 +57,8 @@ static int basic_block(pt_net *net, int x, const char *name, int in_ch, int out_
     y = pt_net_relu(net, y);
     y = pt_net_conv2d(net, y, n3, out_ch, 3, 1, 1, 0);
     y = pt_net_batchnorm2d(net, y, n4);
+    if (att == ATT_SE) y = se(net, y, name, out_ch);
+    if (att == ATT_CBAM) y = cbam(net, y, name, out_ch);
     int shortcut = x;
     if (stride != 1 || in_ch != out_ch) {
         snprintf(d0, sizeof d0, "%s.downsample.0", name);
@@ -27,7 +70,8 @@ static int basic_block(pt_net *net, int x, const char *name, int in_ch, int out_
     return pt_net_relu(net, y);
 }
 
-static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], pt_error *err)
+static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], block_attention att,
+                        pt_error *err)
 {
     int x = pt_net_input(net);
     x = pt_net_conv2d(net, x, "conv1", widths[0], 3, 1, 1, 0);
@@ -39,7 +83,7 @@ static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], p
             char name[32];
             snprintf(name, sizeof name, "layer%d.%d", l + 1, b);
             int stride = (l > 0 && b == 0) ? 2 : 1;
-            x = basic_block(net, x, name, in_ch, widths[l], stride);
+            x = basic_block(net, x, name, in_ch, widths[l], stride, att);
             in_ch = widths[l];
         }
     x = pt_net_global_avgpool(net, x);
@@ -50,11 +94,29 @@ static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], p
 pt_status pt_model_resnet18(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, err);
+    return resnet(net, blocks, widths, ATT_NONE, err);
 }
 
 pt_status pt_model_resnet34(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {3, 4, 6, 3}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, err);
+    return resnet(net, blocks, widths, ATT_NONE, err);
+}
+
+pt_status pt_model_wide_resnet18(pt_net *net, pt_error *err)
+{
+    static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {128, 256, 512, 1024};
+    return resnet(net, blocks, widths, ATT_NONE, err);
+}
+
+pt_status pt_model_se_resnet18(pt_net *net, pt_error *err)
+{
+    static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
+    return resnet(net, blocks, widths, ATT_SE, err);
+}
+
+pt_status pt_model_cbam_resnet18(pt_net *net, pt_error *err)
+{
+    static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
+    return resnet(net, blocks, widths, ATT_CBAM, err);
 }

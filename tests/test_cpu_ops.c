@@ -989,12 +989,16 @@ static void supports_every_kind_with_f32_operands(void)
     for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
         pt_op op = make_op((pt_op_kind)k, 0);
         /* operand counts per kind as core/op.h documents them */
-        static const int nts[PT_OP_KIND_COUNT] = {1, 2, 3, 3, 2, 2, 3, 3, 3, 8, 6, 8, 2, 3, 3, 3, 2, 2, 3, 3, 4, 3, 4, [PT_OP_RMSPROP] = 5};
+        static const int nts[PT_OP_KIND_COUNT] = {1, 2, 3, 3, 2, 2, 3, 3, 3, 8, 6, 8, 2, 3, 3, 3, 2, 2, 3, 3, 4, 3, 4,
+                                                       [PT_OP_RMSPROP] = 5,
+                                                       [PT_OP_BCAST_MUL] = 3, 3, 2, 3, 3, 3, 3, 3};
         op.nt = nts[k];
         for (int i = 0; i < op.nt; i++) op.t[i].dtype = PT_F32, op.t[i].ndim = 1;
         if (k == PT_OP_MAXPOOL_FWD) op.t[2].dtype = PT_I32;
         if (k == PT_OP_MAXPOOL_BWD) op.t[1].dtype = PT_I32;
         if (k == PT_OP_XENT) op.t[1].dtype = PT_I32;
+        if (k == PT_OP_GMP_FWD || k == PT_OP_CHANNEL_POOL_FWD) op.t[2].dtype = PT_I32;
+        if (k == PT_OP_GMP_BWD || k == PT_OP_CHANNEL_POOL_BWD) op.t[1].dtype = PT_I32;
         CHECKF(g_dev->be->supports(g_dev->ctx, &op), "%s", pt_op_name((pt_op_kind)k));
         op.t[0].dtype = PT_I64;
         CHECKF(!g_dev->be->supports(g_dev->ctx, &op), "%s with an I64 operand", pt_op_name((pt_op_kind)k));

@@ -642,6 +642,168 @@ static void a_wrong_gradient_is_detected(void)
     CHECK(pt_t_rel_err_f32_f64(g, num, 3) > 1e-2);
 }
 
+/* ---- the model zoo's ops: sigmoid, broadcast multiply, global max pool, channel pool ---- */
+
+static void sigmoid_run(layer *l, pt_buffer *y)
+{
+    pt_op op = mk(PT_OP_SIGMOID_FWD, 2);
+    op.t[0] = T1(dev_f(l->in[0], l->in_n[0]), l->in_n[0]);
+    op.t[1] = T1(y, l->out_n);
+    exec(&op);
+}
+
+static void sigmoid_forward(layer *l, float *out)
+{
+    pt_buffer *y = dev_f(NULL, l->out_n);
+    sigmoid_run(l, y);
+    get(out, y, l->out_n);
+    dev_release();
+}
+
+static void sigmoid_backward(layer *l, const float *r, float **g)
+{
+    pt_buffer *y = dev_f(NULL, l->out_n), *dx = dev_f(NULL, l->in_n[0]);
+    sigmoid_run(l, y);
+    pt_op op = mk(PT_OP_SIGMOID_BWD, 3);
+    op.t[0] = T1(y, l->out_n), op.t[1] = T1(dev_f(r, l->out_n), l->out_n), op.t[2] = T1(dx, l->in_n[0]);
+    exec(&op);
+    get(g[0], dx, l->in_n[0]);
+    dev_release();
+}
+
+static void sigmoid_gradient_matches_finite_differences(void)
+{
+    layer l = {.name = "sigmoid", .nin = 1, .check = {1}, .h = 1e-2};
+    l.in_n[0] = l.out_n = 40;
+    l.in[0] = rand_f(40, 4); /* both tails and the middle */
+    l.forward = sigmoid_forward;
+    l.backward = sigmoid_backward;
+    gradcheck(&l, NULL);
+    free_inputs(&l);
+}
+
+/* dims = n, c, h, w, per_pixel */
+static pt_tensor bcast_factor(const layer *l, pt_buffer *b)
+{
+    const int *d = l->dims;
+    return d[4] ? T4(b, d[0], 1, d[2], d[3]) : pt_tensor_2d(b, 0, d[0], d[1]);
+}
+
+static void bcast_mul_forward(layer *l, float *out)
+{
+    const int *d = l->dims;
+    pt_buffer *y = dev_f(NULL, l->out_n);
+    pt_op op = mk(PT_OP_BCAST_MUL, 3);
+    op.t[0] = T4(dev_f(l->in[0], l->in_n[0]), d[0], d[1], d[2], d[3]);
+    op.t[1] = bcast_factor(l, dev_f(l->in[1], l->in_n[1]));
+    op.t[2] = T4(y, d[0], d[1], d[2], d[3]);
+    exec(&op);
+    get(out, y, l->out_n);
+    dev_release();
+}
+
+static void bcast_mul_backward(layer *l, const float *r, float **g)
+{
+    const int *d = l->dims;
+    pt_buffer *dy = dev_f(r, l->out_n), *dx = dev_f(NULL, l->in_n[0]), *ds = dev_f(NULL, l->in_n[1]);
+    pt_op op = mk(PT_OP_BCAST_MUL, 3); /* dx = dy * s */
+    op.t[0] = T4(dy, d[0], d[1], d[2], d[3]);
+    op.t[1] = bcast_factor(l, dev_f(l->in[1], l->in_n[1]));
+    op.t[2] = T4(dx, d[0], d[1], d[2], d[3]);
+    exec(&op);
+    pt_op gs = mk(PT_OP_BCAST_MUL_GRAD, 3);
+    gs.t[0] = T4(dev_f(l->in[0], l->in_n[0]), d[0], d[1], d[2], d[3]);
+    gs.t[1] = T4(dy, d[0], d[1], d[2], d[3]);
+    gs.t[2] = bcast_factor(l, ds);
+    exec(&gs);
+    get(g[0], dx, l->in_n[0]);
+    get(g[1], ds, l->in_n[1]);
+    dev_release();
+}
+
+static void bcast_mul_gradients_match_finite_differences(void)
+{
+    for (int pix = 0; pix < 2; pix++) {
+        layer l = {.name = pix ? "bcast_mul per pixel" : "bcast_mul per channel", .nin = 2, .check = {1, 1},
+                   .h = 1e-2, .dims = {2, 3, 4, 5, pix}};
+        l.in_n[0] = l.out_n = 2 * 3 * 4 * 5;
+        l.in_n[1] = pix ? 2 * 4 * 5 : 2 * 3;
+        l.in[0] = rand_f(l.in_n[0], 1);
+        l.in[1] = rand_f(l.in_n[1], 1);
+        l.forward = bcast_mul_forward;
+        l.backward = bcast_mul_backward;
+        gradcheck(&l, NULL);
+        free_inputs(&l);
+    }
+}
+
+/* Values at least 2/n apart (a permutation of a grid), so a finite-difference step never
+ * changes which element is the maximum. */
+static float *spaced_f(int64_t n)
+{
+    float *p = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((double)((i * 37 + 11) % n) / (double)n * 2.0 - 1.0);
+    return p;
+}
+
+/* dims = n, c, h, w, channel_pool (else global max pool) */
+static void maxlike_run(layer *l, pt_buffer *y, pt_buffer *arg)
+{
+    const int *d = l->dims;
+    pt_op op = mk(d[4] ? PT_OP_CHANNEL_POOL_FWD : PT_OP_GMP_FWD, 3);
+    op.t[0] = T4(dev_f(l->in[0], l->in_n[0]), d[0], d[1], d[2], d[3]);
+    if (d[4]) {
+        op.t[1] = T4(y, d[0], 2, d[2], d[3]);
+        op.t[2] = pt_tensor_make(arg, 0, PT_I32, 4, (int64_t[4]){d[0], 1, d[2], d[3]});
+    } else {
+        op.t[1] = pt_tensor_2d(y, 0, d[0], d[1]);
+        op.t[2] = pt_tensor_make(arg, 0, PT_I32, 2, (int64_t[4]){d[0], d[1], 1, 1});
+    }
+    exec(&op);
+}
+
+static void maxlike_forward(layer *l, float *out)
+{
+    pt_buffer *y = dev_f(NULL, l->out_n), *arg = dev_f(NULL, l->out_n);
+    maxlike_run(l, y, arg);
+    get(out, y, l->out_n);
+    dev_release();
+}
+
+static void maxlike_backward(layer *l, const float *r, float **g)
+{
+    const int *d = l->dims;
+    pt_buffer *y = dev_f(NULL, l->out_n), *arg = dev_f(NULL, l->out_n), *dx = dev_f(NULL, l->in_n[0]);
+    maxlike_run(l, y, arg);
+    pt_op op = mk(d[4] ? PT_OP_CHANNEL_POOL_BWD : PT_OP_GMP_BWD, 3);
+    if (d[4]) {
+        op.t[0] = T4(dev_f(r, l->out_n), d[0], 2, d[2], d[3]);
+        op.t[1] = pt_tensor_make(arg, 0, PT_I32, 4, (int64_t[4]){d[0], 1, d[2], d[3]});
+    } else {
+        op.t[0] = pt_tensor_2d(dev_f(r, l->out_n), 0, d[0], d[1]);
+        op.t[1] = pt_tensor_make(arg, 0, PT_I32, 2, (int64_t[4]){d[0], d[1], 1, 1});
+    }
+    op.t[2] = T4(dx, d[0], d[1], d[2], d[3]);
+    exec(&op);
+    get(g[0], dx, l->in_n[0]);
+    dev_release();
+}
+
+static void global_max_and_channel_pool_gradients_match_finite_differences(void)
+{
+    for (int cp = 0; cp < 2; cp++) {
+        layer l = {.name = cp ? "channel_pool" : "global_max_pool", .nin = 1, .check = {1}, .h = 2e-3,
+                   .dims = {2, 5, 3, 4, cp}};
+        l.in_n[0] = 2 * 5 * 3 * 4;
+        l.out_n = cp ? 2 * 2 * 3 * 4 : 2 * 5;
+        l.in[0] = spaced_f(l.in_n[0]);
+        l.forward = maxlike_forward;
+        l.backward = maxlike_backward;
+        gradcheck(&l, NULL);
+        free_inputs(&l);
+    }
+}
+
 int main(void)
 {
     pt_error e;
@@ -660,6 +822,9 @@ int main(void)
     RUN(dropout_gradient_matches_finite_differences);
     RUN(add_gradients_match_finite_differences);
     RUN(softmax_xent_gradient_matches_finite_differences);
+    RUN(sigmoid_gradient_matches_finite_differences);
+    RUN(bcast_mul_gradients_match_finite_differences);
+    RUN(global_max_and_channel_pool_gradients_match_finite_differences);
     RUN(a_wrong_gradient_is_detected);
     pt_device_close(g_dev);
     TEST_EXIT();

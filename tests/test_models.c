@@ -1,6 +1,7 @@
 /* models/: the zoo builds nets whose parameter counts, state_dict entries, names and shapes
  * equal the PyTorch modules of shared/docs/MODELS.md, and refuses unknown names and
  * inputs too small for a model with a message, never a crash. */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -132,6 +133,102 @@ static void test_resnet34_tinyimagenet_matches_torchvision_names(void)
     pt_net_free(net);
 }
 
+/* The parameter count to MODELS.md's precision (millions, 3 decimals). */
+static int millions_are(int64_t count, double want) { return fabs((double)count / 1e6 - want) < 0.0005; }
+
+static void test_wide_resnet18_matches_models_md(void)
+{
+    pt_net *net = build("wide_resnet18", 3, 64, 64, 200);
+    if (!net) return;
+    /* resnet18's layout at widths 128..1024: 3*128*9 stem, 4x the 3x3 weights, fc 1024x200 */
+    CHECKF(net->param_count == 44857672, "%lld", (long long)net->param_count);
+    CHECK(millions_are(net->param_count, 44.858));
+    CHECKF(state_entries(net) == 122, "%d", state_entries(net));
+    CHECK(param_shape_is(net, "conv1.weight", 4, 128, 3, 3, 3));
+    CHECK(param_shape_is(net, "layer4.1.conv2.weight", 4, 1024, 1024, 3, 3));
+    CHECK(param_shape_is(net, "layer2.0.downsample.0.weight", 4, 256, 128, 1, 1));
+    CHECK(param_shape_is(net, "fc.weight", 2, 200, 1024, 0, 0));
+    check_layout(net);
+    pt_net_free(net);
+}
+
+static void test_se_resnet18_matches_models_md(void)
+{
+    pt_net *net = build("se_resnet18", 3, 64, 64, 200);
+    if (!net) return;
+    /* resnet18 + 2 blocks x (C*C/16 + C/16 + C/16*C + C) for C = 64, 128, 256, 512 */
+    CHECKF(net->param_count == 11271432 + 2 * (580 + 2184 + 8464 + 33312), "%lld", (long long)net->param_count);
+    CHECK(millions_are(net->param_count, 11.361));
+    CHECKF(state_entries(net) == 154, "%d", state_entries(net));
+    CHECK(param_shape_is(net, "layer1.0.se.fc1.weight", 2, 4, 64, 0, 0));
+    CHECK(param_shape_is(net, "layer1.0.se.fc1.bias", 1, 4, 0, 0, 0));
+    CHECK(param_shape_is(net, "layer4.1.se.fc2.weight", 2, 512, 32, 0, 0));
+    CHECK(param_shape_is(net, "layer4.1.se.fc2.bias", 1, 512, 0, 0, 0));
+    CHECK(param_shape_is(net, "fc.weight", 2, 200, 512, 0, 0));
+    check_layout(net);
+    pt_net_free(net);
+}
+
+static void test_cbam_resnet18_matches_models_md(void)
+{
+    pt_net *net = build("cbam_resnet18", 3, 64, 64, 200);
+    if (!net) return;
+    /* se_resnet18's MLPs (shared by both pools, counted once) + 8 x (7*7*2 conv + BN(1)) */
+    CHECKF(net->param_count == 11271432 + 2 * (580 + 2184 + 8464 + 33312) + 8 * 100, "%lld",
+           (long long)net->param_count);
+    CHECK(millions_are(net->param_count, 11.361));
+    CHECKF(state_entries(net) == 202, "%d", state_entries(net));
+    CHECK(param_shape_is(net, "layer2.1.cbam.ca.fc1.weight", 2, 8, 128, 0, 0));
+    CHECK(param_shape_is(net, "layer2.1.cbam.ca.fc2.bias", 1, 128, 0, 0, 0));
+    CHECK(param_shape_is(net, "layer3.0.cbam.sa.conv.weight", 4, 1, 2, 7, 7));
+    CHECK(pt_net_find_param(net, "layer3.0.cbam.sa.conv.bias") < 0);
+    CHECK(param_shape_is(net, "layer3.0.cbam.sa.bn.weight", 1, 1, 0, 0, 0));
+    CHECK(buffer_numel_is(net, "layer3.0.cbam.sa.bn.running_var", 1));
+    check_layout(net);
+    pt_net_free(net);
+}
+
+/* Every model's ops on a Fashion-MNIST image, and TinyImageNet's counts to MODELS.md. */
+static void test_every_model_builds_for_both_datasets(void)
+{
+    static const struct { const char *name; double millions; int entries; } zoo[] = {
+        {"baseline", 1.655, 26},       {"resnet18", 11.271, 122},    {"resnet34", 21.380, 218},
+        {"wide_resnet18", 44.858, 122}, {"se_resnet18", 11.361, 154}, {"cbam_resnet18", 11.361, 202}};
+    int n = 0;
+    for (const pt_model_entry *m = pt_models(); m->name; m++) n++;
+    CHECKF(n == (int)(sizeof zoo / sizeof zoo[0]), "%d models in the zoo", n);
+    for (size_t i = 0; i < sizeof zoo / sizeof zoo[0]; i++) {
+        pt_net *net = build(zoo[i].name, 3, 64, 64, 200);
+        if (net) {
+            CHECKF(millions_are(net->param_count, zoo[i].millions), "%s: %lld", zoo[i].name,
+                   (long long)net->param_count);
+            CHECKF(state_entries(net) == zoo[i].entries, "%s: %d", zoo[i].name, state_entries(net));
+            CHECK(pt_net_forward_flops(net) > 0);
+        }
+        pt_net_free(net);
+        net = build(zoo[i].name, 1, 28, 28, 10);
+        pt_net_free(net);
+    }
+}
+
+static void test_model_too_big_for_the_input_names_the_smallest_size(void)
+{
+    pt_net *net = (pt_net *)1;
+    pt_error err;
+    pt_error_clear(&err);
+    pt_status st = pt_model_build("baseline", 3, 8, 8, 200, &net, &err);
+    CHECK(st == PT_ERR_INVALID && net == NULL);
+    CHECKF(strstr(err.msg, "'baseline'") && strstr(err.msg, "3x8x8") && strstr(err.msg, "16x16"), "%s",
+           err.msg);
+    /* a wide, short image: only the height is too small */
+    pt_error_clear(&err);
+    st = pt_model_build("baseline", 1, 8, 64, 10, &net, &err);
+    CHECKF(st == PT_ERR_INVALID && strstr(err.msg, "1x8x64") && strstr(err.msg, "16x16"), "%s", err.msg);
+    /* resnets have no pooling before the global one: any size builds */
+    net = build("cbam_resnet18", 1, 1, 1, 10);
+    pt_net_free(net);
+}
+
 static void test_every_zoo_entry_has_a_name_description_and_builder(void)
 {
     int n = 0;
@@ -250,6 +347,11 @@ int main(void)
     RUN(test_baseline_tinyimagenet_matches_models_md);
     RUN(test_resnet18_tinyimagenet_matches_torchvision_names);
     RUN(test_resnet34_tinyimagenet_matches_torchvision_names);
+    RUN(test_wide_resnet18_matches_models_md);
+    RUN(test_se_resnet18_matches_models_md);
+    RUN(test_cbam_resnet18_matches_models_md);
+    RUN(test_every_model_builds_for_both_datasets);
+    RUN(test_model_too_big_for_the_input_names_the_smallest_size);
     RUN(test_every_zoo_entry_has_a_name_description_and_builder);
     RUN(test_unknown_model_fails_listing_the_models);
     RUN(test_baseline_builds_for_fashion_mnist);

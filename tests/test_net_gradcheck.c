@@ -37,12 +37,28 @@ static pt_net *build_net(int with_dropout)
     b = pt_net_batchnorm2d(net, b, "block.bn1");
     b = pt_net_relu(net, b);
     b = pt_net_conv2d(net, b, "block.conv2", 4, 3, 1, 1, 0);
+    if (with_dropout == 2) {
+        /* SE then CBAM on the block's branch, as se_resnet18/cbam_resnet18 wire them (hidden
+         * width 2 instead of C/16): broadcast multiplies, sigmoid gates, global max and
+         * channel pools, and an MLP whose parameters two shared linear nodes reuse. */
+        int g = pt_net_linear(net, pt_net_global_avgpool(net, b), "se.fc1", 2, 1);
+        g = pt_net_sigmoid(net, pt_net_linear(net, pt_net_relu(net, g), "se.fc2", 4, 1));
+        b = pt_net_bcast_mul(net, b, g);
+        int f1 = pt_net_linear(net, pt_net_global_avgpool(net, b), "ca.fc1", 2, 1);
+        int f2 = pt_net_linear(net, pt_net_relu(net, f1), "ca.fc2", 4, 1);
+        int m = pt_net_linear_shared(net, pt_net_global_maxpool(net, b), f1);
+        m = pt_net_linear_shared(net, pt_net_relu(net, m), f2);
+        b = pt_net_bcast_mul(net, b, pt_net_sigmoid(net, pt_net_add(net, f2, m)));
+        int sp = pt_net_conv2d(net, pt_net_channel_pool(net, b), "sa.conv", 1, 7, 1, 3, 0);
+        sp = pt_net_sigmoid(net, pt_net_batchnorm2d(net, sp, "sa.bn"));
+        b = pt_net_bcast_mul(net, b, sp);
+    }
     int s = pt_net_add(net, b, a); /* a also feeds block.conv1: accumulated gradient */
     s = pt_net_relu(net, s);
     s = pt_net_maxpool2d(net, s, 3, 2, 1);
     int d = pt_net_conv2d(net, s, "down", 6, 1, 2, 0, 0);
     d = pt_net_batchnorm2d(net, d, "down_bn");
-    if (with_dropout) d = pt_net_dropout(net, d, 0.25f);
+    if (with_dropout == 1) d = pt_net_dropout(net, d, 0.25f);
     d = pt_net_global_avgpool(net, d);
     d = pt_net_linear(net, d, "fc", K, 1);
     pt_error err;
@@ -155,6 +171,7 @@ static void check_all_tensors(int with_dropout, float smoothing)
 
 static void gradients_match_finite_differences(void) { check_all_tensors(0, 0.0f); }
 static void gradients_match_with_dropout_and_label_smoothing(void) { check_all_tensors(1, 0.1f); }
+static void gradients_match_through_se_and_cbam_attention(void) { check_all_tensors(2, 0.0f); }
 
 /* The in-place ReLU and the accumulated residual gradient must not depend on the order
  * ops ran in: two backward passes give the same gradients bitwise. */
@@ -201,6 +218,7 @@ int main(void)
 {
     RUN(gradients_match_finite_differences);
     RUN(gradients_match_with_dropout_and_label_smoothing);
+    RUN(gradients_match_through_se_and_cbam_attention);
     RUN(backward_is_repeatable);
     RUN(short_batch_matches_its_own_full_batch);
     TEST_EXIT();

@@ -35,14 +35,14 @@ void *__wrap_realloc(void *p, size_t n)
 
 enum { B = 16, C = 1, H = 28, W = 28, K = 10 };
 
-static void training_step_allocates_nothing(void)
+static void training_step_allocates_nothing_with(const char *model)
 {
     pt_error err;
     pt_device *dev = NULL;
     pt_net *net = NULL;
     pt_replica *rep = NULL;
     CHECK(pt_device_open("cpu", 0, NULL, &dev, &err) == PT_OK);
-    CHECK(pt_model_build("resnet18", C, H, W, K, &net, &err) == PT_OK);
+    CHECKF(pt_model_build(model, C, H, W, K, &net, &err) == PT_OK, "%s: %s", model, err.msg);
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
     g_allocs = 0;
     g_counting = 1;
@@ -75,10 +75,17 @@ static void training_step_allocates_nothing(void)
     ok &= pt_replica_eval(rep, x, y, 7, logits, loss, &err) == PT_OK;
     g_counting = 0;
     CHECKF(ok, "steps failed: %s", err.msg);
-    CHECKF(g_allocs == 0, "%ld host allocations during 5 training steps and 2 evaluations", g_allocs);
+    CHECKF(g_allocs == 0, "%s: %ld host allocations during 5 training steps and 2 evaluations", model, g_allocs);
     pt_replica_free(rep);
     pt_net_free(net);
     pt_device_close(dev);
+}
+
+static void training_step_allocates_nothing(void) { training_step_allocates_nothing_with("resnet18"); }
+/* CBAM has every op SE has and more: shared linears, global max and channel pools. */
+static void attention_training_step_allocates_nothing(void)
+{
+    training_step_allocates_nothing_with("cbam_resnet18");
 }
 
 static void loader_next_allocates_nothing(void)
@@ -128,6 +135,7 @@ static void loader_next_allocates_nothing(void)
 int main(void)
 {
     RUN(training_step_allocates_nothing);
+    RUN(attention_training_step_allocates_nothing);
     RUN(loader_next_allocates_nothing);
     TEST_EXIT();
 }

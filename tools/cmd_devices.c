@@ -1,5 +1,6 @@
 /* polytrain devices / models: what this build can run on and what it can train. */
 #include <stdio.h>
+#include <string.h>
 
 #include "core/backend.h"
 #include "core/json.h"
@@ -77,12 +78,100 @@ int cmd_devices(int argc, char **argv)
     return failures == pt_backend_count() ? 1 : 0;
 }
 
+static void print_json_string(const char *text)
+{
+    pt_strbuf sb;
+    pt_strbuf_init(&sb);
+    pt_strbuf_json_string(&sb, text);
+    fputs(sb.data && !sb.failed ? sb.data : "null", stdout);
+    pt_strbuf_free(&sb);
+}
+
+/* "CxHxW" or "C,H,W". */
+static int parse_input(const char *s, int *c, int *h, int *w)
+{
+    char tail;
+    return (sscanf(s, "%dx%dx%d%c", c, h, w, &tail) == 3 || sscanf(s, "%d,%d,%d%c", c, h, w, &tail) == 3) &&
+           *c >= 1 && *c <= 3 && *h >= 1 && *w >= 1 && *h <= 4096 && *w <= 4096;
+}
+
 int cmd_models(int argc, char **argv)
 {
-    const arg_spec specs[] = {{NULL, 0, NULL, NULL, NULL, 0, 0, NULL}};
-    const arg_command cmd = {"models", "List the models polytrain can build.", "", specs, NULL, NULL};
+    const char *input = "3x64x64", *only = NULL;
+    int classes = 200, json = 0;
+    const arg_spec specs[] = {
+        {"input", ARG_STRING, &input, "CxHxW", "input shape for the counts (default 3x64x64, TinyImageNet)", 0, 0,
+         NULL},
+        {"classes", ARG_INT, &classes, "K", "classes (default 200)", 1, 100000, NULL},
+        {"model", ARG_STRING, &only, "NAME", "only this model (an error if it does not fit the input)", 0, 0, NULL},
+        {"json", ARG_FLAG, &json, NULL, "machine-readable output (one JSON array)", 0, 0, NULL},
+        {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
+    };
+    const arg_command cmd = {
+        "models", "List the models polytrain can build, with their size and cost for an input.", "[options]", specs,
+        "FLOPs are 2 x multiply-adds of one image's forward pass through the convolutions and linear\n"
+        "layers (element-wise layers, pooling and attention gates are not counted); a training step\n"
+        "costs about three times as much. A model whose poolings do not fit the input is listed\n"
+        "with the smallest input it takes.",
+        NULL};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    for (const pt_model_entry *m = pt_models(); m->name; m++) printf("%-12s %s\n", m->name, m->description);
-    return 0;
+    int C, H, W;
+    if (!parse_input(input, &C, &H, &W)) {
+        cli_error("models: --input expects CxHxW with C in 1..3 and H, W in 1..4096, got '%s'", input);
+        return 2;
+    }
+    if (only && !pt_model_find(only)) {
+        pt_error err;
+        pt_net *net = NULL;
+        pt_model_build(only, C, H, W, classes, &net, &err); /* its message lists the zoo */
+        cli_error("models: --model: %s", err.msg);
+        return 2;
+    }
+    if (json) printf("[");
+    int first = 1, failed = 0, rows = 0;
+    for (const pt_model_entry *m = pt_models(); m->name; m++) {
+        if (only && strcmp(only, m->name) != 0) continue;
+        pt_net *net = NULL;
+        pt_error err;
+        pt_error_clear(&err);
+        if (pt_model_build(m->name, C, H, W, classes, &net, &err) != PT_OK) {
+            failed = 1;
+            if (only) cli_error("%s", err.msg);
+            if (json) {
+                printf("%s{\"model\":", first ? "" : ",");
+                print_json_string(m->name);
+                printf(",\"error\":");
+                print_json_string(err.msg);
+                printf("}");
+            } else if (!only) {
+                if (!rows++)
+                    printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
+                printf("%-14s %12s %7s %12s  %s\n", m->name, "-", "-", "-", err.msg);
+            }
+            first = 0;
+            continue;
+        }
+        int entries = net->nparams + net->nbuffers + net->nbn;
+        double gflop = pt_net_forward_flops(net) / 1e9;
+        if (json) {
+            printf("%s{\"model\":", first ? "" : ",");
+            print_json_string(m->name);
+            printf(",\"input\":[%d,%d,%d],\"classes\":%d,\"parameters\":%lld,\"state_entries\":%d,"
+                   "\"forward_flops\":%.0f,\"description\":",
+                   C, H, W, classes, (long long)net->param_count, entries, pt_net_forward_flops(net));
+            print_json_string(m->description);
+            printf("}");
+        } else {
+            if (!rows++)
+                printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
+            printf("%-14s %12lld %7d %12.3f  %s\n", m->name, (long long)net->param_count, entries, gflop,
+                   m->description);
+        }
+        first = 0;
+        pt_net_free(net);
+    }
+    if (json) printf("]\n");
+    else if (rows) printf("(input %dx%dx%d, %d classes)\n", C, H, W, classes);
+    return only && failed ? 1 : 0;
 }

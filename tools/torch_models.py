@@ -215,10 +215,60 @@ class Baseline(_Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-class BasicBlock(_Module):
-    """torchvision's BasicBlock: conv-bn-relu-conv-bn, plus identity or 1x1 downsample."""
+class SqueezeExcitation(_Module):
+    """SE: x * sigmoid(fc2(relu(fc1(mean over H,W of x)))), reduction 16."""
 
-    def __init__(self, in_planes, planes, stride):
+    def __init__(self, channels):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // 16)
+        self.fc2 = nn.Linear(channels // 16, channels)
+
+    def forward(self, x):
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean((2, 3))))))
+        return x * s[:, :, None, None]
+
+
+class ChannelAttention(_Module):
+    """CBAM's channel branch: one MLP shared by the average- and max-pooled vectors."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, channels // 16)
+        self.fc2 = nn.Linear(channels // 16, channels)
+
+    def forward(self, x):
+        a = self.fc2(F.relu(self.fc1(x.mean((2, 3))))) + self.fc2(F.relu(self.fc1(x.amax((2, 3)))))
+        return x * torch.sigmoid(a)[:, :, None, None]
+
+
+class SpatialAttention(_Module):
+    """CBAM's spatial branch: 7x7 conv (2 -> 1, no bias) + BN over [mean, max] of channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 7, padding=3, bias=False)
+        self.bn = nn.BatchNorm2d(1)
+
+    def forward(self, x):
+        m = torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)
+        return x * torch.sigmoid(self.bn(self.conv(m)))
+
+
+class CBAM(_Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.ca = ChannelAttention(channels)
+        self.sa = SpatialAttention()
+
+    def forward(self, x):
+        return self.sa(self.ca(x))
+
+
+class BasicBlock(_Module):
+    """torchvision's BasicBlock: conv-bn-relu-conv-bn, plus identity or 1x1 downsample;
+    attention "se" or "cbam" applies to the output of bn2 before the shortcut is added."""
+
+    def __init__(self, in_planes, planes, stride, attention=None):
         super().__init__()
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -229,10 +279,21 @@ class BasicBlock(_Module):
             self.downsample = nn.Sequential(
                 nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
                 nn.BatchNorm2d(planes))
+        if attention == "se":
+            self.se = SqueezeExcitation(planes)
+        elif attention == "cbam":
+            self.cbam = CBAM(planes)
+        elif attention is not None:
+            raise ValueError("unknown attention %r" % attention)
+        self.attention = attention
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        if self.attention == "se":
+            out = self.se(out)
+        elif self.attention == "cbam":
+            out = self.cbam(out)
         shortcut = x if self.downsample is None else self.downsample(x)
         return F.relu(out + shortcut)
 
@@ -240,7 +301,8 @@ class BasicBlock(_Module):
 class ResNet(_Module):
     """torchvision ResNet with BasicBlock and a 3x3 stride-1 stem without max-pool."""
 
-    def __init__(self, blocks, in_channels=3, num_classes=200, widths=(64, 128, 256, 512)):
+    def __init__(self, blocks, in_channels=3, num_classes=200, widths=(64, 128, 256, 512),
+                 attention=None):
         _require_torch()
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
@@ -250,7 +312,7 @@ class ResNet(_Module):
             stride = 1 if layer == 1 else 2
             stage = []
             for b in range(n):
-                stage.append(BasicBlock(in_planes, w, stride if b == 0 else 1))
+                stage.append(BasicBlock(in_planes, w, stride if b == 0 else 1, attention))
                 in_planes = w
             setattr(self, "layer%d" % layer, nn.Sequential(*stage))
         self.fc = nn.Linear(in_planes, num_classes)
@@ -274,7 +336,21 @@ def resnet34(in_channels=3, num_classes=200):
     return ResNet((3, 4, 6, 3), in_channels, num_classes)
 
 
-MODELS = {"baseline": baseline, "resnet18": resnet18, "resnet34": resnet34}
+def wide_resnet18(in_channels=3, num_classes=200):
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, widths=(128, 256, 512, 1024))
+
+
+def se_resnet18(in_channels=3, num_classes=200):
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, attention="se")
+
+
+def cbam_resnet18(in_channels=3, num_classes=200):
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, attention="cbam")
+
+
+MODELS = {"baseline": baseline, "resnet18": resnet18, "resnet34": resnet34,
+          "wide_resnet18": wide_resnet18, "se_resnet18": se_resnet18,
+          "cbam_resnet18": cbam_resnet18}
 
 
 def build(name, in_channels, num_classes):
@@ -294,7 +370,9 @@ def build_from_checkpoint(model_path):
 
 # MODELS.md's published sizes for TinyImageNet (in_channels 3, 200 classes):
 # (parameters rounded to 1e3, state-dict entries).
-EXPECTED_SIZES = {"baseline": (1655, 26), "resnet18": (11271, 122), "resnet34": (21380, 218)}
+EXPECTED_SIZES = {"baseline": (1655, 26), "resnet18": (11271, 122), "resnet34": (21380, 218),
+                  "wide_resnet18": (44858, 122), "se_resnet18": (11361, 154),
+                  "cbam_resnet18": (11361, 202)}
 
 
 def _check_safetensors_reader():
@@ -345,7 +423,7 @@ def self_check():
         with torch.no_grad():
             out = m(torch.randn(2, 3, 64, 64))
         assert out.shape == (2, 200), (name, out.shape)
-        print("%-9s %10d parameters (%.3f M)  %3d state entries  ok" % (name, n, n / 1e6, len(sd)))
+        print("%-13s %10d parameters (%.3f M)  %3d state entries  ok" % (name, n, n / 1e6, len(sd)))
     _check_safetensors_reader()
     m = baseline(1, 10)
     with torch.no_grad():

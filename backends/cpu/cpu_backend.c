@@ -258,6 +258,14 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_SGD: return cpu_op_sgd(d, op, err);
     case PT_OP_ADAM: return cpu_op_adam(d, op, err);
     case PT_OP_RMSPROP: return cpu_op_rmsprop(d, op, err);
+    case PT_OP_BCAST_MUL: return cpu_op_bcast_mul(d, op, err);
+    case PT_OP_BCAST_MUL_GRAD: return cpu_op_bcast_mul_grad(d, op, err);
+    case PT_OP_SIGMOID_FWD: return cpu_op_sigmoid_fwd(d, op, err);
+    case PT_OP_SIGMOID_BWD: return cpu_op_sigmoid_bwd(d, op, err);
+    case PT_OP_GMP_FWD: return cpu_op_gmp_fwd(d, op, err);
+    case PT_OP_GMP_BWD: return cpu_op_gmp_bwd(d, op, err);
+    case PT_OP_CHANNEL_POOL_FWD: return cpu_op_channel_pool_fwd(d, op, err);
+    case PT_OP_CHANNEL_POOL_BWD: return cpu_op_channel_pool_bwd(d, op, err);
     case PT_OP_KIND_COUNT: break;
     }
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);

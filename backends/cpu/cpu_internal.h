@@ -108,6 +108,16 @@ pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err
 
 pt_status cpu_op_xent(const cpu_device *d, const pt_op *op, pt_error *err);
 
+/* ---- cpu_zoo.c: attention and pooling ops of the model zoo ---- */
+pt_status cpu_op_bcast_mul(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bcast_mul_grad(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_sigmoid_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_sigmoid_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_gmp_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_gmp_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_channel_pool_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_channel_pool_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+
 pt_status cpu_op_sgd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_adam(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_rmsprop(const cpu_device *d, const pt_op *op, pt_error *err);

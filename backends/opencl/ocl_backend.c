@@ -38,6 +38,15 @@ static const char *const kernel_names[OCL_K_COUNT] = {
     [OCL_K_GATHER_GROUPS] = "pt_gather_groups",
     [OCL_K_SCATTER_GROUPS] = "pt_scatter_groups",
     [OCL_K_RMSPROP] = "pt_rmsprop",
+    [OCL_K_BCAST_MUL] = "pt_bcast_mul",
+    [OCL_K_BCAST_MUL_GRAD_CHANNEL] = "pt_bcast_mul_grad_channel",
+    [OCL_K_BCAST_MUL_GRAD_PIXEL] = "pt_bcast_mul_grad_pixel",
+    [OCL_K_SIGMOID_FWD] = "pt_sigmoid_fwd",
+    [OCL_K_SIGMOID_BWD] = "pt_sigmoid_bwd",
+    [OCL_K_GMP_FWD] = "pt_gmp_fwd",
+    [OCL_K_GMP_BWD] = "pt_gmp_bwd",
+    [OCL_K_CHANNEL_POOL_FWD] = "pt_channel_pool_fwd",
+    [OCL_K_CHANNEL_POOL_BWD] = "pt_channel_pool_bwd",
 };
 
 static double now_s(void)
@@ -473,6 +482,14 @@ static pt_status dispatch(ocl_device *d, const pt_op *op, pt_error *err)
     case PT_OP_BIAS_GRAD:
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_BWD: return ocl_op_channel(d, op, err);
+    case PT_OP_BCAST_MUL:
+    case PT_OP_BCAST_MUL_GRAD:
+    case PT_OP_SIGMOID_FWD:
+    case PT_OP_SIGMOID_BWD:
+    case PT_OP_GMP_FWD:
+    case PT_OP_GMP_BWD:
+    case PT_OP_CHANNEL_POOL_FWD:
+    case PT_OP_CHANNEL_POOL_BWD: return ocl_op_zoo(d, op, err);
     default: return ocl_op_elementwise(d, op, err);
     }
 }

@@ -46,6 +46,16 @@ typedef enum ocl_kernel_id {
     OCL_K_GATHER_GROUPS,
     OCL_K_SCATTER_GROUPS,
     OCL_K_RMSPROP,
+    /* backends/kernels/ops_zoo.cl */
+    OCL_K_BCAST_MUL,
+    OCL_K_BCAST_MUL_GRAD_CHANNEL,
+    OCL_K_BCAST_MUL_GRAD_PIXEL,
+    OCL_K_SIGMOID_FWD,
+    OCL_K_SIGMOID_BWD,
+    OCL_K_GMP_FWD,
+    OCL_K_GMP_BWD,
+    OCL_K_CHANNEL_POOL_FWD,
+    OCL_K_CHANNEL_POOL_BWD,
     OCL_K_COUNT
 } ocl_kernel_id;
 
@@ -168,5 +178,7 @@ size_t ocl_conv_workspace(const ocl_device *d, const pt_op *op);
 pt_status ocl_op_conv2d(ocl_device *d, const pt_op *op, pt_error *err);
 pt_status ocl_op_elementwise(ocl_device *d, const pt_op *op, pt_error *err);
 pt_status ocl_op_channel(ocl_device *d, const pt_op *op, pt_error *err);
+/* The model zoo's ops (ocl_zoo.c, kernels in ops_zoo.cl). */
+pt_status ocl_op_zoo(ocl_device *d, const pt_op *op, pt_error *err);
 
 #endif

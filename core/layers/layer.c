@@ -12,6 +12,10 @@ const pt_layer_vt *pt_layer_vtable(pt_node_kind kind)
     case PT_NODE_LINEAR: return &pt_layer_linear;
     case PT_NODE_ADD: return &pt_layer_add;
     case PT_NODE_DROPOUT: return &pt_layer_dropout;
+    case PT_NODE_SIGMOID: return &pt_layer_sigmoid;
+    case PT_NODE_BCAST_MUL: return &pt_layer_bcast_mul;
+    case PT_NODE_GLOBAL_MAXPOOL: return &pt_layer_global_maxpool;
+    case PT_NODE_CHANNEL_POOL: return &pt_layer_channel_pool;
     default: return 0;
     }
 }

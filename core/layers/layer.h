@@ -49,6 +49,9 @@ int pt_emit_wants_grad(const pt_emit *em, int node);
 int pt_emit_grad_accumulate(pt_emit *em, int node);
 pt_tensor pt_emit_param(const pt_emit *em, int param);
 pt_tensor pt_emit_param_grad(const pt_emit *em, int param);
+/* The accumulate flag for the next write of param's gradient: 0 for the first writer in
+ * this backward pass, 1 afterwards (a parameter used by two nodes). Call once per write. */
+int pt_emit_param_grad_accumulate(pt_emit *em, int param);
 pt_tensor pt_emit_buffer(const pt_emit *em, int buffer);
 pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot);
 /* Declares a parameter/buffer while inferring (net.c). Returns its index or -1. */
@@ -59,6 +62,7 @@ int pt_net_declare_buffer(pt_net *net, const char *module, const char *leaf, int
 
 extern const pt_layer_vt pt_layer_conv2d, pt_layer_batchnorm2d, pt_layer_relu,
     pt_layer_maxpool2d, pt_layer_global_avgpool, pt_layer_linear, pt_layer_add,
-    pt_layer_dropout;
+    pt_layer_dropout, pt_layer_sigmoid, pt_layer_bcast_mul, pt_layer_global_maxpool,
+    pt_layer_channel_pool;
 
 #endif

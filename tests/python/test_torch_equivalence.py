@@ -123,6 +123,10 @@ def main():
         torch.set_num_threads(2)
         equivalence("baseline", 512, 256, tmp)
         equivalence("resnet18", 128, 64, tmp)
+        # The rest of the zoo on fewer images: what is checked is the wiring (names, shapes,
+        # attention branches), which one step and 16 images show.
+        for model in ("resnet34", "wide_resnet18", "se_resnet18", "cbam_resnet18"):
+            equivalence(model, 32, 16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()

@@ -2,8 +2,9 @@
 float64: from a checkpoint W1, polytrain resumes for one more plain-SGD step on a fixed set of
 training images; PyTorch computes the gradient of the mean loss at W1 on the same images and
 applies W1 - lr*g. Every parameter's update, the BatchNorm running statistics and
-num_batches_tracked must agree. This checks the whole backward pass of baseline and resnet18
-(residual adds, downsample branches, in-place ReLU) against an independent reference.
+num_batches_tracked must agree. This checks the whole backward pass of baseline, resnet18, se_resnet18 and
+cbam_resnet18 (residual adds, downsample branches, in-place ReLU, attention) against an
+independent reference.
 Exit 77 when torch or numpy is missing."""
 
 import os
@@ -108,6 +109,10 @@ def main():
     try:
         one_step("baseline", 64, tmp)
         one_step("resnet18", 32, tmp)
+        # SE and CBAM: sigmoid gates, broadcast multiplies, global max and channel pools, and
+        # CBAM's MLP whose gradient sums over its two uses.
+        one_step("se_resnet18", 16, tmp)
+        one_step("cbam_resnet18", 16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()
