@@ -1,6 +1,7 @@
 /* The cuda backend. On any machine: its CUDA-free logic (the caching allocator's
  * bookkeeping and out-of-memory retry, the convolution plan cache's keying, the module
- * search and the explanation of a failed load) and the stub's errors when the module or
+ * search and the explanation of a failed load), the module's supports() for every op kind
+ * (no device needed) and the stub's errors when the module or
  * the GPU is missing, through the polytrain binary. With a GPU: device index and
  * out-of-memory errors, host<->device round trips through the pinned staging, the NCCL
  * group collectives over every device, and reproducible convolution gradients in
@@ -30,6 +31,7 @@ int main(void)
 #include "backends/cuda/cuda_algo_cache.h"
 #include "backends/cuda/cuda_alloc.h"
 #include "backends/cuda/cuda_loader.h"
+#include "backends/cuda/cuda_module.h"
 
 /* ---- the allocator against a fake device of `budget` bytes ---- */
 
@@ -545,6 +547,66 @@ static void gpu_deterministic_mode_repeats_conv_gradients_bitwise(void)
     pt_device_close(d);
 }
 
+/* The module's supports() (its validate path, which needs no device) for every op kind of
+ * core/op.h: each kind's operand signature is found by trying counts and dtypes against
+ * core's own check, so a kind added to core/op.h is covered here without editing this test. */
+static void module_supports_every_op_kind(void)
+{
+    void *h = NULL;
+    char path[4096];
+    pt_error err;
+    if (pt_cuda_module_open(&h, path, sizeof path, &err) != PT_OK) {
+        CHECKF(0, "the module of this build does not load: %s", err.msg);
+        return;
+    }
+    pt_cuda_module_entry_fn entry = (pt_cuda_module_entry_fn)dlsym(h, PT_CUDA_MODULE_ENTRY);
+    const pt_backend_iface *be = entry ? entry(PT_BACKEND_API_VERSION, sizeof(pt_backend_iface)) : NULL;
+    CHECKF(be && be->supports, "%s: no backend table", path);
+    if (!be || !be->supports) {
+        dlclose(h);
+        return;
+    }
+    int checked = 0;
+    for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
+        pt_op op;
+        int found = 0;
+        for (int nt = 1; nt <= PT_OP_MAX_OPERANDS && !found; nt++)
+            for (unsigned mask = 0; mask < (1u << nt) && !found; mask++) {
+                memset(&op, 0, sizeof op);
+                op.kind = (pt_op_kind)k;
+                op.nt = nt;
+                /* every optional state operand present */
+                if (k == PT_OP_SGD) op.p.sgd.momentum = 0.9f;
+                if (k == PT_OP_RMSPROP) {
+                    op.p.rmsprop.momentum = 0.9f;
+                    op.p.rmsprop.centered = 1;
+                }
+                for (int i = 0; i < nt; i++) {
+                    op.t[i].dtype = (mask >> i) & 1 ? PT_I32 : PT_F32;
+                    op.t[i].ndim = 1;
+                    op.t[i].dim[0] = 1;
+                }
+                found = pt_op_check_operands(&op, "probe", 1, 0, NULL) == PT_OK;
+            }
+        CHECKF(found, "%s: no operand signature passes core's check", pt_op_name((pt_op_kind)k));
+        if (!found) continue;
+        CHECKF(be->supports(NULL, &op), "the cuda module does not support %s (%d operands)",
+               pt_op_name((pt_op_kind)k), op.nt);
+        checked++;
+    }
+    CHECKF(checked == PT_OP_KIND_COUNT, "%d of %d op kinds checked", checked, (int)PT_OP_KIND_COUNT);
+    /* and it is not a yes to everything: an unknown kind and a wrong operand count */
+    pt_op bad;
+    memset(&bad, 0, sizeof bad);
+    bad.kind = PT_OP_KIND_COUNT;
+    bad.nt = 1;
+    CHECK(!be->supports(NULL, &bad));
+    bad.kind = PT_OP_SIGMOID_FWD;
+    bad.nt = 1;
+    CHECK(!be->supports(NULL, &bad));
+    dlclose(h);
+}
+
 int main(void)
 {
     RUN(allocator_rounds_to_granules_and_bounded_waste);
@@ -556,6 +618,7 @@ int main(void)
     RUN(loader_searches_env_then_next_to_the_binary);
     RUN(stub_names_a_missing_or_broken_module);
     RUN(devices_says_whether_there_is_a_gpu);
+    RUN(module_supports_every_op_kind);
     pt_error err;
     if (pt_device_open("cuda", 0, NULL, &g_dev, &err) != PT_OK) {
         printf("no cuda device (%s): the GPU checks did not run\n", err.msg);

@@ -366,9 +366,54 @@ static pt_status cu_synchronize(void *dev_ctx, pt_error *err)
 
 /* ---- ops ---- */
 
+/* Whether dispatch() has a kernel or library call for the kind. No default: an op kind added
+ * to core/op.h stops the (-Wall -Werror) build here and in dispatch() until the module runs it,
+ * so supports() never answers yes for an op run() would refuse. */
+static int runs_kind(pt_op_kind kind)
+{
+    switch (kind) {
+    case PT_OP_FILL:
+    case PT_OP_AXPY:
+    case PT_OP_ADD:
+    case PT_OP_GEMM:
+    case PT_OP_BIAS_ADD:
+    case PT_OP_BIAS_GRAD:
+    case PT_OP_CONV2D_FWD:
+    case PT_OP_CONV2D_BWD_DATA:
+    case PT_OP_CONV2D_BWD_FILTER:
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_FWD_EVAL:
+    case PT_OP_BN_BWD:
+    case PT_OP_RELU_FWD:
+    case PT_OP_RELU_BWD:
+    case PT_OP_MAXPOOL_FWD:
+    case PT_OP_MAXPOOL_BWD:
+    case PT_OP_GAP_FWD:
+    case PT_OP_GAP_BWD:
+    case PT_OP_DROPOUT_FWD:
+    case PT_OP_DROPOUT_BWD:
+    case PT_OP_XENT:
+    case PT_OP_SGD:
+    case PT_OP_ADAM:
+    case PT_OP_RMSPROP:
+    case PT_OP_BCAST_MUL:
+    case PT_OP_BCAST_MUL_GRAD:
+    case PT_OP_SIGMOID_FWD:
+    case PT_OP_SIGMOID_BWD:
+    case PT_OP_GMP_FWD:
+    case PT_OP_GMP_BWD:
+    case PT_OP_CHANNEL_POOL_FWD:
+    case PT_OP_CHANNEL_POOL_BWD: return 1;
+    case PT_OP_KIND_COUNT: return 0;
+    }
+    return 0;
+}
+
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
     PT_TRY(pt_op_check_operands(op, "cuda", 1 /* mixup targets: ops_mixup.cl */, check_memory, err));
+    if (!runs_kind(op->kind))
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no kernel for %s", pt_op_name(op->kind));
     const char *name = pt_op_name(op->kind);
     for (int i = 0; check_memory && i < op->nt; i++) {
         const pt_tensor *t = &op->t[i];
@@ -438,8 +483,34 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
         if (!d->deterministic && cu_bn_cudnn_applies(op)) return cu_op_bn_cudnn(d, op, err);
         return cu_op_channel(d, op, err);
     case PT_OP_BIAS_GRAD: return cu_op_channel(d, op, err);
-    default: return cu_op_elementwise(d, op, err);
+    case PT_OP_BCAST_MUL:
+    case PT_OP_BCAST_MUL_GRAD:
+    case PT_OP_SIGMOID_FWD:
+    case PT_OP_SIGMOID_BWD:
+    case PT_OP_GMP_FWD:
+    case PT_OP_GMP_BWD:
+    case PT_OP_CHANNEL_POOL_FWD:
+    case PT_OP_CHANNEL_POOL_BWD: return cu_op_zoo(d, op, err);
+    case PT_OP_FILL:
+    case PT_OP_AXPY:
+    case PT_OP_ADD:
+    case PT_OP_BIAS_ADD:
+    case PT_OP_BN_FWD_EVAL:
+    case PT_OP_RELU_FWD:
+    case PT_OP_RELU_BWD:
+    case PT_OP_MAXPOOL_FWD:
+    case PT_OP_MAXPOOL_BWD:
+    case PT_OP_GAP_FWD:
+    case PT_OP_GAP_BWD:
+    case PT_OP_DROPOUT_FWD:
+    case PT_OP_DROPOUT_BWD:
+    case PT_OP_XENT:
+    case PT_OP_SGD:
+    case PT_OP_ADAM:
+    case PT_OP_RMSPROP: return cu_op_elementwise(d, op, err);
+    case PT_OP_KIND_COUNT: break; /* validate() refused it */
     }
+    return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no kernel for %s", pt_op_name(op->kind));
 }
 
 static pt_status cu_run(void *dev_ctx, const pt_op *op, pt_error *err)

@@ -23,7 +23,7 @@ struct pt_buffer {
     size_t block; /* held (allocator's rounding) */
 };
 
-/* The kernels of backends/kernels/ops.cl the module launches, looked up by name at open. */
+/* The kernels of backends/kernels (ops.cl, ops_mixup.cl, ops_zoo.cl) the module launches, looked up by name at open. */
 typedef enum cu_kernel_id {
     CU_K_FILL,
     CU_K_SCALE,
@@ -46,10 +46,21 @@ typedef enum cu_kernel_id {
     CU_K_XENT_MIX, /* ops_mixup.cl */
     CU_K_SGD,
     CU_K_ADAM,
+    CU_K_RMSPROP,
     CU_K_IM2COL,
     CU_K_COL2IM,
     CU_K_GATHER_GROUPS,
     CU_K_SCATTER_GROUPS,
+    /* ops_zoo.cl */
+    CU_K_BCAST_MUL,
+    CU_K_BCAST_MUL_GRAD_CHANNEL,
+    CU_K_BCAST_MUL_GRAD_PIXEL,
+    CU_K_SIGMOID_FWD,
+    CU_K_SIGMOID_BWD,
+    CU_K_GMP_FWD,
+    CU_K_GMP_BWD,
+    CU_K_CHANNEL_POOL_FWD,
+    CU_K_CHANNEL_POOL_BWD,
     CU_K_COUNT
 } cu_kernel_id;
 
@@ -171,6 +182,8 @@ pt_status cu_sgemm_rowmajor(cu_device *d, int ta, int tb, size_t m, size_t n, si
                             size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, pt_error *err);
 pt_status cu_op_elementwise(cu_device *d, const pt_op *op, pt_error *err);
 pt_status cu_op_channel(cu_device *d, const pt_op *op, pt_error *err);
+/* The model zoo's ops (cudam_zoo.c). */
+pt_status cu_op_zoo(cu_device *d, const pt_op *op, pt_error *err);
 size_t cu_conv_workspace(cu_device *d, const pt_op *op);
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err);
 void cu_conv_cache_free(cu_device *d);

@@ -29,10 +29,20 @@ static const char *const kernel_names[CU_K_COUNT] = {
     [CU_K_XENT_MIX] = "pt_xent_mix",
     [CU_K_SGD] = "pt_sgd",
     [CU_K_ADAM] = "pt_adam",
+    [CU_K_RMSPROP] = "pt_rmsprop",
     [CU_K_IM2COL] = "pt_im2col",
     [CU_K_COL2IM] = "pt_col2im",
     [CU_K_GATHER_GROUPS] = "pt_gather_groups",
     [CU_K_SCATTER_GROUPS] = "pt_scatter_groups",
+    [CU_K_BCAST_MUL] = "pt_bcast_mul",
+    [CU_K_BCAST_MUL_GRAD_CHANNEL] = "pt_bcast_mul_grad_channel",
+    [CU_K_BCAST_MUL_GRAD_PIXEL] = "pt_bcast_mul_grad_pixel",
+    [CU_K_SIGMOID_FWD] = "pt_sigmoid_fwd",
+    [CU_K_SIGMOID_BWD] = "pt_sigmoid_bwd",
+    [CU_K_GMP_FWD] = "pt_gmp_fwd",
+    [CU_K_GMP_BWD] = "pt_gmp_bwd",
+    [CU_K_CHANNEL_POOL_FWD] = "pt_channel_pool_fwd",
+    [CU_K_CHANNEL_POOL_BWD] = "pt_channel_pool_bwd",
 };
 
 const char *cu_kernel_name(cu_kernel_id id)

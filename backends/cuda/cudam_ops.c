@@ -227,6 +227,25 @@ pt_status cu_op_elementwise(cu_device *d, const pt_op *op, pt_error *err)
         global = (size_t)numel(&t[0]);
         break;
     }
+    case PT_OP_RMSPROP: {
+        const float mom = op->p.rmsprop.momentum;
+        const int centered = op->p.rmsprop.centered;
+        cu_kernel(&l, d, CU_K_RMSPROP);
+        for (int i = 0; i < 3; i++) kl_tensor(&l, &t[i]);
+        /* unused state (momentum 0, not centered): the parameter stands in, never touched */
+        kl_tensor(&l, mom != 0.0f ? &t[3] : &t[0]);
+        kl_tensor(&l, centered ? &t[4] : &t[0]);
+        kl_int(&l, numel(&t[0]));
+        kl_float(&l, op->p.rmsprop.lr);
+        kl_float(&l, op->p.rmsprop.alpha);
+        kl_float(&l, (float)(1.0 - (double)op->p.rmsprop.alpha));
+        kl_float(&l, op->p.rmsprop.eps);
+        kl_float(&l, op->p.rmsprop.weight_decay);
+        kl_float(&l, mom);
+        kl_int(&l, centered);
+        global = (size_t)numel(&t[0]);
+        break;
+    }
     default:
         return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no elementwise kernel for %s", pt_op_name(op->kind));
     }
