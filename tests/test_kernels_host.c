@@ -226,7 +226,8 @@ static pt_status cpu_run(pt_device *dev, host_case *h, pt_error *err)
 }
 
 /* The kernel's operands against the cpu backend's: float ones ('f') by normalised error, int
- * ones ('i') and unused ones ('-') bitwise; the pads untouched. Returns the worst float error (INFINITY on any mismatch). */
+ * ones ('i') and unused ones ('-') bitwise; the pads untouched. Returns the worst float error
+ * (INFINITY on any mismatch). */
 static double hc_compare(const host_case *h, const char *types)
 {
     double worst = 0;
@@ -465,7 +466,8 @@ static void zoo_kernels_match_cpu(void)
                         hc_free(&h);
                     }
                 }
-    printf("  %d zoo kernel cases, worst normalised error %.3g; %d perturbed launches all caught\n", cases, worst, caught);
+    printf("  %d zoo kernel cases, worst normalised error %.3g; %d perturbed launches all caught\n", cases, worst,
+           caught);
     pt_device_close(cpu);
 }
 
