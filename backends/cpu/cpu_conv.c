@@ -2,7 +2,7 @@
  * filter gradient. Samples are processed in groups of G (one GEMM per group, so that small
  * feature maps still give GEMMs wide enough for the BLAS kernel); groups run either in
  * parallel with one-thread GEMMs or in turn with threaded GEMMs, never both at once.
- * 3x3 stride-1 forward and data-gradient passes go to Winograd (cpu_winograd.c) instead.
+ * 3x3 stride-1 convolutions go to Winograd (cpu_winograd.c) instead.
  * All scratch comes from the op's workspace: nothing is allocated here. */
 #include <omp.h>
 #include <string.h>
@@ -107,6 +107,8 @@ static int use_winograd(const cpu_device *d, const pt_op *op)
     if (!cpu_winograd_applies(op)) return 0;
     if (d->conv_force_mode == 3) return 1;
     if (d->conv_force_mode || d->conv_force_group) return 0;
+    /* the GEMMs' inner dimension: input channels, output channels, tiles */
+    if (op->kind == PT_OP_CONV2D_BWD_FILTER) return op->t[0].dim[1] >= WINO_MIN_CHANNELS;
     const int64_t ci = op->kind == PT_OP_CONV2D_FWD ? op->t[0].dim[1] : op->t[1].dim[0];
     return ci >= WINO_MIN_CHANNELS;
 }
@@ -371,6 +373,7 @@ pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error 
 
 pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err)
 {
+    if (use_winograd(d, op)) return cpu_winograd_run(d, op, err);
     conv_job j;
     j.d = d;
     j.op = op;

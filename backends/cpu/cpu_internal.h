@@ -88,7 +88,7 @@ pt_status cpu_op_conv2d_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
 pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err);
 
-/* ---- cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 forward and data-gradient ops ---- */
+/* ---- cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 convolutions, all three passes ---- */
 int cpu_winograd_applies(const pt_op *op);
 size_t cpu_winograd_workspace(const cpu_device *d, const pt_op *op);
 pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err);
