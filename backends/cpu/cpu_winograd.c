@@ -17,12 +17,13 @@
 
 #include "backends/cpu/cpu_internal.h"
 
-/* Per-thread scratch budget (floats) for V and M, which sets the tile chunk: about the L2
- * cache, so that the GEMMs read V and the output transform reads M from cache; but never
- * fewer than WINO_MIN_CHUNK tiles, below which the GEMMs get too narrow for the kernel. */
-#define WINO_SLOT_FLOATS (1u << 18)
+/* Per-thread scratch budget (floats) for V and M, which sets the tile chunk: half the L2
+ * cache (smaller measured faster than 1-4 MiB on baseline's layers), so that the GEMMs and
+ * transforms work in cache; but never fewer than WINO_MIN_CHUNK tiles, below which the
+ * GEMMs get too narrow for the kernel. */
+#define WINO_SLOT_FLOATS (1u << 17)
 /* The filter gradient's GEMMs update a Co x Ci matrix per chunk: larger chunks amortise it. */
-#define WINO_SLOT_FLOATS_FILTER (1u << 19)
+#define WINO_SLOT_FLOATS_FILTER (1u << 18)
 #define WINO_MIN_CHUNK 64
 
 typedef struct wino_geom {
