@@ -97,8 +97,11 @@ static conv_plan plan_of(const cpu_device *d, const pt_op *op, const conv_shape 
     return pl;
 }
 
-/* Winograd where it applies and the GEMMs it makes are deep enough (input channels of the
- * pass, the GEMMs' inner dimension) for the BLAS kernel; im2col otherwise or when a test
+/* Winograd where it applies, the GEMMs it makes are deep enough (the pass's input channels
+ * are their inner dimension) and there are enough tiles per thread for its channel count:
+ * with few tiles and wide channels (ResNet's last stage at 64x64 input: 128 tiles per
+ * thread, 512 channels) each chunk re-reads the whole transformed filter and the GEMMs get
+ * narrow, and im2col's one large GEMM measured faster. im2col otherwise, or when a test
  * forces an im2col plan. */
 #define WINO_MIN_CHANNELS 16
 
@@ -107,10 +110,12 @@ static int use_winograd(const cpu_device *d, const pt_op *op)
     if (!cpu_winograd_applies(op)) return 0;
     if (d->conv_force_mode == 3) return 1;
     if (d->conv_force_mode || d->conv_force_group) return 0;
-    /* the GEMMs' inner dimension: input channels, output channels, tiles */
-    if (op->kind == PT_OP_CONV2D_BWD_FILTER) return op->t[0].dim[1] >= WINO_MIN_CHANNELS;
-    const int64_t ci = op->kind == PT_OP_CONV2D_FWD ? op->t[0].dim[1] : op->t[1].dim[0];
-    return ci >= WINO_MIN_CHANNELS;
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    const int64_t c = x->dim[1], k = w->dim[0], wide = c > k ? c : k;
+    const int64_t tiles = x->dim[0] * ((y->dim[2] + 1) / 2) * ((y->dim[3] + 1) / 2);
+    if (tiles / (d->threads > 0 ? d->threads : 1) < wide) return 0;
+    /* the GEMMs' inner dimension: input channels (forward, filter gradient) or output ones */
+    return (op->kind == PT_OP_CONV2D_BWD_DATA ? k : c) >= WINO_MIN_CHANNELS;
 }
 
 size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op)
