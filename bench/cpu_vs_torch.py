@@ -23,6 +23,7 @@ import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -263,7 +264,7 @@ def main():
     first_th = runs["%s:%d" % a.config[0]]["torch"][0]
     rep = {
         "date": date,
-        "command": " ".join(["/usr/bin/python3", "bench/cpu_vs_torch.py"] + sys.argv[1:]),
+        "command": shlex.join(["/usr/bin/python3", "bench/cpu_vs_torch.py"] + sys.argv[1:]),
         "note": a.note,
         "machine": {"cpu": first_pt["device"], "cpus": os.cpu_count(),
                     "polytrain_device": sgemm[0]["details"], "torch_version": first_th["torch_version"],
