@@ -165,6 +165,76 @@ static int alias_input(const pt_replica *r, int id)
     return !(svt && svt->in_place);
 }
 
+/* Gradients are live only from the backward op of a node's last consumer (the first to
+ * write it) to the node's own backward op, so they share memory: each group (a node and an
+ * in-place layer aliasing it) takes the lowest free range of the gradient region when its
+ * life begins. Returns the region's size; offsets are relative to `base`. */
+static size_t plan_grads(pt_replica *r, size_t base)
+{
+    const pt_net *net = r->net;
+    const int nn = net->nnodes;
+    int *born = malloc((size_t)nn * sizeof *born), *live = malloc((size_t)nn * sizeof *live);
+    size_t *goff = malloc((size_t)nn * sizeof *goff);
+    size_t end = 0;
+    if (!born || !live || !goff) {
+        /* no room to plan: one range per node, as large as it gets */
+        for (int i = 0; i < nn; i++) {
+            r->mem[i].grad = alias_input(r, i) ? r->mem[net->nodes[i].in[0]].grad : base + end;
+            if (!alias_input(r, i)) end = align_bytes(end + node_bytes(&net->nodes[i], r->capacity));
+        }
+        free(born), free(live), free(goff);
+        return end;
+    }
+    /* Backward time runs from nn (the loss) down to 0; a group is born at the largest index
+     * of a node consuming any of its members (nn for the net's output). */
+    for (int i = 0; i < nn; i++) born[i] = i == net->output ? nn : i;
+    for (int j = 0; j < nn; j++)
+        for (int k = 0; k < net->nodes[j].nin; k++) {
+            int in = net->nodes[j].in[k];
+            if (j > born[in]) born[in] = j;
+        }
+    for (int i = nn - 1; i >= 0; i--)
+        if (alias_input(r, i)) {
+            int root = net->nodes[i].in[0];
+            if (born[i] > born[root]) born[root] = born[i];
+        }
+    int nlive = 0;
+    for (int t = nn; t >= 0; t--) {
+        for (int i = 0; i < nn; i++) {
+            if (born[i] != t || alias_input(r, i)) continue;
+            size_t need = align_bytes(node_bytes(&net->nodes[i], r->capacity));
+            /* lowest gap between live ranges (kept sorted by offset) that fits */
+            size_t at = 0;
+            int pos = 0;
+            for (; pos < nlive; pos++) {
+                size_t lo = goff[live[pos]];
+                if (lo >= at + need) break;
+                size_t hi = align_bytes(lo + node_bytes(&net->nodes[live[pos]], r->capacity));
+                if (hi > at) at = hi;
+            }
+            memmove(live + pos + 1, live + pos, (size_t)(nlive - pos) * sizeof *live);
+            live[pos] = i;
+            nlive++;
+            goff[i] = at;
+            if (at + need > end) end = at + need;
+        }
+        /* node t's backward op has read its gradient: the range is free again */
+        if (t < nn && !alias_input(r, t))
+            for (int pos = 0; pos < nlive; pos++)
+                if (live[pos] == t) {
+                    memmove(live + pos, live + pos + 1, (size_t)(nlive - pos - 1) * sizeof *live);
+                    nlive--;
+                    break;
+                }
+    }
+    for (int i = 0; i < nn; i++)
+        if (!alias_input(r, i)) r->mem[i].grad = base + goff[i];
+    for (int i = 0; i < nn; i++)
+        if (alias_input(r, i)) r->mem[i].grad = r->mem[net->nodes[i].in[0]].grad;
+    free(born), free(live), free(goff);
+    return end;
+}
+
 static void plan_arena(pt_replica *r)
 {
     const pt_net *net = r->net;
@@ -175,12 +245,8 @@ static void plan_arena(pt_replica *r)
         node_mem *m = &r->mem[i];
         if (alias_input(r, i)) {
             m->act = r->mem[n->in[0]].act;
-            m->grad = r->mem[n->in[0]].grad;
         } else {
             m->act = off;
-            off = align_bytes(off + node_bytes(n, B));
-            /* The data input gets a gradient buffer too: a BN on it still computes dx. */
-            m->grad = off;
             off = align_bytes(off + node_bytes(n, B));
         }
         const pt_layer_vt *vt = pt_layer_vtable(n->kind);
@@ -195,6 +261,8 @@ static void plan_arena(pt_replica *r)
             off = align_bytes(off + (size_t)numel * pt_dtype_size(dt));
         }
     }
+    /* The data input gets a gradient range too: a BN on it still computes dx. */
+    off = align_bytes(off + plan_grads(r, off));
     r->y_off = off;
     off = align_bytes(off + (size_t)B * sizeof(int32_t));
     r->y2_off = off;

@@ -284,6 +284,8 @@ static const conv_case conv_cases[] = {
     {20, 16, 3, 3, 8, 3, 3, 1, 1}, /* small maps: samples grouped into one GEMM */
     {13, 6, 6, 6, 7, 3, 3, 1, 1},  /* several groups, uneven last group */
     {8, 32, 12, 12, 16, 3, 3, 1, 1}, /* large enough for multithreaded im2col / col2im */
+    {2, 3, 9, 300, 2, 3, 3, 1, 2},   /* pad 2, a tile row longer than one Winograd run */
+    {3, 17, 7, 5, 18, 3, 3, 1, 1},   /* odd maps with channels enough for automatic Winograd */
 };
 
 static int conv_out(int in, int k, int stride, int pad)
@@ -297,9 +299,11 @@ static double xv(const float *x, const conv_case *cc, int n, int c, int h, int w
     return x[((n * cc->c + c) * cc->h + h) * cc->w + w];
 }
 
-/* Each plan the cpu backend can take: automatic, and forced groups x modes. */
-static const int conv_plans[][2] = {{0, 0}, {1, 1}, {1, 2}, {3, 1}, {3, 2}, {4, 1}};
-#define N_CONV_PLANS 6
+/* Each plan the cpu backend can take: automatic, forced groups x modes (im2col), and
+ * Winograd forced wherever it applies (3x3 stride 1; other shapes fall back to im2col), with
+ * automatic tile chunks and with chunks of 5 tiles (chunks that end inside a tile row). */
+static const int conv_plans[][2] = {{0, 0}, {1, 1}, {1, 2}, {3, 1}, {3, 2}, {4, 1}, {0, 3}, {5, 3}};
+#define N_CONV_PLANS 8
 
 static void set_plan(int pi)
 {

@@ -1,6 +1,9 @@
 /* polytrain bench: training-step and inference throughput of a model on a device, on
- * random data, with an optional per-op-kind time breakdown. Timings are medians over
- * repeated steps after warm-up steps (which absorb kernel builds and library warm-ups). */
+ * random data, with an optional per-op-kind time breakdown, and (--sgemm N) the device's
+ * own GEMM op on an NxNxN product, the peak the step's GFLOP/s is compared with. Timings are
+ * medians over repeated steps after warm-up steps (which absorb kernel builds and library
+ * warm-ups). Peak memory is the process's VmHWM, as bench/cpu_vs_torch.py reads it for
+ * PyTorch too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +38,81 @@ static double median(double *v, int n)
 
 typedef struct { pt_op_kind kind; double s; int64_t n; } op_row;
 
+/* High-water resident set of this process (bytes), 0 where /proc is missing. */
+static long long vm_hwm_bytes(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
+}
+
+/* --sgemm N: C = A*B with N x N operands through the device's GEMM op (on the cpu backend
+ * the OpenBLAS kernel it selected), best and median of `steps` runs after `warmup`. */
+static int bench_sgemm(const char *backend, const char *devices, int threads, int n, int steps, int warmup,
+                       int json)
+{
+    pt_error err;
+    pt_error_clear(&err);
+    pt_device *devs[CLI_MAX_DEVICES];
+    int ndev = 0, code = 1;
+    pt_buffer *buf[3] = {NULL, NULL, NULL};
+    size_t bytes = (size_t)n * (size_t)n * sizeof(float);
+    float *host = malloc(bytes);
+    double *t = calloc((size_t)steps, sizeof *t);
+    if (!host || !t) {
+        pt_fail(&err, PT_ERR_NOMEM, "out of host memory");
+        goto fail;
+    }
+    if (cli_open_devices(backend, devices, threads, 0, devs, &ndev, &err) != PT_OK) goto fail;
+    for (size_t i = 0; i < (size_t)n * (size_t)n; i++) host[i] = pt_rng_normal(1, PT_RNG_SPLIT, 11, i, 0);
+    for (int i = 0; i < 3; i++) {
+        if (pt_device_alloc(devs[0], bytes, &buf[i], &err) != PT_OK) goto fail;
+        if (pt_device_write(devs[0], (pt_mem){buf[i], 0}, host, bytes, &err) != PT_OK) goto fail;
+    }
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_GEMM;
+    op.nt = 3;
+    for (int i = 0; i < 3; i++) op.t[i] = pt_tensor_2d(buf[i], 0, n, n);
+    op.p.gemm.alpha = 1.0f;
+    op.p.gemm.beta = 0.0f;
+    for (int s = 0; s < warmup + steps; s++) {
+        double t0 = now_s();
+        if (pt_device_run(devs[0], &op, &err) != PT_OK || pt_device_sync(devs[0], &err) != PT_OK) goto fail;
+        if (s >= warmup) t[s - warmup] = now_s() - t0;
+    }
+    double flop = 2.0 * n * (double)n * n, best = t[0];
+    for (int s = 1; s < steps; s++)
+        if (t[s] < best) best = t[s];
+    double med = median(t, steps);
+    if (json)
+        printf("{\"sgemm_n\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"details\":\"%s\",\"threads\":%d,"
+               "\"sgemm_best_gflop_per_s\":%.2f,\"sgemm_median_gflop_per_s\":%.2f,\"runs\":%d}\n",
+               n, devs[0]->be->name, devs[0]->info.name, devs[0]->info.details, devs[0]->info.threads,
+               flop / best / 1e9, flop / med / 1e9, steps);
+    else
+        printf("bench: SGEMM %dx%dx%d on %s (%s): best %.1f GFLOP/s, median %.1f GFLOP/s over %d runs\n  %s\n", n, n,
+               n, devs[0]->info.name, devs[0]->be->name, flop / best / 1e9, flop / med / 1e9, steps,
+               devs[0]->info.details);
+    code = 0;
+    goto out;
+fail:
+    cli_error("bench --sgemm: %s", err.msg);
+    code = err.status == PT_ERR_INVALID ? 2 : 1;
+out:
+    for (int i = 0; i < 3; i++)
+        if (buf[i]) pt_device_free(devs[0], buf[i]);
+    cli_close_devices(devs, ndev);
+    free(host);
+    free(t);
+    return code;
+}
+
 static int cmp_row(const void *a, const void *b)
 {
     double x = ((const op_row *)a)->s, y = ((const op_row *)b)->s;
@@ -48,7 +126,7 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0", *input = "3x64x64";
     const char *optimizer = "nesterov";
-    int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0;
+    int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
         {"input", ARG_STRING, &input, "CxHxW", "input shape (default 3x64x64, TinyImageNet)", 0, 0, NULL},
@@ -62,12 +140,15 @@ int cmd_bench(int argc, char **argv)
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
+        {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
+         16384, NULL},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
     const arg_command cmd = {"bench", "Measure training-step and inference throughput of a model on random data.",
                              "[options]", specs, NULL, NULL};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json);
     int C, H, W;
     char tail;
     if (sscanf(input, "%dx%dx%d%c", &C, &H, &W, &tail) != 3 || C < 1 || C > 3 || H < 1 || W < 1 || H > 4096 ||
@@ -144,10 +225,11 @@ int cmd_bench(int argc, char **argv)
     if (json) {
         printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"batch\":%d,\"backend\":\"%s\",\"device\":\"%s\","
                "\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,\"train_img_per_s\":%.2f,"
-               "\"train_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f%s",
+               "\"train_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
+               "\"threads\":%d,\"peak_mem_bytes\":%lld%s",
                model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
                flops / 1e9, 1e3 * step, batch / step, gflops_train, 1e3 * inf, batch / inf, warm_s,
-               per_op ? ",\"per_op\":{" : "}\n");
+               devs[0]->info.threads, vm_hwm_bytes(), per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
                devs[0]->info.name, devs[0]->be->name);
@@ -157,6 +239,7 @@ int cmd_bench(int argc, char **argv)
         printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,
                steps, batch / step, gflops_train);
         printf("  eval batch: median %.1f ms = %.1f img/s\n", 1e3 * inf, batch / inf);
+        printf("  peak memory (VmHWM): %.1f MiB\n", vm_hwm_bytes() / 1048576.0);
     }
     if (per_op) {
         op_row rows[PT_OP_KIND_COUNT];

@@ -2,6 +2,7 @@
  * filter gradient. Samples are processed in groups of G (one GEMM per group, so that small
  * feature maps still give GEMMs wide enough for the BLAS kernel); groups run either in
  * parallel with one-thread GEMMs or in turn with threaded GEMMs, never both at once.
+ * 3x3 stride-1 convolutions go to Winograd (cpu_winograd.c) instead.
  * All scratch comes from the op's workspace: nothing is allocated here. */
 #include <omp.h>
 #include <string.h>
@@ -96,8 +97,30 @@ static conv_plan plan_of(const cpu_device *d, const pt_op *op, const conv_shape 
     return pl;
 }
 
+/* Winograd where it applies, the GEMMs it makes are deep enough (the pass's input channels
+ * are their inner dimension) and there are enough tiles per thread for its channel count:
+ * with few tiles and wide channels (ResNet's last stage at 64x64 input: 128 tiles per
+ * thread, 512 channels) each chunk re-reads the whole transformed filter and the GEMMs get
+ * narrow, and im2col's one large GEMM measured faster. im2col otherwise, or when a test
+ * forces an im2col plan. */
+#define WINO_MIN_CHANNELS 16
+
+static int use_winograd(const cpu_device *d, const pt_op *op)
+{
+    if (!cpu_winograd_applies(op)) return 0;
+    if (d->conv_force_mode == 3) return 1;
+    if (d->conv_force_mode || d->conv_force_group) return 0;
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    const int64_t c = x->dim[1], k = w->dim[0], wide = c > k ? c : k;
+    const int64_t tiles = x->dim[0] * ((y->dim[2] + 1) / 2) * ((y->dim[3] + 1) / 2);
+    if (tiles / (d->threads > 0 ? d->threads : 1) < wide) return 0;
+    /* the GEMMs' inner dimension: input channels (forward, filter gradient) or output ones */
+    return (op->kind == PT_OP_CONV2D_BWD_DATA ? k : c) >= WINO_MIN_CHANNELS;
+}
+
 size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op)
 {
+    if (use_winograd(d, op)) return cpu_winograd_workspace(d, op);
     conv_shape s = shape_of(op);
     conv_plan pl = plan_of(d, op, &s);
     return pl.bytes;
@@ -343,16 +366,19 @@ static pt_status run_groups(const cpu_device *d, const pt_op *op, conv_pass pass
 
 pt_status cpu_op_conv2d_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
 {
+    if (use_winograd(d, op)) return cpu_winograd_run(d, op, err);
     return run_groups(d, op, CONV_FWD, err);
 }
 
 pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error *err)
 {
+    if (use_winograd(d, op)) return cpu_winograd_run(d, op, err);
     return run_groups(d, op, CONV_BWD_DATA, err);
 }
 
 pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err)
 {
+    if (use_winograd(d, op)) return cpu_winograd_run(d, op, err);
     conv_job j;
     j.d = d;
     j.op = op;

@@ -46,8 +46,9 @@ typedef struct cpu_backend {
 typedef struct cpu_device {
     const cpu_backend *be;
     int threads;
-    /* Convolution plan override for benchmarks (0 = automatic): samples per GEMM group and
-     * 1 = groups in parallel with one-thread GEMMs, 2 = groups in turn with threaded GEMMs. */
+    /* Convolution plan override for tests and benchmarks (0 = automatic): samples per GEMM
+     * group and 1 = groups in parallel with one-thread GEMMs, 2 = groups in turn with threaded
+     * GEMMs (both im2col), 3 = Winograd wherever it applies (3x3, stride 1). */
     int conv_force_group, conv_force_mode;
 } cpu_device;
 
@@ -86,6 +87,11 @@ size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op);
 pt_status cpu_op_conv2d_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err);
+
+/* ---- cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 convolutions, all three passes ---- */
+int cpu_winograd_applies(const pt_op *op);
+size_t cpu_winograd_workspace(const cpu_device *d, const pt_op *op);
+pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err);

@@ -25,24 +25,30 @@ pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err
         float *yp = y + pl * p * q;
         int32_t *ap = arg + pl * p * q;
         if (fast2) {
-            /* 2x2 stride 2: the window is always inside the plane */
+            /* 2x2 stride 2: the window is always inside the plane. Branch-free (selects on
+             * masks), so that it vectorises; v != v is isnan without a call. A candidate
+             * replaces the best so far when the best is not NaN and it is larger or NaN. */
             for (int64_t i = 0; i < p; i++) {
                 const float *r0 = xp + 2 * i * w, *r1 = r0 + w;
+                float *yr = yp + i * q;
+                int32_t *ar = ap + i * q;
+                const int32_t base = (int32_t)(2 * i * w), wd = (int32_t)w;
+#pragma omp simd
                 for (int64_t j = 0; j < q; j++) {
-                    int64_t bi = 2 * i * w + 2 * j;
                     float b = r0[2 * j];
+                    int32_t bi = 0;
                     const float c1 = r0[2 * j + 1], c2 = r1[2 * j], c3 = r1[2 * j + 1];
-                    if (!isnan(b)) {
-                        if (c1 > b || isnan(c1)) { b = c1; bi = 2 * i * w + 2 * j + 1; }
-                    }
-                    if (!isnan(b)) {
-                        if (c2 > b || isnan(c2)) { b = c2; bi = (2 * i + 1) * w + 2 * j; }
-                    }
-                    if (!isnan(b)) {
-                        if (c3 > b || isnan(c3)) { b = c3; bi = (2 * i + 1) * w + 2 * j + 1; }
-                    }
-                    yp[i * q + j] = b;
-                    ap[i * q + j] = (int32_t)bi;
+                    int take = b == b && (c1 > b || c1 != c1);
+                    b = take ? c1 : b;
+                    bi = take ? 1 : bi;
+                    take = b == b && (c2 > b || c2 != c2);
+                    b = take ? c2 : b;
+                    bi = take ? wd : bi;
+                    take = b == b && (c3 > b || c3 != c3);
+                    b = take ? c3 : b;
+                    bi = take ? wd + 1 : bi;
+                    yr[j] = b;
+                    ar[j] = base + 2 * (int32_t)j + bi;
                 }
             }
             continue;
