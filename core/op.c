@@ -31,6 +31,10 @@ const char *pt_op_name(pt_op_kind kind)
         [PT_OP_XENT] = "xent",
         [PT_OP_SGD] = "sgd",
         [PT_OP_ADAM] = "adam",
+        [PT_OP_BN_SYNC_STATS] = "bn_sync_stats",
+        [PT_OP_BN_SYNC_FWD] = "bn_sync_fwd",
+        [PT_OP_BN_SYNC_BWD_STATS] = "bn_sync_bwd_stats",
+        [PT_OP_BN_SYNC_BWD] = "bn_sync_bwd",
     };
     if ((int)kind < 0 || kind >= PT_OP_KIND_COUNT || !names[kind]) return "unknown";
     return names[kind];
@@ -61,6 +65,10 @@ static const char *const operand_types[PT_OP_KIND_COUNT] = {
     [PT_OP_XENT] = "fifgif", /* the last two (mixup targets) are optional: 4 or 6 operands */
     [PT_OP_SGD] = "fff",
     [PT_OP_ADAM] = "ffff",
+    [PT_OP_BN_SYNC_STATS] = "fff",
+    [PT_OP_BN_SYNC_FWD] = "fffffff",
+    [PT_OP_BN_SYNC_BWD_STATS] = "ffffff",
+    [PT_OP_BN_SYNC_BWD] = "ffffff",
 };
 
 int pt_op_operand_absent(const pt_op *op, int i)

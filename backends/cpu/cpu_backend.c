@@ -60,10 +60,14 @@ static void cpu_shutdown(void *backend_ctx)
     free(backend_ctx);
 }
 
+/* The cpu backend splits the machine into as many devices as it has cores: a device
+ * group of N cpu devices runs N replicas on host threads, each with its own OpenMP (and
+ * OpenBLAS) thread count, so that the cores are divided rather than oversubscribed.
+ * Every device sees the same memory; they differ only in the threads that drive them. */
 static int cpu_device_count(void *backend_ctx)
 {
-    (void)backend_ctx;
-    return 1;
+    const cpu_backend *be = backend_ctx;
+    return be->cores > 0 ? be->cores : 1;
 }
 
 static const char *parallel_name(int p)
@@ -74,7 +78,9 @@ static const char *parallel_name(int p)
 static pt_status cpu_device_info(void *backend_ctx, int index, pt_device_info *out, pt_error *err)
 {
     const cpu_backend *be = backend_ctx;
-    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    if (index < 0 || index >= cpu_device_count(backend_ctx))
+        return pt_fail(err, PT_ERR_INVALID, "cpu backend has %d devices (one per core), no device %d",
+                       cpu_device_count(backend_ctx), index);
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", be->cpu_name);
     out->kind = PT_DEVICE_CPU;
@@ -94,7 +100,9 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
 {
     const cpu_backend *be = backend_ctx;
     *dev_ctx = NULL;
-    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    if (index < 0 || index >= cpu_device_count(backend_ctx))
+        return pt_fail(err, PT_ERR_INVALID, "cpu backend has %d devices (one per core), no device %d",
+                       cpu_device_count(backend_ctx), index);
     if (opt->threads < 0 || opt->threads > 4096)
         return pt_fail(err, PT_ERR_INVALID, "cpu device threads is %d, expected 0 (default) to 4096",
                        opt->threads);
@@ -257,6 +265,10 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_XENT: return cpu_op_xent(d, op, err);
     case PT_OP_SGD: return cpu_op_sgd(d, op, err);
     case PT_OP_ADAM: return cpu_op_adam(d, op, err);
+    case PT_OP_BN_SYNC_STATS: return cpu_op_bn_sync_stats(d, op, err);
+    case PT_OP_BN_SYNC_FWD: return cpu_op_bn_sync_fwd(d, op, err);
+    case PT_OP_BN_SYNC_BWD_STATS: return cpu_op_bn_sync_bwd_stats(d, op, err);
+    case PT_OP_BN_SYNC_BWD: return cpu_op_bn_sync_bwd(d, op, err);
     case PT_OP_KIND_COUNT: break;
     }
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
