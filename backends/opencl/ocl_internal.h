@@ -45,6 +45,10 @@ typedef enum ocl_kernel_id {
     OCL_K_COL2IM,
     OCL_K_GATHER_GROUPS,
     OCL_K_SCATTER_GROUPS,
+    OCL_K_BN_SYNC_STATS,
+    OCL_K_BN_SYNC_FWD,
+    OCL_K_BN_SYNC_BWD_STATS,
+    OCL_K_BN_SYNC_BWD,
     OCL_K_COUNT
 } ocl_kernel_id;
 
