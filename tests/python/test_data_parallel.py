@@ -153,6 +153,22 @@ def main():
     rc, out = run_cli(["train", "--resume", r12, "--devices", "2"])
     check(rc == 0 and "32 per device" in out, "2 devices resume it, 32 samples each")
 
+    # A real 2-device OpenCL group: PoCL shows two CPU devices with POCL_DEVICES.
+    p = subprocess.run([CLI, "devices"], stdout=subprocess.PIPE, text=True)
+    if "opencl:" in p.stdout and "not available" not in p.stdout.split("opencl:")[1].split("\n")[0]:
+        env = dict(os.environ, POCL_DEVICES="pthread pthread", POCL_CPU_MAX_CU_NUM="1")
+        cmd = [CLI, "train", "--backend", "opencl", "--devices", "2", "--sync-bn", "--check-replicas", "--epochs", "1",
+               "--limit-train", "96", "--limit-val", "40", "--batch-per-device", "32", "--no-progress", "--out",
+               os.path.join(tmp, "ocl2")]
+        print("$ POCL_DEVICES='pthread pthread' " + " ".join(cmd), flush=True)
+        q = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+        if q.returncode != 0:
+            print(q.stdout[-2000:], q.stderr[-2000:])
+        check(q.returncode == 0 and "2 replicas" in q.stdout,
+              "a 2-device OpenCL group on PoCL trains with sync-BN, replicas identical after every step")
+    else:
+        print("opencl backend not built or no OpenCL device: the OpenCL group is not tested here")
+
     # Bad input.
     for devs, want in (("5", "has 2 devices"), ("0,7", "no device 7"), ("0", "a device count")):
         rc, _ = run_cli(["train", "--backend", "cpu", "--devices", devs, "--limit-train", "64", "--out",
