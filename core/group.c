@@ -342,18 +342,22 @@ pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n,
     g->mom = momentum;
     if (g->n == 1 && g->nev == 0) return step_job(g, 0, err);
     PT_TRY(run_all(g, JOB_STEP, err));
-    if (pt_replica_sync_bn(g->rep[0]) && g->breg && global_n < g->n * world_size(g)) {
-        /* A device without samples did not run the statistics ops: its running statistics
-         * come from replica 0 of rank 0, which always has samples. */
-        size_t bytes = (size_t)g->breg * sizeof(float);
-        if (g->world->rank == 0)
-            PT_TRY(pt_device_read(pt_replica_device(g->rep[0]), g->h_bufs, pt_replica_buffer_mem(g->rep[0]), bytes, err));
-        if (world_size(g) > 1) PT_TRY(g->world->broadcast(g->world->ctx, g->h_bufs, bytes, 0, err));
-        for (int d = 0; d < g->n; d++)
-            if (slices[d].n == 0)
-                PT_TRY(pt_device_write(pt_replica_device(g->rep[d]), pt_replica_buffer_mem(g->rep[d]), g->h_bufs, bytes,
-                                       err));
-    }
+    (void)global_n;
+    if (!pt_replica_sync_bn(g->rep[0]) || !g->breg) return PT_OK;
+    /* A device without samples did not run the statistics ops: its running statistics
+     * come from replica 0 of rank 0, which always has samples. Whether any device of any
+     * rank idled is agreed on first (one double), so that all ranks join the broadcast. */
+    double idle = 0;
+    for (int d = 0; d < g->n; d++) idle += slices[d].n == 0;
+    if (world_size(g) > 1) PT_TRY(g->world->allreduce_sum_f64(g->world->ctx, &idle, 1, err));
+    if (idle == 0) return PT_OK;
+    size_t bytes = (size_t)g->breg * sizeof(float);
+    if (g->world->rank == 0)
+        PT_TRY(pt_device_read(pt_replica_device(g->rep[0]), g->h_bufs, pt_replica_buffer_mem(g->rep[0]), bytes, err));
+    if (world_size(g) > 1) PT_TRY(g->world->broadcast(g->world->ctx, g->h_bufs, bytes, 0, err));
+    for (int d = 0; d < g->n; d++)
+        if (slices[d].n == 0)
+            PT_TRY(pt_device_write(pt_replica_device(g->rep[d]), pt_replica_buffer_mem(g->rep[d]), g->h_bufs, bytes, err));
     return PT_OK;
 }
 
