@@ -5,6 +5,7 @@ a 2-device OpenCL group on PoCL; bad input (a missing device, more devices than 
 a rank that dies mid-run). Needs NumPy; the MPI and OpenCL parts run when this build has
 them (a build with them that fails here fails the test, it is not skipped)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -46,6 +47,12 @@ def weights(run_dir):
     return out
 
 
+def val_count(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        lines = [json.loads(line) for line in f if line.strip()]
+    return lines[-1]["val_count"] if lines else -1
+
+
 def max_rel_error(a, b):
     worst, where = 0.0, ""
     for k in a:
@@ -85,6 +92,7 @@ def main():
                                             "--out", two])
     check(rc == 0, "2 cpu devices x 32 train with the replicas compared bitwise after every step")
     check("global batch 64" in out and "synchronised" in out, "the banner shows the global batch and sync-BN")
+    check(val_count(two) == 200, "2 devices evaluate all 200 validation samples (%d)" % val_count(two))
     w1, w2 = weights(one), weights(two)
     err, where = max_rel_error(w1, w2)
     # Same samples, same global statistics; what differs is the order of float sums (the
@@ -101,6 +109,7 @@ def main():
                                                       "--check-replicas", "--out", mpi])
         check(rc == 0, "2 MPI ranks x 32 train (replicas of both ranks compared after every step)")
         if rc == 0:
+            check(val_count(mpi) == 200, "2 ranks evaluate all 200 validation samples (%d)" % val_count(mpi))
             w3 = weights(mpi)
             # 2 ranks of 1 device do exactly the arithmetic of 2 devices in one process: the
             # same per-device work with one thread each and one sum of two floats per element.
@@ -187,6 +196,7 @@ def main():
                        "65", "--limit-val", "33", "--epochs", "1", "--check-replicas", "--sync-bn", "--no-progress",
                        "--out", os.path.join(tmp, "uneven")])
     check(rc == 0, "a last batch of 1 sample on 2 devices trains, replicas identical")
+    check(val_count(os.path.join(tmp, "uneven")) == 33, "and evaluates all 33 validation samples")
     return ptcheck.finish()
 
 
