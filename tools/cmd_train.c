@@ -29,7 +29,7 @@ typedef struct train_args {
     double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
     int no_decay_bn_bias, cycle_momentum, log_steps;
-    int sync_bn, scale_lr, check_replicas, given_warmup, given_batch;
+    int sync_bn, scale_lr, check_replicas, given_warmup, given_batch, given_check;
     double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
     double beta1, beta2, eps;
     uint64_t seed;
@@ -194,7 +194,7 @@ int cmd_train(int argc, char **argv)
         {"lr", ARG_DOUBLE, &a.lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
         {"scale-lr", ARG_FLAG, &a.scale_lr, NULL, "linear scaling rule: --lr is for 64 samples, the rate in effect is lr x global batch / 64, with warmup", 0, 0, NULL},
         {"sync-bn", ARG_FLAG, &a.sync_bn, NULL, "BatchNorm batch statistics over every device and process (default: per device)", 0, 0, NULL},
-        {"check-replicas", ARG_FLAG, &a.check_replicas, NULL, "compare every replica bitwise after each step (slow; debug builds always do)", 0, 0, NULL},
+        {"check-replicas", ARG_FLAG, &a.check_replicas, NULL, "compare every replica bitwise after each step (slow; debug builds always do)", 0, 0, &a.given_check},
         {"optimizer", ARG_STRING, &a.optimizer, "NAME", "sgd, adam or adamw (default sgd)", 0, 0, NULL},
         {"momentum", ARG_DOUBLE, &a.momentum, "F", "SGD momentum (default 0.9)", 0, 1, NULL},
         {"nesterov", ARG_FLAG, &a.nesterov, NULL, "Nesterov momentum (default on)", 0, 0, &a.given_nesterov},
@@ -256,7 +256,7 @@ int cmd_train(int argc, char **argv)
             return 2;
         }
         /* Per-run options are never inherited from the interrupted run. */
-        a.given_out = a.given_stop = a.given_progress = 1;
+        a.given_out = a.given_stop = a.given_progress = a.given_check = 1;
         if (load_resume_config(&cmd, a.resume, &resume_cfg)) {
             if (world.size > 1) world.abort(world.ctx, 1, NULL);
             return 1;

@@ -178,6 +178,18 @@ def main():
     else:
         print("opencl backend not built or no OpenCL device: the OpenCL group is not tested here")
 
+    # --scale-lr: the rate in effect is lr x global batch / 64, with a warmup recorded in
+    # config.json (so that a resumed run keeps it).
+    sc = os.path.join(tmp, "scale")
+    rc, out = run_cli(["train", "--backend", "cpu", "--devices", "2", "--batch-per-device", "64", "--scale-lr",
+                       "--schedule", "cosine", "--epochs", "1", "--limit-train", "128", "--limit-val", "20",
+                       "--no-progress", "--out", sc])
+    check(rc == 0 and "lr 0.2 (--scale-lr: 0.1 x 128/64)" in out, "--scale-lr on 2 x 64 trains at lr 0.2")
+    with open(os.path.join(sc, "config.json")) as f:
+        cfg = json.load(f)
+    check(abs(cfg["options"]["warmup-epochs"] - 0.2) < 1e-12 and abs(cfg["resolved"]["lr_in_effect"] - 0.2) < 1e-12,
+          "config.json records the warmup (a fifth of 1 epoch) and the rate in effect")
+
     # Bad input.
     for devs, want in (("5", "has 2 devices"), ("0,7", "no device 7"), ("0", "a device count")):
         rc, _ = run_cli(["train", "--backend", "cpu", "--devices", devs, "--limit-train", "64", "--out",
