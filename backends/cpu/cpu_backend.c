@@ -274,6 +274,56 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
 }
 
+/* ---- collectives: a cpu device group shares one address space, so a reduction is a sum
+ * over the devices' buffers in place (device order, so every device gets the same bits),
+ * then over the processes through the world. Every op on a cpu device has finished when
+ * run() returns, so the buffers are complete when the core calls these. ---- */
+
+typedef struct cpu_group {
+    int ndev;
+    const pt_world *world;
+} cpu_group;
+
+static pt_status cpu_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, const pt_world *world,
+                                void **group, pt_error *err)
+{
+    (void)backend_ctx;
+    (void)dev_ctxs;
+    *group = NULL;
+    if (ndev < 1) return pt_fail(err, PT_ERR_INVALID, "cpu group of %d devices", ndev);
+    cpu_group *g = calloc(1, sizeof *g);
+    if (!g) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    g->ndev = ndev;
+    g->world = world;
+    *group = g;
+    return PT_OK;
+}
+
+static void cpu_group_close(void *group) { free(group); }
+
+static pt_status cpu_group_allreduce_f32(void *group, const pt_mem *bufs, size_t count, pt_error *err)
+{
+    const cpu_group *g = group;
+    for (int d = 0; d < g->ndev; d++) PT_TRY(check_range(bufs[d], count * sizeof(float), "all-reduce", err));
+    float *sum = cpu_ptr(bufs[0]);
+    for (int d = 1; d < g->ndev; d++) {
+        const float *x = cpu_ptr(bufs[d]);
+        for (size_t i = 0; i < count; i++) sum[i] += x[i];
+    }
+    if (g->world && g->world->size > 1) PT_TRY(g->world->allreduce_sum_f32(g->world->ctx, sum, count, err));
+    for (int d = 1; d < g->ndev; d++) memcpy(cpu_ptr(bufs[d]), sum, count * sizeof(float));
+    return PT_OK;
+}
+
+static pt_status cpu_group_broadcast(void *group, const pt_mem *bufs, size_t bytes, pt_error *err)
+{
+    const cpu_group *g = group;
+    for (int d = 0; d < g->ndev; d++) PT_TRY(check_range(bufs[d], bytes, "broadcast", err));
+    if (g->world && g->world->size > 1) PT_TRY(g->world->broadcast(g->world->ctx, cpu_ptr(bufs[0]), bytes, 0, err));
+    for (int d = 1; d < g->ndev; d++) memcpy(cpu_ptr(bufs[d]), cpu_ptr(bufs[0]), bytes);
+    return PT_OK;
+}
+
 const pt_backend_iface pt_cpu_backend = {
     .api_version = PT_BACKEND_API_VERSION,
     .name = "cpu",
@@ -292,4 +342,8 @@ const pt_backend_iface pt_cpu_backend = {
     .supports = cpu_supports,
     .workspace_size = cpu_workspace_size,
     .run = cpu_run,
+    .group_open = cpu_group_open,
+    .group_close = cpu_group_close,
+    .group_allreduce_f32 = cpu_group_allreduce_f32,
+    .group_broadcast = cpu_group_broadcast,
 };

@@ -94,6 +94,19 @@ def main():
     check("global batch 64" in out and "synchronised" in out, "the banner shows the global batch and sync-BN")
     check(val_count(two) == 200, "2 devices evaluate all 200 validation samples (%d)" % val_count(two))
     w1, w2 = weights(one), weights(two)
+    # The cpu backend reduces with its own collectives (the group_* slots); the host-memory
+    # path (every backend without them) must give the same bits.
+    host = os.path.join(tmp, "host")
+    env = dict(os.environ, PT_HOST_REDUCTION="1")
+    cmd = [CLI, "train"] + COMMON + ["--devices", "2", "--batch-per-device", "32", "--check-replicas", "--out", host]
+    print("$ PT_HOST_REDUCTION=1 " + " ".join(cmd), flush=True)
+    q = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+    check(q.returncode == 0 and "through host memory" in q.stdout and "collectives" in out,
+          "2 devices x 32 train through host memory too (exit %d)" % q.returncode)
+    if q.returncode == 0:
+        wh = weights(host)
+        check(all(np.array_equal(w2[k].view(np.uint32), wh[k].view(np.uint32)) for k in w2),
+              "the backend's collectives and the host-memory path end bitwise equal")
     err, where = max_rel_error(w1, w2)
     # Same samples, same global statistics; what differs is the order of float sums (the
     # BN partial sums and gradients are summed per device, then across devices; GEMMs
