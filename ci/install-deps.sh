@@ -15,6 +15,8 @@ PACKAGES=(
     libopenblas0-openmp libopenblas0-pthread libopenblas-dev
     # the opencl backend: ICD loader and headers, CLBlast, and PoCL as the CI's OpenCL device
     ocl-icd-opencl-dev opencl-c-headers libclblast-dev pocl-opencl-icd clinfo
+    # multi-process training (mpirun -np K polytrain train ...) and its CI test
+    openmpi-bin libopenmpi-dev
     # the default dataset: /usr/share/datasets/fashion-mnist/*.gz
     dataset-fashion-mnist
     # tests: the PyTorch reference models and the end-to-end tests

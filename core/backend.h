@@ -64,7 +64,11 @@ typedef struct pt_backend_iface {
      * process, and through `world` the same group in every other process of the run
      * (global rank of device i = world->rank * ndev + i; every process has the same
      * ndev). Without them the core reduces through host memory and world. Calls are
-     * queued in order with the devices' other work, like run(). */
+     * queued in order with the devices' other work, like run(). The device group
+     * (core/group.c) calls group_allreduce_f32 from its communication thread, once per
+     * gradient bucket or sync-BN statistics vector, in the same order on every process,
+     * while each device's own host thread keeps queueing that device's later ops; before a
+     * device's next dependent op is queued, the call has returned. */
     pt_status (*group_open)(void *backend_ctx, void *const *dev_ctxs, int ndev,
                             const pt_world *world, void **group, pt_error *err);
     void (*group_close)(void *group);

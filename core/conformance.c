@@ -25,7 +25,12 @@
 #define B_DOT 1e-4
 
 enum conf_role { R_IN, R_OUT, R_INOUT, R_ABSENT };
-enum conf_gen { G_UNIFORM, G_TIES, G_LABELS, G_ARGMAX, G_RELU_OUT, G_MASK, G_BN_MEAN, G_BN_INVSTD };
+enum conf_gen {
+    G_UNIFORM, G_TIES, G_LABELS, G_ARGMAX, G_RELU_OUT, G_MASK, G_BN_MEAN, G_BN_INVSTD,
+    /* sync-BN inputs that a forward pass would have produced from operand 0 (x): the sums
+     * about operand 4 (shift), mean | invstd, and the backward sums with dy (operand 1) */
+    G_BN_SUMS, G_BN_MEAN_INVSTD, G_BN_BSUMS
+};
 /* C_DELTA compares (final - initial): for optimizer parameters, where the update is what an
  * optimizer computes and the parameter itself would hide it. */
 enum conf_check { C_NONE, C_NORM, C_DELTA, C_EXACT };
@@ -608,6 +613,68 @@ static void add_zoo(conf_table *t)
     }
 }
 
+/* Synchronised BatchNorm: on one device the "global" sums are this device's, which is
+ * what each op sees after the core's reduction. */
+static void add_bn_sync(conf_table *t)
+{
+    static const struct { int n, c, h, w; float lo, hi; } sh[] = {
+        {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {4, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        int n = sh[i].n, ch = sh[i].c, h = sh[i].h, w = sh[i].w;
+        {
+            conf_case c = new_case(PT_OP_BN_SYNC_STATS, 3);
+            conf_operand *x = in(&c, 0, "x", 4, n, ch, h, w);
+            x->lo = sh[i].lo, x->hi = sh[i].hi;
+            conf_operand *s = in(&c, 1, "shift", 1, ch, 1, 1, 1);
+            s->lo = sh[i].lo, s->hi = sh[i].hi;
+            out(&c, 2, "stats", B_DOT, 0, 1, 2 * ch, 1, 1, 1);
+            push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", n, ch, h, w, (double)sh[i].lo, (double)sh[i].hi);
+        }
+        {
+            conf_case c = new_case(PT_OP_BN_SYNC_FWD, 7);
+            conf_operand *x = in(&c, 0, "x", 4, n, ch, h, w);
+            x->lo = sh[i].lo, x->hi = sh[i].hi;
+            conf_operand *g = in(&c, 1, "gamma", 1, ch, 1, 1, 1);
+            g->lo = 0.5f, g->hi = 1.5f;
+            in(&c, 2, "beta", 1, ch, 1, 1, 1);
+            out(&c, 3, "y", B_DOT, 0, 4, n, ch, h, w);
+            conf_operand *rm = out(&c, 4, "running_mean", B_DOT, 1, 1, ch, 1, 1, 1);
+            rm->lo = sh[i].lo, rm->hi = sh[i].hi;
+            conf_operand *rv = out(&c, 5, "running_var", B_DOT, 1, 1, ch, 1, 1, 1);
+            rv->lo = 0.5f, rv->hi = 1.5f;
+            out(&c, 6, "stats", B_DOT, 1, 1, 2 * ch, 1, 1, 1)->gen = G_BN_SUMS;
+            c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
+            c.op.p.bn.count = (int64_t)n * h * w;
+            push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", n, ch, h, w, (double)sh[i].lo, (double)sh[i].hi);
+        }
+        {
+            conf_case c = new_case(PT_OP_BN_SYNC_BWD_STATS, 6);
+            in(&c, 0, "x", 4, n, ch, h, w);
+            in(&c, 1, "dy", 4, n, ch, h, w);
+            in(&c, 2, "stats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
+            out(&c, 3, "bstats", B_DOT, 0, 1, 2 * ch, 1, 1, 1);
+            out(&c, 4, "dgamma", B_DOT, 0, 1, ch, 1, 1, 1);
+            out(&c, 5, "dbeta", B_DOT, 0, 1, ch, 1, 1, 1);
+            push(t, &c, "x=%dx%dx%dx%d", n, ch, h, w);
+        }
+        for (int mode = 0; mode < 3; mode++) {
+            static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+            conf_case c = new_case(PT_OP_BN_SYNC_BWD, 6);
+            in(&c, 0, "x", 4, n, ch, h, w);
+            in(&c, 1, "dy", 4, n, ch, h, w);
+            conf_operand *g = in(&c, 2, "gamma", 1, ch, 1, 1, 1);
+            g->lo = 0.5f, g->hi = 1.5f;
+            in(&c, 3, "stats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
+            in(&c, 4, "bstats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_BSUMS;
+            out(&c, 5, "dx", B_DOT, mode == 1, 4, n, ch, h, w);
+            if (mode == 2) alias(&c, 5, 1);
+            c.op.accumulate = mode == 1;
+            c.op.p.bn.count = (int64_t)n * h * w;
+            push(t, &c, "x=%dx%dx%dx%d %s", n, ch, h, w, mode_name[mode]);
+        }
+    }
+}
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -623,6 +690,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
     add_xent(t);
     add_optim(t);
     add_zoo(t);
+    add_bn_sync(t); /* appended: earlier case indices (and their seeds) stay as they were */
     if (t->oom) {
         free(t->c);
         memset(t, 0, sizeof *t);
@@ -752,6 +820,36 @@ static void generate(const conf_case *c, int index, uint64_t seed, int i, int st
     case G_BN_INVSTD:
         bn_stats(c, data[0], o->gen == G_BN_INVSTD, f);
         break;
+    case G_BN_MEAN_INVSTD: {
+        int64_t ch = c->o[0].dim[1];
+        bn_stats(c, data[0], 0, f);
+        bn_stats(c, data[0], 1, f + ch);
+        break;
+    }
+    case G_BN_SUMS:
+    case G_BN_BSUMS: {
+        const conf_operand *xo = &c->o[0];
+        int64_t nn = xo->dim[0], ch = xo->dim[1], hw = xo->dim[2] * xo->dim[3];
+        const float *x = data[0], *dy = data[1], *shift = data[4], *mean = data[3];
+        for (int64_t k = 0; k < ch; k++) {
+            double s1 = 0, s2 = 0;
+            for (int64_t a = 0; a < nn; a++)
+                for (int64_t j = 0; j < hw; j++) {
+                    int64_t e = (a * ch + k) * hw + j;
+                    if (o->gen == G_BN_SUMS) {
+                        double dv = (double)x[e] - shift[k];
+                        s1 += dv;
+                        s2 += dv * dv;
+                    } else {
+                        s1 += dy[e];
+                        s2 += (double)dy[e] * ((double)x[e] - mean[k]);
+                    }
+                }
+            f[k] = (float)s1;
+            f[ch + k] = (float)s2;
+        }
+        break;
+    }
     }
 }
 

@@ -40,6 +40,10 @@ const char *pt_op_name(pt_op_kind kind)
         [PT_OP_GMP_BWD] = "gmp_bwd",
         [PT_OP_CHANNEL_POOL_FWD] = "channel_pool_fwd",
         [PT_OP_CHANNEL_POOL_BWD] = "channel_pool_bwd",
+        [PT_OP_BN_SYNC_STATS] = "bn_sync_stats",
+        [PT_OP_BN_SYNC_FWD] = "bn_sync_fwd",
+        [PT_OP_BN_SYNC_BWD_STATS] = "bn_sync_bwd_stats",
+        [PT_OP_BN_SYNC_BWD] = "bn_sync_bwd",
     };
     if ((int)kind < 0 || kind >= PT_OP_KIND_COUNT || !names[kind]) return "unknown";
     return names[kind];
@@ -79,6 +83,10 @@ static const char *const operand_types[PT_OP_KIND_COUNT] = {
     [PT_OP_GMP_BWD] = "fif",
     [PT_OP_CHANNEL_POOL_FWD] = "ffi",
     [PT_OP_CHANNEL_POOL_BWD] = "fif",
+    [PT_OP_BN_SYNC_STATS] = "fff",
+    [PT_OP_BN_SYNC_FWD] = "fffffff",
+    [PT_OP_BN_SYNC_BWD_STATS] = "ffffff",
+    [PT_OP_BN_SYNC_BWD] = "ffffff",
 };
 
 /* Whether t has exactly these extents (ndim of them). */

@@ -132,6 +132,28 @@ typedef enum pt_op_kind {
     /* t0 = dy [N,2,H,W], t1 = argmax (I32 [N,1,H,W]), t2 = dx [N,C,H,W].
      * dx = (accumulate ? dx : 0) + dy[n,0,h,w]/C + (c == argmax ? dy[n,1,h,w] : 0). */
     PT_OP_CHANNEL_POOL_BWD,
+    /* Synchronised BatchNorm (--sync-bn): batch statistics over every device of every
+     * process. The core sums the partial sums between the ops (device collectives or host
+     * memory), so each op sees the same global sums; p.bn.count is the global element count
+     * per channel M = (global batch)*H*W. Sums are about a shift (the running mean) so the
+     * variance does not cancel catastrophically.
+     * t0 = x [N,C,H,W], t1 = shift [C], t2 = stats [2C]:
+     * stats[c] = sum over (N,H,W) of (x - shift[c]), stats[C+c] = sum of (x - shift[c])^2. */
+    PT_OP_BN_SYNC_STATS,
+    /* t0 = x, t1 = gamma, t2 = beta, t3 = y (not aliasing x), t4 = running_mean (the shift of
+     * BN_SYNC_STATS, read before it is updated), t5 = running_var, t6 = stats [2C]: the global
+     * sums in, mean | invstd out (in place). mean = shift + s1/M, var = s2/M - (s1/M)^2
+     * (biased, clamped at 0), invstd = 1/sqrt(var + eps); running statistics as
+     * BN_FWD_TRAIN (unbiased var*M/(M-1)); y = (x - mean)*gamma*invstd + beta. */
+    PT_OP_BN_SYNC_FWD,
+    /* t0 = x, t1 = dy, t2 = stats (mean | invstd) [2C], t3 = bstats [2C] out:
+     * bstats[c] = sum of dy, bstats[C+c] = sum of dy*(x - mean); t4 = dgamma, t5 = dbeta
+     * (overwritten with this device's share: dbeta = sum dy, dgamma = sum dy*(x-mean)*invstd). */
+    PT_OP_BN_SYNC_BWD_STATS,
+    /* t0 = x, t1 = dy, t2 = gamma, t3 = stats (mean | invstd), t4 = bstats (global sums),
+     * t5 = dx. dx = (accumulate ? dx : 0) + gamma*invstd*(dy - sdy/M - (x-mean)*invstd^2*sdyx/M).
+     * dx may alias dy only when accumulate is 0. */
+    PT_OP_BN_SYNC_BWD,
     PT_OP_KIND_COUNT
 } pt_op_kind;
 
@@ -149,7 +171,7 @@ typedef struct pt_op {
         struct { float alpha; } axpy;
         struct { int trans_a, trans_b; float alpha, beta; } gemm;
         struct { int stride, pad; } conv;
-        struct { float eps, momentum; } bn;
+        struct { float eps, momentum; int64_t count; } bn; /* count: sync-BN only */
         struct { int k, stride, pad; } pool;
         struct { float p; uint64_t seed, stream; int64_t sample_base; } dropout;
         struct { float smoothing, grad_scale; } xent;

@@ -50,6 +50,10 @@ struct pt_replica {
     int opt_started;
     float label_smoothing;
     pt_op_profile *prof;
+    int sync_bn;
+    int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
+    pt_replica_hook hook;
+    void *hook_user;
 };
 
 struct pt_emit {
@@ -87,6 +91,7 @@ int pt_emit_train(const pt_emit *em) { return em->train; }
 int pt_emit_batch(const pt_emit *em) { return em->n; }
 int64_t pt_emit_sample_base(const pt_emit *em) { return em->sample_base; }
 uint64_t pt_emit_seed(const pt_emit *em) { return em->r->seed; }
+int pt_emit_sync_bn(const pt_emit *em) { return em->r->sync_bn; }
 
 static pt_tensor node_tensor(const pt_emit *em, int node, size_t off)
 {
@@ -428,6 +433,13 @@ pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacit
                             const pt_optim_config *opt, uint64_t seed, pt_replica **out,
                             pt_error *err)
 {
+    return pt_replica_create_ex(net, dev, batch_capacity, opt, seed, NULL, out, err);
+}
+
+pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capacity,
+                               const pt_optim_config *opt, uint64_t seed, const pt_replica_options *ro,
+                               pt_replica **out, pt_error *err)
+{
     *out = NULL;
     if (net->output < 0) return pt_fail(err, PT_ERR_INVALID, "replica: the net is not finished");
     if (batch_capacity < 1) return pt_fail(err, PT_ERR_INVALID, "replica: batch must be >= 1");
@@ -438,6 +450,7 @@ pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacit
     r->opt = *opt;
     r->capacity = batch_capacity;
     r->seed = seed;
+    r->sync_bn = ro ? ro->sync_bn : 0;
     r->preg = pt_net_param_region(net);
     r->breg = pt_net_buffer_region(net);
     r->nslots = pt_optim_slots(opt);
@@ -568,6 +581,12 @@ pt_mem pt_replica_grad_mem(const pt_replica *r)
     return m;
 }
 
+pt_mem pt_replica_buffer_mem(const pt_replica *r)
+{
+    pt_mem m = {r->slab, (size_t)(2 + r->nslots) * (size_t)r->preg * sizeof(float)};
+    return m;
+}
+
 pt_status pt_replica_read_grads(pt_replica *r, float *grads, pt_error *err)
 {
     return pt_device_read(r->dev, grads, pt_replica_grad_mem(r), (size_t)r->preg * sizeof(float), err);
@@ -615,6 +634,7 @@ static double now_s(void)
 
 static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
 {
+    pt_replica_list which = l == &r->fwd_train ? PT_LIST_FORWARD : l == &r->bwd ? PT_LIST_BACKWARD : PT_LIST_OTHER;
     for (int i = 0; i < l->n; i++) {
         double t0 = r->prof ? now_s() : 0;
         pt_status st = pt_device_run(r->dev, &l->ops[i], err);
@@ -624,8 +644,25 @@ static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
             r->prof->seconds[l->ops[i].kind] += now_s() - t0;
             r->prof->count[l->ops[i].kind]++;
         }
+        if (r->hook && which != PT_LIST_OTHER) PT_TRY(r->hook(r->hook_user, r, which, i, err));
     }
     return PT_OK;
+}
+
+void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user)
+{
+    r->hook = hook;
+    r->hook_user = user;
+}
+
+void pt_replica_set_global_batch(pt_replica *r, int n) { r->global_batch = n; }
+int pt_replica_sync_bn(const pt_replica *r) { return r->sync_bn; }
+
+const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)
+{
+    const op_list *l = which == PT_LIST_FORWARD ? &r->fwd_train : which == PT_LIST_BACKWARD ? &r->bwd : &r->update;
+    *n = l->n;
+    return l->ops;
 }
 
 void pt_replica_set_profile(pt_replica *r, pt_op_profile *prof) { r->prof = prof; }
@@ -681,6 +718,9 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
             /* stream = step*65536 + layer id; the layer id was stored at emission */
             op->p.dropout.stream = (uint64_t)step * 65536u + (op->p.dropout.stream & 0xffffu);
             op->p.dropout.sample_base = sample_base;
+        } else if (op->kind == PT_OP_BN_SYNC_FWD) {
+            const pt_tensor *xt = &op->t[0];
+            op->p.bn.count = (int64_t)(r->global_batch > 0 ? r->global_batch : n) * xt->dim[2] * xt->dim[3];
         } else if (op->kind == PT_OP_XENT) {
             op->p.xent.grad_scale = grad_scale;
             op->p.xent.smoothing = r->label_smoothing;
@@ -697,6 +737,13 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
         pt_mem m2 = {r->arena, r->y2_off}, ml = {r->arena, r->lam_off};
         PT_TRY(pt_device_write(r->dev, m2, y2, (size_t)n * sizeof(int32_t), err));
         PT_TRY(pt_device_write(r->dev, ml, lam, (size_t)n * sizeof(float), err));
+    }
+    for (int i = 0; i < r->bwd.n; i++) {
+        pt_op *op = &r->bwd.ops[i];
+        if (op->kind == PT_OP_BN_SYNC_BWD) {
+            const pt_tensor *xt = &op->t[0];
+            op->p.bn.count = (int64_t)(r->global_batch > 0 ? r->global_batch : n) * xt->dim[2] * xt->dim[3];
+        }
     }
     PT_TRY(run_list(r, &r->fwd_train, err));
     r->bn_steps++;

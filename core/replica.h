@@ -18,6 +18,29 @@ pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacit
                             pt_error *err);
 void pt_replica_free(pt_replica *r);
 
+typedef struct pt_replica_options {
+    int sync_bn; /* BatchNorm batch statistics over every device (see PT_OP_BN_SYNC_*) */
+} pt_replica_options;
+/* pt_replica_create with options (NULL: the defaults). */
+pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capacity,
+                               const pt_optim_config *opt, uint64_t seed, const pt_replica_options *ro,
+                               pt_replica **out, pt_error *err);
+int pt_replica_sync_bn(const pt_replica *r);
+
+/* The training op lists, for a device group that reduces across replicas between ops. The
+ * lists keep their length and their tensors' memory for every batch size (a short batch
+ * re-emits the same ops), so positions found once stay valid. */
+typedef enum pt_replica_list { PT_LIST_FORWARD = 0, PT_LIST_BACKWARD = 1, PT_LIST_OTHER = 2 } pt_replica_list;
+const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n);
+/* Called on the stepping thread after training op `index` of list `which` has been issued
+ * (queued; asynchronous backends may still be running it). An error stops the step. */
+typedef pt_status (*pt_replica_hook)(void *user, pt_replica *r, pt_replica_list which, int index,
+                                     pt_error *err);
+void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user);
+/* Sync-BN: the number of samples of the step over every device and process (0: this
+ * replica's n), which sets the element count of the global statistics. */
+void pt_replica_set_global_batch(pt_replica *r, int n);
+
 /* Parameters from the init rules keyed by (seed, parameter index); BN buffers to their
  * initial values; optimizer state to zero. Same seed, same weights, on any device. */
 pt_status pt_replica_init_params(pt_replica *r, uint64_t seed, pt_error *err);
@@ -68,6 +91,8 @@ pt_status pt_replica_write_state(pt_replica *r, const float *params, const float
 /* Gradient region on the device (for all-reduce) and the host copy of it (tests). */
 pt_mem pt_replica_grad_mem(const pt_replica *r);
 pt_status pt_replica_read_grads(pt_replica *r, float *grads, pt_error *err);
+/* BN buffer region on the device (buffer region floats). */
+pt_mem pt_replica_buffer_mem(const pt_replica *r);
 /* BatchNorm num_batches_tracked (all BN layers step together) and whether optimizer
  * state has been initialised (SGD's first step copies the gradient). */
 int64_t pt_replica_bn_steps(const pt_replica *r);

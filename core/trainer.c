@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/fileio.h"
+#include "core/group.h"
 #include "core/json.h"
 #include "core/metrics.h"
 #include "core/trainer.h"
@@ -28,8 +29,15 @@ struct pt_trainer {
     int stopped;
     double fixed_momentum;
     FILE *steps_log;
-    float *logits, *losses; /* per replica capacity */
-    float *grad_sum, *grad_tmp, *buf_sum, *buf_tmp;
+    float *logits, *losses; /* per replica capacity, one region per replica */
+    pt_group *group;
+    pt_group_slice *slices;
+    const pt_world *world;
+    pt_world single;
+    int rank0;              /* this process writes the run directory */
+    int check;              /* compare replicas after every step */
+    int64_t global_samples; /* per epoch, over all ranks */
+    int rank_batch;
 };
 
 static double now_s(void)
@@ -65,19 +73,41 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     t->out_dir = strdup(opt->out_dir ? opt->out_dir : ".");
     t->config_json = strdup(opt->config_json ? opt->config_json : "{}");
     int K = t->net->num_classes, B = opt->batch_per_device;
-    int64_t P = pt_replica_param_region(replicas[0]), Bf = pt_replica_buffer_region(replicas[0]);
-    t->logits = malloc((size_t)B * K * sizeof(float));
-    t->losses = malloc((size_t)B * sizeof(float));
-    if (nreplicas > 1) {
-        t->grad_sum = malloc((size_t)P * sizeof(float));
-        t->grad_tmp = malloc((size_t)P * sizeof(float));
-        t->buf_sum = malloc((size_t)(Bf + 1) * sizeof(float));
-        t->buf_tmp = malloc((size_t)(Bf + 1) * sizeof(float));
-    }
-    if (!t->out_dir || !t->config_json || !t->logits || !t->losses ||
-        (nreplicas > 1 && (!t->grad_sum || !t->grad_tmp || !t->buf_sum || !t->buf_tmp))) {
+    t->single = pt_world_single();
+    t->world = opt->world && opt->world->size > 1 ? opt->world : &t->single;
+    t->rank0 = t->world->rank == 0;
+#ifdef NDEBUG
+    t->check = opt->check_replicas;
+#else
+    t->check = 1; /* debug builds: replicas must stay bitwise identical */
+#endif
+    if (nreplicas * t->world->size == 1) t->check = 0;
+    t->rank_batch = opt->rank_batch > 0 ? opt->rank_batch : B * nreplicas;
+    t->global_samples = opt->global_samples > 0 ? opt->global_samples : train.samples_per_epoch(train.ctx);
+    t->logits = malloc((size_t)B * nreplicas * K * sizeof(float));
+    t->losses = malloc((size_t)B * nreplicas * sizeof(float));
+    t->slices = calloc((size_t)nreplicas, sizeof *t->slices);
+    if (!t->out_dir || !t->config_json || !t->logits || !t->losses || !t->slices) {
         pt_trainer_free(t);
         return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    if (t->rank_batch > B * nreplicas) {
+        int rb = t->rank_batch;
+        pt_trainer_free(t);
+        return pt_fail(err, PT_ERR_INVALID, "a step of %d samples does not fit %d device(s) x %d", rb, nreplicas, B);
+    }
+    if (t->global_samples < (int64_t)nreplicas * t->world->size) {
+        int64_t have = t->global_samples;
+        pt_trainer_free(t);
+        return pt_fail(err, PT_ERR_INVALID,
+                       "the training set has %lld sample%s, fewer than the %d device(s) x %d process(es) to "
+                       "split it across",
+                       (long long)have, have == 1 ? "" : "s", nreplicas, opt->world ? opt->world->size : 1);
+    }
+    st = pt_group_create(replicas, nreplicas, t->world, opt->bucket_bytes, !opt->host_reduction, &t->group, err);
+    if (st != PT_OK) {
+        pt_trainer_free(t);
+        return st;
     }
     t->steps_per_epoch = train.batches_per_epoch(train.ctx);
     pt_schedule *s = &t->sched;
@@ -110,12 +140,10 @@ void pt_trainer_free(pt_trainer *t)
     if (t->steps_log) fclose(t->steps_log);
     free(t->out_dir);
     free(t->config_json);
+    pt_group_free(t->group);
     free(t->logits);
     free(t->losses);
-    free(t->grad_sum);
-    free(t->grad_tmp);
-    free(t->buf_sum);
-    free(t->buf_tmp);
+    free(t->slices);
     free(t);
 }
 
@@ -123,54 +151,41 @@ int64_t pt_trainer_start_epoch(const pt_trainer *t) { return t->start_epoch; }
 int pt_trainer_stopped_early(const pt_trainer *t) { return t->stopped; }
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step) { return pt_schedule_lr(&t->sched, step); }
 
-/* ---------------------------------------------------------------- multi-replica glue */
+struct pt_group *pt_trainer_group(const pt_trainer *t) { return t->group; }
 
-/* Sum of the replicas' gradients written back to every replica (host path; backends with
- * collectives replace it). */
-static pt_status allreduce_grads(pt_trainer *t, int active, pt_error *err)
-{
-    if (t->nrep == 1) return PT_OK;
-    int64_t P = pt_replica_param_region(t->rep[0]);
-    PT_TRY(pt_replica_read_grads(t->rep[0], t->grad_sum, err));
-    for (int d = 1; d < active; d++) {
-        PT_TRY(pt_replica_read_grads(t->rep[d], t->grad_tmp, err));
-        for (int64_t i = 0; i < P; i++) t->grad_sum[i] += t->grad_tmp[i];
-    }
-    for (int d = 0; d < t->nrep; d++) {
-        pt_device *dev = pt_replica_device(t->rep[d]);
-        PT_TRY(pt_device_write(dev, pt_replica_grad_mem(t->rep[d]), t->grad_sum, (size_t)P * sizeof(float), err));
-    }
-    return PT_OK;
-}
+/* ---------------------------------------------------------------- multi-replica glue */
 
 /* BatchNorm running statistics averaged across replicas (each saw its own share). */
 static pt_status sync_buffers(pt_trainer *t, pt_error *err)
 {
-    if (t->nrep == 1) return PT_OK;
-    int64_t P = pt_replica_param_region(t->rep[0]), Bf = pt_replica_buffer_region(t->rep[0]);
-    float *params = malloc((size_t)P * sizeof(float));
-    if (!params) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    pt_status st = PT_OK;
-    for (int d = 0; d < t->nrep && st == PT_OK; d++) {
-        st = pt_replica_read_state(t->rep[d], params, d ? t->buf_tmp : t->buf_sum, NULL, err);
-        if (d)
-            for (int64_t i = 0; i < Bf; i++) t->buf_sum[i] += t->buf_tmp[i];
+    return pt_group_average_buffers(t->group, err);
+}
+
+/* Even split of n samples by index over the devices; an uneven batch gives the last
+ * devices fewer (possibly none). */
+static void split(int n, int ndev, int cap, int *first, int *count)
+{
+    int share = (n + ndev - 1) / ndev;
+    if (share > cap) share = cap;
+    for (int d = 0, start = 0; d < ndev; d++) {
+        int c = n - start < share ? n - start : share;
+        if (c < 0) c = 0;
+        first[d] = start;
+        count[d] = c;
+        start += c;
     }
-    for (int64_t i = 0; i < Bf; i++) t->buf_sum[i] /= (float)t->nrep;
-    /* Write only the buffers: read each replica's params/opt back unchanged. */
-    for (int d = 0; d < t->nrep && st == PT_OK; d++) {
-        int slots = pt_replica_opt_slots(t->rep[d]);
-        float *opt = slots ? malloc((size_t)slots * P * sizeof(float)) : NULL;
-        if (slots && !opt) {
-            st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-            break;
-        }
-        st = pt_replica_read_state(t->rep[d], params, t->buf_tmp, opt, err);
-        if (st == PT_OK) st = pt_replica_write_state(t->rep[d], params, t->buf_sum, opt, err);
-        free(opt);
-    }
-    free(params);
-    return st;
+}
+
+/* This rank's place in global batch g: the loader's split of each global batch over ranks. */
+static void rank_share(const pt_trainer *t, int64_t g, int *global_n, int64_t *first)
+{
+    int world = t->world->size, rank = t->world->rank;
+    int64_t G = (int64_t)t->rank_batch * world, start = g * G;
+    int64_t m = t->global_samples - start < G ? t->global_samples - start : G;
+    if (m < 0) m = 0;
+    int64_t base = m / world, extra = m % world;
+    *global_n = (int)m;
+    *first = start + rank * base + (rank < extra ? rank : extra);
 }
 
 /* ---------------------------------------------------------------- evaluation */
@@ -320,6 +335,7 @@ static void schedule_json(const pt_trainer *t, char *dst, size_t n)
 static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, pt_error *err)
 {
     PT_TRY(sync_buffers(t, err));
+    if (!t->rank0) return PT_OK;
     pt_train_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.epoch = epochs_done;
@@ -339,24 +355,24 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
     return PT_OK;
 }
 
-static pt_status prepare_run(pt_trainer *t, pt_error *err)
+/* Rank 0 reads or initialises the state and writes the run directory; every replica of
+ * every rank then starts from rank 0's replica 0. */
+static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
 {
     PT_TRY(pt_check_dir_writable(t->out_dir, err));
     char path[4200];
     if (t->opt.resume) {
         PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
         pt_train_progress pr;
-        for (int d = 0; d < t->nrep; d++) {
-            pt_status st = pt_checkpoint_load(path, t->rep[d], &pr, err);
-            if (st != PT_OK) return pt_error_wrap(err, "cannot resume from '%s'", path);
-        }
+        pt_status st = pt_checkpoint_load(path, t->rep[0], &pr, err);
+        if (st != PT_OK) return pt_error_wrap(err, "cannot resume from '%s'", path);
         if (pr.epoch > t->opt.epochs)
             return pt_fail(err, PT_ERR_INVALID, "'%s' has already trained %lld epochs, more than --epochs %d",
                            path, (long long)pr.epoch, t->opt.epochs);
         if (pr.global_step != pr.epoch * t->steps_per_epoch)
             return pt_fail(err, PT_ERR_MISMATCH,
                            "'%s' was trained with %lld steps per epoch, this configuration has %lld "
-                           "(different data, limit or batch size?)",
+                           "(different data, limit or global batch size?)",
                            path, pr.epoch ? (long long)(pr.global_step / pr.epoch) : 0LL,
                            (long long)t->steps_per_epoch);
         if (pr.seed != t->opt.seed)
@@ -369,7 +385,7 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
         PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, err));
         PT_TRY(trim_jsonl(t, "steps.jsonl", "step", 0, pr.global_step - 1, err));
     } else {
-        for (int d = 0; d < t->nrep; d++) PT_TRY(pt_replica_init_params(t->rep[d], t->opt.seed, err));
+        PT_TRY(pt_replica_init_params(t->rep[0], t->opt.seed, err));
         const void *chunks[1] = {""};
         size_t sizes[1] = {0};
         PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
@@ -384,6 +400,20 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
     return pt_write_file_atomic(path, chunks, sizes, 2, err);
 }
 
+static pt_status prepare_run(pt_trainer *t, pt_error *err)
+{
+    if (t->rank0) PT_TRY(prepare_rank0(t, err));
+    if (t->world->size > 1) {
+        double v[4] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch};
+        PT_TRY(t->world->broadcast(t->world->ctx, v, sizeof v, 0, err));
+        t->start_epoch = (int64_t)v[0];
+        t->global_step = (int64_t)v[1];
+        t->best_top1 = v[2];
+        t->best_epoch = (int64_t)v[3];
+    }
+    return pt_group_broadcast_state(t->group, err);
+}
+
 static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, double *loss_sum,
                             int64_t *hits, pt_error *err)
 {
@@ -392,31 +422,87 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
     if (b->n > B * t->nrep)
         return pt_fail(err, PT_ERR_INVALID, "training batch of %d samples is more than %d device(s) x %d",
                        b->n, t->nrep, B);
-    float scale = 1.0f / (float)b->n;
-    int active = 0;
-    for (int d = 0, start = 0; d < t->nrep && start < b->n; d++, active++) {
-        /* Even split by sample; an uneven last batch gives the last devices fewer. */
-        int share = (b->n + t->nrep - 1) / t->nrep;
-        if (share > B) share = B;
-        int n = b->n - start < share ? b->n - start : share;
-        size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
-        int64_t sample_base = epoch * t->train.samples_per_epoch(t->train.ctx) +
-                              b->batch * (int64_t)B * t->nrep + start;
-        PT_TRY(pt_replica_forward_backward_mixed(
-            t->rep[d], b->x + (size_t)start * xs, b->y + start, b->y2 ? b->y2 + start : NULL,
-            b->lam ? b->lam + start : NULL, n, sample_base, t->global_step, scale, t->logits, t->losses, err));
-        for (int i = 0; i < n; i++) *loss_sum += t->losses[i];
-        *hits += pt_topk_hits(t->logits, b->y + start, n, K, 1);
-        start += n;
+    int global_n;
+    int64_t first;
+    rank_share(t, b->batch, &global_n, &first);
+    if (global_n < 1) return pt_fail(err, PT_ERR_INVALID, "training batch %lld is empty", (long long)b->batch);
+    size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
+    int firsts[64], counts[64];
+    int *fs = firsts, *cs = counts;
+    if (t->nrep > 64) return pt_fail(err, PT_ERR_INVALID, "at most 64 devices per process");
+    split(b->n, t->nrep, B, fs, cs);
+    for (int d = 0; d < t->nrep; d++) {
+        pt_group_slice *s = &t->slices[d];
+        int st0 = fs[d];
+        s->n = cs[d];
+        s->x = b->x + (size_t)st0 * xs;
+        s->y = b->y + st0;
+        s->y2 = b->y2 ? b->y2 + st0 : NULL;
+        s->lam = b->lam ? b->lam + st0 : NULL;
+        s->sample_base = epoch * t->global_samples + first + st0;
+        s->logits = t->logits + (size_t)d * B * K;
+        s->losses = t->losses + (size_t)d * B;
     }
-    PT_TRY(allreduce_grads(t, active, err));
     float lr = (float)pt_schedule_lr(&t->sched, t->global_step);
     float mom = (float)pt_schedule_momentum(&t->sched, t->global_step, t->fixed_momentum);
+    PT_TRY(pt_group_step(t->group, t->slices, global_n, t->global_step, 1.0f / (float)global_n, lr, mom, err));
     for (int d = 0; d < t->nrep; d++) {
-        pt_replica_set_momentum(t->rep[d], mom);
-        PT_TRY(pt_replica_update(t->rep[d], lr, t->global_step + 1, err));
+        const pt_group_slice *s = &t->slices[d];
+        for (int i = 0; i < s->n; i++) *loss_sum += s->losses[i];
+        *hits += pt_topk_hits(s->logits, s->y, s->n, K, 1);
     }
     t->global_step++;
+    if (t->check) {
+        pt_status st = pt_group_check_identical(t->group, pt_replica_sync_bn(t->rep[0]), err);
+        if (st != PT_OK) return pt_error_wrap(err, "after step %lld", (long long)t->global_step);
+    }
+    return PT_OK;
+}
+
+/* Evaluation on every device of every rank (each rank evaluates its share of the val
+ * source, split over its devices); never drops a sample. */
+static pt_status evaluate_group(pt_trainer *t, pt_eval_result *res, pt_error *err)
+{
+    int K = t->net->num_classes, B = t->opt.batch_per_device;
+    pt_batch_source src = t->val;
+    memset(res, 0, sizeof *res);
+    PT_TRY(src.start_epoch(src.ctx, 0, err));
+    double acc[4] = {0, 0, 0, 0}; /* loss, top1, top5, count */
+    size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
+    int fs[64], cs[64];
+    for (;;) {
+        pt_batch b;
+        memset(&b, 0, sizeof b);
+        PT_TRY(src.next(src.ctx, &b, err));
+        if (b.n == 0) break;
+        if (b.n > B * t->nrep)
+            return pt_fail(err, PT_ERR_INVALID, "evaluation batch of %d samples is more than %d device(s) x %d", b.n,
+                           t->nrep, B);
+        split(b.n, t->nrep, B, fs, cs);
+        for (int d = 0; d < t->nrep; d++) {
+            pt_group_slice *s = &t->slices[d];
+            memset(s, 0, sizeof *s);
+            s->n = cs[d];
+            s->x = b.x + (size_t)fs[d] * xs;
+            s->y = b.y + fs[d];
+            s->logits = t->logits + (size_t)d * B * K;
+            s->losses = t->losses + (size_t)d * B;
+        }
+        PT_TRY(pt_group_eval(t->group, t->slices, err));
+        for (int d = 0; d < t->nrep; d++) {
+            const pt_group_slice *s = &t->slices[d];
+            for (int i = 0; i < s->n; i++) acc[0] += s->losses[i];
+            acc[1] += (double)pt_topk_hits(s->logits, s->y, s->n, K, 1);
+            acc[2] += (double)pt_topk_hits(s->logits, s->y, s->n, K, K < 5 ? K : 5);
+            acc[3] += s->n;
+        }
+    }
+    if (t->world->size > 1) PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, acc, 4, err));
+    if (acc[3] == 0) return pt_fail(err, PT_ERR_INVALID, "evaluation set is empty");
+    res->loss = acc[0] / acc[3];
+    res->top1 = acc[1] / acc[3];
+    res->top5 = acc[2] / acc[3];
+    res->count = (int64_t)acc[3];
     return PT_OK;
 }
 
@@ -430,13 +516,19 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         int64_t nb = t->steps_per_epoch, seen = 0, hits = 0;
         double loss_sum = 0;
         for (;;) {
-            if (cb && cb->should_stop && cb->should_stop(cb->user))
+            int stop = cb && cb->should_stop && cb->should_stop(cb->user);
+            if (t->world->size > 1) {
+                /* Every rank stops at the same step, or the others would wait forever. */
+                double v = stop;
+                PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, &v, 1, err));
+                stop = v > 0;
+            }
+            if (stop)
                 return pt_fail(err, PT_ERR_INTERRUPTED,
                                "interrupted during epoch %lld; '%s/last' holds the last completed epoch",
                                (long long)epoch + 1, t->out_dir);
             pt_batch b;
             memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
-        memset(&b, 0, sizeof b); /* fields a source does not know stay NULL */
             PT_TRY(t->train.next(t->train.ctx, &b, err));
             if (b.n == 0) break;
             double before = loss_sum;
@@ -444,8 +536,14 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
             seen += b.n;
             double step_loss = (loss_sum - before) / (double)b.n;
+            if (t->opt.log_steps && t->world->size > 1) {
+                /* steps.jsonl holds the loss of the whole global batch. */
+                double v[2] = {loss_sum - before, (double)b.n};
+                PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 2, err));
+                step_loss = v[0] / v[1];
+            }
             double step_lr = pt_schedule_lr(&t->sched, step);
-            if (t->opt.log_steps) PT_TRY(append_step(t, step, epoch + 1, step_loss, step_lr, err));
+            if (t->opt.log_steps && t->rank0) PT_TRY(append_step(t, step, epoch + 1, step_loss, step_lr, err));
             if (cb && cb->on_step) cb->on_step(cb->user, step, epoch + 1, step_loss, step_lr);
             if (!isfinite(loss_sum))
                 return pt_fail(err, PT_ERR_INVALID,
@@ -456,6 +554,13 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                              (double)hits / (double)seen, (double)seen / (now_s() - t0));
         }
         double train_s = now_s() - t0;
+        if (t->world->size > 1) {
+            double v[3] = {loss_sum, (double)hits, (double)seen};
+            PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 3, err));
+            loss_sum = v[0];
+            hits = (int64_t)v[1];
+            seen = (int64_t)v[2];
+        }
         pt_epoch_metrics m;
         memset(&m, 0, sizeof m);
         m.epoch = epoch + 1;
@@ -466,7 +571,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         m.lr = pt_schedule_lr(&t->sched, t->global_step > 0 ? t->global_step - 1 : 0);
         PT_TRY(sync_buffers(t, err));
         pt_eval_result ev;
-        PT_TRY(pt_evaluate(t->rep[0], t->val, &ev, NULL, err));
+        PT_TRY(evaluate_group(t, &ev, err));
         m.val_loss = ev.loss;
         m.val_top1 = ev.top1;
         m.val_top5 = ev.top5;
@@ -487,7 +592,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         PT_TRY(save_checkpoints(t, m.epoch, m.best, err));
         m.epoch_s = now_s() - t0;
         m.elapsed_s = now_s() - run_start;
-        PT_TRY(append_metrics(t, &m, err));
+        if (t->rank0) PT_TRY(append_metrics(t, &m, err));
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);
         if (t->opt.stop_after_epoch > 0 && m.epoch >= t->opt.stop_after_epoch && m.epoch < t->opt.epochs) {
             t->stopped = 1;

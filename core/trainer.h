@@ -28,6 +28,15 @@ typedef struct pt_train_options {
     int stop_after_epoch;         /* > 0: stop (as if interrupted) once this epoch is saved */
     int log_steps;                /* write out_dir/steps.jsonl: loss and LR of every step */
     const char *config_json;      /* resolved configuration, written to out_dir/config.json */
+    /* Data parallelism. world: NULL for a single process; under MPI every rank runs the
+     * same trainer on its share of each global batch (the source yields this rank's part),
+     * rank 0 writes the run directory. */
+    const pt_world *world;
+    int64_t global_samples;       /* training samples per epoch over all ranks (0: the source's) */
+    int rank_batch;               /* samples per step on this rank (0: batch_per_device x devices) */
+    size_t bucket_bytes;          /* gradient all-reduce bucket (0: 1 MiB) */
+    int host_reduction;           /* 1: never the backend's collectives (tests, comparisons) */
+    int check_replicas;           /* compare replicas bitwise after every step (debug builds always) */
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {
@@ -58,7 +67,10 @@ typedef struct pt_train_callbacks {
 
 typedef struct pt_trainer pt_trainer;
 
-/* replicas: one per device, all built from the same net (not owned). */
+/* replicas: one per device, all built from the same net with the same options and batch
+ * capacity batch_per_device (not owned). The trainer runs them as a device group
+ * (core/group.h): one host thread per device, gradients all-reduced in buckets during
+ * backward, the same update on every replica. */
 pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
                             pt_batch_source train, pt_batch_source val,
                             const pt_train_options *opt, pt_trainer **out, pt_error *err);
@@ -69,6 +81,8 @@ int64_t pt_trainer_start_epoch(const pt_trainer *t); /* epochs already done (aft
 /* The run ended at --stop-after-epoch rather than at --epochs. */
 int pt_trainer_stopped_early(const pt_trainer *t);
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step);
+/* The device group the trainer runs (for banners and tests). */
+struct pt_group *pt_trainer_group(const pt_trainer *t);
 
 /* Evaluation over a whole source in eval mode; never drops samples. logits_out, when
  * non-NULL, receives samples_per_epoch x classes floats in source order. */

@@ -257,7 +257,7 @@ static void selftest_command_passes_on_cpu_and_rejects_bad_options(void)
     }
     static char out[1 << 16];
     int rc = run_cli("selftest --backend cpu --filter 'gemm m=7' --seed 3", out, sizeof out);
-    CHECKF(rc == 0 && strstr(out, "8 cases, 8 passed, 0 failed") && strstr(out, "cpu: 1 device"), "exit %d: %s", rc,
+    CHECKF(rc == 0 && strstr(out, "8 cases, 8 passed, 0 failed") && strstr(out, "cpu: "), "exit %d: %s", rc,
            out);
     rc = run_cli("selftest --backend cpu --filter relu --json --verbose", out, sizeof out);
     CHECKF(rc == 0 && strstr(out, "\"ok\":true") && strstr(out, "\"name\":\"relu_bwd n=37x111 dx=dy\""),

@@ -995,7 +995,8 @@ static void supports_every_kind_with_f32_operands(void)
         /* operand counts per kind as core/op.h documents them */
         static const int nts[PT_OP_KIND_COUNT] = {1, 2, 3, 3, 2, 2, 3, 3, 3, 8, 6, 8, 2, 3, 3, 3, 2, 2, 3, 3, 4, 3, 4,
                                                        [PT_OP_RMSPROP] = 5,
-                                                       [PT_OP_BCAST_MUL] = 3, 3, 2, 3, 3, 3, 3, 3};
+                                                       [PT_OP_BCAST_MUL] = 3, 3, 2, 3, 3, 3, 3, 3,
+                                                       [PT_OP_BN_SYNC_STATS] = 3, 7, 6, 6};
         op.nt = nts[k];
         for (int i = 0; i < op.nt; i++) op.t[i].dtype = PT_F32, op.t[i].ndim = 1;
         if (k == PT_OP_MAXPOOL_FWD) op.t[2].dtype = PT_I32;

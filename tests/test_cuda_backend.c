@@ -345,7 +345,7 @@ static void stub_names_a_missing_or_broken_module(void)
     if (!have_cli()) return;
     static char out[1 << 16];
     int rc = run_cli("PT_CUDA_MODULE=/nonexistent/libpolytrain_cuda.so", "devices", out, sizeof out);
-    CHECKF(rc == 0 && strstr(out, "cpu: 1 device") &&
+    CHECKF(rc == 0 && strstr(out, "cpu: ") && strstr(out, " device") &&
                strstr(out, "cuda: unavailable: backend 'cuda': the cuda module /nonexistent/libpolytrain_cuda.so "
                            "(PT_CUDA_MODULE) does not exist"),
            "exit %d: %s", rc, out);

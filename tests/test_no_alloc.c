@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/group.h"
 #include "core/polytrain.h"
 #include "core/rng.h"
 #include "data/loader.h"
@@ -88,6 +89,69 @@ static void attention_training_step_allocates_nothing(void)
     training_step_allocates_nothing_with("cbam_resnet18");
 }
 
+/* The same for a device group of two cpu devices with synchronised BatchNorm: worker
+ * threads, bucketed gradient reduction and statistics reductions, an uneven batch that
+ * leaves device 1 idle, and evaluation. */
+static void group_step_allocates_nothing(void)
+{
+    pt_error err;
+    pt_device *dev[2] = {NULL, NULL};
+    pt_net *net = NULL;
+    pt_replica *rep[2] = {NULL, NULL};
+    pt_group *g = NULL;
+    pt_device_options dopt = {.threads = 1};
+    int two = 1;
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev[0], &err) == PT_OK);
+    if (pt_device_open("cpu", 1, &dopt, &dev[1], &err) != PT_OK) {
+        /* a one-core machine has one cpu device: the same device twice still has two replicas */
+        two = 0;
+        CHECK(pt_device_open("cpu", 0, &dopt, &dev[1], &err) == PT_OK);
+    }
+    (void)two;
+    CHECK(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_replica_options ro = {.sync_bn = 1};
+    for (int d = 0; d < 2; d++)
+        CHECK(dev[d] && net && pt_replica_create_ex(net, dev[d], B, &oc, 1, &ro, &rep[d], &err) == PT_OK);
+    if (!rep[0] || !rep[1]) return;
+    CHECK(pt_group_create(rep, 2, NULL, 64 * 1024, 1, &g, &err) == PT_OK);
+    if (!g) return;
+    CHECKF(pt_group_buckets(g) > 1, "%d buckets", pt_group_buckets(g));
+    for (int d = 0; d < 2; d++) CHECK(pt_replica_init_params(rep[d], 1, &err) == PT_OK);
+    static float x[2 * B * C * H * W], logits[2][B * K], loss[2][B];
+    static int32_t y[2 * B];
+    for (int i = 0; i < 2 * B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < 2 * B; i++) y[i] = i % K;
+    pt_group_slice s[2];
+    for (int d = 0; d < 2; d++) {
+        memset(&s[d], 0, sizeof s[d]);
+        s[d].x = x + (size_t)d * B * C * H * W;
+        s[d].y = y + d * B;
+        s[d].n = B;
+        s[d].sample_base = d * B;
+        s[d].logits = logits[d];
+        s[d].losses = loss[d];
+    }
+    CHECKF(pt_group_step(g, s, 2 * B, 0, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK, "%s", err.msg);
+    CHECKF(pt_group_eval(g, s, &err) == PT_OK, "%s", err.msg);
+    g_allocs = 0;
+    g_counting = 1;
+    int ok = 1;
+    for (int step = 1; step < 4; step++) ok &= pt_group_step(g, s, 2 * B, step, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK;
+    s[0].n = 3; /* an uneven last batch: device 1 has nothing */
+    s[1].n = 0;
+    ok &= pt_group_step(g, s, 3, 4, 1.0f / 3, 0.01f, 0.9f, &err) == PT_OK;
+    ok &= pt_group_eval(g, s, &err) == PT_OK;
+    g_counting = 0;
+    CHECKF(ok, "group steps failed: %s", err.msg);
+    CHECKF(g_allocs == 0, "%ld host allocations during 4 group steps and an evaluation", g_allocs);
+    CHECKF(pt_group_check_identical(g, 1, &err) == PT_OK, "%s", err.msg);
+    pt_group_free(g);
+    for (int d = 0; d < 2; d++) pt_replica_free(rep[d]);
+    pt_net_free(net);
+    for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
+}
+
 static void loader_next_allocates_nothing(void)
 {
     enum { N = 300 };
@@ -136,6 +200,7 @@ int main(void)
 {
     RUN(training_step_allocates_nothing);
     RUN(attention_training_step_allocates_nothing);
+    RUN(group_step_allocates_nothing);
     RUN(loader_next_allocates_nothing);
     TEST_EXIT();
 }

@@ -124,7 +124,7 @@ int cmd_bench(int argc, char **argv)
     /* bench --loader: the data pipeline instead of a model (tools/cmd_bench_loader.c). */
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
-    const char *model = "baseline", *backend = "auto", *devices = "0", *input = "3x64x64";
+    const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
     const char *optimizer = "nesterov";
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0;
     const arg_spec specs[] = {
@@ -136,7 +136,7 @@ int cmd_bench(int argc, char **argv)
         {"steps", ARG_INT, &steps, "N", "timed steps (default 10)", 1, 100000, NULL},
         {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 2)", 0, 100000, NULL},
         {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
-        {"devices", ARG_STRING, &devices, "LIST", "device index (default 0)", 0, 0, NULL},
+        {"devices", ARG_STRING, &devices, "LIST", "devices as for train: a count N or indices like 0, or 0,1 (default 0,)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},

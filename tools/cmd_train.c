@@ -6,7 +6,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "comm/mpi_world.h"
 #include "core/fileio.h"
+#include "core/group.h"
 #include "core/json.h"
 #include "core/trainer.h"
 #include "data/dataset.h"
@@ -28,6 +30,7 @@ typedef struct train_args {
     double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
     int no_decay_bn_bias, cycle_momentum, log_steps, centered, lr_batch;
+    int sync_bn, scale_lr, check_replicas, given_warmup, given_batch, given_check;
     double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
     double beta1, beta2, eps, alpha;
     uint64_t seed;
@@ -151,7 +154,8 @@ static int load_resume_config(const arg_command *cmd, const char *dir, pt_json *
     return rc;
 }
 
-static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome);
+static int train_main(train_args *ap, const arg_command *cmdp, const pt_json *resume_cfg, pt_world *world,
+                      pt_error *outcome);
 static int train_parse_and_run(int argc, char **argv, pt_error *outcome);
 
 int cmd_train(int argc, char **argv) { return cli_train(argc, argv, NULL); }
@@ -203,12 +207,15 @@ static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
         {"loader-threads", ARG_INT, &a.loader_threads, "N", "data loader worker threads (default 2)", 1, 256, NULL},
         {"model", ARG_STRING, &a.model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
         {"backend", ARG_STRING, &a.backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
-        {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend, e.g. 0 or 0,1 (default all)", 0, 0, NULL},
+        {"devices", ARG_STRING, &a.devices, "LIST", "all, a count N (the first N) or indices like 0,1 (one index: 0,); default all (cpu: 1)", 0, 0, NULL},
         {"epochs", ARG_INT, &a.epochs, "N", "epochs to train (default 3)", 1, 100000, NULL},
-        {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
+        {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, &a.given_batch},
         {"preset", ARG_STRING, &a.preset, "NAME", "start from a named recipe, e.g. best; options given override it ('polytrain experiment --list')", 0, 0, &a.given_preset},
         {"lr", ARG_DOUBLE, &a.lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
         {"lr-batch", ARG_INT, &a.lr_batch, "N", "--lr is for a global batch of N: scale it linearly to the actual one (default 0: as given)", 0, 1 << 24, NULL},
+        {"scale-lr", ARG_FLAG, &a.scale_lr, NULL, "linear scaling rule: --lr is for 64 samples, the rate in effect is lr x global batch / 64, with warmup", 0, 0, NULL},
+        {"sync-bn", ARG_FLAG, &a.sync_bn, NULL, "BatchNorm batch statistics over every device and process (default: per device)", 0, 0, NULL},
+        {"check-replicas", ARG_FLAG, &a.check_replicas, NULL, "compare every replica bitwise after each step (slow; debug builds always do)", 0, 0, &a.given_check},
         {"optimizer", ARG_STRING, &a.optimizer, "NAME", "sgd (plain), momentum, nesterov, adam, adamw or rmsprop (default nesterov)", 0, 0, NULL},
         {"momentum", ARG_DOUBLE, &a.momentum, "F", "SGD/RMSprop momentum (default: 0.9 for momentum and nesterov, 0 for sgd and rmsprop)", 0, 1, &a.given_momentum},
         {"nesterov", ARG_FLAG, &a.nesterov, NULL, "Nesterov momentum (SGD; default on for --optimizer nesterov only)", 0, 0, &a.given_nesterov},
@@ -224,7 +231,7 @@ static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
         {"schedule", ARG_STRING, &a.schedule, "NAME", "constant, step, cosine or onecycle (default onecycle)", 0, 0, NULL},
         {"cycle-momentum", ARG_FLAG, &a.cycle_momentum, NULL, "onecycle: cycle momentum 0.95 -> 0.85 -> 0.95 as PyTorch's OneCycleLR (default on)", 0, 0, &a.given_cycle},
         {"no-cycle-momentum", ARG_NOFLAG, &a.cycle_momentum, NULL, "onecycle: keep --momentum fixed", 0, 0, &a.given_cycle},
-        {"warmup-epochs", ARG_DOUBLE, &a.warmup_epochs, "F", "linear warmup (constant/step/cosine; default 0)", 0, 1e6, NULL},
+        {"warmup-epochs", ARG_DOUBLE, &a.warmup_epochs, "F", "linear warmup (constant/step/cosine; default 0, with --scale-lr 5 but at most a fifth of the run)", 0, 1e6, &a.given_warmup},
         {"step-epochs", ARG_DOUBLE, &a.step_epochs, "F", "step schedule: decay every F epochs (default 30)", 1e-6, 1e6, NULL},
         {"gamma", ARG_DOUBLE, &a.gamma, "F", "step schedule: decay factor (default 0.1)", 1e-9, 1, NULL},
         {"label-smoothing", ARG_DOUBLE, &a.label_smoothing, "F", "label smoothing of the training loss (default 0)", 0, 0.999, NULL},
@@ -253,6 +260,21 @@ static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
         given};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    /* Under mpirun every rank runs this command; rank 0 speaks and writes the run directory. */
+    pt_world world = pt_world_single();
+    int mpi = pt_mpi_launched();
+    if (mpi) {
+        pt_error e;
+        pt_error_clear(&e);
+        if (pt_mpi_world_init(&world, &e) != PT_OK) {
+            cli_error("train: %s", e.msg);
+            return 1;
+        }
+        if (world.rank != 0 && !freopen("/dev/null", "w", stdout)) {
+            cli_error("train: rank %d: cannot silence stdout", world.rank);
+            world.abort(world.ctx, 1, NULL);
+        }
+    }
     pt_json *resume_cfg = NULL;
     if (a.resume && a.given_preset) {
         cli_error("train: --resume continues with the run's saved options; drop --preset");
@@ -264,16 +286,22 @@ static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
             return 2;
         }
         /* Per-run options are never inherited from the interrupted run. */
-        a.given_out = a.given_stop = a.given_progress = 1;
-        if (load_resume_config(&cmd, a.resume, &resume_cfg)) return 1;
+        a.given_out = a.given_stop = a.given_progress = a.given_check = 1;
+        if (load_resume_config(&cmd, a.resume, &resume_cfg)) {
+            if (world.size > 1) world.abort(world.ctx, 1, NULL);
+            return 1;
+        }
         a.out = a.resume;
     }
-    int code = train_main(&a, &cmd, outcome);
+    int code = train_main(&a, &cmd, resume_cfg, &world, outcome);
     pt_json_free(resume_cfg);
+    if (code != 0 && world.size > 1) world.abort(world.ctx, code, NULL); /* takes every rank down */
+    if (mpi) pt_mpi_world_finalize(&world);
     return code;
 }
 
-static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome)
+static int train_main(train_args *ap, const arg_command *cmdp, const pt_json *resume_cfg, pt_world *world,
+                      pt_error *outcome)
 {
     double start_time = wall_s();
     const arg_command cmd = *cmdp;
@@ -362,7 +390,7 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     memset(&meta, 0, sizeof meta);
     int exit_code = 1;
 
-    if (pt_check_dir_writable(ap->out, &err) != PT_OK) goto fail;
+    if (world->rank == 0 && pt_check_dir_writable(ap->out, &err) != PT_OK) goto fail;
     if (ap->resume) {
         char last[4200];
         snprintf(last, sizeof last, "%s/last", ap->resume);
@@ -427,15 +455,40 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
         exit_code = 2;
         goto out;
     }
-    /* --lr-batch N: the learning rate was chosen for a global batch of N (linear scaling). */
-    const double lr = ap->lr_batch > 0 ? ap->lr * (double)(ap->batch * ndev) / (double)ap->lr_batch : ap->lr;
+    /* The global batch defines the run (its schedule, data order and steps per epoch): a run
+     * resumed on another number of devices or processes keeps it and re-divides it. */
+    int procs = world->size, capacity = ap->batch, rank_batch = ap->batch * ndev;
+    int64_t global_batch = (int64_t)ap->batch * ndev * procs;
+    {
+        const pt_json *res = resume_cfg ? pt_json_get(resume_cfg, "resolved") : NULL;
+        int64_t saved = 0;
+        if (res && pt_json_get_int64(res, "global_batch", &saved, NULL) == PT_OK && saved > 0 &&
+            saved != global_batch) {
+            if (saved % procs != 0) {
+                pt_fail(&err, PT_ERR_INVALID,
+                        "cannot resume: the run's global batch of %lld does not divide over %d processes",
+                        (long long)saved, procs);
+                goto fail;
+            }
+            global_batch = saved;
+            rank_batch = (int)(saved / procs);
+            capacity = (rank_batch + ndev - 1) / ndev;
+            printf("resuming with %d device(s) x %d process(es): the run's global batch of %lld stays, %d per "
+                   "device at most\n",
+                   ndev, procs, (long long)saved, capacity);
+            ap->batch = capacity;
+        }
+    }
+    pt_replica_options ro = {.sync_bn = ap->sync_bn};
     for (int d = 0; d < ndev; d++)
-        if (pt_replica_create(net, devs[d], ap->batch, &oc, ap->seed, &reps[d], &err) != PT_OK) goto fail;
+        if (pt_replica_create_ex(net, devs[d], capacity, &oc, ap->seed, &ro, &reps[d], &err) != PT_OK) goto fail;
     for (int d = 0; d < ndev; d++) pt_replica_set_label_smoothing(reps[d], (float)ap->label_smoothing);
 
     pt_loader_options lo;
     memset(&lo, 0, sizeof lo);
-    lo.batch_size = ap->batch * ndev;
+    lo.batch_size = rank_batch;
+    lo.rank = world->rank;
+    lo.world = procs;
     lo.shuffle = 1;
     lo.seed = ap->seed;
     if (pt_augment_parse(ap->augment, train_ds.height, &lo, &err) != PT_OK) goto fail;
@@ -444,11 +497,31 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     if (pt_loader_init(&train_ld, &train_ds, &lo, &err) != PT_OK) goto fail;
     pt_loader_options vo;
     memset(&vo, 0, sizeof vo);
-    vo.batch_size = ap->batch;
+    vo.batch_size = capacity * ndev;
+    vo.rank = world->rank;
+    vo.world = procs;
     vo.seed = ap->seed;
     vo.prefetch = 1;
     if (pt_loader_init(&val_ld, &val_ds, &vo, &err) != PT_OK) goto fail;
 
+    /* The linear scaling rule (Goyal et al. 2017): --lr is the rate for 64 samples, the
+     * rate in effect grows with the global batch, reached after a warmup (onecycle has its
+     * own). The warmup is written into config.json, so a resumed run keeps it. */
+    double lr = ap->lr;
+    if (ap->lr_batch > 0 && ap->scale_lr) {
+        pt_fail(&err, PT_ERR_INVALID, "--lr-batch and --scale-lr both scale the learning rate: give one");
+        goto fail;
+    }
+    /* --lr-batch N: the learning rate was chosen for a global batch of N (linear scaling). */
+    if (ap->lr_batch > 0) lr = ap->lr * (double)global_batch / (double)ap->lr_batch;
+    if (ap->scale_lr) {
+        lr = ap->lr * (double)global_batch / 64.0;
+        if (!ap->given_warmup && skind != PT_SCHED_ONECYCLE) {
+            ap->warmup_epochs = 5.0;
+            if (ap->warmup_epochs > 0.2 * ap->epochs) ap->warmup_epochs = 0.2 * ap->epochs;
+        }
+    }
+    double warmup = ap->warmup_epochs;
     snprintf(meta.model, sizeof meta.model, "%s", ap->model);
     meta.in_channels = train_ds.channels;
     meta.height = train_ds.height;
@@ -463,7 +536,7 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     args_to_json(&cmd, &cfg);
     pt_strbuf_printf(&cfg, "\n},\n\"resolved\":{\"framework\":\"polytrain %s\",\"backend\":", PT_VERSION);
     pt_strbuf_json_string(&cfg, devs[0]->be->name);
-    pt_strbuf_printf(&cfg, ",\"devices\":%d,\"device\":", ndev);
+    pt_strbuf_printf(&cfg, ",\"devices\":%d,\"processes\":%d,\"lr_in_effect\":%.17g,\"device\":", ndev, procs, lr);
     pt_strbuf_json_string(&cfg, devs[0]->info.name);
     pt_strbuf_puts(&cfg, ",\"device_details\":");
     pt_strbuf_json_string(&cfg, devs[0]->info.details);
@@ -471,7 +544,7 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     pt_strbuf_json_double(&cfg, lr);
     pt_strbuf_printf(&cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
                            "\"val_samples\":%lld,\"dataset\":",
-                     (long long)net->param_count, ap->batch * ndev, (long long)train_ds.count,
+                     (long long)net->param_count, (int)global_batch, (long long)train_ds.count,
                      (long long)val_ds.count);
     pt_strbuf_json_string(&cfg, train_ds.name);
     pt_strbuf_puts(&cfg, "}}");
@@ -482,8 +555,13 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     to.epochs = ap->epochs;
     to.batch_per_device = ap->batch;
     to.lr = lr;
+    to.world = world;
+    to.global_samples = train_ld.n;
+    to.rank_batch = rank_batch;
+    to.check_replicas = ap->check_replicas;
+    to.host_reduction = getenv("PT_HOST_REDUCTION") && atoi(getenv("PT_HOST_REDUCTION")) > 0;
     to.schedule = skind;
-    to.warmup_epochs = ap->warmup_epochs;
+    to.warmup_epochs = warmup;
     to.step_epochs = ap->step_epochs;
     to.gamma = ap->gamma;
     to.label_smoothing = (float)ap->label_smoothing;
@@ -500,14 +578,29 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
 
     /* The banner: what runs where, before any work. */
     printf("polytrain %s: training '%s' on %s\n", PT_VERSION, ap->model, train_ds.name);
-    printf("devices: %d x %s (%s backend)\n", ndev, devs[0]->info.name, devs[0]->be->name);
+    printf("devices: %d x %s (%s backend)%s\n", ndev, devs[0]->info.name, devs[0]->be->name,
+           procs > 1 ? " in each process" : "");
     for (int d = 0; d < ndev; d++)
-        printf("  [%d] %s, %d threads; %s\n", d, devs[d]->info.name, devs[d]->info.threads, devs[d]->info.details);
+        printf("  [%d] device %d: %s, %d threads; %s\n", d, devs[d]->index, devs[d]->info.name, devs[d]->info.threads,
+               devs[d]->info.details);
+    if (procs > 1) printf("processes: %d (MPI), rank 0 logs and saves\n", procs);
+    {
+        pt_group *grp = pt_trainer_group(trainer);
+        if (ndev * procs > 1)
+            printf("data parallel: %d replica%s, gradients all-reduced in %d bucket%s through %s, BatchNorm "
+                   "statistics %s\n",
+                   ndev * procs, ndev * procs == 1 ? "" : "s", pt_group_buckets(grp),
+                   pt_group_buckets(grp) == 1 ? "" : "s",
+                   strcmp(pt_group_reduction(grp), "host") == 0 ? (procs > 1 ? "host memory and MPI" : "host memory")
+                                                                : "the backend's collectives",
+                   ap->sync_bn ? "synchronised (--sync-bn)" : "per device (averaged before evaluation and saving)");
+    }
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
            (double)net->param_count / 1e6, (long long)net->param_count, train_ds.channels, train_ds.height,
            train_ds.width, train_ds.num_classes);
-    printf("batch: %d per device x %d device%s = %d; %lld steps per epoch\n", ap->batch, ndev, ndev == 1 ? "" : "s",
-           ap->batch * ndev, (long long)pt_loader_batches_per_epoch(&train_ld));
+    printf("batch: %d per device x %d device%s%s = global batch %lld; %lld steps per epoch\n", capacity, ndev,
+           ndev == 1 ? "" : "s", procs > 1 ? (procs == 2 ? " x 2 processes" : " x processes") : "",
+           (long long)global_batch, (long long)pt_loader_batches_per_epoch(&train_ld));
     printf("data: %lld train / %lld test samples; augment %s\n", (long long)train_ds.count,
            (long long)val_ds.count, ap->augment);
     char mom[64];
@@ -520,8 +613,10 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     if (okind == PT_OPTIM_RMSPROP) snprintf(rms, sizeof rms, ", alpha %g%s", ap->alpha, ap->centered ? " centered" : "");
     char lr_text[96];
     if (ap->lr_batch > 0)
-        snprintf(lr_text, sizeof lr_text, "%g (%g per %d samples, global batch %d)", lr, ap->lr, ap->lr_batch,
-                 ap->batch * ndev);
+        snprintf(lr_text, sizeof lr_text, "%g (%g per %d samples, global batch %lld)", lr, ap->lr, ap->lr_batch,
+                 (long long)global_batch);
+    else if (ap->scale_lr)
+        snprintf(lr_text, sizeof lr_text, "%g (--scale-lr: %g x %lld/64)", lr, ap->lr, (long long)global_batch);
     else
         snprintf(lr_text, sizeof lr_text, "%g", lr);
     printf("optimizer: %s lr %s (%s schedule%s), %s%s%s, weight decay %g%s; label smoothing %g%s%s\n", ap->optimizer,
@@ -552,7 +647,8 @@ static int train_main(train_args *ap, const arg_command *cmdp, pt_error *outcome
     exit_code = 0;
     goto out;
 fail:
-    cli_error("train: %s", err.msg);
+    if (world->size > 1) cli_error("train: rank %d: %s", world->rank, err.msg);
+    else cli_error("train: %s", err.msg);
     if (outcome) *outcome = err;
     exit_code = err.status == PT_ERR_INTERRUPTED ? 130 : 1;
 out:

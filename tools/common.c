@@ -15,7 +15,7 @@ pt_status cli_model_load(const char *checkpoint, const char *backend, int thread
         pt_error_wrap(err, "checkpoint '%s'", checkpoint);
         return st;
     }
-    if ((st = cli_open_devices(backend, "0", threads, 0, &m->dev, &m->ndev, err)) != PT_OK) return st;
+    if ((st = cli_open_devices(backend, "1", threads, 0, &m->dev, &m->ndev, err)) != PT_OK) return st;
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     oc.momentum = 0.0f; /* inference: no optimizer state */
     oc.nesterov = 0;

@@ -7,7 +7,8 @@
 
 #include "tools/session.h"
 
-/* Parses "all" or "0,2,..." into indices below avail. */
+/* Parses "all", a count "N" (the first N devices) or a list "i,j,..." (a single index
+ * is written "i,") into indices below avail. */
 static pt_status parse_device_list(const char *spec, const char *backend, int avail, int *idx, int *n,
                                    pt_error *err)
 {
@@ -16,12 +17,28 @@ static pt_status parse_device_list(const char *spec, const char *backend, int av
         for (int i = 0; i < avail && i < CLI_MAX_DEVICES; i++) idx[(*n)++] = i;
         return PT_OK;
     }
+    if (!strchr(spec, ',')) {
+        char *end;
+        long v = strtol(spec, &end, 10);
+        if (end == spec || *end || v < 1)
+            return pt_fail(err, PT_ERR_INVALID,
+                           "--devices expects 'all', a device count N >= 1 or indices like 0,1 (one index: '0,'), "
+                           "got '%s'",
+                           spec);
+        if (v > avail)
+            return pt_fail(err, PT_ERR_INVALID, "--devices %ld: backend '%s' has %d device%s", v, backend, avail,
+                           avail == 1 ? "" : "s");
+        if (v > CLI_MAX_DEVICES)
+            return pt_fail(err, PT_ERR_INVALID, "--devices: at most %d devices", CLI_MAX_DEVICES);
+        for (int i = 0; i < v; i++) idx[(*n)++] = i;
+        return PT_OK;
+    }
     const char *p = spec;
     while (*p) {
         char *end;
         long v = strtol(p, &end, 10);
         if (end == p || v < 0 || (*end && *end != ','))
-            return pt_fail(err, PT_ERR_INVALID, "--devices expects 'all' or indices like 0,1, got '%s'", spec);
+            return pt_fail(err, PT_ERR_INVALID, "--devices expects 'all', a count or indices like 0,1, got '%s'", spec);
         if (v >= avail)
             return pt_fail(err, PT_ERR_INVALID, "--devices: backend '%s' has %d device%s (0..%d), no device %ld",
                            backend, avail, avail == 1 ? "" : "s", avail - 1, v);
@@ -34,6 +51,15 @@ static pt_status parse_device_list(const char *spec, const char *backend, int av
     }
     if (*n == 0) return pt_fail(err, PT_ERR_INVALID, "--devices: empty list");
     return PT_OK;
+}
+
+/* Processes of this run on this machine (mpirun sets it), which share its cores. */
+static int local_processes(void)
+{
+    const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (!v) v = getenv("MPI_LOCALNRANKS");
+    int n = v ? atoi(v) : 1;
+    return n > 0 ? n : 1;
 }
 
 pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
@@ -69,8 +95,18 @@ pt_status cli_open_devices(const char *backend, const char *devices, int threads
     int avail = be->device_count(ctx);
     if (avail < 1) return pt_fail(err, PT_ERR_BACKEND, "backend '%s' found no device", be->name);
     int idx[CLI_MAX_DEVICES], n = 0;
-    PT_TRY(parse_device_list(devices, be->name, avail, idx, &n, err));
+    int is_cpu = strcmp(be->name, "cpu") == 0;
+    /* The cpu backend's devices are shares of one CPU: by default one device has it all. */
+    PT_TRY(parse_device_list(devices ? devices : is_cpu ? "1" : NULL, be->name, avail, idx, &n, err));
     pt_device_options opt = {.threads = threads, .deterministic = deterministic};
+    if (is_cpu && threads == 0) {
+        /* Split the cores between the devices (and the processes on this machine) rather
+         * than oversubscribe them. */
+        pt_device_info info;
+        int cores = be->device_info(ctx, 0, &info, err) == PT_OK ? info.compute_units : 1;
+        opt.threads = cores / (n * local_processes());
+        if (opt.threads < 1) opt.threads = 1;
+    }
     for (int i = 0; i < n; i++) {
         pt_status st = pt_device_open(be->name, idx[i], &opt, &devs[i], err);
         if (st != PT_OK) {

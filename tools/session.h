@@ -8,8 +8,11 @@
 #define CLI_MAX_DEVICES 16
 
 /* Opens devices of `backend` ("auto": the first compiled-in backend that has a GPU, else
- * cpu). devices: NULL or "all" for every device of that backend, else a comma-separated
- * list of indices ("0", "0,2"). A bad list or an index out of range is PT_ERR_INVALID. */
+ * cpu). devices: "all" for every device of that backend, "N" for the first N, or a
+ * comma-separated list of indices ("0,", "0,2"); NULL is every device, except on the cpu
+ * backend (whose devices are shares of the CPU), where it is one. threads 0 on cpu: the
+ * cores divided between the devices and the MPI processes on this machine. A bad list or
+ * an index out of range is PT_ERR_INVALID. */
 pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err);
 void cli_close_devices(pt_device **devs, int ndev);

@@ -60,10 +60,14 @@ static void cpu_shutdown(void *backend_ctx)
     free(backend_ctx);
 }
 
+/* The cpu backend splits the machine into as many devices as it has cores: a device
+ * group of N cpu devices runs N replicas on host threads, each with its own OpenMP (and
+ * OpenBLAS) thread count, so that the cores are divided rather than oversubscribed.
+ * Every device sees the same memory; they differ only in the threads that drive them. */
 static int cpu_device_count(void *backend_ctx)
 {
-    (void)backend_ctx;
-    return 1;
+    const cpu_backend *be = backend_ctx;
+    return be->cores > 0 ? be->cores : 1;
 }
 
 static const char *parallel_name(int p)
@@ -74,7 +78,9 @@ static const char *parallel_name(int p)
 static pt_status cpu_device_info(void *backend_ctx, int index, pt_device_info *out, pt_error *err)
 {
     const cpu_backend *be = backend_ctx;
-    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    if (index < 0 || index >= cpu_device_count(backend_ctx))
+        return pt_fail(err, PT_ERR_INVALID, "cpu backend has %d devices (one per core), no device %d",
+                       cpu_device_count(backend_ctx), index);
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", be->cpu_name);
     out->kind = PT_DEVICE_CPU;
@@ -94,7 +100,9 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
 {
     const cpu_backend *be = backend_ctx;
     *dev_ctx = NULL;
-    if (index != 0) return pt_fail(err, PT_ERR_INVALID, "cpu backend has one device, no device %d", index);
+    if (index < 0 || index >= cpu_device_count(backend_ctx))
+        return pt_fail(err, PT_ERR_INVALID, "cpu backend has %d devices (one per core), no device %d",
+                       cpu_device_count(backend_ctx), index);
     if (opt->threads < 0 || opt->threads > 4096)
         return pt_fail(err, PT_ERR_INVALID, "cpu device threads is %d, expected 0 (default) to 4096",
                        opt->threads);
@@ -266,9 +274,63 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_GMP_BWD: return cpu_op_gmp_bwd(d, op, err);
     case PT_OP_CHANNEL_POOL_FWD: return cpu_op_channel_pool_fwd(d, op, err);
     case PT_OP_CHANNEL_POOL_BWD: return cpu_op_channel_pool_bwd(d, op, err);
+    case PT_OP_BN_SYNC_STATS: return cpu_op_bn_sync_stats(d, op, err);
+    case PT_OP_BN_SYNC_FWD: return cpu_op_bn_sync_fwd(d, op, err);
+    case PT_OP_BN_SYNC_BWD_STATS: return cpu_op_bn_sync_bwd_stats(d, op, err);
+    case PT_OP_BN_SYNC_BWD: return cpu_op_bn_sync_bwd(d, op, err);
     case PT_OP_KIND_COUNT: break;
     }
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
+}
+
+/* ---- collectives: a cpu device group shares one address space, so a reduction is a sum
+ * over the devices' buffers in place (device order, so every device gets the same bits),
+ * then over the processes through the world. Every op on a cpu device has finished when
+ * run() returns, so the buffers are complete when the core calls these. ---- */
+
+typedef struct cpu_group {
+    int ndev;
+    const pt_world *world;
+} cpu_group;
+
+static pt_status cpu_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, const pt_world *world,
+                                void **group, pt_error *err)
+{
+    (void)backend_ctx;
+    (void)dev_ctxs;
+    *group = NULL;
+    if (ndev < 1) return pt_fail(err, PT_ERR_INVALID, "cpu group of %d devices", ndev);
+    cpu_group *g = calloc(1, sizeof *g);
+    if (!g) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    g->ndev = ndev;
+    g->world = world;
+    *group = g;
+    return PT_OK;
+}
+
+static void cpu_group_close(void *group) { free(group); }
+
+static pt_status cpu_group_allreduce_f32(void *group, const pt_mem *bufs, size_t count, pt_error *err)
+{
+    const cpu_group *g = group;
+    for (int d = 0; d < g->ndev; d++) PT_TRY(check_range(bufs[d], count * sizeof(float), "all-reduce", err));
+    float *sum = cpu_ptr(bufs[0]);
+    for (int d = 1; d < g->ndev; d++) {
+        const float *x = cpu_ptr(bufs[d]);
+        for (size_t i = 0; i < count; i++) sum[i] += x[i];
+    }
+    if (g->world && g->world->size > 1) PT_TRY(g->world->allreduce_sum_f32(g->world->ctx, sum, count, err));
+    for (int d = 1; d < g->ndev; d++) memcpy(cpu_ptr(bufs[d]), sum, count * sizeof(float));
+    return PT_OK;
+}
+
+static pt_status cpu_group_broadcast(void *group, const pt_mem *bufs, size_t bytes, pt_error *err)
+{
+    const cpu_group *g = group;
+    for (int d = 0; d < g->ndev; d++) PT_TRY(check_range(bufs[d], bytes, "broadcast", err));
+    if (g->world && g->world->size > 1) PT_TRY(g->world->broadcast(g->world->ctx, cpu_ptr(bufs[0]), bytes, 0, err));
+    for (int d = 1; d < g->ndev; d++) memcpy(cpu_ptr(bufs[d]), cpu_ptr(bufs[0]), bytes);
+    return PT_OK;
 }
 
 const pt_backend_iface pt_cpu_backend = {
@@ -289,4 +351,8 @@ const pt_backend_iface pt_cpu_backend = {
     .supports = cpu_supports,
     .workspace_size = cpu_workspace_size,
     .run = cpu_run,
+    .group_open = cpu_group_open,
+    .group_close = cpu_group_close,
+    .group_allreduce_f32 = cpu_group_allreduce_f32,
+    .group_broadcast = cpu_group_broadcast,
 };

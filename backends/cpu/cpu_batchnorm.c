@@ -148,3 +148,122 @@ pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
     }
     return PT_OK;
 }
+
+/* ---- synchronised BatchNorm: partial sums, normalisation with global sums, backward ---- */
+
+pt_status cpu_op_bn_sync_stats(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *shift = cpu_f32(&op->t[1]);
+    float *stats = cpu_f32(&op->t[2]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+#pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t c = 0; c < s.c; c++) {
+        const double sh = shift[c];
+        double s1 = 0.0, s2 = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : s1, s2)
+            for (int64_t i = 0; i < s.inner; i++) {
+                const double dv = (double)xp[i] - sh;
+                s1 += dv;
+                s2 += dv * dv;
+            }
+        }
+        stats[c] = (float)s1;
+        stats[s.c + c] = (float)s2;
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bn_sync_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *gamma = cpu_f32(&op->t[1]), *beta = cpu_f32(&op->t[2]);
+    float *y = cpu_f32(&op->t[3]), *rmean = cpu_f32(&op->t[4]), *rvar = cpu_f32(&op->t[5]);
+    float *stats = cpu_f32(&op->t[6]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const double m = (double)op->p.bn.count;
+    const double eps = op->p.bn.eps, mom = op->p.bn.momentum;
+#pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t c = 0; c < s.c; c++) {
+        const double d1 = m > 0 ? stats[c] / m : 0.0;
+        double var = m > 0 ? stats[s.c + c] / m - d1 * d1 : 0.0;
+        if (var < 0) var = 0;
+        const double mean = rmean[c] + d1;
+        const double invstd = 1.0 / sqrt(var + eps);
+        const double unbiased = m > 1 ? var * m / (m - 1) : var;
+        stats[c] = (float)mean;
+        stats[s.c + c] = (float)invstd;
+        rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
+        rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+        const float scale = (float)(gamma[c] * invstd);
+        const float meanf = (float)mean, betaf = beta[c];
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+            float *yp = y + (n * s.c + c) * s.inner;
+#pragma omp simd
+            for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf;
+        }
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bn_sync_bwd_stats(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]), *stats = cpu_f32(&op->t[2]);
+    float *bstats = cpu_f32(&op->t[3]), *dgamma = cpu_f32(&op->t[4]), *dbeta = cpu_f32(&op->t[5]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+#pragma omp parallel for num_threads(d->threads) if (s.n * s.c * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t c = 0; c < s.c; c++) {
+        const float meanf = stats[c];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int64_t n = 0; n < s.n; n++) {
+            const float *xp = x + (n * s.c + c) * s.inner;
+            const float *dp = dy + (n * s.c + c) * s.inner;
+#pragma omp simd reduction(+ : sdy, sdyx)
+            for (int64_t i = 0; i < s.inner; i++) {
+                sdy += dp[i];
+                sdyx += (double)dp[i] * (double)(xp[i] - meanf);
+            }
+        }
+        bstats[c] = (float)sdy;
+        bstats[s.c + c] = (float)sdyx;
+        dbeta[c] = (float)sdy;
+        dgamma[c] = (float)(sdyx * stats[s.c + c]);
+    }
+    return PT_OK;
+}
+
+pt_status cpu_op_bn_sync_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]), *gamma = cpu_f32(&op->t[2]);
+    const float *stats = cpu_f32(&op->t[3]), *bstats = cpu_f32(&op->t[4]);
+    float *dx = cpu_f32(&op->t[5]);
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const double m = (double)op->p.bn.count;
+    const int acc = op->accumulate;
+    const int64_t planes = s.n * s.c;
+    if (m <= 0) return PT_OK;
+#pragma omp parallel for num_threads(d->threads) if (planes * s.inner > CPU_PAR_MIN) schedule(static)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int64_t c = pl % s.c;
+        const double invstd = stats[s.c + c], k = gamma[c] * invstd;
+        const float a = (float)k;
+        const float b = (float)(-k * bstats[s.c + c] * invstd * invstd / m);
+        const float c0 = (float)(-k * bstats[c] / m);
+        const float meanf = stats[c];
+        const float *xp = x + pl * s.inner, *dp = dy + pl * s.inner;
+        float *dxp = dx + pl * s.inner;
+        if (acc) {
+#pragma omp simd
+            for (int64_t i = 0; i < s.inner; i++) dxp[i] += a * dp[i] + b * (xp[i] - meanf) + c0;
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < s.inner; i++) dxp[i] = a * dp[i] + b * (xp[i] - meanf) + c0;
+        }
+    }
+    return PT_OK;
+}

@@ -96,6 +96,10 @@ pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bn_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_sync_stats(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_sync_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_sync_bwd_stats(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_bn_sync_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_maxpool_bwd(const cpu_device *d, const pt_op *op, pt_error *err);

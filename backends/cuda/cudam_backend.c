@@ -384,6 +384,10 @@ static int runs_kind(pt_op_kind kind)
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_FWD_EVAL:
     case PT_OP_BN_BWD:
+    case PT_OP_BN_SYNC_STATS:
+    case PT_OP_BN_SYNC_FWD:
+    case PT_OP_BN_SYNC_BWD_STATS:
+    case PT_OP_BN_SYNC_BWD:
     case PT_OP_RELU_FWD:
     case PT_OP_RELU_BWD:
     case PT_OP_MAXPOOL_FWD:
@@ -482,7 +486,10 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
         /* deterministic: the shared kernels, which use no atomics */
         if (!d->deterministic && cu_bn_cudnn_applies(op)) return cu_op_bn_cudnn(d, op, err);
         return cu_op_channel(d, op, err);
-    case PT_OP_BIAS_GRAD: return cu_op_channel(d, op, err);
+    case PT_OP_BIAS_GRAD:
+    case PT_OP_BN_SYNC_STATS:
+    case PT_OP_BN_SYNC_FWD:
+    case PT_OP_BN_SYNC_BWD_STATS: return cu_op_channel(d, op, err);
     case PT_OP_BCAST_MUL:
     case PT_OP_BCAST_MUL_GRAD:
     case PT_OP_SIGMOID_FWD:
@@ -496,6 +503,7 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
     case PT_OP_ADD:
     case PT_OP_BIAS_ADD:
     case PT_OP_BN_FWD_EVAL:
+    case PT_OP_BN_SYNC_BWD:
     case PT_OP_RELU_FWD:
     case PT_OP_RELU_BWD:
     case PT_OP_MAXPOOL_FWD:

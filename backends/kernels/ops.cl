@@ -492,3 +492,100 @@ KERNEL void pt_scatter_groups(GLOBAL const float *tmp, pt_i64 to, GLOBAL float *
     float v = tmp[to + ((long)k * G + g) * pq + j];
     y[yo + idx] = acc ? y[yo + idx] + v : v;
 }
+
+/* ---- synchronised BatchNorm (PT_OP_BN_SYNC_*): partial sums about a shift, then the
+ * normalisation and the backward with the global sums the core has reduced ---- */
+
+KERNEL void pt_bn_sync_stats(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *shift, pt_i64 sho,
+                             GLOBAL float *stats, pt_i64 sto, int N, int C, int inner)
+{
+    LOCAL float buf[PT_RED_WG];
+    int c = GROUP_ID(0);
+    const long nstride = (long)C * inner;
+    GLOBAL const float *xc = x + xo + (long)c * inner;
+    float sh = shift[sho + c];
+    float s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float d = xc[n * nstride + i] - sh;
+        pt_k_kahan(&s1, &k1, d);
+        pt_k_kahan(&s2, &k2, d * d);
+    }
+    float t1 = pt_k_block_sum(buf, s1 - k1);
+    float t2 = pt_k_block_sum(buf, s2 - k2);
+    if (LID(0) == 0) {
+        stats[sto + c] = t1;
+        stats[sto + C + c] = t2;
+    }
+}
+
+KERNEL void pt_bn_sync_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                           GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                           GLOBAL float *stats, pt_i64 sto, int N, int C, int inner, float m, float eps,
+                           float momentum)
+{
+    int c = GROUP_ID(0);
+    const long nstride = (long)C * inner;
+    GLOBAL const float *xc = x + xo + (long)c * inner;
+    GLOBAL float *yc = y + yo + (long)c * inner;
+    float d1 = m > 0.0f ? stats[sto + c] / m : 0.0f;
+    float var = m > 0.0f ? stats[sto + C + c] / m - d1 * d1 : 0.0f;
+    if (var < 0.0f) var = 0.0f;
+    float shift = rmean[rmo + c];
+    float mean = shift + d1;
+    float invstd = 1.0f / SQRTF(var + eps);
+    /* every item has read the shift and the sums before they are overwritten */
+    BARRIER();
+    if (LID(0) == 0) {
+        float unbiased = m > 1.0f ? var * m / (m - 1.0f) : var;
+        stats[sto + c] = mean;
+        stats[sto + C + c] = invstd;
+        rmean[rmo + c] = (1.0f - momentum) * shift + momentum * mean;
+        rvar[rvo + c] = (1.0f - momentum) * rvar[rvo + c] + momentum * unbiased;
+    }
+    float scale = gamma[go + c] * invstd, b = beta[bo + c];
+    PT_CHANNEL_LOOP(n, i, N, inner) yc[n * nstride + i] = (xc[n * nstride + i] - mean) * scale + b;
+}
+
+KERNEL void pt_bn_sync_bwd_stats(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                                 GLOBAL const float *stats, pt_i64 sto, GLOBAL float *bstats, pt_i64 bso,
+                                 GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N,
+                                 int C, int inner)
+{
+    LOCAL float buf[PT_RED_WG];
+    int c = GROUP_ID(0);
+    const long nstride = (long)C * inner;
+    GLOBAL const float *xc = x + xo + (long)c * inner;
+    GLOBAL const float *dyc = dy + dyo + (long)c * inner;
+    float mean = stats[sto + c];
+    float s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float g = dyc[n * nstride + i];
+        pt_k_kahan(&s1, &k1, g);
+        pt_k_kahan(&s2, &k2, g * (xc[n * nstride + i] - mean));
+    }
+    float sdy = pt_k_block_sum(buf, s1 - k1);
+    float sdyx = pt_k_block_sum(buf, s2 - k2);
+    if (LID(0) == 0) {
+        bstats[bso + c] = sdy;
+        bstats[bso + C + c] = sdyx;
+        dbeta[dbo + c] = sdy;
+        dgamma[dgo + c] = sdyx * stats[sto + C + c];
+    }
+}
+
+KERNEL void pt_bn_sync_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                           GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *stats, pt_i64 sto,
+                           GLOBAL const float *bstats, pt_i64 bso, GLOBAL float *dx, pt_i64 dxo, int n, int C,
+                           int inner, float m, int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int c = (int)((i / inner) % C);
+    float invstd = stats[sto + C + c], k = gamma[go + c] * invstd;
+    float b = -k * bstats[bso + C + c] * invstd * invstd / m, c0 = -k * bstats[bso + c] / m;
+    float v = k * dy[dyo + i] + b * (x[xo + i] - stats[sto + c]) + c0;
+    dx[dxo + i] = acc ? dx[dxo + i] + v : v;
+}

@@ -26,6 +26,10 @@ static const char *const kernel_names[OCL_K_COUNT] = {
     [OCL_K_BN_FWD_TRAIN] = "pt_bn_fwd_train",
     [OCL_K_BN_FWD_EVAL] = "pt_bn_fwd_eval",
     [OCL_K_BN_BWD] = "pt_bn_bwd",
+    [OCL_K_BN_SYNC_STATS] = "pt_bn_sync_stats",
+    [OCL_K_BN_SYNC_FWD] = "pt_bn_sync_fwd",
+    [OCL_K_BN_SYNC_BWD_STATS] = "pt_bn_sync_bwd_stats",
+    [OCL_K_BN_SYNC_BWD] = "pt_bn_sync_bwd",
     [OCL_K_MAXPOOL_FWD] = "pt_maxpool_fwd",
     [OCL_K_MAXPOOL_BWD] = "pt_maxpool_bwd",
     [OCL_K_GAP_FWD] = "pt_gap_fwd",
@@ -286,7 +290,8 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
         }
     }
     /* the per-channel reductions need PT_RED_WG items in one work-group */
-    const ocl_kernel_id reductions[] = {OCL_K_BIAS_GRAD, OCL_K_BN_FWD_TRAIN, OCL_K_BN_BWD};
+    const ocl_kernel_id reductions[] = {OCL_K_BIAS_GRAD, OCL_K_BN_FWD_TRAIN, OCL_K_BN_BWD, OCL_K_BN_SYNC_STATS,
+                                        OCL_K_BN_SYNC_FWD, OCL_K_BN_SYNC_BWD_STATS};
     for (size_t i = 0; st == PT_OK && i < sizeof reductions / sizeof reductions[0]; i++) {
         size_t kwg = 0;
         clGetKernelWorkGroupInfo(d->k[reductions[i]], d->info->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg,
@@ -490,6 +495,9 @@ static pt_status dispatch(ocl_device *d, const pt_op *op, pt_error *err)
     case PT_OP_GMP_BWD:
     case PT_OP_CHANNEL_POOL_FWD:
     case PT_OP_CHANNEL_POOL_BWD: return ocl_op_zoo(d, op, err);
+    case PT_OP_BN_SYNC_STATS:
+    case PT_OP_BN_SYNC_FWD:
+    case PT_OP_BN_SYNC_BWD_STATS: return ocl_op_channel(d, op, err);
     default: return ocl_op_elementwise(d, op, err);
     }
 }

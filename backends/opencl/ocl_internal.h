@@ -56,6 +56,10 @@ typedef enum ocl_kernel_id {
     OCL_K_GMP_BWD,
     OCL_K_CHANNEL_POOL_FWD,
     OCL_K_CHANNEL_POOL_BWD,
+    OCL_K_BN_SYNC_STATS,
+    OCL_K_BN_SYNC_FWD,
+    OCL_K_BN_SYNC_BWD_STATS,
+    OCL_K_BN_SYNC_BWD,
     OCL_K_COUNT
 } ocl_kernel_id;
 

@@ -63,6 +63,20 @@ pt_status ocl_op_elementwise(ocl_device *d, const pt_op *op, pt_error *err)
         global = (size_t)numel(&t[0]);
         break;
     }
+    case PT_OP_BN_SYNC_BWD: {
+        int n, c, inner;
+        channel_layout(&t[0], &n, &c, &inner);
+        if (op->p.bn.count <= 0) return PT_OK; /* no elements: nothing to write */
+        l = ocl_kernel(d, OCL_K_BN_SYNC_BWD);
+        for (int i = 0; i < 6; i++) kl_tensor(&l, &t[i]);
+        kl_int(&l, numel(&t[0]));
+        kl_int(&l, c);
+        kl_int(&l, inner > 0 ? inner : 1);
+        kl_float(&l, (float)op->p.bn.count);
+        kl_int(&l, op->accumulate);
+        global = (size_t)numel(&t[0]);
+        break;
+    }
     case PT_OP_BN_FWD_EVAL: {
         int n, c, inner;
         channel_layout(&t[0], &n, &c, &inner);
@@ -278,6 +292,30 @@ pt_status ocl_op_channel(ocl_device *d, const pt_op *op, pt_error *err)
         kl_int(&l, c);
         kl_int(&l, inner);
         kl_int(&l, op->accumulate);
+        break;
+    case PT_OP_BN_SYNC_STATS:
+        l = ocl_kernel(d, OCL_K_BN_SYNC_STATS);
+        for (int i = 0; i < 3; i++) kl_tensor(&l, &t[i]);
+        kl_int(&l, rows);
+        kl_int(&l, c);
+        kl_int(&l, inner);
+        break;
+    case PT_OP_BN_SYNC_FWD:
+        l = ocl_kernel(d, OCL_K_BN_SYNC_FWD);
+        for (int i = 0; i < 7; i++) kl_tensor(&l, &t[i]);
+        kl_int(&l, rows);
+        kl_int(&l, c);
+        kl_int(&l, inner);
+        kl_float(&l, (float)op->p.bn.count);
+        kl_float(&l, op->p.bn.eps);
+        kl_float(&l, op->p.bn.momentum);
+        break;
+    case PT_OP_BN_SYNC_BWD_STATS:
+        l = ocl_kernel(d, OCL_K_BN_SYNC_BWD_STATS);
+        for (int i = 0; i < 6; i++) kl_tensor(&l, &t[i]);
+        kl_int(&l, rows);
+        kl_int(&l, c);
+        kl_int(&l, inner);
         break;
     default:
         return pt_fail(err, PT_ERR_UNSUPPORTED, "opencl backend: no reduction kernel for %s", pt_op_name(op->kind));

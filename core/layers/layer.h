@@ -40,6 +40,7 @@ int pt_emit_train(const pt_emit *em);              /* training-mode forward */
 int pt_emit_batch(const pt_emit *em);              /* samples in this step */
 int64_t pt_emit_sample_base(const pt_emit *em);    /* global index of sample 0 (dropout) */
 uint64_t pt_emit_seed(const pt_emit *em);
+int pt_emit_sync_bn(const pt_emit *em);            /* BatchNorm statistics over all devices */
 pt_tensor pt_emit_act(const pt_emit *em, int node);   /* output of a node, [n,c,h,w] / [n,f] */
 pt_tensor pt_emit_grad(const pt_emit *em, int node);  /* gradient of that output */
 /* Whether the gradient w.r.t. node's output is wanted (false for the data input). */

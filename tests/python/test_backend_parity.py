@@ -59,7 +59,7 @@ def opencl_devices():
 
 
 def train(backend, out):
-    args = ["train", "--backend", backend, "--devices", "0", "--out", out] + OPTIONS
+    args = ["train", "--backend", backend, "--devices", "0,", "--out", out] + OPTIONS
     if supports_log_steps():
         args.append("--log-steps")
     rc, stdout = run_cli(args, timeout=TIMEOUT_S)

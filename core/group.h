@@ -1,0 +1,62 @@
+/* A device group: the replicas of one process (one per device) with a persistent host
+ * thread per device, and the reductions that make them one data-parallel trainer across
+ * devices and, through pt_world, across processes. Gradients are summed in buckets while
+ * backward still runs (a communication thread takes each bucket as soon as every device has
+ * produced it), synchronised BatchNorm sums its statistics between ops, and every replica
+ * then applies the same update. Reductions use the backend's collectives (group_* in
+ * core/backend.h, e.g. NCCL) when it has them, else host memory plus pt_world. Nothing here
+ * allocates after pt_group_create. */
+#ifndef PT_GROUP_H
+#define PT_GROUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/replica.h"
+#include "core/world.h"
+
+typedef struct pt_group pt_group;
+
+/* replicas: one per device, built from the same net with the same batch capacity and
+ * options (not owned). world: NULL or the process world (kept by pointer). bucket_bytes: 0
+ * for the default (1 MiB). use_collectives: 0 forces the host-memory path. */
+pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, size_t bucket_bytes,
+                          int use_collectives, pt_group **out, pt_error *err);
+void pt_group_free(pt_group *g);
+int pt_group_size(const pt_group *g);
+/* "host" or "backend": how this group reduces, for banners and reports. */
+const char *pt_group_reduction(const pt_group *g);
+int pt_group_buckets(const pt_group *g);
+
+/* Device d's part of one step. n may be 0 (an uneven last batch with more devices than
+ * samples): that device contributes zeros and still applies the update. */
+typedef struct pt_group_slice {
+    const float *x;
+    const int32_t *y, *y2;
+    const float *lam;
+    int n;
+    int64_t sample_base; /* global index of the slice's first sample (dropout keys) */
+    float *logits, *losses; /* host outputs [n, K] and [n] */
+} pt_group_slice;
+
+/* One step on every device: forward and backward of its slice with gradients of
+ * grad_scale * (sum of losses), the sum over every device of every process, then the
+ * optimizer update with lr and momentum (SGD momentum or Adam beta1). global_n: the
+ * step's samples over all processes (sync-BN statistics). */
+pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n, int64_t step,
+                        float grad_scale, float lr, float momentum, pt_error *err);
+
+/* Evaluation-mode forward of each device's slice in parallel (y may not be NULL). */
+pt_status pt_group_eval(pt_group *g, const pt_group_slice *slices, pt_error *err);
+
+/* Parameters, optimizer state, BN buffers and progress of replica 0 of rank 0 copied to
+ * every replica of every process (start of a run, after loading a checkpoint). */
+pt_status pt_group_broadcast_state(pt_group *g, pt_error *err);
+/* BN running statistics averaged over every replica of every process (per-device BN). */
+pt_status pt_group_average_buffers(pt_group *g, pt_error *err);
+/* Every replica of every process holds bitwise the same parameters and optimizer state
+ * (and BN buffers when with_buffers); else PT_ERR_MISMATCH naming the first difference.
+ * Collective: every process gets the same answer. */
+pt_status pt_group_check_identical(pt_group *g, int with_buffers, pt_error *err);
+
+#endif
