@@ -106,9 +106,13 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     if (opt->threads < 0 || opt->threads > 4096)
         return pt_fail(err, PT_ERR_INVALID, "cpu device threads is %d, expected 0 (default) to 4096",
                        opt->threads);
+    const char *wino = getenv("PT_CPU_WINOGRAD");
+    if (wino && *wino && strcmp(wino, "0") != 0 && strcmp(wino, "1") != 0)
+        return pt_fail(err, PT_ERR_INVALID, "PT_CPU_WINOGRAD is '%s', expected 0 or 1", wino);
     cpu_device *d = calloc(1, sizeof *d);
     if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     d->be = be;
+    d->winograd = wino && strcmp(wino, "1") == 0;
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
     *dev_ctx = d;
     return PT_OK;

@@ -109,7 +109,7 @@ static int use_winograd(const cpu_device *d, const pt_op *op)
 {
     if (!cpu_winograd_applies(op)) return 0;
     if (d->conv_force_mode == 3) return 1;
-    if (d->conv_force_mode || d->conv_force_group) return 0;
+    if (!d->winograd || d->conv_force_mode || d->conv_force_group) return 0;
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
     const int64_t c = x->dim[1], k = w->dim[0], wide = c > k ? c : k;
     const int64_t tiles = x->dim[0] * ((y->dim[2] + 1) / 2) * ((y->dim[3] + 1) / 2);

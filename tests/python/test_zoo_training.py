@@ -39,7 +39,7 @@ def opencl_available():
 
 def losses(model, backend, tmp):
     out = os.path.join(tmp, "%s-%s" % (model, backend))
-    rc, _ = run_cli(["train", "--model", model, "--backend", backend, "--devices", "0",
+    rc, _ = run_cli(["train", "--model", model, "--backend", backend, "--devices", "1",
                      "--out", out] + OPTIONS, timeout=800)
     if not check(rc == 0, "%s on %s: train exits 0" % (model, backend)):
         return None
