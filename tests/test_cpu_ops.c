@@ -666,6 +666,7 @@ static void maxpool_fwd_bwd_match_reference_with_ties(void)
             bo.t[0] = op.t[1], bo.t[0].mem.buf = bdy;
             bo.t[1] = op.t[2];
             bo.t[2] = t4(bdx, pc->n, pc->c, pc->h, pc->w);
+            bo.p.pool = op.p.pool; /* as the layer emits it */
             bo.accumulate = acc;
             run_ok(&bo);
             double *rdx = malloc((size_t)nx * sizeof(double));
