@@ -33,9 +33,12 @@ MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
 # beyond what is keyed by sample index anyway.
 # A constant LR: onecycle's early peak makes these 6 steps chaotic (even 1 device with 1 or 2
 # threads then ends 1e-2 apart), which would hide what this test is about.
-# --decay-all: with the default (no weight decay on BN parameters and biases) 1 x 64 and
-# 2 x 32 end 2.9e-3 apart in bn3.bias (measured 2026-11-26, deterministic, already on the
-# issue-5 branch with --no-decay-bn-bias); not yet explained, see the session notes.
+# --decay-all: these 6 steps are then smooth. With the default (no weight decay on BN
+# parameters and biases), or with no weight decay at all, 1 x 64 and 2 x 32 agree to 4e-7
+# after 1 and 2 steps and then jump to ~1.5e-3 at step 3, in every parameter at once: a
+# discrete decision (a max-pool or ReLU near-tie) resolved differently by ulp-level
+# differences of the two summation orders, not a systematic error, which grows every step.
+# The short check after main()'s 6-step one covers the default options over 2 steps.
 COMMON = ["--backend", "cpu", "--epochs", "1", "--limit-train", "384", "--limit-val", "200",
           "--sync-bn", "--seed", "7", "--no-progress", "--lr", "0.02", "--schedule", "constant", "--decay-all"]
 
@@ -118,6 +121,15 @@ def main():
     # 1e-3 and more.
     print("1 device x 64 vs 2 devices x 32: max normalised weight difference %.3g (%s)" % (err, where))
     check(err < 1e-4, "1 x 64 and 2 x 32 end with the same weights (normalised error %.2g < 1e-4)" % err)
+    # The default optimizer options (no decay on BN/bias), 2 steps (see COMMON's comment).
+    short = [a for a in COMMON if a != "--decay-all"]
+    short[short.index("--limit-train") + 1] = "128"
+    d1, d2 = os.path.join(tmp, "default1"), os.path.join(tmp, "default2")
+    r1, _ = run_cli(["train"] + short + ["--devices", "1", "--batch-per-device", "64", "--threads", "2", "--out", d1])
+    r2, _ = run_cli(["train"] + short + ["--devices", "2", "--batch-per-device", "32", "--out", d2])
+    if check(r1 == 0 and r2 == 0, "2 steps with the default optimizer options train on 1 and 2 devices"):
+        e2, w2where = max_rel_error(weights(d1), weights(d2))
+        check(e2 < 1e-4, "default options, 2 steps: 1 x 64 and 2 x 32 agree (%.2g < 1e-4, %s)" % (e2, w2where))
 
     if mpirun_available():
         mpi = os.path.join(tmp, "mpi")
