@@ -53,7 +53,8 @@ typedef struct cpu_device {
     /* Winograd F(2x2,3x3) for 3x3 stride-1 convolutions (PT_CPU_WINOGRAD=1). Off by default:
      * faster, but its rounding fails the float64 gradient check of cbam_resnet18's spatial
      * BatchNorm bias (1.27x the bound) and its per-thread filter-gradient partial sums make
-     * 1 device x 2 threads and 2 devices x 1 thread diverge (tests/python/test_data_parallel.py). */
+     * 1 device x 2 threads and 2 devices x 1 thread differ enough to flip a near-tie within
+     * tests/python/test_data_parallel.py's 6 steps (docs/ARCHITECTURE.md). */
     int winograd;
 } cpu_device;
 
