@@ -112,7 +112,7 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     cpu_device *d = calloc(1, sizeof *d);
     if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     d->be = be;
-    d->winograd = wino && strcmp(wino, "1") == 0;
+    d->winograd = !(wino && strcmp(wino, "0") == 0);
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
     *dev_ctx = d;
     return PT_OK;
