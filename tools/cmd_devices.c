@@ -62,6 +62,11 @@ int cmd_devices(int argc, char **argv)
                 continue;
             }
             printf("%s: %d device%s\n", be->name, n, n == 1 ? "" : "s");
+            /* The cpu backend's devices are its cores: each line below shows the threads a
+             * device runs when used alone; several used together split the cores. */
+            if (strcmp(be->name, "cpu") == 0 && n > 1)
+                printf("  (one device per core: a device used alone runs the threads shown; devices used "
+                       "together split the cores between them)\n");
             for (int i = 0; i < n; i++) {
                 pt_device_info info;
                 if (be->device_info(ctx, i, &info, &err) != PT_OK) {
