@@ -23,6 +23,26 @@ static bn_shape bn_shape_of(const pt_tensor *x)
     return s;
 }
 
+/* The end of a training forward for channel c, once its statistics are known: PyTorch's
+ * running-statistics update (unbiased variance) and y = (x - mean)*scale + beta. Folding the
+ * mean into one shift (x*scale + shift) would cancel catastrophically when |mean| >> std,
+ * which happens after ReLU. */
+static void bn_update_and_normalise(const bn_shape *s, int64_t c, const float *x, float *y, float gamma, float beta,
+                                    double mean, double invstd, double unbiased, double mom, float *rmean,
+                                    float *rvar)
+{
+    rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
+    rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
+    const float scale = (float)(gamma * invstd);
+    const float meanf = (float)mean;
+    for (int64_t n = 0; n < s->n; n++) {
+        const float *xp = x + (n * s->c + c) * s->inner;
+        float *yp = y + (n * s->c + c) * s->inner;
+#pragma omp simd
+        for (int64_t i = 0; i < s->inner; i++) yp[i] = (xp[i] - meanf) * scale + beta;
+    }
+}
+
 pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     (void)err;
@@ -55,18 +75,7 @@ pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *er
         const double unbiased = m > 1 ? sq / (m - 1) : var;
         smean[c] = (float)mean;
         sinvstd[c] = (float)invstd;
-        rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
-        rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
-        /* y = (x - mean)*scale + beta. Folding the mean into one shift (x*scale + shift)
-         * would cancel catastrophically when |mean| >> std, which happens after ReLU. */
-        const float scale = (float)(gamma[c] * invstd);
-        const float meanf = (float)mean, betaf = beta[c];
-        for (int64_t n = 0; n < s.n; n++) {
-            const float *xp = x + (n * s.c + c) * s.inner;
-            float *yp = y + (n * s.c + c) * s.inner;
-#pragma omp simd
-            for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf;
-        }
+        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar);
     }
     return PT_OK;
 }
@@ -195,16 +204,7 @@ pt_status cpu_op_bn_sync_fwd(const cpu_device *d, const pt_op *op, pt_error *err
         const double unbiased = m > 1 ? var * m / (m - 1) : var;
         stats[c] = (float)mean;
         stats[s.c + c] = (float)invstd;
-        rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
-        rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
-        const float scale = (float)(gamma[c] * invstd);
-        const float meanf = (float)mean, betaf = beta[c];
-        for (int64_t n = 0; n < s.n; n++) {
-            const float *xp = x + (n * s.c + c) * s.inner;
-            float *yp = y + (n * s.c + c) * s.inner;
-#pragma omp simd
-            for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf;
-        }
+        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar);
     }
     return PT_OK;
 }
