@@ -286,6 +286,7 @@ static const conv_case conv_cases[] = {
     {8, 32, 12, 12, 16, 3, 3, 1, 1}, /* large enough for multithreaded im2col / col2im */
     {2, 3, 9, 300, 2, 3, 3, 1, 2},   /* pad 2, a tile row longer than one Winograd run */
     {3, 17, 7, 5, 18, 3, 3, 1, 1},   /* odd maps with channels enough for automatic Winograd */
+    {2, 40, 8, 8, 48, 3, 3, 1, 1},   /* few tiles, wide channels: automatic Winograd, shared blocks */
 };
 
 static int conv_out(int in, int k, int stride, int pad)
@@ -300,10 +301,14 @@ static double xv(const float *x, const conv_case *cc, int n, int c, int h, int w
 }
 
 /* Each plan the cpu backend can take: automatic, forced groups x modes (im2col), and
- * Winograd forced wherever it applies (3x3 stride 1; other shapes fall back to im2col), with
- * automatic tile chunks and with chunks of 5 tiles (chunks that end inside a tile row). */
-static const int conv_plans[][2] = {{0, 0}, {1, 1}, {1, 2}, {3, 1}, {3, 2}, {4, 1}, {0, 3}, {5, 3}};
-#define N_CONV_PLANS 8
+ * Winograd forced wherever it applies (3x3 stride 1; other shapes fall back to im2col), in
+ * per-thread chunks and in shared blocks, each with the automatic number of tiles and with 5
+ * tiles (chunks and blocks that end inside a tile row). */
+static const int conv_plans[][2] = {{0, 0}, {1, 1}, {1, 2}, {3, 1}, {3, 2}, {4, 1}, {0, 3}, {5, 3}, {0, 4}, {5, 4}};
+#define N_CONV_PLANS 10
+#define PLAN_IM2COL 1
+#define PLAN_WINO_CHUNKS 6
+#define PLAN_WINO_SHARED 8
 
 static void set_plan(int pi)
 {
@@ -406,16 +411,41 @@ static void winograd_error_is_that_of_im2col(void)
         for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
             for (int k = 0; k < 3; k++) {
                 g_positive_x = positive;
-                const double e_im2col = conv_case_run(&cases[ci], kinds[k], 0, 1); /* forced im2col */
-                const double e_wino = conv_case_run(&cases[ci], kinds[k], 0, 6);   /* forced Winograd */
+                const double e_im2col = conv_case_run(&cases[ci], kinds[k], 0, PLAN_IM2COL);
+                const double e_chunks = conv_case_run(&cases[ci], kinds[k], 0, PLAN_WINO_CHUNKS);
+                const double e_shared = conv_case_run(&cases[ci], kinds[k], 0, PLAN_WINO_SHARED);
                 g_positive_x = 0;
-                CHECKF(e_wino <= 3.0 * e_im2col + 1e-9, "%s c=%d %dx%d k=%d positive=%d: Winograd %.3g, im2col %.3g",
-                       pt_op_name(kinds[k]), cases[ci].c, cases[ci].h, cases[ci].w, cases[ci].k, positive, e_wino,
-                       e_im2col);
+                CHECKF(e_chunks <= 3.0 * e_im2col + 1e-9 && e_shared <= 3.0 * e_im2col + 1e-9,
+                       "%s c=%d %dx%d k=%d positive=%d: Winograd %.3g (chunks), %.3g (shared), im2col %.3g",
+                       pt_op_name(kinds[k]), cases[ci].c, cases[ci].h, cases[ci].w, cases[ci].k, positive, e_chunks,
+                       e_shared, e_im2col);
                 if (getenv("PT_TEST_VERBOSE"))
-                    printf("  %s c=%d %dx%d k=%d positive=%d: Winograd %.3g, im2col %.3g\n", pt_op_name(kinds[k]),
-                           cases[ci].c, cases[ci].h, cases[ci].w, cases[ci].k, positive, e_wino, e_im2col);
+                    printf("  %s c=%d %dx%d k=%d positive=%d: Winograd %.3g (chunks), %.3g (shared), im2col %.3g\n",
+                           pt_op_name(kinds[k]), cases[ci].c, cases[ci].h, cases[ci].w, cases[ci].k, positive,
+                           e_chunks, e_shared, e_im2col);
             }
+}
+
+/* Shared Winograd blocks split the 16 position GEMMs into lcm(16, threads) items: thread
+ * counts that do not divide 16 cut each position's GEMM into slices (columns, or rows of the
+ * filter gradient), and a team of 1 takes all. Each against the float64 reference. */
+static void winograd_shared_blocks_with_any_thread_count(void)
+{
+    static const conv_case cases[] = {{2, 24, 8, 8, 20, 3, 3, 1, 1}, {3, 17, 7, 5, 18, 3, 3, 1, 1}};
+    static const pt_op_kind kinds[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    cpu_device *cd = g_dev->ctx;
+    const int saved = cd->threads;
+    static const int team[] = {1, 3, 5};
+    for (size_t t = 0; t < sizeof team / sizeof team[0]; t++) {
+        cd->threads = team[t];
+        for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+            for (int k = 0; k < 3; k++)
+                for (int acc = 0; acc < 2; acc++) {
+                    conv_case_run(&cases[ci], kinds[k], acc, PLAN_WINO_SHARED);
+                    conv_case_run(&cases[ci], kinds[k], acc, PLAN_WINO_SHARED + 1);
+                }
+    }
+    cd->threads = saved;
 }
 
 static void conv2d_refuses_a_missing_workspace(void)
@@ -1088,6 +1118,7 @@ int main(void)
     RUN(conv2d_bwd_data_matches_reference);
     RUN(conv2d_bwd_filter_matches_reference);
     RUN(winograd_error_is_that_of_im2col);
+    RUN(winograd_shared_blocks_with_any_thread_count);
     RUN(conv2d_refuses_a_missing_workspace);
     RUN(bn_fwd_train_matches_pytorch_semantics);
     RUN(bn_fwd_eval_uses_running_stats_also_in_place);

@@ -97,31 +97,14 @@ static conv_plan plan_of(const cpu_device *d, const pt_op *op, const conv_shape 
     return pl;
 }
 
-/* Winograd where it applies, the GEMMs it makes are deep enough (the pass's input channels
- * are their inner dimension) and there are enough tiles per thread for its channel count:
- * with few tiles and wide channels (ResNet's last stage at 64x64 input: 128 tiles per
- * thread, 512 channels) each chunk re-reads the whole transformed filter and the GEMMs get
- * narrow, and im2col's one large GEMM measured faster. im2col otherwise, or when a test
- * forces an im2col plan. */
-#define WINO_MIN_CHANNELS 16
-#define WINO_FILTER_MIN_WIDTH 16
-
+/* Winograd where it applies and pays (cpu_winograd_mode), or when a test forces it; im2col
+ * otherwise, or when a test forces an im2col plan. */
 static int use_winograd(const cpu_device *d, const pt_op *op)
 {
     if (!cpu_winograd_applies(op)) return 0;
-    if (d->conv_force_mode == 3) return 1;
+    if (d->conv_force_mode == 3 || d->conv_force_mode == 4) return 1;
     if (!d->winograd || d->conv_force_mode || d->conv_force_group) return 0;
-    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
-    const int64_t c = x->dim[1], k = w->dim[0], wide = c > k ? c : k;
-    const int64_t tiles = x->dim[0] * ((y->dim[2] + 1) / 2) * ((y->dim[3] + 1) / 2);
-    if (tiles / (d->threads > 0 ? d->threads : 1) < wide) return 0;
-    /* The filter gradient transforms both x and dy a tile row at a time; on maps narrower than
-     * WINO_FILTER_MIN_WIDTH those runs are too short to vectorise, and im2col measured faster
-     * (Fashion-MNIST's baseline, batch 64: 14x14 maps 16.5 vs 24.0 ms, 7x7 15.2 vs 20.7 ms;
-     * 8x8 equal; 16x16 and wider: Winograd 1.4x-1.5x faster). */
-    if (op->kind == PT_OP_CONV2D_BWD_FILTER && y->dim[3] < WINO_FILTER_MIN_WIDTH) return 0;
-    /* the GEMMs' inner dimension: input channels (forward, filter gradient) or output ones */
-    return (op->kind == PT_OP_CONV2D_BWD_DATA ? k : c) >= WINO_MIN_CHANNELS;
+    return cpu_winograd_mode(d, op) != CPU_WINO_OFF;
 }
 
 size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op)

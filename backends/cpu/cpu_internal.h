@@ -48,7 +48,9 @@ typedef struct cpu_device {
     int threads;
     /* Convolution plan override for tests and benchmarks (0 = automatic): samples per GEMM
      * group and 1 = groups in parallel with one-thread GEMMs, 2 = groups in turn with threaded
-     * GEMMs (both im2col), 3 = Winograd wherever it applies (3x3, stride 1). */
+     * GEMMs (both im2col), 3 = Winograd wherever it applies (3x3, stride 1) with per-thread
+     * tile chunks, 4 = the same with shared tile blocks (CPU_WINO_SHARED); the group then sets
+     * the tiles per chunk or block. */
     int conv_force_group, conv_force_mode;
     /* Winograd F(2x2,3x3) for 3x3 stride-1 convolutions: on unless PT_CPU_WINOGRAD=0 (for
      * comparisons; its normalised error is that of im2col's, see tests/test_cpu_ops.c). */
@@ -93,6 +95,10 @@ pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_erro
 
 /* ---- cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 convolutions, all three passes ---- */
 int cpu_winograd_applies(const pt_op *op);
+/* How Winograd runs an op, if it pays: each thread on its own chunks of tiles, or all threads
+ * on shared blocks of tiles (few tiles, wide channels); CPU_WINO_OFF where im2col is faster. */
+typedef enum { CPU_WINO_OFF, CPU_WINO_CHUNKS, CPU_WINO_SHARED } cpu_wino_mode;
+cpu_wino_mode cpu_winograd_mode(const cpu_device *d, const pt_op *op);
 size_t cpu_winograd_workspace(const cpu_device *d, const pt_op *op);
 pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err);
 

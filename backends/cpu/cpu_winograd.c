@@ -9,9 +9,11 @@
  * tiles, V[16][Ci][Tc] (transformed input) and M[16][Co][Tc] = U[xi] * V[xi] (16 GEMMs,
  * one-thread each, inside the thread's own chunk, so that V and M stay in cache between the
  * transforms and the GEMMs). The filter gradient keeps a per-thread dU[16][Co][Ci] += dM V^T
- * instead, summed over threads in a fixed order at the end. Tiles run over (n, tile row,
- * tile column) flat, so that small feature maps still give wide GEMMs. All scratch comes
- * from the op's workspace. */
+ * instead, summed over threads in a fixed order at the end. Where there are too few tiles
+ * per thread for that (wide channels on small maps), all threads share one V and M per
+ * block of tiles instead and split the 16 GEMMs (see cpu_winograd_mode). Tiles run over
+ * (n, tile row, tile column) flat, so that small feature maps still give wide GEMMs. All
+ * scratch comes from the op's workspace. */
 #include <omp.h>
 #include <string.h>
 
@@ -25,12 +27,24 @@
 /* The filter gradient's GEMMs update a Co x Ci matrix per chunk: larger chunks amortise it. */
 #define WINO_SLOT_FLOATS_FILTER (1u << 18)
 #define WINO_MIN_CHUNK 64
+/* Scratch budget (floats) for the shared V and M blocks: 32 MiB, which holds ResNet's last
+ * stage at batch 32 whole; larger batches take several blocks. */
+#define WINO_SHARED_FLOATS (1u << 23)
+/* The GEMMs' inner dimension (input channels; output ones for the data gradient) below which
+ * they are too shallow for the kernel. */
+#define WINO_MIN_CHANNELS 16
+/* Output width below which the filter gradient in chunks measured slower than im2col
+ * (Fashion-MNIST's baseline, batch 64: 14x14 maps 16.5 vs 24.0 ms, 7x7 15.2 vs 20.7 ms, and
+ * still 1.5x-1.7x slower with several tile rows per transform run; 16x16 and wider: Winograd
+ * 1.4x-1.5x faster). */
+#define WINO_FILTER_MIN_WIDTH 16
 
 typedef struct wino_geom {
     int64_t n, ci, co, hi, wi, ho, wo, pad;
     int64_t tp, tq, tiles; /* tile rows, tile columns per sample; tiles in all */
-    int64_t chunk;         /* tiles per GEMM */
-    int slots;
+    int64_t chunk;         /* tiles per GEMM: a thread's chunk, or the shared block */
+    int slots;             /* scratch sets: one per thread, or one shared */
+    int shared;
     size_t u_floats, v_floats, m_floats, du_floats, slot_floats, bytes;
 } wino_geom;
 
@@ -44,6 +58,30 @@ int cpu_winograd_applies(const pt_op *op)
     const pt_tensor *w = &op->t[1];
     return w->dim[2] == 3 && w->dim[3] == 3 && op->p.conv.stride == 1 && op->p.conv.pad >= 0 &&
            op->p.conv.pad <= 2;
+}
+
+/* Chunks where each thread has at least as many tiles as the widest channel count; with fewer
+ * tiles (ResNet's last stage at 64x64 input: 128 tiles per thread, 512 channels) each chunk
+ * re-reads the whole transformed filter and its GEMMs get narrow, and shared blocks, whose
+ * GEMMs take all the block's tiles (threads split the 16 positions), measured 0.63x-0.74x
+ * im2col's time there. Shared blocks only where the 2x2 tiles cover the map with at most a
+ * quarter wasted: on 3x3 maps (16 outputs computed per 9 used) they measured 1.6x-1.9x
+ * im2col's time. */
+cpu_wino_mode cpu_winograd_mode(const cpu_device *d, const pt_op *op)
+{
+    if (!cpu_winograd_applies(op)) return CPU_WINO_OFF;
+    if (d->conv_force_mode == 3) return CPU_WINO_CHUNKS; /* tests */
+    if (d->conv_force_mode == 4) return CPU_WINO_SHARED;
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    const int64_t c = x->dim[1], k = w->dim[0], wide = c > k ? c : k;
+    if ((op->kind == PT_OP_CONV2D_BWD_DATA ? k : c) < WINO_MIN_CHANNELS) return CPU_WINO_OFF;
+    const int64_t ho = y->dim[2], wo = y->dim[3], tp = (ho + 1) / 2, tq = (wo + 1) / 2;
+    const int64_t tiles = x->dim[0] * tp * tq;
+    if (tiles / (d->threads > 0 ? d->threads : 1) >= wide) {
+        if (op->kind == PT_OP_CONV2D_BWD_FILTER && wo < WINO_FILTER_MIN_WIDTH) return CPU_WINO_OFF;
+        return CPU_WINO_CHUNKS;
+    }
+    return ho * wo >= 3 * tp * tq ? CPU_WINO_SHARED : CPU_WINO_OFF;
 }
 
 static wino_geom geom_of(const cpu_device *d, const pt_op *op)
@@ -64,13 +102,23 @@ static wino_geom geom_of(const cpu_device *d, const pt_op *op)
     g.tp = (g.ho + 1) / 2;
     g.tq = (g.wo + 1) / 2;
     g.tiles = g.n * g.tp * g.tq;
-    g.slots = d->threads;
-    int64_t per = (g.tiles + g.slots - 1) / g.slots;
-    int64_t chunk = (int64_t)(filt ? WINO_SLOT_FLOATS_FILTER : WINO_SLOT_FLOATS) / (16 * (g.ci + g.co));
-    chunk = chunk / 16 * 16;
-    if (chunk < WINO_MIN_CHUNK) chunk = WINO_MIN_CHUNK;
-    if (chunk > per) chunk = per;
-    if (d->conv_force_mode == 3 && d->conv_force_group > 0) chunk = d->conv_force_group; /* tests */
+    g.shared = cpu_winograd_mode(d, op) == CPU_WINO_SHARED;
+    int64_t chunk;
+    if (g.shared) {
+        g.slots = 1;
+        chunk = (int64_t)WINO_SHARED_FLOATS / (16 * (g.ci + g.co));
+        chunk = chunk / 16 * 16;
+        if (chunk < WINO_MIN_CHUNK) chunk = WINO_MIN_CHUNK;
+        if (chunk > g.tiles) chunk = g.tiles;
+    } else {
+        g.slots = d->threads;
+        const int64_t per = (g.tiles + g.slots - 1) / g.slots;
+        chunk = (int64_t)(filt ? WINO_SLOT_FLOATS_FILTER : WINO_SLOT_FLOATS) / (16 * (g.ci + g.co));
+        chunk = chunk / 16 * 16;
+        if (chunk < WINO_MIN_CHUNK) chunk = WINO_MIN_CHUNK;
+        if (chunk > per) chunk = per;
+    }
+    if (d->conv_force_mode >= 3 && d->conv_force_group > 0) chunk = d->conv_force_group; /* tests */
     if (chunk < 1) chunk = 1;
     g.chunk = chunk;
     g.u_floats = filt ? 0 : round16((size_t)(16 * g.ci * g.co));
@@ -87,29 +135,53 @@ size_t cpu_winograd_workspace(const cpu_device *d, const pt_op *op)
     return geom_of(d, op).bytes;
 }
 
-/* U[xi][o][i] = G g G^T of the 3x3 filter g from output channel o to input channel i: for the
- * forward pass w[o, i]; for the data gradient w[i, o] rotated by 180 degrees. */
+/* U[xi] = G g G^T of each 3x3 filter g, in the filter tensor's own order, so that the reads
+ * and the 16 planes' writes are all contiguous: for the forward pass w[o, i], which makes
+ * U[xi] a [Co][Ci] matrix; for the data gradient w[i, o] rotated by 180 degrees, which makes
+ * U[xi] a [Ci][Co] matrix that the GEMMs read transposed (gathering it into [Co][Ci] order
+ * instead measured 8-13 ms for 512 x 512 channels, against 2 ms). Filters run FT_BLOCK at a
+ * time, one per vector lane. */
+#define FT_BLOCK 16
+
 static void filter_transform(const wino_geom *g, const float *w, int fwd, float *u, int64_t lo, int64_t hi)
 {
-    for (int64_t pair = lo; pair < hi; pair++) {
-        const int64_t o = pair / g->ci, i = pair % g->ci;
-        const float *src = fwd ? w + (o * g->ci + i) * 9 : w + (i * g->co + o) * 9;
-        float k[3][3];
-        for (int r = 0; r < 3; r++)
-            for (int s = 0; s < 3; s++) k[r][s] = fwd ? src[r * 3 + s] : src[(2 - r) * 3 + (2 - s)];
-        float t[4][3]; /* G k */
-        for (int s = 0; s < 3; s++) {
-            t[0][s] = k[0][s];
-            t[1][s] = 0.5f * (k[0][s] + k[1][s] + k[2][s]);
-            t[2][s] = 0.5f * (k[0][s] - k[1][s] + k[2][s]);
-            t[3][s] = k[2][s];
+    const size_t pairs = (size_t)(g->co * g->ci);
+    for (int64_t p0 = lo; p0 < hi; p0 += FT_BLOCK) {
+        const int n = hi - p0 < FT_BLOCK ? (int)(hi - p0) : FT_BLOCK;
+        float k[9][FT_BLOCK], out[16][FT_BLOCK];
+        for (int j = 0; j < n; j++) {
+            const float *src = w + (p0 + j) * 9;
+            for (int e = 0; e < 9; e++) k[e][j] = src[fwd ? e : 8 - e];
         }
-        for (int a = 0; a < 4; a++) {
-            float v[4] = {t[a][0], 0.5f * (t[a][0] + t[a][1] + t[a][2]), 0.5f * (t[a][0] - t[a][1] + t[a][2]),
-                          t[a][2]};
-            for (int b = 0; b < 4; b++) u[((size_t)(a * 4 + b) * g->co + o) * g->ci + i] = v[b];
+        for (int j = n; j < FT_BLOCK; j++)
+            for (int e = 0; e < 9; e++) k[e][j] = 0.0f;
+#pragma omp simd
+        for (int j = 0; j < FT_BLOCK; j++) {
+            float t[4][3]; /* G k */
+            for (int s = 0; s < 3; s++) {
+                t[0][s] = k[s][j];
+                t[1][s] = 0.5f * (k[s][j] + k[3 + s][j] + k[6 + s][j]);
+                t[2][s] = 0.5f * (k[s][j] - k[3 + s][j] + k[6 + s][j]);
+                t[3][s] = k[6 + s][j];
+            }
+            for (int a = 0; a < 4; a++) {
+                out[a * 4 + 0][j] = t[a][0];
+                out[a * 4 + 1][j] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+                out[a * 4 + 2][j] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+                out[a * 4 + 3][j] = t[a][2];
+            }
         }
+        for (int xi = 0; xi < 16; xi++) memcpy(u + xi * pairs + (size_t)p0, out[xi], (size_t)n * sizeof(float));
     }
+}
+
+/* M[xi] (cols columns, leading dimension ld) = U[xi] V[xi]; U[xi] is stored transposed for the
+ * data gradient (see filter_transform). */
+static void position_gemm(const cpu_device *d, const wino_geom *g, int fwd, const float *u, const float *v, float *m,
+                          int64_t cols, int ld)
+{
+    cpu_sgemm(d, !fwd, 0, (int)g->co, (int)cols, (int)g->ci, 1.0f, u, fwd ? (int)g->ci : (int)g->co, v, ld, 0.0f, m,
+              ld);
 }
 
 /* Tiles are transformed a run at a time: the tiles of one tile row of one sample (at most
@@ -118,8 +190,8 @@ static void filter_transform(const wino_geom *g, const float *w, int fwd, float 
 
 /* V[a*4 + b][c][j0 + j] = (B^T d B)[a][b] for the 4x4 patch d of tile (n, ti, tj0 + j), for
  * every input channel c; B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. */
-static void input_run(const wino_geom *g, const float *in, int64_t n, int64_t ti, int64_t tj0, int64_t len,
-                      float *v, int64_t j0)
+static void input_run(const wino_geom *g, const float *in, int64_t n, int64_t ti0, int64_t nrows, int64_t tj0,
+                      int64_t len, float *v, int64_t j0)
 {
     const int64_t ld = g->chunk, plane = g->ci * ld, width = 2 * len + 2, w0 = 2 * tj0 - g->pad;
     /* columns of the input this run reads that lie inside the image */
@@ -127,7 +199,8 @@ static void input_run(const wino_geom *g, const float *in, int64_t n, int64_t ti
     if (k1 < k0) k1 = k0;
     float e[4][2 * WINO_RUN + 2];
     static const float zeros[2 * WINO_RUN + 2];
-    for (int64_t c = 0; c < g->ci; c++) {
+    for (int64_t c = 0; c < g->ci; c++)
+    for (int64_t ti = ti0; ti < ti0 + nrows; ti++) {
         const float *xp = in + (n * g->ci + c) * g->hi * g->wi;
         const float *rp[4]; /* the four input rows from column w0 + k0; rows outside read zeros */
         for (int a = 0; a < 4; a++) {
@@ -145,7 +218,7 @@ static void input_run(const wino_geom *g, const float *in, int64_t n, int64_t ti
             e3[k] = r1[k] - r3[k];
         }
         for (int64_t k = k1; k < width; k++) e[0][k] = e[1][k] = e[2][k] = e[3][k] = 0.0f;
-        float *vc = v + c * ld + j0;
+        float *vc = v + c * ld + j0 + (ti - ti0) * len;
         for (int a = 0; a < 4; a++) {
             const float *ea = e[a];
             float *v0 = vc + (a * 4 + 0) * plane, *v1 = vc + (a * 4 + 1) * plane;
@@ -164,15 +237,16 @@ static void input_run(const wino_geom *g, const float *in, int64_t n, int64_t ti
 
 /* out[n, o, 2ti + a, 2(tj0 + j) + b] (+)= (A^T m A)[a][b], m = M[.][o][j0 + j], for every
  * output channel o; A^T = [1 1 1 0; 0 1 -1 -1]. */
-static void output_run(const wino_geom *g, const float *m, int64_t n, int64_t ti, int64_t tj0, int64_t len,
-                       int64_t j0, float *out, int acc)
+static void output_run(const wino_geom *g, const float *m, int64_t n, int64_t ti0, int64_t nrows, int64_t tj0,
+                       int64_t len, int64_t j0, float *out, int acc)
 {
     const int64_t ld = g->chunk, plane = g->co * ld;
     const int64_t cols = 2 * len < g->wo - 2 * tj0 ? 2 * len : g->wo - 2 * tj0;
-    const int rows = 2 * ti + 1 < g->ho ? 2 : 1;
     float r[2][2 * WINO_RUN];
-    for (int64_t o = 0; o < g->co; o++) {
-        const float *mo = m + o * ld + j0;
+    for (int64_t o = 0; o < g->co; o++)
+    for (int64_t ti = ti0; ti < ti0 + nrows; ti++) {
+        const int rows = 2 * ti + 1 < g->ho ? 2 : 1;
+        const float *mo = m + o * ld + j0 + (ti - ti0) * len;
         const float *m0 = mo, *m1 = mo + plane, *m2 = mo + 2 * plane, *m3 = mo + 3 * plane;
         const float *m4 = mo + 4 * plane, *m5 = mo + 5 * plane, *m6 = mo + 6 * plane, *m7 = mo + 7 * plane;
         const float *m8 = mo + 8 * plane, *m9 = mo + 9 * plane, *m10 = mo + 10 * plane, *m11 = mo + 11 * plane;
@@ -203,6 +277,20 @@ static void output_run(const wino_geom *g, const float *m, int64_t n, int64_t ti
     }
 }
 
+/* Tile rows per run: on narrow maps a run takes several whole tile rows of one sample (each
+ * channel's rows one after another), so that each line of V and M is written or read whole
+ * before the next channel's; on wide maps one row, or part of one. */
+#define WINO_ROW_TILES 32
+
+static int64_t run_rows(const wino_geom *g, int64_t ti, int64_t tj, int64_t len, int64_t left)
+{
+    if (tj != 0 || len != g->tq) return 1;
+    int64_t r = WINO_ROW_TILES / g->tq;
+    if (r > g->tp - ti) r = g->tp - ti;
+    if (r > left / g->tq) r = left / g->tq;
+    return r > 1 ? r : 1;
+}
+
 /* Tiles t0 .. t0+nt-1 (flat over n, tile row, tile column), run by run. */
 static void input_transform(const wino_geom *g, const float *in, int64_t t0, int64_t nt, float *v)
 {
@@ -212,8 +300,9 @@ static void input_transform(const wino_geom *g, const float *in, int64_t t0, int
         int64_t len = g->tq - tj;
         if (len > nt - j) len = nt - j;
         if (len > WINO_RUN) len = WINO_RUN;
-        input_run(g, in, n, ti, tj, len, v, j);
-        j += len;
+        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
+        input_run(g, in, n, ti, nrows, tj, len, v, j);
+        j += nrows * len;
     }
 }
 
@@ -225,21 +314,23 @@ static void output_transform(const wino_geom *g, const float *m, int64_t t0, int
         int64_t len = g->tq - tj;
         if (len > nt - j) len = nt - j;
         if (len > WINO_RUN) len = WINO_RUN;
-        output_run(g, m, n, ti, tj, len, j, out, acc);
-        j += len;
+        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
+        output_run(g, m, n, ti, nrows, tj, len, j, out, acc);
+        j += nrows * len;
     }
 }
 
 /* M[a*4 + b][o][j0 + j] = (A dy A^T)[a][b] for the 2x2 output-gradient tile dy of tile
  * (n, ti, tj0 + j), zero outside the output: the adjoint of output_run. */
-static void dy_run(const wino_geom *g, const float *dy, int64_t n, int64_t ti, int64_t tj0, int64_t len,
-                   float *m, int64_t j0)
+static void dy_run(const wino_geom *g, const float *dy, int64_t n, int64_t ti0, int64_t nrows, int64_t tj0,
+                   int64_t len, float *m, int64_t j0)
 {
     const int64_t ld = g->chunk, plane = g->co * ld;
     const int64_t cols = 2 * len < g->wo - 2 * tj0 ? 2 * len : g->wo - 2 * tj0;
-    const int rows = 2 * ti + 1 < g->ho ? 2 : 1;
     float row[2][2 * WINO_RUN];
-    for (int64_t o = 0; o < g->co; o++) {
+    for (int64_t o = 0; o < g->co; o++)
+    for (int64_t ti = ti0; ti < ti0 + nrows; ti++) {
+        const int rows = 2 * ti + 1 < g->ho ? 2 : 1;
         const float *y0, *y1;
         const float *src = dy + ((n * g->co + o) * g->ho + 2 * ti) * g->wo + 2 * tj0;
         if (rows == 2 && cols == 2 * len) { /* the whole 2 x 2len block is inside the output */
@@ -258,7 +349,7 @@ static void dy_run(const wino_geom *g, const float *dy, int64_t n, int64_t ti, i
                 memset(row[a], 0, (size_t)(2 * len) * sizeof(float));
             }
         }
-        float *mo = m + o * ld + j0;
+        float *mo = m + o * ld + j0 + (ti - ti0) * len;
 #pragma omp simd
         for (int64_t j = 0; j < len; j++) {
             const float y00 = y0[2 * j], y01 = y0[2 * j + 1], y10 = y1[2 * j], y11 = y1[2 * j + 1];
@@ -282,8 +373,9 @@ static void dy_transform(const wino_geom *g, const float *dy, int64_t t0, int64_
         int64_t len = g->tq - tj;
         if (len > nt - j) len = nt - j;
         if (len > WINO_RUN) len = WINO_RUN;
-        dy_run(g, dy, n, ti, tj, len, m, j);
-        j += len;
+        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
+        dy_run(g, dy, n, ti, nrows, tj, len, m, j);
+        j += nrows * len;
     }
 }
 
@@ -338,6 +430,70 @@ static void filter_gradient_out(const wino_geom *g, const float *ws, int slots, 
     }
 }
 
+/* Shared blocks: all threads transform their share of the block's tiles into one V (and dM),
+ * then run the block's 16 position GEMMs, each over all the block's tiles, split into
+ * lcm(16, threads) equal items (positions, cut into `slices` pieces when the threads do not
+ * divide 16), then transform their share of M back. */
+static int64_t shared_slices(int nth)
+{
+    int64_t a = 16, b = nth;
+    while (b) {
+        const int64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return nth / a;
+}
+
+static void run_shared(const cpu_device *d, const wino_geom *g, int fwd, const float *u, const float *in,
+                       float *out, int acc, float *ws, int tid, int nth)
+{
+    float *v = ws, *m = ws + g->v_floats;
+    const int ld = (int)g->chunk;
+    const int64_t slices = shared_slices(nth), items = 16 * slices;
+    for (int64_t t0 = 0; t0 < g->tiles; t0 += g->chunk) {
+        const int64_t nt = g->tiles - t0 < g->chunk ? g->tiles - t0 : g->chunk;
+        const int64_t lo = nt * tid / nth, hi = nt * (tid + 1) / nth;
+        input_transform(g, in, t0 + lo, hi - lo, v + lo);
+        /* (also: every thread has read the previous block's M before the GEMMs overwrite it) */
+#pragma omp barrier
+        for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; it++) {
+            const int64_t xi = it / slices, sl = it % slices;
+            const int64_t c0 = nt * sl / slices, c1 = nt * (sl + 1) / slices;
+            position_gemm(d, g, fwd, u + (size_t)xi * g->co * g->ci, v + (size_t)xi * g->ci * ld + c0,
+                          m + (size_t)xi * g->co * ld + c0, c1 - c0, ld);
+        }
+#pragma omp barrier
+        output_transform(g, m + lo, t0 + lo, hi - lo, out, acc);
+    }
+}
+
+/* dU[xi] = sum over all tiles of dM[xi] V[xi]^T, one dU for all threads: items cut the rows
+ * (output channels) of dU, so each element is summed over the tiles in one order whatever
+ * the thread count. */
+static void filter_shared(const cpu_device *d, const wino_geom *g, const float *x, const float *dy, float *ws,
+                          int tid, int nth)
+{
+    float *v = ws, *m = ws + g->v_floats, *du = m + g->m_floats;
+    const int ld = (int)g->chunk;
+    const int64_t slices = shared_slices(nth), items = 16 * slices;
+    for (int64_t t0 = 0; t0 < g->tiles; t0 += g->chunk) {
+        const int64_t nt = g->tiles - t0 < g->chunk ? g->tiles - t0 : g->chunk;
+        const int64_t lo = nt * tid / nth, hi = nt * (tid + 1) / nth;
+        input_transform(g, x, t0 + lo, hi - lo, v + lo);
+        dy_transform(g, dy, t0 + lo, hi - lo, m + lo);
+#pragma omp barrier
+        for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; it++) {
+            const int64_t xi = it / slices, sl = it % slices;
+            const int64_t r0 = g->co * sl / slices, r1 = g->co * (sl + 1) / slices;
+            cpu_sgemm(d, 0, 1, (int)(r1 - r0), (int)g->ci, (int)nt, 1.0f, m + ((size_t)xi * g->co + r0) * ld, ld,
+                      v + (size_t)xi * g->ci * ld, ld, t0 == 0 ? 0.0f : 1.0f,
+                      du + ((size_t)xi * g->co + r0) * g->ci, (int)g->ci);
+        }
+#pragma omp barrier
+    }
+}
+
 static pt_status filter_gradient(const cpu_device *d, const pt_op *op, const wino_geom *g)
 {
     const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[2]);
@@ -349,19 +505,23 @@ static pt_status filter_gradient(const cpu_device *d, const pt_op *op, const win
 #pragma omp parallel num_threads(d->threads)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        float *slot = ws + (size_t)tid * g->slot_floats;
-        filter_tiles(d, g, x, dy, slot, g->tiles * tid / nth, g->tiles * (tid + 1) / nth);
-        /* slots a smaller team did not reach hold no partial: clear them before the sum */
-        for (int t = nth + tid; t < slots; t += nth)
-            memset(ws + (size_t)t * g->slot_floats + g->v_floats + g->m_floats, 0, g->du_floats * sizeof(float));
+        if (g->shared) {
+            filter_shared(d, g, x, dy, ws, tid, nth);
+        } else {
+            filter_tiles(d, g, x, dy, ws + (size_t)tid * g->slot_floats, g->tiles * tid / nth,
+                         g->tiles * (tid + 1) / nth);
+            /* slots a smaller team did not reach hold no partial: clear them before the sum */
+            for (int t = nth + tid; t < slots; t += nth)
+                memset(ws + (size_t)t * g->slot_floats + g->v_floats + g->m_floats, 0, g->du_floats * sizeof(float));
 #pragma omp barrier
+        }
         filter_gradient_out(g, ws, slots, dw, op->accumulate, pairs * tid / nth, pairs * (tid + 1) / nth);
     }
     cpu_blas_region_end(d);
     return PT_OK;
 }
 
-static void run_tiles(const cpu_device *d, const wino_geom *g, const float *u, const float *in, float *out,
+static void run_tiles(const cpu_device *d, const wino_geom *g, int fwd, const float *u, const float *in, float *out,
                       int acc, float *slot, int64_t lo, int64_t hi)
 {
     float *v = slot, *m = slot + g->v_floats;
@@ -370,11 +530,12 @@ static void run_tiles(const cpu_device *d, const wino_geom *g, const float *u, c
         const int64_t nt = hi - t0 < g->chunk ? hi - t0 : g->chunk;
         input_transform(g, in, t0, nt, v);
         for (int xi = 0; xi < 16; xi++)
-            cpu_sgemm(d, 0, 0, (int)g->co, (int)nt, (int)g->ci, 1.0f, u + (size_t)xi * g->co * g->ci, (int)g->ci,
-                      v + (size_t)xi * g->ci * ld, ld, 0.0f, m + (size_t)xi * g->co * ld, ld);
+            position_gemm(d, g, fwd, u + (size_t)xi * g->co * g->ci, v + (size_t)xi * g->ci * ld,
+                          m + (size_t)xi * g->co * ld, nt, ld);
         output_transform(g, m, t0, nt, out, acc);
     }
 }
+
 
 pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err)
 {
@@ -396,15 +557,18 @@ pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err)
     if (g.n == 0) return PT_OK;
     float *ws = (float *)cpu_ptr(op->workspace), *u = ws;
     const int64_t pairs = g.ci * g.co;
-    /* Threads each take a contiguous range of tiles; the GEMMs inside run on one thread. */
+    /* In chunks, threads each take a contiguous range of tiles; the GEMMs run on one thread. */
     cpu_blas_region_begin(d);
 #pragma omp parallel num_threads(d->threads)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
         filter_transform(&g, w, fwd, u, pairs * tid / nth, pairs * (tid + 1) / nth);
 #pragma omp barrier
-        float *slot = ws + g.u_floats + (size_t)tid * g.slot_floats;
-        run_tiles(d, &g, u, in, out, op->accumulate, slot, g.tiles * tid / nth, g.tiles * (tid + 1) / nth);
+        if (g.shared)
+            run_shared(d, &g, fwd, u, in, out, op->accumulate, ws + g.u_floats, tid, nth);
+        else
+            run_tiles(d, &g, fwd, u, in, out, op->accumulate, ws + g.u_floats + (size_t)tid * g.slot_floats,
+                      g.tiles * tid / nth, g.tiles * (tid + 1) / nth);
     }
     cpu_blas_region_end(d);
     return PT_OK;
