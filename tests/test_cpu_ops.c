@@ -287,6 +287,7 @@ static const conv_case conv_cases[] = {
     {2, 3, 9, 300, 2, 3, 3, 1, 2},   /* pad 2, a tile row longer than one Winograd run */
     {3, 17, 7, 5, 18, 3, 3, 1, 1},   /* odd maps with channels enough for automatic Winograd */
     {2, 40, 8, 8, 48, 3, 3, 1, 1},   /* few tiles, wide channels: automatic Winograd, shared blocks */
+    {2, 3, 13, 14, 4, 5, 5, 3, 2},   /* stride 3 (im2col's general strided rows) */
 };
 
 static int conv_out(int in, int k, int stride, int pad)

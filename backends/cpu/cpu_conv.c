@@ -115,6 +115,49 @@ size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op)
     return pl.bytes;
 }
 
+/* Output columns q whose input column q*stride + off lies inside the row: [*qa, *qb). */
+static void inside_columns(const conv_shape *s, int64_t off, int64_t *qa, int64_t *qb)
+{
+    int64_t a = off >= 0 ? 0 : (-off + s->stride - 1) / s->stride;
+    int64_t b = s->w - 1 - off >= 0 ? (s->w - 1 - off) / s->stride + 1 : 0;
+    if (b > s->q) b = s->q;
+    if (a > b) a = b;
+    *qa = a;
+    *qb = b;
+}
+
+/* o[q] = xr[q*stride + off], 0 outside the row. Stride 2 gets its own loop: a constant
+ * stride vectorises (two loads and a permute) where a variable one became a scalar loop with
+ * a branch per element. */
+static void strided_row_copy(const conv_shape *s, float *restrict o, const float *restrict xr, int64_t off)
+{
+    int64_t qa, qb;
+    inside_columns(s, off, &qa, &qb);
+    for (int64_t q = 0; q < qa; q++) o[q] = 0.0f;
+    if (s->stride == 2) {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) o[q] = xr[2 * q + off];
+    } else {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) o[q] = xr[q * s->stride + off];
+    }
+    for (int64_t q = qb; q < s->q; q++) o[q] = 0.0f;
+}
+
+/* dr[q*stride + off] += sr[q] inside the row: the adjoint of strided_row_copy. */
+static void strided_row_add(const conv_shape *s, float *restrict dr, const float *restrict sr, int64_t off)
+{
+    int64_t qa, qb;
+    inside_columns(s, off, &qa, &qb);
+    if (s->stride == 2) {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) dr[2 * q + off] += sr[q];
+    } else {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) dr[q * s->stride + off] += sr[q];
+    }
+}
+
 /* col[row][gi*PQ + p*Q + q] = x[gi, c, p*stride - pad + r, q*stride - pad + s] (0 outside). */
 static void im2col(const conv_shape *s, const float *x, int64_t g, float *col, int par, int threads)
 {
@@ -143,10 +186,7 @@ static void im2col(const conv_shape *s, const float *x, int64_t g, float *col, i
                     if (q1 > q0) memcpy(o + q0, xr + q0 - s->pad + ks, (size_t)(q1 - q0) * sizeof(float));
                     for (int64_t q = q1 > q0 ? q1 : q0; q < s->q; q++) o[q] = 0.0f;
                 } else {
-                    for (int64_t q = 0; q < s->q; q++) {
-                        const int64_t wi = q * s->stride - s->pad + ks;
-                        o[q] = wi >= 0 && wi < s->w ? xr[wi] : 0.0f;
-                    }
+                    strided_row_copy(s, o, xr, ks - s->pad);
                 }
             }
         }
@@ -180,10 +220,7 @@ static void col2im(const conv_shape *s, const float *col, int64_t g, float *dx, 
 #pragma omp simd
                             for (int64_t q = q0; q < q1; q++) dr[q + shift] += sr[q];
                         } else {
-                            for (int64_t q = 0; q < s->q; q++) {
-                                const int64_t wi = q * s->stride - s->pad + ks;
-                                if (wi >= 0 && wi < s->w) dr[wi] += sr[q];
-                            }
+                            strided_row_add(s, dr, sr, ks - s->pad);
                         }
                     }
                 }
