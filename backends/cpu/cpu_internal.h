@@ -41,6 +41,9 @@ typedef struct cpu_backend {
     uint64_t memory_bytes;
     int cores;
     int default_threads;
+    /* Large buffers on transparent huge pages (see cpu_buffer_alloc): on unless
+     * PT_CPU_HUGEPAGES=0. */
+    int hugepages;
 } cpu_backend;
 
 typedef struct cpu_device {
