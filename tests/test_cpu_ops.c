@@ -791,6 +791,32 @@ static void maxpool_propagates_nan(void)
     }
 }
 
+/* An argmax outside the input plane (2x2 stride 2 and 3x3 windows) is refused with an error
+ * naming the op, not written somewhere. */
+static void maxpool_bwd_refuses_a_corrupt_argmax(void)
+{
+    for (int k = 2; k <= 3; k++) {
+        const int h = 6, p = k == 2 ? 3 : 2;
+        float dy[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+        int32_t arg[9] = {0, 2, 4, 12, 14, 16, 24, 26, 28};
+        arg[k == 2 ? 4 : 3] = k == 2 ? -2 : 36; /* outside the 6x6 plane */
+        pt_buffer *bdy = upload_f(dy, p * p), *bdx = nan_buf(h * h);
+        pt_buffer *ba = NULL;
+        pt_error e;
+        pt_error_clear(&e);
+        CHECK(pt_device_alloc(g_dev, sizeof arg, &ba, &e) == PT_OK);
+        CHECK(pt_device_write(g_dev, (pt_mem){ba, 0}, arg, (size_t)(p * p) * 4, &e) == PT_OK);
+        pt_op op = make_op(PT_OP_MAXPOOL_BWD, 3);
+        op.t[0] = t4(bdy, 1, 1, p, p), op.t[1] = t4(ba, 1, 1, p, p), op.t[2] = t4(bdx, 1, 1, h, h);
+        op.t[1].dtype = PT_I32;
+        op.p.pool.k = k, op.p.pool.stride = 2, op.p.pool.pad = 0;
+        const pt_status st = run(&op, &e);
+        CHECKF(st == PT_ERR_INVALID && strstr(e.msg, "maxpool_bwd") && strstr(e.msg, "argmax"), "k=%d: status %d: %s",
+               k, (int)st, e.msg);
+        pt_device_free(g_dev, bdy), pt_device_free(g_dev, bdx), pt_device_free(g_dev, ba);
+    }
+}
+
 static void gap_fwd_bwd_match_reference(void)
 {
     int shapes[][4] = {{2, 3, 5, 7}, {64, 512, 3, 3}, {1, 1, 1, 1}};
@@ -1156,6 +1182,7 @@ int main(void)
     RUN(relu_keeps_nan);
     RUN(maxpool_fwd_bwd_match_reference_with_ties);
     RUN(maxpool_propagates_nan);
+    RUN(maxpool_bwd_refuses_a_corrupt_argmax);
     RUN(gap_fwd_bwd_match_reference);
     RUN(dropout_mask_follows_the_rng_formula);
     RUN(dropout_keeps_about_one_minus_p);
