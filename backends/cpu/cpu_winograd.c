@@ -291,41 +291,49 @@ static void output_run(const wino_geom *g, const float *m, int64_t n, int64_t ti
  * channels and 0.96x-0.98x on resnet18's 32x32 and 16x16 layers. */
 #define WINO_ROW_TILES 128
 
-static int64_t run_rows(const wino_geom *g, int64_t ti, int64_t tj, int64_t len, int64_t left)
+/* The run that starts at flat tile t with `left` tiles to go: sample n, tile row ti, tile
+ * column tj, len tiles per row (the rest of the row, at most WINO_RUN and `left`), and nrows
+ * whole rows when it starts a row. */
+typedef struct wino_run {
+    int64_t n, ti, tj, len, nrows;
+} wino_run;
+
+static wino_run run_at(const wino_geom *g, int64_t t, int64_t left)
 {
-    if (tj != 0 || len != g->tq) return 1;
-    int64_t r = WINO_ROW_TILES / g->tq;
-    if (r > g->tp - ti) r = g->tp - ti;
-    if (r > left / g->tq) r = left / g->tq;
-    return r > 1 ? r : 1;
+    wino_run r;
+    const int64_t rem = t % (g->tp * g->tq);
+    r.n = t / (g->tp * g->tq);
+    r.ti = rem / g->tq;
+    r.tj = rem % g->tq;
+    r.len = g->tq - r.tj;
+    if (r.len > left) r.len = left;
+    if (r.len > WINO_RUN) r.len = WINO_RUN;
+    r.nrows = 1;
+    if (r.tj == 0 && r.len == g->tq) {
+        int64_t rows = WINO_ROW_TILES / g->tq;
+        if (rows > g->tp - r.ti) rows = g->tp - r.ti;
+        if (rows > left / g->tq) rows = left / g->tq;
+        if (rows > 1) r.nrows = rows;
+    }
+    return r;
 }
 
 /* Tiles t0 .. t0+nt-1 (flat over n, tile row, tile column), run by run. */
 static void input_transform(const wino_geom *g, const float *in, int64_t t0, int64_t nt, float *v)
 {
     for (int64_t j = 0; j < nt;) {
-        const int64_t t = t0 + j, n = t / (g->tp * g->tq), rem = t % (g->tp * g->tq);
-        const int64_t ti = rem / g->tq, tj = rem % g->tq;
-        int64_t len = g->tq - tj;
-        if (len > nt - j) len = nt - j;
-        if (len > WINO_RUN) len = WINO_RUN;
-        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
-        input_run(g, in, n, ti, nrows, tj, len, v, j);
-        j += nrows * len;
+        const wino_run r = run_at(g, t0 + j, nt - j);
+        input_run(g, in, r.n, r.ti, r.nrows, r.tj, r.len, v, j);
+        j += r.nrows * r.len;
     }
 }
 
 static void output_transform(const wino_geom *g, const float *m, int64_t t0, int64_t nt, float *out, int acc)
 {
     for (int64_t j = 0; j < nt;) {
-        const int64_t t = t0 + j, n = t / (g->tp * g->tq), rem = t % (g->tp * g->tq);
-        const int64_t ti = rem / g->tq, tj = rem % g->tq;
-        int64_t len = g->tq - tj;
-        if (len > nt - j) len = nt - j;
-        if (len > WINO_RUN) len = WINO_RUN;
-        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
-        output_run(g, m, n, ti, nrows, tj, len, j, out, acc);
-        j += nrows * len;
+        const wino_run r = run_at(g, t0 + j, nt - j);
+        output_run(g, m, r.n, r.ti, r.nrows, r.tj, r.len, j, out, acc);
+        j += r.nrows * r.len;
     }
 }
 
@@ -377,14 +385,9 @@ static void dy_run(const wino_geom *g, const float *dy, int64_t n, int64_t ti0, 
 static void dy_transform(const wino_geom *g, const float *dy, int64_t t0, int64_t nt, float *m)
 {
     for (int64_t j = 0; j < nt;) {
-        const int64_t t = t0 + j, n = t / (g->tp * g->tq), rem = t % (g->tp * g->tq);
-        const int64_t ti = rem / g->tq, tj = rem % g->tq;
-        int64_t len = g->tq - tj;
-        if (len > nt - j) len = nt - j;
-        if (len > WINO_RUN) len = WINO_RUN;
-        const int64_t nrows = run_rows(g, ti, tj, len, nt - j);
-        dy_run(g, dy, n, ti, nrows, tj, len, m, j);
-        j += nrows * len;
+        const wino_run r = run_at(g, t0 + j, nt - j);
+        dy_run(g, dy, r.n, r.ti, r.nrows, r.tj, r.len, m, j);
+        j += r.nrows * r.len;
     }
 }
 
@@ -454,6 +457,24 @@ static int64_t shared_slices(int nth)
     return nth / a;
 }
 
+/* This thread's share [*lo, *hi) of the block of tiles from t0; returns the block's size. */
+static int64_t block_share(const wino_geom *g, int64_t t0, int tid, int nth, int64_t *lo, int64_t *hi)
+{
+    const int64_t nt = g->tiles - t0 < g->chunk ? g->tiles - t0 : g->chunk;
+    *lo = nt * tid / nth;
+    *hi = nt * (tid + 1) / nth;
+    return nt;
+}
+
+/* Work item it: position *xi and the range [*a, *b) of its slice of `extent`. */
+static void item_slice(int64_t it, int64_t slices, int64_t extent, int64_t *xi, int64_t *a, int64_t *b)
+{
+    const int64_t sl = it % slices;
+    *xi = it / slices;
+    *a = extent * sl / slices;
+    *b = extent * (sl + 1) / slices;
+}
+
 static void run_shared(const cpu_device *d, const wino_geom *g, int fwd, const float *u, const float *in,
                        float *out, int acc, float *ws, int tid, int nth)
 {
@@ -461,14 +482,14 @@ static void run_shared(const cpu_device *d, const wino_geom *g, int fwd, const f
     const int ld = (int)g->chunk;
     const int64_t slices = shared_slices(nth), items = 16 * slices;
     for (int64_t t0 = 0; t0 < g->tiles; t0 += g->chunk) {
-        const int64_t nt = g->tiles - t0 < g->chunk ? g->tiles - t0 : g->chunk;
-        const int64_t lo = nt * tid / nth, hi = nt * (tid + 1) / nth;
+        int64_t lo, hi;
+        const int64_t nt = block_share(g, t0, tid, nth, &lo, &hi);
         input_transform(g, in, t0 + lo, hi - lo, v + lo);
         /* (also: every thread has read the previous block's M before the GEMMs overwrite it) */
 #pragma omp barrier
         for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; it++) {
-            const int64_t xi = it / slices, sl = it % slices;
-            const int64_t c0 = nt * sl / slices, c1 = nt * (sl + 1) / slices;
+            int64_t xi, c0, c1;
+            item_slice(it, slices, nt, &xi, &c0, &c1);
             position_gemm(d, g, fwd, u + (size_t)xi * g->co * g->ci, v + (size_t)xi * g->vstride + c0,
                           m + (size_t)xi * g->mstride + c0, c1 - c0, ld);
         }
@@ -487,14 +508,14 @@ static void filter_shared(const cpu_device *d, const wino_geom *g, const float *
     const int ld = (int)g->chunk;
     const int64_t slices = shared_slices(nth), items = 16 * slices;
     for (int64_t t0 = 0; t0 < g->tiles; t0 += g->chunk) {
-        const int64_t nt = g->tiles - t0 < g->chunk ? g->tiles - t0 : g->chunk;
-        const int64_t lo = nt * tid / nth, hi = nt * (tid + 1) / nth;
+        int64_t lo, hi;
+        const int64_t nt = block_share(g, t0, tid, nth, &lo, &hi);
         input_transform(g, x, t0 + lo, hi - lo, v + lo);
         dy_transform(g, dy, t0 + lo, hi - lo, m + lo);
 #pragma omp barrier
         for (int64_t it = items * tid / nth; it < items * (tid + 1) / nth; it++) {
-            const int64_t xi = it / slices, sl = it % slices;
-            const int64_t r0 = g->co * sl / slices, r1 = g->co * (sl + 1) / slices;
+            int64_t xi, r0, r1;
+            item_slice(it, slices, g->co, &xi, &r0, &r1);
             cpu_sgemm(d, 0, 1, (int)(r1 - r0), (int)g->ci, (int)nt, 1.0f, m + (size_t)xi * g->mstride + (size_t)r0 * ld,
                       ld, v + (size_t)xi * g->vstride, ld, t0 == 0 ? 0.0f : 1.0f,
                       du + ((size_t)xi * g->co + r0) * g->ci, (int)g->ci);
