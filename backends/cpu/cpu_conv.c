@@ -126,15 +126,17 @@ static void inside_columns(const conv_shape *s, int64_t off, int64_t *qa, int64_
     *qb = b;
 }
 
-/* o[q] = xr[q*stride + off], 0 outside the row. Stride 2 gets its own loop: a constant
- * stride vectorises (two loads and a permute) where a variable one became a scalar loop with
- * a branch per element. */
-static void strided_row_copy(const conv_shape *s, float *restrict o, const float *restrict xr, int64_t off)
+/* o[q] = xr[q*stride + off], 0 outside the row. Stride 1 is one memcpy; stride 2 gets its
+ * own loop: a constant stride vectorises (two loads and a permute) where a variable one
+ * became a scalar loop with a branch per element. */
+static void row_copy(const conv_shape *s, float *restrict o, const float *restrict xr, int64_t off)
 {
     int64_t qa, qb;
     inside_columns(s, off, &qa, &qb);
     for (int64_t q = 0; q < qa; q++) o[q] = 0.0f;
-    if (s->stride == 2) {
+    if (s->stride == 1) {
+        if (qb > qa) memcpy(o + qa, xr + qa + off, (size_t)(qb - qa) * sizeof(float));
+    } else if (s->stride == 2) {
 #pragma omp simd
         for (int64_t q = qa; q < qb; q++) o[q] = xr[2 * q + off];
     } else {
@@ -144,12 +146,15 @@ static void strided_row_copy(const conv_shape *s, float *restrict o, const float
     for (int64_t q = qb; q < s->q; q++) o[q] = 0.0f;
 }
 
-/* dr[q*stride + off] += sr[q] inside the row: the adjoint of strided_row_copy. */
-static void strided_row_add(const conv_shape *s, float *restrict dr, const float *restrict sr, int64_t off)
+/* dr[q*stride + off] += sr[q] inside the row: the adjoint of row_copy. */
+static void row_add(const conv_shape *s, float *restrict dr, const float *restrict sr, int64_t off)
 {
     int64_t qa, qb;
     inside_columns(s, off, &qa, &qb);
-    if (s->stride == 2) {
+    if (s->stride == 1) {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) dr[q + off] += sr[q];
+    } else if (s->stride == 2) {
 #pragma omp simd
         for (int64_t q = qa; q < qb; q++) dr[2 * q + off] += sr[q];
     } else {
@@ -177,17 +182,7 @@ static void im2col(const conv_shape *s, const float *x, int64_t g, float *col, i
                     continue;
                 }
                 const float *xr = xp + h * s->w;
-                if (s->stride == 1) {
-                    int64_t q0 = s->pad - ks, q1 = s->w + s->pad - ks;
-                    if (q0 < 0) q0 = 0;
-                    if (q1 > s->q) q1 = s->q;
-                    if (q1 < q0) q1 = q0;
-                    for (int64_t q = 0; q < q0 && q < s->q; q++) o[q] = 0.0f;
-                    if (q1 > q0) memcpy(o + q0, xr + q0 - s->pad + ks, (size_t)(q1 - q0) * sizeof(float));
-                    for (int64_t q = q1 > q0 ? q1 : q0; q < s->q; q++) o[q] = 0.0f;
-                } else {
-                    strided_row_copy(s, o, xr, ks - s->pad);
-                }
+                row_copy(s, o, xr, ks - s->pad);
             }
         }
     }
@@ -212,16 +207,7 @@ static void col2im(const conv_shape *s, const float *col, int64_t g, float *dx, 
                         if (h < 0 || h >= s->h) continue;
                         float *dr = dp + h * s->w;
                         const float *sr = src + p * s->q;
-                        if (s->stride == 1) {
-                            int64_t q0 = s->pad - ks, q1 = s->w + s->pad - ks;
-                            if (q0 < 0) q0 = 0;
-                            if (q1 > s->q) q1 = s->q;
-                            const int64_t shift = ks - s->pad;
-#pragma omp simd
-                            for (int64_t q = q0; q < q1; q++) dr[q + shift] += sr[q];
-                        } else {
-                            strided_row_add(s, dr, sr, ks - s->pad);
-                        }
+                        row_add(s, dr, sr, ks - s->pad);
                     }
                 }
             }
