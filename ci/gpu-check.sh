@@ -12,16 +12,20 @@
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
-#      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch on the same GPU and
-#      batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with TF32 allowed
-#      (PT_CUDA_TF32=1 / torch allow_tf32). PyTorch: tools/bench_torch.py when present,
-#      else ci/gpu_bench_torch.py (same CLI);
-#   5. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
+#      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch (tools/bench_torch.py)
+#      on the same GPU and batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with
+#      TF32 allowed (PT_CUDA_TF32=1 / --tf32 on). PyTorch runs with the library path it was
+#      started with (its own cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so
+#      both sides use the same cuDNN where the machine has those wheels;
+#   5. with --sanitize, the conformance suite again under compute-sanitizer's memcheck
+#      (with its leak check), racecheck, synccheck and initcheck;
+#   6. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
 # Every step has a timeout, cut to what is left of PT_GPU_CHECK_BUDGET (540 s) so the whole
 # run and its report fit one 10-minute call, and runs even when an earlier one failed; exit
-# status 0 only when the build, the cuda test and the conformance suite pass.
+# status 0 only when the build, the cuda test and the conformance suite (and with --sanitize,
+# its compute-sanitizer run) pass.
 # Options: --build-dir DIR (skip the build), --bundle DIR, --data DIR, --quick (fewer steps),
-# --no-torch.
+# --no-torch, --sanitize.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
@@ -41,6 +45,9 @@ BUNDLE=""
 DATA=/usr/share/datasets/fashion-mnist
 QUICK=0
 TORCH=1
+SANITIZE=0
+# PyTorch brings its own cuDNN: its runs get the library path this script was started with
+ORIG_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 while [ $# -gt 0 ]; do
     case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
@@ -48,6 +55,7 @@ while [ $# -gt 0 ]; do
     --data) DATA=$2; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --no-torch) TORCH=0; shift ;;
+    --sanitize) SANITIZE=1; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -136,16 +144,18 @@ if [ "$TORCH" -eq 1 ]; then
     fi
 fi
 
-# The vendor libraries (cuDNN 9, NCCL 2, cuBLAS 13) and headers: the toolkit's folders, then
-# the nvidia-* wheels of any Python here (PyTorch brings cuDNN and NCCL that way).
-VENDOR_DIRS=$( { for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/lib/x86_64-linux-gnu; do echo "$d"; done
+# The vendor libraries (cuDNN 9, NCCL 2, cuBLAS 13) and headers: the toolkit's folders, the
+# nvidia-* wheels of any Python here (PyTorch brings cuDNN and NCCL that way: taking them
+# first puts both sides of the benchmark on one cuDNN), then the system's.
+VENDOR_DIRS=$( { for d in /usr/local/cuda/lib64 /usr/local/cuda/lib; do echo "$d"; done
     for p in ${PY:-} python3 /usr/bin/python3; do
         command -v "$p" >/dev/null 2>&1 || continue
         timeout 30 "$p" -c 'import os, nvidia
 for base in nvidia.__path__:
     for q in sorted(os.listdir(base)):
         print(os.path.join(base, q, "lib"))' 2>/dev/null
-    done; } | awk '!seen[$0]++')
+    done
+    echo /usr/lib/x86_64-linux-gnu; } | awk '!seen[$0]++')
 LIBDIRS=""
 for lib in libcudnn.so.9 libnccl.so.2 libcublas.so.13 libcublasLt.so.13; do
     for d in $VENDOR_DIRS; do
@@ -240,7 +250,6 @@ fi
 BSTEPS=50
 [ "$QUICK" -eq 1 ] && BSTEPS=20
 TORCH_BENCH=$SRC/tools/bench_torch.py
-[ -f "$TORCH_BENCH" ] || TORCH_BENCH=$SRC/ci/gpu_bench_torch.py
 # name model input(CxHxW) classes batch
 CASES="baseline_b64 baseline 1x28x28 10 64
 resnet18_b128 resnet18 3x64x64 200 128"
@@ -252,15 +261,12 @@ while read -r name model input classes batch; do
         run_json "pt_${name}_$prec" 240 env $penv "$CLI" bench --backend cuda --model "$model" --input "$input" \
             --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --json
         if [ -n "$PY" ]; then
-            tb=$TORCH_BENCH
-            extra=()
-            # tools/bench_torch.py has no precision switch: TF32 runs use ci's twin, which has
-            if [ "$prec" = tf32 ]; then tb=$SRC/ci/gpu_bench_torch.py; extra=(--tf32 1); fi
-            if [ "$prec" = fp32 ] && [ "$tb" = "$SRC/ci/gpu_bench_torch.py" ]; then extra=(--tf32 0); fi
+            tf=off
+            [ "$prec" = tf32 ] && tf=on
             # shellcheck disable=SC2086
-            run "torch_${name}_$prec" 240 env $penv "$PY" "$tb" --model "$model" --batch "$batch" \
-                --input "${input//x/,}" --classes "$classes" --threads "$JOBS" --steps "$BSTEPS" --warmup 10 \
-                --device cuda --json "$OUTDIR/torch_${name}_$prec.json" "${extra[@]}"
+            run "torch_${name}_$prec" 240 env LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" $penv "$PY" "$TORCH_BENCH" \
+                --model "$model" --batch "$batch" --input "${input//x/,}" --classes "$classes" --threads "$JOBS" \
+                --steps "$BSTEPS" --warmup 10 --device cuda --tf32 "$tf" --json "$OUTDIR/torch_${name}_$prec.json"
         fi
     done
 done <<<"$CASES"
@@ -270,7 +276,28 @@ if [ -x "$CLI" ]; then
         --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --json
 fi
 
-# ---- 5. the report ----
+# ---- 5. the conformance suite under compute-sanitizer ----
+# memcheck (out-of-bounds and misaligned accesses, device-memory leaks), racecheck (shared-
+# memory hazards in the reduction kernels), synccheck (barriers), initcheck (reads of device
+# memory nothing wrote). API errors are not reported: the launch checker's signature probe
+# (cu_kernel_signatures) asks cudaFuncGetParamInfo for one parameter past the last on purpose,
+# and the backend checks every CUDA call's status itself.
+if [ "$SANITIZE" -eq 1 ] && [ -x "$CLI" ]; then
+    CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+    if [ -x "$CS" ]; then
+        for tool in memcheck racecheck synccheck initcheck; do
+            extra=()
+            [ "$tool" = memcheck ] && extra=(--leak-check full)
+            run "sanitize_$tool" 120 "$CS" --tool "$tool" "${extra[@]}" --report-api-errors no --error-exitcode 99 \
+                "$CLI" selftest --backend cuda || STATUS=1
+        done
+    else
+        say "sanitize: no compute-sanitizer here"
+        echo "no compute-sanitizer" >"$OUTDIR/sanitize_memcheck.rc"
+    fi
+fi
+
+# ---- 6. the report ----
 python3 - "$OUTDIR" "$STATUS" "${TORCH_BENCH#"$SRC"/}" <<'PYEOF' || say "report: writing failed"
 import json, os, sys
 out, status, torch_bench = sys.argv[1], int(sys.argv[2]), sys.argv[3]  # torch_bench: relative to the tree
@@ -334,29 +361,47 @@ if os.path.exists(steps):
 tail = text("train.log").strip().splitlines()[-4:]
 L += ["", "```"] + tail + ["```", ""]
 L += ["## Throughput, same GPU, same batch (img/s; training = forward + backward + SGD step)", "",
-      f"PyTorch side: `{torch_bench}` for fp32, "
-      "`ci/gpu_bench_torch.py` for TF32; cudnn.benchmark as that script sets it. fp32 = "
+      f"PyTorch side: `{torch_bench}` (cudnn.benchmark on; its own cuDNN, shown below). fp32 = "
       "NVIDIA_TF32_OVERRIDE=0 on both sides (no TF32 anywhere); tf32 = TF32 allowed in cuBLAS and "
-      "cuDNN on both sides.", "",
-      "| case | precision | polytrain train | PyTorch train | ratio | polytrain eval | PyTorch eval |",
-      "|---|---|---|---|---|---|---|"]
+      "cuDNN on both sides. ratio = polytrain img/s / PyTorch img/s (over 1: polytrain faster). "
+      "GPU memory: polytrain's planned device memory (`device_mem_bytes`: parameters, gradients, "
+      "optimizer state, activations, workspaces, allocated once before the first step); PyTorch's "
+      "torch.cuda.max_memory_allocated over the timed steps. Neither counts the vendor libraries' own "
+      "allocations.", "",
+      "| case | precision | polytrain train (ms/step) | PyTorch train (ms/step) | ratio | polytrain eval | "
+      "PyTorch eval | GPU MiB polytrain / PyTorch |",
+      "|---|---|---|---|---|---|---|---|"]
+tver = set()
 for name in ("baseline_b64", "resnet18_b128"):
     for prec in ("fp32", "tf32"):
-        p, t = load(f"pt_{name}_{prec}.json"), load(f"torch_{name}_{prec}.json")
-        pt = p.get("train_img_per_s") if p else None
-        pe = p.get("eval_img_per_s") if p else None
-        tt = t.get("img_per_s") if t else None
-        te = t.get("eval_img_per_s") if t else None
+        p, t = load(f"pt_{name}_{prec}.json") or {}, load(f"torch_{name}_{prec}.json") or {}
+        if t.get("cudnn"):
+            tver.add(f"torch {t.get('torch_version')} cuDNN {t['cudnn']}")
         f = lambda v: f"{v:.0f}" if isinstance(v, (int, float)) else "n/a"
+        g = lambda v: f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+        mib = lambda v: f"{v / 2**20:.0f}" if isinstance(v, (int, float)) else "n/a"
+        pt, tt = p.get("train_img_per_s"), t.get("img_per_s")
         ratio = f"{pt / tt:.2f}" if pt and tt else "n/a"
-        L.append(f"| {name} | {prec} | {f(pt)} | {f(tt)} | {ratio} | {f(pe)} | {f(te)} |")
+        L.append(f"| {name} | {prec} | {f(pt)} ({g(p.get('train_step_ms'))}) | {f(tt)} ({g(t.get('median_step_ms'))}) | "
+                 f"{ratio} | {f(p.get('eval_img_per_s'))} | {f(t.get('eval_img_per_s'))} | "
+                 f"{mib(p.get('device_mem_bytes'))} / {mib(t.get('peak_mem_bytes'))} |")
+dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
+L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
+san = [t for t in ("memcheck", "racecheck", "synccheck", "initcheck") if rc("sanitize_" + t) != "not run"]
+if san:
+    L += ["", "## compute-sanitizer over the conformance suite (API errors not reported: see the script)", ""]
+    for t in san:
+        summ = [l.replace("=========", "").strip() for l in text(f"sanitize_{t}.log").splitlines()
+                if "ERROR SUMMARY" in l or "LEAK SUMMARY" in l or "RACECHECK SUMMARY" in l]
+        L.append(f"- {t}: exit {rc('sanitize_' + t)}; " + ("; ".join(summ) or "no summary line (see the log)"))
 po = load("pt_resnet18_b128_perop.json")
 if po and po.get("per_op"):
     L += ["", "Per op kind, resnet18 b128 fp32 (synchronised after every op):", "",
           "| op | ms/step | share | calls/step |", "|---|---|---|---|"]
     for k, v in po["per_op"].items():
         L.append(f"| {k} | {v['ms_per_step']:.2f} | {100 * v['share']:.1f}% | {v['calls_per_step']:.0f} |")
-L += ["", f"Overall status: {'PASS' if status == 0 else 'FAIL'} (build, cuda test, conformance)", ""]
+L += ["", f"Overall status: {'PASS' if status == 0 else 'FAIL'} (build, cuda test, conformance"
+      f"{', compute-sanitizer' if san else ''})", ""]
 with open(os.path.join(out, "report.md"), "w") as fh:
     fh.write("\n".join(L))
 print("\n".join(L))

@@ -175,6 +175,7 @@ def main(argv=None):
         out["peak_mem_source"] = "torch.cuda.max_memory_allocated (timed steps)"
         out["tf32"] = tf32
         out["cudnn_benchmark"] = True
+        out["cudnn"] = torch.backends.cudnn.version()
         out["gpu"] = torch.cuda.get_device_name(0)
     else:
         out["peak_mem_bytes"] = out["host_vm_hwm_bytes"]

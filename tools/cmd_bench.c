@@ -226,10 +226,12 @@ int cmd_bench(int argc, char **argv)
         printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"batch\":%d,\"backend\":\"%s\",\"device\":\"%s\","
                "\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,\"train_img_per_s\":%.2f,"
                "\"train_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
-               "\"threads\":%d,\"peak_mem_bytes\":%lld%s",
+               "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
+               "\"device_mem_bytes\":%lld%s",
                model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
                flops / 1e9, 1e3 * step, batch / step, gflops_train, 1e3 * inf, batch / inf, warm_s,
-               devs[0]->info.threads, vm_hwm_bytes(), per_op ? ",\"per_op\":{" : "}\n");
+               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep),
+               per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
                devs[0]->info.name, devs[0]->be->name);
@@ -240,6 +242,10 @@ int cmd_bench(int argc, char **argv)
                steps, batch / step, gflops_train);
         printf("  eval batch: median %.1f ms = %.1f img/s\n", 1e3 * inf, batch / inf);
         printf("  peak memory (VmHWM): %.1f MiB\n", vm_hwm_bytes() / 1048576.0);
+        /* on a GPU VmHWM is host memory (mostly the vendor libraries): the device's own use
+         * is the replica's plan, fixed before the first step */
+        printf("  device memory: %.1f MiB (parameters, gradients, optimizer state, activations, workspaces)\n",
+               pt_replica_device_bytes(rep) / 1048576.0);
     }
     if (per_op) {
         op_row rows[PT_OP_KIND_COUNT];

@@ -69,6 +69,9 @@ def report(tmp):
     check(abs(s["ratio_of_medians"] - s["polytrain_step_ms"] / s["torch_step_ms"]) < 1e-12,
           "ratio = polytrain median / PyTorch median")
     check(s["polytrain_peak_mem_bytes"] > 0 and s["torch_peak_mem_bytes"] > 0, "peak memory of both sides")
+    # on cpu the planned device memory is host memory, so the process's high-water mark holds it
+    check(all(0 < x["device_mem_bytes"] <= x["peak_mem_bytes"] for x in r["runs"]["baseline:2"]["polytrain"]),
+          "polytrain bench reports its planned device memory, within its VmHWM on cpu")
     check(r["peak_gflop_per_s"] == max(r["sgemm_best_all"]) and 0 < s["polytrain_share_of_peak"],
           "share of peak against the best SGEMM of the run")
     check("conv2d_fwd" in r["per_op"]["baseline:2"]["per_op"], "per-op times include conv2d_fwd")
