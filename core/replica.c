@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "core/layers/layer.h"
+#include "core/liveplan.h"
 #include "core/replica.h"
 #include "core/rng.h"
 
@@ -156,6 +157,17 @@ static size_t node_bytes(const pt_node *n, int batch)
     return (size_t)batch * (size_t)(n->c * n->h * n->w) * sizeof(float);
 }
 
+static size_t saved_bytes(const pt_node *n, int slot, int batch)
+{
+    int64_t dim[4] = {1, 1, 1, 1};
+    int ndim;
+    pt_dtype dt;
+    pt_layer_vtable(n->kind)->saved_shape(n, slot, batch, dim, &ndim, &dt);
+    int64_t numel = 1;
+    for (int d = 0; d < ndim; d++) numel *= dim[d];
+    return (size_t)numel * pt_dtype_size(dt);
+}
+
 /* A layer computes in place when it allows it and its input feeds nothing else (and is
  * not itself in place, whose backward would need the overwritten output). */
 static int alias_input(const pt_replica *r, int id)
@@ -240,7 +252,9 @@ static size_t plan_grads(pt_replica *r, size_t base)
     return end;
 }
 
-static void plan_arena(pt_replica *r)
+/* Activations and saved tensors one after another, each its own range (the layout the ops
+ * are first emitted against); returns the end of that region. */
+static size_t plan_acts_sequential(pt_replica *r)
 {
     const pt_net *net = r->net;
     size_t off = 0;
@@ -256,18 +270,19 @@ static void plan_arena(pt_replica *r)
         }
         const pt_layer_vt *vt = pt_layer_vtable(n->kind);
         for (int s = 0; vt && s < vt->nsaved; s++) {
-            int64_t dim[4] = {1, 1, 1, 1};
-            int ndim;
-            pt_dtype dt;
-            vt->saved_shape(n, s, B, dim, &ndim, &dt);
-            int64_t numel = 1;
-            for (int d = 0; d < ndim; d++) numel *= dim[d];
             m->saved[s] = off;
-            off = align_bytes(off + (size_t)numel * pt_dtype_size(dt));
+            off = align_bytes(off + saved_bytes(n, s, B));
         }
     }
+    return off;
+}
+
+/* Gradients, labels, losses and the workspace after the activation region ending at off. */
+static void plan_tail(pt_replica *r, size_t off)
+{
     /* The data input gets a gradient range too: a BN on it still computes dx. */
     off = align_bytes(off + plan_grads(r, off));
+    int B = r->capacity;
     r->y_off = off;
     off = align_bytes(off + (size_t)B * sizeof(int32_t));
     r->y2_off = off;
@@ -380,6 +395,104 @@ static void emit_update(pt_replica *r)
     }
 }
 
+/* Marks every item of the activation region (sorted provisional offsets `start`, sizes in
+ * `it`) that an op of list l touches, at position base + the op's index. */
+static void touch_list(const pt_replica *r, const op_list *l, long base, int line, pt_live_item *it,
+                       const size_t *start, int nitems, size_t region_end)
+{
+    for (int i = 0; i < l->n; i++) {
+        const pt_op *op = &l->ops[i];
+        for (int t = 0; t < op->nt && t < PT_OP_MAX_OPERANDS; t++) {
+            const pt_tensor *x = &op->t[t];
+            if (x->ndim == 0 || x->mem.buf != r->arena || x->mem.off >= region_end) continue;
+            size_t lo = x->mem.off, hi = lo + pt_tensor_bytes(x);
+            int a = 0, b = nitems - 1; /* the last item starting at or before lo */
+            while (a < b) {
+                int m = (a + b + 1) / 2;
+                if (start[m] <= lo) a = m;
+                else b = m - 1;
+            }
+            for (int k = a; k < nitems && (start[k] < hi || k == a); k++) pt_live_touch(&it[k], line, base + i);
+        }
+    }
+}
+
+static int alias_root(const pt_replica *r, int id)
+{
+    while (alias_input(r, id)) id = r->net->nodes[id].in[0];
+    return id;
+}
+
+/* Activations and saved tensors that are never in use at the same time share memory. The
+ * training lists (forward with the loss, then backward) and the evaluation list, emitted
+ * at full batch against the sequential layout, say which op touches which range: an
+ * activation no backward op reads (a BN output feeding only a residual add, say) is free
+ * again after its last forward reader. The input is written before the lists run and the
+ * output read after them, so both stay live throughout. PT_ACT_SHARE=0 keeps one range
+ * each, the layout before this pass. */
+static pt_status share_activations(pt_replica *r, size_t region_end, pt_error *err)
+{
+    const char *env = getenv("PT_ACT_SHARE");
+    if (env && env[0] == '0' && env[1] == 0) return PT_OK;
+    const pt_net *net = r->net;
+    const int nn = net->nnodes;
+    int n = 0;
+    for (int i = 0; i < nn; i++) {
+        const pt_layer_vt *vt = pt_layer_vtable(net->nodes[i].kind);
+        n += !alias_input(r, i) + (vt ? vt->nsaved : 0);
+    }
+    pt_live_item *it = calloc((size_t)n, sizeof *it);
+    size_t *start = malloc((size_t)n * sizeof *start);
+    int *act_item = malloc((size_t)nn * sizeof *act_item);
+    int(*saved_item)[2] = malloc((size_t)nn * sizeof *saved_item);
+    if (!it || !start || !act_item || !saved_item) {
+        free(it), free(start), free(act_item), free(saved_item);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    int k = 0;
+    for (int i = 0; i < nn; i++) {
+        const pt_node *nd = &net->nodes[i];
+        const pt_layer_vt *vt = pt_layer_vtable(nd->kind);
+        if (!alias_input(r, i)) {
+            start[k] = r->mem[i].act;
+            it[k].bytes = align_bytes(node_bytes(nd, r->capacity));
+            act_item[i] = k++;
+        }
+        for (int s = 0; vt && s < vt->nsaved; s++) {
+            start[k] = r->mem[i].saved[s];
+            it[k].bytes = align_bytes(saved_bytes(nd, s, r->capacity));
+            saved_item[i][s] = k++;
+        }
+    }
+    for (int j = 0; j < n; j++)
+        for (int l = 0; l < PT_LIVE_TIMELINES; l++) it[j].first[l] = 1, it[j].last[l] = 0;
+    touch_list(r, &r->fwd_train, 0, 0, it, start, n, region_end);
+    touch_list(r, &r->bwd, r->fwd_train.n, 0, it, start, n, region_end);
+    touch_list(r, &r->fwd_eval, 0, 1, it, start, n, region_end);
+    const long end_pos = (long)r->fwd_train.n + r->bwd.n + r->fwd_eval.n + 1;
+    for (int l = 0; l < PT_LIVE_TIMELINES; l++) {
+        pt_live_touch(&it[act_item[0]], l, -1);
+        pt_live_touch(&it[act_item[0]], l, end_pos);
+        pt_live_touch(&it[act_item[alias_root(r, net->output)]], l, -1);
+        pt_live_touch(&it[act_item[alias_root(r, net->output)]], l, end_pos);
+    }
+    size_t total = pt_live_assign(it, n);
+    if (total == (size_t)-1) {
+        free(it), free(start), free(act_item), free(saved_item);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    if (total < region_end) {
+        for (int i = 0; i < nn; i++) {
+            const pt_layer_vt *vt = pt_layer_vtable(net->nodes[i].kind);
+            r->mem[i].act = alias_input(r, i) ? r->mem[net->nodes[i].in[0]].act : it[act_item[i]].off;
+            for (int s = 0; vt && s < vt->nsaved; s++) r->mem[i].saved[s] = it[saved_item[i][s]].off;
+        }
+        plan_tail(r, align_bytes(total));
+    }
+    free(it), free(start), free(act_item), free(saved_item);
+    return PT_OK;
+}
+
 static size_t list_workspace(pt_replica *r, const op_list *l)
 {
     size_t m = 0;
@@ -473,8 +586,14 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     /* Emit against a provisional arena layout to learn the workspace need. A backend may
      * plan differently for different batch sizes (its need is not monotonic in n), and a
      * short last batch re-plans for its n: take the maximum over every n that can occur. */
-    plan_arena(r);
+    size_t acts_end = plan_acts_sequential(r);
+    plan_tail(r, acts_end);
     r->batch_train = r->batch_eval = -1;
+    if ((st = emit_forward(r, &r->fwd_train, 1, batch_capacity, err)) != PT_OK ||
+        (st = emit_backward(r, batch_capacity, err)) != PT_OK ||
+        (st = emit_forward(r, &r->fwd_eval, 0, batch_capacity, err)) != PT_OK ||
+        (st = share_activations(r, acts_end, err)) != PT_OK)
+        goto fail;
     size_t ws = 0;
     for (int n = batch_capacity; n >= 1; n--) {
         if ((st = emit_forward(r, &r->fwd_train, 1, n, err)) != PT_OK) goto fail;
