@@ -12,7 +12,9 @@
 #                   backend, libgfortran, libquadmath); glibc and the vendor CUDA libraries
 #                   are the GPU machine's own
 #   DIR/fashion-mnist/  the first 20000 training images and the 10000 test images
-# Usage: bash ci/gpu-bundle.sh [DIR]   (default .gpu-bundle, which git is told to ignore)
+#   DIR.tgz         the same folder compressed (about 29 MiB against 62): what to carry where
+#                   a transfer limit counts the bytes; `ci/gpu-check.sh --bundle DIR.tgz` unpacks it
+# Usage: bash ci/gpu-bundle.sh [DIR]   (default .gpu-bundle; git is told to ignore it and DIR.tgz)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$(pwd)
@@ -20,7 +22,10 @@ DIR=${1:-.gpu-bundle}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 EXCLUDE=$(git rev-parse --git-path info/exclude)
-case "$DIR" in "$SRC"/*) grep -qxF "/${DIR#"$SRC"/}/" "$EXCLUDE" 2>/dev/null || echo "/${DIR#"$SRC"/}/" >>"$EXCLUDE" ;; esac
+case "$DIR" in "$SRC"/*)
+    grep -qxF "/${DIR#"$SRC"/}/" "$EXCLUDE" 2>/dev/null || echo "/${DIR#"$SRC"/}/" >>"$EXCLUDE"
+    grep -qxF "/${DIR#"$SRC"/}.tgz" "$EXCLUDE" 2>/dev/null || echo "/${DIR#"$SRC"/}.tgz" >>"$EXCLUDE" ;;
+esac
 TMP=$(mktemp -d /tmp/pt-gpu-bundle.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 JOBS=${JOBS:-2}
@@ -73,4 +78,6 @@ cat >"$DIR/README" <<EOF
 Made by ci/gpu-bundle.sh on $(date -u) from $(git -C "$SRC" rev-parse --short HEAD) ($(hostname)).
 Use on the GPU machine: bash ci/gpu-check.sh --bundle <this folder>
 EOF
-du -sh "$DIR"
+tar -czf "$DIR.tgz.tmp" -C "$(dirname "$DIR")" "$(basename "$DIR")"
+mv "$DIR.tgz.tmp" "$DIR.tgz"
+du -sh "$DIR" "$DIR.tgz"

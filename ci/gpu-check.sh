@@ -3,7 +3,7 @@
 # (cuDNN 9, NCCL 2) and PyTorch with CUDA; meant to finish in well under 10 minutes:
 #   1. build polytrain with the cuda backend for this GPU only (-DPT_CUDA_ARCHS=native),
 #      or use an existing build (--build-dir DIR), or a bundle made by ci/gpu-bundle.sh on a
-#      machine without a GPU (--bundle DIR: build, libraries, a Fashion-MNIST subset; used
+#      machine without a GPU (--bundle DIR or DIR.tgz: build, libraries, a Fashion-MNIST subset; used
 #      also when the build here fails and ./.gpu-bundle exists). cuDNN, cuBLAS and NCCL are
 #      looked for in /usr/local/cuda and in Python's nvidia-* wheels (PyTorch's);
 #   2. `polytrain devices`, the cuda backend test (tests/test_cuda_backend: errors, staging,
@@ -24,7 +24,7 @@
 # run and its report fit one 10-minute call, and runs even when an earlier one failed; exit
 # status 0 only when the build, the cuda test and the conformance suite (and with --sanitize,
 # its compute-sanitizer run) pass.
-# Options: --build-dir DIR (skip the build), --bundle DIR, --data DIR, --quick (fewer steps),
+# Options: --build-dir DIR (skip the build), --bundle DIR|DIR.tgz, --data DIR, --quick (fewer steps),
 # --no-torch, --sanitize.
 set -u
 cd "$(dirname "$0")/.." || exit 2
@@ -180,6 +180,16 @@ for d in ${LIBDIRS//:/ }; do
 done
 
 # ---- 1. build ----
+if [ -n "$BUNDLE" ] && [ -f "$BUNDLE" ]; then
+    # a compressed bundle (ci/gpu-bundle.sh writes DIR.tgz beside DIR): unpack it here
+    mkdir -p "$OUTDIR/bundle"
+    if tar -xzf "$BUNDLE" -C "$OUTDIR/bundle"; then
+        BUNDLE=$(find "$OUTDIR/bundle" -mindepth 2 -maxdepth 2 -name README -printf '%h\n' | head -1)
+    else
+        say "cannot unpack the bundle $BUNDLE"
+        BUNDLE=""
+    fi
+fi
 if [ -n "$BUNDLE" ]; then
     BUNDLE=$(cd "$BUNDLE" && pwd)
     BUILD=$BUNDLE/build
@@ -409,7 +419,7 @@ PYEOF
 say "done in $(($(date +%s) - T0)) s, status $STATUS; report: $OUTDIR/report.md"
 if [ -n "${OUT:-}" ]; then
     for f in report.md gpu-check.log selftest.json; do [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$OUT/"; done
-    tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./tmp --exclude='*.safetensors' . ||
+    tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./bundle --exclude=./tmp --exclude='*.safetensors' . ||
         say "tar of the logs failed"
     echo "gpu-check: copied report.md, gpu-check.log, selftest.json, gpu-check-files.tar.gz to $OUT"
 fi
