@@ -1,5 +1,6 @@
-/* Memory sharing by live ranges (see liveplan.h): a first-fit placement over an
- * interference test, as register allocators and training frameworks' static planners do.
+/* Memory sharing by live ranges (see liveplan.h): first-fit placement over an interference
+ * test, as register allocators and training frameworks' static planners do; the replica
+ * plans its activations and its gradients with it.
  * Items are few (one per activation and saved tensor of a net), so the quadratic scan is
  * cheap next to the memory it saves. */
 #include <stdlib.h>
@@ -49,21 +50,13 @@ static int by_offset(const void *pa, const void *pb)
     return a->index - b->index;
 }
 
-size_t pt_live_assign(pt_live_item *items, int n)
+/* First fit of the items in `order`: each at the lowest offset where it overlaps no placed
+ * item it interferes with. Writes the offsets; returns the region's size. */
+static size_t place(pt_live_item *items, const order_key *order, int n, order_key *near)
 {
-    if (n <= 0) return 0;
-    order_key *order = malloc((size_t)n * sizeof *order), *near = malloc((size_t)n * sizeof *near);
-    if (!order || !near) {
-        free(order), free(near);
-        return (size_t)-1;
-    }
-    for (int i = 0; i < n; i++)
-        order[i] = (order_key){items[i].first[0] > items[i].last[0], items[i].first[0], items[i].bytes, i};
-    qsort(order, (size_t)n, sizeof *order, by_first_use);
     size_t end = 0;
     for (int k = 0; k < n; k++) {
         pt_live_item *it = &items[order[k].index];
-        /* the placed items it may not overlap, by offset; then the lowest gap that holds it */
         int m = 0;
         for (int j = 0; j < k; j++) {
             const pt_live_item *o = &items[order[j].index];
@@ -79,6 +72,39 @@ size_t pt_live_assign(pt_live_item *items, int n)
         it->off = at;
         if (at + it->bytes > end) end = at + it->bytes;
     }
-    free(order), free(near);
+    return end;
+}
+
+static int by_size(const void *pa, const void *pb)
+{
+    const order_key *a = pa, *b = pb;
+    if (a->size != b->size) return a->size > b->size ? -1 : 1;
+    return a->index - b->index;
+}
+
+size_t pt_live_assign(pt_live_item *items, int n)
+{
+    if (n <= 0) return 0;
+    order_key *order = malloc((size_t)n * sizeof *order), *near = malloc((size_t)n * sizeof *near);
+    size_t *first_fit = malloc((size_t)n * sizeof *first_fit);
+    if (!order || !near || !first_fit) {
+        free(order), free(near), free(first_fit);
+        return (size_t)-1;
+    }
+    /* Two orders, the smaller region kept: by first use (what a stack allocator would do)
+     * and biggest first (large ranges placed before small ones can fragment them) */
+    for (int i = 0; i < n; i++)
+        order[i] = (order_key){items[i].first[0] > items[i].last[0], items[i].first[0], items[i].bytes, i};
+    qsort(order, (size_t)n, sizeof *order, by_first_use);
+    size_t end = place(items, order, n, near);
+    for (int i = 0; i < n; i++) first_fit[i] = items[i].off;
+    qsort(order, (size_t)n, sizeof *order, by_size);
+    size_t end2 = place(items, order, n, near);
+    if (end2 >= end) {
+        for (int i = 0; i < n; i++) items[i].off = first_fit[i];
+    } else {
+        end = end2;
+    }
+    free(order), free(near), free(first_fit);
     return end;
 }

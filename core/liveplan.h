@@ -19,9 +19,10 @@ typedef struct pt_live_item {
 
 /* Marks position pos of sequence line as a use of the item. */
 void pt_live_touch(pt_live_item *it, int line, long pos);
-/* Assigns every item's offset, lowest fitting gap first, in the order of first use in
- * sequence 0 (items unused there last, biggest first). Offsets are multiples of align
- * when every size is. Returns the region's size; (size_t)-1 when out of host memory. */
+/* Assigns every item's offset: each at the lowest gap that holds it, items taken once in
+ * order of first use in sequence 0 and once biggest first, the smaller region kept.
+ * Offsets are multiples of an alignment every size is a multiple of. Returns the region's
+ * size; (size_t)-1 when out of host memory. */
 size_t pt_live_assign(pt_live_item *items, int n);
 
 #endif

@@ -182,28 +182,45 @@ static int alias_input(const pt_replica *r, int id)
     return !(svt && svt->in_place);
 }
 
+/* A node's gradient is its first input's range when it computes in place, or when its
+ * backward hands dy on unchanged to that input (a residual add) and the input feeds
+ * nothing else: the add's backward then skips that copy. */
+static int grad_alias(const pt_replica *r, int id)
+{
+    if (alias_input(r, id)) return 1;
+    const pt_node *n = &r->net->nodes[id];
+    const pt_layer_vt *vt = pt_layer_vtable(n->kind);
+    if (!vt || !vt->grad_in_place) return 0;
+    const int in = n->in[0];
+    return r->net->nodes[in].kind != PT_NODE_INPUT && r->consumers[in] == 1;
+}
+
 /* Gradients are live only from the backward op of a node's last consumer (the first to
- * write it) to the node's own backward op, so they share memory: each group (a node and an
- * in-place layer aliasing it) takes the lowest free range of the gradient region when its
- * life begins. Returns the region's size; offsets are relative to `base`. */
+ * write it) to the node's own backward op, so they share memory (pt_live_assign): each
+ * group (a node and the layers aliasing its gradient) is one range, live in backward time
+ * from the largest index of a node consuming any member (the net's output: from the loss)
+ * down to its root's index. Returns the region's size; offsets are relative to `base`. */
+/* Without host memory to plan: one range per group. */
+static size_t grads_one_each(pt_replica *r, size_t base)
+{
+    size_t end = 0;
+    for (int i = 0; i < r->net->nnodes; i++) {
+        r->mem[i].grad = grad_alias(r, i) ? r->mem[r->net->nodes[i].in[0]].grad : base + end;
+        if (!grad_alias(r, i)) end = align_bytes(end + node_bytes(&r->net->nodes[i], r->capacity));
+    }
+    return end;
+}
+
 static size_t plan_grads(pt_replica *r, size_t base)
 {
     const pt_net *net = r->net;
     const int nn = net->nnodes;
-    int *born = malloc((size_t)nn * sizeof *born), *live = malloc((size_t)nn * sizeof *live);
-    size_t *goff = malloc((size_t)nn * sizeof *goff);
-    size_t end = 0;
-    if (!born || !live || !goff) {
-        /* no room to plan: one range per node, as large as it gets */
-        for (int i = 0; i < nn; i++) {
-            r->mem[i].grad = alias_input(r, i) ? r->mem[net->nodes[i].in[0]].grad : base + end;
-            if (!alias_input(r, i)) end = align_bytes(end + node_bytes(&net->nodes[i], r->capacity));
-        }
-        free(born), free(live), free(goff);
-        return end;
+    int *born = malloc((size_t)nn * sizeof *born);
+    pt_live_item *it = calloc((size_t)nn, sizeof *it);
+    if (!born || !it) {
+        free(born), free(it);
+        return grads_one_each(r, base);
     }
-    /* Backward time runs from nn (the loss) down to 0; a group is born at the largest index
-     * of a node consuming any of its members (nn for the net's output). */
     for (int i = 0; i < nn; i++) born[i] = i == net->output ? nn : i;
     for (int j = 0; j < nn; j++)
         for (int k = 0; k < net->nodes[j].nin; k++) {
@@ -211,44 +228,25 @@ static size_t plan_grads(pt_replica *r, size_t base)
             if (j > born[in]) born[in] = j;
         }
     for (int i = nn - 1; i >= 0; i--)
-        if (alias_input(r, i)) {
+        if (grad_alias(r, i)) {
             int root = net->nodes[i].in[0];
             if (born[i] > born[root]) born[root] = born[i];
         }
-    int nlive = 0;
-    for (int t = nn; t >= 0; t--) {
-        for (int i = 0; i < nn; i++) {
-            if (born[i] != t || alias_input(r, i)) continue;
-            size_t need = align_bytes(node_bytes(&net->nodes[i], r->capacity));
-            /* lowest gap between live ranges (kept sorted by offset) that fits */
-            size_t at = 0;
-            int pos = 0;
-            for (; pos < nlive; pos++) {
-                size_t lo = goff[live[pos]];
-                if (lo >= at + need) break;
-                size_t hi = align_bytes(lo + node_bytes(&net->nodes[live[pos]], r->capacity));
-                if (hi > at) at = hi;
-            }
-            memmove(live + pos + 1, live + pos, (size_t)(nlive - pos) * sizeof *live);
-            live[pos] = i;
-            nlive++;
-            goff[i] = at;
-            if (at + need > end) end = at + need;
-        }
-        /* node t's backward op has read its gradient: the range is free again */
-        if (t < nn && !alias_input(r, t))
-            for (int pos = 0; pos < nlive; pos++)
-                if (live[pos] == t) {
-                    memmove(live + pos, live + pos + 1, (size_t)(nlive - pos - 1) * sizeof *live);
-                    nlive--;
-                    break;
-                }
+    /* backward time runs from nn (the loss) down to 0: position nn - t */
+    for (int i = 0; i < nn; i++) {
+        it[i].bytes = grad_alias(r, i) ? 0 : align_bytes(node_bytes(&net->nodes[i], r->capacity));
+        it[i].first[0] = nn - born[i];
+        it[i].last[0] = nn - i;
+        it[i].first[1] = 1, it[i].last[1] = 0;
     }
-    for (int i = 0; i < nn; i++)
-        if (!alias_input(r, i)) r->mem[i].grad = base + goff[i];
-    for (int i = 0; i < nn; i++)
-        if (alias_input(r, i)) r->mem[i].grad = r->mem[net->nodes[i].in[0]].grad;
-    free(born), free(live), free(goff);
+    size_t end = pt_live_assign(it, nn);
+    if (end == (size_t)-1) {
+        end = grads_one_each(r, base);
+    } else {
+        for (int i = 0; i < nn; i++)
+            r->mem[i].grad = grad_alias(r, i) ? r->mem[net->nodes[i].in[0]].grad : base + it[i].off;
+    }
+    free(born), free(it);
     return end;
 }
 

@@ -1,4 +1,5 @@
-/* add: the residual sum y = a + b of two same-shaped outputs; backward hands dy to both. */
+/* add: the residual sum y = a + b of two same-shaped outputs; backward hands dy to both (to
+ * the first by sharing its range, where the planner allows). */
 #include "core/layers/layer.h"
 
 static pt_status add_infer(pt_net *net, pt_node *n, pt_error *err)
@@ -31,6 +32,14 @@ static pt_status add_backward(pt_emit *em, const pt_node *n, int id)
 {
     for (int i = 0; i < 2; i++) {
         if (!pt_emit_wants_grad(em, n->in[i])) continue;
+        const pt_tensor dy = pt_emit_grad(em, id), dx = pt_emit_grad(em, n->in[i]);
+        /* the planner gave the first input the output's gradient range (grad_in_place):
+         * dy already is its gradient */
+        if (dx.mem.buf == dy.mem.buf && dx.mem.off == dy.mem.off) {
+            /* the add is that input's only consumer, so nothing wrote its gradient before */
+            if (pt_emit_grad_accumulate(em, n->in[i])) return PT_ERR_INVALID;
+            continue;
+        }
         pt_op *op = pt_emit_op(em, PT_OP_AXPY);
         if (!op) return PT_ERR_NOMEM;
         op->nt = 2;
@@ -47,4 +56,5 @@ const pt_layer_vt pt_layer_add = {
     .infer = add_infer,
     .forward = add_forward,
     .backward = add_backward,
+    .grad_in_place = 1,
 };

@@ -23,6 +23,9 @@ typedef struct pt_layer_vt {
                         pt_dtype *dtype);
     /* Output buffer may alias the first input's (in place), when the planner allows it. */
     int in_place;
+    /* The first input's gradient equals the output's (backward passes dy on unchanged), so
+     * the two may share a range; backward then skips the write to itself. */
+    int grad_in_place;
     pt_status (*forward)(pt_emit *em, const pt_node *node, int id);
     pt_status (*backward)(pt_emit *em, const pt_node *node, int id);
 } pt_layer_vt;
