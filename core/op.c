@@ -155,7 +155,7 @@ int pt_op_operand_absent(const pt_op *op, int i)
            (op->kind == PT_OP_RMSPROP && i == 4 && !op->p.rmsprop.centered);
 }
 
-pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
+pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned caps,
                                int check_shapes, pt_error *err)
 {
     if ((int)op->kind < 0 || op->kind >= PT_OP_KIND_COUNT || !operand_types[op->kind])
@@ -164,7 +164,14 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_t
     const char *name = pt_op_name(op->kind);
     int want = (int)strlen(types);
     if (op->kind == PT_OP_XENT && op->nt == 4) want = 4;
-    if (op->kind == PT_OP_XENT && op->nt == 6 && !mixup_targets)
+    if (op->fuse_relu) {
+        if (op->kind != PT_OP_BN_FWD_TRAIN && op->kind != PT_OP_BN_FWD_EVAL && op->kind != PT_OP_ADD)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: fuse_relu is only for bn_fwd_train, bn_fwd_eval and add",
+                           backend, name);
+        if (!(caps & PT_CAP_FUSED_RELU))
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no fused ReLU on this backend", backend, name);
+    }
+    if (op->kind == PT_OP_XENT && op->nt == 6 && !(caps & PT_CAP_MIXUP_TARGETS))
         return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no mixup/cutmix targets on this backend", backend, name);
     if (op->nt != want)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: %d operands, expected %d", backend, name, op->nt, want);

@@ -164,6 +164,10 @@ typedef struct pt_op {
     int nt;                            /* operands used */
     pt_tensor t[PT_OP_MAX_OPERANDS];
     int accumulate;                    /* see each kind */
+    /* BN_FWD_TRAIN, BN_FWD_EVAL and ADD only: y = max(y, 0) in the same pass (the ReLU that
+     * follows in place, folded in by the emitter where the backend has the fused form;
+     * NaN stays NaN, as in RELU_FWD). Other kinds must leave it 0. */
+    int fuse_relu;
     pt_mem workspace;                  /* scratch the core reserved, workspace_size bytes */
     size_t workspace_bytes;
     union {
@@ -183,12 +187,17 @@ typedef struct pt_op {
 
 const char *pt_op_name(pt_op_kind kind);
 
+/* Optional op features a backend declares to pt_op_check_operands. */
+#define PT_CAP_MIXUP_TARGETS 1 /* the loss with mixup/cutmix targets (6 operands) */
+#define PT_CAP_FUSED_RELU 2    /* fuse_relu on BN_FWD_TRAIN, BN_FWD_EVAL and ADD */
+
 /* The operand signature every backend validates against: kind known, operand count (the
- * loss takes 4, or 6 with mixup targets when the backend has them), dtypes ('f' F32, 'i'
+ * loss takes 4, or 6 with mixup targets when the backend has them), fuse_relu only where
+ * allowed and where the backend has it (caps: PT_CAP_*), dtypes ('f' F32, 'i'
  * I32; the loss's dlogits and the optimizers' unused state buffers may be absent) and, with
  * check_shapes, ranks 1..4 and sizes that fit 32-bit indexing (RMSprop: equal numel of its
  * used operands, alpha in [0, 1), eps > 0). Messages name the backend. */
-pt_status pt_op_check_operands(const pt_op *op, const char *backend, int mixup_targets,
+pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned caps,
                                int check_shapes, pt_error *err);
 /* Operand i is optional and not used by this op (see above). */
 int pt_op_operand_absent(const pt_op *op, int i);

@@ -101,6 +101,30 @@ static pt_tensor node_tensor(const pt_emit *em, int node, size_t off)
     return pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
 }
 
+static int same_mem(const pt_tensor *a, const pt_tensor *b)
+{
+    return a->mem.buf == b->mem.buf && a->mem.off == b->mem.off;
+}
+
+int pt_emit_fold_relu(pt_emit *em, int node)
+{
+    const char *env = getenv("PT_FUSE_RELU");
+    if (env && env[0] == '0' && env[1] == 0) return 0;
+    op_list *l = em->list;
+    if (l->n == 0) return 0;
+    pt_op *op = &l->ops[l->n - 1];
+    const int out = op->kind == PT_OP_BN_FWD_TRAIN || op->kind == PT_OP_BN_FWD_EVAL ? 3 : op->kind == PT_OP_ADD ? 2 : -1;
+    const pt_node *n = &em->r->net->nodes[node];
+    if (out < 0 || op->fuse_relu || op->nt <= out) return 0;
+    /* in place on exactly what that op wrote */
+    const pt_tensor y = pt_emit_act(em, node), x = pt_emit_act(em, n->in[0]);
+    if (!same_mem(&y, &x) || !same_mem(&op->t[out], &y)) return 0;
+    op->fuse_relu = 1;
+    if (em->r->dev->be->supports(em->r->dev->ctx, op)) return 1;
+    op->fuse_relu = 0;
+    return 0;
+}
+
 pt_tensor pt_emit_act(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].act); }
 pt_tensor pt_emit_grad(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].grad); }
 int pt_emit_wants_grad(const pt_emit *em, int node) { return em->r->net->nodes[node].kind != PT_NODE_INPUT; }

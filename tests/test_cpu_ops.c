@@ -697,6 +697,69 @@ static void relu_keeps_nan(void)
     pt_device_free(g_dev, bx), pt_device_free(g_dev, by);
 }
 
+/* fuse_relu (the emitter folds an in-place ReLU into the BN or add before it): the fused op
+ * gives, bit for bit, what the op followed by relu_fwd gives, running statistics and saved
+ * mean/invstd included; NaN stays NaN; other kinds refuse the flag. */
+static void fused_relu_is_bitwise_the_op_then_relu(void)
+{
+    const int n = 4, c = 6, h = 5, w = 7;
+    const int64_t total = (int64_t)n * c * h * w;
+    for (int kind = 0; kind < 3; kind++) { /* BN train, BN eval, add */
+        float *x = rand_f(total, 3), *x2 = rand_f(total, 3), *gamma = rand_f(c, 1), *beta = rand_f(c, 1);
+        float *rm = rand_f(c, 1), *rv = rand_f(c, 1);
+        for (int k = 0; k < c; k++) rv[k] = 1.0f + rv[k] * rv[k];
+        if (kind == 2) x[17] = NAN;
+        float *out[2], *stats[2][4];
+        for (int fused = 0; fused < 2; fused++) {
+            pt_buffer *bx = upload_f(x, total), *bx2 = upload_f(x2, total), *by = nan_buf(total);
+            pt_buffer *bg = upload_f(gamma, c), *bb = upload_f(beta, c), *brm = upload_f(rm, c), *brv = upload_f(rv, c);
+            pt_buffer *bsm = nan_buf(c), *bsi = nan_buf(c);
+            pt_op op = make_op(kind == 0 ? PT_OP_BN_FWD_TRAIN : kind == 1 ? PT_OP_BN_FWD_EVAL : PT_OP_ADD,
+                               kind == 0 ? 8 : kind == 1 ? 6 : 3);
+            if (kind < 2) {
+                op.t[0] = t4(bx, n, c, h, w), op.t[1] = t1(bg, c), op.t[2] = t1(bb, c), op.t[3] = t4(by, n, c, h, w);
+                op.t[4] = t1(brm, c), op.t[5] = t1(brv, c);
+                if (kind == 0) op.t[6] = t1(bsm, c), op.t[7] = t1(bsi, c);
+                op.p.bn.eps = 1e-5f, op.p.bn.momentum = 0.1f;
+            } else {
+                op.t[0] = t4(bx, n, c, h, w), op.t[1] = t4(bx2, n, c, h, w), op.t[2] = t4(by, n, c, h, w);
+            }
+            op.fuse_relu = fused;
+            run_ok(&op);
+            if (!fused) {
+                pt_op r = make_op(PT_OP_RELU_FWD, 2);
+                r.t[0] = r.t[1] = t4(by, n, c, h, w);
+                run_ok(&r);
+            }
+            out[fused] = download(by, total);
+            stats[fused][0] = download(brm, c), stats[fused][1] = download(brv, c);
+            stats[fused][2] = download(bsm, c), stats[fused][3] = download(bsi, c);
+            pt_buffer *all[] = {bx, bx2, by, bg, bb, brm, brv, bsm, bsi};
+            for (int i = 0; i < 9; i++) pt_device_free(g_dev, all[i]);
+        }
+        int zeros = 0;
+        for (int64_t i = 0; i < total; i++) zeros += out[1][i] == 0.0f;
+        CHECKF(memcmp(out[0], out[1], (size_t)total * sizeof(float)) == 0, "kind %d: fused output differs", kind);
+        CHECKF(zeros > total / 8 && zeros < total, "kind %d: %d of %lld outputs clamped", kind, zeros, (long long)total);
+        if (kind == 2) CHECK(isnan(out[1][17]));
+        for (int j = 0; j < 4; j++)
+            CHECKF(memcmp(stats[0][j], stats[1][j], (size_t)c * sizeof(float)) == 0, "kind %d: statistics %d differ",
+                   kind, j);
+        free(x), free(x2), free(gamma), free(beta), free(rm), free(rv), free(out[0]), free(out[1]);
+        for (int f = 0; f < 2; f++)
+            for (int j = 0; j < 4; j++) free(stats[f][j]);
+    }
+    /* the flag on a kind that has no fused form is an error, not ignored */
+    pt_buffer *b = nan_buf(8);
+    pt_op op = make_op(PT_OP_RELU_FWD, 2);
+    op.t[0] = op.t[1] = t1(b, 8);
+    op.fuse_relu = 1;
+    pt_error e;
+    CHECK(run(&op, &e) == PT_ERR_INVALID && strstr(e.msg, "fuse_relu"));
+    CHECK(!g_dev->be->supports(g_dev->ctx, &op));
+    pt_device_free(g_dev, b);
+}
+
 /* ---- pooling ---- */
 
 typedef struct pool_case {
@@ -1180,6 +1243,7 @@ int main(void)
     RUN(bn_bwd_matches_reference);
     RUN(relu_fwd_and_bwd_match_reference);
     RUN(relu_keeps_nan);
+    RUN(fused_relu_is_bitwise_the_op_then_relu);
     RUN(maxpool_fwd_bwd_match_reference_with_ties);
     RUN(maxpool_propagates_nan);
     RUN(maxpool_bwd_refuses_a_corrupt_argmax);

@@ -583,7 +583,7 @@ static void module_supports_every_op_kind(void)
                     op.t[i].ndim = 1;
                     op.t[i].dim[0] = 1;
                 }
-                found = pt_op_check_operands(&op, "probe", 1, 0, NULL) == PT_OK;
+                found = pt_op_check_operands(&op, "probe", PT_CAP_MIXUP_TARGETS, 0, NULL) == PT_OK;
             }
         CHECKF(found, "%s: no operand signature passes core's check", pt_op_name((pt_op_kind)k));
         if (!found) continue;
@@ -600,6 +600,14 @@ static void module_supports_every_op_kind(void)
     CHECK(!be->supports(NULL, &bad));
     bad.kind = PT_OP_SIGMOID_FWD;
     bad.nt = 1;
+    CHECK(!be->supports(NULL, &bad));
+    /* no fused BN+ReLU / add+ReLU kernels: the emitter must keep the ReLU separate */
+    memset(&bad, 0, sizeof bad);
+    bad.kind = PT_OP_ADD;
+    bad.nt = 3;
+    for (int i = 0; i < 3; i++) bad.t[i].dtype = PT_F32, bad.t[i].ndim = 1, bad.t[i].dim[0] = 1;
+    CHECK(be->supports(NULL, &bad));
+    bad.fuse_relu = 1;
     CHECK(!be->supports(NULL, &bad));
     /* the module stays loaded, as the stub keeps it: unloading it would orphan the buffers
      * cuBLAS's libraries allocate once at load (LeakSanitizer reports them) */

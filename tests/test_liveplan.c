@@ -1,7 +1,8 @@
-/* Activation memory sharing: pt_live_assign never overlaps two ranges that are in use at
- * the same time (random live ranges in two sequences), and reuses memory when it can; a
- * replica of every zoo model that shares memory trains and evaluates bit for bit like one
- * that gives every activation its own range (PT_ACT_SHARE=0), with less device memory. */
+/* The replica's memory plan and op rewrites: pt_live_assign never overlaps two ranges that
+ * are in use at the same time (random live ranges in two sequences), and reuses memory when
+ * it can; a replica of every zoo model trains and evaluates bit for bit like one that gives
+ * every activation its own range (PT_ACT_SHARE=0), with less device memory, and like one
+ * that runs every ReLU as its own op (PT_FUSE_RELU=0). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -115,7 +116,7 @@ static int train_two_steps(pt_device *dev, const pt_net *net, const float *x, co
     return ok;
 }
 
-static void test_every_model_trains_bitwise_alike_with_shared_activations(void)
+static void test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_relus(void)
 {
     pt_error err;
     pt_device *dev = NULL;
@@ -134,7 +135,7 @@ static void test_every_model_trains_bitwise_alike_with_shared_activations(void)
             CHECKF(0, "%s: %s", m->name, err.msg);
             continue;
         }
-        run_out *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+        run_out *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *f = calloc(1, sizeof *f);
         unsetenv("PT_ACT_SHARE");
         int oka = train_two_steps(dev, net, x, y, a, &err);
         CHECKF(oka, "%s shared: %s", m->name, err.msg);
@@ -142,18 +143,27 @@ static void test_every_model_trains_bitwise_alike_with_shared_activations(void)
         int okb = train_two_steps(dev, net, x, y, b, &err);
         unsetenv("PT_ACT_SHARE");
         CHECKF(okb, "%s separate: %s", m->name, err.msg);
-        if (oka && okb) {
+        setenv("PT_FUSE_RELU", "0", 1);
+        int okf = train_two_steps(dev, net, x, y, f, &err);
+        unsetenv("PT_FUSE_RELU");
+        CHECKF(okf, "%s unfused: %s", m->name, err.msg);
+        if (oka && okb && okf) {
             int finite = 1;
             for (int i = 0; i < B * K; i++) finite &= isfinite(a->logits[1][i]) && isfinite(a->eval_logits[i]);
             CHECKF(finite, "%s: NaN or infinity in the logits", m->name);
-            CHECKF(memcmp(a->logits, b->logits, sizeof a->logits) == 0 && memcmp(a->loss, b->loss, sizeof a->loss) == 0,
-                   "%s: training logits or losses differ between shared and separate activations", m->name);
-            CHECKF(memcmp(a->eval_logits, b->eval_logits, sizeof a->eval_logits) == 0,
-                   "%s: evaluation logits differ", m->name);
-            CHECKF(a->nparams == b->nparams && memcmp(a->params, b->params, (size_t)a->nparams * sizeof(float)) == 0,
-                   "%s: parameters after two updates differ", m->name);
-            CHECKF(memcmp(a->buffers, b->buffers, (size_t)a->nbuffers * sizeof(float)) == 0,
-                   "%s: BN running statistics differ", m->name);
+            const run_out *other[2] = {b, f};
+            const char *what[2] = {"separate activations", "ReLUs not fused"};
+            for (int v = 0; v < 2; v++) {
+                const run_out *o = other[v];
+                CHECKF(memcmp(a->logits, o->logits, sizeof a->logits) == 0 && memcmp(a->loss, o->loss, sizeof a->loss) == 0,
+                       "%s: training logits or losses differ with %s", m->name, what[v]);
+                CHECKF(memcmp(a->eval_logits, o->eval_logits, sizeof a->eval_logits) == 0,
+                       "%s: evaluation logits differ with %s", m->name, what[v]);
+                CHECKF(a->nparams == o->nparams && memcmp(a->params, o->params, (size_t)a->nparams * sizeof(float)) == 0,
+                       "%s: parameters after two updates differ with %s", m->name, what[v]);
+                CHECKF(memcmp(a->buffers, o->buffers, (size_t)a->nbuffers * sizeof(float)) == 0,
+                       "%s: BN running statistics differ with %s", m->name, what[v]);
+            }
             /* a residual block's last BN output feeds only the add, which keeps nothing for its
              * backward: every resnet frees memory (the plain baseline keeps all it makes) */
             if (strstr(m->name, "resnet"))
@@ -163,7 +173,8 @@ static void test_every_model_trains_bitwise_alike_with_shared_activations(void)
             printf("  %s: %.2f MiB of device memory at batch %d, %.2f MiB without sharing\n", m->name,
                    a->bytes / 1048576.0, B, b->bytes / 1048576.0);
         }
-        free(a->params), free(b->params), free(a->buffers), free(b->buffers), free(a), free(b);
+        free(a->params), free(b->params), free(f->params), free(a->buffers), free(b->buffers), free(f->buffers);
+        free(a), free(b), free(f);
         pt_net_free(net);
     }
     pt_device_close(dev);
@@ -173,6 +184,6 @@ int main(void)
 {
     RUN(test_live_ranges_in_use_together_never_overlap);
     RUN(test_a_chain_reuses_the_first_range);
-    RUN(test_every_model_trains_bitwise_alike_with_shared_activations);
+    RUN(test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_relus);
     TEST_EXIT();
 }

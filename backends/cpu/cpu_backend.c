@@ -221,7 +221,7 @@ static pt_status cpu_synchronize(void *dev_ctx, pt_error *err)
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "cpu", 1, check_memory, err));
+    PT_TRY(pt_op_check_operands(op, "cpu", PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU, check_memory, err));
     const char *name = pt_op_name(op->kind);
     for (int i = 0; check_memory && i < op->nt; i++) {
         const pt_tensor *t = &op->t[i];

@@ -29,7 +29,7 @@ static bn_shape bn_shape_of(const pt_tensor *x)
  * which happens after ReLU. */
 static void bn_update_and_normalise(const bn_shape *s, int64_t c, const float *x, float *y, float gamma, float beta,
                                     double mean, double invstd, double unbiased, double mom, float *rmean,
-                                    float *rvar)
+                                    float *rvar, int relu)
 {
     rmean[c] = (float)((1.0 - mom) * rmean[c] + mom * mean);
     rvar[c] = (float)((1.0 - mom) * rvar[c] + mom * unbiased);
@@ -38,8 +38,16 @@ static void bn_update_and_normalise(const bn_shape *s, int64_t c, const float *x
     for (int64_t n = 0; n < s->n; n++) {
         const float *xp = x + (n * s->c + c) * s->inner;
         float *yp = y + (n * s->c + c) * s->inner;
+        if (relu) {
 #pragma omp simd
-        for (int64_t i = 0; i < s->inner; i++) yp[i] = (xp[i] - meanf) * scale + beta;
+            for (int64_t i = 0; i < s->inner; i++) {
+                const float v = (xp[i] - meanf) * scale + beta;
+                yp[i] = v < 0.0f ? 0.0f : v; /* as relu_fwd: NaN stays NaN */
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < s->inner; i++) yp[i] = (xp[i] - meanf) * scale + beta;
+        }
     }
 }
 
@@ -75,7 +83,8 @@ pt_status cpu_op_bn_fwd_train(const cpu_device *d, const pt_op *op, pt_error *er
         const double unbiased = m > 1 ? sq / (m - 1) : var;
         smean[c] = (float)mean;
         sinvstd[c] = (float)invstd;
-        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar);
+        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar,
+                                op->fuse_relu);
     }
     return PT_OK;
 }
@@ -97,8 +106,16 @@ pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err
         const float meanf = rmean[c], betaf = beta[c];
         const float *xp = x + pl * s.inner;
         float *yp = y + pl * s.inner;
+        if (op->fuse_relu) {
 #pragma omp simd
-        for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf; /* see above */
+            for (int64_t i = 0; i < s.inner; i++) {
+                const float v = (xp[i] - meanf) * scale + betaf;
+                yp[i] = v < 0.0f ? 0.0f : v;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < s.inner; i++) yp[i] = (xp[i] - meanf) * scale + betaf; /* see above */
+        }
     }
     return PT_OK;
 }
@@ -204,7 +221,7 @@ pt_status cpu_op_bn_sync_fwd(const cpu_device *d, const pt_op *op, pt_error *err
         const double unbiased = m > 1 ? var * m / (m - 1) : var;
         stats[c] = (float)mean;
         stats[s.c + c] = (float)invstd;
-        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar);
+        bn_update_and_normalise(&s, c, x, y, gamma[c], beta[c], mean, invstd, unbiased, mom, rmean, rvar, 0);
     }
     return PT_OK;
 }

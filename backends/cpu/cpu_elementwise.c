@@ -44,6 +44,14 @@ pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err)
     const float *a = cpu_f32(&op->t[0]), *b = cpu_f32(&op->t[1]);
     float *y = cpu_f32(&op->t[2]);
     const int64_t n = pt_tensor_numel(&op->t[2]);
+    if (op->fuse_relu) {
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+        for (int64_t i = 0; i < n; i++) {
+            const float v = a[i] + b[i];
+            y[i] = v < 0.0f ? 0.0f : v; /* as relu_fwd: NaN stays NaN */
+        }
+        return PT_OK;
+    }
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
     return PT_OK;

@@ -415,7 +415,7 @@ static int runs_kind(pt_op_kind kind)
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "cuda", 1 /* mixup targets: ops_mixup.cl */, check_memory, err));
+    PT_TRY(pt_op_check_operands(op, "cuda", PT_CAP_MIXUP_TARGETS /* ops_mixup.cl */, check_memory, err));
     if (!runs_kind(op->kind))
         return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no kernel for %s", pt_op_name(op->kind));
     const char *name = pt_op_name(op->kind);

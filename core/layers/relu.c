@@ -1,4 +1,5 @@
-/* relu: max(x, 0), computed in place when the planner allows; backward reads the output. */
+/* relu: max(x, 0), computed in place when the planner allows, and then folded into the BN or
+ * add just before it where the device has the fused form; backward reads the output. */
 #include "core/layers/layer.h"
 
 static pt_status relu_infer(pt_net *net, pt_node *n, pt_error *err)
@@ -10,6 +11,7 @@ static pt_status relu_infer(pt_net *net, pt_node *n, pt_error *err)
 
 static pt_status relu_forward(pt_emit *em, const pt_node *n, int id)
 {
+    if (pt_emit_fold_relu(em, id)) return PT_OK;
     pt_op *op = pt_emit_op(em, PT_OP_RELU_FWD);
     if (!op) return PT_ERR_NOMEM;
     op->nt = 2;
