@@ -130,6 +130,9 @@ static void test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_r
     for (int i = 0; i < B * C * H * W; i++) x[i] = pt_rng_normal(seed, PT_RNG_SPLIT, 1, (uint64_t)i, 0);
     for (int i = 0; i < B; i++) y[i] = (int32_t)pt_rng_below(seed, PT_RNG_SPLIT, 2, (uint64_t)i, 0, K);
     for (const pt_model_entry *m = pt_models(); m->name; m++) {
+        /* resnet34 and wide_resnet18 are resnet18's layers again, at 2x and 4x the work
+         * (minutes under the sanitizers): every layer kind is in the others */
+        if (!strcmp(m->name, "resnet34") || !strcmp(m->name, "wide_resnet18")) continue;
         pt_net *net = NULL;
         if (pt_model_build(m->name, C, H, W, K, &net, &err) != PT_OK) {
             CHECKF(0, "%s: %s", m->name, err.msg);

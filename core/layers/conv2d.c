@@ -73,7 +73,9 @@ static pt_status conv2d_backward(pt_emit *em, const pt_node *n, int id)
         d->t[0] = pt_emit_grad(em, n->in[0]);
         d->t[1] = pt_emit_param(em, n->param[0]);
         d->t[2] = pt_emit_grad(em, id);
-        d->p.conv = f->p.conv;
+        /* not f->p.conv: emitting d may have moved the list f points into */
+        d->p.conv.stride = n->a.conv.stride;
+        d->p.conv.pad = n->a.conv.pad;
         d->accumulate = pt_emit_grad_accumulate(em, n->in[0]);
     }
     return PT_OK;

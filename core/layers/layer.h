@@ -38,7 +38,9 @@ void pt_layer_same_shape(const pt_net *net, pt_node *node);
 void pt_layer_output_dims(const pt_node *node, int batch, int64_t dim[4], int *ndim);
 
 /* ---- services a layer uses while emitting (core/replica.c) ---- */
-pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind);   /* zeroed op appended to the list */
+/* A zeroed op appended to the list. The pointer is good until the next pt_emit_op: the
+ * list may grow (move) while a replica plans. */
+pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind);
 int pt_emit_train(const pt_emit *em);              /* training-mode forward */
 int pt_emit_batch(const pt_emit *em);              /* samples in this step */
 int64_t pt_emit_sample_base(const pt_emit *em);    /* global index of sample 0 (dropout) */
