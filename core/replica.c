@@ -219,11 +219,6 @@ static int grad_alias(const pt_replica *r, int id)
     return r->net->nodes[in].kind != PT_NODE_INPUT && r->consumers[in] == 1;
 }
 
-/* Gradients are live only from the backward op of a node's last consumer (the first to
- * write it) to the node's own backward op, so they share memory (pt_live_assign): each
- * group (a node and the layers aliasing its gradient) is one range, live in backward time
- * from the largest index of a node consuming any member (the net's output: from the loss)
- * down to its root's index. Returns the region's size; offsets are relative to `base`. */
 /* Without host memory to plan: one range per group. */
 static size_t grads_one_each(pt_replica *r, size_t base)
 {
@@ -235,6 +230,11 @@ static size_t grads_one_each(pt_replica *r, size_t base)
     return end;
 }
 
+/* Gradients are live only from the backward op of a node's last consumer (the first to
+ * write it) to the node's own backward op, so they share memory (pt_live_assign): each
+ * group (a node and the layers aliasing its gradient) is one range, live in backward time
+ * from the largest index of a node consuming any member (the net's output: from the loss)
+ * down to its root's index. Returns the region's size; offsets are relative to `base`. */
 static size_t plan_grads(pt_replica *r, size_t base)
 {
     const pt_net *net = r->net;
