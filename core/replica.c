@@ -55,6 +55,8 @@ struct pt_replica {
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
     pt_replica_hook hook;
     void *hook_user;
+    int fold_relu; /* fold in-place ReLUs into the op before them (PT_FUSE_RELU=0: no),
+                    * read once so every emission of the lists has the same ops */
 };
 
 struct pt_emit {
@@ -101,24 +103,17 @@ static pt_tensor node_tensor(const pt_emit *em, int node, size_t off)
     return pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
 }
 
-static int same_mem(const pt_tensor *a, const pt_tensor *b)
-{
-    return a->mem.buf == b->mem.buf && a->mem.off == b->mem.off;
-}
-
 int pt_emit_fold_relu(pt_emit *em, int node)
 {
-    const char *env = getenv("PT_FUSE_RELU");
-    if (env && env[0] == '0' && env[1] == 0) return 0;
     op_list *l = em->list;
-    if (l->n == 0) return 0;
+    if (!em->r->fold_relu || l->n == 0) return 0;
     pt_op *op = &l->ops[l->n - 1];
     const int out = op->kind == PT_OP_BN_FWD_TRAIN || op->kind == PT_OP_BN_FWD_EVAL ? 3 : op->kind == PT_OP_ADD ? 2 : -1;
     const pt_node *n = &em->r->net->nodes[node];
     if (out < 0 || op->fuse_relu || op->nt <= out) return 0;
     /* in place on exactly what that op wrote */
     const pt_tensor y = pt_emit_act(em, node), x = pt_emit_act(em, n->in[0]);
-    if (!same_mem(&y, &x) || !same_mem(&op->t[out], &y)) return 0;
+    if (!pt_tensor_same_start(&y, &x) || !pt_tensor_same_start(&op->t[out], &y)) return 0;
     op->fuse_relu = 1;
     if (em->r->dev->be->supports(em->r->dev->ctx, op)) return 1;
     op->fuse_relu = 0;
@@ -586,6 +581,8 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->capacity = batch_capacity;
     r->seed = seed;
     r->sync_bn = ro ? ro->sync_bn : 0;
+    const char *fuse = getenv("PT_FUSE_RELU");
+    r->fold_relu = !(fuse && fuse[0] == '0' && fuse[1] == 0);
     r->preg = pt_net_param_region(net);
     r->breg = pt_net_buffer_region(net);
     r->nslots = pt_optim_slots(opt);

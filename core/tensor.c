@@ -35,6 +35,11 @@ size_t pt_tensor_bytes(const pt_tensor *t)
     return (size_t)pt_tensor_numel(t) * pt_dtype_size(t->dtype);
 }
 
+int pt_tensor_same_start(const pt_tensor *a, const pt_tensor *b)
+{
+    return a->mem.buf == b->mem.buf && a->mem.off == b->mem.off;
+}
+
 pt_tensor pt_tensor_make(pt_buffer *buf, size_t off, pt_dtype dtype, int ndim, const int64_t *dim)
 {
     pt_tensor t;

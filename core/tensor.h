@@ -30,6 +30,8 @@ size_t pt_dtype_size(pt_dtype t);
 const char *pt_dtype_name(pt_dtype t);
 int64_t pt_tensor_numel(const pt_tensor *t);
 size_t pt_tensor_bytes(const pt_tensor *t);
+/* Both start at the same byte of the same buffer (one aliases the other). */
+int pt_tensor_same_start(const pt_tensor *a, const pt_tensor *b);
 /* A tensor of the given shape at (buf, off). ndim 1..4. */
 pt_tensor pt_tensor_make(pt_buffer *buf, size_t off, pt_dtype dtype, int ndim, const int64_t *dim);
 pt_tensor pt_tensor_4d(pt_buffer *buf, size_t off, int64_t n, int64_t c, int64_t h, int64_t w);

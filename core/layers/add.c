@@ -35,7 +35,7 @@ static pt_status add_backward(pt_emit *em, const pt_node *n, int id)
         const pt_tensor dy = pt_emit_grad(em, id), dx = pt_emit_grad(em, n->in[i]);
         /* the planner gave the first input the output's gradient range (grad_in_place):
          * dy already is its gradient */
-        if (dx.mem.buf == dy.mem.buf && dx.mem.off == dy.mem.off) {
+        if (pt_tensor_same_start(&dx, &dy)) {
             /* the add is that input's only consumer, so nothing wrote its gradient before */
             if (pt_emit_grad_accumulate(em, n->in[i])) return PT_ERR_INVALID;
             continue;
