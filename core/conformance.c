@@ -65,7 +65,8 @@ typedef struct conf_table {
     int oom;
 } conf_table;
 
-/* ---- building the table ---- */
+/* ---- building the table: each op kind's description names the recipe that makes its
+ * cases (pt_op_desc.cases); the table is every kind's cases, in the order of the kinds ---- */
 
 static conf_case new_case(pt_op_kind kind, int nt)
 {
@@ -99,16 +100,18 @@ static void push(conf_table *t, conf_case *c, const char *fmt, ...)
     t->c[t->n++] = *c;
 }
 
-static conf_operand *opnd(conf_case *c, int i, const char *name, int role, double bound, int ndim,
-                          int64_t d0, int64_t d1, int64_t d2, int64_t d3)
+/* Operand i of the case, named and typed as the kind's description says. */
+static conf_operand *opnd(conf_case *c, int i, int role, double bound, int ndim, int64_t d0, int64_t d1,
+                          int64_t d2, int64_t d3)
 {
+    const pt_op_operand *a = &pt_op_describe(c->op.kind)->arg[i];
     conf_operand *o = &c->o[i];
-    o->name = name;
-    o->dtype = PT_F32;
+    o->name = a->name;
+    o->dtype = a->dtype;
     o->role = role;
-    o->gen = G_UNIFORM;
+    o->gen = a->dtype == PT_I32 ? G_LABELS : G_UNIFORM;
     o->lo = -1.0f, o->hi = 1.0f;
-    o->check = role == R_IN ? C_NONE : C_NORM;
+    o->check = role == R_IN ? C_NONE : a->dtype == PT_I32 ? C_EXACT : C_NORM;
     o->bound = bound;
     /* Inputs are O(1): an output element near 0 is a cancellation (1x1 gemm with beta 1,
      * axpy of one element) whose absolute accuracy is an ulp of the terms, not of itself. */
@@ -120,17 +123,16 @@ static conf_operand *opnd(conf_case *c, int i, const char *name, int role, doubl
     return o;
 }
 
-static conf_operand *in(conf_case *c, int i, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2,
-                        int64_t d3)
+static conf_operand *in(conf_case *c, int i, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3)
 {
-    return opnd(c, i, name, R_IN, 0, ndim, d0, d1, d2, d3);
+    return opnd(c, i, R_IN, 0, ndim, d0, d1, d2, d3);
 }
 
 /* An output, or with acc an accumulate target that starts from random values. */
-static conf_operand *out(conf_case *c, int i, const char *name, double bound, int acc, int ndim, int64_t d0,
-                         int64_t d1, int64_t d2, int64_t d3)
+static conf_operand *out(conf_case *c, int i, double bound, int acc, int ndim, int64_t d0, int64_t d1, int64_t d2,
+                         int64_t d3)
 {
-    return opnd(c, i, name, acc ? R_INOUT : R_OUT, bound, ndim, d0, d1, d2, d3);
+    return opnd(c, i, acc ? R_INOUT : R_OUT, bound, ndim, d0, d1, d2, d3);
 }
 
 /* Operand i is written in place over operand j (same memory, same shape). */
@@ -141,43 +143,51 @@ static void alias(conf_case *c, int i, int j)
     c->o[i].check = C_NORM;
 }
 
-static void add_fill(conf_table *t)
+/* The three ways a backward writes its input gradient: overwriting it, adding to it, and
+ * in place over dy (where the kind allows it). */
+static const char *const grad_mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+
+static void cases_fill(conf_table *t, pt_op_kind kind)
 {
     static const struct { int64_t n; float v; } v[] = {{1, 0.375f}, {1001, -2.5f}, {4099, 0.0f}};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
-        conf_case c = new_case(PT_OP_FILL, 1);
-        out(&c, 0, "y", 0, 0, 1, v[i].n, 1, 1, 1)->check = C_EXACT;
+        conf_case c = new_case(kind, 1);
+        out(&c, 0, 0, 0, 1, v[i].n, 1, 1, 1)->check = C_EXACT;
         c.op.p.fill.value = v[i].v;
         push(t, &c, "n=%lld value=%g", (long long)v[i].n, (double)v[i].v);
     }
 }
 
-static void add_axpy_add(conf_table *t)
+static void cases_axpy(conf_table *t, pt_op_kind kind)
 {
     static const int64_t sizes[] = {1, 17, 10007};
     for (int si = 0; si < 3; si++)
         for (int acc = 0; acc < 2; acc++) {
-            conf_case c = new_case(PT_OP_AXPY, 2);
-            in(&c, 0, "x", 1, sizes[si], 1, 1, 1);
-            out(&c, 1, "y", B_ELEM, acc, 1, sizes[si], 1, 1, 1);
+            conf_case c = new_case(kind, 2);
+            in(&c, 0, 1, sizes[si], 1, 1, 1);
+            out(&c, 1, B_ELEM, acc, 1, sizes[si], 1, 1, 1);
             c.op.p.axpy.alpha = -0.7f;
             c.op.accumulate = acc;
             push(t, &c, "n=%lld alpha=-0.7 acc=%d", (long long)sizes[si], acc);
         }
+}
+
+static void cases_add(conf_table *t, pt_op_kind kind)
+{
     static const char *const alias_name[] = {"none", "a", "b"};
     static const int64_t add_sizes[] = {1, 4097};
     for (int si = 0; si < 2; si++)
         for (int al = 0; al < 3; al++) {
-            conf_case c = new_case(PT_OP_ADD, 3);
-            in(&c, 0, "a", 1, add_sizes[si], 1, 1, 1);
-            in(&c, 1, "b", 1, add_sizes[si], 1, 1, 1);
-            out(&c, 2, "y", B_ELEM, 0, 1, add_sizes[si], 1, 1, 1);
+            conf_case c = new_case(kind, 3);
+            in(&c, 0, 1, add_sizes[si], 1, 1, 1);
+            in(&c, 1, 1, add_sizes[si], 1, 1, 1);
+            out(&c, 2, B_ELEM, 0, 1, add_sizes[si], 1, 1, 1);
             if (al) alias(&c, 2, al - 1);
             push(t, &c, "n=%lld y=%s", (long long)add_sizes[si], alias_name[al]);
         }
 }
 
-static void add_gemm(conf_table *t)
+static void cases_gemm(conf_table *t, pt_op_kind kind)
 {
     /* m, n, k: degenerate, odd, larger than a tile, the baseline's classifier, a row vector. */
     static const int shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {33, 17, 65}, {64, 10, 128}, {1, 300, 77}};
@@ -186,12 +196,12 @@ static void add_gemm(conf_table *t)
             for (int tb = 0; tb < 2; tb++)
                 for (int bi = 0; bi < 2; bi++) {
                     int m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
-                    conf_case c = new_case(PT_OP_GEMM, 3);
-                    if (ta) in(&c, 0, "A", 2, k, m, 1, 1);
-                    else in(&c, 0, "A", 2, m, k, 1, 1);
-                    if (tb) in(&c, 1, "B", 2, n, k, 1, 1);
-                    else in(&c, 1, "B", 2, k, n, 1, 1);
-                    out(&c, 2, "C", B_DOT, bi, 2, m, n, 1, 1);
+                    conf_case c = new_case(kind, 3);
+                    if (ta) in(&c, 0, 2, k, m, 1, 1);
+                    else in(&c, 0, 2, m, k, 1, 1);
+                    if (tb) in(&c, 1, 2, n, k, 1, 1);
+                    else in(&c, 1, 2, k, n, 1, 1);
+                    out(&c, 2, B_DOT, bi, 2, m, n, 1, 1);
                     c.op.p.gemm.trans_a = ta, c.op.p.gemm.trans_b = tb;
                     c.op.p.gemm.alpha = bi ? 1.5f : 1.0f;
                     c.op.p.gemm.beta = bi ? 1.0f : 0.0f;
@@ -200,29 +210,49 @@ static void add_gemm(conf_table *t)
                 }
 }
 
-static void add_bias(conf_table *t)
+static void cases_bias(conf_table *t, pt_op_kind kind)
 {
     static const int64_t shapes[][5] = {{2, 5, 7, 1, 1}, {2, 1, 1, 1, 1}, {4, 2, 3, 5, 7}, {4, 1, 16, 1, 1}};
     for (int si = 0; si < 4; si++) {
         const int64_t *s = shapes[si];
         int nd = (int)s[0];
-        conf_case c = new_case(PT_OP_BIAS_ADD, 2);
-        out(&c, 0, "y", B_ELEM, 1, nd, s[1], s[2], s[3], s[4]);
-        in(&c, 1, "bias", 1, s[2], 1, 1, 1);
-        push(t, &c, "y=%lldx%lld%s", (long long)s[1], (long long)s[2],
-             nd == 4 ? (s[3] == 1 ? "x1x1" : "x5x7") : "");
+        const char *tail = nd == 4 ? (s[3] == 1 ? "x1x1" : "x5x7") : "";
+        if (kind == PT_OP_BIAS_ADD) {
+            conf_case c = new_case(kind, 2);
+            out(&c, 0, B_ELEM, 1, nd, s[1], s[2], s[3], s[4]);
+            in(&c, 1, 1, s[2], 1, 1, 1);
+            push(t, &c, "y=%lldx%lld%s", (long long)s[1], (long long)s[2], tail);
+            continue;
+        }
         for (int acc = 0; acc < 2; acc++) {
-            conf_case g = new_case(PT_OP_BIAS_GRAD, 2);
-            in(&g, 0, "dy", nd, s[1], s[2], s[3], s[4]);
-            out(&g, 1, "dbias", B_REDUCE, acc, 1, s[2], 1, 1, 1);
+            conf_case g = new_case(kind, 2);
+            in(&g, 0, nd, s[1], s[2], s[3], s[4]);
+            out(&g, 1, B_REDUCE, acc, 1, s[2], 1, 1, 1);
             g.op.accumulate = acc;
-            push(t, &g, "dy=%lldx%lld%s acc=%d", (long long)s[1], (long long)s[2],
-                 nd == 4 ? (s[3] == 1 ? "x1x1" : "x5x7") : "", acc);
+            push(t, &g, "dy=%lldx%lld%s acc=%d", (long long)s[1], (long long)s[2], tail, acc);
         }
     }
 }
 
-static void add_conv(conf_table *t)
+/* One convolution case of any direction: x, w and y-shaped operands are inputs except the
+ * one the direction writes. */
+static void conv_case(conf_table *t, pt_op_kind kind, int n, int ch, int h, int w, int k, int r, int st, int pad,
+                      int acc, const char *tag)
+{
+    int p = (h + 2 * pad - r) / st + 1, q = (w + 2 * pad - r) / st + 1;
+    conf_case c = new_case(kind, 3);
+    if (kind == PT_OP_CONV2D_BWD_DATA) out(&c, 0, B_DOT, acc, 4, n, ch, h, w);
+    else in(&c, 0, 4, n, ch, h, w);
+    if (kind == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, B_DOT, acc, 4, k, ch, r, r);
+    else in(&c, 1, 4, k, ch, r, r);
+    if (kind == PT_OP_CONV2D_FWD) out(&c, 2, B_DOT, acc, 4, n, k, p, q);
+    else in(&c, 2, 4, n, k, p, q);
+    c.op.p.conv.stride = st, c.op.p.conv.pad = pad;
+    c.op.accumulate = acc;
+    push(t, &c, "%sx=%dx%dx%dx%d w=%dx%dx%dx%d s=%d p=%d acc=%d", tag, n, ch, h, w, k, ch, r, r, st, pad, acc);
+}
+
+static void cases_conv(conf_table *t, pt_op_kind kind)
 {
     /* n, c, h, w, k, r (= s), stride, pad */
     static const int cc[][8] = {
@@ -237,111 +267,123 @@ static void add_conv(conf_table *t)
         {2, 3, 4, 4, 2, 3, 2, 1},   /* 2x2 output */
         {1, 2, 3, 3, 3, 7, 1, 3},   /* kernel larger than the input */
     };
-    static const pt_op_kind kinds[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
-    for (int ki = 0; ki < 3; ki++)
-        for (size_t ci = 0; ci < sizeof cc / sizeof cc[0]; ci++)
-            for (int acc = 0; acc < 2; acc++) {
-                const int *v = cc[ci];
-                int n = v[0], ch = v[1], h = v[2], w = v[3], k = v[4], r = v[5], st = v[6], pad = v[7];
-                int p = (h + 2 * pad - r) / st + 1, q = (w + 2 * pad - r) / st + 1;
-                conf_case c = new_case(kinds[ki], 3);
-                if (kinds[ki] == PT_OP_CONV2D_BWD_DATA) out(&c, 0, "dx", B_DOT, acc, 4, n, ch, h, w);
-                else in(&c, 0, "x", 4, n, ch, h, w);
-                if (kinds[ki] == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, "dw", B_DOT, acc, 4, k, ch, r, r);
-                else in(&c, 1, "w", 4, k, ch, r, r);
-                if (kinds[ki] == PT_OP_CONV2D_FWD) out(&c, 2, "y", B_DOT, acc, 4, n, k, p, q);
-                else in(&c, 2, "dy", 4, n, k, p, q);
-                c.op.p.conv.stride = st, c.op.p.conv.pad = pad;
-                c.op.accumulate = acc;
-                push(t, &c, "x=%dx%dx%dx%d w=%dx%dx%dx%d s=%d p=%d acc=%d", n, ch, h, w, k, ch, r, r, st, pad,
-                     acc);
-            }
-}
-
-static void add_bn(conf_table *t)
-{
-    /* n, c, h, w, and x's range: centred, and offset (variance by cancellation would fail). */
-    static const struct { int n, c, h, w; float lo, hi; } tr[] = {
-        {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {1, 4, 3, 3, -1, 1}, {2, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
-    for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++) {
-        conf_case c = new_case(PT_OP_BN_FWD_TRAIN, 8);
-        conf_operand *x = in(&c, 0, "x", 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
-        x->lo = tr[i].lo, x->hi = tr[i].hi;
-        conf_operand *g = in(&c, 1, "gamma", 1, tr[i].c, 1, 1, 1);
-        g->lo = 0.5f, g->hi = 1.5f;
-        in(&c, 2, "beta", 1, tr[i].c, 1, 1, 1);
-        out(&c, 3, "y", B_DOT, 0, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
-        out(&c, 4, "running_mean", B_DOT, 1, 1, tr[i].c, 1, 1, 1);
-        conf_operand *rv = out(&c, 5, "running_var", B_DOT, 1, 1, tr[i].c, 1, 1, 1);
-        rv->lo = 0.5f, rv->hi = 1.5f;
-        out(&c, 6, "save_mean", B_DOT, 0, 1, tr[i].c, 1, 1, 1);
-        out(&c, 7, "save_invstd", B_DOT, 0, 1, tr[i].c, 1, 1, 1);
-        c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
-        push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", tr[i].n, tr[i].c, tr[i].h, tr[i].w, (double)tr[i].lo,
-             (double)tr[i].hi);
-    }
-    static const int ev[][5] = {{2, 3, 5, 7, 0}, {1, 16, 1, 1, 0}, {4, 8, 6, 6, 1}};
-    for (int i = 0; i < 3; i++) {
-        const int *s = ev[i];
-        conf_case c = new_case(PT_OP_BN_FWD_EVAL, 6);
-        in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
-        conf_operand *g = in(&c, 1, "gamma", 1, s[1], 1, 1, 1);
-        g->lo = 0.5f, g->hi = 1.5f;
-        in(&c, 2, "beta", 1, s[1], 1, 1, 1);
-        out(&c, 3, "y", B_ELEM, 0, 4, s[0], s[1], s[2], s[3]);
-        if (s[4]) alias(&c, 3, 0);
-        in(&c, 4, "running_mean", 1, s[1], 1, 1, 1);
-        conf_operand *rv = in(&c, 5, "running_var", 1, s[1], 1, 1, 1);
-        rv->lo = 0.5f, rv->hi = 1.5f;
-        c.op.p.bn.eps = 1e-3f, c.op.p.bn.momentum = 0.1f;
-        push(t, &c, "x=%dx%dx%dx%d y=%s", s[0], s[1], s[2], s[3], s[4] ? "x" : "new");
-    }
-    /* Backward: batch of 4 at 1x1, not 2 (with two samples the input gradient is zero and
-     * only rounding noise is left to compare). */
-    static const int bw[][4] = {{2, 3, 5, 7}, {8, 16, 4, 4}, {4, 5, 1, 1}};
-    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
-    for (int i = 0; i < 3; i++)
-        for (int mode = 0; mode < 3; mode++) {
-            const int *s = bw[i];
-            conf_case c = new_case(PT_OP_BN_BWD, 8);
-            in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
-            in(&c, 1, "dy", 4, s[0], s[1], s[2], s[3]);
-            conf_operand *g = in(&c, 2, "gamma", 1, s[1], 1, 1, 1);
-            g->lo = 0.5f, g->hi = 1.5f;
-            in(&c, 3, "save_mean", 1, s[1], 1, 1, 1)->gen = G_BN_MEAN;
-            in(&c, 4, "save_invstd", 1, s[1], 1, 1, 1)->gen = G_BN_INVSTD;
-            out(&c, 5, "dx", B_DOT, mode == 1, 4, s[0], s[1], s[2], s[3]);
-            if (mode == 2) alias(&c, 5, 1);
-            out(&c, 6, "dgamma", B_DOT, 0, 1, s[1], 1, 1, 1);
-            out(&c, 7, "dbeta", B_DOT, 0, 1, s[1], 1, 1, 1);
-            c.op.accumulate = mode == 1;
-            push(t, &c, "x=%dx%dx%dx%d %s", s[0], s[1], s[2], s[3], mode_name[mode]);
+    for (size_t ci = 0; ci < sizeof cc / sizeof cc[0]; ci++)
+        for (int acc = 0; acc < 2; acc++) {
+            const int *v = cc[ci];
+            conv_case(t, kind, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], acc, "");
         }
+    /* CBAM's spatial convolution: 7x7, padding 3, 2 channels in, 1 out, on odd planes */
+    static const int cs[][3] = {{2, 9, 7}, {1, 4, 4}, {3, 8, 8}};
+    for (int si = 0; si < 3; si++)
+        for (int acc = 0; acc < 2; acc++) conv_case(t, kind, cs[si][0], 2, cs[si][1], cs[si][2], 1, 7, 1, 3, acc, "cbam ");
 }
 
-static void add_relu(conf_table *t)
+static void cases_bn(conf_table *t, pt_op_kind kind)
 {
-    static const int64_t fw[][2] = {{1, 0}, {1001, 0}, {4099, 1}};
-    for (int i = 0; i < 3; i++) {
-        conf_case c = new_case(PT_OP_RELU_FWD, 2);
-        in(&c, 0, "x", 1, fw[i][0], 1, 1, 1);
-        out(&c, 1, "y", B_ELEM, 0, 1, fw[i][0], 1, 1, 1);
-        if (fw[i][1]) alias(&c, 1, 0);
-        push(t, &c, "n=%lld y=%s", (long long)fw[i][0], fw[i][1] ? "x" : "new");
+    if (kind == PT_OP_BN_FWD_TRAIN) {
+        /* n, c, h, w, and x's range: centred, and offset (variance by cancellation would fail). */
+        static const struct { int n, c, h, w; float lo, hi; } tr[] = {
+            {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {1, 4, 3, 3, -1, 1}, {2, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
+        for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++) {
+            conf_case c = new_case(kind, 8);
+            conf_operand *x = in(&c, 0, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
+            x->lo = tr[i].lo, x->hi = tr[i].hi;
+            conf_operand *g = in(&c, 1, 1, tr[i].c, 1, 1, 1);
+            g->lo = 0.5f, g->hi = 1.5f;
+            in(&c, 2, 1, tr[i].c, 1, 1, 1);
+            out(&c, 3, B_DOT, 0, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
+            out(&c, 4, B_DOT, 1, 1, tr[i].c, 1, 1, 1);
+            conf_operand *rv = out(&c, 5, B_DOT, 1, 1, tr[i].c, 1, 1, 1);
+            rv->lo = 0.5f, rv->hi = 1.5f;
+            out(&c, 6, B_DOT, 0, 1, tr[i].c, 1, 1, 1);
+            out(&c, 7, B_DOT, 0, 1, tr[i].c, 1, 1, 1);
+            c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
+            push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", tr[i].n, tr[i].c, tr[i].h, tr[i].w, (double)tr[i].lo,
+                 (double)tr[i].hi);
+        }
+    } else if (kind == PT_OP_BN_FWD_EVAL) {
+        static const int ev[][5] = {{2, 3, 5, 7, 0}, {1, 16, 1, 1, 0}, {4, 8, 6, 6, 1}};
+        for (int i = 0; i < 3; i++) {
+            const int *s = ev[i];
+            conf_case c = new_case(kind, 6);
+            in(&c, 0, 4, s[0], s[1], s[2], s[3]);
+            conf_operand *g = in(&c, 1, 1, s[1], 1, 1, 1);
+            g->lo = 0.5f, g->hi = 1.5f;
+            in(&c, 2, 1, s[1], 1, 1, 1);
+            out(&c, 3, B_ELEM, 0, 4, s[0], s[1], s[2], s[3]);
+            if (s[4]) alias(&c, 3, 0);
+            in(&c, 4, 1, s[1], 1, 1, 1);
+            conf_operand *rv = in(&c, 5, 1, s[1], 1, 1, 1);
+            rv->lo = 0.5f, rv->hi = 1.5f;
+            c.op.p.bn.eps = 1e-3f, c.op.p.bn.momentum = 0.1f;
+            push(t, &c, "x=%dx%dx%dx%d y=%s", s[0], s[1], s[2], s[3], s[4] ? "x" : "new");
+        }
+    } else {
+        /* Batch of 4 at 1x1, not 2 (with two samples the input gradient is zero and only
+         * rounding noise is left to compare). */
+        static const int bw[][4] = {{2, 3, 5, 7}, {8, 16, 4, 4}, {4, 5, 1, 1}};
+        for (int i = 0; i < 3; i++)
+            for (int mode = 0; mode < 3; mode++) {
+                const int *s = bw[i];
+                conf_case c = new_case(kind, 8);
+                in(&c, 0, 4, s[0], s[1], s[2], s[3]);
+                in(&c, 1, 4, s[0], s[1], s[2], s[3]);
+                conf_operand *g = in(&c, 2, 1, s[1], 1, 1, 1);
+                g->lo = 0.5f, g->hi = 1.5f;
+                in(&c, 3, 1, s[1], 1, 1, 1)->gen = G_BN_MEAN;
+                in(&c, 4, 1, s[1], 1, 1, 1)->gen = G_BN_INVSTD;
+                out(&c, 5, B_DOT, mode == 1, 4, s[0], s[1], s[2], s[3]);
+                if (mode == 2) alias(&c, 5, 1);
+                out(&c, 6, B_DOT, 0, 1, s[1], 1, 1, 1);
+                out(&c, 7, B_DOT, 0, 1, s[1], 1, 1, 1);
+                c.op.accumulate = mode == 1;
+                push(t, &c, "x=%dx%dx%dx%d %s", s[0], s[1], s[2], s[3], grad_mode_name[mode]);
+            }
     }
-    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
+}
+
+/* A pointwise forward x -> y: one element, an odd size and a larger one in place (when the
+ * kind allows it); the first two take their inputs from the middle 4% and 8% of the
+ * description's range, the last from all of it (the function's tails: exp overflows past
+ * 88 for a sigmoid). */
+static void cases_pointwise_fwd(conf_table *t, pt_op_kind kind)
+{
+    const pt_op_desc *d = pt_op_describe(kind);
+    const int in_place = (d->may_alias[1] & 1u) != 0;
+    static const struct { int64_t n; float share; int inplace; } sz[] = {{1, 0.04f, 0}, {1001, 0.08f, 0}, {4099, 1, 1}};
+    for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++) {
+        const float mid = 0.5f * (d->cases.lo + d->cases.hi), half = 0.5f * (d->cases.hi - d->cases.lo) * sz[i].share;
+        conf_case c = new_case(kind, 2);
+        conf_operand *x = in(&c, 0, 1, sz[i].n, 1, 1, 1);
+        x->lo = mid - half, x->hi = mid + half;
+        out(&c, 1, B_ELEM, 0, 1, sz[i].n, 1, 1, 1);
+        if (sz[i].inplace && in_place) alias(&c, 1, 0);
+        push(t, &c, "n=%lld x in [%g,%g) y=%s", (long long)sz[i].n, (double)x->lo, (double)x->hi,
+             sz[i].inplace && in_place ? "x" : "new");
+    }
+}
+
+/* A pointwise backward (saved, dy) -> dx: the saved tensor (the forward's input or output)
+ * from the description's range (a ReLU's output when nonneg), dy in [-1, 1). */
+static void cases_pointwise_bwd(conf_table *t, pt_op_kind kind)
+{
+    const pt_op_desc *d = pt_op_describe(kind);
+    const int in_place = (d->may_alias[2] & 2u) != 0;
     for (int mode = 0; mode < 3; mode++) {
-        conf_case c = new_case(PT_OP_RELU_BWD, 3);
-        in(&c, 0, "y", 2, 37, 111, 1, 1)->gen = G_RELU_OUT;
-        in(&c, 1, "dy", 2, 37, 111, 1, 1);
-        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 37, 111, 1, 1);
+        if (mode == 2 && !in_place) continue;
+        conf_case c = new_case(kind, 3);
+        conf_operand *s = in(&c, 0, 2, 37, 111, 1, 1);
+        s->lo = d->cases.lo, s->hi = d->cases.hi;
+        if (d->cases.nonneg) s->gen = G_RELU_OUT;
+        in(&c, 1, 2, 37, 111, 1, 1);
+        out(&c, 2, B_ELEM, mode == 1, 2, 37, 111, 1, 1);
         if (mode == 2) alias(&c, 2, 1);
         c.op.accumulate = mode == 1;
-        push(t, &c, "n=37x111 %s", mode_name[mode]);
+        push(t, &c, "n=37x111 %s", grad_mode_name[mode]);
     }
 }
 
-static void add_pool(conf_table *t)
+static void cases_pool(conf_table *t, pt_op_kind kind)
 {
     /* n, c, h, w, k, stride, pad */
     static const int pc[][7] = {
@@ -350,347 +392,356 @@ static void add_pool(conf_table *t)
     for (size_t i = 0; i < sizeof pc / sizeof pc[0]; i++) {
         const int *s = pc[i];
         int p = (s[2] + 2 * s[6] - s[4]) / s[5] + 1, q = (s[3] + 2 * s[6] - s[4]) / s[5] + 1;
-        for (int ties = 0; ties < 2; ties++) {
-            conf_case c = new_case(PT_OP_MAXPOOL_FWD, 3);
-            in(&c, 0, "x", 4, s[0], s[1], s[2], s[3])->gen = ties ? G_TIES : G_UNIFORM;
-            out(&c, 1, "y", B_ELEM, 0, 4, s[0], s[1], p, q);
-            conf_operand *a = out(&c, 2, "argmax", 0, 0, 4, s[0], s[1], p, q);
-            a->dtype = PT_I32, a->check = C_EXACT;
-            c.op.p.pool.k = s[4], c.op.p.pool.stride = s[5], c.op.p.pool.pad = s[6];
-            push(t, &c, "x=%dx%dx%dx%d k=%d s=%d p=%d %s", s[0], s[1], s[2], s[3], s[4], s[5], s[6],
-                 ties ? "ties" : "distinct");
+        if (kind == PT_OP_MAXPOOL_FWD) {
+            for (int ties = 0; ties < 2; ties++) {
+                conf_case c = new_case(kind, 3);
+                in(&c, 0, 4, s[0], s[1], s[2], s[3])->gen = ties ? G_TIES : G_UNIFORM;
+                out(&c, 1, B_ELEM, 0, 4, s[0], s[1], p, q);
+                out(&c, 2, 0, 0, 4, s[0], s[1], p, q);
+                c.op.p.pool.k = s[4], c.op.p.pool.stride = s[5], c.op.p.pool.pad = s[6];
+                push(t, &c, "x=%dx%dx%dx%d k=%d s=%d p=%d %s", s[0], s[1], s[2], s[3], s[4], s[5], s[6],
+                     ties ? "ties" : "distinct");
+            }
+            continue;
         }
         for (int acc = 0; acc < 2; acc++) {
-            conf_case c = new_case(PT_OP_MAXPOOL_BWD, 3);
-            in(&c, 0, "dy", 4, s[0], s[1], p, q);
-            conf_operand *a = in(&c, 1, "argmax", 4, s[0], s[1], p, q);
-            a->dtype = PT_I32, a->gen = G_ARGMAX;
-            out(&c, 2, "dx", B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
+            conf_case c = new_case(kind, 3);
+            in(&c, 0, 4, s[0], s[1], p, q);
+            in(&c, 1, 4, s[0], s[1], p, q)->gen = G_ARGMAX;
+            out(&c, 2, B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
             c.op.p.pool.k = s[4], c.op.p.pool.stride = s[5], c.op.p.pool.pad = s[6];
             c.op.accumulate = acc;
             push(t, &c, "x=%dx%dx%dx%d k=%d s=%d p=%d acc=%d", s[0], s[1], s[2], s[3], s[4], s[5], s[6], acc);
         }
     }
+}
+
+static void cases_gap(conf_table *t, pt_op_kind kind)
+{
     static const int gs[][4] = {{2, 3, 5, 7}, {4, 16, 7, 7}, {1, 1, 1, 1}};
     for (int i = 0; i < 3; i++) {
         const int *s = gs[i];
-        conf_case c = new_case(PT_OP_GAP_FWD, 2);
-        in(&c, 0, "x", 4, s[0], s[1], s[2], s[3]);
-        out(&c, 1, "y", B_REDUCE, 0, 2, s[0], s[1], 1, 1);
-        push(t, &c, "x=%dx%dx%dx%d", s[0], s[1], s[2], s[3]);
+        if (kind == PT_OP_GAP_FWD) {
+            conf_case c = new_case(kind, 2);
+            in(&c, 0, 4, s[0], s[1], s[2], s[3]);
+            out(&c, 1, B_REDUCE, 0, 2, s[0], s[1], 1, 1);
+            push(t, &c, "x=%dx%dx%dx%d", s[0], s[1], s[2], s[3]);
+            continue;
+        }
         for (int acc = 0; acc < 2; acc++) {
-            conf_case b = new_case(PT_OP_GAP_BWD, 2);
-            in(&b, 0, "dy", 2, s[0], s[1], 1, 1);
-            out(&b, 1, "dx", B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
+            conf_case b = new_case(kind, 2);
+            in(&b, 0, 2, s[0], s[1], 1, 1);
+            out(&b, 1, B_ELEM, acc, 4, s[0], s[1], s[2], s[3]);
             b.op.accumulate = acc;
             push(t, &b, "x=%dx%dx%dx%d acc=%d", s[0], s[1], s[2], s[3], acc);
         }
     }
 }
 
-static void add_dropout(conf_table *t)
+static void cases_dropout(conf_table *t, pt_op_kind kind)
 {
-    /* ndim, dims, p, sample_base, in place */
-    static const struct { int nd; int64_t d[4]; float p; int64_t base; int inplace; } fw[] = {
-        {2, {4, 100, 1, 1}, 0.5f, 17, 0},
-        {4, {3, 2, 5, 5}, 0.1f, 0, 1},
-        {2, {1, 1000, 1, 1}, 0.3f, 123456789, 0},
-        {4, {2, 7, 3, 3}, 0.5f, 64, 0},
-    };
-    for (size_t i = 0; i < sizeof fw / sizeof fw[0]; i++) {
-        const int64_t *d = fw[i].d;
-        conf_case c = new_case(PT_OP_DROPOUT_FWD, 3);
-        in(&c, 0, "x", fw[i].nd, d[0], d[1], d[2], d[3]);
-        out(&c, 1, "y", B_ELEM, 0, fw[i].nd, d[0], d[1], d[2], d[3]);
-        if (fw[i].inplace) alias(&c, 1, 0);
-        out(&c, 2, "mask", 0, 0, fw[i].nd, d[0], d[1], d[2], d[3])->check = C_EXACT;
-        c.op.p.dropout.p = fw[i].p;
-        c.op.p.dropout.stream = 3 * 65536 + 2; /* step 3, layer 2; the seed is the suite's */
-        c.op.p.dropout.sample_base = fw[i].base;
-        push(t, &c, "x=%lldx%lldx%lldx%lld p=%g base=%lld y=%s", (long long)d[0], (long long)d[1],
-             (long long)d[2], (long long)d[3], (double)fw[i].p, (long long)fw[i].base,
-             fw[i].inplace ? "x" : "new");
+    if (kind == PT_OP_DROPOUT_FWD) {
+        /* ndim, dims, p, sample_base, in place */
+        static const struct { int nd; int64_t d[4]; float p; int64_t base; int inplace; } fw[] = {
+            {2, {4, 100, 1, 1}, 0.5f, 17, 0},
+            {4, {3, 2, 5, 5}, 0.1f, 0, 1},
+            {2, {1, 1000, 1, 1}, 0.3f, 123456789, 0},
+            {4, {2, 7, 3, 3}, 0.5f, 64, 0},
+        };
+        for (size_t i = 0; i < sizeof fw / sizeof fw[0]; i++) {
+            const int64_t *d = fw[i].d;
+            conf_case c = new_case(kind, 3);
+            in(&c, 0, fw[i].nd, d[0], d[1], d[2], d[3]);
+            out(&c, 1, B_ELEM, 0, fw[i].nd, d[0], d[1], d[2], d[3]);
+            if (fw[i].inplace) alias(&c, 1, 0);
+            out(&c, 2, 0, 0, fw[i].nd, d[0], d[1], d[2], d[3])->check = C_EXACT;
+            c.op.p.dropout.p = fw[i].p;
+            c.op.p.dropout.stream = 3 * 65536 + 2; /* step 3, layer 2; the seed is the suite's */
+            c.op.p.dropout.sample_base = fw[i].base;
+            push(t, &c, "x=%lldx%lldx%lldx%lld p=%g base=%lld y=%s", (long long)d[0], (long long)d[1],
+                 (long long)d[2], (long long)d[3], (double)fw[i].p, (long long)fw[i].base,
+                 fw[i].inplace ? "x" : "new");
+        }
+        return;
     }
-    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
     for (int mode = 0; mode < 3; mode++) {
-        conf_case c = new_case(PT_OP_DROPOUT_BWD, 3);
-        in(&c, 0, "dy", 2, 4, 100, 1, 1);
-        conf_operand *m = in(&c, 1, "mask", 2, 4, 100, 1, 1);
+        conf_case c = new_case(kind, 3);
+        in(&c, 0, 2, 4, 100, 1, 1);
+        conf_operand *m = in(&c, 1, 2, 4, 100, 1, 1);
         m->gen = G_MASK, m->hi = 0.5f;
-        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 4, 100, 1, 1);
+        out(&c, 2, B_ELEM, mode == 1, 2, 4, 100, 1, 1);
         if (mode == 2) alias(&c, 2, 0);
         c.op.accumulate = mode == 1;
-        push(t, &c, "x=4x100 %s", mode_name[mode]);
+        push(t, &c, "x=4x100 %s", grad_mode_name[mode]);
     }
 }
 
-static void add_xent(conf_table *t)
+static void cases_xent(conf_table *t, pt_op_kind kind)
 {
     static const int nk[][2] = {{4, 10}, {1, 3}, {64, 10}, {5, 200}};
     for (int i = 0; i < 4; i++)
         for (int sm = 0; sm < 2; sm++)
-            for (int grad = 0; grad < 2; grad++) {
+            for (int form = 0; form < 3; form++) {
+                /* form 0: loss only; 1: loss and gradient; 2: with mixup targets too */
                 int n = nk[i][0], k = nk[i][1];
-                conf_case c = new_case(PT_OP_XENT, 4);
-                conf_operand *z = in(&c, 0, "logits", 2, n, k, 1, 1);
+                conf_case c = new_case(kind, form == 2 ? 6 : 4);
+                conf_operand *z = in(&c, 0, 2, n, k, 1, 1);
                 z->lo = -5.0f, z->hi = 5.0f;
-                conf_operand *l = in(&c, 1, "labels", 1, n, 1, 1, 1);
-                l->dtype = PT_I32, l->gen = G_LABELS, l->hi = (float)k;
+                in(&c, 1, 1, n, 1, 1, 1)->hi = (float)k;
                 /* loss = logsumexp - logit: absolute accuracy ~ ulp(logits), whatever the loss */
-                out(&c, 2, "loss", B_ELEM, 0, 1, n, 1, 1, 1)->floor = 1.0;
+                out(&c, 2, B_ELEM, 0, 1, n, 1, 1, 1)->floor = 1.0;
                 /* dlogits = (softmax - q)/n: p - 1 of a confident row is a difference too */
-                if (grad) out(&c, 3, "dlogits", B_ELEM, 0, 2, n, k, 1, 1)->floor = 1.0 / n;
+                if (form) out(&c, 3, B_ELEM, 0, 2, n, k, 1, 1)->floor = 1.0 / n;
+                if (form == 2) {
+                    in(&c, 4, 1, n, 1, 1, 1)->hi = (float)k;
+                    conf_operand *lam = in(&c, 5, 1, n, 1, 1, 1);
+                    lam->lo = 0.0f, lam->hi = 1.0f;
+                }
                 c.op.p.xent.smoothing = sm ? 0.1f : 0.0f;
                 c.op.p.xent.grad_scale = 1.0f / (float)n;
-                push(t, &c, "n=%d k=%d smoothing=%g dlogits=%s", n, k, sm ? 0.1 : 0.0, grad ? "yes" : "no");
+                push(t, &c, "n=%d k=%d smoothing=%g dlogits=%s%s", n, k, sm ? 0.1 : 0.0, form ? "yes" : "no",
+                     form == 2 ? " mixup" : "");
             }
 }
 
-static void add_optim(conf_table *t)
+static void cases_optim(conf_table *t, pt_op_kind kind)
 {
     /* Parameters are small (as weights are) so that one rounding of a parameter stays far
      * below the bound on the update C_DELTA compares. */
-    static const struct { float mom, damp, wd; int nesterov, first; } sg[] = {
-        {0, 0, 0, 0, 0},           {0, 0, 5e-4f, 0, 0},         {0.9f, 0, 0, 0, 1},
-        {0.9f, 0, 5e-4f, 1, 1},    {0.9f, 0.1f, 1e-4f, 0, 0},   {0.9f, 0, 5e-4f, 1, 0},
-    };
     const int64_t n = 4097;
-    for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
-        conf_case c = new_case(PT_OP_SGD, 3);
-        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
-        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
-        in(&c, 1, "grad", 1, n, 1, 1, 1);
-        /* momentum 0: the buffer is neither read nor written (poisoned, not compared);
-         * a first step must not read it (poisoned); later steps read and write it. */
-        conf_operand *b = out(&c, 2, "momentum_buffer", B_ELEM, sg[i].mom != 0 && !sg[i].first, 1, n, 1, 1, 1);
-        b->lo = -0.1f, b->hi = 0.1f;
-        if (sg[i].mom == 0) b->check = C_NONE;
-        c.op.p.sgd.lr = 0.05f, c.op.p.sgd.momentum = sg[i].mom, c.op.p.sgd.dampening = sg[i].damp;
-        c.op.p.sgd.weight_decay = sg[i].wd, c.op.p.sgd.nesterov = sg[i].nesterov;
-        c.steps = 3, c.first_step = sg[i].first;
-        push(t, &c, "n=%lld momentum=%g dampening=%g wd=%g nesterov=%d first_step=%d steps=3", (long long)n,
-             (double)sg[i].mom, (double)sg[i].damp, (double)sg[i].wd, sg[i].nesterov, sg[i].first);
-    }
-    static const struct { int decoupled; float wd; int64_t step0; int fresh; } ad[] = {
-        {0, 0, 1, 1}, {0, 1e-2f, 1, 1}, {1, 1e-2f, 1, 1}, {1, 0.05f, 1000, 0}, {0, 0, 10, 0}};
-    for (size_t i = 0; i < sizeof ad / sizeof ad[0]; i++) {
-        conf_case c = new_case(PT_OP_ADAM, 4);
-        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
-        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
-        in(&c, 1, "grad", 1, n, 1, 1, 1);
-        conf_operand *m = out(&c, 2, "exp_avg", B_ELEM, 1, 1, n, 1, 1, 1);
-        conf_operand *v = out(&c, 3, "exp_avg_sq", B_ELEM, 1, 1, n, 1, 1, 1);
-        if (ad[i].fresh) m->lo = m->hi = v->lo = v->hi = 0.0f; /* state of a new optimizer */
-        else m->lo = -0.01f, m->hi = 0.01f, v->lo = 0.0f, v->hi = 1e-4f;
-        c.op.p.adam.lr = 1e-2f, c.op.p.adam.beta1 = 0.9f, c.op.p.adam.beta2 = 0.999f;
-        c.op.p.adam.eps = 1e-8f, c.op.p.adam.weight_decay = ad[i].wd, c.op.p.adam.decoupled = ad[i].decoupled;
-        c.steps = 3, c.adam_step0 = ad[i].step0;
-        push(t, &c, "n=%lld %s wd=%g step=%lld.. steps=3", (long long)n, ad[i].decoupled ? "adamw" : "adam",
-             (double)ad[i].wd, (long long)ad[i].step0);
-    }
-    /* RMSprop: plain, with L2 and momentum, centered, and both on state already running.
-     * Unused state (momentum 0, not centered) is poisoned and not compared: reading it
-     * would turn the parameter into NaN. */
-    static const struct { float wd, mom; int centered, fresh; } rp[] = {
-        {0, 0, 0, 1}, {5e-4f, 0.9f, 0, 1}, {0, 0, 1, 1}, {1e-2f, 0.9f, 1, 0}, {0, 0.5f, 0, 0}};
-    for (size_t i = 0; i < sizeof rp / sizeof rp[0]; i++) {
-        conf_case c = new_case(PT_OP_RMSPROP, 5);
-        conf_operand *p = out(&c, 0, "param", B_ELEM, 1, 1, n, 1, 1, 1);
-        p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
-        in(&c, 1, "grad", 1, n, 1, 1, 1);
-        conf_operand *sq = out(&c, 2, "square_avg", B_ELEM, 1, 1, n, 1, 1, 1);
-        conf_operand *b = out(&c, 3, "momentum_buffer", B_ELEM, rp[i].mom != 0, 1, n, 1, 1, 1);
-        conf_operand *a = out(&c, 4, "grad_avg", B_ELEM, rp[i].centered, 1, n, 1, 1, 1);
-        /* running state keeps square_avg >= grad_avg^2, as RMSprop's own updates do */
-        if (rp[i].fresh) sq->lo = sq->hi = b->lo = b->hi = a->lo = a->hi = 0.0f;
-        else sq->lo = 1e-4f, sq->hi = 2e-4f, b->lo = -0.1f, b->hi = 0.1f, a->lo = -5e-3f, a->hi = 5e-3f;
-        if (rp[i].mom == 0) b->check = C_NONE;
-        if (!rp[i].centered) a->check = C_NONE;
-        c.op.p.rmsprop.lr = 1e-2f, c.op.p.rmsprop.alpha = 0.99f, c.op.p.rmsprop.eps = 1e-8f;
-        c.op.p.rmsprop.weight_decay = rp[i].wd, c.op.p.rmsprop.momentum = rp[i].mom;
-        c.op.p.rmsprop.centered = rp[i].centered;
-        c.steps = 3;
-        push(t, &c, "n=%lld wd=%g momentum=%g centered=%d %s state steps=3", (long long)n, (double)rp[i].wd,
-             (double)rp[i].mom, rp[i].centered, rp[i].fresh ? "fresh" : "running");
+    if (kind == PT_OP_SGD) {
+        static const struct { float mom, damp, wd; int nesterov, first; } sg[] = {
+            {0, 0, 0, 0, 0},           {0, 0, 5e-4f, 0, 0},         {0.9f, 0, 0, 0, 1},
+            {0.9f, 0, 5e-4f, 1, 1},    {0.9f, 0.1f, 1e-4f, 0, 0},   {0.9f, 0, 5e-4f, 1, 0},
+        };
+        for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
+            conf_case c = new_case(kind, 3);
+            conf_operand *p = out(&c, 0, B_ELEM, 1, 1, n, 1, 1, 1);
+            p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+            in(&c, 1, 1, n, 1, 1, 1);
+            /* momentum 0: the buffer is neither read nor written (poisoned, not compared);
+             * a first step must not read it (poisoned); later steps read and write it. */
+            conf_operand *b = out(&c, 2, B_ELEM, sg[i].mom != 0 && !sg[i].first, 1, n, 1, 1, 1);
+            b->lo = -0.1f, b->hi = 0.1f;
+            if (sg[i].mom == 0) b->check = C_NONE;
+            c.op.p.sgd.lr = 0.05f, c.op.p.sgd.momentum = sg[i].mom, c.op.p.sgd.dampening = sg[i].damp;
+            c.op.p.sgd.weight_decay = sg[i].wd, c.op.p.sgd.nesterov = sg[i].nesterov;
+            c.steps = 3, c.first_step = sg[i].first;
+            push(t, &c, "n=%lld momentum=%g dampening=%g wd=%g nesterov=%d first_step=%d steps=3", (long long)n,
+                 (double)sg[i].mom, (double)sg[i].damp, (double)sg[i].wd, sg[i].nesterov, sg[i].first);
+        }
+    } else if (kind == PT_OP_ADAM) {
+        static const struct { int decoupled; float wd; int64_t step0; int fresh; } ad[] = {
+            {0, 0, 1, 1}, {0, 1e-2f, 1, 1}, {1, 1e-2f, 1, 1}, {1, 0.05f, 1000, 0}, {0, 0, 10, 0}};
+        for (size_t i = 0; i < sizeof ad / sizeof ad[0]; i++) {
+            conf_case c = new_case(kind, 4);
+            conf_operand *p = out(&c, 0, B_ELEM, 1, 1, n, 1, 1, 1);
+            p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+            in(&c, 1, 1, n, 1, 1, 1);
+            conf_operand *m = out(&c, 2, B_ELEM, 1, 1, n, 1, 1, 1);
+            conf_operand *v = out(&c, 3, B_ELEM, 1, 1, n, 1, 1, 1);
+            if (ad[i].fresh) m->lo = m->hi = v->lo = v->hi = 0.0f; /* state of a new optimizer */
+            else m->lo = -0.01f, m->hi = 0.01f, v->lo = 0.0f, v->hi = 1e-4f;
+            c.op.p.adam.lr = 1e-2f, c.op.p.adam.beta1 = 0.9f, c.op.p.adam.beta2 = 0.999f;
+            c.op.p.adam.eps = 1e-8f, c.op.p.adam.weight_decay = ad[i].wd, c.op.p.adam.decoupled = ad[i].decoupled;
+            c.steps = 3, c.adam_step0 = ad[i].step0;
+            push(t, &c, "n=%lld %s wd=%g step=%lld.. steps=3", (long long)n, ad[i].decoupled ? "adamw" : "adam",
+                 (double)ad[i].wd, (long long)ad[i].step0);
+        }
+    } else {
+        /* RMSprop: plain, with L2 and momentum, centered, and both on state already running.
+         * Unused state (momentum 0, not centered) is poisoned and not compared: reading it
+         * would turn the parameter into NaN. */
+        static const struct { float wd, mom; int centered, fresh; } rp[] = {
+            {0, 0, 0, 1}, {5e-4f, 0.9f, 0, 1}, {0, 0, 1, 1}, {1e-2f, 0.9f, 1, 0}, {0, 0.5f, 0, 0}};
+        for (size_t i = 0; i < sizeof rp / sizeof rp[0]; i++) {
+            conf_case c = new_case(kind, 5);
+            conf_operand *p = out(&c, 0, B_ELEM, 1, 1, n, 1, 1, 1);
+            p->check = C_DELTA, p->lo = -0.05f, p->hi = 0.05f, p->floor = 1e-4;
+            in(&c, 1, 1, n, 1, 1, 1);
+            conf_operand *sq = out(&c, 2, B_ELEM, 1, 1, n, 1, 1, 1);
+            conf_operand *b = out(&c, 3, B_ELEM, rp[i].mom != 0, 1, n, 1, 1, 1);
+            conf_operand *a = out(&c, 4, B_ELEM, rp[i].centered, 1, n, 1, 1, 1);
+            /* running state keeps square_avg >= grad_avg^2, as RMSprop's own updates do */
+            if (rp[i].fresh) sq->lo = sq->hi = b->lo = b->hi = a->lo = a->hi = 0.0f;
+            else sq->lo = 1e-4f, sq->hi = 2e-4f, b->lo = -0.1f, b->hi = 0.1f, a->lo = -5e-3f, a->hi = 5e-3f;
+            if (rp[i].mom == 0) b->check = C_NONE;
+            if (!rp[i].centered) a->check = C_NONE;
+            c.op.p.rmsprop.lr = 1e-2f, c.op.p.rmsprop.alpha = 0.99f, c.op.p.rmsprop.eps = 1e-8f;
+            c.op.p.rmsprop.weight_decay = rp[i].wd, c.op.p.rmsprop.momentum = rp[i].mom;
+            c.op.p.rmsprop.centered = rp[i].centered;
+            c.steps = 3;
+            push(t, &c, "n=%lld wd=%g momentum=%g centered=%d %s state steps=3", (long long)n, (double)rp[i].wd,
+                 (double)rp[i].mom, rp[i].centered, rp[i].fresh ? "fresh" : "running");
+        }
     }
 }
 
-/* The model zoo's ops: SE/CBAM attention (broadcast multiply per channel or per pixel, its
- * factor gradient, sigmoid) and their pools (global max, channel mean/max). */
-static void add_zoo(conf_table *t)
+/* The shapes of the model zoo's attention and pooling ops: odd sizes, a single element,
+ * batch 1 with many channels, 1x1 planes. */
+static const int zoo_shapes[][4] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {1, 16, 4, 4}, {3, 5, 1, 1}, {2, 32, 8, 8}};
+#define ZOO_SHAPES (sizeof zoo_shapes / sizeof zoo_shapes[0])
+
+/* SE/CBAM attention: the broadcast multiply per channel or per pixel, and its factor gradient. */
+static void cases_bcast_mul(conf_table *t, pt_op_kind kind)
 {
-    /* n, c, h, w: odd sizes, a single element, batch 1 with many channels, 1x1 planes */
-    static const int sh[][4] = {{2, 3, 5, 7}, {1, 1, 1, 1}, {1, 16, 4, 4}, {3, 5, 1, 1}, {2, 32, 8, 8}};
-    static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
-    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
-        const int n = sh[i][0], c = sh[i][1], h = sh[i][2], w = sh[i][3];
+    for (size_t i = 0; i < ZOO_SHAPES; i++) {
+        const int n = zoo_shapes[i][0], c = zoo_shapes[i][1], h = zoo_shapes[i][2], w = zoo_shapes[i][3];
         for (int pix = 0; pix < 2; pix++)
             for (int acc = 0; acc < 2; acc++) {
-                conf_case m = new_case(PT_OP_BCAST_MUL, 3);
-                in(&m, 0, "x", 4, n, c, h, w);
-                if (pix) in(&m, 1, "s", 4, n, 1, h, w);
-                else in(&m, 1, "s", 2, n, c, 1, 1);
-                out(&m, 2, "y", B_ELEM, acc, 4, n, c, h, w);
+                conf_case m = new_case(kind, 3);
+                in(&m, 0, 4, n, c, h, w);
+                if (kind == PT_OP_BCAST_MUL) {
+                    if (pix) in(&m, 1, 4, n, 1, h, w);
+                    else in(&m, 1, 2, n, c, 1, 1);
+                    out(&m, 2, B_ELEM, acc, 4, n, c, h, w);
+                } else {
+                    in(&m, 1, 4, n, c, h, w);
+                    if (pix) out(&m, 2, B_REDUCE, acc, 4, n, 1, h, w);
+                    else out(&m, 2, B_REDUCE, acc, 2, n, c, 1, 1);
+                }
                 m.op.accumulate = acc;
-                push(t, &m, "x=%dx%dx%dx%d s=%s acc=%d", n, c, h, w, pix ? "per-pixel" : "per-channel", acc);
-                conf_case g = new_case(PT_OP_BCAST_MUL_GRAD, 3);
-                in(&g, 0, "x", 4, n, c, h, w);
-                in(&g, 1, "dy", 4, n, c, h, w);
-                if (pix) out(&g, 2, "ds", B_REDUCE, acc, 4, n, 1, h, w);
-                else out(&g, 2, "ds", B_REDUCE, acc, 2, n, c, 1, 1);
-                g.op.accumulate = acc;
-                push(t, &g, "x=%dx%dx%dx%d ds=%s acc=%d", n, c, h, w, pix ? "per-pixel" : "per-channel", acc);
+                push(t, &m, "x=%dx%dx%dx%d %s=%s acc=%d", n, c, h, w, kind == PT_OP_BCAST_MUL ? "s" : "ds",
+                     pix ? "per-pixel" : "per-channel", acc);
             }
-        for (int ties = 0; ties < 2; ties++) {
-            conf_case f = new_case(PT_OP_GMP_FWD, 3);
-            in(&f, 0, "x", 4, n, c, h, w)->gen = ties ? G_TIES : G_UNIFORM;
-            out(&f, 1, "y", B_ELEM, 0, 2, n, c, 1, 1);
-            conf_operand *a = out(&f, 2, "argmax", 0, 0, 2, n, c, 1, 1);
-            a->dtype = PT_I32, a->check = C_EXACT;
-            push(t, &f, "x=%dx%dx%dx%d %s", n, c, h, w, ties ? "ties" : "distinct");
-            conf_case p = new_case(PT_OP_CHANNEL_POOL_FWD, 3);
-            in(&p, 0, "x", 4, n, c, h, w)->gen = ties ? G_TIES : G_UNIFORM;
-            out(&p, 1, "y", B_REDUCE, 0, 4, n, 2, h, w);
-            a = out(&p, 2, "argmax", 0, 0, 4, n, 1, h, w);
-            a->dtype = PT_I32, a->check = C_EXACT;
-            push(t, &p, "x=%dx%dx%dx%d %s", n, c, h, w, ties ? "ties" : "distinct");
-        }
-        for (int acc = 0; acc < 2; acc++) {
-            conf_case b = new_case(PT_OP_GMP_BWD, 3);
-            in(&b, 0, "dy", 2, n, c, 1, 1);
-            conf_operand *a = in(&b, 1, "argmax", 2, n, c, 1, 1);
-            a->dtype = PT_I32, a->gen = G_LABELS, a->hi = (float)(h * w);
-            out(&b, 2, "dx", B_ELEM, acc, 4, n, c, h, w);
-            b.op.accumulate = acc;
-            push(t, &b, "x=%dx%dx%dx%d acc=%d", n, c, h, w, acc);
-            conf_case p = new_case(PT_OP_CHANNEL_POOL_BWD, 3);
-            in(&p, 0, "dy", 4, n, 2, h, w);
-            a = in(&p, 1, "argmax", 4, n, 1, h, w);
-            a->dtype = PT_I32, a->gen = G_LABELS, a->hi = (float)c;
-            out(&p, 2, "dx", B_ELEM, acc, 4, n, c, h, w);
-            p.op.accumulate = acc;
-            push(t, &p, "x=%dx%dx%dx%d acc=%d", n, c, h, w, acc);
+    }
+}
+
+static void cases_global_maxpool(conf_table *t, pt_op_kind kind)
+{
+    for (size_t i = 0; i < ZOO_SHAPES; i++) {
+        const int n = zoo_shapes[i][0], c = zoo_shapes[i][1], h = zoo_shapes[i][2], w = zoo_shapes[i][3];
+        for (int v = 0; v < 2; v++) {
+            conf_case f = new_case(kind, 3);
+            if (kind == PT_OP_GMP_FWD) {
+                in(&f, 0, 4, n, c, h, w)->gen = v ? G_TIES : G_UNIFORM;
+                out(&f, 1, B_ELEM, 0, 2, n, c, 1, 1);
+                out(&f, 2, 0, 0, 2, n, c, 1, 1);
+                push(t, &f, "x=%dx%dx%dx%d %s", n, c, h, w, v ? "ties" : "distinct");
+            } else {
+                in(&f, 0, 2, n, c, 1, 1);
+                in(&f, 1, 2, n, c, 1, 1)->hi = (float)(h * w);
+                out(&f, 2, B_ELEM, v, 4, n, c, h, w);
+                f.op.accumulate = v;
+                push(t, &f, "x=%dx%dx%dx%d acc=%d", n, c, h, w, v);
+            }
         }
     }
-    /* CBAM's spatial convolution: 7x7, padding 3, 2 channels in, 1 out, on odd planes */
-    static const pt_op_kind ck[] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
-    static const int cs[][3] = {{2, 9, 7}, {1, 4, 4}, {3, 8, 8}};
-    for (int ki = 0; ki < 3; ki++)
-        for (int si = 0; si < 3; si++)
-            for (int acc = 0; acc < 2; acc++) {
-                const int n = cs[si][0], h = cs[si][1], w = cs[si][2];
-                conf_case c = new_case(ck[ki], 3);
-                if (ck[ki] == PT_OP_CONV2D_BWD_DATA) out(&c, 0, "dx", B_DOT, acc, 4, n, 2, h, w);
-                else in(&c, 0, "x", 4, n, 2, h, w);
-                if (ck[ki] == PT_OP_CONV2D_BWD_FILTER) out(&c, 1, "dw", B_DOT, acc, 4, 1, 2, 7, 7);
-                else in(&c, 1, "w", 4, 1, 2, 7, 7);
-                if (ck[ki] == PT_OP_CONV2D_FWD) out(&c, 2, "y", B_DOT, acc, 4, n, 1, h, w);
-                else in(&c, 2, "dy", 4, n, 1, h, w);
-                c.op.p.conv.stride = 1, c.op.p.conv.pad = 3;
-                c.op.accumulate = acc;
-                push(t, &c, "cbam x=%dx2x%dx%d w=1x2x7x7 s=1 p=3 acc=%d", n, h, w, acc);
+}
+
+static void cases_channel_pool(conf_table *t, pt_op_kind kind)
+{
+    for (size_t i = 0; i < ZOO_SHAPES; i++) {
+        const int n = zoo_shapes[i][0], c = zoo_shapes[i][1], h = zoo_shapes[i][2], w = zoo_shapes[i][3];
+        for (int v = 0; v < 2; v++) {
+            conf_case p = new_case(kind, 3);
+            if (kind == PT_OP_CHANNEL_POOL_FWD) {
+                in(&p, 0, 4, n, c, h, w)->gen = v ? G_TIES : G_UNIFORM;
+                out(&p, 1, B_REDUCE, 0, 4, n, 2, h, w);
+                out(&p, 2, 0, 0, 4, n, 1, h, w);
+                push(t, &p, "x=%dx%dx%dx%d %s", n, c, h, w, v ? "ties" : "distinct");
+            } else {
+                in(&p, 0, 4, n, 2, h, w);
+                in(&p, 1, 4, n, 1, h, w)->hi = (float)c;
+                out(&p, 2, B_ELEM, v, 4, n, c, h, w);
+                p.op.accumulate = v;
+                push(t, &p, "x=%dx%dx%dx%d acc=%d", n, c, h, w, v);
             }
-    /* sigmoid over both tails (exp overflows for x < -88) and the middle */
-    static const struct { int64_t n; float range; int inplace; } sg[] = {{1, 4, 0}, {1001, 8, 0}, {4099, 100, 1}};
-    for (size_t i = 0; i < sizeof sg / sizeof sg[0]; i++) {
-        conf_case c = new_case(PT_OP_SIGMOID_FWD, 2);
-        conf_operand *x = in(&c, 0, "x", 1, sg[i].n, 1, 1, 1);
-        x->lo = -sg[i].range, x->hi = sg[i].range;
-        out(&c, 1, "y", B_ELEM, 0, 1, sg[i].n, 1, 1, 1);
-        if (sg[i].inplace) alias(&c, 1, 0);
-        push(t, &c, "n=%lld x in [-%g,%g) y=%s", (long long)sg[i].n, (double)sg[i].range, (double)sg[i].range,
-             sg[i].inplace ? "x" : "new");
-    }
-    for (int mode = 0; mode < 3; mode++) {
-        conf_case c = new_case(PT_OP_SIGMOID_BWD, 3);
-        conf_operand *y = in(&c, 0, "y", 2, 37, 111, 1, 1);
-        y->lo = 0.0f, y->hi = 1.0f;
-        in(&c, 1, "dy", 2, 37, 111, 1, 1);
-        out(&c, 2, "dx", B_ELEM, mode == 1, 2, 37, 111, 1, 1);
-        if (mode == 2) alias(&c, 2, 1);
-        c.op.accumulate = mode == 1;
-        push(t, &c, "n=37x111 %s", mode_name[mode]);
+        }
     }
 }
 
 /* Synchronised BatchNorm: on one device the "global" sums are this device's, which is
  * what each op sees after the core's reduction. */
-static void add_bn_sync(conf_table *t)
+static void cases_bn_sync(conf_table *t, pt_op_kind kind)
 {
     static const struct { int n, c, h, w; float lo, hi; } sh[] = {
         {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {4, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
     for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
         int n = sh[i].n, ch = sh[i].c, h = sh[i].h, w = sh[i].w;
-        {
-            conf_case c = new_case(PT_OP_BN_SYNC_STATS, 3);
-            conf_operand *x = in(&c, 0, "x", 4, n, ch, h, w);
+        if (kind == PT_OP_BN_SYNC_STATS) {
+            conf_case c = new_case(kind, 3);
+            conf_operand *x = in(&c, 0, 4, n, ch, h, w);
             x->lo = sh[i].lo, x->hi = sh[i].hi;
-            conf_operand *s = in(&c, 1, "shift", 1, ch, 1, 1, 1);
+            conf_operand *s = in(&c, 1, 1, ch, 1, 1, 1);
             s->lo = sh[i].lo, s->hi = sh[i].hi;
-            out(&c, 2, "stats", B_DOT, 0, 1, 2 * ch, 1, 1, 1);
+            out(&c, 2, B_DOT, 0, 1, 2 * ch, 1, 1, 1);
             push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", n, ch, h, w, (double)sh[i].lo, (double)sh[i].hi);
-        }
-        {
-            conf_case c = new_case(PT_OP_BN_SYNC_FWD, 7);
-            conf_operand *x = in(&c, 0, "x", 4, n, ch, h, w);
+        } else if (kind == PT_OP_BN_SYNC_FWD) {
+            conf_case c = new_case(kind, 7);
+            conf_operand *x = in(&c, 0, 4, n, ch, h, w);
             x->lo = sh[i].lo, x->hi = sh[i].hi;
-            conf_operand *g = in(&c, 1, "gamma", 1, ch, 1, 1, 1);
+            conf_operand *g = in(&c, 1, 1, ch, 1, 1, 1);
             g->lo = 0.5f, g->hi = 1.5f;
-            in(&c, 2, "beta", 1, ch, 1, 1, 1);
-            out(&c, 3, "y", B_DOT, 0, 4, n, ch, h, w);
-            conf_operand *rm = out(&c, 4, "running_mean", B_DOT, 1, 1, ch, 1, 1, 1);
+            in(&c, 2, 1, ch, 1, 1, 1);
+            out(&c, 3, B_DOT, 0, 4, n, ch, h, w);
+            conf_operand *rm = out(&c, 4, B_DOT, 1, 1, ch, 1, 1, 1);
             rm->lo = sh[i].lo, rm->hi = sh[i].hi;
-            conf_operand *rv = out(&c, 5, "running_var", B_DOT, 1, 1, ch, 1, 1, 1);
+            conf_operand *rv = out(&c, 5, B_DOT, 1, 1, ch, 1, 1, 1);
             rv->lo = 0.5f, rv->hi = 1.5f;
-            out(&c, 6, "stats", B_DOT, 1, 1, 2 * ch, 1, 1, 1)->gen = G_BN_SUMS;
+            out(&c, 6, B_DOT, 1, 1, 2 * ch, 1, 1, 1)->gen = G_BN_SUMS;
             c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
             c.op.p.bn.count = (int64_t)n * h * w;
             push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", n, ch, h, w, (double)sh[i].lo, (double)sh[i].hi);
-        }
-        {
-            conf_case c = new_case(PT_OP_BN_SYNC_BWD_STATS, 6);
-            in(&c, 0, "x", 4, n, ch, h, w);
-            in(&c, 1, "dy", 4, n, ch, h, w);
-            in(&c, 2, "stats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
-            out(&c, 3, "bstats", B_DOT, 0, 1, 2 * ch, 1, 1, 1);
-            out(&c, 4, "dgamma", B_DOT, 0, 1, ch, 1, 1, 1);
-            out(&c, 5, "dbeta", B_DOT, 0, 1, ch, 1, 1, 1);
+        } else if (kind == PT_OP_BN_SYNC_BWD_STATS) {
+            conf_case c = new_case(kind, 6);
+            in(&c, 0, 4, n, ch, h, w);
+            in(&c, 1, 4, n, ch, h, w);
+            in(&c, 2, 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
+            out(&c, 3, B_DOT, 0, 1, 2 * ch, 1, 1, 1);
+            out(&c, 4, B_DOT, 0, 1, ch, 1, 1, 1);
+            out(&c, 5, B_DOT, 0, 1, ch, 1, 1, 1);
             push(t, &c, "x=%dx%dx%dx%d", n, ch, h, w);
-        }
-        for (int mode = 0; mode < 3; mode++) {
-            static const char *const mode_name[] = {"acc=0", "acc=1", "dx=dy"};
-            conf_case c = new_case(PT_OP_BN_SYNC_BWD, 6);
-            in(&c, 0, "x", 4, n, ch, h, w);
-            in(&c, 1, "dy", 4, n, ch, h, w);
-            conf_operand *g = in(&c, 2, "gamma", 1, ch, 1, 1, 1);
-            g->lo = 0.5f, g->hi = 1.5f;
-            in(&c, 3, "stats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
-            in(&c, 4, "bstats", 1, 2 * ch, 1, 1, 1)->gen = G_BN_BSUMS;
-            out(&c, 5, "dx", B_DOT, mode == 1, 4, n, ch, h, w);
-            if (mode == 2) alias(&c, 5, 1);
-            c.op.accumulate = mode == 1;
-            c.op.p.bn.count = (int64_t)n * h * w;
-            push(t, &c, "x=%dx%dx%dx%d %s", n, ch, h, w, mode_name[mode]);
+        } else {
+            for (int mode = 0; mode < 3; mode++) {
+                conf_case c = new_case(kind, 6);
+                in(&c, 0, 4, n, ch, h, w);
+                in(&c, 1, 4, n, ch, h, w);
+                conf_operand *g = in(&c, 2, 1, ch, 1, 1, 1);
+                g->lo = 0.5f, g->hi = 1.5f;
+                in(&c, 3, 1, 2 * ch, 1, 1, 1)->gen = G_BN_MEAN_INVSTD;
+                in(&c, 4, 1, 2 * ch, 1, 1, 1)->gen = G_BN_BSUMS;
+                out(&c, 5, B_DOT, mode == 1, 4, n, ch, h, w);
+                if (mode == 2) alias(&c, 5, 1);
+                c.op.accumulate = mode == 1;
+                c.op.p.bn.count = (int64_t)n * h * w;
+                push(t, &c, "x=%dx%dx%dx%d %s", n, ch, h, w, grad_mode_name[mode]);
+            }
         }
     }
 }
 
+typedef void (*conf_recipe)(conf_table *t, pt_op_kind kind);
+
+static const conf_recipe recipes[] = {
+    [PT_CASES_FILL] = cases_fill,
+    [PT_CASES_AXPY] = cases_axpy,
+    [PT_CASES_ADD] = cases_add,
+    [PT_CASES_GEMM] = cases_gemm,
+    [PT_CASES_BIAS] = cases_bias,
+    [PT_CASES_CONV] = cases_conv,
+    [PT_CASES_BN] = cases_bn,
+    [PT_CASES_POINTWISE_FWD] = cases_pointwise_fwd,
+    [PT_CASES_POINTWISE_BWD] = cases_pointwise_bwd,
+    [PT_CASES_POOL] = cases_pool,
+    [PT_CASES_GAP] = cases_gap,
+    [PT_CASES_DROPOUT] = cases_dropout,
+    [PT_CASES_XENT] = cases_xent,
+    [PT_CASES_OPTIM] = cases_optim,
+    [PT_CASES_BCAST_MUL] = cases_bcast_mul,
+    [PT_CASES_GLOBAL_MAXPOOL] = cases_global_maxpool,
+    [PT_CASES_CHANNEL_POOL] = cases_channel_pool,
+    [PT_CASES_BN_SYNC] = cases_bn_sync,
+};
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
-    add_fill(t);
-    add_axpy_add(t);
-    add_gemm(t);
-    add_bias(t);
-    add_conv(t);
-    add_bn(t);
-    add_relu(t);
-    add_pool(t);
-    add_dropout(t);
-    add_xent(t);
-    add_optim(t);
-    add_zoo(t);
-    add_bn_sync(t); /* appended: earlier case indices (and their seeds) stay as they were */
+    for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
+        const pt_op_desc *d = pt_op_describe((pt_op_kind)k);
+        const unsigned r = d ? (unsigned)d->cases.recipe : 0u;
+        if (r < sizeof recipes / sizeof recipes[0] && recipes[r]) recipes[r](t, (pt_op_kind)k);
+    }
     if (t->oom) {
         free(t->c);
         memset(t, 0, sizeof *t);

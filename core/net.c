@@ -243,10 +243,20 @@ int pt_net_linear_shared(pt_net *net, int in, int owner)
     return finish_node(net, n);
 }
 
-int pt_net_sigmoid(pt_net *net, int in)
+int pt_net_activation(pt_net *net, int in, pt_op_kind op)
 {
-    return finish_node(net, add_node(net, PT_NODE_SIGMOID, "", in, -1));
+    if (!net->err.status && !pt_op_is_activation(op)) {
+        pt_fail(&net->err, PT_ERR_INVALID, "net: %s is not an activation kind (a pointwise forward with a gradient kind)",
+                pt_op_name(op));
+        return -1;
+    }
+    pt_node *n = add_node(net, PT_NODE_ACTIVATION, "", in, -1);
+    if (!n) return -1;
+    n->a.act.op = (int)op;
+    return finish_node(net, n);
 }
+
+int pt_net_sigmoid(pt_net *net, int in) { return pt_net_activation(net, in, PT_OP_SIGMOID_FWD); }
 
 int pt_net_bcast_mul(pt_net *net, int x, int s)
 {
@@ -328,16 +338,32 @@ int64_t pt_net_decay_prefix(const pt_net *net)
     return end;
 }
 
+/* The op table's count for the GEMM-like op of each convolution and linear layer, on one
+ * sample (the tensors carry shapes only). */
 double pt_net_forward_flops(const pt_net *net)
 {
     double flops = 0;
     for (int i = 0; i < net->nnodes; i++) {
         const pt_node *n = &net->nodes[i];
         const pt_node *x = n->nin ? &net->nodes[n->in[0]] : n;
-        if (n->kind == PT_NODE_CONV2D)
-            flops += 2.0 * (double)n->c * n->h * n->w * (double)x->c * n->a.conv.k * n->a.conv.k;
-        else if (n->kind == PT_NODE_LINEAR)
-            flops += 2.0 * (double)n->c * (double)(x->c * x->h * x->w);
+        pt_op op;
+        memset(&op, 0, sizeof op);
+        op.nt = 3;
+        if (n->kind == PT_NODE_CONV2D) {
+            op.kind = PT_OP_CONV2D_FWD;
+            op.t[0] = pt_tensor_4d(NULL, 0, 1, x->c, x->h, x->w);
+            op.t[1] = pt_tensor_4d(NULL, 0, n->c, x->c, n->a.conv.k, n->a.conv.k);
+            op.t[2] = pt_tensor_4d(NULL, 0, 1, n->c, n->h, n->w);
+        } else if (n->kind == PT_NODE_LINEAR) {
+            op.kind = PT_OP_GEMM;
+            op.p.gemm.trans_b = 1; /* y = x W^T */
+            op.t[0] = pt_tensor_2d(NULL, 0, 1, x->c * x->h * x->w);
+            op.t[1] = pt_tensor_2d(NULL, 0, n->c, x->c * x->h * x->w);
+            op.t[2] = pt_tensor_2d(NULL, 0, 1, n->c);
+        } else {
+            continue;
+        }
+        flops += pt_op_flops(&op);
     }
     return flops;
 }

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "core/op.h"
 #include "core/status.h"
 
 typedef enum pt_node_kind {
@@ -19,7 +20,7 @@ typedef enum pt_node_kind {
     PT_NODE_LINEAR,
     PT_NODE_ADD,
     PT_NODE_DROPOUT,
-    PT_NODE_SIGMOID,
+    PT_NODE_ACTIVATION, /* a pointwise activation kind of the op table (a.act.op) */
     PT_NODE_BCAST_MUL,
     PT_NODE_GLOBAL_MAXPOOL,
     PT_NODE_CHANNEL_POOL,
@@ -70,6 +71,7 @@ typedef struct pt_node {
          * w, b: the parameters it applies (its own, or the owner's; b -1 without bias) */
         struct { int out, bias, share, w, b; } linear;
         struct { float p; } dropout;
+        struct { int op; } act; /* the forward pt_op_kind */
     } a;
     int param[2]; /* indices into the net's params: weight, bias (-1 if none) */
     int buffer[2]; /* BN: running_mean, running_var */
@@ -107,6 +109,10 @@ int pt_net_dropout(pt_net *net, int in, float p);
 /* A linear layer applying the weight and bias of the linear node `owner` (declared once,
  * gradients summed over both uses). */
 int pt_net_linear_shared(pt_net *net, int in, int owner);
+/* y = f(x) for an activation kind of the op table (pt_op_is_activation: sigmoid_fwd,
+ * silu_fwd, ...); its backward is the kind's gradient op. */
+int pt_net_activation(pt_net *net, int in, pt_op_kind op);
+/* pt_net_activation with PT_OP_SIGMOID_FWD. */
 int pt_net_sigmoid(pt_net *net, int in);
 /* y = x * s: s is [C] features (one factor per channel) or a 1xHxW image (one per pixel). */
 int pt_net_bcast_mul(pt_net *net, int x, int s);

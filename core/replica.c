@@ -108,7 +108,11 @@ int pt_emit_fold_relu(pt_emit *em, int node)
     op_list *l = em->list;
     if (!em->r->fold_relu || l->n == 0) return 0;
     pt_op *op = &l->ops[l->n - 1];
-    const int out = op->kind == PT_OP_BN_FWD_TRAIN || op->kind == PT_OP_BN_FWD_EVAL ? 3 : op->kind == PT_OP_ADD ? 2 : -1;
+    /* a kind that may carry the ReLU applies it to its first written operand */
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    int out = -1;
+    for (int i = 0; d && (d->flags & PT_OPF_FUSED_RELU) && i < d->nt && out < 0; i++)
+        if (d->arg[i].access == PT_ARG_OUT) out = i;
     const pt_node *n = &em->r->net->nodes[node];
     if (out < 0 || op->fuse_relu || op->nt <= out) return 0;
     /* in place on exactly what that op wrote */
@@ -192,13 +196,11 @@ static size_t saved_bytes(const pt_node *n, int slot, int batch)
 static int alias_input(const pt_replica *r, int id)
 {
     const pt_node *n = &r->net->nodes[id];
-    const pt_layer_vt *vt = pt_layer_vtable(n->kind);
-    if (!vt || !vt->in_place) return 0;
+    if (!pt_layer_in_place(n)) return 0;
     int in = n->in[0];
     const pt_node *src = &r->net->nodes[in];
     if (src->kind == PT_NODE_INPUT || r->consumers[in] != 1) return 0;
-    const pt_layer_vt *svt = pt_layer_vtable(src->kind);
-    return !(svt && svt->in_place);
+    return !pt_layer_in_place(src);
 }
 
 /* A node's gradient is its first input's range when it computes in place, or when its

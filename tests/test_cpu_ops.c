@@ -1168,25 +1168,22 @@ static void adam_and_adamw_match_pytorch_formula_over_several_steps(void)
 
 /* ---- contract ---- */
 
-static void supports_every_kind_with_f32_operands(void)
+static void supports_every_kind_with_its_operands(void)
 {
     for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
+        const pt_op_desc *d = pt_op_describe((pt_op_kind)k);
+        CHECKF(d != NULL, "op kind %d has no description", k);
+        if (!d) continue;
         pt_op op = make_op((pt_op_kind)k, 0);
-        /* operand counts per kind as core/op.h documents them */
-        static const int nts[PT_OP_KIND_COUNT] = {1, 2, 3, 3, 2, 2, 3, 3, 3, 8, 6, 8, 2, 3, 3, 3, 2, 2, 3, 3, 4, 3, 4,
-                                                       [PT_OP_RMSPROP] = 5,
-                                                       [PT_OP_BCAST_MUL] = 3, 3, 2, 3, 3, 3, 3, 3,
-                                                       [PT_OP_BN_SYNC_STATS] = 3, 7, 6, 6};
-        op.nt = nts[k];
-        for (int i = 0; i < op.nt; i++) op.t[i].dtype = PT_F32, op.t[i].ndim = 1;
-        if (k == PT_OP_MAXPOOL_FWD) op.t[2].dtype = PT_I32;
-        if (k == PT_OP_MAXPOOL_BWD) op.t[1].dtype = PT_I32;
-        if (k == PT_OP_XENT) op.t[1].dtype = PT_I32;
-        if (k == PT_OP_GMP_FWD || k == PT_OP_CHANNEL_POOL_FWD) op.t[2].dtype = PT_I32;
-        if (k == PT_OP_GMP_BWD || k == PT_OP_CHANNEL_POOL_BWD) op.t[1].dtype = PT_I32;
+        /* the operand count and dtypes the kind's description gives */
+        op.nt = d->nt;
+        for (int i = 0; i < op.nt; i++) op.t[i].dtype = d->arg[i].dtype, op.t[i].ndim = 1;
         CHECKF(g_dev->be->supports(g_dev->ctx, &op), "%s", pt_op_name((pt_op_kind)k));
         op.t[0].dtype = PT_I64;
         CHECKF(!g_dev->be->supports(g_dev->ctx, &op), "%s with an I64 operand", pt_op_name((pt_op_kind)k));
+        op.t[0].dtype = d->arg[0].dtype;
+        op.nt = d->nt + 1;
+        CHECKF(!g_dev->be->supports(g_dev->ctx, &op), "%s with %d operands", pt_op_name((pt_op_kind)k), op.nt);
     }
 }
 
@@ -1256,7 +1253,7 @@ int main(void)
     RUN(xent_rejects_a_label_out_of_range);
     RUN(sgd_matches_pytorch_formula_over_several_steps);
     RUN(adam_and_adamw_match_pytorch_formula_over_several_steps);
-    RUN(supports_every_kind_with_f32_operands);
+    RUN(supports_every_kind_with_its_operands);
     RUN(run_rejects_wrong_operands_naming_the_op);
     RUN(rel_err_never_passes_nan);
     pt_device_close(g_dev);

@@ -1,8 +1,8 @@
 /* The cpu backend's model-zoo ops (backends/cpu/cpu_zoo.c) against their specification in
- * core/op.h where the conformance suite cannot reach, since it compares backends with each
- * other: exact values against a float64 reference, NaN propagation and ties (the first
+ * core/op_table.c where the conformance suite cannot reach, since it compares backends with
+ * each other: exact values against a float64 reference, NaN propagation and ties (the first
  * maximum or NaN wins), argmax out of range refused, operand shapes that do not relate as
- * the spec says refused by the shared check (core/op.c) with a message. */
+ * the spec says refused by the shared check (the kinds' shape rules) with a message. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

@@ -547,9 +547,9 @@ static void gpu_deterministic_mode_repeats_conv_gradients_bitwise(void)
     pt_device_close(d);
 }
 
-/* The module's supports() (its validate path, which needs no device) for every op kind of
- * core/op.h: each kind's operand signature is found by trying counts and dtypes against
- * core's own check, so a kind added to core/op.h is covered here without editing this test. */
+/* The module's supports() (its validate path, which needs no device) for every op kind:
+ * each kind's operand signature is found by trying counts and dtypes against core's own
+ * check, so a kind added to the op table is covered here without editing this test. */
 static void module_supports_every_op_kind(void)
 {
     void *h = NULL;

@@ -376,6 +376,7 @@ static void maxpool_backward(layer *l, const float *r, float **g)
     op.t[1] = T4(arg, d[0], d[1], p, p);
     op.t[1].dtype = PT_I32;
     op.t[2] = T4(dx, d[0], d[1], d[2], d[3]);
+    op.p.pool.k = d[4], op.p.pool.stride = d[5], op.p.pool.pad = d[6];
     exec(&op);
     get(g[0], dx, l->in_n[0]);
     dev_release();
@@ -642,45 +643,58 @@ static void a_wrong_gradient_is_detected(void)
     CHECK(pt_t_rel_err_f32_f64(g, num, 3) > 1e-2);
 }
 
-/* ---- the model zoo's ops: sigmoid, broadcast multiply, global max pool, channel pool ---- */
+/* ---- every activation kind of the op table (sigmoid, ...): its forward and its gradient
+ * kind as the activation layer emits them, dims[0] the forward kind ---- */
 
-static void sigmoid_run(layer *l, pt_buffer *y)
+static void act_run(layer *l, pt_buffer *x, pt_buffer *y)
 {
-    pt_op op = mk(PT_OP_SIGMOID_FWD, 2);
-    op.t[0] = T1(dev_f(l->in[0], l->in_n[0]), l->in_n[0]);
+    pt_op op = mk((pt_op_kind)l->dims[0], 2);
+    op.t[0] = T1(x, l->in_n[0]);
     op.t[1] = T1(y, l->out_n);
     exec(&op);
 }
 
-static void sigmoid_forward(layer *l, float *out)
+static void act_forward(layer *l, float *out)
 {
     pt_buffer *y = dev_f(NULL, l->out_n);
-    sigmoid_run(l, y);
+    act_run(l, dev_f(l->in[0], l->in_n[0]), y);
     get(out, y, l->out_n);
     dev_release();
 }
 
-static void sigmoid_backward(layer *l, const float *r, float **g)
+static void act_backward(layer *l, const float *r, float **g)
 {
-    pt_buffer *y = dev_f(NULL, l->out_n), *dx = dev_f(NULL, l->in_n[0]);
-    sigmoid_run(l, y);
-    pt_op op = mk(PT_OP_SIGMOID_BWD, 3);
-    op.t[0] = T1(y, l->out_n), op.t[1] = T1(dev_f(r, l->out_n), l->out_n), op.t[2] = T1(dx, l->in_n[0]);
+    const pt_op_desc *d = pt_op_describe((pt_op_kind)l->dims[0]);
+    pt_buffer *x = dev_f(l->in[0], l->in_n[0]), *y = dev_f(NULL, l->out_n), *dx = dev_f(NULL, l->in_n[0]);
+    act_run(l, x, y);
+    pt_op op = mk(d->grad_kind, 3);
+    op.t[0] = T1(d->grad_reads_output ? y : x, l->out_n);
+    op.t[1] = T1(dev_f(r, l->out_n), l->out_n);
+    op.t[2] = T1(dx, l->in_n[0]);
     exec(&op);
     get(g[0], dx, l->in_n[0]);
     dev_release();
 }
 
-static void sigmoid_gradient_matches_finite_differences(void)
+static void every_activation_gradient_matches_finite_differences(void)
 {
-    layer l = {.name = "sigmoid", .nin = 1, .check = {1}, .h = 1e-2};
-    l.in_n[0] = l.out_n = 40;
-    l.in[0] = rand_f(40, 4); /* both tails and the middle */
-    l.forward = sigmoid_forward;
-    l.backward = sigmoid_backward;
-    gradcheck(&l, NULL);
-    free_inputs(&l);
+    int checked = 0;
+    for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
+        if (!pt_op_is_activation((pt_op_kind)k)) continue;
+        layer l = {.name = pt_op_name((pt_op_kind)k), .nin = 1, .check = {1}, .h = 1e-2, .dims = {k}};
+        l.in_n[0] = l.out_n = 40;
+        l.in[0] = rand_f(40, 4); /* both tails and the middle, never within 2h of a ReLU's kink */
+        for (int i = 0; i < 40; i++) l.in[0][i] = copysignf(0.05f + fabsf(l.in[0][i]), l.in[0][i]);
+        l.forward = act_forward;
+        l.backward = act_backward;
+        gradcheck(&l, NULL);
+        free_inputs(&l);
+        checked++;
+    }
+    CHECKF(checked >= 2, "%d activation kinds", checked);
 }
+
+/* ---- the model zoo's ops: broadcast multiply, global max pool, channel pool ---- */
 
 /* dims = n, c, h, w, per_pixel */
 static pt_tensor bcast_factor(const layer *l, pt_buffer *b)
@@ -784,6 +798,7 @@ static void maxlike_backward(layer *l, const float *r, float **g)
         op.t[1] = pt_tensor_make(arg, 0, PT_I32, 2, (int64_t[4]){d[0], d[1], 1, 1});
     }
     op.t[2] = T4(dx, d[0], d[1], d[2], d[3]);
+    op.p.pool.k = d[4], op.p.pool.stride = d[5], op.p.pool.pad = d[6];
     exec(&op);
     get(g[0], dx, l->in_n[0]);
     dev_release();
@@ -822,7 +837,7 @@ int main(void)
     RUN(dropout_gradient_matches_finite_differences);
     RUN(add_gradients_match_finite_differences);
     RUN(softmax_xent_gradient_matches_finite_differences);
-    RUN(sigmoid_gradient_matches_finite_differences);
+    RUN(every_activation_gradient_matches_finite_differences);
     RUN(bcast_mul_gradients_match_finite_differences);
     RUN(global_max_and_channel_pool_gradients_match_finite_differences);
     RUN(a_wrong_gradient_is_detected);

@@ -36,7 +36,26 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-typedef struct { pt_op_kind kind; double s; int64_t n; } op_row;
+typedef struct { pt_op_kind kind; double s; int64_t n; double flop; } op_row;
+
+/* FLOPs of one training step by op kind (the op table's count of every op of the forward,
+ * backward and update lists); returns the total. */
+static double step_flops(const pt_replica *rep, double *per_kind)
+{
+    double total = 0;
+    for (int k = 0; k < PT_OP_KIND_COUNT; k++) per_kind[k] = 0;
+    const pt_replica_list lists[] = {PT_LIST_FORWARD, PT_LIST_BACKWARD, PT_LIST_OTHER};
+    for (int l = 0; l < 3; l++) {
+        int n = 0;
+        const pt_op *ops = pt_replica_ops(rep, lists[l], &n);
+        for (int i = 0; i < n; i++) {
+            const double f = pt_op_flops(&ops[i]);
+            per_kind[ops[i].kind] += f;
+            total += f;
+        }
+    }
+    return total;
+}
 
 /* High-water resident set of this process (bytes), 0 where /proc is missing. */
 static long long vm_hwm_bytes(void)
@@ -222,14 +241,18 @@ int cmd_bench(int argc, char **argv)
     double step = median(train_t, steps), inf = median(eval_t, steps);
     double flops = pt_net_forward_flops(net);
     double gflops_train = 3.0 * flops * batch / step / 1e9;
+    double kind_flops[PT_OP_KIND_COUNT];
+    const double all_flops = step_flops(rep, kind_flops);
     if (json) {
         printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"batch\":%d,\"backend\":\"%s\",\"device\":\"%s\","
                "\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,\"train_img_per_s\":%.2f,"
-               "\"train_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
+               "\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,\"step_gflop_per_s\":%.2f,"
+               "\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
                "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
                "\"device_mem_bytes\":%lld%s",
                model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
-               flops / 1e9, 1e3 * step, batch / step, gflops_train, 1e3 * inf, batch / inf, warm_s,
+               flops / 1e9, 1e3 * step, batch / step, gflops_train, all_flops / 1e9, all_flops / step / 1e9, 1e3 * inf,
+               batch / inf, warm_s,
                devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep),
                per_op ? ",\"per_op\":{" : "}\n");
     } else {
@@ -240,6 +263,8 @@ int cmd_bench(int argc, char **argv)
         printf("  warm-up %d steps: %.2f s (includes kernel builds and library warm-up)\n", warmup, warm_s);
         printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,
                steps, batch / step, gflops_train);
+        printf("  every op of the step: %.3f GFLOP = %.1f GFLOP/s (the op table's counts)\n", all_flops / 1e9,
+               all_flops / step / 1e9);
         printf("  eval batch: median %.1f ms = %.1f img/s\n", 1e3 * inf, batch / inf);
         printf("  peak memory (VmHWM): %.1f MiB\n", vm_hwm_bytes() / 1048576.0);
         /* on a GPU VmHWM is host memory (mostly the vendor libraries): the device's own use
@@ -253,19 +278,21 @@ int cmd_bench(int argc, char **argv)
         double total = 0;
         for (int k = 0; k < PT_OP_KIND_COUNT; k++)
             if (prof.count[k]) {
-                rows[nr++] = (op_row){(pt_op_kind)k, prof.seconds[k], prof.count[k]};
+                rows[nr++] = (op_row){(pt_op_kind)k, prof.seconds[k], prof.count[k], kind_flops[k]};
                 total += prof.seconds[k];
             }
         qsort(rows, (size_t)nr, sizeof rows[0], cmp_row);
         if (!json) printf("  per op kind (synchronised after every op; %d steps):\n", steps);
         for (int i = 0; i < nr; i++) {
             if (json)
-                printf("%s\"%s\":{\"ms_per_step\":%.3f,\"share\":%.4f,\"calls_per_step\":%.2f}", i ? "," : "",
-                       pt_op_name(rows[i].kind), 1e3 * rows[i].s / steps, rows[i].s / total,
-                       (double)rows[i].n / steps);
+                printf("%s\"%s\":{\"ms_per_step\":%.3f,\"share\":%.4f,\"calls_per_step\":%.2f,"
+                       "\"gflop_per_step\":%.4f,\"gflop_per_s\":%.2f}",
+                       i ? "," : "", pt_op_name(rows[i].kind), 1e3 * rows[i].s / steps, rows[i].s / total,
+                       (double)rows[i].n / steps, rows[i].flop / 1e9, rows[i].flop * steps / rows[i].s / 1e9);
             else
-                printf("    %-18s %8.2f ms/step %6.1f%%  (%lld calls)\n", pt_op_name(rows[i].kind),
-                       1e3 * rows[i].s / steps, 100 * rows[i].s / total, (long long)(rows[i].n / steps));
+                printf("    %-18s %8.2f ms/step %6.1f%%  %8.2f GFLOP/s  (%lld calls)\n", pt_op_name(rows[i].kind),
+                       1e3 * rows[i].s / steps, 100 * rows[i].s / total, rows[i].flop * steps / rows[i].s / 1e9,
+                       (long long)(rows[i].n / steps));
         }
         if (json) printf("}}\n");
     }

@@ -55,6 +55,60 @@ static void on_case(const pt_conformance_result *r, void *user)
     fflush(stdout);
 }
 
+/* --list: every op kind from its description (core/op_table.c) with its operands and the number
+ * of conformance cases the suite makes for it. */
+static int list_ops(int json)
+{
+    int cases[PT_OP_KIND_COUNT] = {0};
+    for (int i = 0; i < pt_conformance_case_count(); i++) {
+        const pt_op_kind k = pt_conformance_case_kind(i);
+        if ((int)k >= 0 && k < PT_OP_KIND_COUNT) cases[k]++;
+    }
+    static const char *const access[] = {"", "in", "out", "inout"};
+    pt_strbuf sb;
+    pt_strbuf_init(&sb);
+    if (json) pt_strbuf_puts(&sb, "{\"ops\":[");
+    else printf("%-18s %5s  %-56s %s\n", "op", "cases", "computes", "operands (name:dtype:access)");
+    for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
+        const pt_op_desc *d = pt_op_describe((pt_op_kind)k);
+        char args[256] = "";
+        for (int i = 0; i < d->nt; i++) {
+            size_t u = strlen(args);
+            snprintf(args + u, sizeof args - u, "%s%s:%s:%s%s", i ? " " : "", d->arg[i].name,
+                     d->arg[i].dtype == PT_I32 ? "i32" : "f32", access[d->arg[i].access & 3],
+                     d->arg[i].optional || (d->nt_min && i >= d->nt_min) ? "?" : "");
+        }
+        if (json) {
+            pt_strbuf_puts(&sb, k ? ",{\"name\":" : "{\"name\":");
+            pt_strbuf_json_string(&sb, d->name);
+            pt_strbuf_printf(&sb, ",\"cases\":%d,\"operands\":", cases[k]);
+            pt_strbuf_json_string(&sb, args);
+            pt_strbuf_printf(&sb, ",\"pointwise\":%s,\"accumulates\":%s,\"fused_relu\":%s,\"computes\":",
+                             d->flags & PT_OPF_POINTWISE ? "true" : "false", d->flags & PT_OPF_ACCUMULATE ? "true" : "false",
+                             d->flags & PT_OPF_FUSED_RELU ? "true" : "false");
+            pt_strbuf_json_string(&sb, d->summary);
+            pt_strbuf_puts(&sb, "}");
+        } else {
+            printf("%-18s %5d  %-56s %s\n", d->name, cases[k], d->summary, args);
+        }
+    }
+    pt_error err;
+    if (json) {
+        pt_strbuf_puts(&sb, "]}\n");
+        if (pt_strbuf_check(&sb, &err) != PT_OK) {
+            cli_error("selftest: %s", err.msg);
+            pt_strbuf_free(&sb);
+            return 1;
+        }
+        fputs(sb.data, stdout);
+    } else {
+        printf("(%d op kinds, %d cases; '?' marks an operand that may be absent)\n", (int)PT_OP_KIND_COUNT,
+               pt_conformance_case_count());
+    }
+    pt_strbuf_free(&sb);
+    return 0;
+}
+
 /* "all" or "0,2,...": which indices to run (each below SELFTEST_MAX_DEVICES). */
 static int parse_devices(const char *spec, int *want)
 {
@@ -86,7 +140,7 @@ int cmd_selftest(int argc, char **argv)
 {
     const char *backend = "all", *devices = "all", *filter = NULL;
     uint64_t seed = 0;
-    int seed_given = 0, verbose = 0, json = 0;
+    int seed_given = 0, verbose = 0, json = 0, list = 0;
     const arg_spec specs[] = {
         {"backend", ARG_STRING, &backend, "NAME", "a backend name, or all (default): every compiled-in backend",
          0, 0, NULL},
@@ -96,6 +150,7 @@ int cmd_selftest(int argc, char **argv)
          NULL},
         {"verbose", ARG_FLAG, &verbose, NULL, "a line for every case, not only the failing ones", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "machine-readable output (one JSON object)", 0, 0, NULL},
+        {"list", ARG_FLAG, &list, NULL, "list the op kinds (operands, conformance cases) and exit", 0, 0, NULL},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
     const arg_command cmd = {
@@ -107,6 +162,7 @@ int cmd_selftest(int argc, char **argv)
         NULL};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
+    if (list) return list_ops(json);
     int all = strcmp(backend, "all") == 0;
     if (!all && !pt_backend_find(backend)) {
         char list[256] = "";

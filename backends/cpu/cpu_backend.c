@@ -217,33 +217,14 @@ static pt_status cpu_synchronize(void *dev_ctx, pt_error *err)
     return PT_OK; /* every op has finished when run() returns */
 }
 
-/* ---- op validation ---- */
+/* ---- op validation: the kinds' descriptions (core/op_table.c) ---- */
+
+static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
     PT_TRY(pt_op_check_operands(op, "cpu", PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU, check_memory, err));
-    const char *name = pt_op_name(op->kind);
-    for (int i = 0; check_memory && i < op->nt; i++) {
-        const pt_tensor *t = &op->t[i];
-        if (pt_op_operand_absent(op, i)) continue;
-        char what[64];
-        snprintf(what, sizeof what, "%s operand %d", name, i);
-        PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
-    }
-    if (check_memory && op->kind == PT_OP_GEMM)
-        for (int i = 0; i < 3; i++)
-            if (op->t[i].ndim != 2)
-                return pt_fail(err, PT_ERR_INVALID, "cpu gemm: operand %d is %d-D, expected 2-D", i,
-                               op->t[i].ndim);
-    if (check_memory && op->workspace_bytes) {
-        if (!op->workspace.buf)
-            return pt_fail(err, PT_ERR_INVALID, "cpu %s: workspace of %zu bytes has no buffer", name,
-                           op->workspace_bytes);
-        char what[64];
-        snprintf(what, sizeof what, "%s workspace", name);
-        PT_TRY(check_range(op->workspace, op->workspace_bytes, what, err));
-    }
-    return PT_OK;
+    return check_memory ? pt_op_check_memory(op, "cpu", buffer_bytes, 1, err) : PT_OK;
 }
 
 static int cpu_supports(void *dev_ctx, const pt_op *op)
@@ -270,10 +251,10 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     const cpu_device *d = dev_ctx;
     PT_TRY(validate(op, 1, err));
     cpu_threads_enter(d);
+    if (pt_op_describe(op->kind)->flags & PT_OPF_POINTWISE) return cpu_op_pointwise(d, op, err);
     switch (op->kind) {
     case PT_OP_FILL: return cpu_op_fill(d, op, err);
     case PT_OP_AXPY: return cpu_op_axpy(d, op, err);
-    case PT_OP_ADD: return cpu_op_add(d, op, err);
     case PT_OP_GEMM: return cpu_op_gemm(d, op, err);
     case PT_OP_BIAS_ADD: return cpu_op_bias_add(d, op, err);
     case PT_OP_BIAS_GRAD: return cpu_op_bias_grad(d, op, err);
@@ -283,22 +264,17 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_BN_FWD_TRAIN: return cpu_op_bn_fwd_train(d, op, err);
     case PT_OP_BN_FWD_EVAL: return cpu_op_bn_fwd_eval(d, op, err);
     case PT_OP_BN_BWD: return cpu_op_bn_bwd(d, op, err);
-    case PT_OP_RELU_FWD: return cpu_op_relu_fwd(d, op, err);
-    case PT_OP_RELU_BWD: return cpu_op_relu_bwd(d, op, err);
     case PT_OP_MAXPOOL_FWD: return cpu_op_maxpool_fwd(d, op, err);
     case PT_OP_MAXPOOL_BWD: return cpu_op_maxpool_bwd(d, op, err);
     case PT_OP_GAP_FWD: return cpu_op_gap_fwd(d, op, err);
     case PT_OP_GAP_BWD: return cpu_op_gap_bwd(d, op, err);
     case PT_OP_DROPOUT_FWD: return cpu_op_dropout_fwd(d, op, err);
-    case PT_OP_DROPOUT_BWD: return cpu_op_dropout_bwd(d, op, err);
     case PT_OP_XENT: return cpu_op_xent(d, op, err);
     case PT_OP_SGD: return cpu_op_sgd(d, op, err);
     case PT_OP_ADAM: return cpu_op_adam(d, op, err);
     case PT_OP_RMSPROP: return cpu_op_rmsprop(d, op, err);
     case PT_OP_BCAST_MUL: return cpu_op_bcast_mul(d, op, err);
     case PT_OP_BCAST_MUL_GRAD: return cpu_op_bcast_mul_grad(d, op, err);
-    case PT_OP_SIGMOID_FWD: return cpu_op_sigmoid_fwd(d, op, err);
-    case PT_OP_SIGMOID_BWD: return cpu_op_sigmoid_bwd(d, op, err);
     case PT_OP_GMP_FWD: return cpu_op_gmp_fwd(d, op, err);
     case PT_OP_GMP_BWD: return cpu_op_gmp_bwd(d, op, err);
     case PT_OP_CHANNEL_POOL_FWD: return cpu_op_channel_pool_fwd(d, op, err);
@@ -307,9 +283,9 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_BN_SYNC_FWD: return cpu_op_bn_sync_fwd(d, op, err);
     case PT_OP_BN_SYNC_BWD_STATS: return cpu_op_bn_sync_bwd_stats(d, op, err);
     case PT_OP_BN_SYNC_BWD: return cpu_op_bn_sync_bwd(d, op, err);
-    case PT_OP_KIND_COUNT: break;
+    default: break;
     }
-    return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: unknown op kind %d", (int)op->kind);
+    return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no loop for %s", pt_op_name(op->kind));
 }
 
 /* ---- collectives: a cpu device group shares one address space, so a reduction is a sum

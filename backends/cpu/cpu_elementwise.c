@@ -1,6 +1,8 @@
-/* Elementwise and per-channel ops of the cpu backend: fill, axpy, add, bias add/grad, relu,
- * dropout. Plain loops the compiler vectorises, split over the device's OpenMP threads when
- * large enough to pay for the fork. */
+/* Elementwise and per-channel ops of the cpu backend: fill, axpy, bias add/grad, dropout, and
+ * the pointwise kinds of the op table (add, the activations and their gradients, dropout's
+ * gradient), which run() hands to cpu_op_pointwise. Plain loops the compiler vectorises,
+ * split over the device's OpenMP threads when large enough to pay for the fork. */
+#include <math.h>
 #include <stdint.h>
 
 #include "backends/cpu/cpu_internal.h"
@@ -37,9 +39,8 @@ pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err)
     return PT_OK;
 }
 
-pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err)
+static void add(const cpu_device *d, const pt_op *op)
 {
-    (void)err;
     /* y may alias a or b: each element is read before it is written, so that is safe. */
     const float *a = cpu_f32(&op->t[0]), *b = cpu_f32(&op->t[1]);
     float *y = cpu_f32(&op->t[2]);
@@ -50,11 +51,10 @@ pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err)
             const float v = a[i] + b[i];
             y[i] = v < 0.0f ? 0.0f : v; /* as relu_fwd: NaN stays NaN */
         }
-        return PT_OK;
+        return;
     }
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
-    return PT_OK;
 }
 
 /* [N,C] or [N,C,H,W] as N x C planes of `inner` elements. */
@@ -105,21 +105,18 @@ pt_status cpu_op_bias_grad(const cpu_device *d, const pt_op *op, pt_error *err)
     return PT_OK;
 }
 
-pt_status cpu_op_relu_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
+static void relu_fwd(const cpu_device *d, const pt_op *op)
 {
-    (void)err;
     const float *x = cpu_f32(&op->t[0]);
     float *y = cpu_f32(&op->t[1]);
     const int64_t n = pt_tensor_numel(&op->t[0]);
     /* Written so that NaN stays NaN, as PyTorch's relu(NaN) does. */
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
-    return PT_OK;
 }
 
-pt_status cpu_op_relu_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+static void relu_bwd(const cpu_device *d, const pt_op *op)
 {
-    (void)err;
     const float *y = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]);
     float *dx = cpu_f32(&op->t[2]);
     const int64_t n = pt_tensor_numel(&op->t[2]);
@@ -130,7 +127,6 @@ pt_status cpu_op_relu_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     }
-    return PT_OK;
 }
 
 pt_status cpu_op_dropout_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
@@ -157,9 +153,8 @@ pt_status cpu_op_dropout_fwd(const cpu_device *d, const pt_op *op, pt_error *err
     return PT_OK;
 }
 
-pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
+static void dropout_bwd(const cpu_device *d, const pt_op *op)
 {
-    (void)err;
     const float *dy = cpu_f32(&op->t[0]), *mask = cpu_f32(&op->t[1]);
     float *dx = cpu_f32(&op->t[2]);
     const int64_t n = pt_tensor_numel(&op->t[2]);
@@ -170,5 +165,40 @@ pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
     }
-    return PT_OK;
+}
+
+static void sigmoid_fwd(const cpu_device *d, const pt_op *op)
+{
+    const float *x = cpu_f32(&op->t[0]);
+    float *y = cpu_f32(&op->t[1]);
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+}
+
+static void sigmoid_bwd(const cpu_device *d, const pt_op *op)
+{
+    const float *y = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]);
+    float *dx = cpu_f32(&op->t[2]);
+    const int64_t n = pt_tensor_numel(&op->t[2]);
+    const int acc = op->accumulate;
+#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float g = dy[i] * (y[i] * (1.0f - y[i]));
+        dx[i] = acc ? dx[i] + g : g;
+    }
+}
+
+pt_status cpu_op_pointwise(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    switch (op->kind) {
+    case PT_OP_ADD: add(d, op); return PT_OK;
+    case PT_OP_RELU_FWD: relu_fwd(d, op); return PT_OK;
+    case PT_OP_RELU_BWD: relu_bwd(d, op); return PT_OK;
+    case PT_OP_DROPOUT_BWD: dropout_bwd(d, op); return PT_OK;
+    case PT_OP_SIGMOID_FWD: sigmoid_fwd(d, op); return PT_OK;
+    case PT_OP_SIGMOID_BWD: sigmoid_bwd(d, op); return PT_OK;
+    default:
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no pointwise loop for %s", pt_op_name(op->kind));
+    }
 }

@@ -120,21 +120,17 @@ pt_status cpu_op_gap_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_fill(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_add(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bias_add(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bias_grad(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_relu_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_relu_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_dropout_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_dropout_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
+/* Every PT_OPF_POINTWISE kind (add, the activations and their gradients, dropout's gradient). */
+pt_status cpu_op_pointwise(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_xent(const cpu_device *d, const pt_op *op, pt_error *err);
 
 /* ---- cpu_zoo.c: attention and pooling ops of the model zoo ---- */
 pt_status cpu_op_bcast_mul(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bcast_mul_grad(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_sigmoid_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
-pt_status cpu_op_sigmoid_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_gmp_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_gmp_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_channel_pool_fwd(const cpu_device *d, const pt_op *op, pt_error *err);

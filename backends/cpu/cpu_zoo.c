@@ -1,5 +1,5 @@
 /* The model zoo's ops on the cpu backend (the oracle of the other backends): broadcast
- * multiply and its factor gradient (SE/CBAM attention), sigmoid, global max pooling and the
+ * multiply and its factor gradient (SE/CBAM attention), global max pooling and the
  * mean/max over channels of CBAM's spatial branch. Loops are arranged so that every output
  * element is written by one thread (no reductions race) and sums run in double. */
 #include <math.h>
@@ -74,32 +74,6 @@ pt_status cpu_op_bcast_mul_grad(const cpu_device *d, const pt_op *op, pt_error *
             for (int64_t k = 0; k < c; k++) sum += (double)xb[k * hw + i] * (double)gb[k * hw + i];
             dp[i] = acc ? dp[i] + (float)sum : (float)sum;
         }
-    }
-    return PT_OK;
-}
-
-pt_status cpu_op_sigmoid_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
-{
-    (void)err;
-    const float *x = cpu_f32(&op->t[0]);
-    float *y = cpu_f32(&op->t[1]);
-    const int64_t n = pt_tensor_numel(&op->t[0]);
-#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
-    return PT_OK;
-}
-
-pt_status cpu_op_sigmoid_bwd(const cpu_device *d, const pt_op *op, pt_error *err)
-{
-    (void)err;
-    const float *y = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]);
-    float *dx = cpu_f32(&op->t[2]);
-    const int64_t n = pt_tensor_numel(&op->t[2]);
-    const int acc = op->accumulate;
-#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float g = dy[i] * (y[i] * (1.0f - y[i]));
-        dx[i] = acc ? dx[i] + g : g;
     }
     return PT_OK;
 }

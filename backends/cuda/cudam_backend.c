@@ -185,11 +185,12 @@ static pt_status open_parts(cu_device *d, pt_error *err)
                        PT_CUDA_ARCHS_DESC, d->info->name, d->info->major, d->info->minor, cudaGetErrorName(rc),
                        d->info->major, d->info->minor);
     if (rc != cudaSuccess) return cu_fail_cuda(err, rc, "cudaLibraryLoadData (embedded kernels)", __FILE__, __LINE__);
-    for (int i = 0; i < CU_K_COUNT; i++) {
-        rc = cudaLibraryGetKernel(&d->k[i], d->lib, cu_kernel_name((cu_kernel_id)i));
+    for (int i = 0; i < PT_K_COUNT; i++) {
+        const char *name = pt_kernel_info_of((pt_kernel_id)i)->name;
+        rc = cudaLibraryGetKernel(&d->k[i], d->lib, name);
         if (rc != cudaSuccess) {
             cu_fail_cuda(err, rc, "cudaLibraryGetKernel", __FILE__, __LINE__);
-            return pt_error_wrap(err, "kernel %s", cu_kernel_name((cu_kernel_id)i));
+            return pt_error_wrap(err, "kernel %s", name);
         }
     }
     cu_kernel_signatures(d);
@@ -366,92 +367,12 @@ static pt_status cu_synchronize(void *dev_ctx, pt_error *err)
 
 /* ---- ops ---- */
 
-/* Whether dispatch() has a kernel or library call for the kind. No default: an op kind added
- * to core/op.h stops the (-Wall -Werror) build here and in dispatch() until the module runs it,
- * so supports() never answers yes for an op run() would refuse. */
-static int runs_kind(pt_op_kind kind)
-{
-    switch (kind) {
-    case PT_OP_FILL:
-    case PT_OP_AXPY:
-    case PT_OP_ADD:
-    case PT_OP_GEMM:
-    case PT_OP_BIAS_ADD:
-    case PT_OP_BIAS_GRAD:
-    case PT_OP_CONV2D_FWD:
-    case PT_OP_CONV2D_BWD_DATA:
-    case PT_OP_CONV2D_BWD_FILTER:
-    case PT_OP_BN_FWD_TRAIN:
-    case PT_OP_BN_FWD_EVAL:
-    case PT_OP_BN_BWD:
-    case PT_OP_BN_SYNC_STATS:
-    case PT_OP_BN_SYNC_FWD:
-    case PT_OP_BN_SYNC_BWD_STATS:
-    case PT_OP_BN_SYNC_BWD:
-    case PT_OP_RELU_FWD:
-    case PT_OP_RELU_BWD:
-    case PT_OP_MAXPOOL_FWD:
-    case PT_OP_MAXPOOL_BWD:
-    case PT_OP_GAP_FWD:
-    case PT_OP_GAP_BWD:
-    case PT_OP_DROPOUT_FWD:
-    case PT_OP_DROPOUT_BWD:
-    case PT_OP_XENT:
-    case PT_OP_SGD:
-    case PT_OP_ADAM:
-    case PT_OP_RMSPROP:
-    case PT_OP_BCAST_MUL:
-    case PT_OP_BCAST_MUL_GRAD:
-    case PT_OP_SIGMOID_FWD:
-    case PT_OP_SIGMOID_BWD:
-    case PT_OP_GMP_FWD:
-    case PT_OP_GMP_BWD:
-    case PT_OP_CHANNEL_POOL_FWD:
-    case PT_OP_CHANNEL_POOL_BWD: return 1;
-    case PT_OP_KIND_COUNT: return 0;
-    }
-    return 0;
-}
+static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "cuda", PT_CAP_MIXUP_TARGETS /* ops_mixup.cl */, check_memory, err));
-    if (!runs_kind(op->kind))
-        return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no kernel for %s", pt_op_name(op->kind));
-    const char *name = pt_op_name(op->kind);
-    for (int i = 0; check_memory && i < op->nt; i++) {
-        const pt_tensor *t = &op->t[i];
-        if (pt_op_operand_absent(op, i)) continue;
-        char what[64];
-        snprintf(what, sizeof what, "%s operand %d", name, i);
-        PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
-        if (t->mem.off % 4 != 0)
-            return pt_fail(err, PT_ERR_INVALID, "cuda %s: operand %d is at byte offset %zu, not a multiple of 4", name,
-                           i, t->mem.off);
-    }
-    if (check_memory && op->kind == PT_OP_GEMM)
-        for (int i = 0; i < 3; i++)
-            if (op->t[i].ndim != 2)
-                return pt_fail(err, PT_ERR_INVALID, "cuda gemm: operand %d is %d-D, expected 2-D", i, op->t[i].ndim);
-    if (check_memory && (op->kind == PT_OP_CONV2D_FWD || op->kind == PT_OP_CONV2D_BWD_DATA ||
-                         op->kind == PT_OP_CONV2D_BWD_FILTER))
-        for (int i = 0; i < 3; i++)
-            if (op->t[i].ndim != 4)
-                return pt_fail(err, PT_ERR_INVALID, "cuda %s: operand %d is %d-D, expected 4-D", name, i,
-                               op->t[i].ndim);
-    if (check_memory && op->workspace_bytes) {
-        if (!op->workspace.buf)
-            return pt_fail(err, PT_ERR_INVALID, "cuda %s: workspace of %zu bytes has no buffer", name,
-                           op->workspace_bytes);
-        char what[64];
-        snprintf(what, sizeof what, "%s workspace", name);
-        PT_TRY(check_range(op->workspace, op->workspace_bytes, what, err));
-        /* cuDNN wants its workspace aligned; the core aligns the arena's workspace */
-        if (op->workspace.off % 4 != 0)
-            return pt_fail(err, PT_ERR_INVALID, "cuda %s: workspace offset %zu is not a multiple of 4", name,
-                           op->workspace.off);
-    }
-    return PT_OK;
+    PT_TRY(pt_op_check_operands(op, "cuda", PT_CAP_MIXUP_TARGETS, check_memory, err));
+    return check_memory ? pt_op_check_memory(op, "cuda", buffer_bytes, 4, err) : PT_OK;
 }
 
 static int cu_supports(void *dev_ctx, const pt_op *op)
@@ -474,10 +395,10 @@ static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
     }
 }
 
+/* cuDNN and cuBLAS where they serve, the shared kernel layer for everything else. */
 static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
 {
     switch (op->kind) {
-    case PT_OP_GEMM: return cu_op_gemm(d, op, err);
     case PT_OP_CONV2D_FWD:
     case PT_OP_CONV2D_BWD_DATA:
     case PT_OP_CONV2D_BWD_FILTER: return cu_op_conv2d(d, op, err);
@@ -485,40 +406,11 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
     case PT_OP_BN_BWD:
         /* deterministic: the shared kernels, which use no atomics */
         if (!d->deterministic && cu_bn_cudnn_applies(op)) return cu_op_bn_cudnn(d, op, err);
-        return cu_op_channel(d, op, err);
-    case PT_OP_BIAS_GRAD:
-    case PT_OP_BN_SYNC_STATS:
-    case PT_OP_BN_SYNC_FWD:
-    case PT_OP_BN_SYNC_BWD_STATS: return cu_op_channel(d, op, err);
-    case PT_OP_BCAST_MUL:
-    case PT_OP_BCAST_MUL_GRAD:
-    case PT_OP_SIGMOID_FWD:
-    case PT_OP_SIGMOID_BWD:
-    case PT_OP_GMP_FWD:
-    case PT_OP_GMP_BWD:
-    case PT_OP_CHANNEL_POOL_FWD:
-    case PT_OP_CHANNEL_POOL_BWD: return cu_op_zoo(d, op, err);
-    case PT_OP_FILL:
-    case PT_OP_AXPY:
-    case PT_OP_ADD:
-    case PT_OP_BIAS_ADD:
-    case PT_OP_BN_FWD_EVAL:
-    case PT_OP_BN_SYNC_BWD:
-    case PT_OP_RELU_FWD:
-    case PT_OP_RELU_BWD:
-    case PT_OP_MAXPOOL_FWD:
-    case PT_OP_MAXPOOL_BWD:
-    case PT_OP_GAP_FWD:
-    case PT_OP_GAP_BWD:
-    case PT_OP_DROPOUT_FWD:
-    case PT_OP_DROPOUT_BWD:
-    case PT_OP_XENT:
-    case PT_OP_SGD:
-    case PT_OP_ADAM:
-    case PT_OP_RMSPROP: return cu_op_elementwise(d, op, err);
-    case PT_OP_KIND_COUNT: break; /* validate() refused it */
+        break;
+    default: break;
     }
-    return pt_fail(err, PT_ERR_UNSUPPORTED, "cuda backend: no kernel for %s", pt_op_name(op->kind));
+    const pt_kdev k = cu_kdev(d);
+    return pt_kops_run(&k, op, err);
 }
 
 static pt_status cu_run(void *dev_ctx, const pt_op *op, pt_error *err)

@@ -1,6 +1,6 @@
 /* Batch norm in training on the cuda module through cuDNN (spatial mode): the forward with
  * batch statistics and running averages (cuDNN's running variance is the unbiased one, as
- * core/op.h asks), and the backward from the saved mean and inverse std. cuDNN's kernels
+ * core/op_table.c asks), and the backward from the saved mean and inverse std. cuDNN's kernels
  * spread a channel over many blocks, where the shared kernel has one block per channel.
  * The cases cuDNN does not cover as the op's spec says (aliasing, a single value per
  * channel, epsilon below CUDNN_BN_MIN_EPSILON, empty tensors) run the shared kernels. */

@@ -5,8 +5,9 @@
  * opened deterministic) and a workspace big enough for the best few candidates. The first
  * run of a shape that overwrites its output then measures those candidates with
  * cudnnFind*Ex inside that workspace and keeps the fastest (PT_CUDA_CONV_BENCHMARK=0: keep
- * the heuristic's first). Shapes cuDNN refuses fall back to im2col + cuBLAS with the shared
- * kernels, as the opencl backend computes them. Scratch is always the op's workspace. */
+ * the heuristic's first). Shapes cuDNN refuses, and empty ones, run the shared layer's im2col
+ * path with cuBLAS (backends/kernels/kernel_ops.c), as the opencl backend computes them.
+ * Scratch is always the op's workspace. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,15 +15,6 @@
 #include "backends/cuda/cudam_internal.h"
 
 #define CU_CONV_CANDIDATES 4
-#define CU_IM2COL_WS_CAP ((size_t)256 << 20)
-
-typedef struct conv_geom {
-    int n, c, h, w, k, r, s, p, q, stride, pad;
-    size_t crs, pq, hw;
-    int direct;
-    int group;
-    size_t col_floats, tmp_floats, bytes;
-} conv_geom;
 
 typedef struct conv_plan {
     int use_cudnn;
@@ -40,45 +32,8 @@ typedef struct conv_plan {
     int ncand, next_cand;
     size_t ws;      /* what workspace_size reports (room for the candidates) */
     int tuned;
-    conv_geom g;    /* the fallback's geometry */
-    char why[160];  /* why the fallback */
+    char why[160];  /* why the shared im2col path runs instead */
 } conv_plan;
-
-static conv_geom geom_of(const pt_op *op)
-{
-    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
-    conv_geom s;
-    s.n = (int)x->dim[0];
-    s.c = (int)x->dim[1];
-    s.h = (int)x->dim[2];
-    s.w = (int)x->dim[3];
-    s.k = (int)w->dim[0];
-    s.r = (int)w->dim[2];
-    s.s = (int)w->dim[3];
-    s.p = (int)y->dim[2];
-    s.q = (int)y->dim[3];
-    s.stride = op->p.conv.stride;
-    s.pad = op->p.conv.pad;
-    s.crs = (size_t)s.c * (size_t)s.r * (size_t)s.s;
-    s.pq = (size_t)s.p * (size_t)s.q;
-    s.hw = (size_t)s.h * (size_t)s.w;
-    s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0;
-    const size_t per = (s.crs + (size_t)s.k) * s.pq * sizeof(float);
-    size_t g = per ? CU_IM2COL_WS_CAP / per : 1;
-    if (g > (size_t)s.n) g = (size_t)s.n;
-    if (g < 1) g = 1;
-    s.group = (int)g;
-    const int no_col = s.direct && g == 1;
-    s.col_floats = no_col ? 0 : (s.crs * g * s.pq + 63) / 64 * 64;
-    s.tmp_floats = g > 1 ? ((size_t)s.k * g * s.pq + 63) / 64 * 64 : 0;
-    s.bytes = (s.col_floats + s.tmp_floats) * sizeof(float);
-    return s;
-}
-
-static int degenerate(const conv_geom *s)
-{
-    return s->n == 0 || s->pq == 0 || s->k == 0 || s->crs == 0;
-}
 
 static void plan_free(void *value, void *user)
 {
@@ -173,27 +128,29 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
     return found > 0;
 }
 
-static int make_descriptors(cu_device *d, const conv_geom *s, conv_plan *p)
+/* The shape of op as cuDNN's 4-D descriptors: x [n,c,h,w], w [k,c,r,s], y [n,k,p,q]. */
+static int make_descriptors(cu_device *d, const pt_op *op, conv_plan *p)
 {
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    const int n = (int)x->dim[0], c = (int)x->dim[1], h = (int)x->dim[2], wx = (int)x->dim[3];
+    const int k = (int)w->dim[0], r = (int)w->dim[2], s = (int)w->dim[3], pp = (int)y->dim[2], q = (int)y->dim[3];
+    const int stride = op->p.conv.stride, pad = op->p.conv.pad;
     if (cudnnCreateTensorDescriptor(&p->xd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateTensorDescriptor(&p->yd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateFilterDescriptor(&p->wd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateConvolutionDescriptor(&p->cd) != CUDNN_STATUS_SUCCESS)
         return 0;
-    if (cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->c, s->h, s->w) !=
-            CUDNN_STATUS_SUCCESS ||
-        cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, s->n, s->k, s->p, s->q) !=
-            CUDNN_STATUS_SUCCESS ||
-        cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, s->k, s->c, s->r, s->s) !=
-            CUDNN_STATUS_SUCCESS ||
-        cudnnSetConvolution2dDescriptor(p->cd, s->pad, s->pad, s->stride, s->stride, 1, 1, CUDNN_CROSS_CORRELATION,
+    if (cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, wx) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, k, pp, q) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, k, c, r, s) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetConvolution2dDescriptor(p->cd, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT) != CUDNN_STATUS_SUCCESS ||
         cudnnSetConvolutionMathType(p->cd, d->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH) != CUDNN_STATUS_SUCCESS)
         return 0;
-    int on = 0, ok = 0, op = 0, oq = 0;
-    if (cudnnGetConvolution2dForwardOutputDim(p->cd, p->xd, p->wd, &on, &ok, &op, &oq) != CUDNN_STATUS_SUCCESS)
+    int on = 0, ok = 0, op_ = 0, oq = 0;
+    if (cudnnGetConvolution2dForwardOutputDim(p->cd, p->xd, p->wd, &on, &ok, &op_, &oq) != CUDNN_STATUS_SUCCESS)
         return 0;
-    return on == s->n && ok == s->k && op == s->p && oq == s->q;
+    return on == n && ok == k && op_ == pp && oq == q;
 }
 
 /* The plan of op's shape, built on first sight; NULL only when out of host memory. */
@@ -204,10 +161,9 @@ static conv_plan *plan_of(cu_device *d, const pt_op *op)
     if (p) return p;
     p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    p->g = geom_of(op);
-    if (degenerate(&p->g) || p->g.stride < 1 || p->g.pad < 0) {
-        snprintf(p->why, sizeof p->why, "empty or invalid geometry");
-    } else if (!make_descriptors(d, &p->g, p)) {
+    if (pt_kconv_empty(op)) {
+        snprintf(p->why, sizeof p->why, "an empty extent: nothing to multiply");
+    } else if (!make_descriptors(d, op, p)) {
         snprintf(p->why, sizeof p->why, "cuDNN refuses the descriptors");
     } else if (!choose_heuristic(d, op->kind, p)) {
         snprintf(p->why, sizeof p->why, "no cuDNN algorithm fits the numeric mode and workspace cap");
@@ -216,7 +172,10 @@ static conv_plan *plan_of(cu_device *d, const pt_op *op)
         p->tuned = !d->conv_benchmark;
         cudnnSetConvolutionMathType(p->cd, p->math);
     }
-    if (!p->use_cudnn) p->ws = degenerate(&p->g) ? 0 : p->g.bytes;
+    if (!p->use_cudnn) {
+        const pt_kdev k = cu_kdev(d);
+        p->ws = pt_kops_workspace(&k, op);
+    }
     if (pt_algo_cache_insert(&d->convs, &key, p) != 0) {
         plan_free(p, NULL);
         return NULL;
@@ -227,7 +186,8 @@ static conv_plan *plan_of(cu_device *d, const pt_op *op)
 size_t cu_conv_workspace(cu_device *d, const pt_op *op)
 {
     conv_plan *p = plan_of(d, op);
-    return p ? p->ws : geom_of(op).bytes;
+    const pt_kdev k = cu_kdev(d);
+    return p ? p->ws : pt_kops_workspace(&k, op);
 }
 
 /* The fastest acceptable algorithm within the op's workspace, measured on its own buffers
@@ -325,163 +285,15 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
     return PT_OK;
 }
 
-/* ---- the fallback: im2col + cuBLAS over groups of samples (the opencl backend's scheme) ---- */
-
-static pt_mem at(pt_mem m, size_t floats)
-{
-    m.off += floats * sizeof(float);
-    return m;
-}
-
-static void kl_geom(cu_launch *l, const conv_geom *s)
-{
-    kl_int(l, s->c);
-    kl_int(l, s->h);
-    kl_int(l, s->w);
-    kl_int(l, s->r);
-    kl_int(l, s->s);
-    kl_int(l, s->p);
-    kl_int(l, s->q);
-    kl_int(l, s->stride);
-    kl_int(l, s->pad);
-}
-
-static pt_status im2col(cu_device *d, const conv_geom *s, pt_mem x, pt_mem col, int g, pt_error *err)
-{
-    const size_t n = s->crs * (size_t)g * s->pq;
-    cu_launch l;
-    cu_kernel(&l, d, CU_K_IM2COL);
-    kl_mem(&l, x);
-    kl_mem(&l, col);
-    kl_int(&l, (int)n);
-    kl_int(&l, g);
-    kl_geom(&l, s);
-    return kl_run(&l, n, 0, err);
-}
-
-static pt_status col2im(cu_device *d, const conv_geom *s, pt_mem col, pt_mem dx, int g, int acc, pt_error *err)
-{
-    const size_t n = (size_t)g * (size_t)s->c * s->hw;
-    cu_launch l;
-    cu_kernel(&l, d, CU_K_COL2IM);
-    kl_mem(&l, col);
-    kl_mem(&l, dx);
-    kl_int(&l, (int)n);
-    kl_int(&l, g);
-    kl_geom(&l, s);
-    kl_int(&l, acc);
-    return kl_run(&l, n, 0, err);
-}
-
-static pt_status regroup(cu_device *d, const conv_geom *s, cu_kernel_id id, pt_mem src, pt_mem dst, int g, int acc,
-                         pt_error *err)
-{
-    const size_t n = (size_t)s->k * (size_t)g * s->pq;
-    cu_launch l;
-    cu_kernel(&l, d, id);
-    kl_mem(&l, src);
-    kl_mem(&l, dst);
-    kl_int(&l, (int)n);
-    kl_int(&l, g);
-    kl_int(&l, s->k);
-    kl_int(&l, (int)s->pq);
-    if (id == CU_K_SCATTER_GROUPS) kl_int(&l, acc);
-    return kl_run(&l, n, 0, err);
-}
-
-static pt_status gemm_mem(cu_device *d, int ta, int tb, size_t m, size_t n, size_t k, pt_mem a, size_t lda, pt_mem b,
-                          size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
-{
-    return cu_sgemm_rowmajor(d, ta, tb, m, n, k, 1.0f, cu_f32(a), lda, cu_f32(b), ldb, beta, cu_f32(c), ldc, err);
-}
-
-static pt_status zero(cu_device *d, pt_mem m, size_t n, pt_error *err)
-{
-    cu_launch l;
-    cu_kernel(&l, d, CU_K_FILL);
-    kl_mem(&l, m);
-    kl_int(&l, (int)n);
-    kl_float(&l, 0.0f);
-    return kl_run(&l, n, 0, err);
-}
-
-static pt_status run_im2col(cu_device *d, const pt_op *op, const conv_geom *sp, pt_error *err)
-{
-    const conv_geom s = *sp;
-    const int acc = op->accumulate;
-    const pt_mem x = op->t[0].mem, w = op->t[1].mem, y = op->t[2].mem;
-    const pt_mem col = op->workspace, tmp = at(op->workspace, s.col_floats);
-    const size_t xs = (size_t)s.c * s.hw, ys = (size_t)s.k * s.pq;
-    for (int n0 = 0; n0 < s.n; n0 += s.group) {
-        const int g = s.n - n0 < s.group ? s.n - n0 : s.group;
-        const size_t cols = (size_t)g * s.pq;
-        const pt_mem xg = at(x, (size_t)n0 * xs), yg = at(y, (size_t)n0 * ys);
-        const int no_col = s.direct && g == 1;
-        switch (op->kind) {
-        case PT_OP_CONV2D_FWD: {
-            if (!no_col) PT_TRY(im2col(d, &s, xg, col, g, err));
-            const pt_mem b = no_col ? xg : col;
-            if (g == 1) {
-                PT_TRY(gemm_mem(d, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, acc ? 1.0f : 0.0f, yg, cols, err));
-            } else {
-                PT_TRY(gemm_mem(d, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, 0.0f, tmp, cols, err));
-                PT_TRY(regroup(d, &s, CU_K_SCATTER_GROUPS, tmp, yg, g, acc, err));
-            }
-            break;
-        }
-        case PT_OP_CONV2D_BWD_DATA: {
-            pt_mem dyg = yg;
-            if (g > 1) {
-                PT_TRY(regroup(d, &s, CU_K_GATHER_GROUPS, yg, tmp, g, 0, err));
-                dyg = tmp;
-            }
-            if (no_col) {
-                PT_TRY(gemm_mem(d, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, acc ? 1.0f : 0.0f, xg, cols,
-                                err));
-            } else {
-                PT_TRY(gemm_mem(d, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, 0.0f, col, cols, err));
-                PT_TRY(col2im(d, &s, col, xg, g, acc, err));
-            }
-            break;
-        }
-        default: {
-            pt_mem dyg = yg;
-            if (g > 1) {
-                PT_TRY(regroup(d, &s, CU_K_GATHER_GROUPS, yg, tmp, g, 0, err));
-                dyg = tmp;
-            }
-            if (!no_col) PT_TRY(im2col(d, &s, xg, col, g, err));
-            const pt_mem b = no_col ? xg : col;
-            const float beta = n0 == 0 && !acc ? 0.0f : 1.0f;
-            PT_TRY(gemm_mem(d, 0, 1, (size_t)s.k, s.crs, cols, dyg, cols, b, cols, beta, w, s.crs, err));
-            break;
-        }
-        }
-    }
-    return PT_OK;
-}
-
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err)
 {
-    if (op->p.conv.stride < 1 || op->p.conv.pad < 0)
-        return pt_fail(err, PT_ERR_INVALID, "cuda %s: stride %d, padding %d", pt_op_name(op->kind), op->p.conv.stride,
-                       op->p.conv.pad);
     conv_plan *p = plan_of(d, op);
     if (!p) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     if (op->workspace_bytes < p->ws)
         return pt_fail(err, PT_ERR_INVALID, "cuda %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
                        pt_op_name(op->kind), p->ws, op->workspace_bytes);
-    const conv_geom *s = &p->g;
-    const int acc = op->accumulate;
-    const size_t xs = (size_t)s->c * s->hw, ys = (size_t)s->k * s->pq, wn = (size_t)s->k * s->crs;
-    if (op->kind == PT_OP_CONV2D_BWD_FILTER && (s->n == 0 || s->pq == 0) && !acc) return zero(d, op->t[1].mem, wn, err);
-    if (s->n == 0 || s->pq == 0 || s->k == 0) {
-        if (op->kind == PT_OP_CONV2D_BWD_DATA && !acc) return zero(d, op->t[0].mem, (size_t)s->n * xs, err);
-        return PT_OK;
-    }
-    if (s->crs == 0) {
-        if (op->kind == PT_OP_CONV2D_FWD && !acc) return zero(d, op->t[2].mem, (size_t)s->n * ys, err);
-        return PT_OK;
-    }
-    return p->use_cudnn ? run_cudnn(d, op, p, err) : run_im2col(d, op, s, err);
+    if (p->use_cudnn) return run_cudnn(d, op, p, err);
+    /* empty extents (the zero fills) and the shapes cuDNN refuses: the shared im2col path */
+    const pt_kdev k = cu_kdev(d);
+    return pt_kops_run(&k, op, err);
 }

@@ -14,6 +14,7 @@
 
 #include "backends/cuda/cuda_algo_cache.h"
 #include "backends/cuda/cuda_alloc.h"
+#include "backends/kernels/kernel_ops.h"
 #include "core/backend.h"
 
 /* Device memory: a block of the device's caching allocator; views add pt_mem.off. */
@@ -22,51 +23,6 @@ struct pt_buffer {
     size_t bytes; /* asked for */
     size_t block; /* held (allocator's rounding) */
 };
-
-/* The kernels of backends/kernels (ops.cl, ops_mixup.cl, ops_zoo.cl) the module launches, looked up by name at open. */
-typedef enum cu_kernel_id {
-    CU_K_FILL,
-    CU_K_SCALE,
-    CU_K_AXPY,
-    CU_K_ADD,
-    CU_K_BIAS_ADD,
-    CU_K_BIAS_GRAD,
-    CU_K_RELU_FWD,
-    CU_K_RELU_BWD,
-    CU_K_DROPOUT_FWD,
-    CU_K_MUL_ACC,
-    CU_K_BN_FWD_TRAIN,
-    CU_K_BN_FWD_EVAL,
-    CU_K_BN_BWD,
-    CU_K_BN_SYNC_STATS,
-    CU_K_BN_SYNC_FWD,
-    CU_K_BN_SYNC_BWD_STATS,
-    CU_K_BN_SYNC_BWD,
-    CU_K_MAXPOOL_FWD,
-    CU_K_MAXPOOL_BWD,
-    CU_K_GAP_FWD,
-    CU_K_GAP_BWD,
-    CU_K_XENT,
-    CU_K_XENT_MIX, /* ops_mixup.cl */
-    CU_K_SGD,
-    CU_K_ADAM,
-    CU_K_RMSPROP,
-    CU_K_IM2COL,
-    CU_K_COL2IM,
-    CU_K_GATHER_GROUPS,
-    CU_K_SCATTER_GROUPS,
-    /* ops_zoo.cl */
-    CU_K_BCAST_MUL,
-    CU_K_BCAST_MUL_GRAD_CHANNEL,
-    CU_K_BCAST_MUL_GRAD_PIXEL,
-    CU_K_SIGMOID_FWD,
-    CU_K_SIGMOID_BWD,
-    CU_K_GMP_FWD,
-    CU_K_GMP_BWD,
-    CU_K_CHANNEL_POOL_FWD,
-    CU_K_CHANNEL_POOL_BWD,
-    CU_K_COUNT
-} cu_kernel_id;
 
 typedef struct cu_device_entry {
     char name[120];
@@ -101,11 +57,11 @@ typedef struct cu_device {
     void *cublas_ws;
     size_t cublas_ws_bytes;
     cudaLibrary_t lib;
-    cudaKernel_t k[CU_K_COUNT];
+    cudaKernel_t k[PT_K_COUNT]; /* every kernel of backends/kernels/kernel_table.h */
     /* each kernel's parameter sizes as compiled (cudaFuncGetParamInfo at open; nparams -1:
      * unknown), so a launch whose arguments do not match fails with both lists */
-    int knparams[CU_K_COUNT];
-    unsigned char ksizes[CU_K_COUNT][32];
+    int knparams[PT_K_COUNT];
+    unsigned char ksizes[PT_K_COUNT][32];
     pt_cuda_alloc alloc;
     /* pinned host staging: two halves, each reusable once its event has completed */
     void *staging[2];
@@ -140,37 +96,13 @@ const char *cu_cublas_status_name(cublasStatus_t rc);
     } while (0)
 
 /* ---- kernel launches (cudam_launch.c) ---- */
-#define CU_MAX_ARGS 32
-typedef struct cu_launch {
-    cu_device *d;
-    cu_kernel_id id;
-    int n;
-    void *argp[CU_MAX_ARGS];
-    unsigned char size[CU_MAX_ARGS]; /* bytes of each argument as passed */
-    /* argument storage: every value lives in one 8-byte slot */
-    union {
-        int32_t i;
-        uint32_t u;
-        float f;
-        int64_t l;
-        uint64_t ul;
-        void *p;
-    } slot[CU_MAX_ARGS];
-} cu_launch;
-
-void cu_kernel(cu_launch *l, cu_device *d, cu_kernel_id id);
-void kl_mem(cu_launch *l, pt_mem m); /* two arguments: the base pointer and the element offset */
-void kl_tensor(cu_launch *l, const pt_tensor *t);
-void kl_int(cu_launch *l, int v);
-void kl_float(cu_launch *l, float v);
-void kl_long(cu_launch *l, int64_t v);
-void kl_ulong(cu_launch *l, uint64_t v);
-void kl_uint(cu_launch *l, uint32_t v);
-/* Launches over `items` threads (blocks of `block` threads; 0 = 256). */
-pt_status kl_run(cu_launch *l, size_t items, int block, pt_error *err);
-/* Over `groups` blocks of `block` threads each (the per-channel reductions). */
-pt_status kl_run_groups(cu_launch *l, size_t groups, int block, pt_error *err);
-const char *cu_kernel_name(cu_kernel_id id);
+/* The device as the shared kernel layer sees it (backends/kernels/kernel_ops.h): launches on
+ * its stream, cuBLAS's SGEMM, the im2col scratch bound. */
+pt_kdev cu_kdev(cu_device *d);
+/* Queues one shared-kernel call on the stream (256-thread blocks over the items, or one block
+ * of PT_RED_WG threads per channel), after comparing its argument sizes with the compiled
+ * kernel's parameters. */
+pt_status cu_launch_call(cu_device *d, const pt_kcall *c, pt_error *err);
 /* Reads every kernel's parameter sizes (for the launch check). */
 void cu_kernel_signatures(cu_device *d);
 
@@ -180,14 +112,11 @@ static inline float *cu_f32(pt_mem m)
     return (float *)((char *)m.buf->ptr + m.off);
 }
 
-/* ---- ops ---- */
-pt_status cu_op_gemm(cu_device *d, const pt_op *op, pt_error *err);
+/* ---- ops the module runs with its own libraries; the rest go through the shared layer ---- */
+/* Row-major C = alpha*op(A)*op(B) + beta*C through column-major cuBLAS (TF32 when asked for). */
 pt_status cu_sgemm_rowmajor(cu_device *d, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
                             size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, pt_error *err);
-pt_status cu_op_elementwise(cu_device *d, const pt_op *op, pt_error *err);
-pt_status cu_op_channel(cu_device *d, const pt_op *op, pt_error *err);
-/* The model zoo's ops (cudam_zoo.c). */
-pt_status cu_op_zoo(cu_device *d, const pt_op *op, pt_error *err);
+/* cuDNN convolutions, or the shared im2col path for shapes cuDNN refuses. */
 size_t cu_conv_workspace(cu_device *d, const pt_op *op);
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err);
 void cu_conv_cache_free(cu_device *d);

@@ -1,83 +1,29 @@
-/* Kernel launches of the cuda module: the shared kernels (backends/kernels/<name>.cl compiled by
- * nvcc into the embedded fatbin) are found by name at device open and launched with
- * cudaLaunchKernel on the device's stream. Arguments are collected as the opencl backend's
- * are, so an op's code reads as a plain argument list, in the kernel's order and types. */
+/* Kernel launches of the cuda module, its side of the shared kernel layer
+ * (backends/kernels/kernel_ops.h): the kernels of backends/kernels/kernel_table.h, compiled by
+ * nvcc into the embedded fatbin and found by name at device open, are launched with
+ * cudaLaunchKernel on the device's stream; cuBLAS runs the SGEMMs. Every launch compares the
+ * sizes of the arguments it passes with the parameters the kernel was compiled with. */
 #include <stdio.h>
 #include <string.h>
 
 #include "backends/cuda/cudam_internal.h"
 
-static const char *const kernel_names[CU_K_COUNT] = {
-    [CU_K_FILL] = "pt_fill",
-    [CU_K_SCALE] = "pt_scale",
-    [CU_K_AXPY] = "pt_axpy",
-    [CU_K_ADD] = "pt_add",
-    [CU_K_BIAS_ADD] = "pt_bias_add",
-    [CU_K_BIAS_GRAD] = "pt_bias_grad",
-    [CU_K_RELU_FWD] = "pt_relu_fwd",
-    [CU_K_RELU_BWD] = "pt_relu_bwd",
-    [CU_K_DROPOUT_FWD] = "pt_dropout_fwd",
-    [CU_K_MUL_ACC] = "pt_mul_acc",
-    [CU_K_BN_FWD_TRAIN] = "pt_bn_fwd_train",
-    [CU_K_BN_FWD_EVAL] = "pt_bn_fwd_eval",
-    [CU_K_BN_BWD] = "pt_bn_bwd",
-    [CU_K_BN_SYNC_STATS] = "pt_bn_sync_stats",
-    [CU_K_BN_SYNC_FWD] = "pt_bn_sync_fwd",
-    [CU_K_BN_SYNC_BWD_STATS] = "pt_bn_sync_bwd_stats",
-    [CU_K_BN_SYNC_BWD] = "pt_bn_sync_bwd",
-    [CU_K_MAXPOOL_FWD] = "pt_maxpool_fwd",
-    [CU_K_MAXPOOL_BWD] = "pt_maxpool_bwd",
-    [CU_K_GAP_FWD] = "pt_gap_fwd",
-    [CU_K_GAP_BWD] = "pt_gap_bwd",
-    [CU_K_XENT] = "pt_xent",
-    [CU_K_XENT_MIX] = "pt_xent_mix",
-    [CU_K_SGD] = "pt_sgd",
-    [CU_K_ADAM] = "pt_adam",
-    [CU_K_RMSPROP] = "pt_rmsprop",
-    [CU_K_IM2COL] = "pt_im2col",
-    [CU_K_COL2IM] = "pt_col2im",
-    [CU_K_GATHER_GROUPS] = "pt_gather_groups",
-    [CU_K_SCATTER_GROUPS] = "pt_scatter_groups",
-    [CU_K_BCAST_MUL] = "pt_bcast_mul",
-    [CU_K_BCAST_MUL_GRAD_CHANNEL] = "pt_bcast_mul_grad_channel",
-    [CU_K_BCAST_MUL_GRAD_PIXEL] = "pt_bcast_mul_grad_pixel",
-    [CU_K_SIGMOID_FWD] = "pt_sigmoid_fwd",
-    [CU_K_SIGMOID_BWD] = "pt_sigmoid_bwd",
-    [CU_K_GMP_FWD] = "pt_gmp_fwd",
-    [CU_K_GMP_BWD] = "pt_gmp_bwd",
-    [CU_K_CHANNEL_POOL_FWD] = "pt_channel_pool_fwd",
-    [CU_K_CHANNEL_POOL_BWD] = "pt_channel_pool_bwd",
-};
-
-const char *cu_kernel_name(cu_kernel_id id)
-{
-    return (int)id >= 0 && id < CU_K_COUNT ? kernel_names[id] : "?";
-}
-
-void cu_kernel(cu_launch *l, cu_device *d, cu_kernel_id id)
-{
-    l->d = d;
-    l->id = id;
-    l->n = 0;
-}
-
-static void *next(cu_launch *l, size_t size)
-{
-    if (l->n >= CU_MAX_ARGS) {
-        l->n++; /* reported by kl_run */
-        return &l->slot[0];
-    }
-    l->argp[l->n] = &l->slot[l->n];
-    l->size[l->n] = (unsigned char)size;
-    return &l->slot[l->n++];
-}
+/* Block size of the per-channel reductions: the kernels' PT_RED_WG (dialect_cuda.h). */
+#define CU_RED_WG 256
+/* Threads per block of the elementwise kernels. */
+#define CU_BLOCK 256
+/* 256 MiB of im2col scratch for the shapes cuDNN refuses. */
+#define CU_IM2COL_WS_CAP ((size_t)256 << 20)
+/* Device parameters of the longest kernel (a tensor is two). */
+#define CU_MAX_PARAMS 32
 
 void cu_kernel_signatures(cu_device *d)
 {
-    for (int k = 0; k < CU_K_COUNT; k++) {
+    for (int k = 0; k < PT_K_COUNT; k++) {
         int n = 0;
         size_t off = 0, size = 0;
-        while (n < 32 && cudaFuncGetParamInfo((const void *)d->k[k], (size_t)n, &off, &size) == cudaSuccess) {
+        while (n < CU_MAX_PARAMS &&
+               cudaFuncGetParamInfo((const void *)d->k[k], (size_t)n, &off, &size) == cudaSuccess) {
             d->ksizes[k][n] = (unsigned char)size;
             n++;
         }
@@ -86,90 +32,93 @@ void cu_kernel_signatures(cu_device *d)
     }
 }
 
-/* The host's argument list against the kernel's compiled parameters. */
-static pt_status check_signature(const cu_launch *l, pt_error *err)
+/* The host's argument sizes (sizes[0..n-1]) against the kernel's compiled parameters. */
+static pt_status check_signature(const cu_device *d, pt_kernel_id id, const unsigned char *sizes, int n,
+                                 pt_error *err)
 {
-    const int want = l->d->knparams[l->id];
+    const int want = d->knparams[id];
     if (want < 0) return PT_OK;
-    int same = want == l->n;
-    for (int i = 0; same && i < want; i++) same = l->d->ksizes[l->id][i] == l->size[i];
+    int same = want == n;
+    for (int i = 0; same && i < want; i++) same = d->ksizes[id][i] == sizes[i];
     if (same) return PT_OK;
     char a[160] = "", b[160] = "";
-    for (int i = 0; i < want && i < 32; i++) {
+    for (int i = 0; i < want && i < CU_MAX_PARAMS; i++) {
         size_t u = strlen(a);
-        snprintf(a + u, sizeof a - u, "%s%d", i ? "," : "", l->d->ksizes[l->id][i]);
+        snprintf(a + u, sizeof a - u, "%s%d", i ? "," : "", d->ksizes[id][i]);
     }
-    for (int i = 0; i < l->n && i < CU_MAX_ARGS; i++) {
+    for (int i = 0; i < n && i < CU_MAX_PARAMS; i++) {
         size_t u = strlen(b);
-        snprintf(b + u, sizeof b - u, "%s%d", i ? "," : "", l->size[i]);
+        snprintf(b + u, sizeof b - u, "%s%d", i ? "," : "", sizes[i]);
     }
     return pt_fail(err, PT_ERR_BACKEND,
                    "cuda: kernel %s takes %d parameters of sizes [%s], the host passes %d of sizes [%s] "
-                   "(backends/cuda out of step with backends/kernels)",
-                   cu_kernel_name(l->id), want, a, l->n, b);
+                   "(backends/kernels/kernel_table.h out of step with the kernel's source)",
+                   pt_kernel_info_of(id)->name, want, a, n, b);
 }
 
-void kl_mem(cu_launch *l, pt_mem m)
+pt_status cu_launch_call(cu_device *d, const pt_kcall *c, pt_error *err)
 {
-    *(void **)next(l, sizeof(void *)) = m.buf->ptr;
-    *(int64_t *)next(l, 8) = (int64_t)(m.off / 4); /* run() checked 4-byte alignment */
-}
-
-void kl_tensor(cu_launch *l, const pt_tensor *t)
-{
-    kl_mem(l, t->mem);
-}
-
-void kl_int(cu_launch *l, int v)
-{
-    *(int32_t *)next(l, 4) = v;
-}
-
-void kl_float(cu_launch *l, float v)
-{
-    *(float *)next(l, 4) = v;
-}
-
-void kl_long(cu_launch *l, int64_t v)
-{
-    *(int64_t *)next(l, 8) = v;
-}
-
-void kl_ulong(cu_launch *l, uint64_t v)
-{
-    *(uint64_t *)next(l, 8) = v;
-}
-
-void kl_uint(cu_launch *l, uint32_t v)
-{
-    *(uint32_t *)next(l, 4) = v;
-}
-
-static pt_status launch(cu_launch *l, size_t blocks, int block, pt_error *err)
-{
-    if (l->n > CU_MAX_ARGS)
-        return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s given %d arguments, at most %d", cu_kernel_name(l->id),
-                       l->n, CU_MAX_ARGS);
-    PT_TRY(check_signature(l, err));
-    if (blocks == 0) return PT_OK;
+    /* every value in an 8-byte slot; a tensor is its base pointer and its element offset */
+    union {
+        int32_t i;
+        uint32_t u;
+        float f;
+        int64_t l;
+        uint64_t ul;
+        void *p;
+    } slot[CU_MAX_PARAMS];
+    void *argp[CU_MAX_PARAMS];
+    unsigned char size[CU_MAX_PARAMS];
+    int n = 0;
+    for (int i = 0; i < c->nargs; i++) {
+        const pt_karg *a = &c->arg[i];
+        if (n + (a->type == 'm' ? 2 : 1) > CU_MAX_PARAMS)
+            return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s given more than %d parameters",
+                           pt_kernel_info_of(c->kernel)->name, CU_MAX_PARAMS);
+        switch (a->type) {
+        case 'm':
+            slot[n].p = a->v.m.buf->ptr, size[n] = sizeof(void *), argp[n] = &slot[n], n++;
+            slot[n].l = (int64_t)(a->v.m.off / 4), size[n] = 8; /* run() checked 4-byte alignment */
+            break;
+        case 'i': slot[n].i = a->v.i, size[n] = 4; break;
+        case 'u': slot[n].u = a->v.u, size[n] = 4; break;
+        case 'l': slot[n].l = a->v.l, size[n] = 8; break;
+        case 'U': slot[n].ul = a->v.ul, size[n] = 8; break;
+        default: slot[n].f = a->v.f, size[n] = 4; break;
+        }
+        argp[n] = &slot[n];
+        n++;
+    }
+    PT_TRY(check_signature(d, c->kernel, size, n, err));
+    if (c->count == 0) return PT_OK;
+    const int channels = pt_kernel_info_of(c->kernel)->launch == PT_K_CHANNELS;
+    const unsigned block = channels ? CU_RED_WG : CU_BLOCK;
+    const size_t blocks = channels ? c->count : (c->count + CU_BLOCK - 1) / CU_BLOCK;
     if (blocks > 0x7fffffffu)
-        return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s needs %zu blocks", cu_kernel_name(l->id), blocks);
-    dim3 grid = {(unsigned)blocks, 1, 1}, threads = {(unsigned)block, 1, 1};
-    cudaError_t rc = cudaLaunchKernel((const void *)l->d->k[l->id], grid, threads, l->argp, 0, l->d->stream);
+        return pt_fail(err, PT_ERR_INVALID, "cuda: kernel %s needs %zu blocks", pt_kernel_info_of(c->kernel)->name,
+                       blocks);
+    dim3 grid = {(unsigned)blocks, 1, 1}, threads = {block, 1, 1};
+    cudaError_t rc = cudaLaunchKernel((const void *)d->k[c->kernel], grid, threads, argp, 0, d->stream);
     if (rc != cudaSuccess) {
         cu_fail_cuda(err, rc, "cudaLaunchKernel", __FILE__, __LINE__);
-        return pt_error_wrap(err, "kernel %s", cu_kernel_name(l->id));
+        return pt_error_wrap(err, "kernel %s", pt_kernel_info_of(c->kernel)->name);
     }
     return PT_OK;
 }
 
-pt_status kl_run(cu_launch *l, size_t items, int block, pt_error *err)
+static pt_status kdev_launch(void *ctx, const pt_kcall *c, pt_error *err)
 {
-    if (block <= 0) block = 256;
-    return launch(l, (items + (size_t)block - 1) / (size_t)block, block, err);
+    return cu_launch_call(ctx, c, err);
 }
 
-pt_status kl_run_groups(cu_launch *l, size_t groups, int block, pt_error *err)
+static pt_status kdev_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                            size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
 {
-    return launch(l, groups, block, err);
+    return cu_sgemm_rowmajor(ctx, ta, tb, m, n, k, alpha, cu_f32(a), lda, cu_f32(b), ldb, beta, cu_f32(c), ldc, err);
+}
+
+pt_kdev cu_kdev(cu_device *d)
+{
+    const pt_kdev k = {d, "cuda", kdev_launch, kdev_sgemm, CU_IM2COL_WS_CAP};
+    return k;
 }

@@ -1,7 +1,8 @@
 /* The opencl backend: platform and device enumeration, devices (context, in-order queue,
- * kernel program, CLBlast warm-up), cl_mem buffers, op validation and dispatch, and the
- * pt_opencl_backend vtable. Work is queued asynchronously; blocking reads are the sync points.
- * run() never allocates device memory: scratch comes from the op's workspace. */
+ * kernel program, CLBlast warm-up), cl_mem buffers, op validation, and the pt_opencl_backend
+ * vtable. Every op runs through the shared kernel layer (backends/kernels/kernel_ops.h) with
+ * this backend's launches and CLBlast's SGEMM. Work is queued asynchronously; blocking reads
+ * are the sync points. run() never allocates device memory: scratch is the op's workspace. */
 #include <clblast_c.h>
 #include <limits.h>
 #include <stdio.h>
@@ -10,48 +11,6 @@
 #include <time.h>
 
 #include "backends/opencl/ocl_internal.h"
-
-static const char *const kernel_names[OCL_K_COUNT] = {
-    [OCL_K_FILL] = "pt_fill",
-    [OCL_K_SCALE] = "pt_scale",
-    [OCL_K_AXPY] = "pt_axpy",
-    [OCL_K_ADD] = "pt_add",
-    [OCL_K_BIAS_ADD] = "pt_bias_add",
-    [OCL_K_BIAS_GRAD] = "pt_bias_grad",
-    [OCL_K_RELU_FWD] = "pt_relu_fwd",
-    [OCL_K_RELU_BWD] = "pt_relu_bwd",
-    [OCL_K_DROPOUT_FWD] = "pt_dropout_fwd",
-    [OCL_K_RNG_WORDS] = "pt_rng_words",
-    [OCL_K_MUL_ACC] = "pt_mul_acc",
-    [OCL_K_BN_FWD_TRAIN] = "pt_bn_fwd_train",
-    [OCL_K_BN_FWD_EVAL] = "pt_bn_fwd_eval",
-    [OCL_K_BN_BWD] = "pt_bn_bwd",
-    [OCL_K_BN_SYNC_STATS] = "pt_bn_sync_stats",
-    [OCL_K_BN_SYNC_FWD] = "pt_bn_sync_fwd",
-    [OCL_K_BN_SYNC_BWD_STATS] = "pt_bn_sync_bwd_stats",
-    [OCL_K_BN_SYNC_BWD] = "pt_bn_sync_bwd",
-    [OCL_K_MAXPOOL_FWD] = "pt_maxpool_fwd",
-    [OCL_K_MAXPOOL_BWD] = "pt_maxpool_bwd",
-    [OCL_K_GAP_FWD] = "pt_gap_fwd",
-    [OCL_K_GAP_BWD] = "pt_gap_bwd",
-    [OCL_K_XENT] = "pt_xent",
-    [OCL_K_SGD] = "pt_sgd",
-    [OCL_K_ADAM] = "pt_adam",
-    [OCL_K_IM2COL] = "pt_im2col",
-    [OCL_K_COL2IM] = "pt_col2im",
-    [OCL_K_GATHER_GROUPS] = "pt_gather_groups",
-    [OCL_K_SCATTER_GROUPS] = "pt_scatter_groups",
-    [OCL_K_RMSPROP] = "pt_rmsprop",
-    [OCL_K_BCAST_MUL] = "pt_bcast_mul",
-    [OCL_K_BCAST_MUL_GRAD_CHANNEL] = "pt_bcast_mul_grad_channel",
-    [OCL_K_BCAST_MUL_GRAD_PIXEL] = "pt_bcast_mul_grad_pixel",
-    [OCL_K_SIGMOID_FWD] = "pt_sigmoid_fwd",
-    [OCL_K_SIGMOID_BWD] = "pt_sigmoid_bwd",
-    [OCL_K_GMP_FWD] = "pt_gmp_fwd",
-    [OCL_K_GMP_BWD] = "pt_gmp_bwd",
-    [OCL_K_CHANNEL_POOL_FWD] = "pt_channel_pool_fwd",
-    [OCL_K_CHANNEL_POOL_BWD] = "pt_channel_pool_bwd",
-};
 
 static double now_s(void)
 {
@@ -200,7 +159,7 @@ static pt_status ocl_device_info(void *backend_ctx, int index, pt_device_info *o
 
 static void release_device(ocl_device *d)
 {
-    for (int i = 0; i < OCL_K_COUNT; i++)
+    for (int i = 0; i < PT_K_COUNT; i++)
         if (d->k[i]) clReleaseKernel(d->k[i]);
     if (d->program) clReleaseProgram(d->program);
     if (d->queue) clReleaseCommandQueue(d->queue);
@@ -254,6 +213,35 @@ static pt_status clblast_warm_up(ocl_device *d, pt_error *err)
     return st == PT_OK ? PT_OK : pt_error_wrap(err, "CLBlast warm-up");
 }
 
+/* Every kernel of the table, checked against it: its parameter count as compiled, and for the
+ * per-channel reductions a work-group of d->red_wg items (their PT_RED_WG). */
+static pt_status create_kernels(ocl_device *d, pt_error *err)
+{
+    for (int i = 0; i < PT_K_COUNT; i++) {
+        const pt_kernel_info *ki = pt_kernel_info_of((pt_kernel_id)i);
+        cl_int rc;
+        d->k[i] = clCreateKernel(d->program, ki->name, &rc);
+        if (rc != CL_SUCCESS) {
+            ocl_fail_cl(err, rc, "clCreateKernel", __FILE__, __LINE__);
+            return pt_error_wrap(err, "kernel %s", ki->name);
+        }
+        cl_uint nargs = 0;
+        rc = clGetKernelInfo(d->k[i], CL_KERNEL_NUM_ARGS, sizeof nargs, &nargs, NULL);
+        if (rc == CL_SUCCESS && (int)nargs != pt_kernel_param_count((pt_kernel_id)i))
+            return pt_fail(err, PT_ERR_BACKEND,
+                           "opencl: kernel %s has %u parameters, backends/kernels/kernel_table.h lists %d (%s)",
+                           ki->name, nargs, pt_kernel_param_count((pt_kernel_id)i), ki->params);
+        size_t kwg = 0;
+        if (ki->launch == PT_K_CHANNELS &&
+            clGetKernelWorkGroupInfo(d->k[i], d->info->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg, NULL) ==
+                CL_SUCCESS &&
+            kwg && kwg < (size_t)d->red_wg)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "opencl: kernel %s allows work-groups of %zu, needs %d", ki->name,
+                           kwg, d->red_wg);
+    }
+    return PT_OK;
+}
+
 static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_options *opt,
                                  void **dev_ctx, pt_error *err)
 {
@@ -282,24 +270,7 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
         if (rc != CL_SUCCESS) st = ocl_fail_cl(err, rc, "clCreateCommandQueue", __FILE__, __LINE__);
     }
     if (st == PT_OK) st = ocl_program_load(d, err);
-    for (int i = 0; st == PT_OK && i < OCL_K_COUNT; i++) {
-        d->k[i] = clCreateKernel(d->program, kernel_names[i], &rc);
-        if (rc != CL_SUCCESS) {
-            st = ocl_fail_cl(err, rc, "clCreateKernel", __FILE__, __LINE__);
-            pt_error_wrap(err, "kernel %s", kernel_names[i]);
-        }
-    }
-    /* the per-channel reductions need PT_RED_WG items in one work-group */
-    const ocl_kernel_id reductions[] = {OCL_K_BIAS_GRAD, OCL_K_BN_FWD_TRAIN, OCL_K_BN_BWD, OCL_K_BN_SYNC_STATS,
-                                        OCL_K_BN_SYNC_FWD, OCL_K_BN_SYNC_BWD_STATS};
-    for (size_t i = 0; st == PT_OK && i < sizeof reductions / sizeof reductions[0]; i++) {
-        size_t kwg = 0;
-        clGetKernelWorkGroupInfo(d->k[reductions[i]], d->info->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg,
-                                 &kwg, NULL);
-        if (kwg && kwg < (size_t)d->red_wg)
-            st = pt_fail(err, PT_ERR_UNSUPPORTED, "opencl: kernel %s allows work-groups of %zu, needs %d",
-                         kernel_names[reductions[i]], kwg, d->red_wg);
-    }
+    if (st == PT_OK) st = create_kernels(d, err);
     if (st == PT_OK) {
         clblast_tune_for_cpu(d);
         st = clblast_warm_up(d, err);
@@ -426,38 +397,14 @@ static pt_status ocl_synchronize(void *dev_ctx, pt_error *err)
     return PT_OK;
 }
 
-/* ---- op validation: the cpu backend's rules, plus 4-byte aligned offsets ---- */
+/* ---- op validation: the kinds' descriptions (core/op_table.c), 4-byte aligned offsets ---- */
+
+static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "opencl", 0, check_memory, err));
-    const char *name = pt_op_name(op->kind);
-    for (int i = 0; check_memory && i < op->nt; i++) {
-        const pt_tensor *t = &op->t[i];
-        if (pt_op_operand_absent(op, i)) continue;
-        char what[64];
-        snprintf(what, sizeof what, "%s operand %d", name, i);
-        PT_TRY(check_range(t->mem, pt_tensor_bytes(t), what, err));
-        if (t->mem.off % 4 != 0)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: operand %d is at byte offset %zu, not a multiple of 4",
-                           name, i, t->mem.off);
-    }
-    if (check_memory && op->kind == PT_OP_GEMM)
-        for (int i = 0; i < 3; i++)
-            if (op->t[i].ndim != 2)
-                return pt_fail(err, PT_ERR_INVALID, "opencl gemm: operand %d is %d-D, expected 2-D", i, op->t[i].ndim);
-    if (check_memory && op->workspace_bytes) {
-        if (!op->workspace.buf)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: workspace of %zu bytes has no buffer", name,
-                           op->workspace_bytes);
-        char what[64];
-        snprintf(what, sizeof what, "%s workspace", name);
-        PT_TRY(check_range(op->workspace, op->workspace_bytes, what, err));
-        if (op->workspace.off % 4 != 0)
-            return pt_fail(err, PT_ERR_INVALID, "opencl %s: workspace offset %zu is not a multiple of 4", name,
-                           op->workspace.off);
-    }
-    return PT_OK;
+    PT_TRY(pt_op_check_operands(op, "opencl", PT_CAP_MIXUP_TARGETS, check_memory, err));
+    return check_memory ? pt_op_check_memory(op, "opencl", buffer_bytes, 4, err) : PT_OK;
 }
 
 static int ocl_supports(void *dev_ctx, const pt_op *op)
@@ -468,45 +415,16 @@ static int ocl_supports(void *dev_ctx, const pt_op *op)
 
 static size_t ocl_workspace_size(void *dev_ctx, const pt_op *op)
 {
-    const ocl_device *d = dev_ctx;
-    switch (op->kind) {
-    case PT_OP_CONV2D_FWD:
-    case PT_OP_CONV2D_BWD_DATA:
-    case PT_OP_CONV2D_BWD_FILTER: return ocl_conv_workspace(d, op);
-    default: return 0;
-    }
-}
-
-static pt_status dispatch(ocl_device *d, const pt_op *op, pt_error *err)
-{
-    switch (op->kind) {
-    case PT_OP_GEMM: return ocl_op_gemm(d, op, err);
-    case PT_OP_CONV2D_FWD:
-    case PT_OP_CONV2D_BWD_DATA:
-    case PT_OP_CONV2D_BWD_FILTER: return ocl_op_conv2d(d, op, err);
-    case PT_OP_BIAS_GRAD:
-    case PT_OP_BN_FWD_TRAIN:
-    case PT_OP_BN_BWD: return ocl_op_channel(d, op, err);
-    case PT_OP_BCAST_MUL:
-    case PT_OP_BCAST_MUL_GRAD:
-    case PT_OP_SIGMOID_FWD:
-    case PT_OP_SIGMOID_BWD:
-    case PT_OP_GMP_FWD:
-    case PT_OP_GMP_BWD:
-    case PT_OP_CHANNEL_POOL_FWD:
-    case PT_OP_CHANNEL_POOL_BWD: return ocl_op_zoo(d, op, err);
-    case PT_OP_BN_SYNC_STATS:
-    case PT_OP_BN_SYNC_FWD:
-    case PT_OP_BN_SYNC_BWD_STATS: return ocl_op_channel(d, op, err);
-    default: return ocl_op_elementwise(d, op, err);
-    }
+    const pt_kdev k = ocl_kdev(dev_ctx);
+    return pt_kops_workspace(&k, op);
 }
 
 static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
 {
     ocl_device *d = dev_ctx;
     PT_TRY(validate(op, 1, err));
-    pt_status st = dispatch(d, op, err);
+    const pt_kdev k = ocl_kdev(d);
+    pt_status st = pt_kops_run(&k, op, err);
     if (d->profile) {
         pt_error perr;
         pt_status ps = ocl_profile_collect(d, op->kind, st == PT_OK ? err : &perr);

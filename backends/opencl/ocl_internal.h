@@ -10,6 +10,7 @@
 
 #include <CL/cl.h>
 
+#include "backends/kernels/kernel_ops.h"
 #include "core/backend.h"
 
 /* Device memory: a cl_mem of `bytes` usable bytes; views add a byte offset (pt_mem.off). */
@@ -17,51 +18,6 @@ struct pt_buffer {
     cl_mem mem;
     size_t bytes;
 };
-
-/* The kernels of backends/kernels/ops.cl, created once per opened device. */
-typedef enum ocl_kernel_id {
-    OCL_K_FILL,
-    OCL_K_SCALE,
-    OCL_K_AXPY,
-    OCL_K_ADD,
-    OCL_K_BIAS_ADD,
-    OCL_K_BIAS_GRAD,
-    OCL_K_RELU_FWD,
-    OCL_K_RELU_BWD,
-    OCL_K_DROPOUT_FWD,
-    OCL_K_RNG_WORDS,
-    OCL_K_MUL_ACC,
-    OCL_K_BN_FWD_TRAIN,
-    OCL_K_BN_FWD_EVAL,
-    OCL_K_BN_BWD,
-    OCL_K_MAXPOOL_FWD,
-    OCL_K_MAXPOOL_BWD,
-    OCL_K_GAP_FWD,
-    OCL_K_GAP_BWD,
-    OCL_K_XENT,
-    OCL_K_SGD,
-    OCL_K_ADAM,
-    OCL_K_IM2COL,
-    OCL_K_COL2IM,
-    OCL_K_GATHER_GROUPS,
-    OCL_K_SCATTER_GROUPS,
-    OCL_K_RMSPROP,
-    /* backends/kernels/ops_zoo.cl */
-    OCL_K_BCAST_MUL,
-    OCL_K_BCAST_MUL_GRAD_CHANNEL,
-    OCL_K_BCAST_MUL_GRAD_PIXEL,
-    OCL_K_SIGMOID_FWD,
-    OCL_K_SIGMOID_BWD,
-    OCL_K_GMP_FWD,
-    OCL_K_GMP_BWD,
-    OCL_K_CHANNEL_POOL_FWD,
-    OCL_K_CHANNEL_POOL_BWD,
-    OCL_K_BN_SYNC_STATS,
-    OCL_K_BN_SYNC_FWD,
-    OCL_K_BN_SYNC_BWD_STATS,
-    OCL_K_BN_SYNC_BWD,
-    OCL_K_COUNT
-} ocl_kernel_id;
 
 /* One enumerated OpenCL device, with the facts device_info reports. */
 typedef struct ocl_device_entry {
@@ -102,7 +58,7 @@ typedef struct ocl_device {
     cl_context ctx;
     cl_command_queue queue;
     cl_program program;
-    cl_kernel k[OCL_K_COUNT];
+    cl_kernel k[PT_K_COUNT]; /* every kernel of backends/kernels/kernel_table.h */
     int red_wg;              /* work-group size of the per-channel reductions (PT_RED_WG) */
     double program_s;        /* time to get the program built (from source or the cache) */
     int program_cached;      /* 1: from polytrain's binary cache */
@@ -144,25 +100,12 @@ pt_status ocl_program_load(ocl_device *d, pt_error *err);
 /* The cache file for this device and build, or 0 when no cache directory can be named. */
 int ocl_cache_path(const ocl_device *d, const char *options, char *out, size_t cap);
 
-/* ---- kernel launches (ocl_launch.c) ---- */
-typedef struct ocl_launch {
-    ocl_device *d;
-    cl_kernel k;
-    cl_uint n;
-    cl_int rc;
-    cl_uint bad_arg;
-} ocl_launch;
-
-ocl_launch ocl_kernel(ocl_device *d, ocl_kernel_id id);
-void kl_mem(ocl_launch *l, pt_mem m);  /* two arguments: the cl_mem and the element offset */
-void kl_tensor(ocl_launch *l, const pt_tensor *t);
-void kl_int(ocl_launch *l, int v);
-void kl_float(ocl_launch *l, float v);
-void kl_long(ocl_launch *l, int64_t v);
-void kl_ulong(ocl_launch *l, uint64_t v);
-void kl_uint(ocl_launch *l, uint32_t v);
-/* Enqueues over `global` items (local 0: the runtime picks; else global is rounded up). */
-pt_status kl_run(ocl_launch *l, size_t global, size_t local, pt_error *err);
+/* ---- kernel launches and GEMMs (ocl_launch.c) ---- */
+/* The device as the shared kernel layer sees it (backends/kernels/kernel_ops.h): launches on
+ * its queue, CLBlast's SGEMM, the im2col scratch bound. */
+pt_kdev ocl_kdev(ocl_device *d);
+/* Queues one shared-kernel call (checked against the kernel table by the caller). */
+pt_status ocl_launch_call(ocl_device *d, const pt_kcall *c, pt_error *err);
 /* An event slot for the next enqueue when profiling, else NULL. */
 cl_event *ocl_event_slot(ocl_device *d);
 double ocl_now_s(void);
@@ -175,14 +118,5 @@ void ocl_profile_format(const ocl_device *d, char *out, size_t cap);
 pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                     float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                     size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, pt_error *err);
-
-/* ---- ops: each assumes run() validated operand count, dtypes, ranks and extents ---- */
-pt_status ocl_op_gemm(ocl_device *d, const pt_op *op, pt_error *err);
-size_t ocl_conv_workspace(const ocl_device *d, const pt_op *op);
-pt_status ocl_op_conv2d(ocl_device *d, const pt_op *op, pt_error *err);
-pt_status ocl_op_elementwise(ocl_device *d, const pt_op *op, pt_error *err);
-pt_status ocl_op_channel(ocl_device *d, const pt_op *op, pt_error *err);
-/* The model zoo's ops (ocl_zoo.c, kernels in ops_zoo.cl). */
-pt_status ocl_op_zoo(ocl_device *d, const pt_op *op, pt_error *err);
 
 #endif

@@ -1,6 +1,6 @@
-/* Kernel launches and CLBlast GEMMs on a device's in-order queue, and per-op-kind device time
- * from profiling events (PT_OPENCL_PROFILE=1). Argument errors are collected and reported at
- * launch, so an op's code reads as a plain list of arguments. */
+/* Kernel launches and CLBlast GEMMs on a device's in-order queue (the opencl side of the shared
+ * kernel layer, backends/kernels/kernel_ops.h), and per-op-kind device time from profiling
+ * events (PT_OPENCL_PROFILE=1). */
 #include <clblast_c.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -16,89 +16,67 @@ double ocl_now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-ocl_launch ocl_kernel(ocl_device *d, ocl_kernel_id id)
-{
-    ocl_launch l;
-    l.d = d;
-    l.k = d->k[id];
-    l.n = 0;
-    l.rc = CL_SUCCESS;
-    l.bad_arg = 0;
-    return l;
-}
-
-static void set_arg(ocl_launch *l, size_t size, const void *v)
-{
-    cl_int rc = clSetKernelArg(l->k, l->n, size, v);
-    if (rc != CL_SUCCESS && l->rc == CL_SUCCESS) {
-        l->rc = rc;
-        l->bad_arg = l->n;
-    }
-    l->n++;
-}
-
-void kl_mem(ocl_launch *l, pt_mem m)
-{
-    cl_long off = (cl_long)(m.off / 4); /* run() checked 4-byte alignment */
-    set_arg(l, sizeof(cl_mem), &m.buf->mem);
-    set_arg(l, sizeof off, &off);
-}
-
-void kl_tensor(ocl_launch *l, const pt_tensor *t)
-{
-    kl_mem(l, t->mem);
-}
-
-void kl_int(ocl_launch *l, int v)
-{
-    cl_int x = v;
-    set_arg(l, sizeof x, &x);
-}
-
-void kl_float(ocl_launch *l, float v)
-{
-    cl_float x = v;
-    set_arg(l, sizeof x, &x);
-}
-
-void kl_long(ocl_launch *l, int64_t v)
-{
-    cl_long x = v;
-    set_arg(l, sizeof x, &x);
-}
-
-void kl_ulong(ocl_launch *l, uint64_t v)
-{
-    cl_ulong x = v;
-    set_arg(l, sizeof x, &x);
-}
-
-void kl_uint(ocl_launch *l, uint32_t v)
-{
-    cl_uint x = v;
-    set_arg(l, sizeof x, &x);
-}
-
 cl_event *ocl_event_slot(ocl_device *d)
 {
     if (!d->profile || d->nevents >= OCL_MAX_EVENTS) return NULL;
     return &d->events[d->nevents++];
 }
 
-pt_status kl_run(ocl_launch *l, size_t global, size_t local, pt_error *err)
+pt_status ocl_launch_call(ocl_device *d, const pt_kcall *c, pt_error *err)
 {
-    if (l->rc != CL_SUCCESS) {
-        char what[64];
-        snprintf(what, sizeof what, "clSetKernelArg (argument %u)", l->bad_arg);
-        return ocl_fail_cl(err, l->rc, what, __FILE__, __LINE__);
+    const cl_kernel k = d->k[c->kernel];
+    for (int i = 0, p = 0; i < c->nargs; i++) {
+        const pt_karg *a = &c->arg[i];
+        cl_int rc = CL_SUCCESS;
+        switch (a->type) {
+        case 'm': {
+            const cl_long off = (cl_long)(a->v.m.off / 4); /* run() checked 4-byte alignment */
+            rc = clSetKernelArg(k, (cl_uint)p++, sizeof(cl_mem), &a->v.m.buf->mem);
+            if (rc == CL_SUCCESS) rc = clSetKernelArg(k, (cl_uint)p, sizeof off, &off);
+            break;
+        }
+        case 'i': rc = clSetKernelArg(k, (cl_uint)p, sizeof(cl_int), &a->v.i); break;
+        case 'u': rc = clSetKernelArg(k, (cl_uint)p, sizeof(cl_uint), &a->v.u); break;
+        case 'l': rc = clSetKernelArg(k, (cl_uint)p, sizeof(cl_long), &a->v.l); break;
+        case 'U': rc = clSetKernelArg(k, (cl_uint)p, sizeof(cl_ulong), &a->v.ul); break;
+        default: rc = clSetKernelArg(k, (cl_uint)p, sizeof(cl_float), &a->v.f); break;
+        }
+        if (rc != CL_SUCCESS) {
+            char what[96];
+            snprintf(what, sizeof what, "clSetKernelArg (%s, parameter %d)", pt_kernel_info_of(c->kernel)->name, p);
+            return ocl_fail_cl(err, rc, what, __FILE__, __LINE__);
+        }
+        p++;
     }
-    if (global == 0) return PT_OK;
-    size_t g = global;
-    if (local) g = (global + local - 1) / local * local;
-    cl_event *ev = ocl_event_slot(l->d);
-    OCL_CHECK(clEnqueueNDRangeKernel(l->d->queue, l->k, 1, NULL, &g, local ? &local : NULL, 0, NULL, ev),
-              err);
+    if (c->count == 0) return PT_OK;
+    /* elementwise: the runtime picks the work-group; reductions: one group of red_wg per channel */
+    const int channels = pt_kernel_info_of(c->kernel)->launch == PT_K_CHANNELS;
+    const size_t local = channels ? (size_t)d->red_wg : 0;
+    const size_t global = channels ? c->count * local : c->count;
+    cl_event *ev = ocl_event_slot(d);
+    OCL_CHECK(clEnqueueNDRangeKernel(d->queue, k, 1, NULL, &global, local ? &local : NULL, 0, NULL, ev), err);
     return PT_OK;
+}
+
+static pt_status kdev_launch(void *ctx, const pt_kcall *c, pt_error *err)
+{
+    return ocl_launch_call(ctx, c, err);
+}
+
+static pt_status kdev_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                            size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+{
+    return ocl_sgemm(ctx, ta, tb, m, n, k, alpha, a.buf->mem, a.off / 4, lda, b.buf->mem, b.off / 4, ldb, beta,
+                     c.buf->mem, c.off / 4, ldc, err);
+}
+
+/* 64 MiB of im2col scratch: a group of samples per GEMM keeps CLBlast's GEMMs wide. */
+#define OCL_CONV_WS_CAP ((size_t)64 << 20)
+
+pt_kdev ocl_kdev(ocl_device *d)
+{
+    const pt_kdev k = {d, "opencl", kdev_launch, kdev_sgemm, OCL_CONV_WS_CAP};
+    return k;
 }
 
 pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n, size_t k,

@@ -12,12 +12,18 @@ const pt_layer_vt *pt_layer_vtable(pt_node_kind kind)
     case PT_NODE_LINEAR: return &pt_layer_linear;
     case PT_NODE_ADD: return &pt_layer_add;
     case PT_NODE_DROPOUT: return &pt_layer_dropout;
-    case PT_NODE_SIGMOID: return &pt_layer_sigmoid;
+    case PT_NODE_ACTIVATION: return &pt_layer_activation;
     case PT_NODE_BCAST_MUL: return &pt_layer_bcast_mul;
     case PT_NODE_GLOBAL_MAXPOOL: return &pt_layer_global_maxpool;
     case PT_NODE_CHANNEL_POOL: return &pt_layer_channel_pool;
     default: return 0;
     }
+}
+
+int pt_layer_in_place(const pt_node *node)
+{
+    const pt_layer_vt *vt = pt_layer_vtable(node->kind);
+    return vt && vt->in_place && (!vt->in_place_if || vt->in_place_if(node));
 }
 
 void pt_layer_same_shape(const pt_net *net, pt_node *node)

@@ -21,8 +21,10 @@ typedef struct pt_layer_vt {
     int nsaved;
     void (*saved_shape)(const pt_node *node, int slot, int n, int64_t dim[4], int *ndim,
                         pt_dtype *dtype);
-    /* Output buffer may alias the first input's (in place), when the planner allows it. */
+    /* Output buffer may alias the first input's (in place), when the planner allows it;
+     * in_place_if (optional) narrows that down per node. */
     int in_place;
+    int (*in_place_if)(const pt_node *node);
     /* The first input's gradient equals the output's (backward passes dy on unchanged), so
      * the two may share a range; backward then skips the write to itself. */
     int grad_in_place;
@@ -31,6 +33,8 @@ typedef struct pt_layer_vt {
 } pt_layer_vt;
 
 const pt_layer_vt *pt_layer_vtable(pt_node_kind kind);
+/* Whether node's layer may compute in place over its first input (its vtable says so). */
+int pt_layer_in_place(const pt_node *node);
 
 /* Shape helpers shared by layers: an element-wise layer's output has its input's shape;
  * a saved tensor shaped like the node's output for `batch` samples. */
@@ -72,7 +76,7 @@ int pt_net_declare_buffer(pt_net *net, const char *module, const char *leaf, int
 
 extern const pt_layer_vt pt_layer_conv2d, pt_layer_batchnorm2d, pt_layer_relu,
     pt_layer_maxpool2d, pt_layer_global_avgpool, pt_layer_linear, pt_layer_add,
-    pt_layer_dropout, pt_layer_sigmoid, pt_layer_bcast_mul, pt_layer_global_maxpool,
+    pt_layer_dropout, pt_layer_activation, pt_layer_bcast_mul, pt_layer_global_maxpool,
     pt_layer_channel_pool;
 
 #endif

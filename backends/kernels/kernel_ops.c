@@ -1,0 +1,643 @@
+/* Every op kind as shared-kernel calls and SGEMMs (kernel_ops.h): the argument lists and
+ * launch sizes of backends/kernels/<name>.cl, once for both device backends. Elementwise
+ * kernels run one item per element; per-channel reductions one work-group per channel. The
+ * host-side constants (Adam's bias corrections, RMSprop's 1 - alpha) are formed as the cpu
+ * backend forms them, in double, so that the kernels repeat its float arithmetic. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "backends/kernels/kernel_ops.h"
+#include "core/rng.h"
+
+/* ---- calls ---- */
+
+void pt_kcall_begin(pt_kcall *c, pt_kernel_id kernel, size_t count)
+{
+    c->kernel = kernel;
+    c->nargs = 0;
+    c->count = count;
+}
+
+static pt_karg *next(pt_kcall *c, char type)
+{
+    pt_karg *a = &c->arg[c->nargs < PT_KCALL_MAX_ARGS ? c->nargs : PT_KCALL_MAX_ARGS];
+    c->nargs++;
+    a->type = type;
+    return a;
+}
+
+void pt_karg_mem(pt_kcall *c, pt_mem m) { next(c, 'm')->v.m = m; }
+void pt_karg_tensor(pt_kcall *c, const pt_tensor *t) { pt_karg_mem(c, t->mem); }
+void pt_karg_int(pt_kcall *c, int v) { next(c, 'i')->v.i = v; }
+void pt_karg_uint(pt_kcall *c, uint32_t v) { next(c, 'u')->v.u = v; }
+void pt_karg_long(pt_kcall *c, int64_t v) { next(c, 'l')->v.l = v; }
+void pt_karg_ulong(pt_kcall *c, uint64_t v) { next(c, 'U')->v.ul = v; }
+void pt_karg_float(pt_kcall *c, float v) { next(c, 'f')->v.f = v; }
+
+pt_status pt_kcall_check(const pt_kcall *c, const char *backend, pt_error *err)
+{
+    const pt_kernel_info *k = pt_kernel_info_of(c->kernel);
+    if (!k) return pt_fail(err, PT_ERR_INVALID, "%s: kernel id %d is not in the kernel table", backend, (int)c->kernel);
+    const int want = (int)strlen(k->params);
+    int same = c->nargs == want;
+    for (int i = 0; same && i < want; i++) same = c->arg[i].type == k->params[i];
+    if (same) return PT_OK;
+    char got[PT_KCALL_MAX_ARGS + 1];
+    int n = c->nargs < PT_KCALL_MAX_ARGS ? c->nargs : PT_KCALL_MAX_ARGS;
+    for (int i = 0; i < n; i++) got[i] = c->arg[i].type;
+    got[n] = '\0';
+    return pt_fail(err, PT_ERR_BACKEND,
+                   "%s: kernel %s takes (%s), the call passes %d arguments (%s%s) "
+                   "(backends/kernels/kernel_ops.c out of step with kernel_table.h)",
+                   backend, k->name, k->params, c->nargs, got, c->nargs > n ? "..." : "");
+}
+
+static pt_status launch(const pt_kdev *dev, const pt_kcall *c, pt_error *err)
+{
+    PT_TRY(pt_kcall_check(c, dev->backend, err));
+    return dev->launch(dev->ctx, c, err);
+}
+
+/* ---- shapes ---- */
+
+static int numel(const pt_tensor *t)
+{
+    return (int)pt_tensor_numel(t); /* run() checked it fits */
+}
+
+/* [N,C] or [N,C,H,W] as N x C planes of `inner` elements. */
+static void channel_layout(const pt_tensor *t, int *n, int *c, int *inner)
+{
+    *n = (int)t->dim[0];
+    *c = t->ndim > 1 ? (int)t->dim[1] : 1;
+    int64_t in = 1;
+    for (int i = 2; i < t->ndim; i++) in *= t->dim[i];
+    *inner = (int)in;
+}
+
+static int plane(const pt_tensor *t) { return (int)(t->dim[2] * t->dim[3]); }
+
+/* ---- one item per element (or plane, pixel, sample) ---- */
+
+/* The pointwise rule (PT_OPF_POINTWISE): operands in order, the element count, accumulate. */
+static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id k, pt_error *err)
+{
+    pt_kcall c;
+    const int n = numel(&op->t[op->nt - 1]);
+    pt_kcall_begin(&c, k, (size_t)n);
+    for (int i = 0; i < op->nt; i++) pt_karg_tensor(&c, &op->t[i]);
+    pt_karg_int(&c, n);
+    if (pt_op_describe(op->kind)->flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
+    return launch(dev, &c, err);
+}
+
+static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    pt_kcall c;
+    switch (op->kind) {
+    case PT_OP_FILL:
+        pt_kcall_begin(&c, PT_K_FILL, (size_t)numel(&t[0]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_float(&c, op->p.fill.value);
+        break;
+    case PT_OP_AXPY:
+        pt_kcall_begin(&c, PT_K_AXPY, (size_t)numel(&t[1]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[1]));
+        pt_karg_float(&c, op->p.axpy.alpha);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    case PT_OP_BIAS_ADD: {
+        int n, ch, inner;
+        channel_layout(&t[0], &n, &ch, &inner);
+        pt_kcall_begin(&c, PT_K_BIAS_ADD, (size_t)numel(&t[0]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, ch);
+        pt_karg_int(&c, inner);
+        break;
+    }
+    case PT_OP_BN_FWD_EVAL: {
+        int n, ch, inner;
+        channel_layout(&t[0], &n, &ch, &inner);
+        pt_kcall_begin(&c, PT_K_BN_FWD_EVAL, (size_t)numel(&t[0]));
+        for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, ch);
+        pt_karg_int(&c, inner);
+        pt_karg_float(&c, op->p.bn.eps);
+        break;
+    }
+    case PT_OP_BN_SYNC_BWD: {
+        int n, ch, inner;
+        channel_layout(&t[0], &n, &ch, &inner);
+        if (op->p.bn.count <= 0) return PT_OK; /* no elements: nothing to write */
+        pt_kcall_begin(&c, PT_K_BN_SYNC_BWD, (size_t)numel(&t[0]));
+        for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, ch);
+        pt_karg_int(&c, inner > 0 ? inner : 1);
+        pt_karg_float(&c, (float)op->p.bn.count);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    }
+    case PT_OP_MAXPOOL_FWD:
+    case PT_OP_MAXPOOL_BWD: {
+        const int fwd = op->kind == PT_OP_MAXPOOL_FWD;
+        const pt_tensor *x = fwd ? &t[0] : &t[2], *y = fwd ? &t[1] : &t[0];
+        const int n = fwd ? numel(y) : numel(x);
+        pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD : PT_K_MAXPOOL_BWD, (size_t)n);
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, n);
+        pt_karg_int(&c, (int)x->dim[2]);
+        pt_karg_int(&c, (int)x->dim[3]);
+        pt_karg_int(&c, (int)y->dim[2]);
+        pt_karg_int(&c, (int)y->dim[3]);
+        pt_karg_int(&c, op->p.pool.k);
+        pt_karg_int(&c, op->p.pool.stride);
+        pt_karg_int(&c, op->p.pool.pad);
+        if (!fwd) pt_karg_int(&c, op->accumulate);
+        break;
+    }
+    case PT_OP_GAP_FWD: {
+        const int planes = (int)(t[0].dim[0] * t[0].dim[1]), hw = plane(&t[0]);
+        pt_kcall_begin(&c, PT_K_GAP_FWD, (size_t)planes);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, planes);
+        pt_karg_int(&c, hw);
+        pt_karg_float(&c, hw > 0 ? (float)(1.0 / (double)hw) : 0.0f);
+        break;
+    }
+    case PT_OP_GAP_BWD: {
+        const int hw = plane(&t[1]);
+        pt_kcall_begin(&c, PT_K_GAP_BWD, hw > 0 ? (size_t)numel(&t[1]) : 0);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[1]));
+        pt_karg_int(&c, hw);
+        pt_karg_float(&c, hw > 0 ? (float)(1.0 / (double)hw) : 0.0f);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    }
+    case PT_OP_DROPOUT_FWD: {
+        const int n = (int)t[0].dim[0];
+        const int per = n > 0 ? numel(&t[0]) / n : 0;
+        const float p = op->p.dropout.p;
+        pt_kcall_begin(&c, PT_K_DROPOUT_FWD, per > 0 ? (size_t)numel(&t[0]) : 0);
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, per);
+        pt_karg_float(&c, p);
+        pt_karg_float(&c, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f);
+        pt_karg_ulong(&c, op->p.dropout.seed);
+        pt_karg_uint(&c, PT_RNG_DROPOUT);
+        pt_karg_ulong(&c, op->p.dropout.stream);
+        pt_karg_long(&c, op->p.dropout.sample_base);
+        break;
+    }
+    case PT_OP_XENT: {
+        const int has_grad = t[3].ndim > 0, mixed = op->nt == 6;
+        pt_kcall_begin(&c, mixed ? PT_K_XENT_MIX : PT_K_XENT, (size_t)t[0].dim[0]);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        if (mixed) {
+            pt_karg_tensor(&c, &t[4]);
+            pt_karg_tensor(&c, &t[5]);
+        }
+        pt_karg_tensor(&c, &t[2]);
+        /* without a gradient, any valid buffer stands in for the unused argument */
+        pt_karg_mem(&c, has_grad ? t[3].mem : t[2].mem);
+        pt_karg_int(&c, (int)t[0].dim[0]);
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_int(&c, has_grad);
+        pt_karg_float(&c, op->p.xent.smoothing);
+        pt_karg_float(&c, op->p.xent.grad_scale);
+        break;
+    }
+    case PT_OP_SGD:
+        pt_kcall_begin(&c, PT_K_SGD, (size_t)numel(&t[0]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        /* with momentum 0 the buffer is never touched: the parameter stands in for it */
+        pt_karg_mem(&c, op->p.sgd.momentum != 0.0f ? t[2].mem : t[0].mem);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_float(&c, op->p.sgd.lr);
+        pt_karg_float(&c, op->p.sgd.momentum);
+        pt_karg_float(&c, op->p.sgd.dampening);
+        pt_karg_float(&c, op->p.sgd.weight_decay);
+        pt_karg_int(&c, op->p.sgd.nesterov);
+        pt_karg_int(&c, op->p.sgd.first_step);
+        break;
+    case PT_OP_ADAM: {
+        const float lr = op->p.adam.lr, wd = op->p.adam.weight_decay;
+        const double bc1 = 1.0 - pow((double)op->p.adam.beta1, (double)op->p.adam.step);
+        const double bc2 = 1.0 - pow((double)op->p.adam.beta2, (double)op->p.adam.step);
+        pt_kcall_begin(&c, PT_K_ADAM, (size_t)numel(&t[0]));
+        for (int i = 0; i < 4; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_float(&c, op->p.adam.beta1);
+        pt_karg_float(&c, op->p.adam.beta2);
+        pt_karg_float(&c, op->p.adam.eps);
+        pt_karg_float(&c, (float)(lr / bc1));
+        pt_karg_float(&c, (float)sqrt(bc2));
+        pt_karg_float(&c, op->p.adam.decoupled ? 1.0f - lr * wd : 1.0f);
+        pt_karg_float(&c, op->p.adam.decoupled ? 0.0f : wd);
+        break;
+    }
+    case PT_OP_RMSPROP: {
+        const float mom = op->p.rmsprop.momentum;
+        const int centered = op->p.rmsprop.centered;
+        pt_kcall_begin(&c, PT_K_RMSPROP, (size_t)numel(&t[0]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        /* unused state (momentum 0, not centered): the parameter stands in, never touched */
+        pt_karg_tensor(&c, mom != 0.0f ? &t[3] : &t[0]);
+        pt_karg_tensor(&c, centered ? &t[4] : &t[0]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_float(&c, op->p.rmsprop.lr);
+        pt_karg_float(&c, op->p.rmsprop.alpha);
+        pt_karg_float(&c, (float)(1.0 - (double)op->p.rmsprop.alpha));
+        pt_karg_float(&c, op->p.rmsprop.eps);
+        pt_karg_float(&c, op->p.rmsprop.weight_decay);
+        pt_karg_float(&c, mom);
+        pt_karg_int(&c, centered);
+        break;
+    }
+    case PT_OP_BCAST_MUL:
+        pt_kcall_begin(&c, PT_K_BCAST_MUL, (size_t)numel(&t[2]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[2]));
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_int(&c, plane(&t[0]));
+        pt_karg_int(&c, t[1].ndim == 4);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    case PT_OP_BCAST_MUL_GRAD: {
+        const int per_pixel = t[2].ndim == 4;
+        pt_kcall_begin(&c, per_pixel ? PT_K_BCAST_MUL_GRAD_PIXEL : PT_K_BCAST_MUL_GRAD_CHANNEL, (size_t)numel(&t[2]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[2]));
+        if (per_pixel) pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_int(&c, plane(&t[0]));
+        pt_karg_int(&c, op->accumulate);
+        break;
+    }
+    case PT_OP_GMP_FWD:
+        pt_kcall_begin(&c, PT_K_GMP_FWD, (size_t)numel(&t[1]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[1]));
+        pt_karg_int(&c, plane(&t[0]));
+        break;
+    case PT_OP_GMP_BWD:
+        pt_kcall_begin(&c, PT_K_GMP_BWD, (size_t)numel(&t[2]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[2]));
+        pt_karg_int(&c, plane(&t[2]));
+        pt_karg_int(&c, op->accumulate);
+        break;
+    case PT_OP_CHANNEL_POOL_FWD:
+        pt_kcall_begin(&c, PT_K_CHANNEL_POOL_FWD, (size_t)numel(&t[2]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[2]));
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_int(&c, plane(&t[0]));
+        break;
+    case PT_OP_CHANNEL_POOL_BWD:
+        pt_kcall_begin(&c, PT_K_CHANNEL_POOL_BWD, (size_t)numel(&t[2]));
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[2]));
+        pt_karg_int(&c, (int)t[2].dim[1]);
+        pt_karg_int(&c, plane(&t[2]));
+        pt_karg_float(&c, 1.0f / (float)t[2].dim[1]);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    default:
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: no shared kernel for %s", dev->backend,
+                       pt_op_name(op->kind));
+    }
+    return launch(dev, &c, err);
+}
+
+/* ---- one work-group per channel: the per-channel reductions ---- */
+
+static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    int n, ch, inner;
+    channel_layout(&t[0], &n, &ch, &inner);
+    /* an empty spatial extent means no elements: N = 0 tells the kernel the same */
+    const int rows = inner > 0 ? n : 0;
+    if (inner == 0) inner = 1;
+    pt_kcall c;
+    switch (op->kind) {
+    case PT_OP_BIAS_GRAD:
+        pt_kcall_begin(&c, PT_K_BIAS_GRAD, (size_t)ch);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        break;
+    case PT_OP_BN_FWD_TRAIN:
+        pt_kcall_begin(&c, PT_K_BN_FWD_TRAIN, (size_t)ch);
+        for (int i = 0; i < 8; i++) pt_karg_tensor(&c, &t[i]);
+        break;
+    case PT_OP_BN_BWD:
+        pt_kcall_begin(&c, PT_K_BN_BWD, (size_t)ch);
+        for (int i = 0; i < 8; i++) pt_karg_tensor(&c, &t[i]);
+        break;
+    case PT_OP_BN_SYNC_STATS:
+        pt_kcall_begin(&c, PT_K_BN_SYNC_STATS, (size_t)ch);
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        break;
+    case PT_OP_BN_SYNC_FWD:
+        pt_kcall_begin(&c, PT_K_BN_SYNC_FWD, (size_t)ch);
+        for (int i = 0; i < 7; i++) pt_karg_tensor(&c, &t[i]);
+        break;
+    case PT_OP_BN_SYNC_BWD_STATS:
+        pt_kcall_begin(&c, PT_K_BN_SYNC_BWD_STATS, (size_t)ch);
+        for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        break;
+    default:
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: no reduction kernel for %s", dev->backend,
+                       pt_op_name(op->kind));
+    }
+    /* every reduction takes the layout next, then its own scalars */
+    pt_karg_int(&c, rows);
+    pt_karg_int(&c, ch);
+    pt_karg_int(&c, inner);
+    switch (op->kind) {
+    case PT_OP_BIAS_GRAD:
+    case PT_OP_BN_BWD: pt_karg_int(&c, op->accumulate); break;
+    case PT_OP_BN_FWD_TRAIN:
+        pt_karg_float(&c, op->p.bn.eps);
+        pt_karg_float(&c, op->p.bn.momentum);
+        break;
+    case PT_OP_BN_SYNC_FWD:
+        pt_karg_float(&c, (float)op->p.bn.count);
+        pt_karg_float(&c, op->p.bn.eps);
+        pt_karg_float(&c, op->p.bn.momentum);
+        break;
+    default: break;
+    }
+    return launch(dev, &c, err);
+}
+
+/* ---- GEMM ---- */
+
+static pt_status fill_zero(const pt_kdev *dev, pt_mem m, size_t n, pt_error *err)
+{
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_FILL, n);
+    pt_karg_mem(&c, m);
+    pt_karg_int(&c, (int)n);
+    pt_karg_float(&c, 0.0f);
+    return launch(dev, &c, err);
+}
+
+static pt_status run_gemm(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const pt_tensor *A = &op->t[0], *B = &op->t[1], *C = &op->t[2];
+    const int ta = op->p.gemm.trans_a, tb = op->p.gemm.trans_b;
+    const size_t m = (size_t)C->dim[0], n = (size_t)C->dim[1];
+    const size_t k = (size_t)(ta ? A->dim[0] : A->dim[1]);
+    if (m == 0 || n == 0) return PT_OK;
+    if (k == 0) {
+        /* C = beta*C, without reading C when beta is 0 (it may hold NaN); vendor GEMMs refuse
+         * an empty inner dimension or leave C alone */
+        pt_kcall c;
+        pt_kcall_begin(&c, PT_K_SCALE, m * n);
+        pt_karg_tensor(&c, C);
+        pt_karg_int(&c, (int)(m * n));
+        pt_karg_float(&c, op->p.gemm.beta);
+        return launch(dev, &c, err);
+    }
+    /* leading dimensions: a row-major matrix's row length */
+    return dev->sgemm(dev->ctx, ta, tb, m, n, k, op->p.gemm.alpha, A->mem, (size_t)A->dim[1], B->mem,
+                      (size_t)B->dim[1], op->p.gemm.beta, C->mem, n, err);
+}
+
+/* ---- 2-D convolution: im2col + SGEMM over groups of G samples ----
+ * im2col writes a [CRS, G*PQ] matrix, so one GEMM covers the group and small feature maps
+ * still give wide GEMMs (as the cpu backend); a gather/scatter kernel around it moves dy and y
+ * between the [G,K,PQ] layout and the GEMM's [K, G*PQ]. G is bounded so that the scratch stays
+ * under the device's conv_ws_cap; all scratch is the op's workspace. */
+
+typedef struct conv_shape {
+    int n, c, h, w, k, r, s, p, q, stride, pad;
+    size_t crs, pq, hw;
+    int direct; /* 1x1, stride 1, no padding: a sample of x is its own column matrix */
+    int group;  /* samples per GEMM */
+    size_t col_floats, tmp_floats, bytes;
+} conv_shape;
+
+static conv_shape conv_shape_of(const pt_op *op, size_t cap)
+{
+    /* t0 is x-shaped, t1 w-shaped, t2 y-shaped in all three directions */
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    conv_shape s;
+    s.n = (int)x->dim[0];
+    s.c = (int)x->dim[1];
+    s.h = (int)x->dim[2];
+    s.w = (int)x->dim[3];
+    s.k = (int)w->dim[0];
+    s.r = (int)w->dim[2];
+    s.s = (int)w->dim[3];
+    s.p = (int)y->dim[2];
+    s.q = (int)y->dim[3];
+    s.stride = op->p.conv.stride;
+    s.pad = op->p.conv.pad;
+    s.crs = (size_t)s.c * (size_t)s.r * (size_t)s.s;
+    s.pq = (size_t)s.p * (size_t)s.q;
+    s.hw = (size_t)s.h * (size_t)s.w;
+    s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0;
+    const size_t per = (s.crs + (size_t)s.k) * s.pq * sizeof(float);
+    size_t g = per ? cap / per : 1;
+    if (g > (size_t)s.n) g = (size_t)s.n;
+    if (g < 1) g = 1;
+    s.group = (int)g;
+    const int no_col = s.direct && g == 1;
+    /* each part on a 256-byte boundary */
+    s.col_floats = no_col ? 0 : (s.crs * g * s.pq + 63) / 64 * 64;
+    s.tmp_floats = g > 1 ? ((size_t)s.k * g * s.pq + 63) / 64 * 64 : 0;
+    s.bytes = (s.col_floats + s.tmp_floats) * sizeof(float);
+    return s;
+}
+
+int pt_kconv_empty(const pt_op *op)
+{
+    const conv_shape s = conv_shape_of(op, 0);
+    return s.n == 0 || s.pq == 0 || s.k == 0 || s.crs == 0;
+}
+
+static pt_mem at(pt_mem m, size_t floats)
+{
+    m.off += floats * sizeof(float);
+    return m;
+}
+
+/* The convolution geometry, in the order the im2col and col2im kernels take it. */
+static void karg_geometry(pt_kcall *c, const conv_shape *s)
+{
+    pt_karg_int(c, s->c);
+    pt_karg_int(c, s->h);
+    pt_karg_int(c, s->w);
+    pt_karg_int(c, s->r);
+    pt_karg_int(c, s->s);
+    pt_karg_int(c, s->p);
+    pt_karg_int(c, s->q);
+    pt_karg_int(c, s->stride);
+    pt_karg_int(c, s->pad);
+}
+
+static pt_status im2col(const pt_kdev *dev, const conv_shape *s, pt_mem x, pt_mem col, int g, pt_error *err)
+{
+    const size_t n = s->crs * (size_t)g * s->pq;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_IM2COL, n);
+    pt_karg_mem(&c, x);
+    pt_karg_mem(&c, col);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, g);
+    karg_geometry(&c, s);
+    return launch(dev, &c, err);
+}
+
+static pt_status col2im(const pt_kdev *dev, const conv_shape *s, pt_mem col, pt_mem dx, int g, int acc,
+                        pt_error *err)
+{
+    const size_t n = (size_t)g * (size_t)s->c * s->hw;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_COL2IM, n);
+    pt_karg_mem(&c, col);
+    pt_karg_mem(&c, dx);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, g);
+    karg_geometry(&c, s);
+    pt_karg_int(&c, acc);
+    return launch(dev, &c, err);
+}
+
+/* tmp[k][g*PQ + j] = dy[g, k, j] (gather) or y[g, k, j] = (acc ? y : 0) + tmp[k][g*PQ + j] */
+static pt_status regroup(const pt_kdev *dev, const conv_shape *s, pt_kernel_id id, pt_mem src, pt_mem dst, int g,
+                         int acc, pt_error *err)
+{
+    const size_t n = (size_t)s->k * (size_t)g * s->pq;
+    pt_kcall c;
+    pt_kcall_begin(&c, id, n);
+    pt_karg_mem(&c, src);
+    pt_karg_mem(&c, dst);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, g);
+    pt_karg_int(&c, s->k);
+    pt_karg_int(&c, (int)s->pq);
+    if (id == PT_K_SCATTER_GROUPS) pt_karg_int(&c, acc);
+    return launch(dev, &c, err);
+}
+
+static pt_status gemm_mem(const pt_kdev *dev, int ta, int tb, size_t m, size_t n, size_t k, pt_mem a, size_t lda,
+                          pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+{
+    return dev->sgemm(dev->ctx, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, err);
+}
+
+static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const conv_shape s = conv_shape_of(op, dev->conv_ws_cap);
+    if (op->workspace_bytes < s.bytes)
+        return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
+                       dev->backend, pt_op_name(op->kind), s.bytes, op->workspace_bytes);
+    const int acc = op->accumulate;
+    const pt_mem x = op->t[0].mem, w = op->t[1].mem, y = op->t[2].mem; /* (dx, dw, dy) in backward */
+    const pt_mem col = op->workspace, tmp = at(op->workspace, s.col_floats);
+    const size_t xs = (size_t)s.c * s.hw, ys = (size_t)s.k * s.pq; /* floats per sample */
+    const size_t wn = (size_t)s.k * s.crs;
+    if (op->kind == PT_OP_CONV2D_BWD_FILTER && (s.n == 0 || s.pq == 0) && !acc) return fill_zero(dev, w, wn, err);
+    if (s.n == 0 || s.pq == 0 || s.k == 0) {
+        /* no output cells: the input gradient is zero (or unchanged when accumulating) */
+        if (op->kind == PT_OP_CONV2D_BWD_DATA && !acc) return fill_zero(dev, x, (size_t)s.n * xs, err);
+        return PT_OK;
+    }
+    if (s.crs == 0) {
+        if (op->kind == PT_OP_CONV2D_FWD && !acc) return fill_zero(dev, y, (size_t)s.n * ys, err);
+        return PT_OK;
+    }
+    for (int n0 = 0; n0 < s.n; n0 += s.group) {
+        const int g = s.n - n0 < s.group ? s.n - n0 : s.group;
+        const size_t cols = (size_t)g * s.pq;
+        const pt_mem xg = at(x, (size_t)n0 * xs), yg = at(y, (size_t)n0 * ys);
+        const int no_col = s.direct && g == 1;
+        if (op->kind == PT_OP_CONV2D_FWD) {
+            if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
+            const pt_mem b = no_col ? xg : col;
+            if (g == 1) {
+                /* straight into y; beta 0 must not read y (it may hold NaN) */
+                PT_TRY(gemm_mem(dev, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, acc ? 1.0f : 0.0f, yg, cols,
+                                err));
+            } else {
+                PT_TRY(gemm_mem(dev, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, 0.0f, tmp, cols, err));
+                PT_TRY(regroup(dev, &s, PT_K_SCATTER_GROUPS, tmp, yg, g, acc, err));
+            }
+            continue;
+        }
+        pt_mem dyg = yg;
+        if (g > 1) {
+            PT_TRY(regroup(dev, &s, PT_K_GATHER_GROUPS, yg, tmp, g, 0, err));
+            dyg = tmp;
+        }
+        if (op->kind == PT_OP_CONV2D_BWD_DATA) {
+            if (no_col) {
+                PT_TRY(gemm_mem(dev, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, acc ? 1.0f : 0.0f, xg, cols,
+                                err));
+            } else {
+                PT_TRY(gemm_mem(dev, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, 0.0f, col, cols, err));
+                PT_TRY(col2im(dev, &s, col, xg, g, acc, err));
+            }
+        } else {
+            if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
+            const pt_mem b = no_col ? xg : col;
+            const float beta = n0 == 0 && !acc ? 0.0f : 1.0f;
+            PT_TRY(gemm_mem(dev, 0, 1, (size_t)s.k, s.crs, cols, dyg, cols, b, cols, beta, w, s.crs, err));
+        }
+    }
+    return PT_OK;
+}
+
+/* ---- dispatch ---- */
+
+static int is_conv(pt_op_kind k)
+{
+    return k == PT_OP_CONV2D_FWD || k == PT_OP_CONV2D_BWD_DATA || k == PT_OP_CONV2D_BWD_FILTER;
+}
+
+size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
+{
+    if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
+    return conv_shape_of(op, dev->conv_ws_cap).bytes;
+}
+
+pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    if (!d) return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: unknown op kind %d", dev->backend, (int)op->kind);
+    if (op->kind == PT_OP_GEMM) return run_gemm(dev, op, err);
+    if (is_conv(op->kind)) return run_conv(dev, op, err);
+    if (d->flags & PT_OPF_POINTWISE) {
+        const pt_kernel_id k = pt_kernel_for_pointwise(op->kind);
+        if (k == PT_K_COUNT)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: no shared kernel for %s (kernel_table.h)",
+                           dev->backend, d->name);
+        return run_pointwise(dev, op, k, err);
+    }
+    switch (op->kind) {
+    case PT_OP_BIAS_GRAD:
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_BWD:
+    case PT_OP_BN_SYNC_STATS:
+    case PT_OP_BN_SYNC_FWD:
+    case PT_OP_BN_SYNC_BWD_STATS: return run_channels(dev, op, err);
+    default: return run_items(dev, op, err);
+    }
+}

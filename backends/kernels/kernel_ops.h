@@ -1,0 +1,73 @@
+/* Ops as calls of the shared kernels (kernel_table.h) and the device's SGEMM, written once for
+ * both device backends: an op's argument lists, launch sizes, the GEMM with an empty inner
+ * dimension and the im2col convolution live here, and a backend supplies only what really
+ * differs (pt_kdev: how a kernel call is queued, how an SGEMM runs). Plain C over core/op.h:
+ * no vendor header, so the same code is exercised on the host by the tests. */
+#ifndef PT_KERNEL_OPS_H
+#define PT_KERNEL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/kernels/kernel_table.h"
+#include "core/op.h"
+
+/* ---- a kernel call: the kernel, its arguments in order, and how many items or channels ---- */
+
+#define PT_KCALL_MAX_ARGS 24
+
+typedef struct pt_karg {
+    char type; /* the parameter letter it is passed as: m i u l U f */
+    union {
+        pt_mem m; /* byte offset; the kernel receives it in elements of 4 bytes */
+        int32_t i;
+        uint32_t u;
+        int64_t l;
+        uint64_t ul;
+        float f;
+    } v;
+} pt_karg;
+
+typedef struct pt_kcall {
+    pt_kernel_id kernel;
+    int nargs; /* may exceed PT_KCALL_MAX_ARGS: pt_kcall_check reports it */
+    pt_karg arg[PT_KCALL_MAX_ARGS + 1]; /* the last takes every argument past the maximum */
+    size_t count; /* work items (PT_K_ITEMS) or channels (PT_K_CHANNELS); 0: nothing runs */
+} pt_kcall;
+
+void pt_kcall_begin(pt_kcall *c, pt_kernel_id kernel, size_t count);
+void pt_karg_mem(pt_kcall *c, pt_mem m);
+void pt_karg_tensor(pt_kcall *c, const pt_tensor *t);
+void pt_karg_int(pt_kcall *c, int v);
+void pt_karg_uint(pt_kcall *c, uint32_t v);
+void pt_karg_long(pt_kcall *c, int64_t v);
+void pt_karg_ulong(pt_kcall *c, uint64_t v);
+void pt_karg_float(pt_kcall *c, float v);
+/* The call's arguments against the kernel's parameter list in the table (count and type of
+ * each); the message names the backend, the kernel and both lists. */
+pt_status pt_kcall_check(const pt_kcall *c, const char *backend, pt_error *err);
+
+/* ---- a device backend's part ---- */
+
+typedef struct pt_kdev {
+    void *ctx;
+    const char *backend; /* for messages: "opencl", "cuda" */
+    /* Queues one call, already checked against the table. */
+    pt_status (*launch)(void *ctx, const pt_kcall *c, pt_error *err);
+    /* Row-major C = alpha*op(A)*op(B) + beta*C with m, n, k >= 1 and leading dimensions in
+     * elements; beta 0 never reads C (it may hold NaN). */
+    pt_status (*sgemm)(void *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                       size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err);
+    /* The im2col convolution's scratch bound: samples per GEMM are as many as fit. */
+    size_t conv_ws_cap;
+} pt_kdev;
+
+/* Runs op (validated by the backend's run()) with the shared kernels and dev's SGEMM: every
+ * op kind. Launches go through pt_kcall_check first. */
+pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err);
+/* Scratch bytes pt_kops_run needs for op (the convolutions' im2col and regrouping). */
+size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op);
+/* A convolution of op's shape has no multiply-adds (an extent is zero): only its zero fill runs. */
+int pt_kconv_empty(const pt_op *op);
+
+#endif
