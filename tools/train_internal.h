@@ -1,0 +1,111 @@
+/* The parts of polytrain train, shared by its files only: the options and what they
+ * resolve to (train_options.c), the session built from them (train_session.c) and what a
+ * run prints (train_report.c); tools/cmd_train.c runs them in that order. */
+#ifndef PT_TOOLS_TRAIN_INTERNAL_H
+#define PT_TOOLS_TRAIN_INTERNAL_H
+
+#include <stdint.h>
+
+#include "core/json.h"
+#include "core/trainer.h"
+#include "core/world.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "tools/args.h"
+#include "tools/progress.h"
+#include "tools/session.h"
+
+/* ---- options (train_options.c) ---- */
+
+typedef struct train_args {
+    const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
+    const char *cache, *preset;
+    int skip_bad, no_cache, loader_threads;
+    double val_split;
+    int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
+    int no_decay_bn_bias, cycle_momentum, log_steps, centered, lr_batch;
+    int sync_bn, scale_lr, check_replicas, given_warmup, given_batch, given_check;
+    double lr, momentum, weight_decay, warmup_epochs, step_epochs, gamma, label_smoothing;
+    double beta1, beta2, eps, alpha;
+    uint64_t seed;
+    int64_t limit_train, limit_val;
+    int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
+    int given_momentum, given_preset;
+} train_args;
+
+#define TRAIN_MAX_OPTIONS 64
+
+/* The option table points into args, so a train_options stays where it was parsed. */
+typedef struct train_options {
+    train_args args;                    /* as given, then resolved in place */
+    pt_optim_kind optim;                /* resolved (train_options_resolve) */
+    pt_schedule_kind schedule;
+    char default_out[256];              /* args.out when --out was not given */
+    arg_spec specs[TRAIN_MAX_OPTIONS];
+    int given[TRAIN_MAX_OPTIONS];       /* one flag per spec (resume) */
+    arg_command cmd;
+} train_options;
+
+/* The defaults, then argv. Returns args_parse's 0, 1 (--help printed) or 2 (usage error). */
+int train_options_parse(train_options *o, int argc, char **argv);
+/* --resume DIR: the options not given again come from DIR/config.json (*resume_cfg keeps
+ * their strings alive; NULL without --resume). Returns 0, 2 on a usage error or 1 when the
+ * saved configuration is unreadable, with the message printed. */
+int train_options_resume(train_options *o, pt_json **resume_cfg);
+/* Checks the names (backend, optimizer, schedule, augmentation, model) and settles the
+ * defaults that depend on others and the run directory. Returns 0 or 2 (message printed). */
+int train_options_resolve(train_options *o);
+/* The optimizer's configuration. Returns 0 or 2 (message printed). */
+int train_options_optim(const train_options *o, pt_optim_config *oc);
+/* The learning rate in effect for a global batch (--lr-batch, --scale-lr and its warmup). */
+pt_status train_options_lr(train_options *o, int64_t global_batch, double *lr, pt_error *err);
+
+/* ---- the session (train_session.c) ---- */
+
+/* Everything a run holds; train_session_free releases what was built, also after a
+ * failure part way. */
+typedef struct train_session {
+    pt_dataset train_ds, val_ds;
+    pt_device *devs[CLI_MAX_DEVICES];
+    int ndev;
+    pt_net *net;
+    pt_replica *reps[CLI_MAX_DEVICES];
+    pt_loader train_ld, val_ld;
+    pt_trainer *trainer;
+    pt_strbuf cfg;        /* config.json */
+    pt_model_meta meta;
+    int procs;            /* MPI processes */
+    int capacity;         /* samples per device per step, at most */
+    int rank_batch;       /* samples per step in this process */
+    int64_t global_batch;
+    double lr;            /* in effect */
+} train_session;
+
+/* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */
+int train_session_build(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
+                        pt_error *err);
+void train_session_free(train_session *s);
+
+/* ---- what a run prints (train_report.c) ---- */
+
+double train_wall_s(void);
+void train_on_pack_progress(void *user, int64_t done, int64_t total);
+void train_print_data_report(const char *split, const pt_dataset *ds, const pt_data_report *r);
+void train_print_kept_batch(int ndev, int procs, int64_t global_batch, int capacity);
+void train_print_banner(const train_session *s, const train_options *o);
+void train_print_summary(const pt_trainer *trainer, const train_args *a);
+
+/* The live view while the trainer runs: a progress bar on a terminal, the time to the
+ * first step and a line per epoch. */
+typedef struct run_ui {
+    cli_progress bar;
+    const pt_loader *train_ld; /* for the time spent waiting for data */
+    double waited;
+    int epochs;
+    double start;  /* when the command started */
+    int first_done;
+} run_ui;
+
+pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_loader *train_ld);
+
+#endif

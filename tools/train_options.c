@@ -1,0 +1,273 @@
+/* polytrain train's options: the defaults and the option table, the saved options --resume
+ * takes from DIR/config.json, and the checks that resolve them into what the run uses.
+ * Builds nothing; prints nothing but errors. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/fileio.h"
+#include "models/models.h"
+#include "tools/train_internal.h"
+
+#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
+
+/* Options not given again come from DIR/config.json; *tree keeps their strings alive. */
+static int load_resume_config(const arg_command *cmd, const char *dir, pt_json **tree)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    void *text = NULL;
+    size_t size = 0;
+    pt_error err;
+    pt_error_clear(&err);
+    if (pt_read_file(path, (size_t)1 << 20, &text, &size, &err) != PT_OK) {
+        cli_error("train: --resume %s: %s", dir, err.msg);
+        return 1;
+    }
+    pt_json *js = NULL;
+    int rc = 0;
+    if (pt_json_parse(text, size, NULL, &js, &err) != PT_OK || js->type != PT_JSON_OBJECT) {
+        cli_error("train: --resume: '%s' is not a JSON object: %s", path, err.msg);
+        rc = 1;
+    } else {
+        const pt_json *opts = pt_json_get(js, "options");
+        if (!opts || opts->type != PT_JSON_OBJECT) {
+            cli_error("train: --resume: '%s' has no \"options\" object", path);
+            rc = 1;
+        } else if (args_apply_json(cmd, opts)) {
+            cli_error("train: --resume: bad option value in '%s'", path);
+            rc = 1;
+        }
+    }
+    if (rc) pt_json_free(js);
+    else *tree = js;
+    free(text);
+    return rc;
+}
+
+int train_options_parse(train_options *o, int argc, char **argv)
+{
+    train_args *a = &o->args;
+    memset(a, 0, sizeof *a);
+    a->data = DEFAULT_DATA;
+    a->model = "baseline";
+    a->backend = "auto";
+    a->optimizer = "nesterov";
+    a->no_decay_bn_bias = 1;
+    a->alpha = 0.99;
+    a->schedule = "onecycle";
+    a->augment = "flip";
+    a->val_split = 0.1;
+    a->loader_threads = 2;
+    a->epochs = 3;
+    a->batch = 64;
+    a->nesterov = 1;
+    a->cycle_momentum = 1;
+    a->lr = 0.1;
+    a->momentum = 0.9;
+    a->weight_decay = 5e-4;
+    a->gamma = 0.1;
+    a->step_epochs = 30;
+    a->beta1 = 0.9;
+    a->beta2 = 0.999;
+    a->eps = 1e-8;
+    a->seed = 1;
+    const arg_spec specs[] = {
+        {"data", ARG_STRING, &a->data, "SPEC", "fashion-mnist[:DIR], tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory (default " DEFAULT_DATA ")", 0, 0, NULL},
+        {"val-split", ARG_DOUBLE, &a->val_split, "F", "folder datasets: held-out fraction of each class (default 0.1)", 1e-6, 0.999999, NULL},
+        {"skip-bad-images", ARG_FLAG, &a->skip_bad, NULL, "leave out (and count) images that fail to decode", 0, 0, NULL},
+        {"cache", ARG_STRING, &a->cache, "DIR", "where packed dataset caches live (default ~/.cache/polytrain)", 0, 0, NULL},
+        {"no-cache", ARG_FLAG, &a->no_cache, NULL, "decode image files every epoch instead of packing them", 0, 0, NULL},
+        {"loader-threads", ARG_INT, &a->loader_threads, "N", "data loader worker threads (default 2)", 1, 256, NULL},
+        {"model", ARG_STRING, &a->model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
+        {"backend", ARG_STRING, &a->backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
+        {"devices", ARG_STRING, &a->devices, "LIST", "all, a count N (the first N) or indices like 0,1 (one index: 0,); default all (cpu: 1)", 0, 0, NULL},
+        {"epochs", ARG_INT, &a->epochs, "N", "epochs to train (default 3)", 1, 100000, NULL},
+        {"batch-per-device", ARG_INT, &a->batch, "N", "samples per device per step (default 64)", 1, 65536, &a->given_batch},
+        {"preset", ARG_STRING, &a->preset, "NAME", "start from a named recipe, e.g. best; options given override it ('polytrain experiment --list')", 0, 0, &a->given_preset},
+        {"lr", ARG_DOUBLE, &a->lr, "F", "learning rate for the global batch (peak for onecycle; default 0.1)", 1e-12, 100, NULL},
+        {"lr-batch", ARG_INT, &a->lr_batch, "N", "--lr is for a global batch of N: scale it linearly to the actual one (default 0: as given)", 0, 1 << 24, NULL},
+        {"scale-lr", ARG_FLAG, &a->scale_lr, NULL, "linear scaling rule: --lr is for 64 samples, the rate in effect is lr x global batch / 64, with warmup", 0, 0, NULL},
+        {"sync-bn", ARG_FLAG, &a->sync_bn, NULL, "BatchNorm batch statistics over every device and process (default: per device)", 0, 0, NULL},
+        {"check-replicas", ARG_FLAG, &a->check_replicas, NULL, "compare every replica bitwise after each step (slow; debug builds always do)", 0, 0, &a->given_check},
+        {"optimizer", ARG_STRING, &a->optimizer, "NAME", "sgd (plain), momentum, nesterov, adam, adamw or rmsprop (default nesterov)", 0, 0, NULL},
+        {"momentum", ARG_DOUBLE, &a->momentum, "F", "SGD/RMSprop momentum (default: 0.9 for momentum and nesterov, 0 for sgd and rmsprop)", 0, 1, &a->given_momentum},
+        {"nesterov", ARG_FLAG, &a->nesterov, NULL, "Nesterov momentum (SGD; default on for --optimizer nesterov only)", 0, 0, &a->given_nesterov},
+        {"no-nesterov", ARG_NOFLAG, &a->nesterov, NULL, "plain momentum", 0, 0, &a->given_nesterov},
+        {"weight-decay", ARG_DOUBLE, &a->weight_decay, "F", "weight decay (default 5e-4; adamw: decoupled, default 1e-2)", 0, 1, &a->given_wd},
+        {"no-decay-bn-bias", ARG_FLAG, &a->no_decay_bn_bias, NULL, "no weight decay on BatchNorm parameters and biases (default)", 0, 0, NULL},
+        {"decay-all", ARG_NOFLAG, &a->no_decay_bn_bias, NULL, "weight decay on every parameter, BatchNorm and biases included", 0, 0, NULL},
+        {"alpha", ARG_DOUBLE, &a->alpha, "F", "RMSprop smoothing constant (default 0.99)", 0, 0.999999, NULL},
+        {"centered", ARG_FLAG, &a->centered, NULL, "RMSprop: normalise by the estimated variance of the gradient", 0, 0, NULL},
+        {"beta1", ARG_DOUBLE, &a->beta1, "F", "Adam beta1 (default 0.9)", 0, 0.999999, NULL},
+        {"beta2", ARG_DOUBLE, &a->beta2, "F", "Adam beta2 (default 0.999)", 0, 0.999999, NULL},
+        {"eps", ARG_DOUBLE, &a->eps, "F", "Adam/RMSprop epsilon (default 1e-8)", 1e-30, 1, NULL},
+        {"schedule", ARG_STRING, &a->schedule, "NAME", "constant, step, cosine or onecycle (default onecycle)", 0, 0, NULL},
+        {"cycle-momentum", ARG_FLAG, &a->cycle_momentum, NULL, "onecycle: cycle momentum 0.95 -> 0.85 -> 0.95 as PyTorch's OneCycleLR (default on)", 0, 0, &a->given_cycle},
+        {"no-cycle-momentum", ARG_NOFLAG, &a->cycle_momentum, NULL, "onecycle: keep --momentum fixed", 0, 0, &a->given_cycle},
+        {"warmup-epochs", ARG_DOUBLE, &a->warmup_epochs, "F", "linear warmup (constant/step/cosine; default 0, with --scale-lr 5 but at most a fifth of the run)", 0, 1e6, &a->given_warmup},
+        {"step-epochs", ARG_DOUBLE, &a->step_epochs, "F", "step schedule: decay every F epochs (default 30)", 1e-6, 1e6, NULL},
+        {"gamma", ARG_DOUBLE, &a->gamma, "F", "step schedule: decay factor (default 0.1)", 1e-9, 1, NULL},
+        {"label-smoothing", ARG_DOUBLE, &a->label_smoothing, "F", "label smoothing of the training loss (default 0)", 0, 0.999, NULL},
+        {"augment", ARG_STRING, &a->augment, "LIST", "comma separated: flip, crop[=PAD], rrc[=SCALE], jitter[=F], cutout[=N], mixup[=A], cutmix[=A] or none (default flip)", 0, 0, NULL},
+        {"seed", ARG_U64, &a->seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
+        {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
+        {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
+        {"resume", ARG_STRING, &a->resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a->given_resume},
+        {"stop-after-epoch", ARG_INT, &a->stop_after, "N", "stop once epoch N is saved (resume later)", 0, 1000000, &a->given_stop},
+        {"limit-train", ARG_I64, &a->limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
+        {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
+        {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
+        {"log-steps", ARG_FLAG, &a->log_steps, NULL, "write the loss and LR of every step to DIR/steps.jsonl", 0, 0, NULL},
+        {"no-progress", ARG_FLAG, &a->no_progress, NULL, "no progress bar", 0, 0, &a->given_progress},
+        {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
+    };
+    _Static_assert(sizeof specs <= sizeof o->specs, "train: raise TRAIN_MAX_OPTIONS");
+    memcpy(o->specs, specs, sizeof specs);
+    memset(o->given, 0, sizeof o->given); /* the experiment runner trains many times in one process */
+    const arg_command cmd = {
+        "train", "Train a model and write checkpoints, metrics.jsonl and config.json into a run directory.",
+        "[options]", o->specs,
+        "The default run trains 'baseline' on Fashion-MNIST for 3 epochs with SGD (Nesterov, momentum\n"
+        "0.9, weight decay 5e-4 except on BatchNorm and biases), a one-cycle LR peaking at 0.1, random\n"
+        "flips and 64 samples per device. --preset NAME starts from a recipe (options given win).\n"
+        "--resume DIR takes the options not given again from DIR/config.json.",
+        o->given};
+    o->cmd = cmd;
+    return args_parse(&o->cmd, argc, argv, NULL, 0, NULL);
+}
+
+int train_options_resume(train_options *o, pt_json **resume_cfg)
+{
+    train_args *a = &o->args;
+    *resume_cfg = NULL;
+    if (a->resume && a->given_preset) {
+        cli_error("train: --resume continues with the run's saved options; drop --preset");
+        return 2;
+    }
+    if (a->resume) {
+        if (a->given_out && strcmp(a->out, a->resume) != 0) {
+            cli_error("train: --resume continues in its own directory; drop --out");
+            return 2;
+        }
+        /* Per-run options are never inherited from the interrupted run. */
+        a->given_out = a->given_stop = a->given_progress = a->given_check = 1;
+        if (load_resume_config(&o->cmd, a->resume, resume_cfg)) return 1;
+        a->out = a->resume;
+    }
+    return 0;
+}
+
+int train_options_resolve(train_options *o)
+{
+    train_args *ap = &o->args;
+    if (strcmp(ap->backend, "auto") != 0 && !pt_backend_find(ap->backend)) {
+        pt_error e;
+        pt_device *none[1];
+        int n;
+        cli_open_devices(ap->backend, NULL, 0, 0, none, &n, &e);
+        cli_error("train: %s", e.msg);
+        return 2;
+    }
+
+    pt_optim_kind okind;
+    const pt_optim_recipe *orec = pt_optim_recipe_find(ap->optimizer);
+    pt_schedule_kind skind;
+    pt_loader_options aug;
+    memset(&aug, 0, sizeof aug);
+    if (!orec) {
+        cli_error("train: --optimizer must be sgd, momentum, nesterov, adam, adamw or rmsprop, got '%s'",
+                  ap->optimizer);
+        return 2;
+    }
+    okind = orec->kind;
+    /* The optimizer's name sets momentum and Nesterov unless they were given (a resumed
+     * run's saved values count as given). */
+    if (okind == PT_OPTIM_SGD || okind == PT_OPTIM_RMSPROP) {
+        if (!ap->given_momentum) ap->momentum = orec->momentum;
+        if (!ap->given_nesterov) ap->nesterov = orec->nesterov;
+    } else if (!ap->given_nesterov) {
+        ap->nesterov = 0;
+    }
+    if (okind == PT_OPTIM_RMSPROP && ap->nesterov) {
+        cli_error("train: --nesterov is an SGD option (use --optimizer nesterov)");
+        return 2;
+    }
+    if (okind != PT_OPTIM_RMSPROP && ap->centered) {
+        cli_error("train: --centered is an RMSprop option (--optimizer rmsprop)");
+        return 2;
+    }
+    if (!pt_schedule_parse(ap->schedule, &skind)) {
+        cli_error("train: --schedule must be constant, step, cosine or onecycle, got '%s'", ap->schedule);
+        return 2;
+    }
+    {
+        pt_error e;
+        if (pt_augment_parse(ap->augment, 64, &aug, &e) != PT_OK) {
+            cli_error("train: %s", e.msg);
+            return 2;
+        }
+    }
+    if (!pt_model_find(ap->model)) {
+        pt_error e;
+        pt_net *dummy = NULL;
+        pt_model_build(ap->model, 1, 28, 28, 10, &dummy, &e);
+        cli_error("train: --model: %s", e.msg);
+        return 2;
+    }
+    if (okind == PT_OPTIM_ADAMW && !ap->given_wd) ap->weight_decay = 1e-2;
+    if (!ap->out) {
+        time_t now = time(NULL);
+        struct tm tmv;
+        localtime_r(&now, &tmv);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tmv);
+        snprintf(o->default_out, sizeof o->default_out, "runs/%s-%s", ap->model, stamp);
+        ap->out = o->default_out;
+    }
+    o->optim = okind;
+    o->schedule = skind;
+    return 0;
+}
+
+int train_options_optim(const train_options *o, pt_optim_config *oc)
+{
+    const train_args *ap = &o->args;
+    *oc = pt_optim_defaults(o->optim);
+    oc->momentum = (float)ap->momentum;
+    oc->nesterov = ap->nesterov;
+    oc->weight_decay = (float)ap->weight_decay;
+    oc->beta1 = (float)ap->beta1;
+    oc->beta2 = (float)ap->beta2;
+    oc->eps = (float)ap->eps;
+    oc->no_decay_bn_bias = ap->no_decay_bn_bias;
+    oc->alpha = (float)ap->alpha;
+    oc->centered = ap->centered;
+    if (o->optim == PT_OPTIM_SGD && oc->nesterov && oc->momentum == 0.0f) {
+        cli_error("train: Nesterov momentum needs --momentum > 0 (or --no-nesterov)");
+        return 2;
+    }
+    return 0;
+}
+
+/* The linear scaling rule (Goyal et al. 2017): --lr is the rate for 64 samples, the
+ * rate in effect grows with the global batch, reached after a warmup (onecycle has its
+ * own). The warmup is written into config.json, so a resumed run keeps it. */
+pt_status train_options_lr(train_options *o, int64_t global_batch, double *lr, pt_error *err)
+{
+    train_args *ap = &o->args;
+    *lr = ap->lr;
+    if (ap->lr_batch > 0 && ap->scale_lr)
+        return pt_fail(err, PT_ERR_INVALID, "--lr-batch and --scale-lr both scale the learning rate: give one");
+    /* --lr-batch N: the learning rate was chosen for a global batch of N (linear scaling). */
+    if (ap->lr_batch > 0) *lr = ap->lr * (double)global_batch / (double)ap->lr_batch;
+    if (ap->scale_lr) {
+        *lr = ap->lr * (double)global_batch / 64.0;
+        if (!ap->given_warmup && o->schedule != PT_SCHED_ONECYCLE) {
+            ap->warmup_epochs = 5.0;
+            if (ap->warmup_epochs > 0.2 * ap->epochs) ap->warmup_epochs = 0.2 * ap->epochs;
+        }
+    }
+    return PT_OK;
+}

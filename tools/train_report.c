@@ -1,0 +1,171 @@
+/* What polytrain train prints: the data reports, the banner before any work, while the
+ * trainer runs a progress bar on a terminal with a line per epoch, and the closing line.
+ * Decides nothing about the run; every value comes from the session and the options. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/group.h"
+#include "tools/train_internal.h"
+
+double train_wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Packing progress while train builds a dataset cache (terminal only). */
+void train_on_pack_progress(void *user, int64_t done, int64_t total)
+{
+    double *last = user;
+    if (!isatty(2)) return;
+    double t = train_wall_s();
+    if (t - *last < 0.2 && done < total) return;
+    *last = t;
+    fprintf(stderr, "\rpacking dataset cache: %lld/%lld images%s", (long long)done, (long long)total,
+            done >= total ? "\n" : "");
+    fflush(stderr);
+}
+
+void train_print_data_report(const char *split, const pt_dataset *ds, const pt_data_report *r)
+{
+    static const char *const action[] = {"", "reused", "built", "rebuilt"};
+    if (r->cache_action)
+        printf("data: %s cache %s %s%s%s (%.1f s)\n", split, r->cache_path, action[r->cache_action],
+               r->cache_action == 3 ? ": " : "", r->cache_action == 3 ? r->rebuild_reason : "", r->pack_s);
+    if (r->gray || r->skipped)
+        printf("data: %s: %lld of %lld images were grayscale (converted to RGB), %lld unreadable skipped\n",
+               split, (long long)r->gray, (long long)ds->count, (long long)r->skipped);
+}
+
+/* A run resumed on another number of devices or processes keeps its global batch. */
+void train_print_kept_batch(int ndev, int procs, int64_t global_batch, int capacity)
+{
+    printf("resuming with %d device(s) x %d process(es): the run's global batch of %lld stays, %d per "
+           "device at most\n",
+           ndev, procs, (long long)global_batch, capacity);
+}
+
+/* The banner: what runs where, before any work. */
+void train_print_banner(const train_session *s, const train_options *o)
+{
+    const train_args *ap = &o->args;
+    const pt_optim_kind okind = o->optim;
+    const int ndev = s->ndev, procs = s->procs;
+    pt_device *const *devs = s->devs;
+    const pt_dataset *train_ds = &s->train_ds;
+    printf("polytrain %s: training '%s' on %s\n", PT_VERSION, ap->model, train_ds->name);
+    printf("devices: %d x %s (%s backend)%s\n", ndev, devs[0]->info.name, devs[0]->be->name,
+           procs > 1 ? " in each process" : "");
+    for (int d = 0; d < ndev; d++)
+        printf("  [%d] device %d: %s, %d threads; %s\n", d, devs[d]->index, devs[d]->info.name, devs[d]->info.threads,
+               devs[d]->info.details);
+    if (procs > 1) printf("processes: %d (MPI), rank 0 logs and saves\n", procs);
+    {
+        pt_group *grp = pt_trainer_group(s->trainer);
+        if (ndev * procs > 1)
+            printf("data parallel: %d replica%s, gradients all-reduced in %d bucket%s through %s, BatchNorm "
+                   "statistics %s\n",
+                   ndev * procs, ndev * procs == 1 ? "" : "s", pt_group_buckets(grp),
+                   pt_group_buckets(grp) == 1 ? "" : "s",
+                   strcmp(pt_group_reduction(grp), "host") == 0 ? (procs > 1 ? "host memory and MPI" : "host memory")
+                                                                : "the backend's collectives",
+                   ap->sync_bn ? "synchronised (--sync-bn)" : "per device (averaged before evaluation and saving)");
+    }
+    printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
+           (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,
+           train_ds->width, train_ds->num_classes);
+    printf("batch: %d per device x %d device%s%s = global batch %lld; %lld steps per epoch\n", s->capacity, ndev,
+           ndev == 1 ? "" : "s", procs > 1 ? (procs == 2 ? " x 2 processes" : " x processes") : "",
+           (long long)s->global_batch, (long long)pt_loader_batches_per_epoch(&s->train_ld));
+    printf("data: %lld train / %lld test samples; augment %s\n", (long long)train_ds->count,
+           (long long)s->val_ds.count, ap->augment);
+    char mom[64];
+    const int has_momentum = okind == PT_OPTIM_SGD || okind == PT_OPTIM_RMSPROP;
+    if (o->schedule == PT_SCHED_ONECYCLE && ap->cycle_momentum && !(has_momentum && ap->momentum == 0))
+        snprintf(mom, sizeof mom, "%s 0.95->0.85->0.95", has_momentum ? "momentum" : "beta1");
+    else
+        snprintf(mom, sizeof mom, "%s %g", has_momentum ? "momentum" : "beta1", has_momentum ? ap->momentum : ap->beta1);
+    char rms[48] = "";
+    if (okind == PT_OPTIM_RMSPROP) snprintf(rms, sizeof rms, ", alpha %g%s", ap->alpha, ap->centered ? " centered" : "");
+    const double lr = s->lr;
+    char lr_text[96];
+    if (ap->lr_batch > 0)
+        snprintf(lr_text, sizeof lr_text, "%g (%g per %d samples, global batch %lld)", lr, ap->lr, ap->lr_batch,
+                 (long long)s->global_batch);
+    else if (ap->scale_lr)
+        snprintf(lr_text, sizeof lr_text, "%g (--scale-lr: %g x %lld/64)", lr, ap->lr, (long long)s->global_batch);
+    else
+        snprintf(lr_text, sizeof lr_text, "%g", lr);
+    printf("optimizer: %s lr %s (%s schedule%s), %s%s%s, weight decay %g%s; label smoothing %g%s%s\n", ap->optimizer,
+           lr_text, ap->schedule, ap->warmup_epochs > 0 ? ", warmup" : "", mom,
+           okind == PT_OPTIM_SGD && ap->nesterov ? " nesterov" : "",
+           rms, ap->weight_decay,
+           ap->weight_decay > 0 ? (ap->no_decay_bn_bias ? " (not on BN/bias)" : " (on every parameter)") : "",
+           ap->label_smoothing, ap->preset ? "; preset " : "", ap->preset ? ap->preset : "");
+    printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0));
+    printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
+    fflush(stdout);
+}
+
+/* Time to first step: everything a user waits for before training runs (data, device
+ * setup and kernel builds, the first step with its library warm-ups). */
+static void on_step(void *user, int64_t step, int64_t epoch, double loss, double lr)
+{
+    run_ui *ui = user;
+    (void)epoch;
+    if (ui->first_done) return;
+    ui->first_done = 1;
+    cli_progress_clear(&ui->bar);
+    printf("first step %lld done %.2f s after start (loss %.4f, lr %.3g)\n", (long long)step,
+           train_wall_s() - ui->start, loss, lr);
+    fflush(stdout);
+}
+
+static void on_batch(void *user, int64_t epoch, int64_t batch, int64_t batches, double loss,
+                     double acc, double ips)
+{
+    run_ui *ui = user;
+    cli_progress_update(&ui->bar, epoch, ui->epochs, batch, batches, loss, acc, ips);
+}
+
+static void on_epoch(void *user, const pt_epoch_metrics *m)
+{
+    run_ui *ui = user;
+    cli_progress_clear(&ui->bar);
+    double waited = ui->train_ld ? pt_loader_wait_seconds(ui->train_ld) : 0;
+    printf("epoch %lld/%d  train loss %.4f acc %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
+           "%.0f img/s  %.1fs (data wait %.1fs)%s\n",
+           (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
+           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, waited - ui->waited,
+           m->best ? "  *best" : "");
+    ui->waited = waited;
+    fflush(stdout);
+}
+
+static int should_stop(void *user)
+{
+    (void)user;
+    return cli_interrupted();
+}
+
+pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_loader *train_ld)
+{
+    memset(ui, 0, sizeof *ui);
+    ui->epochs = a->epochs;
+    cli_progress_init(&ui->bar, !a->no_progress && isatty(2));
+    ui->start = start;
+    ui->train_ld = train_ld;
+    pt_train_callbacks cb = {ui, on_batch, on_epoch, should_stop, on_step};
+    return cb;
+}
+
+void train_print_summary(const pt_trainer *trainer, const train_args *ap)
+{
+    if (pt_trainer_stopped_early(trainer))
+        printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after, ap->out);
+    else
+        printf("done: checkpoints in %s/last and %s/best\n", ap->out, ap->out);
+}

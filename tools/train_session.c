@@ -1,0 +1,215 @@
+/* polytrain train's session: from the resolved options, the datasets and their loaders, the
+ * model, the devices with a replica each, config.json and the core trainer over them. What
+ * it reports goes through train_report.c; it prints only a bad --devices list itself. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "data/source.h"
+#include "models/models.h"
+#include "tools/train_internal.h"
+
+/* A resumed run must train the model its checkpoint holds. */
+static int check_resumed_model(const train_args *ap, pt_error *err)
+{
+    char last[4200];
+    snprintf(last, sizeof last, "%s/last", ap->resume);
+    pt_model_meta saved;
+    if (pt_checkpoint_read_meta(last, &saved, err) != PT_OK) {
+        pt_error_wrap(err, "cannot resume");
+        return 1;
+    }
+    int same = strcmp(saved.model, ap->model) == 0;
+    pt_fail(err, PT_ERR_MISMATCH, "cannot resume: '%s' holds a '%s' model, --model asks for '%s'", last,
+            saved.model, ap->model);
+    pt_model_meta_free(&saved);
+    return !same;
+}
+
+static int open_datasets(train_session *s, const train_args *ap, pt_error *err)
+{
+    double last = 0;
+    pt_data_options dopt;
+    memset(&dopt, 0, sizeof dopt);
+    dopt.val_split = ap->val_split;
+    dopt.skip_bad = ap->skip_bad;
+    dopt.cache = ap->no_cache ? PT_CACHE_OFF : PT_CACHE_AUTO;
+    dopt.cache_dir = ap->cache;
+    dopt.progress = train_on_pack_progress;
+    dopt.user = &last;
+    pt_data_report rep;
+    dopt.limit = ap->limit_train;
+    if (pt_dataset_open_ex(ap->data, 1, &dopt, &s->train_ds, &rep, err) != PT_OK) return 1;
+    train_print_data_report("train", &s->train_ds, &rep);
+    dopt.limit = ap->limit_val;
+    dopt.height = s->train_ds.height;
+    dopt.width = s->train_ds.width;
+    if (pt_dataset_open_ex(ap->data, 0, &dopt, &s->val_ds, &rep, err) != PT_OK) return 1;
+    train_print_data_report("val", &s->val_ds, &rep);
+    /* Validation is normalised with the training statistics, as the checkpoint records. */
+    memcpy(s->val_ds.mean, s->train_ds.mean, sizeof s->val_ds.mean);
+    memcpy(s->val_ds.std, s->train_ds.std, sizeof s->val_ds.std);
+    return 0;
+}
+
+/* The global batch defines the run (its schedule, data order and steps per epoch): a run
+ * resumed on another number of devices or processes keeps it and re-divides it. */
+static int divide_global_batch(train_session *s, train_args *ap, const pt_json *resume_cfg, const pt_world *world,
+                               pt_error *err)
+{
+    int ndev = s->ndev;
+    s->procs = world->size;
+    s->capacity = ap->batch;
+    s->rank_batch = ap->batch * ndev;
+    s->global_batch = (int64_t)ap->batch * ndev * s->procs;
+    const pt_json *res = resume_cfg ? pt_json_get(resume_cfg, "resolved") : NULL;
+    int64_t saved = 0;
+    if (res && pt_json_get_int64(res, "global_batch", &saved, NULL) == PT_OK && saved > 0 &&
+        saved != s->global_batch) {
+        if (saved % s->procs != 0) {
+            pt_fail(err, PT_ERR_INVALID,
+                    "cannot resume: the run's global batch of %lld does not divide over %d processes",
+                    (long long)saved, s->procs);
+            return 1;
+        }
+        s->global_batch = saved;
+        s->rank_batch = (int)(saved / s->procs);
+        s->capacity = (s->rank_batch + ndev - 1) / ndev;
+        train_print_kept_batch(ndev, s->procs, saved, s->capacity);
+        ap->batch = s->capacity;
+    }
+    return 0;
+}
+
+static int init_loaders(train_session *s, const train_args *ap, const pt_world *world, pt_error *err)
+{
+    pt_loader_options lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch_size = s->rank_batch;
+    lo.rank = world->rank;
+    lo.world = s->procs;
+    lo.shuffle = 1;
+    lo.seed = ap->seed;
+    if (pt_augment_parse(ap->augment, s->train_ds.height, &lo, err) != PT_OK) return 1;
+    lo.prefetch = 1;
+    lo.workers = ap->loader_threads;
+    if (pt_loader_init(&s->train_ld, &s->train_ds, &lo, err) != PT_OK) return 1;
+    pt_loader_options vo;
+    memset(&vo, 0, sizeof vo);
+    vo.batch_size = s->capacity * s->ndev;
+    vo.rank = world->rank;
+    vo.world = s->procs;
+    vo.seed = ap->seed;
+    vo.prefetch = 1;
+    if (pt_loader_init(&s->val_ld, &s->val_ds, &vo, err) != PT_OK) return 1;
+    return 0;
+}
+
+/* config.json: the options by their command-line names, then what they resolved to. */
+static int write_config_json(train_session *s, const train_options *o, pt_error *err)
+{
+    pt_strbuf *cfg = &s->cfg;
+    pt_strbuf_puts(cfg, "{\"options\":{");
+    args_to_json(&o->cmd, cfg);
+    pt_strbuf_printf(cfg, "\n},\n\"resolved\":{\"framework\":\"polytrain %s\",\"backend\":", PT_VERSION);
+    pt_strbuf_json_string(cfg, s->devs[0]->be->name);
+    pt_strbuf_printf(cfg, ",\"devices\":%d,\"processes\":%d,\"lr_in_effect\":%.17g,\"device\":", s->ndev, s->procs,
+                     s->lr);
+    pt_strbuf_json_string(cfg, s->devs[0]->info.name);
+    pt_strbuf_puts(cfg, ",\"device_details\":");
+    pt_strbuf_json_string(cfg, s->devs[0]->info.details);
+    pt_strbuf_puts(cfg, ",\"lr\":");
+    pt_strbuf_json_double(cfg, s->lr);
+    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
+                          "\"val_samples\":%lld,\"dataset\":",
+                     (long long)s->net->param_count, (int)s->global_batch, (long long)s->train_ds.count,
+                     (long long)s->val_ds.count);
+    pt_strbuf_json_string(cfg, s->train_ds.name);
+    pt_strbuf_puts(cfg, "}}");
+    return pt_strbuf_check(cfg, err) != PT_OK;
+}
+
+int train_session_build(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
+                        pt_error *err)
+{
+    train_args *ap = &o->args;
+    memset(s, 0, sizeof *s);
+    pt_strbuf_init(&s->cfg);
+
+    if (world->rank == 0 && pt_check_dir_writable(ap->out, err) != PT_OK) return 1;
+    if (ap->resume && check_resumed_model(ap, err)) return 1;
+    if (open_datasets(s, ap, err)) return 1;
+    if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
+                       s->train_ds.num_classes, &s->net, err) != PT_OK)
+        return 1;
+    if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, s->devs, &s->ndev, err) !=
+        PT_OK) {
+        if (err->status == PT_ERR_INVALID) { /* a bad --devices list is a usage error */
+            cli_error("train: %s", err->msg);
+            return 2;
+        }
+        return 1;
+    }
+
+    pt_optim_config oc;
+    if (train_options_optim(o, &oc)) return 2;
+    if (divide_global_batch(s, ap, resume_cfg, world, err)) return 1;
+    pt_replica_options ro = {.sync_bn = ap->sync_bn};
+    for (int d = 0; d < s->ndev; d++)
+        if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
+            return 1;
+    for (int d = 0; d < s->ndev; d++) pt_replica_set_label_smoothing(s->reps[d], (float)ap->label_smoothing);
+    if (init_loaders(s, ap, world, err)) return 1;
+
+    if (train_options_lr(o, s->global_batch, &s->lr, err) != PT_OK) return 1;
+    snprintf(s->meta.model, sizeof s->meta.model, "%s", ap->model);
+    s->meta.in_channels = s->train_ds.channels;
+    s->meta.height = s->train_ds.height;
+    s->meta.width = s->train_ds.width;
+    s->meta.num_classes = s->train_ds.num_classes;
+    memcpy(s->meta.mean, s->train_ds.mean, sizeof s->meta.mean);
+    memcpy(s->meta.std, s->train_ds.std, sizeof s->meta.std);
+    s->meta.class_names = s->train_ds.class_names;
+    if (write_config_json(s, o, err)) return 1;
+
+    pt_train_options to;
+    memset(&to, 0, sizeof to);
+    to.epochs = ap->epochs;
+    to.batch_per_device = ap->batch;
+    to.lr = s->lr;
+    to.world = world;
+    to.global_samples = s->train_ld.n;
+    to.rank_batch = s->rank_batch;
+    to.check_replicas = ap->check_replicas;
+    to.host_reduction = getenv("PT_HOST_REDUCTION") && atoi(getenv("PT_HOST_REDUCTION")) > 0;
+    to.schedule = o->schedule;
+    to.warmup_epochs = ap->warmup_epochs;
+    to.step_epochs = ap->step_epochs;
+    to.gamma = ap->gamma;
+    to.label_smoothing = (float)ap->label_smoothing;
+    to.cycle_momentum = ap->cycle_momentum;
+    to.seed = ap->seed;
+    to.out_dir = ap->out;
+    to.resume = ap->resume != NULL;
+    to.stop_after_epoch = ap->stop_after;
+    to.config_json = s->cfg.data;
+    to.log_steps = ap->log_steps;
+    if (pt_trainer_create(s->reps, s->ndev, &s->meta, pt_loader_source(&s->train_ld), pt_loader_source(&s->val_ld),
+                          &to, &s->trainer, err) != PT_OK)
+        return 1;
+    return 0;
+}
+
+void train_session_free(train_session *s)
+{
+    pt_trainer_free(s->trainer);
+    pt_loader_free(&s->train_ld);
+    pt_loader_free(&s->val_ld);
+    for (int d = 0; d < s->ndev; d++) pt_replica_free(s->reps[d]);
+    cli_close_devices(s->devs, s->ndev);
+    pt_net_free(s->net);
+    pt_dataset_free(&s->train_ds);
+    pt_dataset_free(&s->val_ds);
+    pt_strbuf_free(&s->cfg);
+}
