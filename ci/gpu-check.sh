@@ -29,9 +29,10 @@
 set -u
 cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
-# Work happens in OUTDIR. With $OUT set (the device tool brings back only a few files from
-# it) OUTDIR is a scratch folder and $OUT receives report.md, gpu-check.log, selftest.json and
-# gpu-check-files.tar.gz (every log and JSON, no build, no checkpoints) at the end.
+# Work happens in OUTDIR. With $OUT set (for a remote machine from which only a few small
+# files are copied back) OUTDIR is a scratch folder and $OUT receives report.md,
+# gpu-check.log, selftest.json and gpu-check-files.tar.gz (every log and JSON, no build, no
+# checkpoints) at the end.
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
     OUTDIR=$(mktemp -d /tmp/gpu-check.XXXXXX)
@@ -67,8 +68,9 @@ LOG=$OUTDIR/gpu-check.log
 : >"$LOG"
 
 say() { echo "[gpu-check $(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
-# Every step's timeout is cut to what is left of BUDGET seconds (default 540, to fit a
-# 10-minute call with the report); a step that would get under 20 s is skipped (exit "skipped").
+# Every step's timeout is cut to what is left of BUDGET seconds (default 540, so that the
+# whole check with its report fits in 10 minutes); a step that would get under 20 s is
+# skipped (exit "skipped").
 BUDGET=${PT_GPU_CHECK_BUDGET:-540}
 limit_for() {
     local want=$1 left=$((BUDGET - ($(date +%s) - T0) - 10))

@@ -1,6 +1,7 @@
-/* Concurrent OpenBLAS from two host threads (issue 5): 2R GEMMs 512x576 * 576x784 on one cpu
- * device with 2 threads, vs R on each of two 1-thread cpu devices at once, vs R alone on one
- * thread. Built against the release library: gcc -O2 -I. gemm_concurrency.c build/libpolytrain.a
+/* Concurrent OpenBLAS from two host threads (data-parallel scaling): 2R GEMMs 512x576 * 576x784
+ * on one cpu device with 2 threads, vs R on each of two 1-thread cpu devices at once, vs R
+ * alone on one thread. Built against the release library:
+ * gcc -O2 -I. gemm_concurrency.c build/libpolytrain.a
  * -fopenmp -lz -lpng -ljpeg -lturbojpeg -lm -ldl -lpthread $(mpicc --showme:link) -lOpenCL -lclblast */
 #include <pthread.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scaling benchmark of issue 5: the same global batch of 64 on this 2-core machine as
+# Data-parallel scaling benchmark: the same global batch of 64 on this 2-core machine as
 # 1 cpu device x 2 threads, 2 cpu devices x 1 thread, 2 MPI ranks x 1 thread, and on
 # opencl/PoCL as 1 device vs 2 devices (POCL_DEVICES="pthread pthread", 1 core each).
 # Configurations alternate round by round so that load from other jobs spreads over all.
