@@ -109,8 +109,8 @@ int pt_net_dropout(pt_net *net, int in, float p);
 /* A linear layer applying the weight and bias of the linear node `owner` (declared once,
  * gradients summed over both uses). */
 int pt_net_linear_shared(pt_net *net, int in, int owner);
-/* y = f(x) for an activation kind of the op table (pt_op_is_activation: sigmoid_fwd,
- * silu_fwd, ...); its backward is the kind's gradient op. */
+/* y = f(x) for an activation kind of the op table (pt_op_is_activation: a pointwise forward
+ * with a gradient kind, such as sigmoid_fwd); its backward is the kind's gradient op. */
 int pt_net_activation(pt_net *net, int in, pt_op_kind op);
 /* pt_net_activation with PT_OP_SIGMOID_FWD. */
 int pt_net_sigmoid(pt_net *net, int in);

@@ -1,5 +1,5 @@
 /* activation: a pointwise function of its input with a gradient kind of its own (sigmoid, the
- * gate of SE and CBAM attention; silu; any kind the op table marks so), read from the kind's
+ * gate of SE and CBAM attention, or any other kind the op table marks so), read from the kind's
  * description: forward x -> y, backward (saved, dy) -> dx with `saved` the output or the
  * input as the description says. It computes in place only when its backward reads the
  * output (the input is then not needed again). */
