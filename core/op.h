@@ -49,6 +49,8 @@ typedef enum pt_op_kind {
     PT_OP_BN_SYNC_FWD,
     PT_OP_BN_SYNC_BWD_STATS,
     PT_OP_BN_SYNC_BWD,
+    PT_OP_SILU_FWD,
+    PT_OP_SILU_BWD,
     PT_OP_KIND_COUNT
 } pt_op_kind;
 

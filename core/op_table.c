@@ -278,6 +278,7 @@ static double maxpool_fwd_flops(const pt_op *op) { return n_of(op, 1) * op->p.po
 static double per_x1(const pt_op *op) { return n_of(op, op->nt - 1); }
 static double per_x2(const pt_op *op) { return 2.0 * n_of(op, op->nt - 1); }
 static double per_x4(const pt_op *op) { return 4.0 * n_of(op, op->nt - 1); }
+static double per_x8(const pt_op *op) { return 8.0 * n_of(op, op->nt - 1); }
 static double per_in1(const pt_op *op) { return n_of(op, 0); }
 static double bn_train_flops(const pt_op *op) { return 8.0 * n_of(op, 0); }
 static double bn_eval_flops(const pt_op *op) { return 4.0 * n_of(op, 0); }
@@ -580,6 +581,23 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
         .nt = 6, .arg = {IN("x"), IN("dy"), IN("gamma"), IN("stats"), IN("bstats"), OUT("dx")},
         .flags = PT_OPF_ACCUMULATE, .may_alias = {[5] = OF(1)},
         .shapes = bn_sync_bwd_shapes, .flops = bn_sync_flops, .cases = {PT_CASES_BN_SYNC},
+    },
+    /* ---- activations ---- */
+    /* y = x*s with s = 1/(1 + exp(-x)): SiLU (swish), PyTorch's nn.SiLU; y may be x's memory,
+     * but the layer keeps x, which the gradient reads */
+    [PT_OP_SILU_FWD] = {
+        .name = "silu_fwd", .summary = "y = x*sigmoid(x)",
+        .nt = 2, .arg = {IN("x"), OUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
+        .shapes = same_numel, .flops = per_x4, .grad_kind = PT_OP_SILU_BWD, .grad_reads_output = 0,
+        .cases = {PT_CASES_POINTWISE_FWD, -100.0f, 100.0f},
+    },
+    /* x is the forward's input, s = 1/(1 + exp(-x)): dx = (accumulate ? dx : 0) +
+     * dy*(s*(1 + x*(1 - s))); dx may be dy's memory when accumulate is 0 */
+    [PT_OP_SILU_BWD] = {
+        .name = "silu_bwd", .summary = "dx = dy*s*(1 + x*(1 - s)), s = sigmoid(x) (+ dx)",
+        .nt = 3, .arg = {IN("x"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
+        .may_alias = {[2] = OF(1)},
+        .shapes = same_numel, .flops = per_x8, .cases = {PT_CASES_POINTWISE_BWD, -20.0f, 20.0f},
     },
 };
 

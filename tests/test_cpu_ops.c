@@ -697,6 +697,40 @@ static void relu_keeps_nan(void)
     pt_device_free(g_dev, bx), pt_device_free(g_dev, by);
 }
 
+/* ---- silu: y = x*sigmoid(x), against float64 over both tails; the gradient from x ---- */
+
+static void silu_fwd_and_bwd_match_float64(void)
+{
+    for (int mode = 0; mode < 3; mode++) { /* bwd: 0 acc 0, 1 acc 1, 2 dx aliases dy */
+        int64_t n = 40001;
+        float *x = rand_f(n, 30), *dy = rand_f(n, 1), *dx0 = rand_f(n, 1);
+        x[0] = 0.0f, x[1] = -100.0f, x[2] = 100.0f; /* exp(100) overflows: y must be -0, not NaN */
+        pt_buffer *bx = upload_f(x, n), *by = nan_buf(n);
+        pt_op op = make_op(PT_OP_SILU_FWD, 2);
+        op.t[0] = t1(bx, n), op.t[1] = t1(by, n);
+        run_ok(&op);
+        double *ry = malloc((size_t)n * sizeof(double)), *rdx = malloc((size_t)n * sizeof(double));
+        for (int64_t i = 0; i < n; i++) {
+            const double v = x[i], sg = 1.0 / (1.0 + exp(-v));
+            ry[i] = v * sg;
+            rdx[i] = dy[i] * sg * (1.0 + v * (1.0 - sg)) + (mode == 1 ? dx0[i] : 0.0);
+        }
+        float *gy = download(by, n);
+        CHECKF(rel_err(gy, ry, n) < TOL, "silu_fwd: normalised error %.3g", rel_err(gy, ry, n));
+        CHECKF(gy[1] == 0.0f && gy[2] == 100.0f, "silu(-100) = %g, silu(100) = %g", (double)gy[1], (double)gy[2]);
+        pt_buffer *bdy = upload_f(dy, n), *bdx = mode == 2 ? bdy : mode == 1 ? upload_f(dx0, n) : nan_buf(n);
+        pt_op bo = make_op(PT_OP_SILU_BWD, 3);
+        bo.t[0] = t1(bx, n), bo.t[1] = t1(bdy, n), bo.t[2] = t1(bdx, n);
+        bo.accumulate = mode == 1;
+        run_ok(&bo);
+        float *gdx = download(bdx, n);
+        CHECKF(rel_err(gdx, rdx, n) < TOL, "silu_bwd mode %d: normalised error %.3g", mode, rel_err(gdx, rdx, n));
+        free(x), free(dy), free(dx0), free(ry), free(rdx), free(gy), free(gdx);
+        pt_device_free(g_dev, bx), pt_device_free(g_dev, by), pt_device_free(g_dev, bdy);
+        if (mode != 2) pt_device_free(g_dev, bdx);
+    }
+}
+
 /* fuse_relu (the emitter folds an in-place ReLU into the BN or add before it): the fused op
  * gives, bit for bit, what the op followed by relu_fwd gives, running statistics and saved
  * mean/invstd included; NaN stays NaN; other kinds refuse the flag. */
@@ -1240,6 +1274,7 @@ int main(void)
     RUN(bn_bwd_matches_reference);
     RUN(relu_fwd_and_bwd_match_reference);
     RUN(relu_keeps_nan);
+    RUN(silu_fwd_and_bwd_match_float64);
     RUN(fused_relu_is_bitwise_the_op_then_relu);
     RUN(maxpool_fwd_bwd_match_reference_with_ties);
     RUN(maxpool_propagates_nan);

@@ -32,10 +32,12 @@ static pt_net *build_net(int with_dropout)
     int x = pt_net_input(net);
     int a = pt_net_conv2d(net, x, "stem", 4, 3, 1, 1, 1);
     a = pt_net_batchnorm2d(net, a, "stem_bn");
-    a = pt_net_relu(net, a);
+    /* variant 3: SiLU instead of these ReLUs; its gradient reads its input, so it must not
+     * run in place over the BN output (its only consumer) */
+    a = with_dropout == 3 ? pt_net_activation(net, a, PT_OP_SILU_FWD) : pt_net_relu(net, a);
     int b = pt_net_conv2d(net, a, "block.conv1", 4, 3, 1, 1, 0);
     b = pt_net_batchnorm2d(net, b, "block.bn1");
-    b = pt_net_relu(net, b);
+    b = with_dropout == 3 ? pt_net_activation(net, b, PT_OP_SILU_FWD) : pt_net_relu(net, b);
     b = pt_net_conv2d(net, b, "block.conv2", 4, 3, 1, 1, 0);
     if (with_dropout == 2) {
         /* SE then CBAM on the block's branch, as se_resnet18/cbam_resnet18 wire them (hidden
@@ -172,6 +174,20 @@ static void check_all_tensors(int with_dropout, float smoothing)
 static void gradients_match_finite_differences(void) { check_all_tensors(0, 0.0f); }
 static void gradients_match_with_dropout_and_label_smoothing(void) { check_all_tensors(1, 0.1f); }
 static void gradients_match_through_se_and_cbam_attention(void) { check_all_tensors(2, 0.0f); }
+static void gradients_match_with_silu_activations(void) { check_all_tensors(3, 0.0f); }
+
+static void only_activation_kinds_make_an_activation_layer(void)
+{
+    pt_net *net = pt_net_new(1, 4, 4, 2);
+    int x = pt_net_input(net);
+    CHECK(pt_net_activation(net, x, PT_OP_SILU_FWD) > 0);
+    CHECK(pt_net_activation(net, x, PT_OP_SILU_BWD) == -1);
+    CHECKF(strstr(net->err.msg, "silu_bwd") != NULL, "%s", net->err.msg);
+    pt_net_free(net);
+    net = pt_net_new(1, 4, 4, 2);
+    CHECK(pt_net_activation(net, pt_net_input(net), PT_OP_GEMM) == -1);
+    pt_net_free(net);
+}
 
 /* The in-place ReLU and the accumulated residual gradient must not depend on the order
  * ops ran in: two backward passes give the same gradients bitwise. */
@@ -219,6 +235,8 @@ int main(void)
     RUN(gradients_match_finite_differences);
     RUN(gradients_match_with_dropout_and_label_smoothing);
     RUN(gradients_match_through_se_and_cbam_attention);
+    RUN(gradients_match_with_silu_activations);
+    RUN(only_activation_kinds_make_an_activation_layer);
     RUN(backward_is_repeatable);
     RUN(short_batch_matches_its_own_full_batch);
     TEST_EXIT();

@@ -189,6 +189,30 @@ static void sigmoid_bwd(const cpu_device *d, const pt_op *op)
     }
 }
 
+/* SiLU: y = x*s with s = 1/(1 + exp(-x)); its gradient from x, dy*(s*(1 + x*(1 - s))). */
+static void silu_fwd(const cpu_device *d, const pt_op *op)
+{
+    const float *x = cpu_f32(&op->t[0]);
+    float *y = cpu_f32(&op->t[1]);
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] * (1.0f / (1.0f + expf(-x[i])));
+}
+
+static void silu_bwd(const cpu_device *d, const pt_op *op)
+{
+    const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[1]);
+    float *dx = cpu_f32(&op->t[2]);
+    const int64_t n = pt_tensor_numel(&op->t[2]);
+    const int acc = op->accumulate;
+#pragma omp parallel for num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float s = 1.0f / (1.0f + expf(-x[i]));
+        const float g = dy[i] * (s * (1.0f + x[i] * (1.0f - s)));
+        dx[i] = acc ? dx[i] + g : g;
+    }
+}
+
 pt_status cpu_op_pointwise(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     switch (op->kind) {
@@ -198,6 +222,8 @@ pt_status cpu_op_pointwise(const cpu_device *d, const pt_op *op, pt_error *err)
     case PT_OP_DROPOUT_BWD: dropout_bwd(d, op); return PT_OK;
     case PT_OP_SIGMOID_FWD: sigmoid_fwd(d, op); return PT_OK;
     case PT_OP_SIGMOID_BWD: sigmoid_bwd(d, op); return PT_OK;
+    case PT_OP_SILU_FWD: silu_fwd(d, op); return PT_OK;
+    case PT_OP_SILU_BWD: silu_bwd(d, op); return PT_OK;
     default:
         return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no pointwise loop for %s", pt_op_name(op->kind));
     }

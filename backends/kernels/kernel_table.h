@@ -63,6 +63,8 @@
     K(BCAST_MUL_GRAD_PIXEL, pt_bcast_mul_grad_pixel, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I)                 \
     K(SIGMOID_FWD, pt_sigmoid_fwd, ITEMS, PT_OP_SIGMOID_FWD, M, M, I)                                        \
     K(SIGMOID_BWD, pt_sigmoid_bwd, ITEMS, PT_OP_SIGMOID_BWD, M, M, M, I, I)                                  \
+    K(SILU_FWD, pt_silu_fwd, ITEMS, PT_OP_SILU_FWD, M, M, I)                                                 \
+    K(SILU_BWD, pt_silu_bwd, ITEMS, PT_OP_SILU_BWD, M, M, M, I, I)                                           \
     K(GMP_FWD, pt_gmp_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I)                                                 \
     K(GMP_BWD, pt_gmp_bwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I)                                              \
     K(CHANNEL_POOL_FWD, pt_channel_pool_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I)                            \

@@ -1,4 +1,4 @@
-/* The device kernels of the model zoo's ops (core/op.h: BCAST_MUL, BCAST_MUL_GRAD, SIGMOID_*,
+/* The device kernels of the model zoo's ops (BCAST_MUL, BCAST_MUL_GRAD, SIGMOID_*, SILU_*,
  * GMP_*, CHANNEL_POOL_*), in the kernel dialect only (dialect_opencl.h / dialect_cuda.h), so
  * every device backend compiles this same file. Each kernel mirrors the cpu backend's
  * arithmetic (backends/cpu/cpu_zoo.c); every output element has one writer (no atomics), so
@@ -72,6 +72,27 @@ KERNEL void pt_sigmoid_bwd(GLOBAL const float *y, pt_i64 yo, GLOBAL const float 
     if (i >= n) return;
     float yv = y[yo + i];
     float g = dy[dyo + i] * (yv * (1.0f - yv));
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+}
+
+/* y = x*s, s = 1/(1 + exp(-x)): SiLU. */
+KERNEL void pt_silu_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float v = x[xo + i];
+    y[yo + i] = v * (1.0f / (1.0f + EXPF(-v)));
+}
+
+/* dx = dy*(s*(1 + x*(1 - s))) (+ dx), from the forward's input x. */
+KERNEL void pt_silu_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                        GLOBAL float *dx, pt_i64 dxo, int n, int acc)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float v = x[xo + i];
+    float s = 1.0f / (1.0f + EXPF(-v));
+    float g = dy[dyo + i] * (s * (1.0f + v * (1.0f - s)));
     dx[dxo + i] = acc ? dx[dxo + i] + g : g;
 }
 
