@@ -1,0 +1,93 @@
+/* Private to the replica files (core/replica*.c): the replica's struct, the records of its
+ * memory layout, and the functions one of those files calls in another. Nothing outside
+ * them includes this; the rest of the library sees a replica only through core/replica.h. */
+#ifndef PT_REPLICA_INTERNAL_H
+#define PT_REPLICA_INTERNAL_H
+
+#include <stddef.h>
+
+#include "core/replica.h"
+
+/* Every range of the arena starts at a multiple of this many bytes. */
+#define ALIGN_BYTES 64
+
+typedef struct node_mem {
+    size_t act, grad;   /* byte offsets in the arena */
+    size_t saved[2];
+} node_mem;
+
+typedef struct op_list {
+    pt_op *ops;
+    int n, cap;
+} op_list;
+
+struct pt_replica {
+    const pt_net *net;
+    pt_device *dev;
+    pt_optim_config opt;
+    int capacity;
+    uint64_t seed;
+
+    /* slab: params | grads | opt slots | buffers (float elements) */
+    pt_buffer *slab;
+    int64_t preg, breg;
+    int nslots;
+    size_t slab_bytes;
+
+    pt_buffer *arena;
+    size_t arena_bytes;
+    node_mem *mem;
+    int *consumers;
+    size_t x_off, y_off, y2_off, lam_off, loss_off, ws_off, ws_bytes;
+
+    op_list fwd_train, bwd, fwd_eval, update;
+    int batch_train, batch_eval; /* n the lists were emitted for */
+
+    int *grad_written; /* emission scratch, sized nnodes */
+    int *param_grad_written; /* emission scratch, sized nparams (shared parameters) */
+    int64_t bn_steps;
+    int opt_started;
+    float label_smoothing;
+    pt_op_profile *prof;
+    int sync_bn;
+    int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
+    pt_replica_hook hook;
+    void *hook_user;
+    int fold_relu; /* fold in-place ReLUs into the op before them (PT_FUSE_RELU=0: no),
+                    * read once so every emission of the lists has the same ops */
+};
+
+static inline size_t rp_align_bytes(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
+
+/* Bytes of a node's activation (and of its gradient) for a batch. */
+static inline size_t rp_node_bytes(const pt_node *n, int batch)
+{
+    return (size_t)batch * (size_t)(n->c * n->h * n->w) * sizeof(float);
+}
+
+/* ---------------------------------------------------------------- replica_plan.c */
+
+/* Activations and saved tensors one range each, from arena offset 0; returns the end. */
+size_t rp_plan_acts_sequential(pt_replica *r);
+/* Gradients, labels, losses and the workspace offset after the activations ending at off. */
+void rp_plan_tail(pt_replica *r, size_t off);
+/* Re-plans the activations ending at region_end by live range, from the full-batch lists
+ * emitted against the sequential layout (PT_ACT_SHARE=0: leaves that layout). */
+pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err);
+
+/* ---------------------------------------------------------------- replica_emit.c */
+
+/* The training (train 1, with the loss gradient) or evaluation forward list for n samples. */
+pt_status rp_emit_forward(pt_replica *r, op_list *list, int train, int n, pt_error *err);
+pt_status rp_emit_backward(pt_replica *r, int n, pt_error *err);
+void rp_emit_update(pt_replica *r);
+/* The largest workspace an op of l needs on the replica's device. */
+size_t rp_list_workspace(pt_replica *r, const op_list *l);
+/* Checks the device supports every op of l and points each at the planned workspace. */
+pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err);
+/* Re-emits the training (forward + backward) or evaluation lists for a batch of n, when
+ * they were last emitted for another n. */
+pt_status rp_set_train_batch(pt_replica *r, int n, pt_error *err);
+pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err);
+
+#endif
