@@ -152,8 +152,9 @@ typedef struct pt_op_desc {
      * an estimate of the arithmetic per element for the rest. */
     double (*flops)(const pt_op *op);
     /* Activations (a pointwise forward with a layer of its own): the kind that computes the
-     * input gradient, as (saved, dy) -> dx, and whether `saved` is the forward's output (y)
-     * rather than its input (x). */
+     * input gradient, as (saved, dy) -> dx (PT_OP_FILL, 0, for the kinds that are not
+     * activations: fill is nobody's gradient), and whether `saved` is the forward's output
+     * (y) rather than its input (x). */
     pt_op_kind grad_kind;
     int grad_reads_output;
     pt_op_cases cases;
