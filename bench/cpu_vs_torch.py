@@ -14,6 +14,11 @@ op kind (it synchronises after every op, so it is not used for the step time).
 
   /usr/bin/python3 bench/cpu_vs_torch.py --polytrain build/polytrain          # ~5 minutes
   /usr/bin/python3 bench/cpu_vs_torch.py --polytrain build/polytrain --reps 2 --quick
+  /usr/bin/python3 bench/cpu_vs_torch.py --polytrain build/polytrain --precision bf16
+
+--precision bf16 times polytrain's --precision bf16 against PyTorch's CPU autocast(bfloat16)
+(the same alternation), and in each repetition both sides' fp32 step as well, so that the
+report also gives each side's bf16 step as a fraction of its own fp32 step.
 
 Writes bench/results/<UTC date>-cpu-vs-torch/{report.md,report.json} (or --out DIR).
 """
@@ -64,11 +69,11 @@ def last_json_line(text, what):
     sys.exit(1)
 
 
-def polytrain_bench(a, model, batch, per_op=False):
+def polytrain_bench(a, model, batch, per_op=False, precision=None):
     cmd = [a.polytrain, "bench", "--backend", "cpu", "--model", model, "--batch", str(batch),
            "--input", "%dx%dx%d" % a.input, "--classes", str(a.classes),
            "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
-           "--json"]
+           "--precision", precision or a.precision, "--json"]
     if per_op:
         cmd.append("--per-op")
     out, wall = run(cmd, "polytrain bench")
@@ -77,13 +82,16 @@ def polytrain_bench(a, model, batch, per_op=False):
     return r
 
 
-def torch_bench(a, model, batch):
+def torch_bench(a, model, batch, precision=None):
+    precision = precision or a.precision
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "torch.json")
         cmd = [a.python, TORCH_SCRIPT, "--model", model, "--batch", str(batch),
                "--input", "%d,%d,%d" % a.input, "--classes", str(a.classes),
                "--threads", str(a.threads), "--steps", str(a.steps), "--warmup", str(a.warmup),
                "--device", "cpu", "--json", path]
+        if precision == "bf16":
+            cmd += ["--amp", "bf16"]
         _, wall = run(cmd, "tools/bench_torch.py")
         with open(path) as f:
             r = json.load(f)
@@ -134,7 +142,9 @@ def summarise(model, batch, runs_pt, runs_th, peak):
 def markdown(rep):
     L = []
     m = rep["machine"]
-    L.append("# polytrain cpu backend vs PyTorch CPU training, %s" % rep["date"])
+    bf16 = rep.get("precision", "fp32") != "fp32"
+    L.append("# polytrain cpu backend vs PyTorch CPU training%s, %s" % (
+        " in bf16 (polytrain --precision bf16, PyTorch autocast(bfloat16))" if bf16 else "", rep["date"]))
     L.append("")
     L.append("Command: `%s`" % rep["command"])
     L.append("")
@@ -170,6 +180,19 @@ def markdown(rep):
                      s["torch_gflop_per_s"], 100 * s["torch_share_of_peak"],
                      s["polytrain_eval_img_per_s"], s["torch_eval_img_per_s"],
                      s["polytrain_peak_mem_bytes"] / 2**20, s["torch_peak_mem_bytes"] / 2**20))
+    if bf16:
+        L.append("")
+        L.append("Each side's bf16 step against its own fp32 step, measured in the same repetition "
+                 "(median of the per-repetition ratios):")
+        L.append("")
+        L.append("| model | batch | polytrain bf16 | polytrain fp32 | polytrain bf16/fp32 | PyTorch bf16 "
+                 "| PyTorch fp32 | PyTorch bf16/fp32 |")
+        L.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for s in rep["summary"]:
+            L.append("| %s | %d | %.1f ms | %.1f ms | **%.3f** | %.1f ms | %.1f ms | %.3f |" % (
+                s["model"], s["batch"], s["polytrain_step_ms"], s["polytrain_fp32_step_ms"],
+                s["polytrain_own_ratio_median"], s["torch_step_ms"], s["torch_fp32_step_ms"],
+                s["torch_own_ratio_median"]))
     L.append("")
     L.append("GFLOP/s counts a step as 3x the forward pass's convolution and linear FLOPs "
              "as direct convolution (the same count for both sides: %s); an implementation "
@@ -220,6 +243,9 @@ def main():
     ap.add_argument("--no-per-op", dest="per_op", action="store_false")
     ap.add_argument("--quick", action="store_true", help="3 timed steps, 1 warm-up")
     ap.add_argument("--note", default="", help="a sentence for the report (machine state)")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                    help="bf16: polytrain --precision bf16 against PyTorch autocast(bfloat16), "
+                         "with each side's fp32 step too")
     ap.add_argument("--out", help="output directory (default bench/results/<date>-cpu-vs-torch)")
     a = ap.parse_args()
     try:
@@ -234,24 +260,35 @@ def main():
     if not os.access(a.polytrain, os.X_OK):
         ap.error("--polytrain %s: not an executable (build polytrain first)" % a.polytrain)
     date = datetime.datetime.utcnow().strftime("%Y-%m-%d")
-    out_dir = a.out or os.path.join(ROOT, "bench", "results", "%s-cpu-vs-torch" % date)
+    out_dir = a.out or os.path.join(ROOT, "bench", "results", "%s-cpu-vs-torch%s" % (
+        date, "" if a.precision == "fp32" else "-" + a.precision))
     os.makedirs(out_dir, exist_ok=True)
 
     t_start = time.time()
-    runs = {"%s:%d" % c: {"polytrain": [], "torch": []} for c in a.config}
+    runs = {"%s:%d" % c: {"polytrain": [], "torch": [], "polytrain_fp32": [], "torch_fp32": []}
+            for c in a.config}
     sgemm = []
     for rep in range(a.reps):
         sgemm.append(sgemm_peak(a))
         for model, batch in a.config:
             key = "%s:%d" % (model, batch)
             order = ("polytrain", "torch") if rep % 2 == 0 else ("torch", "polytrain")
+            if a.precision != "fp32":
+                order = order + tuple(s + "_fp32" for s in order)
             for side in order:
-                r = polytrain_bench(a, model, batch) if side == "polytrain" else torch_bench(a, model, batch)
+                fp32 = "fp32" if side.endswith("_fp32") else None
+                r = (polytrain_bench(a, model, batch, precision=fp32) if side.startswith("polytrain")
+                     else torch_bench(a, model, batch, precision=fp32))
                 runs[key][side].append(r)
             p, t = runs[key]["polytrain"][-1], runs[key]["torch"][-1]
-            print("rep %d %s: polytrain %.1f ms, PyTorch %.1f ms, ratio %.3f; SGEMM %.1f GFLOP/s" % (
+            own = ""
+            if a.precision != "fp32":
+                own = "; own fp32: polytrain %.3f, PyTorch %.3f" % (
+                    p["train_step_ms"] / runs[key]["polytrain_fp32"][-1]["train_step_ms"],
+                    t["median_step_ms"] / runs[key]["torch_fp32"][-1]["median_step_ms"])
+            print("rep %d %s: polytrain %.1f ms, PyTorch %.1f ms, ratio %.3f%s; SGEMM %.1f GFLOP/s" % (
                 rep + 1, key, p["train_step_ms"], t["median_step_ms"],
-                p["train_step_ms"] / t["median_step_ms"], sgemm[-1]["sgemm_best_gflop_per_s"]),
+                p["train_step_ms"] / t["median_step_ms"], own, sgemm[-1]["sgemm_best_gflop_per_s"]),
                 flush=True)
     per_op = {}
     if a.per_op:
@@ -260,6 +297,18 @@ def main():
     peak = max(s["sgemm_best_gflop_per_s"] for s in sgemm)
     summary = [summarise(m, b, runs["%s:%d" % (m, b)]["polytrain"], runs["%s:%d" % (m, b)]["torch"], peak)
                for m, b in a.config]
+    for s in summary:
+        s["precision"] = a.precision
+        r = runs["%s:%d" % (s["model"], s["batch"])]
+        if r["polytrain_fp32"]:
+            s["polytrain_fp32_step_ms"] = med([x["train_step_ms"] for x in r["polytrain_fp32"]])
+            s["torch_fp32_step_ms"] = med([x["median_step_ms"] for x in r["torch_fp32"]])
+            s["polytrain_own_ratio_all"] = [p["train_step_ms"] / q["train_step_ms"]
+                                            for p, q in zip(r["polytrain"], r["polytrain_fp32"])]
+            s["torch_own_ratio_all"] = [p["median_step_ms"] / q["median_step_ms"]
+                                        for p, q in zip(r["torch"], r["torch_fp32"])]
+            s["polytrain_own_ratio_median"] = med(s["polytrain_own_ratio_all"])
+            s["torch_own_ratio_median"] = med(s["torch_own_ratio_all"])
     first_pt = runs["%s:%d" % a.config[0]]["polytrain"][0]
     first_th = runs["%s:%d" % a.config[0]]["torch"][0]
     rep = {
@@ -269,6 +318,7 @@ def main():
         "machine": {"cpu": first_pt["device"], "cpus": os.cpu_count(),
                     "polytrain_device": sgemm[0]["details"], "torch_version": first_th["torch_version"],
                     "platform": platform.platform()},
+        "precision": a.precision,
         "threads": a.threads, "input": list(a.input), "classes": a.classes, "reps": a.reps,
         "steps": a.steps, "warmup": a.warmup, "sgemm_n": a.sgemm,
         "peak_gflop_per_s": peak,

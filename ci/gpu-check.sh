@@ -7,16 +7,23 @@
 #      also when the build here fails and ./.gpu-bundle exists). cuDNN, cuBLAS and NCCL are
 #      looked for in /usr/local/cuda and in Python's nvidia-* wheels (PyTorch's);
 #   2. `polytrain devices`, the cuda backend test (tests/test_cuda_backend: errors, staging,
-#      NCCL group, deterministic conv) and the conformance suite, cuda against cpu
-#      (`polytrain selftest --backend cuda --json`);
+#      NCCL group, deterministic conv, math modes) and the conformance suite, cuda against cpu
+#      (`polytrain selftest --backend cuda --json`), then its GEMM/convolution cases in each
+#      reduced-precision math mode on its own (`--filter math=tf32|bf16|fp16`: the operands
+#      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound);
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
 #      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch (tools/bench_torch.py)
 #      on the same GPU and batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with
-#      TF32 allowed (PT_CUDA_TF32=1 / --tf32 on). PyTorch runs with the library path it was
-#      started with (its own cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so
-#      both sides use the same cuDNN where the machine has those wheels;
+#      TF32 allowed (--precision tf32 / --tf32 on); then mixed precision: `polytrain bench
+#      --precision bf16` for resnet18 b128 and baseline b64, both at 3x64x64 with 200 classes,
+#      against PyTorch AMP (--amp bf16 --channels-last: autocast, NHWC), and resnet18 in fp16
+#      (loss scaling on both sides) when time is left; the report states each ratio next to its
+#      goal (resnet18 bf16 >= 1.0x PyTorch AMP and >= 2.5x polytrain's own fp32; baseline bf16
+#      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
+#      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the
+#      same cuDNN where the machine has those wheels;
 #   5. with --sanitize, the conformance suite again under compute-sanitizer's memcheck
 #      (with its leak check), racecheck, synccheck and initcheck;
 #   6. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
@@ -31,8 +38,8 @@ cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
 # Work happens in OUTDIR. With $OUT set (for a remote machine from which only a few small
 # files are copied back) OUTDIR is a scratch folder and $OUT receives report.md,
-# gpu-check.log, selftest.json and gpu-check-files.tar.gz (every log and JSON, no build, no
-# checkpoints) at the end.
+# gpu-check.log, selftest.json (and selftest_bf16.json, selftest_fp16.json) and
+# gpu-check-files.tar.gz (every log and JSON, no build, no checkpoints) at the end.
 if [ -n "${OUT:-}" ]; then
     mkdir -p "$OUT"
     OUTDIR=$(mktemp -d /tmp/gpu-check.XXXXXX)
@@ -239,6 +246,10 @@ if [ -x "$CLI" ]; then
         PT_CLI=$CLI PT_TEST_TMP=$OUTDIR/tmp run test_cuda_backend 180 "$BUILD/tests/test_cuda_backend" || STATUS=1
     fi
     run_json selftest 240 "$CLI" selftest --backend cuda --json || STATUS=1
+    # the math-mode cases on their own (also part of the run above): one row each in the report
+    for prec in tf32 bf16 fp16; do
+        run_json "selftest_$prec" 90 "$CLI" selftest --backend cuda --filter "math=$prec" --json || STATUS=1
+    done
 fi
 
 # ---- 3. train a few hundred steps ----
@@ -268,10 +279,11 @@ resnet18_b128 resnet18 3x64x64 200 128"
 while read -r name model input classes batch; do
     [ -x "$CLI" ] || break
     for prec in fp32 tf32; do
-        if [ "$prec" = fp32 ]; then penv="NVIDIA_TF32_OVERRIDE=0 PT_CUDA_TF32=0"; else penv="PT_CUDA_TF32=1"; fi
+        # fp32: no TF32 anywhere (the variable also rules out the libraries' own defaults)
+        if [ "$prec" = fp32 ]; then penv="NVIDIA_TF32_OVERRIDE=0"; else penv=""; fi
         # shellcheck disable=SC2086
         run_json "pt_${name}_$prec" 240 env $penv "$CLI" bench --backend cuda --model "$model" --input "$input" \
-            --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --json
+            --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --precision "$prec" --json
         if [ -n "$PY" ]; then
             tf=off
             [ "$prec" = tf32 ] && tf=on
@@ -282,10 +294,28 @@ while read -r name model input classes batch; do
         fi
     done
 done <<<"$CASES"
+# mixed precision: polytrain --precision bf16 (fp16) against PyTorch AMP with channels-last
+# name model input(CxHxW) classes batch precision
+AMP_CASES="resnet18_b128 resnet18 3x64x64 200 128 bf16
+baseline_b64_3x64x64 baseline 3x64x64 200 64 bf16
+resnet18_b128 resnet18 3x64x64 200 128 fp16"
+while read -r name model input classes batch prec; do
+    [ -x "$CLI" ] || break
+    run_json "pt_${name}_$prec" 240 "$CLI" bench --backend cuda --model "$model" --input "$input" \
+        --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --precision "$prec" --json
+    if [ -n "$PY" ]; then
+        run "torch_${name}_amp_$prec" 240 env LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" "$PY" "$TORCH_BENCH" \
+            --model "$model" --batch "$batch" --input "${input//x/,}" --classes "$classes" --threads "$JOBS" \
+            --steps "$BSTEPS" --warmup 10 --device cuda --amp "$prec" --channels-last \
+            --json "$OUTDIR/torch_${name}_amp_$prec.json"
+    fi
+done <<<"$AMP_CASES"
 # where the time goes (synchronised after every op, so slower than the runs above)
 if [ -x "$CLI" ]; then
     run_json pt_resnet18_b128_perop 180 env NVIDIA_TF32_OVERRIDE=0 "$CLI" bench --backend cuda --model resnet18 \
         --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --json
+    run_json pt_resnet18_b128_perop_bf16 120 "$CLI" bench --backend cuda --model resnet18 \
+        --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --precision bf16 --json
 fi
 
 # ---- 5. the conformance suite under compute-sanitizer ----
@@ -360,6 +390,28 @@ if st:
     L.append(f"- overall: {'ok' if st.get('ok') else 'FAILED'} (exit {rc('selftest')})")
 else:
     L.append(f"- no JSON result (exit {rc('selftest')}); see selftest.log")
+L += ["", "Math modes on their own (`--filter math=MODE`: GEMM and convolution cases with the operands "
+      "rounded to the mode, float32 sums, against cpu's fp32 within 4x the mode's unit roundoff; a mode "
+      "the device does not claim runs 0 cases):", ""]
+for prec in ("tf32", "bf16", "fp16"):
+    sp = load(f"selftest_{prec}.json")
+    if not sp:
+        L.append(f"- math={prec}: no JSON result (exit {rc('selftest_' + prec)}); see selftest_{prec}.log")
+        continue
+    for d in sp.get("devices", []):
+        if not d.get("available", False):
+            L.append(f"- math={prec} {d.get('backend')}[{d.get('index', '-')}]: not available: {d.get('error')}")
+            continue
+        if not d.get("cases"):
+            L.append(f"- math={prec} {d['backend']}[{d['index']}] {d['name']}: 0 cases (the device does not "
+                     f"claim {prec})")
+            continue
+        L.append(f"- math={prec} {d['backend']}[{d['index']}] {d['name']}: {d['cases']} cases, {d['passed']} "
+                 f"passed, {d['failed']} failed; worst error/bound {d['worst_ratio']:.3g} ({d['worst_case']}); "
+                 f"exit {rc('selftest_' + prec)}")
+        for r in d.get("results", []):
+            if not r.get("pass", True):
+                L.append(f"  - FAIL {r.get('name')}: {r.get('detail')}")
 L += ["", "## Training", "", f"- what: {text('train.what').strip()}; exit {rc('train')}"]
 steps = os.path.join(out, "train-run", "steps.jsonl")
 if os.path.exists(steps):
@@ -397,6 +449,54 @@ for name in ("baseline_b64", "resnet18_b128"):
         L.append(f"| {name} | {prec} | {f(pt)} ({g(p.get('train_step_ms'))}) | {f(tt)} ({g(t.get('median_step_ms'))}) | "
                  f"{ratio} | {f(p.get('eval_img_per_s'))} | {f(t.get('eval_img_per_s'))} | "
                  f"{mib(p.get('device_mem_bytes'))} / {mib(t.get('peak_mem_bytes'))} |")
+# mixed precision against PyTorch AMP (autocast, channels-last), with the goals
+GOALS = {("resnet18_b128", "bf16"): (1.0, 2.5), ("baseline_b64_3x64x64", "bf16"): (1.5, None),
+         ("resnet18_b128", "fp16"): (None, None)}
+OWN_FP32 = {"resnet18_b128": "pt_resnet18_b128_fp32.json"}  # the same model, input, classes, batch
+L += ["", "### Mixed precision (img/s, training)", "",
+      "polytrain `bench --precision MODE` (GEMMs and convolutions on 16-bit operands with float32 "
+      "accumulation; weights, optimizer, BatchNorm and loss in float32; fp16 with loss scaling) against "
+      f"`{torch_bench} --amp MODE --channels-last` (torch.autocast, NHWC; fp16 with a GradScaler). "
+      "vs PyTorch = polytrain img/s / PyTorch AMP img/s; vs own fp32 = polytrain MODE img/s / polytrain fp32 "
+      "img/s (the fp32 row above). Goals: resnet18 b128 bf16 >= 1.0x PyTorch AMP and >= 2.5x its own fp32; "
+      "baseline b64 (3x64x64) bf16 >= 1.5x PyTorch AMP.", "",
+      "| case | mode | polytrain (ms/step) | PyTorch AMP (ms/step) | vs PyTorch (goal) | polytrain fp32 | "
+      "vs own fp32 (goal) | polytrain eval | PyTorch eval | GPU MiB polytrain / PyTorch |",
+      "|---|---|---|---|---|---|---|---|---|---|"]
+goal_lines = []
+
+
+def judged(ratio, goal):
+    if goal is None:
+        return "-" if ratio is None else f"{ratio:.2f}"
+    if ratio is None:
+        return f"n/a (>= {goal:.1f}x)"
+    return f"{ratio:.2f} (>= {goal:.1f}x: {'met' if ratio >= goal else 'NOT met'})"
+
+
+for (name, prec), (g_torch, g_own) in GOALS.items():
+    p, t = load(f"pt_{name}_{prec}.json") or {}, load(f"torch_{name}_amp_{prec}.json") or {}
+    own = load(OWN_FP32[name]) or {} if name in OWN_FP32 else {}
+    if t.get("cudnn"):
+        tver.add(f"torch {t.get('torch_version')} cuDNN {t['cudnn']}")
+    f = lambda v: f"{v:.0f}" if isinstance(v, (int, float)) else "n/a"
+    g = lambda v: f"{v:.2f}" if isinstance(v, (int, float)) else "n/a"
+    mib = lambda v: f"{v / 2**20:.0f}" if isinstance(v, (int, float)) else "n/a"
+    pt, tt, of = p.get("train_img_per_s"), t.get("img_per_s"), own.get("train_img_per_s")
+    r_torch = pt / tt if pt and tt else None
+    r_own = pt / of if pt and of else None
+    L.append(f"| {name} | {prec} | {f(pt)} ({g(p.get('train_step_ms'))}) | {f(tt)} ({g(t.get('median_step_ms'))}) | "
+             f"{judged(r_torch, g_torch)} | {f(of) if name in OWN_FP32 else '-'} | "
+             f"{judged(r_own, g_own) if name in OWN_FP32 else '-'} | {f(p.get('eval_img_per_s'))} | "
+             f"{f(t.get('eval_img_per_s'))} | {mib(p.get('device_mem_bytes'))} / {mib(t.get('peak_mem_bytes'))} |")
+    for what, r, goal in (("PyTorch AMP", r_torch, g_torch), ("own fp32", r_own, g_own)):
+        if goal is not None:
+            goal_lines.append(f"- {name} {prec} vs {what}: " + (f"{r:.2f}x, goal >= {goal:.1f}x: "
+                              f"{'met' if r >= goal else 'NOT met'}" if r is not None else
+                              f"not measured (goal >= {goal:.1f}x; see the logs)"))
+    if p and p.get("precision") not in (None, prec):
+        goal_lines.append(f"- note: pt_{name}_{prec}.json states precision {p.get('precision')!r}")
+L += [""] + goal_lines
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
 san = [t for t in ("memcheck", "racecheck", "synccheck", "initcheck") if rc("sanitize_" + t) != "not run"]
@@ -406,12 +506,13 @@ if san:
         summ = [l.replace("=========", "").strip() for l in text(f"sanitize_{t}.log").splitlines()
                 if "ERROR SUMMARY" in l or "LEAK SUMMARY" in l or "RACECHECK SUMMARY" in l]
         L.append(f"- {t}: exit {rc('sanitize_' + t)}; " + ("; ".join(summ) or "no summary line (see the log)"))
-po = load("pt_resnet18_b128_perop.json")
-if po and po.get("per_op"):
-    L += ["", "Per op kind, resnet18 b128 fp32 (synchronised after every op):", "",
-          "| op | ms/step | share | calls/step |", "|---|---|---|---|"]
-    for k, v in po["per_op"].items():
-        L.append(f"| {k} | {v['ms_per_step']:.2f} | {100 * v['share']:.1f}% | {v['calls_per_step']:.0f} |")
+for suffix, mode in (("", "fp32"), ("_bf16", "bf16")):
+    po = load(f"pt_resnet18_b128_perop{suffix}.json")
+    if po and po.get("per_op"):
+        L += ["", f"Per op kind, resnet18 b128 {mode} (synchronised after every op):", "",
+              "| op | ms/step | share | calls/step |", "|---|---|---|---|"]
+        for k, v in po["per_op"].items():
+            L.append(f"| {k} | {v['ms_per_step']:.2f} | {100 * v['share']:.1f}% | {v['calls_per_step']:.0f} |")
 L += ["", f"Overall status: {'PASS' if status == 0 else 'FAIL'} (build, cuda test, conformance"
       f"{', compute-sanitizer' if san else ''})", ""]
 with open(os.path.join(out, "report.md"), "w") as fh:
@@ -420,9 +521,11 @@ print("\n".join(L))
 PYEOF
 say "done in $(($(date +%s) - T0)) s, status $STATUS; report: $OUTDIR/report.md"
 if [ -n "${OUT:-}" ]; then
-    for f in report.md gpu-check.log selftest.json; do [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$OUT/"; done
+    for f in report.md gpu-check.log selftest.json selftest_bf16.json selftest_fp16.json; do
+        [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$OUT/"
+    done
     tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./bundle --exclude=./tmp --exclude='*.safetensors' . ||
         say "tar of the logs failed"
-    echo "gpu-check: copied report.md, gpu-check.log, selftest.json, gpu-check-files.tar.gz to $OUT"
+    echo "gpu-check: copied report.md, gpu-check.log, selftest*.json, gpu-check-files.tar.gz to $OUT"
 fi
 exit "$STATUS"

@@ -13,7 +13,7 @@
 #include "core/tensor.h"
 #include "core/world.h"
 
-#define PT_BACKEND_API_VERSION 2
+#define PT_BACKEND_API_VERSION 3
 
 typedef enum pt_device_kind { PT_DEVICE_CPU = 0, PT_DEVICE_GPU = 1 } pt_device_kind;
 
@@ -78,6 +78,13 @@ typedef struct pt_backend_iface {
                                      pt_error *err);
     /* bufs[0] of rank 0 is copied to bufs[i] on every device of every process. */
     pt_status (*group_broadcast)(void *group, const pt_mem *bufs, size_t bytes, pt_error *err);
+
+    /* Optional (NULL: fp32 only). Whether the device runs the kinds with PT_OPF_MATH in
+     * precision p (core/precision.h): PT_OK with one line in how (e.g. "AVX512-BF16
+     * microkernel", "emulated: rounded to bf16, multiplied in fp32, not faster"), else
+     * PT_ERR_UNSUPPORTED with the reason (the missing extension or instruction set). The
+     * modes it accepts here are the PT_CAP_MATH its supports() and run() take. */
+    pt_status (*precision)(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err);
 } pt_backend_iface;
 
 /* ---- registry (core/registry.c): the only mutable global in polytrain ---- */
@@ -105,5 +112,7 @@ pt_status pt_device_write(pt_device *dev, pt_mem dst, const void *src, size_t by
 pt_status pt_device_read(pt_device *dev, void *dst, pt_mem src, size_t bytes, pt_error *err);
 pt_status pt_device_run(pt_device *dev, const pt_op *op, pt_error *err);
 pt_status pt_device_sync(pt_device *dev, pt_error *err);
+/* The backend's precision() (fp32 always holds): how the device computes in p, or why not. */
+pt_status pt_device_precision(pt_device *dev, pt_precision p, char *how, size_t cap, pt_error *err);
 
 #endif

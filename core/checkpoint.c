@@ -189,6 +189,12 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
     PT_TRY(meta_printf(w, "seed", err, "%llu", (unsigned long long)pr->seed));
     PT_TRY(meta_printf(w, "best_top1", err, "%.17g", pr->best_top1));
     PT_TRY(meta_printf(w, "best_epoch", err, "%lld", (long long)pr->best_epoch));
+    PT_TRY(pt_st_writer_add_meta(w, "precision", pr->precision[0] ? pr->precision : "fp32", err));
+    if (pr->loss_scale > 0) {
+        PT_TRY(meta_printf(w, "loss_scale", err, "%.17g", pr->loss_scale));
+        PT_TRY(meta_printf(w, "loss_scale_growth_tracker", err, "%lld", (long long)pr->loss_scale_growth_tracker));
+        PT_TRY(meta_printf(w, "skipped_steps", err, "%lld", (long long)pr->skipped_steps));
+    }
     return pt_st_writer_add_meta(w, "schedule", pr->schedule[0] ? pr->schedule : "{}", err);
 }
 
@@ -508,6 +514,24 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
         return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'best_top1' is missing or not a number", file);
     const char *sched = pt_st_meta(f, "schedule");
     snprintf(pr->schedule, sizeof pr->schedule, "%s", sched ? sched : "{}");
+    /* Mixed-precision fields: absent in checkpoints of fp32 runs and of older versions. */
+    const char *prec = pt_st_meta(f, "precision");
+    pt_precision pp = PT_PREC_FP32;
+    if (prec && !pt_precision_parse(prec, &pp))
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'precision' is '%.16s', expected one of %s", file, prec,
+                       pt_precision_choices());
+    snprintf(pr->precision, sizeof pr->precision, "%s", pt_precision_name(pp));
+    const char *ls = pt_st_meta(f, "loss_scale");
+    if (ls) {
+        pr->loss_scale = strtod(ls, &end);
+        if (*end || end == ls || !(pr->loss_scale > 0) || !isfinite(pr->loss_scale))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'loss_scale' is '%.32s', expected a positive number",
+                           file, ls);
+        PT_TRY(parse_int_meta(f, file, "loss_scale_growth_tracker", 0, (long long)1 << 62, &v, err));
+        pr->loss_scale_growth_tracker = v;
+        PT_TRY(parse_int_meta(f, file, "skipped_steps", 0, pr->global_step, &v, err));
+        pr->skipped_steps = v;
+    }
     h->bn_steps = pr->bn_steps;
     h->started = started;
     return PT_OK;

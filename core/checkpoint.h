@@ -27,6 +27,12 @@ typedef struct pt_train_progress {
     double best_top1;     /* best validation top-1 so far (-1: none) */
     int64_t best_epoch;
     char schedule[512];   /* JSON text describing the LR schedule position */
+    /* Mixed precision: the run's precision ("fp32" for checkpoints from before it was
+     * saved) and the fp16 loss scaler's state (scale 0 when the run does not scale). */
+    char precision[8];
+    double loss_scale;
+    int64_t loss_scale_growth_tracker;
+    int64_t skipped_steps;
 } pt_train_progress;
 
 void pt_model_meta_free(pt_model_meta *m);

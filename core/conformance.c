@@ -23,17 +23,27 @@
 #define B_ELEM 1e-5
 #define B_REDUCE 1e-5
 #define B_DOT 1e-4
+/* A GEMM or convolution in a reduced-precision math mode against the reference's float32:
+ * each product's operands are rounded (relative error up to u each, u the mode's unit
+ * roundoff), so a normalised error near u; 4u leaves room for unlucky cancellation and
+ * still fails a wrong rounding (round-toward-zero doubles the bias) or a mode applied twice. */
+static double lowp_bound(pt_precision p) { return 4.0 * pt_precision_unit_roundoff(p); }
 
 enum conf_role { R_IN, R_OUT, R_INOUT, R_ABSENT };
 enum conf_gen {
     G_UNIFORM, G_TIES, G_LABELS, G_ARGMAX, G_RELU_OUT, G_MASK, G_BN_MEAN, G_BN_INVSTD,
     /* sync-BN inputs that a forward pass would have produced from operand 0 (x): the sums
      * about operand 4 (shift), mean | invstd, and the backward sums with dy (operand 1) */
-    G_BN_SUMS, G_BN_MEAN_INVSTD, G_BN_BSUMS
+    G_BN_SUMS, G_BN_MEAN_INVSTD, G_BN_BSUMS,
+    /* G_UNIFORM with one non-finite element: +Inf in the middle, NaN last, -Inf first */
+    G_POS_INF, G_NAN, G_NEG_INF,
+    G_CONST /* every element lo */
 };
 /* C_DELTA compares (final - initial): for optimizer parameters, where the update is what an
  * optimizer computes and the parameter itself would hide it. */
-enum conf_check { C_NONE, C_NORM, C_DELTA, C_EXACT };
+/* C_NORM_NF: C_NORM where the reference may hold Inf/NaN (the input had them): there the
+ * device must hold the same (Inf of the same sign, or NaN), and the rest is compared. */
+enum conf_check { C_NONE, C_NORM, C_DELTA, C_EXACT, C_NORM_NF };
 
 typedef struct conf_operand {
     const char *name;
@@ -48,6 +58,11 @@ typedef struct conf_operand {
      * nothing about their accuracy (a loss near 0 is a difference of O(1) terms). Optimizer
      * updates (C_DELTA) are small by design and use a smaller floor. */
     double floor;
+    /* > 0: also every element, |dut - ref| <= elem_bound * max(max |ref|, floor). The
+     * reduced-precision cases' bounds are loose enough that one wrong element of a large
+     * output would hide in the norm; an element off by a fraction of the output's scale
+     * does not hide here. */
+    double elem_bound;
 } conf_operand;
 
 typedef struct conf_case {
@@ -711,6 +726,29 @@ static void cases_bn_sync(conf_table *t, pt_op_kind kind)
     }
 }
 
+/* Loss-scaling unscale: finite gradients (found stays as it was, 0 or 1), and one +Inf, NaN
+ * or -Inf among them (found becomes 1; the non-finite element stays non-finite). */
+static void cases_amp_unscale(conf_table *t, pt_op_kind kind)
+{
+    static const int64_t sizes[] = {1, 1001, 65537};
+    static const struct { int gen; float found; const char *what; } v[] = {
+        {G_UNIFORM, 0.0f, "finite found=0"}, {G_UNIFORM, 1.0f, "finite found=1"},
+        {G_POS_INF, 0.0f, "+inf"}, {G_NAN, 0.0f, "nan"}, {G_NEG_INF, 0.0f, "-inf"}};
+    for (int si = 0; si < 3; si++)
+        for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+            if (sizes[si] == 1 && v[k].gen != G_UNIFORM && v[k].gen != G_NAN) continue;
+            conf_case c = new_case(kind, 2);
+            conf_operand *g = out(&c, 0, B_ELEM, 1, 1, sizes[si], 1, 1, 1);
+            g->gen = v[k].gen;
+            g->lo = -3000.0f, g->hi = 3000.0f; /* gradients of a loss scaled by 2^16 */
+            g->check = C_NORM_NF;
+            conf_operand *f = out(&c, 1, 0, 1, 1, 1, 1, 1, 1);
+            f->gen = G_CONST, f->lo = v[k].found, f->check = C_EXACT;
+            c.op.p.amp.inv_scale = 1.0f / 65536.0f;
+            push(t, &c, "n=%lld %s", (long long)sizes[si], v[k].what);
+        }
+}
+
 typedef void (*conf_recipe)(conf_table *t, pt_op_kind kind);
 
 static const conf_recipe recipes[] = {
@@ -732,7 +770,35 @@ static const conf_recipe recipes[] = {
     [PT_CASES_GLOBAL_MAXPOOL] = cases_global_maxpool,
     [PT_CASES_CHANNEL_POOL] = cases_channel_pool,
     [PT_CASES_BN_SYNC] = cases_bn_sync,
+    [PT_CASES_AMP_UNSCALE] = cases_amp_unscale,
 };
+
+/* The cases of a kind with a math mode again in each reduced-precision mode, against the
+ * reference's float32 result with the mode's bound. Run only on devices that claim the mode. */
+static void math_variants(conf_table *t, int first)
+{
+    const int last = t->n;
+    for (int p = PT_PREC_TF32; p < PT_PREC_COUNT; p++)
+        for (int i = first; i < last && !t->oom; i++) {
+            conf_case c = t->c[i];
+            c.op.math = (pt_precision)p;
+            /* The rounding error is relative to the products' magnitudes, O(1) terms here, not to
+             * the result's, which cancels in the small cases (1x1x1 with alpha*a*b against
+             * beta*c): a floor of 0.5 per element keeps that from reading as a large error. */
+            for (int j = 0; j < c.op.nt; j++)
+                if (c.o[j].check == C_NORM) {
+                    c.o[j].bound = lowp_bound((pt_precision)p);
+                    c.o[j].elem_bound = 4.0 * c.o[j].bound;
+                    if (c.o[j].floor < 0.5) c.o[j].floor = 0.5;
+                }
+            /* push() writes the kind's name first: keep what follows it (a copy: push may move
+             * the table) */
+            char rest[sizeof c.name];
+            const char *sp = strchr(c.name, ' ');
+            snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+            push(t, &c, "%s math=%s", rest, pt_precision_name((pt_precision)p));
+        }
+}
 
 static pt_status build_table(conf_table *t, pt_error *err)
 {
@@ -740,7 +806,9 @@ static pt_status build_table(conf_table *t, pt_error *err)
     for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
         const pt_op_desc *d = pt_op_describe((pt_op_kind)k);
         const unsigned r = d ? (unsigned)d->cases.recipe : 0u;
+        const int first = t->n;
         if (r < sizeof recipes / sizeof recipes[0] && recipes[r]) recipes[r](t, (pt_op_kind)k);
+        if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
     }
     if (t->oom) {
         free(t->c);
@@ -832,6 +900,17 @@ static void generate(const conf_case *c, int index, uint64_t seed, int i, int st
     switch (o->gen) {
     case G_UNIFORM:
         for (int64_t e = 0; e < n; e++) f[e] = o->lo + (o->hi - o->lo) * unit(bits(seed, index, i, step, e));
+        break;
+    case G_POS_INF:
+    case G_NAN:
+    case G_NEG_INF:
+        for (int64_t e = 0; e < n; e++) f[e] = o->lo + (o->hi - o->lo) * unit(bits(seed, index, i, step, e));
+        if (o->gen == G_POS_INF) f[n / 2] = INFINITY;
+        else if (o->gen == G_NAN) f[n - 1] = NAN;
+        else f[0] = -INFINITY;
+        break;
+    case G_CONST:
+        for (int64_t e = 0; e < n; e++) f[e] = o->lo;
         break;
     case G_TIES: /* five values: many equal maxima inside a window */
         for (int64_t e = 0; e < n; e++)
@@ -1010,6 +1089,13 @@ static void compare(const conf_case *c, int j, const unsigned char *dut, const u
     double num = 0, den = 0, worst = -1;
     int64_t worst_e = 0, nonfinite = 0, first_nf = -1;
     for (int64_t e = 0; e < n; e++) {
+        if (!isfinite(b[e]) && o->check == C_NORM_NF) {
+            if ((isnan(b[e]) && isnan(a[e])) || (isinf(b[e]) && a[e] == b[e])) continue;
+            format_index(o, e, where, sizeof where);
+            outcome_fail(r, oname, "%s: %g at %s where the reference has %g", oname, (double)a[e], where,
+                         (double)b[e]);
+            return;
+        }
         if (!isfinite(b[e])) {
             format_index(o, e, where, sizeof where);
             outcome_fail(r, oname, "%s: the reference device produced %g at %s (a reference or suite bug)", oname,
@@ -1036,15 +1122,29 @@ static void compare(const conf_case *c, int j, const unsigned char *dut, const u
     double scale = sqrt(den) > o->floor * sqrt((double)n) ? sqrt(den) : o->floor * sqrt((double)n);
     double err = sqrt(num) / (scale > 0 ? scale : 1.0);
     double ratio = err / o->bound;
+    int elem_worse = 0;
+    if (o->elem_bound > 0 && worst >= 0) {
+        double refmax = o->floor;
+        for (int64_t e = 0; e < n; e++)
+            if (fabs(b[e]) > refmax) refmax = fabs(b[e]);
+        const double eratio = worst / (o->elem_bound * refmax);
+        if (eratio > ratio) ratio = eratio, err = worst / refmax, elem_worse = 1;
+    }
     if (ratio > r->ratio || !r->output[0]) {
-        r->error = err, r->bound = o->bound, r->ratio = ratio;
+        r->error = err, r->bound = elem_worse ? o->elem_bound : o->bound, r->ratio = ratio;
         snprintf(r->output, sizeof r->output, "%s", oname);
         if (ratio > 1) {
             format_index(o, worst_e, where, sizeof where);
-            snprintf(r->detail, sizeof r->detail,
-                     "%s%s: normalised error %.3g > %.1g; largest difference at %s: %.7g (reference %.7g)", oname,
-                     o->check == C_DELTA ? " update" : "", err, o->bound, where, (double)a[worst_e],
-                     (double)b[worst_e]);
+            if (elem_worse)
+                snprintf(r->detail, sizeof r->detail,
+                         "%s: element error %.3g of the output's largest magnitude > %.2g at %s: %.7g (reference "
+                         "%.7g)",
+                         oname, err, o->elem_bound, where, (double)a[worst_e], (double)b[worst_e]);
+            else
+                snprintf(r->detail, sizeof r->detail,
+                         "%s%s: normalised error %.3g > %.1g; largest difference at %s: %.7g (reference %.7g)", oname,
+                         o->check == C_DELTA ? " update" : "", err, o->bound, where, (double)a[worst_e],
+                         (double)b[worst_e]);
         }
     }
 }
@@ -1164,9 +1264,12 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         data[i] = image[i] + L.off[i];
         generate(c, index, seed, i, 0, data);
     }
-    /* The initial values (C_DELTA compares against them) stay in image[]. */
+    /* The initial values (C_DELTA compares against them) stay in image[]. The reference
+     * computes in float32 whatever the case's math mode (its workspace is sized for that). */
+    conf_case ref_case = cc;
+    ref_case.op.math = PT_PREC_FP32;
     for (int s = 0; s < 2; s++)
-        if (setup_side(&sides[s], c, &L, image, &e) != PT_OK) {
+        if (setup_side(&sides[s], s ? c : &ref_case, &L, image, &e) != PT_OK) {
             outcome_fail(r, "setup", "%s device: %s", s ? "device under test" : "reference", e.msg);
             goto done;
         }
@@ -1253,8 +1356,15 @@ pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, cons
     pt_conformance_summary sum;
     memset(&sum, 0, sizeof sum);
     pt_status st = PT_OK;
+    /* Math modes the device under test claims; the cases of the others are not run. */
+    int claims[PT_PREC_COUNT];
+    for (int p = 0; p < PT_PREC_COUNT; p++) claims[p] = pt_device_precision(dut, (pt_precision)p, NULL, 0, NULL) == PT_OK;
     for (int i = 0; i < t.n; i++) {
         if (filter && filter[0] && !strstr(t.c[i].name, filter)) continue;
+        if (!claims[t.c[i].op.math]) {
+            sum.unclaimed++;
+            continue;
+        }
         conf_outcome r;
         double ms = 0;
         if (run_case(ref, dut, &t.c[i], i, seed, &r, &ms) != PT_OK) {

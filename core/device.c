@@ -1,5 +1,6 @@
 /* pt_device: an opened device of some backend, and the thin checked wrappers the core
  * uses to reach it. Everything the core does to device memory goes through here. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,4 +76,18 @@ pt_status pt_device_run(pt_device *dev, const pt_op *op, pt_error *err)
 pt_status pt_device_sync(pt_device *dev, pt_error *err)
 {
     return dev->be->synchronize(dev->ctx, err);
+}
+
+pt_status pt_device_precision(pt_device *dev, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    if (how && cap) how[0] = '\0';
+    if ((unsigned)p >= PT_PREC_COUNT)
+        return pt_fail(err, PT_ERR_INVALID, "precision %d: expected one of %s", (int)p, pt_precision_choices());
+    if (dev->be->precision) return dev->be->precision(dev->ctx, p, how, cap, err);
+    if (p == PT_PREC_FP32) {
+        if (how && cap) snprintf(how, cap, "float32");
+        return PT_OK;
+    }
+    return pt_fail(err, PT_ERR_UNSUPPORTED, "%s device %d (%s) computes in fp32 only: --precision %s is not available",
+                   dev->be->name, dev->index, dev->info.name, pt_precision_name(p));
 }

@@ -65,6 +65,10 @@ struct pt_group {
     int global_n;
     int64_t step;
     float scale, lr, mom;
+    /* fp16 loss scaling: inv_scale 0 is off; found[d], device d's overflow answer */
+    float inv_scale;
+    int64_t updates_before;
+    int *found;
 
     /* host copies for state operations (main thread only) */
     float *h_params, *h_opt, *h_bufs, *h_params2, *h_opt2, *h_bufs2;
@@ -255,8 +259,21 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
     if (g->nev > 0 && !g->coll)
         PT_TRY(pt_device_write(dev, pt_replica_grad_mem(r), g->sum, (size_t)g->preg * sizeof(float), err));
     pt_replica_set_momentum(r, g->mom);
+    if (g->inv_scale > 0) {
+        PT_TRY(pt_replica_unscale_grads(r, g->inv_scale, &g->found[d], err));
+        if (g->found[d]) return PT_OK; /* the step is skipped: no update */
+        return pt_replica_update(r, g->lr, g->updates_before + 1, err);
+    }
     return pt_replica_update(r, g->lr, g->step + 1, err);
 }
+
+void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_before)
+{
+    g->inv_scale = inv_scale > 0 ? inv_scale : 0;
+    g->updates_before = updates_before;
+}
+
+int pt_group_last_step_skipped(const pt_group *g) { return g->inv_scale > 0 && g->found[0]; }
 
 static pt_status eval_job(pt_group *g, int d, pt_error *err)
 {
@@ -340,8 +357,15 @@ pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n,
     g->scale = grad_scale;
     g->lr = lr;
     g->mom = momentum;
+    memset(g->found, 0, (size_t)g->n * sizeof *g->found);
     if (g->n == 1 && g->nev == 0) return step_job(g, 0, err);
     PT_TRY(run_all(g, JOB_STEP, err));
+    for (int d = 1; d < g->n; d++)
+        if (g->found[d] != g->found[0])
+            return pt_fail(err, PT_ERR_MISMATCH,
+                           "loss scaling: device %d found %s gradients, device 0 %s (the reduction should have "
+                           "made them equal)",
+                           d, g->found[d] ? "non-finite" : "finite", g->found[0] ? "non-finite" : "finite");
     (void)global_n;
     if (!pt_replica_sync_bn(g->rep[0]) || !g->breg) return PT_OK;
     /* A device without samples did not run the statistics ops: its running statistics
@@ -493,6 +517,7 @@ pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, s
     pthread_mutex_init(&g->mu, NULL);
     pthread_cond_init(&g->cv, NULL);
     g->werr = calloc((size_t)n, sizeof *g->werr);
+    g->found = calloc((size_t)n, sizeof *g->found);
     size_t P = (size_t)g->preg, B = (size_t)g->breg + 1, O = (size_t)g->slots * P + 1;
     g->h_params = malloc(P * sizeof(float));
     g->h_params2 = malloc(P * sizeof(float));
@@ -501,7 +526,8 @@ pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, s
     g->h_bufs = malloc(B * sizeof(float));
     g->h_bufs2 = malloc(B * sizeof(float));
     pt_status st = PT_OK;
-    if (!g->werr || !g->h_params || !g->h_params2 || !g->h_opt || !g->h_opt2 || !g->h_bufs || !g->h_bufs2) {
+    if (!g->werr || !g->found || !g->h_params || !g->h_params2 || !g->h_opt || !g->h_opt2 || !g->h_bufs ||
+        !g->h_bufs2) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
     }
@@ -588,6 +614,7 @@ void pt_group_free(pt_group *g)
     pthread_cond_destroy(&g->cv);
     free(g->workers);
     free(g->werr);
+    free(g->found);
     free(g->ev);
     free(g->evmem);
     free(g->fwd_first);

@@ -46,6 +46,16 @@ typedef struct pt_group_slice {
 pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n, int64_t step,
                         float grad_scale, float lr, float momentum, pt_error *err);
 
+/* fp16 loss scaling for the following steps (inv_scale 0: off, the default): after the
+ * reduction every replica unscales its gradients by inv_scale and checks them for Inf/NaN
+ * (pt_replica_unscale_grads); when they hold any, the update is skipped on every replica
+ * (the gradients are the same everywhere after the reduction, so every device and process
+ * decides alike). updates_before: optimizer updates applied before the next step, the step
+ * count Adam's bias correction uses (steps minus the skipped ones). */
+void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_before);
+/* Whether the last pt_group_step found Inf/NaN gradients and skipped its update. */
+int pt_group_last_step_skipped(const pt_group *g);
+
 /* Evaluation-mode forward of each device's slice in parallel (y may not be NULL). */
 pt_status pt_group_eval(pt_group *g, const pt_group_slice *slices, pt_error *err);
 

@@ -28,6 +28,17 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned ca
         if (!(caps & PT_CAP_FUSED_RELU))
             return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no fused ReLU on this backend", backend, name);
     }
+    if (op->math != PT_PREC_FP32) {
+        if ((unsigned)op->math >= PT_PREC_COUNT)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: math mode %d is not a precision", backend, name,
+                           (int)op->math);
+        if (!(d->flags & PT_OPF_MATH))
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: math mode %s is set, but %s always computes in fp32",
+                           backend, name, pt_precision_name(op->math), name);
+        if (!(caps & PT_CAP_MATH(op->math)))
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no %s math on this device", backend, name,
+                           pt_precision_name(op->math));
+    }
     if (op->accumulate && !(d->flags & PT_OPF_ACCUMULATE))
         return pt_fail(err, PT_ERR_INVALID, "%s %s: accumulate is set, but %s has no accumulating form", backend,
                        name, name);

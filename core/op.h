@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "core/precision.h"
 #include "core/status.h"
 #include "core/tensor.h"
 
@@ -51,6 +52,7 @@ typedef enum pt_op_kind {
     PT_OP_BN_SYNC_BWD,
     PT_OP_SILU_FWD,
     PT_OP_SILU_BWD,
+    PT_OP_AMP_UNSCALE,
     PT_OP_KIND_COUNT
 } pt_op_kind;
 
@@ -65,6 +67,10 @@ typedef struct pt_op {
      * follows in place, folded in by the emitter where the backend has the fused form;
      * NaN stays NaN, as in RELU_FWD). Other kinds must leave it 0. */
     int fuse_relu;
+    /* Kinds with PT_OPF_MATH only (GEMMs, convolutions): the precision the products are
+     * formed in: the operands rounded to it, sums in float32 (core/precision.h). A backend
+     * takes a mode only where it declares it (PT_CAP_MATH); fp32 (0) everywhere else. */
+    pt_precision math;
     pt_mem workspace;                  /* scratch the core reserved, workspace_size bytes */
     size_t workspace_bytes;
     union {
@@ -79,6 +85,7 @@ typedef struct pt_op {
         struct { float lr, momentum, dampening, weight_decay; int nesterov, first_step; } sgd;
         struct { float lr, beta1, beta2, eps, weight_decay; int decoupled; int64_t step; } adam;
         struct { float lr, alpha, eps, weight_decay, momentum; int centered; } rmsprop;
+        struct { float inv_scale; } amp;
     } p;
 } pt_op;
 
@@ -103,6 +110,7 @@ typedef struct pt_op_operand {
                               * output depends on element i of the inputs only. Shared device
                               * kernels of such kinds take the operands in order, then the
                               * element count, then accumulate when the kind has it. */
+#define PT_OPF_MATH 8u       /* honours a reduced-precision math mode (pt_op.math) */
 
 /* Which recipe of the conformance suite (core/conformance.c) makes a kind's cases. The
  * pointwise recipes take the range of the generated inputs from pt_op_cases. */
@@ -125,7 +133,8 @@ typedef enum pt_case_recipe {
     PT_CASES_BCAST_MUL,
     PT_CASES_GLOBAL_MAXPOOL,
     PT_CASES_CHANNEL_POOL,
-    PT_CASES_BN_SYNC
+    PT_CASES_BN_SYNC,
+    PT_CASES_AMP_UNSCALE
 } pt_case_recipe;
 
 typedef struct pt_op_cases {
@@ -172,9 +181,12 @@ int pt_op_is_activation(pt_op_kind kind);
 /* Optional op features a backend declares to pt_op_check_operands. */
 #define PT_CAP_MIXUP_TARGETS 1 /* the loss with mixup/cutmix targets (6 operands) */
 #define PT_CAP_FUSED_RELU 2    /* fuse_relu on the kinds with PT_OPF_FUSED_RELU */
+/* math mode p (pt_precision) on the kinds with PT_OPF_MATH; fp32 needs no capability */
+#define PT_CAP_MATH(p) (4u << (unsigned)(p))
 
 /* The check every backend runs before an op, from the kind's description: kind known,
- * operand count, fuse_relu only where the kind allows it and the backend has it (caps:
+ * operand count, fuse_relu and a math mode only where the kind allows it and the backend has
+ * it (caps:
  * PT_CAP_*), dtypes (optional operands may be absent) and, with check_shapes, ranks 1..4,
  * sizes that fit 32-bit indexing and the kind's shape rule. Messages name the backend, the
  * kind and the operand. */

@@ -61,6 +61,12 @@ static int same_numel(const pt_op *op, char *why, size_t cap)
     return 1;
 }
 
+static int amp_unscale_shapes(const pt_op *op, char *why, size_t cap)
+{
+    if (numel(&op->t[1]) != 1) return fail(why, cap, "found must have one element");
+    return 1;
+}
+
 static int gemm_shapes(const pt_op *op, char *why, size_t cap)
 {
     const pt_tensor *A = &op->t[0], *B = &op->t[1], *C = &op->t[2];
@@ -319,7 +325,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * when trans_b), C is [M,N]. C = alpha*op(A)*op(B) + beta*C (beta 0: C is not read). */
     [PT_OP_GEMM] = {
         .name = "gemm", .summary = "C = alpha*op(A)*op(B) + beta*C",
-        .nt = 3, .arg = {IN("A"), IN("B"), OUT("C")},
+        .nt = 3, .arg = {IN("A"), IN("B"), OUT("C")}, .flags = PT_OPF_MATH,
         .shapes = gemm_shapes, .flops = gemm_flops, .cases = {PT_CASES_GEMM},
     },
     /* y [N,C] or [N,C,H,W]; y[n,c,...] += bias[c], in place */
@@ -336,22 +342,24 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     },
     /* x [N,C,H,W], w [K,C,R,S], y [N,K,P,Q], P = (H + 2*pad - R)/stride + 1 (Q likewise).
      * Cross-correlation as PyTorch's conv2d, no bias: y = conv(x, w) + (accumulate ? y : 0).
-     * Uses the op's workspace when the backend's workspace_size asked for one. */
+     * Uses the op's workspace when the backend's workspace_size asked for one. The three
+     * convolution kinds and GEMM take a math mode (pt_op.math): x, w, dy, A and B are rounded to
+     * it before they are multiplied; outputs and sums stay float32. */
     [PT_OP_CONV2D_FWD] = {
         .name = "conv2d_fwd", .summary = "y = conv2d(x, w) (+ y)",
-        .nt = 3, .arg = {IN("x"), IN("w"), OUT("y")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {IN("x"), IN("w"), OUT("y")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* dx = (accumulate ? dx : 0) + conv2d's input gradient */
     [PT_OP_CONV2D_BWD_DATA] = {
         .name = "conv2d_bwd_data", .summary = "dx = conv2d input gradient of dy (+ dx)",
-        .nt = 3, .arg = {OUT("dx"), IN("w"), IN("dy")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {OUT("dx"), IN("w"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* dw = (accumulate ? dw : 0) + conv2d's weight gradient */
     [PT_OP_CONV2D_BWD_FILTER] = {
         .name = "conv2d_bwd_filter", .summary = "dw = conv2d weight gradient of x and dy (+ dw)",
-        .nt = 3, .arg = {IN("x"), OUT("dw"), IN("dy")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {IN("x"), OUT("dw"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* x [N,C,H,W], the rest [C]. Batch statistics over (N,H,W), the biased variance for the
@@ -598,6 +606,15 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
         .nt = 3, .arg = {IN("x"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
         .may_alias = {[2] = OF(1)},
         .shapes = same_numel, .flops = per_x8, .cases = {PT_CASES_POINTWISE_BWD, -20.0f, 20.0f},
+    },
+    /* ---- loss scaling ---- */
+    /* g = g*inv_scale in place; found (one element) = 1 when any element of g was Inf or NaN,
+     * else left as it was: the core fills it with 0 once, then one flag gathers any number of
+     * tensors. fp16 training's gradient unscale and overflow check (PyTorch's GradScaler). */
+    [PT_OP_AMP_UNSCALE] = {
+        .name = "amp_unscale", .summary = "g *= inv_scale; found = 1 if g held Inf or NaN",
+        .nt = 2, .arg = {INOUT("g"), INOUT("found")},
+        .shapes = amp_unscale_shapes, .flops = per_x1, .cases = {PT_CASES_AMP_UNSCALE},
     },
 };
 

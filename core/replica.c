@@ -3,6 +3,7 @@
  * and run prebuilt ops. Nothing here allocates after pt_replica_create returns. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core/replica_internal.h"
@@ -30,6 +31,12 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->capacity = batch_capacity;
     r->seed = seed;
     r->sync_bn = ro ? ro->sync_bn : 0;
+    r->precision = ro ? ro->precision : PT_PREC_FP32;
+    pt_status pst = pt_device_precision(dev, r->precision, NULL, 0, err);
+    if (pst != PT_OK) {
+        free(r);
+        return pst;
+    }
     const char *fuse = getenv("PT_FUSE_RELU");
     r->fold_relu = !(fuse && fuse[0] == '0' && fuse[1] == 0);
     r->preg = pt_net_param_region(net);
@@ -244,6 +251,7 @@ void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user)
 
 void pt_replica_set_global_batch(pt_replica *r, int n) { r->global_batch = n; }
 int pt_replica_sync_bn(const pt_replica *r) { return r->sync_bn; }
+pt_precision pt_replica_precision(const pt_replica *r) { return r->precision; }
 
 const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)
 {
@@ -348,6 +356,32 @@ void pt_replica_set_momentum(pt_replica *r, float momentum)
 }
 
 void pt_replica_set_label_smoothing(pt_replica *r, float smoothing) { r->label_smoothing = smoothing; }
+
+pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_inf, pt_error *err)
+{
+    *found_inf = 0;
+    const pt_mem flag = {r->arena, r->found_off};
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_FILL;
+    op.nt = 1;
+    op.t[0] = pt_tensor_1d(flag.buf, flag.off, PT_F32, 1);
+    PT_TRY(pt_device_run(r->dev, &op, err));
+    if (r->preg > 0) {
+        memset(&op, 0, sizeof op);
+        op.kind = PT_OP_AMP_UNSCALE;
+        op.nt = 2;
+        const pt_mem g = pt_replica_grad_mem(r);
+        op.t[0] = pt_tensor_1d(g.buf, g.off, PT_F32, r->preg);
+        op.t[1] = pt_tensor_1d(flag.buf, flag.off, PT_F32, 1);
+        op.p.amp.inv_scale = inv_scale;
+        PT_TRY(pt_device_run(r->dev, &op, err));
+    }
+    float found = 0;
+    PT_TRY(pt_device_read(r->dev, &found, flag, sizeof found, err));
+    *found_inf = found != 0.0f;
+    return PT_OK;
+}
 
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
 {

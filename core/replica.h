@@ -20,12 +20,16 @@ void pt_replica_free(pt_replica *r);
 
 typedef struct pt_replica_options {
     int sync_bn; /* BatchNorm batch statistics over every device (see PT_OP_BN_SYNC_*) */
+    /* The math mode of every GEMM and convolution (pt_op.math); the device must take it
+     * (pt_device_precision), else creation fails with its reason. */
+    pt_precision precision;
 } pt_replica_options;
 /* pt_replica_create with options (NULL: the defaults). */
 pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capacity,
                                const pt_optim_config *opt, uint64_t seed, const pt_replica_options *ro,
                                pt_replica **out, pt_error *err);
 int pt_replica_sync_bn(const pt_replica *r);
+pt_precision pt_replica_precision(const pt_replica *r);
 
 /* The training op lists, for a device group that reduces across replicas between ops. The
  * lists keep their length and their tensors' memory for every batch size (a short batch
@@ -63,6 +67,10 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
                                             const int32_t *y2, const float *lam, int n,
                                             int64_t sample_base, int64_t step, float grad_scale,
                                             float *logits_out, float *loss_out, pt_error *err);
+/* fp16 loss scaling, between the gradient reduction and the update: every gradient times
+ * inv_scale, in place, and *found_inf = 1 when any of them was Inf or NaN (else 0). Waits
+ * for the device (the caller decides on the update from the answer). */
+pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_inf, pt_error *err);
 /* Applies the optimizer with learning rate lr; step_count is the 1-based number of
  * updates including this one (Adam bias correction). */
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err);

@@ -35,6 +35,8 @@ pt_op *pt_emit_op(pt_emit *em, pt_op_kind kind)
     pt_op *op = &l->ops[l->n++];
     memset(op, 0, sizeof *op);
     op->kind = kind;
+    const pt_op_desc *d = pt_op_describe(kind);
+    if (d && (d->flags & PT_OPF_MATH)) op->math = em->r->precision;
     return op;
 }
 

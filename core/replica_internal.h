@@ -38,7 +38,7 @@ struct pt_replica {
     size_t arena_bytes;
     node_mem *mem;
     int *consumers;
-    size_t x_off, y_off, y2_off, lam_off, loss_off, ws_off, ws_bytes;
+    size_t x_off, y_off, y2_off, lam_off, loss_off, found_off, ws_off, ws_bytes;
 
     op_list fwd_train, bwd, fwd_eval, update;
     int batch_train, batch_eval; /* n the lists were emitted for */
@@ -50,6 +50,7 @@ struct pt_replica {
     float label_smoothing;
     pt_op_profile *prof;
     int sync_bn;
+    pt_precision precision; /* math mode of the kinds with PT_OPF_MATH */
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
     pt_replica_hook hook;
     void *hook_user;

@@ -137,6 +137,8 @@ void rp_plan_tail(pt_replica *r, size_t off)
     off = rp_align_bytes(off + (size_t)B * sizeof(float));
     r->loss_off = off;
     off = rp_align_bytes(off + (size_t)B * sizeof(float));
+    r->found_off = off; /* the overflow flag of loss scaling: one float */
+    off = rp_align_bytes(off + sizeof(float));
     r->x_off = r->mem[0].act;
     r->ws_off = off;
     r->arena_bytes = off; /* workspace added after emission */

@@ -55,6 +55,8 @@ pt_st_dtype pt_st_dtype_of(pt_dtype t)
     case PT_I32: return PT_ST_I32;
     case PT_I64: return PT_ST_I64;
     case PT_U8: return PT_ST_U8;
+    case PT_BF16: return PT_ST_BF16;
+    case PT_F16: return PT_ST_F16;
     }
     return PT_ST_DTYPE_COUNT;
 }
@@ -66,6 +68,8 @@ int pt_st_dtype_to_pt(pt_st_dtype t, pt_dtype *out)
     case PT_ST_I32: *out = PT_I32; return 1;
     case PT_ST_I64: *out = PT_I64; return 1;
     case PT_ST_U8: *out = PT_U8; return 1;
+    case PT_ST_BF16: *out = PT_BF16; return 1;
+    case PT_ST_F16: *out = PT_F16; return 1;
     default: return 0;
     }
 }

@@ -8,6 +8,8 @@ size_t pt_dtype_size(pt_dtype t)
     case PT_I32: return 4;
     case PT_I64: return 8;
     case PT_U8: return 1;
+    case PT_BF16: return 2;
+    case PT_F16: return 2;
     }
     return 0;
 }
@@ -19,6 +21,8 @@ const char *pt_dtype_name(pt_dtype t)
     case PT_I32: return "I32";
     case PT_I64: return "I64";
     case PT_U8: return "U8";
+    case PT_BF16: return "BF16";
+    case PT_F16: return "F16";
     }
     return "?";
 }

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum pt_dtype { PT_F32 = 0, PT_I32 = 1, PT_I64 = 2, PT_U8 = 3 } pt_dtype;
+/* PT_BF16 and PT_F16 are the storage types of reduced precision (core/half.h converts). */
+typedef enum pt_dtype { PT_F32 = 0, PT_I32 = 1, PT_I64 = 2, PT_U8 = 3, PT_BF16 = 4, PT_F16 = 5 } pt_dtype;
 
 /* Opaque: each backend defines struct pt_buffer for itself. */
 typedef struct pt_buffer pt_buffer;

@@ -38,6 +38,10 @@ struct pt_trainer {
     int check;              /* compare replicas after every step */
     int64_t global_samples; /* per epoch, over all ranks */
     int rank_batch;
+    pt_precision precision;
+    int scaling;            /* fp16: dynamic loss scaling */
+    pt_loss_scaler scaler;
+    pt_epoch_metrics cur;   /* the epoch being trained: its loss-scale record */
 };
 
 static double now_s(void)
@@ -65,6 +69,15 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     t->opt = *opt;
     t->best_top1 = -1.0;
     t->best_epoch = -1;
+    t->precision = pt_replica_precision(replicas[0]);
+    t->scaling = pt_precision_scales_loss(t->precision);
+    pt_loss_scaler_init(&t->scaler);
+    /* Test hooks (README, environment): another initial scale and growth interval, so that a
+     * short run meets overflow and growth. GradScaler's init_scale and growth_interval. */
+    const char *e = getenv("PT_LOSS_SCALE_INIT");
+    if (e && atof(e) > 0 && isfinite(atof(e))) t->scaler.scale = atof(e);
+    e = getenv("PT_LOSS_SCALE_INTERVAL");
+    if (e && atol(e) > 0) t->scaler.growth_interval = atol(e);
     pt_status st = pt_model_meta_copy(&t->meta, meta, err);
     if (st != PT_OK) {
         free(t);
@@ -256,10 +269,20 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
     fprintf(f,
             "{\"epoch\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"val_loss\":%.6f,"
             "\"val_top1\":%.6f,\"val_top5\":%.6f,\"val_count\":%lld,\"lr\":%.8g,\"img_per_s\":%.2f,"
-            "\"train_s\":%.3f,\"epoch_s\":%.3f,\"elapsed_s\":%.3f,\"best\":%s}\n",
+            "\"train_s\":%.3f,\"epoch_s\":%.3f,\"elapsed_s\":%.3f,\"best\":%s,\"precision\":\"%s\"",
             (long long)m->epoch, m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5,
             (long long)m->val_count, m->lr, m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s,
-            m->best ? "true" : "false");
+            m->best ? "true" : "false", pt_precision_name(t->precision));
+    if (m->loss_scale > 0) {
+        /* the loss-scale history: the epoch's changes as [step, new scale] */
+        fprintf(f, ",\"loss_scale\":%.17g,\"loss_scale_min\":%.17g,\"skipped_steps\":%lld,\"loss_scale_changes\":%d,"
+                   "\"loss_scale_history\":[",
+                m->loss_scale, m->loss_scale_min, (long long)m->skipped_steps, m->nscale_events);
+        for (int i = 0; i < m->nscale_events && i < PT_SCALE_EVENTS; i++)
+            fprintf(f, "%s[%lld,%.17g]", i ? "," : "", (long long)m->scale_event[i].step, m->scale_event[i].scale);
+        fputc(']', f);
+    }
+    fputs("}\n", f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
@@ -275,8 +298,12 @@ static pt_status append_step(pt_trainer *t, int64_t step, int64_t epoch, double 
         t->steps_log = fopen(path, "a");
         if (!t->steps_log) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
     }
-    if (fprintf(t->steps_log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g}\n", (long long)step,
-                (long long)epoch, loss, lr) < 0)
+    char scale[96] = "";
+    if (t->scaling)
+        snprintf(scale, sizeof scale, ",\"loss_scale\":%.17g,\"skipped\":%s", t->cur.loss_scale,
+                 pt_group_last_step_skipped(t->group) ? "true" : "false");
+    if (fprintf(t->steps_log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g%s}\n", (long long)step,
+                (long long)epoch, loss, lr, scale) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
     return PT_OK;
 }
@@ -345,6 +372,12 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
     pr.best_top1 = t->best_top1;
     pr.best_epoch = t->best_epoch;
     schedule_json(t, pr.schedule, sizeof pr.schedule);
+    snprintf(pr.precision, sizeof pr.precision, "%s", pt_precision_name(t->precision));
+    if (t->scaling) {
+        pr.loss_scale = t->scaler.scale;
+        pr.loss_scale_growth_tracker = t->scaler.growth_tracker;
+        pr.skipped_steps = t->scaler.skipped;
+    }
     char path[4200];
     PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
     PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
@@ -380,6 +413,12 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
                            (unsigned long long)pr.seed, (unsigned long long)t->opt.seed);
         t->start_epoch = pr.epoch;
         t->global_step = pr.global_step;
+        /* A run resumed in fp16 continues its scaler; one that was not fp16 starts afresh. */
+        if (t->scaling && pr.loss_scale > 0) {
+            t->scaler.scale = pr.loss_scale;
+            t->scaler.growth_tracker = pr.loss_scale_growth_tracker;
+            t->scaler.skipped = pr.skipped_steps;
+        }
         t->best_top1 = pr.best_top1;
         t->best_epoch = pr.best_epoch;
         PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, err));
@@ -404,12 +443,16 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
 {
     if (t->rank0) PT_TRY(prepare_rank0(t, err));
     if (t->world->size > 1) {
-        double v[4] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch};
+        double v[7] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
+                       t->scaler.scale, (double)t->scaler.growth_tracker, (double)t->scaler.skipped};
         PT_TRY(t->world->broadcast(t->world->ctx, v, sizeof v, 0, err));
         t->start_epoch = (int64_t)v[0];
         t->global_step = (int64_t)v[1];
         t->best_top1 = v[2];
         t->best_epoch = (int64_t)v[3];
+        t->scaler.scale = v[4];
+        t->scaler.growth_tracker = (int64_t)v[5];
+        t->scaler.skipped = (int64_t)v[6];
     }
     return pt_group_broadcast_state(t->group, err);
 }
@@ -445,7 +488,27 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
     }
     float lr = (float)pt_schedule_lr(&t->sched, t->global_step);
     float mom = (float)pt_schedule_momentum(&t->sched, t->global_step, t->fixed_momentum);
-    PT_TRY(pt_group_step(t->group, t->slices, global_n, t->global_step, 1.0f / (float)global_n, lr, mom, err));
+    float grad_scale = 1.0f / (float)global_n;
+    if (t->scaling) {
+        /* the loss is scaled (its gradient times the scale, exactly: a power of two), and the
+         * gradients are unscaled and checked before the update */
+        t->cur.loss_scale = t->scaler.scale;
+        grad_scale = (float)((double)grad_scale * t->scaler.scale);
+        pt_group_set_loss_scaling(t->group, (float)(1.0 / t->scaler.scale), t->global_step - t->scaler.skipped);
+    }
+    PT_TRY(pt_group_step(t->group, t->slices, global_n, t->global_step, grad_scale, lr, mom, err));
+    if (t->scaling) {
+        const int skipped = pt_group_last_step_skipped(t->group);
+        if (skipped) t->cur.skipped_steps++;
+        if (pt_loss_scaler_update(&t->scaler, skipped)) {
+            if (t->cur.nscale_events < PT_SCALE_EVENTS) {
+                t->cur.scale_event[t->cur.nscale_events].step = t->global_step;
+                t->cur.scale_event[t->cur.nscale_events].scale = t->scaler.scale;
+            }
+            t->cur.nscale_events++;
+        }
+        if (t->scaler.scale < t->cur.loss_scale_min) t->cur.loss_scale_min = t->scaler.scale;
+    }
     for (int d = 0; d < t->nrep; d++) {
         const pt_group_slice *s = &t->slices[d];
         for (int i = 0; i < s->n; i++) *loss_sum += s->losses[i];
@@ -515,6 +578,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         PT_TRY(t->train.start_epoch(t->train.ctx, epoch, err));
         int64_t nb = t->steps_per_epoch, seen = 0, hits = 0;
         double loss_sum = 0;
+        memset(&t->cur, 0, sizeof t->cur);
+        t->cur.loss_scale = t->cur.loss_scale_min = t->scaler.scale;
         for (;;) {
             int stop = cb && cb->should_stop && cb->should_stop(cb->user);
             if (t->world->size > 1) {
@@ -561,8 +626,9 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             hits = (int64_t)v[1];
             seen = (int64_t)v[2];
         }
-        pt_epoch_metrics m;
-        memset(&m, 0, sizeof m);
+        pt_epoch_metrics m = t->cur;
+        if (t->scaling) m.loss_scale = t->scaler.scale;
+        else m.loss_scale = m.loss_scale_min = 0;
         m.epoch = epoch + 1;
         m.train_loss = seen ? loss_sum / (double)seen : 0;
         m.train_acc = seen ? (double)hits / (double)seen : 0;

@@ -10,6 +10,7 @@
 
 #include "core/batch.h"
 #include "core/checkpoint.h"
+#include "core/loss_scale.h"
 #include "core/replica.h"
 #include "core/schedule.h"
 
@@ -47,7 +48,15 @@ typedef struct pt_epoch_metrics {
     double lr;                    /* at the end of the epoch */
     double img_per_s, train_s, epoch_s, elapsed_s;
     int best;                     /* this epoch set a new best val_top1 */
+    /* fp16 loss scaling (loss_scale 0 when the run does not scale): the scale at the end of
+     * the epoch, its smallest value during it, the steps skipped for Inf/NaN gradients, and
+     * the changes (step, new scale) in order, the first PT_SCALE_EVENTS of them */
+    double loss_scale, loss_scale_min;
+    int64_t skipped_steps;
+    int nscale_events;            /* changes in the epoch, all of them */
+    struct { int64_t step; double scale; } scale_event[16];
 } pt_epoch_metrics;
+#define PT_SCALE_EVENTS 16
 
 typedef struct pt_eval_result {
     double loss, top1, top5;

@@ -26,6 +26,22 @@ static int pt_h_group; /* its work-group (= the item: groups of one) */
 typedef uint32_t pt_u32;
 typedef uint64_t pt_u64;
 typedef int64_t pt_i64;
+typedef uint16_t pt_u16;
+
+static inline pt_u32 pt_h_f32_bits(float x)
+{
+    pt_u32 u;
+    __builtin_memcpy(&u, &x, sizeof u);
+    return u;
+}
+static inline float pt_h_f32_from_bits(pt_u32 u)
+{
+    float x;
+    __builtin_memcpy(&x, &u, sizeof x);
+    return x;
+}
+#define F32_BITS(x) pt_h_f32_bits(x)
+#define F32_FROM_BITS(u) pt_h_f32_from_bits((pt_u32)(u))
 
 #define EXPF(x) expf(x)
 #define LOGF(x) logf(x)

@@ -32,6 +32,7 @@ int main(void)
 #include "backends/cuda/cuda_alloc.h"
 #include "backends/cuda/cuda_loader.h"
 #include "backends/cuda/cuda_module.h"
+#include "backends/cuda/cuda_precision.h"
 
 /* ---- the allocator against a fake device of `budget` bytes ---- */
 
@@ -201,8 +202,8 @@ static void count_free(void *value, void *user)
 static void plan_cache_keys_every_field_and_mode(void)
 {
     const pt_op base = conv_op(PT_OP_CONV2D_FWD, 8, 3, 32, 30, 16, 3, 3, 1, 1);
-    const pt_conv_key k0 = pt_conv_key_of(&base, 0, 0);
-    pt_conv_key same = pt_conv_key_of(&base, 0, 0);
+    const pt_conv_key k0 = pt_conv_key_of(&base, 0);
+    pt_conv_key same = pt_conv_key_of(&base, 0);
     CHECK(pt_conv_key_equal(&k0, &same) && pt_conv_key_hash(&k0) == pt_conv_key_hash(&same));
     pt_op variants[] = {
         conv_op(PT_OP_CONV2D_BWD_DATA, 8, 3, 32, 30, 16, 3, 3, 1, 1),
@@ -223,27 +224,50 @@ static void plan_cache_keys_every_field_and_mode(void)
     CHECK(pt_algo_cache_insert(&c, &k0, &values[0]) == 0);
     CHECK(pt_algo_cache_insert(&c, &k0, &values[1]) == 1); /* never replaced */
     for (int i = 0; i < nv; i++) {
-        pt_conv_key k = pt_conv_key_of(&variants[i], 0, 0);
+        pt_conv_key k = pt_conv_key_of(&variants[i], 0);
         CHECKF(!pt_conv_key_equal(&k, &k0), "variant %d has the base's key", i);
         CHECKF(pt_algo_cache_find(&c, &k) == NULL, "variant %d finds the base's plan", i);
         CHECK(pt_algo_cache_insert(&c, &k, &values[2 + i]) == 0);
     }
-    /* the numeric mode is part of the key: a deterministic or TF32 device never gets a
-     * plan chosen for another mode */
-    pt_conv_key kd = pt_conv_key_of(&base, 1, 0), kt = pt_conv_key_of(&base, 0, 1);
-    CHECK(!pt_conv_key_equal(&kd, &k0) && !pt_conv_key_equal(&kt, &k0) && !pt_conv_key_equal(&kd, &kt));
-    CHECK(pt_algo_cache_find(&c, &kd) == NULL && pt_algo_cache_find(&c, &kt) == NULL);
+    /* the numeric mode is part of the key: a deterministic device, or an op in another math
+     * mode, never gets a plan chosen for another mode (each mode has its own descriptors'
+     * data type, math type and workspace layout) */
+    pt_conv_key kd = pt_conv_key_of(&base, 1);
+    CHECK(!pt_conv_key_equal(&kd, &k0));
+    CHECK(pt_algo_cache_find(&c, &kd) == NULL);
+    pt_conv_key km[PT_PREC_COUNT];
+    for (int m = 0; m < PT_PREC_COUNT; m++) {
+        pt_op o = base;
+        o.math = (pt_precision)m;
+        km[m] = pt_conv_key_of(&o, 0);
+        CHECKF(km[m].math == m, "math=%s: key holds %d", pt_precision_name((pt_precision)m), (int)km[m].math);
+        CHECKF(pt_conv_key_equal(&km[m], &k0) == (m == PT_PREC_FP32), "math=%s %s the fp32 key",
+               pt_precision_name((pt_precision)m), m == PT_PREC_FP32 ? "differs from" : "equals");
+        for (int j = 0; j < m; j++) CHECK(!pt_conv_key_equal(&km[m], &km[j]));
+        CHECK(pt_conv_key_equal(&km[m], &kd) == 0);
+        if (m != PT_PREC_FP32) {
+            CHECKF(pt_algo_cache_find(&c, &km[m]) == NULL, "math=%s finds the fp32 plan",
+                   pt_precision_name((pt_precision)m));
+            CHECK(pt_algo_cache_insert(&c, &km[m], &values[40 + m]) == 0);
+        }
+    }
+    for (int m = PT_PREC_TF32; m < PT_PREC_COUNT; m++) CHECK(pt_algo_cache_find(&c, &km[m]) == &values[40 + m]);
     CHECK(pt_algo_cache_find(&c, &k0) == &values[0]);
     for (int i = 0; i < nv; i++) {
-        pt_conv_key k = pt_conv_key_of(&variants[i], 0, 0);
+        pt_conv_key k = pt_conv_key_of(&variants[i], 0);
         CHECKF(pt_algo_cache_find(&c, &k) == &values[2 + i], "variant %d", i);
     }
     char text[160];
     pt_conv_key_format(&kd, text, sizeof text);
-    CHECKF(strstr(text, "fwd x=8x3x32x30 w=16x3x3x3 y=32x30 s=1 p=1 deterministic"), "%s", text);
+    CHECKF(strstr(text, "fwd x=8x3x32x30 w=16x3x3x3 y=32x30 s=1 p=1 deterministic") && !strstr(text, "math"), "%s",
+           text);
+    pt_conv_key_format(&km[PT_PREC_BF16], text, sizeof text);
+    CHECKF(strstr(text, "s=1 p=1 math=bf16"), "%s", text);
+    pt_conv_key_format(&k0, text, sizeof text);
+    CHECKF(!strstr(text, "math"), "an fp32 key names no mode: %s", text);
     g_freed = 0;
     pt_algo_cache_destroy(&c, count_free, NULL);
-    CHECKF(g_freed == 1 + nv, "%d values freed", g_freed);
+    CHECKF(g_freed == 1 + nv + PT_PREC_COUNT - 1, "%d values freed", g_freed);
 }
 
 static void plan_cache_holds_every_batch_size_of_a_resnet(void)
@@ -258,7 +282,7 @@ static void plan_cache_holds_every_batch_size_of_a_resnet(void)
             for (int s = 0; s < 20; s++) {
                 pt_op op = conv_op((pt_op_kind)kind, n, 64 << (s % 4), 56 >> (s % 4), 56 >> (s % 4), 64 << (s % 4),
                                    s % 2 ? 3 : 1, s % 2 ? 3 : 1, 1 + s / 10, s % 2);
-                pt_conv_key k = pt_conv_key_of(&op, 0, 0);
+                pt_conv_key k = pt_conv_key_of(&op, 0);
                 int rc = pt_algo_cache_insert(&c, &k, &token);
                 CHECK(rc == 0 || rc == 1);
                 inserted += rc == 0;
@@ -267,11 +291,59 @@ static void plan_cache_holds_every_batch_size_of_a_resnet(void)
     long misses = 0;
     for (int n = 1; n <= 128; n++) {
         pt_op op = conv_op(PT_OP_CONV2D_BWD_DATA, n, 128, 28, 28, 128, 3, 3, 1, 1);
-        pt_conv_key k = pt_conv_key_of(&op, 0, 0);
+        pt_conv_key k = pt_conv_key_of(&op, 0);
         misses += pt_algo_cache_find(&c, &k) != &token;
     }
     CHECKF(misses == 0, "%ld lookups missed", misses);
     pt_algo_cache_destroy(&c, NULL, NULL);
+}
+
+/* ---- math modes by compute capability ---- */
+
+static void precision_follows_compute_capability_and_names_the_device(void)
+{
+    static const struct {
+        int major, minor;
+        int ok[PT_PREC_COUNT]; /* fp32 tf32 bf16 fp16 */
+    } gpus[] = {
+        {6, 1, {1, 0, 0, 0}}, /* Pascal: no tensor cores */
+        {7, 0, {1, 0, 0, 1}}, /* Volta: fp16 tensor cores */
+        {7, 5, {1, 0, 0, 1}}, /* Turing */
+        {8, 0, {1, 1, 1, 1}}, /* Ampere: TF32, bf16 */
+        {8, 9, {1, 1, 1, 1}}, {9, 0, {1, 1, 1, 1}}, {12, 0, {1, 1, 1, 1}},
+    };
+    for (size_t g = 0; g < sizeof gpus / sizeof gpus[0]; g++) {
+        const unsigned caps = pt_cuda_math_caps(gpus[g].major, gpus[g].minor);
+        for (int p = 0; p < PT_PREC_COUNT; p++) {
+            char how[200];
+            pt_error err;
+            pt_error_clear(&err);
+            const pt_status st = pt_cuda_precision_check("Test GPU", gpus[g].major, gpus[g].minor, (pt_precision)p,
+                                                         how, sizeof how, &err);
+            const char *name = pt_precision_name((pt_precision)p);
+            CHECKF((st == PT_OK) == gpus[g].ok[p], "sm_%d%d %s: %d (%s)", gpus[g].major, gpus[g].minor, name, st,
+                   err.msg);
+            if (st == PT_OK) {
+                CHECKF(how[0] != '\0', "sm_%d%d %s: no description", gpus[g].major, gpus[g].minor, name);
+            } else {
+                char cc[16];
+                snprintf(cc, sizeof cc, "%d.%d", gpus[g].major, gpus[g].minor);
+                CHECKF(st == PT_ERR_UNSUPPORTED && strstr(err.msg, "Test GPU") && strstr(err.msg, cc) &&
+                           strstr(err.msg, name) && strstr(err.msg, p == PT_PREC_FP16 ? "7.0" : "8.0"),
+                       "sm_%d%d %s: %s", gpus[g].major, gpus[g].minor, name, err.msg);
+                CHECK(how[0] == '\0');
+            }
+            /* the caps the module passes to the op check are the modes precision() accepts */
+            if (p != PT_PREC_FP32)
+                CHECKF(!!(caps & PT_CAP_MATH(p)) == gpus[g].ok[p], "sm_%d%d caps %#x, %s", gpus[g].major,
+                       gpus[g].minor, caps, name);
+        }
+        CHECK(!(caps & ~(PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))));
+    }
+    /* NULL how and err (what the conformance suite passes) are fine; a bad mode is refused */
+    CHECK(pt_cuda_precision_check("x", 9, 0, PT_PREC_BF16, NULL, 0, NULL) == PT_OK);
+    CHECK(pt_cuda_precision_check("x", 7, 5, PT_PREC_BF16, NULL, 0, NULL) == PT_ERR_UNSUPPORTED);
+    CHECK(pt_cuda_precision_check("x", 9, 0, PT_PREC_COUNT, NULL, 0, NULL) == PT_ERR_INVALID);
 }
 
 /* ---- finding and loading the module ---- */
@@ -547,6 +619,75 @@ static void gpu_deterministic_mode_repeats_conv_gradients_bitwise(void)
     pt_device_close(d);
 }
 
+/* precision() through the stub answers as the capability says (sm_XY in the device's
+ * details), the workspace grows by the 16-bit copies, and a bf16 convolution that accumulates
+ * lands next to the fp32 one (numerics in full: the conformance suite's math= cases). */
+static void gpu_math_modes_follow_the_device_and_accumulate(void)
+{
+    const char *sm = strstr(g_dev->info.details, "sm_");
+    const int cc = sm ? atoi(sm + 3) : 0; /* major*10 + minor: sm_90 -> 90, sm_120 -> 120 */
+    for (int p = 0; p < PT_PREC_COUNT; p++) {
+        char how[200];
+        pt_error err;
+        const pt_status st = pt_device_precision(g_dev, (pt_precision)p, how, sizeof how, &err);
+        const int want = cc >= pt_cuda_precision_min_cc((pt_precision)p);
+        CHECKF((st == PT_OK) == want, "%s (sm_%d): %s: %s", g_dev->info.name, cc, pt_precision_name((pt_precision)p),
+               st == PT_OK ? how : err.msg);
+        printf("  %s: %s\n", pt_precision_name((pt_precision)p), st == PT_OK ? how : err.msg);
+    }
+    if (cc < 80) return;
+    const int n = 8, c = 16, hw = 12, k = 24;
+    pt_op op = conv_op(PT_OP_CONV2D_FWD, n, c, hw, hw, k, 3, 3, 1, 1);
+    const size_t xs = (size_t)n * c * hw * hw, wn = (size_t)k * c * 9, ys = (size_t)n * k * hw * hw;
+    const size_t ws32 = g_dev->be->workspace_size(g_dev->ctx, &op);
+    op.math = PT_PREC_BF16;
+    const size_t ws16 = g_dev->be->workspace_size(g_dev->ctx, &op);
+    CHECKF(ws16 >= ws32 + 2 * (xs + wn + ys), "workspace fp32 %zu, bf16 %zu", ws32, ws16);
+    pt_buffer *bx = NULL, *bw = NULL, *by = NULL, *bws = NULL;
+    pt_error err;
+    const size_t wsb = ws16 > ws32 ? ws16 : ws32;
+    if (pt_device_alloc(g_dev, xs * 4, &bx, &err) != PT_OK || pt_device_alloc(g_dev, wn * 4, &bw, &err) != PT_OK ||
+        pt_device_alloc(g_dev, ys * 4, &by, &err) != PT_OK || pt_device_alloc(g_dev, wsb + 4, &bws, &err) != PT_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    float *h = malloc(xs * 4), *y32 = malloc(ys * 4), *y16 = malloc(ys * 4);
+    uint32_t r = 777;
+    for (size_t i = 0; i < xs; i++) r = r * 1664525u + 1013904223u, h[i] = (float)(r >> 8) / 16777216.0f - 0.5f;
+    pt_device_write(g_dev, (pt_mem){bx, 0}, h, xs * 4, &err);
+    for (size_t i = 0; i < wn; i++) r = r * 1664525u + 1013904223u, h[i] = (float)(r >> 8) / 16777216.0f - 0.5f;
+    pt_device_write(g_dev, (pt_mem){bw, 0}, h, wn * 4, &err);
+    op.t[0].mem = (pt_mem){bx, 0};
+    op.t[1].mem = (pt_mem){bw, 0};
+    op.t[2].mem = (pt_mem){by, 0};
+    op.workspace = (pt_mem){bws, 0};
+    op.workspace_bytes = wsb;
+    for (int pass = 0; pass < 2; pass++) {
+        /* y = 1 everywhere, then y += conv(x, w) in fp32 (pass 0) or bf16 (pass 1) */
+        for (size_t i = 0; i < ys; i++) h[i] = 1.0f;
+        pt_device_write(g_dev, (pt_mem){by, 0}, h, ys * 4, &err);
+        op.math = pass ? PT_PREC_BF16 : PT_PREC_FP32;
+        op.accumulate = 1;
+        CHECKF(pt_device_run(g_dev, &op, &err) == PT_OK, "math=%s: %s", pt_precision_name(op.math), err.msg);
+        pt_device_read(g_dev, pass ? y16 : y32, (pt_mem){by, 0}, ys * 4, &err);
+    }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < ys; i++) {
+        num += (y16[i] - y32[i]) * (double)(y16[i] - y32[i]);
+        den += (y32[i] - 1.0) * (y32[i] - 1.0);
+    }
+    const double rel = den > 0 ? sqrt(num / den) : 1.0;
+    CHECKF(rel < 4.0 / 256 && rel > 0, "bf16 accumulate vs fp32: relative error %.3g", rel);
+    printf("  bf16 conv (accumulate) vs fp32: relative error %.3g\n", rel);
+    free(h);
+    free(y32);
+    free(y16);
+    pt_device_free(g_dev, bx);
+    pt_device_free(g_dev, bw);
+    pt_device_free(g_dev, by);
+    pt_device_free(g_dev, bws);
+}
+
 /* The module's supports() (its validate path, which needs no device) for every op kind:
  * each kind's operand signature is found by trying counts and dtypes against core's own
  * check, so a kind added to the op table is covered here without editing this test. */
@@ -609,6 +750,22 @@ static void module_supports_every_op_kind(void)
     CHECK(be->supports(NULL, &bad));
     bad.fuse_relu = 1;
     CHECK(!be->supports(NULL, &bad));
+    /* math modes: only on a GEMM or convolution, and without a device (whose compute
+     * capability decides) none at all; fp32 always */
+    bad.fuse_relu = 0;
+    bad.math = PT_PREC_BF16;
+    CHECK(!be->supports(NULL, &bad));
+    pt_op g;
+    memset(&g, 0, sizeof g);
+    g.kind = PT_OP_GEMM;
+    g.nt = 3;
+    for (int i = 0; i < 3; i++) g.t[i].dtype = PT_F32, g.t[i].ndim = 2, g.t[i].dim[0] = g.t[i].dim[1] = 2;
+    CHECK(be->supports(NULL, &g));
+    for (int m = PT_PREC_TF32; m < PT_PREC_COUNT; m++) {
+        g.math = (pt_precision)m;
+        CHECKF(!be->supports(NULL, &g), "math=%s supported without a device", pt_precision_name((pt_precision)m));
+    }
+    CHECKF(be->precision != NULL, "the module has no precision()");
     /* the module stays loaded, as the stub keeps it: unloading it would orphan the buffers
      * cuBLAS's libraries allocate once at load (LeakSanitizer reports them) */
     (void)h;
@@ -621,6 +778,7 @@ int main(void)
     RUN(allocator_releases_cache_and_retries_then_names_sizes);
     RUN(plan_cache_keys_every_field_and_mode);
     RUN(plan_cache_holds_every_batch_size_of_a_resnet);
+    RUN(precision_follows_compute_capability_and_names_the_device);
     RUN(loader_explains_missing_vendor_libraries);
     RUN(loader_searches_env_then_next_to_the_binary);
     RUN(stub_names_a_missing_or_broken_module);
@@ -635,6 +793,7 @@ int main(void)
         RUN(gpu_round_trips_through_the_staging_buffers);
         RUN(gpu_group_allreduces_and_broadcasts_over_every_device);
         RUN(gpu_deterministic_mode_repeats_conv_gradients_bitwise);
+        RUN(gpu_math_modes_follow_the_device_and_accumulate);
         pt_device_close(g_dev);
     }
     TEST_EXIT();

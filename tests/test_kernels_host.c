@@ -8,6 +8,7 @@
  * kernel_table.h, so a parameter list there that does not match a kernel's source does not
  * compile. Also: a call that does not match the table is refused, and the table covers every
  * pointwise kind. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 /* the kernel files, in the order the backends compile them (name order) */
 #include "backends/kernels/philox.h"
 #include "backends/kernels/ops.cl"
+#include "backends/kernels/ops_cast.cl"
 #include "backends/kernels/ops_mixup.cl"
 #include "backends/kernels/ops_zoo.cl"
 
@@ -25,9 +27,12 @@
 #include "backends/kernels/kernel_ops.h"
 #include "core/backend.h"
 #include "core/conformance.h"
+#include "core/half.h"
 #include "pt_test.h"
 
 /* ---- a device of host memory whose ops run through the shared kernel layer ---- */
+
+static long g_sgemm_calls[PT_PREC_COUNT]; /* GEMMs run, per math mode */
 
 /* Kernel arguments from a call, by parameter letter: a tensor is its buffer's host memory and
  * the element offset, as a device kernel receives it. */
@@ -54,34 +59,101 @@ static pt_status host_launch(void *ctx, const pt_kcall *c, pt_error *err)
     return pt_fail(err, PT_ERR_INVALID, "host: kernel id %d", (int)c->kernel);
 }
 
-static pt_status host_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
-                            size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+/* math: fp32, or tf32 (each operand rounded to TF32 as tensor cores read it). */
+static pt_status host_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                            pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                            pt_error *err)
 {
     (void)ctx;
-    (void)err;
+    if (math != PT_PREC_FP32 && math != PT_PREC_TF32)
+        return pt_fail(err, PT_ERR_INVALID, "host sgemm: math=%s (16-bit operands go to gemm16)",
+                       pt_precision_name(math));
+    const int tf32 = math == PT_PREC_TF32;
+    g_sgemm_calls[math]++;
     const float *A = cpu_ptr(a), *B = cpu_ptr(b);
     float *C = cpu_ptr(c);
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double s = 0;
-            for (size_t p = 0; p < k; p++)
-                s += (double)(ta ? A[p * lda + i] : A[i * lda + p]) * (tb ? B[j * ldb + p] : B[p * ldb + j]);
+            for (size_t p = 0; p < k; p++) {
+                float av = ta ? A[p * lda + i] : A[i * lda + p], bv = tb ? B[j * ldb + p] : B[p * ldb + j];
+                if (tf32) av = pt_round_tf32(av), bv = pt_round_tf32(bv);
+                s += (double)av * bv;
+            }
             const float v = alpha * (float)s;
             C[i * ldc + j] = beta == 0.0f ? v : v + beta * C[i * ldc + j];
         }
     return PT_OK;
 }
 
+/* A and B 16-bit (bfloat16 or half by math) read with core/half.h, products summed in float32
+ * as tensor cores accumulate; C float32. */
+static pt_status host_gemm16(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                             pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                             pt_error *err)
+{
+    (void)ctx;
+    if (math != PT_PREC_BF16 && math != PT_PREC_FP16)
+        return pt_fail(err, PT_ERR_INVALID, "host gemm16: math=%s", pt_precision_name(math));
+    if (a.off % 4 || b.off % 4)
+        return pt_fail(err, PT_ERR_INVALID, "host gemm16: operands at byte offsets %zu, %zu (not 4-byte aligned)",
+                       a.off, b.off);
+    g_sgemm_calls[math]++;
+    const uint16_t *A = (const uint16_t *)(const void *)((const char *)a.buf->data + a.off);
+    const uint16_t *B = (const uint16_t *)(const void *)((const char *)b.buf->data + b.off);
+    float *C = cpu_ptr(c);
+    const int f16 = math == PT_PREC_FP16;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            float s = 0;
+            for (size_t p = 0; p < k; p++) {
+                const uint16_t ah = ta ? A[p * lda + i] : A[i * lda + p], bh = tb ? B[j * ldb + p] : B[p * ldb + j];
+                s += (f16 ? pt_f32_from_f16(ah) : pt_f32_from_bf16(ah)) *
+                     (f16 ? pt_f32_from_f16(bh) : pt_f32_from_bf16(bh));
+            }
+            const float v = alpha * s;
+            C[i * ldc + j] = beta == 0.0f ? v : v + beta * C[i * ldc + j];
+        }
+    return PT_OK;
+}
+
 /* Small enough that the conformance suite's larger convolutions run in several groups. */
-static const pt_kdev g_host = {NULL, "host", host_launch, host_sgemm, (size_t)16 << 10};
+static const pt_kdev g_host = {.ctx = NULL,
+                               .backend = "host",
+                               .launch = host_launch,
+                               .sgemm = host_sgemm,
+                               .conv_ws_cap = (size_t)16 << 10,
+                               .gemm16 = host_gemm16};
+/* The same device without gemm16: bf16/fp16 ops are refused. */
+static const pt_kdev g_host_fp32 = {.ctx = NULL,
+                                    .backend = "host",
+                                    .launch = host_launch,
+                                    .sgemm = host_sgemm,
+                                    .conv_ws_cap = (size_t)16 << 10};
 
 static const pt_backend_iface *g_cpu;
 static pt_backend_iface g_host_iface;
 
+#define HOST_CAPS \
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))
+
 static int host_supports(void *ctx, const pt_op *op)
 {
     (void)ctx;
-    return pt_op_check_operands(op, "host", PT_CAP_MIXUP_TARGETS, 0, NULL) == PT_OK;
+    return pt_op_check_operands(op, "host", HOST_CAPS, 0, NULL) == PT_OK;
+}
+
+/* Every mode: tf32 through host_sgemm, bf16/fp16 through host_gemm16. */
+static pt_status host_precision(void *ctx, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    (void)ctx;
+    (void)err;
+    static const char *const what[PT_PREC_COUNT] = {
+        "float32 triple loop", "operands rounded to TF32, sums in double",
+        "bf16 operands (TO_LOWP kernel) into a float32-sum triple loop",
+        "fp16 operands (TO_LOWP kernel) into a float32-sum triple loop"};
+    if (how && cap) snprintf(how, cap, "%s", what[p]);
+    return PT_OK;
 }
 
 static size_t host_workspace(void *ctx, const pt_op *op)
@@ -95,7 +167,7 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 static pt_status host_run(void *ctx, const pt_op *op, pt_error *err)
 {
     (void)ctx;
-    PT_TRY(pt_op_check_operands(op, "host", PT_CAP_MIXUP_TARGETS, 1, err));
+    PT_TRY(pt_op_check_operands(op, "host", HOST_CAPS, 1, err));
     PT_TRY(pt_op_check_memory(op, "host", buffer_bytes, 4, err));
     return pt_kops_run(&g_host, op, err);
 }
@@ -131,18 +203,26 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
     g_host_iface.supports = host_supports;
     g_host_iface.workspace_size = host_workspace;
     g_host_iface.run = host_run;
+    g_host_iface.precision = host_precision;
     host = *cpu;
     host.be = &g_host_iface;
     suite_tally t;
     memset(&t, 0, sizeof t);
+    memset(g_sgemm_calls, 0, sizeof g_sgemm_calls);
     pt_conformance_summary sum;
     CHECKF(pt_conformance_run(cpu, &host, g_seed, NULL, on_case, &t, &sum, &err) == PT_OK, "%s", err.msg);
     CHECKF(t.failed == 0 && sum.failed == 0, "%d of %d cases failed", t.failed, t.cases);
-    CHECKF(t.cases == pt_conformance_case_count(), "%d of %d cases ran", t.cases, pt_conformance_case_count());
+    /* the host claims every math mode: every case runs, the tf32/bf16/fp16 ones included */
+    CHECKF(t.cases == pt_conformance_case_count() && sum.unclaimed == 0, "%d of %d cases ran (%d unclaimed)",
+           t.cases, pt_conformance_case_count(), sum.unclaimed);
     for (int k = 0; k < PT_OP_KIND_COUNT; k++)
         CHECKF(t.per_kind[k] > 0, "no case of %s ran", pt_op_name((pt_op_kind)k));
-    printf("  %d cases through the shared kernel layer on the host, worst error/bound %.3g (%s)\n", t.cases,
-           sum.worst_ratio, sum.worst_case);
+    for (int p = 0; p < PT_PREC_COUNT; p++)
+        CHECKF(g_sgemm_calls[p] > 0, "no GEMM ran in math=%s", pt_precision_name((pt_precision)p));
+    printf("  %d cases through the shared kernel layer on the host, worst error/bound %.3g (%s); GEMM calls "
+           "fp32 %ld, tf32 %ld, bf16 %ld, fp16 %ld\n",
+           t.cases, sum.worst_ratio, sum.worst_case, g_sgemm_calls[0], g_sgemm_calls[1], g_sgemm_calls[2],
+           g_sgemm_calls[3]);
     pt_device_close(cpu);
 }
 
@@ -194,6 +274,112 @@ static void the_table_covers_every_pointwise_kind_and_names_its_parameters(void)
           pt_kernel_param_size(PT_K_DROPOUT_FWD, 10) == 8 && pt_kernel_param_size(PT_K_DROPOUT_FWD, 11) == 4);
 }
 
+/* A GEMM and a convolution in each mode straight through pt_kops_run: the 16-bit copies are
+ * counted in the workspace (fp32 and tf32 need none for a GEMM; a convolution's fp32 need is
+ * what it was), the operands reach the GEMM rounded (1 + 2^-8 is a tie that bf16 rounds to 1,
+ * half keeps), and a device without gemm16 refuses bf16/fp16 with a message naming the mode. */
+static void math_modes_convert_operands_into_the_workspace_or_are_refused(void)
+{
+    pt_device *cpu = NULL;
+    pt_error err;
+    if (pt_device_open("cpu", 0, NULL, &cpu, &err) != PT_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    enum { M = 3, K = 5, N = 4 };
+    pt_buffer *buf = NULL;
+    const size_t ws_off = 256;
+    CHECK(pt_device_alloc(cpu, 8192, &buf, &err) == PT_OK);
+    if (!buf) return;
+    float *f = buf->data;
+    memset(f, 0, 8192);
+    for (int i = 0; i < M * K; i++) f[i] = (float)(i % 3) + 1.00390625f; /* A [M,K] at 0 */
+    for (int i = 0; i < K * N; i++) f[16 + i] = (float)(i % 4) - 1.0f;  /* B [K,N] at 64 bytes */
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_GEMM;
+    op.nt = 3;
+    op.t[0] = pt_tensor_2d(buf, 0, M, K);
+    op.t[1] = pt_tensor_2d(buf, 16 * sizeof(float), K, N);
+    op.t[2] = pt_tensor_2d(buf, 48 * sizeof(float), M, N);
+    op.p.gemm.alpha = 1.0f;
+    op.workspace = (pt_mem){buf, ws_off * sizeof(float)};
+    for (int p = 0; p < PT_PREC_COUNT; p++) {
+        op.math = (pt_precision)p;
+        const size_t ws = pt_kops_workspace(&g_host, &op);
+        const size_t want = pt_kops_lowp((pt_precision)p) ? pt_kops_lowp_bytes(M * K) + pt_kops_lowp_bytes(K * N) : 0;
+        CHECKF(ws == want && ws % 256 == 0, "gemm math=%s: workspace %zu, want %zu", pt_precision_name(op.math), ws,
+               want);
+        op.workspace_bytes = ws;
+        CHECKF(pt_kops_run(&g_host, &op, &err) == PT_OK, "math=%s: %s", pt_precision_name(op.math), err.msg);
+        int bad = 0;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) {
+                float s = 0;
+                for (int q = 0; q < K; q++)
+                    s += pt_precision_round(op.math, f[i * K + q]) * pt_precision_round(op.math, f[16 + q * N + j]);
+                bad += fabsf(f[48 + i * N + j] - s) > 1e-5f * (1.0f + fabsf(s));
+            }
+        CHECKF(bad == 0, "gemm math=%s: %d of %d elements differ from the rounded operands' product",
+               pt_precision_name(op.math), bad, M * N);
+        if (pt_kops_lowp(op.math)) {
+            /* too small a workspace is named, not overrun */
+            op.workspace_bytes = ws - 256;
+            CHECK(pt_kops_run(&g_host, &op, &err) == PT_ERR_INVALID && strstr(err.msg, "workspace"));
+            op.workspace_bytes = ws;
+            CHECK(pt_kops_run(&g_host_fp32, &op, &err) == PT_ERR_UNSUPPORTED);
+            CHECKF(strstr(err.msg, pt_precision_name(op.math)) && strstr(err.msg, "16-bit"), "%s", err.msg);
+        }
+    }
+    /* the conversions the cuda backend wraps around cuDNN: to 16 bits and back, adding when
+     * accumulating, each value rounded as core/half.h rounds it (NaN and Inf kept) */
+    for (int p = PT_PREC_BF16; p <= PT_PREC_FP16; p++) {
+        enum { NV = 37 };
+        float *src = f + 512, *dst = f + 640;
+        for (int i = 0; i < NV; i++) src[i] = (float)(i - 18) * 0.37f + 1.0f / 1024.0f, dst[i] = 2.0f;
+        src[3] = NAN, src[4] = INFINITY, src[5] = 1e9f;
+        const pt_mem m16 = {buf, 768 * sizeof(float)};
+        CHECK(pt_kops_to_lowp(&g_host, (pt_precision)p, (pt_mem){buf, 512 * sizeof(float)}, m16, NV, &err) == PT_OK);
+        const uint16_t *h = (const uint16_t *)(const void *)(f + 768);
+        int bad = 0;
+        for (int i = 0; i < NV; i++)
+            bad += h[i] != (p == PT_PREC_BF16 ? pt_bf16_from_f32(src[i]) : pt_f16_from_f32(src[i]));
+        CHECKF(bad == 0, "to_lowp %s: %d of %d differ from core/half.h", pt_precision_name((pt_precision)p), bad, NV);
+        CHECK(pt_kops_from_lowp(&g_host, (pt_precision)p, m16, (pt_mem){buf, 640 * sizeof(float)}, NV, 0.5f, 1, &err) ==
+              PT_OK);
+        bad = 0;
+        for (int i = 0; i < NV; i++) {
+            const float want = 2.0f + 0.5f * pt_precision_round((pt_precision)p, src[i]);
+            bad += !(dst[i] == want || (isnan(dst[i]) && isnan(want)));
+        }
+        CHECKF(bad == 0, "from_lowp %s (alpha 0.5, accumulate): %d of %d wrong", pt_precision_name((pt_precision)p),
+               bad, NV);
+    }
+    /* a convolution: fp32 and tf32 need the same scratch, bf16/fp16 more, each direction */
+    for (int kind = PT_OP_CONV2D_FWD; kind <= PT_OP_CONV2D_BWD_FILTER; kind++) {
+        pt_op c;
+        memset(&c, 0, sizeof c);
+        c.kind = (pt_op_kind)kind;
+        c.nt = 3;
+        c.t[0] = pt_tensor_4d(buf, 0, 6, 3, 9, 9);
+        c.t[1] = pt_tensor_4d(buf, 0, 8, 3, 3, 3);
+        c.t[2] = pt_tensor_4d(buf, 0, 6, 8, 9, 9);
+        c.p.conv.stride = 1;
+        c.p.conv.pad = 1;
+        const size_t w32 = pt_kops_workspace(&g_host, &c);
+        c.math = PT_PREC_TF32;
+        const size_t wtf = pt_kops_workspace(&g_host, &c);
+        c.math = PT_PREC_BF16;
+        const size_t w16 = pt_kops_workspace(&g_host, &c);
+        CHECKF(w32 > 0 && wtf == w32 && w16 > w32 && w16 % 4 == 0, "%s: workspace fp32 %zu, tf32 %zu, bf16 %zu",
+               pt_op_name(c.kind), w32, wtf, w16);
+        c.workspace_bytes = w16;
+        CHECK(pt_kops_run(&g_host_fp32, &c, &err) == PT_ERR_UNSUPPORTED && strstr(err.msg, "math=bf16"));
+    }
+    pt_device_free(cpu, buf);
+    pt_device_close(cpu);
+}
+
 int main(void)
 {
     const char *env = getenv("PT_TEST_SEED");
@@ -201,6 +387,7 @@ int main(void)
     printf("seed %llu (PT_TEST_SEED repeats it)\n", (unsigned long long)g_seed);
     RUN(the_table_covers_every_pointwise_kind_and_names_its_parameters);
     RUN(a_call_that_does_not_match_the_table_is_refused);
+    RUN(math_modes_convert_operands_into_the_workspace_or_are_refused);
     RUN(every_op_through_the_shared_kernels_matches_cpu);
     TEST_EXIT();
 }

@@ -6,6 +6,12 @@ defaults of `polytrain bench`) on random data, timed the way `polytrain bench` t
   /usr/bin/python3 tools/bench_torch.py --model baseline --batch 64 --input 3,64,64 \
       --classes 200 --threads 2 --steps 10 --warmup 2 --device cpu --json out.json
 
+Mixed precision: --amp bf16|fp16 runs forward and loss under torch.autocast in that type (fp16
+adds a torch GradScaler, dynamic loss scaling, as `polytrain --precision fp16` does);
+--channels-last puts the model and the input in NHWC (torch.channels_last), PyTorch's fastest
+layout for tensor-core convolutions. Both are stated in the JSON (amp, grad_scaler,
+channels_last).
+
 Peak memory: on cpu the process's VmHWM (/proc/self/status, the high-water resident set,
 what bench/cpu_vs_torch.py also reads for polytrain); on cuda torch.cuda.max_memory_allocated
 (plus VmHWM for the host side). Needs Debian's python3-torch (run with /usr/bin/python3).
@@ -72,7 +78,14 @@ def main(argv=None):
     ap.add_argument("--json", required=True, help="output file")
     ap.add_argument("--tf32", choices=("on", "off"), default="off",
                     help="cuda only: TF32 matmul/conv (default off, float32 like polytrain)")
+    ap.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                    help="torch.autocast in bf16 or fp16 (fp16 with a GradScaler; fp16 needs --device cuda); "
+                         "default off: float32")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and input in torch.channels_last (NHWC) memory format")
     a = ap.parse_args(argv)
+    if a.amp == "fp16" and a.device != "cuda":
+        ap.error("--amp fp16 needs --device cuda (autocast on cpu is bf16)")
 
     try:
         import torch
@@ -107,20 +120,40 @@ def main(argv=None):
     except KeyError as e:
         print("bench_torch.py: --model: %s" % e.args[0], file=sys.stderr)
         return 2
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)
     x = torch.randn(a.batch, c, h, w, device=dev)
+    if a.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, a.classes, (a.batch,), device=dev)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a.amp)
+    scaler = None
+    if a.amp == "fp16":
+        try:
+            scaler = torch.amp.GradScaler("cuda")
+        except (AttributeError, TypeError):  # torch before 2.3
+            scaler = torch.cuda.amp.GradScaler()
+
+    def autocast():
+        return torch.autocast(device_type=a.device, dtype=amp_dtype, enabled=amp_dtype is not None)
 
     def train_step():
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
+        with autocast():
+            loss = F.cross_entropy(model(x), y)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         return loss
 
     def eval_step():
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             return model(x)
 
     model.train()
@@ -169,6 +202,9 @@ def main(argv=None):
         "host_vm_hwm_bytes": vm_hwm_bytes(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "amp": None if a.amp == "off" else a.amp,
+        "grad_scaler": scaler is not None,
+        "channels_last": bool(a.channels_last),
     }
     if a.device == "cuda":
         out["peak_mem_bytes"] = torch.cuda.max_memory_allocated()
@@ -184,8 +220,9 @@ def main(argv=None):
     with open(a.json, "w") as f:
         json.dump(out, f, indent=1)
         f.write("\n")
-    print("bench_torch: %s batch %d on %s: train %.1f ms/step (%.1f img/s), eval %.1f img/s"
-          % (a.model, a.batch, a.device, out["median_step_ms"], out["img_per_s"],
+    print("bench_torch: %s batch %d on %s%s%s: train %.1f ms/step (%.1f img/s), eval %.1f img/s"
+          % (a.model, a.batch, a.device, "" if a.amp == "off" else ", amp " + a.amp,
+             ", channels-last" if a.channels_last else "", out["median_step_ms"], out["img_per_s"],
              out["eval_img_per_s"]))
     return 0
 

@@ -73,7 +73,7 @@ static long long vm_hwm_bytes(void)
 /* --sgemm N: C = A*B with N x N operands through the device's GEMM op (on the cpu backend
  * the OpenBLAS kernel it selected), best and median of `steps` runs after `warmup`. */
 static int bench_sgemm(const char *backend, const char *devices, int threads, int n, int steps, int warmup,
-                       int json)
+                       int json, pt_precision prec)
 {
     pt_error err;
     pt_error_clear(&err);
@@ -100,6 +100,8 @@ static int bench_sgemm(const char *backend, const char *devices, int threads, in
     for (int i = 0; i < 3; i++) op.t[i] = pt_tensor_2d(buf[i], 0, n, n);
     op.p.gemm.alpha = 1.0f;
     op.p.gemm.beta = 0.0f;
+    op.math = prec;
+    if (pt_device_precision(devs[0], prec, NULL, 0, &err) != PT_OK) goto fail;
     for (int s = 0; s < warmup + steps; s++) {
         double t0 = now_s();
         if (pt_device_run(devs[0], &op, &err) != PT_OK || pt_device_sync(devs[0], &err) != PT_OK) goto fail;
@@ -111,13 +113,13 @@ static int bench_sgemm(const char *backend, const char *devices, int threads, in
     double med = median(t, steps);
     if (json)
         printf("{\"sgemm_n\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"details\":\"%s\",\"threads\":%d,"
-               "\"sgemm_best_gflop_per_s\":%.2f,\"sgemm_median_gflop_per_s\":%.2f,\"runs\":%d}\n",
+               "\"precision\":\"%s\",\"sgemm_best_gflop_per_s\":%.2f,\"sgemm_median_gflop_per_s\":%.2f,\"runs\":%d}\n",
                n, devs[0]->be->name, devs[0]->info.name, devs[0]->info.details, devs[0]->info.threads,
-               flop / best / 1e9, flop / med / 1e9, steps);
+               pt_precision_name(prec), flop / best / 1e9, flop / med / 1e9, steps);
     else
-        printf("bench: SGEMM %dx%dx%d on %s (%s): best %.1f GFLOP/s, median %.1f GFLOP/s over %d runs\n  %s\n", n, n,
-               n, devs[0]->info.name, devs[0]->be->name, flop / best / 1e9, flop / med / 1e9, steps,
-               devs[0]->info.details);
+        printf("bench: GEMM %dx%dx%d in %s on %s (%s): best %.1f GFLOP/s, median %.1f GFLOP/s over %d runs\n  %s\n",
+               n, n, n, pt_precision_name(prec), devs[0]->info.name, devs[0]->be->name, flop / best / 1e9,
+               flop / med / 1e9, steps, devs[0]->info.details);
     code = 0;
     goto out;
 fail:
@@ -144,7 +146,7 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
-    const char *optimizer = "nesterov";
+    const char *optimizer = "nesterov", *precision = "fp32";
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
@@ -157,6 +159,7 @@ int cmd_bench(int argc, char **argv)
         {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
         {"devices", ARG_STRING, &devices, "LIST", "devices as for train: a count N or indices like 0, or 0,1 (default 0,)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
+        {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
@@ -167,7 +170,12 @@ int cmd_bench(int argc, char **argv)
                              "[options]", specs, NULL, NULL};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json);
+    pt_precision prec;
+    if (!pt_precision_parse(precision, &prec)) {
+        cli_error("bench: --precision must be fp32, tf32, bf16 or fp16, got '%s'", precision);
+        return 2;
+    }
+    if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
     int C, H, W;
     char tail;
     if (sscanf(input, "%dx%dx%d%c", &C, &H, &W, &tail) != 3 || C < 1 || C > 3 || H < 1 || W < 1 || H > 4096 ||
@@ -201,7 +209,13 @@ int cmd_bench(int argc, char **argv)
         oc.momentum = orec->momentum;
         oc.nesterov = orec->nesterov;
     }
-    if (pt_replica_create(net, devs[0], batch, &oc, 1, &rep, &err) != PT_OK) goto fail;
+    char how[160] = "";
+    if (pt_device_precision(devs[0], prec, how, sizeof how, &err) != PT_OK) {
+        pt_error_wrap(&err, "--precision %s", precision);
+        goto fail;
+    }
+    pt_replica_options ro = {.precision = prec};
+    if (pt_replica_create_ex(net, devs[0], batch, &oc, 1, &ro, &rep, &err) != PT_OK) goto fail;
     if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
     size_t xs = (size_t)batch * C * H * W;
     x = malloc(xs * sizeof(float));
@@ -249,16 +263,17 @@ int cmd_bench(int argc, char **argv)
                "\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,\"step_gflop_per_s\":%.2f,"
                "\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
                "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
-               "\"device_mem_bytes\":%lld%s",
+               "\"device_mem_bytes\":%lld,\"precision\":\"%s\",\"precision_how\":\"%s\"%s",
                model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
                flops / 1e9, 1e3 * step, batch / step, gflops_train, all_flops / 1e9, all_flops / step / 1e9, 1e3 * inf,
                batch / inf, warm_s,
-               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep),
+               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep), precision, how,
                per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
                devs[0]->info.name, devs[0]->be->name);
         printf("  %s\n", devs[0]->info.details);
+        printf("  precision %s: %s\n", precision, how);
         printf("  parameters %.3f M, forward %.3f GFLOP per image (conv + linear)\n", net->param_count / 1e6, flops / 1e9);
         printf("  warm-up %d steps: %.2f s (includes kernel builds and library warm-up)\n", warmup, warm_s);
         printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,

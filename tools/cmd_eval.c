@@ -17,7 +17,7 @@
 int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = "/usr/share/datasets/fashion-mnist", *backend = "auto";
-    const char *dump = NULL;
+    const char *dump = NULL, *precision = "fp32";
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0;
     const arg_spec specs[] = {
@@ -27,6 +27,7 @@ int cmd_eval(int argc, char **argv)
         {"batch", ARG_INT, &batch, "N", "samples per forward pass (default 64)", 1, 65536, NULL},
         {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
+        {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
         {"dump-logits", ARG_STRING, &dump, "FILE", "write float32 logits [count, classes] in dataset order", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "print one JSON object", 0, 0, NULL},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
@@ -39,6 +40,11 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval: --checkpoint DIR is required");
         return 2;
     }
+    pt_precision prec;
+    if (!pt_precision_parse(precision, &prec)) {
+        cli_error("eval: --precision must be fp32, tf32, bf16 or fp16, got '%s'", precision);
+        return 2;
+    }
     pt_error err;
     pt_error_clear(&err);
     cli_model m;
@@ -48,7 +54,7 @@ int cmd_eval(int argc, char **argv)
     memset(&ld, 0, sizeof ld);
     float *logits = NULL;
     int code = 1;
-    if (cli_model_load(checkpoint, backend, threads, batch, &m, &err) != PT_OK) goto fail;
+    if (cli_model_load(checkpoint, backend, threads, batch, prec, &m, &err) != PT_OK) goto fail;
     if (pt_dataset_open(data, 0, limit, &ds, &err) != PT_OK) goto fail;
     if (ds.channels != m.meta.in_channels || ds.num_classes != m.meta.num_classes ||
         ds.height != m.meta.height || ds.width != m.meta.width) {

@@ -26,7 +26,7 @@
 #define XP_MAX_ARGS 96
 
 typedef struct xp_args {
-    const char *suite, *out, *data, *backend, *devices, *runs;
+    const char *suite, *out, *data, *backend, *devices, *runs, *precision;
     int epochs, batch, threads, no_plots, list, retry_failed, stop_after;
     int64_t limit_train, limit_val;
     uint64_t seed;
@@ -134,6 +134,7 @@ static int common_options(const xp_args *a, char bufs[][32], const char **v)
     v[n++] = "--seed", v[n++] = bufs[4];
     v[n++] = "--data", v[n++] = a->data;
     v[n++] = "--backend", v[n++] = a->backend;
+    v[n++] = "--precision", v[n++] = a->precision;
     if (a->devices) v[n++] = "--devices", v[n++] = a->devices;
     return n;
 }
@@ -185,6 +186,8 @@ static void config_json(const xp_args *a, const xp_plan *p, pt_strbuf *sb)
     pt_strbuf_json_string(sb, a->data);
     pt_strbuf_puts(sb, ",\"backend\":");
     pt_strbuf_json_string(sb, a->backend);
+    pt_strbuf_puts(sb, ",\"precision\":");
+    pt_strbuf_json_string(sb, a->precision);
     pt_strbuf_puts(sb, ",\"devices\":");
     if (a->devices) pt_strbuf_json_string(sb, a->devices);
     else pt_strbuf_puts(sb, "null");
@@ -398,10 +401,10 @@ static pt_status write_tables(const char *dir, const xp_args *a, const xp_plan *
     pt_strbuf_printf(&md, "# Experiment '%s'\n\n%s.\n\n", p->suite->name, p->suite->summary);
     pt_strbuf_printf(&md,
                      "polytrain %s, %s. Data `%s`, %d epoch%s, limit-train %lld%s, limit-val %lld%s, batch %d "
-                     "per device, seed %llu, backend %s%s%s.\n\n",
+                     "per device, seed %llu, precision %s, backend %s%s%s.\n\n",
                      PT_VERSION, stamp, a->data, a->epochs, a->epochs == 1 ? "" : "s", (long long)a->limit_train,
                      a->limit_train ? "" : " (all)", (long long)a->limit_val, a->limit_val ? "" : " (all)", a->batch,
-                     (unsigned long long)a->seed, a->backend,
+                     (unsigned long long)a->seed, a->precision, a->backend,
                      a->devices ? " devices " : "", a->devices ? a->devices : "");
     if (device[0]) pt_strbuf_printf(&md, "Device: %s.\n\n", device);
     pt_strbuf_printf(&md,
@@ -806,6 +809,7 @@ int cmd_experiment(int argc, char **argv)
     memset(&a, 0, sizeof a);
     a.data = DEFAULT_DATA;
     a.backend = "auto";
+    a.precision = "fp32";
     a.epochs = 10;
     a.batch = 64;
     a.seed = 1;
@@ -819,6 +823,7 @@ int cmd_experiment(int argc, char **argv)
         {"backend", ARG_STRING, &a.backend, "NAME", "auto or a backend name", 0, 0, NULL},
         {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend (default all)", 0, 0, NULL},
         {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
+        {"precision", ARG_STRING, &a.precision, "P", "fp32, tf32, bf16 or fp16 for every run (default fp32)", 0, 0, NULL},
         {"seed", ARG_U64, &a.seed, "N", "seed of every run (default 1)", 0, 0, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"runs", ARG_STRING, &a.runs, "LIST", "only these runs of the suite, comma separated", 0, 0, NULL},
@@ -852,6 +857,11 @@ int cmd_experiment(int argc, char **argv)
     const xp_suite *suite = xp_suite_find(a.suite);
     if (!suite) {
         cli_error("experiment: unknown suite '%s' (suites: %s; --list shows them)", a.suite, known);
+        return 2;
+    }
+    pt_precision prec;
+    if (!pt_precision_parse(a.precision, &prec)) {
+        cli_error("experiment: --precision must be fp32, tf32, bf16 or fp16, got '%s'", a.precision);
         return 2;
     }
     xp_plan plan;

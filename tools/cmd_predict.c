@@ -46,7 +46,7 @@ int cmd_predict(int argc, char **argv)
     pt_error_clear(&err);
     cli_model m;
     int code = 0;
-    if (cli_model_load(checkpoint, backend, threads, 1, &m, &err) != PT_OK) {
+    if (cli_model_load(checkpoint, backend, threads, 1, PT_PREC_FP32, &m, &err) != PT_OK) {
         cli_error("predict: %s", err.msg);
         cli_model_free(&m);
         return 1;

@@ -285,8 +285,11 @@ int cmd_selftest(int argc, char **argv)
                 pt_strbuf_json_string(&doc, be->name);
                 pt_strbuf_printf(&doc, ",\"index\":%d,\"available\":true,\"name\":", d);
                 pt_strbuf_json_string(&doc, dut->info.name);
-                pt_strbuf_printf(&doc, ",\"kind\":\"%s\",\"cases\":%d,\"passed\":%d,\"failed\":%d,\"worst_ratio\":",
-                                 dut->info.kind == PT_DEVICE_GPU ? "gpu" : "cpu", sum.cases, sum.passed, sum.failed);
+                pt_strbuf_printf(&doc,
+                                 ",\"kind\":\"%s\",\"cases\":%d,\"passed\":%d,\"failed\":%d,\"unclaimed\":%d,"
+                                 "\"worst_ratio\":",
+                                 dut->info.kind == PT_DEVICE_GPU ? "gpu" : "cpu", sum.cases, sum.passed, sum.failed,
+                                 sum.unclaimed);
                 pt_strbuf_json_double(&doc, sum.worst_ratio);
                 pt_strbuf_puts(&doc, ",\"worst_case\":");
                 pt_strbuf_json_string(&doc, sum.worst_case);
@@ -297,6 +300,8 @@ int cmd_selftest(int argc, char **argv)
                 printf("%s[%d] %s: %d cases, %d passed, %d failed, worst error/bound %.3g (%s), %.0f ms\n", be->name,
                        d, dut->info.name, sum.cases, sum.passed, sum.failed, sum.worst_ratio, sum.worst_case,
                        sum.dut_ms);
+                if (sum.unclaimed)
+                    printf("  (%d cases in precisions this device does not claim were not run)\n", sum.unclaimed);
                 fflush(stdout);
             }
             pt_strbuf_free(&results);

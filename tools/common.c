@@ -5,7 +5,7 @@
 #include "tools/common.h"
 
 pt_status cli_model_load(const char *checkpoint, const char *backend, int threads, int batch,
-                         cli_model *m, pt_error *err)
+                         pt_precision precision, cli_model *m, pt_error *err)
 {
     memset(m, 0, sizeof *m);
     PT_TRY(pt_checkpoint_read_meta(checkpoint, &m->meta, err));
@@ -19,7 +19,11 @@ pt_status cli_model_load(const char *checkpoint, const char *backend, int thread
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     oc.momentum = 0.0f; /* inference: no optimizer state */
     oc.nesterov = 0;
-    if ((st = pt_replica_create(m->net, m->dev, batch, &oc, 0, &m->rep, err)) != PT_OK) return st;
+    pt_replica_options ro = {.precision = precision};
+    if ((st = pt_replica_create_ex(m->net, m->dev, batch, &oc, 0, &ro, &m->rep, err)) != PT_OK) {
+        if (precision != PT_PREC_FP32) pt_error_wrap(err, "--precision %s", pt_precision_name(precision));
+        return st;
+    }
     return pt_checkpoint_load(checkpoint, m->rep, NULL, err);
 }
 

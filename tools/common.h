@@ -14,8 +14,9 @@ typedef struct cli_model {
     pt_replica *rep;
 } cli_model;
 
+/* precision: the math of its convolutions and GEMMs (the checkpoint is fp32 whatever it). */
 pt_status cli_model_load(const char *checkpoint, const char *backend, int threads, int batch,
-                         cli_model *m, pt_error *err);
+                         pt_precision precision, cli_model *m, pt_error *err);
 void cli_model_free(cli_model *m);
 
 #endif

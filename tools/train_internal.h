@@ -19,7 +19,7 @@
 
 typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
-    const char *cache, *preset;
+    const char *cache, *preset, *precision;
     int skip_bad, no_cache, loader_threads;
     double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;
@@ -30,7 +30,7 @@ typedef struct train_args {
     uint64_t seed;
     int64_t limit_train, limit_val;
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
-    int given_momentum, given_preset;
+    int given_momentum, given_preset, given_precision;
 } train_args;
 
 #define TRAIN_MAX_OPTIONS 64
@@ -40,6 +40,8 @@ typedef struct train_options {
     train_args args;                    /* as given, then resolved in place */
     pt_optim_kind optim;                /* resolved (train_options_resolve) */
     pt_schedule_kind schedule;
+    pt_precision precision;
+    char resumed_precision[8];          /* --resume: the precision the run was trained in so far */
     char default_out[256];              /* args.out when --out was not given */
     arg_spec specs[TRAIN_MAX_OPTIONS];
     int given[TRAIN_MAX_OPTIONS];       /* one flag per spec (resume) */
@@ -79,6 +81,7 @@ typedef struct train_session {
     int rank_batch;       /* samples per step in this process */
     int64_t global_batch;
     double lr;            /* in effect */
+    char precision_how[160]; /* how the devices compute in the run's precision */
 } train_session;
 
 /* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */

@@ -13,7 +13,7 @@
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 
 /* Options not given again come from DIR/config.json; *tree keeps their strings alive. */
-static int load_resume_config(const arg_command *cmd, const char *dir, pt_json **tree)
+static int load_resume_config(const arg_command *cmd, const char *dir, pt_json **tree, char *saved_precision)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -32,6 +32,10 @@ static int load_resume_config(const arg_command *cmd, const char *dir, pt_json *
         rc = 1;
     } else {
         const pt_json *opts = pt_json_get(js, "options");
+        if (opts && opts->type == PT_JSON_OBJECT && saved_precision) {
+            const pt_json *p = pt_json_get(opts, "precision");
+            snprintf(saved_precision, 8, "%s", p && p->type == PT_JSON_STRING ? p->str : "fp32");
+        }
         if (!opts || opts->type != PT_JSON_OBJECT) {
             cli_error("train: --resume: '%s' has no \"options\" object", path);
             rc = 1;
@@ -73,6 +77,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->beta2 = 0.999;
     a->eps = 1e-8;
     a->seed = 1;
+    a->precision = "fp32";
     const arg_spec specs[] = {
         {"data", ARG_STRING, &a->data, "SPEC", "fashion-mnist[:DIR], tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory (default " DEFAULT_DATA ")", 0, 0, NULL},
         {"val-split", ARG_DOUBLE, &a->val_split, "F", "folder datasets: held-out fraction of each class (default 0.1)", 1e-6, 0.999999, NULL},
@@ -112,6 +117,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"label-smoothing", ARG_DOUBLE, &a->label_smoothing, "F", "label smoothing of the training loss (default 0)", 0, 0.999, NULL},
         {"augment", ARG_STRING, &a->augment, "LIST", "comma separated: flip, crop[=PAD], rrc[=SCALE], jitter[=F], cutout[=N], mixup[=A], cutmix[=A] or none (default flip)", 0, 0, NULL},
         {"seed", ARG_U64, &a->seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
+        {"precision", ARG_STRING, &a->precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products; weights, optimizer, BatchNorm and loss stay fp32; fp16 scales the loss (default fp32)", 0, 0, &a->given_precision},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
         {"resume", ARG_STRING, &a->resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a->given_resume},
@@ -126,6 +132,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     _Static_assert(sizeof specs <= sizeof o->specs, "train: raise TRAIN_MAX_OPTIONS");
     memcpy(o->specs, specs, sizeof specs);
     memset(o->given, 0, sizeof o->given); /* the experiment runner trains many times in one process */
+    o->resumed_precision[0] = '\0';
     const arg_command cmd = {
         "train", "Train a model and write checkpoints, metrics.jsonl and config.json into a run directory.",
         "[options]", o->specs,
@@ -153,7 +160,7 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
         }
         /* Per-run options are never inherited from the interrupted run. */
         a->given_out = a->given_stop = a->given_progress = a->given_check = 1;
-        if (load_resume_config(&o->cmd, a->resume, resume_cfg)) return 1;
+        if (load_resume_config(&o->cmd, a->resume, resume_cfg, o->resumed_precision)) return 1;
         a->out = a->resume;
     }
     return 0;
@@ -214,6 +221,10 @@ int train_options_resolve(train_options *o)
         pt_net *dummy = NULL;
         pt_model_build(ap->model, 1, 28, 28, 10, &dummy, &e);
         cli_error("train: --model: %s", e.msg);
+        return 2;
+    }
+    if (!pt_precision_parse(ap->precision, &o->precision)) {
+        cli_error("train: --precision must be fp32, tf32, bf16 or fp16, got '%s'", ap->precision);
         return 2;
     }
     if (okind == PT_OPTIM_ADAMW && !ap->given_wd) ap->weight_decay = 1e-2;

@@ -119,6 +119,8 @@ static int write_config_json(train_session *s, const train_options *o, pt_error 
     pt_strbuf_json_string(cfg, s->devs[0]->info.name);
     pt_strbuf_puts(cfg, ",\"device_details\":");
     pt_strbuf_json_string(cfg, s->devs[0]->info.details);
+    pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
+    pt_strbuf_json_string(cfg, s->precision_how);
     pt_strbuf_puts(cfg, ",\"lr\":");
     pt_strbuf_json_double(cfg, s->lr);
     pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
@@ -155,7 +157,13 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     pt_optim_config oc;
     if (train_options_optim(o, &oc)) return 2;
     if (divide_global_batch(s, ap, resume_cfg, world, err)) return 1;
-    pt_replica_options ro = {.sync_bn = ap->sync_bn};
+    /* Every device must compute in the run's precision; the first that cannot says why. */
+    for (int d = 0; d < s->ndev; d++)
+        if (pt_device_precision(s->devs[d], o->precision, s->precision_how, sizeof s->precision_how, err) != PT_OK) {
+            pt_error_wrap(err, "--precision %s", ap->precision);
+            return 1;
+        }
+    pt_replica_options ro = {.sync_bn = ap->sync_bn, .precision = o->precision};
     for (int d = 0; d < s->ndev; d++)
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;

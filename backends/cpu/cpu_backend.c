@@ -92,9 +92,10 @@ static pt_status cpu_device_info(void *backend_ctx, int index, pt_device_info *o
     out->memory_bytes = be->memory_bytes;
     out->compute_units = be->cores;
     out->threads = be->default_threads;
-    snprintf(out->details, sizeof out->details, "%s, OpenBLAS %s kernel %s (%s), %d threads",
+    snprintf(out->details, sizeof out->details, "%s, OpenBLAS %s kernel %s (%s), %d threads, bf16 math %s",
              be->simd, be->blas.version[0] ? be->blas.version : "?", be->blas.corename,
-             parallel_name(be->blas.parallel), out->threads);
+             parallel_name(be->blas.parallel), out->threads,
+             cpu_has_bf16_kernel() ? "on AVX512-BF16" : "emulated");
     return PT_OK;
 }
 
@@ -119,6 +120,7 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     d->be = be;
     d->winograd = !(wino && strcmp(wino, "0") == 0);
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
+    d->bf16_kernel = cpu_has_bf16_kernel();
     *dev_ctx = d;
     return PT_OK;
 }
@@ -221,9 +223,15 @@ static pt_status cpu_synchronize(void *dev_ctx, pt_error *err)
 
 static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
+/* Every math mode runs on every CPU: bf16 on the AVX512-BF16 GEMM where the CPU has it, the
+ * rest (and bf16 elsewhere) emulated: operands rounded, then fp32 SGEMM (cpu_gemm_lowp.c). */
+#define CPU_CAPS                                                                             \
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) |                  \
+     PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))
+
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "cpu", PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU, check_memory, err));
+    PT_TRY(pt_op_check_operands(op, "cpu", CPU_CAPS, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "cpu", buffer_bytes, 1, err) : PT_OK;
 }
 
@@ -237,6 +245,8 @@ static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
 {
     const cpu_device *d = dev_ctx;
     switch (op->kind) {
+    case PT_OP_GEMM:
+        return cpu_gemm_workspace(d, op);
     case PT_OP_CONV2D_FWD:
     case PT_OP_CONV2D_BWD_DATA:
     case PT_OP_CONV2D_BWD_FILTER:
@@ -283,9 +293,33 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     case PT_OP_BN_SYNC_FWD: return cpu_op_bn_sync_fwd(d, op, err);
     case PT_OP_BN_SYNC_BWD_STATS: return cpu_op_bn_sync_bwd_stats(d, op, err);
     case PT_OP_BN_SYNC_BWD: return cpu_op_bn_sync_bwd(d, op, err);
+    case PT_OP_AMP_UNSCALE: return cpu_op_amp_unscale(d, op, err);
     default: break;
     }
     return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no loop for %s", pt_op_name(op->kind));
+}
+
+/* How the GEMMs and convolutions compute in p (pt_op.math). */
+static pt_status cpu_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    const cpu_device *d = dev_ctx;
+    switch (p) {
+    case PT_PREC_FP32:
+        snprintf(how, cap, "float32: OpenBLAS %s SGEMM", d->be->blas.corename);
+        return PT_OK;
+    case PT_PREC_BF16:
+        if (d->bf16_kernel) snprintf(how, cap, "AVX512-BF16 microkernel: bf16 products, fp32 sums");
+        else snprintf(how, cap, "emulated: operands rounded to bf16, multiplied in fp32 (no AVX512-BF16 on this CPU; not faster than fp32)");
+        return PT_OK;
+    case PT_PREC_TF32:
+    case PT_PREC_FP16:
+        /* x86 has no tf32 arithmetic, and the fp16 one (AVX512-FP16) sums in fp16 */
+        snprintf(how, cap, "emulated: operands rounded to %s, multiplied in fp32 (not faster than fp32)",
+                 pt_precision_name(p));
+        return PT_OK;
+    default:
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu: precision %d is not one polytrain knows", (int)p);
+    }
 }
 
 /* ---- collectives: a cpu device group shares one address space, so a reduction is a sum
@@ -360,4 +394,5 @@ const pt_backend_iface pt_cpu_backend = {
     .group_close = cpu_group_close,
     .group_allreduce_f32 = cpu_group_allreduce_f32,
     .group_broadcast = cpu_group_broadcast,
+    .precision = cpu_precision,
 };

@@ -148,7 +148,7 @@ void cpu_sgemm(const cpu_device *d, int trans_a, int trans_b, int m, int n, int 
 
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err)
 {
-    (void)err;
+    if (op->math != PT_PREC_FP32) return cpu_op_gemm_math(d, op, err);
     const pt_tensor *A = &op->t[0], *B = &op->t[1], *C = &op->t[2];
     int ta = op->p.gemm.trans_a, tb = op->p.gemm.trans_b;
     int m = (int)C->dim[0], n = (int)C->dim[1];

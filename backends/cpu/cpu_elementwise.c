@@ -22,6 +22,23 @@ pt_status cpu_op_fill(const cpu_device *d, const pt_op *op, pt_error *err)
     return PT_OK;
 }
 
+pt_status cpu_op_amp_unscale(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    (void)err;
+    float *g = cpu_f32(&op->t[0]);
+    float *found = cpu_f32(&op->t[1]);
+    const float inv = op->p.amp.inv_scale;
+    const int64_t n = pt_tensor_numel(&op->t[0]);
+    int bad = 0;
+#pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static) reduction(| : bad)
+    for (int64_t i = 0; i < n; i++) {
+        bad |= !isfinite(g[i]);
+        g[i] *= inv;
+    }
+    if (bad) found[0] = 1.0f;
+    return PT_OK;
+}
+
 pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     (void)err;

@@ -58,6 +58,9 @@ typedef struct cpu_device {
     /* Winograd F(2x2,3x3) for 3x3 stride-1 convolutions: on unless PT_CPU_WINOGRAD=0 (for
      * comparisons; its normalised error is that of im2col's, see tests/test_cpu_ops.c). */
     int winograd;
+    /* bf16 math (pt_op.math) runs the AVX512-BF16 GEMM (cpu_gemm_lowp.c): set where the CPU has
+     * the instructions; tests clear it to check the emulated path on such a CPU. */
+    int bf16_kernel;
 } cpu_device;
 
 /* ---- cpu_blas.c ---- */
@@ -78,6 +81,61 @@ void cpu_threads_enter(const cpu_device *d);
 void cpu_blas_region_begin(const cpu_device *d);
 void cpu_blas_region_end(const cpu_device *d);
 
+/* ---- cpu_gemm_lowp.c: GEMMs in a reduced-precision math mode (pt_op.math) ---- */
+/* The build has the AVX512-BF16 code (x86-64, GCC or Clang): built without -march, functions
+ * that use it carry CPU_BF16_TARGET and run only where cpu_has_bf16_kernel() says so. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CPU_BF16_BUILT 1
+#define CPU_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#else
+#define CPU_BF16_BUILT 0
+#define CPU_BF16_TARGET
+#endif
+/* Whether this CPU and build run the AVX512-BF16 GEMM (vdpbf16ps). */
+int cpu_has_bf16_kernel(void);
+/* Row-major C = alpha*op(A)*op(B) + beta*C with A and B rounded to bf16 (round to nearest
+ * even while packed; float32 subnormals count as zero, as vdpbf16ps treats them), exact
+ * products, float32 sums; beta 0: C is not read. Runs on `threads` OpenMP threads (one when
+ * called inside a parallel region); scratch: cpu_gemm_bf16_scratch bytes, any alignment.
+ * Only where cpu_has_bf16_kernel(). */
+void cpu_gemm_bf16(int threads, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                   const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc,
+                   void *scratch);
+size_t cpu_gemm_bf16_scratch(int m, int n, int k, int threads);
+/* The same kernel on operands the caller lays out, for operands made once and multiplied many
+ * times or written by a transform in the kernel's layout (Winograd, the packed im2col path),
+ * each rounded once. A dword holds a pair of bf16 (even k in the low half). Packed A (m x k):
+ * panels of CPU_BF16_MR rows, element (i, kk) in dword (i / MR) * MR * kc2 + (kk / 2) * MR +
+ * i % MR (kc2 = (k + 1) / 2). Packed B (k x n): panels of CPU_BF16_NR columns, element (kk, j)
+ * in dword (j / NR) * NR * kc2 + (kk / 2) * NR + j % NR. The rows of A past m and the other
+ * half of an odd k's last pair must be zero (the kernel runs whole panels); the columns of B
+ * past n may hold anything: they only reach columns of C that are not stored. Run on the
+ * calling thread; only where cpu_has_bf16_kernel(). */
+#define CPU_BF16_MR 8
+#define CPU_BF16_NR 48
+size_t cpu_bf16_packed_a_dwords(int m, int k);
+size_t cpu_bf16_packed_b_dwords(int k, int n);
+/* The whole op(A) (m x k; ta: A stored k x m) into packed A at dst, on up to `threads`
+ * threads (one inside a parallel region). */
+void cpu_bf16_pack_a(int ta, const float *a, int lda, int m, int k, uint32_t *dst, int threads);
+/* Rows kk and kk + 1 (kk even; hi NULL past an odd k) of a k x N operand B, n values each,
+ * into columns col0 .. col0+n-1 of packed B at dst. */
+void cpu_bf16_pack_b_pair(const float *lo, const float *hi, int n, int col0, int k, int kk, uint32_t *dst);
+/* dst[0..n) = src rounded to bf16, as the packing rounds. */
+void cpu_bf16_round_row(const float *src, int n, uint16_t *dst);
+/* C = A B + beta C on packed A and B, on the calling thread; beta 0: C is not read. */
+void cpu_gemm_bf16_packed(int m, int n, int k, const uint32_t *a, const uint32_t *b, float beta, float *c, int ldc);
+/* Operands already in bf16 with k along rows (element kk of row i in the half kk % 2 of dword
+ * i*ld + kk/2, the layout of a row-major bf16 matrix; an odd k's last pair zero in its high
+ * half). cpu_bf16_pack_b_pairs: packed B from n such rows (B's columns), a transpose of
+ * dwords; cpu_gemm_bf16_rows: C = A B + beta C with such an A read in place. */
+void cpu_bf16_pack_b_pairs(const uint32_t *v, size_t ldv, int k, int n, uint32_t *dst);
+void cpu_gemm_bf16_rows(int m, int n, int k, const uint32_t *a, size_t lda, const uint32_t *b, float beta, float *c,
+                        int ldc);
+/* dst[i] = src[i] rounded to p (pt_precision_round; dst may be src), on up to `threads`
+ * threads (one inside a parallel region). */
+void cpu_round_to(pt_precision p, float *dst, const float *src, size_t n, int threads);
+
 /* ---- tensor access ---- */
 static inline void *cpu_ptr(pt_mem m)
 {
@@ -90,14 +148,22 @@ static inline float *cpu_f32(const pt_tensor *t)
 
 /* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);
+/* cpu_gemm_lowp.c: the GEMM op with op->math != fp32, and the workspace it needs (0 for fp32) */
+size_t cpu_gemm_workspace(const cpu_device *d, const pt_op *op);
+pt_status cpu_op_gemm_math(const cpu_device *d, const pt_op *op, pt_error *err);
 
 size_t cpu_conv_workspace(const cpu_device *d, const pt_op *op);
+/* Whether this convolution runs as Winograd (cpu_winograd.c) rather than im2col. */
+int cpu_conv_uses_winograd(const cpu_device *d, const pt_op *op);
 pt_status cpu_op_conv2d_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_conv2d_bwd_data(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_conv2d_bwd_filter(const cpu_device *d, const pt_op *op, pt_error *err);
 
 /* ---- cpu_winograd.c: F(2x2, 3x3) for 3x3 stride-1 convolutions, all three passes ---- */
 int cpu_winograd_applies(const pt_op *op);
+/* Whether Winograd computes in the op's math mode: fp32, and bf16 on the AVX512-BF16 kernel
+ * (the transformed operands rounded to bf16); the emulated modes take im2col. */
+int cpu_winograd_math(const cpu_device *d, const pt_op *op);
 /* How Winograd runs an op, if it pays: each thread on its own chunks of tiles, or all threads
  * on shared blocks of tiles (few tiles, wide channels); CPU_WINO_OFF where im2col is faster. */
 typedef enum { CPU_WINO_OFF, CPU_WINO_CHUNKS, CPU_WINO_SHARED } cpu_wino_mode;
@@ -119,6 +185,7 @@ pt_status cpu_op_gap_fwd(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_gap_bwd(const cpu_device *d, const pt_op *op, pt_error *err);
 
 pt_status cpu_op_fill(const cpu_device *d, const pt_op *op, pt_error *err);
+pt_status cpu_op_amp_unscale(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_axpy(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bias_add(const cpu_device *d, const pt_op *op, pt_error *err);
 pt_status cpu_op_bias_grad(const cpu_device *d, const pt_op *op, pt_error *err);

@@ -6,7 +6,7 @@
 
 #include "backends/cuda/cuda_algo_cache.h"
 
-pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic, int tf32)
+pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic)
 {
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
     pt_conv_key k;
@@ -24,7 +24,7 @@ pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic, int tf32)
     k.stride = op->p.conv.stride;
     k.pad = op->p.conv.pad;
     k.deterministic = deterministic != 0;
-    k.tf32 = tf32 != 0;
+    k.math = (int32_t)op->math;
     return k;
 }
 
@@ -47,9 +47,10 @@ uint64_t pt_conv_key_hash(const pt_conv_key *k)
 void pt_conv_key_format(const pt_conv_key *k, char *out, size_t cap)
 {
     const char *dir = k->kind == PT_OP_CONV2D_FWD ? "fwd" : k->kind == PT_OP_CONV2D_BWD_DATA ? "bwd_data" : "bwd_filter";
-    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s", dir, k->n, k->c, k->h, k->w, k->k,
+    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s%s", dir, k->n, k->c, k->h, k->w, k->k,
              k->c, k->r, k->s, k->p, k->q, k->stride, k->pad, k->deterministic ? " deterministic" : "",
-             k->tf32 ? " tf32" : "");
+             k->math != PT_PREC_FP32 ? " math=" : "",
+             k->math != PT_PREC_FP32 ? pt_precision_name((pt_precision)k->math) : "");
 }
 
 void pt_algo_cache_init(pt_algo_cache *c)

@@ -1,6 +1,6 @@
 /* The convolution plan cache of the cuda backend, free of CUDA: a hash table from a
  * convolution's shape key (direction, every extent, stride, padding, and the numeric mode:
- * deterministic, TF32) to the module's plan for it (cuDNN descriptors, chosen algorithm,
+ * deterministic, the op's math mode) to the module's plan for it (cuDNN descriptors, chosen algorithm,
  * workspace). The core asks workspace_size for every batch size a replica can see, and run()
  * finds the same entry again without allocating. Not thread-safe: one per device. */
 #ifndef PT_CUDA_ALGO_CACHE_H
@@ -14,11 +14,13 @@
 typedef struct pt_conv_key {
     int32_t kind; /* PT_OP_CONV2D_FWD, _BWD_DATA or _BWD_FILTER */
     int32_t n, c, h, w, k, r, s, p, q, stride, pad;
-    int32_t deterministic, tf32;
+    int32_t deterministic;
+    int32_t math; /* pt_precision: op->math (fp32, tf32, bf16, fp16 each get their own plan) */
 } pt_conv_key;
 
-/* The key of a convolution op (t0 x-shaped, t1 w-shaped, t2 y-shaped in all three kinds). */
-pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic, int tf32);
+/* The key of a convolution op (t0 x-shaped, t1 w-shaped, t2 y-shaped in all three kinds), in
+ * the op's math mode. */
+pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic);
 int pt_conv_key_equal(const pt_conv_key *a, const pt_conv_key *b);
 uint64_t pt_conv_key_hash(const pt_conv_key *k);
 /* "fwd n=.. c=.. ..." for messages. */

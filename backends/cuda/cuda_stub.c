@@ -4,6 +4,7 @@
  * only using the cuda backend there fails, with an error naming what is missing.
  * Device and group contexts are wrapped so that each carries the module's table. */
 #include <dlfcn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -151,6 +152,20 @@ static pt_status stub_run(void *dev_ctx, const pt_op *op, pt_error *err)
     return DEV(dev_ctx)->m->run(DEV(dev_ctx)->ctx, op, err);
 }
 
+/* The module's answer (its device's compute capability decides); fp32 only from a module
+ * without precision(). */
+static pt_status stub_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    if (DEV(dev_ctx)->m->precision) return DEV(dev_ctx)->m->precision(DEV(dev_ctx)->ctx, p, how, cap, err);
+    if (how && cap) how[0] = '\0';
+    if (p == PT_PREC_FP32) {
+        if (how && cap) snprintf(how, cap, "float32");
+        return PT_OK;
+    }
+    return pt_fail(err, PT_ERR_UNSUPPORTED, "the cuda module computes in fp32 only: --precision %s is not available",
+                   pt_precision_name(p));
+}
+
 static pt_status stub_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, const pt_world *world,
                                  void **group, pt_error *err)
 {
@@ -219,4 +234,5 @@ const pt_backend_iface pt_cuda_backend = {
     .group_close = stub_group_close,
     .group_allreduce_f32 = stub_group_allreduce_f32,
     .group_broadcast = stub_group_broadcast,
+    .precision = stub_precision,
 };

@@ -3,10 +3,11 @@
  * caching allocator), buffers, op validation and dispatch, and the entry point the stub in
  * libpolytrain calls (cuda_stub.c). Work is queued asynchronously on the stream; read() and
  * synchronize() wait. run() never allocates device memory: scratch is the op's workspace,
- * cuBLAS gets a workspace of its own at open. Options from the environment:
- * PT_CUDA_TF32=1 lets cuBLAS and cuDNN use TF32 tensor cores (default: plain fp32 math),
- * PT_CUDA_CONV_BENCHMARK=0 keeps cuDNN's heuristic algorithm instead of measuring,
- * PT_CUDA_CONV_WS_MB caps a convolution's workspace. */
+ * cuBLAS gets a workspace of its own at open. GEMMs and convolutions run in each op's math
+ * mode (pt_op.math: fp32, or tf32/bf16/fp16 where precision() accepts it for the device's
+ * compute capability, which is what `--precision` asks for); nothing is switched per device.
+ * Options from the environment: PT_CUDA_CONV_BENCHMARK=0 keeps cuDNN's heuristic algorithm
+ * instead of measuring, PT_CUDA_CONV_WS_MB caps a convolution's workspace. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,7 +201,8 @@ static pt_status open_parts(cu_device *d, pt_error *err)
     }
     CUBLAS_CHECK(cublasCreate(&d->cublas), err);
     CUBLAS_CHECK(cublasSetStream(d->cublas, d->stream), err);
-    CUBLAS_CHECK(cublasSetMathMode(d->cublas, d->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH), err);
+    /* no TF32 unless a call asks for it (cudam_gemm.c chooses per call) */
+    CUBLAS_CHECK(cublasSetMathMode(d->cublas, CUBLAS_DEFAULT_MATH), err);
     d->cublas_ws_bytes = CU_CUBLAS_WS_BYTES;
     rc = cudaMalloc(&d->cublas_ws, d->cublas_ws_bytes);
     if (rc != cudaSuccess) {
@@ -228,7 +230,7 @@ static pt_status cu_device_open(void *backend_ctx, int index, const pt_device_op
     d->ordinal = index;
     d->info = &be->dev[index];
     d->deterministic = opt && opt->deterministic;
-    d->tf32 = env_flag("PT_CUDA_TF32", 0);
+    d->math_caps = pt_cuda_math_caps(d->info->major, d->info->minor);
     /* measuring picks by timing, which may differ run to run: never when deterministic */
     d->conv_benchmark = !d->deterministic && env_flag("PT_CUDA_CONV_BENCHMARK", 1);
     const char *wsmb = getenv("PT_CUDA_CONV_WS_MB");
@@ -369,16 +371,25 @@ static pt_status cu_synchronize(void *dev_ctx, pt_error *err)
 
 static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
-static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
+/* d NULL (no device opened): fp32 only, the math modes depend on the device. */
+static pt_status validate(const cu_device *d, const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "cuda", PT_CAP_MIXUP_TARGETS, check_memory, err));
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | (d ? d->math_caps : 0u);
+    PT_TRY(pt_op_check_operands(op, "cuda", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "cuda", buffer_bytes, 4, err) : PT_OK;
 }
 
 static int cu_supports(void *dev_ctx, const pt_op *op)
 {
-    (void)dev_ctx;
-    return validate(op, 0, NULL) == PT_OK;
+    return validate(dev_ctx, op, 0, NULL) == PT_OK;
+}
+
+static pt_status cu_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    const cu_device *d = dev_ctx;
+    char label[160]; /* "0 (NVIDIA H200)": the messages name the device as `devices` does */
+    snprintf(label, sizeof label, "%d (%s)", d->ordinal, d->info->name);
+    return pt_cuda_precision_check(label, d->info->major, d->info->minor, p, how, cap, err);
 }
 
 static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
@@ -391,7 +402,11 @@ static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
         if (op->nt != 3) return 0;
         cudaSetDevice(d->ordinal);
         return cu_conv_workspace(d, op);
-    default: return 0;
+    default: {
+        /* the shared layer's: GEMMs in bf16/fp16 convert A and B into the workspace */
+        const pt_kdev k = cu_kdev(d);
+        return pt_kops_workspace(&k, op);
+    }
     }
 }
 
@@ -416,7 +431,7 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
 static pt_status cu_run(void *dev_ctx, const pt_op *op, pt_error *err)
 {
     cu_device *d = dev_ctx;
-    PT_TRY(validate(op, 1, err));
+    PT_TRY(validate(d, op, 1, err));
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     return dispatch(d, op, err);
 }
@@ -443,6 +458,7 @@ static const pt_backend_iface cu_iface = {
     .group_close = cu_group_close,
     .group_allreduce_f32 = cu_group_allreduce_f32,
     .group_broadcast = cu_group_broadcast,
+    .precision = cu_precision,
 };
 
 __attribute__((visibility("default"))) const pt_backend_iface *pt_cuda_module_entry(int api_version,

@@ -1,13 +1,20 @@
 /* 2-D convolution on the cuda module: cuDNN (forward, backward-data, backward-filter) with a
- * plan per shape key in the device's plan cache (cuda_algo_cache.h). workspace_size builds
- * the plan: descriptors, cuDNN's heuristic ranking filtered by the numeric mode (plain fp32
- * FMA kernels unless PT_CUDA_TF32=1; only CUDNN_DETERMINISTIC algorithms when the device was
- * opened deterministic) and a workspace big enough for the best few candidates. The first
- * run of a shape that overwrites its output then measures those candidates with
- * cudnnFind*Ex inside that workspace and keeps the fastest (PT_CUDA_CONV_BENCHMARK=0: keep
- * the heuristic's first). Shapes cuDNN refuses, and empty ones, run the shared layer's im2col
- * path with cuBLAS (backends/kernels/kernel_ops.c), as the opencl backend computes them.
- * Scratch is always the op's workspace. */
+ * plan per shape key and math mode in the device's plan cache (cuda_algo_cache.h).
+ * workspace_size builds the plan: descriptors, cuDNN's heuristic ranking filtered by the
+ * numeric mode and a workspace big enough for the best few candidates. The modes (op->math):
+ * fp32 pins the descriptor to CUDNN_FMA_MATH (plain float32 FMA kernels); tf32 lets cuDNN use
+ * TF32 tensor cores on the float32 tensors; bf16 and fp16 run cuDNN on 16-bit copies in the
+ * workspace (x, w, dy converted with the TO_LOWP kernel; cuDNN's legacy API wants y in the
+ * same type, so the output lands there too and FROM_LOWP brings it back to float32, adding
+ * to it when the op accumulates) with float32 compute and CUDNN_TENSOR_OP_MATH. No mode takes
+ * an algorithm that would convert to a narrower type than the mode's; a deterministic device
+ * takes only CUDNN_DETERMINISTIC algorithms. The first run of a shape whose output may be
+ * overwritten (not accumulating in fp32/tf32; always in bf16/fp16, whose output is scratch)
+ * then measures those candidates with cudnnFind*Ex inside the algorithms' part of the
+ * workspace and keeps the fastest (PT_CUDA_CONV_BENCHMARK=0: keep the heuristic's first).
+ * Shapes cuDNN refuses in a mode, and empty ones, run the shared layer's im2col path with
+ * cuBLAS (backends/kernels/kernel_ops.c, its 16-bit GEMM in bf16/fp16), as the opencl backend
+ * computes them. Scratch is always the op's workspace. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +25,7 @@
 
 typedef struct conv_plan {
     int use_cudnn;
+    pt_precision mode; /* the op's math mode (part of the key) */
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
@@ -30,7 +38,10 @@ typedef struct conv_plan {
     cudnnMathType_t cand_math[CU_CONV_CANDIDATES];
     size_t cand_ws[CU_CONV_CANDIDATES];
     int ncand, next_cand;
-    size_t ws;      /* what workspace_size reports (room for the candidates) */
+    size_t algo_region; /* bytes at the workspace's start for cuDNN's algorithms */
+    /* bf16/fp16: byte offsets of the 16-bit x, w and y (dx, dw, dy) after algo_region */
+    size_t x16_off, w16_off, y16_off;
+    size_t ws;      /* what workspace_size reports (room for the candidates, the 16-bit copies) */
     int tuned;
     char why[160];  /* why the shared im2col path runs instead */
 } conv_plan;
@@ -52,20 +63,33 @@ void cu_conv_cache_free(cu_device *d)
 }
 
 /* An algorithm the numeric mode allows. */
-static int acceptable(const cu_device *d, cudnnStatus_t st, cudnnDeterminism_t det, cudnnMathType_t math, size_t mem)
+static int acceptable(const cu_device *d, pt_precision mode, cudnnStatus_t st, cudnnDeterminism_t det,
+                      cudnnMathType_t math, size_t mem)
 {
     if (st != CUDNN_STATUS_SUCCESS || mem > d->ws_cap) return 0;
     if (d->deterministic && det != CUDNN_DETERMINISTIC) return 0;
-    /* without TF32 the descriptor is pinned to CUDNN_FMA_MATH (see math_for): an
-     * algorithm listed for tensor-op math only would not honour it */
-    if (!d->tf32 && math != CUDNN_FMA_MATH && math != CUDNN_DEFAULT_MATH) return 0;
-    return 1;
+    /* fp32: the descriptor is pinned to CUDNN_FMA_MATH (see math_for): an algorithm listed
+     * for tensor-op math only would not honour it */
+    if (mode == PT_PREC_FP32) return math == CUDNN_FMA_MATH || math == CUDNN_DEFAULT_MATH;
+    /* tf32, bf16, fp16: tensor cores, but never a conversion of the tensors to a narrower
+     * type than the mode's (float32 data to half) */
+    return math != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
 }
 
-/* The math type a chosen algorithm runs with: plain fp32 FMA unless TF32 is allowed. */
-static cudnnMathType_t math_for(const cu_device *d, cudnnMathType_t listed)
+/* The math type a chosen algorithm runs with: plain fp32 FMA in fp32, as listed otherwise. */
+static cudnnMathType_t math_for(pt_precision mode, cudnnMathType_t listed)
 {
-    return d->tf32 ? listed : CUDNN_FMA_MATH;
+    return mode == PT_PREC_FP32 ? CUDNN_FMA_MATH : listed;
+}
+
+/* The descriptor's math type before an algorithm is chosen (what the heuristics rank for). */
+static cudnnMathType_t math_of_mode(pt_precision mode)
+{
+    switch (mode) {
+    case PT_PREC_FP32: return CUDNN_FMA_MATH;
+    case PT_PREC_TF32: return CUDNN_DEFAULT_MATH; /* float32 tensors: TF32 tensor cores allowed */
+    default: return CUDNN_TENSOR_OP_MATH;
+    }
 }
 
 #define CU_MAX_ALGOS 16
@@ -83,9 +107,10 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
             CUDNN_STATUS_SUCCESS)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
-            if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
+            if (!acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory))
+                continue;
             p->cand_algo[found] = (int)perf[i].algo;
-            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_math[found] = math_for(p->mode, perf[i].mathType);
             p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
@@ -96,9 +121,10 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
                                                         perf) != CUDNN_STATUS_SUCCESS)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
-            if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
+            if (!acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory))
+                continue;
             p->cand_algo[found] = (int)perf[i].algo;
-            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_math[found] = math_for(p->mode, perf[i].mathType);
             p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
@@ -109,9 +135,10 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
                                                           perf) != CUDNN_STATUS_SUCCESS)
             return 0;
         for (int i = 0; i < n && found < CU_CONV_CANDIDATES; i++) {
-            if (!acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory)) continue;
+            if (!acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory))
+                continue;
             p->cand_algo[found] = (int)perf[i].algo;
-            p->cand_math[found] = math_for(d, perf[i].mathType);
+            p->cand_math[found] = math_for(p->mode, perf[i].mathType);
             p->cand_ws[found] = perf[i].memory;
             if (perf[i].memory > ws) ws = perf[i].memory;
             found++;
@@ -128,24 +155,28 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
     return found > 0;
 }
 
-/* The shape of op as cuDNN's 4-D descriptors: x [n,c,h,w], w [k,c,r,s], y [n,k,p,q]. */
-static int make_descriptors(cu_device *d, const pt_op *op, conv_plan *p)
+/* The shape of op as cuDNN's 4-D descriptors: x [n,c,h,w], w [k,c,r,s], y [n,k,p,q], in the
+ * data type of the plan's mode (float32, or bfloat16/half with float32 compute). */
+static int make_descriptors(const pt_op *op, conv_plan *p)
 {
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
     const int n = (int)x->dim[0], c = (int)x->dim[1], h = (int)x->dim[2], wx = (int)x->dim[3];
     const int k = (int)w->dim[0], r = (int)w->dim[2], s = (int)w->dim[3], pp = (int)y->dim[2], q = (int)y->dim[3];
     const int stride = op->p.conv.stride, pad = op->p.conv.pad;
+    const cudnnDataType_t t = p->mode == PT_PREC_BF16   ? CUDNN_DATA_BFLOAT16
+                              : p->mode == PT_PREC_FP16 ? CUDNN_DATA_HALF
+                                                        : CUDNN_DATA_FLOAT;
     if (cudnnCreateTensorDescriptor(&p->xd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateTensorDescriptor(&p->yd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateFilterDescriptor(&p->wd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateConvolutionDescriptor(&p->cd) != CUDNN_STATUS_SUCCESS)
         return 0;
-    if (cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, h, wx) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, k, pp, q) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetFilter4dDescriptor(p->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, k, c, r, s) != CUDNN_STATUS_SUCCESS ||
+    if (cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, t, n, c, h, wx) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, t, n, k, pp, q) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetFilter4dDescriptor(p->wd, t, CUDNN_TENSOR_NCHW, k, c, r, s) != CUDNN_STATUS_SUCCESS ||
         cudnnSetConvolution2dDescriptor(p->cd, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetConvolutionMathType(p->cd, d->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH) != CUDNN_STATUS_SUCCESS)
+        cudnnSetConvolutionMathType(p->cd, math_of_mode(p->mode)) != CUDNN_STATUS_SUCCESS)
         return 0;
     int on = 0, ok = 0, op_ = 0, oq = 0;
     if (cudnnGetConvolution2dForwardOutputDim(p->cd, p->xd, p->wd, &on, &ok, &op_, &oq) != CUDNN_STATUS_SUCCESS)
@@ -153,24 +184,35 @@ static int make_descriptors(cu_device *d, const pt_op *op, conv_plan *p)
     return on == n && ok == k && op_ == pp && oq == q;
 }
 
-/* The plan of op's shape, built on first sight; NULL only when out of host memory. */
+/* The plan of op's shape and math mode, built on first sight; NULL only when out of host
+ * memory. */
 static conv_plan *plan_of(cu_device *d, const pt_op *op)
 {
-    const pt_conv_key key = pt_conv_key_of(op, d->deterministic, d->tf32);
+    const pt_conv_key key = pt_conv_key_of(op, d->deterministic);
     conv_plan *p = pt_algo_cache_find(&d->convs, &key);
     if (p) return p;
     p = calloc(1, sizeof *p);
     if (!p) return NULL;
+    p->mode = op->math;
     if (pt_kconv_empty(op)) {
         snprintf(p->why, sizeof p->why, "an empty extent: nothing to multiply");
-    } else if (!make_descriptors(d, op, p)) {
-        snprintf(p->why, sizeof p->why, "cuDNN refuses the descriptors");
+    } else if (!make_descriptors(op, p)) {
+        snprintf(p->why, sizeof p->why, "cuDNN refuses the descriptors (math=%s)", pt_precision_name(p->mode));
     } else if (!choose_heuristic(d, op->kind, p)) {
-        snprintf(p->why, sizeof p->why, "no cuDNN algorithm fits the numeric mode and workspace cap");
+        snprintf(p->why, sizeof p->why, "no cuDNN algorithm fits the numeric mode (math=%s) and workspace cap",
+                 pt_precision_name(p->mode));
     } else {
         p->use_cudnn = 1;
         p->tuned = !d->conv_benchmark;
         cudnnSetConvolutionMathType(p->cd, p->math);
+        p->algo_region = p->ws;
+        if (pt_kops_lowp(p->mode)) {
+            /* the 16-bit x, w and y after the algorithms' part, each on a 256-byte boundary */
+            p->x16_off = p->algo_region;
+            p->w16_off = p->x16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[0]));
+            p->y16_off = p->w16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[1]));
+            p->ws = p->y16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[2]));
+        }
     }
     if (!p->use_cudnn) {
         const pt_kdev k = cu_kdev(d);
@@ -190,51 +232,59 @@ size_t cu_conv_workspace(cu_device *d, const pt_op *op)
     return p ? p->ws : pt_kops_workspace(&k, op);
 }
 
-/* The fastest acceptable algorithm within the op's workspace, measured on its own buffers
- * (the output is overwritten, which is why only non-accumulating runs tune). */
-static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err)
+/* The tensors cuDNN reads and writes for one run: the op's own (fp32, tf32) or the 16-bit
+ * copies in the workspace (bf16, fp16), and the algorithms' scratch. */
+typedef struct conv_io {
+    void *x, *w, *y;
+    void *ws;
+    size_t ws_bytes; /* what an algorithm may use (Find*Ex) */
+    float beta;
+} conv_io;
+
+/* The fastest acceptable algorithm within the algorithms' scratch, measured on the run's own
+ * buffers (the output is overwritten: only runs whose output may be are measured). */
+static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, const conv_io *io, pt_error *err)
 {
-    void *ws = op->workspace_bytes ? cu_f32(op->workspace) : NULL;
-    const size_t wsb = op->workspace_bytes;
-    void *x = cu_f32(op->t[0].mem), *w = cu_f32(op->t[1].mem), *y = cu_f32(op->t[2].mem);
+    void *ws = io->ws_bytes ? io->ws : NULL;
+    const size_t wsb = io->ws_bytes;
     int n = 0;
     p->tuned = 1;
     if (op->kind == PT_OP_CONV2D_FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[CU_MAX_ALGOS];
-        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(d->cudnn, p->xd, x, p->wd, w, p->cd, p->yd, y, CU_MAX_ALGOS,
-                                                           &n, perf, ws, wsb),
+        CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(d->cudnn, p->xd, io->x, p->wd, io->w, p->cd, p->yd, io->y,
+                                                           CU_MAX_ALGOS, &n, perf, ws, wsb),
                     err);
         for (int i = 0; i < n; i++)
-            if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
+            if (acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = math_for(d, perf[i].mathType);
+                p->math = math_for(p->mode, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
     } else if (op->kind == PT_OP_CONV2D_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CU_MAX_ALGOS];
-        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(d->cudnn, p->wd, w, p->yd, y, p->cd, p->xd, x,
-                                                                CU_MAX_ALGOS, &n, perf, ws, wsb),
+        CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(d->cudnn, p->wd, io->w, p->yd, io->y, p->cd, p->xd,
+                                                                io->x, CU_MAX_ALGOS, &n, perf, ws, wsb),
                     err);
         for (int i = 0; i < n; i++)
-            if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
+            if (acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = math_for(d, perf[i].mathType);
+                p->math = math_for(p->mode, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CU_MAX_ALGOS];
-        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(d->cudnn, p->xd, x, p->yd, y, p->cd, p->wd, w,
-                                                                  CU_MAX_ALGOS, &n, perf, ws, wsb),
+        CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(d->cudnn, p->xd, io->x, p->yd, io->y, p->cd, p->wd,
+                                                                  io->w, CU_MAX_ALGOS, &n, perf, ws, wsb),
                     err);
         for (int i = 0; i < n; i++)
-            if (acceptable(d, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
+            if (acceptable(d, p->mode, perf[i].status, perf[i].determinism, perf[i].mathType, perf[i].memory) &&
                 perf[i].memory <= wsb) {
                 p->algo = (int)perf[i].algo;
-                p->math = math_for(d, perf[i].mathType);
+                p->math = math_for(p->mode, perf[i].mathType);
                 p->algo_ws = perf[i].memory;
                 break;
             }
@@ -243,29 +293,77 @@ static pt_status tune(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err
     return PT_OK;
 }
 
-static cudnnStatus_t conv_call(cu_device *d, const pt_op *op, const conv_plan *p)
+static cudnnStatus_t conv_call(cu_device *d, const pt_op *op, const conv_plan *p, const conv_io *io)
 {
-    const float one = 1.0f, beta = op->accumulate ? 1.0f : 0.0f;
-    void *ws = p->algo_ws ? cu_f32(op->workspace) : NULL;
-    void *x = cu_f32(op->t[0].mem), *w = cu_f32(op->t[1].mem), *y = cu_f32(op->t[2].mem);
+    const float one = 1.0f, beta = io->beta;
+    void *ws = p->algo_ws ? io->ws : NULL;
     if (op->kind == PT_OP_CONV2D_FWD)
-        return cudnnConvolutionForward(d->cudnn, &one, p->xd, x, p->wd, w, p->cd, (cudnnConvolutionFwdAlgo_t)p->algo,
-                                       ws, p->algo_ws, &beta, p->yd, y);
+        return cudnnConvolutionForward(d->cudnn, &one, p->xd, io->x, p->wd, io->w, p->cd,
+                                       (cudnnConvolutionFwdAlgo_t)p->algo, ws, p->algo_ws, &beta, p->yd, io->y);
     if (op->kind == PT_OP_CONV2D_BWD_DATA)
-        return cudnnConvolutionBackwardData(d->cudnn, &one, p->wd, w, p->yd, y, p->cd,
-                                            (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->algo_ws, &beta, p->xd, x);
-    return cudnnConvolutionBackwardFilter(d->cudnn, &one, p->xd, x, p->yd, y, p->cd,
-                                          (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->algo_ws, &beta, p->wd, w);
+        return cudnnConvolutionBackwardData(d->cudnn, &one, p->wd, io->w, p->yd, io->y, p->cd,
+                                            (cudnnConvolutionBwdDataAlgo_t)p->algo, ws, p->algo_ws, &beta, p->xd,
+                                            io->x);
+    return cudnnConvolutionBackwardFilter(d->cudnn, &one, p->xd, io->x, p->yd, io->y, p->cd,
+                                          (cudnnConvolutionBwdFilterAlgo_t)p->algo, ws, p->algo_ws, &beta, p->wd,
+                                          io->w);
+}
+
+static pt_mem ws_at(const pt_op *op, size_t off)
+{
+    pt_mem m = op->workspace;
+    m.off += off;
+    return m;
+}
+
+/* bf16/fp16: the direction's two inputs into their 16-bit copies (fwd x, w; bwd_data w, dy;
+ * bwd_filter x, dy); cuDNN then writes the third copy, its output. */
+static pt_status convert_inputs(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
+{
+    const pt_kdev k = cu_kdev(d);
+    const pt_mem m16[3] = {ws_at(op, p->x16_off), ws_at(op, p->w16_off), ws_at(op, p->y16_off)};
+    const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
+    for (int i = 0; i < 3; i++)
+        if (i != out)
+            PT_TRY(pt_kops_to_lowp(&k, p->mode, op->t[i].mem, m16[i], (size_t)pt_tensor_numel(&op->t[i]), err));
+    return PT_OK;
+}
+
+/* bf16/fp16: the 16-bit output back into the op's float32 output, added when accumulating. */
+static pt_status convert_output(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
+{
+    const pt_kdev k = cu_kdev(d);
+    const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
+    const size_t off = out == 0 ? p->x16_off : out == 1 ? p->w16_off : p->y16_off;
+    return pt_kops_from_lowp(&k, p->mode, ws_at(op, off), op->t[out].mem, (size_t)pt_tensor_numel(&op->t[out]), 1.0f,
+                             op->accumulate, err);
 }
 
 static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err)
 {
-    if (!p->tuned && !op->accumulate) {
+    const int lowp = pt_kops_lowp(p->mode);
+    conv_io io;
+    if (lowp) {
+        PT_TRY(convert_inputs(d, op, p, err));
+        io.x = cu_ptr(ws_at(op, p->x16_off));
+        io.w = cu_ptr(ws_at(op, p->w16_off));
+        io.y = cu_ptr(ws_at(op, p->y16_off));
+        io.ws_bytes = p->algo_region; /* the 16-bit copies follow: never the algorithms' */
+        io.beta = 0.0f;               /* into scratch; accumulate is convert_output's */
+    } else {
+        io.x = cu_f32(op->t[0].mem);
+        io.w = cu_f32(op->t[1].mem);
+        io.y = cu_f32(op->t[2].mem);
+        io.ws_bytes = op->workspace_bytes;
+        io.beta = op->accumulate ? 1.0f : 0.0f;
+    }
+    io.ws = op->workspace_bytes ? cu_ptr(op->workspace) : NULL;
+    if (!p->tuned && (lowp || !op->accumulate)) {
         /* measuring is an optimisation: if cuDNN cannot, the heuristic's choice stands */
         pt_error ignore;
-        if (tune(d, op, p, &ignore) != PT_OK) cudnnSetConvolutionMathType(p->cd, p->math);
+        if (tune(d, op, p, &io, &ignore) != PT_OK) cudnnSetConvolutionMathType(p->cd, p->math);
     }
-    cudnnStatus_t st = conv_call(d, op, p);
+    cudnnStatus_t st = conv_call(d, op, p, &io);
     /* an algorithm cuDNN listed but refuses for this math type: the next candidate */
     while (st == CUDNN_STATUS_NOT_SUPPORTED && p->next_cand < p->ncand) {
         const int c = p->next_cand++;
@@ -273,16 +371,27 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
         p->math = p->cand_math[c];
         p->algo_ws = p->cand_ws[c];
         CUDNN_CHECK(cudnnSetConvolutionMathType(p->cd, p->math), err);
-        st = conv_call(d, op, p);
+        st = conv_call(d, op, p, &io);
+    }
+    if (st == CUDNN_STATUS_NOT_SUPPORTED) {
+        /* every candidate refused at run time: the shared im2col path, when the workspace
+         * (sized for cuDNN) also holds its scratch; from then on for this shape and mode */
+        const pt_kdev k = cu_kdev(d);
+        if (op->workspace_bytes >= pt_kops_workspace(&k, op)) {
+            p->use_cudnn = 0;
+            snprintf(p->why, sizeof p->why, "cuDNN refused every candidate at run time (math=%s)",
+                     pt_precision_name(p->mode));
+            return pt_kops_run(&k, op, err);
+        }
     }
     if (st != CUDNN_STATUS_SUCCESS) {
         char key[200];
-        pt_conv_key k = pt_conv_key_of(op, d->deterministic, d->tf32);
+        pt_conv_key k = pt_conv_key_of(op, d->deterministic);
         pt_conv_key_format(&k, key, sizeof key);
         cu_fail_cudnn(err, st, "cudnnConvolution (forward/backward)", __FILE__, __LINE__);
         return pt_error_wrap(err, "%s, algorithm %d, workspace %zu", key, p->algo, p->algo_ws);
     }
-    return PT_OK;
+    return lowp ? convert_output(d, op, p, err) : PT_OK;
 }
 
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err)

@@ -1,15 +1,45 @@
-/* SGEMM on the cuda module: cuBLAS, plain fp32 unless TF32 was asked for (PT_CUDA_TF32=1, set
- * on the handle at open). The shared kernel layer calls it for GEMM ops and for the im2col
- * convolutions of the shapes cuDNN refuses. */
+/* GEMMs on the cuda module: cuBLAS, in the math mode of each call (pt_op.math through the
+ * shared kernel layer): plain fp32 SGEMM, TF32 tensor cores (float32 operands, TF32 compute
+ * type), or bfloat16/half operands with float32 C and accumulation. The handle's math mode
+ * stays CUBLAS_DEFAULT_MATH (no TF32), so nothing but the call itself selects a mode. The
+ * shared kernel layer calls these for GEMM ops and for the im2col convolutions of the shapes
+ * cuDNN refuses. */
 #include "backends/cuda/cudam_internal.h"
 
 /* Row-major C = alpha*op(A)*op(B) + beta*C through column-major cuBLAS: C^T = op(B)^T op(A)^T. */
-pt_status cu_sgemm_rowmajor(cu_device *d, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
-                            size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, pt_error *err)
+pt_status cu_sgemm_rowmajor(cu_device *d, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                            const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                            pt_error *err)
 {
     if (m == 0 || n == 0) return PT_OK;
-    CUBLAS_CHECK(cublasSgemm(d->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
-                             (int)k, &alpha, b, (int)ldb, a, (int)lda, &beta, c, (int)ldc),
+    const cublasOperation_t opb = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opa = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (math == PT_PREC_FP32) {
+        CUBLAS_CHECK(cublasSgemm(d->cublas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, (int)ldb, a, (int)lda, &beta,
+                                 c, (int)ldc),
+                     err);
+        return PT_OK;
+    }
+    if (math != PT_PREC_TF32)
+        return pt_fail(err, PT_ERR_INVALID, "cuda sgemm: math=%s takes 16-bit operands (cu_gemm16_rowmajor)",
+                       pt_precision_name(math));
+    CUBLAS_CHECK(cublasGemmEx(d->cublas, opb, opa, (int)n, (int)m, (int)k, &alpha, b, CUDA_R_32F, (int)ldb, a,
+                              CUDA_R_32F, (int)lda, &beta, c, CUDA_R_32F, (int)ldc, CUBLAS_COMPUTE_32F_FAST_TF32,
+                              CUBLAS_GEMM_DEFAULT),
+                 err);
+    return PT_OK;
+}
+
+pt_status cu_gemm16_rowmajor(cu_device *d, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k,
+                             float alpha, const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c,
+                             size_t ldc, pt_error *err)
+{
+    if (m == 0 || n == 0) return PT_OK;
+    if (math != PT_PREC_BF16 && math != PT_PREC_FP16)
+        return pt_fail(err, PT_ERR_INVALID, "cuda gemm16: math=%s has no 16-bit operands", pt_precision_name(math));
+    const cudaDataType_t t = math == PT_PREC_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    CUBLAS_CHECK(cublasGemmEx(d->cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
+                              (int)k, &alpha, b, t, (int)ldb, a, t, (int)lda, &beta, c, CUDA_R_32F, (int)ldc,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  err);
     return PT_OK;
 }

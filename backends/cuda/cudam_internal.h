@@ -14,6 +14,7 @@
 
 #include "backends/cuda/cuda_algo_cache.h"
 #include "backends/cuda/cuda_alloc.h"
+#include "backends/cuda/cuda_precision.h"
 #include "backends/kernels/kernel_ops.h"
 #include "core/backend.h"
 
@@ -67,7 +68,8 @@ typedef struct cu_device {
     void *staging[2];
     cudaEvent_t staged[2];
     int next_half;
-    int deterministic, tf32, conv_benchmark;
+    int deterministic, conv_benchmark;
+    unsigned math_caps; /* PT_CAP_MATH bits of its compute capability (cuda_precision.h) */
     size_t ws_cap; /* largest convolution workspace a plan may ask for */
     pt_algo_cache convs;
     pt_algo_cache bns; /* batch-norm descriptors per shape (cudam_bn.c) */
@@ -97,7 +99,8 @@ const char *cu_cublas_status_name(cublasStatus_t rc);
 
 /* ---- kernel launches (cudam_launch.c) ---- */
 /* The device as the shared kernel layer sees it (backends/kernels/kernel_ops.h): launches on
- * its stream, cuBLAS's SGEMM, the im2col scratch bound. */
+ * its stream, cuBLAS's SGEMM (fp32 or TF32) and 16-bit GEMM (bf16, fp16), the im2col scratch
+ * bound. */
 pt_kdev cu_kdev(cu_device *d);
 /* Queues one shared-kernel call on the stream (256-thread blocks over the items, or one block
  * of PT_RED_WG threads per channel), after comparing its argument sizes with the compiled
@@ -111,12 +114,25 @@ static inline float *cu_f32(pt_mem m)
 {
     return (float *)((char *)m.buf->ptr + m.off);
 }
+static inline void *cu_ptr(pt_mem m)
+{
+    return (char *)m.buf->ptr + m.off;
+}
 
 /* ---- ops the module runs with its own libraries; the rest go through the shared layer ---- */
-/* Row-major C = alpha*op(A)*op(B) + beta*C through column-major cuBLAS (TF32 when asked for). */
-pt_status cu_sgemm_rowmajor(cu_device *d, int ta, int tb, size_t m, size_t n, size_t k, float alpha, const float *a,
-                            size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc, pt_error *err);
-/* cuDNN convolutions, or the shared im2col path for shapes cuDNN refuses. */
+/* Row-major C = alpha*op(A)*op(B) + beta*C through column-major cuBLAS: math PT_PREC_FP32
+ * (cublasSgemm, the handle's default math: no TF32) or PT_PREC_TF32 (cublasGemmEx with
+ * CUBLAS_COMPUTE_32F_FAST_TF32), chosen per call. */
+pt_status cu_sgemm_rowmajor(cu_device *d, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                            const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc,
+                            pt_error *err);
+/* The same with A and B bfloat16 (math PT_PREC_BF16) or half (PT_PREC_FP16) and C float32:
+ * cublasGemmEx, CUBLAS_COMPUTE_32F (float32 accumulation on the tensor cores). */
+pt_status cu_gemm16_rowmajor(cu_device *d, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k,
+                             float alpha, const void *a, size_t lda, const void *b, size_t ldb, float beta, float *c,
+                             size_t ldc, pt_error *err);
+/* cuDNN convolutions in the op's math mode, or the shared im2col path for shapes (and modes)
+ * cuDNN refuses. */
 size_t cu_conv_workspace(cu_device *d, const pt_op *op);
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err);
 void cu_conv_cache_free(cu_device *d);

@@ -1,8 +1,9 @@
 /* Kernel launches of the cuda module, its side of the shared kernel layer
  * (backends/kernels/kernel_ops.h): the kernels of backends/kernels/kernel_table.h, compiled by
  * nvcc into the embedded fatbin and found by name at device open, are launched with
- * cudaLaunchKernel on the device's stream; cuBLAS runs the SGEMMs. Every launch compares the
- * sizes of the arguments it passes with the parameters the kernel was compiled with. */
+ * cudaLaunchKernel on the device's stream; cuBLAS runs the GEMMs (fp32, TF32, and 16-bit
+ * operands with float32 C: cudam_gemm.c). Every launch compares the sizes of the arguments it
+ * passes with the parameters the kernel was compiled with. */
 #include <stdio.h>
 #include <string.h>
 
@@ -111,14 +112,29 @@ static pt_status kdev_launch(void *ctx, const pt_kcall *c, pt_error *err)
     return cu_launch_call(ctx, c, err);
 }
 
-static pt_status kdev_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
-                            size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                            pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                            pt_error *err)
 {
-    return cu_sgemm_rowmajor(ctx, ta, tb, m, n, k, alpha, cu_f32(a), lda, cu_f32(b), ldb, beta, cu_f32(c), ldc, err);
+    return cu_sgemm_rowmajor(ctx, math, ta, tb, m, n, k, alpha, cu_f32(a), lda, cu_f32(b), ldb, beta, cu_f32(c), ldc,
+                             err);
+}
+
+static pt_status kdev_gemm16(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                             pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                             pt_error *err)
+{
+    return cu_gemm16_rowmajor(ctx, math, ta, tb, m, n, k, alpha, cu_ptr(a), lda, cu_ptr(b), ldb, beta, cu_f32(c), ldc,
+                              err);
 }
 
 pt_kdev cu_kdev(cu_device *d)
 {
-    const pt_kdev k = {d, "cuda", kdev_launch, kdev_sgemm, CU_IM2COL_WS_CAP};
+    const pt_kdev k = {.ctx = d,
+                       .backend = "cuda",
+                       .launch = kdev_launch,
+                       .sgemm = kdev_sgemm,
+                       .conv_ws_cap = CU_IM2COL_WS_CAP,
+                       .gemm16 = kdev_gemm16};
     return k;
 }

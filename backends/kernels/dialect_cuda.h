@@ -36,6 +36,7 @@ static __device__ __forceinline__ long pt_d_gid(int d)
 typedef unsigned int pt_u32;
 typedef unsigned long long pt_u64;
 typedef long long pt_i64;
+typedef unsigned short pt_u16;
 
 #define EXPF(x) expf(x)
 #define LOGF(x) logf(x)
@@ -43,6 +44,8 @@ typedef long long pt_i64;
 #define ISNAN(x) isnan(x)
 #define INF_F __int_as_float(0x7f800000)
 #define MUL_HI_U32(a, b) __umulhi((pt_u32)(a), (pt_u32)(b))
+#define F32_BITS(x) __float_as_uint(x)
+#define F32_FROM_BITS(u) __uint_as_float((pt_u32)(u))
 #ifndef NAN
 #define NAN __int_as_float(0x7fffffff)
 #endif

@@ -23,6 +23,7 @@
 typedef uint pt_u32;
 typedef ulong pt_u64;
 typedef long pt_i64;
+typedef ushort pt_u16;
 
 #define EXPF(x) exp(x)
 #define LOGF(x) log(x)
@@ -30,6 +31,9 @@ typedef long pt_i64;
 #define ISNAN(x) isnan(x)
 #define INF_F INFINITY
 #define MUL_HI_U32(a, b) mul_hi((pt_u32)(a), (pt_u32)(b))
+/* The bits of a float and back (reduced-precision conversions, ops_cast.cl). */
+#define F32_BITS(x) as_uint(x)
+#define F32_FROM_BITS(u) as_float((pt_u32)(u))
 
 /* Work-group size of the per-channel reductions: a power of two set by the host through
  * -DPT_RED_WG (at most the device's limit); 256 when built without it. */

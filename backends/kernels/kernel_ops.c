@@ -2,7 +2,9 @@
  * launch sizes of backends/kernels/<name>.cl, once for both device backends. Elementwise
  * kernels run one item per element; per-channel reductions one work-group per channel. The
  * host-side constants (Adam's bias corrections, RMSprop's 1 - alpha) are formed as the cpu
- * backend forms them, in double, so that the kernels repeat its float arithmetic. */
+ * backend forms them, in double, so that the kernels repeat its float arithmetic. GEMMs and
+ * convolutions in a math mode (pt_op.math): tf32 is the device SGEMM's, bf16/fp16 round the
+ * multiplied operands into the workspace (TO_LOWP) and multiply with the device's gemm16. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -102,6 +104,13 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_tensor(&c, &t[0]);
         pt_karg_int(&c, numel(&t[0]));
         pt_karg_float(&c, op->p.fill.value);
+        break;
+    case PT_OP_AMP_UNSCALE:
+        pt_kcall_begin(&c, PT_K_AMP_UNSCALE, (size_t)numel(&t[0]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_float(&c, op->p.amp.inv_scale);
         break;
     case PT_OP_AXPY:
         pt_kcall_begin(&c, PT_K_AXPY, (size_t)numel(&t[1]));
@@ -385,7 +394,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
     return launch(dev, &c, err);
 }
 
-/* ---- GEMM ---- */
+/* ---- zero fill ---- */
 
 static pt_status fill_zero(const pt_kdev *dev, pt_mem m, size_t n, pt_error *err)
 {
@@ -395,6 +404,64 @@ static pt_status fill_zero(const pt_kdev *dev, pt_mem m, size_t n, pt_error *err
     pt_karg_int(&c, (int)n);
     pt_karg_float(&c, 0.0f);
     return launch(dev, &c, err);
+}
+
+/* ---- reduced precision: 16-bit copies of the multiplied operands ---- */
+
+int pt_kops_lowp(pt_precision math) { return math == PT_PREC_BF16 || math == PT_PREC_FP16; }
+
+size_t pt_kops_lowp_bytes(size_t n) { return (n * 2 + 255) / 256 * 256; }
+
+pt_status pt_kops_to_lowp(const pt_kdev *dev, pt_precision math, pt_mem src, pt_mem dst16, size_t n, pt_error *err)
+{
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_TO_LOWP, n);
+    pt_karg_mem(&c, src);
+    pt_karg_mem(&c, dst16);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, math == PT_PREC_FP16);
+    return launch(dev, &c, err);
+}
+
+pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16, pt_mem dst, size_t n, float alpha,
+                            int acc, pt_error *err)
+{
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_FROM_LOWP, n);
+    pt_karg_mem(&c, src16);
+    pt_karg_mem(&c, dst);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, math == PT_PREC_FP16);
+    pt_karg_float(&c, alpha);
+    pt_karg_int(&c, acc);
+    return launch(dev, &c, err);
+}
+
+static pt_mem at_bytes(pt_mem m, size_t bytes)
+{
+    m.off += bytes;
+    return m;
+}
+
+/* One GEMM in op's math mode, operands already 16-bit where the mode is bf16/fp16. */
+static pt_status mm(const pt_kdev *dev, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                    pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+{
+    if (pt_kops_lowp(math))
+        return dev->gemm16(dev->ctx, math, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, err);
+    return dev->sgemm(dev->ctx, math, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, err);
+}
+
+/* ---- GEMM ---- */
+
+/* Workspace of a GEMM: the 16-bit copies of A and B in bf16/fp16 (nothing to multiply: none). */
+static size_t gemm_workspace(const pt_op *op)
+{
+    if (op->nt != 3 || !pt_kops_lowp(op->math)) return 0;
+    const pt_tensor *A = &op->t[0], *B = &op->t[1], *C = &op->t[2];
+    const int64_t k = op->p.gemm.trans_a ? A->dim[0] : A->dim[1];
+    if (C->dim[0] == 0 || C->dim[1] == 0 || k == 0) return 0;
+    return pt_kops_lowp_bytes((size_t)pt_tensor_numel(A)) + pt_kops_lowp_bytes((size_t)pt_tensor_numel(B));
 }
 
 static pt_status run_gemm(const pt_kdev *dev, const pt_op *op, pt_error *err)
@@ -415,22 +482,41 @@ static pt_status run_gemm(const pt_kdev *dev, const pt_op *op, pt_error *err)
         return launch(dev, &c, err);
     }
     /* leading dimensions: a row-major matrix's row length */
-    return dev->sgemm(dev->ctx, ta, tb, m, n, k, op->p.gemm.alpha, A->mem, (size_t)A->dim[1], B->mem,
-                      (size_t)B->dim[1], op->p.gemm.beta, C->mem, n, err);
+    const size_t lda = (size_t)A->dim[1], ldb = (size_t)B->dim[1];
+    if (!pt_kops_lowp(op->math))
+        return dev->sgemm(dev->ctx, op->math, ta, tb, m, n, k, op->p.gemm.alpha, A->mem, lda, B->mem, ldb,
+                          op->p.gemm.beta, C->mem, n, err);
+    /* bf16/fp16: A and B rounded into the workspace (same layout), then the 16-bit GEMM */
+    const size_t need = gemm_workspace(op), na = (size_t)pt_tensor_numel(A), nb = (size_t)pt_tensor_numel(B);
+    if (op->workspace_bytes < need)
+        return pt_fail(err, PT_ERR_INVALID,
+                       "%s gemm math=%s: needs a workspace of %zu bytes (ask workspace_size), got %zu", dev->backend,
+                       pt_precision_name(op->math), need, op->workspace_bytes);
+    const pt_mem a16 = op->workspace, b16 = at_bytes(op->workspace, pt_kops_lowp_bytes(na));
+    PT_TRY(pt_kops_to_lowp(dev, op->math, A->mem, a16, na, err));
+    PT_TRY(pt_kops_to_lowp(dev, op->math, B->mem, b16, nb, err));
+    return dev->gemm16(dev->ctx, op->math, ta, tb, m, n, k, op->p.gemm.alpha, a16, lda, b16, ldb, op->p.gemm.beta,
+                       C->mem, n, err);
 }
 
 /* ---- 2-D convolution: im2col + SGEMM over groups of G samples ----
  * im2col writes a [CRS, G*PQ] matrix, so one GEMM covers the group and small feature maps
  * still give wide GEMMs (as the cpu backend); a gather/scatter kernel around it moves dy and y
  * between the [G,K,PQ] layout and the GEMM's [K, G*PQ]. G is bounded so that the scratch stays
- * under the device's conv_ws_cap; all scratch is the op's workspace. */
+ * under the device's conv_ws_cap; all scratch is the op's workspace. In bf16/fp16 the GEMM's
+ * operands are 16-bit copies in the workspace too: w once per op, the columns (or x itself
+ * where it is its own column matrix) and dy once per group; the GEMM's output stays float32,
+ * so the scatter and col2im that follow are the fp32 path's. */
 
 typedef struct conv_shape {
     int n, c, h, w, k, r, s, p, q, stride, pad;
     size_t crs, pq, hw;
     int direct; /* 1x1, stride 1, no padding: a sample of x is its own column matrix */
     int group;  /* samples per GEMM */
-    size_t col_floats, tmp_floats, bytes;
+    size_t col_floats, tmp_floats;
+    /* bf16/fp16 only (0 otherwise): bytes of the 16-bit w, columns and dy, after the floats */
+    size_t w16_bytes, col16_bytes, dy16_bytes;
+    size_t bytes;
 } conv_shape;
 
 static conv_shape conv_shape_of(const pt_op *op, size_t cap)
@@ -453,7 +539,9 @@ static conv_shape conv_shape_of(const pt_op *op, size_t cap)
     s.pq = (size_t)s.p * (size_t)s.q;
     s.hw = (size_t)s.h * (size_t)s.w;
     s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0;
-    const size_t per = (s.crs + (size_t)s.k) * s.pq * sizeof(float);
+    const int lowp = pt_kops_lowp(op->math);
+    /* per sample: float32 columns and regrouped y/dy, and in bf16/fp16 their 16-bit copies */
+    const size_t per = (s.crs + (size_t)s.k) * s.pq * (lowp ? sizeof(float) + 2 : sizeof(float));
     size_t g = per ? cap / per : 1;
     if (g > (size_t)s.n) g = (size_t)s.n;
     if (g < 1) g = 1;
@@ -462,7 +550,15 @@ static conv_shape conv_shape_of(const pt_op *op, size_t cap)
     /* each part on a 256-byte boundary */
     s.col_floats = no_col ? 0 : (s.crs * g * s.pq + 63) / 64 * 64;
     s.tmp_floats = g > 1 ? ((size_t)s.k * g * s.pq + 63) / 64 * 64 : 0;
-    s.bytes = (s.col_floats + s.tmp_floats) * sizeof(float);
+    s.w16_bytes = s.col16_bytes = s.dy16_bytes = 0;
+    if (lowp) {
+        /* the multiplied operands of each direction: fwd w and x, bwd_data w and dy,
+         * bwd_filter dy and x */
+        if (op->kind != PT_OP_CONV2D_BWD_FILTER) s.w16_bytes = pt_kops_lowp_bytes((size_t)s.k * s.crs);
+        if (op->kind != PT_OP_CONV2D_BWD_DATA) s.col16_bytes = pt_kops_lowp_bytes(s.crs * g * s.pq);
+        if (op->kind != PT_OP_CONV2D_FWD) s.dy16_bytes = pt_kops_lowp_bytes((size_t)s.k * g * s.pq);
+    }
+    s.bytes = (s.col_floats + s.tmp_floats) * sizeof(float) + s.w16_bytes + s.col16_bytes + s.dy16_bytes;
     return s;
 }
 
@@ -537,10 +633,10 @@ static pt_status regroup(const pt_kdev *dev, const conv_shape *s, pt_kernel_id i
     return launch(dev, &c, err);
 }
 
-static pt_status gemm_mem(const pt_kdev *dev, int ta, int tb, size_t m, size_t n, size_t k, pt_mem a, size_t lda,
-                          pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+static pt_status gemm_mem(const pt_kdev *dev, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k,
+                          pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
 {
-    return dev->sgemm(dev->ctx, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, err);
+    return mm(dev, math, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc, err);
 }
 
 static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
@@ -550,8 +646,13 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
                        dev->backend, pt_op_name(op->kind), s.bytes, op->workspace_bytes);
     const int acc = op->accumulate;
+    const pt_precision math = op->math;
+    const int lp = pt_kops_lowp(math);
     const pt_mem x = op->t[0].mem, w = op->t[1].mem, y = op->t[2].mem; /* (dx, dw, dy) in backward */
     const pt_mem col = op->workspace, tmp = at(op->workspace, s.col_floats);
+    /* bf16/fp16: the 16-bit operands after the float parts (each on a 256-byte boundary) */
+    const pt_mem w16 = at(op->workspace, s.col_floats + s.tmp_floats);
+    const pt_mem col16 = at_bytes(w16, s.w16_bytes), dy16 = at_bytes(col16, s.col16_bytes);
     const size_t xs = (size_t)s.c * s.hw, ys = (size_t)s.k * s.pq; /* floats per sample */
     const size_t wn = (size_t)s.k * s.crs;
     if (op->kind == PT_OP_CONV2D_BWD_FILTER && (s.n == 0 || s.pq == 0) && !acc) return fill_zero(dev, w, wn, err);
@@ -564,6 +665,11 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
         if (op->kind == PT_OP_CONV2D_FWD && !acc) return fill_zero(dev, y, (size_t)s.n * ys, err);
         return PT_OK;
     }
+    pt_mem wop = w; /* w as the GEMMs read it (fwd, bwd_data) */
+    if (lp && op->kind != PT_OP_CONV2D_BWD_FILTER) {
+        PT_TRY(pt_kops_to_lowp(dev, math, w, w16, wn, err));
+        wop = w16;
+    }
     for (int n0 = 0; n0 < s.n; n0 += s.group) {
         const int g = s.n - n0 < s.group ? s.n - n0 : s.group;
         const size_t cols = (size_t)g * s.pq;
@@ -571,13 +677,17 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
         const int no_col = s.direct && g == 1;
         if (op->kind == PT_OP_CONV2D_FWD) {
             if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
-            const pt_mem b = no_col ? xg : col;
+            pt_mem b = no_col ? xg : col;
+            if (lp) {
+                PT_TRY(pt_kops_to_lowp(dev, math, b, col16, s.crs * cols, err));
+                b = col16;
+            }
             if (g == 1) {
                 /* straight into y; beta 0 must not read y (it may hold NaN) */
-                PT_TRY(gemm_mem(dev, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, acc ? 1.0f : 0.0f, yg, cols,
-                                err));
+                PT_TRY(gemm_mem(dev, math, 0, 0, (size_t)s.k, cols, s.crs, wop, s.crs, b, cols, acc ? 1.0f : 0.0f, yg,
+                                cols, err));
             } else {
-                PT_TRY(gemm_mem(dev, 0, 0, (size_t)s.k, cols, s.crs, w, s.crs, b, cols, 0.0f, tmp, cols, err));
+                PT_TRY(gemm_mem(dev, math, 0, 0, (size_t)s.k, cols, s.crs, wop, s.crs, b, cols, 0.0f, tmp, cols, err));
                 PT_TRY(regroup(dev, &s, PT_K_SCATTER_GROUPS, tmp, yg, g, acc, err));
             }
             continue;
@@ -587,19 +697,28 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
             PT_TRY(regroup(dev, &s, PT_K_GATHER_GROUPS, yg, tmp, g, 0, err));
             dyg = tmp;
         }
+        if (lp) {
+            PT_TRY(pt_kops_to_lowp(dev, math, dyg, dy16, (size_t)s.k * cols, err));
+            dyg = dy16;
+        }
         if (op->kind == PT_OP_CONV2D_BWD_DATA) {
             if (no_col) {
-                PT_TRY(gemm_mem(dev, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, acc ? 1.0f : 0.0f, xg, cols,
-                                err));
+                PT_TRY(gemm_mem(dev, math, 1, 0, s.crs, cols, (size_t)s.k, wop, s.crs, dyg, cols, acc ? 1.0f : 0.0f,
+                                xg, cols, err));
             } else {
-                PT_TRY(gemm_mem(dev, 1, 0, s.crs, cols, (size_t)s.k, w, s.crs, dyg, cols, 0.0f, col, cols, err));
+                PT_TRY(
+                    gemm_mem(dev, math, 1, 0, s.crs, cols, (size_t)s.k, wop, s.crs, dyg, cols, 0.0f, col, cols, err));
                 PT_TRY(col2im(dev, &s, col, xg, g, acc, err));
             }
         } else {
             if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
-            const pt_mem b = no_col ? xg : col;
+            pt_mem b = no_col ? xg : col;
+            if (lp) {
+                PT_TRY(pt_kops_to_lowp(dev, math, b, col16, s.crs * cols, err));
+                b = col16;
+            }
             const float beta = n0 == 0 && !acc ? 0.0f : 1.0f;
-            PT_TRY(gemm_mem(dev, 0, 1, (size_t)s.k, s.crs, cols, dyg, cols, b, cols, beta, w, s.crs, err));
+            PT_TRY(gemm_mem(dev, math, 0, 1, (size_t)s.k, s.crs, cols, dyg, cols, b, cols, beta, w, s.crs, err));
         }
     }
     return PT_OK;
@@ -614,6 +733,7 @@ static int is_conv(pt_op_kind k)
 
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
+    if (op->kind == PT_OP_GEMM) return gemm_workspace(op);
     if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
     return conv_shape_of(op, dev->conv_ws_cap).bytes;
 }
@@ -622,6 +742,11 @@ pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     const pt_op_desc *d = pt_op_describe(op->kind);
     if (!d) return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: unknown op kind %d", dev->backend, (int)op->kind);
+    if (pt_kops_lowp(op->math) && !dev->gemm16)
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "%s %s: math=%s needs a GEMM of 16-bit operands, which this %s device does not have "
+                       "(its GEMMs take float32 operands)",
+                       dev->backend, d->name, pt_precision_name(op->math), dev->backend);
     if (op->kind == PT_OP_GEMM) return run_gemm(dev, op, err);
     if (is_conv(op->kind)) return run_conv(dev, op, err);
     if (d->flags & PT_OPF_POINTWISE) {

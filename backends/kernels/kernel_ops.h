@@ -1,7 +1,8 @@
 /* Ops as calls of the shared kernels (kernel_table.h) and the device's SGEMM, written once for
  * both device backends: an op's argument lists, launch sizes, the GEMM with an empty inner
- * dimension and the im2col convolution live here, and a backend supplies only what really
- * differs (pt_kdev: how a kernel call is queued, how an SGEMM runs). Plain C over core/op.h:
+ * dimension, the im2col convolution and the math modes (core/precision.h) live here, and a
+ * backend supplies only what really differs (pt_kdev: how a kernel call is queued, how an
+ * SGEMM runs, with TF32 or not, and optionally a GEMM of 16-bit operands). Plain C over core/op.h:
  * no vendor header, so the same code is exercised on the host by the tests. */
 #ifndef PT_KERNEL_OPS_H
 #define PT_KERNEL_OPS_H
@@ -55,19 +56,46 @@ typedef struct pt_kdev {
     /* Queues one call, already checked against the table. */
     pt_status (*launch)(void *ctx, const pt_kcall *c, pt_error *err);
     /* Row-major C = alpha*op(A)*op(B) + beta*C with m, n, k >= 1 and leading dimensions in
-     * elements; beta 0 never reads C (it may hold NaN). */
-    pt_status (*sgemm)(void *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, pt_mem a,
-                       size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err);
+     * elements; beta 0 never reads C (it may hold NaN). math is PT_PREC_FP32 (plain float32
+     * products) or PT_PREC_TF32 (A and B rounded to TF32, sums in float32); a device without
+     * TF32 refuses it (PT_ERR_UNSUPPORTED). The kinds' fp32 paths always pass PT_PREC_FP32. */
+    pt_status (*sgemm)(void *ctx, pt_precision math, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                       float alpha, pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                       pt_error *err);
     /* The im2col convolution's scratch bound: samples per GEMM are as many as fit. */
     size_t conv_ws_cap;
+    /* Optional (NULL: no bf16/fp16 math, such ops are refused): the same GEMM with A and B
+     * 16-bit, bfloat16 (math PT_PREC_BF16) or IEEE half (PT_PREC_FP16), at 4-byte-aligned
+     * byte offsets (pt_mem.off), lda and ldb in elements; products summed in float32 into the
+     * float32 C. kernel_ops converts the operands with the TO_LOWP kernel before calling it. */
+    pt_status (*gemm16)(void *ctx, pt_precision math, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                        float alpha, pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                        pt_error *err);
 } pt_kdev;
 
 /* Runs op (validated by the backend's run()) with the shared kernels and dev's SGEMM: every
- * op kind. Launches go through pt_kcall_check first. */
+ * op kind. Launches go through pt_kcall_check first. GEMMs and convolutions honour op->math:
+ * tf32 through sgemm's math argument; bf16 and fp16 convert the multiplied operands (A and B;
+ * x or the im2col columns, w, dy) into the op's workspace and multiply with gemm16 (refused
+ * with PT_ERR_UNSUPPORTED on a device without one). */
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err);
-/* Scratch bytes pt_kops_run needs for op (the convolutions' im2col and regrouping). */
+/* Scratch bytes pt_kops_run needs for op: the convolutions' im2col and regrouping, and in
+ * bf16/fp16 the 16-bit copies of the multiplied operands (GEMMs too). */
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op);
 /* A convolution of op's shape has no multiply-adds (an extent is zero): only its zero fill runs. */
 int pt_kconv_empty(const pt_op *op);
+
+/* ---- reduced-precision helpers (math PT_PREC_BF16 or PT_PREC_FP16) ---- */
+
+/* Whether math multiplies 16-bit operands (bf16, fp16): those need gemm16 and conversions. */
+int pt_kops_lowp(pt_precision math);
+/* Bytes of n 16-bit elements, rounded up to the 256-byte boundary every workspace part keeps. */
+size_t pt_kops_lowp_bytes(size_t n);
+/* dst16[0..n) = src rounded to math's 16-bit format (the TO_LOWP kernel); dst16 4-byte aligned. */
+pt_status pt_kops_to_lowp(const pt_kdev *dev, pt_precision math, pt_mem src, pt_mem dst16, size_t n,
+                          pt_error *err);
+/* dst[0..n) = (acc ? dst : 0) + alpha * src16 (the FROM_LOWP kernel). */
+pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16, pt_mem dst, size_t n, float alpha,
+                            int acc, pt_error *err);
 
 #endif

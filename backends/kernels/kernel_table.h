@@ -55,6 +55,10 @@
     K(BN_SYNC_FWD, pt_bn_sync_fwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, I, F, F, F)              \
     K(BN_SYNC_BWD_STATS, pt_bn_sync_bwd_stats, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I)              \
     K(BN_SYNC_BWD, pt_bn_sync_bwd, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I)                       \
+    /* ops_cast.cl */                                                                                       \
+    K(TO_LOWP, pt_to_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                                    \
+    K(FROM_LOWP, pt_from_lowp, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                          \
+    K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F)                                            \
     /* ops_mixup.cl */                                                                                      \
     K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F)                             \
     /* ops_zoo.cl */                                                                                        \

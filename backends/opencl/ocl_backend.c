@@ -54,6 +54,16 @@ static void read_entry(ocl_device_entry *e)
     clGetDeviceInfo(e->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
     clGetDeviceInfo(e->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     clGetDeviceInfo(e->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    size_t ext_len = 0;
+    e->fp16 = 0;
+    if (clGetDeviceInfo(e->device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_len) == CL_SUCCESS && ext_len > 0) {
+        char *ext = malloc(ext_len + 1);
+        if (ext && clGetDeviceInfo(e->device, CL_DEVICE_EXTENSIONS, ext_len, ext, NULL) == CL_SUCCESS) {
+            ext[ext_len] = '\0';
+            e->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+        }
+        free(ext);
+    }
     e->global_mem = mem;
     e->max_alloc = alloc;
     e->compute_units = (int)cu;
@@ -433,6 +443,45 @@ static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
     return st;
 }
 
+/* fp32 always; fp16 on devices with cl_khr_fp16; no bf16 or tf32 (formats OpenCL has no
+ * arithmetic for: bf16 is a CPU and NVIDIA format, TF32 NVIDIA's tensor cores). */
+static pt_status ocl_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
+{
+    const ocl_device *d = dev_ctx;
+    const ocl_device_entry *e = d->info;
+    const int index = (int)(e - d->be->dev);
+    switch (p) {
+    case PT_PREC_FP32:
+        if (how && cap) snprintf(how, cap, "float32 (CLBlast SGEMM)");
+        return PT_OK;
+    case PT_PREC_TF32:
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "opencl device %d (%s): no tf32 (TF32 is the format of NVIDIA's tensor cores, the cuda "
+                       "backend's); use --precision fp32%s",
+                       index, e->name, e->fp16 ? " or fp16" : "");
+    case PT_PREC_BF16:
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "opencl device %d (%s): no bf16 (OpenCL has no bfloat16 arithmetic); use --precision fp32%s, "
+                       "or bf16 on the cpu or cuda backend",
+                       index, e->name, e->fp16 ? " or fp16" : "");
+    case PT_PREC_FP16:
+        if (!e->fp16)
+            return pt_fail(err, PT_ERR_UNSUPPORTED,
+                           "opencl device %d (%s) lacks the cl_khr_fp16 extension that --precision fp16 needs; use "
+                           "--precision fp32 on it",
+                           index, e->name);
+        /* CLBlast's HGEMM sums in half precision, not the float32 sums every backend's fp16
+         * mode promises (core/op.h); a half GEMM with float32 sums is not written yet */
+        (void)how, (void)cap;
+        return pt_fail(err, PT_ERR_UNSUPPORTED,
+                       "opencl device %d (%s) has cl_khr_fp16, but the opencl backend has no fp16 GEMM with "
+                       "float32 sums yet; use --precision fp32 on it",
+                       index, e->name);
+    default:
+        return pt_fail(err, PT_ERR_INVALID, "opencl: precision %d is not one polytrain knows", (int)p);
+    }
+}
+
 const pt_backend_iface pt_opencl_backend = {
     .api_version = PT_BACKEND_API_VERSION,
     .name = "opencl",
@@ -451,4 +500,5 @@ const pt_backend_iface pt_opencl_backend = {
     .supports = ocl_supports,
     .workspace_size = ocl_workspace_size,
     .run = ocl_run,
+    .precision = ocl_precision,
 };

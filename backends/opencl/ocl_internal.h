@@ -33,6 +33,7 @@ typedef struct ocl_device_entry {
     uint64_t max_alloc;
     size_t max_work_group;
     int compute_units;
+    int fp16; /* has cl_khr_fp16 */
     /* Timings of the last device_open of this device (guarded by the backend's lock). */
     double last_program_s, last_clblast_s;
     int last_program_cached, opened;

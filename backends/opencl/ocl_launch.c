@@ -63,9 +63,15 @@ static pt_status kdev_launch(void *ctx, const pt_kcall *c, pt_error *err)
     return ocl_launch_call(ctx, c, err);
 }
 
-static pt_status kdev_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
-                            size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
+/* CLBlast's SGEMM multiplies in float32: a TF32 request is refused (no gemm16 either, so the
+ * shared layer refuses bf16/fp16 before getting here). */
+static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
+                            pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
+                            pt_error *err)
 {
+    if (math != PT_PREC_FP32)
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "opencl: no %s GEMM (CLBlast's SGEMM multiplies in fp32)",
+                       pt_precision_name(math));
     return ocl_sgemm(ctx, ta, tb, m, n, k, alpha, a.buf->mem, a.off / 4, lda, b.buf->mem, b.off / 4, ldb, beta,
                      c.buf->mem, c.off / 4, ldc, err);
 }
@@ -75,7 +81,8 @@ static pt_status kdev_sgemm(void *ctx, int ta, int tb, size_t m, size_t n, size_
 
 pt_kdev ocl_kdev(ocl_device *d)
 {
-    const pt_kdev k = {d, "opencl", kdev_launch, kdev_sgemm, OCL_CONV_WS_CAP};
+    const pt_kdev k = {
+        .ctx = d, .backend = "opencl", .launch = kdev_launch, .sgemm = kdev_sgemm, .conv_ws_cap = OCL_CONV_WS_CAP};
     return k;
 }
 

@@ -165,6 +165,21 @@ expect "--centered without rmsprop" 2 "--centered" "$CLI" train --data "$D" --op
 expect "unknown schedule" 2 "linear-ish" "$CLI" train --data "$D" --schedule linear-ish
 expect "unknown augmentation" 2 "rotate" "$CLI" train --data "$D" --augment flip,rotate
 expect "unknown backend" 2 "quantum" "$CLI" train --data "$D" --backend quantum
+expect "unknown precision (train)" 2 "--precision must be fp32, tf32, bf16 or fp16, got 'bf17'" \
+    "$CLI" train --data "$D" --precision bf17
+expect "unknown precision (bench)" 2 "--precision" "$CLI" bench --precision half
+expect "unknown precision (eval)" 2 "--precision" "$CLI" eval --checkpoint "$TMP/nowhere" --precision FP16
+expect "unknown precision (experiment)" 2 "--precision" "$CLI" experiment --suite models --precision int8
+if "$CLI" devices 2>/dev/null | grep -q '^opencl'; then
+    expect "bf16 on opencl" 1 "no bf16" "$CLI" train --data "$D" --backend opencl --precision bf16 --epochs 1 \
+        --limit-train 64 --no-progress --out "$TMP/run-ocl-bf16"
+    expect "tf32 on opencl" 1 "no tf32" "$CLI" bench --backend opencl --precision tf32 --steps 1 --warmup 0
+    # PoCL's CPU device has no cl_khr_fp16: the message names the extension
+    if ! clinfo 2>/dev/null | grep -q cl_khr_fp16; then
+        expect "fp16 on an opencl device without cl_khr_fp16" 1 "cl_khr_fp16" "$CLI" train --data "$D" \
+            --backend opencl --precision fp16 --epochs 1 --limit-train 64 --no-progress --out "$TMP/run-ocl-fp16"
+    fi
+fi
 expect "eval without --checkpoint" 2 "--checkpoint" "$CLI" eval --data "$D"
 expect "predict without input" 2 "predict" "$CLI" predict --checkpoint "$TMP/nowhere"
 
@@ -244,6 +259,24 @@ cp -r "$CK" "$TMP/run-resume-broken"
 cp "$TMP/ck-truncated/model.safetensors" "$TMP/run-resume-broken/last/model.safetensors"
 expect "resume from a truncated checkpoint" 1 "model.safetensors" \
     "$CLI" train --data "$D" --resume "$TMP/run-resume-broken" --epochs 2 --no-progress
+
+# A bf16 run resumed in fp32: allowed, and the banner says so.
+expect "a bf16 run trains" 0 "" "$CLI" train --data "$D" --epochs 1 --limit-train 128 --precision bf16 \
+    --no-progress --out "$TMP/run-bf16"
+expect "resume the bf16 run in fp32" 0 "" "$CLI" train --data "$D" --resume "$TMP/run-bf16" --epochs 2 \
+    --precision fp32 --no-progress
+if grep -q "trained in bf16 and continues in fp32" "$TMP/stdout"; then
+    pass "resuming in another precision is said"
+else
+    fail "resuming in another precision is said: stdout lacks 'trained in bf16 and continues in fp32'"
+    sed 's/^/  stdout| /' "$TMP/stdout" | tail -n 20
+fi
+if grep -q '"precision":"fp32"' "$TMP/run-bf16/config.json" && grep -q '"epoch":2,.*"precision":"fp32"' \
+    "$TMP/run-bf16/metrics.jsonl" && grep -q '"epoch":1,.*"precision":"bf16"' "$TMP/run-bf16/metrics.jsonl"; then
+    pass "config.json and metrics.jsonl record the precision of each part"
+else
+    fail "config.json and metrics.jsonl record the precision of each part"
+fi
 
 # ---- output directory ----------------------------------------------------------------------
 : >"$TMP/regular-file"

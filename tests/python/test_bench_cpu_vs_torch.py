@@ -80,12 +80,36 @@ def report(tmp):
     check("| baseline | 2 |" in md and "conv2d_fwd" in md, "the Markdown report has the table and per-op rows")
 
 
+def report_bf16(tmp):
+    """--precision bf16: polytrain bf16 against autocast(bfloat16), and each side's fp32 too."""
+    out_dir = os.path.join(tmp, "report-bf16")
+    p = subprocess.run([sys.executable, os.path.join(SRC, "bench", "cpu_vs_torch.py"), "--polytrain", CLI,
+                        "--config", "baseline:2", "--input", "1,16,16", "--classes", "5", "--threads", "1",
+                        "--reps", "1", "--quick", "--sgemm", "128", "--no-per-op", "--precision", "bf16",
+                        "--out", out_dir],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    if not check(p.returncode == 0, "cpu_vs_torch.py --precision bf16 exits 0 (%s)" % p.stderr[-500:]):
+        return
+    with open(os.path.join(out_dir, "report.json")) as f:
+        r = json.load(f)
+    runs, s = r["runs"]["baseline:2"], r["summary"][0]
+    check(runs["polytrain"][0].get("precision") == "bf16" and runs["polytrain_fp32"][0].get("precision") == "fp32"
+          and runs["torch"][0].get("amp") == "bf16" and runs["torch_fp32"][0].get("amp") is None,
+          "bf16 runs are polytrain --precision bf16 and autocast(bfloat16), with fp32 runs of both")
+    check(abs(s["polytrain_own_ratio_median"] - runs["polytrain"][0]["train_step_ms"]
+              / runs["polytrain_fp32"][0]["train_step_ms"]) < 1e-12,
+          "the own-fp32 ratio is the runs' quotient")
+    with open(os.path.join(out_dir, "report.md")) as f:
+        check("polytrain bf16/fp32" in f.read(), "the Markdown report has the bf16/fp32 table")
+
+
 def main():
     tmp = scratch_dir("bench_vs_torch.")
     try:
         bench_torch_json(tmp)
         sgemm(tmp)
         report(tmp)
+        report_bf16(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()

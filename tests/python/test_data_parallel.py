@@ -272,6 +272,23 @@ def main():
                        "--out", os.path.join(tmp, "uneven")])
     check(rc == 0, "a last batch of 1 sample on 2 devices trains, replicas identical")
     check(val_count(os.path.join(tmp, "uneven")) == 33, "and evaluates all 33 validation samples")
+    # fp16 loss scaling on 2 devices: an overflowing first scale makes the first steps skip; every
+    # device must decide alike (the gradients are the same after the reduction), so the
+    # replicas stay bitwise identical through the skipped steps and the metrics count them.
+    f16 = os.path.join(tmp, "fp16")
+    cmd = [CLI, "train"] + COMMON + ["--devices", "2", "--batch-per-device", "32", "--check-replicas",
+                                     "--precision", "fp16", "--out", f16]
+    env = dict(os.environ, PT_LOSS_SCALE_INIT="16777216")
+    print("$ PT_LOSS_SCALE_INIT=16777216 " + " ".join(cmd), flush=True)
+    q = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=600)
+    m = []
+    if q.returncode == 0:
+        with open(os.path.join(f16, "metrics.jsonl")) as f:
+            m = [json.loads(line) for line in f if line.strip()]
+    check(q.returncode == 0 and m and m[0].get("skipped_steps", 0) >= 1 and m[0]["loss_scale"] < 16777216,
+          "fp16 on 2 devices skips the overflowing steps alike, replicas identical (exit %d, skipped %s, "
+          "scale %s) %s" % (q.returncode, m[0].get("skipped_steps") if m else None,
+                            m[0].get("loss_scale") if m else None, q.stderr[-300:]))
     return ptcheck.finish()
 
 

@@ -173,6 +173,43 @@ def main():
                   and any(n.endswith(".momentum_buffer") for n in names),
                   "rmsprop: optimizer.safetensors holds square_avg, momentum_buffer and grad_avg")
             compare_runs(d, e, "rmsprop stop + resume")
+
+        # 4. fp16 with Adam and dynamic loss scaling, from 2^24 so that the first steps
+        # overflow and are skipped (Adam's bias correction counts only the updates made), and
+        # growing after 5 clean steps: the scale, its counter and the skipped steps are saved
+        # in optimizer.safetensors and the stopped run continues bitwise.
+        os.environ["PT_LOSS_SCALE_INIT"] = "16777216"
+        os.environ["PT_LOSS_SCALE_INTERVAL"] = "5"
+        try:
+            f16 = opts + ["--precision", "fp16", "--optimizer", "adam", "--lr", "1e-3"]
+            f, g = os.path.join(tmp, "F"), os.path.join(tmp, "G")
+            ok_f = check(run_cli(["train", "--out", f] + f16)[0] == 0, "fp16: train 2 epochs in one go")
+            ok = check(run_cli(["train", "--out", g, "--stop-after-epoch", "1"] + f16)[0] == 0,
+                       "fp16: train with --stop-after-epoch 1")
+            ok &= check(run_cli(["train", "--resume", g] + f16)[0] == 0, "fp16: resume it")
+            if ok and ok_f:
+                compare_runs(f, g, "fp16 stop + resume")
+                m = metrics(f)
+                steps = step_log(f)
+                skipped = [s["step"] for s in steps if s.get("skipped")]
+                check(len(m) == 2 and m[0].get("precision") == "fp16" and m[0].get("skipped_steps", 0) >= 1
+                      and m[0]["skipped_steps"] == len([s for s in skipped if s < len(steps) // 2])
+                      and len(m[0].get("loss_scale_history", [])) >= 2,
+                      "fp16: metrics.jsonl records the precision, skipped steps (%s) and the loss-scale "
+                      "history %s" % (m[0].get("skipped_steps") if m else None,
+                                      m[0].get("loss_scale_history")[:6] if m else None))
+                scales = [s["loss_scale"] for s in steps]
+                grew = any(b > a for a, b in zip(scales, scales[1:]))
+                check(skipped and skipped[0] == 0 and scales[0] == 16777216 and min(scales) < scales[0] and grew,
+                      "fp16: steps.jsonl shows the scale halved on overflow and grown after clean steps "
+                      "(first %s, min %s, last %s; skipped %s)" % (scales[0], min(scales), scales[-1], skipped[:8]))
+                _, meta = torch_models.read_safetensors_raw(os.path.join(f, "last", "optimizer.safetensors"))
+                check(meta.get("precision") == "fp16" and float(meta.get("loss_scale", 0)) > 0
+                      and int(meta.get("skipped_steps", -1)) == len(skipped),
+                      "fp16: optimizer.safetensors holds the loss scale (%s) and the skipped steps (%s)"
+                      % (meta.get("loss_scale"), meta.get("skipped_steps")))
+        finally:
+            del os.environ["PT_LOSS_SCALE_INIT"], os.environ["PT_LOSS_SCALE_INTERVAL"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()

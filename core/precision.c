@@ -1,0 +1,46 @@
+/* The precision names, their parsing, and the rounding and unit roundoff of each. */
+#include <string.h>
+
+#include "core/half.h"
+#include "core/precision.h"
+
+static const char *const names[PT_PREC_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
+
+const char *pt_precision_name(pt_precision p)
+{
+    return (unsigned)p < PT_PREC_COUNT ? names[p] : "?";
+}
+
+int pt_precision_parse(const char *s, pt_precision *out)
+{
+    for (int i = 0; s && i < PT_PREC_COUNT; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (pt_precision)i;
+            return 1;
+        }
+    return 0;
+}
+
+const char *pt_precision_choices(void) { return "fp32|tf32|bf16|fp16"; }
+
+int pt_precision_scales_loss(pt_precision p) { return p == PT_PREC_FP16; }
+
+float pt_precision_round(pt_precision p, float v)
+{
+    switch (p) {
+    case PT_PREC_TF32: return pt_round_tf32(v);
+    case PT_PREC_BF16: return pt_round_bf16(v);
+    case PT_PREC_FP16: return pt_round_f16(v);
+    default: return v;
+    }
+}
+
+double pt_precision_unit_roundoff(pt_precision p)
+{
+    switch (p) {
+    case PT_PREC_TF32: return 0x1p-11;
+    case PT_PREC_BF16: return 0x1p-8;
+    case PT_PREC_FP16: return 0x1p-11;
+    default: return 0x1p-24;
+    }
+}

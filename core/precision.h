@@ -1,0 +1,31 @@
+/* Training precision: what `--precision` selects, and the math mode of the ops that honour one
+ * (GEMMs and convolutions: pt_op.math). fp32 multiplies in float32; tf32, bf16 and fp16 round
+ * the multiplied operands to that format and accumulate in float32, like tensor cores and
+ * AVX512-BF16, and like PyTorch's autocast for convolutions and matrix products. Master
+ * weights, optimizer state, BatchNorm statistics and the loss stay float32 whatever the
+ * precision; fp16 adds dynamic loss scaling (core/loss_scale.h). */
+#ifndef PT_PRECISION_H
+#define PT_PRECISION_H
+
+typedef enum pt_precision {
+    PT_PREC_FP32 = 0,
+    PT_PREC_TF32 = 1,
+    PT_PREC_BF16 = 2,
+    PT_PREC_FP16 = 3,
+    PT_PREC_COUNT
+} pt_precision;
+
+/* "fp32", "tf32", "bf16", "fp16" ("?" outside the enum). */
+const char *pt_precision_name(pt_precision p);
+/* Parses one of those names; 0 if it is none of them. */
+int pt_precision_parse(const char *s, pt_precision *out);
+/* "fp32|tf32|bf16|fp16": for usage lines and error messages. */
+const char *pt_precision_choices(void);
+/* Whether training in p needs loss scaling (fp16: its exponent range loses small gradients). */
+int pt_precision_scales_loss(pt_precision p);
+/* v rounded to what p's multiplies see (v itself for fp32). */
+float pt_precision_round(pt_precision p, float v);
+/* Unit roundoff of p's operands: 2^-24 (fp32), 2^-11 (tf32, fp16), 2^-8 (bf16). */
+double pt_precision_unit_roundoff(pt_precision p);
+
+#endif
