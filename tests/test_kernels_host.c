@@ -124,6 +124,16 @@ static const pt_kdev g_host = {.ctx = NULL,
                                .sgemm = host_sgemm,
                                .conv_ws_cap = (size_t)16 << 10,
                                .gemm16 = host_gemm16};
+/* Without gemm16 but with lowp_f32: bf16/fp16 operands rounded in float32 into host_sgemm (the
+ * opencl backend's fp16). */
+static const pt_kdev g_host_round = {.ctx = NULL,
+                                     .backend = "host",
+                                     .launch = host_launch,
+                                     .sgemm = host_sgemm,
+                                     .conv_ws_cap = (size_t)16 << 10,
+                                     .lowp_f32 = 1};
+/* The device the conformance suite runs through. */
+static const pt_kdev *g_kdev = &g_host;
 /* The same device without gemm16: bf16/fp16 ops are refused. */
 static const pt_kdev g_host_fp32 = {.ctx = NULL,
                                     .backend = "host",
@@ -159,7 +169,7 @@ static pt_status host_precision(void *ctx, pt_precision p, char *how, size_t cap
 static size_t host_workspace(void *ctx, const pt_op *op)
 {
     (void)ctx;
-    return pt_kops_workspace(&g_host, op);
+    return pt_kops_workspace(g_kdev, op);
 }
 
 static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
@@ -169,7 +179,7 @@ static pt_status host_run(void *ctx, const pt_op *op, pt_error *err)
     (void)ctx;
     PT_TRY(pt_op_check_operands(op, "host", HOST_CAPS, 1, err));
     PT_TRY(pt_op_check_memory(op, "host", buffer_bytes, 4, err));
-    return pt_kops_run(&g_host, op, err);
+    return pt_kops_run(g_kdev, op, err);
 }
 
 typedef struct suite_tally {
@@ -223,6 +233,24 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
            "fp32 %ld, tf32 %ld, bf16 %ld, fp16 %ld\n",
            t.cases, sum.worst_ratio, sum.worst_case, g_sgemm_calls[0], g_sgemm_calls[1], g_sgemm_calls[2],
            g_sgemm_calls[3]);
+    /* again the bf16/fp16 cases, on a device that rounds them in float32 for its float32 GEMM:
+     * the same bounds hold, and no GEMM runs on 16-bit operands */
+    g_kdev = &g_host_round;
+    suite_tally r;
+    memset(&r, 0, sizeof r);
+    memset(g_sgemm_calls, 0, sizeof g_sgemm_calls);
+    int lowp_cases = 0;
+    static const char *const modes[] = {"math=bf16", "math=fp16"};
+    for (int i = 0; i < 2; i++) {
+        CHECKF(pt_conformance_run(cpu, &host, g_seed, modes[i], on_case, &r, &sum, &err) == PT_OK, "%s", err.msg);
+        lowp_cases += sum.cases;
+    }
+    g_kdev = &g_host;
+    CHECKF(r.failed == 0 && r.cases == lowp_cases && lowp_cases > 100,
+           "lowp_f32: %d of %d bf16/fp16 cases failed (%d expected)", r.failed, r.cases, lowp_cases);
+    CHECKF(g_sgemm_calls[PT_PREC_FP32] > 0 && g_sgemm_calls[PT_PREC_BF16] == 0 && g_sgemm_calls[PT_PREC_FP16] == 0,
+           "lowp_f32: GEMM calls fp32 %ld, bf16 %ld, fp16 %ld", g_sgemm_calls[0], g_sgemm_calls[2], g_sgemm_calls[3]);
+    printf("  %d bf16/fp16 cases again with operands rounded in float32 (lowp_f32), all within bounds\n", r.cases);
     pt_device_close(cpu);
 }
 
@@ -329,6 +357,22 @@ static void math_modes_convert_operands_into_the_workspace_or_are_refused(void)
             op.workspace_bytes = ws;
             CHECK(pt_kops_run(&g_host_fp32, &op, &err) == PT_ERR_UNSUPPORTED);
             CHECKF(strstr(err.msg, pt_precision_name(op.math)) && strstr(err.msg, "16-bit"), "%s", err.msg);
+            /* rounded in float32 for a float32 GEMM: 4-byte copies, the same products */
+            const size_t ws32 = pt_kops_workspace(&g_host_round, &op);
+            CHECKF(ws32 == 2 * 256 && ws32 >= (M * K + K * N) * sizeof(float), "lowp_f32 workspace %zu", ws32);
+            for (int i = 0; i < M * N; i++) f[48 + i] = NAN;
+            op.workspace_bytes = ws32;
+            CHECKF(pt_kops_run(&g_host_round, &op, &err) == PT_OK, "%s", err.msg);
+            bad = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    float v = 0;
+                    for (int q = 0; q < K; q++)
+                        v += pt_precision_round(op.math, f[i * K + q]) * pt_precision_round(op.math, f[16 + q * N + j]);
+                    bad += !(fabsf(f[48 + i * N + j] - v) <= 1e-5f * (1.0f + fabsf(v)));
+                }
+            CHECKF(bad == 0, "gemm math=%s lowp_f32: %d of %d elements wrong", pt_precision_name(op.math), bad, M * N);
+            op.workspace_bytes = ws;
         }
     }
     /* the conversions the cuda backend wraps around cuDNN: to 16 bits and back, adding when

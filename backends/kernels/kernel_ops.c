@@ -443,25 +443,44 @@ static pt_mem at_bytes(pt_mem m, size_t bytes)
     return m;
 }
 
-/* One GEMM in op's math mode, operands already 16-bit where the mode is bf16/fp16. */
+/* bf16/fp16 operand copies: 16-bit for a device with gemm16, else float32 holding the rounded
+ * values (pt_kdev.lowp_f32). */
+static size_t copy_elem(const pt_kdev *dev) { return dev && !dev->gemm16 && dev->lowp_f32 ? 4 : 2; }
+
+static size_t copy_bytes(const pt_kdev *dev, size_t n) { return (n * copy_elem(dev) + 255) / 256 * 256; }
+
+static pt_status copy_rounded(const pt_kdev *dev, pt_precision math, pt_mem src, pt_mem dst, size_t n, pt_error *err)
+{
+    if (dev->gemm16) return pt_kops_to_lowp(dev, math, src, dst, n, err);
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_ROUND_LOWP, n);
+    pt_karg_mem(&c, src);
+    pt_karg_mem(&c, dst);
+    pt_karg_int(&c, (int)n);
+    pt_karg_int(&c, math == PT_PREC_FP16);
+    return launch(dev, &c, err);
+}
+
+/* One GEMM in op's math mode, operands already copied (copy_rounded) where it is bf16/fp16. */
 static pt_status mm(const pt_kdev *dev, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
                     pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc, pt_error *err)
 {
-    if (pt_kops_lowp(math))
+    if (pt_kops_lowp(math) && dev->gemm16)
         return dev->gemm16(dev->ctx, math, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, err);
+    if (pt_kops_lowp(math)) math = PT_PREC_FP32; /* lowp_f32: the copies hold the rounded values */
     return dev->sgemm(dev->ctx, math, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, err);
 }
 
 /* ---- GEMM ---- */
 
 /* Workspace of a GEMM: the 16-bit copies of A and B in bf16/fp16 (nothing to multiply: none). */
-static size_t gemm_workspace(const pt_op *op)
+static size_t gemm_workspace(const pt_kdev *dev, const pt_op *op)
 {
     if (op->nt != 3 || !pt_kops_lowp(op->math)) return 0;
     const pt_tensor *A = &op->t[0], *B = &op->t[1], *C = &op->t[2];
     const int64_t k = op->p.gemm.trans_a ? A->dim[0] : A->dim[1];
     if (C->dim[0] == 0 || C->dim[1] == 0 || k == 0) return 0;
-    return pt_kops_lowp_bytes((size_t)pt_tensor_numel(A)) + pt_kops_lowp_bytes((size_t)pt_tensor_numel(B));
+    return copy_bytes(dev, (size_t)pt_tensor_numel(A)) + copy_bytes(dev, (size_t)pt_tensor_numel(B));
 }
 
 static pt_status run_gemm(const pt_kdev *dev, const pt_op *op, pt_error *err)
@@ -487,16 +506,15 @@ static pt_status run_gemm(const pt_kdev *dev, const pt_op *op, pt_error *err)
         return dev->sgemm(dev->ctx, op->math, ta, tb, m, n, k, op->p.gemm.alpha, A->mem, lda, B->mem, ldb,
                           op->p.gemm.beta, C->mem, n, err);
     /* bf16/fp16: A and B rounded into the workspace (same layout), then the 16-bit GEMM */
-    const size_t need = gemm_workspace(op), na = (size_t)pt_tensor_numel(A), nb = (size_t)pt_tensor_numel(B);
+    const size_t need = gemm_workspace(dev, op), na = (size_t)pt_tensor_numel(A), nb = (size_t)pt_tensor_numel(B);
     if (op->workspace_bytes < need)
         return pt_fail(err, PT_ERR_INVALID,
                        "%s gemm math=%s: needs a workspace of %zu bytes (ask workspace_size), got %zu", dev->backend,
                        pt_precision_name(op->math), need, op->workspace_bytes);
-    const pt_mem a16 = op->workspace, b16 = at_bytes(op->workspace, pt_kops_lowp_bytes(na));
-    PT_TRY(pt_kops_to_lowp(dev, op->math, A->mem, a16, na, err));
-    PT_TRY(pt_kops_to_lowp(dev, op->math, B->mem, b16, nb, err));
-    return dev->gemm16(dev->ctx, op->math, ta, tb, m, n, k, op->p.gemm.alpha, a16, lda, b16, ldb, op->p.gemm.beta,
-                       C->mem, n, err);
+    const pt_mem a16 = op->workspace, b16 = at_bytes(op->workspace, copy_bytes(dev, na));
+    PT_TRY(copy_rounded(dev, op->math, A->mem, a16, na, err));
+    PT_TRY(copy_rounded(dev, op->math, B->mem, b16, nb, err));
+    return mm(dev, op->math, ta, tb, m, n, k, op->p.gemm.alpha, a16, lda, b16, ldb, op->p.gemm.beta, C->mem, n, err);
 }
 
 /* ---- 2-D convolution: im2col + SGEMM over groups of G samples ----
@@ -514,12 +532,13 @@ typedef struct conv_shape {
     int direct; /* 1x1, stride 1, no padding: a sample of x is its own column matrix */
     int group;  /* samples per GEMM */
     size_t col_floats, tmp_floats;
-    /* bf16/fp16 only (0 otherwise): bytes of the 16-bit w, columns and dy, after the floats */
+    /* bf16/fp16 only (0 otherwise): bytes of the rounded w, columns and dy (16-bit, or float32
+     * on a lowp_f32 device), after the floats */
     size_t w16_bytes, col16_bytes, dy16_bytes;
     size_t bytes;
 } conv_shape;
 
-static conv_shape conv_shape_of(const pt_op *op, size_t cap)
+static conv_shape conv_shape_of(const pt_kdev *dev, const pt_op *op, size_t cap)
 {
     /* t0 is x-shaped, t1 w-shaped, t2 y-shaped in all three directions */
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
@@ -540,8 +559,8 @@ static conv_shape conv_shape_of(const pt_op *op, size_t cap)
     s.hw = (size_t)s.h * (size_t)s.w;
     s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0;
     const int lowp = pt_kops_lowp(op->math);
-    /* per sample: float32 columns and regrouped y/dy, and in bf16/fp16 their 16-bit copies */
-    const size_t per = (s.crs + (size_t)s.k) * s.pq * (lowp ? sizeof(float) + 2 : sizeof(float));
+    /* per sample: float32 columns and regrouped y/dy, and in bf16/fp16 their rounded copies */
+    const size_t per = (s.crs + (size_t)s.k) * s.pq * (sizeof(float) + (lowp ? copy_elem(dev) : 0));
     size_t g = per ? cap / per : 1;
     if (g > (size_t)s.n) g = (size_t)s.n;
     if (g < 1) g = 1;
@@ -554,9 +573,9 @@ static conv_shape conv_shape_of(const pt_op *op, size_t cap)
     if (lowp) {
         /* the multiplied operands of each direction: fwd w and x, bwd_data w and dy,
          * bwd_filter dy and x */
-        if (op->kind != PT_OP_CONV2D_BWD_FILTER) s.w16_bytes = pt_kops_lowp_bytes((size_t)s.k * s.crs);
-        if (op->kind != PT_OP_CONV2D_BWD_DATA) s.col16_bytes = pt_kops_lowp_bytes(s.crs * g * s.pq);
-        if (op->kind != PT_OP_CONV2D_FWD) s.dy16_bytes = pt_kops_lowp_bytes((size_t)s.k * g * s.pq);
+        if (op->kind != PT_OP_CONV2D_BWD_FILTER) s.w16_bytes = copy_bytes(dev, (size_t)s.k * s.crs);
+        if (op->kind != PT_OP_CONV2D_BWD_DATA) s.col16_bytes = copy_bytes(dev, s.crs * g * s.pq);
+        if (op->kind != PT_OP_CONV2D_FWD) s.dy16_bytes = copy_bytes(dev, (size_t)s.k * g * s.pq);
     }
     s.bytes = (s.col_floats + s.tmp_floats) * sizeof(float) + s.w16_bytes + s.col16_bytes + s.dy16_bytes;
     return s;
@@ -564,7 +583,7 @@ static conv_shape conv_shape_of(const pt_op *op, size_t cap)
 
 int pt_kconv_empty(const pt_op *op)
 {
-    const conv_shape s = conv_shape_of(op, 0);
+    const conv_shape s = conv_shape_of(NULL, op, 0);
     return s.n == 0 || s.pq == 0 || s.k == 0 || s.crs == 0;
 }
 
@@ -641,7 +660,7 @@ static pt_status gemm_mem(const pt_kdev *dev, pt_precision math, int ta, int tb,
 
 static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
-    const conv_shape s = conv_shape_of(op, dev->conv_ws_cap);
+    const conv_shape s = conv_shape_of(dev, op, dev->conv_ws_cap);
     if (op->workspace_bytes < s.bytes)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
                        dev->backend, pt_op_name(op->kind), s.bytes, op->workspace_bytes);
@@ -667,7 +686,7 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
     }
     pt_mem wop = w; /* w as the GEMMs read it (fwd, bwd_data) */
     if (lp && op->kind != PT_OP_CONV2D_BWD_FILTER) {
-        PT_TRY(pt_kops_to_lowp(dev, math, w, w16, wn, err));
+        PT_TRY(copy_rounded(dev, math, w, w16, wn, err));
         wop = w16;
     }
     for (int n0 = 0; n0 < s.n; n0 += s.group) {
@@ -679,7 +698,7 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
             if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
             pt_mem b = no_col ? xg : col;
             if (lp) {
-                PT_TRY(pt_kops_to_lowp(dev, math, b, col16, s.crs * cols, err));
+                PT_TRY(copy_rounded(dev, math, b, col16, s.crs * cols, err));
                 b = col16;
             }
             if (g == 1) {
@@ -698,7 +717,7 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
             dyg = tmp;
         }
         if (lp) {
-            PT_TRY(pt_kops_to_lowp(dev, math, dyg, dy16, (size_t)s.k * cols, err));
+            PT_TRY(copy_rounded(dev, math, dyg, dy16, (size_t)s.k * cols, err));
             dyg = dy16;
         }
         if (op->kind == PT_OP_CONV2D_BWD_DATA) {
@@ -714,7 +733,7 @@ static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
             if (!no_col) PT_TRY(im2col(dev, &s, xg, col, g, err));
             pt_mem b = no_col ? xg : col;
             if (lp) {
-                PT_TRY(pt_kops_to_lowp(dev, math, b, col16, s.crs * cols, err));
+                PT_TRY(copy_rounded(dev, math, b, col16, s.crs * cols, err));
                 b = col16;
             }
             const float beta = n0 == 0 && !acc ? 0.0f : 1.0f;
@@ -733,16 +752,16 @@ static int is_conv(pt_op_kind k)
 
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
-    if (op->kind == PT_OP_GEMM) return gemm_workspace(op);
+    if (op->kind == PT_OP_GEMM) return gemm_workspace(dev, op);
     if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
-    return conv_shape_of(op, dev->conv_ws_cap).bytes;
+    return conv_shape_of(dev, op, dev->conv_ws_cap).bytes;
 }
 
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     const pt_op_desc *d = pt_op_describe(op->kind);
     if (!d) return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: unknown op kind %d", dev->backend, (int)op->kind);
-    if (pt_kops_lowp(op->math) && !dev->gemm16)
+    if (pt_kops_lowp(op->math) && !dev->gemm16 && !dev->lowp_f32)
         return pt_fail(err, PT_ERR_UNSUPPORTED,
                        "%s %s: math=%s needs a GEMM of 16-bit operands, which this %s device does not have "
                        "(its GEMMs take float32 operands)",

@@ -71,16 +71,22 @@ typedef struct pt_kdev {
     pt_status (*gemm16)(void *ctx, pt_precision math, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                         float alpha, pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
                         pt_error *err);
+    /* A device without gemm16 whose bf16/fp16 ops still run (1): the operands are rounded to the
+     * format but kept float32 (the ROUND_LOWP kernel) and multiplied by sgemm in fp32 mode. Every
+     * product of two 16-bit values is exact in float32, so the numbers are the 16-bit formats'
+     * products with float32 sums, as gemm16 gives; the speed is float32's. */
+    int lowp_f32;
 } pt_kdev;
 
 /* Runs op (validated by the backend's run()) with the shared kernels and dev's SGEMM: every
  * op kind. Launches go through pt_kcall_check first. GEMMs and convolutions honour op->math:
  * tf32 through sgemm's math argument; bf16 and fp16 convert the multiplied operands (A and B;
  * x or the im2col columns, w, dy) into the op's workspace and multiply with gemm16 (refused
- * with PT_ERR_UNSUPPORTED on a device without one). */
+ * with PT_ERR_UNSUPPORTED on a device without one, unless lowp_f32). */
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err);
 /* Scratch bytes pt_kops_run needs for op: the convolutions' im2col and regrouping, and in
- * bf16/fp16 the 16-bit copies of the multiplied operands (GEMMs too). */
+ * bf16/fp16 the rounded copies of the multiplied operands (GEMMs too; 16-bit, or float32 on a
+ * lowp_f32 device). */
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op);
 /* A convolution of op's shape has no multiply-adds (an extent is zero): only its zero fill runs. */
 int pt_kconv_empty(const pt_op *op);

@@ -59,6 +59,17 @@ KERNEL void pt_from_lowp(GLOBAL const pt_u16 *x, pt_i64 xw, GLOBAL float *y, pt_
     y[yo + i] = acc ? y[yo + i] + v : v;
 }
 
+/* y = x rounded to bfloat16 (to_f16 0) or half (1), kept as float32: the operands of a device
+ * that multiplies them with its float32 GEMM (every product of two 16-bit values is exact in
+ * float32, so that GEMM gives the 16-bit formats' products with float32 sums). */
+KERNEL void pt_round_lowp(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n, int to_f16)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    float v = x[xo + i];
+    y[yo + i] = to_f16 ? pt_k_from_f16(pt_k_f16_bits(v)) : pt_k_from_bf16(pt_k_bf16_bits(v));
+}
+
 /* g = g*inv_scale; found[0] = 1 when an element was Inf or NaN (untouched otherwise). Items that
  * find one all store the same 1: no atomics needed, the result does not depend on order. */
 KERNEL void pt_amp_unscale(GLOBAL float *g, pt_i64 go, GLOBAL float *found, pt_i64 fo, int n, float inv_scale)

@@ -266,6 +266,11 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     d->info = &be->dev[index];
     const char *prof = getenv("PT_OPENCL_PROFILE");
     d->profile = prof && strcmp(prof, "1") == 0;
+    /* fp16 math needs no half arithmetic (ocl_precision), but fp16 is offered where the device
+     * has it (cl_khr_fp16); elsewhere it takes an explicit request, which the tests on CPU
+     * OpenCL drivers use */
+    const char *f16 = getenv("PT_OPENCL_FP16");
+    d->fp16_math = d->info->fp16 || (f16 && strcmp(f16, "force") == 0);
     int wg = 1;
     while (wg * 2 <= 256 && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
     d->red_wg = wg;
@@ -411,16 +416,16 @@ static pt_status ocl_synchronize(void *dev_ctx, pt_error *err)
 
 static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
-static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
+static pt_status validate(const ocl_device *d, const pt_op *op, int check_memory, pt_error *err)
 {
-    PT_TRY(pt_op_check_operands(op, "opencl", PT_CAP_MIXUP_TARGETS, check_memory, err));
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | (d->fp16_math ? PT_CAP_MATH(PT_PREC_FP16) : 0u);
+    PT_TRY(pt_op_check_operands(op, "opencl", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "opencl", buffer_bytes, 4, err) : PT_OK;
 }
 
 static int ocl_supports(void *dev_ctx, const pt_op *op)
 {
-    (void)dev_ctx;
-    return validate(op, 0, NULL) == PT_OK;
+    return validate(dev_ctx, op, 0, NULL) == PT_OK;
 }
 
 static size_t ocl_workspace_size(void *dev_ctx, const pt_op *op)
@@ -432,7 +437,7 @@ static size_t ocl_workspace_size(void *dev_ctx, const pt_op *op)
 static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
 {
     ocl_device *d = dev_ctx;
-    PT_TRY(validate(op, 1, err));
+    PT_TRY(validate(d, op, 1, err));
     const pt_kdev k = ocl_kdev(d);
     pt_status st = pt_kops_run(&k, op, err);
     if (d->profile) {
@@ -443,13 +448,19 @@ static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
     return st;
 }
 
-/* fp32 always; fp16 on devices with cl_khr_fp16; no bf16 or tf32 (formats OpenCL has no
- * arithmetic for: bf16 is a CPU and NVIDIA format, TF32 NVIDIA's tensor cores). */
+/* fp32 always; fp16 on devices with cl_khr_fp16 (or PT_OPENCL_FP16=force); no bf16 or tf32
+ * (formats OpenCL has no arithmetic for: bf16 is a CPU and NVIDIA format, TF32 NVIDIA's tensor
+ * cores). fp16 GEMMs are CLBlast's SGEMM on operands rounded to half (exact products, float32
+ * sums), not CLBlast's HGEMM: HGEMM sums in half, and a convolution's filter gradient sums
+ * batch x pixels products, which half's 11 bits (and its 65504 ceiling) cannot hold; every
+ * backend's fp16 sums in float32 (core/op.h). So fp16 here gives fp16's numbers (what
+ * comparing a run with the cuda backend's needs), at float32's speed. */
 static pt_status ocl_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
 {
     const ocl_device *d = dev_ctx;
     const ocl_device_entry *e = d->info;
     const int index = (int)(e - d->be->dev);
+    const char *alt = d->fp16_math ? " or fp16" : "";
     switch (p) {
     case PT_PREC_FP32:
         if (how && cap) snprintf(how, cap, "float32 (CLBlast SGEMM)");
@@ -458,25 +469,22 @@ static pt_status ocl_precision(void *dev_ctx, pt_precision p, char *how, size_t 
         return pt_fail(err, PT_ERR_UNSUPPORTED,
                        "opencl device %d (%s): no tf32 (TF32 is the format of NVIDIA's tensor cores, the cuda "
                        "backend's); use --precision fp32%s",
-                       index, e->name, e->fp16 ? " or fp16" : "");
+                       index, e->name, alt);
     case PT_PREC_BF16:
         return pt_fail(err, PT_ERR_UNSUPPORTED,
                        "opencl device %d (%s): no bf16 (OpenCL has no bfloat16 arithmetic); use --precision fp32%s, "
                        "or bf16 on the cpu or cuda backend",
-                       index, e->name, e->fp16 ? " or fp16" : "");
+                       index, e->name, alt);
     case PT_PREC_FP16:
-        if (!e->fp16)
+        if (!d->fp16_math)
             return pt_fail(err, PT_ERR_UNSUPPORTED,
                            "opencl device %d (%s) lacks the cl_khr_fp16 extension that --precision fp16 needs; use "
-                           "--precision fp32 on it",
+                           "--precision fp32 on it (PT_OPENCL_FP16=force runs fp16 numerics anyway, no faster)",
                            index, e->name);
-        /* CLBlast's HGEMM sums in half precision, not the float32 sums every backend's fp16
-         * mode promises (core/op.h); a half GEMM with float32 sums is not written yet */
-        (void)how, (void)cap;
-        return pt_fail(err, PT_ERR_UNSUPPORTED,
-                       "opencl device %d (%s) has cl_khr_fp16, but the opencl backend has no fp16 GEMM with "
-                       "float32 sums yet; use --precision fp32 on it",
-                       index, e->name);
+        if (how && cap)
+            snprintf(how, cap, "operands rounded to fp16, float32 sums (CLBlast SGEMM): not faster than fp32%s",
+                     e->fp16 ? "" : "; no cl_khr_fp16, run as PT_OPENCL_FP16=force asks");
+        return PT_OK;
     default:
         return pt_fail(err, PT_ERR_INVALID, "opencl: precision %d is not one polytrain knows", (int)p);
     }

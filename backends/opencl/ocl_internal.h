@@ -65,6 +65,7 @@ typedef struct ocl_device {
     int program_cached;      /* 1: from polytrain's binary cache */
     double clblast_s;        /* CLBlast's first SGEMM (its kernel compilation) */
     int profile;             /* PT_OPENCL_PROFILE=1 */
+    int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
     cl_event events[OCL_MAX_EVENTS];
     int nevents;
     double gemm_pending_s;   /* GEMM time of the op being run (profiling) */

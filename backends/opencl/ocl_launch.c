@@ -63,8 +63,8 @@ static pt_status kdev_launch(void *ctx, const pt_kcall *c, pt_error *err)
     return ocl_launch_call(ctx, c, err);
 }
 
-/* CLBlast's SGEMM multiplies in float32: a TF32 request is refused (no gemm16 either, so the
- * shared layer refuses bf16/fp16 before getting here). */
+/* CLBlast's SGEMM multiplies in float32: a TF32 request is refused. fp16 ops reach it with
+ * operands already rounded to half (pt_kdev.lowp_f32) and math fp32. */
 static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t m, size_t n, size_t k, float alpha,
                             pt_mem a, size_t lda, pt_mem b, size_t ldb, float beta, pt_mem c, size_t ldc,
                             pt_error *err)
@@ -81,8 +81,12 @@ static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t
 
 pt_kdev ocl_kdev(ocl_device *d)
 {
-    const pt_kdev k = {
-        .ctx = d, .backend = "opencl", .launch = kdev_launch, .sgemm = kdev_sgemm, .conv_ws_cap = OCL_CONV_WS_CAP};
+    const pt_kdev k = {.ctx = d,
+                       .backend = "opencl",
+                       .launch = kdev_launch,
+                       .sgemm = kdev_sgemm,
+                       .conv_ws_cap = OCL_CONV_WS_CAP,
+                       .lowp_f32 = d->fp16_math};
     return k;
 }
 

@@ -2,7 +2,8 @@
 6400 training samples = 100 steps of 64, random flips) and one epoch of the default recipe
 on --backend cpu and on --backend opencl give the same loss curve (per step while training
 is not yet chaotic, then per 10-step mean), epoch metrics and final weights within the
-tolerances below. Exit 77 when no opencl device (or the dataset) is there. No torch needed."""
+tolerances below; and 4 steps in fp16 agree closely. Exit 77 when no opencl device (or the dataset)
+is there. No torch needed."""
 
 import array
 import json
@@ -175,6 +176,46 @@ def compare_weights(cpu_dir, ocl_dir):
     check(rel < WEIGHTS_REL, "final weights within %.2g normalised difference (%.2e)" % (WEIGHTS_REL, rel))
 
 
+# fp16 on both backends (opencl through PT_OPENCL_FP16=force where the device lacks
+# cl_khr_fp16, as PoCL's does): 4 steps. Both round the same operands to half and sum the
+# exact products in float32. Step 0 (the same weights) differs by float32 summation order
+# only, as fp32's first steps (measured 2e-6). From step 1 on, the weights differ in their
+# last float32 bits, and an operand near a half rounding boundary can round the other way
+# on one backend, moving by one half ulp (2^-11): step 1 measured 5.4e-5, bounded by 2^-11.
+# A wrong op or a missed unscale differs by O(1) from step 0 or 1.
+FP16_OPTIONS = ["--model", "baseline", "--epochs", "1", "--limit-train", "256", "--limit-val", "256",
+                "--seed", "11", "--batch-per-device", "64", "--no-progress", "--precision", "fp16"]
+FP16_EARLY_REL = (1e-5, 2.0 ** -11)  # steps 0 and 1
+
+
+def fp16_parity(tmp):
+    os.environ["PT_OPENCL_FP16"] = "force"
+    runs = {}
+    for backend in ("cpu", "opencl"):
+        out = os.path.join(tmp, "fp16-" + backend)
+        args = ["train", "--backend", backend, "--devices", "0,", "--out", out] + FP16_OPTIONS + ["--log-steps"]
+        rc, stdout = run_cli(args, timeout=TIMEOUT_S)
+        check(rc == 0, "fp16: train --backend %s exits 0" % backend)
+        if rc != 0:
+            return
+        if backend == "opencl":
+            check("fp16" in stdout and "float32 sums" in stdout,
+                  "fp16: the opencl banner says how it computes in fp16")
+        runs[backend] = (read_jsonl(os.path.join(out, "steps.jsonl")), read_jsonl(os.path.join(out, "metrics.jsonl")))
+    (sc, mc), (so, mo) = runs["cpu"], runs["opencl"]
+    check(len(sc) == 4 and len(so) == 4, "fp16: 4 steps logged on both (%d, %d)" % (len(sc), len(so)))
+    rel = [abs(a["loss"] - b["loss"]) / abs(b["loss"]) for a, b in zip(so, sc)]
+    print("fp16 per-step loss, relative difference opencl vs cpu: %s" % " ".join("%.2e" % r for r in rel))
+    check(len(rel) >= 2 and rel[0] < FP16_EARLY_REL[0] and rel[1] < FP16_EARLY_REL[1],
+          "fp16: step 0 within %.0e relative (%.2e), step 1 within 2^-11 (%.2e)"
+          % (FP16_EARLY_REL[0], rel[0] if rel else float("nan"), rel[1] if len(rel) > 1 else float("nan")))
+    check([s.get("loss_scale") for s in so] == [s.get("loss_scale") for s in sc]
+          and all(s.get("loss_scale") for s in so),
+          "fp16: the same loss scale at every step (%s)" % [s.get("loss_scale") for s in so])
+    check(mo and mo[-1].get("precision") == "fp16" and mc and mc[-1].get("precision") == "fp16",
+          "fp16: metrics.jsonl records precision fp16 on both")
+
+
 def main():
     if not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")):
         print("SKIP: %s not installed (Debian package dataset-fashion-mnist)" % DATA)
@@ -191,6 +232,8 @@ def main():
         compare_steps(cpu_dir, ocl_dir)
         compare_metrics(cpu_dir, ocl_dir)
         compare_weights(cpu_dir, ocl_dir)
+    if supports_log_steps():
+        fp16_parity(tmp)
     return finish()
 
 
