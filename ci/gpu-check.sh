@@ -24,6 +24,13 @@
 #      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
 #      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the
 #      same cuDNN where the machine has those wheels;
+#   4e. with --epoch, instead of 3 and 4: whole epochs end to end on a TinyImageNet-sized tree
+#      that `polytrain synth` writes (100,000 train and 10,000 val 64x64 JPEGs, 200 classes):
+#      `polytrain train --data tinyimagenet:DIR --epochs 2` (pack, load, augment, step,
+#      evaluate, save) for baseline and resnet18 in tf32, and PyTorch's own epochs on the same
+#      files (tools/torch_epoch.py: ImageFolder + DataLoader workers, the same recipe, AMP off
+#      and bf16); the report gives epoch times, img/s, data wait and memory next to the goals
+#      (on an H100 baseline at most 4 s per epoch, resnet18 at most 20 s, data wait under 5%);
 #   5. with --sanitize, the conformance suite again under compute-sanitizer's memcheck
 #      (with its leak check), racecheck, synccheck and initcheck;
 #   6. write report.md (and every log and JSON) into $OUT if set, else gpu-check-<time>/.
@@ -32,7 +39,7 @@
 # status 0 only when the build, the cuda test and the conformance suite (and with --sanitize,
 # its compute-sanitizer run) pass.
 # Options: --build-dir DIR (skip the build), --bundle DIR|DIR.tgz, --data DIR, --quick (fewer steps),
-# --no-torch, --sanitize.
+# --no-torch, --sanitize, --epoch.
 set -u
 cd "$(dirname "$0")/.." || exit 2
 SRC=$(pwd)
@@ -54,6 +61,7 @@ DATA=/usr/share/datasets/fashion-mnist
 QUICK=0
 TORCH=1
 SANITIZE=0
+EPOCH=0
 # PyTorch brings its own cuDNN: its runs get the library path this script was started with
 ORIG_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 while [ $# -gt 0 ]; do
@@ -64,6 +72,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --no-torch) TORCH=0; shift ;;
     --sanitize) SANITIZE=1; shift ;;
+    --epoch) EPOCH=1; shift ;;
     -h | --help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -255,7 +264,7 @@ fi
 # ---- 3. train a few hundred steps ----
 STEPS=300
 [ "$QUICK" -eq 1 ] && STEPS=100
-if [ -x "$CLI" ]; then
+if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     if [ -d "$DATA" ]; then
         run train 240 "$CLI" train --backend cuda --model baseline --data "fashion-mnist:$DATA" --epochs 1 \
             --limit-train $((STEPS * 64)) --limit-val 2000 --batch-per-device 64 --out "$OUTDIR/train-run" \
@@ -277,7 +286,7 @@ TORCH_BENCH=$SRC/tools/bench_torch.py
 CASES="baseline_b64 baseline 1x28x28 10 64
 resnet18_b128 resnet18 3x64x64 200 128"
 while read -r name model input classes batch; do
-    [ -x "$CLI" ] || break
+    [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ] || break
     for prec in fp32 tf32; do
         # fp32: no TF32 anywhere (the variable also rules out the libraries' own defaults)
         if [ "$prec" = fp32 ]; then penv="NVIDIA_TF32_OVERRIDE=0"; else penv=""; fi
@@ -300,7 +309,7 @@ AMP_CASES="resnet18_b128 resnet18 3x64x64 200 128 bf16
 baseline_b64_3x64x64 baseline 3x64x64 200 64 bf16
 resnet18_b128 resnet18 3x64x64 200 128 fp16"
 while read -r name model input classes batch prec; do
-    [ -x "$CLI" ] || break
+    [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ] || break
     run_json "pt_${name}_$prec" 240 "$CLI" bench --backend cuda --model "$model" --input "$input" \
         --classes "$classes" --batch "$batch" --steps "$BSTEPS" --warmup 10 --precision "$prec" --json
     if [ -n "$PY" ]; then
@@ -311,11 +320,31 @@ while read -r name model input classes batch prec; do
     fi
 done <<<"$AMP_CASES"
 # where the time goes (synchronised after every op, so slower than the runs above)
-if [ -x "$CLI" ]; then
+if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     run_json pt_resnet18_b128_perop 180 env NVIDIA_TF32_OVERRIDE=0 "$CLI" bench --backend cuda --model resnet18 \
         --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --json
     run_json pt_resnet18_b128_perop_bf16 120 "$CLI" bench --backend cuda --model resnet18 \
         --input 3x64x64 --classes 200 --batch 128 --steps 10 --warmup 3 --per-op --precision bf16 --json
+fi
+
+# ---- 4e. whole epochs on a generated TinyImageNet (--epoch) ----
+# The packed cache goes under OUTDIR (left out of the copied archive, as the tree is).
+if [ "$EPOCH" -eq 1 ] && [ -x "$CLI" ]; then
+    SYN=$OUTDIR/synth-tin
+    run synth 120 "$CLI" synth --out "$SYN" --threads "$JOBS" --no-progress
+    if [ -f "$SYN/wnids.txt" ]; then
+        for model in baseline resnet18; do
+            run "epoch_pt_$model" 200 "$CLI" train --backend cuda --model "$model" --data "tinyimagenet:$SYN" \
+                --epochs 2 --precision tf32 --cache "$OUTDIR/cache" --out "$OUTDIR/epoch-$model" --no-progress
+            if [ -n "$PY" ]; then
+                for amp in off bf16; do
+                    run "epoch_torch_${model}_$amp" 200 env LD_LIBRARY_PATH="$ORIG_LD_LIBRARY_PATH" "$PY" \
+                        "$SRC/tools/torch_epoch.py" --data "$SYN" --model "$model" --epochs 2 --device cuda \
+                        --amp "$amp" --tf32 --json "$OUTDIR/epoch_torch_${model}_$amp.json"
+                done
+            fi
+        done
+    fi
 fi
 
 # ---- 5. the conformance suite under compute-sanitizer ----
@@ -428,8 +457,9 @@ L += ["## Throughput, same GPU, same batch (img/s; training = forward + backward
       f"PyTorch side: `{torch_bench}` (cudnn.benchmark on; its own cuDNN, shown below). fp32 = "
       "NVIDIA_TF32_OVERRIDE=0 on both sides (no TF32 anywhere); tf32 = TF32 allowed in cuBLAS and "
       "cuDNN on both sides. ratio = polytrain img/s / PyTorch img/s (over 1: polytrain faster). "
-      "GPU memory: polytrain's planned device memory (`device_mem_bytes`: parameters, gradients, "
-      "optimizer state, activations, workspaces, allocated once before the first step); PyTorch's "
+      "GPU memory: polytrain's device memory in the timed steps (`device_mem_bytes`: parameters, "
+      "gradients, optimizer state, activations, the workspace fitted after the warm-up to the "
+      "algorithms cuDNN chose; `device_mem_bytes_created` is what it held before); PyTorch's "
       "torch.cuda.max_memory_allocated over the timed steps. Neither counts the vendor libraries' own "
       "allocations.", "",
       "| case | precision | polytrain train (ms/step) | PyTorch train (ms/step) | ratio | polytrain eval | "
@@ -448,7 +478,8 @@ for name in ("baseline_b64", "resnet18_b128"):
         ratio = f"{pt / tt:.2f}" if pt and tt else "n/a"
         L.append(f"| {name} | {prec} | {f(pt)} ({g(p.get('train_step_ms'))}) | {f(tt)} ({g(t.get('median_step_ms'))}) | "
                  f"{ratio} | {f(p.get('eval_img_per_s'))} | {f(t.get('eval_img_per_s'))} | "
-                 f"{mib(p.get('device_mem_bytes'))} / {mib(t.get('peak_mem_bytes'))} |")
+                 f"{mib(p.get('device_mem_bytes'))} (created {mib(p.get('device_mem_bytes_created'))}) / "
+                 f"{mib(t.get('peak_mem_bytes'))} |")
 # mixed precision against PyTorch AMP (autocast, channels-last), with the goals
 GOALS = {("resnet18_b128", "bf16"): (1.0, 2.5), ("baseline_b64_3x64x64", "bf16"): (1.5, None),
          ("resnet18_b128", "fp16"): (None, None)}
@@ -499,6 +530,50 @@ for (name, prec), (g_torch, g_own) in GOALS.items():
 L += [""] + goal_lines
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
+if rc("synth") != "not run":
+    import re
+    L += ["", "## Whole epochs on a generated TinyImageNet (`polytrain synth`, 100,000 + 10,000 64x64 JPEGs)", "",
+          f"- synth: exit {rc('synth')}; " + ((text("synth.log").strip().splitlines() or [""])[-1]),
+          "- polytrain: `train --data tinyimagenet:DIR --epochs 2 --precision tf32` (epoch 1 includes packing "
+          "the cache); PyTorch: tools/torch_epoch.py (ImageFolder + DataLoader workers, TF32 on, AMP off / bf16)",
+          "",
+          "| model | side | epoch 1 s | epoch 2 s | img/s (epoch 2) | data wait (epoch 2) | val top-1 | memory MiB |",
+          "|---|---|---|---|---|---|---|---|"]
+    EPOCH_GOAL = {"baseline": 4.0, "resnet18": 20.0}
+    goal_lines = []
+    for model in ("baseline", "resnet18"):
+        mpath = os.path.join(out, f"epoch-{model}", "metrics.jsonl")
+        rows = [json.loads(l) for l in open(mpath) if l.strip()] if os.path.exists(mpath) else []
+        waits = [float(w) for w in re.findall(r"data wait ([0-9.]+)s", text(f"epoch_pt_{model}.log"))]
+        if rows:
+            e2 = rows[-1]
+            w2 = waits[-1] if len(waits) >= len(rows) else None
+            wtxt = f"{w2:.1f} s ({100 * w2 / e2['train_s']:.1f}%)" if w2 is not None and e2.get("train_s") else "n/a"
+            L.append(f"| {model} | polytrain tf32 | {rows[0]['epoch_s']:.1f} | "
+                     f"{e2['epoch_s']:.1f} | {e2['img_per_s']:.0f} | {wtxt} | {100 * e2['val_top1']:.2f}% | "
+                     f"{e2.get('device_mib', 'n/a')} |")
+            goal = EPOCH_GOAL[model]
+            goal_lines.append(f"- {model}: polytrain epoch 2 {e2['epoch_s']:.1f} s, goal on an H100 <= {goal:.0f} s: "
+                              f"{'met' if e2['epoch_s'] <= goal else 'NOT met'}; data wait "
+                              + (f"{100 * w2 / e2['train_s']:.1f}% (goal < 5%: {'met' if w2 < 0.05 * e2['train_s'] else 'NOT met'})"
+                                 if w2 is not None and e2.get("train_s") else "n/a"))
+        else:
+            L.append(f"| {model} | polytrain tf32 | n/a (exit {rc('epoch_pt_' + model)}) | | | | | |")
+        for amp in ("off", "bf16"):
+            tj = load(f"epoch_torch_{model}_{amp}.json") or {}
+            ep = tj.get("epochs") or []
+            if ep:
+                e2 = ep[-1]
+                mem = e2.get("peak_gpu_mem_bytes")
+                L.append(f"| {model} | PyTorch AMP {amp} | {ep[0]['wall_s']:.1f} | {e2['wall_s']:.1f} | "
+                         f"{(e2.get('train_img_per_s') or 0):.0f} | {e2['data_wait_s']:.1f} s | "
+                         f"{100 * e2['val_top1']:.2f}% | {mem / 2**20:.0f} |" if mem else
+                         f"| {model} | PyTorch AMP {amp} | {ep[0]['wall_s']:.1f} | {e2['wall_s']:.1f} | "
+                         f"{(e2.get('train_img_per_s') or 0):.0f} | {e2['data_wait_s']:.1f} s | "
+                         f"{100 * e2['val_top1']:.2f}% | n/a |")
+            else:
+                L.append(f"| {model} | PyTorch AMP {amp} | n/a (exit {rc(f'epoch_torch_{model}_{amp}')}) | | | | | |")
+    L += [""] + goal_lines
 san = [t for t in ("memcheck", "racecheck", "synccheck", "initcheck") if rc("sanitize_" + t) != "not run"]
 if san:
     L += ["", "## compute-sanitizer over the conformance suite (API errors not reported: see the script)", ""]
@@ -524,7 +599,8 @@ if [ -n "${OUT:-}" ]; then
     for f in report.md gpu-check.log selftest.json selftest_bf16.json selftest_fp16.json; do
         [ -f "$OUTDIR/$f" ] && cp "$OUTDIR/$f" "$OUT/"
     done
-    tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./bundle --exclude=./tmp --exclude='*.safetensors' . ||
+    tar -czf "$OUT/gpu-check-files.tar.gz" -C "$OUTDIR" --exclude=./build --exclude=./bundle --exclude=./tmp --exclude=./synth-tin --exclude=./cache \
+        --exclude='*.safetensors' . ||
         say "tar of the logs failed"
     echo "gpu-check: copied report.md, gpu-check.log, selftest*.json, gpu-check-files.tar.gz to $OUT"
 fi

@@ -19,8 +19,9 @@ PACKAGES=(
     openmpi-bin libopenmpi-dev
     # the default dataset: /usr/share/datasets/fashion-mnist/*.gz
     dataset-fashion-mnist
-    # tests: the PyTorch reference models and the end-to-end tests
-    python3 python3-numpy python3-torch
+    # tests: the PyTorch reference models and the end-to-end tests; torchvision for
+    # tools/torch_epoch.py (PyTorch's epoch on a TinyImageNet-layout tree)
+    python3 python3-numpy python3-torch python3-torchvision
     # polytrain experiment: loss and accuracy plots (PNG through gnuplot's pngcairo terminal)
     gnuplot-nox
     # scripts and tests: timeout, truncate, gzip, mktemp

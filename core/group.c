@@ -18,7 +18,11 @@ typedef struct event {
     int bn;          /* sync-BN statistics (reduced at once, every op after waits) */
     size_t count;    /* floats */
     size_t stage;    /* float offset in the staging and sum arrays */
-    pt_mem *mem;     /* per device */
+    pt_mem *mem;     /* per device: a gradient bucket's range of the slab */
+    /* sync-BN statistics (list >= 0): operand `tensor` of op `op` of that list, read from the
+     * replica's current list (an arena re-sized by pt_group_fit_workspace, or grown for a new
+     * batch size, moves it) */
+    int list, op, tensor;
 } event;
 
 enum { JOB_STEP = 1, JOB_EVAL = 2 };
@@ -104,13 +108,21 @@ static pt_status aborted(pt_error *err)
     return pt_fail(err, PT_ERR_BACKEND, "device group: stopped because another device failed");
 }
 
+/* Where event ev's floats are on device d. */
+static pt_mem ev_mem(const pt_group *g, const event *ev, int d)
+{
+    if (ev->list < 0) return ev->mem[d];
+    int n;
+    return pt_replica_ops(g->rep[d], (pt_replica_list)ev->list, &n)[ev->op].t[ev->tensor].mem;
+}
+
 /* Device d has produced event e: the host path copies it to d's staging row first. */
 static pt_status arrive(pt_group *g, int d, int e, pt_error *err)
 {
     const event *ev = &g->ev[e];
     if (!g->coll)
         PT_TRY(pt_device_read(pt_replica_device(g->rep[d]), g->stage + (size_t)d * g->stage_floats + ev->stage,
-                              ev->mem[d], ev->count * sizeof(float), err));
+                              ev_mem(g, ev, d), ev->count * sizeof(float), err));
     pthread_mutex_lock(&g->mu);
     g->arrived[e]++;
     pthread_cond_broadcast(&g->cv);
@@ -133,7 +145,7 @@ static pt_status finish_bn_event(pt_group *g, int d, int e, pt_error *err)
     PT_TRY(wait_done(g, e, err));
     if (g->coll) return PT_OK;
     const event *ev = &g->ev[e];
-    return pt_device_write(pt_replica_device(g->rep[d]), ev->mem[d], g->sum + ev->stage,
+    return pt_device_write(pt_replica_device(g->rep[d]), ev_mem(g, ev, d), g->sum + ev->stage,
                            ev->count * sizeof(float), err);
 }
 
@@ -172,7 +184,7 @@ static pt_status reduce_event(pt_group *g, int e, pt_error *err)
 {
     const event *ev = &g->ev[e];
     if (g->coll) {
-        for (int d = 0; d < g->n; d++) g->callbufs[d] = ev->mem[d];
+        for (int d = 0; d < g->n; d++) g->callbufs[d] = ev_mem(g, ev, d);
         return g->be->group_allreduce_f32(g->coll, g->callbufs, ev->count, err);
     }
     float *sum = g->sum + ev->stage;
@@ -248,7 +260,7 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
         /* Nothing to compute: contribute zeros to every reduction, in order. */
         PT_TRY(fill_zero(dev, pt_replica_grad_mem(r), (size_t)g->preg, err));
         for (int e = 0; e < g->nev; e++)
-            if (g->ev[e].bn) PT_TRY(fill_zero(dev, g->ev[e].mem[d], g->ev[e].count, err));
+            if (g->ev[e].bn) PT_TRY(fill_zero(dev, ev_mem(g, &g->ev[e], d), g->ev[e].count, err));
         for (int e = 0; e < g->nev; e++) {
             PT_TRY(arrive(g, d, e, err));
             if (g->ev[e].bn) PT_TRY(finish_bn_event(g, d, e, err));
@@ -457,8 +469,9 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->stage = stage;
             stage += ev->count;
             ev->mem = g->evmem + (size_t)e * g->n;
-            int dummy;
-            for (int d = 0; d < g->n; d++) ev->mem[d] = pt_replica_ops(g->rep[d], PT_LIST_FORWARD, &dummy)[i].t[2].mem;
+            ev->list = PT_LIST_FORWARD;
+            ev->op = i;
+            ev->tensor = 2;
             e++;
         }
         g->fwd_cnt[i] = e - g->fwd_first[i];
@@ -473,8 +486,9 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->stage = stage;
             stage += ev->count;
             ev->mem = g->evmem + (size_t)e * g->n;
-            int dummy;
-            for (int d = 0; d < g->n; d++) ev->mem[d] = pt_replica_ops(g->rep[d], PT_LIST_BACKWARD, &dummy)[i].t[3].mem;
+            ev->list = PT_LIST_BACKWARD;
+            ev->op = i;
+            ev->tensor = 3;
             e++;
         }
         for (int b = 0; b < nbuckets; b++) {
@@ -484,6 +498,7 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->count = (size_t)(hi - lo);
             ev->stage = (size_t)lo;
             ev->mem = g->evmem + (size_t)e * g->n;
+            ev->list = -1;
             for (int d = 0; d < g->n; d++) {
                 pt_mem m = pt_replica_grad_mem(g->rep[d]);
                 m.off += (size_t)lo * sizeof(float);
@@ -653,6 +668,20 @@ pt_status pt_group_broadcast_state(pt_group *g, pt_error *err)
         PT_TRY(pt_replica_write_state(g->rep[d], g->h_params, g->h_bufs, g->slots ? g->h_opt : NULL, err));
         pt_replica_set_progress(g->rep[d], progress[0], (int)progress[1]);
     }
+    return PT_OK;
+}
+
+pt_status pt_group_fit_workspace(pt_group *g, size_t *before, size_t *after, pt_error *err)
+{
+    size_t b = 0, a = 0;
+    for (int d = 0; d < g->n; d++) {
+        size_t bd, ad;
+        PT_TRY(pt_replica_fit_workspace(g->rep[d], &bd, &ad, err));
+        if (bd > b) b = bd;
+        if (ad > a) a = ad;
+    }
+    if (before) *before = b;
+    if (after) *after = a;
     return PT_OK;
 }
 

@@ -5,7 +5,7 @@
  * produced it), synchronised BatchNorm sums its statistics between ops, and every replica
  * then applies the same update. Reductions use the backend's collectives (group_* in
  * core/backend.h, e.g. NCCL) when it has them, else host memory plus pt_world. Nothing here
- * allocates after pt_group_create. */
+ * allocates after pt_group_create (pt_group_fit_workspace re-sizes the replicas' arenas). */
 #ifndef PT_GROUP_H
 #define PT_GROUP_H
 
@@ -62,6 +62,10 @@ pt_status pt_group_eval(pt_group *g, const pt_group_slice *slices, pt_error *err
 /* Parameters, optimizer state, BN buffers and progress of replica 0 of rank 0 copied to
  * every replica of every process (start of a run, after loading a checkpoint). */
 pt_status pt_group_broadcast_state(pt_group *g, pt_error *err);
+/* pt_replica_fit_workspace on every replica, between steps (the largest workspace of a
+ * device before and after; may be NULL). Each process fits its own devices: nothing is
+ * exchanged. */
+pt_status pt_group_fit_workspace(pt_group *g, size_t *before, size_t *after, pt_error *err);
 /* BN running statistics averaged over every replica of every process (per-device BN). */
 pt_status pt_group_average_buffers(pt_group *g, pt_error *err);
 /* Every replica of every process holds bitwise the same parameters and optimizer state

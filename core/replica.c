@@ -296,6 +296,57 @@ pt_status pt_replica_forward_backward(pt_replica *r, const float *x, const int32
                                              logits_out, loss_out, err);
 }
 
+/* Records a batch size the replica has run (pt_replica_fit_workspace fits to these). */
+static void note_batch(pt_replica *r, int *seen, int *nseen, int n)
+{
+    for (int i = 0; i < *nseen; i++)
+        if (seen[i] == n) return;
+    if (*nseen < RP_SEEN_MAX)
+        seen[(*nseen)++] = n;
+    else
+        r->seen_overflow = 1;
+}
+
+static size_t max_bytes(size_t a, size_t b) { return a > b ? a : b; }
+
+pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after, pt_error *err)
+{
+    if (before) *before = r->ws_bytes;
+    if (after) *after = r->ws_bytes;
+    if (r->seen_overflow || (r->nseen_train == 0 && r->nseen_eval == 0)) return PT_OK;
+    const int cur_train = r->batch_train, cur_eval = r->batch_eval;
+    /* what the device needs now for every size run so far and the current ones (a backend
+     * that has measured its algorithms answers for the chosen ones) */
+    size_t need = rp_list_workspace(r, &r->update);
+    for (int i = 0; i <= r->nseen_train; i++) {
+        const int n = i < r->nseen_train ? r->seen_train[i] : cur_train;
+        if (n < 1) continue;
+        r->batch_train = -1;
+        PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, n, err));
+        PT_TRY(rp_emit_backward(r, n, err));
+        need = max_bytes(need, max_bytes(rp_list_workspace(r, &r->fwd_train), rp_list_workspace(r, &r->bwd)));
+    }
+    for (int i = 0; i <= r->nseen_eval; i++) {
+        const int n = i < r->nseen_eval ? r->seen_eval[i] : cur_eval;
+        if (n < 1) continue;
+        r->batch_eval = -1;
+        PT_TRY(rp_emit_forward(r, &r->fwd_eval, 0, n, err));
+        need = max_bytes(need, rp_list_workspace(r, &r->fwd_eval));
+    }
+    r->batch_train = r->batch_eval = -1;
+    need = rp_align_bytes(need);
+    if (need != r->ws_bytes) {
+        PT_TRY(rp_resize_arena(r, need, cur_train, cur_eval, err));
+    } else {
+        PT_TRY(rp_set_train_batch(r, cur_train > 0 ? cur_train : r->capacity, err));
+        PT_TRY(rp_set_eval_batch(r, cur_eval > 0 ? cur_eval : r->capacity, err));
+    }
+    if (after) *after = r->ws_bytes;
+    return PT_OK;
+}
+
+size_t pt_replica_workspace_bytes(const pt_replica *r) { return r->ws_bytes; }
+
 pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const int32_t *y,
                                             const int32_t *y2, const float *lam, int n,
                                             int64_t sample_base, int64_t step, float grad_scale,
@@ -307,6 +358,7 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
     PT_TRY(check_labels(r, y, n, err));
     if (y2) PT_TRY(check_labels(r, y2, n, err));
     PT_TRY(rp_set_train_batch(r, n, err));
+    note_batch(r, r->seen_train, &r->nseen_train, n);
     for (int i = 0; i < r->fwd_train.n; i++) {
         pt_op *op = &r->fwd_train.ops[i];
         if (op->kind == PT_OP_DROPOUT_FWD) {
@@ -412,6 +464,7 @@ pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n
         return pt_fail(err, PT_ERR_INVALID, "batch of %d samples, replica holds 1..%d", n, r->capacity);
     PT_TRY(check_labels(r, y, n, err));
     PT_TRY(rp_set_eval_batch(r, n, err));
+    note_batch(r, r->seen_eval, &r->nseen_eval, n);
     PT_TRY(upload_batch(r, x, y, n, err));
     PT_TRY(run_list(r, &r->fwd_eval, err));
     return download_outputs(r, n, logits_out, loss_out, err);

@@ -250,12 +250,18 @@ pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err)
     return PT_OK;
 }
 
-/* Re-emits the training lists for a batch of n (same op count, same memory). */
+static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Re-emits the training lists for a batch of n (same op count, same memory). A workspace
+ * that became too small for them (the device's need grew for a batch size not seen when it
+ * was fitted) is grown first. */
 pt_status rp_set_train_batch(pt_replica *r, int n, pt_error *err)
 {
     if (r->batch_train == n) return PT_OK;
     PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, n, err));
     PT_TRY(rp_emit_backward(r, n, err));
+    const size_t need = max_size(rp_list_workspace(r, &r->fwd_train), rp_list_workspace(r, &r->bwd));
+    if (need > r->ws_bytes) return rp_resize_arena(r, need, n, r->batch_eval, err);
     PT_TRY(rp_attach_workspace(r, &r->fwd_train, err));
     PT_TRY(rp_attach_workspace(r, &r->bwd, err));
     r->batch_train = n;
@@ -266,7 +272,60 @@ pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err)
 {
     if (r->batch_eval == n) return PT_OK;
     PT_TRY(rp_emit_forward(r, &r->fwd_eval, 0, n, err));
+    if (rp_list_workspace(r, &r->fwd_eval) > r->ws_bytes)
+        return rp_resize_arena(r, rp_list_workspace(r, &r->fwd_eval), r->batch_train, n, err);
     PT_TRY(rp_attach_workspace(r, &r->fwd_eval, err));
     r->batch_eval = n;
     return PT_OK;
+}
+
+/* Every list for (train_n, eval_n) against the current arena handle, attached to its
+ * workspace. */
+static pt_status emit_all(pt_replica *r, int train_n, int eval_n, pt_error *err)
+{
+    r->batch_train = r->batch_eval = -1;
+    PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, train_n, err));
+    PT_TRY(rp_emit_backward(r, train_n, err));
+    PT_TRY(rp_emit_forward(r, &r->fwd_eval, 0, eval_n, err));
+    rp_emit_update(r);
+    PT_TRY(rp_attach_workspace(r, &r->fwd_train, err));
+    PT_TRY(rp_attach_workspace(r, &r->bwd, err));
+    PT_TRY(rp_attach_workspace(r, &r->fwd_eval, err));
+    PT_TRY(rp_attach_workspace(r, &r->update, err));
+    r->batch_train = train_n;
+    r->batch_eval = eval_n;
+    return PT_OK;
+}
+
+pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err)
+{
+    if (train_n < 1) train_n = r->capacity;
+    if (eval_n < 1) eval_n = r->capacity;
+    /* the lists' need at those sizes (emitted against the old handle: only sizes matter) */
+    r->batch_train = r->batch_eval = -1;
+    PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, train_n, err));
+    PT_TRY(rp_emit_backward(r, train_n, err));
+    PT_TRY(rp_emit_forward(r, &r->fwd_eval, 0, eval_n, err));
+    size_t need = max_size(ws_bytes, rp_list_workspace(r, &r->fwd_train));
+    need = max_size(need, rp_list_workspace(r, &r->bwd));
+    need = max_size(need, rp_list_workspace(r, &r->fwd_eval));
+    need = max_size(need, rp_list_workspace(r, &r->update));
+    need = rp_align_bytes(need);
+    pt_device *dev = r->dev;
+    pt_buffer *arena = NULL;
+    /* ops queued on the old arena finish before its bytes are copied and it is freed */
+    PT_TRY(pt_device_sync(dev, err));
+    PT_TRY(pt_device_alloc(dev, r->ws_off + need, &arena, err));
+    pt_status st = r->ws_off ? dev->be->copy(dev->ctx, (pt_mem){arena, 0}, (pt_mem){r->arena, 0}, r->ws_off, err)
+                             : PT_OK;
+    if (st == PT_OK) st = pt_device_sync(dev, err);
+    if (st != PT_OK) {
+        pt_device_free(dev, arena);
+        return pt_error_wrap(err, "re-sizing the activation arena");
+    }
+    pt_device_free(dev, r->arena);
+    r->arena = arena;
+    r->ws_bytes = need;
+    r->arena_bytes = r->ws_off + need;
+    return emit_all(r, train_n, eval_n, err);
 }

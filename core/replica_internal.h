@@ -10,6 +10,9 @@
 
 /* Every range of the arena starts at a multiple of this many bytes. */
 #define ALIGN_BYTES 64
+/* Distinct batch sizes a replica records (a run has the full batch and a short last one for
+ * training and for evaluation; tests and tools a few more). */
+#define RP_SEEN_MAX 8
 
 typedef struct node_mem {
     size_t act, grad;   /* byte offsets in the arena */
@@ -56,6 +59,10 @@ struct pt_replica {
     void *hook_user;
     int fold_relu; /* fold in-place ReLUs into the op before them (PT_FUSE_RELU=0: no),
                     * read once so every emission of the lists has the same ops */
+    /* the batch sizes run so far (pt_replica_fit_workspace fits the workspace to them);
+     * overflow: more distinct sizes than recorded, and the workspace is left as created */
+    int seen_train[RP_SEEN_MAX], seen_eval[RP_SEEN_MAX];
+    int nseen_train, nseen_eval, seen_overflow;
 };
 
 static inline size_t rp_align_bytes(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
@@ -90,5 +97,9 @@ pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err);
  * they were last emitted for another n. */
 pt_status rp_set_train_batch(pt_replica *r, int n, pt_error *err);
 pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err);
+/* A new arena whose workspace is at least ws_bytes and what the lists for train_n and eval_n
+ * (-1: the capacity) and the update list need: the bytes before the workspace are copied
+ * over, the old arena freed, and every list re-emitted against the new one. */
+pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err);
 
 #endif

@@ -42,6 +42,7 @@ struct pt_trainer {
     int scaling;            /* fp16: dynamic loss scaling */
     pt_loss_scaler scaler;
     pt_epoch_metrics cur;   /* the epoch being trained: its loss-scale record */
+    int ws_fitted;          /* the workspace has been fitted (pt_group_fit_workspace) */
 };
 
 static double now_s(void)
@@ -273,6 +274,10 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
             (long long)m->epoch, m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5,
             (long long)m->val_count, m->lr, m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s,
             m->best ? "true" : "false", pt_precision_name(t->precision));
+    fprintf(f, ",\"device_mib\":%.1f", (double)m->device_bytes / 1048576.0);
+    if (m->ws_before != m->ws_after)
+        fprintf(f, ",\"workspace_mib_fitted\":[%.1f,%.1f]", (double)m->ws_before / 1048576.0,
+                (double)m->ws_after / 1048576.0);
     if (m->loss_scale > 0) {
         /* the loss-scale history: the epoch's changes as [step, new scale] */
         fprintf(f, ",\"loss_scale\":%.17g,\"loss_scale_min\":%.17g,\"skipped_steps\":%lld,\"loss_scale_changes\":%d,"
@@ -638,6 +643,13 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         PT_TRY(sync_buffers(t, err));
         pt_eval_result ev;
         PT_TRY(evaluate_group(t, &ev, err));
+        if (!t->ws_fitted) {
+            /* every batch size of the run has been trained and evaluated once: a backend that
+             * measured its algorithms on first use now needs only the chosen ones' scratch */
+            PT_TRY(pt_group_fit_workspace(t->group, &m.ws_before, &m.ws_after, err));
+            t->ws_fitted = 1;
+        }
+        m.device_bytes = pt_replica_device_bytes(t->rep[0]);
         m.val_loss = ev.loss;
         m.val_top1 = ev.top1;
         m.val_top5 = ev.top5;

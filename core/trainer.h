@@ -55,6 +55,10 @@ typedef struct pt_epoch_metrics {
     int64_t skipped_steps;
     int nscale_events;            /* changes in the epoch, all of them */
     struct { int64_t step; double scale; } scale_event[16];
+    /* device memory of one replica (parameters, state, activations, workspace) at the end of
+     * the epoch; and in the run's first epoch, the workspace before and after it was fitted
+     * to the algorithms the device chose (pt_group_fit_workspace; 0 in other epochs) */
+    size_t device_bytes, ws_before, ws_after;
 } pt_epoch_metrics;
 #define PT_SCALE_EVENTS 16
 

@@ -235,6 +235,11 @@ int cmd_bench(int argc, char **argv)
             pt_replica_update(rep, 1e-3f, s + 1, &err) != PT_OK || pt_replica_eval(rep, x, y, batch, logits, loss, &err) != PT_OK)
             goto fail;
     }
+    /* the workspace for what the device chose in the warm-up (cuDNN measures its candidates on
+     * first use): the memory and speed of the steps below are the steady state's */
+    size_t ws_created = 0, ws_fitted = 0;
+    const size_t dev_created = pt_replica_device_bytes(rep);
+    if (pt_replica_fit_workspace(rep, &ws_created, &ws_fitted, &err) != PT_OK) goto fail;
     double warm_s = now_s() - t_setup;
     pt_op_profile prof;
     memset(&prof, 0, sizeof prof);
@@ -263,11 +268,13 @@ int cmd_bench(int argc, char **argv)
                "\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,\"step_gflop_per_s\":%.2f,"
                "\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
                "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
-               "\"device_mem_bytes\":%lld,\"precision\":\"%s\",\"precision_how\":\"%s\"%s",
+               "\"device_mem_bytes\":%lld,\"device_mem_bytes_created\":%lld,\"workspace_bytes\":%lld,"
+               "\"workspace_bytes_created\":%lld,\"precision\":\"%s\",\"precision_how\":\"%s\"%s",
                model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
                flops / 1e9, 1e3 * step, batch / step, gflops_train, all_flops / 1e9, all_flops / step / 1e9, 1e3 * inf,
                batch / inf, warm_s,
-               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep), precision, how,
+               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep), (long long)dev_created,
+               (long long)ws_fitted, (long long)ws_created, precision, how,
                per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
@@ -283,9 +290,12 @@ int cmd_bench(int argc, char **argv)
         printf("  eval batch: median %.1f ms = %.1f img/s\n", 1e3 * inf, batch / inf);
         printf("  peak memory (VmHWM): %.1f MiB\n", vm_hwm_bytes() / 1048576.0);
         /* on a GPU VmHWM is host memory (mostly the vendor libraries): the device's own use
-         * is the replica's plan, fixed before the first step */
-        printf("  device memory: %.1f MiB (parameters, gradients, optimizer state, activations, workspaces)\n",
-               pt_replica_device_bytes(rep) / 1048576.0);
+         * is the replica's plan, its workspace fitted after the warm-up */
+        printf("  device memory: %.1f MiB (parameters, gradients, optimizer state, activations, workspace %.1f MiB)",
+               pt_replica_device_bytes(rep) / 1048576.0, ws_fitted / 1048576.0);
+        if (ws_fitted != ws_created)
+            printf("; %.1f MiB before the workspace was fitted to the chosen algorithms", dev_created / 1048576.0);
+        printf("\n");
     }
     if (per_op) {
         op_row rows[PT_OP_KIND_COUNT];

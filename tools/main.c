@@ -18,6 +18,7 @@ static const struct {
     {"models", cmd_models, "list the model zoo"},
     {"bench", cmd_bench, "training-step and inference throughput of a model, per-op times"},
     {"pack", cmd_pack, "decode a dataset split once into a packed cache file"},
+    {"synth", cmd_synth, "write a synthetic dataset in the TinyImageNet layout"},
     {"bench-loader", cmd_bench_loader, "images/s of the data pipeline (JPEG and packed cache)"},
     {"selftest", cmd_selftest, "check every op of a backend's devices against the cpu backend"},
     {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},

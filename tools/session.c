@@ -53,8 +53,7 @@ static pt_status parse_device_list(const char *spec, const char *backend, int av
     return PT_OK;
 }
 
-/* Processes of this run on this machine (mpirun sets it), which share its cores. */
-static int local_processes(void)
+int cli_local_processes(void)
 {
     const char *v = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
     if (!v) v = getenv("MPI_LOCALNRANKS");
@@ -104,7 +103,7 @@ pt_status cli_open_devices(const char *backend, const char *devices, int threads
          * than oversubscribe them. */
         pt_device_info info;
         int cores = be->device_info(ctx, 0, &info, err) == PT_OK ? info.compute_units : 1;
-        opt.threads = cores / (n * local_processes());
+        opt.threads = cores / (n * cli_local_processes());
         if (opt.threads < 1) opt.threads = 1;
     }
     for (int i = 0; i < n; i++) {

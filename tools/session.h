@@ -16,6 +16,9 @@
 pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err);
 void cli_close_devices(pt_device **devs, int ndev);
+/* Processes of this run on this machine (mpirun's local size; 1 without it), which share its
+ * cores. */
+int cli_local_processes(void);
 
 /* SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C exits at once
  * (checkpoints are replaced atomically, so even that loses nothing saved). */

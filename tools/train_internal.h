@@ -82,6 +82,8 @@ typedef struct train_session {
     int64_t global_batch;
     double lr;            /* in effect */
     char precision_how[160]; /* how the devices compute in the run's precision */
+    int loader_threads;   /* the training loader's workers, resolved */
+    char loader_why[96];  /* how that number was chosen */
 } train_session;
 
 /* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */

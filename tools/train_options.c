@@ -63,7 +63,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->schedule = "onecycle";
     a->augment = "flip";
     a->val_split = 0.1;
-    a->loader_threads = 2;
+    a->loader_threads = 0; /* automatic: train_session.c */
     a->epochs = 3;
     a->batch = 64;
     a->nesterov = 1;
@@ -84,7 +84,10 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"skip-bad-images", ARG_FLAG, &a->skip_bad, NULL, "leave out (and count) images that fail to decode", 0, 0, NULL},
         {"cache", ARG_STRING, &a->cache, "DIR", "where packed dataset caches live (default ~/.cache/polytrain)", 0, 0, NULL},
         {"no-cache", ARG_FLAG, &a->no_cache, NULL, "decode image files every epoch instead of packing them", 0, 0, NULL},
-        {"loader-threads", ARG_INT, &a->loader_threads, "N", "data loader worker threads (default 2)", 1, 256, NULL},
+        {"loader-threads", ARG_INT, &a->loader_threads, "N",
+         "data loader worker threads (default 0: automatic, 2 on the cpu backend, on GPUs 2 per device from the "
+         "packed cache and 4 per device with --no-cache, at most the cores)",
+         0, 256, NULL},
         {"model", ARG_STRING, &a->model, "NAME", "model from the zoo (default baseline; see 'polytrain models')", 0, 0, NULL},
         {"backend", ARG_STRING, &a->backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
         {"devices", ARG_STRING, &a->devices, "LIST", "all, a count N (the first N) or indices like 0,1 (one index: 0,); default all (cpu: 1)", 0, 0, NULL},

@@ -80,8 +80,9 @@ void train_print_banner(const train_session *s, const train_options *o)
     printf("batch: %d per device x %d device%s%s = global batch %lld; %lld steps per epoch\n", s->capacity, ndev,
            ndev == 1 ? "" : "s", procs > 1 ? (procs == 2 ? " x 2 processes" : " x processes") : "",
            (long long)s->global_batch, (long long)pt_loader_batches_per_epoch(&s->train_ld));
-    printf("data: %lld train / %lld test samples; augment %s\n", (long long)train_ds->count,
-           (long long)s->val_ds.count, ap->augment);
+    printf("data: %lld train / %lld test samples; augment %s; loader %d thread%s (%s)\n", (long long)train_ds->count,
+           (long long)s->val_ds.count, ap->augment, s->loader_threads, s->loader_threads == 1 ? "" : "s",
+           s->loader_why);
     char mom[64];
     const int has_momentum = okind == PT_OPTIM_SGD || okind == PT_OPTIM_RMSPROP;
     if (o->schedule == PT_SCHED_ONECYCLE && ap->cycle_momentum && !(has_momentum && ap->momentum == 0))
@@ -151,6 +152,10 @@ static void on_epoch(void *user, const pt_epoch_metrics *m)
            (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
            100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, waited - ui->waited,
            m->best ? "  *best" : "");
+    if (m->ws_before != m->ws_after)
+        printf("memory: %.1f MiB per device now, the workspace fitted to the batch sizes of the run and the "
+               "algorithms the device chose (%.1f -> %.1f MiB)\n",
+               (double)m->device_bytes / 1048576.0, (double)m->ws_before / 1048576.0, (double)m->ws_after / 1048576.0);
     ui->waited = waited;
     fflush(stdout);
 }

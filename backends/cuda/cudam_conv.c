@@ -12,6 +12,8 @@
  * overwritten (not accumulating in fp32/tf32; always in bf16/fp16, whose output is scratch)
  * then measures those candidates with cudnnFind*Ex inside the algorithms' part of the
  * workspace and keeps the fastest (PT_CUDA_CONV_BENCHMARK=0: keep the heuristic's first).
+ * Once the chosen algorithm has run, the plan asks only for its scratch (settled), so the
+ * replica's workspace, re-fitted between steps, is what the chosen algorithms need.
  * Shapes cuDNN refuses in a mode, and empty ones, run the shared layer's im2col path with
  * cuBLAS (backends/kernels/kernel_ops.c, its 16-bit GEMM in bf16/fp16), as the opencl backend
  * computes them. Scratch is always the op's workspace. */
@@ -41,8 +43,10 @@ typedef struct conv_plan {
     size_t algo_region; /* bytes at the workspace's start for cuDNN's algorithms */
     /* bf16/fp16: byte offsets of the 16-bit x, w and y (dx, dw, dy) after algo_region */
     size_t x16_off, w16_off, y16_off;
-    size_t ws;      /* what workspace_size reports (room for the candidates, the 16-bit copies) */
+    size_t ws;      /* what workspace_size reports (room for the candidates, the 16-bit copies;
+                     * once settled, the chosen algorithm's and the copies) */
     int tuned;
+    int settled;    /* the chosen algorithm has run: the layout is cut down to it */
     char why[160];  /* why the shared im2col path runs instead */
 } conv_plan;
 
@@ -155,6 +159,20 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
     return found > 0;
 }
 
+/* The workspace layout for an algorithms' part of `region` bytes: the 16-bit copies after it
+ * (bf16/fp16), each on a 256-byte boundary, and the total. */
+static void lay_out(conv_plan *p, const pt_op *op, size_t region)
+{
+    p->algo_region = region;
+    p->ws = region;
+    if (pt_kops_lowp(p->mode)) {
+        p->x16_off = p->algo_region;
+        p->w16_off = p->x16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[0]));
+        p->y16_off = p->w16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[1]));
+        p->ws = p->y16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[2]));
+    }
+}
+
 /* The shape of op as cuDNN's 4-D descriptors: x [n,c,h,w], w [k,c,r,s], y [n,k,p,q], in the
  * data type of the plan's mode (float32, or bfloat16/half with float32 compute). */
 static int make_descriptors(const pt_op *op, conv_plan *p)
@@ -205,14 +223,8 @@ static conv_plan *plan_of(cu_device *d, const pt_op *op)
         p->use_cudnn = 1;
         p->tuned = !d->conv_benchmark;
         cudnnSetConvolutionMathType(p->cd, p->math);
-        p->algo_region = p->ws;
-        if (pt_kops_lowp(p->mode)) {
-            /* the 16-bit x, w and y after the algorithms' part, each on a 256-byte boundary */
-            p->x16_off = p->algo_region;
-            p->w16_off = p->x16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[0]));
-            p->y16_off = p->w16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[1]));
-            p->ws = p->y16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[2]));
-        }
+        /* room for every candidate until one is chosen and has run */
+        lay_out(p, op, p->ws);
     }
     if (!p->use_cudnn) {
         const pt_kdev k = cu_kdev(d);
@@ -364,9 +376,11 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
         if (tune(d, op, p, &io, &ignore) != PT_OK) cudnnSetConvolutionMathType(p->cd, p->math);
     }
     cudnnStatus_t st = conv_call(d, op, p, &io);
-    /* an algorithm cuDNN listed but refuses for this math type: the next candidate */
+    /* an algorithm cuDNN listed but refuses for this math type: the next candidate that fits
+     * the algorithms' part as it is now */
     while (st == CUDNN_STATUS_NOT_SUPPORTED && p->next_cand < p->ncand) {
         const int c = p->next_cand++;
+        if (p->cand_ws[c] > io.ws_bytes) continue;
         p->algo = p->cand_algo[c];
         p->math = p->cand_math[c];
         p->algo_ws = p->cand_ws[c];
@@ -379,6 +393,7 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
         const pt_kdev k = cu_kdev(d);
         if (op->workspace_bytes >= pt_kops_workspace(&k, op)) {
             p->use_cudnn = 0;
+            p->ws = pt_kops_workspace(&k, op); /* what the next fit sizes it for */
             snprintf(p->why, sizeof p->why, "cuDNN refused every candidate at run time (math=%s)",
                      pt_precision_name(p->mode));
             return pt_kops_run(&k, op, err);
@@ -391,7 +406,15 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
         cu_fail_cudnn(err, st, "cudnnConvolution (forward/backward)", __FILE__, __LINE__);
         return pt_error_wrap(err, "%s, algorithm %d, workspace %zu", key, p->algo, p->algo_ws);
     }
-    return lowp ? convert_output(d, op, p, err) : PT_OK;
+    if (lowp) PT_TRY(convert_output(d, op, p, err));
+    if (p->tuned && !p->settled) {
+        /* the algorithm is chosen and runs: from now on workspace_size asks only for its
+         * scratch (and the copies), which pt_replica_fit_workspace turns into a smaller arena;
+         * ops keep the larger workspace they were given until then */
+        p->settled = 1;
+        lay_out(p, op, (p->algo_ws + 255) / 256 * 256);
+    }
+    return PT_OK;
 }
 
 pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err)

@@ -11,7 +11,9 @@ PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8
 [ -x "$PY" ] || PY=python3
 REAL_DATA=/usr/share/datasets/fashion-mnist
 mkdir -p "${PT_TEST_TMP:-/tmp}"
-TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/bad_input.XXXXXX")
+# a scratch directory or nothing: an empty $TMP would put the files under /
+mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/bad_input.XXXXXX") && [ -d "$TMP" ] ||
+    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
 trap 'rm -rf "$TMP"' EXIT
 passed=0
 failed=0

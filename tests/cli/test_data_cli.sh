@@ -4,7 +4,9 @@
 # cache reuse, a corrupt image named or skipped, a truncated cache refused, mixup and cutmix train.
 set -u
 CLI=${PT_CLI:?PT_CLI must name the polytrain binary}
-TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/datacli.XXXXXX")
+# a scratch directory or nothing: an empty $TMP would put the files under /
+mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/datacli.XXXXXX") && [ -d "$TMP" ] ||
+    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
 trap 'rm -rf "$TMP"' EXIT
 pass=0; fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }

@@ -8,7 +8,9 @@ CLI=${PT_CLI:-$SRC/build/polytrain}
 PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8 will do
 [ -x "$PY" ] || PY=python3
 mkdir -p "${PT_TEST_TMP:-/tmp}"
-TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/help.XXXXXX")
+# a scratch directory or nothing: an empty $TMP would put the files under /
+mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/help.XXXXXX") && [ -d "$TMP" ] ||
+    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
 trap 'rm -rf "$TMP"' EXIT
 passed=0
 failed=0
