@@ -23,6 +23,8 @@ typedef struct event {
      * replica's current list (an arena re-sized by pt_group_fit_workspace, or grown for a new
      * batch size, moves it) */
     int list, op, tensor;
+    int bucket;               /* gradient bucket index, -1 for statistics */
+    int ready_list, ready_op; /* the op after which a device has produced it (traces) */
 } event;
 
 enum { JOB_STEP = 1, JOB_EVAL = 2 };
@@ -44,6 +46,12 @@ struct pt_group {
     float *stage; /* n x stage_floats */
     float *sum;
     size_t stage_floats;
+
+    /* PT_FAULT_INJECT, for the tests of the checks that must catch these: 1 drop-bucket (the
+     * first gradient bucket of a step and every direct all-reduce lose the other devices'
+     * contributions), 2 diverge-replica (after every step the last device's first parameter
+     * moves by 1e-3) */
+    int fault;
 
     /* backend collectives */
     const pt_backend_iface *be;
@@ -73,6 +81,8 @@ struct pt_group {
     float inv_scale;
     int64_t updates_before;
     int *found;
+
+    pt_trace *trace; /* the traced step only (pt_group_set_trace) */
 
     /* host copies for state operations (main thread only) */
     float *h_params, *h_opt, *h_bufs, *h_params2, *h_opt2, *h_bufs2;
@@ -120,9 +130,12 @@ static pt_mem ev_mem(const pt_group *g, const event *ev, int d)
 static pt_status arrive(pt_group *g, int d, int e, pt_error *err)
 {
     const event *ev = &g->ev[e];
-    if (!g->coll)
+    if (!g->coll) {
+        const double t0 = g->trace ? pt_trace_now() : 0;
         PT_TRY(pt_device_read(pt_replica_device(g->rep[d]), g->stage + (size_t)d * g->stage_floats + ev->stage,
                               ev_mem(g, ev, d), ev->count * sizeof(float), err));
+        if (g->trace) pt_trace_span(g->trace, d, "copy_to_host", "reduction", "event", e, t0, pt_trace_now());
+    }
     pthread_mutex_lock(&g->mu);
     g->arrived[e]++;
     pthread_cond_broadcast(&g->cv);
@@ -130,23 +143,31 @@ static pt_status arrive(pt_group *g, int d, int e, pt_error *err)
     return PT_OK;
 }
 
-static pt_status wait_done(pt_group *g, int e, pt_error *err)
+/* Device d waits for the communication thread to finish event e. */
+static pt_status wait_done(pt_group *g, int d, int e, pt_error *err)
 {
     pthread_mutex_lock(&g->mu);
+    /* only a wait that blocks is worth a span */
+    const int traced = g->trace && !g->done[e];
+    const double t0 = traced ? pt_trace_now() : 0;
     while (!g->done[e] && !g->failed) pthread_cond_wait(&g->cv, &g->mu);
     int failed = !g->done[e];
     pthread_mutex_unlock(&g->mu);
+    if (traced) pt_trace_span(g->trace, d, "wait_reduction", "wait", "event", e, t0, pt_trace_now());
     return failed ? aborted(err) : PT_OK;
 }
 
 /* Waits for a statistics event and, on the host path, writes the sum back to device d. */
 static pt_status finish_bn_event(pt_group *g, int d, int e, pt_error *err)
 {
-    PT_TRY(wait_done(g, e, err));
+    PT_TRY(wait_done(g, d, e, err));
     if (g->coll) return PT_OK;
     const event *ev = &g->ev[e];
-    return pt_device_write(pt_replica_device(g->rep[d]), ev_mem(g, ev, d), g->sum + ev->stage,
-                           ev->count * sizeof(float), err);
+    const double t0 = g->trace ? pt_trace_now() : 0;
+    PT_TRY(pt_device_write(pt_replica_device(g->rep[d]), ev_mem(g, ev, d), g->sum + ev->stage,
+                           ev->count * sizeof(float), err));
+    if (g->trace) pt_trace_span(g->trace, d, "copy_from_host", "reduction", "event", e, t0, pt_trace_now());
+    return PT_OK;
 }
 
 static int replica_index(const pt_group *g, const pt_replica *r)
@@ -183,6 +204,12 @@ static pt_status on_op(void *user, pt_replica *r, pt_replica_list which, int ind
 static pt_status reduce_event(pt_group *g, int e, pt_error *err)
 {
     const event *ev = &g->ev[e];
+    if (g->fault == 1 && !ev->bn && ev->stage == 0) {
+        /* the injected fault: the first bucket is not summed (the backend path keeps each
+         * device's own gradient, the host path device 0's) */
+        if (!g->coll) memcpy(g->sum, g->stage, ev->count * sizeof(float));
+        return PT_OK;
+    }
     if (g->coll) {
         for (int d = 0; d < g->n; d++) g->callbufs[d] = ev_mem(g, ev, d);
         return g->be->group_allreduce_f32(g->coll, g->callbufs, ev->count, err);
@@ -218,7 +245,15 @@ static void *comm_main(void *arg)
             pthread_mutex_unlock(&g->mu);
             if (failed) break;
             pt_error_clear(&err);
+            const double t0 = g->trace ? pt_trace_now() : 0;
             pt_status st = reduce_event(g, e, &err);
+            if (g->trace && st == PT_OK) {
+                const event *ev = &g->ev[e];
+                const pt_trace_reduction red = {e, ev->bucket, ev->count, pt_group_reduction(g),
+                                                ev->ready_list == PT_LIST_FORWARD ? "forward" : "backward",
+                                                ev->ready_op};
+                pt_trace_reduce(g->trace, &red, t0, pt_trace_now());
+            }
             pthread_mutex_lock(&g->mu);
             if (st != PT_OK) record_fail(g, &err, st);
             else g->done[e] = 1;
@@ -254,8 +289,10 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
     const pt_group_slice *s = &g->slices[d];
     if (s->n > 0) {
         pt_replica_set_global_batch(r, g->global_n);
+        const double t0 = g->trace ? pt_trace_now() : 0;
         PT_TRY(pt_replica_forward_backward_mixed(r, s->x, s->y, s->y2, s->lam, s->n, s->sample_base, g->step,
                                                  g->scale, s->logits, s->losses, err));
+        if (g->trace) pt_trace_span(g->trace, d, "forward_backward", "step", "samples", s->n, t0, pt_trace_now());
     } else if (g->nev > 0) {
         /* Nothing to compute: contribute zeros to every reduction, in order. */
         PT_TRY(fill_zero(dev, pt_replica_grad_mem(r), (size_t)g->preg, err));
@@ -267,16 +304,35 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
         }
         pt_replica_set_progress(r, pt_replica_bn_steps(r) + 1, pt_replica_optimizer_started(r));
     }
-    for (int e = 0; e < g->nev; e++) PT_TRY(wait_done(g, e, err));
-    if (g->nev > 0 && !g->coll)
+    for (int e = 0; e < g->nev; e++) PT_TRY(wait_done(g, d, e, err));
+    double t0 = g->trace ? pt_trace_now() : 0;
+    if (g->nev > 0 && !g->coll) {
         PT_TRY(pt_device_write(dev, pt_replica_grad_mem(r), g->sum, (size_t)g->preg * sizeof(float), err));
+        if (g->trace) {
+            pt_trace_span(g->trace, d, "copy_from_host", "reduction", "floats", g->preg, t0, pt_trace_now());
+            t0 = pt_trace_now();
+        }
+    }
     pt_replica_set_momentum(r, g->mom);
+    int64_t updates = g->step + 1;
     if (g->inv_scale > 0) {
         PT_TRY(pt_replica_unscale_grads(r, g->inv_scale, &g->found[d], err));
+        if (g->trace) {
+            pt_trace_span(g->trace, d, "amp_unscale", "loss_scaling", "found_inf", g->found[d], t0, pt_trace_now());
+            t0 = pt_trace_now();
+        }
         if (g->found[d]) return PT_OK; /* the step is skipped: no update */
-        return pt_replica_update(r, g->lr, g->updates_before + 1, err);
+        updates = g->updates_before + 1;
     }
-    return pt_replica_update(r, g->lr, g->step + 1, err);
+    PT_TRY(pt_replica_update(r, g->lr, updates, err));
+    if (g->trace) pt_trace_span(g->trace, d, "optimizer_update", "update", "update", updates, t0, pt_trace_now());
+    return PT_OK;
+}
+
+void pt_group_set_trace(pt_group *g, pt_trace *trace)
+{
+    g->trace = trace;
+    for (int d = 0; d < g->n; d++) pt_replica_set_trace(g->rep[d], trace, d);
 }
 
 void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_before)
@@ -379,6 +435,13 @@ pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n,
                            "made them equal)",
                            d, g->found[d] ? "non-finite" : "finite", g->found[0] ? "non-finite" : "finite");
     (void)global_n;
+    if (g->fault == 2 && (g->n > 1 || world_size(g) > 1) && (g->n > 1 || g->world->rank == world_size(g) - 1)) {
+        /* the injected fault: the last replica's first parameter moves */
+        pt_replica *r = g->rep[g->n - 1];
+        PT_TRY(pt_replica_read_state(r, g->h_params2, g->h_bufs2, g->slots ? g->h_opt2 : NULL, err));
+        g->h_params2[0] += 1e-3f;
+        PT_TRY(pt_replica_write_state(r, g->h_params2, g->h_bufs2, g->slots ? g->h_opt2 : NULL, err));
+    }
     if (!pt_replica_sync_bn(g->rep[0]) || !g->breg) return PT_OK;
     /* A device without samples did not run the statistics ops: its running statistics
      * come from replica 0 of rank 0, which always has samples. Whether any device of any
@@ -472,6 +535,9 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->list = PT_LIST_FORWARD;
             ev->op = i;
             ev->tensor = 2;
+            ev->bucket = -1;
+            ev->ready_list = PT_LIST_FORWARD;
+            ev->ready_op = i;
             e++;
         }
         g->fwd_cnt[i] = e - g->fwd_first[i];
@@ -489,6 +555,9 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->list = PT_LIST_BACKWARD;
             ev->op = i;
             ev->tensor = 3;
+            ev->bucket = -1;
+            ev->ready_list = PT_LIST_BACKWARD;
+            ev->ready_op = i;
             e++;
         }
         for (int b = 0; b < nbuckets; b++) {
@@ -499,6 +568,9 @@ static pt_status plan_events(pt_group *g, size_t bucket_bytes, pt_error *err)
             ev->stage = (size_t)lo;
             ev->mem = g->evmem + (size_t)e * g->n;
             ev->list = -1;
+            ev->bucket = b;
+            ev->ready_list = PT_LIST_BACKWARD;
+            ev->ready_op = i;
             for (int d = 0; d < g->n; d++) {
                 pt_mem m = pt_replica_grad_mem(g->rep[d]);
                 m.off += (size_t)lo * sizeof(float);
@@ -524,6 +596,8 @@ pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, s
     if (!g) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     g->rep = replicas;
     g->n = n;
+    const char *fault = getenv("PT_FAULT_INJECT");
+    g->fault = !fault ? 0 : !strcmp(fault, "drop-bucket") ? 1 : !strcmp(fault, "diverge-replica") ? 2 : 0;
     g->single = pt_world_single();
     g->world = world && world->size > 1 ? world : &g->single;
     g->preg = pt_replica_param_region(replicas[0]);
@@ -748,4 +822,51 @@ pt_status pt_group_check_identical(pt_group *g, int with_buffers, pt_error *err)
     }
     if (what[0]) return pt_fail(err, PT_ERR_MISMATCH, "replicas are not identical: %s", what);
     return PT_OK;
+}
+
+/* ---------------------------------------------------------------- direct collectives */
+
+pt_status pt_group_allreduce(pt_group *g, const pt_mem *bufs, size_t count, pt_error *err)
+{
+    if (count == 0) return PT_OK;
+    if (g->fault == 1) {
+        /* the injected fault (see pt_group.fault): the others' contributions dropped */
+        if (g->coll) return PT_OK;
+        float *h = malloc(count * sizeof(float));
+        pt_status st = h ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        if (st == PT_OK) st = pt_device_read(pt_replica_device(g->rep[0]), h, bufs[0], count * sizeof(float), err);
+        for (int d = 1; d < g->n && st == PT_OK; d++)
+            st = pt_device_write(pt_replica_device(g->rep[d]), bufs[d], h, count * sizeof(float), err);
+        free(h);
+        return st;
+    }
+    if (g->coll) return g->be->group_allreduce_f32(g->coll, bufs, count, err);
+    /* the host path of a gradient bucket: device rows summed in device order, then ranks */
+    float *sum = malloc(count * sizeof(float)), *row = malloc(count * sizeof(float));
+    pt_status st = sum && row ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    if (st == PT_OK) st = pt_device_read(pt_replica_device(g->rep[0]), sum, bufs[0], count * sizeof(float), err);
+    for (int d = 1; d < g->n && st == PT_OK; d++) {
+        st = pt_device_read(pt_replica_device(g->rep[d]), row, bufs[d], count * sizeof(float), err);
+        for (size_t i = 0; st == PT_OK && i < count; i++) sum[i] += row[i];
+    }
+    if (st == PT_OK && world_size(g) > 1) st = g->world->allreduce_sum_f32(g->world->ctx, sum, count, err);
+    for (int d = 0; d < g->n && st == PT_OK; d++)
+        st = pt_device_write(pt_replica_device(g->rep[d]), bufs[d], sum, count * sizeof(float), err);
+    free(sum);
+    free(row);
+    return st;
+}
+
+pt_status pt_group_broadcast(pt_group *g, const pt_mem *bufs, size_t bytes, pt_error *err)
+{
+    if (bytes == 0) return PT_OK;
+    if (g->coll) return g->be->group_broadcast(g->coll, bufs, bytes, err);
+    void *h = malloc(bytes);
+    pt_status st = h ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    if (st == PT_OK) st = pt_device_read(pt_replica_device(g->rep[0]), h, bufs[0], bytes, err);
+    if (st == PT_OK && world_size(g) > 1) st = g->world->broadcast(g->world->ctx, h, bytes, 0, err);
+    for (int d = 0; d < g->n && st == PT_OK; d++)
+        st = pt_device_write(pt_replica_device(g->rep[d]), bufs[d], h, bytes, err);
+    free(h);
+    return st;
 }

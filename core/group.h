@@ -56,6 +56,11 @@ void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_bef
 /* Whether the last pt_group_step found Inf/NaN gradients and skipped its update. */
 int pt_group_last_step_skipped(const pt_group *g);
 
+/* Records the following steps into trace (NULL: stops), between steps: device d's ops
+ * (synchronised after each), waits, host copies, loss-scale unscaling and update on track d,
+ * each reduction on the communication track. Arm it for one step: tracing slows the step. */
+void pt_group_set_trace(pt_group *g, pt_trace *trace);
+
 /* Evaluation-mode forward of each device's slice in parallel (y may not be NULL). */
 pt_status pt_group_eval(pt_group *g, const pt_group_slice *slices, pt_error *err);
 
@@ -66,6 +71,13 @@ pt_status pt_group_broadcast_state(pt_group *g, pt_error *err);
  * device before and after; may be NULL). Each process fits its own devices: nothing is
  * exchanged. */
 pt_status pt_group_fit_workspace(pt_group *g, size_t *before, size_t *after, pt_error *err);
+/* Between steps, on the calling thread: bufs[d] (count floats on device d) becomes the sum
+ * over every device of every process, through the backend's collectives when the group has
+ * them, else host memory in device order and the world (what a gradient bucket goes
+ * through). For checks of the reduction paths (polytrain check). */
+pt_status pt_group_allreduce(pt_group *g, const pt_mem *bufs, size_t count, pt_error *err);
+/* bufs[0] of rank 0 copied to bufs[d] on every device of every process, the same way. */
+pt_status pt_group_broadcast(pt_group *g, const pt_mem *bufs, size_t bytes, pt_error *err);
 /* BN running statistics averaged over every replica of every process (per-device BN). */
 pt_status pt_group_average_buffers(pt_group *g, pt_error *err);
 /* Every replica of every process holds bitwise the same parameters and optimizer state

@@ -226,17 +226,29 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static const char *list_name(const pt_replica *r, const op_list *l)
+{
+    return l == &r->fwd_train ? "forward" : l == &r->bwd ? "backward" : l == &r->update ? "update" : "eval";
+}
+
 static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
 {
     pt_replica_list which = l == &r->fwd_train ? PT_LIST_FORWARD : l == &r->bwd ? PT_LIST_BACKWARD : PT_LIST_OTHER;
+    /* An asynchronous backend returns when the op is queued: a synchronisation after it puts
+     * its execution inside [t0, t1] */
+    const int timed = r->prof || r->trace;
     for (int i = 0; i < l->n; i++) {
-        double t0 = r->prof ? now_s() : 0;
+        double t0 = timed ? now_s() : 0;
         pt_status st = pt_device_run(r->dev, &l->ops[i], err);
-        if (st == PT_OK && r->prof) st = pt_device_sync(r->dev, err);
+        if (st == PT_OK && timed) st = pt_device_sync(r->dev, err);
         if (st != PT_OK) return pt_error_wrap(err, "op %d (%s)", i, pt_op_name(l->ops[i].kind));
-        if (r->prof) {
-            r->prof->seconds[l->ops[i].kind] += now_s() - t0;
-            r->prof->count[l->ops[i].kind]++;
+        if (timed) {
+            const double t1 = now_s();
+            if (r->prof) {
+                r->prof->seconds[l->ops[i].kind] += t1 - t0;
+                r->prof->count[l->ops[i].kind]++;
+            }
+            if (r->trace) pt_trace_op(r->trace, r->trace_track, list_name(r, l), i, &l->ops[i], t0, t1);
         }
         if (r->hook && which != PT_LIST_OTHER) PT_TRY(r->hook(r->hook_user, r, which, i, err));
     }
@@ -261,6 +273,12 @@ const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)
 }
 
 void pt_replica_set_profile(pt_replica *r, pt_op_profile *prof) { r->prof = prof; }
+
+void pt_replica_set_trace(pt_replica *r, pt_trace *trace, int track)
+{
+    r->trace = trace;
+    r->trace_track = track;
+}
 
 static pt_status upload_batch(pt_replica *r, const float *x, const int32_t *y, int n, pt_error *err)
 {

@@ -11,6 +11,7 @@
 #include "core/backend.h"
 #include "core/net.h"
 #include "core/optim.h"
+#include "core/trace.h"
 
 typedef struct pt_replica pt_replica;
 
@@ -87,6 +88,10 @@ typedef struct pt_op_profile {
     int64_t count[PT_OP_KIND_COUNT];
 } pt_op_profile;
 void pt_replica_set_profile(pt_replica *r, pt_op_profile *prof);
+/* Step tracing: when set, every op of every list is followed by a device synchronisation,
+ * as when profiling, and recorded on `track` of trace (pt_trace_op). Set it for the traced
+ * step only; NULL turns it off. */
+void pt_replica_set_trace(pt_replica *r, pt_trace *trace, int track);
 
 /* Host copies of the whole state: params [param region], buffers [buffer region],
  * opt [slots * param region] (may be NULL when slots == 0). */

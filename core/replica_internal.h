@@ -52,6 +52,8 @@ struct pt_replica {
     int opt_started;
     float label_smoothing;
     pt_op_profile *prof;
+    pt_trace *trace; /* the traced step only (pt_replica_set_trace) */
+    int trace_track;
     int sync_bn;
     pt_precision precision; /* math mode of the kinds with PT_OPF_MATH */
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */

@@ -11,6 +11,7 @@
 #include "core/group.h"
 #include "core/json.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "core/trainer.h"
 
 struct pt_trainer {
@@ -43,6 +44,9 @@ struct pt_trainer {
     pt_loss_scaler scaler;
     pt_epoch_metrics cur;   /* the epoch being trained: its loss-scale record */
     int ws_fitted;          /* the workspace has been fitted (pt_group_fit_workspace) */
+    pt_trace *trace;        /* --trace: the step timeline, slots allocated at creation */
+    int64_t run_steps;      /* steps this run can reach (epochs or stop_after_epoch) */
+    int64_t trace_at;       /* the global step traced (-1: none) */
 };
 
 static double now_s(void)
@@ -50,6 +54,69 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The trace's event slots, so that the traced step records without allocating: per device
+ * every op of its lists, up to three spans per reduction (copies, wait) and a few more; per
+ * reduction one event on the communication track. */
+static pt_status create_trace(pt_trainer *t, pt_error *err)
+{
+    if (t->opt.trace_step >= t->run_steps)
+        return pt_fail(err, PT_ERR_INVALID, "--trace-step %lld: the run has %lld step%s (0..%lld)",
+                       (long long)t->opt.trace_step, (long long)t->run_steps, t->run_steps == 1 ? "" : "s",
+                       (long long)t->run_steps - 1);
+    int nf, nb, nu, nbn = 0;
+    const pt_op *fwd = pt_replica_ops(t->rep[0], PT_LIST_FORWARD, &nf);
+    const pt_op *bwd = pt_replica_ops(t->rep[0], PT_LIST_BACKWARD, &nb);
+    pt_replica_ops(t->rep[0], PT_LIST_OTHER, &nu);
+    for (int i = 0; i < nf; i++) nbn += fwd[i].kind == PT_OP_BN_SYNC_STATS;
+    for (int i = 0; i < nb; i++) nbn += bwd[i].kind == PT_OP_BN_SYNC_BWD_STATS;
+    const int reductions = pt_group_buckets(t->group) + nbn;
+    PT_TRY(pt_trace_create(t->nrep, nf + nb + nu + 3 * reductions + 16, reductions + 16, &t->trace, err));
+    for (int d = 0; d < t->nrep; d++) {
+        const pt_device *dev = pt_replica_device(t->rep[d]);
+        char name[256]; /* the track keeps 127 bytes of it */
+        snprintf(name, sizeof name, "device %d: %s %d (%s)", d, dev->be->name, dev->index, dev->info.name);
+        pt_trace_name_track(t->trace, d, name);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "communication (%s reduction)", pt_group_reduction(t->group));
+    pt_trace_name_track(t->trace, pt_trace_comm_track(t->trace), name);
+    return PT_OK;
+}
+
+/* The traced step's file: the timeline and, in otherData, what step it was. */
+static pt_status write_trace(pt_trainer *t, int64_t epoch, int64_t batch, int global_n, float lr, float mom,
+                             pt_error *err)
+{
+    int nf, nb, nu;
+    pt_replica_ops(t->rep[0], PT_LIST_FORWARD, &nf);
+    pt_replica_ops(t->rep[0], PT_LIST_BACKWARD, &nb);
+    pt_replica_ops(t->rep[0], PT_LIST_OTHER, &nu);
+    pt_strbuf sb;
+    pt_strbuf_init(&sb);
+    pt_strbuf_printf(&sb, "\"step\":%lld,\"epoch\":%lld,\"batch\":%lld,\"samples\":%d,\"device_samples\":[",
+                     (long long)t->global_step, (long long)epoch + 1, (long long)batch, global_n);
+    for (int d = 0; d < t->nrep; d++) pt_strbuf_printf(&sb, "%s%d", d ? "," : "", t->slices[d].n);
+    pt_strbuf_puts(&sb, "],\"lr\":");
+    pt_strbuf_json_float(&sb, lr);
+    pt_strbuf_puts(&sb, ",\"momentum\":");
+    pt_strbuf_json_float(&sb, mom);
+    pt_strbuf_puts(&sb, ",\"model\":");
+    pt_strbuf_json_string(&sb, t->meta.model);
+    pt_strbuf_printf(&sb, ",\"precision\":\"%s\",\"devices\":%d,\"processes\":%d,\"reduction\":\"%s\","
+                          "\"buckets\":%d,\"ops\":{\"forward\":%d,\"backward\":%d,\"update\":%d}",
+                     pt_precision_name(t->precision), t->nrep, t->world->size, pt_group_reduction(t->group),
+                     pt_group_buckets(t->group), nf, nb, nu);
+    if (t->scaling) {
+        pt_strbuf_puts(&sb, ",\"loss_scale\":");
+        pt_strbuf_json_double(&sb, t->cur.loss_scale);
+    }
+    pt_status st = pt_strbuf_check(&sb, err);
+    if (st == PT_OK) st = pt_trace_write(t->trace, t->opt.trace_path, sb.data, err);
+    pt_strbuf_free(&sb);
+    if (st != PT_OK) return pt_error_wrap(err, "--trace");
+    return PT_OK;
 }
 
 pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
@@ -143,6 +210,14 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     const int uses_momentum = oc->kind == PT_OPTIM_SGD || oc->kind == PT_OPTIM_RMSPROP;
     t->fixed_momentum = uses_momentum ? oc->momentum : oc->beta1;
     if (s->cycle_momentum && uses_momentum && oc->momentum == 0.0f) s->cycle_momentum = 0;
+    const int64_t epochs = opt->stop_after_epoch > 0 && opt->stop_after_epoch < opt->epochs ? opt->stop_after_epoch
+                                                                                         : opt->epochs;
+    t->run_steps = t->steps_per_epoch * epochs;
+    t->trace_at = -1;
+    if (opt->trace_path && t->rank0 && (st = create_trace(t, err)) != PT_OK) {
+        pt_trainer_free(t);
+        return st;
+    }
     *out = t;
     return PT_OK;
 }
@@ -155,6 +230,7 @@ void pt_trainer_free(pt_trainer *t)
     free(t->out_dir);
     free(t->config_json);
     pt_group_free(t->group);
+    pt_trace_free(t->trace);
     free(t->logits);
     free(t->losses);
     free(t->slices);
@@ -501,7 +577,16 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
         grad_scale = (float)((double)grad_scale * t->scaler.scale);
         pt_group_set_loss_scaling(t->group, (float)(1.0 / t->scaler.scale), t->global_step - t->scaler.skipped);
     }
-    PT_TRY(pt_group_step(t->group, t->slices, global_n, t->global_step, grad_scale, lr, mom, err));
+    /* Tracing slows the step it records (a synchronisation after every op): that one only. */
+    const int traced = t->trace && t->global_step == t->trace_at;
+    if (traced) {
+        pt_trace_start(t->trace);
+        pt_group_set_trace(t->group, t->trace);
+    }
+    pt_status sst = pt_group_step(t->group, t->slices, global_n, t->global_step, grad_scale, lr, mom, err);
+    if (traced) pt_group_set_trace(t->group, NULL);
+    PT_TRY(sst);
+    if (traced) PT_TRY(write_trace(t, epoch, b->batch, global_n, lr, mom, err));
     if (t->scaling) {
         const int skipped = pt_group_last_step_skipped(t->group);
         if (skipped) t->cur.skipped_steps++;
@@ -577,6 +662,14 @@ static pt_status evaluate_group(pt_trainer *t, pt_eval_result *res, pt_error *er
 pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err)
 {
     PT_TRY(prepare_run(t, err));
+    if (t->trace) {
+        /* the third step of this run by default: the first ones warm up caches and algorithms */
+        if (t->opt.trace_step >= 0 && t->opt.trace_step < t->global_step)
+            return pt_fail(err, PT_ERR_INVALID, "--trace-step %lld: the resumed run continues at step %lld",
+                           (long long)t->opt.trace_step, (long long)t->global_step);
+        t->trace_at = t->opt.trace_step >= 0 ? t->opt.trace_step : t->global_step + 2;
+        if (t->trace_at > t->run_steps - 1) t->trace_at = t->run_steps - 1;
+    }
     double run_start = now_s();
     for (int64_t epoch = t->start_epoch; epoch < t->opt.epochs; epoch++) {
         double t0 = now_s();

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "core/fileio.h"
 #include "core/group.h"
 #include "core/polytrain.h"
 #include "core/rng.h"
@@ -152,6 +155,74 @@ static void group_step_allocates_nothing(void)
     for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
 }
 
+/* --trace: the traced step records into slots allocated before it, so it allocates nothing
+ * either (two devices, sync-BN and host reductions: every kind of traced event); the file,
+ * built after the step, holds the ops and the reductions. */
+static void traced_group_step_allocates_nothing(void)
+{
+    pt_error err;
+    pt_device *dev[2] = {NULL, NULL};
+    pt_net *net = NULL;
+    pt_replica *rep[2] = {NULL, NULL};
+    pt_group *g = NULL;
+    pt_trace *tr = NULL;
+    pt_device_options dopt = {.threads = 1};
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev[0], &err) == PT_OK);
+    if (pt_device_open("cpu", 1, &dopt, &dev[1], &err) != PT_OK)
+        CHECK(pt_device_open("cpu", 0, &dopt, &dev[1], &err) == PT_OK);
+    CHECK(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_replica_options ro = {.sync_bn = 1};
+    for (int d = 0; d < 2; d++)
+        CHECK(dev[d] && net && pt_replica_create_ex(net, dev[d], B, &oc, 1, &ro, &rep[d], &err) == PT_OK);
+    if (!rep[0] || !rep[1]) return;
+    CHECK(pt_group_create(rep, 2, NULL, 64 * 1024, 0, &g, &err) == PT_OK);
+    CHECK(pt_trace_create(2, 1024, 256, &tr, &err) == PT_OK);
+    if (!g || !tr) return;
+    for (int d = 0; d < 2; d++) CHECK(pt_replica_init_params(rep[d], 1, &err) == PT_OK);
+    static float x[2 * B * C * H * W], logits[2][B * K], loss[2][B];
+    static int32_t y[2 * B];
+    for (int i = 0; i < 2 * B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < 2 * B; i++) y[i] = i % K;
+    pt_group_slice s[2];
+    for (int d = 0; d < 2; d++) {
+        memset(&s[d], 0, sizeof s[d]);
+        s[d].x = x + (size_t)d * B * C * H * W;
+        s[d].y = y + d * B;
+        s[d].n = B;
+        s[d].sample_base = d * B;
+        s[d].logits = logits[d];
+        s[d].losses = loss[d];
+    }
+    CHECKF(pt_group_step(g, s, 2 * B, 0, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK, "%s", err.msg);
+    pt_trace_start(tr);
+    pt_group_set_trace(g, tr);
+    g_allocs = 0;
+    g_counting = 1;
+    int ok = pt_group_step(g, s, 2 * B, 1, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK;
+    g_counting = 0;
+    pt_group_set_trace(g, NULL);
+    CHECKF(ok, "traced step failed: %s", err.msg);
+    CHECKF(g_allocs == 0, "%ld host allocations during a traced group step", g_allocs);
+    char path[512];
+    snprintf(path, sizeof path, "%s/no_alloc_trace.%ld.json", getenv("PT_TEST_TMP") ? getenv("PT_TEST_TMP") : "/tmp",
+             (long)getpid());
+    pt_mkdir_p(getenv("PT_TEST_TMP") ? getenv("PT_TEST_TMP") : "/tmp", &err);
+    CHECKF(pt_trace_write(tr, path, "\"step\":1", &err) == PT_OK, "%s", err.msg);
+    void *text = NULL;
+    size_t size = 0;
+    CHECKF(pt_read_file(path, (size_t)1 << 26, &text, &size, &err) == PT_OK, "%s", err.msg);
+    CHECK(text && strstr(text, "\"conv2d_bwd_filter\"") && strstr(text, "\"allreduce_bucket\"") &&
+          strstr(text, "\"allreduce_bn_stats\"") && strstr(text, "\"dropped_events\":0"));
+    free(text);
+    unlink(path);
+    pt_trace_free(tr);
+    pt_group_free(g);
+    for (int d = 0; d < 2; d++) pt_replica_free(rep[d]);
+    pt_net_free(net);
+    for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
+}
+
 static void loader_next_allocates_nothing(void)
 {
     enum { N = 300 };
@@ -201,6 +272,7 @@ int main(void)
     RUN(training_step_allocates_nothing);
     RUN(attention_training_step_allocates_nothing);
     RUN(group_step_allocates_nothing);
+    RUN(traced_group_step_allocates_nothing);
     RUN(loader_next_allocates_nothing);
     TEST_EXIT();
 }

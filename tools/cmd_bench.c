@@ -15,6 +15,7 @@
 #include "models/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/group_timing.h"
 #include "tools/session.h"
 
 static double now_s(void)
@@ -147,17 +148,24 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
     const char *optimizer = "nesterov", *precision = "fp32";
-    int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0;
+    int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
         {"input", ARG_STRING, &input, "CxHxW", "input shape (default 3x64x64, TinyImageNet)", 0, 0, NULL},
         {"classes", ARG_INT, &classes, "K", "classes (default 200)", 1, 100000, NULL},
-        {"batch", ARG_INT, &batch, "N", "samples per step (default 64)", 1, 65536, NULL},
+        {"batch", ARG_INT, &batch, "N",
+         "samples per step on each device (default 64); with --strong the global batch split over the devices", 1,
+         65536, NULL},
         {"optimizer", ARG_STRING, &optimizer, "NAME", "sgd, momentum, nesterov, adam, adamw or rmsprop (default nesterov)", 0, 0, NULL},
         {"steps", ARG_INT, &steps, "N", "timed steps (default 10)", 1, 100000, NULL},
         {"warmup", ARG_INT, &warmup, "N", "untimed steps first (default 2)", 0, 100000, NULL},
         {"backend", ARG_STRING, &backend, "NAME", "auto or a backend name", 0, 0, NULL},
-        {"devices", ARG_STRING, &devices, "LIST", "devices as for train: a count N or indices like 0, or 0,1 (default 0,)", 0, 0, NULL},
+        {"devices", ARG_STRING, &devices, "LIST",
+         "devices as for train: a count N or indices like 0, or 0,1 (default 0,); several are timed as one "
+         "data-parallel group",
+         0, 0, NULL},
+        {"strong", ARG_FLAG, &strong, NULL, "with several devices: a fixed global batch (--batch) split over them "
+         "(strong scaling) instead of --batch on each (weak scaling)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
         {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
@@ -213,6 +221,52 @@ int cmd_bench(int argc, char **argv)
     if (pt_device_precision(devs[0], prec, how, sizeof how, &err) != PT_OK) {
         pt_error_wrap(&err, "--precision %s", precision);
         goto fail;
+    }
+    if (ndev > 1) {
+        if (per_op) {
+            pt_fail(&err, PT_ERR_INVALID, "--per-op times one device: use --devices with one device");
+            goto fail;
+        }
+        /* the whole group: every device's forward, backward, the gradient reduction, the update */
+        cli_group_timing_options go = {.net = net, .C = C, .H = H, .W = W, .classes = classes, .optim = oc,
+                                       .precision = prec, .batch = batch, .strong = strong, .steps = steps,
+                                       .warmup = warmup};
+        cli_group_timing gt;
+        if (strong && batch < ndev) {
+            pt_fail(&err, PT_ERR_INVALID, "--strong --batch %d: fewer samples than the %d devices", batch, ndev);
+            goto fail;
+        }
+        if (cli_time_group(devs, ndev, &go, &gt, &err) != PT_OK) goto fail;
+        const char *mode = strong ? "strong scaling: a global batch split over the devices"
+                                  : "weak scaling: the batch on each device";
+        if (json) {
+            printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"backend\":\"%s\",\"device\":\"%s\","
+                   "\"devices\":%d,\"scaling\":\"%s\",\"global_batch\":%d,\"per_device\":[",
+                   model, input, classes, devs[0]->be->name, devs[0]->info.name, ndev, strong ? "strong" : "weak",
+                   gt.global_batch);
+            for (int d = 0; d < ndev; d++) printf("%s%d", d ? "," : "", gt.per_device[d]);
+            printf("],\"train_step_ms\":%.3f,\"best_step_ms\":%.3f,\"train_img_per_s\":%.2f,\"reduction\":\"%s\","
+                   "\"buckets\":%d,\"precision\":\"%s\",\"timed\":\"the whole group: every device's forward and "
+                   "backward, the gradient reduction and the update, per step\"}\n",
+                   1e3 * gt.step_s, 1e3 * gt.best_s, gt.img_per_s, gt.reduction, gt.buckets, precision);
+        } else {
+            printf("bench: %s, input %s, %d classes, %s on %d x %s (%s)\n", model, input, classes, optimizer, ndev,
+                   devs[0]->info.name, devs[0]->be->name);
+            printf("  timed: the whole group of %d devices per step (forward and backward on every device, the "
+                   "gradient reduction through %s in %d bucket%s, the update); %s\n",
+                   ndev, gt.reduction, gt.buckets, gt.buckets == 1 ? "" : "s", mode);
+            printf("  batch: ");
+            for (int d = 0; d < ndev; d++) printf("%s%d", d ? " + " : "", gt.per_device[d]);
+            printf(" = global %d\n", gt.global_batch);
+            printf("  precision %s: %s\n", precision, how);
+            printf("  train step: median %.1f ms (best %.1f) over %d steps = %.1f img/s\n", 1e3 * gt.step_s,
+                   1e3 * gt.best_s, steps, gt.img_per_s);
+            if (!strcmp(devs[0]->be->name, "cpu"))
+                printf("  (cpu devices are shares of the same cores: more of them divide the cores, they do not add "
+                       "any)\n");
+        }
+        code = 0;
+        goto out;
     }
     pt_replica_options ro = {.precision = prec};
     if (pt_replica_create_ex(net, devs[0], batch, &oc, 1, &ro, &rep, &err) != PT_OK) goto fail;

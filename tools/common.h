@@ -1,22 +1,40 @@
-/* Loading a checkpoint for inference (eval, predict): its metadata, the model it names,
- * one device and a replica holding its weights. */
+/* Loading a checkpoint for inference (eval, predict): its metadata, the model it names, the
+ * devices chosen with --backend/--devices and a replica on each holding its weights, run as
+ * one device group so that a batch is split over the devices and evaluated in parallel. */
 #ifndef PT_TOOLS_COMMON_H
 #define PT_TOOLS_COMMON_H
 
 #include "core/checkpoint.h"
+#include "core/group.h"
 #include "tools/session.h"
 
 typedef struct cli_model {
     pt_model_meta meta;
     pt_net *net;
-    pt_device *dev;
+    pt_device *devs[CLI_MAX_DEVICES];
     int ndev;
-    pt_replica *rep;
+    pt_replica *reps[CLI_MAX_DEVICES];
+    int batch; /* samples one device takes in one forward */
+    pt_group *group;
+    pt_group_slice slices[CLI_MAX_DEVICES];
 } cli_model;
 
-/* precision: the math of its convolutions and GEMMs (the checkpoint is fp32 whatever it). */
-pt_status cli_model_load(const char *checkpoint, const char *backend, int threads, int batch,
-                         pt_precision precision, cli_model *m, pt_error *err);
+/* Zeroes m, then opens the devices as train does (cli_open_devices: --backend, --devices,
+ * --threads per device). Opened before the checkpoint is read, so that a caller can tell a
+ * bad --backend/--devices (PT_ERR_INVALID, a usage error) from a bad checkpoint. */
+pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *devices, int threads,
+                                 pt_error *err);
+/* The checkpoint's model on every open device with room for `batch` samples each; its weights
+ * are read once and copied to the other replicas. precision: the math of convolutions and
+ * GEMMs (the checkpoint is fp32 whatever it). */
+pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_precision precision, pt_error *err);
+/* Evaluation-mode forward of n <= ndev x batch samples in parallel, device d taking samples
+ * [d x batch, (d + 1) x batch): logits [n, classes] and losses [n] against labels y, in the
+ * order of x. A sequence fed in pieces of ndev x batch thus gets, sample for sample, the
+ * results one device gives it in pieces of batch. */
+pt_status cli_model_forward(cli_model *m, const float *x, const int32_t *y, int n, float *logits, float *losses,
+                            pt_error *err);
+/* Safe on a model that cli_model_open_devices zeroed, whatever failed after that. */
 void cli_model_free(cli_model *m);
 
 #endif

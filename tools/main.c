@@ -21,6 +21,7 @@ static const struct {
     {"synth", cmd_synth, "write a synthetic dataset in the TinyImageNet layout"},
     {"bench-loader", cmd_bench_loader, "images/s of the data pipeline (JPEG and packed cache)"},
     {"selftest", cmd_selftest, "check every op of a backend's devices against the cpu backend"},
+    {"check", cmd_check, "check a multi-device set-up: conformance, collectives, identical replicas, scaling"},
     {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},
 };
 

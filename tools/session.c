@@ -61,23 +61,98 @@ int cli_local_processes(void)
     return n > 0 ? n : 1;
 }
 
+static char g_choice[640]; /* what --backend auto chose and why (cli_backend_choice) */
+
+/* Appends "; name: why" to the choice record. */
+static void note_skip(const char *name, const char *why)
+{
+    size_t n = strlen(g_choice);
+    snprintf(g_choice + n, sizeof g_choice - n, "%s%s: %s", n ? "; " : "", name, why);
+}
+
+/* The GPU devices of backend b (indices into idx, at most CLI_MAX_DEVICES): 0 and the reason
+ * in why when it has none or cannot start. */
+static int gpu_devices(const pt_backend_iface *b, void **ctx, int *idx, char *why, size_t cap)
+{
+    pt_error e;
+    if (pt_backend_context(b, ctx, &e) != PT_OK) {
+        snprintf(why, cap, "%.400s", e.msg);
+        return 0;
+    }
+    const int count = b->device_count(*ctx);
+    int n = 0, cpus = 0;
+    char first_cpu[128] = "";
+    for (int i = 0; i < count && n < CLI_MAX_DEVICES; i++) {
+        pt_device_info info;
+        if (b->device_info(*ctx, i, &info, &e) != PT_OK) continue;
+        if (info.kind == PT_DEVICE_GPU) {
+            idx[n++] = i;
+        } else if (cpus++ == 0) {
+            snprintf(first_cpu, sizeof first_cpu, "%.100s", info.name);
+        }
+    }
+    if (n == 0) {
+        if (count == 0)
+            snprintf(why, cap, "no device");
+        else
+            snprintf(why, cap, "no GPU device (%d CPU device%s%s%s%s)", cpus, cpus == 1 ? "" : "s",
+                     cpus ? ": " : "", first_cpu, cpus > 1 ? ", ..." : "");
+    }
+    return n;
+}
+
+const char *cli_backend_choice(void) { return g_choice; }
+
 pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err)
 {
     *ndev = 0;
     const pt_backend_iface *be = NULL;
     void *ctx = NULL;
+    int gpus[CLI_MAX_DEVICES], ngpus = 0;
+    g_choice[0] = '\0';
     if (strcmp(backend, "auto") == 0) {
+        /* the vendor's own stack first (cuDNN, cuBLAS, NCCL), then OpenCL GPUs, then the CPU:
+         * an NVIDIA GPU is also an OpenCL device, but CLBlast is not what it trains best on */
+        static const char *const order[] = {"cuda", "opencl"};
+        for (size_t i = 0; i < sizeof order / sizeof order[0] && !be; i++) {
+            const pt_backend_iface *b = pt_backend_find(order[i]);
+            char why[512];
+            if (!b) {
+                note_skip(order[i], "not compiled in");
+                continue;
+            }
+            ngpus = gpu_devices(b, &ctx, gpus, why, sizeof why);
+            if (ngpus > 0)
+                be = b;
+            else
+                note_skip(order[i], why);
+        }
+        /* any other compiled-in backend with a GPU (none today), before the cpu */
         for (int i = 0; i < pt_backend_count() && !be; i++) {
             const pt_backend_iface *b = pt_backend_at(i);
-            pt_error ignore;
-            if (strcmp(b->name, "cpu") == 0 || pt_backend_context(b, &ctx, &ignore) != PT_OK) continue;
-            pt_device_info info;
-            if (b->device_count(ctx) > 0 && b->device_info(ctx, 0, &info, &ignore) == PT_OK &&
-                info.kind == PT_DEVICE_GPU)
+            if (strcmp(b->name, "cpu") == 0 || strcmp(b->name, "cuda") == 0 || strcmp(b->name, "opencl") == 0)
+                continue;
+            char why[512];
+            ngpus = gpu_devices(b, &ctx, gpus, why, sizeof why);
+            if (ngpus > 0)
                 be = b;
+            else
+                note_skip(b->name, why);
         }
         if (!be) be = pt_backend_find("cpu");
+        if (be) {
+            char chose[64];
+            snprintf(chose, sizeof chose, "auto chose %s", be->name);
+            const size_t n = strlen(g_choice);
+            if (n) {
+                char skipped[sizeof g_choice];
+                snprintf(skipped, sizeof skipped, "%s", g_choice);
+                snprintf(g_choice, sizeof g_choice, "%s (skipped %.560s)", chose, skipped);
+            } else {
+                snprintf(g_choice, sizeof g_choice, "%s", chose);
+            }
+        }
     } else {
         be = pt_backend_find(backend);
         if (!be) {
@@ -95,8 +170,33 @@ pt_status cli_open_devices(const char *backend, const char *devices, int threads
     if (avail < 1) return pt_fail(err, PT_ERR_BACKEND, "backend '%s' found no device", be->name);
     int idx[CLI_MAX_DEVICES], n = 0;
     int is_cpu = strcmp(be->name, "cpu") == 0;
+    if (!is_cpu && !devices) {
+        /* every device of the backend, but one kind only: with PoCL installed next to a GPU
+         * driver, OpenCL lists the CPU too, and a group runs at its slowest member's pace */
+        if (ngpus == 0) {
+            char why[512];
+            ngpus = gpu_devices(be, &ctx, gpus, why, sizeof why);
+        }
+        if (ngpus > 0) {
+            for (int i = 0; i < ngpus; i++) idx[i] = gpus[i];
+            n = ngpus;
+        }
+    }
     /* The cpu backend's devices are shares of one CPU: by default one device has it all. */
-    PT_TRY(parse_device_list(devices ? devices : is_cpu ? "1" : NULL, be->name, avail, idx, &n, err));
+    if (n == 0) PT_TRY(parse_device_list(devices ? devices : is_cpu ? "1" : NULL, be->name, avail, idx, &n, err));
+    /* a group never mixes device kinds (a CPU and a GPU in one data-parallel group) */
+    pt_device_info first;
+    PT_TRY(be->device_info(ctx, idx[0], &first, err));
+    for (int i = 1; i < n; i++) {
+        pt_device_info info;
+        PT_TRY(be->device_info(ctx, idx[i], &info, err));
+        if (info.kind != first.kind)
+            return pt_fail(err, PT_ERR_INVALID,
+                           "--devices: %s device %d (%s) is a %s and device %d (%s) a %s; a data-parallel group "
+                           "never mixes device types (list devices of one kind, see 'polytrain devices')",
+                           be->name, idx[0], first.name, first.kind == PT_DEVICE_GPU ? "GPU" : "CPU", idx[i], info.name,
+                           info.kind == PT_DEVICE_GPU ? "GPU" : "CPU");
+    }
     pt_device_options opt = {.threads = threads, .deterministic = deterministic};
     if (is_cpu && threads == 0) {
         /* Split the cores between the devices (and the processes on this machine) rather

@@ -7,15 +7,20 @@
 
 #define CLI_MAX_DEVICES 16
 
-/* Opens devices of `backend` ("auto": the first compiled-in backend that has a GPU, else
+/* Opens devices of `backend` ("auto": cuda if it has a GPU, then opencl if it has one, else
  * cpu). devices: "all" for every device of that backend, "N" for the first N, or a
- * comma-separated list of indices ("0,", "0,2"); NULL is every device, except on the cpu
- * backend (whose devices are shares of the CPU), where it is one. threads 0 on cpu: the
+ * comma-separated list of indices ("0,", "0,2"); NULL is every GPU device of the backend
+ * (every device where it has no GPU), except on the cpu backend (whose devices are shares of
+ * the CPU), where it is one. Devices of different kinds are refused. threads 0 on cpu: the
  * cores divided between the devices and the MPI processes on this machine. A bad list or
  * an index out of range is PT_ERR_INVALID. */
 pt_status cli_open_devices(const char *backend, const char *devices, int threads, int deterministic,
                            pt_device **devs, int *ndev, pt_error *err);
 void cli_close_devices(pt_device **devs, int ndev);
+/* After cli_open_devices with --backend auto: which backend it chose and why it skipped the
+ * others ("auto chose cpu (skipped cuda: no NVIDIA driver ...; opencl: no GPU device ...)");
+ * "" after an explicit backend. The order is cuda, opencl (GPU devices only), cpu. */
+const char *cli_backend_choice(void);
 /* Processes of this run on this machine (mpirun's local size; 1 without it), which share its
  * cores. */
 int cli_local_processes(void);

@@ -20,6 +20,9 @@
 typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
     const char *cache, *preset, *precision;
+    const char *trace;     /* --trace FILE */
+    int64_t trace_step;    /* --trace-step N; -1: the run's third step */
+    int given_trace, given_trace_step;
     int skip_bad, no_cache, loader_threads;
     double val_split;
     int epochs, batch, nesterov, deterministic, threads, no_progress, stop_after;

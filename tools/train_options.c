@@ -78,6 +78,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->eps = 1e-8;
     a->seed = 1;
     a->precision = "fp32";
+    a->trace_step = -1;
     const arg_spec specs[] = {
         {"data", ARG_STRING, &a->data, "SPEC", "fashion-mnist[:DIR], tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory (default " DEFAULT_DATA ")", 0, 0, NULL},
         {"val-split", ARG_DOUBLE, &a->val_split, "F", "folder datasets: held-out fraction of each class (default 0.1)", 1e-6, 0.999999, NULL},
@@ -129,6 +130,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
         {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"log-steps", ARG_FLAG, &a->log_steps, NULL, "write the loss and LR of every step to DIR/steps.jsonl", 0, 0, NULL},
+        {"trace", ARG_STRING, &a->trace, "FILE", "write a timeline of one step as Chrome/Perfetto trace JSON: every op of each device (synchronised), the gradient reductions, waits and updates", 0, 0, &a->given_trace},
+        {"trace-step", ARG_I64, &a->trace_step, "N", "the 0-based global step --trace records (default: the run's third step)", 0, 1e15, &a->given_trace_step},
         {"no-progress", ARG_FLAG, &a->no_progress, NULL, "no progress bar", 0, 0, &a->given_progress},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
@@ -163,6 +166,7 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
         }
         /* Per-run options are never inherited from the interrupted run. */
         a->given_out = a->given_stop = a->given_progress = a->given_check = 1;
+        a->given_trace = a->given_trace_step = 1;
         if (load_resume_config(&o->cmd, a->resume, resume_cfg, o->resumed_precision)) return 1;
         a->out = a->resume;
     }
@@ -228,6 +232,10 @@ int train_options_resolve(train_options *o)
     }
     if (!pt_precision_parse(ap->precision, &o->precision)) {
         cli_error("train: --precision must be fp32, tf32, bf16 or fp16, got '%s'", ap->precision);
+        return 2;
+    }
+    if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
+        cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
         return 2;
     }
     if (okind == PT_OPTIM_ADAMW && !ap->given_wd) ap->weight_decay = 1e-2;

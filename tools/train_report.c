@@ -59,6 +59,7 @@ void train_print_banner(const train_session *s, const train_options *o)
     printf("polytrain %s: training '%s' on %s\n", PT_VERSION, ap->model, train_ds->name);
     printf("devices: %d x %s (%s backend)%s\n", ndev, devs[0]->info.name, devs[0]->be->name,
            procs > 1 ? " in each process" : "");
+    if (cli_backend_choice()[0]) printf("backend: %s\n", cli_backend_choice());
     for (int d = 0; d < ndev; d++)
         printf("  [%d] device %d: %s, %d threads; %s\n", d, devs[d]->index, devs[d]->info.name, devs[d]->info.threads,
                devs[d]->info.details);
@@ -118,6 +119,11 @@ void train_print_banner(const train_session *s, const train_options *o)
                pt_precision_scales_loss(o->precision) ? "; the loss scale starts at 65536" : "");
     printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0));
     printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
+    if (ap->trace) {
+        char which[48] = "the run's third step";
+        if (ap->trace_step >= 0) snprintf(which, sizeof which, "step %lld", (long long)ap->trace_step);
+        printf("trace: %s to %s (every op synchronised in that step)\n", which, ap->trace);
+    }
     fflush(stdout);
 }
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/trace.h"
 #include "data/source.h"
 #include "models/models.h"
 #include "tools/train_internal.h"
@@ -149,6 +150,10 @@ static int write_config_json(train_session *s, const train_options *o, pt_error 
     pt_strbuf_puts(cfg, ",\"device_details\":");
     pt_strbuf_json_string(cfg, s->devs[0]->info.details);
     pt_strbuf_printf(cfg, ",\"loader_threads\":%d", s->loader_threads);
+    if (cli_backend_choice()[0]) {
+        pt_strbuf_puts(cfg, ",\"backend_choice\":");
+        pt_strbuf_json_string(cfg, cli_backend_choice());
+    }
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
     pt_strbuf_puts(cfg, ",\"lr\":");
@@ -170,6 +175,11 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     pt_strbuf_init(&s->cfg);
 
     if (world->rank == 0 && pt_check_dir_writable(ap->out, err) != PT_OK) return 1;
+    /* a trace is written after its step, possibly hours in: its path is checked now */
+    if (world->rank == 0 && ap->trace && pt_trace_check_path(ap->trace, err) != PT_OK) {
+        pt_error_wrap(err, "--trace %s", ap->trace);
+        return 1;
+    }
     if (ap->resume && check_resumed_model(ap, err)) return 1;
     if (open_datasets(s, ap, err)) return 1;
     if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
@@ -233,6 +243,8 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     to.stop_after_epoch = ap->stop_after;
     to.config_json = s->cfg.data;
     to.log_steps = ap->log_steps;
+    to.trace_path = ap->trace;
+    to.trace_step = ap->trace_step;
     if (pt_trainer_create(s->reps, s->ndev, &s->meta, pt_loader_source(&s->train_ld), pt_loader_source(&s->val_ld),
                           &to, &s->trainer, err) != PT_OK)
         return 1;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `polytrain` refuses bad input with the documented exit code (2 usage, 1 runtime) and a
 # `polytrain: error:` message naming what is wrong, never a crash; and a kill -9 while it
-# saves never destroys the previous checkpoint. Datasets and checkpoints are crafted here
+# saves never destroys the previous checkpoint; eval and predict on several devices give one
+# device's results and refuse a bad --devices list. Datasets and checkpoints are crafted here
 # (tiny, random) so that the test does not depend on the installed dataset where it can.
 set -u
 
@@ -249,6 +250,43 @@ expect "predict with a garbage PNG" 1 "$TMP/garbage.png" \
     "$CLI" predict --checkpoint "$CK/last" "$TMP/garbage.png"
 expect "predict idx: index past the end" 1 "t10k-images" \
     "$CLI" predict --checkpoint "$CK/last" "idx:$D/t10k-images-idx3-ubyte.gz:64"
+
+# ---- eval and predict on several devices: one device's results, bit for bit -----------------
+# Each device evaluates the batches one device would (--batch is per device); the cpu
+# backend's per-sample results also depend on a device's threads (its SGEMM splits the batch
+# between them), so every run here has one thread per device. 64 test samples in batches of
+# 24 per device: on 2 devices the last batch of 16 leaves device 1 idle.
+multi() {  # multi NAME FILE1 FILE2: the two outputs are byte for byte the same
+    if cmp -s "$2" "$3"; then pass "$1"; else fail "$1"; diff "$2" "$3" | head -n 6 | sed 's/^/  | /'; fi
+}
+IDX="idx:$D/t10k-images-idx3-ubyte.gz"
+for n in 1 2; do
+    expect "eval on $n cpu device(s)" 0 "" "$CLI" eval --checkpoint "$CK/last" --data "$D" --backend cpu \
+        --devices "$n" --threads 1 --batch 24 --dump-logits "$TMP/logits-$n.bin"
+    tail -n 1 "$TMP/stdout" >"$TMP/eval-$n.txt"
+    if grep -q "^devices: $n x .*(cpu backend" "$TMP/stdout"; then pass "eval on $n device(s) names them"
+    else fail "eval on $n device(s) names them"; fi
+    expect "eval --json on $n cpu device(s)" 0 "" "$CLI" eval --checkpoint "$CK/last" --data "$D" --backend cpu \
+        --devices "$n" --threads 1 --batch 24 --json
+    if grep -q "\"backend\":\"cpu\",\"devices\":$n," "$TMP/stdout"; then pass "eval --json on $n device(s) names them"
+    else fail "eval --json on $n device(s) names them"; fi
+    sed 's/,"backend":.*//' "$TMP/stdout" >"$TMP/eval-$n.json"
+    expect "predict on $n cpu device(s)" 0 "" "$CLI" predict --checkpoint "$CK/last" --backend cpu \
+        --devices "$n" --threads 1 --json "$IDX:0" "$IDX:1" "$IDX:2" "$IDX:63" "$IDX:5"
+    cp "$TMP/stdout" "$TMP/predict-$n.json"
+done
+multi "eval on 2 devices prints the metrics of 1" "$TMP/eval-1.txt" "$TMP/eval-2.txt"
+multi "eval --json on 2 devices gives the metrics of 1" "$TMP/eval-1.json" "$TMP/eval-2.json"
+multi "eval --dump-logits on 2 devices writes the bytes of 1" "$TMP/logits-1.bin" "$TMP/logits-2.bin"
+multi "predict on 2 devices prints what 1 prints, in input order" "$TMP/predict-1.json" "$TMP/predict-2.json"
+ncpu=$("$CLI" devices 2>/dev/null | sed -n 's/^cpu: \([0-9]*\) device.*/\1/p')
+too_many=$((${ncpu:-1} > 6 ? ${ncpu:-1} + 1 : 7))
+for devs in "$too_many" x; do
+    expect "eval --devices $devs" 2 "--devices" "$CLI" eval --checkpoint "$CK/last" --data "$D" --backend cpu \
+        --devices "$devs"
+    expect "predict --devices $devs" 2 "--devices" "$CLI" predict --checkpoint "$CK/last" --backend cpu \
+        --devices "$devs" "$IDX:0"
+done
 
 # ---- resume ------------------------------------------------------------------------------------
 cp -r "$CK" "$TMP/run-resume-mismatch"

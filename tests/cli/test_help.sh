@@ -56,8 +56,8 @@ expect "train --help points to the model list" 0 stdout "polytrain models" -- \
 expect "models lists the zoo" 0 stdout baseline resnet18 resnet34 -- "$CLI" models
 expect "models --help" 0 stdout models -- "$CLI" models --help
 expect "eval --help documents its options" 0 stdout \
-    --checkpoint --data --limit-val --batch --json --dump-logits -- "$CLI" eval --help
-expect "predict --help documents its options" 0 stdout --checkpoint --json --topk idx: -- \
+    --checkpoint --data --limit-val --batch --backend --devices --json --dump-logits -- "$CLI" eval --help
+expect "predict --help documents its options" 0 stdout --checkpoint --json --topk --backend --devices idx: -- \
     "$CLI" predict --help
 
 expect "devices lists the cpu backend" 0 stdout cpu -- "$CLI" devices

@@ -1,0 +1,42 @@
+/* Training steps of a model on a device group timed on random data: what `bench --devices`
+ * and `polytrain check` measure (weak scaling: a fixed batch per device; strong scaling: a
+ * fixed global batch split over the devices). */
+#ifndef PT_TOOLS_GROUP_TIMING_H
+#define PT_TOOLS_GROUP_TIMING_H
+
+#include "core/backend.h"
+#include "core/net.h"
+#include "core/optim.h"
+#include "core/world.h"
+
+typedef struct cli_group_timing_options {
+    const pt_net *net;
+    int C, H, W, classes;
+    pt_optim_config optim;
+    pt_precision precision;
+    int batch;  /* weak: samples per device; strong: the global batch of this process */
+    int strong;
+    int steps, warmup;
+    const pt_world *world; /* NULL: this process alone */
+    size_t bucket_bytes;   /* 0: the group's default */
+    int check_identical;   /* compare every replica bitwise after every step */
+} cli_group_timing_options;
+
+typedef struct cli_group_timing {
+    int ndev;
+    int per_device[16];     /* samples of each device in a step */
+    int global_batch;       /* over every device of every process */
+    double step_s, best_s;  /* median and fastest timed step */
+    double img_per_s;       /* global_batch / step_s */
+    int buckets;
+    char reduction[16];     /* "host" or "backend" */
+    int identical;          /* check_identical: every step left the replicas bitwise equal */
+} cli_group_timing;
+
+/* Builds one replica per device (the same seed, so the same weights), a group over them, and
+ * times `steps` group steps after `warmup`. A replica mismatch (check_identical) is
+ * PT_ERR_MISMATCH naming the first difference. */
+pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_options *o, cli_group_timing *out,
+                         pt_error *err);
+
+#endif
