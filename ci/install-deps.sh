@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package polytrain needs to build, train and run its tests (Debian 12).
 # Idempotent: packages already present are left as they are. Runs apt-get as root, or
-# through sudo otherwise; never installs anything from pip.
+# through sudo otherwise. The one package Debian lacks, tensorboard (the reader the
+# TensorBoard test checks event files with), goes from PyPI into a virtual environment of
+# its own, never into the system's Python.
 set -euo pipefail
 
 PACKAGES=(
@@ -22,6 +24,8 @@ PACKAGES=(
     # tests: the PyTorch reference models and the end-to-end tests; torchvision for
     # tools/torch_epoch.py (PyTorch's epoch on a TinyImageNet-layout tree)
     python3 python3-numpy python3-torch python3-torchvision
+    # the virtual environment that holds tensorboard (see install_tensorboard below)
+    python3-venv
     # polytrain experiment: loss and accuracy plots (PNG through gnuplot's pngcairo terminal)
     gnuplot-nox
     # scripts and tests: timeout, truncate, gzip, mktemp
@@ -47,11 +51,36 @@ done
 
 if [ "${#missing[@]}" -eq 0 ]; then
     echo "ci/install-deps.sh: all ${#PACKAGES[@]} packages already installed"
-    exit 0
+else
+    echo "ci/install-deps.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        "${missing[@]}"
 fi
 
-echo "ci/install-deps.sh: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update -q
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
+# tensorboard from PyPI, as the invoking user (no root), into the environment that
+# tests/python/test_tensorboard.py looks in. --system-site-packages keeps Debian's numpy.
+# Without network it says so and leaves the rest installed: that test then skips.
+install_tensorboard() {
+    local venv="${PT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/polytrain/venv}"
+    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
+        echo "ci/install-deps.sh: tensorboard already installed in $venv"
+        return 0
+    fi
+    # Debian's Python, the one the tests run under (tests/CMakeLists.txt: /usr/bin/python3)
+    local py=/usr/bin/python3
+    [ -x "$py" ] || py=python3
+    if ! { [ -x "$venv/bin/python" ] || "$py" -m venv --system-site-packages "$venv"; }; then
+        echo "ci/install-deps.sh: warning: cannot create the virtual environment $venv;" \
+             "the TensorBoard test will be skipped" >&2
+        return 0
+    fi
+    echo "ci/install-deps.sh: installing tensorboard from PyPI into $venv"
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard; then
+        echo "ci/install-deps.sh: warning: cannot install tensorboard from PyPI (no network?);" \
+             "the TensorBoard test will be skipped. Retry later: ci/install-deps.sh" >&2
+    fi
+    return 0
+}
+install_tensorboard

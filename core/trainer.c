@@ -11,6 +11,7 @@
 #include "core/group.h"
 #include "core/json.h"
 #include "core/metrics.h"
+#include "core/tb_events.h"
 #include "core/trace.h"
 #include "core/trainer.h"
 
@@ -30,6 +31,7 @@ struct pt_trainer {
     int stopped;
     double fixed_momentum;
     FILE *steps_log;
+    pt_tb_writer *events;   /* rank 0: RUN/tensorboard, the scalars of metrics.jsonl and steps.jsonl */
     float *logits, *losses; /* per replica capacity, one region per replica */
     pt_group *group;
     pt_group_slice *slices;
@@ -227,6 +229,7 @@ void pt_trainer_free(pt_trainer *t)
     if (!t) return;
     pt_model_meta_free(&t->meta);
     if (t->steps_log) fclose(t->steps_log);
+    pt_tb_close(t->events);
     free(t->out_dir);
     free(t->config_json);
     pt_group_free(t->group);
@@ -337,6 +340,8 @@ static pt_status path_join(char *dst, size_t n, const char *dir, const char *lea
     return PT_OK;
 }
 
+static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err);
+
 static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
     char path[4200];
@@ -366,7 +371,98 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
     fputs("}\n", f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    return append_csv(t, m, err);
+}
+
+/* metrics.csv: metrics.jsonl's fields as a table. One column set for every run, so that a
+ * run resumed in another precision keeps its header: cells a run does not have are empty,
+ * and the array fields are their JSON text in a quoted cell. */
+static const char csv_header[] =
+    "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,val_count,lr,img_per_s,train_s,epoch_s,elapsed_s,"
+    "best,precision,device_mib,workspace_mib_fitted,loss_scale,loss_scale_min,skipped_steps,loss_scale_changes,"
+    "loss_scale_history\n";
+
+static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.csv", err));
+    FILE *f = fopen(path, "a");
+    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    fprintf(f, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.8g,%.2f,%.3f,%.3f,%.3f,%s,%s,%.1f,", (long long)m->epoch,
+            m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5, (long long)m->val_count, m->lr,
+            m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s, m->best ? "true" : "false",
+            pt_precision_name(t->precision), (double)m->device_bytes / 1048576.0);
+    if (m->ws_before != m->ws_after)
+        fprintf(f, "\"[%.1f,%.1f]\"", (double)m->ws_before / 1048576.0, (double)m->ws_after / 1048576.0);
+    if (m->loss_scale > 0) {
+        fprintf(f, ",%.17g,%.17g,%lld,%d,\"[", m->loss_scale, m->loss_scale_min, (long long)m->skipped_steps,
+                m->nscale_events);
+        for (int i = 0; i < m->nscale_events && i < PT_SCALE_EVENTS; i++)
+            fprintf(f, "%s[%lld,%.17g]", i ? "," : "", (long long)m->scale_event[i].step, m->scale_event[i].scale);
+        fputs("]\"\n", f);
+    } else {
+        fputs(",,,,,\n", f);
+    }
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
+}
+
+/* The header and the rows of epochs 1..keep (those of the checkpoint resumed): rows a
+ * crash left after the checkpoint go, as in metrics.jsonl. A file with another header
+ * (another version's columns) starts again. */
+static pt_status start_csv(pt_trainer *t, int64_t keep, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.csv", err));
+    void *data = NULL;
+    size_t size = 0, hlen = strlen(csv_header), olen = hlen;
+    if (keep > 0 && pt_path_exists(path)) PT_TRY(pt_read_file(path, (size_t)1 << 30, &data, &size, err));
+    char *text = data, *outbuf = malloc(size + hlen + 1);
+    if (!outbuf) {
+        free(data);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    memcpy(outbuf, csv_header, hlen);
+    if (text && size >= hlen && memcmp(text, csv_header, hlen) == 0) {
+        for (size_t pos = hlen, end; pos < size; pos = end + 1) {
+            for (end = pos; end < size && text[end] != '\n'; end++) {}
+            char *after = NULL;
+            long long epoch = strtoll(text + pos, &after, 10);
+            if (end < size && after != text + pos && *after == ',' && epoch >= 1 && epoch <= keep) {
+                memcpy(outbuf + olen, text + pos, end - pos + 1);
+                olen += end - pos + 1;
+            }
+        }
+    }
+    const void *chunks[1] = {outbuf};
+    size_t sizes[1] = {olen};
+    pt_status st = pt_write_file_atomic(path, chunks, sizes, 1, err);
+    free(outbuf);
+    free(data);
+    return st;
+}
+
+/* RUN/tensorboard: a new event file per run; a resumed run skips the steps already there. */
+static pt_status open_events(pt_trainer *t, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "tensorboard", err));
+    return pt_tb_open(path, t->opt.resume, &t->events, err);
+}
+
+/* The epoch's scalars at the global step it ended on; the file is flushed with the step
+ * records before it, so a reader sees whole epochs. */
+static pt_status log_epoch_events(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
+{
+    const struct { const char *tag; double value; } s[] = {
+        {"train/loss", m->train_loss}, {"train/accuracy", m->train_acc}, {"val/loss", m->val_loss},
+        {"val/top1", m->val_top1}, {"val/top5", m->val_top5}, {"lr", m->lr},
+        {"throughput/img_per_s", m->img_per_s}, {"time/epoch_s", m->epoch_s}, {"loss_scale", m->loss_scale},
+    };
+    const int n = (int)(sizeof s / sizeof s[0]) - (m->loss_scale > 0 ? 0 : 1);
+    for (int i = 0; i < n; i++) PT_TRY(pt_tb_scalar(t->events, s[i].tag, t->global_step, s[i].value, err));
+    return pt_tb_flush(t->events, err);
 }
 
 /* steps.jsonl: one line per update. Kept open for the run (no open per step). */
@@ -514,6 +610,8 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
         if (t->opt.log_steps) PT_TRY(pt_write_file_atomic(path, chunks, sizes, 1, err));
         else if (pt_path_exists(path)) remove(path);
     }
+    PT_TRY(start_csv(t, t->start_epoch, err));
+    PT_TRY(open_events(t, err));
     PT_TRY(path_join(path, sizeof path, t->out_dir, "config.json", err));
     const void *chunks[2] = {t->config_json, "\n"};
     size_t sizes[2] = {strlen(t->config_json), 1};
@@ -686,10 +784,16 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                 PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, &v, 1, err));
                 stop = v > 0;
             }
+            if (stop && epoch == 0)
+                return pt_fail(err, PT_ERR_INTERRUPTED,
+                               "interrupted during epoch 1: no epoch finished, nothing was saved; run the same "
+                               "command again (or --resume %s) to start over",
+                               t->out_dir);
             if (stop)
                 return pt_fail(err, PT_ERR_INTERRUPTED,
-                               "interrupted during epoch %lld; '%s/last' holds the last completed epoch",
-                               (long long)epoch + 1, t->out_dir);
+                               "interrupted during epoch %lld; '%s/last' holds epoch %lld, the last completed one; "
+                               "continue with: polytrain train --resume %s",
+                               (long long)epoch + 1, t->out_dir, (long long)epoch, t->out_dir);
             pt_batch b;
             memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
             PT_TRY(t->train.next(t->train.ctx, &b, err));
@@ -707,6 +811,11 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             }
             double step_lr = pt_schedule_lr(&t->sched, step);
             if (t->opt.log_steps && t->rank0) PT_TRY(append_step(t, step, epoch + 1, step_loss, step_lr, err));
+            if (t->opt.log_steps && t->events) {
+                /* at steps.jsonl's step; the epoch's "lr" is another series (at its end) */
+                PT_TRY(pt_tb_scalar(t->events, "train/step_loss", step, step_loss, err));
+                PT_TRY(pt_tb_scalar(t->events, "train/step_lr", step, step_lr, err));
+            }
             if (cb && cb->on_step) cb->on_step(cb->user, step, epoch + 1, step_loss, step_lr);
             if (!isfinite(loss_sum))
                 return pt_fail(err, PT_ERR_INVALID,
@@ -764,6 +873,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         m.epoch_s = now_s() - t0;
         m.elapsed_s = now_s() - run_start;
         if (t->rank0) PT_TRY(append_metrics(t, &m, err));
+        if (t->events) PT_TRY(log_epoch_events(t, &m, err));
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);
         if (t->opt.stop_after_epoch > 0 && m.epoch >= t->opt.stop_after_epoch && m.epoch < t->opt.epochs) {
             t->stopped = 1;

@@ -766,6 +766,7 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
         for (int k = 0; r->options[k]; k++) v[n++] = r->options[k];
         n += common_options(a, bufs, v + n);
         v[n++] = "--out", v[n++] = rundir;
+        v[n++] = "--overwrite"; /* a failed run tried again: its directory is the suite's own */
         v[n++] = "--log-steps";
     }
     if (a->threads) {

@@ -34,6 +34,7 @@ typedef struct train_args {
     int64_t limit_train, limit_val;
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
     int given_momentum, given_preset, given_precision;
+    int allow_changes, overwrite, given_allow, given_overwrite;
 } train_args;
 
 #define TRAIN_MAX_OPTIONS 64
@@ -45,6 +46,7 @@ typedef struct train_options {
     pt_schedule_kind schedule;
     pt_precision precision;
     char resumed_precision[8];          /* --resume: the precision the run was trained in so far */
+    char resume_changes[2048];          /* --resume --allow-changes: {"option":[saved, new], ...} */
     char default_out[256];              /* args.out when --out was not given */
     arg_spec specs[TRAIN_MAX_OPTIONS];
     int given[TRAIN_MAX_OPTIONS];       /* one flag per spec (resume) */

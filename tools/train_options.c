@@ -125,6 +125,10 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
         {"resume", ARG_STRING, &a->resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a->given_resume},
+        {"allow-changes", ARG_FLAG, &a->allow_changes, NULL,
+         "--resume: accept options that change the run (recorded in config.json)", 0, 0, &a->given_allow},
+        {"overwrite", ARG_FLAG, &a->overwrite, NULL,
+         "--out may hold a run: replace its records and checkpoints", 0, 0, &a->given_overwrite},
         {"stop-after-epoch", ARG_INT, &a->stop_after, "N", "stop once epoch N is saved (resume later)", 0, 1000000, &a->given_stop},
         {"limit-train", ARG_I64, &a->limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
         {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
@@ -139,6 +143,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     memcpy(o->specs, specs, sizeof specs);
     memset(o->given, 0, sizeof o->given); /* the experiment runner trains many times in one process */
     o->resumed_precision[0] = '\0';
+    o->resume_changes[0] = '\0';
     const arg_command cmd = {
         "train", "Train a model and write checkpoints, metrics.jsonl and config.json into a run directory.",
         "[options]", o->specs,
@@ -149,6 +154,100 @@ int train_options_parse(train_options *o, int argc, char **argv)
         o->given};
     o->cmd = cmd;
     return args_parse(&o->cmd, argc, argv, NULL, 0, NULL);
+}
+
+/* Options that may differ on --resume: where and how fast the run goes, what it prints, when
+ * it stops, and the precision (said in the banner). Every other option changes what the
+ * run computes, so its record in config.json would no longer describe it. */
+static int free_on_resume(const char *name)
+{
+    static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
+                                        "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
+                                        "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
+                                        "no-progress", "allow-changes", "overwrite"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(name, names[i]) == 0) return 1;
+    return 0;
+}
+
+static int json_same(const pt_json *a, const pt_json *b)
+{
+    if (a->type != b->type) return 0;
+    switch (a->type) {
+    case PT_JSON_NUMBER: return a->number == b->number;
+    case PT_JSON_STRING: return strcmp(a->str, b->str) == 0;
+    case PT_JSON_BOOL: return a->boolean == b->boolean;
+    default: return a->type == PT_JSON_NULL;
+    }
+}
+
+static void json_text(const pt_json *v, char *buf, size_t cap)
+{
+    switch (v->type) {
+    case PT_JSON_NUMBER:
+        if (v->is_int) snprintf(buf, cap, "%lld", (long long)v->integer);
+        else snprintf(buf, cap, "%.9g", v->number);
+        break;
+    case PT_JSON_STRING: snprintf(buf, cap, "%s", v->str); break;
+    case PT_JSON_BOOL: snprintf(buf, cap, "%s", v->boolean ? "on" : "off"); break;
+    default: snprintf(buf, cap, "null");
+    }
+}
+
+/* The options given on the command line that differ from the run's saved ones: refused
+ * unless --allow-changes, then recorded (o->resume_changes). cur: the command line's values
+ * before the saved ones were applied; user_given: which the user gave. */
+static int compare_resumed(train_options *o, const pt_json *cur, const int *user_given, const pt_json *saved)
+{
+    train_args *a = &o->args;
+    char list[2048] = "", js[1984] = "{"; /* js fits o->resume_changes with its closing brace */
+    int n = 0, refused = 0;
+    for (int i = 0; o->specs[i].name; i++) {
+        const arg_spec *sp = &o->specs[i];
+        if (!user_given[i] || free_on_resume(sp->name)) continue;
+        /* a NOFLAG option's value is its FLAG twin's */
+        const char *name = sp->name;
+        if (sp->kind == ARG_NOFLAG)
+            for (int j = 0; o->specs[j].name; j++)
+                if (o->specs[j].target == sp->target && o->specs[j].kind == ARG_FLAG) name = o->specs[j].name;
+        const pt_json *was = pt_json_get(saved, name), *now = pt_json_get(cur, name);
+        if (!was || !now || json_same(was, now)) continue;
+        char wt[256], nt[256];
+        json_text(was, wt, sizeof wt);
+        json_text(now, nt, sizeof nt);
+        size_t l = strlen(list);
+        if (strcmp(name, "epochs") == 0) {
+            const pt_json *sch = pt_json_get(saved, "schedule");
+            const char *schedule = sch && sch->type == PT_JSON_STRING ? sch->str : "onecycle";
+            /* a constant or step schedule does not depend on the run's length: more epochs
+             * (or fewer, not yet trained) train on as the run would have; onecycle and cosine
+             * are laid over the whole run, and the finished part would not be what they say */
+            if (strcmp(schedule, "constant") != 0 && strcmp(schedule, "step") != 0) {
+                snprintf(list + l, sizeof list - l,
+                         "\n  --epochs %s (the run's %s): its %s schedule is laid over %s epochs; stretched, the "
+                         "learning rate would jump back up (to train on, start a new run from the checkpoint)",
+                         nt, wt, schedule, wt);
+                refused++;
+            }
+        } else {
+            snprintf(list + l, sizeof list - l, "\n  --%s %s (the run's %s)", name, nt, wt);
+            refused++;
+        }
+        l = strlen(js);
+        snprintf(js + l, sizeof js - l, "%s\"%s\":[\"%s\",\"%s\"]", n ? "," : "", name, wt, nt);
+        n++;
+    }
+    if (n == 0) return 0;
+    if (refused && !a->allow_changes) {
+        cli_error("train: --resume %s: %d option%s differ%s from the run's (%s/config.json); each changes what the "
+                  "run computes, so its record would no longer describe it:%s\ndrop %s, or pass --allow-changes to "
+                  "continue with %s anyway (recorded in config.json)",
+                  a->resume, refused, refused == 1 ? "" : "s", refused == 1 ? "s" : "", a->resume, list,
+                  refused == 1 ? "it" : "them", refused == 1 ? "it" : "them");
+        return 2;
+    }
+    snprintf(o->resume_changes, sizeof o->resume_changes, "%s}", js);
+    return 0;
 }
 
 int train_options_resume(train_options *o, pt_json **resume_cfg)
@@ -164,11 +263,50 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
             cli_error("train: --resume continues in its own directory; drop --out");
             return 2;
         }
+        /* what the command line says, before the saved options fill in the rest */
+        int user_given[TRAIN_MAX_OPTIONS];
+        memcpy(user_given, o->given, sizeof user_given);
+        pt_strbuf sb;
+        pt_strbuf_init(&sb);
+        pt_strbuf_putc(&sb, '{');
+        args_to_json(&o->cmd, &sb);
+        pt_strbuf_putc(&sb, '}');
+        pt_json *cur = NULL;
+        pt_error jerr;
+        if (pt_strbuf_check(&sb, &jerr) != PT_OK || pt_json_parse(sb.data, sb.len, NULL, &cur, &jerr) != PT_OK) {
+            pt_strbuf_free(&sb);
+            cli_error("train: --resume: %s", jerr.msg);
+            return 1;
+        }
+        pt_strbuf_free(&sb);
         /* Per-run options are never inherited from the interrupted run. */
         a->given_out = a->given_stop = a->given_progress = a->given_check = 1;
-        a->given_trace = a->given_trace_step = 1;
-        if (load_resume_config(&o->cmd, a->resume, resume_cfg, o->resumed_precision)) return 1;
+        a->given_trace = a->given_trace_step = a->given_allow = a->given_overwrite = 1;
+        if (load_resume_config(&o->cmd, a->resume, resume_cfg, o->resumed_precision)) {
+            pt_json_free(cur);
+            return 1;
+        }
+        const int rc = compare_resumed(o, cur, user_given, pt_json_get(*resume_cfg, "options"));
+        pt_json_free(cur);
+        if (rc) {
+            pt_json_free(*resume_cfg);
+            *resume_cfg = NULL;
+            return rc;
+        }
         a->out = a->resume;
+        char last[4200];
+        pt_error e;
+        snprintf(last, sizeof last, "%s/last", a->resume);
+        pt_dir_recover(last, &e); /* a crash between the checkpoint's renames */
+        if (!pt_path_exists(last)) {
+            /* stopped before its first epoch ended: nothing to continue, so it starts over
+             * with its own options */
+            printf("resume: %s has no finished epoch (no last/ checkpoint): the run starts again from the beginning "
+                   "with its options\n",
+                   a->resume);
+            a->resume = NULL;
+            a->overwrite = 1;
+        }
     }
     return 0;
 }

@@ -117,6 +117,10 @@ void train_print_banner(const train_session *s, const train_options *o)
                "fp32 either way%s\n",
                o->resumed_precision, pt_precision_name(o->precision),
                pt_precision_scales_loss(o->precision) ? "; the loss scale starts at 65536" : "");
+    if (ap->resume && o->resume_changes[0])
+        printf("resume: continues with options changed by --allow-changes, {option: [the run's, now]}: %s "
+               "(recorded in config.json under \"resumes\")\n",
+               o->resume_changes);
     printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0));
     printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
     if (ap->trace) {

@@ -1,9 +1,11 @@
 /* polytrain train's session: from the resolved options, the datasets and their loaders, the
  * model, the devices with a replica each, config.json and the core trainer over them. What
  * it reports goes through train_report.c; it prints only a bad --devices list itself. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -136,8 +138,41 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     return 0;
 }
 
-/* config.json: the options by their command-line names, then what they resolved to. */
-static int write_config_json(train_session *s, const train_options *o, pt_error *err)
+/* A parsed JSON value written back (a resumed run's earlier "resumes" entries). */
+static void json_write(pt_strbuf *sb, const pt_json *v)
+{
+    switch (v->type) {
+    case PT_JSON_OBJECT:
+        pt_strbuf_putc(sb, '{');
+        for (size_t i = 0; i < v->count; i++) {
+            if (i) pt_strbuf_putc(sb, ',');
+            pt_strbuf_json_string(sb, v->members[i].key);
+            pt_strbuf_putc(sb, ':');
+            json_write(sb, &v->members[i].value);
+        }
+        pt_strbuf_putc(sb, '}');
+        break;
+    case PT_JSON_ARRAY:
+        pt_strbuf_putc(sb, '[');
+        for (size_t i = 0; i < v->count; i++) {
+            if (i) pt_strbuf_putc(sb, ',');
+            json_write(sb, &v->items[i]);
+        }
+        pt_strbuf_putc(sb, ']');
+        break;
+    case PT_JSON_STRING: pt_strbuf_json_string(sb, v->str); break;
+    case PT_JSON_NUMBER:
+        if (v->is_int) pt_strbuf_printf(sb, "%lld", (long long)v->integer);
+        else pt_strbuf_json_double(sb, v->number);
+        break;
+    case PT_JSON_BOOL: pt_strbuf_puts(sb, v->boolean ? "true" : "false"); break;
+    default: pt_strbuf_puts(sb, "null");
+    }
+}
+
+/* config.json: the options by their command-line names, then what they resolved to, and
+ * every resume of the run (when, and the options it changed with --allow-changes). */
+static int write_config_json(train_session *s, const train_options *o, const pt_json *resume_cfg, pt_error *err)
 {
     pt_strbuf *cfg = &s->cfg;
     pt_strbuf_puts(cfg, "{\"options\":{");
@@ -163,8 +198,95 @@ static int write_config_json(train_session *s, const train_options *o, pt_error 
                      (long long)s->net->param_count, (int)s->global_batch, (long long)s->train_ds.count,
                      (long long)s->val_ds.count);
     pt_strbuf_json_string(cfg, s->train_ds.name);
-    pt_strbuf_puts(cfg, "}}");
+    pt_strbuf_puts(cfg, "}");
+    const pt_json *prev = resume_cfg ? pt_json_get(resume_cfg, "resumes") : NULL;
+    if (o->args.resume || (prev && prev->type == PT_JSON_ARRAY && prev->count)) {
+        pt_strbuf_puts(cfg, ",\n\"resumes\":[");
+        size_t n = 0;
+        if (prev && prev->type == PT_JSON_ARRAY)
+            for (; n < prev->count; n++) {
+                if (n) pt_strbuf_putc(cfg, ',');
+                json_write(cfg, &prev->items[n]);
+            }
+        if (o->args.resume) {
+            char when[32];
+            const time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            pt_strbuf_printf(cfg, "%s{\"time\":\"%s\",\"changes\":%s}", n ? "," : "", when,
+                             o->resume_changes[0] ? o->resume_changes : "{}");
+        }
+        pt_strbuf_putc(cfg, ']');
+    }
+    pt_strbuf_puts(cfg, "}");
     return pt_strbuf_check(cfg, err) != PT_OK;
+}
+
+/* What a run directory holds that a new run would replace: its records and checkpoints
+ * (a crash between a checkpoint's renames is repaired first). */
+static const char *const k_run_files[] = {"config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl"};
+static const char *const k_run_dirs[] = {"last", "best", "last.old", "best.old", "last.tmp", "best.tmp",
+                                         "tensorboard"};
+
+static int run_has(const char *dir, const char *leaf)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", dir, leaf);
+    return pt_path_exists(p);
+}
+
+/* 2: an epoch finished (metrics or a checkpoint), 1: a run started but none finished, 0: none. */
+static int run_state(const char *dir)
+{
+    char p[4200];
+    pt_error e;
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, i ? "best" : "last");
+        pt_dir_recover(p, &e);
+    }
+    if (run_has(dir, "metrics.jsonl") || run_has(dir, "last") || run_has(dir, "best")) return 2;
+    return run_has(dir, "config.json") || run_has(dir, "steps.jsonl") ? 1 : 0;
+}
+
+static pt_status clear_run(const char *dir, pt_error *err)
+{
+    char p[4200];
+    for (size_t i = 0; i < sizeof k_run_files / sizeof k_run_files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_files[i]);
+        if (pt_path_exists(p) && remove(p) != 0)
+            return pt_fail(err, PT_ERR_IO, "cannot remove '%s': %s", p, strerror(errno));
+    }
+    for (size_t i = 0; i < sizeof k_run_dirs / sizeof k_run_dirs[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, k_run_dirs[i]);
+        if (pt_path_exists(p)) PT_TRY(pt_remove_tree(p, err));
+    }
+    return PT_OK;
+}
+
+/* A new run never mixes its records with another's: a directory holding a finished epoch is
+ * refused unless --overwrite; one whose run never finished an epoch is cleared (nothing of
+ * it could be resumed). Returns 0, 1 (err) or 2 (usage, printed). */
+static int prepare_out(const train_args *ap, pt_error *err)
+{
+    const int state = run_state(ap->out);
+    if (state == 2 && !ap->overwrite) {
+        cli_error("train: --out %s holds a run (%s%s%s): pick another --out, continue it with --resume %s, or pass "
+                  "--overwrite to replace its records and checkpoints",
+                  ap->out, run_has(ap->out, "metrics.jsonl") ? "metrics.jsonl" : "",
+                  run_has(ap->out, "metrics.jsonl") && run_has(ap->out, "last") ? ", " : "",
+                  run_has(ap->out, "last") ? "last/" : "", ap->out);
+        return 2;
+    }
+    if (state == 0) return 0;
+    if (clear_run(ap->out, err) != PT_OK) {
+        pt_error_wrap(err, "--out %s", ap->out);
+        return 1;
+    }
+    printf("out: %s %s\n", ap->out,
+           state == 2 ? "held a run: --overwrite removed its records and checkpoints"
+                      : "held a run that never finished an epoch: it starts again");
+    return 0;
 }
 
 int train_session_build(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
@@ -173,6 +295,10 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     train_args *ap = &o->args;
     memset(s, 0, sizeof *s);
     pt_strbuf_init(&s->cfg);
+    if (world->rank == 0 && !ap->resume) {
+        const int rc = prepare_out(ap, err);
+        if (rc) return rc;
+    }
 
     if (world->rank == 0 && pt_check_dir_writable(ap->out, err) != PT_OK) return 1;
     /* a trace is written after its step, possibly hours in: its path is checked now */
@@ -219,7 +345,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     memcpy(s->meta.mean, s->train_ds.mean, sizeof s->meta.mean);
     memcpy(s->meta.std, s->train_ds.std, sizeof s->meta.std);
     s->meta.class_names = s->train_ds.class_names;
-    if (write_config_json(s, o, err)) return 1;
+    if (write_config_json(s, o, resume_cfg, err)) return 1;
 
     pt_train_options to;
     memset(&to, 0, sizeof to);

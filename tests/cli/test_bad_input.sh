@@ -290,21 +290,22 @@ done
 
 # ---- resume ------------------------------------------------------------------------------------
 cp -r "$CK" "$TMP/run-resume-mismatch"
-expect "resume a baseline run as resnet18" 1 "resnet18" "$CLI" train --data "$D" \
-    --resume "$TMP/run-resume-mismatch" --model resnet18 --epochs 2 --no-progress
+expect "resume a baseline run as resnet18" 2 "--model resnet18 (the run's baseline)" "$CLI" train \
+    --resume "$TMP/run-resume-mismatch" --model resnet18 --no-progress
+expect "resume a baseline run as resnet18 with --allow-changes" 1 "holds a 'baseline' model" "$CLI" train \
+    --resume "$TMP/run-resume-mismatch" --model resnet18 --allow-changes --no-progress
 mkdir -p "$TMP/run-empty"
 expect "resume a dir without a checkpoint" 1 "$TMP/run-empty" \
     "$CLI" train --data "$D" --resume "$TMP/run-empty" --epochs 2 --no-progress
 cp -r "$CK" "$TMP/run-resume-broken"
 cp "$TMP/ck-truncated/model.safetensors" "$TMP/run-resume-broken/last/model.safetensors"
 expect "resume from a truncated checkpoint" 1 "model.safetensors" \
-    "$CLI" train --data "$D" --resume "$TMP/run-resume-broken" --epochs 2 --no-progress
+    "$CLI" train --resume "$TMP/run-resume-broken" --no-progress
 
 # A bf16 run resumed in fp32: allowed, and the banner says so.
-expect "a bf16 run trains" 0 "" "$CLI" train --data "$D" --epochs 1 --limit-train 128 --precision bf16 \
-    --no-progress --out "$TMP/run-bf16"
-expect "resume the bf16 run in fp32" 0 "" "$CLI" train --data "$D" --resume "$TMP/run-bf16" --epochs 2 \
-    --precision fp32 --no-progress
+expect "a bf16 run trains" 0 "" "$CLI" train --data "$D" --epochs 2 --stop-after-epoch 1 --limit-train 128 \
+    --precision bf16 --no-progress --out "$TMP/run-bf16"
+expect "resume the bf16 run in fp32" 0 "" "$CLI" train --resume "$TMP/run-bf16" --precision fp32 --no-progress
 if grep -q "trained in bf16 and continues in fp32" "$TMP/stdout"; then
     pass "resuming in another precision is said"
 else
@@ -317,6 +318,46 @@ if grep -q '"precision":"fp32"' "$TMP/run-bf16/config.json" && grep -q '"epoch":
 else
     fail "config.json and metrics.jsonl record the precision of each part"
 fi
+
+# ---- nothing lost without a word: --out holding a run, options changed on --resume --------------
+expect "train into a directory that holds a run" 2 "holds a run" \
+    "$CLI" train --data "$D" --epochs 1 --limit-train 64 --no-progress --out "$CK"
+[ -f "$CK/last/model.safetensors" ] && pass "the run it holds is untouched" || fail "the run it holds is untouched"
+cp -r "$CK" "$TMP/run-overwrite"
+expect "--overwrite replaces it, and says so" 0 "removed its records and checkpoints" \
+    "$CLI" train --data "$D" --epochs 1 --limit-train 64 --no-progress --out "$TMP/run-overwrite" --overwrite
+grep -q "removed its records and checkpoints" "$TMP/stdout" && pass "--overwrite says what it replaced" ||
+    fail "--overwrite says what it replaced"
+if [ "$(grep -c '"epoch"' "$TMP/run-overwrite/metrics.jsonl")" = 1 ]; then
+    pass "the replaced run's metrics.jsonl holds the new run only"
+else
+    fail "the replaced run's metrics.jsonl holds the new run only"
+fi
+expect "a run to resume" 0 "" "$CLI" train --data "$D" --epochs 2 --stop-after-epoch 1 --limit-train 64 \
+    --no-progress --out "$TMP/run-changes"
+expect "resume with another --lr and --augment" 2 "--lr 0.05 (the run's 0.1)" \
+    "$CLI" train --resume "$TMP/run-changes" --lr 0.05 --augment none --no-progress
+grep -q "augment none (the run's flip)" "$TMP/stderr" && pass "every changed option is listed" ||
+    fail "every changed option is listed"
+expect "the same with --allow-changes" 0 "continues with options changed" \
+    "$CLI" train --resume "$TMP/run-changes" --lr 0.05 --allow-changes --no-progress
+grep -q "continues with options changed" "$TMP/stdout" && pass "the banner says the run continues changed" ||
+    fail "the banner says the run continues changed"
+if python3 -c "import json,sys; c=json.load(open(sys.argv[1])); r=c['resumes']; sys.exit(not (len(r)==1 and r[0]['changes']=={'lr':['0.1','0.05']} and c['options']['lr']==0.05))" "$TMP/run-changes/config.json"; then
+    pass "config.json records the resume and its change"
+else
+    fail "config.json records the resume and its change"
+fi
+expect "stretch a finished one-cycle run" 2 "learning rate would jump back up" \
+    "$CLI" train --resume "$TMP/run-changes" --epochs 4 --no-progress
+mkdir -p "$TMP/run-unfinished"
+cp "$TMP/run-changes/config.json" "$TMP/run-unfinished/"
+expect "resume a run that never finished an epoch" 0 "no finished epoch" \
+    "$CLI" train --resume "$TMP/run-unfinished" --no-progress
+grep -q "no finished epoch" "$TMP/stdout" && pass "it says the run starts again" ||
+    fail "it says the run starts again"
+[ -f "$TMP/run-unfinished/last/model.safetensors" ] && pass "it trained from the beginning" ||
+    fail "it trained from the beginning"
 
 # ---- output directory ----------------------------------------------------------------------
 : >"$TMP/regular-file"
