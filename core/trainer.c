@@ -283,16 +283,27 @@ static void rank_share(const pt_trainer *t, int64_t g, int *global_n, int64_t *f
 
 /* ---------------------------------------------------------------- evaluation */
 
+static pt_status replica_forward(void *ctx, const float *x, const int32_t *y, int n, float *logits, float *losses,
+                                 pt_error *err)
+{
+    return pt_replica_eval(ctx, x, y, n, logits, losses, err);
+}
+
 pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, float *logits_out,
                       pt_error *err)
 {
-    const pt_net *net = pt_replica_net(r);
-    int K = net->num_classes;
+    return pt_evaluate_with(replica_forward, r, pt_replica_net(r)->num_classes, src, res, logits_out, err);
+}
+
+pt_status pt_evaluate_with(pt_eval_forward forward, void *ctx, int classes, pt_batch_source src,
+                           pt_eval_result *res, float *logits_out, pt_error *err)
+{
+    const int K = classes;
     memset(res, 0, sizeof *res);
     PT_TRY(src.start_epoch(src.ctx, 0, err));
     int64_t total = src.samples_per_epoch(src.ctx);
     float *logits = NULL, *losses = NULL;
-    int cap = 0; /* batches may come in any size up to the replica's capacity */
+    int cap = 0; /* batches may come in any size */
     double loss = 0;
     int64_t top1 = 0, top5 = 0, count = 0;
     pt_status st = PT_OK;
@@ -312,7 +323,7 @@ pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, f
             }
             cap = b.n;
         }
-        if ((st = pt_replica_eval(r, b.x, b.y, b.n, logits, losses, err)) != PT_OK) break;
+        if ((st = forward(ctx, b.x, b.y, b.n, logits, losses, err)) != PT_OK) break;
         for (int i = 0; i < b.n; i++) loss += losses[i];
         top1 += pt_topk_hits(logits, b.y, b.n, K, 1);
         top5 += pt_topk_hits(logits, b.y, b.n, K, K < 5 ? K : 5);

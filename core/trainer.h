@@ -106,5 +106,12 @@ struct pt_group *pt_trainer_group(const pt_trainer *t);
  * non-NULL, receives samples_per_epoch x classes floats in source order. */
 pt_status pt_evaluate(pt_replica *r, pt_batch_source src, pt_eval_result *res, float *logits_out,
                       pt_error *err);
+/* The same with any eval-mode forward (several devices, say): forward fills logits [n, classes]
+ * and per-sample losses [n] for a batch. The losses are summed in source order, so the
+ * metrics do not depend on how forward splits a batch. */
+typedef pt_status (*pt_eval_forward)(void *ctx, const float *x, const int32_t *y, int n, float *logits,
+                                     float *losses, pt_error *err);
+pt_status pt_evaluate_with(pt_eval_forward forward, void *ctx, int classes, pt_batch_source src,
+                           pt_eval_result *res, float *logits_out, pt_error *err);
 
 #endif

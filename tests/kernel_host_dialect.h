@@ -8,6 +8,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "core/half.h"
+
 #define KERNEL __attribute__((unused)) static
 #define GLOBAL
 #define LOCAL
@@ -28,20 +30,9 @@ typedef uint64_t pt_u64;
 typedef int64_t pt_i64;
 typedef uint16_t pt_u16;
 
-static inline pt_u32 pt_h_f32_bits(float x)
-{
-    pt_u32 u;
-    __builtin_memcpy(&u, &x, sizeof u);
-    return u;
-}
-static inline float pt_h_f32_from_bits(pt_u32 u)
-{
-    float x;
-    __builtin_memcpy(&x, &u, sizeof x);
-    return x;
-}
-#define F32_BITS(x) pt_h_f32_bits(x)
-#define F32_FROM_BITS(u) pt_h_f32_from_bits((pt_u32)(u))
+/* the bit casts of core/half.h, which the host-side conversions use too */
+#define F32_BITS(x) pt_f32_bits(x)
+#define F32_FROM_BITS(u) pt_f32_from_bits((pt_u32)(u))
 
 #define EXPF(x) expf(x)
 #define LOGF(x) logf(x)

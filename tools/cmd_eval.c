@@ -17,40 +17,11 @@
 #include "tools/commands.h"
 #include "tools/common.h"
 
-/* Every sample of src once, never dropping one. The per-sample losses are added in dataset
- * order whatever the batch and device count, so the sums (and with them loss, top-1 and
- * top-5) are those of pt_evaluate on one device. */
-static pt_status evaluate(cli_model *m, pt_batch_source src, pt_eval_result *res, float *logits_out, pt_error *err)
+/* The model's forward on its devices, for pt_evaluate_with. */
+static pt_status model_forward(void *ctx, const float *x, const int32_t *y, int n, float *logits, float *losses,
+                               pt_error *err)
 {
-    const int K = m->meta.num_classes, cap = m->batch * m->ndev;
-    memset(res, 0, sizeof *res);
-    PT_TRY(src.start_epoch(src.ctx, 0, err));
-    const int64_t total = src.samples_per_epoch(src.ctx);
-    float *logits = malloc((size_t)cap * K * sizeof(float)), *losses = malloc((size_t)cap * sizeof(float));
-    double loss = 0;
-    int64_t top1 = 0, top5 = 0, count = 0;
-    pt_status st = logits && losses ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    while (st == PT_OK) {
-        pt_batch b;
-        memset(&b, 0, sizeof b);
-        if ((st = src.next(src.ctx, &b, err)) != PT_OK || b.n == 0) break;
-        if ((st = cli_model_forward(m, b.x, b.y, b.n, logits, losses, err)) != PT_OK) break;
-        for (int i = 0; i < b.n; i++) loss += losses[i];
-        top1 += pt_topk_hits(logits, b.y, b.n, K, 1);
-        top5 += pt_topk_hits(logits, b.y, b.n, K, K < 5 ? K : 5);
-        if (logits_out && count + b.n <= total)
-            memcpy(logits_out + count * K, logits, (size_t)b.n * K * sizeof(float));
-        count += b.n;
-    }
-    free(logits);
-    free(losses);
-    if (st != PT_OK) return st;
-    if (count == 0) return pt_fail(err, PT_ERR_INVALID, "evaluation set is empty");
-    res->loss = loss / (double)count;
-    res->top1 = (double)top1 / (double)count;
-    res->top5 = (double)top5 / (double)count;
-    res->count = count;
-    return PT_OK;
+    return cli_model_forward(ctx, x, y, n, logits, losses, err);
 }
 
 int cmd_eval(int argc, char **argv)
@@ -128,7 +99,8 @@ int cmd_eval(int argc, char **argv)
         }
     }
     pt_eval_result res;
-    if (evaluate(&m, pt_loader_source(&ld), &res, logits, &err) != PT_OK) goto fail;
+    if (pt_evaluate_with(model_forward, &m, m.meta.num_classes, pt_loader_source(&ld), &res, logits, &err) != PT_OK)
+        goto fail;
     if (dump) {
         const void *chunks[1] = {logits};
         size_t sizes[1] = {(size_t)res.count * ds.num_classes * sizeof(float)};
