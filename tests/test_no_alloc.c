@@ -92,49 +92,72 @@ static void attention_training_step_allocates_nothing(void)
     training_step_allocates_nothing_with("cbam_resnet18");
 }
 
+/* Two cpu devices (device 0 twice on a one-core machine), baseline replicas with synchronised
+ * BatchNorm in a group of 64 KiB buckets, and one batch of B per device. */
+typedef struct two_devices {
+    pt_device *dev[2];
+    pt_net *net;
+    pt_replica *rep[2];
+    pt_group *g;
+    pt_group_slice s[2];
+} two_devices;
+
+static int two_devices_open(two_devices *t, int use_collectives)
+{
+    pt_error err;
+    memset(t, 0, sizeof *t);
+    pt_device_options dopt = {.threads = 1};
+    CHECK(pt_device_open("cpu", 0, &dopt, &t->dev[0], &err) == PT_OK);
+    if (pt_device_open("cpu", 1, &dopt, &t->dev[1], &err) != PT_OK)
+        CHECK(pt_device_open("cpu", 0, &dopt, &t->dev[1], &err) == PT_OK);
+    CHECK(pt_model_build("baseline", C, H, W, K, &t->net, &err) == PT_OK);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_replica_options ro = {.sync_bn = 1};
+    for (int d = 0; d < 2; d++)
+        CHECK(t->dev[d] && t->net && pt_replica_create_ex(t->net, t->dev[d], B, &oc, 1, &ro, &t->rep[d], &err) == PT_OK);
+    if (!t->rep[0] || !t->rep[1]) return 0;
+    CHECK(pt_group_create(t->rep, 2, NULL, 64 * 1024, use_collectives, &t->g, &err) == PT_OK);
+    if (!t->g) return 0;
+    for (int d = 0; d < 2; d++) CHECK(pt_replica_init_params(t->rep[d], 1, &err) == PT_OK);
+    static float x[2 * B * C * H * W], logits[2][B * K], loss[2][B];
+    static int32_t y[2 * B];
+    for (int i = 0; i < 2 * B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < 2 * B; i++) y[i] = i % K;
+    for (int d = 0; d < 2; d++) {
+        memset(&t->s[d], 0, sizeof t->s[d]);
+        t->s[d].x = x + (size_t)d * B * C * H * W;
+        t->s[d].y = y + d * B;
+        t->s[d].n = B;
+        t->s[d].sample_base = d * B;
+        t->s[d].logits = logits[d];
+        t->s[d].losses = loss[d];
+    }
+    return 1;
+}
+
+static void two_devices_close(two_devices *t)
+{
+    if (t->g) pt_group_free(t->g);
+    for (int d = 0; d < 2; d++) pt_replica_free(t->rep[d]);
+    pt_net_free(t->net);
+    for (int d = 0; d < 2; d++)
+        if (t->dev[d]) pt_device_close(t->dev[d]);
+}
+
 /* The same for a device group of two cpu devices with synchronised BatchNorm: worker
  * threads, bucketed gradient reduction and statistics reductions, an uneven batch that
  * leaves device 1 idle, and evaluation. */
 static void group_step_allocates_nothing(void)
 {
     pt_error err;
-    pt_device *dev[2] = {NULL, NULL};
-    pt_net *net = NULL;
-    pt_replica *rep[2] = {NULL, NULL};
-    pt_group *g = NULL;
-    pt_device_options dopt = {.threads = 1};
-    int two = 1;
-    CHECK(pt_device_open("cpu", 0, &dopt, &dev[0], &err) == PT_OK);
-    if (pt_device_open("cpu", 1, &dopt, &dev[1], &err) != PT_OK) {
-        /* a one-core machine has one cpu device: the same device twice still has two replicas */
-        two = 0;
-        CHECK(pt_device_open("cpu", 0, &dopt, &dev[1], &err) == PT_OK);
+    two_devices t;
+    if (!two_devices_open(&t, 1)) {
+        two_devices_close(&t);
+        return;
     }
-    (void)two;
-    CHECK(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK);
-    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
-    pt_replica_options ro = {.sync_bn = 1};
-    for (int d = 0; d < 2; d++)
-        CHECK(dev[d] && net && pt_replica_create_ex(net, dev[d], B, &oc, 1, &ro, &rep[d], &err) == PT_OK);
-    if (!rep[0] || !rep[1]) return;
-    CHECK(pt_group_create(rep, 2, NULL, 64 * 1024, 1, &g, &err) == PT_OK);
-    if (!g) return;
+    pt_group *g = t.g;
+    pt_group_slice *s = t.s;
     CHECKF(pt_group_buckets(g) > 1, "%d buckets", pt_group_buckets(g));
-    for (int d = 0; d < 2; d++) CHECK(pt_replica_init_params(rep[d], 1, &err) == PT_OK);
-    static float x[2 * B * C * H * W], logits[2][B * K], loss[2][B];
-    static int32_t y[2 * B];
-    for (int i = 0; i < 2 * B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
-    for (int i = 0; i < 2 * B; i++) y[i] = i % K;
-    pt_group_slice s[2];
-    for (int d = 0; d < 2; d++) {
-        memset(&s[d], 0, sizeof s[d]);
-        s[d].x = x + (size_t)d * B * C * H * W;
-        s[d].y = y + d * B;
-        s[d].n = B;
-        s[d].sample_base = d * B;
-        s[d].logits = logits[d];
-        s[d].losses = loss[d];
-    }
     CHECKF(pt_group_step(g, s, 2 * B, 0, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK, "%s", err.msg);
     CHECKF(pt_group_eval(g, s, &err) == PT_OK, "%s", err.msg);
     g_allocs = 0;
@@ -149,10 +172,7 @@ static void group_step_allocates_nothing(void)
     CHECKF(ok, "group steps failed: %s", err.msg);
     CHECKF(g_allocs == 0, "%ld host allocations during 4 group steps and an evaluation", g_allocs);
     CHECKF(pt_group_check_identical(g, 1, &err) == PT_OK, "%s", err.msg);
-    pt_group_free(g);
-    for (int d = 0; d < 2; d++) pt_replica_free(rep[d]);
-    pt_net_free(net);
-    for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
+    two_devices_close(&t);
 }
 
 /* --trace: the traced step records into slots allocated before it, so it allocates nothing
@@ -161,38 +181,18 @@ static void group_step_allocates_nothing(void)
 static void traced_group_step_allocates_nothing(void)
 {
     pt_error err;
-    pt_device *dev[2] = {NULL, NULL};
-    pt_net *net = NULL;
-    pt_replica *rep[2] = {NULL, NULL};
-    pt_group *g = NULL;
     pt_trace *tr = NULL;
-    pt_device_options dopt = {.threads = 1};
-    CHECK(pt_device_open("cpu", 0, &dopt, &dev[0], &err) == PT_OK);
-    if (pt_device_open("cpu", 1, &dopt, &dev[1], &err) != PT_OK)
-        CHECK(pt_device_open("cpu", 0, &dopt, &dev[1], &err) == PT_OK);
-    CHECK(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK);
-    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
-    pt_replica_options ro = {.sync_bn = 1};
-    for (int d = 0; d < 2; d++)
-        CHECK(dev[d] && net && pt_replica_create_ex(net, dev[d], B, &oc, 1, &ro, &rep[d], &err) == PT_OK);
-    if (!rep[0] || !rep[1]) return;
-    CHECK(pt_group_create(rep, 2, NULL, 64 * 1024, 0, &g, &err) == PT_OK);
+    two_devices t;
+    if (!two_devices_open(&t, 0)) {
+        two_devices_close(&t);
+        return;
+    }
+    pt_group *g = t.g;
+    pt_group_slice *s = t.s;
     CHECK(pt_trace_create(2, 1024, 256, &tr, &err) == PT_OK);
-    if (!g || !tr) return;
-    for (int d = 0; d < 2; d++) CHECK(pt_replica_init_params(rep[d], 1, &err) == PT_OK);
-    static float x[2 * B * C * H * W], logits[2][B * K], loss[2][B];
-    static int32_t y[2 * B];
-    for (int i = 0; i < 2 * B * C * H * W; i++) x[i] = pt_rng_normal(3, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
-    for (int i = 0; i < 2 * B; i++) y[i] = i % K;
-    pt_group_slice s[2];
-    for (int d = 0; d < 2; d++) {
-        memset(&s[d], 0, sizeof s[d]);
-        s[d].x = x + (size_t)d * B * C * H * W;
-        s[d].y = y + d * B;
-        s[d].n = B;
-        s[d].sample_base = d * B;
-        s[d].logits = logits[d];
-        s[d].losses = loss[d];
+    if (!tr) {
+        two_devices_close(&t);
+        return;
     }
     CHECKF(pt_group_step(g, s, 2 * B, 0, 0.5f / B, 0.01f, 0.9f, &err) == PT_OK, "%s", err.msg);
     pt_trace_start(tr);
@@ -217,10 +217,7 @@ static void traced_group_step_allocates_nothing(void)
     free(text);
     unlink(path);
     pt_trace_free(tr);
-    pt_group_free(g);
-    for (int d = 0; d < 2; d++) pt_replica_free(rep[d]);
-    pt_net_free(net);
-    for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
+    two_devices_close(&t);
 }
 
 static void loader_next_allocates_nothing(void)

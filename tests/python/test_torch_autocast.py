@@ -34,8 +34,8 @@ except ImportError as e:
     sys.exit(77)
 
 from ptcheck import check, finish, run_cli, scratch_dir  # noqa: E402
+from cli_steps import rel, two_steps  # noqa: E402
 import torch_models  # noqa: E402
-import torch_reference_train as reference  # noqa: E402
 
 LR = 1.0
 REL_TO_AUTOCAST = 3.0
@@ -45,30 +45,11 @@ MODELS = (("baseline", 32), ("resnet18", 16), ("resnet34", 8), ("wide_resnet18",
           ("se_resnet18", 16), ("cbam_resnet18", 16))
 
 
-def rel(a, b):
-    d = np.linalg.norm((a - b).ravel())
-    n = np.linalg.norm(b.ravel())
-    return d / max(n, 1e-30)
-
-
 def one_step(model_name, n, tmp):
-    out = os.path.join(tmp, model_name)
-    common = ["--model", model_name, "--limit-train", str(n), "--limit-val", "16",
-              "--batch-per-device", str(n), "--augment", "none", "--schedule", "constant",
-              "--lr", str(LR), "--momentum", "0", "--no-nesterov", "--weight-decay", "0",
-              "--seed", "11", "--no-progress", "--precision", "bf16"]
-    if not check(run_cli(["train", "--epochs", "1", "--out", out] + common)[0] == 0,
-                 "%s: first bf16 step trains" % model_name):
+    got = two_steps(model_name, n, tmp, LR, ["--precision", "bf16"], "bf16 step")
+    if got is None:
         return
-    w1, meta = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
-    if not check(run_cli(["train", "--resume", out, "--epochs", "2", "--no-progress"])[0] == 0,
-                 "%s: resumed second bf16 step trains" % model_name):
-        return
-    w2, _ = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
-
-    images, labels = reference.load_split(reference.DEFAULT_DATA, "train")
-    x = reference.normalise(images[:n], float(meta["mean"]), float(meta["std"]))
-    y = torch.from_numpy(labels[:n]).long()
+    w1, w2, meta, x, y = got
 
     def step(dtype, variant="", autocast=False):
         model = torch_models.build(model_name, int(meta["in_channels"]), int(meta["num_classes"]))

@@ -20,8 +20,8 @@ except ImportError as e:
     sys.exit(77)
 
 from ptcheck import check, finish, run_cli, scratch_dir  # noqa: E402
+from cli_steps import rel, two_steps  # noqa: E402
 import torch_models  # noqa: E402
-import torch_reference_train as reference  # noqa: E402
 
 LR = 1.0  # large, so that float32 weights near 1 (BN) still resolve the update
 # Each update must be as close to float64 autograd as PyTorch's own float32 gradient is, up
@@ -35,30 +35,11 @@ REL_TO_TORCH32 = 5.0
 FLOOR = 1e-2
 MAX_STAT_ERR = 1e-5
 
-def rel(a, b):
-    d = np.linalg.norm((a - b).ravel())
-    n = np.linalg.norm(b.ravel())
-    return d / max(n, 1e-30)
-
-
 def one_step(model_name, n, tmp):
-    out = os.path.join(tmp, model_name)
-    common = ["--model", model_name, "--limit-train", str(n), "--limit-val", "16",
-              "--batch-per-device", str(n), "--augment", "none", "--schedule", "constant",
-              "--lr", str(LR), "--momentum", "0", "--no-nesterov", "--weight-decay", "0",
-              "--seed", "11", "--no-progress"]
-    if not check(run_cli(["train", "--epochs", "1", "--out", out] + common)[0] == 0,
-                 "%s: first step trains" % model_name):
+    got = two_steps(model_name, n, tmp, LR, (), "step")
+    if got is None:
         return
-    w1, meta = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
-    if not check(run_cli(["train", "--resume", out, "--epochs", "2", "--no-progress"])[0] == 0,
-                 "%s: resumed second step trains" % model_name):
-        return
-    w2, _ = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
-
-    images, labels = reference.load_split(reference.DEFAULT_DATA, "train")
-    x = reference.normalise(images[:n], float(meta["mean"]), float(meta["std"]))
-    y = torch.from_numpy(labels[:n]).long()
+    w1, w2, meta, x, y = got
 
     def autograd(dtype, variant=""):
         model = torch_models.build(model_name, int(meta["in_channels"]), int(meta["num_classes"]))
