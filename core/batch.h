@@ -24,6 +24,12 @@ typedef struct pt_batch_source {
     pt_status (*start_epoch)(void *ctx, int64_t epoch, pt_error *err);
     /* out is zeroed by the caller: a source sets the fields it has. */
     pt_status (*next)(void *ctx, pt_batch *out, pt_error *err);
+    /* Optional (NULL when the source cannot): start epoch `epoch` at batch `batch`, the
+     * batches before it skipped; a run resumed from a mid-epoch checkpoint needs it. Each
+     * batch must then be the one a start at batch 0 would have given at that position. */
+    pt_status (*seek)(void *ctx, int64_t epoch, int64_t batch, pt_error *err);
+    /* Optional: seconds next() has spent so far waiting for data (the loader's stalls). */
+    double (*wait_seconds)(void *ctx);
 } pt_batch_source;
 
 #endif

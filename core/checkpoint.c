@@ -195,6 +195,27 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
         PT_TRY(meta_printf(w, "loss_scale_growth_tracker", err, "%lld", (long long)pr->loss_scale_growth_tracker));
         PT_TRY(meta_printf(w, "skipped_steps", err, "%lld", (long long)pr->skipped_steps));
     }
+    PT_TRY(meta_printf(w, "elapsed_s", err, "%.17g", pr->elapsed_s));
+    if (pr->epoch_step > 0) {
+        PT_TRY(meta_printf(w, "epoch_step", err, "%lld", (long long)pr->epoch_step));
+        PT_TRY(meta_printf(w, "epoch_loss_sum", err, "%.17g", pr->epoch_loss_sum));
+        PT_TRY(meta_printf(w, "epoch_hits", err, "%lld", (long long)pr->epoch_hits));
+        PT_TRY(meta_printf(w, "epoch_seen", err, "%lld", (long long)pr->epoch_seen));
+        PT_TRY(meta_printf(w, "epoch_train_s", err, "%.17g", pr->epoch_train_s));
+        if (pr->loss_scale > 0) {
+            PT_TRY(meta_printf(w, "epoch_skipped_steps", err, "%lld", (long long)pr->epoch_skipped));
+            PT_TRY(meta_printf(w, "epoch_loss_scale_min", err, "%.17g", pr->epoch_scale_min));
+            PT_TRY(meta_printf(w, "epoch_loss_scale_changes", err, "%d", pr->epoch_scale_changes));
+            char hist[16 * 64 + 4];
+            size_t n = 0;
+            hist[n++] = '[';
+            for (int i = 0; i < pr->epoch_scale_changes && i < PT_PROGRESS_SCALE_EVENTS; i++)
+                n += (size_t)snprintf(hist + n, sizeof hist - n, "%s[%lld,%.17g]", i ? "," : "",
+                                      (long long)pr->epoch_scale_step[i], pr->epoch_scale_value[i]);
+            snprintf(hist + n, sizeof hist - n, "]");
+            PT_TRY(pt_st_writer_add_meta(w, "epoch_loss_scale_history", hist, err));
+        }
+    }
     return pt_st_writer_add_meta(w, "schedule", pr->schedule[0] ? pr->schedule : "{}", err);
 }
 
@@ -261,6 +282,69 @@ static pt_status parse_int_meta(const pt_st_file *f, const char *file, const cha
         return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%s' is not an integer in %lld..%lld",
                        file, key, v, lo, hi);
     *out = x;
+    return PT_OK;
+}
+
+/* An optional finite number >= lo (0 when absent: checkpoints written before it existed). */
+static pt_status parse_double_meta(const pt_st_file *f, const char *file, const char *key, double lo,
+                                   double *out, pt_error *err)
+{
+    const char *v = pt_st_meta(f, key);
+    *out = 0;
+    if (!v) return PT_OK;
+    char *end;
+    double x = strtod(v, &end);
+    if (end == v || *end || !isfinite(x) || x < lo)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%.32s' is not a finite number >= %g", file, key,
+                       v, lo);
+    *out = x;
+    return PT_OK;
+}
+
+/* The rest of an epoch's record in a mid-epoch checkpoint (see pt_train_progress). */
+static pt_status parse_epoch_progress(const pt_st_file *f, const char *file, pt_train_progress *pr,
+                                      pt_error *err)
+{
+    long long v;
+    PT_TRY(parse_double_meta(f, file, "elapsed_s", 0, &pr->elapsed_s, err));
+    if (!pt_st_meta(f, "epoch_step")) return PT_OK;
+    PT_TRY(parse_int_meta(f, file, "epoch_step", 0, pr->global_step, &v, err));
+    pr->epoch_step = v;
+    PT_TRY(parse_int_meta(f, file, "epoch_seen", 0, (long long)1 << 62, &v, err));
+    pr->epoch_seen = v;
+    PT_TRY(parse_int_meta(f, file, "epoch_hits", 0, pr->epoch_seen, &v, err));
+    pr->epoch_hits = v;
+    PT_TRY(parse_double_meta(f, file, "epoch_loss_sum", -1e300, &pr->epoch_loss_sum, err));
+    PT_TRY(parse_double_meta(f, file, "epoch_train_s", 0, &pr->epoch_train_s, err));
+    if (pr->loss_scale > 0 && pt_st_meta(f, "epoch_loss_scale_history")) {
+        PT_TRY(parse_int_meta(f, file, "epoch_skipped_steps", 0, pr->epoch_step, &v, err));
+        pr->epoch_skipped = v;
+        PT_TRY(parse_double_meta(f, file, "epoch_loss_scale_min", 0, &pr->epoch_scale_min, err));
+        PT_TRY(parse_int_meta(f, file, "epoch_loss_scale_changes", 0, pr->epoch_step, &v, err));
+        pr->epoch_scale_changes = (int)v;
+        const char *h = pt_st_meta(f, "epoch_loss_scale_history");
+        pt_json *js = NULL;
+        if (pt_json_parse(h, strlen(h), NULL, &js, NULL) != PT_OK)
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'epoch_loss_scale_history' is not JSON", file);
+        pt_status st = PT_OK;
+        int want = pr->epoch_scale_changes < PT_PROGRESS_SCALE_EVENTS ? pr->epoch_scale_changes
+                                                                      : PT_PROGRESS_SCALE_EVENTS;
+        if (js->type != PT_JSON_ARRAY || (int)js->count != want) st = PT_ERR_FORMAT;
+        for (int i = 0; st == PT_OK && i < want; i++) {
+            const pt_json *e = &js->items[i];
+            if (e->type != PT_JSON_ARRAY || e->count != 2 || e->items[0].type != PT_JSON_NUMBER ||
+                e->items[1].type != PT_JSON_NUMBER || !(e->items[1].number > 0) || !e->items[0].is_int)
+                st = PT_ERR_FORMAT;
+            else {
+                pr->epoch_scale_step[i] = e->items[0].integer;
+                pr->epoch_scale_value[i] = e->items[1].number;
+            }
+        }
+        pt_json_free(js);
+        if (st != PT_OK)
+            return pt_fail(err, PT_ERR_FORMAT,
+                           "%s: metadata 'epoch_loss_scale_history' is not %d [step, scale] pairs", file, want);
+    }
     return PT_OK;
 }
 
@@ -532,6 +616,7 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
         PT_TRY(parse_int_meta(f, file, "skipped_steps", 0, pr->global_step, &v, err));
         pr->skipped_steps = v;
     }
+    PT_TRY(parse_epoch_progress(f, file, pr, err));
     h->bn_steps = pr->bn_steps;
     h->started = started;
     return PT_OK;

@@ -33,7 +33,22 @@ typedef struct pt_train_progress {
     double loss_scale;
     int64_t loss_scale_growth_tracker;
     int64_t skipped_steps;
+    /* A mid-epoch checkpoint (--save-every-steps, Ctrl-C): epoch_step updates of epoch
+     * `epoch` + 1 are done (0 at an epoch's end), and the epoch's running sums so far, over
+     * all processes, so that the resumed epoch reports what a straight one would. */
+    int64_t epoch_step;
+    double epoch_loss_sum, epoch_train_s;
+    int64_t epoch_hits, epoch_seen;
+    /* the epoch's loss-scale record so far (fp16): skipped steps, smallest scale, changes */
+    int64_t epoch_skipped;
+    double epoch_scale_min;
+    int epoch_scale_changes;              /* all of them; the first PT_PROGRESS_SCALE_EVENTS kept */
+    int64_t epoch_scale_step[16];
+    double epoch_scale_value[16];
+    /* training time of the whole run when this was saved, over every resume */
+    double elapsed_s;
 } pt_train_progress;
+#define PT_PROGRESS_SCALE_EVENTS 16
 
 void pt_model_meta_free(pt_model_meta *m);
 pt_status pt_model_meta_copy(pt_model_meta *dst, const pt_model_meta *src, pt_error *err);

@@ -85,6 +85,7 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->arena_bytes = r->ws_off + r->ws_bytes;
     st = pt_device_alloc(dev, r->arena_bytes, &r->arena, err);
     if (st != PT_OK) goto fail;
+    r->peak_bytes = r->slab_bytes + r->arena_bytes;
     /* Now with the real arena handle. */
     if ((st = rp_set_train_batch(r, batch_capacity, err)) != PT_OK) goto fail;
     if ((st = rp_set_eval_batch(r, batch_capacity, err)) != PT_OK) goto fail;
@@ -161,6 +162,7 @@ int pt_replica_optimizer_started(const pt_replica *r) { return r->opt_started; }
 const pt_net *pt_replica_net(const pt_replica *r) { return r->net; }
 pt_device *pt_replica_device(const pt_replica *r) { return r->dev; }
 size_t pt_replica_device_bytes(const pt_replica *r) { return r->slab_bytes + r->arena_bytes; }
+size_t pt_replica_peak_bytes(const pt_replica *r) { return r->peak_bytes; }
 const pt_optim_config *pt_replica_optim(const pt_replica *r) { return &r->opt; }
 
 void pt_replica_set_progress(pt_replica *r, int64_t bn_steps, int optimizer_started)

@@ -115,6 +115,8 @@ int pt_replica_optimizer_started(const pt_replica *r);
 const pt_net *pt_replica_net(const pt_replica *r);
 pt_device *pt_replica_device(const pt_replica *r);
 size_t pt_replica_device_bytes(const pt_replica *r);
+/* The most it held at once: a workspace re-size holds the old and the new arena together. */
+size_t pt_replica_peak_bytes(const pt_replica *r);
 /* The workspace part of the arena (scratch of GEMMs and convolutions), in bytes. */
 size_t pt_replica_workspace_bytes(const pt_replica *r);
 /* Re-sizes the workspace to what the device now says the ops need for the batch sizes run so

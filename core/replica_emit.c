@@ -316,6 +316,8 @@ pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_
     /* ops queued on the old arena finish before its bytes are copied and it is freed */
     PT_TRY(pt_device_sync(dev, err));
     PT_TRY(pt_device_alloc(dev, r->ws_off + need, &arena, err));
+    if (r->slab_bytes + r->arena_bytes + r->ws_off + need > r->peak_bytes)
+        r->peak_bytes = r->slab_bytes + r->arena_bytes + r->ws_off + need;
     pt_status st = r->ws_off ? dev->be->copy(dev->ctx, (pt_mem){arena, 0}, (pt_mem){r->arena, 0}, r->ws_off, err)
                              : PT_OK;
     if (st == PT_OK) st = pt_device_sync(dev, err);

@@ -49,6 +49,15 @@ struct pt_trainer {
     pt_trace *trace;        /* --trace: the step timeline, slots allocated at creation */
     int64_t run_steps;      /* steps this run can reach (epochs or stop_after_epoch) */
     int64_t trace_at;       /* the global step traced (-1: none) */
+    /* Resuming from a mid-epoch checkpoint: the epoch's batch to continue at and its sums so far */
+    int64_t resume_batch;
+    pt_train_progress resumed;
+    int64_t saved_step;     /* the global step of the last checkpoint (-1: none) */
+    double elapsed_base;    /* training time saved in the checkpoint resumed */
+    double run_start;       /* when this run's training began (monotonic) */
+    int started;            /* run_start is set */
+    float *bn_stash;        /* several replicas: each one's BatchNorm statistics kept across a
+                               mid-epoch save, which averages them for the checkpoint only */
 };
 
 static double now_s(void)
@@ -216,6 +225,14 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
                                                                                          : opt->epochs;
     t->run_steps = t->steps_per_epoch * epochs;
     t->trace_at = -1;
+    t->saved_step = -1;
+    if (nreplicas * t->world->size > 1 && pt_net_buffer_region(t->net) > 0) {
+        t->bn_stash = malloc((size_t)pt_net_buffer_region(t->net) * nreplicas * sizeof(float));
+        if (!t->bn_stash) {
+            pt_trainer_free(t);
+            return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        }
+    }
     if (opt->trace_path && t->rank0 && (st = create_trace(t, err)) != PT_OK) {
         pt_trainer_free(t);
         return st;
@@ -237,10 +254,16 @@ void pt_trainer_free(pt_trainer *t)
     free(t->logits);
     free(t->losses);
     free(t->slices);
+    free(t->bn_stash);
     free(t);
 }
 
 int64_t pt_trainer_start_epoch(const pt_trainer *t) { return t->start_epoch; }
+int64_t pt_trainer_steps_per_epoch(const pt_trainer *t) { return t->steps_per_epoch; }
+double pt_trainer_elapsed_s(const pt_trainer *t)
+{
+    return t->elapsed_base + (t->started ? now_s() - t->run_start : 0);
+}
 int pt_trainer_stopped_early(const pt_trainer *t) { return t->stopped; }
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step) { return pt_schedule_lr(&t->sched, step); }
 
@@ -353,6 +376,14 @@ static pt_status path_join(char *dst, size_t n, const char *dir, const char *lea
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err);
 
+/* UTC, ISO 8601: 2026-12-02T07:10:11Z */
+static void utc_text(int64_t when, char *buf, size_t n)
+{
+    time_t tt = (time_t)when;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm)) snprintf(buf, n, "%lld", (long long)when);
+}
+
 static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
     char path[4200];
@@ -366,7 +397,13 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
             (long long)m->epoch, m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5,
             (long long)m->val_count, m->lr, m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s,
             m->best ? "true" : "false", pt_precision_name(t->precision));
-    fprintf(f, ",\"device_mib\":%.1f", (double)m->device_bytes / 1048576.0);
+    char t0[40], t1[40];
+    utc_text(m->started_at, t0, sizeof t0);
+    utc_text(m->ended_at, t1, sizeof t1);
+    fprintf(f, ",\"data_wait_s\":%.3f,\"started_at\":\"%s\",\"ended_at\":\"%s\"%s", m->data_wait_s, t0, t1,
+            m->resumed_mid_epoch ? ",\"resumed_mid_epoch\":true" : "");
+    fprintf(f, ",\"device_mib\":%.1f,\"peak_device_mib\":%.1f", (double)m->device_bytes / 1048576.0,
+            (double)m->peak_device_bytes / 1048576.0);
     if (m->ws_before != m->ws_after)
         fprintf(f, ",\"workspace_mib_fitted\":[%.1f,%.1f]", (double)m->ws_before / 1048576.0,
                 (double)m->ws_after / 1048576.0);
@@ -391,7 +428,7 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
 static const char csv_header[] =
     "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,val_count,lr,img_per_s,train_s,epoch_s,elapsed_s,"
     "best,precision,device_mib,workspace_mib_fitted,loss_scale,loss_scale_min,skipped_steps,loss_scale_changes,"
-    "loss_scale_history\n";
+    "loss_scale_history,data_wait_s,peak_device_mib,started_at,ended_at\n";
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
@@ -410,10 +447,14 @@ static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *
                 m->nscale_events);
         for (int i = 0; i < m->nscale_events && i < PT_SCALE_EVENTS; i++)
             fprintf(f, "%s[%lld,%.17g]", i ? "," : "", (long long)m->scale_event[i].step, m->scale_event[i].scale);
-        fputs("]\"\n", f);
+        fputs("]\"", f);
     } else {
-        fputs(",,,,,\n", f);
+        fputs(",,,,,", f);
     }
+    char t0[40], t1[40];
+    utc_text(m->started_at, t0, sizeof t0);
+    utc_text(m->ended_at, t1, sizeof t1);
+    fprintf(f, ",%.3f,%.1f,%s,%s\n", m->data_wait_s, (double)m->peak_device_bytes / 1048576.0, t0, t1);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
@@ -490,8 +531,10 @@ static pt_status append_step(pt_trainer *t, int64_t step, int64_t epoch, double 
     if (t->scaling)
         snprintf(scale, sizeof scale, ",\"loss_scale\":%.17g,\"skipped\":%s", t->cur.loss_scale,
                  pt_group_last_step_skipped(t->group) ? "true" : "false");
+    /* a line at a time: a reader (tail -f, a plot) sees every step as it ends */
     if (fprintf(t->steps_log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g%s}\n", (long long)step,
-                (long long)epoch, loss, lr, scale) < 0)
+                (long long)epoch, loss, lr, scale) < 0 ||
+        fflush(t->steps_log) != 0)
         return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
     return PT_OK;
 }
@@ -547,13 +590,73 @@ static void schedule_json(const pt_trainer *t, char *dst, size_t n)
              (long long)t->sched.warmup_steps, (long long)t->global_step);
 }
 
-static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, pt_error *err)
+/* The epoch in progress when a checkpoint is saved part way through it. */
+typedef struct mid_epoch {
+    int64_t step;          /* updates done in it */
+    double loss_sum, train_s;
+    int64_t hits, seen;
+} mid_epoch;
+
+/* last/ (and best/ when best) at the current step. mid: NULL at an epoch's end. */
+static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, const mid_epoch *mid,
+                                  pt_error *err);
+
+/* Mid-epoch, the replicas' own BatchNorm statistics (each saw its share of the batches) go
+ * back after the save: saving every N steps must not change the run. */
+static pt_status save_mid_epoch(pt_trainer *t, int64_t epochs_done, const mid_epoch *mid, pt_error *err)
+{
+    const size_t bytes = (size_t)pt_net_buffer_region(t->net) * sizeof(float);
+    if (t->bn_stash)
+        for (int d = 0; d < t->nrep; d++)
+            PT_TRY(pt_device_read(pt_replica_device(t->rep[d]), t->bn_stash + d * (bytes / sizeof(float)),
+                                  pt_replica_buffer_mem(t->rep[d]), bytes, err));
+    PT_TRY(save_checkpoints(t, epochs_done, 0, mid, err));
+    if (t->bn_stash)
+        for (int d = 0; d < t->nrep; d++)
+            PT_TRY(pt_device_write(pt_replica_device(t->rep[d]), pt_replica_buffer_mem(t->rep[d]),
+                                   t->bn_stash + d * (bytes / sizeof(float)), bytes, err));
+    return PT_OK;
+}
+
+static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, const mid_epoch *mid,
+                                  pt_error *err)
 {
     PT_TRY(sync_buffers(t, err));
+    mid_epoch sums = {0, 0, 0, 0, 0};
+    if (mid) {
+        /* the epoch's sums over every process: rank 0 saves them, a resume restarts the
+         * others' at 0, so the epoch's all-reduced totals are what a straight run gets */
+        sums = *mid;
+        if (t->world->size > 1) {
+            double v[3] = {sums.loss_sum, (double)sums.hits, (double)sums.seen};
+            PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 3, err));
+            sums.loss_sum = v[0];
+            sums.hits = (int64_t)v[1];
+            sums.seen = (int64_t)v[2];
+        }
+    }
+    t->saved_step = t->global_step;
     if (!t->rank0) return PT_OK;
     pt_train_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.epoch = epochs_done;
+    pr.elapsed_s = pt_trainer_elapsed_s(t);
+    if (mid) {
+        pr.epoch_step = sums.step;
+        pr.epoch_loss_sum = sums.loss_sum;
+        pr.epoch_hits = sums.hits;
+        pr.epoch_seen = sums.seen;
+        pr.epoch_train_s = sums.train_s;
+        if (t->scaling) {
+            pr.epoch_skipped = t->cur.skipped_steps;
+            pr.epoch_scale_min = t->cur.loss_scale_min;
+            pr.epoch_scale_changes = t->cur.nscale_events;
+            for (int i = 0; i < t->cur.nscale_events && i < PT_PROGRESS_SCALE_EVENTS; i++) {
+                pr.epoch_scale_step[i] = t->cur.scale_event[i].step;
+                pr.epoch_scale_value[i] = t->cur.scale_event[i].scale;
+            }
+        }
+    }
     pr.global_step = t->global_step;
     pr.bn_steps = pt_replica_bn_steps(t->rep[0]);
     pr.seed = t->opt.seed;
@@ -590,17 +693,30 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
         if (pr.epoch > t->opt.epochs)
             return pt_fail(err, PT_ERR_INVALID, "'%s' has already trained %lld epochs, more than --epochs %d",
                            path, (long long)pr.epoch, t->opt.epochs);
-        if (pr.global_step != pr.epoch * t->steps_per_epoch)
+        if (pr.global_step != pr.epoch * t->steps_per_epoch + pr.epoch_step || pr.epoch_step > t->steps_per_epoch)
             return pt_fail(err, PT_ERR_MISMATCH,
-                           "'%s' was trained with %lld steps per epoch, this configuration has %lld "
-                           "(different data, limit or global batch size?)",
-                           path, pr.epoch ? (long long)(pr.global_step / pr.epoch) : 0LL,
+                           "'%s' was saved at step %lld after %lld epoch(s) and %lld step(s) of the next, which "
+                           "does not fit this configuration's %lld steps per epoch (different data, limit or "
+                           "global batch size?)",
+                           path, (long long)pr.global_step, (long long)pr.epoch, (long long)pr.epoch_step,
                            (long long)t->steps_per_epoch);
+        if (pr.epoch_step > 0 && pr.epoch >= t->opt.epochs)
+            return pt_fail(err, PT_ERR_INVALID, "'%s' is part way through epoch %lld, more than --epochs %d", path,
+                           (long long)pr.epoch + 1, t->opt.epochs);
+        if (pr.epoch_step > 0 && !t->train.seek)
+            return pt_fail(err, PT_ERR_INVALID,
+                           "'%s' was saved part way through epoch %lld and this data source cannot start an epoch "
+                           "part way",
+                           path, (long long)pr.epoch + 1);
         if (pr.seed != t->opt.seed)
             return pt_fail(err, PT_ERR_MISMATCH, "'%s' was trained with --seed %llu, not %llu", path,
                            (unsigned long long)pr.seed, (unsigned long long)t->opt.seed);
         t->start_epoch = pr.epoch;
         t->global_step = pr.global_step;
+        t->saved_step = pr.global_step;
+        t->resume_batch = pr.epoch_step;
+        t->resumed = pr;
+        t->elapsed_base = pr.elapsed_s;
         /* A run resumed in fp16 continues its scaler; one that was not fp16 starts afresh. */
         if (t->scaling && pr.loss_scale > 0) {
             t->scaler.scale = pr.loss_scale;
@@ -633,8 +749,9 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
 {
     if (t->rank0) PT_TRY(prepare_rank0(t, err));
     if (t->world->size > 1) {
-        double v[7] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
-                       t->scaler.scale, (double)t->scaler.growth_tracker, (double)t->scaler.skipped};
+        double v[10] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
+                        t->scaler.scale, (double)t->scaler.growth_tracker, (double)t->scaler.skipped,
+                        (double)t->resume_batch, (double)t->saved_step, t->elapsed_base};
         PT_TRY(t->world->broadcast(t->world->ctx, v, sizeof v, 0, err));
         t->start_epoch = (int64_t)v[0];
         t->global_step = (int64_t)v[1];
@@ -643,6 +760,9 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
         t->scaler.scale = v[4];
         t->scaler.growth_tracker = (int64_t)v[5];
         t->scaler.skipped = (int64_t)v[6];
+        t->resume_batch = (int64_t)v[7];
+        t->saved_step = (int64_t)v[8];
+        t->elapsed_base = v[9];
     }
     return pt_group_broadcast_state(t->group, err);
 }
@@ -723,16 +843,30 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
 
 /* Evaluation on every device of every rank (each rank evaluates its share of the val
  * source, split over its devices); never drops a sample. */
-static pt_status evaluate_group(pt_trainer *t, pt_eval_result *res, pt_error *err)
+static int stop_requested(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err, pt_status *st);
+
+/* *interrupted: Ctrl-C (should_stop) ended it early, every rank at the same batch. */
+static pt_status evaluate_group(pt_trainer *t, const pt_train_callbacks *cb, int64_t epoch, pt_eval_result *res,
+                                int *interrupted, pt_error *err)
 {
     int K = t->net->num_classes, B = t->opt.batch_per_device;
     pt_batch_source src = t->val;
     memset(res, 0, sizeof *res);
+    *interrupted = 0;
     PT_TRY(src.start_epoch(src.ctx, 0, err));
+    const int64_t nb = src.batches_per_epoch(src.ctx);
+    int64_t done = 0;
+    if (cb && cb->on_eval_batch) cb->on_eval_batch(cb->user, epoch, 0, nb);
     double acc[4] = {0, 0, 0, 0}; /* loss, top1, top5, count */
     size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
     int fs[64], cs[64];
     for (;;) {
+        pt_status sst = PT_OK;
+        if (stop_requested(t, cb, err, &sst)) {
+            *interrupted = 1;
+            return PT_OK;
+        }
+        PT_TRY(sst);
         pt_batch b;
         memset(&b, 0, sizeof b);
         PT_TRY(src.next(src.ctx, &b, err));
@@ -758,6 +892,8 @@ static pt_status evaluate_group(pt_trainer *t, pt_eval_result *res, pt_error *er
             acc[2] += (double)pt_topk_hits(s->logits, s->y, s->n, K, K < 5 ? K : 5);
             acc[3] += s->n;
         }
+        done++;
+        if (cb && cb->on_eval_batch) cb->on_eval_batch(cb->user, epoch, done, nb);
     }
     if (t->world->size > 1) PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, acc, 4, err));
     if (acc[3] == 0) return pt_fail(err, PT_ERR_INVALID, "evaluation set is empty");
@@ -767,6 +903,47 @@ static pt_status evaluate_group(pt_trainer *t, pt_eval_result *res, pt_error *er
     res->count = (int64_t)acc[3];
     return PT_OK;
 }
+
+/* Ctrl-C, agreed by every rank (or the others would wait forever). Returns 1 to stop; a
+ * failure of the agreement is in *st. */
+static int stop_requested(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err, pt_status *st)
+{
+    int stop = cb && cb->should_stop && cb->should_stop(cb->user);
+    if (t->world->size > 1) {
+        double v = stop;
+        *st = t->world->allreduce_sum_f64(t->world->ctx, &v, 1, err);
+        if (*st != PT_OK) return 0;
+        stop = v > 0;
+    }
+    return stop;
+}
+
+/* Ctrl-C between steps: the run so far goes to last/ (unless it is there already), and the
+ * message says exactly what a resume will continue from. */
+static pt_status interrupted(pt_trainer *t, int64_t epoch, const mid_epoch *mid, int evaluating, pt_error *err)
+{
+    const int64_t spe = t->steps_per_epoch;
+    if (t->global_step == 0 && t->saved_step < 0)
+        return pt_fail(err, PT_ERR_INTERRUPTED,
+                       "interrupted before the first step: nothing was saved; run the same command again to start "
+                       "over");
+    const int saved_before = t->saved_step == t->global_step;
+    if (!saved_before) PT_TRY(save_mid_epoch(t, epoch, mid, err));
+    char where[160];
+    if (mid->step == 0)
+        snprintf(where, sizeof where, "at the start of epoch %lld (step %lld of the run)", (long long)epoch + 1,
+                 (long long)t->global_step);
+    else if (evaluating || mid->step == spe)
+        snprintf(where, sizeof where, "after epoch %lld's %lld steps, before its evaluation (step %lld)",
+                 (long long)epoch + 1, (long long)spe, (long long)t->global_step);
+    else
+        snprintf(where, sizeof where, "at step %lld of %lld in epoch %lld (step %lld of the run)", (long long)mid->step,
+                 (long long)spe, (long long)epoch + 1, (long long)t->global_step);
+    return pt_fail(err, PT_ERR_INTERRUPTED, "interrupted %s; '%s/last' %s; continue with: polytrain train --resume %s",
+                   where, t->out_dir, saved_before ? "holds that point already" : "saved there", t->out_dir);
+}
+
+static int64_t wall_now(void) { return (int64_t)time(NULL); }
 
 pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err)
 {
@@ -779,32 +956,49 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         t->trace_at = t->opt.trace_step >= 0 ? t->opt.trace_step : t->global_step + 2;
         if (t->trace_at > t->run_steps - 1) t->trace_at = t->run_steps - 1;
     }
-    double run_start = now_s();
+    t->run_start = now_s();
+    t->started = 1;
+    if (cb && cb->on_start) cb->on_start(cb->user, t->start_epoch, t->resume_batch, t->global_step);
+    const int64_t nb = t->steps_per_epoch, every = t->opt.save_every_steps;
     for (int64_t epoch = t->start_epoch; epoch < t->opt.epochs; epoch++) {
         double t0 = now_s();
-        PT_TRY(t->train.start_epoch(t->train.ctx, epoch, err));
-        int64_t nb = t->steps_per_epoch, seen = 0, hits = 0;
-        double loss_sum = 0;
+        const int64_t first = epoch == t->start_epoch ? t->resume_batch : 0;
+        int64_t seen = 0, hits = 0, seen_here = 0;
+        double loss_sum = 0, train_before = 0;
         memset(&t->cur, 0, sizeof t->cur);
         t->cur.loss_scale = t->cur.loss_scale_min = t->scaler.scale;
-        for (;;) {
-            int stop = cb && cb->should_stop && cb->should_stop(cb->user);
-            if (t->world->size > 1) {
-                /* Every rank stops at the same step, or the others would wait forever. */
-                double v = stop;
-                PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, &v, 1, err));
-                stop = v > 0;
+        t->cur.started_at = wall_now();
+        if (first > 0) {
+            /* the epoch continues from a mid-epoch checkpoint: its batches from `first` on, and
+             * its sums so far (rank 0 holds every rank's) */
+            PT_TRY(t->train.seek(t->train.ctx, epoch, first, err));
+            const pt_train_progress *r = &t->resumed;
+            seen = r->epoch_seen;
+            hits = r->epoch_hits;
+            loss_sum = r->epoch_loss_sum;
+            train_before = r->epoch_train_s;
+            t->cur.resumed_mid_epoch = 1;
+            if (t->scaling && r->loss_scale > 0) {
+                t->cur.skipped_steps = r->epoch_skipped;
+                if (r->epoch_scale_min > 0) t->cur.loss_scale_min = r->epoch_scale_min;
+                t->cur.nscale_events = r->epoch_scale_changes;
+                for (int i = 0; i < r->epoch_scale_changes && i < PT_SCALE_EVENTS; i++) {
+                    t->cur.scale_event[i].step = r->epoch_scale_step[i];
+                    t->cur.scale_event[i].scale = r->epoch_scale_value[i];
+                }
             }
-            if (stop && epoch == 0)
-                return pt_fail(err, PT_ERR_INTERRUPTED,
-                               "interrupted during epoch 1: no epoch finished, nothing was saved; run the same "
-                               "command again (or --resume %s) to start over",
-                               t->out_dir);
-            if (stop)
-                return pt_fail(err, PT_ERR_INTERRUPTED,
-                               "interrupted during epoch %lld; '%s/last' holds epoch %lld, the last completed one; "
-                               "continue with: polytrain train --resume %s",
-                               (long long)epoch + 1, t->out_dir, (long long)epoch, t->out_dir);
+        } else {
+            PT_TRY(t->train.start_epoch(t->train.ctx, epoch, err));
+        }
+        const double wait0 = t->train.wait_seconds ? t->train.wait_seconds(t->train.ctx) : 0;
+        for (;;) {
+            pt_status sst = PT_OK;
+            if (stop_requested(t, cb, err, &sst)) {
+                /* epoch epochs are done, and mid.step updates of the next (0: at its start) */
+                mid_epoch mid = {t->global_step - epoch * nb, loss_sum, train_before + now_s() - t0, hits, seen};
+                return interrupted(t, epoch, &mid, 0, err);
+            }
+            PT_TRY(sst);
             pt_batch b;
             memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
             PT_TRY(t->train.next(t->train.ctx, &b, err));
@@ -813,6 +1007,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             int64_t step = t->global_step;
             PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
             seen += b.n;
+            seen_here += b.n;
             double step_loss = (loss_sum - before) / (double)b.n;
             if (t->opt.log_steps && t->world->size > 1) {
                 /* steps.jsonl holds the loss of the whole global batch. */
@@ -834,15 +1029,24 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                                loss_sum, (long long)epoch + 1, (long long)t->global_step);
             if (cb && cb->on_batch)
                 cb->on_batch(cb->user, epoch + 1, b.batch + 1, nb, loss_sum / (double)seen,
-                             (double)hits / (double)seen, (double)seen / (now_s() - t0));
+                             (double)hits / (double)seen, (double)seen_here / (now_s() - t0));
+            const int64_t in_epoch = t->global_step - epoch * nb;
+            if (every > 0 && t->global_step % every == 0 && in_epoch < nb) {
+                mid_epoch mid = {in_epoch, loss_sum, train_before + now_s() - t0, hits, seen};
+                PT_TRY(save_mid_epoch(t, epoch, &mid, err));
+            }
         }
-        double train_s = now_s() - t0;
+        const double here_s = now_s() - t0;
+        double train_s = train_before + here_s;
+        const double data_wait = t->train.wait_seconds ? t->train.wait_seconds(t->train.ctx) - wait0 : 0;
+        const mid_epoch trained = {nb, loss_sum, train_s, hits, seen};
         if (t->world->size > 1) {
-            double v[3] = {loss_sum, (double)hits, (double)seen};
-            PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 3, err));
+            double v[4] = {loss_sum, (double)hits, (double)seen, (double)seen_here};
+            PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 4, err));
             loss_sum = v[0];
             hits = (int64_t)v[1];
             seen = (int64_t)v[2];
+            seen_here = (int64_t)v[3];
         }
         pt_epoch_metrics m = t->cur;
         if (t->scaling) m.loss_scale = t->scaler.scale;
@@ -850,12 +1054,16 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         m.epoch = epoch + 1;
         m.train_loss = seen ? loss_sum / (double)seen : 0;
         m.train_acc = seen ? (double)hits / (double)seen : 0;
-        m.img_per_s = train_s > 0 ? (double)seen / train_s : 0;
+        /* this run's share of the epoch (a resumed epoch's earlier part ran at another time) */
+        m.img_per_s = here_s > 0 ? (double)seen_here / here_s : 0;
         m.train_s = train_s;
+        m.data_wait_s = data_wait;
         m.lr = pt_schedule_lr(&t->sched, t->global_step > 0 ? t->global_step - 1 : 0);
         PT_TRY(sync_buffers(t, err));
         pt_eval_result ev;
-        PT_TRY(evaluate_group(t, &ev, err));
+        int stopped_eval = 0;
+        PT_TRY(evaluate_group(t, cb, epoch + 1, &ev, &stopped_eval, err));
+        if (stopped_eval) return interrupted(t, epoch, &trained, 1, err);
         if (!t->ws_fitted) {
             /* every batch size of the run has been trained and evaluated once: a backend that
              * measured its algorithms on first use now needs only the chosen ones' scratch */
@@ -863,6 +1071,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             t->ws_fitted = 1;
         }
         m.device_bytes = pt_replica_device_bytes(t->rep[0]);
+        m.peak_device_bytes = pt_replica_peak_bytes(t->rep[0]);
         m.val_loss = ev.loss;
         m.val_top1 = ev.top1;
         m.val_top5 = ev.top5;
@@ -880,9 +1089,10 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         }
         if (t->steps_log && fflush(t->steps_log) != 0)
             return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
-        PT_TRY(save_checkpoints(t, m.epoch, m.best, err));
-        m.epoch_s = now_s() - t0;
-        m.elapsed_s = now_s() - run_start;
+        PT_TRY(save_checkpoints(t, m.epoch, m.best, NULL, err));
+        m.epoch_s = train_before + now_s() - t0; /* over every run that trained part of it */
+        m.elapsed_s = pt_trainer_elapsed_s(t);
+        m.ended_at = wall_now();
         if (t->rank0) PT_TRY(append_metrics(t, &m, err));
         if (t->events) PT_TRY(log_epoch_events(t, &m, err));
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);

@@ -43,6 +43,10 @@ typedef struct pt_train_options {
      * when it has fewer). The event slots are allocated here, before any step. */
     const char *trace_path;
     int64_t trace_step;
+    /* > 0: also save out_dir/last every this many updates within an epoch (a resume from it
+     * continues bit for bit on one device per process). Ctrl-C (should_stop) saves there
+     * whatever this is. */
+    int64_t save_every_steps;
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {
@@ -64,6 +68,14 @@ typedef struct pt_epoch_metrics {
      * the epoch; and in the run's first epoch, the workspace before and after it was fitted
      * to the algorithms the device chose (pt_group_fit_workspace; 0 in other epochs) */
     size_t device_bytes, ws_before, ws_after;
+    /* the most device memory one replica held at once so far (what polytrain allocated) */
+    size_t peak_device_bytes;
+    /* seconds the training steps waited for data (the source's wait_seconds; 0 without) */
+    double data_wait_s;
+    /* wall clock (time_t) when the epoch's training started (when it resumed, for an epoch
+     * continued from a mid-epoch checkpoint) and when the epoch was saved */
+    int64_t started_at, ended_at;
+    int resumed_mid_epoch;        /* the epoch continued from a mid-epoch checkpoint */
 } pt_epoch_metrics;
 #define PT_SCALE_EVENTS 16
 
@@ -81,6 +93,10 @@ typedef struct pt_train_callbacks {
     /* After every optimizer update: 0-based global step, the mean loss of its batch and
      * the learning rate it used. */
     void (*on_step)(void *user, int64_t step, int64_t epoch, double loss, double lr);
+    /* Evaluation after an epoch: called before the first batch (done 0) and after each. */
+    void (*on_eval_batch)(void *user, int64_t epoch, int64_t done, int64_t batches);
+    /* Once, before the first step: where the run starts (global step, the epoch's batch). */
+    void (*on_start)(void *user, int64_t epoch, int64_t batch, int64_t global_step);
 } pt_train_callbacks;
 
 typedef struct pt_trainer pt_trainer;
@@ -96,6 +112,9 @@ void pt_trainer_free(pt_trainer *t);
 /* Initialises or resumes (reads out_dir/last), then trains the remaining epochs. */
 pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err);
 int64_t pt_trainer_start_epoch(const pt_trainer *t); /* epochs already done (after resume) */
+int64_t pt_trainer_steps_per_epoch(const pt_trainer *t);
+/* Training time of the whole run so far, over every resume (what was saved plus this run). */
+double pt_trainer_elapsed_s(const pt_trainer *t);
 /* The run ended at --stop-after-epoch rather than at --epochs. */
 int pt_trainer_stopped_early(const pt_trainer *t);
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step);

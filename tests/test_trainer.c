@@ -81,6 +81,7 @@ typedef struct mem_source {
     int64_t *index;
     int64_t pos, next_batch;
     int64_t *delivered; /* per sample: times handed out since the last start_epoch */
+    int seekable;       /* offer seek (runs resumed part way through an epoch) */
 } mem_source;
 
 static int64_t ms_samples(void *ctx) { return ((mem_source *)ctx)->d->n; }
@@ -163,10 +164,21 @@ static void ms_free(mem_source *m)
     free(m->y);
     free(m->index);
 }
+static pt_status ms_seek(void *ctx, int64_t epoch, int64_t batch, pt_error *err)
+{
+    mem_source *m = ctx;
+    PT_TRY(ms_start(ctx, epoch, err));
+    for (int64_t b = 0; b < batch; b++) {
+        int want = b == 0 && m->first_batch > 0 ? m->first_batch : m->batch;
+        m->pos += m->d->n - m->pos < want ? m->d->n - m->pos : want;
+        m->next_batch++;
+    }
+    return PT_OK;
+}
 
 static pt_batch_source ms_source(mem_source *m)
 {
-    pt_batch_source s = {m, ms_samples, ms_batches, ms_start, ms_next};
+    pt_batch_source s = {m, ms_samples, ms_batches, ms_start, ms_next, m->seekable ? ms_seek : NULL, NULL};
     return s;
 }
 
@@ -259,7 +271,21 @@ typedef struct recorder {
     pt_epoch_metrics m[64];
     int n;
     int64_t batches;
+    int64_t stop_at_call;  /* > 0: should_stop says yes on this call (1-based) */
+    int64_t calls, eval_batches;
 } recorder;
+
+static int rec_stop(void *user)
+{
+    recorder *r = user;
+    return ++r->calls == r->stop_at_call;
+}
+
+static void rec_eval_batch(void *user, int64_t epoch, int64_t done, int64_t batches)
+{
+    (void)epoch, (void)batches;
+    if (done > 0) ((recorder *)user)->eval_batches++;
+}
 
 static void rec_epoch(void *user, const pt_epoch_metrics *m)
 {
@@ -288,6 +314,10 @@ static pt_status run_trainer(pt_replica **reps, int nrep, mem_source *train, mem
     cb.user = rec;
     cb.on_epoch = rec ? rec_epoch : NULL;
     cb.on_batch = rec ? rec_batch : NULL;
+    if (rec && rec->stop_at_call > 0) {
+        cb.should_stop = rec_stop;
+        cb.on_eval_batch = rec_eval_batch;
+    }
     st = pt_trainer_run(t, &cb, err);
     if (keep) *keep = t;
     else pt_trainer_free(t);
@@ -583,6 +613,93 @@ static void test_every_batch_size_up_to_capacity_runs(void)
 }
 
 /* ---------------------------------------------------------------- (c) resume */
+
+/* Ctrl-C (should_stop) part way through epoch 2 and during epoch 1's evaluation: each time
+ * last/ is saved at that point, and the run resumed from it ends bitwise as the straight
+ * run with the same epoch metrics; a source that cannot seek is refused by name. */
+static void test_interrupt_mid_epoch_and_in_evaluation_resume_bitwise(void)
+{
+    dataset tr = make_data(100, 5), va = make_data(40, 6);
+    mem_source ts, vs;
+    ms_init(&ts, &tr, 16, 1, 7);
+    ms_init(&vs, &va, 16, 0, 7);
+    ts.seekable = 1;
+    pt_net *net = make_net(NET_RESIDUAL);
+    pt_replica *full = make_replica(net, dev0, 16, 7);
+    pt_error err;
+    pt_train_options o = test_options(at("straight"), 3, 16, 0.05);
+    o.schedule = PT_SCHED_COSINE;
+    recorder ref;
+    memset(&ref, 0, sizeof ref);
+    pt_status st = full ? run_trainer(&full, 1, &ts, &vs, &o, &ref, NULL, &err) : PT_ERR_NOMEM;
+    CHECKF(st == PT_OK && ref.n == 3, "%s", err.msg);
+    state a = read_state(full);
+    /* should_stop is polled before each of an epoch's 7 steps and its end (8 per epoch),
+     * then before each of 3 evaluation batches and the evaluation's end (4): call 14 is
+     * before epoch 2's 2nd step (1 done), call 10 before the evaluation's 2nd batch. */
+    const struct { int64_t call; const char *dir; int64_t epoch, epoch_step; } cases[] = {
+        {14, "mid", 1, 1}, {10, "eval", 0, 7}};
+    for (int c = 0; c < 2; c++) {
+        pt_replica *r1 = make_replica(net, dev0, 16, 7), *r2 = make_replica(net, dev0, 16, 7);
+        recorder rec, rec2;
+        memset(&rec, 0, sizeof rec);
+        memset(&rec2, 0, sizeof rec2);
+        rec.stop_at_call = cases[c].call;
+        o.out_dir = at(cases[c].dir);
+        o.resume = 0;
+        st = r1 && r2 ? run_trainer(&r1, 1, &ts, &vs, &o, &rec, NULL, &err) : PT_ERR_NOMEM;
+        CHECKF(st == PT_ERR_INTERRUPTED && strstr(err.msg, "saved there") && strstr(err.msg, "--resume"), "%s: %s",
+               cases[c].dir, err.msg);
+        CHECKF(c == 0 || (strstr(err.msg, "before its evaluation") && rec.eval_batches == 1), "%s (%lld batches)",
+               err.msg, (long long)rec.eval_batches);
+        char last[512];
+        snprintf(last, sizeof last, "%s/last", cases[c].dir);
+        pt_replica *probe = make_replica(net, dev0, 16, 1);
+        pt_train_progress pr;
+        st = probe ? pt_checkpoint_load(at(last), probe, &pr, &err) : PT_ERR_NOMEM;
+        CHECKF(st == PT_OK && pr.epoch == cases[c].epoch && pr.epoch_step == cases[c].epoch_step &&
+                   pr.global_step == pr.epoch * 7 + pr.epoch_step && pr.epoch_seen == (pr.epoch_step == 7 ? 100 : 16),
+               "%s: epoch %lld step %lld seen %lld: %s", cases[c].dir, (long long)pr.epoch, (long long)pr.epoch_step,
+               (long long)pr.epoch_seen, err.msg);
+        pt_replica_free(probe);
+        o.resume = 1;
+        st = run_trainer(&r2, 1, &ts, &vs, &o, &rec2, NULL, &err);
+        CHECKF(st == PT_OK, "%s resume: %s", cases[c].dir, err.msg);
+        state b = read_state(r2);
+        CHECKF(bitwise_same(net, &a, &b), "%s: resumed run differs from the straight one", cases[c].dir);
+        free_state(&b);
+        /* the epoch continued from the checkpoint reports what the straight run's did */
+        const pt_epoch_metrics *m = rec2.n ? &rec2.m[0] : NULL, *r = m ? &ref.m[m->epoch - 1] : NULL;
+        CHECKF(m && m->epoch == cases[c].epoch + 1 && m->resumed_mid_epoch && m->train_loss == r->train_loss &&
+                   m->train_acc == r->train_acc && m->val_loss == r->val_loss && rec.n + rec2.n == 3,
+               "%s: epoch %lld train loss %.17g vs %.17g", cases[c].dir, m ? (long long)m->epoch : -1LL,
+               m ? m->train_loss : 0, r ? r->train_loss : 0);
+        pt_replica_free(r1);
+        pt_replica_free(r2);
+    }
+    /* a mid-epoch checkpoint with a source that cannot start part way: refused, said why */
+    pt_replica *r3 = make_replica(net, dev0, 16, 7), *r4 = make_replica(net, dev0, 16, 7);
+    recorder rec;
+    memset(&rec, 0, sizeof rec);
+    rec.stop_at_call = 3;
+    o.out_dir = at("noseek");
+    o.resume = 0;
+    st = r3 && r4 ? run_trainer(&r3, 1, &ts, &vs, &o, &rec, NULL, &err) : PT_ERR_NOMEM;
+    CHECKF(st == PT_ERR_INTERRUPTED, "%s", err.msg);
+    ts.seekable = 0;
+    o.resume = 1;
+    st = r4 ? run_trainer(&r4, 1, &ts, &vs, &o, NULL, NULL, &err) : PT_ERR_NOMEM;
+    CHECKF(st == PT_ERR_INVALID && strstr(err.msg, "cannot start an epoch part way"), "%s", err.msg);
+    pt_replica_free(r3);
+    pt_replica_free(r4);
+    free_state(&a);
+    pt_replica_free(full);
+    pt_net_free(net);
+    ms_free(&ts);
+    ms_free(&vs);
+    free_data(&tr);
+    free_data(&va);
+}
 
 static void test_stop_and_resume_matches_an_uninterrupted_run(void)
 {
@@ -919,6 +1036,7 @@ int main(void)
     RUN(test_batch_larger_than_the_devices_hold_is_an_error);
     RUN(test_every_batch_size_up_to_capacity_runs);
     RUN(test_stop_and_resume_matches_an_uninterrupted_run);
+    RUN(test_interrupt_mid_epoch_and_in_evaluation_resume_bitwise);
     RUN(test_resume_refuses_another_seed_or_step_count);
     RUN(test_divergence_stops_without_overwriting_last);
     RUN(test_divergence_in_the_last_step_of_an_epoch_keeps_last);

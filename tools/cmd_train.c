@@ -71,7 +71,7 @@ static int train_main(train_options *o, const pt_json *resume_cfg, pt_world *wor
     if (code == 0) {
         train_print_banner(&s, o);
         run_ui ui;
-        pt_train_callbacks cb = train_ui_init(&ui, &o->args, start_time, &s.train_ld);
+        pt_train_callbacks cb = train_ui_init(&ui, &o->args, start_time, s.trainer);
         cli_install_interrupt_handler();
         pt_status st = pt_trainer_run(s.trainer, &cb, &err);
         cli_progress_clear(&ui.bar);

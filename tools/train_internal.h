@@ -32,6 +32,9 @@ typedef struct train_args {
     double beta1, beta2, eps, alpha;
     uint64_t seed;
     int64_t limit_train, limit_val;
+    int64_t save_every_steps; /* --save-every-steps N (0: at epochs' ends only) */
+    int64_t log_every;        /* --log-every N steps (0: automatic) */
+    int given_log_every;
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
     int given_momentum, given_preset, given_precision;
     int allow_changes, overwrite, given_allow, given_overwrite;
@@ -109,13 +112,26 @@ void train_print_summary(const pt_trainer *trainer, const train_args *a);
  * first step and a line per epoch. */
 typedef struct run_ui {
     cli_progress bar;
-    const pt_loader *train_ld; /* for the time spent waiting for data */
-    double waited;
+    /* plain lines (stdout not a terminal, or --log-every): every log_every steps, or about
+     * every 30 s when log_every is 0 */
+    int lines;
+    int64_t log_every;
+    double interval_s;                   /* automatic lines: seconds between them */
+    double last_line;
+    int64_t steps_per_epoch, run_steps;  /* the run's last step + 1 (its --epochs) */
+    int64_t first_step;                  /* the global step this run started at */
+    double run_t0;                       /* when the first step of this run started */
+    double epoch_t0;                     /* when this epoch's first step (in this run) started */
+    int64_t epoch_first_step;
+    double eval_s;                       /* the last evaluation's seconds (for the ETA) */
+    double eval_t0, eval_line, eval_total;
+    int64_t last_step;                   /* the last global step done */
+    double step_loss;
     int epochs;
     double start;  /* when the command started */
     int first_done;
 } run_ui;
 
-pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_loader *train_ld);
+pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_trainer *trainer);
 
 #endif

@@ -133,6 +133,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"limit-train", ARG_I64, &a->limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
         {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
         {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
+        {"save-every-steps", ARG_I64, &a->save_every_steps, "N", "also save DIR/last every N steps within an epoch (a resume continues from there bit for bit; default 0: at each epoch's end; Ctrl-C always saves)", 0, 1e15, NULL},
+        {"log-every", ARG_I64, &a->log_every, "N", "a plain progress line every N steps (default 0: about every 30 s when stdout is not a terminal, none on a terminal, which has the progress bar)", 0, 1e15, &a->given_log_every},
         {"log-steps", ARG_FLAG, &a->log_steps, NULL, "write the loss and LR of every step to DIR/steps.jsonl", 0, 0, NULL},
         {"trace", ARG_STRING, &a->trace, "FILE", "write a timeline of one step as Chrome/Perfetto trace JSON: every op of each device (synchronised), the gradient reductions, waits and updates", 0, 0, &a->given_trace},
         {"trace-step", ARG_I64, &a->trace_step, "N", "the 0-based global step --trace records (default: the run's third step)", 0, 1e15, &a->given_trace_step},
@@ -164,7 +166,8 @@ static int free_on_resume(const char *name)
     static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
                                         "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
-                                        "no-progress", "allow-changes", "overwrite"};
+                                        "no-progress", "allow-changes", "overwrite", "save-every-steps",
+                                        "log-every"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return 0;

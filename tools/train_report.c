@@ -2,6 +2,7 @@
  * trainer runs a progress bar on a terminal with a line per epoch, and the closing line.
  * Decides nothing about the run; every value comes from the session and the options. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -131,12 +132,52 @@ void train_print_banner(const train_session *s, const train_options *o)
     fflush(stdout);
 }
 
+/* Local wall-clock time for log lines: 2026-12-02T07:10:11+0100. */
+static void stamp(char *buf, size_t n)
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    if (!strftime(buf, n, "%Y-%m-%dT%H:%M:%S%z", &tm)) snprintf(buf, n, "%lld", (long long)now);
+}
+
+static void hms(double s, char *buf, size_t n)
+{
+    if (!(s >= 0) || s > 1e8) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    long long t = (long long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%lld:%02lld:%02lld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%lld:%02lld", t / 60, t % 60);
+}
+
+static void on_start(void *user, int64_t epoch, int64_t batch, int64_t global_step)
+{
+    run_ui *ui = user;
+    ui->first_step = ui->last_step = global_step;
+    ui->run_t0 = ui->epoch_t0 = ui->last_line = train_wall_s();
+    ui->epoch_first_step = global_step;
+    if (global_step > 0) {
+        if (batch > 0)
+            printf("resuming at step %lld of %lld in epoch %lld (step %lld of the run), from a checkpoint saved "
+                   "part way through the epoch\n",
+                   (long long)batch, (long long)ui->steps_per_epoch, (long long)epoch + 1, (long long)global_step);
+        else
+            printf("resuming at the start of epoch %lld (step %lld of the run)\n", (long long)epoch + 1,
+                   (long long)global_step);
+        fflush(stdout);
+    }
+}
+
 /* Time to first step: everything a user waits for before training runs (data, device
  * setup and kernel builds, the first step with its library warm-ups). */
 static void on_step(void *user, int64_t step, int64_t epoch, double loss, double lr)
 {
     run_ui *ui = user;
     (void)epoch;
+    ui->last_step = step + 1;
+    ui->step_loss = loss;
     if (ui->first_done) return;
     ui->first_done = 1;
     cli_progress_clear(&ui->bar);
@@ -150,23 +191,75 @@ static void on_batch(void *user, int64_t epoch, int64_t batch, int64_t batches, 
 {
     run_ui *ui = user;
     cli_progress_update(&ui->bar, epoch, ui->epochs, batch, batches, loss, acc, ips);
+    if (!ui->lines) return;
+    const double now = train_wall_s();
+    if (ui->log_every > 0 ? ui->last_step % ui->log_every != 0 : now - ui->last_line < ui->interval_s) return;
+    ui->last_line = now;
+    /* a step's time from this run's steps so far, evaluations left out */
+    const int64_t done = ui->last_step - ui->first_step;
+    const double per_step = done > 0 ? (now - ui->run_t0 - ui->eval_total) / (double)done : 0;
+    const int64_t evals_left = ui->run_steps > ui->last_step
+                                   ? (ui->run_steps - ui->last_step + ui->steps_per_epoch - 1) / ui->steps_per_epoch
+                                   : 0;
+    char t[40], ee[24], er[24];
+    stamp(t, sizeof t);
+    hms(per_step * (double)(batches - batch) + (ui->eval_s > 0 ? ui->eval_s : 0), ee, sizeof ee);
+    hms(per_step * (double)(ui->run_steps - ui->last_step) + (double)evals_left * ui->eval_s, er, sizeof er);
+    printf("%s  epoch %lld/%d  step %lld/%lld  loss %.4f (batch %.4f)  acc %.2f%%  %.0f img/s  eta epoch %s%s, "
+           "run %s%s\n",
+           t, (long long)epoch, ui->epochs, (long long)batch, (long long)batches, loss, ui->step_loss, 100 * acc, ips,
+           ee, ui->eval_s > 0 ? "" : " + validation", er, ui->eval_s > 0 ? "" : " + validation");
+    fflush(stdout);
+}
+
+static void on_eval_batch(void *user, int64_t epoch, int64_t done, int64_t batches)
+{
+    run_ui *ui = user;
+    const double now = train_wall_s();
+    if (done == 0) {
+        ui->eval_t0 = now;
+        ui->eval_line = now;
+    }
+    if (done == batches) {
+        ui->eval_s = now - ui->eval_t0;
+        ui->eval_total += ui->eval_s;
+    }
+    if (ui->bar.enabled && (done == 0 || now - ui->bar.last >= 0.1 || done == batches)) {
+        ui->bar.last = now;
+        fprintf(stderr, "\r\033[Kepoch %lld/%d validating %lld/%lld batches", (long long)epoch, ui->epochs,
+                (long long)done, (long long)batches);
+        fflush(stderr);
+        ui->bar.shown = 1;
+    }
+    if (ui->lines && done > 0 && done < batches && now - ui->eval_line >= ui->interval_s) {
+        ui->eval_line = now;
+        char t[40], eta[24];
+        stamp(t, sizeof t);
+        hms((now - ui->eval_t0) / (double)done * (double)(batches - done), eta, sizeof eta);
+        printf("%s  epoch %lld/%d  validating %lld/%lld batches  eta %s\n", t, (long long)epoch, ui->epochs,
+               (long long)done, (long long)batches, eta);
+        fflush(stdout);
+    }
 }
 
 static void on_epoch(void *user, const pt_epoch_metrics *m)
 {
     run_ui *ui = user;
     cli_progress_clear(&ui->bar);
-    double waited = ui->train_ld ? pt_loader_wait_seconds(ui->train_ld) : 0;
-    printf("epoch %lld/%d  train loss %.4f acc %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
+    char t[40] = "";
+    if (ui->lines) {
+        stamp(t, sizeof t);
+        strcat(t, "  ");
+    }
+    printf("%sepoch %lld/%d  train loss %.4f acc %.2f%%  val loss %.4f top1 %.2f%% top5 %.2f%%  "
            "%.0f img/s  %.1fs (data wait %.1fs)%s\n",
-           (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
-           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, waited - ui->waited,
+           t, (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
+           100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, m->data_wait_s,
            m->best ? "  *best" : "");
     if (m->ws_before != m->ws_after)
         printf("memory: %.1f MiB per device now, the workspace fitted to the batch sizes of the run and the "
                "algorithms the device chose (%.1f -> %.1f MiB)\n",
                (double)m->device_bytes / 1048576.0, (double)m->ws_before / 1048576.0, (double)m->ws_after / 1048576.0);
-    ui->waited = waited;
     fflush(stdout);
 }
 
@@ -176,14 +269,22 @@ static int should_stop(void *user)
     return cli_interrupted();
 }
 
-pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_loader *train_ld)
+pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_trainer *trainer)
 {
     memset(ui, 0, sizeof *ui);
     ui->epochs = a->epochs;
     cli_progress_init(&ui->bar, !a->no_progress && isatty(2));
     ui->start = start;
-    ui->train_ld = train_ld;
-    pt_train_callbacks cb = {ui, on_batch, on_epoch, should_stop, on_step};
+    ui->log_every = a->log_every;
+    /* lines when asked for, or by default where there is no terminal to draw a bar on */
+    ui->lines = a->log_every > 0 || (!a->no_progress && !isatty(1));
+    /* PT_LOG_INTERVAL_S: the seconds between automatic lines (tests; README) */
+    const char *e = getenv("PT_LOG_INTERVAL_S");
+    ui->interval_s = e && atof(e) >= 0 && atof(e) < 1e6 ? atof(e) : 30.0;
+    ui->steps_per_epoch = pt_trainer_steps_per_epoch(trainer);
+    const int64_t epochs = a->stop_after > 0 && a->stop_after < a->epochs ? a->stop_after : a->epochs;
+    ui->run_steps = ui->steps_per_epoch * epochs;
+    pt_train_callbacks cb = {ui, on_batch, on_epoch, should_stop, on_step, on_eval_batch, on_start};
     return cb;
 }
 

@@ -1,7 +1,9 @@
 """Resuming a run gives bitwise the same weights, BatchNorm buffers, optimizer state and
 epoch-2 metrics as running it in one go (--deterministic), after a clean stop
 (--stop-after-epoch 1) and after a kill -9 during epoch 2; and the same stop and resume
-with RMSprop (momentum, centered). Needs no torch or numpy: tensors are compared as raw bytes."""
+with RMSprop (momentum, centered). Mid-epoch: a kill -9 part way through epoch 1 with
+--save-every-steps, and Ctrl-C (SIGINT) part way through an fp16 epoch, resume bitwise too,
+epoch 1's metrics included. Needs no torch or numpy: tensors are compared as raw bytes."""
 
 import json
 import os
@@ -52,13 +54,16 @@ def compare_files(a, b, what):
           "%s: all %d tensors bitwise equal" % (what, len(set(ta) & set(tb))))
     for n in differ[:10]:
         print("  differs: %s %r vs %r" % (n, ta[n], tb[n]))
-    meta_differ = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k))
+    # elapsed_s is the run's training time when it was saved: a clock, not a result
+    meta_differ = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k) and k != "elapsed_s")
     check(not meta_differ, "%s: same metadata" % what)
     for k in meta_differ[:10]:
         print("  metadata %s: %r vs %r" % (k, ma.get(k), mb.get(k)))
 
 
-def compare_runs(a, b, what):
+def compare_runs(a, b, what, epochs_exact=1):
+    """epochs_exact: the last epochs whose metrics must be equal (2 when the resumed run
+    continued epoch 1 from a mid-epoch checkpoint)."""
     for name in ("model.safetensors", "optimizer.safetensors"):
         compare_files(os.path.join(a, "last", name), os.path.join(b, "last", name),
                       "%s last/%s" % (what, name))
@@ -66,13 +71,12 @@ def compare_runs(a, b, what):
     check(len(ma) == 2 and len(mb) == 2,
           "%s: metrics.jsonl has 2 epochs in both runs (%d, %d)" % (what, len(ma), len(mb)))
     if ma and mb:
-        ea, eb = ma[-1], mb[-1]
-        differ = [k for k in EXACT_METRICS if ea.get(k) != eb.get(k)]
-        check(ea.get("epoch") == 2 and not differ,
-              "%s: epoch-2 metrics equal (%s)" % (what, ", ".join(
-                  "%s=%s" % (k, ea.get(k)) for k in EXACT_METRICS[3:5])))
-        for k in differ:
-            print("  %s: %r vs %r" % (k, ea.get(k), eb.get(k)))
+        for ea, eb in zip(ma[2 - epochs_exact:], mb[2 - epochs_exact:]):
+            differ = [k for k in EXACT_METRICS if ea.get(k) != eb.get(k)]
+            check(not differ, "%s: epoch-%s metrics equal (%s)" % (what, ea.get("epoch"), ", ".join(
+                "%s=%s" % (k, ea.get(k)) for k in EXACT_METRICS[1:5])))
+            for k in differ:
+                print("  %s: %r vs %r" % (k, ea.get(k), eb.get(k)))
     # Every step's loss and LR, including those replayed after a kill (trimmed on resume).
     sa, sb = step_log(a), step_log(b)
     steps = 2 * ((LIMIT_TRAIN + BATCH - 1) // BATCH)
@@ -131,6 +135,36 @@ def kill_after_first_epoch(args, run_dir):
     return caught
 
 
+def steps_per_epoch():
+    return (LIMIT_TRAIN + BATCH - 1) // BATCH
+
+
+def stop_mid_epoch(args, run_dir, after_steps, sig):
+    """Starts `train args`, sends sig once steps.jsonl has after_steps lines (the run is then
+    part way through epoch 1) and waits for it. Returns (caught, exit code, stderr)."""
+    cmd = [CLI] + args
+    print("$ " + " ".join(cmd) + "   (signal %d after %d steps)" % (sig, after_steps), flush=True)
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + TIMEOUT_S
+    caught = False
+    try:
+        while p.poll() is None and time.monotonic() < deadline:
+            if len(step_log(run_dir)) >= after_steps and completed_epochs(run_dir) == 0:
+                p.send_signal(sig)
+                caught = True
+                break
+            time.sleep(0.01)
+        rc = p.wait(timeout=TIMEOUT_S)
+        err = p.stderr.read().decode(errors="replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+    return caught, rc, err
+
+
 def main():
     tmp = scratch_dir("resume.")
     try:
@@ -158,6 +192,30 @@ def main():
         ok &= check(run_cli(["train", "--resume", c] + opts)[0] == 0, "resume after kill -9")
         if ok and ok_a:
             compare_runs(a, c, "kill -9 + resume")
+
+        # 2b. Killed with SIGKILL part way through epoch 1 of a run saving every 3 steps:
+        # last/ holds step 9 or later, and the resumed run continues that epoch bitwise.
+        caught = False
+        h = os.path.join(tmp, "H")
+        for attempt in range(3):
+            shutil.rmtree(h, ignore_errors=True)
+            caught, rc, _ = stop_mid_epoch(["train", "--out", h, "--save-every-steps", "3"] + opts, h, 11,
+                                           signal.SIGKILL)
+            _, meta = (torch_models.read_safetensors_raw(os.path.join(h, "last", "optimizer.safetensors"))
+                       if os.path.exists(os.path.join(h, "last")) else ({}, {}))
+            if caught and 0 < int(meta.get("epoch_step", 0)) < steps_per_epoch():
+                break
+            caught = False
+        ok = check(caught, "killed part way through epoch 1 after a mid-epoch checkpoint (last/ at epoch_step %s, "
+                   "global_step %s)" % (meta.get("epoch_step"), meta.get("global_step")))
+        rc, out = run_cli(["train", "--resume", h] + opts)
+        ok &= check(rc == 0 and "resuming at step %s of %d in epoch 1" % (meta.get("epoch_step"), steps_per_epoch())
+                    in out, "resume after kill -9 says where it continues")
+        if ok and ok_a:
+            compare_runs(a, h, "mid-epoch kill -9 + resume", epochs_exact=2)
+            m = metrics(h)
+            check(m and m[0].get("resumed_mid_epoch") is True and "resumed_mid_epoch" not in m[1],
+                  "metrics.jsonl marks epoch 1 as resumed part way")
 
         # 3. RMSprop with momentum (cycled by onecycle) and centered: three state tensors per
         # parameter survive a stop and resume bitwise.
@@ -208,6 +266,27 @@ def main():
                       and int(meta.get("skipped_steps", -1)) == len(skipped),
                       "fp16: optimizer.safetensors holds the loss scale (%s) and the skipped steps (%s)"
                       % (meta.get("loss_scale"), meta.get("skipped_steps")))
+            # Ctrl-C part way through epoch 1 of the fp16 run: last/ is saved at that step with
+            # the epoch's loss-scale record so far, the message says so, and the resumed run
+            # ends as the straight one, epoch 1's skipped steps and scale history included.
+            i = os.path.join(tmp, "I")
+            caught, rc, err = stop_mid_epoch(["train", "--out", i] + f16, i, 7, signal.SIGINT)
+            _, meta = (torch_models.read_safetensors_raw(os.path.join(i, "last", "optimizer.safetensors"))
+                       if os.path.exists(os.path.join(i, "last")) else ({}, {}))
+            at = int(meta.get("epoch_step", 0))
+            ok = check(caught and rc == 130 and 0 < at < steps_per_epoch() and
+                       ("interrupted at step %d of %d in epoch 1" % (at, steps_per_epoch())) in err and
+                       "saved there" in err and "--resume" in err,
+                       "fp16: Ctrl-C part way through epoch 1 saves last/ there and says so (exit %s, step %d): %s"
+                       % (rc, at, err.strip().splitlines()[-1] if err.strip() else ""))
+            ok &= check(run_cli(["train", "--resume", i] + f16)[0] == 0, "fp16: resume after Ctrl-C")
+            if ok and ok_f:
+                compare_runs(f, i, "fp16 Ctrl-C mid-epoch + resume", epochs_exact=2)
+                mf, mi = metrics(f), metrics(i)
+                keys = ("skipped_steps", "loss_scale", "loss_scale_min", "loss_scale_history")
+                check(mf and mi and all(mf[0].get(k) == mi[0].get(k) for k in keys),
+                      "fp16: epoch 1's loss-scale record is the straight run's (%s)"
+                      % {k: mi[0].get(k) for k in keys[:3]} if mi else "")
         finally:
             del os.environ["PT_LOSS_SCALE_INIT"], os.environ["PT_LOSS_SCALE_INTERVAL"]
     finally:
