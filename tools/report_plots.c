@@ -127,7 +127,7 @@ static void plot_curves(const report_ctx *r, FILE *g)
     fprintf(g, "%sset xrange [0:%g]\n", common, xmax * 1.02 + 0.05);
     if (xmax <= 20) fprintf(g, "set xtics 1\n");
     fprintf(g, "set output \"../lr.png\"\nset title \"learning rate (%s)\"\nset ylabel \"learning rate\"\n"
-               "set format y \"%%g\"\nunset key\n",
+               "set format y \"%%g\"\nset yrange [0:*]\nunset key\n",
             steps ? "per step" : "per epoch, at its end");
     if (steps) fprintf(g, "plot \"steps.dat\" using 1:3 with lines lw 2 lc rgb \"#9467bd\"\n");
     else fprintf(g, "plot \"epochs.dat\" using 1:7 with linespoints pt 7 lw 2 lc rgb \"#9467bd\"\n");
@@ -237,7 +237,9 @@ static pt_status per_class(const report_ctx *r, const char *dir, FILE *g, pt_err
     if (!order) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     for (int c = 0; c < K; c++) order[c] = c;
     const char *bars = "set style fill solid 0.85 border -1\nset boxwidth 0.8\nset yrange [0:109]\n"
-                       "set ylabel \"accuracy %\"\nset xtics rotate by 45 right nomirror\nunset key\nset grid ytics\n";
+                       "set ylabel \"accuracy %\"\nset xtics rotate by 45 right nomirror\nunset key\nset grid ytics\n"
+                       /* room for the first class's name, slanted down to the left */
+                       "set lmargin 14\n";
     pt_status st;
     if (K <= REPORT_ALL_BARS) {
         st = write_bars(r, dir, "per_class.dat", order, K, err);
@@ -255,7 +257,9 @@ static pt_status per_class(const report_ctx *r, const char *dir, FILE *g, pt_err
                 order[j - 1] = t;
             }
         st = write_bars(r, dir, "per_class_low.dat", order, REPORT_SOME_BARS, err);
-        if (st == PT_OK) st = write_bars(r, dir, "per_class_high.dat", order + K - REPORT_SOME_BARS, REPORT_SOME_BARS, err);
+        int high[REPORT_SOME_BARS]; /* the best first */
+        for (int i = 0; i < REPORT_SOME_BARS; i++) high[i] = order[K - 1 - i];
+        if (st == PT_OK) st = write_bars(r, dir, "per_class_high.dat", high, REPORT_SOME_BARS, err);
         fprintf(g, "reset\nset terminal pngcairo size 1400,600 noenhanced font \"sans,10\"\nset output \"../per_class.png\"\n"
                    "set multiplot layout 1,2 title \"validation accuracy per class: the %d lowest and the %d highest of %d\"\n"
                    "%sset xrange [-0.6:%g]\n"

@@ -18,6 +18,10 @@ int cli_is_run_dir(const char *dir)
 
 int cli_checkpoint_run_dir(const char *checkpoint, char *run, size_t cap)
 {
+    if (cli_is_run_dir(checkpoint)) {
+        snprintf(run, cap, "%s", checkpoint);
+        return 1;
+    }
     char buf[4200];
     snprintf(buf, sizeof buf, "%s", checkpoint);
     size_t n = strlen(buf);

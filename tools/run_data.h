@@ -26,8 +26,9 @@ typedef struct cli_run_data {
 /* 1 when dir holds config.json (a directory `polytrain train --out` made). */
 int cli_is_run_dir(const char *dir);
 
-/* The run directory a checkpoint directory belongs to (its parent, when that holds
- * config.json: RUN/best, RUN/last) into run; 0 when it belongs to none. */
+/* The run directory a checkpoint directory belongs to into run: its parent when that holds
+ * config.json (RUN/best, RUN/last), or the directory itself when it is a run directory;
+ * 0 when it belongs to none. */
 int cli_checkpoint_run_dir(const char *checkpoint, char *run, size_t cap);
 
 /* Reads RUN/config.json. A missing file, bad JSON or an option of the wrong type is an
