@@ -132,7 +132,7 @@ static const char CSS[] =
     ".dim{color:#888}.missing{background:#fff4e5;border-left:4px solid #f0a030;padding:0.6em 1em}\n"
     ".summary{font-size:1.1em;background:#f5f8fc;border-left:4px solid #1f77b4;padding:0.6em 1em}\n"
     "img.plot{max-width:100%;height:auto;border:1px solid #eee;margin:0.3em 0}\n"
-    ".curves{display:flex;flex-wrap:wrap;gap:0.5em}.curves a{flex:1 1 45%;min-width:380px}"
+    ".curves{display:flex;flex-wrap:wrap;gap:0.5em}.curves a{flex:0 1 calc(50% - 0.25em);min-width:380px}"
     ".curves img.plot{width:100%}.curves p{flex:1 1 100%}\n"
     ".bar{display:inline-block;height:0.8em;background:#1f77b4;vertical-align:middle}\n"
     ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:0.8em}\n"

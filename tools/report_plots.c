@@ -106,7 +106,9 @@ static void plot_curves(const report_ctx *r, FILE *g)
         if (v > 0 && isfinite(v)) lo = fmin(lo, v), hi = fmax(hi, v);
     }
     const int steps = r->nsteps > 0;
-    const char *common = "reset\nset datafile missing \"?\"\nset grid\nset key top right\nset xlabel \"epoch\"\n";
+    /* the key below the plot, where it hides no point (a last epoch's sits at the right edge) */
+    const char *common = "reset\nset datafile missing \"?\"\nset grid\nset key below horizontal\nset xlabel \"epoch\"\n"
+                         "set pointsize 1.3\n";
     /* loss: log scale once it spans more than a decade and a half, which a linear axis
      * would flatten to a line at zero */
     fprintf(g, "%sset xrange [0:%g]\n", common, xmax * 1.02 + 0.05);
@@ -120,7 +122,6 @@ static void plot_curves(const report_ctx *r, FILE *g)
     fprintf(g, "%sset xrange [0:%g]\n", common, xmax * 1.02 + 0.05);
     if (xmax <= 20) fprintf(g, "set xtics 1\n");
     fprintf(g, "set output \"../accuracy.png\"\nset title \"accuracy\"\nset ylabel \"%%\"\nset yrange [*:100.5]\n"
-               "set key bottom right\n"
                "plot \"epochs.dat\" using 1:4 with linespoints pt 7 lw 2 lc rgb \"#1f77b4\" title \"training accuracy\", \\\n"
                "     \"epochs.dat\" using 1:5 with linespoints pt 5 lw 2 lc rgb \"#d62728\" title \"validation top-1\", \\\n"
                "     \"epochs.dat\" using 1:6 with linespoints pt 9 lw 2 lc rgb \"#2ca02c\" title \"validation top-5\"\n");
