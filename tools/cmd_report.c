@@ -207,6 +207,7 @@ static void report_json(const report_ctx *r, pt_strbuf *sb)
         for (size_t i = 0; i < sizeof pngs / sizeof pngs[0]; i++) json_file(sb, &first, pngs[i]);
         if (r->nmistakes) json_file(sb, &first, "misclassified.png");
     }
+    json_file(sb, &first, "gnuplot/report.gp");
     for (int i = 0; i < r->nmistakes; i++) json_file(sb, &first, r->mistakes[i].png);
     pt_strbuf_puts(sb, "]}\n");
 }

@@ -92,8 +92,23 @@ static pt_status write_curves_data(const report_ctx *r, const char *dir, pt_erro
     return close_dat(f, dir, "steps.dat", err);
 }
 
+/* A run without metrics.jsonl (deleted, or from before it was written): empty frames that
+ * say so, rather than a gnuplot error about a file without data. */
+static void plot_no_curves(FILE *g)
+{
+    static const char *const files[] = {"loss", "accuracy", "lr"};
+    for (int i = 0; i < 3; i++)
+        fprintf(g, "reset\nset output \"../%s.png\"\nset title \"%s: the run has no metrics.jsonl\"\n"
+                   "set xrange [0:1]\nset yrange [0:1]\nplot NaN notitle\n",
+                files[i], files[i]);
+}
+
 static void plot_curves(const report_ctx *r, FILE *g)
 {
+    if (!r->nepochs) {
+        plot_no_curves(g);
+        return;
+    }
     double xmax = 1, lo = INFINITY, hi = 0;
     for (int i = 0; i < r->nepochs; i++) {
         if (r->epochs[i].epoch > xmax) xmax = (double)r->epochs[i].epoch;
