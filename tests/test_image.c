@@ -15,8 +15,9 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "data/image.h"
 #include "data/idx.h"
+#include "data/image.h"
+#include "data/png_encode.h"
 #include "pt_test.h"
 
 static char tmp_root[1024];
@@ -133,6 +134,34 @@ static void check_png_roundtrip(const char *name, int ctype, int ch)
     }
     pt_image_free(&img);
     free(px);
+}
+
+/* pt_png_write (report's images) decodes back to the same pixels; bad shapes are refused. */
+static void test_png_writer_round_trips(void)
+{
+    for (int ch = 1; ch <= 3; ch += 2) {
+        int w = 29, h = 11;
+        uint8_t *px = gradient(w, h, ch);
+        const char *path = tmp_path(ch == 1 ? "written_gray.png" : "written_rgb.png");
+        pt_error err = {0};
+        CHECKF(pt_png_write(path, px, w, h, ch, &err) == PT_OK, "write %d channels: %s", ch, err.msg);
+        pt_image img;
+        pt_status s = pt_image_load(path, &img, &err);
+        CHECKF(s == PT_OK, "read back: %s", err.msg);
+        if (s == PT_OK) {
+            CHECKF(img.width == w && img.height == h && img.channels == ch, "%dx%dx%d", img.width, img.height,
+                   img.channels);
+            CHECKF(memcmp(img.pixels, px, (size_t)w * h * ch) == 0, "%d channels: pixels differ", ch);
+        }
+        pt_image_free(&img);
+        free(px);
+    }
+    uint8_t one[4] = {0};
+    pt_error err = {0};
+    CHECK(pt_png_write(tmp_path("bad.png"), one, 1, 1, 2, &err) == PT_ERR_INVALID);
+    CHECK(strstr(err.msg, "bad.png") != NULL);
+    CHECK(pt_png_write(tmp_path("bad.png"), one, 0, 1, 1, &err) == PT_ERR_INVALID);
+    CHECK(pt_png_write("/nonexistent-dir/x.png", one, 1, 1, 1, &err) == PT_ERR_IO);
 }
 
 static void test_png_gray_is_exact(void) { check_png_roundtrip("g.png", PNG_COLOR_TYPE_GRAY, 1); }
@@ -665,6 +694,7 @@ int main(void)
         return 1;
     }
     RUN(test_png_gray_is_exact);
+    RUN(test_png_writer_round_trips);
     RUN(test_png_gray_alpha_is_exact);
     RUN(test_png_rgb_is_exact);
     RUN(test_png_rgba_is_exact);

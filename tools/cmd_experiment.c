@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +19,8 @@
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/experiments.h"
+#include "tools/gnuplot.h"
+#include "tools/jsonl.h"
 #include "tools/session.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
@@ -47,67 +48,11 @@ typedef struct xp_result {
 
 /* ---------------------------------------------------------------- small file helpers */
 
-static int read_text(const char *path, size_t max, char **out, size_t *len, pt_error *err)
-{
-    void *data = NULL;
-    size_t size = 0;
-    if (pt_read_file(path, max, &data, &size, err) != PT_OK) return -1;
-    *out = data;
-    *len = size;
-    return 0;
-}
-
 static pt_status write_text(const char *path, const char *text, pt_error *err)
 {
     const void *chunks[1] = {text};
     size_t sizes[1] = {strlen(text)};
     return pt_write_file_atomic(path, chunks, sizes, 1, err);
-}
-
-static pt_json *read_json_file(const char *path, pt_error *err)
-{
-    char *text = NULL;
-    size_t len = 0;
-    if (read_text(path, (size_t)16 << 20, &text, &len, err)) return NULL;
-    pt_json *js = NULL;
-    if (pt_json_parse(text, len, NULL, &js, err) != PT_OK) {
-        pt_error_wrap(err, "'%s'", path);
-        js = NULL;
-    }
-    free(text);
-    return js;
-}
-
-/* Calls fn on every JSON line of a .jsonl file; a line that does not parse ends the file
- * (a crash can leave a partial last line; the trainer trims it on resume). */
-static int for_each_jsonl(const char *path, void (*fn)(void *, const pt_json *), void *user)
-{
-    char *text = NULL;
-    size_t len = 0;
-    pt_error err;
-    if (read_text(path, (size_t)1 << 30, &text, &len, &err)) return -1;
-    size_t start = 0;
-    int n = 0;
-    while (start < len) {
-        size_t end = start;
-        while (end < len && text[end] != '\n') end++;
-        if (end > start) {
-            pt_json *js = NULL;
-            if (pt_json_parse(text + start, end - start, NULL, &js, &err) != PT_OK) break;
-            fn(user, js);
-            pt_json_free(js);
-            n++;
-        }
-        start = end + 1;
-    }
-    free(text);
-    return n;
-}
-
-static double jnum(const pt_json *obj, const char *key)
-{
-    const pt_json *v = pt_json_get(obj, key);
-    return v && v->type == PT_JSON_NUMBER ? v->number : NAN;
 }
 
 /* ---------------------------------------------------------------- the runs' options */
@@ -230,7 +175,7 @@ static int same_json(const pt_json *a, const pt_json *b)
 static int check_same_config(const char *path, const char *want_text, const char *dir)
 {
     pt_error err;
-    pt_json *have = read_json_file(path, &err), *want = NULL;
+    pt_json *have = cli_read_json_file(path, &err), *want = NULL;
     if (!have || have->type != PT_JSON_OBJECT) {
         cli_error("experiment: '%s' exists but %s; use another --out", path,
                   have ? "is not a JSON object" : err.msg);
@@ -297,16 +242,16 @@ static void on_metrics_line(void *user, const pt_json *js)
 {
     metrics_acc *m = user;
     xp_result *r = m->r;
-    double e = jnum(js, "epoch");
+    double e = cli_json_number(js, "epoch");
     if (!(e >= 1)) return;
     r->epochs = (int)e;
-    r->final_top1 = jnum(js, "val_top1");
-    r->final_top5 = jnum(js, "val_top5");
-    r->final_train_loss = jnum(js, "train_loss");
-    r->final_val_loss = jnum(js, "val_loss");
+    r->final_top1 = cli_json_number(js, "val_top1");
+    r->final_top5 = cli_json_number(js, "val_top5");
+    r->final_train_loss = cli_json_number(js, "train_loss");
+    r->final_val_loss = cli_json_number(js, "val_loss");
     if (r->best_epoch == 0 || r->final_top1 > r->best_top1) r->best_top1 = r->final_top1, r->best_epoch = (int)e;
     if (r->final_top5 > r->best_top5) r->best_top5 = r->final_top5;
-    double ips = jnum(js, "img_per_s"), ts = jnum(js, "train_s"), es = jnum(js, "epoch_s");
+    double ips = cli_json_number(js, "img_per_s"), ts = cli_json_number(js, "train_s"), es = cli_json_number(js, "epoch_s");
     if (isfinite(ips) && isfinite(ts)) m->train_imgs += ips * ts, m->train_s += ts;
     if (isfinite(es)) r->wall_s += es;
 }
@@ -318,15 +263,15 @@ static void read_result(const char *rundir, int epochs, xp_result *r)
     snprintf(path, sizeof path, "%s/failed.json", rundir);
     if (pt_path_exists(path)) {
         r->state = 2;
-        pt_json *js = read_json_file(path, &err);
+        pt_json *js = cli_read_json_file(path, &err);
         const pt_json *m = pt_json_get(js, "error");
         snprintf(r->error, sizeof r->error, "%s", m && m->type == PT_JSON_STRING ? m->str : "failed");
         pt_json_free(js);
     }
     snprintf(path, sizeof path, "%s/config.json", rundir);
-    pt_json *cfg = pt_path_exists(path) ? read_json_file(path, &err) : NULL;
+    pt_json *cfg = pt_path_exists(path) ? cli_read_json_file(path, &err) : NULL;
     const pt_json *res = pt_json_get(cfg, "resolved");
-    double p = jnum(res, "parameters");
+    double p = cli_json_number(res, "parameters");
     if (isfinite(p)) r->params = (int64_t)p;
     const pt_json *dev = pt_json_get(res, "device");
     const pt_json *ndev = pt_json_get(res, "devices");
@@ -338,7 +283,7 @@ static void read_result(const char *rundir, int epochs, xp_result *r)
     pt_json_free(cfg);
     snprintf(path, sizeof path, "%s/metrics.jsonl", rundir);
     metrics_acc m = {r, 0, 0};
-    if (pt_path_exists(path) && for_each_jsonl(path, on_metrics_line, &m) > 0 && r->state != 2) {
+    if (pt_path_exists(path) && cli_for_each_jsonl(path, on_metrics_line, &m) > 0 && r->state != 2) {
         snprintf(path, sizeof path, "%s/last", rundir);
         r->state = r->epochs >= epochs && pt_path_exists(path) ? 1 : 3;
     }
@@ -466,20 +411,6 @@ static pt_status write_tables(const char *dir, const xp_args *a, const xp_plan *
 
 /* ---------------------------------------------------------------- plots (gnuplot) */
 
-static int gnuplot_available(void)
-{
-    const char *path = getenv("PATH");
-    if (!path) path = "/usr/bin:/bin";
-    char buf[4200];
-    while (*path) {
-        size_t n = strcspn(path, ":");
-        snprintf(buf, sizeof buf, "%.*s/gnuplot", (int)n, path);
-        if (n && access(buf, X_OK) == 0) return 1;
-        path += n + (path[n] == ':');
-    }
-    return 0;
-}
-
 typedef struct steps_acc {
     FILE *f;
     double *loss;
@@ -490,7 +421,7 @@ typedef struct steps_acc {
 static void on_step_line(void *user, const pt_json *js)
 {
     steps_acc *s = user;
-    double l = jnum(js, "loss"), e = jnum(js, "epoch");
+    double l = cli_json_number(js, "loss"), e = cli_json_number(js, "epoch");
     if (!isfinite(l) || !(e >= 1)) return;
     if (s->n == s->cap) {
         int64_t cap = s->cap ? 2 * s->cap : 1024;
@@ -510,8 +441,8 @@ static void on_step_line(void *user, const pt_json *js)
 static void on_epoch_line(void *user, const pt_json *js)
 {
     FILE *f = user;
-    fprintf(f, "%g %.6f %.6f %.4f %.4f %.4f\n", jnum(js, "epoch"), jnum(js, "train_loss"), jnum(js, "val_loss"),
-            100 * jnum(js, "train_acc"), 100 * jnum(js, "val_top1"), 100 * jnum(js, "val_top5"));
+    fprintf(f, "%g %.6f %.6f %.4f %.4f %.4f\n", cli_json_number(js, "epoch"), cli_json_number(js, "train_loss"), cli_json_number(js, "val_loss"),
+            100 * cli_json_number(js, "train_acc"), 100 * cli_json_number(js, "val_top1"), 100 * cli_json_number(js, "val_top5"));
 }
 
 /* NAME.epochs.dat (epoch, train loss, val loss, train acc %, val top-1 %, val top-5 %) and
@@ -523,12 +454,12 @@ static int write_plot_data(const char *plots, const char *rundir, const char *na
     snprintf(dst, sizeof dst, "%s/%s.epochs.dat", plots, name);
     FILE *f = fopen(dst, "w");
     if (!f) return -1;
-    int n = for_each_jsonl(src, on_epoch_line, f);
+    int n = cli_for_each_jsonl(src, on_epoch_line, f);
     if (fclose(f) != 0 || n <= 0) return -1;
     *has_steps = 0;
     snprintf(src, sizeof src, "%s/steps.jsonl", rundir);
     steps_acc s = {0};
-    if (for_each_jsonl(src, on_step_line, &s) > 0 && s.n > 0) {
+    if (cli_for_each_jsonl(src, on_step_line, &s) > 0 && s.n > 0) {
         /* steps per epoch: those of the first epoch; the window is about 1/20 of an epoch or
          * 1/100 of the run, whichever is longer, so noise does not hide the trend */
         int64_t spe = 0;
@@ -616,26 +547,7 @@ static int make_plots(const char *dir, const xp_plan *p, int epochs, pt_error *e
         pt_fail(err, PT_ERR_IO, "cannot write '%s'", path);
         return -1;
     }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) {
-        pt_fail(err, PT_ERR_IO, "cannot start gnuplot: %s", strerror(errno));
-        return -1;
-    }
-    if (pid == 0) {
-        if (chdir(plots) != 0) _exit(126);
-        execlp("gnuplot", "gnuplot", "plot.gp", (char *)NULL);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        pt_fail(err, PT_ERR_IO, "gnuplot failed on '%s' (exit status %d)", path,
-                WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-        return -1;
-    }
+    if (cli_gnuplot_run(plots, "plot.gp", err) != PT_OK) return -1;
     return 1;
 }
 
@@ -879,8 +791,8 @@ int cmd_experiment(int argc, char **argv)
             return 2;
         }
     }
-    if (!a.no_plots && !gnuplot_available()) {
-        cli_error("experiment: the plots need gnuplot (Debian package gnuplot-nox), not found on PATH; "
+    if (!a.no_plots && !cli_gnuplot_available()) {
+        cli_error("experiment: the plots need gnuplot (Debian package " CLI_GNUPLOT_PACKAGE "), not found on PATH; "
                   "install it or pass --no-plots");
         return 2;
     }

@@ -23,6 +23,7 @@ static const struct {
     {"selftest", cmd_selftest, "check every op of a backend's devices against the cpu backend"},
     {"check", cmd_check, "check a multi-device set-up: conformance, collectives, identical replicas, scaling"},
     {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},
+    {"report", cmd_report, "an HTML report of a run: curves, confusion matrix, per-class accuracy, mistakes"},
 };
 
 static void usage(FILE *f)

@@ -40,7 +40,7 @@ expect() {
     fi
 }
 
-expect "top-level --help lists the commands" 0 stdout devices train eval predict models -- \
+expect "top-level --help lists the commands" 0 stdout devices train eval predict models report -- \
     "$CLI" --help
 expect "no command is a usage error, usage on stderr" 2 stderr usage -- "$CLI"
 
@@ -56,7 +56,11 @@ expect "train --help points to the model list" 0 stdout "polytrain models" -- \
 expect "models lists the zoo" 0 stdout baseline resnet18 resnet34 -- "$CLI" models
 expect "models --help" 0 stdout models -- "$CLI" models --help
 expect "eval --help documents its options" 0 stdout \
-    --checkpoint --data --limit-val --batch --backend --devices --json --dump-logits -- "$CLI" eval --help
+    --checkpoint --data --limit-val --batch --backend --devices --json --dump-logits --confusion --per-class \
+    -- "$CLI" eval --help
+expect "report --help documents its options" 0 stdout \
+    RUN --out --checkpoint --backend --devices --threads --max-misclassified --json gnuplot-nox -- "$CLI" report --help
+expect "report without a run directory is a usage error" 2 stderr "one run directory" -- "$CLI" report
 expect "predict --help documents its options" 0 stdout --checkpoint --json --topk --backend --devices idx: -- \
     "$CLI" predict --help
 
