@@ -198,6 +198,7 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
     PT_TRY(meta_printf(w, "elapsed_s", err, "%.17g", pr->elapsed_s));
     if (pr->epoch_step > 0) {
         PT_TRY(meta_printf(w, "epoch_step", err, "%lld", (long long)pr->epoch_step));
+        PT_TRY(meta_printf(w, "epoch_steps", err, "%lld", (long long)pr->epoch_steps));
         PT_TRY(meta_printf(w, "epoch_loss_sum", err, "%.17g", pr->epoch_loss_sum));
         PT_TRY(meta_printf(w, "epoch_hits", err, "%lld", (long long)pr->epoch_hits));
         PT_TRY(meta_printf(w, "epoch_seen", err, "%lld", (long long)pr->epoch_seen));
@@ -310,6 +311,8 @@ static pt_status parse_epoch_progress(const pt_st_file *f, const char *file, pt_
     if (!pt_st_meta(f, "epoch_step")) return PT_OK;
     PT_TRY(parse_int_meta(f, file, "epoch_step", 0, pr->global_step, &v, err));
     pr->epoch_step = v;
+    PT_TRY(parse_int_meta(f, file, "epoch_steps", pr->epoch_step, (long long)1 << 62, &v, err));
+    pr->epoch_steps = v;
     PT_TRY(parse_int_meta(f, file, "epoch_seen", 0, (long long)1 << 62, &v, err));
     pr->epoch_seen = v;
     PT_TRY(parse_int_meta(f, file, "epoch_hits", 0, pr->epoch_seen, &v, err));

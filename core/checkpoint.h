@@ -37,6 +37,7 @@ typedef struct pt_train_progress {
      * `epoch` + 1 are done (0 at an epoch's end), and the epoch's running sums so far, over
      * all processes, so that the resumed epoch reports what a straight one would. */
     int64_t epoch_step;
+    int64_t epoch_steps;                  /* the epoch's length then (steps per epoch) */
     double epoch_loss_sum, epoch_train_s;
     int64_t epoch_hits, epoch_seen;
     /* the epoch's loss-scale record so far (fp16): skipped steps, smallest scale, changes */

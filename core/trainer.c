@@ -643,6 +643,7 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
     pr.elapsed_s = pt_trainer_elapsed_s(t);
     if (mid) {
         pr.epoch_step = sums.step;
+        pr.epoch_steps = t->steps_per_epoch;
         pr.epoch_loss_sum = sums.loss_sum;
         pr.epoch_hits = sums.hits;
         pr.epoch_seen = sums.seen;
@@ -700,6 +701,12 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
                            "global batch size?)",
                            path, (long long)pr.global_step, (long long)pr.epoch, (long long)pr.epoch_step,
                            (long long)t->steps_per_epoch);
+        if (pr.epoch_step > 0 && pr.epoch_steps != t->steps_per_epoch)
+            return pt_fail(err, PT_ERR_MISMATCH,
+                           "'%s' was saved at step %lld of an epoch of %lld steps; this configuration has %lld steps "
+                           "per epoch, so the epoch cannot continue where it stopped (different data, limit or "
+                           "global batch size?)",
+                           path, (long long)pr.epoch_step, (long long)pr.epoch_steps, (long long)t->steps_per_epoch);
         if (pr.epoch_step > 0 && pr.epoch >= t->opt.epochs)
             return pt_fail(err, PT_ERR_INVALID, "'%s' is part way through epoch %lld, more than --epochs %d", path,
                            (long long)pr.epoch + 1, t->opt.epochs);
