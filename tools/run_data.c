@@ -1,5 +1,6 @@
-/* A run's validation data from its config.json (see run_data.h). The mapping from options to
- * pt_data_options must stay the one train_session.c's open_datasets uses for validation. */
+/* A run's validation data from its config.json (see run_data.h). The options map to
+ * pt_data_options through cli_data_options, as train's own do (train_session.c), and
+ * validation samples take the training set's (the checkpoint's) size, as in train. */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,6 +108,17 @@ pt_status cli_run_data_read(const char *run_dir, cli_run_data *rd, pt_error *err
     return PT_OK;
 }
 
+pt_data_options cli_data_options(double val_split, int skip_bad, int no_cache, const char *cache)
+{
+    pt_data_options o;
+    memset(&o, 0, sizeof o);
+    o.val_split = val_split;
+    o.skip_bad = skip_bad;
+    o.cache = no_cache ? PT_CACHE_OFF : PT_CACHE_AUTO;
+    o.cache_dir = cache;
+    return o;
+}
+
 void cli_run_data_free(cli_run_data *rd)
 {
     pt_json_free(rd->config);
@@ -116,12 +128,7 @@ void cli_run_data_free(cli_run_data *rd)
 pt_status cli_run_data_open_val(const cli_run_data *rd, int64_t limit, int height, int width, pt_dataset *ds,
                                 pt_data_report *rep, pt_error *err)
 {
-    pt_data_options dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.val_split = rd->val_split;
-    dopt.skip_bad = rd->skip_bad;
-    dopt.cache = rd->no_cache ? PT_CACHE_OFF : PT_CACHE_AUTO;
-    dopt.cache_dir = rd->cache;
+    pt_data_options dopt = cli_data_options(rd->val_split, rd->skip_bad, rd->no_cache, rd->cache);
     dopt.limit = limit >= 0 ? limit : rd->limit_val;
     dopt.height = height;
     dopt.width = width;

@@ -23,6 +23,10 @@ typedef struct cli_run_data {
     int64_t val_samples;   /* resolved.val_samples: what the run validated on (-1: not recorded) */
 } cli_run_data;
 
+/* The dataset options of train's --val-split, --skip-bad-images, --no-cache and --cache:
+ * train opens its data with them, eval and report a run's validation split. */
+pt_data_options cli_data_options(double val_split, int skip_bad, int no_cache, const char *cache);
+
 /* 1 when dir holds config.json (a directory `polytrain train --out` made). */
 int cli_is_run_dir(const char *dir);
 

@@ -12,6 +12,7 @@
 #include "core/trace.h"
 #include "data/source.h"
 #include "models/models.h"
+#include "tools/run_data.h"
 #include "tools/train_internal.h"
 
 /* A resumed run must train the model its checkpoint holds. */
@@ -34,12 +35,7 @@ static int check_resumed_model(const train_args *ap, pt_error *err)
 static int open_datasets(train_session *s, const train_args *ap, pt_error *err)
 {
     double last = 0;
-    pt_data_options dopt;
-    memset(&dopt, 0, sizeof dopt);
-    dopt.val_split = ap->val_split;
-    dopt.skip_bad = ap->skip_bad;
-    dopt.cache = ap->no_cache ? PT_CACHE_OFF : PT_CACHE_AUTO;
-    dopt.cache_dir = ap->cache;
+    pt_data_options dopt = cli_data_options(ap->val_split, ap->skip_bad, ap->no_cache, ap->cache);
     dopt.progress = train_on_pack_progress;
     dopt.user = &last;
     pt_data_report rep;
