@@ -348,6 +348,110 @@ static pt_status open_mnist_dir(const char *spec, const char *dir, int train, in
     return digits ? pt_mnist_load(dir, train, limit, out, err) : pt_fashion_mnist_load(dir, train, limit, out, err);
 }
 
+/* ---- the spec's form ---- */
+
+static const char *const dataset_kinds[] = {"fashion-mnist", "mnist", "tinyimagenet", "folder", "pack"};
+#define NKINDS (sizeof dataset_kinds / sizeof dataset_kinds[0])
+
+static int path_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static char lower(char c) { return (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); }
+
+/* Edits (insert, delete, substitute, swap two neighbours) from a[0..n) to b, ignoring case;
+ * words longer than 31 characters are too far from every kind to matter. */
+static int edit_distance(const char *a, size_t n, const char *b)
+{
+    size_t m = strlen(b);
+    if (n > 31 || m > 31) return 99;
+    int d[32][32];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int cost = lower(a[i - 1]) != lower(b[j - 1]);
+            int v = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]) &&
+                d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+/* The kind that word[0..n) most likely misspells, or NULL: at most 2 edits, and fewer than a
+ * third of the longer word's letters, so that "foo" suggests nothing. */
+static const char *nearest_kind(const char *word, size_t n)
+{
+    const char *best = NULL;
+    int bd = 99;
+    for (size_t k = 0; k < NKINDS; k++) {
+        int dist = edit_distance(word, n, dataset_kinds[k]);
+        size_t longer = n > strlen(dataset_kinds[k]) ? n : strlen(dataset_kinds[k]);
+        if (dist < bd && dist <= 2 && (size_t)dist * 3 < longer) {
+            bd = dist;
+            best = dataset_kinds[k];
+        }
+    }
+    return best;
+}
+
+/* A KIND: prefix as a user would type one: letters, digits, '-', '_', '.', '+'. */
+static int looks_like_kind(const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+              c == '.' || c == '+'))
+            return 0;
+    }
+    return 1;
+}
+
+pt_status pt_dataset_spec_check(const char *spec, pt_error *err)
+{
+    if (!spec || !*spec) return pt_fail(err, PT_ERR_INVALID, "empty dataset spec; expected " PT_DATASET_FORMS);
+    const char *colon = strchr(spec, ':');
+    if (colon) {
+        size_t n = (size_t)(colon - spec);
+        for (size_t k = 0; k < NKINDS; k++)
+            if (strlen(dataset_kinds[k]) == n && memcmp(spec, dataset_kinds[k], n) == 0) {
+                if (!colon[1] && strcmp(dataset_kinds[k], "fashion-mnist") != 0)
+                    return pt_fail(err, PT_ERR_INVALID, "dataset '%s': %s needs a path: %s:%s", spec,
+                                   dataset_kinds[k], dataset_kinds[k],
+                                   strcmp(dataset_kinds[k], "pack") == 0 ? "TRAIN[,VAL]" : "DIR");
+                return PT_OK;
+            }
+        if (path_exists(spec) || !looks_like_kind(spec, n)) return PT_OK;
+        const char *near = nearest_kind(spec, n);
+        char hint[4200] = "";
+        if (near) snprintf(hint, sizeof hint, " (did you mean %s:%s?)", near, colon + 1);
+        return pt_fail(err, PT_ERR_INVALID,
+                       "dataset '%s': unknown kind '%.*s'%s, and no file or directory has that name; expected "
+                       PT_DATASET_FORMS,
+                       spec, (int)n, spec, hint);
+    }
+    if (path_exists(spec) || strchr(spec, '/') || strcmp(spec, "fashion-mnist") == 0) return PT_OK;
+    /* A bare word that names nothing: a kind without its path, or a misspelt one. */
+    const char *near = nearest_kind(spec, strlen(spec));
+    if (!near) return PT_OK;
+    const char *form = !strcmp(near, "fashion-mnist") ? "fashion-mnist[:DIR]"
+                       : !strcmp(near, "pack")         ? "pack:TRAIN[,VAL]"
+                       : !strcmp(near, "mnist")        ? "mnist:DIR"
+                       : !strcmp(near, "folder")       ? "folder:DIR"
+                                                       : "tinyimagenet:DIR";
+    return pt_fail(err, PT_ERR_INVALID,
+                   "dataset '%s': no file or directory has that name, and it is not a dataset kind (did you mean "
+                   "%s?); expected " PT_DATASET_FORMS,
+                   spec, form);
+}
+
 pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options *opt_in,
                              pt_dataset *out, pt_data_report *rep, pt_error *err)
 {
@@ -356,7 +460,7 @@ pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options 
     pt_data_options opt;
     if (opt_in) opt = *opt_in;
     else memset(&opt, 0, sizeof opt);
-    if (!spec || !*spec) return pt_fail(err, PT_ERR_INVALID, "empty dataset name");
+    PT_TRY(pt_dataset_spec_check(spec, err));
     if (opt.limit < 0) return pt_fail(err, PT_ERR_INVALID, "dataset %s: limit must be >= 0", spec);
     const char *colon = strchr(spec, ':');
     char kind[32] = "";
@@ -438,8 +542,8 @@ static pt_status open_legacy(const char *spec, int train, int64_t limit, pt_data
     if (stat(spec, &st) != 0) {
         if (errno == ENOENT && strcmp(spec, "fashion-mnist") == 0)
             return pt_fashion_mnist_load(PT_FASHION_MNIST_DIR, train, limit, out, err);
-        return pt_fail(err, PT_ERR_IO, "dataset %s: %s (expected a directory of Fashion-MNIST "
-                       "IDX files, or the name fashion-mnist)", spec, strerror(errno));
+        return pt_fail(err, PT_ERR_IO, "dataset %s: %s (expected " PT_DATASET_FORMS ")", spec,
+                       errno == ENOENT ? "no such file or directory" : strerror(errno));
     }
     if (S_ISDIR(st.st_mode) && pt_mnist_dir_has_split(spec, train)) {
         if (names_digit_mnist(spec)) return pt_mnist_load(spec, train, limit, out, err);

@@ -92,6 +92,19 @@ typedef struct pt_data_report {
 pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options *opt,
                              pt_dataset *out, pt_data_report *rep, pt_error *err);
 
+/* The forms a dataset spec takes, for messages that list them. */
+#define PT_DATASET_FORMS                                                                            \
+    "fashion-mnist[:DIR], mnist:DIR, tinyimagenet:DIR, folder:DIR, pack:TRAIN[,VAL], or the path of " \
+    "an IDX directory (Fashion-MNIST/MNIST), a TinyImageNet directory or a packed cache"
+
+/* Checks the form of a spec without reading the dataset. PT_ERR_INVALID, with a message that
+ * lists PT_DATASET_FORMS and suggests the nearest kind when it looks like a misspelling, for a
+ * KIND: prefix that is none of the kinds (`tinyimagent:/x`), a kind without its path
+ * (`folder:`), or a bare word close to a kind that names no file (`mnist`); PT_OK otherwise,
+ * where the path may still not exist. A spec that names an existing file or directory is a
+ * path, colons and all, unless its prefix is one of the kinds. */
+pt_status pt_dataset_spec_check(const char *spec, pt_error *err);
+
 /* The cache file pt_dataset_open_ex uses for a source, split and shape (dir created). */
 pt_status pt_dataset_cache_path(const char *kind, const char *root, int split,
                                 const pt_data_options *opt, int channels, int height, int width,

@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
 
+#include "core/json.h"
 #include "data/idx.h"
 
 void pt_image_free(pt_image *img)
@@ -33,6 +35,7 @@ typedef struct png_ctx {
     uint8_t *pixels;
     png_bytep *rows;
     int width, height, channels;
+    int depth, ctype, trns; /* as stored */
     char msg[256];
     char warning[128]; /* the last warning: often says why an error followed */
 } png_ctx;
@@ -72,6 +75,8 @@ static int png_decode(png_ctx *c)
     png_uint_32 w, h;
     int depth, ctype, interlace;
     png_get_IHDR(c->png, c->info, &w, &h, &depth, &ctype, &interlace, NULL, NULL);
+    c->depth = depth;
+    c->ctype = ctype;
     if (w == 0 || h == 0 || w > PT_IMAGE_MAX_SIDE || h > PT_IMAGE_MAX_SIDE) {
         snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
                  (unsigned)w, (unsigned)h, PT_IMAGE_MAX_SIDE, PT_IMAGE_MAX_SIDE);
@@ -79,7 +84,10 @@ static int png_decode(png_ctx *c)
     }
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(c->png);
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(c->png);
-    if (png_get_valid(c->png, c->info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(c->png);
+    if (png_get_valid(c->png, c->info, PNG_INFO_tRNS)) {
+        c->trns = 1;
+        png_set_tRNS_to_alpha(c->png);
+    }
     if (depth == 16) png_set_strip_16(c->png);
     png_set_interlace_handling(c->png);
     png_read_update_info(c->png, c->info);
@@ -107,7 +115,7 @@ static int png_decode(png_ctx *c)
     return 0;
 }
 
-static pt_status load_png(const char *path, FILE *f, pt_image *out, pt_error *err)
+static pt_status load_png(const char *path, FILE *f, pt_image *out, pt_image_source *src, pt_error *err)
 {
     png_ctx c;
     memset(&c, 0, sizeof c);
@@ -129,6 +137,13 @@ static pt_status load_png(const char *path, FILE *f, pt_image *out, pt_error *er
     out->width = c.width;
     out->height = c.height;
     out->channels = c.channels;
+    if (src) {
+        snprintf(src->format, sizeof src->format, "PNG");
+        src->bit_depth = c.depth;
+        src->color = (c.ctype & PNG_COLOR_MASK_COLOR) != 0;
+        src->palette = c.ctype == PNG_COLOR_TYPE_PALETTE;
+        src->alpha = (c.ctype & PNG_COLOR_MASK_ALPHA) != 0 || c.trns;
+    }
     return PT_OK;
 }
 
@@ -141,7 +156,7 @@ typedef struct jpeg_ctx {
     int created;
     FILE *f;
     uint8_t *pixels, *cmyk_row;
-    int width, height, channels;
+    int width, height, channels, cmyk;
     char msg[JMSG_LENGTH_MAX];
     char damage[JMSG_LENGTH_MAX]; /* first warning that means lost image data */
 } jpeg_ctx;
@@ -232,13 +247,14 @@ static int jpeg_decode(jpeg_ctx *c)
         }
     }
     jpeg_finish_decompress(ci);
+    c->cmyk = cmyk;
     c->width = w;
     c->height = h;
     c->channels = ch;
     return 0;
 }
 
-static pt_status load_jpeg(const char *path, FILE *f, pt_image *out, pt_error *err)
+static pt_status load_jpeg(const char *path, FILE *f, pt_image *out, pt_image_source *src, pt_error *err)
 {
     jpeg_ctx *c = calloc(1, sizeof *c);
     if (!c) return pt_fail(err, PT_ERR_NOMEM, "%s: out of memory for the JPEG decoder", path);
@@ -262,37 +278,111 @@ static pt_status load_jpeg(const char *path, FILE *f, pt_image *out, pt_error *e
         out->width = c->width;
         out->height = c->height;
         out->channels = c->channels;
+        if (src) {
+            snprintf(src->format, sizeof src->format, "JPEG");
+            src->bit_depth = 8;
+            src->color = c->channels == 3;
+            src->cmyk = c->cmyk;
+        }
     }
     free(c);
     return s;
 }
 
+/* What a file that is neither PNG nor JPEG looks like, from its first n bytes (n > 0), as a
+ * phrase ("a text file"), or NULL when nothing is recognised. *image: 1 for an image format
+ * that could be converted. */
+static const char *sniff(const uint8_t *b, size_t n, int *image)
+{
+    *image = 1;
+#define HAS(off, lit) (n >= (off) + sizeof(lit) - 1 && memcmp(b + (off), lit, sizeof(lit) - 1) == 0)
+    if (HAS(0, "GIF87a") || HAS(0, "GIF89a")) return "a GIF image";
+    if (HAS(0, "RIFF") && HAS(8, "WEBP")) return "a WebP image";
+    if (HAS(0, "BM") && n >= 26) return "a BMP image";
+    if (HAS(0, "II*\0") || HAS(0, "MM\0*")) return "a TIFF image";
+    if (HAS(4, "ftypavif") || HAS(4, "ftypheic") || HAS(4, "ftypheix") || HAS(4, "ftypmif1"))
+        return "a HEIF/AVIF image";
+    if (HAS(4, "ftyp")) return "an MP4/QuickTime video or similar container";
+    if (HAS(0, "\0\0\0\x0cjP  ") || HAS(0, "\xff\x4f\xff\x51")) return "a JPEG 2000 image";
+    *image = 0;
+    if (HAS(0, "\x89PNG")) return "a damaged PNG file (its signature is cut or altered)";
+    if (HAS(0, "%PDF-")) return "a PDF document";
+    if (HAS(0, "\0\0\x08\x03")) return "an IDX images file (give it as idx:FILE or idx:FILE:INDEX)";
+    if (HAS(0, "\0\0\x08\x01")) return "an IDX labels file";
+    if (HAS(0, "\x1f\x8b")) return "a gzip-compressed file (an IDX images file.gz is given as idx:FILE[:INDEX])";
+    if (HAS(0, "PK\x03\x04")) return "a ZIP archive";
+    if (HAS(0, "\x7f" "ELF")) return "an executable (ELF)";
+    if (n >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && (b[2] == '\n' || b[2] == ' ' || b[2] == '\r')) {
+        *image = 1;
+        return "a PNM/PGM/PPM image";
+    }
+#undef HAS
+    /* Text: no NUL or other control bytes but whitespace, and valid UTF-8 except perhaps a
+     * sequence cut at the end of what was read. */
+    for (size_t i = 0; i < n; i++)
+        if ((b[i] < 0x20 && b[i] != '\n' && b[i] != '\r' && b[i] != '\t' && b[i] != '\f') || b[i] == 0x7f) return NULL;
+    size_t valid = n;
+    while (valid > 0 && n - valid < 4 && !pt_utf8_valid((const char *)b, valid)) valid--;
+    if (valid == 0 || !pt_utf8_valid((const char *)b, valid)) return NULL;
+    const char *t = (const char *)b;
+    for (size_t i = 0; i + 4 <= n; i++)
+        if (!memcmp(t + i, "<svg", 4)) {
+            *image = 1;
+            return "an SVG (vector) image";
+        }
+    if (n >= 5 && (!memcmp(t, "<html", 5) || !memcmp(t, "<!DOC", 5) || !memcmp(t, "<!doc", 5)))
+        return "an HTML page";
+    return "a text file";
+}
+
 pt_status pt_image_load(const char *path, pt_image *out, pt_error *err)
 {
+    return pt_image_load_ex(path, out, NULL, err);
+}
+
+pt_status pt_image_load_ex(const char *path, pt_image *out, pt_image_source *src, pt_error *err)
+{
     memset(out, 0, sizeof *out);
+    if (src) memset(src, 0, sizeof *src);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return pt_fail(err, PT_ERR_FORMAT, "%s: a directory, expected a PNG or JPEG image file", path);
     FILE *f = fopen(path, "rb");
     if (!f) return pt_fail(err, PT_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
-    uint8_t magic[8];
+    uint8_t magic[512];
     size_t n = fread(magic, 1, sizeof magic, f);
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     pt_status s;
-    if (n == 8 && memcmp(magic, png_magic, 8) == 0) {
+    if (n >= 8 && memcmp(magic, png_magic, 8) == 0) {
         rewind(f);
-        s = load_png(path, f, out, err);
+        s = load_png(path, f, out, src, err);
     } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
         rewind(f);
-        s = load_jpeg(path, f, out, err);
+        s = load_jpeg(path, f, out, src, err);
     } else if (n == 0) {
-        s = pt_fail(err, PT_ERR_FORMAT, "%s: empty file, expected a PNG or JPEG image", path);
+        s = pt_fail(err, PT_ERR_FORMAT, "%s: an empty file, expected a PNG or JPEG image", path);
     } else {
-        char hex[8 * 3 + 1] = "";
-        for (size_t i = 0; i < n && i < 4; i++) snprintf(hex + 3 * i, 4, " %02x", magic[i]);
-        s = pt_fail(err, PT_ERR_FORMAT,
-                    "%s: not a PNG or JPEG image (first bytes%s; the type is recognised by "
-                    "content, not by name)",
-                    path, hex);
+        int image = 0;
+        const char *what = sniff(magic, n, &image);
+        if (what && image) {
+            s = pt_fail(err, PT_ERR_FORMAT, "%s: %s; only PNG and JPEG images are read (convert it to PNG)", path,
+                        what);
+        } else if (what) {
+            s = pt_fail(err, PT_ERR_FORMAT, "%s: %s, not a PNG or JPEG image", path, what);
+        } else {
+            char hex[8 * 3 + 1] = "";
+            for (size_t i = 0; i < n && i < 4; i++) snprintf(hex + 3 * i, 4, " %02x", magic[i]);
+            s = pt_fail(err, PT_ERR_FORMAT,
+                        "%s: not a PNG or JPEG image (first bytes%s; the type is recognised by "
+                        "content, not by name)",
+                        path, hex);
+        }
     }
     fclose(f);
+    if (s == PT_OK && src) {
+        src->width = out->width;
+        src->height = out->height;
+    }
     return s;
 }
 
@@ -317,7 +407,13 @@ pt_status pt_idx_image(const char *idx_path, int64_t index, pt_image *out, pt_er
 
 pt_status pt_image_load_input(const char *input, pt_image *out, pt_error *err)
 {
-    if (strncmp(input, "idx:", 4) != 0) return pt_image_load(input, out, err);
+    return pt_image_load_input_ex(input, out, NULL, err);
+}
+
+pt_status pt_image_load_input_ex(const char *input, pt_image *out, pt_image_source *src, pt_error *err)
+{
+    if (strncmp(input, "idx:", 4) != 0) return pt_image_load_ex(input, out, src, err);
+    if (src) memset(src, 0, sizeof *src);
     const char *spec = input + 4;
     const char *colon = strrchr(spec, ':');
     int64_t index = 0;
@@ -338,7 +434,76 @@ pt_status pt_image_load_input(const char *input, pt_image *out, pt_error *err)
         return pt_fail(err, PT_ERR_INVALID, "%s: expected idx:FILE or idx:FILE:INDEX", input);
     memcpy(path, spec, len);
     path[len] = '\0';
-    return pt_idx_image(path, index, out, err);
+    PT_TRY(pt_idx_image(path, index, out, err));
+    if (src) {
+        snprintf(src->format, sizeof src->format, "IDX");
+        src->width = out->width;
+        src->height = out->height;
+        src->bit_depth = 8;
+    }
+    return PT_OK;
+}
+
+void pt_image_describe_changes(const pt_image *img, const pt_image_source *src, int channels, int height,
+                               int width, pt_image_changes *out)
+{
+    memset(out, 0, sizeof *out);
+    out->from_width = img->width;
+    out->from_height = img->height;
+    out->to_width = width;
+    out->to_height = height;
+    out->resized = img->width != width || img->height != height;
+    out->scale_x = img->width > 0 ? (double)width / img->width : 0;
+    out->scale_y = img->height > 0 ? (double)height / img->height : 0;
+    if (img->width > 0 && img->height > 0 && width > 0 && height > 0) {
+        double a = (double)img->width / img->height, b = (double)width / height;
+        out->aspect_change = a > b ? a / b : b / a;
+    }
+    /* axis_filter: bilinear where an axis grows or keeps its size, a triangle filter as wide
+     * as the shrink factor (an area average) where it shrinks */
+    const int shrink_x = width < img->width, shrink_y = height < img->height;
+    if (!out->resized) snprintf(out->resampling, sizeof out->resampling, "none");
+    else if (shrink_x == shrink_y) snprintf(out->resampling, sizeof out->resampling, "%s", shrink_x ? "area average" : "bilinear");
+    else
+        snprintf(out->resampling, sizeof out->resampling, "%s across, %s down", shrink_x ? "area average" : "bilinear",
+                 shrink_y ? "area average" : "bilinear");
+    const int color = img->channels >= 3, alpha = img->channels == 2 || img->channels == 4;
+    out->to_gray = channels == 1 && color;
+    out->to_rgb = channels == 3 && !color;
+    out->alpha_dropped = alpha;
+    if (src) {
+        out->palette_expanded = src->palette;
+        out->depth_reduced = src->bit_depth > 8;
+        out->depth_expanded = src->bit_depth > 0 && src->bit_depth < 8 && !src->palette ? src->bit_depth : 0;
+        out->cmyk_converted = src->cmyk;
+    }
+}
+
+int pt_image_changes_phrases(const pt_image_changes *c, char phrase[][PT_IMAGE_PHRASE], int max)
+{
+    int n = 0;
+#define PHRASE(...)                                                       \
+    do {                                                                  \
+        if (n < max) snprintf(phrase[n++], PT_IMAGE_PHRASE, __VA_ARGS__); \
+    } while (0)
+    if (c->cmyk_converted) PHRASE("CMYK to RGB");
+    if (c->palette_expanded) PHRASE("palette expanded to RGB");
+    if (c->depth_reduced) PHRASE("16-bit samples reduced to 8 bits");
+    if (c->depth_expanded) PHRASE("%d-bit gray scaled to 8 bits", c->depth_expanded);
+    if (c->alpha_dropped) PHRASE("alpha channel dropped (transparent pixels keep their colour)");
+    if (c->to_gray) PHRASE("RGB to gray (luma 0.299 R + 0.587 G + 0.114 B)");
+    if (c->to_rgb) PHRASE("gray replicated to RGB");
+    if (c->resized) {
+        double a = (double)c->from_width / c->from_height, b = (double)c->to_width / c->to_height;
+        if (c->aspect_change > 1.01)
+            PHRASE("resized from %dx%d to %dx%d (%s; aspect ratio %.2f %s to %.2f)", c->from_width, c->from_height,
+                   c->to_width, c->to_height, c->resampling, a, a > b ? "squeezed" : "stretched", b);
+        else
+            PHRASE("resized from %dx%d to %dx%d (%s)", c->from_width, c->from_height, c->to_width, c->to_height,
+                   c->resampling);
+    }
+#undef PHRASE
+    return n;
 }
 
 /* ---- conversion to a model input ---- */

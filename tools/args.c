@@ -8,14 +8,51 @@
 
 #include "tools/args.h"
 
+#include "core/json.h"
+
+/* Under --json: whether the command wrote its own JSON, and its first error for the object
+ * cli_exit writes when it did not. */
+static struct {
+    int on, written;
+    char first_error[4096];
+} json_mode;
+
 void cli_error(const char *fmt, ...)
 {
+    char msg[4096];
     va_list ap;
-    fputs("polytrain: error: ", stderr);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "polytrain: error: %s\n", msg);
+    if (json_mode.on && !json_mode.first_error[0]) memcpy(json_mode.first_error, msg, sizeof msg);
+}
+
+void cli_note(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("polytrain: note: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
+}
+
+void cli_json_wrote(void) { json_mode.written = 1; }
+
+int cli_exit(int code)
+{
+    if (json_mode.on && code != 0 && !json_mode.written) {
+        pt_strbuf sb;
+        pt_strbuf_init(&sb);
+        pt_strbuf_puts(&sb, "{\"error\":");
+        pt_strbuf_json_string(&sb, json_mode.first_error[0] ? json_mode.first_error : "failed");
+        pt_strbuf_printf(&sb, ",\"exit_code\":%d}\n", code);
+        if (sb.data && !sb.failed) fputs(sb.data, stdout);
+        pt_strbuf_free(&sb);
+    }
+    fflush(stdout);
+    return code;
 }
 
 void args_print_help(const arg_command *cmd)
@@ -96,6 +133,11 @@ int args_parse(const arg_command *cmd, int argc, char **argv, char **positional,
                int max_positional, int *npositional)
 {
     if (npositional) *npositional = 0;
+    /* --json anywhere (before "--") makes even a usage error below come out as JSON. */
+    for (const arg_spec *p = cmd->specs; p->name; p++)
+        if (p->kind == ARG_FLAG && strcmp(p->name, "json") == 0)
+            for (int i = 0; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--json") == 0) json_mode.on = 1;
     int only_positional = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -155,8 +197,6 @@ int args_parse(const arg_command *cmd, int argc, char **argv, char **positional,
     }
     return 0;
 }
-
-#include "core/json.h"
 
 /* A saved value counts as given: it is what the run resolved, and defaults that depend on
  * whether an option was given (an optimizer's momentum) must not replace it. */

@@ -35,6 +35,16 @@ void args_print_help(const arg_command *cmd);
 
 /* "polytrain: error: ..." on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "polytrain: note: ..." on stderr: something the command did that the user may not expect. */
+void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* --json: stdout holds JSON only. A command that has --json and was given it (args_parse
+ * notices) calls cli_json_wrote once it has written JSON to stdout (or when another process
+ * writes it: MPI ranks other than 0); main passes the exit code through cli_exit, which for a
+ * failure with nothing written writes {"error": the first cli_error message, "exit_code":
+ * code} on stdout. Returns code. */
+void cli_json_wrote(void);
+int cli_exit(int code);
 
 
 

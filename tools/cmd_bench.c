@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/json.h"
 #include "core/metrics.h"
 #include "core/replica.h"
 #include "core/rng.h"
@@ -17,6 +18,20 @@
 #include "tools/commands.h"
 #include "tools/group_timing.h"
 #include "tools/session.h"
+
+/* ,"key":"value" with the value escaped: device names and details come from drivers. */
+static void json_str(pt_strbuf *sb, const char *key, const char *value)
+{
+    pt_strbuf_printf(sb, ",\"%s\":", key);
+    pt_strbuf_json_string(sb, value);
+}
+
+static void json_print(pt_strbuf *sb)
+{
+    fputs(sb->data, stdout);
+    cli_json_wrote();
+    pt_strbuf_free(sb);
+}
 
 static double now_s(void)
 {
@@ -112,12 +127,23 @@ static int bench_sgemm(const char *backend, const char *devices, int threads, in
     for (int s = 1; s < steps; s++)
         if (t[s] < best) best = t[s];
     double med = median(t, steps);
-    if (json)
-        printf("{\"sgemm_n\":%d,\"backend\":\"%s\",\"device\":\"%s\",\"details\":\"%s\",\"threads\":%d,"
-               "\"precision\":\"%s\",\"sgemm_best_gflop_per_s\":%.2f,\"sgemm_median_gflop_per_s\":%.2f,\"runs\":%d}\n",
-               n, devs[0]->be->name, devs[0]->info.name, devs[0]->info.details, devs[0]->info.threads,
-               pt_precision_name(prec), flop / best / 1e9, flop / med / 1e9, steps);
-    else
+    if (json) {
+        pt_strbuf sb;
+        pt_strbuf_init(&sb);
+        pt_strbuf_printf(&sb, "{\"sgemm_n\":%d", n);
+        json_str(&sb, "backend", devs[0]->be->name);
+        json_str(&sb, "device", devs[0]->info.name);
+        json_str(&sb, "details", devs[0]->info.details);
+        pt_strbuf_printf(&sb, ",\"threads\":%d", devs[0]->info.threads);
+        json_str(&sb, "precision", pt_precision_name(prec));
+        pt_strbuf_printf(&sb, ",\"sgemm_best_gflop_per_s\":%.2f,\"sgemm_median_gflop_per_s\":%.2f,\"runs\":%d}\n",
+                         flop / best / 1e9, flop / med / 1e9, steps);
+        if (pt_strbuf_check(&sb, &err) != PT_OK) {
+            pt_strbuf_free(&sb);
+            goto fail;
+        }
+        json_print(&sb);
+    } else
         printf("bench: GEMM %dx%dx%d in %s on %s (%s): best %.1f GFLOP/s, median %.1f GFLOP/s over %d runs\n  %s\n",
                n, n, n, pt_precision_name(prec), devs[0]->info.name, devs[0]->be->name, flop / best / 1e9,
                flop / med / 1e9, steps, devs[0]->info.details);
@@ -240,15 +266,29 @@ int cmd_bench(int argc, char **argv)
         const char *mode = strong ? "strong scaling: a global batch split over the devices"
                                   : "weak scaling: the batch on each device";
         if (json) {
-            printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"backend\":\"%s\",\"device\":\"%s\","
-                   "\"devices\":%d,\"scaling\":\"%s\",\"global_batch\":%d,\"per_device\":[",
-                   model, input, classes, devs[0]->be->name, devs[0]->info.name, ndev, strong ? "strong" : "weak",
-                   gt.global_batch);
-            for (int d = 0; d < ndev; d++) printf("%s%d", d ? "," : "", gt.per_device[d]);
-            printf("],\"train_step_ms\":%.3f,\"best_step_ms\":%.3f,\"train_img_per_s\":%.2f,\"reduction\":\"%s\","
-                   "\"buckets\":%d,\"precision\":\"%s\",\"timed\":\"the whole group: every device's forward and "
-                   "backward, the gradient reduction and the update, per step\"}\n",
-                   1e3 * gt.step_s, 1e3 * gt.best_s, gt.img_per_s, gt.reduction, gt.buckets, precision);
+            pt_strbuf sb;
+            pt_strbuf_init(&sb);
+            pt_strbuf_puts(&sb, "{\"model\":");
+            pt_strbuf_json_string(&sb, model);
+            json_str(&sb, "input", input);
+            pt_strbuf_printf(&sb, ",\"classes\":%d", classes);
+            json_str(&sb, "backend", devs[0]->be->name);
+            json_str(&sb, "device", devs[0]->info.name);
+            pt_strbuf_printf(&sb, ",\"devices\":%d,\"scaling\":\"%s\",\"global_batch\":%d,\"per_device\":[", ndev,
+                             strong ? "strong" : "weak", gt.global_batch);
+            for (int d = 0; d < ndev; d++) pt_strbuf_printf(&sb, "%s%d", d ? "," : "", gt.per_device[d]);
+            pt_strbuf_printf(&sb, "],\"train_step_ms\":%.3f,\"best_step_ms\":%.3f,\"train_img_per_s\":%.2f",
+                             1e3 * gt.step_s, 1e3 * gt.best_s, gt.img_per_s);
+            json_str(&sb, "reduction", gt.reduction);
+            pt_strbuf_printf(&sb, ",\"buckets\":%d", gt.buckets);
+            json_str(&sb, "precision", precision);
+            pt_strbuf_puts(&sb, ",\"timed\":\"the whole group: every device's forward and backward, the gradient "
+                                "reduction and the update, per step\"}\n");
+            if (pt_strbuf_check(&sb, &err) != PT_OK) {
+                pt_strbuf_free(&sb);
+                goto fail;
+            }
+            json_print(&sb);
         } else {
             printf("bench: %s, input %s, %d classes, %s on %d x %s (%s)\n", model, input, classes, optimizer, ndev,
                    devs[0]->info.name, devs[0]->be->name);
@@ -316,20 +356,29 @@ int cmd_bench(int argc, char **argv)
     double gflops_train = 3.0 * flops * batch / step / 1e9;
     double kind_flops[PT_OP_KIND_COUNT];
     const double all_flops = step_flops(rep, kind_flops);
+    pt_strbuf js; /* --json: the document, printed once complete */
+    pt_strbuf_init(&js);
     if (json) {
-        printf("{\"model\":\"%s\",\"input\":\"%s\",\"classes\":%d,\"batch\":%d,\"backend\":\"%s\",\"device\":\"%s\","
-               "\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,\"train_img_per_s\":%.2f,"
-               "\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,\"step_gflop_per_s\":%.2f,"
-               "\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
-               "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
-               "\"device_mem_bytes\":%lld,\"device_mem_bytes_created\":%lld,\"workspace_bytes\":%lld,"
-               "\"workspace_bytes_created\":%lld,\"precision\":\"%s\",\"precision_how\":\"%s\"%s",
-               model, input, classes, batch, devs[0]->be->name, devs[0]->info.name, (long long)net->param_count,
-               flops / 1e9, 1e3 * step, batch / step, gflops_train, all_flops / 1e9, all_flops / step / 1e9, 1e3 * inf,
-               batch / inf, warm_s,
-               devs[0]->info.threads, vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep), (long long)dev_created,
-               (long long)ws_fitted, (long long)ws_created, precision, how,
-               per_op ? ",\"per_op\":{" : "}\n");
+        pt_strbuf_puts(&js, "{\"model\":");
+        pt_strbuf_json_string(&js, model);
+        json_str(&js, "input", input);
+        pt_strbuf_printf(&js, ",\"classes\":%d,\"batch\":%d", classes, batch);
+        json_str(&js, "backend", devs[0]->be->name);
+        json_str(&js, "device", devs[0]->info.name);
+        pt_strbuf_printf(&js,
+                         ",\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,"
+                         "\"train_img_per_s\":%.2f,\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,"
+                         "\"step_gflop_per_s\":%.2f,\"eval_batch_ms\":%.3f,\"eval_img_per_s\":%.2f,\"warmup_s\":%.3f,"
+                         "\"threads\":%d,\"peak_mem_bytes\":%lld,\"peak_mem_source\":\"VmHWM of the process (host)\","
+                         "\"device_mem_bytes\":%lld,\"device_mem_bytes_created\":%lld,\"workspace_bytes\":%lld,"
+                         "\"workspace_bytes_created\":%lld",
+                         (long long)net->param_count, flops / 1e9, 1e3 * step, batch / step, gflops_train,
+                         all_flops / 1e9, all_flops / step / 1e9, 1e3 * inf, batch / inf, warm_s, devs[0]->info.threads,
+                         vm_hwm_bytes(), (long long)pt_replica_device_bytes(rep), (long long)dev_created,
+                         (long long)ws_fitted, (long long)ws_created);
+        json_str(&js, "precision", precision);
+        json_str(&js, "precision_how", how);
+        pt_strbuf_puts(&js, per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
                devs[0]->info.name, devs[0]->be->name);
@@ -363,18 +412,29 @@ int cmd_bench(int argc, char **argv)
         qsort(rows, (size_t)nr, sizeof rows[0], cmp_row);
         if (!json) printf("  per op kind (synchronised after every op; %d steps):\n", steps);
         for (int i = 0; i < nr; i++) {
-            if (json)
-                printf("%s\"%s\":{\"ms_per_step\":%.3f,\"share\":%.4f,\"calls_per_step\":%.2f,"
-                       "\"gflop_per_step\":%.4f,\"gflop_per_s\":%.2f}",
-                       i ? "," : "", pt_op_name(rows[i].kind), 1e3 * rows[i].s / steps, rows[i].s / total,
-                       (double)rows[i].n / steps, rows[i].flop / 1e9, rows[i].flop * steps / rows[i].s / 1e9);
-            else
+            if (json) {
+                if (i) pt_strbuf_putc(&js, ',');
+                pt_strbuf_json_string(&js, pt_op_name(rows[i].kind));
+                pt_strbuf_printf(&js,
+                                 ":{\"ms_per_step\":%.3f,\"share\":%.4f,\"calls_per_step\":%.2f,"
+                                 "\"gflop_per_step\":%.4f,\"gflop_per_s\":%.2f}",
+                                 1e3 * rows[i].s / steps, rows[i].s / total, (double)rows[i].n / steps,
+                                 rows[i].flop / 1e9, rows[i].flop * steps / rows[i].s / 1e9);
+            } else
                 printf("    %-18s %8.2f ms/step %6.1f%%  %8.2f GFLOP/s  (%lld calls)\n", pt_op_name(rows[i].kind),
                        1e3 * rows[i].s / steps, 100 * rows[i].s / total, rows[i].flop * steps / rows[i].s / 1e9,
                        (long long)(rows[i].n / steps));
         }
-        if (json) printf("}}\n");
+        if (json) pt_strbuf_puts(&js, "}}\n");
     }
+    if (json) {
+        if (pt_strbuf_check(&js, &err) != PT_OK) {
+            pt_strbuf_free(&js);
+            goto fail;
+        }
+        json_print(&js);
+    }
+    pt_strbuf_free(&js);
     code = 0;
     goto out;
 fail:

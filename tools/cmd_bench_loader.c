@@ -11,6 +11,7 @@
 #include "data/loader.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 
 static double mono(void)
 {
@@ -79,6 +80,7 @@ int cmd_bench_loader(int argc, char **argv)
         cli_error("bench-loader: --data is required");
         return 2;
     }
+    if (cli_check_data("bench-loader", data)) return 2;
     int do_jpeg = !strcmp(source, "jpeg") || !strcmp(source, "both");
     int do_cache = !strcmp(source, "cache") || !strcmp(source, "both");
     if (!do_jpeg && !do_cache) {

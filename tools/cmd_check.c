@@ -126,7 +126,9 @@ static int check_collectives(check_ctx *c, pt_group *grp, pt_device **devs, int 
     }
     say(c, "\ncollectives (%d device%s x %d process%s, %s path):\n", ndev, ndev == 1 ? "" : "s", procs,
         procs == 1 ? "" : "es", pt_group_reduction(grp));
-    pt_strbuf_printf(&c->js, ",\"collectives\":{\"path\":\"%s\",\"allreduce\":[", pt_group_reduction(grp));
+    pt_strbuf_puts(&c->js, ",\"collectives\":{\"path\":");
+    pt_strbuf_json_string(&c->js, pt_group_reduction(grp));
+    pt_strbuf_puts(&c->js, ",\"allreduce\":[");
     for (size_t k = 0; k < ncounts && st == PT_OK; k++) {
         const size_t n = counts[k];
         for (int d = 0; d < ndev && st == PT_OK; d++) {
@@ -253,6 +255,7 @@ int cmd_check(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.json = json;
     c.world = &world;
+    if (json && !rank0(&c)) cli_json_wrote(); /* rank 0 alone writes stdout's JSON, error or not */
     pt_strbuf_init(&c.js);
     pt_error err;
     pt_error_clear(&err);
@@ -273,7 +276,9 @@ int cmd_check(int argc, char **argv)
     say(&c, "polytrain check: %d device%s of the %s backend%s\n", ndev, ndev == 1 ? "" : "s", devs[0]->be->name, each);
     if (world.size > 1) say(&c, "processes: %d (MPI); every check runs on every device of every process\n", world.size);
     if (cli_backend_choice()[0]) say(&c, "backend: %s\n", cli_backend_choice());
-    pt_strbuf_printf(&c.js, "{\"backend\":\"%s\",\"processes\":%d,\"backend_choice\":", devs[0]->be->name, world.size);
+    pt_strbuf_puts(&c.js, "{\"backend\":");
+    pt_strbuf_json_string(&c.js, devs[0]->be->name);
+    pt_strbuf_printf(&c.js, ",\"processes\":%d,\"backend_choice\":", world.size);
     pt_strbuf_json_string(&c.js, cli_backend_choice());
     pt_strbuf_puts(&c.js, ",\"devices\":[");
     for (int d = 0; d < ndev; d++) {
@@ -392,6 +397,7 @@ int cmd_check(int argc, char **argv)
     if (json && rank0(&c)) {
         if (pt_strbuf_check(&c.js, &err) != PT_OK) goto fail;
         fputs(c.js.data, stdout);
+        cli_json_wrote();
     }
     say(&c, "\ncheck: %s (%d failure%s, %d warning%s)\n", c.failures ? "FAILED" : "all checks passed", c.failures,
         c.failures == 1 ? "" : "s", c.warnings, c.warnings == 1 ? "" : "s");

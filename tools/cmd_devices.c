@@ -79,7 +79,10 @@ int cmd_devices(int argc, char **argv)
             }
         }
     }
-    if (json) printf("]\n");
+    if (json) {
+        printf("]\n");
+        cli_json_wrote();
+    }
     return failures == pt_backend_count() ? 1 : 0;
 }
 
@@ -176,7 +179,9 @@ int cmd_models(int argc, char **argv)
         first = 0;
         pt_net_free(net);
     }
-    if (json) printf("]\n");
-    else if (rows) printf("(input %dx%dx%d, %d classes)\n", C, H, W, classes);
+    if (json) {
+        printf("]\n");
+        cli_json_wrote();
+    } else if (rows) printf("(input %dx%dx%d, %d classes)\n", C, H, W, classes);
     return only && failed ? 1 : 0;
 }

@@ -18,6 +18,7 @@
 #include "models/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 #include "tools/experiments.h"
 #include "tools/gnuplot.h"
 #include "tools/jsonl.h"
@@ -777,6 +778,7 @@ int cmd_experiment(int argc, char **argv)
         cli_error("experiment: --precision must be fp32, tf32, bf16 or fp16, got '%s'", a.precision);
         return 2;
     }
+    if (cli_check_data("experiment", a.data)) return 2;
     xp_plan plan;
     if (select_runs(suite, a.runs, &plan)) return 2;
     /* Every run's model must exist before hours of training start. */

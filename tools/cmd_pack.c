@@ -11,6 +11,7 @@
 #include "data/pack.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 
 typedef struct pack_ui {
     int tty;
@@ -83,6 +84,7 @@ int cmd_pack(int argc, char **argv)
         cli_error("pack: --data and --out are required");
         return 2;
     }
+    if (cli_check_data("pack", data)) return 2;
     int sp;
     if (!strcmp(split, "train")) sp = PT_SPLIT_TRAIN;
     else if (!strcmp(split, "val")) sp = PT_SPLIT_VAL;

@@ -318,6 +318,7 @@ int cmd_selftest(int argc, char **argv)
             return 1;
         }
         fputs(doc.data, stdout);
+        cli_json_wrote();
     } else if (!ran) {
         printf("selftest: no device was run\n");
     } else if (failed_devices || problems) {

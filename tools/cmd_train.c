@@ -6,6 +6,7 @@
 
 #include "comm/mpi_world.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 #include "tools/experiments.h"
 #include "tools/train_internal.h"
 
@@ -63,6 +64,8 @@ static int train_main(train_options *o, const pt_json *resume_cfg, pt_world *wor
     double start_time = train_wall_s();
     int code = train_options_resolve(o);
     if (code) return code;
+    /* A misspelt --data kind is a usage error, found before devices and data are touched. */
+    if ((code = cli_check_data("train", o->args.data)) != 0) return code;
 
     pt_error err;
     pt_error_clear(&err);

@@ -1,8 +1,137 @@
-/* cli_model: a checkpoint ready for inference on one or several devices (see common.h). */
+/* cli_model: a checkpoint ready for inference on one or several devices (see common.h), what
+ * --checkpoint names resolved to a checkpoint directory, and --data's form checked. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "core/fileio.h"
+#include "core/safetensors.h"
+#include "data/dataset.h"
 #include "models/models.h"
+#include "tools/args.h"
 #include "tools/common.h"
+
+int cli_check_data(const char *command, const char *spec)
+{
+    pt_error err;
+    pt_error_clear(&err);
+    if (pt_dataset_spec_check(spec, &err) == PT_OK) return 0;
+    cli_error("%s: --data: %s", command, err.msg);
+    return 2;
+}
+
+/* dir/name into out; 0 when it does not fit. */
+static int join(char *out, size_t size, const char *dir, const char *name)
+{
+    int n = snprintf(out, size, "%s/%s", dir, name);
+    return n >= 0 && (size_t)n < size;
+}
+
+static int is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* dir holds model.safetensors, after repairing what an interrupted save may have left. */
+static int holds_checkpoint(const char *dir)
+{
+    pt_error ignored;
+    char p[4200];
+    if (pt_dir_recover(dir, &ignored) != PT_OK) return 0;
+    return join(p, sizeof p, dir, "model.safetensors") && is_file(p);
+}
+
+/* The completed epochs and best validation top-1 recorded in dir/optimizer.safetensors;
+ * 0 when they cannot be read (a checkpoint saved without its training progress). */
+static int read_progress(const char *dir, long long *epoch, double *best_top1)
+{
+    char p[4200];
+    pt_st_file *f = NULL;
+    pt_error ignored;
+    if (!join(p, sizeof p, dir, "optimizer.safetensors") || !is_file(p) || pt_st_open(p, &f, &ignored) != PT_OK) return 0;
+    const char *e = pt_st_meta(f, "epoch"), *b = pt_st_meta(f, "best_top1");
+    int ok = e && b;
+    if (ok) {
+        char *end;
+        *epoch = strtoll(e, &end, 10);
+        ok = *end == '\0' && end != e;
+        *best_top1 = strtod(b, &end);
+        ok = ok && *end == '\0' && end != b;
+    }
+    pt_st_close(f);
+    return ok;
+}
+
+pt_status cli_resolve_checkpoint(const char *path, char *out, size_t size, pt_error *err)
+{
+    struct stat st;
+    const char *expected = "expected a checkpoint directory (holding model.safetensors, such as RUN/best) or a "
+                           "run directory RUN (holding best/ or last/)";
+    if (stat(path, &st) != 0) {
+        /* A checkpoint whose save was interrupted may exist as PATH.old only: let
+         * holds_checkpoint repair it before giving up. */
+        if (errno == ENOENT && holds_checkpoint(path)) {
+            snprintf(out, size, "%s", path);
+            return PT_OK;
+        }
+        return pt_fail(err, PT_ERR_IO, "checkpoint %s: %s; %s", path,
+                       errno == ENOENT ? "no such file or directory" : strerror(errno), expected);
+    }
+    if (S_ISREG(st.st_mode)) {
+        const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+        if (strcmp(base, "model.safetensors") != 0)
+            return pt_fail(err, PT_ERR_INVALID, "checkpoint %s is a file; %s", path, expected);
+        if (!slash) snprintf(out, size, ".");
+        else if (slash == path) snprintf(out, size, "/");
+        else snprintf(out, size, "%.*s", (int)(slash - path), path);
+        cli_note("--checkpoint %s is a file: using its directory %s", path, out);
+        return PT_OK;
+    }
+    if (!S_ISDIR(st.st_mode)) return pt_fail(err, PT_ERR_INVALID, "checkpoint %s is not a directory; %s", path, expected);
+    if (holds_checkpoint(path)) {
+        snprintf(out, size, "%s", path);
+        return PT_OK;
+    }
+    char best[4200], last[4200];
+    if (!join(best, sizeof best, path, "best") || !join(last, sizeof last, path, "last"))
+        return pt_fail(err, PT_ERR_INVALID, "checkpoint %s: path too long", path);
+    long long epoch = 0, last_epoch = 0;
+    double top1 = 0;
+    const int has_last = holds_checkpoint(last), last_known = has_last && read_progress(last, &last_epoch, &top1);
+    if (holds_checkpoint(best)) {
+        snprintf(out, size, "%s", best);
+        if (read_progress(best, &epoch, &top1) && top1 >= 0) {
+            char tail[96] = "";
+            if (last_known && last_epoch != epoch)
+                snprintf(tail, sizeof tail, "; last/ holds the latest, epoch %lld", last_epoch);
+            cli_note("--checkpoint %s is a run: using %s (the best validation top-1, %.2f%% at epoch %lld%s)", path,
+                     out, 100.0 * top1, epoch, tail);
+        } else {
+            cli_note("--checkpoint %s is a run: using %s (the best validation top-1)", path, out);
+        }
+        return PT_OK;
+    }
+    if (has_last) {
+        snprintf(out, size, "%s", last);
+        if (last_known)
+            cli_note("--checkpoint %s is a run: using %s (the latest checkpoint, epoch %lld; the run has no best/)",
+                     path, out, last_epoch);
+        else
+            cli_note("--checkpoint %s is a run: using %s (the latest checkpoint; the run has no best/)", path, out);
+        return PT_OK;
+    }
+    char cfg[4200];
+    if (join(cfg, sizeof cfg, path, "config.json") && is_file(cfg))
+        return pt_fail(err, PT_ERR_FORMAT,
+                       "checkpoint %s: a run directory without a checkpoint yet (no best/ or last/ holding "
+                       "model.safetensors: a run saves one at the end of each epoch)",
+                       path);
+    return pt_fail(err, PT_ERR_FORMAT, "checkpoint %s: a directory with no model.safetensors, best/ or last/; %s",
+                   path, expected);
+}
 
 pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *devices, int threads,
                                  pt_error *err)
@@ -13,6 +142,8 @@ pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *
 
 pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_precision precision, pt_error *err)
 {
+    PT_TRY(cli_resolve_checkpoint(checkpoint, m->checkpoint, sizeof m->checkpoint, err));
+    checkpoint = m->checkpoint;
     PT_TRY(pt_checkpoint_read_meta(checkpoint, &m->meta, err));
     pt_status st = pt_model_build(m->meta.model, m->meta.in_channels, m->meta.height, m->meta.width,
                                   m->meta.num_classes, &m->net, err);

@@ -9,6 +9,7 @@
 #include "tools/session.h"
 
 typedef struct cli_model {
+    char checkpoint[4200]; /* the checkpoint directory --checkpoint resolved to */
     pt_model_meta meta;
     pt_net *net;
     pt_device *devs[CLI_MAX_DEVICES];
@@ -19,12 +20,23 @@ typedef struct cli_model {
     pt_group_slice slices[CLI_MAX_DEVICES];
 } cli_model;
 
+/* What --checkpoint PATH names, as a checkpoint directory in out: PATH itself when it holds
+ * model.safetensors (or is that file: its directory); for a run directory RUN, RUN/best, else
+ * RUN/last, saying which and why on stderr (cli_note). Anything else fails with a message
+ * saying what was expected. */
+pt_status cli_resolve_checkpoint(const char *path, char *out, size_t size, pt_error *err);
+
+/* --data's form (pt_dataset_spec_check): 0, or 2 (a usage error) after printing
+ * "COMMAND: --data: why" with the forms it takes and the nearest kind. */
+int cli_check_data(const char *command, const char *spec);
+
 /* Zeroes m, then opens the devices as train does (cli_open_devices: --backend, --devices,
  * --threads per device). Opened before the checkpoint is read, so that a caller can tell a
  * bad --backend/--devices (PT_ERR_INVALID, a usage error) from a bad checkpoint. */
 pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *devices, int threads,
                                  pt_error *err);
-/* The checkpoint's model on every open device with room for `batch` samples each; its weights
+/* The checkpoint's model (cli_resolve_checkpoint: a checkpoint or a run directory) on every
+ * open device with room for `batch` samples each; its weights
  * are read once and copied to the other replicas. precision: the math of convolutions and
  * GEMMs (the checkpoint is fp32 whatever it). */
 pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_precision precision, pt_error *err);

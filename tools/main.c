@@ -49,7 +49,7 @@ int main(int argc, char **argv)
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 2, argv + 2);
+        if (strcmp(argv[1], commands[i].name) == 0) return cli_exit(commands[i].run(argc - 2, argv + 2));
     cli_error("unknown command '%s' (see 'polytrain --help')", argv[1]);
     return 2;
 }
