@@ -196,6 +196,11 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
         PT_TRY(meta_printf(w, "skipped_steps", err, "%lld", (long long)pr->skipped_steps));
     }
     PT_TRY(meta_printf(w, "elapsed_s", err, "%.17g", pr->elapsed_s));
+    if (pr->es_wait > 0 || pr->es_best != 0) {
+        PT_TRY(meta_printf(w, "early_stop_best", err, "%.17g", pr->es_best));
+        PT_TRY(meta_printf(w, "early_stop_wait", err, "%lld", (long long)pr->es_wait));
+    }
+    if (pr->stop_reason[0]) PT_TRY(pt_st_writer_add_meta(w, "stop_reason", pr->stop_reason, err));
     if (pr->epoch_step > 0) {
         PT_TRY(meta_printf(w, "epoch_step", err, "%lld", (long long)pr->epoch_step));
         PT_TRY(meta_printf(w, "epoch_steps", err, "%lld", (long long)pr->epoch_steps));
@@ -203,6 +208,10 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
         PT_TRY(meta_printf(w, "epoch_hits", err, "%lld", (long long)pr->epoch_hits));
         PT_TRY(meta_printf(w, "epoch_seen", err, "%lld", (long long)pr->epoch_seen));
         PT_TRY(meta_printf(w, "epoch_train_s", err, "%.17g", pr->epoch_train_s));
+        if (pr->epoch_clipped > 0 || pr->epoch_norm_sum > 0) {
+            PT_TRY(meta_printf(w, "epoch_clipped_steps", err, "%lld", (long long)pr->epoch_clipped));
+            PT_TRY(meta_printf(w, "epoch_grad_norm_sum", err, "%.17g", pr->epoch_norm_sum));
+        }
         if (pr->loss_scale > 0) {
             PT_TRY(meta_printf(w, "epoch_skipped_steps", err, "%lld", (long long)pr->epoch_skipped));
             PT_TRY(meta_printf(w, "epoch_loss_scale_min", err, "%.17g", pr->epoch_scale_min));
@@ -308,6 +317,13 @@ static pt_status parse_epoch_progress(const pt_st_file *f, const char *file, pt_
 {
     long long v;
     PT_TRY(parse_double_meta(f, file, "elapsed_s", 0, &pr->elapsed_s, err));
+    PT_TRY(parse_double_meta(f, file, "early_stop_best", -1, &pr->es_best, err));
+    if (pt_st_meta(f, "early_stop_wait")) {
+        PT_TRY(parse_int_meta(f, file, "early_stop_wait", 0, pr->epoch, &v, err));
+        pr->es_wait = v;
+    }
+    const char *why = pt_st_meta(f, "stop_reason");
+    if (why) snprintf(pr->stop_reason, sizeof pr->stop_reason, "%s", why);
     if (!pt_st_meta(f, "epoch_step")) return PT_OK;
     PT_TRY(parse_int_meta(f, file, "epoch_step", 0, pr->global_step, &v, err));
     pr->epoch_step = v;
@@ -319,6 +335,11 @@ static pt_status parse_epoch_progress(const pt_st_file *f, const char *file, pt_
     pr->epoch_hits = v;
     PT_TRY(parse_double_meta(f, file, "epoch_loss_sum", -1e300, &pr->epoch_loss_sum, err));
     PT_TRY(parse_double_meta(f, file, "epoch_train_s", 0, &pr->epoch_train_s, err));
+    if (pt_st_meta(f, "epoch_clipped_steps")) {
+        PT_TRY(parse_int_meta(f, file, "epoch_clipped_steps", 0, pr->epoch_step, &v, err));
+        pr->epoch_clipped = v;
+        PT_TRY(parse_double_meta(f, file, "epoch_grad_norm_sum", 0, &pr->epoch_norm_sum, err));
+    }
     if (pr->loss_scale > 0 && pt_st_meta(f, "epoch_loss_scale_history")) {
         PT_TRY(parse_int_meta(f, file, "epoch_skipped_steps", 0, pr->epoch_step, &v, err));
         pr->epoch_skipped = v;

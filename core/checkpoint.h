@@ -46,6 +46,14 @@ typedef struct pt_train_progress {
     int epoch_scale_changes;              /* all of them; the first PT_PROGRESS_SCALE_EVENTS kept */
     int64_t epoch_scale_step[16];
     double epoch_scale_value[16];
+    /* gradient clipping's record of the epoch so far */
+    int64_t epoch_clipped;
+    double epoch_norm_sum;
+    /* early stopping: the best val top-1 it compares with, the epochs without improvement
+     * since, and the reason the run stopped ("" when it did not) */
+    double es_best;
+    int64_t es_wait;
+    char stop_reason[256];
     /* training time of the whole run when this was saved, over every resume */
     double elapsed_s;
 } pt_train_progress;

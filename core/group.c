@@ -81,6 +81,8 @@ struct pt_group {
     float inv_scale;
     int64_t updates_before;
     int *found;
+    float clip;    /* > 0: clip the gradients' global norm to it */
+    double *norm;  /* per device: the last step's gradient norm */
 
     pt_trace *trace; /* the traced step only (pt_group_set_trace) */
 
@@ -324,6 +326,14 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
         if (g->found[d]) return PT_OK; /* the step is skipped: no update */
         updates = g->updates_before + 1;
     }
+    if (g->clip > 0) {
+        /* every replica holds the same reduced gradients, so each finds the same norm */
+        PT_TRY(pt_replica_clip_grads(r, g->clip, &g->norm[d], err));
+        if (g->trace) {
+            pt_trace_span(g->trace, d, "clip_grad_norm", "update", "update", updates, t0, pt_trace_now());
+            t0 = pt_trace_now();
+        }
+    }
     PT_TRY(pt_replica_update(r, g->lr, updates, err));
     if (g->trace) pt_trace_span(g->trace, d, "optimizer_update", "update", "update", updates, t0, pt_trace_now());
     return PT_OK;
@@ -342,6 +352,9 @@ void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_bef
 }
 
 int pt_group_last_step_skipped(const pt_group *g) { return g->inv_scale > 0 && g->found[0]; }
+
+void pt_group_set_clip(pt_group *g, float max_norm) { g->clip = max_norm > 0 ? max_norm : 0; }
+double pt_group_last_grad_norm(const pt_group *g) { return g->norm[0]; }
 
 static pt_status eval_job(pt_group *g, int d, pt_error *err)
 {
@@ -607,6 +620,7 @@ pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, s
     pthread_cond_init(&g->cv, NULL);
     g->werr = calloc((size_t)n, sizeof *g->werr);
     g->found = calloc((size_t)n, sizeof *g->found);
+    g->norm = calloc((size_t)n, sizeof *g->norm);
     size_t P = (size_t)g->preg, B = (size_t)g->breg + 1, O = (size_t)g->slots * P + 1;
     g->h_params = malloc(P * sizeof(float));
     g->h_params2 = malloc(P * sizeof(float));
@@ -615,7 +629,7 @@ pt_status pt_group_create(pt_replica **replicas, int n, const pt_world *world, s
     g->h_bufs = malloc(B * sizeof(float));
     g->h_bufs2 = malloc(B * sizeof(float));
     pt_status st = PT_OK;
-    if (!g->werr || !g->found || !g->h_params || !g->h_params2 || !g->h_opt || !g->h_opt2 || !g->h_bufs ||
+    if (!g->werr || !g->found || !g->norm || !g->h_params || !g->h_params2 || !g->h_opt || !g->h_opt2 || !g->h_bufs ||
         !g->h_bufs2) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
@@ -704,6 +718,7 @@ void pt_group_free(pt_group *g)
     free(g->workers);
     free(g->werr);
     free(g->found);
+    free(g->norm);
     free(g->ev);
     free(g->evmem);
     free(g->fwd_first);

@@ -55,6 +55,10 @@ pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n,
 void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_before);
 /* Whether the last pt_group_step found Inf/NaN gradients and skipped its update. */
 int pt_group_last_step_skipped(const pt_group *g);
+/* Clip the reduced gradients to a global L2 norm of max_norm before each update (0: off;
+ * after the fp16 unscale). pt_group_last_grad_norm: the last step's norm before clipping. */
+void pt_group_set_clip(pt_group *g, float max_norm);
+double pt_group_last_grad_norm(const pt_group *g);
 
 /* Records the following steps into trace (NULL: stops), between steps: device d's ops
  * (synchronised after each), waits, host copies, loss-scale unscaling and update on track d,

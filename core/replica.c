@@ -455,6 +455,40 @@ pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_in
     return PT_OK;
 }
 
+pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_error *err)
+{
+    *norm = 0;
+    if (r->preg == 0) return PT_OK;
+    /* the sum of squares as a 1 x 1 product g g^T: every backend has the GEMM, in fp32 */
+    const pt_mem out = {r->arena, r->found_off};
+    const pt_mem g = pt_replica_grad_mem(r);
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_GEMM;
+    op.nt = 3;
+    op.t[0] = pt_tensor_2d(g.buf, g.off, 1, r->preg);
+    op.t[1] = pt_tensor_2d(g.buf, g.off, 1, r->preg);
+    op.t[2] = pt_tensor_2d(out.buf, out.off, 1, 1);
+    op.p.gemm.trans_b = 1;
+    op.p.gemm.alpha = 1.0f;
+    op.p.gemm.beta = 0.0f;
+    PT_TRY(pt_device_run(r->dev, &op, err));
+    float sumsq = 0;
+    PT_TRY(pt_device_read(r->dev, &sumsq, out, sizeof sumsq, err));
+    *norm = sqrt((double)sumsq);
+    /* torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1 (a NaN norm makes the
+     * gradients NaN there too, and the run's divergence check stops it) */
+    const float coef = max_norm / ((float)*norm + 1e-6f);
+    if (!(coef < 1.0f) && !isnan(coef)) return PT_OK;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_AMP_UNSCALE; /* g *= coef; its finiteness flag goes unread */
+    op.nt = 2;
+    op.t[0] = pt_tensor_1d(g.buf, g.off, PT_F32, r->preg);
+    op.t[1] = pt_tensor_1d(out.buf, out.off, PT_F32, 1);
+    op.p.amp.inv_scale = coef;
+    return pt_device_run(r->dev, &op, err);
+}
+
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
 {
     for (int i = 0; i < r->update.n; i++) {

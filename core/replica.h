@@ -73,6 +73,10 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
  * inv_scale, in place, and *found_inf = 1 when any of them was Inf or NaN (else 0). Waits
  * for the device (the caller decides on the update from the answer). */
 pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_inf, pt_error *err);
+/* Gradient clipping by the global L2 norm, as torch.nn.utils.clip_grad_norm_: *norm is the
+ * norm of every parameter's gradient (sum of squares in float32 on the device), and the
+ * gradients are multiplied by max_norm / (norm + 1e-6) when that is below 1. */
+pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_error *err);
 /* Applies the optimizer with learning rate lr; step_count is the 1-based number of
  * updates including this one (Adam bias correction). */
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err);

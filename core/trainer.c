@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/early_stop.h"
 #include "core/fileio.h"
 #include "core/group.h"
 #include "core/json.h"
@@ -56,6 +57,8 @@ struct pt_trainer {
     double elapsed_base;    /* training time saved in the checkpoint resumed */
     double run_start;       /* when this run's training began (monotonic) */
     int started;            /* run_start is set */
+    pt_early_stop es;       /* early stopping on val top-1 (--patience) */
+    char stop_reason[256];  /* why early stopping ended the run ("" while it goes on) */
     float *bn_stash;        /* several replicas: each one's BatchNorm statistics kept across a
                                mid-epoch save, which averages them for the checkpoint only */
 };
@@ -138,6 +141,10 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     if (nreplicas < 1) return pt_fail(err, PT_ERR_INVALID, "trainer: no device");
     if (opt->epochs < 1) return pt_fail(err, PT_ERR_INVALID, "--epochs must be >= 1");
     if (!(opt->lr > 0) || !isfinite(opt->lr)) return pt_fail(err, PT_ERR_INVALID, "--lr must be > 0");
+    if (!(opt->clip_grad_norm >= 0) || !isfinite(opt->clip_grad_norm))
+        return pt_fail(err, PT_ERR_INVALID, "--clip-grad-norm must be a finite number >= 0 (0: off)");
+    if (opt->patience < 0 || !(opt->min_delta >= 0) || !isfinite(opt->min_delta))
+        return pt_fail(err, PT_ERR_INVALID, "--patience must be >= 0 and --min-delta a finite number >= 0");
     pt_trainer *t = calloc(1, sizeof *t);
     if (!t) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     t->rep = replicas;
@@ -226,6 +233,8 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     t->run_steps = t->steps_per_epoch * epochs;
     t->trace_at = -1;
     t->saved_step = -1;
+    pt_early_stop_init(&t->es);
+    pt_group_set_clip(t->group, (float)opt->clip_grad_norm);
     if (nreplicas * t->world->size > 1 && pt_net_buffer_region(t->net) > 0) {
         t->bn_stash = malloc((size_t)pt_net_buffer_region(t->net) * nreplicas * sizeof(float));
         if (!t->bn_stash) {
@@ -265,6 +274,7 @@ double pt_trainer_elapsed_s(const pt_trainer *t)
     return t->elapsed_base + (t->started ? now_s() - t->run_start : 0);
 }
 int pt_trainer_stopped_early(const pt_trainer *t) { return t->stopped; }
+const char *pt_trainer_stop_reason(const pt_trainer *t) { return t->stop_reason[0] ? t->stop_reason : NULL; }
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step) { return pt_schedule_lr(&t->sched, step); }
 
 struct pt_group *pt_trainer_group(const pt_trainer *t) { return t->group; }
@@ -407,6 +417,13 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
     if (m->ws_before != m->ws_after)
         fprintf(f, ",\"workspace_mib_fitted\":[%.1f,%.1f]", (double)m->ws_before / 1048576.0,
                 (double)m->ws_after / 1048576.0);
+    if (t->opt.clip_grad_norm > 0)
+        fprintf(f, ",\"clipped_steps\":%lld,\"grad_norm_mean\":%.6g", (long long)m->clipped_steps, m->grad_norm_mean);
+    if (t->opt.patience > 0) fprintf(f, ",\"epochs_without_improvement\":%d", m->epochs_without_improvement);
+    if (m->stop_reason[0]) {
+        /* plain text written by the trainer: no character needs escaping */
+        fprintf(f, ",\"stop_reason\":\"%s\"", m->stop_reason);
+    }
     if (m->loss_scale > 0) {
         /* the loss-scale history: the epoch's changes as [step, new scale] */
         fprintf(f, ",\"loss_scale\":%.17g,\"loss_scale_min\":%.17g,\"skipped_steps\":%lld,\"loss_scale_changes\":%d,"
@@ -428,7 +445,8 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
 static const char csv_header[] =
     "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,val_count,lr,img_per_s,train_s,epoch_s,elapsed_s,"
     "best,precision,device_mib,workspace_mib_fitted,loss_scale,loss_scale_min,skipped_steps,loss_scale_changes,"
-    "loss_scale_history,data_wait_s,peak_device_mib,started_at,ended_at\n";
+    "loss_scale_history,data_wait_s,peak_device_mib,started_at,ended_at,clipped_steps,grad_norm_mean,"
+    "epochs_without_improvement,stop_reason\n";
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
@@ -454,7 +472,13 @@ static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *
     char t0[40], t1[40];
     utc_text(m->started_at, t0, sizeof t0);
     utc_text(m->ended_at, t1, sizeof t1);
-    fprintf(f, ",%.3f,%.1f,%s,%s\n", m->data_wait_s, (double)m->peak_device_bytes / 1048576.0, t0, t1);
+    fprintf(f, ",%.3f,%.1f,%s,%s,", m->data_wait_s, (double)m->peak_device_bytes / 1048576.0, t0, t1);
+    if (t->opt.clip_grad_norm > 0) fprintf(f, "%lld,%.6g", (long long)m->clipped_steps, m->grad_norm_mean);
+    else fputc(',', f);
+    if (t->opt.patience > 0) fprintf(f, ",%d,", m->epochs_without_improvement);
+    else fputs(",,", f);
+    if (m->stop_reason[0]) fprintf(f, "\"%s\"", m->stop_reason); /* has commas, never a quote */
+    fputc('\n', f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
@@ -527,10 +551,16 @@ static pt_status append_step(pt_trainer *t, int64_t step, int64_t epoch, double 
         t->steps_log = fopen(path, "a");
         if (!t->steps_log) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
     }
-    char scale[96] = "";
+    char scale[160] = "";
+    const int skipped = pt_group_last_step_skipped(t->group);
     if (t->scaling)
         snprintf(scale, sizeof scale, ",\"loss_scale\":%.17g,\"skipped\":%s", t->cur.loss_scale,
-                 pt_group_last_step_skipped(t->group) ? "true" : "false");
+                 skipped ? "true" : "false");
+    if (t->opt.clip_grad_norm > 0 && !skipped) {
+        /* the norm before clipping, as clip_grad_norm_ returns it */
+        const size_t l = strlen(scale);
+        snprintf(scale + l, sizeof scale - l, ",\"grad_norm\":%.9g", pt_group_last_grad_norm(t->group));
+    }
     /* a line at a time: a reader (tail -f, a plot) sees every step as it ends */
     if (fprintf(t->steps_log, "{\"step\":%lld,\"epoch\":%lld,\"loss\":%.9g,\"lr\":%.9g%s}\n", (long long)step,
                 (long long)epoch, loss, lr, scale) < 0 ||
@@ -595,6 +625,8 @@ typedef struct mid_epoch {
     int64_t step;          /* updates done in it */
     double loss_sum, train_s;
     int64_t hits, seen;
+    int64_t clipped;       /* gradient clipping: steps clipped, and the sum of the norms */
+    double norm_sum;
 } mid_epoch;
 
 /* last/ (and best/ when best) at the current step. mid: NULL at an epoch's end. */
@@ -622,7 +654,7 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
                                   pt_error *err)
 {
     PT_TRY(sync_buffers(t, err));
-    mid_epoch sums = {0, 0, 0, 0, 0};
+    mid_epoch sums = {0, 0, 0, 0, 0, 0, 0};
     if (mid) {
         /* the epoch's sums over every process: rank 0 saves them, a resume restarts the
          * others' at 0, so the epoch's all-reduced totals are what a straight run gets */
@@ -641,6 +673,9 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
     memset(&pr, 0, sizeof pr);
     pr.epoch = epochs_done;
     pr.elapsed_s = pt_trainer_elapsed_s(t);
+    pr.es_best = t->es.best;
+    pr.es_wait = t->es.wait;
+    snprintf(pr.stop_reason, sizeof pr.stop_reason, "%s", t->stop_reason);
     if (mid) {
         pr.epoch_step = sums.step;
         pr.epoch_steps = t->steps_per_epoch;
@@ -648,6 +683,8 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
         pr.epoch_hits = sums.hits;
         pr.epoch_seen = sums.seen;
         pr.epoch_train_s = sums.train_s;
+        pr.epoch_clipped = sums.clipped;
+        pr.epoch_norm_sum = sums.norm_sum;
         if (t->scaling) {
             pr.epoch_skipped = t->cur.skipped_steps;
             pr.epoch_scale_min = t->cur.loss_scale_min;
@@ -732,6 +769,17 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
         }
         t->best_top1 = pr.best_top1;
         t->best_epoch = pr.best_epoch;
+        if (pr.es_best != 0 || pr.es_wait != 0) { /* else a checkpoint from before early stopping */
+            t->es.best = pr.es_best;
+            t->es.wait = pr.es_wait;
+        }
+        if (t->opt.patience > 0 && t->es.wait >= t->opt.patience && pr.epoch < t->opt.epochs)
+            return pt_fail(err, PT_ERR_INVALID,
+                           "'%s' stopped early after epoch %lld (%s): with --patience %d there is nothing to continue "
+                           "(a larger --patience with --allow-changes trains on)",
+                           path, (long long)pr.epoch,
+                           pr.stop_reason[0] ? pr.stop_reason : "no val_top1 improvement for --patience epochs",
+                           t->opt.patience);
         PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, err));
         PT_TRY(trim_jsonl(t, "steps.jsonl", "step", 0, pr.global_step - 1, err));
     } else {
@@ -756,9 +804,10 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
 {
     if (t->rank0) PT_TRY(prepare_rank0(t, err));
     if (t->world->size > 1) {
-        double v[10] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
+        double v[12] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
                         t->scaler.scale, (double)t->scaler.growth_tracker, (double)t->scaler.skipped,
-                        (double)t->resume_batch, (double)t->saved_step, t->elapsed_base};
+                        (double)t->resume_batch, (double)t->saved_step, t->elapsed_base, t->es.best,
+                        (double)t->es.wait};
         PT_TRY(t->world->broadcast(t->world->ctx, v, sizeof v, 0, err));
         t->start_epoch = (int64_t)v[0];
         t->global_step = (int64_t)v[1];
@@ -770,6 +819,8 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
         t->resume_batch = (int64_t)v[7];
         t->saved_step = (int64_t)v[8];
         t->elapsed_base = v[9];
+        t->es.best = v[10];
+        t->es.wait = (int64_t)v[11];
     }
     return pt_group_broadcast_state(t->group, err);
 }
@@ -970,8 +1021,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
     for (int64_t epoch = t->start_epoch; epoch < t->opt.epochs; epoch++) {
         double t0 = now_s();
         const int64_t first = epoch == t->start_epoch ? t->resume_batch : 0;
-        int64_t seen = 0, hits = 0, seen_here = 0;
-        double loss_sum = 0, train_before = 0;
+        int64_t seen = 0, hits = 0, seen_here = 0, clipped = 0;
+        double loss_sum = 0, train_before = 0, norm_sum = 0;
         memset(&t->cur, 0, sizeof t->cur);
         t->cur.loss_scale = t->cur.loss_scale_min = t->scaler.scale;
         t->cur.started_at = wall_now();
@@ -984,6 +1035,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             hits = r->epoch_hits;
             loss_sum = r->epoch_loss_sum;
             train_before = r->epoch_train_s;
+            clipped = r->epoch_clipped;
+            norm_sum = r->epoch_norm_sum;
             t->cur.resumed_mid_epoch = 1;
             if (t->scaling && r->loss_scale > 0) {
                 t->cur.skipped_steps = r->epoch_skipped;
@@ -1002,7 +1055,8 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             pt_status sst = PT_OK;
             if (stop_requested(t, cb, err, &sst)) {
                 /* epoch epochs are done, and mid.step updates of the next (0: at its start) */
-                mid_epoch mid = {t->global_step - epoch * nb, loss_sum, train_before + now_s() - t0, hits, seen};
+                mid_epoch mid = {t->global_step - epoch * nb, loss_sum, train_before + now_s() - t0, hits, seen,
+                                 clipped, norm_sum};
                 return interrupted(t, epoch, &mid, 0, err);
             }
             PT_TRY(sst);
@@ -1013,6 +1067,11 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             double before = loss_sum;
             int64_t step = t->global_step;
             PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
+            if (t->opt.clip_grad_norm > 0 && !pt_group_last_step_skipped(t->group)) {
+                const double norm = pt_group_last_grad_norm(t->group);
+                norm_sum += norm;
+                clipped += (float)t->opt.clip_grad_norm / ((float)norm + 1e-6f) < 1.0f;
+            }
             seen += b.n;
             seen_here += b.n;
             double step_loss = (loss_sum - before) / (double)b.n;
@@ -1039,14 +1098,14 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                              (double)hits / (double)seen, (double)seen_here / (now_s() - t0));
             const int64_t in_epoch = t->global_step - epoch * nb;
             if (every > 0 && t->global_step % every == 0 && in_epoch < nb) {
-                mid_epoch mid = {in_epoch, loss_sum, train_before + now_s() - t0, hits, seen};
+                mid_epoch mid = {in_epoch, loss_sum, train_before + now_s() - t0, hits, seen, clipped, norm_sum};
                 PT_TRY(save_mid_epoch(t, epoch, &mid, err));
             }
         }
         const double here_s = now_s() - t0;
         double train_s = train_before + here_s;
         const double data_wait = t->train.wait_seconds ? t->train.wait_seconds(t->train.ctx) - wait0 : 0;
-        const mid_epoch trained = {nb, loss_sum, train_s, hits, seen};
+        const mid_epoch trained = {nb, loss_sum, train_s, hits, seen, clipped, norm_sum};
         if (t->world->size > 1) {
             double v[4] = {loss_sum, (double)hits, (double)seen, (double)seen_here};
             PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 4, err));
@@ -1065,6 +1124,9 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         m.img_per_s = here_s > 0 ? (double)seen_here / here_s : 0;
         m.train_s = train_s;
         m.data_wait_s = data_wait;
+        m.clipped_steps = clipped;
+        const int64_t normed = nb - m.skipped_steps; /* steps whose norm was taken */
+        m.grad_norm_mean = normed > 0 ? norm_sum / (double)normed : 0;
         m.lr = pt_schedule_lr(&t->sched, t->global_step > 0 ? t->global_step - 1 : 0);
         PT_TRY(sync_buffers(t, err));
         pt_eval_result ev;
@@ -1094,6 +1156,18 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             t->best_epoch = m.epoch;
             m.best = 1;
         }
+        if (t->opt.patience > 0) {
+            /* early stopping, as Lightning's EarlyStopping(mode="max"): an improvement is a
+             * top-1 above the best so far by more than min_delta */
+            const int stop = pt_early_stop_update(&t->es, ev.top1, t->opt.min_delta, t->opt.patience);
+            m.epochs_without_improvement = (int)t->es.wait;
+            if (stop && m.epoch < t->opt.epochs)
+                snprintf(t->stop_reason, sizeof t->stop_reason,
+                         "early stopping: val_top1 has not risen by more than %g above its best, %.6f, for %d "
+                         "epoch%s",
+                         t->opt.min_delta, t->es.best, t->opt.patience, t->opt.patience == 1 ? "" : "s");
+            snprintf(m.stop_reason, sizeof m.stop_reason, "%s", t->stop_reason);
+        }
         if (t->steps_log && fflush(t->steps_log) != 0)
             return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
         PT_TRY(save_checkpoints(t, m.epoch, m.best, NULL, err));
@@ -1103,6 +1177,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         if (t->rank0) PT_TRY(append_metrics(t, &m, err));
         if (t->events) PT_TRY(log_epoch_events(t, &m, err));
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);
+        if (t->stop_reason[0]) break;
         if (t->opt.stop_after_epoch > 0 && m.epoch >= t->opt.stop_after_epoch && m.epoch < t->opt.epochs) {
             t->stopped = 1;
             break;

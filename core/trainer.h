@@ -47,6 +47,12 @@ typedef struct pt_train_options {
      * continues bit for bit on one device per process). Ctrl-C (should_stop) saves there
      * whatever this is. */
     int64_t save_every_steps;
+    /* > 0: clip the gradients' global L2 norm to this before each update (clip_grad_norm_) */
+    double clip_grad_norm;
+    /* > 0: early stopping: stop when val top-1 has not risen by more than min_delta over the
+     * best so far for this many epochs in a row */
+    int patience;
+    double min_delta;
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {
@@ -76,6 +82,13 @@ typedef struct pt_epoch_metrics {
      * continued from a mid-epoch checkpoint) and when the epoch was saved */
     int64_t started_at, ended_at;
     int resumed_mid_epoch;        /* the epoch continued from a mid-epoch checkpoint */
+    /* gradient clipping: steps whose norm was above the limit, and the mean norm before it */
+    int64_t clipped_steps;
+    double grad_norm_mean;
+    /* early stopping: epochs in a row without an improvement, and why the run stops here
+     * ("" when it goes on) */
+    int epochs_without_improvement;
+    char stop_reason[256];
 } pt_epoch_metrics;
 #define PT_SCALE_EVENTS 16
 
@@ -117,6 +130,8 @@ int64_t pt_trainer_steps_per_epoch(const pt_trainer *t);
 double pt_trainer_elapsed_s(const pt_trainer *t);
 /* The run ended at --stop-after-epoch rather than at --epochs. */
 int pt_trainer_stopped_early(const pt_trainer *t);
+/* Early stopping ended the run: why (NULL when it did not). */
+const char *pt_trainer_stop_reason(const pt_trainer *t);
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step);
 /* The device group the trainer runs (for banners and tests). */
 struct pt_group *pt_trainer_group(const pt_trainer *t);

@@ -12,6 +12,7 @@
 #include "core/fileio.h"
 #include "core/metrics.h"
 #include "core/rng.h"
+#include "core/early_stop.h"
 #include "core/trainer.h"
 #include "pt_test.h"
 
@@ -612,6 +613,39 @@ static void test_every_batch_size_up_to_capacity_runs(void)
     free_data(&d);
 }
 
+/* ---------------------------------------------------------------- early stopping */
+
+/* Scripted top-1 sequences against the rule worked by hand: an improvement must beat the
+ * best so far by more than min_delta, and a small rise does not reset the count. */
+static void test_early_stopping_on_scripted_sequences(void)
+{
+    const struct {
+        double v[8];
+        int n, patience;
+        double delta;
+        int stop_at; /* 1-based epoch that stops, 0: none */
+    } cases[] = {
+        {{0.50, 0.60, 0.60, 0.60}, 4, 2, 0.0, 4},          /* equal is no improvement */
+        {{0.50, 0.60, 0.605, 0.609, 0.62}, 5, 2, 0.01, 4}, /* +0.005, +0.009 do not count */
+        {{0.50, 0.60, 0.605, 0.611, 0.62}, 5, 2, 0.01, 0}, /* 0.611 beats 0.60 by > 0.01 */
+        {{0.50, 0.40, 0.45, 0.49, 0.51}, 5, 3, 0.0, 4},    /* never back above 0.50 within 3 */
+        {{0.50, 0.40, 0.45, 0.51, 0.30}, 5, 3, 0.0, 0},
+        {{0.10, 0.10, 0.10}, 3, 1, 0.0, 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        pt_early_stop es;
+        pt_early_stop_init(&es);
+        int stopped = 0;
+        for (int e = 0; e < cases[c].n && !stopped; e++)
+            if (pt_early_stop_update(&es, cases[c].v[e], cases[c].delta, cases[c].patience)) stopped = e + 1;
+        CHECKF(stopped == cases[c].stop_at, "case %zu: stopped at epoch %d, expected %d", c, stopped,
+               cases[c].stop_at);
+    }
+    pt_early_stop es;
+    pt_early_stop_init(&es);
+    CHECK(!pt_early_stop_update(&es, 0.0, 0.0, 1) && es.best == 0.0); /* any first value is the best */
+}
+
 /* ---------------------------------------------------------------- (c) resume */
 
 /* Ctrl-C (should_stop) part way through epoch 2 and during epoch 1's evaluation: each time
@@ -1035,6 +1069,7 @@ int main(void)
     RUN(test_two_replicas_with_batchnorm_train_and_stay_identical);
     RUN(test_batch_larger_than_the_devices_hold_is_an_error);
     RUN(test_every_batch_size_up_to_capacity_runs);
+    RUN(test_early_stopping_on_scripted_sequences);
     RUN(test_stop_and_resume_matches_an_uninterrupted_run);
     RUN(test_interrupt_mid_epoch_and_in_evaluation_resume_bitwise);
     RUN(test_resume_refuses_another_seed_or_step_count);

@@ -206,10 +206,20 @@ static void mark_given(const arg_command *cmd, const arg_spec *s)
     if (cmd->given) cmd->given[s - cmd->specs] = 1;
 }
 
-int args_apply_json(const arg_command *cmd, const pt_json *obj)
+int args_apply_json(const arg_command *cmd, const pt_json *obj) { return args_apply_json_except(cmd, obj, NULL); }
+
+static int listed(const char *name, const char *const *list)
+{
+    for (; list && *list; list++)
+        if (strcmp(name, *list) == 0) return 1;
+    return 0;
+}
+
+int args_apply_json_except(const arg_command *cmd, const pt_json *obj, const char *const *skip)
 {
     for (const arg_spec *s = cmd->specs; s->name; s++) {
         if ((s->given && *s->given) || (cmd->given && cmd->given[s - cmd->specs])) continue;
+        if (listed(s->name, skip)) continue;
         const pt_json *v = pt_json_get(obj, s->name);
         if (!v || v->type == PT_JSON_NULL) continue;
         char buf[64];

@@ -53,6 +53,8 @@ int cli_exit(int code);
  * obj, which must outlive their use. Returns 0, or 2 with a message on a bad value. */
 struct pt_json;
 int args_apply_json(const arg_command *cmd, const struct pt_json *obj);
+/* The same, leaving alone the options named in skip (NULL-terminated; NULL: none). */
+int args_apply_json_except(const arg_command *cmd, const struct pt_json *obj, const char *const *skip);
 /* Appends every option's current value to a JSON object under construction
  * ("name":value,...), for config.json. */
 struct pt_strbuf;

@@ -46,14 +46,17 @@ static int train_parse_and_run(int argc, char **argv, pt_error *outcome)
             world.abort(world.ctx, 1, NULL);
         }
     }
-    pt_json *resume_cfg = NULL;
-    rc = train_options_resume(&o, &resume_cfg);
+    pt_json *resume_cfg = NULL, *config_cfg = NULL;
+    rc = train_options_config(&o, &config_cfg);
+    if (rc == 0) rc = train_options_resume(&o, &resume_cfg);
     if (rc) {
+        pt_json_free(config_cfg);
         if (rc == 1 && world.size > 1) world.abort(world.ctx, 1, NULL);
         return rc;
     }
     int code = train_main(&o, resume_cfg, &world, outcome);
     pt_json_free(resume_cfg);
+    pt_json_free(config_cfg);
     if (code != 0 && world.size > 1) world.abort(world.ctx, code, NULL); /* takes every rank down */
     if (mpi) pt_mpi_world_finalize(&world);
     return code;

@@ -20,6 +20,7 @@
 typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
     const char *cache, *preset, *precision;
+    const char *config;    /* --config FILE */
     const char *trace;     /* --trace FILE */
     int64_t trace_step;    /* --trace-step N; -1: the run's third step */
     int given_trace, given_trace_step;
@@ -34,6 +35,9 @@ typedef struct train_args {
     int64_t limit_train, limit_val;
     int64_t save_every_steps; /* --save-every-steps N (0: at epochs' ends only) */
     int64_t log_every;        /* --log-every N steps (0: automatic) */
+    double clip_grad_norm;    /* --clip-grad-norm F (0: off) */
+    int patience;             /* --patience N (0: off) */
+    double min_delta;         /* --min-delta F */
     int given_log_every;
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
     int given_momentum, given_preset, given_precision;
@@ -62,6 +66,11 @@ int train_options_parse(train_options *o, int argc, char **argv);
  * their strings alive; NULL without --resume). Returns 0, 2 on a usage error or 1 when the
  * saved configuration is unreadable, with the message printed. */
 int train_options_resume(train_options *o, pt_json **resume_cfg);
+/* --config FILE: the options not given on the command line come from FILE, a config.json
+ * of a run or its "options" object alone (*tree keeps their strings alive; NULL without
+ * --config). Returns 0, 2 on a usage error (unknown keys, with --resume) or 1 when the file
+ * is unreadable, with the message printed. */
+int train_options_config(train_options *o, pt_json **tree);
 /* Checks the names (backend, optimizer, schedule, augmentation, model) and settles the
  * defaults that depend on others and the run directory. Returns 0 or 2 (message printed). */
 int train_options_resolve(train_options *o);

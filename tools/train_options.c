@@ -125,6 +125,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
         {"resume", ARG_STRING, &a->resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a->given_resume},
+        {"config", ARG_STRING, &a->config, "FILE", "take the options not given here from FILE: a run's config.json (to repeat it) or a JSON object of options by their names; unknown names are refused", 0, 0, NULL},
         {"allow-changes", ARG_FLAG, &a->allow_changes, NULL,
          "--resume: accept options that change the run (recorded in config.json)", 0, 0, &a->given_allow},
         {"overwrite", ARG_FLAG, &a->overwrite, NULL,
@@ -133,6 +134,9 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"limit-train", ARG_I64, &a->limit_train, "N", "use the first N training samples (0 = all)", 0, 1e15, NULL},
         {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
         {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
+        {"clip-grad-norm", ARG_DOUBLE, &a->clip_grad_norm, "F", "clip the gradients' global L2 norm (every parameter, after the reduction over devices and processes) to F before each update, as torch.nn.utils.clip_grad_norm_ [0: off]", 0, 1e30, NULL},
+        {"patience", ARG_INT, &a->patience, "N", "early stopping: stop when val top-1 has not improved (by more than --min-delta) for N epochs in a row; the reason is recorded [0: off]", 0, 1000000, NULL},
+        {"min-delta", ARG_DOUBLE, &a->min_delta, "F", "early stopping: the smallest rise of val top-1 (a fraction: 0.001 is 0.1 point) that counts as an improvement [0]", 0, 1, NULL},
         {"save-every-steps", ARG_I64, &a->save_every_steps, "N", "also save DIR/last every N steps within an epoch (a resume continues from there bit for bit; default 0: at each epoch's end; Ctrl-C always saves)", 0, 1e15, NULL},
         {"log-every", ARG_I64, &a->log_every, "N", "a plain progress line every N steps (default 0: about every 30 s when stdout is not a terminal, none on a terminal, which has the progress bar)", 0, 1e15, &a->given_log_every},
         {"log-steps", ARG_FLAG, &a->log_steps, NULL, "write the loss and LR of every step to DIR/steps.jsonl", 0, 0, NULL},
@@ -167,7 +171,7 @@ static int free_on_resume(const char *name)
                                         "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
-                                        "log-every"};
+                                        "log-every", "config"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return 0;
@@ -250,6 +254,79 @@ static int compare_resumed(train_options *o, const pt_json *cur, const int *user
         return 2;
     }
     snprintf(o->resume_changes, sizeof o->resume_changes, "%s}", js);
+    return 0;
+}
+
+/* Options a config file never sets: where the run goes, how it starts and what this one
+ * invocation records or stops at are the command line's (a run's own config.json names its
+ * directory, which holds that run). The preset's options are in the file already, resolved. */
+static const char *const not_from_config[] = {"out",   "resume",     "overwrite",        "allow-changes", "config",
+                                              "preset", "trace",     "trace-step",       "stop-after-epoch", NULL};
+
+int train_options_config(train_options *o, pt_json **tree)
+{
+    train_args *a = &o->args;
+    *tree = NULL;
+    if (!a->config) return 0;
+    if (a->resume) {
+        cli_error("train: --config with --resume: a resumed run takes its options from its own config.json; drop "
+                  "--config");
+        return 2;
+    }
+    void *text = NULL;
+    size_t size = 0;
+    pt_error err;
+    pt_error_clear(&err);
+    if (pt_read_file(a->config, (size_t)1 << 20, &text, &size, &err) != PT_OK) {
+        cli_error("train: --config: %s", err.msg);
+        return 1;
+    }
+    pt_json *js = NULL;
+    if (pt_json_parse(text, size, NULL, &js, &err) != PT_OK || js->type != PT_JSON_OBJECT) {
+        cli_error("train: --config: '%s' is not a JSON object%s%s", a->config, js ? "" : ": ", js ? "" : err.msg);
+        pt_json_free(js);
+        free(text);
+        return 2;
+    }
+    free(text);
+    /* a run's config.json, or its options alone */
+    const pt_json *opts = pt_json_get(js, "options");
+    if (opts && opts->type != PT_JSON_OBJECT) opts = NULL;
+    char unknown[1024] = "";
+    int nunknown = 0;
+    if (opts) {
+        for (size_t i = 0; i < js->count; i++) {
+            const char *k = js->members[i].key;
+            if (strcmp(k, "options") && strcmp(k, "resolved") && strcmp(k, "resumes")) {
+                size_t l = strlen(unknown);
+                snprintf(unknown + l, sizeof unknown - l, "%s'%s'", nunknown++ ? ", " : "", k);
+            }
+        }
+    } else {
+        opts = js;
+    }
+    for (size_t i = 0; i < opts->count; i++) {
+        const char *k = opts->members[i].key;
+        int known = 0;
+        for (int j = 0; o->specs[j].name && !known; j++) known = strcmp(o->specs[j].name, k) == 0;
+        if (!known) {
+            size_t l = strlen(unknown);
+            snprintf(unknown + l, sizeof unknown - l, "%s'%s'", nunknown++ ? ", " : "", k);
+        }
+    }
+    if (nunknown) {
+        cli_error("train: --config %s: unknown key%s %s (expected train's option names, as in a run's "
+                  "config.json \"options\"; see 'polytrain train --help')",
+                  a->config, nunknown == 1 ? "" : "s", unknown);
+        pt_json_free(js);
+        return 2;
+    }
+    if (args_apply_json_except(&o->cmd, opts, not_from_config)) {
+        cli_error("train: --config %s: a value above does not fit its option", a->config);
+        pt_json_free(js);
+        return 2;
+    }
+    *tree = js;
     return 0;
 }
 

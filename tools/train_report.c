@@ -290,7 +290,10 @@ pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, 
 
 void train_print_summary(const pt_trainer *trainer, const train_args *ap)
 {
-    if (pt_trainer_stopped_early(trainer))
+    if (pt_trainer_stop_reason(trainer))
+        printf("stopped before --epochs %d: %s; checkpoints in %s/last and %s/best\n", ap->epochs,
+               pt_trainer_stop_reason(trainer), ap->out, ap->out);
+    else if (pt_trainer_stopped_early(trainer))
         printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after, ap->out);
     else
         printf("done: checkpoints in %s/last and %s/best\n", ap->out, ap->out);

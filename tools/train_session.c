@@ -366,6 +366,9 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     to.config_json = s->cfg.data;
     to.log_steps = ap->log_steps;
     to.save_every_steps = ap->save_every_steps;
+    to.clip_grad_norm = ap->clip_grad_norm;
+    to.patience = ap->patience;
+    to.min_delta = ap->min_delta;
     to.trace_path = ap->trace;
     to.trace_step = ap->trace_step;
     if (pt_trainer_create(s->reps, s->ndev, &s->meta, pt_loader_source(&s->train_ld), pt_loader_source(&s->val_ld),
