@@ -82,6 +82,7 @@ struct pt_group {
     int64_t updates_before;
     int *found;
     float clip;    /* > 0: clip the gradients' global norm to it */
+    int micro, micro_count; /* gradient accumulation: this micro-batch of the step's count */
     double *norm;  /* per device: the last step's gradient norm */
 
     pt_trace *trace; /* the traced step only (pt_group_set_trace) */
@@ -315,6 +316,16 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
             t0 = pt_trace_now();
         }
     }
+    if (g->micro_count > 1) {
+        const int last = g->micro == g->micro_count - 1;
+        PT_TRY(pt_replica_accumulate_grads(r, last ? PT_ACC_ADD_INTO_GRADS : g->micro == 0 ? PT_ACC_FIRST : PT_ACC_ADD,
+                                           err));
+        if (g->trace) {
+            pt_trace_span(g->trace, d, "accumulate_grads", "update", "micro_batch", g->micro, t0, pt_trace_now());
+            t0 = pt_trace_now();
+        }
+        if (!last) return PT_OK; /* the update waits for the step's last micro-batch */
+    }
     pt_replica_set_momentum(r, g->mom);
     int64_t updates = g->step + 1;
     if (g->inv_scale > 0) {
@@ -354,6 +365,11 @@ void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_bef
 int pt_group_last_step_skipped(const pt_group *g) { return g->inv_scale > 0 && g->found[0]; }
 
 void pt_group_set_clip(pt_group *g, float max_norm) { g->clip = max_norm > 0 ? max_norm : 0; }
+void pt_group_set_micro_batch(pt_group *g, int micro, int count)
+{
+    g->micro = micro;
+    g->micro_count = count;
+}
 double pt_group_last_grad_norm(const pt_group *g) { return g->norm[0]; }
 
 static pt_status eval_job(pt_group *g, int d, pt_error *err)

@@ -58,6 +58,12 @@ int pt_group_last_step_skipped(const pt_group *g);
 /* Clip the reduced gradients to a global L2 norm of max_norm before each update (0: off;
  * after the fp16 unscale). pt_group_last_grad_norm: the last step's norm before clipping. */
 void pt_group_set_clip(pt_group *g, float max_norm);
+/* Gradient accumulation: the next pt_group_step is micro-batch `micro` (0-based) of `count`
+ * making one optimizer step (count 1: a whole step, the default). Every micro-batch runs
+ * forward, backward and the gradient reduction; only the last updates the weights, with the
+ * sum of every micro-batch's reduced gradients (pt_replica_enable_accumulation first).
+ * grad_scale of each is 1 over the samples of the whole step. */
+void pt_group_set_micro_batch(pt_group *g, int micro, int count);
 double pt_group_last_grad_norm(const pt_group *g);
 
 /* Records the following steps into trace (NULL: stops), between steps: device d's ops

@@ -103,6 +103,7 @@ void pt_replica_free(pt_replica *r)
     if (!r) return;
     if (r->slab) pt_device_free(r->dev, r->slab);
     if (r->arena) pt_device_free(r->dev, r->arena);
+    if (r->acc) pt_device_free(r->dev, r->acc);
     free(r->fwd_train.ops);
     free(r->bwd.ops);
     free(r->fwd_eval.ops);
@@ -161,7 +162,8 @@ int64_t pt_replica_bn_steps(const pt_replica *r) { return r->bn_steps; }
 int pt_replica_optimizer_started(const pt_replica *r) { return r->opt_started; }
 const pt_net *pt_replica_net(const pt_replica *r) { return r->net; }
 pt_device *pt_replica_device(const pt_replica *r) { return r->dev; }
-size_t pt_replica_device_bytes(const pt_replica *r) { return r->slab_bytes + r->arena_bytes; }
+static size_t acc_bytes(const pt_replica *r) { return r->acc ? (size_t)r->preg * sizeof(float) : 0; }
+size_t pt_replica_device_bytes(const pt_replica *r) { return r->slab_bytes + r->arena_bytes + acc_bytes(r); }
 size_t pt_replica_peak_bytes(const pt_replica *r) { return r->peak_bytes; }
 const pt_optim_config *pt_replica_optim(const pt_replica *r) { return &r->opt; }
 
@@ -453,6 +455,33 @@ pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_in
     PT_TRY(pt_device_read(r->dev, &found, flag, sizeof found, err));
     *found_inf = found != 0.0f;
     return PT_OK;
+}
+
+pt_status pt_replica_enable_accumulation(pt_replica *r, pt_error *err)
+{
+    if (r->acc || r->preg == 0) return PT_OK;
+    PT_TRY(pt_device_alloc(r->dev, (size_t)r->preg * sizeof(float), &r->acc, err));
+    if (r->slab_bytes + r->arena_bytes + acc_bytes(r) > r->peak_bytes)
+        r->peak_bytes = r->slab_bytes + r->arena_bytes + acc_bytes(r);
+    return PT_OK;
+}
+
+pt_status pt_replica_accumulate_grads(pt_replica *r, pt_accumulate how, pt_error *err)
+{
+    if (r->preg == 0) return PT_OK;
+    if (!r->acc) return pt_fail(err, PT_ERR_INVALID, "gradient accumulation was not enabled on this replica");
+    const pt_mem g = pt_replica_grad_mem(r);
+    const pt_tensor grad = pt_tensor_1d(g.buf, g.off, PT_F32, r->preg), acc = pt_tensor_1d(r->acc, 0, PT_F32, r->preg);
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_AXPY;
+    op.nt = 2;
+    op.p.axpy.alpha = 1.0f;
+    /* first: acc = g; then acc += g; last: g += acc, the step's whole gradient */
+    op.t[0] = how == PT_ACC_ADD_INTO_GRADS ? acc : grad;
+    op.t[1] = how == PT_ACC_ADD_INTO_GRADS ? grad : acc;
+    op.accumulate = how != PT_ACC_FIRST;
+    return pt_device_run(r->dev, &op, err);
 }
 
 pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_error *err)

@@ -73,6 +73,13 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
  * inv_scale, in place, and *found_inf = 1 when any of them was Inf or NaN (else 0). Waits
  * for the device (the caller decides on the update from the answer). */
 pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_inf, pt_error *err);
+/* Gradient accumulation over micro-batches: enable allocates the sum (one float per
+ * parameter, counted in pt_replica_device_bytes); FIRST sets it to the reduced gradients of
+ * the first micro-batch, ADD adds those of a later one, ADD_INTO_GRADS adds the sum into the
+ * last micro-batch's gradients, which the update then uses. */
+typedef enum pt_accumulate { PT_ACC_FIRST, PT_ACC_ADD, PT_ACC_ADD_INTO_GRADS } pt_accumulate;
+pt_status pt_replica_enable_accumulation(pt_replica *r, pt_error *err);
+pt_status pt_replica_accumulate_grads(pt_replica *r, pt_accumulate how, pt_error *err);
 /* Gradient clipping by the global L2 norm, as torch.nn.utils.clip_grad_norm_: *norm is the
  * norm of every parameter's gradient (sum of squares in float32 on the device), and the
  * gradients are multiplied by max_norm / (norm + 1e-6) when that is below 1. */

@@ -40,6 +40,7 @@ struct pt_replica {
     pt_buffer *arena;
     size_t arena_bytes;
     size_t peak_bytes; /* slab + arenas held at once, the most so far */
+    pt_buffer *acc;    /* gradient accumulation: the step's sum so far (preg floats), or NULL */
     node_mem *mem;
     int *consumers;
     size_t x_off, y_off, y2_off, lam_off, loss_off, found_off, ws_off, ws_bytes;

@@ -25,7 +25,9 @@ struct pt_trainer {
     pt_train_options opt;
     char *out_dir, *config_json;
     pt_schedule sched;
-    int64_t steps_per_epoch;
+    int64_t steps_per_epoch;  /* optimizer steps */
+    int64_t batches_per_epoch; /* the source's batches: accumulate of them per step */
+    int accumulate;
     int64_t start_epoch, global_step;
     double best_top1;
     int64_t best_epoch;
@@ -143,6 +145,8 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     if (!(opt->lr > 0) || !isfinite(opt->lr)) return pt_fail(err, PT_ERR_INVALID, "--lr must be > 0");
     if (!(opt->clip_grad_norm >= 0) || !isfinite(opt->clip_grad_norm))
         return pt_fail(err, PT_ERR_INVALID, "--clip-grad-norm must be a finite number >= 0 (0: off)");
+    if (opt->accumulate < 0 || opt->accumulate > 1000000)
+        return pt_fail(err, PT_ERR_INVALID, "--accumulate must be between 1 and 1000000, got %d", opt->accumulate);
     if (opt->patience < 0 || !(opt->min_delta >= 0) || !isfinite(opt->min_delta))
         return pt_fail(err, PT_ERR_INVALID, "--patience must be >= 0 and --min-delta a finite number >= 0");
     pt_trainer *t = calloc(1, sizeof *t);
@@ -208,7 +212,15 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
         pt_trainer_free(t);
         return st;
     }
-    t->steps_per_epoch = train.batches_per_epoch(train.ctx);
+    t->batches_per_epoch = train.batches_per_epoch(train.ctx);
+    t->accumulate = opt->accumulate > 1 ? opt->accumulate : 1;
+    t->steps_per_epoch = (t->batches_per_epoch + t->accumulate - 1) / t->accumulate;
+    for (int d = 0; d < nreplicas && t->accumulate > 1 && st == PT_OK; d++)
+        st = pt_replica_enable_accumulation(replicas[d], err);
+    if (st != PT_OK) {
+        pt_trainer_free(t);
+        return st;
+    }
     pt_schedule *s = &t->sched;
     memset(s, 0, sizeof *s);
     s->kind = opt->schedule;
@@ -825,8 +837,23 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
     return pt_group_broadcast_state(t->group, err);
 }
 
-static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, double *loss_sum,
-                            int64_t *hits, pt_error *err)
+/* Global samples in the source's batches [first, first + count) of an epoch. */
+static int64_t step_samples(const pt_trainer *t, int64_t first, int count)
+{
+    int64_t n = 0;
+    for (int k = 0; k < count; k++) {
+        int gn;
+        int64_t f;
+        rank_share(t, first + k, &gn, &f);
+        n += gn;
+    }
+    return n;
+}
+
+/* Micro-batch `micro` of `count` making the optimizer step at t->global_step (count 1: the
+ * whole step); step_n: the step's global samples. The last one updates the weights. */
+static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, int micro, int count, int64_t step_n,
+                            double *loss_sum, int64_t *hits, pt_error *err)
 {
     int K = t->net->num_classes;
     int B = t->opt.batch_per_device;
@@ -856,7 +883,8 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
     }
     float lr = (float)pt_schedule_lr(&t->sched, t->global_step);
     float mom = (float)pt_schedule_momentum(&t->sched, t->global_step, t->fixed_momentum);
-    float grad_scale = 1.0f / (float)global_n;
+    /* the mean over the whole step: every micro-batch's loss gradient is 1 / the step's samples */
+    float grad_scale = 1.0f / (float)step_n;
     if (t->scaling) {
         /* the loss is scaled (its gradient times the scale, exactly: a power of two), and the
          * gradients are unscaled and checked before the update */
@@ -864,16 +892,25 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
         grad_scale = (float)((double)grad_scale * t->scaler.scale);
         pt_group_set_loss_scaling(t->group, (float)(1.0 / t->scaler.scale), t->global_step - t->scaler.skipped);
     }
-    /* Tracing slows the step it records (a synchronisation after every op): that one only. */
+    const int last = micro == count - 1;
+    /* Tracing slows the step it records (a synchronisation after every op): that one only,
+     * all of its micro-batches. */
     const int traced = t->trace && t->global_step == t->trace_at;
     if (traced) {
-        pt_trace_start(t->trace);
+        if (micro == 0) pt_trace_start(t->trace);
         pt_group_set_trace(t->group, t->trace);
     }
+    pt_group_set_micro_batch(t->group, micro, count);
     pt_status sst = pt_group_step(t->group, t->slices, global_n, t->global_step, grad_scale, lr, mom, err);
     if (traced) pt_group_set_trace(t->group, NULL);
     PT_TRY(sst);
-    if (traced) PT_TRY(write_trace(t, epoch, b->batch, global_n, lr, mom, err));
+    if (traced && last) PT_TRY(write_trace(t, epoch, b->batch, (int)step_n, lr, mom, err));
+    for (int d = 0; d < t->nrep; d++) {
+        const pt_group_slice *s = &t->slices[d];
+        for (int i = 0; i < s->n; i++) *loss_sum += s->losses[i];
+        *hits += pt_topk_hits(s->logits, s->y, s->n, K, 1);
+    }
+    if (!last) return PT_OK;
     if (t->scaling) {
         const int skipped = pt_group_last_step_skipped(t->group);
         if (skipped) t->cur.skipped_steps++;
@@ -885,11 +922,6 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, dou
             t->cur.nscale_events++;
         }
         if (t->scaler.scale < t->cur.loss_scale_min) t->cur.loss_scale_min = t->scaler.scale;
-    }
-    for (int d = 0; d < t->nrep; d++) {
-        const pt_group_slice *s = &t->slices[d];
-        for (int i = 0; i < s->n; i++) *loss_sum += s->losses[i];
-        *hits += pt_topk_hits(s->logits, s->y, s->n, K, 1);
     }
     t->global_step++;
     if (t->check) {
@@ -1029,7 +1061,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         if (first > 0) {
             /* the epoch continues from a mid-epoch checkpoint: its batches from `first` on, and
              * its sums so far (rank 0 holds every rank's) */
-            PT_TRY(t->train.seek(t->train.ctx, epoch, first, err));
+            PT_TRY(t->train.seek(t->train.ctx, epoch, first * t->accumulate, err));
             const pt_train_progress *r = &t->resumed;
             seen = r->epoch_seen;
             hits = r->epoch_hits;
@@ -1060,24 +1092,35 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                 return interrupted(t, epoch, &mid, 0, err);
             }
             PT_TRY(sst);
-            pt_batch b;
-            memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
-            PT_TRY(t->train.next(t->train.ctx, &b, err));
-            if (b.n == 0) break;
+            /* the step's micro-batches: the source's batches [k A, k A + count) */
+            const int64_t first_batch = (t->global_step - epoch * nb) * t->accumulate;
+            const int64_t left = t->batches_per_epoch - first_batch;
+            if (left <= 0) break;
+            const int count = left < t->accumulate ? (int)left : t->accumulate;
+            const int64_t step_n = step_samples(t, first_batch, count);
             double before = loss_sum;
-            int64_t step = t->global_step;
-            PT_TRY(train_step(t, &b, epoch, &loss_sum, &hits, err));
+            int64_t step = t->global_step, step_here = 0;
+            pt_batch b;
+            for (int micro = 0; micro < count; micro++) {
+                memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
+                PT_TRY(t->train.next(t->train.ctx, &b, err));
+                if (b.n == 0)
+                    return pt_fail(err, PT_ERR_INVALID, "the training data ended after %lld of its %lld batches",
+                                   (long long)(first_batch + micro), (long long)t->batches_per_epoch);
+                PT_TRY(train_step(t, &b, epoch, micro, count, step_n, &loss_sum, &hits, err));
+                step_here += b.n;
+            }
             if (t->opt.clip_grad_norm > 0 && !pt_group_last_step_skipped(t->group)) {
                 const double norm = pt_group_last_grad_norm(t->group);
                 norm_sum += norm;
                 clipped += (float)t->opt.clip_grad_norm / ((float)norm + 1e-6f) < 1.0f;
             }
-            seen += b.n;
-            seen_here += b.n;
-            double step_loss = (loss_sum - before) / (double)b.n;
+            seen += step_here;
+            seen_here += step_here;
+            double step_loss = (loss_sum - before) / (double)step_here;
             if (t->opt.log_steps && t->world->size > 1) {
                 /* steps.jsonl holds the loss of the whole global batch. */
-                double v[2] = {loss_sum - before, (double)b.n};
+                double v[2] = {loss_sum - before, (double)step_here};
                 PT_TRY(t->world->allreduce_sum_f64(t->world->ctx, v, 2, err));
                 step_loss = v[0] / v[1];
             }
@@ -1093,10 +1136,10 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
                 return pt_fail(err, PT_ERR_INVALID,
                                "training diverged: loss is %g at epoch %lld step %lld (lower --lr?)",
                                loss_sum, (long long)epoch + 1, (long long)t->global_step);
-            if (cb && cb->on_batch)
-                cb->on_batch(cb->user, epoch + 1, b.batch + 1, nb, loss_sum / (double)seen,
-                             (double)hits / (double)seen, (double)seen_here / (now_s() - t0));
             const int64_t in_epoch = t->global_step - epoch * nb;
+            if (cb && cb->on_batch)
+                cb->on_batch(cb->user, epoch + 1, in_epoch, nb, loss_sum / (double)seen,
+                             (double)hits / (double)seen, (double)seen_here / (now_s() - t0));
             if (every > 0 && t->global_step % every == 0 && in_epoch < nb) {
                 mid_epoch mid = {in_epoch, loss_sum, train_before + now_s() - t0, hits, seen, clipped, norm_sum};
                 PT_TRY(save_mid_epoch(t, epoch, &mid, err));

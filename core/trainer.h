@@ -53,6 +53,9 @@ typedef struct pt_train_options {
      * best so far for this many epochs in a row */
     int patience;
     double min_delta;
+    /* > 1: each optimizer step sums the gradients of this many of the source's batches
+     * (micro-batches), so a step's batch is that many times the source's */
+    int accumulate;
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {

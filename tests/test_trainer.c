@@ -613,6 +613,57 @@ static void test_every_batch_size_up_to_capacity_runs(void)
     free_data(&d);
 }
 
+/* ---------------------------------------------------------------- accumulation */
+
+/* Without BatchNorm a step over two micro-batches of 8 is the step over their 16 samples:
+ * the same weights after two epochs, up to the order the gradient sums are formed in (one
+ * GEMM over 16 samples, or two over 8 added). With BatchNorm the micro-batches normalise
+ * by their own statistics, which tests/python/test_train_controls.py checks against
+ * PyTorch. A step count that does not divide takes the last batches alone. */
+static void test_accumulation_without_batchnorm_equals_the_large_batch(void)
+{
+    dataset tr = make_data(100, 5), va = make_data(20, 6);
+    pt_net *net = make_net(NET_NO_BN);
+    pt_replica *big = make_replica(net, dev0, 16, 7), *acc = make_replica(net, dev0, 8, 7);
+    mem_source t16, t8, vs;
+    ms_init(&t16, &tr, 16, 0, 7);
+    ms_init(&t8, &tr, 8, 0, 7);
+    ms_init(&vs, &va, 8, 0, 7);
+    pt_error err;
+    pt_train_options o = test_options(at("acc_big"), 2, 16, 0.05);
+    recorder rb, ra;
+    memset(&rb, 0, sizeof rb);
+    memset(&ra, 0, sizeof ra);
+    pt_status st = big && acc ? run_trainer(&big, 1, &t16, &vs, &o, &rb, NULL, &err) : PT_ERR_NOMEM;
+    CHECKF(st == PT_OK, "%s", err.msg);
+    o = test_options(at("acc_two"), 2, 8, 0.05);
+    o.accumulate = 2;
+    pt_trainer *t = NULL;
+    st = acc ? run_trainer(&acc, 1, &t8, &vs, &o, &ra, &t, &err) : PT_ERR_NOMEM;
+    CHECKF(st == PT_OK, "%s", err.msg);
+    CHECKF(t && pt_trainer_steps_per_epoch(t) == 7, "%lld steps per epoch", t ? (long long)pt_trainer_steps_per_epoch(t) : -1LL);
+    pt_trainer_free(t);
+    if (st == PT_OK && big) {
+        state a = read_state(big), b = read_state(acc);
+        const double e = param_rel_err(net, &a, &b);
+        CHECKF(e < 1e-5, "normalised parameter error %.3g", e);
+        printf("  2 x 8 accumulated vs 16: normalised parameter error %.3g (%s)\n", e,
+                                      bitwise_same(net, &a, &b) ? "bitwise equal" : "not bitwise");
+        free_state(&a);
+        free_state(&b);
+        CHECKF(ra.n == 2 && rb.n == 2 && fabs(ra.m[1].train_loss - rb.m[1].train_loss) < 1e-5 * rb.m[1].train_loss,
+               "epoch 2 train loss %.9g vs %.9g", ra.m[1].train_loss, rb.m[1].train_loss);
+    }
+    pt_replica_free(big);
+    pt_replica_free(acc);
+    pt_net_free(net);
+    ms_free(&t16);
+    ms_free(&t8);
+    ms_free(&vs);
+    free_data(&tr);
+    free_data(&va);
+}
+
 /* ---------------------------------------------------------------- early stopping */
 
 /* Scripted top-1 sequences against the rule worked by hand: an improvement must beat the
@@ -1069,6 +1120,7 @@ int main(void)
     RUN(test_two_replicas_with_batchnorm_train_and_stay_identical);
     RUN(test_batch_larger_than_the_devices_hold_is_an_error);
     RUN(test_every_batch_size_up_to_capacity_runs);
+    RUN(test_accumulation_without_batchnorm_equals_the_large_batch);
     RUN(test_early_stopping_on_scripted_sequences);
     RUN(test_stop_and_resume_matches_an_uninterrupted_run);
     RUN(test_interrupt_mid_epoch_and_in_evaluation_resume_bitwise);

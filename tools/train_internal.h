@@ -36,6 +36,7 @@ typedef struct train_args {
     int64_t save_every_steps; /* --save-every-steps N (0: at epochs' ends only) */
     int64_t log_every;        /* --log-every N steps (0: automatic) */
     double clip_grad_norm;    /* --clip-grad-norm F (0: off) */
+    int accumulate;           /* --accumulate N (1: off) */
     int patience;             /* --patience N (0: off) */
     double min_delta;         /* --min-delta F */
     int given_log_every;

@@ -79,6 +79,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->seed = 1;
     a->precision = "fp32";
     a->trace_step = -1;
+    a->accumulate = 1;
     const arg_spec specs[] = {
         {"data", ARG_STRING, &a->data, "SPEC", "fashion-mnist[:DIR], tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory (default " DEFAULT_DATA ")", 0, 0, NULL},
         {"val-split", ARG_DOUBLE, &a->val_split, "F", "folder datasets: held-out fraction of each class (default 0.1)", 1e-6, 0.999999, NULL},
@@ -135,6 +136,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"limit-val", ARG_I64, &a->limit_val, "N", "use the first N test samples (0 = all)", 0, 1e15, NULL},
         {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"clip-grad-norm", ARG_DOUBLE, &a->clip_grad_norm, "F", "clip the gradients' global L2 norm (every parameter, after the reduction over devices and processes) to F before each update, as torch.nn.utils.clip_grad_norm_ [0: off]", 0, 1e30, NULL},
+        {"accumulate", ARG_INT, &a->accumulate, "N", "gradient accumulation: each optimizer step sums the gradients of N global batches (micro-batches), so a step trains on N x the global batch; the schedule counts optimizer steps, --lr-batch and --scale-lr the effective batch [1]", 1, 1000000, NULL},
         {"patience", ARG_INT, &a->patience, "N", "early stopping: stop when val top-1 has not improved (by more than --min-delta) for N epochs in a row; the reason is recorded [0: off]", 0, 1000000, NULL},
         {"min-delta", ARG_DOUBLE, &a->min_delta, "F", "early stopping: the smallest rise of val top-1 (a fraction: 0.001 is 0.1 point) that counts as an improvement [0]", 0, 1, NULL},
         {"save-every-steps", ARG_I64, &a->save_every_steps, "N", "also save DIR/last every N steps within an epoch (a resume continues from there bit for bit; default 0: at each epoch's end; Ctrl-C always saves)", 0, 1e15, NULL},
@@ -501,6 +503,7 @@ pt_status train_options_lr(train_options *o, int64_t global_batch, double *lr, p
     if (ap->lr_batch > 0 && ap->scale_lr)
         return pt_fail(err, PT_ERR_INVALID, "--lr-batch and --scale-lr both scale the learning rate: give one");
     /* --lr-batch N: the learning rate was chosen for a global batch of N (linear scaling). */
+    global_batch *= ap->accumulate > 1 ? ap->accumulate : 1; /* the samples of one update */
     if (ap->lr_batch > 0) *lr = ap->lr * (double)global_batch / (double)ap->lr_batch;
     if (ap->scale_lr) {
         *lr = ap->lr * (double)global_batch / 64.0;

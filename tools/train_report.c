@@ -79,9 +79,13 @@ void train_print_banner(const train_session *s, const train_options *o)
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
            (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,
            train_ds->width, train_ds->num_classes);
-    printf("batch: %d per device x %d device%s%s = global batch %lld; %lld steps per epoch\n", s->capacity, ndev,
+    char accum[128] = "";
+    if (ap->accumulate > 1)
+        snprintf(accum, sizeof accum, " x %d micro-batches accumulated = %lld samples per optimizer step",
+                 ap->accumulate, (long long)s->global_batch * ap->accumulate);
+    printf("batch: %d per device x %d device%s%s = global batch %lld%s; %lld steps per epoch\n", s->capacity, ndev,
            ndev == 1 ? "" : "s", procs > 1 ? (procs == 2 ? " x 2 processes" : " x processes") : "",
-           (long long)s->global_batch, (long long)pt_loader_batches_per_epoch(&s->train_ld));
+           (long long)s->global_batch, accum, (long long)pt_trainer_steps_per_epoch(s->trainer));
     printf("data: %lld train / %lld test samples; augment %s; loader %d thread%s (%s)\n", (long long)train_ds->count,
            (long long)s->val_ds.count, ap->augment, s->loader_threads, s->loader_threads == 1 ? "" : "s",
            s->loader_why);

@@ -189,9 +189,10 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     pt_strbuf_json_string(cfg, s->precision_how);
     pt_strbuf_puts(cfg, ",\"lr\":");
     pt_strbuf_json_double(cfg, s->lr);
-    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"train_samples\":%lld,"
+    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"step_batch\":%lld,\"train_samples\":%lld,"
                           "\"val_samples\":%lld,\"dataset\":",
-                     (long long)s->net->param_count, (int)s->global_batch, (long long)s->train_ds.count,
+                     (long long)s->net->param_count, (int)s->global_batch,
+                     (long long)s->global_batch * (o->args.accumulate > 1 ? o->args.accumulate : 1), (long long)s->train_ds.count,
                      (long long)s->val_ds.count);
     pt_strbuf_json_string(cfg, s->train_ds.name);
     pt_strbuf_puts(cfg, "}");
@@ -367,6 +368,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     to.log_steps = ap->log_steps;
     to.save_every_steps = ap->save_every_steps;
     to.clip_grad_norm = ap->clip_grad_norm;
+    to.accumulate = ap->accumulate;
     to.patience = ap->patience;
     to.min_delta = ap->min_delta;
     to.trace_path = ap->trace;

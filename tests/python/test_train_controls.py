@@ -1,4 +1,8 @@
 """Controls of a training run checked end to end on cpu:
+- --accumulate 2: one plain-SGD step over two micro-batches of 32 (the loader's order,
+  computed here with the same Philox stream) equals PyTorch's float64 autograd accumulating
+  the same two micro-batches (BatchNorm statistics per micro-batch, running statistics
+  updated twice), and its effective batch shows in the banner;
 - --clip-grad-norm: one plain-SGD step equals PyTorch's float64 autograd step with
   torch.nn.utils.clip_grad_norm_ applied (the update is -lr x clip_coef x g), and the norm
   logged in steps.jsonl is PyTorch's;
@@ -23,7 +27,7 @@ except ImportError as e:
     sys.exit(77)
 
 from ptcheck import CLI, check, finish, run_cli, scratch_dir  # noqa: E402
-from cli_steps import rel, two_steps  # noqa: E402
+from cli_steps import epoch_order, rel, two_steps  # noqa: E402
 import subprocess  # noqa: E402
 import torch_models  # noqa: E402
 
@@ -75,6 +79,45 @@ def clipping(tmp):
     check(m and m[-1].get("clipped_steps") == 1 and m[-1].get("grad_norm_mean", 0) > MAX_NORM,
           "metrics.jsonl counts the clipped step (%s)" % {k: m[-1].get(k) for k in ("clipped_steps", "grad_norm_mean")}
           if m else "")
+
+
+def accumulation(tmp):
+    out = os.path.join(tmp, "acc")
+    os.makedirs(out)
+    got = two_steps("baseline", 64, out, LR, ["--accumulate", "2"], "accumulated step", batch=32)
+    if got is None:
+        return
+    w1, w2, meta, x, y = got
+    model = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
+    model.load_state_dict(w1, strict=True)
+    model = model.double().train()
+    order = epoch_order(11, 1, 64)  # step 2 is epoch 2's (0-based 1) only step
+    model.zero_grad()
+    for part in (order[:32], order[32:]):
+        idx = torch.tensor(part)
+        # each micro-batch's summed loss over the step's 64 samples: the step's mean loss
+        loss = F.cross_entropy(model(x[idx].double()), y[idx], reduction="sum") / 64.0
+        loss.backward()
+    worst = 0.0
+    for name, p in model.named_parameters():
+        worst = max(worst, rel((w2[name].double() - w1[name].double()).numpy(), (-LR * p.grad).detach().numpy()))
+    # as the unaccumulated step (test_torch_gradients: within ~1e-2 of float64); a step on
+    # one micro-batch only, or one batch of 64, is off by far more (checked below)
+    check(worst < 2e-2, "accumulated SGD step (2 x 32) equals PyTorch's accumulation (worst normalised error %.3g)"
+          % worst)
+    single = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
+    single.load_state_dict(w1, strict=True)
+    single = single.double().train()
+    F.cross_entropy(single(x.double()), y).backward()
+    whole = max(rel((w2[n].double() - w1[n].double()).numpy(), (-LR * p.grad).detach().numpy())
+                for n, p in single.named_parameters())
+    check(whole > 5 * max(worst, 1e-4), "and differs from one batch of 64 (BatchNorm sees 32 at a time): %.3g"
+          % whole)
+    stats = max(rel(w2[n].double().numpy(), b.detach().numpy()) for n, b in model.named_buffers()
+                if not n.endswith("num_batches_tracked"))
+    nbt = int(w2["bn1.num_batches_tracked"].item())
+    check(stats < 1e-5 and nbt == 4, "running statistics updated once per micro-batch (error %.3g, "
+          "num_batches_tracked %d)" % (stats, nbt))
 
 
 def early_stopping(tmp):
@@ -133,6 +176,7 @@ def config_file(tmp):
 def main():
     tmp = scratch_dir("train_controls.")
     try:
+        accumulation(tmp)
         clipping(tmp)
         early_stopping(tmp)
         config_file(tmp)
