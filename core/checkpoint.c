@@ -168,6 +168,22 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
             PT_TRY(pt_st_writer_add(w, name, PT_ST_F32, p->ndim, p->dim,
                                     h->opt + (int64_t)s * P + p->offset, PT_ST_BORROW, err));
         }
+    if (pr->ema) {
+        /* the weight EMA: PyTorch's names under "ema.", params then BatchNorm buffers */
+        for (int i = 0; i < net->nparams; i++) {
+            const pt_param_info *p = &net->params[i];
+            char name[PT_NAME_MAX + 32];
+            snprintf(name, sizeof name, "ema.%s", p->name);
+            PT_TRY(pt_st_writer_add(w, name, PT_ST_F32, p->ndim, p->dim, pr->ema + p->offset, PT_ST_BORROW, err));
+        }
+        for (int i = 0; i < net->nbuffers; i++) {
+            const pt_buffer_info *b = &net->buffers[i];
+            char name[PT_NAME_MAX + 32];
+            int64_t dim[1] = {b->numel};
+            snprintf(name, sizeof name, "ema.%s", b->name);
+            PT_TRY(pt_st_writer_add(w, name, PT_ST_F32, 1, dim, pr->ema + P + b->offset, PT_ST_BORROW, err));
+        }
+    }
     PT_TRY(pt_st_writer_add_meta(w, "framework", "polytrain", err));
     PT_TRY(pt_st_writer_add_meta(w, "format_version", FORMAT_VERSION, err));
     PT_TRY(pt_st_writer_add_meta(w, "optimizer", pt_optim_name(o->kind), err));
@@ -593,9 +609,15 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
             PT_TRY(expect_tensor(f, file, name, PT_ST_F32, p->ndim, p->dim, &t, err));
             memcpy(h->opt + (int64_t)s * P + p->offset, t->data, t->nbytes);
         }
-    if (pt_st_count(f) != (size_t)slots * (size_t)net->nparams) {
+    /* the weight EMA's tensors, all of them or none (pt_checkpoint_load_ema reads them) */
+    size_t nema = 0;
+    for (size_t i = 0; i < pt_st_count(f); i++) nema += strncmp(pt_st_at(f, i)->name, "ema.", 4) == 0;
+    if (nema && nema != (size_t)(net->nparams + net->nbuffers))
+        return pt_fail(err, PT_ERR_MISMATCH, "%s: %zu weight-EMA tensors, the model has %d parameters and buffers",
+                       file, nema, net->nparams + net->nbuffers);
+    if (pt_st_count(f) != (size_t)slots * (size_t)net->nparams + nema) {
         for (size_t i = 0; i < pt_st_count(f); i++)
-            if (!is_optimizer_state(net, o, slots, pt_st_at(f, i)->name))
+            if (strncmp(pt_st_at(f, i)->name, "ema.", 4) != 0 && !is_optimizer_state(net, o, slots, pt_st_at(f, i)->name))
                 return pt_fail(err, PT_ERR_MISMATCH, "%s: unexpected tensor '%s' (not %s state of this model)",
                                file, pt_st_at(f, i)->name, pt_optim_name(o->kind));
         return pt_fail(err, PT_ERR_MISMATCH, "%s: %zu tensors, expected %d", file, pt_st_count(f),
@@ -603,6 +625,7 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
     }
     long long v;
     memset(pr, 0, sizeof *pr);
+    pr->has_ema = nema > 0;
     PT_TRY(parse_int_meta(f, file, "epoch", 0, 1000000000LL, &v, err));
     pr->epoch = v;
     PT_TRY(parse_int_meta(f, file, "global_step", 0, (long long)1 << 62, &v, err));
@@ -644,6 +667,35 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
     h->bn_steps = pr->bn_steps;
     h->started = started;
     return PT_OK;
+}
+
+pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_error *err)
+{
+    const pt_net *net = pt_replica_net(r);
+    const int64_t P = pt_replica_param_region(r);
+    char path[4200];
+    pt_st_file *f = NULL;
+    PT_TRY(open_in_dir(dir, "optimizer.safetensors", &f, path, sizeof path, err));
+    pt_status st = PT_OK;
+    for (int i = 0; i < net->nparams && st == PT_OK; i++) {
+        const pt_param_info *p = &net->params[i];
+        char name[PT_NAME_MAX + 32];
+        const pt_st_tensor *t = NULL;
+        snprintf(name, sizeof name, "ema.%s", p->name);
+        st = expect_tensor(f, path, name, PT_ST_F32, p->ndim, p->dim, &t, err);
+        if (st == PT_OK) memcpy(ema + p->offset, t->data, t->nbytes);
+    }
+    for (int i = 0; i < net->nbuffers && st == PT_OK; i++) {
+        const pt_buffer_info *b = &net->buffers[i];
+        char name[PT_NAME_MAX + 32];
+        int64_t dim[1] = {b->numel};
+        const pt_st_tensor *t = NULL;
+        snprintf(name, sizeof name, "ema.%s", b->name);
+        st = expect_tensor(f, path, name, PT_ST_F32, 1, dim, &t, err);
+        if (st == PT_OK) memcpy(ema + P + b->offset, t->data, t->nbytes);
+    }
+    pt_st_close(f);
+    return st;
 }
 
 pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,

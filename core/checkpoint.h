@@ -56,6 +56,11 @@ typedef struct pt_train_progress {
     char stop_reason[256];
     /* training time of the whole run when this was saved, over every resume */
     double elapsed_s;
+    /* The weight EMA (--ema): saving, host floats laid out as the replica's EMA memory
+     * (params then buffers) or NULL, written as "ema.<name>" tensors; loading sets has_ema
+     * when the file holds them (read with pt_checkpoint_load_ema) and leaves ema NULL. */
+    const float *ema;
+    int has_ema;
 } pt_train_progress;
 #define PT_PROGRESS_SCALE_EVENTS 16
 
@@ -67,6 +72,10 @@ pt_status pt_model_meta_copy(pt_model_meta *dst, const pt_model_meta *src, pt_er
  * survives any failure or crash. Parameters are read from the replica's device. */
 pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
                              const pt_train_progress *progress, pt_error *err);
+
+/* The "ema.<name>" tensors of dir/optimizer.safetensors into ema (params then buffers, the
+ * replica's EMA layout): every parameter and buffer, exact shapes, or an error. */
+pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_error *err);
 
 /* Reads only the metadata of dir/model.safetensors (to build the right net). */
 pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error *err);

@@ -83,6 +83,7 @@ struct pt_group {
     int *found;
     float clip;    /* > 0: clip the gradients' global norm to it */
     int micro, micro_count; /* gradient accumulation: this micro-batch of the step's count */
+    float ema;              /* > 0: the weight EMA's decay */
     double *norm;  /* per device: the last step's gradient norm */
 
     pt_trace *trace; /* the traced step only (pt_group_set_trace) */
@@ -347,6 +348,11 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
     }
     PT_TRY(pt_replica_update(r, g->lr, updates, err));
     if (g->trace) pt_trace_span(g->trace, d, "optimizer_update", "update", "update", updates, t0, pt_trace_now());
+    if (g->ema > 0) {
+        t0 = g->trace ? pt_trace_now() : 0;
+        PT_TRY(pt_replica_ema_update(r, g->ema, err));
+        if (g->trace) pt_trace_span(g->trace, d, "ema_update", "update", "update", updates, t0, pt_trace_now());
+    }
     return PT_OK;
 }
 
@@ -365,6 +371,8 @@ void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_bef
 int pt_group_last_step_skipped(const pt_group *g) { return g->inv_scale > 0 && g->found[0]; }
 
 void pt_group_set_clip(pt_group *g, float max_norm) { g->clip = max_norm > 0 ? max_norm : 0; }
+void pt_group_set_ema(pt_group *g, float decay) { g->ema = decay > 0 ? decay : 0; }
+
 void pt_group_set_micro_batch(pt_group *g, int micro, int count)
 {
     g->micro = micro;

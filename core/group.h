@@ -64,6 +64,8 @@ void pt_group_set_clip(pt_group *g, float max_norm);
  * sum of every micro-batch's reduced gradients (pt_replica_enable_accumulation first).
  * grad_scale of each is 1 over the samples of the whole step. */
 void pt_group_set_micro_batch(pt_group *g, int micro, int count);
+/* After each update every replica moves its weight EMA (pt_replica_ema_update; 0: off). */
+void pt_group_set_ema(pt_group *g, float decay);
 double pt_group_last_grad_norm(const pt_group *g);
 
 /* Records the following steps into trace (NULL: stops), between steps: device d's ops

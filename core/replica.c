@@ -104,6 +104,7 @@ void pt_replica_free(pt_replica *r)
     if (r->slab) pt_device_free(r->dev, r->slab);
     if (r->arena) pt_device_free(r->dev, r->arena);
     if (r->acc) pt_device_free(r->dev, r->acc);
+    if (r->ema) pt_device_free(r->dev, r->ema);
     free(r->fwd_train.ops);
     free(r->bwd.ops);
     free(r->fwd_eval.ops);
@@ -162,7 +163,10 @@ int64_t pt_replica_bn_steps(const pt_replica *r) { return r->bn_steps; }
 int pt_replica_optimizer_started(const pt_replica *r) { return r->opt_started; }
 const pt_net *pt_replica_net(const pt_replica *r) { return r->net; }
 pt_device *pt_replica_device(const pt_replica *r) { return r->dev; }
-static size_t acc_bytes(const pt_replica *r) { return r->acc ? (size_t)r->preg * sizeof(float) : 0; }
+static size_t acc_bytes(const pt_replica *r)
+{
+    return (r->acc ? (size_t)r->preg * sizeof(float) : 0) + (r->ema ? (size_t)(r->preg + r->breg) * sizeof(float) : 0);
+}
 size_t pt_replica_device_bytes(const pt_replica *r) { return r->slab_bytes + r->arena_bytes + acc_bytes(r); }
 size_t pt_replica_peak_bytes(const pt_replica *r) { return r->peak_bytes; }
 const pt_optim_config *pt_replica_optim(const pt_replica *r) { return &r->opt; }
@@ -200,7 +204,7 @@ static pt_status state_io(pt_replica *r, float *params, float *buffers, float *o
     size_t ob = (size_t)r->nslots * pb, bb = (size_t)r->breg * sizeof(float);
     if (write) {
         PT_TRY(pt_device_write(r->dev, pm, params, pb, err));
-        if (ob) PT_TRY(pt_device_write(r->dev, om, opt, ob, err));
+        if (ob && opt) PT_TRY(pt_device_write(r->dev, om, opt, ob, err));
         if (bb) PT_TRY(pt_device_write(r->dev, bm, buffers, bb, err));
     } else {
         PT_TRY(pt_device_read(r->dev, params, pm, pb, err));
@@ -482,6 +486,76 @@ pt_status pt_replica_accumulate_grads(pt_replica *r, pt_accumulate how, pt_error
     op.t[1] = how == PT_ACC_ADD_INTO_GRADS ? grad : acc;
     op.accumulate = how != PT_ACC_FIRST;
     return pt_device_run(r->dev, &op, err);
+}
+
+pt_status pt_replica_enable_ema(pt_replica *r, pt_error *err)
+{
+    if (r->ema) return PT_OK;
+    PT_TRY(pt_device_alloc(r->dev, (size_t)(r->preg + r->breg + 1) * sizeof(float), &r->ema, err));
+    if (r->slab_bytes + r->arena_bytes + acc_bytes(r) > r->peak_bytes)
+        r->peak_bytes = r->slab_bytes + r->arena_bytes + acc_bytes(r);
+    return PT_OK;
+}
+
+pt_mem pt_replica_ema_mem(const pt_replica *r)
+{
+    pt_mem m = {r->ema, 0};
+    return m;
+}
+
+int pt_replica_ema_started(const pt_replica *r) { return r->ema_started; }
+void pt_replica_set_ema_started(pt_replica *r, int started) { r->ema_started = started; }
+
+/* y = alpha x (+ y), n floats */
+static pt_status axpy(pt_replica *r, pt_mem x, pt_mem y, int64_t n, float alpha, int accumulate, pt_error *err)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_AXPY;
+    op.nt = 2;
+    op.t[0] = pt_tensor_1d(x.buf, x.off, PT_F32, n);
+    op.t[1] = pt_tensor_1d(y.buf, y.off, PT_F32, n);
+    op.p.axpy.alpha = alpha;
+    op.accumulate = accumulate;
+    return pt_device_run(r->dev, &op, err);
+}
+
+pt_status pt_replica_ema_update(pt_replica *r, float decay, pt_error *err)
+{
+    if (!r->ema) return pt_fail(err, PT_ERR_INVALID, "the weight EMA was not enabled on this replica");
+    const pt_mem params = {r->slab, 0}, bufs = pt_replica_buffer_mem(r);
+    const pt_mem ep = {r->ema, 0}, eb = {r->ema, (size_t)r->preg * sizeof(float)};
+    const struct { pt_mem live, ema; int64_t n; } part[2] = {{params, ep, r->preg}, {bufs, eb, r->breg}};
+    for (int k = 0; k < 2; k++) {
+        if (part[k].n == 0) continue;
+        if (!r->ema_started) {
+            PT_TRY(axpy(r, part[k].live, part[k].ema, part[k].n, 1.0f, 0, err)); /* the first: a copy */
+            continue;
+        }
+        /* ema = decay ema + (1 - decay) w: scaled in place (the unscale kernel; its flag
+         * goes unread), then the weights added */
+        pt_op op;
+        memset(&op, 0, sizeof op);
+        op.kind = PT_OP_AMP_UNSCALE;
+        op.nt = 2;
+        op.t[0] = pt_tensor_1d(part[k].ema.buf, part[k].ema.off, PT_F32, part[k].n);
+        op.t[1] = pt_tensor_1d(r->arena, r->found_off, PT_F32, 1);
+        op.p.amp.inv_scale = decay;
+        PT_TRY(pt_device_run(r->dev, &op, err));
+        PT_TRY(axpy(r, part[k].live, part[k].ema, part[k].n, 1.0f - decay, 1, err));
+    }
+    r->ema_started = 1;
+    return PT_OK;
+}
+
+pt_status pt_replica_ema_to_live(pt_replica *r, pt_error *err)
+{
+    if (!r->ema) return pt_fail(err, PT_ERR_INVALID, "the weight EMA was not enabled on this replica");
+    const pt_mem params = {r->slab, 0}, bufs = pt_replica_buffer_mem(r);
+    const pt_mem ep = {r->ema, 0}, eb = {r->ema, (size_t)r->preg * sizeof(float)};
+    if (r->preg) PT_TRY(axpy(r, ep, params, r->preg, 1.0f, 0, err));
+    if (r->breg) PT_TRY(axpy(r, eb, bufs, r->breg, 1.0f, 0, err));
+    return PT_OK;
 }
 
 pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_error *err)

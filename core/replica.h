@@ -80,6 +80,16 @@ pt_status pt_replica_unscale_grads(pt_replica *r, float inv_scale, int *found_in
 typedef enum pt_accumulate { PT_ACC_FIRST, PT_ACC_ADD, PT_ACC_ADD_INTO_GRADS } pt_accumulate;
 pt_status pt_replica_enable_accumulation(pt_replica *r, pt_error *err);
 pt_status pt_replica_accumulate_grads(pt_replica *r, pt_accumulate how, pt_error *err);
+/* An exponential moving average of the weights and BatchNorm buffers (AveragedModel with an
+ * EMA: ema = decay ema + (1 - decay) w after each update; the first update copies). Its
+ * memory, pt_replica_ema_mem: params then buffers, preg + breg floats in the regions' order.
+ * ema_to_live puts it in place of the weights and buffers (evaluation, saving). */
+pt_status pt_replica_enable_ema(pt_replica *r, pt_error *err);
+pt_status pt_replica_ema_update(pt_replica *r, float decay, pt_error *err);
+pt_status pt_replica_ema_to_live(pt_replica *r, pt_error *err);
+pt_mem pt_replica_ema_mem(const pt_replica *r);
+int pt_replica_ema_started(const pt_replica *r);
+void pt_replica_set_ema_started(pt_replica *r, int started);
 /* Gradient clipping by the global L2 norm, as torch.nn.utils.clip_grad_norm_: *norm is the
  * norm of every parameter's gradient (sum of squares in float32 on the device), and the
  * gradients are multiplied by max_norm / (norm + 1e-6) when that is below 1. */

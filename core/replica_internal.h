@@ -41,6 +41,8 @@ struct pt_replica {
     size_t arena_bytes;
     size_t peak_bytes; /* slab + arenas held at once, the most so far */
     pt_buffer *acc;    /* gradient accumulation: the step's sum so far (preg floats), or NULL */
+    pt_buffer *ema;    /* weight EMA: params | buffers (preg + breg floats), or NULL */
+    int ema_started;   /* the EMA holds a value (the first update copies) */
     node_mem *mem;
     int *consumers;
     size_t x_off, y_off, y2_off, lam_off, loss_off, found_off, ws_off, ws_bytes;

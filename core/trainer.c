@@ -61,6 +61,8 @@ struct pt_trainer {
     int started;            /* run_start is set */
     pt_early_stop es;       /* early stopping on val top-1 (--patience) */
     char stop_reason[256];  /* why early stopping ended the run ("" while it goes on) */
+    float *h_ema, *h_live;  /* --ema: host copies of the EMA and of the live weights (P + B) */
+    int ema_loaded;         /* the EMA was resumed from the checkpoint (t->h_ema holds it) */
     float *bn_stash;        /* several replicas: each one's BatchNorm statistics kept across a
                                mid-epoch save, which averages them for the checkpoint only */
 };
@@ -145,6 +147,9 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     if (!(opt->lr > 0) || !isfinite(opt->lr)) return pt_fail(err, PT_ERR_INVALID, "--lr must be > 0");
     if (!(opt->clip_grad_norm >= 0) || !isfinite(opt->clip_grad_norm))
         return pt_fail(err, PT_ERR_INVALID, "--clip-grad-norm must be a finite number >= 0 (0: off)");
+    if (!(opt->ema_decay >= 0 && opt->ema_decay < 1))
+        return pt_fail(err, PT_ERR_INVALID, "--ema must be a decay in (0, 1), e.g. 0.999 (0: off), got %g",
+                       opt->ema_decay);
     if (opt->accumulate < 0 || opt->accumulate > 1000000)
         return pt_fail(err, PT_ERR_INVALID, "--accumulate must be between 1 and 1000000, got %d", opt->accumulate);
     if (opt->patience < 0 || !(opt->min_delta >= 0) || !isfinite(opt->min_delta))
@@ -246,6 +251,18 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     t->trace_at = -1;
     t->saved_step = -1;
     pt_early_stop_init(&t->es);
+    if (opt->ema_decay > 0) {
+        const size_t n = (size_t)(pt_replica_param_region(replicas[0]) + pt_replica_buffer_region(replicas[0])) + 1;
+        t->h_ema = malloc(n * sizeof(float));
+        t->h_live = malloc(n * sizeof(float));
+        for (int d = 0; d < nreplicas && st == PT_OK; d++) st = pt_replica_enable_ema(replicas[d], err);
+        if (st == PT_OK && (!t->h_ema || !t->h_live)) st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+        if (st != PT_OK) {
+            pt_trainer_free(t);
+            return st;
+        }
+        pt_group_set_ema(t->group, (float)opt->ema_decay);
+    }
     pt_group_set_clip(t->group, (float)opt->clip_grad_norm);
     if (nreplicas * t->world->size > 1 && pt_net_buffer_region(t->net) > 0) {
         t->bn_stash = malloc((size_t)pt_net_buffer_region(t->net) * nreplicas * sizeof(float));
@@ -276,6 +293,8 @@ void pt_trainer_free(pt_trainer *t)
     free(t->losses);
     free(t->slices);
     free(t->bn_stash);
+    free(t->h_ema);
+    free(t->h_live);
     free(t);
 }
 
@@ -432,6 +451,9 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
     if (t->opt.clip_grad_norm > 0)
         fprintf(f, ",\"clipped_steps\":%lld,\"grad_norm_mean\":%.6g", (long long)m->clipped_steps, m->grad_norm_mean);
     if (t->opt.patience > 0) fprintf(f, ",\"epochs_without_improvement\":%d", m->epochs_without_improvement);
+    if (m->ema_count > 0)
+        fprintf(f, ",\"ema_val_loss\":%.6f,\"ema_val_top1\":%.6f,\"ema_val_top5\":%.6f", m->ema_val_loss,
+                m->ema_val_top1, m->ema_val_top5);
     if (m->stop_reason[0]) {
         /* plain text written by the trainer: no character needs escaping */
         fprintf(f, ",\"stop_reason\":\"%s\"", m->stop_reason);
@@ -458,7 +480,7 @@ static const char csv_header[] =
     "epoch,train_loss,train_acc,val_loss,val_top1,val_top5,val_count,lr,img_per_s,train_s,epoch_s,elapsed_s,"
     "best,precision,device_mib,workspace_mib_fitted,loss_scale,loss_scale_min,skipped_steps,loss_scale_changes,"
     "loss_scale_history,data_wait_s,peak_device_mib,started_at,ended_at,clipped_steps,grad_norm_mean,"
-    "epochs_without_improvement,stop_reason\n";
+    "epochs_without_improvement,stop_reason,ema_val_loss,ema_val_top1,ema_val_top5\n";
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
@@ -490,7 +512,8 @@ static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *
     if (t->opt.patience > 0) fprintf(f, ",%d,", m->epochs_without_improvement);
     else fputs(",,", f);
     if (m->stop_reason[0]) fprintf(f, "\"%s\"", m->stop_reason); /* has commas, never a quote */
-    fputc('\n', f);
+    if (m->ema_count > 0) fprintf(f, ",%.6f,%.6f,%.6f\n", m->ema_val_loss, m->ema_val_top1, m->ema_val_top5);
+    else fputs(",,,\n", f);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
@@ -550,6 +573,11 @@ static pt_status log_epoch_events(pt_trainer *t, const pt_epoch_metrics *m, pt_e
     };
     const int n = (int)(sizeof s / sizeof s[0]) - (m->loss_scale > 0 ? 0 : 1);
     for (int i = 0; i < n; i++) PT_TRY(pt_tb_scalar(t->events, s[i].tag, t->global_step, s[i].value, err));
+    if (m->ema_count > 0) {
+        PT_TRY(pt_tb_scalar(t->events, "ema/val_loss", t->global_step, m->ema_val_loss, err));
+        PT_TRY(pt_tb_scalar(t->events, "ema/val_top1", t->global_step, m->ema_val_top1, err));
+        PT_TRY(pt_tb_scalar(t->events, "ema/val_top5", t->global_step, m->ema_val_top5, err));
+    }
     return pt_tb_flush(t->events, err);
 }
 
@@ -645,6 +673,81 @@ typedef struct mid_epoch {
 static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, const mid_epoch *mid,
                                   pt_error *err);
 
+/* ---------------------------------------------------------------- weight EMA */
+
+/* The EMA into t->h_ema (params then buffers): replica 0's parameters (every replica's are
+ * the same) and the BatchNorm buffers averaged over the replicas of every process, as
+ * sync_buffers does with the live ones. Every rank calls it. */
+static pt_status read_ema(pt_trainer *t, pt_error *err)
+{
+    const int64_t P = pt_replica_param_region(t->rep[0]), B = pt_replica_buffer_region(t->rep[0]);
+    PT_TRY(pt_device_read(pt_replica_device(t->rep[0]), t->h_ema, pt_replica_ema_mem(t->rep[0]),
+                          (size_t)(P + B) * sizeof(float), err));
+    const int total = t->nrep * t->world->size;
+    if (B == 0 || total == 1 || pt_replica_sync_bn(t->rep[0])) return PT_OK;
+    for (int d = 1; d < t->nrep; d++) {
+        pt_mem m = pt_replica_ema_mem(t->rep[d]);
+        m.off += (size_t)P * sizeof(float);
+        PT_TRY(pt_device_read(pt_replica_device(t->rep[d]), t->h_live, m, (size_t)B * sizeof(float), err));
+        for (int64_t i = 0; i < B; i++) t->h_ema[P + i] += t->h_live[i];
+    }
+    if (t->world->size > 1) PT_TRY(t->world->allreduce_sum_f32(t->world->ctx, t->h_ema + P, (size_t)B, err));
+    for (int64_t i = 0; i < B; i++) t->h_ema[P + i] /= (float)total;
+    return PT_OK;
+}
+
+/* After a resume: rank 0's EMA (t->h_ema, read from the checkpoint) on every replica of
+ * every process. */
+static pt_status share_ema(pt_trainer *t, pt_error *err)
+{
+    const int64_t P = pt_replica_param_region(t->rep[0]), B = pt_replica_buffer_region(t->rep[0]);
+    const size_t bytes = (size_t)(P + B) * sizeof(float);
+    if (t->world->size > 1) PT_TRY(t->world->broadcast(t->world->ctx, t->h_ema, bytes, 0, err));
+    for (int d = 0; d < t->nrep; d++) {
+        PT_TRY(pt_device_write(pt_replica_device(t->rep[d]), pt_replica_ema_mem(t->rep[d]), t->h_ema, bytes, err));
+        pt_replica_set_ema_started(t->rep[d], 1);
+    }
+    return PT_OK;
+}
+
+static pt_status evaluate_group(pt_trainer *t, const pt_train_callbacks *cb, int64_t epoch, pt_eval_result *res,
+                                int *interrupted, pt_error *err);
+
+/* The EMA's evaluation after an epoch, and out_dir/ema: the EMA takes the weights' place on
+ * every replica (its buffers averaged over them), then the live weights come back. */
+static pt_status evaluate_ema(pt_trainer *t, const pt_train_callbacks *cb, int64_t epoch, pt_epoch_metrics *m,
+                              int *stopped, pt_error *err)
+{
+    const int64_t P = pt_replica_param_region(t->rep[0]);
+    /* after sync_buffers every replica holds the same weights and buffers: one copy */
+    PT_TRY(pt_replica_read_state(t->rep[0], t->h_live, t->h_live + P, NULL, err));
+    pt_status st = PT_OK;
+    for (int d = 0; d < t->nrep && st == PT_OK; d++) st = pt_replica_ema_to_live(t->rep[d], err);
+    if (st == PT_OK) st = sync_buffers(t, err);
+    pt_eval_result ev;
+    memset(&ev, 0, sizeof ev);
+    if (st == PT_OK) st = evaluate_group(t, cb, epoch, &ev, stopped, err);
+    if (st == PT_OK && !*stopped && t->rank0) {
+        char path[4200];
+        st = path_join(path, sizeof path, t->out_dir, "ema", err);
+        if (st == PT_OK) st = pt_checkpoint_save(path, t->rep[0], &t->meta, NULL, err);
+    }
+    pt_error e2;
+    for (int d = 0; d < t->nrep; d++) {
+        pt_status w = pt_replica_write_state(t->rep[d], t->h_live, t->h_live + P, NULL, &e2);
+        if (w != PT_OK && st == PT_OK) {
+            *err = e2;
+            st = w;
+        }
+    }
+    PT_TRY(st);
+    m->ema_val_loss = ev.loss;
+    m->ema_val_top1 = ev.top1;
+    m->ema_val_top5 = ev.top5;
+    m->ema_count = ev.count;
+    return PT_OK;
+}
+
 /* Mid-epoch, the replicas' own BatchNorm statistics (each saw its share of the batches) go
  * back after the save: saving every N steps must not change the run. */
 static pt_status save_mid_epoch(pt_trainer *t, int64_t epochs_done, const mid_epoch *mid, pt_error *err)
@@ -680,11 +783,14 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
         }
     }
     t->saved_step = t->global_step;
+    const int ema = t->h_ema && pt_replica_ema_started(t->rep[0]);
+    if (ema) PT_TRY(read_ema(t, err));
     if (!t->rank0) return PT_OK;
     pt_train_progress pr;
     memset(&pr, 0, sizeof pr);
     pr.epoch = epochs_done;
     pr.elapsed_s = pt_trainer_elapsed_s(t);
+    pr.ema = ema ? t->h_ema : NULL;
     pr.es_best = t->es.best;
     pr.es_wait = t->es.wait;
     snprintf(pr.stop_reason, sizeof pr.stop_reason, "%s", t->stop_reason);
@@ -773,6 +879,12 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
         t->resume_batch = pr.epoch_step;
         t->resumed = pr;
         t->elapsed_base = pr.elapsed_s;
+        /* the weight EMA goes on from the checkpoint's; a run that had none starts it now */
+        if (t->h_ema && pr.has_ema) {
+            st = pt_checkpoint_load_ema(path, t->rep[0], t->h_ema, err);
+            if (st != PT_OK) return pt_error_wrap(err, "cannot resume the weight EMA from '%s'", path);
+            t->ema_loaded = 1;
+        }
         /* A run resumed in fp16 continues its scaler; one that was not fp16 starts afresh. */
         if (t->scaling && pr.loss_scale > 0) {
             t->scaler.scale = pr.loss_scale;
@@ -816,10 +928,10 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
 {
     if (t->rank0) PT_TRY(prepare_rank0(t, err));
     if (t->world->size > 1) {
-        double v[12] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
+        double v[13] = {(double)t->start_epoch, (double)t->global_step, t->best_top1, (double)t->best_epoch,
                         t->scaler.scale, (double)t->scaler.growth_tracker, (double)t->scaler.skipped,
                         (double)t->resume_batch, (double)t->saved_step, t->elapsed_base, t->es.best,
-                        (double)t->es.wait};
+                        (double)t->es.wait, (double)t->ema_loaded};
         PT_TRY(t->world->broadcast(t->world->ctx, v, sizeof v, 0, err));
         t->start_epoch = (int64_t)v[0];
         t->global_step = (int64_t)v[1];
@@ -833,8 +945,11 @@ static pt_status prepare_run(pt_trainer *t, pt_error *err)
         t->elapsed_base = v[9];
         t->es.best = v[10];
         t->es.wait = (int64_t)v[11];
+        t->ema_loaded = (int)v[12];
     }
-    return pt_group_broadcast_state(t->group, err);
+    PT_TRY(pt_group_broadcast_state(t->group, err));
+    if (t->ema_loaded) PT_TRY(share_ema(t, err));
+    return PT_OK;
 }
 
 /* Global samples in the source's batches [first, first + count) of an epoch. */
@@ -1214,6 +1329,12 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         if (t->steps_log && fflush(t->steps_log) != 0)
             return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
         PT_TRY(save_checkpoints(t, m.epoch, m.best, NULL, err));
+        if (t->h_ema) {
+            int stopped_ema = 0;
+            PT_TRY(evaluate_ema(t, cb, epoch + 1, &m, &stopped_ema, err));
+            /* the epoch is saved: Ctrl-C here says so and leaves out_dir/ema one epoch behind */
+            if (stopped_ema) return interrupted(t, epoch + 1, &(mid_epoch){0, 0, 0, 0, 0, 0, 0}, 0, err);
+        }
         m.epoch_s = train_before + now_s() - t0; /* over every run that trained part of it */
         m.elapsed_s = pt_trainer_elapsed_s(t);
         m.ended_at = wall_now();

@@ -56,6 +56,9 @@ typedef struct pt_train_options {
     /* > 1: each optimizer step sums the gradients of this many of the source's batches
      * (micro-batches), so a step's batch is that many times the source's */
     int accumulate;
+    /* in (0, 1): keep an EMA of the weights and BatchNorm buffers with this decay, evaluate
+     * it after every epoch and save it as out_dir/ema (0: off) */
+    double ema_decay;
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {
@@ -92,6 +95,9 @@ typedef struct pt_epoch_metrics {
      * ("" when it goes on) */
     int epochs_without_improvement;
     char stop_reason[256];
+    /* the weight EMA's evaluation (ema_count 0 without --ema) */
+    double ema_val_loss, ema_val_top1, ema_val_top5;
+    int64_t ema_count;
 } pt_epoch_metrics;
 #define PT_SCALE_EVENTS 16
 

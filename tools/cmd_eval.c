@@ -58,7 +58,7 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval: --checkpoint DIR is required");
         return 2;
     }
-    if (cli_check_data("eval", data)) return 2;
+    if (data && cli_check_data("eval", data)) return 2; /* none: the run's own, or Fashion-MNIST */
     pt_precision prec;
     if (!pt_precision_parse(precision, &prec)) {
         cli_error("eval: --precision must be fp32, tf32, bf16 or fp16, got '%s'", precision);

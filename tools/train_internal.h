@@ -37,6 +37,7 @@ typedef struct train_args {
     int64_t log_every;        /* --log-every N steps (0: automatic) */
     double clip_grad_norm;    /* --clip-grad-norm F (0: off) */
     int accumulate;           /* --accumulate N (1: off) */
+    double ema;               /* --ema DECAY (0: off) */
     int patience;             /* --patience N (0: off) */
     double min_delta;         /* --min-delta F */
     int given_log_every;

@@ -137,6 +137,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"threads", ARG_INT, &a->threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"clip-grad-norm", ARG_DOUBLE, &a->clip_grad_norm, "F", "clip the gradients' global L2 norm (every parameter, after the reduction over devices and processes) to F before each update, as torch.nn.utils.clip_grad_norm_ [0: off]", 0, 1e30, NULL},
         {"accumulate", ARG_INT, &a->accumulate, "N", "gradient accumulation: each optimizer step sums the gradients of N global batches (micro-batches), so a step trains on N x the global batch; the schedule counts optimizer steps, --lr-batch and --scale-lr the effective batch [1]", 1, 1000000, NULL},
+        {"ema", ARG_DOUBLE, &a->ema, "DECAY", "keep an exponential moving average of the weights and BatchNorm buffers (ema = DECAY ema + (1 - DECAY) w after each update, e.g. 0.999), evaluate it after every epoch and save it as DIR/ema [0: off]", 0, 1, NULL},
         {"patience", ARG_INT, &a->patience, "N", "early stopping: stop when val top-1 has not improved (by more than --min-delta) for N epochs in a row; the reason is recorded [0: off]", 0, 1000000, NULL},
         {"min-delta", ARG_DOUBLE, &a->min_delta, "F", "early stopping: the smallest rise of val top-1 (a fraction: 0.001 is 0.1 point) that counts as an improvement [0]", 0, 1, NULL},
         {"save-every-steps", ARG_I64, &a->save_every_steps, "N", "also save DIR/last every N steps within an epoch (a resume continues from there bit for bit; default 0: at each epoch's end; Ctrl-C always saves)", 0, 1e15, NULL},
@@ -396,6 +397,11 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
 int train_options_resolve(train_options *o)
 {
     train_args *ap = &o->args;
+    if (ap->ema >= 1) {
+        cli_error("train: --ema expects a decay below 1 (ema = DECAY ema + (1 - DECAY) w; e.g. 0.999), got '%g'",
+                  ap->ema);
+        return 2;
+    }
     if (strcmp(ap->backend, "auto") != 0 && !pt_backend_find(ap->backend)) {
         pt_error e;
         pt_device *none[1];

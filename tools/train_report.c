@@ -260,6 +260,9 @@ static void on_epoch(void *user, const pt_epoch_metrics *m)
            t, (long long)m->epoch, ui->epochs, m->train_loss, 100 * m->train_acc, m->val_loss,
            100 * m->val_top1, 100 * m->val_top5, m->img_per_s, m->epoch_s, m->data_wait_s,
            m->best ? "  *best" : "");
+    if (m->ema_count > 0)
+        printf("%sepoch %lld/%d  EMA of the weights: val loss %.4f top1 %.2f%% top5 %.2f%%\n", t, (long long)m->epoch,
+               ui->epochs, m->ema_val_loss, 100 * m->ema_val_top1, 100 * m->ema_val_top5);
     if (m->ws_before != m->ws_after)
         printf("memory: %.1f MiB per device now, the workspace fitted to the batch sizes of the run and the "
                "algorithms the device chose (%.1f -> %.1f MiB)\n",

@@ -369,6 +369,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     to.save_every_steps = ap->save_every_steps;
     to.clip_grad_norm = ap->clip_grad_norm;
     to.accumulate = ap->accumulate;
+    to.ema_decay = ap->ema;
     to.patience = ap->patience;
     to.min_delta = ap->min_delta;
     to.trace_path = ap->trace;

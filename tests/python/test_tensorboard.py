@@ -53,7 +53,7 @@ CSV_COLUMNS = ("epoch train_loss train_acc val_loss val_top1 val_top5 val_count 
                "train_s epoch_s elapsed_s best precision device_mib workspace_mib_fitted "
                "loss_scale loss_scale_min skipped_steps loss_scale_changes "
                "loss_scale_history data_wait_s peak_device_mib started_at ended_at clipped_steps grad_norm_mean "
-               "epochs_without_improvement stop_reason").split()
+               "epochs_without_improvement stop_reason ema_val_loss ema_val_top1 ema_val_top5").split()
 NAME = re.compile(r"^events\.out\.tfevents\.\d{10}\.[A-Za-z0-9._-]+\.\d+\.\d+$")
 
 

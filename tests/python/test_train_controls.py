@@ -3,6 +3,10 @@
   computed here with the same Philox stream) equals PyTorch's float64 autograd accumulating
   the same two micro-batches (BatchNorm statistics per micro-batch, running statistics
   updated twice), and its effective batch shows in the banner;
+- --ema 0.8: after each of three steps (one per epoch, a resume between), RUN/ema holds
+  the float64 EMA of the weights and BatchNorm buffers (AveragedModel with
+  ema = 0.8 ema + 0.2 w, the first update a copy), last/ carries it for the resume, and
+  metrics.jsonl's ema_val_top1 is eval's on RUN/ema;
 - --clip-grad-norm: one plain-SGD step equals PyTorch's float64 autograd step with
   torch.nn.utils.clip_grad_norm_ applied (the update is -lr x clip_coef x g), and the norm
   logged in steps.jsonl is PyTorch's;
@@ -27,7 +31,7 @@ except ImportError as e:
     sys.exit(77)
 
 from ptcheck import CLI, check, finish, run_cli, scratch_dir  # noqa: E402
-from cli_steps import epoch_order, rel, two_steps  # noqa: E402
+from cli_steps import STEP_OPTIONS, epoch_order, rel, two_steps  # noqa: E402
 import subprocess  # noqa: E402
 import torch_models  # noqa: E402
 
@@ -120,6 +124,41 @@ def accumulation(tmp):
           "num_batches_tracked %d)" % (stats, nbt))
 
 
+def weight_ema(tmp):
+    out = os.path.join(tmp, "ema")
+    common = ["--model", "baseline", "--limit-train", "64", "--limit-val", "64", "--batch-per-device", "64",
+              "--lr", "0.5", "--ema", "0.8"] + STEP_OPTIONS
+    ref, ok = None, True
+    for epochs in (1, 2, 3):
+        args = ["train", "--epochs", str(epochs)] + (["--out", out] + common if epochs == 1 else
+                                                     ["--resume", out, "--no-progress"])
+        ok &= check(run_cli(args)[0] == 0, "--ema 0.8: epoch %d trains" % epochs)
+        if not ok:
+            return
+        w, _ = torch_models.load_safetensors(os.path.join(out, "last", "model.safetensors"))
+        e, _ = torch_models.load_safetensors(os.path.join(out, "ema", "model.safetensors"))
+        names = [n for n in w if not n.endswith("num_batches_tracked")]
+        if ref is None:
+            ref = {n: w[n].double() for n in names}  # the first update copies
+        else:
+            ref = {n: 0.8 * ref[n] + 0.2 * w[n].double() for n in names}
+        worst = max(rel(e[n].double().numpy(), ref[n].numpy()) for n in names)
+        moved = max(rel(e[n].double().numpy(), w[n].double().numpy()) for n in names)
+        check(worst < 1e-6 and (epochs == 1 or moved > 1e-3),
+              "after step %d RUN/ema is the EMA of the weights and buffers (worst normalised error %.3g; "
+              "%.3g from the live weights)" % (epochs, worst, moved))
+    held, _ = torch_models.read_safetensors_raw(os.path.join(out, "last", "optimizer.safetensors"))
+    raw, _ = torch_models.read_safetensors_raw(os.path.join(out, "ema", "model.safetensors"))
+    same = [n for n in names if held.get("ema." + n) == raw.get(n)]
+    check(len(same) == len(names), "last/optimizer.safetensors carries the EMA bit for bit for the resume (%d of %d)"
+          % (len(same), len(names)))
+    m = jsonl(os.path.join(out, "metrics.jsonl"))
+    rc, stdout = run_cli(["eval", "--checkpoint", os.path.join(out, "ema"), "--json"])
+    top1 = json.loads(stdout.strip().splitlines()[-1]).get("top1") if rc == 0 else None
+    check(m and top1 is not None and abs(m[-1].get("ema_val_top1", -1) - top1) < 1e-6,
+          "metrics.jsonl's ema_val_top1 (%s) is eval's top-1 on RUN/ema (%s)" % (m[-1].get("ema_val_top1"), top1))
+
+
 def early_stopping(tmp):
     out = os.path.join(tmp, "es")
     # val top-1 is in [0, 1]: no epoch can beat the first by more than --min-delta 1
@@ -173,13 +212,25 @@ def config_file(tmp):
     check(rc == 1 and "none.json" in err and not os.path.exists(c), "a missing file is named: %s" % err.strip())
 
 
+def bad_values(tmp):
+    out = os.path.join(tmp, "bad")
+    for args, want in ((["--accumulate", "0"], "--accumulate"), (["--ema", "1.5"], "--ema"),
+                       (["--ema", "1"], "--ema expects a decay below 1"), (["--clip-grad-norm", "-1"], "--clip-grad-norm"),
+                       (["--patience", "-1"], "--patience"), (["--min-delta", "2"], "--min-delta")):
+        rc, _, err = run_err(["train", "--out", out] + args)
+        check(rc == 2 and want in err and not os.path.exists(out),
+              "%s: refused, nothing written: %s" % (" ".join(args), err.strip()))
+
+
 def main():
     tmp = scratch_dir("train_controls.")
     try:
         accumulation(tmp)
+        weight_ema(tmp)
         clipping(tmp)
         early_stopping(tmp)
         config_file(tmp)
+        bad_values(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()
