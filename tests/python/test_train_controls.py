@@ -51,14 +51,19 @@ def run_err(args):
     return p.returncode, p.stdout, p.stderr
 
 
+def float64_model(meta, weights):
+    """The baseline twin with these weights, in float64 and training mode."""
+    model = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
+    model.load_state_dict(weights, strict=True)
+    return model.double().train()
+
+
 def clipping(tmp):
     got = two_steps("baseline", 64, tmp, LR, ["--clip-grad-norm", str(MAX_NORM), "--log-steps"], "clipped step")
     if got is None:
         return
     w1, w2, meta, x, y = got
-    model = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
-    model.load_state_dict(w1, strict=True)
-    model = model.double().train()
+    model = float64_model(meta, w1)
     loss = F.cross_entropy(model(x.double()), y)
     model.zero_grad()
     loss.backward()
@@ -92,9 +97,7 @@ def accumulation(tmp):
     if got is None:
         return
     w1, w2, meta, x, y = got
-    model = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
-    model.load_state_dict(w1, strict=True)
-    model = model.double().train()
+    model = float64_model(meta, w1)
     order = epoch_order(11, 1, 64)  # step 2 is epoch 2's (0-based 1) only step
     model.zero_grad()
     for part in (order[:32], order[32:]):
@@ -109,9 +112,7 @@ def accumulation(tmp):
     # one micro-batch only, or one batch of 64, is off by far more (checked below)
     check(worst < 2e-2, "accumulated SGD step (2 x 32) equals PyTorch's accumulation (worst normalised error %.3g)"
           % worst)
-    single = torch_models.build("baseline", int(meta["in_channels"]), int(meta["num_classes"]))
-    single.load_state_dict(w1, strict=True)
-    single = single.double().train()
+    single = float64_model(meta, w1)
     F.cross_entropy(single(x.double()), y).backward()
     whole = max(rel((w2[n].double() - w1[n].double()).numpy(), (-LR * p.grad).detach().numpy())
                 for n, p in single.named_parameters())
