@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs every Debian package polytrain needs to build, train and run its tests (Debian 12).
 # Idempotent: packages already present are left as they are. Runs apt-get as root, or
-# through sudo otherwise. The one package Debian lacks, tensorboard (the reader the
-# TensorBoard test checks event files with), goes from PyPI into a virtual environment of
-# its own, never into the system's Python.
+# through sudo otherwise. The packages Debian lacks, tensorboard (the reader the TensorBoard
+# test checks event files with) and onnxruntime and onnx (what the ONNX export test runs and
+# checks exported models with), go from PyPI into a virtual environment of their own, never
+# into the system's Python.
 set -euo pipefail
 
 PACKAGES=(
@@ -59,13 +60,21 @@ else
         "${missing[@]}"
 fi
 
-# tensorboard from PyPI, as the invoking user (no root), into the environment that
-# tests/python/test_tensorboard.py looks in. --system-site-packages keeps Debian's numpy.
-# Without network it says so and leaves the rest installed: that test then skips.
-install_tensorboard() {
+# PyPI packages, as the invoking user (no root), into the environment that the tests look in
+# (tests/python/test_tensorboard.py: tensorboard; tests/python/test_onnx_export.py:
+# onnxruntime and onnx). --system-site-packages keeps Debian's numpy. Without network it
+# says so and leaves the rest installed: those tests then skip.
+install_venv_packages() {
     local venv="${PT_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/polytrain/venv}"
-    if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
-        echo "ci/install-deps.sh: tensorboard already installed in $venv"
+    # package name, then the module that proves it is installed
+    local wanted=(tensorboard tensorboard onnxruntime onnxruntime onnx onnx) missing=()
+    for ((i = 0; i < ${#wanted[@]}; i += 2)); do
+        if ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "import ${wanted[i + 1]}" >/dev/null 2>&1; }; then
+            missing+=("${wanted[i]}")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        echo "ci/install-deps.sh: tensorboard, onnxruntime and onnx already installed in $venv"
         return 0
     fi
     # Debian's Python, the one the tests run under (tests/CMakeLists.txt: /usr/bin/python3)
@@ -73,14 +82,14 @@ install_tensorboard() {
     [ -x "$py" ] || py=python3
     if ! { [ -x "$venv/bin/python" ] || "$py" -m venv --system-site-packages "$venv"; }; then
         echo "ci/install-deps.sh: warning: cannot create the virtual environment $venv;" \
-             "the TensorBoard test will be skipped" >&2
+             "the TensorBoard and ONNX export tests will be skipped" >&2
         return 0
     fi
-    echo "ci/install-deps.sh: installing tensorboard from PyPI into $venv"
-    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check tensorboard; then
-        echo "ci/install-deps.sh: warning: cannot install tensorboard from PyPI (no network?);" \
-             "the TensorBoard test will be skipped. Retry later: ci/install-deps.sh" >&2
+    echo "ci/install-deps.sh: installing ${missing[*]} from PyPI into $venv"
+    if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}"; then
+        echo "ci/install-deps.sh: warning: cannot install ${missing[*]} from PyPI (no network?);" \
+             "the tests that need them will be skipped. Retry later: ci/install-deps.sh" >&2
     fi
     return 0
 }
-install_tensorboard
+install_venv_packages

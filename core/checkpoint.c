@@ -532,10 +532,9 @@ static int is_optimizer_state(const pt_net *net, const pt_optim_config *o, int s
     return 0;
 }
 
-static pt_status load_model_file(const pt_st_file *f, const char *file, pt_replica *r, host_state *h,
+static pt_status load_model_file(const pt_st_file *f, const char *file, const pt_net *net, host_state *h,
                                  pt_error *err)
 {
-    const pt_net *net = pt_replica_net(r);
     size_t expected = 0;
     for (int i = 0; i < net->nparams; i++) {
         const pt_param_info *p = &net->params[i];
@@ -698,14 +697,9 @@ pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_
     return st;
 }
 
-pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
-                             pt_error *err)
+/* The checkpoint's metadata names as many classes and input channels as the net has. */
+static pt_status check_meta_fits(const pt_st_file *f, const char *path, const pt_net *net, pt_error *err)
 {
-    PT_TRY(pt_dir_recover(dir, err));
-    const pt_net *net = pt_replica_net(r);
-    char path[4200], opath[4200];
-    pt_st_file *f = NULL, *of = NULL;
-    PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
     pt_model_meta meta;
     pt_status st = meta_from_file(f, path, &meta, err);
     if (st == PT_OK) {
@@ -715,10 +709,50 @@ pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *
                          path, meta.num_classes, meta.in_channels, net->num_classes, net->in_channels);
         pt_model_meta_free(&meta);
     }
+    return st;
+}
+
+pt_status pt_checkpoint_read_model(const char *dir, const pt_net *net, float **params, float **buffers,
+                                   pt_error *err)
+{
+    *params = *buffers = NULL;
+    PT_TRY(pt_dir_recover(dir, err));
+    char path[4200];
+    pt_st_file *f = NULL;
+    PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
+    host_state h;
+    memset(&h, 0, sizeof h);
+    pt_status st = check_meta_fits(f, path, net, err);
+    if (st == PT_OK) {
+        h.params = calloc((size_t)pt_net_param_region(net) + 1, sizeof(float));
+        h.buffers = calloc((size_t)pt_net_buffer_region(net) + 1, sizeof(float));
+        h.nbt = calloc((size_t)net->nbn + 1, sizeof(int64_t));
+        if (!h.params || !h.buffers || !h.nbt) st = pt_fail(err, PT_ERR_NOMEM, "out of host memory for the checkpoint");
+    }
+    if (st == PT_OK) st = load_model_file(f, path, net, &h, err);
+    pt_st_close(f);
+    if (st == PT_OK) {
+        *params = h.params;
+        *buffers = h.buffers;
+        h.params = h.buffers = NULL;
+    }
+    host_state_free(&h);
+    return st;
+}
+
+pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
+                             pt_error *err)
+{
+    PT_TRY(pt_dir_recover(dir, err));
+    const pt_net *net = pt_replica_net(r);
+    char path[4200], opath[4200];
+    pt_st_file *f = NULL, *of = NULL;
+    PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
+    pt_status st = check_meta_fits(f, path, net, err);
     host_state h;
     int have_h = 0;
     if (st == PT_OK && (st = host_state_alloc(r, &h, err)) == PT_OK) have_h = 1;
-    if (st == PT_OK) st = load_model_file(f, path, r, &h, err);
+    if (st == PT_OK) st = load_model_file(f, path, net, &h, err);
     if (st == PT_OK && progress) {
         st = open_in_dir(dir, "optimizer.safetensors", &of, opath, sizeof opath, err);
         if (st == PT_OK) st = load_optimizer_file(of, opath, r, &h, progress, err);

@@ -86,4 +86,12 @@ pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error
 pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
                              pt_error *err);
 
+/* Reads the parameters and buffers of dir/model.safetensors into host memory, without a
+ * device, with pt_checkpoint_load's checks (every tensor of net present with its exact
+ * dtype and shape, nothing else, finite parameters): *params gets pt_net_param_region(net)
+ * floats and *buffers pt_net_buffer_region(net), each tensor at its offset (free() both).
+ * net must be finished. On failure both are NULL. */
+pt_status pt_checkpoint_read_model(const char *dir, const pt_net *net, float **params, float **buffers,
+                                   pt_error *err);
+
 #endif

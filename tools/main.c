@@ -15,6 +15,7 @@ static const struct {
     {"train", cmd_train, "train a model (default: baseline on Fashion-MNIST)"},
     {"eval", cmd_eval, "evaluate a checkpoint on a dataset's test split"},
     {"predict", cmd_predict, "top-k classes of images with a checkpoint"},
+    {"export", cmd_export, "write a checkpoint as an ONNX model"},
     {"models", cmd_models, "list the model zoo"},
     {"bench", cmd_bench, "training-step and inference throughput of a model, per-op times"},
     {"pack", cmd_pack, "decode a dataset split once into a packed cache file"},
