@@ -79,6 +79,8 @@ void train_print_banner(const train_session *s, const train_options *o)
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
            (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,
            train_ds->width, train_ds->num_classes);
+    if (s->init_what[0]) printf("init: %s; the optimizer and the schedule start at step 0\n", s->init_what);
+    else if (ap->resume && ap->init_from) printf("init: continues from %s/last (--init-from %s was the start)\n", ap->resume, ap->init_from);
     printf("batch: %d per device x %d device%s%s = global batch %lld; %lld steps per epoch\n", s->capacity, ndev,
            ndev == 1 ? "" : "s", procs > 1 ? (procs == 2 ? " x 2 processes" : " x processes") : "",
            (long long)s->global_batch, (long long)pt_loader_batches_per_epoch(&s->train_ld));
