@@ -32,7 +32,7 @@ typedef struct pt_init_result {
     pt_head_reset head_reset;
     int head_classes;       /* the net's classes */
     int file_classes;       /* rows of the file's head weight; -1 when the file has none */
-    char summed[PT_NAME_MAX]; /* the first convolution's weight when summed over input channels */
+    char summed[PT_NAME_MAX + 32]; /* the first convolution's weight when summed over input channels */
     int summed_from;        /* the file's input channels of it */
     char converted[32];     /* dtypes converted to float32, e.g. "F16" ("" when all were F32) */
     int64_t bn_steps;       /* num_batches_tracked (the largest of the file's) */
