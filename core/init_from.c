@@ -332,8 +332,8 @@ pt_status pt_init_from_read(const char *path, const pt_net *net, uint64_t seed, 
         char hint[320] = "";
         if (res->head[0] && !reset_head && (head_missing || head_mismatch))
             snprintf(hint, sizeof hint,
-                     "; the head %s.* %s: --reset-head keeps its random init, to train it for %d classes", res->head,
-                     head_missing ? "is not in the file" : "differs", net->num_classes);
+                     "; the head %s.* %s: train --reset-head keeps its random init, to train it for %d classes",
+                     res->head, head_missing ? "is not in the file" : "differs", net->num_classes);
         st = pt_fail(err, PT_ERR_MISMATCH,
                      "%s does not fit the model (%d input channel%s, %d classes): of its %d entries %d match; "
                      "tensors: %s%s",
