@@ -26,7 +26,7 @@ run() {
     printf '%-28s model %s optimizer %s\n' "$name" "$m" "$o"
 }
 
-for model in baseline resnet18 resnet34 wide_resnet18 se_resnet18 cbam_resnet18; do
+for model in baseline resnet18 resnet34 wide_resnet18 se_resnet18 cbam_resnet18 resnet18_imagenet; do
     run "$model" --model "$model"
 done
 run baseline-adam --optimizer adam

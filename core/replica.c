@@ -113,6 +113,8 @@ void pt_replica_free(pt_replica *r)
     free(r->consumers);
     free(r->grad_written);
     free(r->param_grad_written);
+    free(r->init_params);
+    free(r->init_buffers);
     free(r);
 }
 
@@ -134,24 +136,56 @@ static float init_value(const pt_param_info *p, uint64_t seed, int index, int64_
     return 0.0f;
 }
 
+void pt_net_init_values(const pt_net *net, uint64_t seed, float *params, float *buffers)
+{
+    memset(params, 0, (size_t)pt_net_param_region(net) * sizeof *params);
+    memset(buffers, 0, (size_t)pt_net_buffer_region(net) * sizeof *buffers);
+    for (int i = 0; i < net->nparams; i++) {
+        const pt_param_info *p = &net->params[i];
+        for (int64_t e = 0; e < p->numel; e++) params[p->offset + e] = init_value(p, seed, i, e);
+    }
+    for (int i = 0; i < net->nbuffers; i++)
+        for (int64_t e = 0; e < net->buffers[i].numel; e++) buffers[net->buffers[i].offset + e] = net->buffers[i].init;
+}
+
+pt_status pt_replica_set_initial_state(pt_replica *r, const float *params, const float *buffers, int64_t bn_steps,
+                                       pt_error *err)
+{
+    free(r->init_params);
+    free(r->init_buffers);
+    r->init_params = r->init_buffers = NULL;
+    r->init_bn_steps = 0;
+    if (!params) return PT_OK;
+    r->init_params = malloc((size_t)(r->preg + 1) * sizeof(float));
+    r->init_buffers = malloc((size_t)(r->breg + 1) * sizeof(float));
+    if (!r->init_params || !r->init_buffers) {
+        free(r->init_params);
+        free(r->init_buffers);
+        r->init_params = r->init_buffers = NULL;
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory for the initial state");
+    }
+    memcpy(r->init_params, params, (size_t)r->preg * sizeof(float));
+    memcpy(r->init_buffers, buffers, (size_t)r->breg * sizeof(float));
+    r->init_bn_steps = bn_steps;
+    return PT_OK;
+}
+
 pt_status pt_replica_init_params(pt_replica *r, uint64_t seed, pt_error *err)
 {
-    const pt_net *net = r->net;
     size_t n = (size_t)((2 + r->nslots) * r->preg + r->breg);
     float *host = calloc(n, sizeof *host);
     if (!host) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    for (int i = 0; i < net->nparams; i++) {
-        const pt_param_info *p = &net->params[i];
-        for (int64_t e = 0; e < p->numel; e++) host[p->offset + e] = init_value(p, seed, i, e);
-    }
     float *bufs = host + (2 + r->nslots) * r->preg;
-    for (int i = 0; i < net->nbuffers; i++)
-        for (int64_t e = 0; e < net->buffers[i].numel; e++)
-            bufs[net->buffers[i].offset + e] = net->buffers[i].init;
+    if (r->init_params) {
+        memcpy(host, r->init_params, (size_t)r->preg * sizeof(float));
+        memcpy(bufs, r->init_buffers, (size_t)r->breg * sizeof(float));
+    } else {
+        pt_net_init_values(r->net, seed, host, bufs);
+    }
     pt_mem dst = {r->slab, 0};
     pt_status st = pt_device_write(r->dev, dst, host, n * sizeof(float), err);
     free(host);
-    r->bn_steps = 0;
+    r->bn_steps = r->init_params ? r->init_bn_steps : 0;
     r->opt_started = 0;
     return st;
 }

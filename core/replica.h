@@ -50,6 +50,14 @@ void pt_replica_set_global_batch(pt_replica *r, int n);
 /* Parameters from the init rules keyed by (seed, parameter index); BN buffers to their
  * initial values; optimizer state to zero. Same seed, same weights, on any device. */
 pt_status pt_replica_init_params(pt_replica *r, uint64_t seed, pt_error *err);
+/* The parameters and BN buffers pt_replica_init_params writes for seed, as host copies:
+ * params [pt_net_param_region floats], buffers [pt_net_buffer_region floats]. */
+void pt_net_init_values(const pt_net *net, uint64_t seed, float *params, float *buffers);
+/* Fine-tuning: from now on pt_replica_init_params writes these parameters and buffers (copied,
+ * same layout as pt_net_init_values) and BN num_batches_tracked bn_steps instead of the
+ * seeded values, the optimizer state still zero. params NULL goes back to the seeded ones. */
+pt_status pt_replica_set_initial_state(pt_replica *r, const float *params, const float *buffers, int64_t bn_steps,
+                                       pt_error *err);
 
 /* Forward + loss + backward for n <= capacity samples: x is [n, C, H, W] normalised
  * floats, y the labels. Gradients are overwritten with d(grad_scale * sum of losses).

@@ -54,6 +54,9 @@ struct pt_replica {
     int *param_grad_written; /* emission scratch, sized nparams (shared parameters) */
     int64_t bn_steps;
     int opt_started;
+    /* pt_replica_set_initial_state: what pt_replica_init_params writes (NULL: seeded values) */
+    float *init_params, *init_buffers;
+    int64_t init_bn_steps;
     float label_smoothing;
     pt_op_profile *prof;
     pt_trace *trace; /* the traced step only (pt_replica_set_trace) */

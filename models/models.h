@@ -24,5 +24,6 @@ pt_status pt_model_resnet34(pt_net *net, pt_error *err);
 pt_status pt_model_wide_resnet18(pt_net *net, pt_error *err);
 pt_status pt_model_se_resnet18(pt_net *net, pt_error *err);
 pt_status pt_model_cbam_resnet18(pt_net *net, pt_error *err);
+pt_status pt_model_resnet18_imagenet(pt_net *net, pt_error *err);
 
 #endif

@@ -11,6 +11,7 @@ static const pt_model_entry models[] = {
     {"wide_resnet18", "ResNet-18 with doubled widths 128..1024", pt_model_wide_resnet18},
     {"se_resnet18", "ResNet-18 with squeeze-and-excitation (reduction 16) in every block", pt_model_se_resnet18},
     {"cbam_resnet18", "ResNet-18 with CBAM (channel + 7x7 spatial attention) in every block", pt_model_cbam_resnet18},
+    {"resnet18_imagenet", "torchvision's ResNet-18 exactly (7x7 stride-2 stem, max-pool): loads its weights", pt_model_resnet18_imagenet},
     {NULL, NULL, NULL},
 };
 

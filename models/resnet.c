@@ -1,7 +1,9 @@
 /* The ResNet family of MODELS.md: torchvision's BasicBlock ResNet with a 3x3 stride-1 stem
  * and no max-pool (small images), module names equal to torchvision's state_dict: resnet18,
  * resnet34, wide_resnet18 (doubled widths), and se_resnet18 / cbam_resnet18, whose blocks
- * apply squeeze-and-excitation or CBAM to the output of bn2 before the shortcut is added. */
+ * apply squeeze-and-excitation or CBAM to the output of bn2 before the shortcut is added;
+ * and resnet18_imagenet, torchvision's resnet18 itself (7x7 stride-2 stem and max-pool),
+ * so that torchvision's weights load into it. */
 #include <stdio.h>
 
 #include "models/models.h"
@@ -70,13 +72,19 @@ static int basic_block(pt_net *net, int x, const char *name, int in_ch, int out_
     return pt_net_relu(net, y);
 }
 
+/* The stem: 3x3 stride 1 for small images, or ImageNet's 7x7 stride 2 and a 3x3 stride-2
+ * max-pool (a quarter of the resolution before layer1). */
+typedef enum stem_kind { STEM_SMALL, STEM_IMAGENET } stem_kind;
+
 static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], block_attention att,
-                        pt_error *err)
+                        stem_kind stem, pt_error *err)
 {
     int x = pt_net_input(net);
-    x = pt_net_conv2d(net, x, "conv1", widths[0], 3, 1, 1, 0);
+    if (stem == STEM_IMAGENET) x = pt_net_conv2d(net, x, "conv1", widths[0], 7, 2, 3, 0);
+    else x = pt_net_conv2d(net, x, "conv1", widths[0], 3, 1, 1, 0);
     x = pt_net_batchnorm2d(net, x, "bn1");
     x = pt_net_relu(net, x);
+    if (stem == STEM_IMAGENET) x = pt_net_maxpool2d(net, x, 3, 2, 1);
     int in_ch = widths[0];
     for (int l = 0; l < 4; l++)
         for (int b = 0; b < blocks[l]; b++) {
@@ -94,29 +102,35 @@ static pt_status resnet(pt_net *net, const int blocks[4], const int widths[4], b
 pt_status pt_model_resnet18(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, ATT_NONE, err);
+    return resnet(net, blocks, widths, ATT_NONE, STEM_SMALL, err);
 }
 
 pt_status pt_model_resnet34(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {3, 4, 6, 3}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, ATT_NONE, err);
+    return resnet(net, blocks, widths, ATT_NONE, STEM_SMALL, err);
 }
 
 pt_status pt_model_wide_resnet18(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {128, 256, 512, 1024};
-    return resnet(net, blocks, widths, ATT_NONE, err);
+    return resnet(net, blocks, widths, ATT_NONE, STEM_SMALL, err);
 }
 
 pt_status pt_model_se_resnet18(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, ATT_SE, err);
+    return resnet(net, blocks, widths, ATT_SE, STEM_SMALL, err);
 }
 
 pt_status pt_model_cbam_resnet18(pt_net *net, pt_error *err)
 {
     static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
-    return resnet(net, blocks, widths, ATT_CBAM, err);
+    return resnet(net, blocks, widths, ATT_CBAM, STEM_SMALL, err);
+}
+
+pt_status pt_model_resnet18_imagenet(pt_net *net, pt_error *err)
+{
+    static const int blocks[4] = {2, 2, 2, 2}, widths[4] = {64, 128, 256, 512};
+    return resnet(net, blocks, widths, ATT_NONE, STEM_IMAGENET, err);
 }

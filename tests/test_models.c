@@ -189,11 +189,43 @@ static void test_cbam_resnet18_matches_models_md(void)
 }
 
 /* Every model's ops on a Fashion-MNIST image, and TinyImageNet's counts to MODELS.md. */
+/* torchvision's resnet18 itself: 11,689,512 parameters with 1000 classes. */
+static void test_resnet18_imagenet_is_torchvision_resnet18(void)
+{
+    pt_net *net = build("resnet18_imagenet", 3, 224, 224, 1000);
+    if (!net) return;
+    CHECKF(net->param_count == 11689512, "%lld", (long long)net->param_count);
+    CHECKF(state_entries(net) == 122, "%d", state_entries(net));
+    CHECK(param_shape_is(net, "conv1.weight", 4, 64, 3, 7, 7));
+    CHECK(pt_net_find_param(net, "conv1.bias") < 0);
+    CHECK(param_shape_is(net, "layer2.0.downsample.0.weight", 4, 128, 64, 1, 1));
+    CHECK(param_shape_is(net, "fc.weight", 2, 1000, 512, 0, 0));
+    /* 224 -> 112 (stem) -> 56 (max-pool) -> 56, 28, 14, 7 */
+    int pool = -1, last_conv = -1;
+    for (int i = 0; i < net->nnodes; i++) {
+        if (net->nodes[i].kind == PT_NODE_MAXPOOL2D && pool < 0) pool = i;
+        if (net->nodes[i].kind == PT_NODE_CONV2D) last_conv = i;
+    }
+    CHECK(pool > 0 && net->nodes[pool].h == 56 && net->nodes[pool].w == 56);
+    CHECK(last_conv > 0 && net->nodes[last_conv].h == 7 && net->nodes[last_conv].c == 512);
+    pt_net_free(net);
+    /* Fashion-MNIST: 28 -> 14 -> 7, then 7, 4, 2, 1; conv1 takes 1 channel */
+    net = build("resnet18_imagenet", 1, 28, 28, 10);
+    if (!net) return;
+    CHECK(param_shape_is(net, "conv1.weight", 4, 64, 1, 7, 7));
+    int last = -1;
+    for (int i = 0; i < net->nnodes; i++)
+        if (net->nodes[i].kind == PT_NODE_CONV2D) last = i;
+    CHECK(last > 0 && net->nodes[last].h == 1 && net->nodes[last].w == 1);
+    pt_net_free(net);
+}
+
 static void test_every_model_builds_for_both_datasets(void)
 {
     static const struct { const char *name; double millions; int entries; } zoo[] = {
         {"baseline", 1.655, 26},       {"resnet18", 11.271, 122},    {"resnet34", 21.380, 218},
-        {"wide_resnet18", 44.858, 122}, {"se_resnet18", 11.361, 154}, {"cbam_resnet18", 11.361, 202}};
+        {"wide_resnet18", 44.858, 122}, {"se_resnet18", 11.361, 154}, {"cbam_resnet18", 11.361, 202},
+        {"resnet18_imagenet", 11.279, 122}};
     int n = 0;
     for (const pt_model_entry *m = pt_models(); m->name; m++) n++;
     CHECKF(n == (int)(sizeof zoo / sizeof zoo[0]), "%d models in the zoo", n);
@@ -350,6 +382,7 @@ int main(void)
     RUN(test_wide_resnet18_matches_models_md);
     RUN(test_se_resnet18_matches_models_md);
     RUN(test_cbam_resnet18_matches_models_md);
+    RUN(test_resnet18_imagenet_is_torchvision_resnet18);
     RUN(test_every_model_builds_for_both_datasets);
     RUN(test_model_too_big_for_the_input_names_the_smallest_size);
     RUN(test_every_zoo_entry_has_a_name_description_and_builder);

@@ -136,6 +136,9 @@ int cmd_models(int argc, char **argv)
         cli_error("models: --model: %s", err.msg);
         return 2;
     }
+    int width = 14; /* the name column: the longest name */
+    for (const pt_model_entry *m = pt_models(); m->name; m++)
+        if ((int)strlen(m->name) > width) width = (int)strlen(m->name);
     if (json) printf("[");
     int first = 1, failed = 0, rows = 0;
     for (const pt_model_entry *m = pt_models(); m->name; m++) {
@@ -154,8 +157,8 @@ int cmd_models(int argc, char **argv)
                 printf("}");
             } else if (!only) {
                 if (!rows++)
-                    printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
-                printf("%-14s %12s %7s %12s  %s\n", m->name, "-", "-", "-", err.msg);
+                    printf("%-*s %12s %7s %12s  %s\n", width, "model", "parameters", "entries", "GFLOP/image", "description");
+                printf("%-*s %12s %7s %12s  %s\n", width, m->name, "-", "-", "-", err.msg);
             }
             first = 0;
             continue;
@@ -172,8 +175,8 @@ int cmd_models(int argc, char **argv)
             printf("}");
         } else {
             if (!rows++)
-                printf("%-14s %12s %7s %12s  %s\n", "model", "parameters", "entries", "GFLOP/image", "description");
-            printf("%-14s %12lld %7d %12.3f  %s\n", m->name, (long long)net->param_count, entries, gflop,
+                printf("%-*s %12s %7s %12s  %s\n", width, "model", "parameters", "entries", "GFLOP/image", "description");
+            printf("%-*s %12lld %7d %12.3f  %s\n", width, m->name, (long long)net->param_count, entries, gflop,
                    m->description);
         }
         first = 0;

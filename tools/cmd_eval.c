@@ -16,16 +16,19 @@
 #include "tools/common.h"
 #include "tools/confusion.h"
 #include "tools/evaluate.h"
+#include "models/models.h"
 #include "tools/run_data.h"
 
 int cmd_eval(int argc, char **argv)
 {
-    const char *checkpoint = NULL, *data = NULL, *backend = "auto";
+    const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
     const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL;
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
     const arg_spec specs[] = {
         {"checkpoint", ARG_STRING, &checkpoint, "DIR", "checkpoint directory (a run's last/ or best/)", 0, 0, NULL},
+        {"init-from", ARG_STRING, &init_from, "FILE", "instead of --checkpoint: weights as train's --init-from takes them (a safetensors state dict with PyTorch names, or a checkpoint directory), in --model built for the data, normalised with the data's statistics", 0, 0, NULL},
+        {"model", ARG_STRING, &model, "NAME", "with --init-from: the model from the zoo the weights are for", 0, 0, NULL},
         {"data", ARG_STRING, &data, "SPEC",
          "fashion-mnist[:DIR], mnist:DIR, tinyimagenet:DIR, folder:DIR, pack:TRAIN,VAL or a directory: its test/"
          "validation split (default: a run's checkpoint its run's validation data, else Fashion-MNIST)",
@@ -43,19 +46,41 @@ int cmd_eval(int argc, char **argv)
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
     const arg_command cmd = {"eval", "Evaluate a checkpoint on the test split of a dataset.",
-                             "--checkpoint DIR [options]", specs,
+                             "--checkpoint DIR [options] | --init-from FILE --model NAME [options]", specs,
                              "Without --data, a checkpoint inside a run directory (RUN/best, RUN/last) is\n"
                              "evaluated on the run's own validation data, as RUN/config.json records it\n"
                              "(--data, --val-split, --limit-val, --skip-bad-images, --cache); any other on\n"
                              "Fashion-MNIST's test split.\n"
                              "With several --devices each takes a batch of --batch samples and they run in\n"
                              "parallel, each device the batches one device would: loss, top-1, top-5 and\n"
-                             "--dump-logits are one device's (bit for bit on cpu with equal --threads).",
+                             "--dump-logits are one device's (bit for bit on cpu with equal --threads).\n"
+                             "--init-from FILE --model NAME evaluates weights that have no checkpoint metadata\n"
+                             "(e.g. torchvision's, saved with safetensors) as train --init-from would start from\n"
+                             "them, on --data (default Fashion-MNIST's test split) at its own size.",
                              NULL};
     int rc = args_parse(&cmd, argc, argv, NULL, 0, NULL);
     if (rc) return rc == 1 ? 0 : 2;
-    if (!checkpoint) {
-        cli_error("eval: --checkpoint DIR is required");
+    if (!checkpoint && !init_from) {
+        cli_error("eval: --checkpoint DIR (or --init-from FILE --model NAME) is required");
+        return 2;
+    }
+    if (checkpoint && init_from) {
+        cli_error("eval: give --checkpoint DIR or --init-from FILE, not both");
+        return 2;
+    }
+    if (init_from && !model) {
+        cli_error("eval: --init-from FILE needs --model NAME: the file's weights carry no model name");
+        return 2;
+    }
+    if (model && !init_from) {
+        cli_error("eval: --model goes with --init-from; a checkpoint names its own model");
+        return 2;
+    }
+    if (model && !pt_model_find(model)) {
+        pt_net *none = NULL;
+        pt_error e;
+        pt_model_build(model, 1, 28, 28, 10, &none, &e); /* its message lists the zoo */
+        cli_error("eval: --model: %s", e.msg);
         return 2;
     }
     if (data && cli_check_data("eval", data)) return 2; /* none: the run's own, or Fashion-MNIST */
@@ -70,7 +95,7 @@ int cmd_eval(int argc, char **argv)
     cli_run_data run;
     memset(&run, 0, sizeof run);
     char run_dir[4096];
-    const int use_run = !data && cli_checkpoint_run_dir(checkpoint, run_dir, sizeof run_dir);
+    const int use_run = !data && checkpoint && cli_checkpoint_run_dir(checkpoint, run_dir, sizeof run_dir);
     if (use_run) {
         if (cli_run_data_read(run_dir, &run, &err) != PT_OK) {
             cli_error("eval: %s (pass --data to evaluate on another dataset)", err.msg);
@@ -93,8 +118,27 @@ int cmd_eval(int argc, char **argv)
     float *logits = NULL;
     char **names = NULL;
     int code = 1;
-    if (cli_model_load(&m, checkpoint, batch, prec, &err) != PT_OK) goto fail;
+    pt_strbuf detail;
+    pt_strbuf_init(&detail);
     pt_data_report rep;
+    if (init_from) {
+        /* the model is built for the data: its images at their own size, its classes */
+        pt_data_options dopt;
+        memset(&dopt, 0, sizeof dopt);
+        dopt.limit = limit;
+        if (pt_dataset_open_ex(data, 0, &dopt, &ds, &rep, &err) != PT_OK) goto fail;
+        pt_init_result res;
+        if (cli_model_init_from(&m, init_from, model, &ds, batch, prec, &res, &detail, &err) != PT_OK) {
+            pt_error_wrap(&err, "--init-from into model '%s'", model);
+            goto fail;
+        }
+        char what[8600];
+        pt_init_result_describe(&res, what, sizeof what);
+        fprintf(json ? stderr : stdout, "%s\n", what);
+        checkpoint = init_from;
+    } else if (cli_model_load(&m, checkpoint, batch, prec, &err) != PT_OK) {
+        goto fail;
+    }
     if (use_run) {
         const int64_t lim = given_limit ? limit : -1;
         if (cli_run_data_open_val(&run, lim, m.meta.height, m.meta.width, &ds, &rep, &err) != PT_OK) goto fail;
@@ -105,7 +149,7 @@ int cmd_eval(int argc, char **argv)
         if (run.val_samples >= 0 && run.val_samples != ds.count && !given_limit)
             fprintf(stderr, "polytrain: warning: the run validated on %lld samples, its data now gives %lld\n",
                     (long long)run.val_samples, (long long)ds.count);
-    } else {
+    } else if (!init_from) {
         pt_data_options dopt;
         memset(&dopt, 0, sizeof dopt);
         dopt.limit = limit;
@@ -142,7 +186,19 @@ int cmd_eval(int argc, char **argv)
         pt_strbuf_json_string(&sb, m.meta.model);
         pt_strbuf_puts(&sb, ",\"data\":");
         pt_strbuf_json_string(&sb, data);
-        pt_strbuf_printf(&sb, ",\"run_validation\":%s", use_run ? "true" : "false");
+        pt_strbuf_printf(&sb, ",\"run_validation\":%s,\"init_from\":%s", use_run ? "true" : "false",
+                         init_from ? "true" : "false");
+        pt_strbuf_puts(&sb, ",\"mean\":[");
+        for (int c = 0; c < ds.channels && c < 3; c++) {
+            if (c) pt_strbuf_putc(&sb, ',');
+            pt_strbuf_json_float(&sb, m.meta.mean[c]);
+        }
+        pt_strbuf_puts(&sb, "],\"std\":[");
+        for (int c = 0; c < ds.channels && c < 3; c++) {
+            if (c) pt_strbuf_putc(&sb, ',');
+            pt_strbuf_json_float(&sb, m.meta.std[c]);
+        }
+        pt_strbuf_putc(&sb, ']');
         pt_strbuf_printf(&sb, ",\"count\":%lld,\"loss\":%.6f,\"top1\":%.6f,\"top5\":%.6f,\"backend\":",
                          (long long)res.count, res.loss, res.top1, res.top5);
         pt_strbuf_json_string(&sb, d0->be->name);
@@ -181,8 +237,10 @@ int cmd_eval(int argc, char **argv)
     goto out;
 fail:
     cli_error("eval: %s", err.msg);
+    if (detail.len) fputs(detail.data, stderr); /* --init-from's mismatches */
     code = 1;
 out:
+    pt_strbuf_free(&detail);
     cli_class_names_free(names, ds.num_classes);
     cli_confusion_free(&cm);
     free(logits);

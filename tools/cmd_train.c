@@ -87,6 +87,7 @@ static int train_main(train_options *o, const pt_json *resume_cfg, pt_world *wor
     if (code == 1) {
         if (world->size > 1) cli_error("train: rank %d: %s", world->rank, err.msg);
         else cli_error("train: %s", err.msg);
+        if (s.init_detail.len) fputs(s.init_detail.data, stderr); /* --init-from's mismatches */
         if (outcome) *outcome = err;
         code = err.status == PT_ERR_INTERRUPTED ? 130 : 1;
     }

@@ -140,6 +140,34 @@ pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *
     return cli_open_devices(backend, devices, threads, 0, m->devs, &m->ndev, err);
 }
 
+/* A replica of m->net on every device, then (load) its weights on the first and a group. */
+static pt_status create_replicas(cli_model *m, int batch, pt_precision precision, pt_error *err)
+{
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    oc.momentum = 0.0f; /* inference: no optimizer state */
+    oc.nesterov = 0;
+    pt_replica_options ro = {.precision = precision};
+    for (int d = 0; d < m->ndev; d++) {
+        const pt_status st = pt_replica_create_ex(m->net, m->devs[d], batch, &oc, 0, &ro, &m->reps[d], err);
+        if (st != PT_OK) {
+            if (precision != PT_PREC_FP32) pt_error_wrap(err, "--precision %s", pt_precision_name(precision));
+            return st;
+        }
+    }
+    m->batch = batch;
+    return PT_OK;
+}
+
+/* Replica 0 holds the weights: the group, and the others get them. */
+static pt_status make_group(cli_model *m, pt_error *err)
+{
+    /* Host-memory reductions only: inference never reduces, and a backend's collectives
+     * (an NCCL communicator) would cost their set-up for nothing. */
+    PT_TRY(pt_group_create(m->reps, m->ndev, NULL, 0, 0, &m->group, err));
+    if (m->ndev > 1) PT_TRY(pt_group_broadcast_state(m->group, err));
+    return PT_OK;
+}
+
 pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_precision precision, pt_error *err)
 {
     PT_TRY(cli_resolve_checkpoint(checkpoint, m->checkpoint, sizeof m->checkpoint, err));
@@ -151,22 +179,33 @@ pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_pre
         pt_error_wrap(err, "checkpoint '%s'", checkpoint);
         return st;
     }
-    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
-    oc.momentum = 0.0f; /* inference: no optimizer state */
-    oc.nesterov = 0;
-    pt_replica_options ro = {.precision = precision};
-    for (int d = 0; d < m->ndev; d++)
-        if ((st = pt_replica_create_ex(m->net, m->devs[d], batch, &oc, 0, &ro, &m->reps[d], err)) != PT_OK) {
-            if (precision != PT_PREC_FP32) pt_error_wrap(err, "--precision %s", pt_precision_name(precision));
-            return st;
-        }
-    m->batch = batch;
+    PT_TRY(create_replicas(m, batch, precision, err));
     PT_TRY(pt_checkpoint_load(checkpoint, m->reps[0], NULL, err));
-    /* Host-memory reductions only: inference never reduces, and a backend's collectives
-     * (an NCCL communicator) would cost their set-up for nothing. */
-    PT_TRY(pt_group_create(m->reps, m->ndev, NULL, 0, 0, &m->group, err));
-    if (m->ndev > 1) PT_TRY(pt_group_broadcast_state(m->group, err));
-    return PT_OK;
+    return make_group(m, err);
+}
+
+pt_status cli_model_init_from(cli_model *m, const char *path, const char *model, const pt_dataset *ds, int batch,
+                              pt_precision precision, pt_init_result *res, pt_strbuf *detail, pt_error *err)
+{
+    snprintf(m->meta.model, sizeof m->meta.model, "%s", model);
+    m->meta.in_channels = ds->channels;
+    m->meta.height = ds->height;
+    m->meta.width = ds->width;
+    m->meta.num_classes = ds->num_classes;
+    memcpy(m->meta.mean, ds->mean, sizeof m->meta.mean);
+    memcpy(m->meta.std, ds->std, sizeof m->meta.std);
+    PT_TRY(pt_model_build(model, ds->channels, ds->height, ds->width, ds->num_classes, &m->net, err));
+    float *params = calloc((size_t)pt_net_param_region(m->net) + 1, sizeof(float));
+    float *buffers = calloc((size_t)pt_net_buffer_region(m->net) + 1, sizeof(float));
+    pt_status st = params && buffers ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory for --init-from");
+    if (st == PT_OK) st = pt_init_from_read(path, m->net, 0, 0, params, buffers, res, detail, err);
+    if (st == PT_OK) st = create_replicas(m, batch, precision, err);
+    if (st == PT_OK) st = pt_replica_write_state(m->reps[0], params, buffers, NULL, err);
+    if (st == PT_OK) pt_replica_set_progress(m->reps[0], res->bn_steps, 0);
+    free(params);
+    free(buffers);
+    PT_TRY(st);
+    return make_group(m, err);
 }
 
 pt_status cli_model_forward(cli_model *m, const float *x, const int32_t *y, int n, float *logits, float *losses,

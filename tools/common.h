@@ -6,6 +6,8 @@
 
 #include "core/checkpoint.h"
 #include "core/group.h"
+#include "core/init_from.h"
+#include "data/dataset.h"
 #include "tools/session.h"
 
 typedef struct cli_model {
@@ -40,6 +42,11 @@ pt_status cli_model_open_devices(cli_model *m, const char *backend, const char *
  * are read once and copied to the other replicas. precision: the math of convolutions and
  * GEMMs (the checkpoint is fp32 whatever it). */
 pt_status cli_model_load(cli_model *m, const char *checkpoint, int batch, pt_precision precision, pt_error *err);
+/* Weights without a checkpoint's metadata (--init-from: a safetensors state dict or a
+ * checkpoint directory, pt_init_from_read, strictly, no head reset) in model `model` built for
+ * ds's images and classes, normalised with ds's statistics. */
+pt_status cli_model_init_from(cli_model *m, const char *path, const char *model, const pt_dataset *ds, int batch,
+                              pt_precision precision, pt_init_result *res, pt_strbuf *detail, pt_error *err);
 /* Evaluation-mode forward of n <= ndev x batch samples in parallel, device d taking samples
  * [d x batch, (d + 1) x batch): logits [n, classes] and losses [n] against labels y, in the
  * order of x. A sequence fed in pieces of ndev x batch thus gets, sample for sample, the

@@ -158,6 +158,20 @@ def write_safetensors(path, tensors, metadata=None):
             f.write(tensors[name].data)
 
 
+def save_state_dict(path, state, metadata=None):
+    """Writes a torch state_dict as safetensors.torch.save_file does (names, dtypes, shapes,
+    little-endian C-order data), for machines without the safetensors package."""
+    _require_torch()
+    names = {v[1]: k for k, v in SAFETENSORS_DTYPES.items()}
+    raw = {}
+    for k, v in state.items():
+        v = v.detach().contiguous().cpu()
+        dtype = names[str(v.dtype).replace("torch.", "")]
+        data = v.view(torch.uint8).numpy().tobytes() if v.dtype == torch.bfloat16 else v.numpy().tobytes()
+        raw[k] = RawTensor(dtype, v.shape, data)
+    write_safetensors(path, raw, metadata)
+
+
 def raw_to_torch(raw):
     """One RawTensor as a torch tensor (a copy, so it owns writable memory)."""
     _require_torch()
@@ -299,13 +313,18 @@ class BasicBlock(_Module):
 
 
 class ResNet(_Module):
-    """torchvision ResNet with BasicBlock and a 3x3 stride-1 stem without max-pool."""
+    """torchvision ResNet with BasicBlock and a 3x3 stride-1 stem without max-pool, or
+    (imagenet_stem) torchvision's own 7x7 stride-2 stem and 3x3 stride-2 max-pool."""
 
     def __init__(self, blocks, in_channels=3, num_classes=200, widths=(64, 128, 256, 512),
-                 attention=None):
+                 attention=None, imagenet_stem=False):
         _require_torch()
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        if imagenet_stem:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        self.imagenet_stem = imagenet_stem
         self.bn1 = nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
         for layer, (n, w) in enumerate(zip(blocks, widths), start=1):
@@ -320,6 +339,8 @@ class ResNet(_Module):
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))
+        if self.imagenet_stem:
+            x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
@@ -348,9 +369,14 @@ def cbam_resnet18(in_channels=3, num_classes=200):
     return ResNet((2, 2, 2, 2), in_channels, num_classes, attention="cbam")
 
 
+def resnet18_imagenet(in_channels=3, num_classes=1000):
+    """torchvision.models.resnet18 (same names, shapes and forward), any input channels."""
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, imagenet_stem=True)
+
+
 MODELS = {"baseline": baseline, "resnet18": resnet18, "resnet34": resnet34,
           "wide_resnet18": wide_resnet18, "se_resnet18": se_resnet18,
-          "cbam_resnet18": cbam_resnet18}
+          "cbam_resnet18": cbam_resnet18, "resnet18_imagenet": resnet18_imagenet}
 
 
 def build(name, in_channels, num_classes):
@@ -372,7 +398,7 @@ def build_from_checkpoint(model_path):
 # (parameters rounded to 1e3, state-dict entries).
 EXPECTED_SIZES = {"baseline": (1655, 26), "resnet18": (11271, 122), "resnet34": (21380, 218),
                   "wide_resnet18": (44858, 122), "se_resnet18": (11361, 154),
-                  "cbam_resnet18": (11361, 202)}
+                  "cbam_resnet18": (11361, 202), "resnet18_imagenet": (11279, 122)}
 
 
 def _check_safetensors_reader():

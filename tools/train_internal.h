@@ -44,6 +44,8 @@ typedef struct train_args {
     int given_nesterov, given_cycle, given_out, given_resume, given_stop, given_progress, given_wd;
     int given_momentum, given_preset, given_precision;
     int allow_changes, overwrite, given_allow, given_overwrite;
+    const char *init_from; /* --init-from FILE|DIR: pretrained weights at the start */
+    int reset_head, given_init_from, given_reset_head;
 } train_args;
 
 #define TRAIN_MAX_OPTIONS 64
@@ -103,6 +105,8 @@ typedef struct train_session {
     char precision_how[160]; /* how the devices compute in the run's precision */
     int loader_threads;   /* the training loader's workers, resolved */
     char loader_why[96];  /* how that number was chosen */
+    char init_what[8600]; /* --init-from: what was loaded (pt_init_result_describe) */
+    pt_strbuf init_detail; /* --init-from that does not fit: every mismatch, a line per kind */
 } train_session;
 
 /* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */

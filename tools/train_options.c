@@ -125,6 +125,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"precision", ARG_STRING, &a->precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products; weights, optimizer, BatchNorm and loss stay fp32; fp16 scales the loss (default fp32)", 0, 0, &a->given_precision},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
+        {"init-from", ARG_STRING, &a->init_from, "FILE", "start from pretrained weights: a safetensors state dict with PyTorch names (F32, F16, BF16 or F64) or a checkpoint directory; the optimizer starts afresh", 0, 0, &a->given_init_from},
+        {"reset-head", ARG_FLAG, &a->reset_head, NULL, "--init-from: keep the classifier (fc) at its random init, as for another class count", 0, 0, &a->given_reset_head},
         {"resume", ARG_STRING, &a->resume, "DIR", "continue the run in DIR from DIR/last", 0, 0, &a->given_resume},
         {"config", ARG_STRING, &a->config, "FILE", "take the options not given here from FILE: a run's config.json (to repeat it) or a JSON object of options by their names; unknown names are refused", 0, 0, NULL},
         {"allow-changes", ARG_FLAG, &a->allow_changes, NULL,
@@ -174,7 +176,9 @@ static int free_on_resume(const char *name)
                                         "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
-                                        "log-every", "config"};
+                                        "log-every", "config",
+                                        /* they choose the starting weights; a resume starts from last/ */
+                                        "init-from", "reset-head"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i]) == 0) return 1;
     return 0;
@@ -341,6 +345,12 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
         cli_error("train: --resume continues with the run's saved options; drop --preset");
         return 2;
     }
+    if (a->resume && (a->given_init_from || a->given_reset_head)) {
+        cli_error("train: --resume continues from %s/last, which holds the run's weights; drop %s (--init-from "
+                  "and --reset-head choose the weights a run starts from)",
+                  a->resume, a->given_init_from ? "--init-from" : "--reset-head");
+        return 2;
+    }
     if (a->resume) {
         if (a->given_out && strcmp(a->out, a->resume) != 0) {
             cli_error("train: --resume continues in its own directory; drop --out");
@@ -462,6 +472,11 @@ int train_options_resolve(train_options *o)
     }
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
         cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
+        return 2;
+    }
+    if (ap->reset_head && !ap->init_from) {
+        cli_error("train: --reset-head keeps the classifier of --init-from's weights at its random init; give "
+                  "--init-from FILE too");
         return 2;
     }
     if (okind == PT_OPTIM_ADAMW && !ap->given_wd) ap->weight_decay = 1e-2;

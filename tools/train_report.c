@@ -79,6 +79,8 @@ void train_print_banner(const train_session *s, const train_options *o)
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
            (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,
            train_ds->width, train_ds->num_classes);
+    if (s->init_what[0]) printf("init: %s; the optimizer and the schedule start at step 0\n", s->init_what);
+    else if (ap->resume && ap->init_from) printf("init: continues from %s/last (--init-from %s was the start)\n", ap->resume, ap->init_from);
     char accum[128] = "";
     if (ap->accumulate > 1)
         snprintf(accum, sizeof accum, " x %d micro-batches accumulated = %lld samples per optimizer step",

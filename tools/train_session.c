@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/init_from.h"
 #include "core/trace.h"
 #include "data/source.h"
 #include "models/models.h"
@@ -286,28 +287,51 @@ static int prepare_out(const train_args *ap, pt_error *err)
     return 0;
 }
 
-int train_session_build(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
-                        pt_error *err)
+/* The run directory, made ready for a new run or checked for a resumed one. */
+static int prepare_run_dir(const train_args *ap, const pt_world *world, pt_error *err)
 {
-    train_args *ap = &o->args;
-    memset(s, 0, sizeof *s);
-    pt_strbuf_init(&s->cfg);
     if (world->rank == 0 && !ap->resume) {
         const int rc = prepare_out(ap, err);
         if (rc) return rc;
     }
-
     if (world->rank == 0 && pt_check_dir_writable(ap->out, err) != PT_OK) return 1;
     /* a trace is written after its step, possibly hours in: its path is checked now */
     if (world->rank == 0 && ap->trace && pt_trace_check_path(ap->trace, err) != PT_OK) {
         pt_error_wrap(err, "--trace %s", ap->trace);
         return 1;
     }
-    if (ap->resume && check_resumed_model(ap, err)) return 1;
-    if (open_datasets(s, ap, err)) return 1;
-    if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
-                       s->train_ds.num_classes, &s->net, err) != PT_OK)
+    return 0;
+}
+
+/* --init-from: the file matched to the net into host copies (params, buffers), or 1 with the
+ * summary in err and every mismatch in s->init_detail. */
+static int read_init_from(train_session *s, const train_args *ap, float **params, float **buffers, int64_t *bn_steps,
+                          pt_error *err)
+{
+    *params = calloc((size_t)pt_net_param_region(s->net) + 1, sizeof(float));
+    *buffers = calloc((size_t)pt_net_buffer_region(s->net) + 1, sizeof(float));
+    if (!*params || !*buffers) {
+        pt_fail(err, PT_ERR_NOMEM, "out of host memory for --init-from");
         return 1;
+    }
+    pt_init_result res;
+    if (pt_init_from_read(ap->init_from, s->net, ap->seed, ap->reset_head, *params, *buffers, &res, &s->init_detail,
+                          err) != PT_OK) {
+        pt_error_wrap(err, "--init-from into model '%s'", ap->model);
+        return 1;
+    }
+    pt_init_result_describe(&res, s->init_what, sizeof s->init_what);
+    *bn_steps = res.bn_steps;
+    return 0;
+}
+
+/* The devices, a replica on each (starting from init_params when given), the loaders,
+ * config.json and the trainer. */
+static int train_session_devices(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
+                                 const float *init_params, const float *init_buffers, int64_t init_bn_steps,
+                                 pt_error *err)
+{
+    train_args *ap = &o->args;
     if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, s->devs, &s->ndev, err) !=
         PT_OK) {
         if (err->status == PT_ERR_INVALID) { /* a bad --devices list is a usage error */
@@ -331,6 +355,9 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;
     for (int d = 0; d < s->ndev; d++) pt_replica_set_label_smoothing(s->reps[d], (float)ap->label_smoothing);
+    /* the trainer initialises replica 0 and copies it to the others */
+    if (init_params && pt_replica_set_initial_state(s->reps[0], init_params, init_buffers, init_bn_steps, err) != PT_OK)
+        return 1;
     if (init_loaders(s, ap, world, err)) return 1;
 
     if (train_options_lr(o, s->global_batch, &s->lr, err) != PT_OK) return 1;
@@ -380,6 +407,34 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     return 0;
 }
 
+int train_session_build(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
+                        pt_error *err)
+{
+    train_args *ap = &o->args;
+    memset(s, 0, sizeof *s);
+    pt_strbuf_init(&s->cfg);
+    pt_strbuf_init(&s->init_detail);
+    /* Pretrained weights are checked against the model before the run directory is touched:
+     * a file that does not fit leaves --out as it was. */
+    const int init = ap->init_from && !ap->resume;
+    int rc;
+    if (!init && (rc = prepare_run_dir(ap, world, err)) != 0) return rc;
+    if (ap->resume && check_resumed_model(ap, err)) return 1;
+    if (open_datasets(s, ap, err)) return 1;
+    if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
+                       s->train_ds.num_classes, &s->net, err) != PT_OK)
+        return 1;
+    if (!init) return train_session_devices(s, o, resume_cfg, world, NULL, NULL, 0, err);
+    float *params = NULL, *buffers = NULL;
+    int64_t bn_steps = 0;
+    rc = read_init_from(s, ap, &params, &buffers, &bn_steps, err);
+    if (!rc) rc = prepare_run_dir(ap, world, err);
+    if (!rc) rc = train_session_devices(s, o, resume_cfg, world, params, buffers, bn_steps, err);
+    free(params);
+    free(buffers);
+    return rc;
+}
+
 void train_session_free(train_session *s)
 {
     pt_trainer_free(s->trainer);
@@ -391,4 +446,5 @@ void train_session_free(train_session *s)
     pt_dataset_free(&s->train_ds);
     pt_dataset_free(&s->val_ds);
     pt_strbuf_free(&s->cfg);
+    pt_strbuf_free(&s->init_detail);
 }

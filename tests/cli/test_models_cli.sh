@@ -44,18 +44,19 @@ expect() {
 
 
 expect "models lists the zoo with MODELS.md's counts" 0 stdout \
-    "baseline            1654536      26" "resnet18           11271432     122" \
-    "resnet34           21379592     218" "wide_resnet18      44857672     122" \
-    "se_resnet18        11360512     154" "cbam_resnet18      11361312     202" "3x64x64, 200 classes" -- \
+    "baseline               1654536      26" "resnet18              11271432     122" \
+    "resnet34              21379592     218" "wide_resnet18         44857672     122" \
+    "se_resnet18           11360512     154" "cbam_resnet18         11361312     202" \
+    "resnet18_imagenet     11279112     122" "3x64x64, 200 classes" -- \
     "$CLI" models
-expect "models for Fashion-MNIST" 0 stdout "1x28x28, 10 classes" "baseline            1555914" -- \
+expect "models for Fashion-MNIST" 0 stdout "1x28x28, 10 classes" "baseline               1555914" -- \
     "$CLI" models --input 1,28,28 --classes 10
 expect "models marks a model too big for the input" 0 stdout "'baseline' does not fit a 3x8x8 input" \
-    "at least 16x16" "cbam_resnet18      11361312" -- "$CLI" models --input 3x8x8
+    "at least 16x16" "cbam_resnet18         11361312" -- "$CLI" models --input 3x8x8
 expect "models --model that does not fit fails" 1 stderr "'baseline'" "3x8x8" "16x16" -- \
     "$CLI" models --model baseline --input 3x8x8
 expect "models --model unknown lists the zoo" 2 stderr "resnet99" baseline resnet18 resnet34 wide_resnet18 \
-    se_resnet18 cbam_resnet18 -- "$CLI" models --model resnet99
+    se_resnet18 cbam_resnet18 resnet18_imagenet -- "$CLI" models --model resnet99
 expect "models rejects a bad --input" 2 stderr "--input" "3x64" -- "$CLI" models --input 3x64
 expect "models rejects 4 channels" 2 stderr "--input" -- "$CLI" models --input 4x64x64
 # train on a dataset of 8x8 images: baseline's four poolings do not fit it
@@ -81,14 +82,14 @@ if "$PY" -c '
 import json, sys
 rows = json.load(sys.stdin)
 assert [r["model"] for r in rows] == ["baseline", "resnet18", "resnet34", "wide_resnet18",
-                                      "se_resnet18", "cbam_resnet18"], rows
+                                      "se_resnet18", "cbam_resnet18", "resnet18_imagenet"], rows
 assert all(r["forward_flops"] > 0 and r["state_entries"] > 0 for r in rows)
 ' <"$TMP/stdout" 2>/dev/null; then
     passed=$((passed + 1))
-    echo "PASS models --json is one JSON array of the six models"
+    echo "PASS models --json is one JSON array of the zoo's seven models"
 else
     failed=$((failed + 1))
-    echo "FAIL models --json is one JSON array of the six models"
+    echo "FAIL models --json is one JSON array of the zoo's seven models"
     head -c 2000 "$TMP/stdout"
 fi
 

@@ -125,7 +125,7 @@ def main():
         equivalence("resnet18", 128, 64, tmp)
         # The rest of the zoo on fewer images: what is checked is the wiring (names, shapes,
         # attention branches), which one step and 16 images show.
-        for model in ("resnet34", "wide_resnet18", "se_resnet18", "cbam_resnet18"):
+        for model in ("resnet34", "wide_resnet18", "se_resnet18", "cbam_resnet18", "resnet18_imagenet"):
             equivalence(model, 32, 16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

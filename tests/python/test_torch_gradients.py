@@ -2,9 +2,9 @@
 float64: from a checkpoint W1, polytrain resumes for one more plain-SGD step on a fixed set of
 training images; PyTorch computes the gradient of the mean loss at W1 on the same images and
 applies W1 - lr*g. Every parameter's update, the BatchNorm running statistics and
-num_batches_tracked must agree. This checks the whole backward pass of baseline, resnet18, se_resnet18 and
-cbam_resnet18 (residual adds, downsample branches, in-place ReLU, attention) against an
-independent reference.
+num_batches_tracked must agree. This checks the whole backward pass of baseline, resnet18,
+se_resnet18, cbam_resnet18 and resnet18_imagenet (residual adds, downsample branches, in-place
+ReLU, attention, a strided 7x7 stem and a padded max-pool) against an independent reference.
 Exit 77 when torch or numpy is missing."""
 
 import os
@@ -107,6 +107,8 @@ def main():
         # CBAM's MLP whose gradient sums over its two uses.
         one_step("se_resnet18", 16, tmp)
         one_step("cbam_resnet18", 16, tmp)
+        # torchvision's stem: 7x7 stride-2 convolution and a padded 3x3 stride-2 max-pool
+        one_step("resnet18_imagenet", 16, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return finish()
