@@ -214,7 +214,11 @@ static void json_text(const pt_json *v, char *buf, size_t cap)
 static int compare_resumed(train_options *o, const pt_json *cur, const int *user_given, const pt_json *saved)
 {
     train_args *a = &o->args;
-    char list[2048] = "", js[1984] = "{"; /* js fits o->resume_changes with its closing brace */
+    char list[2048] = "";
+    /* {"option":[the run's, now], ...}: JSON strings, escaped (a --data path may hold quotes) */
+    pt_strbuf js;
+    pt_strbuf_init(&js);
+    pt_strbuf_putc(&js, '{');
     int n = 0, refused = 0;
     for (int i = 0; o->specs[i].name; i++) {
         const arg_spec *sp = &o->specs[i];
@@ -247,11 +251,25 @@ static int compare_resumed(train_options *o, const pt_json *cur, const int *user
             snprintf(list + l, sizeof list - l, "\n  --%s %s (the run's %s)", name, nt, wt);
             refused++;
         }
-        l = strlen(js);
-        snprintf(js + l, sizeof js - l, "%s\"%s\":[\"%s\",\"%s\"]", n ? "," : "", name, wt, nt);
+        if (n) pt_strbuf_putc(&js, ',');
+        pt_strbuf_json_string(&js, name);
+        pt_strbuf_puts(&js, ":[");
+        pt_strbuf_json_string(&js, wt);
+        pt_strbuf_putc(&js, ',');
+        pt_strbuf_json_string(&js, nt);
+        pt_strbuf_putc(&js, ']');
         n++;
     }
-    if (n == 0) return 0;
+    pt_strbuf_putc(&js, '}');
+    pt_error jerr;
+    const int js_ok = pt_strbuf_check(&js, &jerr) == PT_OK && js.len < sizeof o->resume_changes;
+    if (js_ok) memcpy(o->resume_changes, js.data, js.len + 1);
+    else snprintf(o->resume_changes, sizeof o->resume_changes, "{\"options changed\":%d}", n); /* too long to keep */
+    pt_strbuf_free(&js);
+    if (n == 0) {
+        o->resume_changes[0] = '\0';
+        return 0;
+    }
     if (refused && !a->allow_changes) {
         cli_error("train: --resume %s: %d option%s differ%s from the run's (%s/config.json); each changes what the "
                   "run computes, so its record would no longer describe it:%s\ndrop %s, or pass --allow-changes to "
@@ -260,7 +278,6 @@ static int compare_resumed(train_options *o, const pt_json *cur, const int *user
                   refused == 1 ? "it" : "them", refused == 1 ? "it" : "them");
         return 2;
     }
-    snprintf(o->resume_changes, sizeof o->resume_changes, "%s}", js);
     return 0;
 }
 

@@ -201,9 +201,12 @@ static void on_batch(void *user, int64_t epoch, int64_t batch, int64_t batches, 
     const double now = train_wall_s();
     if (ui->log_every > 0 ? ui->last_step % ui->log_every != 0 : now - ui->last_line < ui->interval_s) return;
     ui->last_line = now;
-    /* a step's time from this run's steps so far, evaluations left out */
-    const int64_t done = ui->last_step - ui->first_step;
-    const double per_step = done > 0 ? (now - ui->run_t0 - ui->eval_total) / (double)done : 0;
+    /* a step's time at this epoch's pace (the machine's load or the data can change between
+     * epochs); in its first steps, this run's so far, evaluations left out */
+    const int64_t done = ui->last_step - ui->first_step, in_epoch = ui->last_step - ui->epoch_first_step;
+    const double per_step = in_epoch >= 5 ? (now - ui->epoch_t0) / (double)in_epoch
+                            : done > 0    ? (now - ui->run_t0 - ui->eval_total) / (double)done
+                                          : 0;
     const int64_t evals_left = ui->run_steps > ui->last_step
                                    ? (ui->run_steps - ui->last_step + ui->steps_per_epoch - 1) / ui->steps_per_epoch
                                    : 0;
@@ -265,6 +268,9 @@ static void on_epoch(void *user, const pt_epoch_metrics *m)
     if (m->ema_count > 0)
         printf("%sepoch %lld/%d  EMA of the weights: val loss %.4f top1 %.2f%% top5 %.2f%%\n", t, (long long)m->epoch,
                ui->epochs, m->ema_val_loss, 100 * m->ema_val_top1, 100 * m->ema_val_top5);
+    /* the next epoch's pace is timed from here (its evaluation is over) */
+    ui->epoch_t0 = train_wall_s();
+    ui->epoch_first_step = ui->last_step;
     if (m->ws_before != m->ws_after)
         printf("memory: %.1f MiB per device now, the workspace fitted to the batch sizes of the run and the "
                "algorithms the device chose (%.1f -> %.1f MiB)\n",
