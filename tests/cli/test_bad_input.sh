@@ -6,21 +6,10 @@
 # (tiny, random) so that the test does not depend on the installed dataset where it can.
 set -u
 
-SRC=${PT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-CLI=${PT_CLI:-$SRC/build/polytrain}
-PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8 will do
-[ -x "$PY" ] || PY=python3
 REAL_DATA=/usr/share/datasets/fashion-mnist
-mkdir -p "${PT_TEST_TMP:-/tmp}"
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/bad_input.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/lib.sh"
+scratch bad_input
 
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
 
 # expect NAME CODE NEEDLE COMMAND...: COMMAND exits CODE; unless CODE is 0, stderr holds a
 # `polytrain: error:` line that contains NEEDLE. A crash (signal, sanitizer) never passes.
@@ -410,5 +399,4 @@ for i in 1 2 3 4 5 6 7 8 9 10; do
     fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

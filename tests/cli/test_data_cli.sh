@@ -3,21 +3,8 @@
 # (PNG files written here with Python's zlib; the JPEG paths are covered by the C tests):
 # cache reuse, a corrupt image named or skipped, a truncated cache refused, mixup and cutmix train.
 set -u
-CLI=${PT_CLI:?PT_CLI must name the polytrain binary}
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/datacli.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'rm -rf "$TMP"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-# expect NAME CODE PATTERN -- command...: exit code and a pattern in stdout+stderr
-expect() {
-    local name=$1 code=$2 pat=$3; shift 4
-    local out; out=$("$@" 2>&1); local rc=$?
-    if [ "$rc" -eq "$code" ] && grep -q -- "$pat" <<<"$out"; then ok "$name"
-    else bad "$name (exit $rc, want $code; pattern '$pat')"; echo "$out" | tail -5; fi
-}
+source "$(dirname "$0")/lib.sh"
+scratch datacli
 
 /usr/bin/python3 - "$TMP/tin" <<'PY'
 import os, struct, sys, zlib, random
@@ -44,26 +31,25 @@ with open(root + "/val/val_annotations.txt", "w") as f:
 PY
 
 C="$TMP/cache"
-expect pack_writes_a_cache 0 "wrote $TMP/p.ptpack: 36 samples" -- "$CLI" pack --data "tinyimagenet:$TMP/tin" --out "$TMP/p.ptpack" --size 16 --threads 2
-expect pack_val_split 0 "9 samples" -- "$CLI" pack --data "tinyimagenet:$TMP/tin" --split val --out "$TMP/v.ptpack" --size 16
-expect bench_loader_reports_both 0 "cache .*images/s" -- "$CLI" bench-loader --data "tinyimagenet:$TMP/tin" --seconds 0.2 --cache "$TMP/cache2" --augment crop,flip
-expect bench_dash_dash_loader 0 "images/s" -- "$CLI" bench --loader --data "pack:$TMP/p.ptpack" --source cache --seconds 0.2
+expect_output pack_writes_a_cache 0 "wrote $TMP/p.ptpack: 36 samples" -- "$CLI" pack --data "tinyimagenet:$TMP/tin" --out "$TMP/p.ptpack" --size 16 --threads 2
+expect_output pack_val_split 0 "9 samples" -- "$CLI" pack --data "tinyimagenet:$TMP/tin" --split val --out "$TMP/v.ptpack" --size 16
+expect_output bench_loader_reports_both 0 "cache .*images/s" -- "$CLI" bench-loader --data "tinyimagenet:$TMP/tin" --seconds 0.2 --cache "$TMP/cache2" --augment crop,flip
+expect_output bench_dash_dash_loader 0 "images/s" -- "$CLI" bench --loader --data "pack:$TMP/p.ptpack" --source cache --seconds 0.2
 TRAIN=("$CLI" train --model baseline --epochs 1 --batch-per-device 8 --no-progress --cache "$C")
-expect train_builds_the_cache 0 "train cache .* built" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run1"
-expect train_reuses_the_cache 0 "train cache .* reused" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run2"
-expect train_reports_data_wait 0 "data wait" -- "${TRAIN[@]}" --data "pack:$TMP/p.ptpack,$TMP/v.ptpack" --out "$TMP/run3"
-expect mixup_trains 0 "epoch 1/1" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment flip,mixup --out "$TMP/run4"
-expect cutmix_trains 0 "epoch 1/1" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment cutmix=1.0 --out "$TMP/run4b"
-expect unknown_augment_is_refused 2 "unknown entry 'blur'" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment blur --out "$TMP/run5"
+expect_output train_builds_the_cache 0 "train cache .* built" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run1"
+expect_output train_reuses_the_cache 0 "train cache .* reused" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run2"
+expect_output train_reports_data_wait 0 "data wait" -- "${TRAIN[@]}" --data "pack:$TMP/p.ptpack,$TMP/v.ptpack" --out "$TMP/run3"
+expect_output mixup_trains 0 "epoch 1/1" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment flip,mixup --out "$TMP/run4"
+expect_output cutmix_trains 0 "epoch 1/1" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment cutmix=1.0 --out "$TMP/run4b"
+expect_output unknown_augment_is_refused 2 "unknown entry 'blur'" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --augment blur --out "$TMP/run5"
 
 printf '\xff\xd8\xff\xe0 not really a jpeg' > "$TMP/tin/train/n01000001/images/broken.JPEG"
-expect corrupt_image_is_named 1 "broken.JPEG" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run6"
-expect corrupt_image_is_skipped_and_counted 0 "1 unreadable skipped" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --skip-bad-images --out "$TMP/run7"
+expect_output corrupt_image_is_named 1 "broken.JPEG" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run6"
+expect_output corrupt_image_is_skipped_and_counted 0 "1 unreadable skipped" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --skip-bad-images --out "$TMP/run7"
 
 truncate -s 5000 "$TMP/p.ptpack"
-expect truncated_cache_is_refused 1 "truncated" -- "${TRAIN[@]}" --data "pack:$TMP/p.ptpack,$TMP/v.ptpack" --out "$TMP/run8"
+expect_output truncated_cache_is_refused 1 "truncated" -- "${TRAIN[@]}" --data "pack:$TMP/p.ptpack,$TMP/v.ptpack" --out "$TMP/run8"
 rm "$TMP/tin/wnids.txt"
-expect missing_wnids_is_named 1 "wnids.txt" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run9"
+expect_output missing_wnids_is_named 1 "wnids.txt" -- "${TRAIN[@]}" --data "tinyimagenet:$TMP/tin" --out "$TMP/run9"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -7,19 +7,8 @@
 # the input are refused with a clear message. Also `train --preset best` with an override.
 set -u
 
-SRC=${PT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-CLI=${PT_CLI:-$SRC/build/polytrain}
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-mkdir -p "${PT_TEST_TMP:-/tmp}"
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/experiment.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
+source "$(dirname "$0")/lib.sh"
+scratch experiment
 ok() { if eval "$2"; then pass "$1"; else fail "$1"; fi; }
 
 # expect NAME CODE NEEDLE COMMAND...: exit CODE, and NEEDLE in stderr (CODE != 0) or stdout.
@@ -149,5 +138,4 @@ ok=(o[\"preset\"]==\"best\" and o[\"model\"]==\"baseline\" and o[\"schedule\"]==
 sys.exit(0 if ok else 1)
 " "$TMP/preset/config.json"'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -6,19 +6,9 @@
 # (or, without the installed dataset, on a tiny synthetic one).
 set -u
 
-SRC=${PT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-CLI=${PT_CLI:-$SRC/build/polytrain}
-PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8 will do
-[ -x "$PY" ] || PY=python3
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/export_cli.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/lib.sh"
+scratch export_cli
 
-pass() { passed=$((passed + 1)); echo "PASS $1"; }
-fail() { failed=$((failed + 1)); echo "FAIL $1"; }
 
 # expect NAME CODE NEEDLE COMMAND...: COMMAND exits CODE; unless CODE is 0, stderr holds a
 # `polytrain: error:` line that contains NEEDLE (for 0: stdout contains it). A crash (signal,
@@ -146,5 +136,4 @@ expect "a fixed batch and opset 13" 0 "ONNX opset 13 (IR 7)" "$CLI" export --che
     --opset 13 --batch 8
 grep -q "float32 \[8, " "$TMP/stdout" && pass "the summary shows the fixed batch" || fail "the summary lacks the batch of 8"
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

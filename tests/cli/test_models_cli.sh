@@ -5,17 +5,8 @@
 # names and bad shapes are usage errors. Prints PASS/FAIL per case.
 set -u
 
-SRC=${PT_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-CLI=${PT_CLI:-$SRC/build/polytrain}
-PY=/usr/bin/python3  # Debian's, as CTest's python tests use; any python3 >= 3.8 will do
-[ -x "$PY" ] || PY=python3
-mkdir -p "${PT_TEST_TMP:-/tmp}"
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/models.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'rm -rf "$TMP"' EXIT
-passed=0
-failed=0
+source "$(dirname "$0")/lib.sh"
+scratch models
 
 # expect NAME CODE STREAM NEEDLE... -- COMMAND...: COMMAND exits CODE and its STREAM
 # (stdout or stderr) contains every NEEDLE.
@@ -93,5 +84,4 @@ else
     head -c 2000 "$TMP/stdout"
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -3,30 +3,17 @@
 # same seed whatever --threads, a refused non-empty or foreign --out, bad option values named,
 # a stopped or killed run never leaving a tree that looks complete, and train reading the tree.
 set -u
-CLI=${PT_CLI:?PT_CLI must name the polytrain binary}
-mkdir -p "${PT_TEST_TMP:-/tmp}" || exit 1
-# a scratch directory or nothing: an empty $TMP would put the files under /
-mkdir -p "${PT_TEST_TMP:-/tmp}" && TMP=$(mktemp -d "${PT_TEST_TMP:-/tmp}/synthcli.XXXXXX") && [ -d "$TMP" ] ||
-    { echo "cannot create a scratch directory under ${PT_TEST_TMP:-/tmp}"; exit 1; }
-trap 'rm -rf "$TMP"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-# expect NAME CODE PATTERN -- command...: exit code and a pattern in stdout+stderr
-expect() {
-    local name=$1 code=$2 pat=$3; shift 4
-    local out; out=$("$@" 2>&1); local rc=$?
-    if [ "$rc" -eq "$code" ] && grep -q -- "$pat" <<<"$out"; then ok "$name"
-    else bad "$name (exit $rc, want $code; pattern '$pat')"; echo "$out" | tail -5; fi
-}
+source "$(dirname "$0")/lib.sh"
+scratch synthcli
+
 # check NAME VALUE WANT
-check() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (got '$2', want '$3')"; fi; }
+check() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1 (got '$2', want '$3')"; fi; }
 # One digest over every file's relative path and bytes.
 tree_sha() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); }
 
 SMALL=(--classes 10 --train-per-class 20 --val-per-class 5 --no-progress)
 A=$TMP/a
-expect writes_a_tree 0 "wrote $A: 250 images (200 train, 50 val, 0 test" -- "$CLI" synth --out "$A" "${SMALL[@]}" --seed 7 --threads 1
+expect_output writes_a_tree 0 "wrote $A: 250 images (200 train, 50 val, 0 test" -- "$CLI" synth --out "$A" "${SMALL[@]}" --seed 7 --threads 1
 
 check wnids_lists_the_classes "$(wc -l < "$A/wnids.txt")" 10
 check words_names_every_class "$(cut -f1 "$A/words.txt" | tr '\n' ' ')" "$(tr '\n' ' ' < "$A/wnids.txt")"
@@ -44,31 +31,31 @@ check jpeg_magic "$(head -c 3 "$A/train/$first/images/${first}_0.JPEG" | od -An 
 check completion_marker "$(grep -c '"format": "polytrain-synth"' "$A/synth.json")" 1
 
 B=$TMP/b
-expect threads_two 0 "wrote $B" -- "$CLI" synth --out "$B" "${SMALL[@]}" --seed 7 --threads 2
+expect_output threads_two 0 "wrote $B" -- "$CLI" synth --out "$B" "${SMALL[@]}" --seed 7 --threads 2
 check same_seed_same_bytes_whatever_threads "$(tree_sha "$B")" "$(tree_sha "$A")"
 C=$TMP/c
-expect other_seed 0 "wrote $C" -- "$CLI" synth --out "$C" "${SMALL[@]}" --seed 8 --threads 2
-if [ "$(tree_sha "$C")" != "$(tree_sha "$A")" ]; then ok other_seed_other_bytes; else bad other_seed_other_bytes; fi
+expect_output other_seed 0 "wrote $C" -- "$CLI" synth --out "$C" "${SMALL[@]}" --seed 8 --threads 2
+if [ "$(tree_sha "$C")" != "$(tree_sha "$A")" ]; then pass other_seed_other_bytes; else fail other_seed_other_bytes; fi
 
-expect non_empty_out_refused 2 "not empty.*--overwrite" -- "$CLI" synth --out "$A" "${SMALL[@]}"
-expect overwrite_replaces_a_synth_tree 0 "wrote $C" -- "$CLI" synth --out "$C" "${SMALL[@]}" --seed 7 --overwrite
+expect_output non_empty_out_refused 2 "not empty.*--overwrite" -- "$CLI" synth --out "$A" "${SMALL[@]}"
+expect_output overwrite_replaces_a_synth_tree 0 "wrote $C" -- "$CLI" synth --out "$C" "${SMALL[@]}" --seed 7 --overwrite
 check overwritten_tree_is_the_new_one "$(tree_sha "$C")" "$(tree_sha "$A")"
 mkdir -p "$TMP/mine" && echo keep > "$TMP/mine/notes.txt"
-expect foreign_dir_never_overwritten 2 "not written by polytrain synth" -- "$CLI" synth --out "$TMP/mine" "${SMALL[@]}" --overwrite
+expect_output foreign_dir_never_overwritten 2 "not written by polytrain synth" -- "$CLI" synth --out "$TMP/mine" "${SMALL[@]}" --overwrite
 check foreign_dir_untouched "$(cat "$TMP/mine/notes.txt")" keep
 echo x > "$TMP/file"
-expect out_is_a_file 2 "not a directory" -- "$CLI" synth --out "$TMP/file" "${SMALL[@]}"
+expect_output out_is_a_file 2 "not a directory" -- "$CLI" synth --out "$TMP/file" "${SMALL[@]}"
 mkdir "$TMP/empty"
-expect empty_dir_is_used 0 "wrote $TMP/empty:" -- "$CLI" synth --out "$TMP/empty" --classes 2 --train-per-class 1 --val-per-class 1 --no-progress
+expect_output empty_dir_is_used 0 "wrote $TMP/empty:" -- "$CLI" synth --out "$TMP/empty" --classes 2 --train-per-class 1 --val-per-class 1 --no-progress
 
-expect missing_out 2 "synth: --out DIR is required" -- "$CLI" synth --classes 3
-expect classes_zero 2 "synth: --classes expects an integer in 1..1000, got '0'" -- "$CLI" synth --out "$TMP/x" --classes 0
-expect size_three 2 "synth: --size expects an integer in 8..1024, got '3'" -- "$CLI" synth --out "$TMP/x" --size 3
-expect quality_range 2 "synth: --quality expects an integer in 1..100, got '101'" -- "$CLI" synth --out "$TMP/x" --quality 101
-expect train_per_class_not_a_number 2 "synth: --train-per-class expects an integer" -- "$CLI" synth --out "$TMP/x" --train-per-class many
-expect gray_fraction_range 2 "synth: --gray-fraction expects a number in \[0, 1\], got '2'" -- "$CLI" synth --out "$TMP/x" --gray-fraction 2
-expect seed_negative 2 "synth: --seed expects a non-negative integer" -- "$CLI" synth --out "$TMP/x" --seed -1
-expect too_many_images 2 "at most 10000000" -- "$CLI" synth --out "$TMP/x" --classes 1000 --train-per-class 20000
+expect_output missing_out 2 "synth: --out DIR is required" -- "$CLI" synth --classes 3
+expect_output classes_zero 2 "synth: --classes expects an integer in 1..1000, got '0'" -- "$CLI" synth --out "$TMP/x" --classes 0
+expect_output size_three 2 "synth: --size expects an integer in 8..1024, got '3'" -- "$CLI" synth --out "$TMP/x" --size 3
+expect_output quality_range 2 "synth: --quality expects an integer in 1..100, got '101'" -- "$CLI" synth --out "$TMP/x" --quality 101
+expect_output train_per_class_not_a_number 2 "synth: --train-per-class expects an integer" -- "$CLI" synth --out "$TMP/x" --train-per-class many
+expect_output gray_fraction_range 2 "synth: --gray-fraction expects a number in \[0, 1\], got '2'" -- "$CLI" synth --out "$TMP/x" --gray-fraction 2
+expect_output seed_negative 2 "synth: --seed expects a non-negative integer" -- "$CLI" synth --out "$TMP/x" --seed -1
+expect_output too_many_images 2 "at most 10000000" -- "$CLI" synth --out "$TMP/x" --classes 1000 --train-per-class 20000
 check refused_runs_write_nothing "$(ls "$TMP" | grep -c '^x')" 0
 
 # A stopped run removes its partial tree; a killed one leaves only DIR.partial-*, never DIR.
@@ -90,5 +77,4 @@ check train_reads_the_tree "$rc" 0
 check train_sees_the_counts "$(grep -c 'data: 200 train / 50 test samples' <<<"$out")" 1
 check train_runs_an_epoch "$(grep -c '^epoch 1/1' <<<"$out")" 1
 [ "$rc" -eq 0 ] || echo "$out" | tail -5
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
