@@ -417,6 +417,18 @@ static pt_status path_join(char *dst, size_t n, const char *dir, const char *lea
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err);
 
+/* A run log rewritten from the lines kept (outbuf, olen bytes), atomically; frees outbuf and
+ * the old text. */
+static pt_status replace_file(const char *path, char *outbuf, size_t olen, void *old, pt_error *err)
+{
+    const void *chunks[1] = {outbuf};
+    size_t sizes[1] = {olen};
+    pt_status st = pt_write_file_atomic(path, chunks, sizes, 1, err);
+    free(outbuf);
+    free(old);
+    return st;
+}
+
 /* UTC, ISO 8601: 2026-12-02T07:10:11Z */
 static void utc_text(int64_t when, char *buf, size_t n)
 {
@@ -546,12 +558,7 @@ static pt_status start_csv(pt_trainer *t, int64_t keep, pt_error *err)
             }
         }
     }
-    const void *chunks[1] = {outbuf};
-    size_t sizes[1] = {olen};
-    pt_status st = pt_write_file_atomic(path, chunks, sizes, 1, err);
-    free(outbuf);
-    free(data);
-    return st;
+    return replace_file(path, outbuf, olen, data, err);
 }
 
 /* RUN/tensorboard: a new event file per run; a resumed run skips the steps already there. */
@@ -643,12 +650,7 @@ static pt_status trim_jsonl(pt_trainer *t, const char *leaf, const char *key, in
         }
         pos = end + 1;
     }
-    const void *chunks[1] = {outbuf};
-    size_t sizes[1] = {olen};
-    pt_status st = pt_write_file_atomic(path, chunks, sizes, 1, err);
-    free(outbuf);
-    free(data);
-    return st;
+    return replace_file(path, outbuf, olen, data, err);
 }
 
 static void schedule_json(const pt_trainer *t, char *dst, size_t n)
