@@ -1,10 +1,10 @@
-/* The MPI process world: fills core/world.h's pt_world table with Open MPI calls. Only
+/* The MPI process world: fills polytrain/world.h's pt_world table with Open MPI calls. Only
  * comm/ includes mpi.h; a build without MPI (PT_MPI=OFF or not found) compiles
  * comm/mpi_none.c instead, whose init says so. */
 #ifndef PT_COMM_MPI_WORLD_H
 #define PT_COMM_MPI_WORLD_H
 
-#include "core/world.h"
+#include "polytrain/world.h"
 
 /* Whether this process was started by an MPI launcher (mpirun/mpiexec), from its
  * environment, without initialising MPI. */

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/checkpoint.h"
+#include "polytrain/checkpoint.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/safetensors.h"

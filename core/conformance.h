@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 /* One case's outcome, passed to the report callback (pointers valid during the call). */
 typedef struct pt_conformance_result {

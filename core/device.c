@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 pt_status pt_device_open(const char *backend, int index, const pt_device_options *opt,
                          pt_device **out, pt_error *err)

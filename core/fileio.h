@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* Writes the concatenation of chunks[0..nchunks) to path atomically: the data goes to
  * "<dir>/.<name>.tmp.<pid>", is fsync'd, renamed over path, and the directory is fsync'd.

@@ -4,7 +4,7 @@
  * backward still runs (a communication thread takes each bucket as soon as every device has
  * produced it), synchronised BatchNorm sums its statistics between ops, and every replica
  * then applies the same update. Reductions use the backend's collectives (group_* in
- * core/backend.h, e.g. NCCL) when it has them, else host memory plus pt_world. Nothing here
+ * polytrain/backend.h, e.g. NCCL) when it has them, else host memory plus pt_world. Nothing here
  * allocates after pt_group_create (pt_group_fit_workspace re-sizes the replicas' arenas). */
 #ifndef PT_GROUP_H
 #define PT_GROUP_H
@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/replica.h"
-#include "core/world.h"
+#include "polytrain/replica.h"
+#include "polytrain/world.h"
 
 typedef struct pt_group pt_group;
 

@@ -10,7 +10,7 @@
 
 #include "core/half.h"
 #include "core/init_from.h"
-#include "core/replica.h"
+#include "polytrain/replica.h"
 #include "core/safetensors.h"
 
 typedef enum entry_kind { ENTRY_PARAM, ENTRY_BUFFER, ENTRY_COUNT } entry_kind;

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "core/json.h"
-#include "core/net.h"
+#include "polytrain/net.h"
 
 /* Float dtypes accepted (converted to float32 on loading), and num_batches_tracked's. */
 #define PT_INIT_FLOAT_DTYPES "F32, F16, BF16 or F64"

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef enum pt_json_type {
     PT_JSON_NULL = 0,

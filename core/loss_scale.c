@@ -2,7 +2,7 @@
  * after growth_interval clean steps unless that overflows float32. */
 #include <math.h>
 
-#include "core/loss_scale.h"
+#include "polytrain/loss_scale.h"
 
 void pt_loss_scaler_init(pt_loss_scaler *s)
 {

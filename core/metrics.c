@@ -1,7 +1,7 @@
 /* Top-k and softmax on host rows of logits. */
 #include <math.h>
 
-#include "core/metrics.h"
+#include "polytrain/metrics.h"
 
 int pt_topk_hits(const float *logits, const int32_t *labels, int n, int classes, int k)
 {

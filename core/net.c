@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/layers/layer.h"
-#include "core/net.h"
+#include "polytrain/net.h"
 
 #define PT_ALIGN_ELEMS 16 /* 64 bytes of float32 */
 

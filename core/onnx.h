@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/net.h"
-#include "core/status.h"
+#include "polytrain/net.h"
+#include "polytrain/status.h"
 
 /* The operator sets the writer knows: every operator it uses means the same over them. */
 #define PT_ONNX_OPSET_MIN 13

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/op.h"
-#include "core/status.h"
+#include "polytrain/op.h"
+#include "polytrain/status.h"
 
 int pt_op_operand_absent(const pt_op *op, int i)
 {

@@ -4,7 +4,7 @@
  * core; backends implement the kinds and read these entries, never copy them. */
 #include <stdio.h>
 
-#include "core/op.h"
+#include "polytrain/op.h"
 
 /* ---- operands ---- */
 #define IN(n) {n, PT_F32, PT_ARG_IN, 0}

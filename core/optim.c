@@ -1,7 +1,7 @@
 /* Optimizer configuration helpers: defaults, names, the user-facing recipes, state slots. */
 #include <string.h>
 
-#include "core/optim.h"
+#include "polytrain/optim.h"
 
 pt_optim_config pt_optim_defaults(pt_optim_kind kind)
 {

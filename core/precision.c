@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "core/precision.h"
+#include "polytrain/precision.h"
 
 static const char *const names[PT_PREC_COUNT] = {"fp32", "tf32", "bf16", "fp16"};
 

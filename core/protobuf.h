@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* Wire types of the protobuf encoding. */
 enum { PT_PB_VARINT = 0, PT_PB_FIXED64 = 1, PT_PB_LEN = 2, PT_PB_FIXED32 = 5 };

@@ -3,7 +3,7 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 extern const pt_backend_iface *const pt_builtin_backends[];
 

@@ -1,4 +1,4 @@
-/* The replica (core/replica.h): creation, which plans the memory (replica_plan.c) and builds
+/* The replica (polytrain/replica.h): creation, which plans the memory (replica_plan.c) and builds
  * the op lists (replica_emit.c), the state copies, and the step functions that only patch
  * and run prebuilt ops. Nothing here allocates after pt_replica_create returns. */
 #include <math.h>

@@ -1,12 +1,12 @@
 /* Private to the replica files (core/replica*.c): the replica's struct, the records of its
  * memory layout, and the functions one of those files calls in another. Nothing outside
- * them includes this; the rest of the library sees a replica only through core/replica.h. */
+ * them includes this; the rest of the library sees a replica only through polytrain/replica.h. */
 #ifndef PT_REPLICA_INTERNAL_H
 #define PT_REPLICA_INTERNAL_H
 
 #include <stddef.h>
 
-#include "core/replica.h"
+#include "polytrain/replica.h"
 
 /* Every range of the arena starts at a multiple of this many bytes. */
 #define ALIGN_BYTES 64

@@ -8,8 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
-#include "core/tensor.h"
+#include "polytrain/status.h"
+#include "polytrain/tensor.h"
 
 typedef enum pt_st_dtype {
     PT_ST_F64 = 0,

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/schedule.h"
+#include "polytrain/schedule.h"
 
 static const char *const names[] = {"constant", "step", "cosine", "onecycle"};
 

@@ -1,5 +1,5 @@
 /* pt_error helpers: formatting of the message a caller will show. */
-#include "core/status.h"
+#include "polytrain/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>

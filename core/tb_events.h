@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef struct pt_tb_writer pt_tb_writer;
 

@@ -1,5 +1,5 @@
 /* Shape arithmetic for pt_tensor views; no memory is touched here. */
-#include "core/tensor.h"
+#include "polytrain/tensor.h"
 
 size_t pt_dtype_size(pt_dtype t)
 {

@@ -12,7 +12,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "core/trace.h"
+#include "polytrain/trace.h"
 
 enum { EV_OP = 1, EV_SPAN = 2, EV_REDUCE = 3 };
 

@@ -11,10 +11,10 @@
 #include "core/fileio.h"
 #include "core/group.h"
 #include "core/json.h"
-#include "core/metrics.h"
+#include "polytrain/metrics.h"
 #include "core/tb_events.h"
-#include "core/trace.h"
-#include "core/trainer.h"
+#include "polytrain/trace.h"
+#include "polytrain/trainer.h"
 
 struct pt_trainer {
     pt_replica **rep;

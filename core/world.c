@@ -1,5 +1,5 @@
-/* The single-process world (see core/world.h). */
-#include "core/world.h"
+/* The single-process world (see polytrain/world.h). */
+#include "polytrain/world.h"
 
 pt_world pt_world_single(void)
 {

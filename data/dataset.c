@@ -1,6 +1,6 @@
 /* pt_dataset's lifetime and the dispatch from a user's dataset spec to the reader that
  * understands it. New data sources register here, never in the loader. */
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 #define PT_DECODE_MAX_FILE_BYTES (256LL << 20)
 

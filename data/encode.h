@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef struct pt_jpeg_encoder pt_jpeg_encoder;
 

@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
-#include "data/dataset.h"
+#include "polytrain/status.h"
+#include "polytrain/dataset.h"
 
 /* train: 1 the 60000 training samples, 0 the 10000 test samples; limit: keep the first
  * `limit` samples (0 keeps all). Labels must number as many as the images and be < 10.

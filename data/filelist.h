@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 enum { PT_SPLIT_VAL = 0, PT_SPLIT_TRAIN = 1, PT_SPLIT_TEST = 2 };
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 #define PT_IDX_MAGIC_U8_1D 0x00000801u /* labels */
 #define PT_IDX_MAGIC_U8_3D 0x00000803u /* images: count, rows, cols */

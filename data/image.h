@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 #define PT_IMAGE_MAX_SIDE 16384
 #define PT_IMAGE_PHRASE 160 /* bytes of one phrase of pt_image_changes_phrases */

@@ -2,7 +2,7 @@
  * normalisation through a lookup table, worker threads filling a ring of batches ahead,
  * batch-level mixup/cutmix and the split of global batches by rank. It must never allocate
  * after init, and never let a seek race with a batch being filled. */
-#include "data/loader.h"
+#include "polytrain/loader.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -8,8 +8,8 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
-#include "data/dataset.h"
+#include "polytrain/status.h"
+#include "polytrain/dataset.h"
 #include "data/filelist.h"
 
 #define PT_PACK_VERSION 1

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* Writes width x height pixels (row-major, interleaved: channels 1 gray, 3 RGB) to path as
  * an 8-bit PNG, through pt_write_file_atomic. */

@@ -1,5 +1,5 @@
 /* pt_loader behind the pt_batch_source function table. */
-#include "data/source.h"
+#include "polytrain/source.h"
 
 static int64_t src_samples(void *ctx) { return pt_loader_samples_per_epoch(ctx); }
 static int64_t src_batches(void *ctx) { return pt_loader_batches_per_epoch(ctx); }

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 #define PT_SYNTH_MAX_IMAGES 10000000LL
 #define PT_SYNTH_MARKER "synth.json"

@@ -5,10 +5,8 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "core/polytrain.h"
-#include "data/dataset.h"
-#include "data/loader.h"
-#include "data/source.h"
+/* The one public include: it is what an installed polytrain provides (include/polytrain/). */
+#include <polytrain/polytrain.h>
 
 #define BATCH 64
 #define LR 0.2f /* for the batch-mean loss: one short epoch of a small net takes a high rate */

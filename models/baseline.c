@@ -2,7 +2,7 @@
  * widths 64, 128, 256, 512, then global average pool and fc. */
 #include <stdio.h>
 
-#include "models/models.h"
+#include "polytrain/models.h"
 
 pt_status pt_model_baseline(pt_net *net, pt_error *err)
 {

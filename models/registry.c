@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "models/models.h"
+#include "polytrain/models.h"
 
 static const pt_model_entry models[] = {
     {"baseline", "plain CNN: 4 x (conv3x3-BN-ReLU-maxpool), widths 64..512, GAP, fc", pt_model_baseline},

@@ -6,7 +6,7 @@
  * so that torchvision's weights load into it. */
 #include <stdio.h>
 
-#include "models/models.h"
+#include "polytrain/models.h"
 
 typedef enum block_attention { ATT_NONE, ATT_SE, ATT_CBAM } block_attention;
 

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
-#include "core/net.h"
-#include "core/replica.h"
+#include "polytrain/backend.h"
+#include "polytrain/net.h"
+#include "polytrain/replica.h"
 
 static pt_net *test_net(pt_error *err)
 {

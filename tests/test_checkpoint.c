@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/checkpoint.h"
+#include "polytrain/checkpoint.h"
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "core/safetensors.h"

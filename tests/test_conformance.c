@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/conformance.h"
 #include "pt_test.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "pt_test.h"
 
 static pt_device *g_dev;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/rng.h"
 #include "pt_test.h"
 

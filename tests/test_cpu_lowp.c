@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "backends/cpu/cpu_internal.h"
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/half.h"
 #include "pt_test.h"
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "backends/cpu/cpu_internal.h"
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/rng.h"
 #include "pt_test.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "pt_test.h"
 
 static pt_device *g_dev;

@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "pt_test.h"
 
 #ifndef PT_HAVE_CUDA
@@ -381,6 +381,12 @@ static void loader_searches_env_then_next_to_the_binary(void)
     char *slash = strrchr(exe, '/');
     if (slash) strcpy(slash + 1, "libpolytrain_cuda.so");
     CHECKF(n >= 2 && strcmp(paths[0], exe) == 0, "%d candidates, first %s", n, paths[0]);
+    /* this test links the static library: the code's own object is the executable, so the
+     * installed-library candidate is polytrain/ next to it */
+    if (slash) strcpy(slash + 1, "polytrain/libpolytrain_cuda.so");
+    int found_lib_dir = 0;
+    for (int i = 0; i < n; i++) found_lib_dir |= strcmp(paths[i], exe) == 0;
+    CHECKF(found_lib_dir, "no candidate %s among %d", exe, n);
     int found_build = 0;
     for (int i = 0; i < n; i++) found_build |= access(paths[i], R_OK) == 0;
     CHECKF(found_build, "no candidate exists (the build's module should)");

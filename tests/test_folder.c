@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 #include "data/filelist.h"
 #include "pt_test.h"
 

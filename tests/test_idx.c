@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 #include "data/fashion_mnist.h"
 #include "data/idx.h"
 #include "pt_test.h"

@@ -13,7 +13,7 @@
 #include "core/fileio.h"
 #include "core/half.h"
 #include "core/init_from.h"
-#include "core/replica.h"
+#include "polytrain/replica.h"
 #include "core/safetensors.h"
 #include "pt_test.h"
 

@@ -25,7 +25,7 @@
 
 #include "backends/cpu/cpu_internal.h"
 #include "backends/kernels/kernel_ops.h"
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/conformance.h"
 #include "core/half.h"
 #include "pt_test.h"

@@ -8,9 +8,9 @@
 #include <time.h>
 
 #include "core/liveplan.h"
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "core/rng.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "pt_test.h"
 
 static int live_in(const pt_live_item *a, int l) { return a->first[l] <= a->last[l]; }

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "core/rng.h"
-#include "data/dataset.h"
-#include "data/loader.h"
+#include "polytrain/dataset.h"
+#include "polytrain/loader.h"
 #include "pt_test.h"
 
 /* A dataset of n samples CxHxW with pseudo-random pixels; labels = index % 10. */

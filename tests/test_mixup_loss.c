@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "core/rng.h"
 #include "pt_test.h"
 

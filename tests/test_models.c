@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "pt_test.h"
 
 /* state_dict entries: parameters + running_mean/var + one num_batches_tracked per BN. */

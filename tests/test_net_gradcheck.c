@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "core/rng.h"
 #include "pt_test.h"
 

@@ -9,10 +9,10 @@
 
 #include "core/fileio.h"
 #include "core/group.h"
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "core/rng.h"
-#include "data/loader.h"
-#include "models/models.h"
+#include "polytrain/loader.h"
+#include "polytrain/models.h"
 #include "pt_test.h"
 
 static volatile int g_counting;

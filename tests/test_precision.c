@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "core/half.h"
-#include "core/loss_scale.h"
-#include "core/precision.h"
+#include "polytrain/loss_scale.h"
+#include "polytrain/precision.h"
 #include "core/rng.h"
 #include "pt_test.h"
 

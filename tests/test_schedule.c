@@ -4,7 +4,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "core/schedule.h"
+#include "polytrain/schedule.h"
 #include "pt_test.h"
 
 static int close_to(double got, double want)

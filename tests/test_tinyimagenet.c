@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/trainer.h"
-#include "data/dataset.h"
+#include "polytrain/trainer.h"
+#include "polytrain/dataset.h"
 #include "data/filelist.h"
-#include "data/loader.h"
-#include "data/source.h"
+#include "polytrain/loader.h"
+#include "polytrain/source.h"
 #include "pt_test.h"
 
 #include "image_fixture.h"

@@ -8,12 +8,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/checkpoint.h"
+#include "polytrain/checkpoint.h"
 #include "core/fileio.h"
-#include "core/metrics.h"
+#include "polytrain/metrics.h"
 #include "core/rng.h"
 #include "core/early_stop.h"
-#include "core/trainer.h"
+#include "polytrain/trainer.h"
 #include "pt_test.h"
 
 #define S 8       /* images are 1 x S x S */

@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "core/group.h"
-#include "core/polytrain.h"
+#include "polytrain/polytrain.h"
 #include "core/rng.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "pt_test.h"
 
 enum { B = 8, C = 1, H = 16, W = 16, K = 10 };

@@ -10,10 +10,10 @@
 #include <time.h>
 
 #include "core/json.h"
-#include "core/metrics.h"
-#include "core/replica.h"
+#include "polytrain/metrics.h"
+#include "polytrain/replica.h"
 #include "core/rng.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/group_timing.h"

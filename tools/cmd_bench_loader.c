@@ -7,8 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data/dataset.h"
-#include "data/loader.h"
+#include "polytrain/dataset.h"
+#include "polytrain/loader.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/common.h"

@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/json.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 

@@ -9,14 +9,14 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "core/trainer.h"
-#include "data/dataset.h"
+#include "polytrain/trainer.h"
+#include "polytrain/dataset.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/common.h"
 #include "tools/confusion.h"
 #include "tools/evaluate.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/run_data.h"
 
 int cmd_eval(int argc, char **argv)

@@ -15,7 +15,7 @@
 
 #include "core/fileio.h"
 #include "core/json.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
 #include "tools/common.h"
@@ -23,6 +23,7 @@
 #include "tools/gnuplot.h"
 #include "tools/jsonl.h"
 #include "tools/session.h"
+#include "polytrain/version.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
 #define XP_MAX_ARGS 96

@@ -9,13 +9,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/checkpoint.h"
+#include "polytrain/checkpoint.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/onnx.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "polytrain/version.h"
 
 /* The directory an output file goes into exists and takes new files; checked before the
  * checkpoint is read, so that a bad --onnx fails at once. */

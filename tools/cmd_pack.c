@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 #include "data/filelist.h"
 #include "data/pack.h"
 #include "tools/args.h"

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "core/json.h"
-#include "core/metrics.h"
+#include "polytrain/metrics.h"
 #include "data/image.h"
 #include "tools/args.h"
 #include "tools/commands.h"

@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #include "core/conformance.h"
 #include "core/json.h"
 #include "tools/args.h"

@@ -8,8 +8,8 @@
 
 #include "core/fileio.h"
 #include "core/safetensors.h"
-#include "data/dataset.h"
-#include "models/models.h"
+#include "polytrain/dataset.h"
+#include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/common.h"
 

@@ -4,10 +4,10 @@
 #ifndef PT_TOOLS_COMMON_H
 #define PT_TOOLS_COMMON_H
 
-#include "core/checkpoint.h"
+#include "polytrain/checkpoint.h"
 #include "core/group.h"
 #include "core/init_from.h"
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 #include "tools/session.h"
 
 typedef struct cli_model {

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
-#include "core/metrics.h"
+#include "polytrain/metrics.h"
 #include "tools/confusion.h"
 
 pt_status cli_confusion_compute(const float *logits, const int32_t *labels, int64_t n, int classes,

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/loader.h"
-#include "data/source.h"
+#include "polytrain/loader.h"
+#include "polytrain/source.h"
 #include "tools/evaluate.h"
 
 /* The model's forward on its devices, for pt_evaluate_with. */

@@ -3,8 +3,8 @@
 #ifndef PT_TOOLS_EVALUATE_H
 #define PT_TOOLS_EVALUATE_H
 
-#include "core/trainer.h"
-#include "data/dataset.h"
+#include "polytrain/trainer.h"
+#include "polytrain/dataset.h"
 #include "tools/common.h"
 
 /* Checks that ds fits the checkpoint (image shape and classes; a mismatch is

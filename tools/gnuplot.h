@@ -3,7 +3,7 @@
 #ifndef PT_TOOLS_GNUPLOT_H
 #define PT_TOOLS_GNUPLOT_H
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* The hint every command prints when gnuplot is missing. */
 #define CLI_GNUPLOT_PACKAGE "gnuplot-nox"

@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "core/group.h"
-#include "core/replica.h"
+#include "polytrain/replica.h"
 #include "core/rng.h"
 #include "tools/group_timing.h"
 

@@ -4,10 +4,10 @@
 #ifndef PT_TOOLS_GROUP_TIMING_H
 #define PT_TOOLS_GROUP_TIMING_H
 
-#include "core/backend.h"
-#include "core/net.h"
-#include "core/optim.h"
-#include "core/world.h"
+#include "polytrain/backend.h"
+#include "polytrain/net.h"
+#include "polytrain/optim.h"
+#include "polytrain/world.h"
 
 typedef struct cli_group_timing_options {
     const pt_net *net;

@@ -5,6 +5,7 @@
 
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "polytrain/version.h"
 
 static const struct {
     const char *name;

@@ -7,6 +7,7 @@
 
 #include "core/fileio.h"
 #include "tools/report_internal.h"
+#include "polytrain/version.h"
 
 static void esc(pt_strbuf *sb, const char *s)
 {

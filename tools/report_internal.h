@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #include "core/json.h"
-#include "core/trainer.h"
-#include "data/dataset.h"
+#include "polytrain/trainer.h"
+#include "polytrain/dataset.h"
 #include "tools/common.h"
 #include "tools/confusion.h"
 #include "tools/run_data.h"

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "core/json.h"
-#include "data/dataset.h"
+#include "polytrain/dataset.h"
 
 typedef struct cli_run_data {
     char dir[4096];

@@ -3,7 +3,7 @@
 #ifndef PT_TOOLS_SESSION_H
 #define PT_TOOLS_SESSION_H
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 #define CLI_MAX_DEVICES 16
 

@@ -7,10 +7,10 @@
 #include <stdint.h>
 
 #include "core/json.h"
-#include "core/trainer.h"
-#include "core/world.h"
-#include "data/dataset.h"
-#include "data/loader.h"
+#include "polytrain/trainer.h"
+#include "polytrain/world.h"
+#include "polytrain/dataset.h"
+#include "polytrain/loader.h"
 #include "tools/args.h"
 #include "tools/progress.h"
 #include "tools/session.h"

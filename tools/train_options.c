@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "core/fileio.h"
-#include "models/models.h"
+#include "polytrain/models.h"
 #include "tools/train_internal.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"

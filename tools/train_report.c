@@ -9,6 +9,7 @@
 
 #include "core/group.h"
 #include "tools/train_internal.h"
+#include "polytrain/version.h"
 
 double train_wall_s(void)
 {

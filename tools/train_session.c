@@ -10,11 +10,12 @@
 
 #include "core/fileio.h"
 #include "core/init_from.h"
-#include "core/trace.h"
-#include "data/source.h"
-#include "models/models.h"
+#include "polytrain/trace.h"
+#include "polytrain/source.h"
+#include "polytrain/models.h"
 #include "tools/run_data.h"
 #include "tools/train_internal.h"
+#include "polytrain/version.h"
 
 /* A resumed run must train the model its checkpoint holds. */
 static int check_resumed_model(const train_args *ap, pt_error *err)

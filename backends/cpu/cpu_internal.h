@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 /* Host memory, 64-byte aligned, `bytes` usable. */
 struct pt_buffer {

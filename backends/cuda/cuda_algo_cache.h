@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/op.h"
+#include "polytrain/op.h"
 
 typedef struct pt_conv_key {
     int32_t kind; /* PT_OP_CONV2D_FWD, _BWD_DATA or _BWD_FILTER */

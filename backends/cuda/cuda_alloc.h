@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stddef.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef struct pt_cuda_alloc_ops {
     /* A block of `bytes`; NULL with *oom = 1 when the device is out of memory, NULL with

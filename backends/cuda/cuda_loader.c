@@ -1,4 +1,5 @@
 /* Finding and loading the cuda module (cuda_loader.h). */
+#define _GNU_SOURCE /* dladdr() */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,20 @@
 #ifndef PT_CUDA_MODULE_BUILD_PATH
 #define PT_CUDA_MODULE_BUILD_PATH ""
 #endif
+#ifndef PT_INSTALL_LIBDIR
+#define PT_INSTALL_LIBDIR "lib"
+#endif
+
+/* dir + "/" + rel + "/" + file into paths[*n] unless it is already there or too long. */
+static void add_candidate(char paths[][4096], int *n, int max, const char *dir, const char *rel)
+{
+    if (*n >= max) return;
+    int w = snprintf(paths[*n], 4096, "%s%s/%s", dir, rel, PT_CUDA_MODULE_FILE);
+    if (w <= 0 || w >= 4096) return; /* a path too long to hold is no candidate */
+    for (int i = 0; i < *n; i++)
+        if (strcmp(paths[i], paths[*n]) == 0) return;
+    (*n)++;
+}
 
 int pt_cuda_module_candidates(char paths[][4096], int max)
 {
@@ -28,11 +43,20 @@ int pt_cuda_module_candidates(char paths[][4096], int max)
         char *slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            const char *rel[] = {"", "/../lib", "/../lib/polytrain"};
-            for (size_t i = 0; i < sizeof rel / sizeof rel[0] && n < max; i++) {
-                int w = snprintf(paths[n], 4096, "%s%s/%s", exe, rel[i], PT_CUDA_MODULE_FILE);
-                if (w > 0 && w < 4096) n++; /* a path too long to hold is no candidate */
-            }
+            const char *rel[] = {"", "/../lib", "/../lib/polytrain", "/../" PT_INSTALL_LIBDIR "/polytrain"};
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) add_candidate(paths, &n, max, exe, rel[i]);
+        }
+    }
+    /* Where the library holding this code was loaded from: libpolytrain.so's directory, whose
+     * polytrain/ subdirectory is where the module is installed (LIBDIR/polytrain). */
+    Dl_info info;
+    if (dladdr((void *)pt_cuda_module_candidates, &info) && info.dli_fname && info.dli_fname[0] == '/') {
+        char lib[4096];
+        snprintf(lib, sizeof lib, "%s", info.dli_fname);
+        char *slash = strrchr(lib, '/');
+        if (slash) {
+            *slash = '\0';
+            add_candidate(paths, &n, max, lib, "/polytrain");
         }
     }
     if (n < max && PT_CUDA_MODULE_BUILD_PATH[0]) {

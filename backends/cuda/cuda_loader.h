@@ -6,11 +6,12 @@
 
 #include <stddef.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* Candidate paths of the module, in search order: $PT_CUDA_MODULE alone when set; else next
- * to the running executable, in ../lib and ../lib/polytrain from it, and where this build
- * put it. Returns the count written (at most max). */
+ * next to the running executable, in ../lib, ../lib/polytrain and ../LIBDIR/polytrain from
+ * it, in polytrain/ next to the library holding this code (an installed libpolytrain.so),
+ * and where this build put it. Returns the count written (at most max). */
 int pt_cuda_module_candidates(char paths[][4096], int max);
 
 /* A user-facing explanation of dlerror() text from loading the module: names the missing

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 #define PT_CUDA_MODULE_ENTRY "pt_cuda_module_entry"
 #define PT_CUDA_MODULE_FILE "libpolytrain_cuda.so"

@@ -2,7 +2,7 @@
 #include <stdio.h>
 
 #include "backends/cuda/cuda_precision.h"
-#include "core/op.h"
+#include "polytrain/op.h"
 
 int pt_cuda_precision_min_cc(pt_precision p)
 {

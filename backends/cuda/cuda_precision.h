@@ -1,4 +1,4 @@
-/* Which math modes (core/precision.h) a CUDA device runs, from its compute capability alone:
+/* Which math modes (polytrain/precision.h) a CUDA device runs, from its compute capability alone:
  * free of CUDA so that the stub, the module and the tests share it. TF32 and bfloat16 tensor
  * cores arrived with Ampere (compute capability 8.0), half-precision tensor cores that cuBLAS
  * and cuDNN use with float32 accumulation with Volta (7.0). */
@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-#include "core/precision.h"
-#include "core/status.h"
+#include "polytrain/precision.h"
+#include "polytrain/status.h"
 
 /* The compute capability (major*10 + minor) mode p needs: 0 for fp32, 80 for tf32 and bf16,
  * 70 for fp16. */
@@ -18,7 +18,7 @@ int pt_cuda_precision_min_cc(pt_precision p);
  * one p needs. */
 pt_status pt_cuda_precision_check(const char *device, int major, int minor, pt_precision p, char *how, size_t cap,
                                   pt_error *err);
-/* The PT_CAP_MATH bits (core/op.h) of a device of that capability. */
+/* The PT_CAP_MATH bits (polytrain/op.h) of a device of that capability. */
 unsigned pt_cuda_math_caps(int major, int minor);
 
 #endif

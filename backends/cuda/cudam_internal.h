@@ -16,7 +16,7 @@
 #include "backends/cuda/cuda_alloc.h"
 #include "backends/cuda/cuda_precision.h"
 #include "backends/kernels/kernel_ops.h"
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 /* Device memory: a block of the device's caching allocator; views add pt_mem.off. */
 struct pt_buffer {

@@ -1,5 +1,5 @@
 /* Device-group collectives of the cuda module through NCCL: the optional group slots of the
- * backend table (core/backend.h). NCCL is dlopen()ed on the first group_open (libnccl.so.2,
+ * backend table (polytrain/backend.h). NCCL is dlopen()ed on the first group_open (libnccl.so.2,
  * or PT_CUDA_NCCL_LIB), so the backend runs single-device without it and a missing NCCL is
  * an error naming the library, only where a group is wanted. In one process the
  * communicators come from ncclCommInitAll; across processes rank 0's ncclUniqueId goes to

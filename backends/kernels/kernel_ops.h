@@ -1,8 +1,8 @@
 /* Ops as calls of the shared kernels (kernel_table.h) and the device's SGEMM, written once for
  * both device backends: an op's argument lists, launch sizes, the GEMM with an empty inner
- * dimension, the im2col convolution and the math modes (core/precision.h) live here, and a
+ * dimension, the im2col convolution and the math modes (polytrain/precision.h) live here, and a
  * backend supplies only what really differs (pt_kdev: how a kernel call is queued, how an
- * SGEMM runs, with TF32 or not, and optionally a GEMM of 16-bit operands). Plain C over core/op.h:
+ * SGEMM runs, with TF32 or not, and optionally a GEMM of 16-bit operands). Plain C over polytrain/op.h:
  * no vendor header, so the same code is exercised on the host by the tests. */
 #ifndef PT_KERNEL_OPS_H
 #define PT_KERNEL_OPS_H
@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "backends/kernels/kernel_table.h"
-#include "core/op.h"
+#include "polytrain/op.h"
 
 /* ---- a kernel call: the kernel, its arguments in order, and how many items or channels ---- */
 

@@ -16,7 +16,7 @@
 #ifndef PT_KERNEL_TABLE_H
 #define PT_KERNEL_TABLE_H
 
-#include "core/op.h"
+#include "polytrain/op.h"
 
 #define PT_K_NO_OP (-1)
 

@@ -1,4 +1,4 @@
-/* The device kernels of every non-GEMM op of core/op.h, written once in the kernel dialect
+/* The device kernels of every non-GEMM op of polytrain/op.h, written once in the kernel dialect
  * (dialect_opencl.h or dialect_cuda.h): no OpenCL or CUDA builtin appears here except
  * through its macros. Each kernel mirrors the cpu backend's arithmetic (the oracle) and never
  * uses atomics, so results are deterministic. Tensors arrive as (pointer, element offset). */

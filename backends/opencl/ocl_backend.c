@@ -453,7 +453,7 @@ static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
  * cores). fp16 GEMMs are CLBlast's SGEMM on operands rounded to half (exact products, float32
  * sums), not CLBlast's HGEMM: HGEMM sums in half, and a convolution's filter gradient sums
  * batch x pixels products, which half's 11 bits (and its 65504 ceiling) cannot hold; every
- * backend's fp16 sums in float32 (core/op.h). So fp16 here gives fp16's numbers (what
+ * backend's fp16 sums in float32 (polytrain/op.h). So fp16 here gives fp16's numbers (what
  * comparing a run with the cuda backend's needs), at float32's speed. */
 static pt_status ocl_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
 {

@@ -11,7 +11,7 @@
 #include <CL/cl.h>
 
 #include "backends/kernels/kernel_ops.h"
-#include "core/backend.h"
+#include "polytrain/backend.h"
 
 /* Device memory: a cl_mem of `bytes` usable bytes; views add a byte offset (pt_mem.off). */
 struct pt_buffer {

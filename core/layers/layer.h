@@ -5,8 +5,8 @@
 #ifndef PT_LAYER_H
 #define PT_LAYER_H
 
-#include "core/net.h"
-#include "core/op.h"
+#include "polytrain/net.h"
+#include "polytrain/op.h"
 
 /* Where a layer's emitted ops go, and how it finds its tensors (implemented by
  * core/replica.c). */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <time.h>
 #include <string.h>
-#include "core/backend.h"
+#include "polytrain/backend.h"
 #define M 512
 #define K 576
 #define N 784

@@ -1,14 +1,14 @@
 /* A network as a graph of layers (nodes in topological order) with named parameters.
  * Building a net touches no device: it records layers, infers shapes and declares
- * parameters and buffers under their PyTorch names. A replica (core/replica.h) turns it
+ * parameters and buffers under their PyTorch names. A replica (polytrain/replica.h) turns it
  * into memory and op lists on one device. */
 #ifndef PT_NET_H
 #define PT_NET_H
 
 #include <stdint.h>
 
-#include "core/op.h"
-#include "core/status.h"
+#include "polytrain/op.h"
+#include "polytrain/status.h"
 
 typedef enum pt_node_kind {
     PT_NODE_INPUT = 0,

@@ -8,10 +8,10 @@
 
 #include <stdint.h>
 
-#include "core/backend.h"
-#include "core/net.h"
-#include "core/optim.h"
-#include "core/trace.h"
+#include "polytrain/backend.h"
+#include "polytrain/net.h"
+#include "polytrain/optim.h"
+#include "polytrain/trace.h"
 
 typedef struct pt_replica pt_replica;
 

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 /* Where `pt_dataset_open("fashion-mnist", ...)` looks (Debian's dataset-fashion-mnist). */
 #define PT_FASHION_MNIST_DIR "/usr/share/datasets/fashion-mnist"

@@ -1,6 +1,6 @@
 /* Optimizer settings (SGD with momentum/Nesterov, Adam, AdamW, RMSprop) as the replica's
  * fused update ops use them, and the named recipes the command line offers. State lives in
- * the replica's slab, see core/replica.h. */
+ * the replica's slab, see polytrain/replica.h. */
 #ifndef PT_OPTIM_H
 #define PT_OPTIM_H
 

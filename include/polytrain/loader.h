@@ -9,8 +9,8 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "core/status.h"
-#include "data/dataset.h"
+#include "polytrain/status.h"
+#include "polytrain/dataset.h"
 
 typedef struct pt_loader_options {
     int batch_size;        /* samples per batch, > 0 */

@@ -3,7 +3,7 @@
  * the multiplied operands to that format and accumulate in float32, like tensor cores and
  * AVX512-BF16, and like PyTorch's autocast for convolutions and matrix products. Master
  * weights, optimizer state, BatchNorm statistics and the loss stay float32 whatever the
- * precision; fp16 adds dynamic loss scaling (core/loss_scale.h). */
+ * precision; fp16 adds dynamic loss scaling (polytrain/loss_scale.h). */
 #ifndef PT_PRECISION_H
 #define PT_PRECISION_H
 

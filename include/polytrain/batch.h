@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef struct pt_batch {
     const float *x;       /* n * C*H*W normalised, NCHW */

@@ -7,7 +7,7 @@
 
 #include <stdint.h>
 
-#include "core/replica.h"
+#include "polytrain/replica.h"
 
 #define PT_MAX_CLASSES 100000
 

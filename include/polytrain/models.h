@@ -1,9 +1,9 @@
 /* The model zoo: builders by name, each producing a pt_net whose parameter names equal
- * the PyTorch modules of shared/docs/MODELS.md (state_dict loads with strict=True). */
+ * the PyTorch modules of docs/MODELS.md of the source tree (state_dict loads with strict=True). */
 #ifndef PT_MODELS_H
 #define PT_MODELS_H
 
-#include "core/net.h"
+#include "polytrain/net.h"
 
 typedef struct pt_model_entry {
     const char *name;

@@ -9,9 +9,9 @@
 
 #include <stdint.h>
 
-#include "core/precision.h"
-#include "core/status.h"
-#include "core/tensor.h"
+#include "polytrain/precision.h"
+#include "polytrain/status.h"
+#include "polytrain/tensor.h"
 
 typedef enum pt_op_kind {
     PT_OP_FILL = 0,
@@ -68,7 +68,7 @@ typedef struct pt_op {
      * NaN stays NaN, as in RELU_FWD). Other kinds must leave it 0. */
     int fuse_relu;
     /* Kinds with PT_OPF_MATH only (GEMMs, convolutions): the precision the products are
-     * formed in: the operands rounded to it, sums in float32 (core/precision.h). A backend
+     * formed in: the operands rounded to it, sums in float32 (polytrain/precision.h). A backend
      * takes a mode only where it declares it (PT_CAP_MATH); fp32 (0) everywhere else. */
     pt_precision math;
     pt_mem workspace;                  /* scratch the core reserved, workspace_size bytes */

@@ -8,10 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/op.h"
-#include "core/status.h"
-#include "core/tensor.h"
-#include "core/world.h"
+#include "polytrain/op.h"
+#include "polytrain/status.h"
+#include "polytrain/tensor.h"
+#include "polytrain/world.h"
 
 #define PT_BACKEND_API_VERSION 3
 
@@ -80,7 +80,7 @@ typedef struct pt_backend_iface {
     pt_status (*group_broadcast)(void *group, const pt_mem *bufs, size_t bytes, pt_error *err);
 
     /* Optional (NULL: fp32 only). Whether the device runs the kinds with PT_OPF_MATH in
-     * precision p (core/precision.h): PT_OK with one line in how (e.g. "AVX512-BF16
+     * precision p (polytrain/precision.h): PT_OK with one line in how (e.g. "AVX512-BF16
      * microkernel", "emulated: rounded to bf16, multiplied in fp32, not faster"), else
      * PT_ERR_UNSUPPORTED with the reason (the missing extension or instruction set). The
      * modes it accepts here are the PT_CAP_MATH its supports() and run() take. */

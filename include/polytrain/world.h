@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "core/status.h"
+#include "polytrain/status.h"
 
 typedef struct pt_world {
     int rank; /* 0-based rank of this process */

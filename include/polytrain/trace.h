@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/op.h"
-#include "core/status.h"
+#include "polytrain/op.h"
+#include "polytrain/status.h"
 
 typedef struct pt_trace pt_trace;
 

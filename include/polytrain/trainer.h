@@ -8,11 +8,11 @@
 
 #include <stdint.h>
 
-#include "core/batch.h"
-#include "core/checkpoint.h"
-#include "core/loss_scale.h"
-#include "core/replica.h"
-#include "core/schedule.h"
+#include "polytrain/batch.h"
+#include "polytrain/checkpoint.h"
+#include "polytrain/loss_scale.h"
+#include "polytrain/replica.h"
+#include "polytrain/schedule.h"
 
 typedef struct pt_train_options {
     int epochs;
@@ -38,7 +38,7 @@ typedef struct pt_train_options {
     size_t bucket_bytes;          /* gradient all-reduce bucket (0: 1 MiB) */
     int host_reduction;           /* 1: never the backend's collectives (tests, comparisons) */
     int check_replicas;           /* compare replicas bitwise after every step (debug builds always) */
-    /* A timeline of one step (core/trace.h) written to trace_path by rank 0 right after that
+    /* A timeline of one step (polytrain/trace.h) written to trace_path by rank 0 right after that
      * step: trace_step is its 0-based global step, -1 the third step of this run (the last
      * when it has fewer). The event slots are allocated here, before any step. */
     const char *trace_path;
