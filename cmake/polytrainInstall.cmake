@@ -20,7 +20,9 @@ set(PT_MODULE_DIR ${CMAKE_INSTALL_LIBDIR}/polytrain)
 if(TARGET polytrain-cli)
   # $ORIGIN: a prefix install (e.g. ~/.local) finds its own libpolytrain.so first.
   file(RELATIVE_PATH _pt_bin_to_lib /${CMAKE_INSTALL_BINDIR} /${CMAKE_INSTALL_LIBDIR})
-  set_target_properties(polytrain-cli PROPERTIES INSTALL_RPATH "$ORIGIN/${_pt_bin_to_lib}")
+  if(NOT CMAKE_INSTALL_PREFIX STREQUAL "/usr") # Debian's packages carry no RPATH
+    set_target_properties(polytrain-cli PROPERTIES INSTALL_RPATH "$ORIGIN/${_pt_bin_to_lib}")
+  endif()
   install(TARGETS polytrain-cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT main)
 endif()
 install(TARGETS polytrain_shared EXPORT polytrainTargets
@@ -70,13 +72,16 @@ install(FILES ${PROJECT_BINARY_DIR}/polytrainConfig.cmake ${PROJECT_BINARY_DIR}/
 # ---- pkg-config: "pkg-config --cflags --libs polytrain" links the shared library, "--static"
 # the static one. The prefix is the one installed to (cmake --install --prefix, DESTDIR-less),
 # so the file is written at install time.
-set(PT_PC_REQUIRES_PRIVATE "zlib libpng libjpeg libturbojpeg")
-set(PT_PC_LIBS_PRIVATE "-lgomp -lpthread -ldl -lm")
+# Libs.private as plain flags, not Requires.private: pkg-config also reads the Cflags of
+# Requires.private, so a program using the shared library would need every -dev package.
+set(PT_PC_LIBS_PRIVATE "-lturbojpeg -lpng -ljpeg -lz -lgomp -lpthread -ldl -lm")
 if(PT_HAVE_MPI)
-  string(APPEND PT_PC_REQUIRES_PRIVATE " ompi-c")
+  foreach(_l ${MPI_C_LIBRARIES})
+    string(APPEND PT_PC_LIBS_PRIVATE " ${_l}")
+  endforeach()
 endif()
 if(PT_CONFIG_HAVE_OPENCL)
-  string(APPEND PT_PC_REQUIRES_PRIVATE " OpenCL clblast")
+  string(APPEND PT_PC_LIBS_PRIVATE " -lclblast -lOpenCL")
 endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/polytrain.pc.in ${PROJECT_BINARY_DIR}/polytrain.pc.in @ONLY)
 install(CODE "

@@ -122,7 +122,7 @@ pt_status pt_cuda_module_open(void **handle, char *path_out, size_t path_cap, pt
         return pt_fail(err, PT_ERR_UNSUPPORTED, "the cuda module %s (PT_CUDA_MODULE) does not exist", env);
     return pt_fail(err, PT_ERR_UNSUPPORTED,
                    "the cuda module %s was not found (looked for %s); it is built with the cuda backend "
-                   "(cmake -DPT_CUDA=ON) and installed next to the polytrain binary, or name it with "
-                   "PT_CUDA_MODULE",
+                   "(cmake -DPT_CUDA=ON) and installed in LIBDIR/polytrain (Debian package polytrain-cuda), "
+                   "or name it with PT_CUDA_MODULE",
                    PT_CUDA_MODULE_FILE, tried);
 }
