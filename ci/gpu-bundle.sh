@@ -7,7 +7,7 @@
 #                   binary looks) and tests/test_cuda_backend, built portable (no
 #                   -march=native), without OpenCL, cuda for the default architectures
 #                   (sm_75..sm_120 + PTX: the H100 is sm_90)
-#   DIR/lib/        the shared libraries those load that a bare machine may lack (libpng,
+#   DIR/lib/        libpolytrain.so.0 and the shared libraries those load that a bare machine may lack (libpng,
 #                   libjpeg, TurboJPEG, zlib, libgomp, OpenBLAS for the cpu reference
 #                   backend, libgfortran, libquadmath); glibc and the vendor CUDA libraries
 #                   are the GPU machine's own
@@ -39,6 +39,8 @@ mkdir -p "$DIR/build/tests" "$DIR/build/lib" "$DIR/lib" "$DIR/fashion-mnist"
 cp "$TMP/build/polytrain" "$TMP/build/libpolytrain_cuda.so" "$DIR/build/"
 cp "$TMP/build/libpolytrain_cuda.so" "$DIR/build/lib/"
 cp "$TMP/build/tests/test_cuda_backend" "$DIR/build/tests/"
+# the shared library the command line links (found through LD_LIBRARY_PATH=DIR/lib there)
+cp -L "$TMP/build/libpolytrain.so.0" "$DIR/lib/"
 
 # Libraries: what the binaries link (less glibc, the C++/gcc runtimes and the CUDA vendor
 # libraries) and the OpenBLAS the cpu backend dlopen()s, with its own needs.
