@@ -8,9 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <turbojpeg.h>
 
+#include "core/fileio.h"
 #include "data/image.h"
 
 struct pt_decoder {
@@ -59,12 +61,14 @@ static int grow(uint8_t **buf, size_t *cap, size_t need)
 /* Reads the whole file into d->file; *size its length. */
 static pt_status read_all(pt_decoder *d, const char *path, size_t *size, pt_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "image", &fd, err));
+    FILE *f = fdopen(fd, "rb");
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return pt_fail(err, PT_ERR_IO, "image %s: not a regular file", path);
+    if (!f || fstat(fd, &st) != 0) {
+        if (f) fclose(f);
+        else close(fd);
+        return pt_fail(err, PT_ERR_IO, "cannot read image %s: %s", path, strerror(errno));
     }
     if (st.st_size > PT_DECODE_MAX_FILE_BYTES) {
         fclose(f);
@@ -107,7 +111,7 @@ pt_status pt_decode_file(pt_decoder *d, const char *path, int channels, int heig
                          uint8_t *dst, int *was_gray, pt_error *err)
 {
     if (was_gray) *was_gray = 0;
-    size_t size;
+    size_t size = 0;
     PT_TRY(read_all(d, path, &size, err));
     if (!is_jpeg(d->file, size)) return slow_path(path, channels, height, width, dst, was_gray, err);
     int w, h, subsamp, cs;
@@ -133,7 +137,7 @@ pt_status pt_decode_file(pt_decoder *d, const char *path, int channels, int heig
 
 pt_status pt_decode_size(pt_decoder *d, const char *path, int *width, int *height, pt_error *err)
 {
-    size_t size;
+    size_t size = 0;
     PT_TRY(read_all(d, path, &size, err));
     int w, h, subsamp, cs;
     if (is_jpeg(d->file, size) &&

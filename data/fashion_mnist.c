@@ -15,10 +15,12 @@ static const char *const fashion_classes[10] = {
 static const char *const digit_classes[10] = {"0", "1", "2", "3", "4",
                                               "5", "6", "7", "8", "9"};
 
+/* Something that is not a directory: a FIFO or device under a data file's name counts, so
+ * that reading it reports what it is instead of the directory looking like no data set. */
 static int is_file(const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 /* Fills path with DIR/BASE.gz when it exists, else DIR/BASE when that exists (else the .gz

@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include "core/fileio.h"
 
 #define IDX_CHUNK (1 << 20)
 #define IDX_MAX_TOTAL (1LL << 36) /* 64 GiB: far above any IDX data set, below overflow */
@@ -39,6 +42,21 @@ static int64_t gz_read_full(gzFile f, uint8_t *dst, int64_t n, int *failed)
         got += r;
     }
     return got;
+}
+
+/* Opens path through pt_open_input (a FIFO or device fails at once instead of blocking). */
+static pt_status open_gz(const char *path, gzFile *out, pt_error *err)
+{
+    *out = NULL;
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "IDX file", &fd, err));
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot read %s: out of memory", path);
+    }
+    *out = f;
+    return PT_OK;
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -150,11 +168,8 @@ pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int
     if (first < 0)
         return pt_fail(err, PT_ERR_INVALID, "%s: negative first item %lld", path,
                        (long long)first);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return pt_fail(err, PT_ERR_IO, "cannot open %s: %s", path,
-                       errno ? strerror(errno) : "out of memory");
+    gzFile f;
+    PT_TRY(open_gz(path, &f, err));
     gzbuffer(f, 1 << 17);
     pt_idx h;
     pt_status s = read_header(f, path, magic, &h, err);
@@ -200,11 +215,8 @@ done:
 pt_status pt_idx_read_header(const char *path, uint32_t magic, pt_idx *out, pt_error *err)
 {
     memset(out, 0, sizeof *out);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return pt_fail(err, PT_ERR_IO, "cannot open %s: %s", path,
-                       errno ? strerror(errno) : "out of memory");
+    gzFile f;
+    PT_TRY(open_gz(path, &f, err));
     pt_status s = read_header(f, path, magic, out, err);
     gzclose_r(f);
     return s;

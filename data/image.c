@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "data/idx.h"
 
@@ -347,8 +349,13 @@ pt_status pt_image_load_ex(const char *path, pt_image *out, pt_image_source *src
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return pt_fail(err, PT_ERR_FORMAT, "%s: a directory, expected a PNG or JPEG image file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "image", &fd, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot read image %s: %s", path, strerror(errno));
+    }
     uint8_t magic[512];
     size_t n = fread(magic, 1, sizeof magic, f);
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
