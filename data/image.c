@@ -84,6 +84,10 @@ static int png_decode(png_ctx *c)
                  (unsigned)w, (unsigned)h, PT_IMAGE_MAX_SIDE, PT_IMAGE_MAX_SIDE);
         return 1;
     }
+    if ((long long)w * h > PT_IMAGE_MAX_PIXELS) {
+        pt_image_too_many_pixels(c->msg, sizeof c->msg, (int)w, (int)h);
+        return 1;
+    }
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(c->png);
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(c->png);
     if (png_get_valid(c->png, c->info, PNG_INFO_tRNS)) {
@@ -193,8 +197,9 @@ static int jpeg_decode(jpeg_ctx *c)
     if (setjmp(c->jump)) return 1;
     jpeg_create_decompress(&c->cinfo);
     c->created = 1;
-    /* Progressive files keep every coefficient in memory: bound what a forged one can take. */
-    c->cinfo.mem->max_memory_to_use = 2048L * 1024 * 1024;
+    /* Progressive files keep every coefficient in memory (2 bytes a sample): bound what a
+     * forged one can take to what the largest image allowed needs. */
+    c->cinfo.mem->max_memory_to_use = (long)(PT_IMAGE_MAX_PIXELS * 3 * 2);
     jpeg_stdio_src(&c->cinfo, c->f);
     jpeg_read_header(&c->cinfo, TRUE);
     struct jpeg_decompress_struct *ci = &c->cinfo;
@@ -203,6 +208,10 @@ static int jpeg_decode(jpeg_ctx *c)
         snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
                  (unsigned)ci->image_width, (unsigned)ci->image_height, PT_IMAGE_MAX_SIDE,
                  PT_IMAGE_MAX_SIDE);
+        return 1;
+    }
+    if ((long long)ci->image_width * ci->image_height > PT_IMAGE_MAX_PIXELS) {
+        pt_image_too_many_pixels(c->msg, sizeof c->msg, (int)ci->image_width, (int)ci->image_height);
         return 1;
     }
     int cmyk = 0;
@@ -340,6 +349,12 @@ static const char *sniff(const uint8_t *b, size_t n, int *image)
 pt_status pt_image_load(const char *path, pt_image *out, pt_error *err)
 {
     return pt_image_load_ex(path, out, NULL, err);
+}
+
+void pt_image_too_many_pixels(char *msg, size_t cap, int width, int height)
+{
+    snprintf(msg, cap, "image of %dx%d pixels, more than the %lld pixels (8192x8192) supported", width, height,
+             (long long)PT_IMAGE_MAX_PIXELS);
 }
 
 pt_status pt_image_load_ex(const char *path, pt_image *out, pt_image_source *src, pt_error *err)
