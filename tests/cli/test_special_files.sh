@@ -123,6 +123,10 @@ expect "a packed cache that is a FIFO" 1 "cannot read cache 'fifo': it is a FIFO
     "$CLI" eval --checkpoint run/last --data pack:fifo,fifo
 expect "--config that is a FIFO" 1 "it is a FIFO" \
     "$CLI" train --data folder:fold --config fifo --out run-cfg
+cp -r run/last ck-fifo
+rm ck-fifo/model.safetensors && mkfifo ck-fifo/model.safetensors
+expect "a checkpoint's model.safetensors that is a FIFO" 1 "model.safetensors': it is a FIFO" \
+    "$CLI" eval --checkpoint ck-fifo --data folder:fold
 cp -r run run-fifo
 rm run-fifo/config.json && mkfifo run-fifo/config.json
 expect "a run's config.json that is a FIFO" 1 "config.json': it is a FIFO" \
