@@ -1,21 +1,9 @@
-/* pt_error helpers: formatting of the message a caller will show. Messages carry names
- * read from files (classes, tensors, paths), so they are escaped for terminals here, once
- * for every error (core/safe_text.h). */
+/* pt_error helpers: formatting of the message a caller will show. */
 #include "polytrain/status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "core/safe_text.h"
-
-/* Escapes err->msg in place. */
-static void make_safe(pt_error *err)
-{
-    char tmp[sizeof err->msg];
-    pt_safe_text(tmp, sizeof tmp, err->msg);
-    memcpy(err->msg, tmp, sizeof tmp);
-}
 
 pt_status pt_fail(pt_error *err, pt_status status, const char *fmt, ...)
 {
@@ -24,7 +12,6 @@ pt_status pt_fail(pt_error *err, pt_status status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        make_safe(err);
         err->status = status;
     }
     return status;
@@ -46,7 +33,6 @@ pt_status pt_error_wrap(pt_error *err, const char *fmt, ...)
     memcpy(err->msg, prefix, plen);
     err->msg[plen] = ':';
     err->msg[plen + 1] = ' ';
-    make_safe(err);
     return err->status;
 }
 

@@ -1,10 +1,9 @@
 /* core/safe_text: what reaches a terminal from a file has no control characters or invalid
  * UTF-8 left, valid text is unchanged, escaping is idempotent and a short buffer never cuts
- * an escape or a character in half; pt_fail applies it to every error message. */
+ * an escape or a character in half. */
 #include <string.h>
 
 #include "core/safe_text.h"
-#include "polytrain/status.h"
 #include "pt_test.h"
 
 static const char *esc(const char *s)
@@ -55,21 +54,11 @@ static void test_idempotent_and_cut_at_boundaries(void)
     CHECK(pt_safe_text(two, sizeof two, "\xe2\x82\xac") == 0 && two[0] == '\0');
 }
 
-static void test_error_messages_are_escaped(void)
-{
-    pt_error err = {0};
-    pt_fail(&err, PT_ERR_FORMAT, "class '%s' unknown", "cat\x1b[2J");
-    CHECKF(!strcmp(err.msg, "class 'cat\\x1b[2J' unknown"), "%s", err.msg);
-    pt_error_wrap(&err, "file '%s'", "a\x07");
-    CHECKF(!strcmp(err.msg, "file 'a\\x07': class 'cat\\x1b[2J' unknown"), "%s", err.msg);
-}
-
 int main(void)
 {
     RUN(test_plain_and_utf8_text_is_unchanged);
     RUN(test_controls_are_escaped);
     RUN(test_invalid_utf8_is_escaped_bytewise);
     RUN(test_idempotent_and_cut_at_boundaries);
-    RUN(test_error_messages_are_escaped);
     TEST_EXIT();
 }

@@ -27,13 +27,14 @@ const char *cli_safe(const char *s)
     return b;
 }
 
-/* "polytrain: KIND: message", the message escaped; returns the escaped message in msg. */
+/* "polytrain: KIND: message" with the message escaped for the terminal; msg[cap] gets the
+ * message as formatted (for JSON, which escapes by its own rules and keeps names exact). */
 static void say(const char *kind, char *msg, size_t cap, const char *fmt, va_list ap)
 {
-    char raw[4096];
-    vsnprintf(raw, sizeof raw, fmt, ap);
-    pt_safe_text(msg, cap, raw);
-    fprintf(stderr, "polytrain: %s: %s\n", kind, msg);
+    vsnprintf(msg, cap, fmt, ap);
+    char shown[4608];
+    pt_safe_text(shown, sizeof shown, msg);
+    fprintf(stderr, "polytrain: %s: %s\n", kind, shown);
 }
 
 void cli_error(const char *fmt, ...)
