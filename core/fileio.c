@@ -110,7 +110,262 @@ static int fsync_dir(const char *dir)
     return 0;
 }
 
-/* ---------------------------------------------------------------- atomic file write */
+/* ---------------------------------------------------------------- file types */
+
+const char *pt_file_type_name(unsigned mode)
+{
+    switch ((mode_t)mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFIFO: return "a FIFO";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    case S_IFLNK: return "a symbolic link";
+    }
+    return "a special file";
+}
+
+/* ---------------------------------------------------------------- output files */
+
+#define PT_SYMLINK_HOPS 40 /* as the kernel's ELOOP limit */
+
+/* For a dangling symlink: follows the chain by hand to the missing file at its end, which
+ * is then created (as a shell's '>' would). A relative link is relative to its directory. */
+static char *dangling_target(const char *path, pt_error *err)
+{
+    char *cur = dup_str(path);
+    for (int hop = 0; cur && hop < PT_SYMLINK_HOPS; hop++) {
+        struct stat sb;
+        if (lstat(cur, &sb) < 0) {
+            if (errno == ENOENT) return cur;
+            pt_fail(err, PT_ERR_IO, "cannot write '%s': cannot follow its link to '%s': %s", path, cur,
+                    strerror(errno));
+            free(cur);
+            return NULL;
+        }
+        if (!S_ISLNK(sb.st_mode)) {
+            /* Appeared meanwhile: the caller's stat saw it missing. */
+            pt_fail(err, PT_ERR_IO, "cannot write '%s': its link target '%s' changed while being resolved",
+                    path, cur);
+            free(cur);
+            return NULL;
+        }
+        char link[4096];
+        ssize_t n = readlink(cur, link, sizeof link - 1);
+        if (n < 0 || (size_t)n >= sizeof link - 1) {
+            pt_fail(err, PT_ERR_IO, "cannot write '%s': cannot read the link '%s': %s", path, cur,
+                    n < 0 ? strerror(errno) : "target too long");
+            free(cur);
+            return NULL;
+        }
+        link[n] = '\0';
+        char *next;
+        if (link[0] == '/') {
+            next = dup_str(link);
+        } else {
+            char *dir, *base;
+            if (!split_path(cur, &dir, &base)) {
+                free(cur);
+                break;
+            }
+            next = concat3(dir, "/", link);
+            free(dir);
+            free(base);
+        }
+        free(cur);
+        cur = next;
+    }
+    if (cur) {
+        pt_fail(err, PT_ERR_IO, "cannot write '%s': more than %d symbolic links to follow", path, PT_SYMLINK_HOPS);
+        free(cur);
+    } else if (err && err->status == PT_OK) {
+        pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
+    }
+    return NULL;
+}
+
+void pt_output_abort(pt_output *o)
+{
+    if (!o) return;
+    if (o->fd >= 0 && (o->tmp || o->stream)) close(o->fd);
+    if (o->tmp) unlink(o->tmp);
+    free(o->path);
+    free(o->target);
+    free(o->tmp);
+    free(o->dir);
+    memset(o, 0, sizeof *o);
+    o->fd = -1;
+}
+
+/* Opens a FIFO or character device as a stream. O_NONBLOCK makes the open of a FIFO that
+ * nobody reads fail (ENXIO) instead of waiting for a reader that may never come. */
+static pt_status open_stream(pt_output *o, unsigned flags, mode_t mode, pt_error *err)
+{
+    if (flags & PT_OUTPUT_SEEKABLE)
+        return pt_fail(err, PT_ERR_IO, "cannot write '%s': it is %s, and this output must be a regular file "
+                       "(it is mapped into memory); give the path of a file",
+                       o->path, pt_file_type_name(mode));
+    int fd = open(o->path, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENXIO && S_ISFIFO(mode))
+            return pt_fail(err, PT_ERR_IO, "cannot write '%s': it is a FIFO that no process has open for "
+                           "reading; start its reader first", o->path);
+        return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", o->path, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !(S_ISFIFO(sb.st_mode) || S_ISCHR(sb.st_mode))) {
+        close(fd);
+        return pt_fail(err, PT_ERR_IO, "cannot write '%s': it changed while being opened", o->path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    o->fd = fd;
+    o->stream = 1;
+    return PT_OK;
+}
+
+pt_status pt_output_open(pt_output *o, const char *path, unsigned flags, pt_error *err)
+{
+    memset(o, 0, sizeof *o);
+    o->fd = -1;
+    if (!path || !path[0]) return pt_fail(err, PT_ERR_INVALID, "cannot write a file with an empty name");
+    o->path = dup_str(path);
+    if (!o->path) return pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
+    pt_status st = PT_OK;
+    struct stat lsb, sb;
+    int exists = 0;
+    if (lstat(path, &lsb) < 0) {
+        if (errno != ENOENT) {
+            st = pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+            goto fail;
+        }
+        o->target = dup_str(path);
+    } else if (S_ISLNK(lsb.st_mode)) {
+        if (stat(path, &sb) == 0) {
+            exists = 1;
+            if (S_ISREG(sb.st_mode)) {
+                o->target = realpath(path, NULL);
+                if (!o->target) {
+                    st = pt_fail(err, PT_ERR_IO, "cannot write '%s': cannot resolve its link: %s", path,
+                                 strerror(errno));
+                    goto fail;
+                }
+            }
+        } else if (errno == ENOENT) {
+            pt_error_clear(err);
+            o->target = dangling_target(path, err);
+            if (!o->target) {
+                st = err ? err->status : PT_ERR_IO;
+                if (st == PT_OK) st = PT_ERR_IO;
+                goto fail;
+            }
+        } else {
+            st = pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+            goto fail;
+        }
+    } else {
+        exists = 1;
+        sb = lsb;
+        if (S_ISREG(sb.st_mode)) o->target = dup_str(path);
+    }
+    if (exists && !S_ISREG(sb.st_mode)) {
+        if (S_ISFIFO(sb.st_mode) || S_ISCHR(sb.st_mode)) {
+            st = open_stream(o, flags, sb.st_mode, err);
+            if (st != PT_OK) goto fail;
+            return PT_OK;
+        }
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': it is %s, not a regular file%s", path,
+                     pt_file_type_name(sb.st_mode), S_ISDIR(sb.st_mode) ? "" : "; refusing to replace it");
+        goto fail;
+    }
+    if (!o->target) {
+        st = pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
+        goto fail;
+    }
+    char *base;
+    if (!split_path(o->target, &o->dir, &base)) {
+        st = pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
+        goto fail;
+    }
+    if (!base[0]) {
+        free(base);
+        st = pt_fail(err, PT_ERR_INVALID, "cannot write '%s': the path names a directory", path);
+        goto fail;
+    }
+    char pid[32];
+    snprintf(pid, sizeof pid, ".tmp.%ld", (long)getpid());
+    char *name = concat3(".", base, pid);
+    free(base);
+    o->tmp = name ? concat3(o->dir, "/", name) : NULL;
+    free(name);
+    if (!o->tmp) {
+        st = pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
+        goto fail;
+    }
+    /* A temp file of this name can only be a leftover of a dead process with our pid. */
+    unlink(o->tmp);
+    o->fd = open(o->tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (o->fd < 0) {
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': cannot create temporary file '%s': %s", path, o->tmp,
+                     strerror(errno));
+        free(o->tmp);
+        o->tmp = NULL;
+        goto fail;
+    }
+    if (exists) {
+        /* The replacement keeps the replaced file's permissions (and, where allowed, owner). */
+        if (fchown(o->fd, sb.st_uid, sb.st_gid) < 0) { /* only root may; the file is then ours */
+        }
+        fchmod(o->fd, sb.st_mode & 07777);
+    }
+    return PT_OK;
+fail:
+    pt_output_abort(o);
+    return st;
+}
+
+pt_status pt_output_write(pt_output *o, const void *buf, size_t n, pt_error *err)
+{
+    if (n == 0) return PT_OK;
+    if (!buf) return pt_fail(err, PT_ERR_INVALID, "cannot write '%s': no data", o->path);
+    if (write_all(o->fd, buf, n) < 0)
+        return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", o->path, strerror(errno));
+    return PT_OK;
+}
+
+pt_status pt_output_commit(pt_output *o, pt_error *err)
+{
+    pt_status st = PT_OK;
+    if (o->stream) {
+        int rc = close(o->fd);
+        o->fd = -1;
+        if (rc < 0) st = pt_fail(err, PT_ERR_IO, "cannot write '%s': close failed: %s", o->path, strerror(errno));
+        pt_output_abort(o);
+        return st;
+    }
+    if (fsync(o->fd) < 0)
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': fsync failed: %s", o->path, strerror(errno));
+    /* close can report a deferred write error (NFS), so its result counts. */
+    if (close(o->fd) < 0 && st == PT_OK)
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': close failed: %s", o->path, strerror(errno));
+    o->fd = -1;
+    if (st == PT_OK && rename(o->tmp, o->target) < 0)
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': rename from '%s' failed: %s", o->path, o->tmp,
+                     strerror(errno));
+    if (st != PT_OK) {
+        pt_output_abort(o);
+        return st;
+    }
+    free(o->tmp);
+    o->tmp = NULL;
+    /* The content is in place; only the durability of the rename is left to ensure. */
+    if (fsync_dir(o->dir) < 0)
+        st = pt_fail(err, PT_ERR_IO, "wrote '%s' but cannot fsync its directory '%s': %s", o->path, o->dir,
+                     strerror(errno));
+    pt_output_abort(o);
+    return st;
+}
 
 pt_status pt_write_file_atomic(const char *path, const void *const *chunks, const size_t *sizes,
                                int nchunks, pt_error *err)
@@ -118,83 +373,69 @@ pt_status pt_write_file_atomic(const char *path, const void *const *chunks, cons
     if (!path || !path[0]) return pt_fail(err, PT_ERR_INVALID, "pt_write_file_atomic: empty path");
     if (nchunks < 0 || (nchunks > 0 && (!chunks || !sizes)))
         return pt_fail(err, PT_ERR_INVALID, "pt_write_file_atomic: bad chunk list for '%s'", path);
-    char *dir, *base;
-    if (!split_path(path, &dir, &base)) return pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
-    if (!base[0]) {
-        free(dir);
-        free(base);
-        return pt_fail(err, PT_ERR_INVALID, "cannot write '%s': the path names a directory", path);
-    }
-    char pid[32];
-    snprintf(pid, sizeof pid, ".tmp.%ld", (long)getpid());
-    char *name = concat3(".", base, pid);
-    char *tmp = name ? concat3(dir, "/", name) : NULL;
-    free(name);
-    free(base);
-    if (!tmp) {
-        free(dir);
-        return pt_fail(err, PT_ERR_NOMEM, "out of memory writing '%s'", path);
-    }
-
+    pt_output o;
+    PT_TRY(pt_output_open(&o, path, 0, err));
     pt_status st = PT_OK;
-    /* A temp file of this name can only be a leftover of a dead process with our pid. */
-    unlink(tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0) {
-        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': cannot create temporary file '%s': %s",
-                     path, tmp, strerror(errno));
-        goto out;
-    }
-    for (int i = 0; i < nchunks; i++) {
+    for (int i = 0; i < nchunks && st == PT_OK; i++) {
         if (sizes[i] == 0) continue;
-        if (!chunks[i]) {
-            st = pt_fail(err, PT_ERR_INVALID, "cannot write '%s': chunk %d is NULL", path, i);
-            break;
-        }
-        if (write_all(fd, chunks[i], sizes[i]) < 0) {
-            st = pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-            break;
-        }
+        if (!chunks[i]) st = pt_fail(err, PT_ERR_INVALID, "cannot write '%s': chunk %d is NULL", path, i);
+        else st = pt_output_write(&o, chunks[i], sizes[i], err);
     }
-    if (st == PT_OK && fsync(fd) < 0)
-        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': fsync failed: %s", path, strerror(errno));
-    /* close can report a deferred write error (NFS), so its result counts. */
-    if (close(fd) < 0 && st == PT_OK)
-        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': close failed: %s", path, strerror(errno));
-    if (st == PT_OK && rename(tmp, path) < 0)
-        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': rename from '%s' failed: %s", path, tmp,
-                     strerror(errno));
     if (st != PT_OK) {
-        unlink(tmp);
-        goto out;
+        pt_output_abort(&o);
+        return st;
     }
-    /* The content is in place; only the durability of the rename is left to ensure. */
-    if (fsync_dir(dir) < 0)
-        st = pt_fail(err, PT_ERR_IO, "wrote '%s' but cannot fsync its directory '%s': %s", path,
-                     dir, strerror(errno));
-out:
-    free(tmp);
-    free(dir);
-    return st;
+    return pt_output_commit(&o, err);
 }
 
 /* ---------------------------------------------------------------- reading */
+
+pt_status pt_open_input(const char *path, int kind, const char *what, int *out, pt_error *err)
+{
+    *out = -1;
+    const char *sp = what && what[0] ? " " : "";
+    if (!what) what = "";
+    if (!path || !path[0]) {
+        return pt_fail(err, PT_ERR_INVALID, "cannot read %s%san empty path", what, sp);
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | (kind == PT_INPUT_DIR ? O_DIRECTORY : 0));
+    if (fd < 0) {
+        int e = errno;
+        struct stat sb;
+        if (e == ENOTDIR && kind == PT_INPUT_DIR && stat(path, &sb) == 0)
+            return pt_fail(err, PT_ERR_IO, "cannot read %s%s'%s': it is %s, not a directory", what, sp, path,
+                           pt_file_type_name(sb.st_mode));
+        return pt_fail(err, PT_ERR_IO, "cannot open %s%s'%s': %s", what, sp, path, strerror(e));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+        int e = errno;
+        close(fd);
+        return pt_fail(err, PT_ERR_IO, "cannot stat %s%s'%s': %s", what, sp, path, strerror(e));
+    }
+    int ok = kind == PT_INPUT_DIR ? S_ISDIR(sb.st_mode) : S_ISREG(sb.st_mode);
+    if (!ok) {
+        close(fd);
+        return pt_fail(err, PT_ERR_IO, "cannot read %s%s'%s': it is %s, not %s", what, sp, path,
+                       pt_file_type_name(sb.st_mode), kind == PT_INPUT_DIR ? "a directory" : "a regular file");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *out = fd;
+    return PT_OK;
+}
 
 pt_status pt_read_file(const char *path, size_t max_bytes, void **out, size_t *size, pt_error *err)
 {
     *out = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pt_fail(err, PT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, NULL, &fd, err));
     struct stat sb;
     if (fstat(fd, &sb) < 0) {
         int e = errno;
         close(fd);
         return pt_fail(err, PT_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return pt_fail(err, PT_ERR_IO, "cannot read '%s': not a regular file", path);
     }
     if (sb.st_size < 0 || (uintmax_t)sb.st_size > (uintmax_t)max_bytes ||
         (uintmax_t)sb.st_size >= (uintmax_t)SIZE_MAX) {

@@ -1,4 +1,5 @@
-/* Whole-file reads with a size bound, crash-safe file writes (temp file, fsync, rename)
+/* Whole-file reads with a size bound that never block on a FIFO, crash-safe output files
+ * (temp file, fsync, rename) that never replace a FIFO, device or symlink,
  * and crash-safe replacement of a directory of files (a checkpoint). A failed write never
  * damages the file or directory it was meant to replace. */
 #ifndef PT_FILEIO_H
@@ -8,17 +9,67 @@
 
 #include "polytrain/status.h"
 
-/* Writes the concatenation of chunks[0..nchunks) to path atomically: the data goes to
- * "<dir>/.<name>.tmp.<pid>", is fsync'd, renamed over path, and the directory is fsync'd.
- * On failure the temp file is removed, an existing file at path is untouched, and the
- * result is PT_ERR_IO naming path and the system's reason. A chunk may be NULL if its
- * size is 0. */
+/* An output file at a path the user gave, written by one mechanism for every writer:
+ *  - no file there, or a regular file: the data goes to a temp file beside it
+ *    ("<dir>/.<name>.tmp.<pid>"), which is fsync'd and renamed over it on commit (the
+ *    replaced file's permission bits are kept), then the directory is fsync'd; an abort or
+ *    a crash leaves the old file untouched;
+ *  - a symbolic link: followed, so the file it points to is created or replaced and the
+ *    link stays a link;
+ *  - a FIFO or a character device (/dev/null, a terminal, /dev/stdout): written in place as
+ *    a stream, never replaced by a regular file; a FIFO that no process reads is refused
+ *    rather than waited for. PT_OUTPUT_SEEKABLE refuses streams too;
+ *  - a directory, block device or socket: refused.
+ * Every error names the path given and says what was found there. */
+typedef struct pt_output {
+    int fd;          /* where the data goes: the temp file, or the stream itself */
+    int stream;      /* 1: fd is the FIFO or device itself (no temp file, no rename) */
+    char *path;      /* as given, for messages */
+    char *target;    /* the file to create or replace (path, or the end of its symlinks) */
+    char *tmp;       /* the temp file; NULL for a stream */
+    char *dir;       /* target's directory */
+} pt_output;
+
+#define PT_OUTPUT_SEEKABLE 1u /* the writer maps or seeks the file: only a regular file will do */
+
+/* Opens an output as above. The temp file is opened read-write, so that a writer may map
+ * it. On failure nothing was created and o needs no cleanup. */
+pt_status pt_output_open(pt_output *o, const char *path, unsigned flags, pt_error *err);
+/* Writes all n bytes (retrying short writes and EINTR). */
+pt_status pt_output_write(pt_output *o, const void *buf, size_t n, pt_error *err);
+/* Finishes the output: for a file fsync, close, rename over the target and fsync of the
+ * directory; for a stream close. On failure the temp file is removed. o is released either
+ * way. */
+pt_status pt_output_commit(pt_output *o, pt_error *err);
+/* Drops an output that was opened but is not to be committed: the temp file is removed and
+ * the target untouched. Safe on a zeroed pt_output. */
+void pt_output_abort(pt_output *o);
+
+/* Writes the concatenation of chunks[0..nchunks) to path through pt_output (so crash-safe
+ * for a file, written in place for a FIFO or character device). On failure an existing file
+ * at path is untouched and the result names path and the system's reason. A chunk may be
+ * NULL if its size is 0. */
 pt_status pt_write_file_atomic(const char *path, const void *const *chunks, const size_t *sizes,
                                int nchunks, pt_error *err);
 
+/* "a regular file", "a directory", "a FIFO", "a character device", "a block device",
+ * "a socket", "a symbolic link" or "a special file", for messages. */
+const char *pt_file_type_name(unsigned mode);
+
+#define PT_INPUT_FILE 0 /* pt_open_input: a regular file is expected */
+#define PT_INPUT_DIR 1  /* a directory */
+
+/* Opens a path the user gave for reading without ever blocking: O_NONBLOCK, so that a FIFO
+ * or a device returns at once, then fstat, and anything but a regular file (or directory,
+ * with PT_INPUT_DIR) is refused with PT_ERR_IO: "cannot read 'X': it is a FIFO, not a
+ * regular file". *fd is then a descriptor in blocking mode (else -1). `what` (e.g. "image",
+ * may be NULL) goes into the message: "cannot read image 'X': ...". */
+pt_status pt_open_input(const char *path, int kind, const char *what, int *fd, pt_error *err);
+
 /* Reads a whole regular file into a malloc'd buffer (*out, free() it) with a NUL byte
  * after the last one, so text can be used as a C string. Refuses files larger than
- * max_bytes (PT_ERR_FORMAT) and files that are not regular (PT_ERR_IO). */
+ * max_bytes (PT_ERR_FORMAT) and files that are not regular (PT_ERR_IO, through
+ * pt_open_input: a FIFO never blocks it). */
 pt_status pt_read_file(const char *path, size_t max_bytes, void **out, size_t *size, pt_error *err);
 
 /* mkdir -p: creates path and its missing parents (mode 0777 minus umask). */

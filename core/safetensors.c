@@ -426,8 +426,8 @@ static int read_exact(int fd, void *buf, size_t n)
 pt_status pt_st_open(const char *path, pt_st_file **out, pt_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return pt_fail(err, PT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, NULL, &fd, err));
     struct stat sb;
     pt_status st = PT_OK;
     char *header = NULL;

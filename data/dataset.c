@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "data/decode.h"
 #include "data/fashion_mnist.h"
 #include "data/filelist.h"
@@ -315,8 +316,13 @@ static pt_status open_images(const char *kind, const char *root, int train, cons
 
 static int is_pack_file(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd;
+    if (pt_open_input(path, PT_INPUT_FILE, NULL, &fd, NULL) != PT_OK) return 0;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return 0;
+    }
     char m[8];
     int ok = fread(m, 1, 8, f) == 8 && memcmp(m, "PTPACK\r\n", 8) == 0;
     fclose(f);

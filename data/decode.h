@@ -9,6 +9,11 @@
 #include "polytrain/status.h"
 
 #define PT_DECODE_MAX_FILE_BYTES (256LL << 20)
+/* What all decoders of a process may hold at once for decoding and resizing (beyond the
+ * files themselves): a decode reserves what its image's size needs and waits while others
+ * hold the rest, so the memory does not grow with the number of decoding threads. The
+ * largest image allowed (PT_IMAGE_MAX_PIXELS) fits in it. */
+#define PT_DECODE_BUDGET_BYTES (1LL << 30)
 
 typedef struct pt_decoder pt_decoder;
 

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/rng.h"
 
 uint64_t pt_fnv1a(uint64_t h, const void *data, size_t n)
@@ -105,6 +107,13 @@ static pt_status list_dir(const char *dir, int want_dirs, strv *out, pt_error *e
         int ok = full && stat(full, &st) == 0;
         free(full);
         if (!ok) continue;
+        /* An image's name on a FIFO, device or socket is an error here: skipped, it would
+         * silently shrink the data set; opened later, it would block the reader. */
+        if (!want_dirs && is_image_name(e->d_name) && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+            s = pt_fail(err, PT_ERR_FORMAT, "%s/%s: it is %s, expected a regular image file", dir, e->d_name,
+                        pt_file_type_name(st.st_mode));
+            break;
+        }
         int keep = want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && is_image_name(e->d_name);
         if (keep && !strv_push(out, e->d_name)) {
             s = pt_fail(err, PT_ERR_NOMEM, "out of memory listing %s", dir);
@@ -204,8 +213,13 @@ static void builder_free(builder *b)
 /* Reads a whole small text file (at most 64 MiB). */
 static pt_status slurp(const char *path, char **text, pt_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, NULL, &fd, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot read %s: %s", path, strerror(errno));
+    }
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     for (;;) {

@@ -6,7 +6,10 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include "core/fileio.h"
 
 #define IDX_CHUNK (1 << 20)
 #define IDX_MAX_TOTAL (1LL << 36) /* 64 GiB: far above any IDX data set, below overflow */
@@ -39,6 +42,21 @@ static int64_t gz_read_full(gzFile f, uint8_t *dst, int64_t n, int *failed)
         got += r;
     }
     return got;
+}
+
+/* Opens path through pt_open_input (a FIFO or device fails at once instead of blocking). */
+static pt_status open_gz(const char *path, gzFile *out, pt_error *err)
+{
+    *out = NULL;
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "IDX file", &fd, err));
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot read %s: out of memory", path);
+    }
+    *out = f;
+    return PT_OK;
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -143,23 +161,56 @@ static pt_status read_data(gzFile f, const char *path, int64_t n, uint8_t **out,
     return PT_OK;
 }
 
-pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int64_t count,
-                            pt_idx *out, pt_error *err)
+/* Checks n more bytes of data without keeping them, through a small buffer: a truncated
+ * file, a corrupt stream and (max_value >= 0) a byte above max_value are errors. first_item
+ * is the index of the item the bytes start at, for messages. */
+static pt_status check_rest(gzFile f, const char *path, int64_t n, int64_t first_item, int64_t item_bytes,
+                            int max_value, pt_error *err)
+{
+    uint8_t buf[65536];
+    int64_t done = 0;
+    while (done < n) {
+        int want = n - done > (int64_t)sizeof buf ? (int)sizeof buf : (int)(n - done);
+        int r = gzread(f, buf, (unsigned)want);
+        if (r <= 0) return fail_short(err, path, f, r < 0, "IDX data", n, done);
+        if (max_value >= 0)
+            for (int i = 0; i < r; i++)
+                if (buf[i] > max_value)
+                    return pt_fail(err, PT_ERR_FORMAT, "%s: label %u of sample %lld is not a class in [0, %d)", path,
+                                   buf[i], (long long)(first_item + (done + i) / item_bytes), max_value + 1);
+        done += r;
+    }
+    return PT_OK;
+}
+
+static pt_status check_values(const pt_idx *h, const char *path, int max_value, pt_error *err)
+{
+    if (max_value < 0) return PT_OK;
+    int64_t n = h->count * h->item_bytes;
+    for (int64_t i = 0; i < n; i++)
+        if (h->data[i] > max_value)
+            return pt_fail(err, PT_ERR_FORMAT, "%s: label %u of sample %lld is not a class in [0, %d)", path,
+                           h->data[i], (long long)(h->first + i / h->item_bytes), max_value + 1);
+    return PT_OK;
+}
+
+/* Items [first, first + count) into memory; with check_to_end the items after them are read
+ * and checked too (check_rest), without being kept, then the end of the file. */
+static pt_status read_items(const char *path, uint32_t magic, int64_t first, int64_t count, int check_to_end,
+                            int max_value, pt_idx *out, pt_error *err)
 {
     memset(out, 0, sizeof *out);
     if (first < 0)
         return pt_fail(err, PT_ERR_INVALID, "%s: negative first item %lld", path,
                        (long long)first);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return pt_fail(err, PT_ERR_IO, "cannot open %s: %s", path,
-                       errno ? strerror(errno) : "out of memory");
+    gzFile f;
+    PT_TRY(open_gz(path, &f, err));
     gzbuffer(f, 1 << 17);
     pt_idx h;
     pt_status s = read_header(f, path, magic, &h, err);
     if (s != PT_OK) goto done;
-    int to_end = count < 0 || first + count >= h.dim[0];
+    if (count >= 0 && check_to_end && first + count > h.dim[0] && first < h.dim[0]) count = h.dim[0] - first;
+    int to_end = count < 0 || first + count >= h.dim[0] || check_to_end;
     if (first >= h.dim[0] || (count >= 0 && count > h.dim[0] - first)) {
         s = pt_fail(err, PT_ERR_INVALID, "%s: items [%lld, %lld) requested, the file holds %lld",
                     path, (long long)first, (long long)(count < 0 ? h.dim[0] : first + count),
@@ -169,8 +220,20 @@ pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int
     if (count < 0) count = h.dim[0] - first;
     s = skip_bytes(f, path, first * h.item_bytes, err);
     if (s != PT_OK) goto done;
+    /* Memory grows with the bytes that arrive, up to the items asked for: never more,
+     * whatever the header claims the file holds. */
     s = read_data(f, path, count * h.item_bytes, &h.data, err);
     if (s != PT_OK) goto done;
+    h.first = first;
+    h.count = count;
+    s = check_values(&h, path, max_value, err);
+    int64_t after = first + count;
+    if (s == PT_OK && to_end && after < h.dim[0])
+        s = check_rest(f, path, (h.dim[0] - after) * h.item_bytes, after, h.item_bytes, max_value, err);
+    if (s != PT_OK) {
+        free(h.data);
+        goto done;
+    }
     if (to_end) {
         /* One more read must find the end: it also makes zlib check the gzip trailer's CRC. */
         uint8_t extra;
@@ -189,22 +252,29 @@ pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int
             goto done;
         }
     }
-    h.first = first;
-    h.count = count;
     *out = h;
 done:
     gzclose_r(f);
     return s;
 }
 
+pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int64_t count,
+                            pt_idx *out, pt_error *err)
+{
+    return read_items(path, magic, first, count, 0, -1, out, err);
+}
+
+pt_status pt_idx_read_checked(const char *path, uint32_t magic, int64_t keep, int max_value, pt_idx *out,
+                              pt_error *err)
+{
+    return read_items(path, magic, 0, keep > 0 ? keep : -1, 1, max_value, out, err);
+}
+
 pt_status pt_idx_read_header(const char *path, uint32_t magic, pt_idx *out, pt_error *err)
 {
     memset(out, 0, sizeof *out);
-    errno = 0;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return pt_fail(err, PT_ERR_IO, "cannot open %s: %s", path,
-                       errno ? strerror(errno) : "out of memory");
+    gzFile f;
+    PT_TRY(open_gz(path, &f, err));
     pt_status s = read_header(f, path, magic, out, err);
     gzclose_r(f);
     return s;

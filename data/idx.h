@@ -34,6 +34,14 @@ pt_status pt_idx_read(const char *path, uint32_t magic, pt_idx *out, pt_error *e
 pt_status pt_idx_read_items(const char *path, uint32_t magic, int64_t first, int64_t count,
                             pt_idx *out, pt_error *err);
 
+/* Reads the first `keep` items (keep <= 0, or more than the file holds: all of them) and
+ * checks the whole file as pt_idx_read does, the items after the kept ones streamed through
+ * a small buffer: memory is what the kept items need, whatever the header claims and however
+ * far the data decompresses. max_value >= 0 makes every byte above it an error (labels:
+ * "label 10 of sample 7 is not a class in [0, 10)"). */
+pt_status pt_idx_read_checked(const char *path, uint32_t magic, int64_t keep, int max_value, pt_idx *out,
+                              pt_error *err);
+
 /* Reads and checks only the header (data stays NULL, count 0). */
 pt_status pt_idx_read_header(const char *path, uint32_t magic, pt_idx *out, pt_error *err);
 

@@ -11,11 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "data/idx.h"
 
@@ -80,6 +82,10 @@ static int png_decode(png_ctx *c)
     if (w == 0 || h == 0 || w > PT_IMAGE_MAX_SIDE || h > PT_IMAGE_MAX_SIDE) {
         snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
                  (unsigned)w, (unsigned)h, PT_IMAGE_MAX_SIDE, PT_IMAGE_MAX_SIDE);
+        return 1;
+    }
+    if ((long long)w * h > PT_IMAGE_MAX_PIXELS) {
+        pt_image_too_many_pixels(c->msg, sizeof c->msg, (int)w, (int)h);
         return 1;
     }
     if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(c->png);
@@ -191,8 +197,9 @@ static int jpeg_decode(jpeg_ctx *c)
     if (setjmp(c->jump)) return 1;
     jpeg_create_decompress(&c->cinfo);
     c->created = 1;
-    /* Progressive files keep every coefficient in memory: bound what a forged one can take. */
-    c->cinfo.mem->max_memory_to_use = 2048L * 1024 * 1024;
+    /* Progressive files keep every coefficient in memory (2 bytes a sample): bound what a
+     * forged one can take to what the largest image allowed needs. */
+    c->cinfo.mem->max_memory_to_use = (long)(PT_IMAGE_MAX_PIXELS * 3 * 2);
     jpeg_stdio_src(&c->cinfo, c->f);
     jpeg_read_header(&c->cinfo, TRUE);
     struct jpeg_decompress_struct *ci = &c->cinfo;
@@ -201,6 +208,10 @@ static int jpeg_decode(jpeg_ctx *c)
         snprintf(c->msg, sizeof c->msg, "image of %ux%u pixels, at most %dx%d supported",
                  (unsigned)ci->image_width, (unsigned)ci->image_height, PT_IMAGE_MAX_SIDE,
                  PT_IMAGE_MAX_SIDE);
+        return 1;
+    }
+    if ((long long)ci->image_width * ci->image_height > PT_IMAGE_MAX_PIXELS) {
+        pt_image_too_many_pixels(c->msg, sizeof c->msg, (int)ci->image_width, (int)ci->image_height);
         return 1;
     }
     int cmyk = 0;
@@ -340,6 +351,12 @@ pt_status pt_image_load(const char *path, pt_image *out, pt_error *err)
     return pt_image_load_ex(path, out, NULL, err);
 }
 
+void pt_image_too_many_pixels(char *msg, size_t cap, int width, int height)
+{
+    snprintf(msg, cap, "image of %dx%d pixels, more than the %lld pixels (8192x8192) supported", width, height,
+             (long long)PT_IMAGE_MAX_PIXELS);
+}
+
 pt_status pt_image_load_ex(const char *path, pt_image *out, pt_image_source *src, pt_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -347,8 +364,13 @@ pt_status pt_image_load_ex(const char *path, pt_image *out, pt_image_source *src
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return pt_fail(err, PT_ERR_FORMAT, "%s: a directory, expected a PNG or JPEG image file", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot open image %s: %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "image", &fd, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return pt_fail(err, PT_ERR_NOMEM, "cannot read image %s: %s", path, strerror(errno));
+    }
     uint8_t magic[512];
     size_t n = fread(magic, 1, sizeof magic, f);
     static const uint8_t png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};

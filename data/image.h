@@ -10,6 +10,9 @@
 #include "polytrain/status.h"
 
 #define PT_IMAGE_MAX_SIDE 16384
+/* Pixels of one image (8192x8192): a header claiming more is refused before any memory is
+ * taken for it, since decoding costs several bytes per pixel (and per decoding thread). */
+#define PT_IMAGE_MAX_PIXELS (64LL << 20)
 #define PT_IMAGE_PHRASE 160 /* bytes of one phrase of pt_image_changes_phrases */
 
 typedef struct pt_image {
@@ -31,6 +34,9 @@ typedef struct pt_image_source {
     int palette;      /* a PNG palette image, expanded to RGB */
     int cmyk;         /* a JPEG in CMYK/YCCK, converted to RGB */
 } pt_image_source;
+
+/* The message for an image over PT_IMAGE_MAX_PIXELS, into msg[cap]. */
+void pt_image_too_many_pixels(char *msg, size_t cap, int width, int height);
 
 /* Decodes a PNG (any bit depth, palette, gray/RGB with or without alpha; 16-bit is
  * reduced to 8) or a JPEG (gray, YCbCr/RGB, CMYK/YCCK converted to RGB), recognised by

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "data/decode.h"
 
 static const char PACK_MAGIC[8] = {'P', 'T', 'P', 'A', 'C', 'K', '\r', '\n'};
@@ -200,16 +201,12 @@ pt_status pt_pack_write(const pt_filelist *fl, const char *path, const pt_pack_o
     uint64_t pixels_off = align_up(sums_off + 8 * nchunks_max, 4096);
     uint64_t max_bytes = pixels_off + (uint64_t)n * (uint64_t)sample;
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) return pt_fail(err, PT_ERR_NOMEM, "out of memory");
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        pt_status s = pt_fail(err, PT_ERR_IO, "cannot create cache %s: %s", tmp, strerror(errno));
-        free(tmp);
-        return s;
-    }
+    /* The cache is mapped while it is filled, so only a regular file will do; a symlink
+     * is followed, a FIFO or device refused, and the old cache stays until the rename. */
+    pt_output out;
+    PT_TRY(pt_output_open(&out, path, PT_OUTPUT_SEEKABLE, err));
+    int fd = out.fd;
+    const char *tmp = out.tmp;
     pt_status s = PT_OK;
     uint8_t *map = MAP_FAILED;
     pack_job j;
@@ -348,10 +345,8 @@ pt_status pt_pack_write(const pt_filelist *fl, const char *path, const pt_pack_o
     }
 done:
     if (map != MAP_FAILED) munmap(map, (size_t)max_bytes);
-    if (close(fd) != 0 && s == PT_OK) s = pt_fail(err, PT_ERR_IO, "cannot close %s: %s", tmp, strerror(errno));
-    if (s == PT_OK && rename(tmp, path) != 0)
-        s = pt_fail(err, PT_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (s != PT_OK) unlink(tmp);
+    if (s == PT_OK) s = pt_output_commit(&out, err);
+    else pt_output_abort(&out);
     if (s == PT_OK && rep) {
         rep->packed = kept;
         rep->gray = gray;
@@ -362,7 +357,6 @@ done:
     if (mu_ok) pthread_mutex_destroy(&j.mu);
     free(j.ok);
     free(j.gray);
-    free(tmp);
     return s;
 }
 
@@ -390,12 +384,12 @@ pt_status pt_pack_open(const char *path, uint64_t expect_fingerprint, int channe
 {
     memset(out, 0, sizeof *out);
     if (limit < 0) return pt_fail(err, PT_ERR_INVALID, "cache %s: limit must be >= 0", path);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return pt_fail(err, PT_ERR_IO, "cannot open cache %s: %s", path, strerror(errno));
+    int fd;
+    PT_TRY(pt_open_input(path, PT_INPUT_FILE, "cache", &fd, err));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
         close(fd);
-        return pt_fail(err, PT_ERR_IO, "cache %s: not a regular file", path);
+        return pt_fail(err, PT_ERR_IO, "cannot stat cache %s: %s", path, strerror(errno));
     }
     uint64_t size = (uint64_t)st.st_size;
     if (size < sizeof(pack_header)) {

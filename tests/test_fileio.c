@@ -1,11 +1,17 @@
-/* core/fileio: atomic writes replace or leave the old file intact (no temp file left), and a
- * checkpoint directory survives a crash at any point of pt_dir_commit once pt_dir_recover ran. */
+/* core/fileio: atomic writes replace or leave the old file intact (no temp file left), a
+ * checkpoint directory survives a crash at any point of pt_dir_commit once pt_dir_recover ran,
+ * outputs write through symlinks and into FIFOs and devices without replacing them, and
+ * inputs never block on a FIFO. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -282,8 +288,129 @@ static void test_recover_after_crash_while_removing_old(void)
     CHECK(!pt_path_exists(at("c4/none")));
 }
 
+
+/* ---- outputs at special paths: never replaced by a regular file ---- */
+
+static int is_type(const char *path, mode_t type)
+{
+    struct stat sb;
+    return lstat(path, &sb) == 0 && (sb.st_mode & S_IFMT) == type;
+}
+
+static pt_status write_text(const char *path, const char *text, pt_error *e)
+{
+    const void *chunks[1] = {text};
+    size_t sizes[1] = {strlen(text)};
+    return pt_write_file_atomic(path, chunks, sizes, 1, e);
+}
+
+static void test_output_through_symlink_replaces_the_target(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("sl/sub"), &e) == PT_OK);
+    CHECK(write_plain(at("sl/sub/real.txt"), "old") == 0);
+    CHECK(chmod(at("sl/sub/real.txt"), 0640) == 0);
+    CHECK(symlink("sub/real.txt", at("sl/link")) == 0);
+    CHECKF(write_text(at("sl/link"), "new", &e) == PT_OK, "%s", e.msg);
+    CHECK(is_type(at("sl/link"), S_IFLNK));
+    const char *got = slurp(at("sl/sub/real.txt"));
+    CHECK(got && !strcmp(got, "new"));
+    struct stat sb;
+    CHECK(stat(at("sl/sub/real.txt"), &sb) == 0 && (sb.st_mode & 07777) == 0640);
+    CHECK(count_entries(at("sl/sub"), ".tmp.") == 0);
+    /* A dangling link: its target is created, the link stays. */
+    CHECK(symlink("sub/created.txt", at("sl/dangling")) == 0);
+    CHECKF(write_text(at("sl/dangling"), "made", &e) == PT_OK, "%s", e.msg);
+    CHECK(is_type(at("sl/dangling"), S_IFLNK));
+    got = slurp(at("sl/sub/created.txt"));
+    CHECK(got && !strcmp(got, "made"));
+}
+
+static void test_output_to_fifo_is_a_stream_and_never_blocks(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("ff"), &e) == PT_OK);
+    CHECK(mkfifo(at("ff/pipe"), 0600) == 0);
+    /* No reader: refused at once (the alarm in main catches a blocking open). */
+    CHECK(write_text(at("ff/pipe"), "x", &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "FIFO") && strstr(e.msg, "ff/pipe"), "%s", e.msg);
+    CHECK(is_type(at("ff/pipe"), S_IFIFO));
+    /* A reader: the data goes through the FIFO, which stays a FIFO. */
+    int rd = open(at("ff/pipe"), O_RDONLY | O_NONBLOCK);
+    CHECK(rd >= 0);
+    CHECKF(write_text(at("ff/pipe"), "through", &e) == PT_OK, "%s", e.msg);
+    char buf[32] = {0};
+    CHECK(rd >= 0 && read(rd, buf, sizeof buf - 1) == 7 && !strcmp(buf, "through"));
+    if (rd >= 0) close(rd);
+    CHECK(is_type(at("ff/pipe"), S_IFIFO));
+    CHECK(count_entries(at("ff"), ".tmp.") == 0);
+    /* A writer that maps its output cannot use a FIFO. */
+    pt_output o;
+    CHECK(pt_output_open(&o, at("ff/pipe"), PT_OUTPUT_SEEKABLE, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "regular file"), "%s", e.msg);
+    CHECK(is_type(at("ff/pipe"), S_IFIFO));
+}
+
+static void test_output_to_character_device_writes_in_place(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("dev"), &e) == PT_OK);
+    /* A private /dev/null: a broken writer must never get to replace the real one. */
+    const char *null = at("dev/null");
+    if (mknod(null, S_IFCHR | 0666, makedev(1, 3)) != 0) {
+        printf("skip test_output_to_character_device_writes_in_place: mknod: %s (needs root)\n", strerror(errno));
+        return;
+    }
+    CHECKF(write_text(null, "discarded", &e) == PT_OK, "%s", e.msg);
+    CHECK(is_type(null, S_IFCHR));
+    pt_output o;
+    CHECK(pt_output_open(&o, null, PT_OUTPUT_SEEKABLE, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "character device"), "%s", e.msg);
+    CHECK(is_type(null, S_IFCHR));
+}
+
+static void test_output_refuses_directories_and_sockets(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("rd/dir"), &e) == PT_OK);
+    CHECK(write_text(at("rd/dir"), "x", &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "a directory"), "%s", e.msg);
+    CHECK(is_type(at("rd/dir"), S_IFDIR));
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", at("rd/sock"));
+    if (s >= 0 && strlen(at("rd/sock")) < sizeof sa.sun_path &&
+        bind(s, (struct sockaddr *)&sa, sizeof sa) == 0) {
+        CHECK(write_text(at("rd/sock"), "x", &e) == PT_ERR_IO);
+        CHECKF(strstr(e.msg, "socket"), "%s", e.msg);
+        CHECK(is_type(at("rd/sock"), S_IFSOCK));
+    }
+    if (s >= 0) close(s);
+}
+
+static void test_inputs_never_block_on_a_fifo(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("in"), &e) == PT_OK);
+    CHECK(mkfifo(at("in/data"), 0600) == 0);
+    void *data = NULL;
+    size_t size = 0;
+    CHECK(pt_read_file(at("in/data"), 1024, &data, &size, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "a FIFO, not a regular file") && strstr(e.msg, "in/data"), "%s", e.msg);
+    int fd = -1;
+    CHECK(pt_open_input(at("in/data"), PT_INPUT_DIR, "data set", &fd, &e) == PT_ERR_IO && fd < 0);
+    CHECKF(strstr(e.msg, "data set") && strstr(e.msg, "not a directory"), "%s", e.msg);
+    CHECKF(pt_open_input(at("in"), PT_INPUT_DIR, NULL, &fd, &e) == PT_OK && fd >= 0, "%s", e.msg);
+    if (fd >= 0) close(fd);
+    CHECK(pt_open_input(at("in"), PT_INPUT_FILE, NULL, &fd, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "a directory, not a regular file"), "%s", e.msg);
+}
+
 int main(void)
 {
+    alarm(60); /* a blocking open must fail the test, not hang it */
     const char *base = getenv("PT_TEST_TMP");
     if (!base || !base[0]) base = "/tmp";
     snprintf(root, sizeof root, "%s/test_fileio.%ld", base, (long)getpid());
@@ -303,6 +430,11 @@ int main(void)
     RUN(test_recover_after_crash_while_writing_tmp);
     RUN(test_recover_after_crash_between_renames);
     RUN(test_recover_after_crash_while_removing_old);
+    RUN(test_output_through_symlink_replaces_the_target);
+    RUN(test_output_to_fifo_is_a_stream_and_never_blocks);
+    RUN(test_output_to_character_device_writes_in_place);
+    RUN(test_output_refuses_directories_and_sockets);
+    RUN(test_inputs_never_block_on_a_fifo);
     if (pt_t_fail == 0) pt_remove_tree(root, &e);
     TEST_EXIT();
 }

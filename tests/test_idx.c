@@ -396,6 +396,58 @@ static void test_real_fashion_mnist_test_and_train_sets(void)
     pt_dataset_free(&ds);
 }
 
+/* A gzip bomb: 256k zero images (200 MB) in a 200 KB file. Loading 64 of them must cost the
+ * memory of 64 images, not of what the file decompresses to, and the whole file is still
+ * checked (a bad label at its end is found). Measured in a child, by its peak RSS. */
+static void test_limit_reads_only_what_it_keeps(void)
+{
+    const uint32_t n = 256u * 1024u;
+    const char *dir = tmp_path("bomb");
+    mkdir(dir, 0777);
+    char path[2048];
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+    gzFile f = gzopen(path, "wb1");
+    CHECK(f != NULL);
+    if (!f) return;
+    uint8_t hdr[16];
+    put_be32(hdr, 0x803);
+    put_be32(hdr + 4, n);
+    put_be32(hdr + 8, 28);
+    put_be32(hdr + 12, 28);
+    gzwrite(f, hdr, sizeof hdr);
+    static uint8_t zeros[784 * 1024];
+    for (uint32_t i = 0; i < n / 1024; i++) gzwrite(f, zeros, sizeof zeros);
+    gzclose(f);
+    uint8_t *labels = calloc(n, 1);
+    CHECK(labels != NULL);
+    if (!labels) return;
+    snprintf(path, sizeof path, "%s/train-labels-idx1-ubyte.gz", dir);
+    write_idx(path, 1, 0x801, &n, 1, labels, n);
+    pid_t pid = fork();
+    if (pid == 0) {
+        pt_dataset ds;
+        pt_error err = {0};
+        pt_status s = pt_fashion_mnist_load(dir, 1, 64, &ds, &err);
+        if (s != PT_OK) fprintf(stderr, "%s\n", err.msg);
+        _exit(s == PT_OK && ds.count == 64 ? 0 : 1);
+    }
+    int st = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    wait4(pid, &st, 0, &ru);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child exit %d", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    /* 200 MB if the whole file were held; the loader itself needs a few MB. */
+    CHECKF(ru.ru_maxrss < 100 * 1024, "peak RSS %ld KiB loading 64 of %u images", ru.ru_maxrss, n);
+    /* The rest is still read: a bad last label is reported. */
+    labels[n - 1] = 10;
+    write_idx(path, 1, 0x801, &n, 1, labels, n);
+    pt_dataset ds;
+    pt_error err = {0};
+    CHECK(pt_fashion_mnist_load(dir, 1, 64, &ds, &err) == PT_ERR_FORMAT);
+    CHECKF(strstr(err.msg, "label 10 of sample 262143"), "%s", err.msg);
+    free(labels);
+}
+
 int main(void)
 {
     const char *t = getenv("PT_TEST_TMP");
@@ -419,6 +471,7 @@ int main(void)
     RUN(test_fashion_mnist_accepts_uncompressed_files);
     RUN(test_label_count_mismatch_is_refused);
     RUN(test_label_out_of_range_is_refused);
+    RUN(test_limit_reads_only_what_it_keeps);
     RUN(test_dataset_open_dispatches_and_explains_failures);
     RUN(test_real_fashion_mnist_test_and_train_sets);
     TEST_EXIT();

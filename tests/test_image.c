@@ -3,18 +3,22 @@
  * refused with a message naming them, and conversion/resizing must match float64
  * references. */
 #include <errno.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
 #include <png.h>
 #include <zlib.h>
 
+#include "data/decode.h"
 #include "data/idx.h"
 #include "data/image.h"
 #include "data/png_encode.h"
@@ -682,6 +686,133 @@ static void test_idx_image_reads_one_image_and_bounds_the_index(void)
     CHECK(pt_idx_image(lab, 0, &img, &err) == PT_ERR_FORMAT);
 }
 
+/* ---- decoding memory: bounded by the image size allowed and shared between threads ---- */
+
+/* Rewrites the frame size of the baseline JPEG at path (its SOF0 header): the file then
+ * claims w x h pixels while holding the data of a small image. */
+static int forge_jpeg_size(const char *path, int w, int h)
+{
+    long n = 0;
+    uint8_t *b = read_all(path, &n);
+    if (!b) return -1;
+    long i = 2;
+    while (i + 9 < n && !(b[i] == 0xff && b[i + 1] == 0xc0)) i++;
+    int ok = i + 9 < n;
+    if (ok) {
+        b[i + 5] = (uint8_t)(h >> 8), b[i + 6] = (uint8_t)h;
+        b[i + 7] = (uint8_t)(w >> 8), b[i + 8] = (uint8_t)w;
+        FILE *f = fopen(path, "wb");
+        ok = f && fwrite(b, 1, (size_t)n, f) == (size_t)n;
+        if (f) ok = fclose(f) == 0 && ok;
+    }
+    free(b);
+    return ok ? 0 : -1;
+}
+
+typedef struct decode_job {
+    const char *path;
+    pt_status st;
+    pt_error err;
+} decode_job;
+
+static void *decode_one(void *arg)
+{
+    decode_job *j = arg;
+    pt_decoder *d = NULL;
+    static uint8_t dst[4][3 * 64 * 64];
+    static int slot;
+    uint8_t *out = dst[__atomic_fetch_add(&slot, 1, __ATOMIC_SEQ_CST) & 3];
+    j->st = pt_decoder_create(&d, &j->err);
+    if (j->st == PT_OK) j->st = pt_decode_file(d, j->path, 3, 64, 64, out, NULL, &j->err);
+    pt_decoder_free(d);
+    return NULL;
+}
+
+/* Decodes paths[0..n) on n threads in a child; returns the child's peak RSS in KiB (-1 if
+ * it failed), and in *all_failed_with whether each decode failed with that text. */
+static long decode_in_child(const char *const *paths, int n, const char *want, int *all_failed_with)
+{
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        decode_job jobs[8];
+        pthread_t th[8];
+        for (int i = 0; i < n; i++) {
+            jobs[i].path = paths[i];
+            pthread_create(&th[i], NULL, decode_one, &jobs[i]);
+        }
+        int ok = 1;
+        for (int i = 0; i < n; i++) {
+            pthread_join(th[i], NULL);
+            if (jobs[i].st == PT_OK || !strstr(jobs[i].err.msg, want)) {
+                ok = 0;
+                fprintf(stderr, "decode of %s: %s\n", paths[i], jobs[i].st == PT_OK ? "succeeded" : jobs[i].err.msg);
+            }
+        }
+        if (write(fds[1], &ok, sizeof ok) != (ssize_t)sizeof ok) _exit(2);
+        _exit(0);
+    }
+    close(fds[1]);
+    int ok = 0;
+    if (read(fds[0], &ok, sizeof ok) != (ssize_t)sizeof ok) ok = 0;
+    close(fds[0]);
+    int st = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof ru);
+    if (wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return -1;
+    *all_failed_with = ok;
+    return ru.ru_maxrss;
+}
+
+static void test_oversized_image_headers_are_refused_before_allocating(void)
+{
+    enum { W = 16, H = 16 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 7);
+    const char *path = tmp_path("claims_16384.jpg");
+    write_jpeg(path, W, H, 3, JCS_RGB, px);
+    CHECK(forge_jpeg_size(path, 16384, 16384) == 0);
+    const char *paths[2] = {path, path};
+    int refused = 0;
+    long rss = decode_in_child(paths, 2, "16384x16384 pixels, more than", &refused);
+    CHECK(refused);
+    /* Decoding it would take 1-2 GB per thread. */
+    printf("  2 threads, a 16384x16384 claim: peak RSS %ld KiB\n", rss);
+    CHECKF(rss > 0 && rss < 64 * 1024, "peak RSS %ld KiB", rss);
+    /* The exact reader has the same bound (an image between the side and pixel limits). */
+    CHECK(forge_jpeg_size(path, 9000, 9000) == 0);
+    pt_image img;
+    pt_error err = {0};
+    CHECK(pt_image_load(path, &img, &err) == PT_ERR_FORMAT);
+    CHECKF(strstr(err.msg, "9000x9000 pixels, more than") && strstr(err.msg, path), "%s", err.msg);
+}
+
+static void test_decoding_memory_does_not_grow_with_threads(void)
+{
+    enum { W = 16, H = 16 };
+    uint8_t px[W * H * 3];
+    for (int i = 0; i < W * H * 3; i++) px[i] = (uint8_t)(i * 5);
+    char names[4][64];
+    const char *paths[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(names[i], sizeof names[i], "claims_8192_%d.jpg", i);
+        paths[i] = strdup(tmp_path(names[i]));
+        write_jpeg(paths[i], W, H, 3, JCS_RGB, px);
+        CHECK(forge_jpeg_size(paths[i], 8192, 8192) == 0);
+    }
+    /* Each is allowed, and damaged: the exact reader fills 8192x8192 pixels before it says
+     * so. Four threads at once would take about 4 x 200 MB; the shared budget lets them
+     * take their turn instead. */
+    int damaged = 0;
+    long rss = decode_in_child(paths, 4, "premature end", &damaged);
+    CHECK(damaged);
+    printf("  4 threads, 8192x8192 claims: peak RSS %ld KiB\n", rss);
+    CHECKF(rss > 0 && rss < 450 * 1024, "peak RSS %ld KiB for 4 threads", rss);
+    for (int i = 0; i < 4; i++) free((void *)paths[i]);
+}
+
 int main(void)
 {
     const char *t = getenv("PT_TEST_TMP");
@@ -714,5 +845,7 @@ int main(void)
     RUN(test_enlarging_is_bilinear);
     RUN(test_shrinking_averages_instead_of_aliasing);
     RUN(test_idx_image_reads_one_image_and_bounds_the_index);
+    RUN(test_oversized_image_headers_are_refused_before_allocating);
+    RUN(test_decoding_memory_does_not_grow_with_threads);
     TEST_EXIT();
 }

@@ -9,6 +9,7 @@
 #include "tools/args.h"
 
 #include "core/json.h"
+#include "core/safe_text.h"
 
 /* Under --json: whether the command wrote its own JSON, and its first error for the object
  * cli_exit writes when it did not. */
@@ -17,25 +18,51 @@ static struct {
     char first_error[4096];
 } json_mode;
 
+const char *cli_safe(const char *s)
+{
+    static _Thread_local char buf[8][4608];
+    static _Thread_local unsigned k;
+    char *b = buf[k++ % 8];
+    pt_safe_text(b, sizeof buf[0], s);
+    return b;
+}
+
+/* "polytrain: KIND: message" with the message escaped for the terminal; msg[cap] gets the
+ * message as formatted (for JSON, which escapes by its own rules and keeps names exact). */
+static void say(const char *kind, char *msg, size_t cap, const char *fmt, va_list ap)
+{
+    vsnprintf(msg, cap, fmt, ap);
+    char shown[4608];
+    pt_safe_text(shown, sizeof shown, msg);
+    fprintf(stderr, "polytrain: %s: %s\n", kind, shown);
+}
+
 void cli_error(const char *fmt, ...)
 {
     char msg[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    say("error", msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "polytrain: error: %s\n", msg);
     if (json_mode.on && !json_mode.first_error[0]) memcpy(json_mode.first_error, msg, sizeof msg);
 }
 
 void cli_note(const char *fmt, ...)
 {
+    char msg[4096];
     va_list ap;
-    fputs("polytrain: note: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    say("note", msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+}
+
+void cli_warning(const char *fmt, ...)
+{
+    char msg[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    say("warning", msg, sizeof msg, fmt, ap);
+    va_end(ap);
 }
 
 void cli_json_wrote(void) { json_mode.written = 1; }

@@ -33,10 +33,18 @@ int args_parse(const arg_command *cmd, int argc, char **argv, char **positional,
                int max_positional, int *npositional);
 void args_print_help(const arg_command *cmd);
 
-/* "polytrain: error: ..." on stderr. */
+/* "polytrain: error: ..." on stderr. The message is escaped as cli_safe does. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "polytrain: note: ..." on stderr: something the command did that the user may not expect. */
 void cli_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "polytrain: warning: ..." on stderr: something that may make the result not what was meant. */
+void cli_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* s escaped for a terminal or log (core/safe_text.h: control characters and invalid UTF-8
+ * as \xHH): every name read from a file (classes, tensors, paths from a listing, a run's
+ * recorded options) goes through it on its way to stdout or stderr. The result lives in one
+ * of 8 buffers of this thread, reused in turn, so several may appear in one printf. */
+const char *cli_safe(const char *s);
 
 /* --json: stdout holds JSON only. A command that has --json and was given it (args_parse
  * notices) calls cli_json_wrote once it has written JSON to stdout (or when another process

@@ -145,10 +145,10 @@ int cmd_eval(int argc, char **argv)
         char what[1200];
         cli_run_data_describe(&run, &rep, &ds, lim, what, sizeof what);
         /* on stderr with --json, so that stdout stays one JSON object */
-        fprintf(json ? stderr : stdout, "evaluating on the run's validation split: %s\n", what);
+        fprintf(json ? stderr : stdout, "evaluating on the run's validation split: %s\n", cli_safe(what));
         if (run.val_samples >= 0 && run.val_samples != ds.count && !given_limit)
-            fprintf(stderr, "polytrain: warning: the run validated on %lld samples, its data now gives %lld\n",
-                    (long long)run.val_samples, (long long)ds.count);
+            cli_warning("the run validated on %lld samples, its data now gives %lld", (long long)run.val_samples,
+                        (long long)ds.count);
     } else if (!init_from) {
         pt_data_options dopt;
         memset(&dopt, 0, sizeof dopt);
@@ -227,8 +227,8 @@ int cmd_eval(int argc, char **argv)
         printf("devices: %d x %s (%s backend, device%s", m.ndev, d0->info.name, d0->be->name, m.ndev == 1 ? "" : "s");
         for (int d = 0; d < m.ndev; d++) printf("%s%d", d ? "," : " ", m.devs[d]->index);
         printf("), batch %d per device\n", batch);
-        printf("%s (%s) on %lld %s %s samples: loss %.4f  top1 %.2f%%  top5 %.2f%%\n", checkpoint, m.meta.model,
-               (long long)res.count, ds.name, use_run ? "validation" : "test", res.loss, 100 * res.top1,
+        printf("%s (%s) on %lld %s %s samples: loss %.4f  top1 %.2f%%  top5 %.2f%%\n", cli_safe(checkpoint),
+               cli_safe(m.meta.model), (long long)res.count, cli_safe(ds.name), use_run ? "validation" : "test", res.loss, 100 * res.top1,
                100 * res.top5);
         if (per_class) cli_per_class_print(stdout, &cm, (const char *const *)names);
         if (confusion) printf("confusion matrix: %s\n", confusion);

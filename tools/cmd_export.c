@@ -225,7 +225,7 @@ int cmd_export(int argc, char **argv)
     printf("wrote %s: %s from %s, ONNX opset %d (IR %lld), %d nodes, %d initializers, %.1f MB\n"
            "input 'input' float32 [%s, %d, %d, %d] = (pixel/255 - mean) / std, mean %s, std %s (%s, NCHW); "
            "output 'logits' float32 [%s, %d]\n",
-           onnx, meta.model, checkpoint, opset, (long long)sum.ir_version, sum.nodes, sum.initializers,
+           cli_safe(onnx), cli_safe(meta.model), cli_safe(checkpoint), opset, (long long)sum.ir_version, sum.nodes, sum.initializers,
            (double)sum.bytes / 1e6, n, meta.in_channels, meta.height, meta.width, sb[P_MEAN].data,
            sb[P_STD].data, sb[P_CHANNELS].data, n, meta.num_classes);
     code = 0;

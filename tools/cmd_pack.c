@@ -151,7 +151,7 @@ int cmd_pack(int argc, char **argv)
     po.user = &ui;
     pt_pack_report rep;
     printf("packing %lld images of %s (%s split, %d classes) at %dx%dx%d with %d threads\n", (long long)fl.count,
-           root, split, fl.num_classes, po.channels, H, W, po.threads);
+           cli_safe(root), split, fl.num_classes, po.channels, H, W, po.threads);
     fflush(stdout);
     s = pt_pack_write(&fl, out, &po, &rep, &err);
     pt_filelist_free(&fl);
@@ -160,8 +160,8 @@ int cmd_pack(int argc, char **argv)
         return 1;
     }
     printf("wrote %s: %lld samples (%lld from grayscale images), %lld skipped as unreadable, %.1f s, %.0f images/s\n",
-           out, (long long)rep.packed, (long long)rep.gray, (long long)rep.skipped, rep.seconds,
+           cli_safe(out), (long long)rep.packed, (long long)rep.gray, (long long)rep.skipped, rep.seconds,
            rep.seconds > 0 ? (double)(rep.packed + rep.skipped) / rep.seconds : 0.0);
-    if (rep.skipped) printf("first skipped: %s\n", rep.first_skipped);
+    if (rep.skipped) printf("first skipped: %s\n", cli_safe(rep.first_skipped));
     return 0;
 }

@@ -142,9 +142,9 @@ static void print_prediction(const cli_model *m, const char *input, const input_
         }
         pt_strbuf_free(&sb);
     } else {
-        printf("%s\n", input);
+        printf("%s\n", cli_safe(input));
         for (int k = 0; k < topk; k++)
-            printf("  %d. %-20s %6.2f%%  (class %d)\n", k + 1, m->meta.class_names[idx[k]], 100.0 * probs[idx[k]],
+            printf("  %d. %-20s %6.2f%%  (class %d)\n", k + 1, cli_safe(m->meta.class_names[idx[k]]), 100.0 * probs[idx[k]],
                    idx[k]);
     }
 }

@@ -119,7 +119,7 @@ static int choose_checkpoint(report_ctx *r, const char *which)
         snprintf(r->checkpoint, sizeof r->checkpoint, "%s/last", r->run);
         use_last = 1;
         if (is_checkpoint(r->checkpoint))
-            fprintf(stderr, "polytrain: warning: run '%s' has no best/ checkpoint: reporting on last/\n", r->run);
+            cli_warning("run '%s' has no best/ checkpoint: reporting on last/", r->run);
     }
     if (!is_checkpoint(r->checkpoint)) {
         cli_error("report: run '%s' has no %s checkpoint (no %s/model.safetensors)", r->run,
@@ -347,11 +347,11 @@ int cmd_report(int argc, char **argv)
     if (cli_run_data_open_val(&r.rd, -1, r.m.meta.height, r.m.meta.width, &r.ds, &rep, &err) != PT_OK) goto fail;
     cli_run_data_describe(&r.rd, &rep, &r.ds, -1, r.data_desc, sizeof r.data_desc);
     FILE *info = json ? stderr : stdout;
-    fprintf(info, "report: run %s, checkpoint %s\n", r.run, r.checkpoint_note);
-    fprintf(info, "evaluating on the run's validation split: %s\n", r.data_desc);
+    fprintf(info, "report: run %s, checkpoint %s\n", cli_safe(r.run), cli_safe(r.checkpoint_note));
+    fprintf(info, "evaluating on the run's validation split: %s\n", cli_safe(r.data_desc));
     if (r.rd.val_samples >= 0 && r.rd.val_samples != r.ds.count)
-        fprintf(stderr, "polytrain: warning: the run validated on %lld samples, its data now gives %lld\n",
-                (long long)r.rd.val_samples, (long long)r.ds.count);
+        cli_warning("the run validated on %lld samples, its data now gives %lld", (long long)r.rd.val_samples,
+                    (long long)r.ds.count);
     if (cli_evaluate_dataset(&r.m, r.checkpoint, &r.ds, r.rd.data, &r.res, &r.logits, &err) != PT_OK) goto fail;
     r.classes = r.ds.num_classes;
     if (cli_confusion_compute(r.logits, r.ds.labels, r.res.count, r.classes, &r.cm, &err) != PT_OK) goto fail;
@@ -378,9 +378,8 @@ int cmd_report(int argc, char **argv)
         goto fail;
     }
     if (!r.plots)
-        fprintf(stderr, "polytrain: warning: report: no plots: %s; the page, the CSV files and the sample images "
-                        "are written\n",
-                r.plots_missing);
+        cli_warning("report: no plots: %s; the page, the CSV files and the sample images are written",
+                    r.plots_missing);
     if (json) fputs(js.data, stdout);
     else printf("report written: %s/index.html\n", out);
     pt_strbuf_free(&js);

@@ -41,7 +41,10 @@ static int holds_checkpoint(const char *dir)
     pt_error ignored;
     char p[4200];
     if (pt_dir_recover(dir, &ignored) != PT_OK) return 0;
-    return join(p, sizeof p, dir, "model.safetensors") && is_file(p);
+    /* Anything but a directory counts, so that a FIFO or device there reaches the reader and
+     * is reported as what it is. */
+    struct stat st;
+    return join(p, sizeof p, dir, "model.safetensors") && stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
 }
 
 /* The completed epochs and best validation top-1 recorded in dir/optimizer.safetensors;

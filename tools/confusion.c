@@ -6,6 +6,8 @@
 #include "polytrain/metrics.h"
 #include "tools/confusion.h"
 
+#include "tools/args.h"
+
 pt_status cli_confusion_compute(const float *logits, const int32_t *labels, int64_t n, int classes,
                                 cli_confusion *cm, pt_error *err)
 {
@@ -143,7 +145,7 @@ void cli_per_class_print(FILE *f, const cli_confusion *cm, const char *const *na
 {
     int w = 5;
     for (int c = 0; c < cm->classes; c++) {
-        const int l = (int)strlen(names[c]);
+        const int l = (int)strlen(cli_safe(names[c]));
         if (l > w) w = l < 40 ? l : 40;
     }
     fprintf(f, "%-*s %8s %8s %9s  %s\n", w, "class", "count", "correct", "accuracy", "most confused with");
@@ -154,9 +156,9 @@ void cli_per_class_print(FILE *f, const cli_confusion *cm, const char *const *na
         if (n) snprintf(acc, sizeof acc, "%.2f%%", 100.0 * (double)ok / (double)n);
         char conf[96] = "-";
         if (mc >= 0)
-            snprintf(conf, sizeof conf, "%.60s (%lld)", names[mc],
+            snprintf(conf, sizeof conf, "%.60s (%lld)", cli_safe(names[mc]),
                      (long long)cm->matrix[(size_t)c * (size_t)cm->classes + (size_t)mc]);
-        fprintf(f, "%-*.40s %8lld %8lld %9s  %s\n", w, names[c], (long long)n, (long long)ok, acc, conf);
+        fprintf(f, "%-*.40s %8lld %8lld %9s  %s\n", w, cli_safe(names[c]), (long long)n, (long long)ok, acc, conf);
     }
 }
 

@@ -35,8 +35,8 @@ void train_print_data_report(const char *split, const pt_dataset *ds, const pt_d
 {
     static const char *const action[] = {"", "reused", "built", "rebuilt"};
     if (r->cache_action)
-        printf("data: %s cache %s %s%s%s (%.1f s)\n", split, r->cache_path, action[r->cache_action],
-               r->cache_action == 3 ? ": " : "", r->cache_action == 3 ? r->rebuild_reason : "", r->pack_s);
+        printf("data: %s cache %s %s%s%s (%.1f s)\n", split, cli_safe(r->cache_path), action[r->cache_action],
+               r->cache_action == 3 ? ": " : "", r->cache_action == 3 ? cli_safe(r->rebuild_reason) : "", r->pack_s);
     if (r->gray || r->skipped)
         printf("data: %s: %lld of %lld images were grayscale (converted to RGB), %lld unreadable skipped\n",
                split, (long long)r->gray, (long long)ds->count, (long long)r->skipped);
@@ -58,7 +58,7 @@ void train_print_banner(const train_session *s, const train_options *o)
     const int ndev = s->ndev, procs = s->procs;
     pt_device *const *devs = s->devs;
     const pt_dataset *train_ds = &s->train_ds;
-    printf("polytrain %s: training '%s' on %s\n", PT_VERSION, ap->model, train_ds->name);
+    printf("polytrain %s: training '%s' on %s\n", PT_VERSION, cli_safe(ap->model), cli_safe(train_ds->name));
     printf("devices: %d x %s (%s backend)%s\n", ndev, devs[0]->info.name, devs[0]->be->name,
            procs > 1 ? " in each process" : "");
     if (cli_backend_choice()[0]) printf("backend: %s\n", cli_backend_choice());
@@ -77,11 +77,12 @@ void train_print_banner(const train_session *s, const train_options *o)
                                                                 : "the backend's collectives",
                    ap->sync_bn ? "synchronised (--sync-bn)" : "per device (averaged before evaluation and saving)");
     }
-    printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", ap->model,
+    printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", cli_safe(ap->model),
            (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,
            train_ds->width, train_ds->num_classes);
-    if (s->init_what[0]) printf("init: %s; the optimizer and the schedule start at step 0\n", s->init_what);
-    else if (ap->resume && ap->init_from) printf("init: continues from %s/last (--init-from %s was the start)\n", ap->resume, ap->init_from);
+    if (s->init_what[0]) printf("init: %s; the optimizer and the schedule start at step 0\n", cli_safe(s->init_what));
+    else if (ap->resume && ap->init_from)
+        printf("init: continues from %s/last (--init-from %s was the start)\n", cli_safe(ap->resume), cli_safe(ap->init_from));
     char accum[128] = "";
     if (ap->accumulate > 1)
         snprintf(accum, sizeof accum, " x %d micro-batches accumulated = %lld samples per optimizer step",
@@ -128,13 +129,13 @@ void train_print_banner(const train_session *s, const train_options *o)
     if (ap->resume && o->resume_changes[0])
         printf("resume: continues with options changed by --allow-changes, {option: [the run's, now]}: %s "
                "(recorded in config.json under \"resumes\")\n",
-               o->resume_changes);
+               cli_safe(o->resume_changes));
     printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0));
-    printf("output: %s%s\n", ap->out, ap->resume ? " (resuming)" : "");
+    printf("output: %s%s\n", cli_safe(ap->out), ap->resume ? " (resuming)" : "");
     if (ap->trace) {
         char which[48] = "the run's third step";
         if (ap->trace_step >= 0) snprintf(which, sizeof which, "step %lld", (long long)ap->trace_step);
-        printf("trace: %s to %s (every op synchronised in that step)\n", which, ap->trace);
+        printf("trace: %s to %s (every op synchronised in that step)\n", which, cli_safe(ap->trace));
     }
     fflush(stdout);
 }
@@ -308,9 +309,10 @@ void train_print_summary(const pt_trainer *trainer, const train_args *ap)
 {
     if (pt_trainer_stop_reason(trainer))
         printf("stopped before --epochs %d: %s; checkpoints in %s/last and %s/best\n", ap->epochs,
-               pt_trainer_stop_reason(trainer), ap->out, ap->out);
+               pt_trainer_stop_reason(trainer), cli_safe(ap->out), cli_safe(ap->out));
     else if (pt_trainer_stopped_early(trainer))
-        printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after, ap->out);
+        printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after,
+               cli_safe(ap->out));
     else
-        printf("done: checkpoints in %s/last and %s/best\n", ap->out, ap->out);
+        printf("done: checkpoints in %s/last and %s/best\n", cli_safe(ap->out), cli_safe(ap->out));
 }

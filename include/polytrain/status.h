@@ -29,7 +29,9 @@ typedef struct pt_error {
 #define PT_PRINTF(a, b)
 #endif
 
-/* Records status and a formatted message in err (if non-NULL) and returns status. */
+/* Records status and a formatted message in err (if non-NULL) and returns status. A message
+ * may hold names read from files exactly as they are (control characters too): escape it
+ * before showing it on a terminal (the CLI's cli_error does). */
 pt_status pt_fail(pt_error *err, pt_status status, const char *fmt, ...) PT_PRINTF(3, 4);
 /* Prepends "context: " to an error's message, keeping its status; returns the status. */
 pt_status pt_error_wrap(pt_error *err, const char *fmt, ...) PT_PRINTF(2, 3);
