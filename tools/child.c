@@ -125,7 +125,7 @@ void cli_child_free(cli_child *c)
 void cli_child_failure(const cli_child *c, char *buf, size_t cap)
 {
     if (c->timed_out) {
-        snprintf(buf, cap, "no answer within %.0f s (killed)", c->seconds);
+        snprintf(buf, cap, "no answer within %.3g s (killed)", c->seconds);
         return;
     }
     if (c->signal) {
