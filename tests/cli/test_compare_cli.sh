@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `polytrain compare` end to end on a tiny model (baseline on 1x16x16, batch 4, one timed step,
-# a small GEMM peak, a slice of the conformance suite): on cpu, and on opencl when `devices
+# a small GEMM peak, a slice of the conformance suite, one cpu thread: OpenBLAS's threads on
+# busy cores make its GEMM peak erratic): on cpu, and on opencl when `devices
 # --json` finds an OpenCL device. The report's files exist, report.json has a row per device
 # with sane values (img/s > 0, conformance counts that add up, GFLOP/s within a multiple of
 # the device's GEMM peak), report.md has the rows, the charts are PNG images (when gnuplot is
@@ -33,7 +34,7 @@ expect() {
 }
 
 SMALL=(--model baseline --input 1x16x16 --classes 10 --batch 4 --steps 1 --warmup 1 --sgemm 128
-       --selftest-filter relu_fwd --threads 2)
+       --selftest-filter relu_fwd --threads 1)
 PLOTS=()
 have_gnuplot=1
 command -v gnuplot >/dev/null 2>&1 || { have_gnuplot=0; PLOTS=(--no-plots); echo "note: no gnuplot: charts not checked"; }
@@ -47,7 +48,11 @@ print(",".join(b["backend"] for b in d if b["backend"] in ("cpu", "opencl") and 
 echo "backends measured: $backends"
 ok "devices --json lists the cpu backend" '[[ ",$backends," == *",cpu,"* ]]'
 
-# ---- usage errors: nothing written ----------------------------------------------------------
+# ---- help and usage errors: nothing written ----------------------------------------------------------
+"$CLI" compare --help >"$TMP/help.txt" 2>&1
+ok "--help documents the options and the outputs" '(for w in --model --backends --devices --steps --merge --overwrite \
+    report.md op_time.png gnuplot-nox; do grep -qF -- "$w" "$TMP/help.txt" || exit 1; done)'
+ok "the command list names compare" '"$CLI" --help | grep -q "^  compare "'
 expect "unknown backend" 2 "'nope' is not a backend of this build" "$CLI" compare --backends cpu,nope --out "$TMP/x"
 expect "unknown model" 2 "compare: --model nosuchnet" "$CLI" compare --model nosuchnet --out "$TMP/x"
 expect "model that does not fit the input" 2 "does not fit a 1x4x4 input" "$CLI" compare --model baseline --input 1x4x4 --out "$TMP/x"
@@ -97,8 +102,9 @@ for d in devs:
     assert row["train_img_per_s"] > 0 and row["eval_img_per_s"] > 0, (name, row)
     assert abs(row["train_img_per_s"] * row["train_step_ms"] / 1000 - 4) < 0.05, (name, row)
     assert 0 < row["step_gflop_per_s"], (name, row)
-    # the small GEMM can fall below a conv's speed, but not by orders of magnitude
-    assert row["step_gflop_per_s"] <= 20 * peak, (name, row["step_gflop_per_s"], peak)
+    # a step of convolutions, pooling and normalisation does not outrun the device's own GEMM
+    # by much (a margin for the small GEMM and for noise on busy cores)
+    assert row["step_gflop_per_s"] <= 5 * peak, (name, row["step_gflop_per_s"], peak)
     assert abs(row["peak_fraction"] - row["step_gflop_per_s"] / peak) < 1e-6 * max(1, row["peak_fraction"]), (name, row)
     assert row["warmup_s"] > 0 and row["peak_mem_bytes"] > 0 and row["device_mem_bytes"] > 0, (name, row)
     ops = row["per_op_ms"]
