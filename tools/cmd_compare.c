@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -448,6 +449,11 @@ static int check_out(const char *out, int overwrite)
     pt_error e;
     if (pt_path_exists(old)) pt_dir_recover(out, &e); /* a crash between pt_dir_commit's renames */
     if (!pt_path_exists(out) || dir_empty(out)) return 0;
+    struct stat stv;
+    if (stat(out, &stv) != 0 || !S_ISDIR(stv.st_mode)) {
+        cli_error("compare: --out '%s' exists and is not a directory (choose another --out)", out);
+        return 2;
+    }
     if (!holds_compare_report(out)) {
         cli_error("compare: --out '%s' exists and is not empty, and holds no report of compare: not replacing it "
                   "(choose another --out)",

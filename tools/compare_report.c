@@ -16,8 +16,10 @@
 #define CR_MAX_MODELS 16
 #define CR_STACK_KINDS 8 /* op kinds drawn on their own; the rest is "other" */
 
-static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                                      "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
+/* distinct colours, none of them grey (the "other" layer and the GEMM peak are grey) */
+static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                                      "#e377c2", "#17becf", "#bcbd22", "#393b79", "#e7ba52", "#637939"};
+#define CR_COLORS 12
 #define CR_GREY "#9a9a9a"
 
 void cli_json_write(pt_strbuf *sb, const pt_json *v)
@@ -79,6 +81,8 @@ typedef struct cr_ctx {
     const char *model[CR_MAX_MODELS];
     int nm;
     int machines; /* more than one: labels name the machine */
+    const char *kind[64]; /* every op kind of any row, by its largest share of a step */
+    int nkinds;
     char label[CR_MAX_DEVICES][160];  /* "cpu[0] AMD EPYC" (md), with the machine when several */
     char tic[CR_MAX_DEVICES][320];    /* the same over lines, for a chart's axis */
 } cr_ctx;
@@ -109,6 +113,54 @@ static void wrap_into(char *out, size_t cap, const char *text, int width)
     out[len] = '\0';
 }
 
+/* The op kinds of rows (model NULL: of every model) ordered by their largest share of a
+ * step on any device; returns how many (at most 64). */
+static int rank_kinds(const cr_ctx *c, const char *model, const char **kinds, double *share)
+{
+    int nk = 0;
+    for (int i = 0; i < c->nd; i++) {
+        const pt_json *ms = pt_json_get(c->dev[i], "models");
+        for (size_t r = 0; r < pt_json_len(ms); r++) {
+            const pt_json *row = pt_json_at(ms, r);
+            if (model && strcmp(str_of(row, "model", ""), model) != 0) continue;
+            const pt_json *ops = pt_json_get(row, "per_op_ms");
+            if (!ops || ops->type != PT_JSON_OBJECT) continue;
+            double total = 0;
+            for (size_t k = 0; k < ops->count; k++) {
+                double v = cli_json_number(ops, ops->members[k].key);
+                if (isfinite(v)) total += v;
+            }
+            for (size_t k = 0; k < ops->count; k++) {
+                int j = 0;
+                while (j < nk && strcmp(kinds[j], ops->members[k].key) != 0) j++;
+                if (j == nk) {
+                    if (nk == 64) continue;
+                    kinds[nk] = ops->members[k].key, share[nk++] = 0;
+                }
+                double v = cli_json_number(ops, ops->members[k].key);
+                if (total > 0 && isfinite(v) && v / total > share[j]) share[j] = v / total;
+            }
+        }
+    }
+    for (int a = 0; a < nk; a++)
+        for (int b = a + 1; b < nk; b++)
+            if (share[b] > share[a]) {
+                double t = share[a];
+                share[a] = share[b], share[b] = t;
+                const char *tk = kinds[a];
+                kinds[a] = kinds[b], kinds[b] = tk;
+            }
+    return nk;
+}
+
+/* An op kind's colour, the same in every panel. */
+static const char *kind_color(const cr_ctx *c, const char *kind)
+{
+    for (int i = 0; i < c->nkinds; i++)
+        if (strcmp(c->kind[i], kind) == 0) return palette[i % CR_COLORS];
+    return palette[0];
+}
+
 static void ctx_init(cr_ctx *c, const pt_json *root)
 {
     memset(c, 0, sizeof *c);
@@ -135,6 +187,8 @@ static void ctx_init(cr_ctx *c, const pt_json *root)
         }
         wrap_into(c->tic[i], sizeof c->tic[i], name, 18);
     }
+    double share[64];
+    c->nkinds = rank_kinds(c, NULL, c->kind, share);
 }
 
 /* ---------------------------------------------------------------- report.md */
@@ -274,32 +328,11 @@ static void write_md(const cr_ctx *c, int plotted, pt_strbuf *sb)
             md_cell(sb, st);
             pt_strbuf_puts(sb, "\n");
         }
-        /* step time by op kind: the kinds of any device, in the order of their largest time */
+        /* step time by op kind: the kinds of any device, by their largest share of a step */
         const char *kinds[64];
-        double kmax[64];
-        int nk = 0;
-        for (int i = 0; i < c->nd; i++) {
-            const pt_json *ops = pt_json_get(model_of(c->dev[i], c->model[m]), "per_op_ms");
-            for (size_t k = 0; ops && ops->type == PT_JSON_OBJECT && k < ops->count; k++) {
-                int j = 0;
-                while (j < nk && strcmp(kinds[j], ops->members[k].key) != 0) j++;
-                if (j == nk) {
-                    if (nk == 64) continue;
-                    kinds[nk] = ops->members[k].key, kmax[nk++] = 0;
-                }
-                double v = cli_json_number(ops, ops->members[k].key);
-                if (v > kmax[j]) kmax[j] = v;
-            }
-        }
+        double share[64];
+        const int nk = rank_kinds(c, c->model[m], kinds, share);
         if (!nk) continue;
-        for (int a = 0; a < nk; a++)
-            for (int b = a + 1; b < nk; b++)
-                if (kmax[b] > kmax[a]) {
-                    double t = kmax[a];
-                    kmax[a] = kmax[b], kmax[b] = t;
-                    const char *tk = kinds[a];
-                    kinds[a] = kinds[b], kinds[b] = tk;
-                }
         pt_strbuf_printf(sb, "\nTraining step time by op kind, ms per step (a run of its own that synchronises "
                              "after every op):\n\n| op kind |");
         for (int i = 0; i < c->nd; i++) md_cell(sb, c->label[i]);
@@ -408,24 +441,30 @@ static pt_status bars_panel(FILE *g, const char *dir, const char *dat, const cr_
     for (int j = 0; j < ns; j++) fprintf(f, " value%d label%d", j, j);
     fputc('\n', f);
     int any = 0;
+    size_t longest = 0;
     for (int i = 0; i < c->nd; i++) {
         fprintf(f, "%d", i);
         for (int j = 0; j < ns; j++) {
             any |= isfinite(s[j].v[i]);
-            fprintf(f, " %.6g", isfinite(s[j].v[i]) ? s[j].v[i] : 0.0);
             if (!s[j].lab[i][0]) fmt_value(s[j].lab[i], sizeof s[j].lab[i], s[j].v[i]);
+            if (strlen(s[j].lab[i]) > longest) longest = strlen(s[j].lab[i]);
+            fprintf(f, " %.6g", isfinite(s[j].v[i]) ? s[j].v[i] : 0.0);
             dat_string(f, s[j].lab[i]);
         }
         fputc('\n', f);
     }
     if (fclose(f) != 0) return pt_fail(err, PT_ERR_IO, "cannot write '%s'", path);
     const double w = 0.8 / ns;
+    /* a label wider than its bar (about 150 px per device at the chart's width, 6 px a
+     * character) would run into its neighbour's: written upwards instead */
+    const int upright = 6.0 * (double)longest > 0.95 * 150.0 * w / 0.8;
     fprintf(g, "set title ");
     gp_string(g, title);
     fprintf(g, "\nset ylabel ");
     gp_string(g, ylabel);
     fprintf(g, "\nset boxwidth %g absolute\nset style fill solid 0.85 border rgb \"#404040\"\n", w * 0.92);
-    fprintf(g, "%s\n", any ? "set yrange [0:*]\nset offsets 0, 0, graph 0.18, 0" : "set yrange [0:1]\nset offsets 0, 0, 0, 0");
+    if (any) fprintf(g, "set yrange [0:*]\nset offsets 0, 0, graph %g, 0\n", upright ? 0.35 : 0.18);
+    else fprintf(g, "set yrange [0:1]\nset offsets 0, 0, 0, 0\n");
     set_device_tics(g, c);
     fprintf(g, "plot ");
     for (int j = 0; j < ns; j++) {
@@ -433,8 +472,8 @@ static pt_status bars_panel(FILE *g, const char *dir, const char *dat, const cr_
         fprintf(g, "%s\"%s\" using ($1%+g):%d with boxes lc rgb \"%s\" title ", j ? ", \\\n     " : "", dat, off,
                 2 + 2 * j, s[j].color);
         gp_string(g, s[j].title);
-        fprintf(g, ", \\\n     \"%s\" using ($1%+g):%d:%d with labels offset 0,0.7 font \",9\" notitle", dat, off,
-                2 + 2 * j, 3 + 2 * j);
+        fprintf(g, ", \\\n     \"%s\" using ($1%+g):%d:%d with labels %s font \",9\" notitle", dat, off,
+                2 + 2 * j, 3 + 2 * j, upright ? "rotate by 90 left offset 0,0.5" : "offset 0,0.7");
     }
     fputc('\n', g);
     return PT_OK;
@@ -452,33 +491,7 @@ static pt_status stack_panel(FILE *g, const char *dir, int m, const cr_ctx *c, p
     const char *model = c->model[m];
     const char *kinds[64];
     double share[64];
-    int nk = 0;
-    for (int i = 0; i < c->nd; i++) {
-        const pt_json *ops = pt_json_get(model_of(c->dev[i], model), "per_op_ms");
-        double total = 0;
-        for (size_t k = 0; ops && ops->type == PT_JSON_OBJECT && k < ops->count; k++) {
-            double v = cli_json_number(ops, ops->members[k].key);
-            if (isfinite(v)) total += v;
-        }
-        for (size_t k = 0; ops && ops->type == PT_JSON_OBJECT && k < ops->count; k++) {
-            int j = 0;
-            while (j < nk && strcmp(kinds[j], ops->members[k].key) != 0) j++;
-            if (j == nk) {
-                if (nk == 64) continue;
-                kinds[nk] = ops->members[k].key, share[nk++] = 0;
-            }
-            double v = cli_json_number(ops, ops->members[k].key);
-            if (total > 0 && isfinite(v) && v / total > share[j]) share[j] = v / total;
-        }
-    }
-    for (int a = 0; a < nk; a++) /* the kinds that matter most on any device first */
-        for (int b = a + 1; b < nk; b++)
-            if (share[b] > share[a]) {
-                double t = share[a];
-                share[a] = share[b], share[b] = t;
-                const char *tk = kinds[a];
-                kinds[a] = kinds[b], kinds[b] = tk;
-            }
+    const int nk = rank_kinds(c, model, kinds, share);
     const int shown = nk > CR_STACK_KINDS + 1 ? CR_STACK_KINDS : nk, layers = shown + (nk > shown);
     char dat[64], path[4400];
     snprintf(dat, sizeof dat, "op_time_%d.dat", m);
@@ -520,7 +533,7 @@ static pt_status stack_panel(FILE *g, const char *dir, int m, const cr_ctx *c, p
     fprintf(g, "plot ");
     /* top layer first, so that the key lists the kinds in the order of the stack */
     for (int l = layers - 1; l >= 0; l--) {
-        const char *color = l < shown ? palette[l % 9] : CR_GREY;
+        const char *color = l < shown ? kind_color(c, kinds[l]) : CR_GREY;
         fprintf(g, "\"%s\" using 1:(($%d+$%d)/2):($1-0.275):($1+0.275):%d:%d with boxxyerror lc rgb \"%s\" title ", dat,
                 2 + 2 * l, 3 + 2 * l, 2 + 2 * l, 3 + 2 * l, color);
         char t[80];
@@ -598,7 +611,7 @@ static pt_status write_charts(const cr_ctx *c, const char *dir, pt_error *err)
             s[0].v[i] = cli_json_number(pt_json_get(c->dev[i], "gemm_peak"), "best_gflop_per_s");
         for (int m = 0; m < c->nm; m++) {
             series_title(&s[1 + m], "%s training step%s", c->model[m], "");
-            s[1 + m].color = palette[m % 9];
+            s[1 + m].color = palette[m % CR_COLORS];
             for (int i = 0; i < c->nd; i++) {
                 const pt_json *r = model_of(c->dev[i], c->model[m]);
                 double v = cli_json_number(r, "step_gflop_per_s"), p = cli_json_number(r, "peak_fraction");
@@ -620,7 +633,7 @@ static pt_status write_charts(const cr_ctx *c, const char *dir, pt_error *err)
         memset(s, 0, (size_t)c->nm * sizeof *s);
         for (int m = 0; m < c->nm; m++) {
             series_title(&s[m], "%s%s", c->model[m], "");
-            s[m].color = palette[m % 9];
+            s[m].color = palette[m % CR_COLORS];
             for (int i = 0; i < c->nd; i++) s[m].v[i] = cli_json_number(model_of(c->dev[i], c->model[m]), "warmup_s");
         }
         const long long wu = (long long)cli_json_number(c->settings, "warmup");
@@ -633,8 +646,8 @@ static pt_status write_charts(const cr_ctx *c, const char *dir, pt_error *err)
             for (int m = 0; m < c->nm; m++) {
                 series_title(&s[2 * m], "%s: host peak (VmHWM)%s", c->model[m], "");
                 series_title(&s[2 * m + 1], "%s: device (parameters, state, activations)%s", c->model[m], "");
-                s[2 * m].color = palette[(2 * m) % 9];
-                s[2 * m + 1].color = palette[(2 * m + 1) % 9];
+                s[2 * m].color = palette[(2 * m) % CR_COLORS];
+                s[2 * m + 1].color = palette[(2 * m + 1) % CR_COLORS];
                 for (int i = 0; i < c->nd; i++) {
                     const pt_json *r = model_of(c->dev[i], c->model[m]);
                     s[2 * m].v[i] = cli_json_number(r, "peak_mem_bytes") / 1048576.0;
