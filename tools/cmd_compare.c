@@ -980,7 +980,7 @@ int cmd_compare(int argc, char **argv)
         double peak;
         failures += gemm_peak(&a, d, i + 1, n, &doc, &peak);
         pt_strbuf_puts(&doc, ",\"models\":[");
-        for (int m = 0; m < a.nmodels; m++) {
+        for (int m = 0; m < a.nmodels && !cli_interrupted(); m++) {
             if (m) pt_strbuf_putc(&doc, ',');
             failures += model_row(&a, d, a.models[m], peak, i + 1, n, &doc);
         }

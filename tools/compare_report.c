@@ -228,7 +228,12 @@ static void write_md(const cr_ctx *c, int plotted, pt_strbuf *sb)
         snprintf(steps, sizeof steps, "%lld (%lld)", (long long)cli_json_number(ms_set, "steps"),
                  (long long)cli_json_number(ms_set, "warmup"));
         pt_strbuf_puts(sb, "|");
-        md_cell(sb, str_of(m, "label", str_of(m, "host", "?")));
+        char who[700];
+        if (str_of(m, "file", NULL))
+            snprintf(who, sizeof who, "%s (from %s)", str_of(m, "label", "?"), str_of(m, "file", ""));
+        else
+            snprintf(who, sizeof who, "%s", str_of(m, "label", str_of(m, "host", "?")));
+        md_cell(sb, who);
         md_cell(sb, str_of(m, "cpu", "?"));
         md_num(sb, "%.0f", cli_json_number(m, "cores"));
         md_num(sb, "%.1f", cli_json_number(m, "memory_bytes") / 1073741824.0);
