@@ -27,7 +27,7 @@ PACKAGES=(
     python3 python3-numpy python3-torch python3-torchvision
     # the virtual environment that holds tensorboard (see install_tensorboard below)
     python3-venv
-    # polytrain experiment and report: the plots (PNG through gnuplot's pngcairo terminal)
+    # polytrain experiment, report and compare: the plots (PNG through gnuplot's pngcairo terminal)
     gnuplot-nox
     # scripts and tests: timeout, truncate, gzip, mktemp
     coreutils gzip

@@ -26,6 +26,7 @@ static const struct {
     {"check", cmd_check, "check a multi-device set-up: conformance, collectives, identical replicas, scaling"},
     {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},
     {"report", cmd_report, "an HTML report of a run: curves, confusion matrix, per-class accuracy, mistakes"},
+    {"compare", cmd_compare, "the same models on every backend and device: conformance, speed, charts"},
 };
 
 static void usage(FILE *f)
