@@ -13,9 +13,27 @@
 #include "polytrain/trace.h"
 #include "polytrain/source.h"
 #include "polytrain/models.h"
+#include "tools/evaluate.h"
 #include "tools/run_data.h"
 #include "tools/train_internal.h"
 #include "polytrain/version.h"
+
+/* A resumed run continues on data of the shape and classes its checkpoint was trained on. */
+static int check_resumed_data(const train_session *s, const train_args *ap, pt_error *err)
+{
+    char last[4200], what[1100];
+    snprintf(last, sizeof last, "%s/last", ap->resume);
+    pt_model_meta saved;
+    if (pt_checkpoint_read_meta(last, &saved, err) != PT_OK) {
+        pt_error_wrap(err, "cannot resume");
+        return 1;
+    }
+    snprintf(what, sizeof what, "training data '%.1024s'", s->train_ds.source);
+    pt_status st = cli_check_checkpoint_data(&saved, last, &s->train_ds, what, err);
+    pt_model_meta_free(&saved);
+    if (st != PT_OK) pt_error_wrap(err, "cannot resume");
+    return st != PT_OK;
+}
 
 /* A resumed run must train the model its checkpoint holds. */
 static int check_resumed_model(const train_args *ap, pt_error *err)
@@ -49,6 +67,13 @@ static int open_datasets(train_session *s, const train_args *ap, pt_error *err)
     dopt.width = s->train_ds.width;
     if (pt_dataset_open_ex(ap->data, 0, &dopt, &s->val_ds, &rep, err) != PT_OK) return 1;
     train_print_data_report("val", &s->val_ds, &rep);
+    /* The model is built for the training samples: validation samples of another shape would
+     * be read past their end, other classes scored as the wrong ones. */
+    pt_dataset_shape want = pt_dataset_shape_of(&s->train_ds), have = pt_dataset_shape_of(&s->val_ds);
+    char tw[1100], vw[1100];
+    snprintf(tw, sizeof tw, "training data '%.1024s'", s->train_ds.source);
+    snprintf(vw, sizeof vw, "validation data '%.1024s'", s->val_ds.source);
+    if (pt_dataset_check_compatible(&want, tw, &have, vw, err) != PT_OK) return 1;
     /* Validation is normalised with the training statistics, as the checkpoint records. */
     memcpy(s->val_ds.mean, s->train_ds.mean, sizeof s->val_ds.mean);
     memcpy(s->val_ds.std, s->train_ds.std, sizeof s->val_ds.std);
@@ -122,6 +147,11 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     lo.seed = ap->seed;
     if (pt_augment_parse(ap->augment, s->train_ds.height, &lo, err) != PT_OK) return 1;
     lo.prefetch = 1;
+    /* both loaders feed the model built for the training samples */
+    lo.channels = s->train_ds.channels;
+    lo.height = s->train_ds.height;
+    lo.width = s->train_ds.width;
+    lo.num_classes = s->train_ds.num_classes;
     choose_loader_threads(s, ap);
     lo.workers = s->loader_threads;
     if (pt_loader_init(&s->train_ld, &s->train_ds, &lo, err) != PT_OK) return 1;
@@ -132,6 +162,10 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     vo.world = s->procs;
     vo.seed = ap->seed;
     vo.prefetch = 1;
+    vo.channels = lo.channels;
+    vo.height = lo.height;
+    vo.width = lo.width;
+    vo.num_classes = lo.num_classes;
     if (pt_loader_init(&s->val_ld, &s->val_ds, &vo, err) != PT_OK) return 1;
     return 0;
 }
@@ -422,6 +456,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     if (!init && (rc = prepare_run_dir(ap, world, err)) != 0) return rc;
     if (ap->resume && check_resumed_model(ap, err)) return 1;
     if (open_datasets(s, ap, err)) return 1;
+    if (ap->resume && check_resumed_data(s, ap, err)) return 1;
     if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
                        s->train_ds.num_classes, &s->net, err) != PT_OK)
         return 1;
