@@ -2,6 +2,7 @@
  * model, the devices with a replica each, config.json and the core trainer over them. What
  * it reports goes through train_report.c; it prints only a bad --devices list itself. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,16 +89,40 @@ static int divide_global_batch(train_session *s, train_args *ap, const pt_json *
     int ndev = s->ndev;
     s->procs = world->size;
     s->capacity = ap->batch;
-    s->rank_batch = ap->batch * ndev;
     s->global_batch = (int64_t)ap->batch * ndev * s->procs;
+    /* Batches, their sample counts and offsets are ints from here on. */
+    if (s->global_batch > INT_MAX) {
+        pt_fail(err, PT_ERR_INVALID,
+                "--batch-per-device %d on %d device(s) in %d process(es) is a global batch of %lld samples, more "
+                "than %d",
+                ap->batch, ndev, s->procs, (long long)s->global_batch, INT_MAX);
+        return 1;
+    }
+    s->rank_batch = ap->batch * ndev;
     const pt_json *res = resume_cfg ? pt_json_get(resume_cfg, "resolved") : NULL;
+    const pt_json *gb = pt_json_get(res, "global_batch");
     int64_t saved = 0;
-    if (res && pt_json_get_int64(res, "global_batch", &saved, NULL) == PT_OK && saved > 0 &&
-        saved != s->global_batch) {
+    if (gb) {
+        if (gb->type != PT_JSON_NUMBER || !gb->is_int || gb->integer < 1 || gb->integer > INT_MAX) {
+            pt_fail(err, PT_ERR_FORMAT,
+                    "cannot resume: '%s/config.json': \"resolved\".\"global_batch\" is not an integer in 1..%d",
+                    ap->resume, INT_MAX);
+            return 1;
+        }
+        saved = gb->integer;
+    }
+    if (saved > 0 && saved != s->global_batch) {
         if (saved % s->procs != 0) {
             pt_fail(err, PT_ERR_INVALID,
                     "cannot resume: the run's global batch of %lld does not divide over %d processes",
                     (long long)saved, s->procs);
+            return 1;
+        }
+        if ((saved / s->procs + ndev - 1) / ndev > 65536) {
+            pt_fail(err, PT_ERR_INVALID,
+                    "cannot resume: the run's global batch of %lld is more than 65536 samples per device on %d "
+                    "device(s) in %d process(es)",
+                    (long long)saved, ndev, s->procs);
             return 1;
         }
         s->global_batch = saved;
@@ -225,9 +250,9 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     pt_strbuf_json_string(cfg, s->precision_how);
     pt_strbuf_puts(cfg, ",\"lr\":");
     pt_strbuf_json_double(cfg, s->lr);
-    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"step_batch\":%lld,\"train_samples\":%lld,"
+    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%lld,\"step_batch\":%lld,\"train_samples\":%lld,"
                           "\"val_samples\":%lld,\"dataset\":",
-                     (long long)s->net->param_count, (int)s->global_batch,
+                     (long long)s->net->param_count, (long long)s->global_batch,
                      (long long)s->global_batch * (o->args.accumulate > 1 ? o->args.accumulate : 1), (long long)s->train_ds.count,
                      (long long)s->val_ds.count);
     pt_strbuf_json_string(cfg, s->train_ds.name);
