@@ -27,9 +27,7 @@ expect() {
 }
 
 cat >"$TMP/craft.py" <<'PY'
-import array, gzip, json, os, random, shutil, struct, sys
-sys.path.insert(0, os.path.join(os.environ["SRC"], "tools"))
-import torch_models as tm
+import gzip, json, os, random, shutil, struct, sys
 
 def dataset(out):
     os.makedirs(out)
@@ -40,28 +38,33 @@ def dataset(out):
         open(f"{out}/{split}-images-idx3-ubyte.gz", "wb").write(gzip.compress(img))
         open(f"{out}/{split}-labels-idx1-ubyte.gz", "wb").write(gzip.compress(lab))
 
+def edit(path, meta=None, tensor=None, index=0, value=0.0):
+    """Rewrites a safetensors file with metadata keys replaced and one float32 element set."""
+    blob = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header, data = json.loads(blob[8:8 + n]), bytearray(blob[8 + n:])
+    header["__metadata__"].update(meta or {})
+    if tensor:
+        start = header[tensor]["data_offsets"][0] + 4 * index
+        data[start:start + 4] = struct.pack("<f", value)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(text)) + text + bytes(data))
+
 def variant(src, out, v):
-    """A copy of run directory src with one loaded value broken, in last/ (and best/)."""
+    """A copy of run directory src with one loaded value broken, in last/ and best/."""
     shutil.copytree(src, out)
     for leaf in ("last", "best"):
-        d = os.path.join(out, leaf)
-        mp, op = d + "/model.safetensors", d + "/optimizer.safetensors"
-        t, meta = tm.read_safetensors_raw(mp)
-        ot, om = tm.read_safetensors_raw(op)
-        def put(tensors, name, i, x):
-            a = array.array("f", tensors[name].data); a[i] = x
-            tensors[name] = tm.RawTensor("F32", tensors[name].shape, a.tobytes())
-        if v == "var_negative": put(t, "bn1.running_var", 3, -0.5)
-        elif v == "var_nan": put(t, "bn2.running_var", 0, float("nan"))
-        elif v == "mean_inf": put(t, "bn1.running_mean", 1, float("inf"))
-        elif v == "weight_huge": put(t, "conv1.weight", 0, 3e38)
-        elif v == "mean_overflows": meta["mean"] = "1e300"
-        elif v == "std_denormal": meta["std"] = "1e-45"
-        elif v == "best_nan": om["best_top1"] = "nan"
-        elif v == "seed_negative": om["seed"] = "-1"
-        elif v == "momentum_nan": put(ot, "conv1.weight.momentum_buffer", 0, float("nan"))
-        tm.write_safetensors(mp, t, meta)
-        tm.write_safetensors(op, ot, om)
+        mp, op = f"{out}/{leaf}/model.safetensors", f"{out}/{leaf}/optimizer.safetensors"
+        if v == "var_negative": edit(mp, tensor="bn1.running_var", index=3, value=-0.5)
+        elif v == "var_nan": edit(mp, tensor="bn2.running_var", value=float("nan"))
+        elif v == "mean_inf": edit(mp, tensor="bn1.running_mean", index=1, value=float("inf"))
+        elif v == "weight_huge": edit(mp, tensor="conv1.weight", value=3e38)
+        elif v == "mean_overflows": edit(mp, meta={"mean": "1e300"})
+        elif v == "std_denormal": edit(mp, meta={"std": "1e-45"})
+        elif v == "best_nan": edit(op, meta={"best_top1": "nan"})
+        elif v == "seed_negative": edit(op, meta={"seed": "-1"})
+        elif v == "momentum_nan": edit(op, tensor="conv1.weight.momentum_buffer", value=float("nan"))
     p = os.path.join(out, "config.json")
     c = json.load(open(p))
     if v == "flag_string": c["options"]["nesterov"] = "yes"
@@ -75,7 +78,7 @@ def variants(src, root, *names):
 
 globals()[sys.argv[1]](*sys.argv[2:])
 PY
-craft() { SRC=$SRC "$PY" "$TMP/craft.py" "$@"; }
+craft() { "$PY" "$TMP/craft.py" "$@"; }
 
 D=$TMP/data
 craft dataset "$D"
