@@ -106,7 +106,7 @@ static int divide_global_batch(train_session *s, train_args *ap, const pt_json *
         if (gb->type != PT_JSON_NUMBER || !gb->is_int || gb->integer < 1 || gb->integer > INT_MAX) {
             pt_fail(err, PT_ERR_FORMAT,
                     "cannot resume: '%s/config.json': \"resolved\".\"global_batch\" is not an integer in 1..%d",
-                    ap->resume, INT_MAX);
+                    ap->out, INT_MAX); /* the run's directory (ap->resume is NULL when it starts over) */
             return 1;
         }
         saved = gb->integer;
