@@ -514,7 +514,8 @@ static pt_status open_ex(const char *spec, int train, const pt_data_options *opt
     }
     if (rep) snprintf(rep->cache_path, sizeof rep->cache_path, "%s", file);
     pt_pack_info info;
-    PT_TRY(pt_pack_open(file, 0, opt.channels, opt.height, opt.width, opt.limit, out, &info, err));
+    /* its own shape: the caller's compatibility check then names both sides of a mismatch */
+    PT_TRY(pt_pack_open(file, 0, 0, 0, 0, opt.limit, out, &info, err));
     if (rep) {
         rep->cache_action = 1;
         rep->gray = info.gray;

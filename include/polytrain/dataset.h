@@ -65,7 +65,9 @@ enum { PT_CACHE_AUTO = 0, PT_CACHE_OFF = 1 };
 typedef struct pt_data_options {
     int64_t limit;            /* keep the first `limit` samples (0: all) */
     int channels, height, width; /* sample shape; 0: the source's own (TinyImageNet 3x64x64,
-                                    folder: 3 x the first image's size) */
+                                    folder: 3 x the first image's size). A packed cache
+                                    (pack:) is never resized: it keeps its own shape, which
+                                    the caller compares (pt_dataset_check_compatible) */
     double val_split;         /* folder: held-out fraction of each class (0: 0.1) */
     uint64_t split_seed;      /* folder: keys the held-out choice */
     int skip_bad;             /* 1: images that fail to decode are left out and counted */

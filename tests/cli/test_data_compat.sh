@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Training and validation data, and a checkpoint and the data it meets, must agree in sample
-# shape and in the classes, in order: IDX test images of another size, a grayscale validation
-# cache next to an RGB training one, caches whose class names differ, and a resume or an eval
-# on such data are refused with a message naming both files and what differs, before a pixel
-# is read (under ASan a misread would be a heap-buffer-overflow). Matching data still trains.
+# shape and in the classes, in order: IDX test images of another size, a grayscale or smaller
+# validation cache next to an RGB training one, caches whose class names differ, and a resume
+# or an eval on such data are refused with a message naming both files and what differs,
+# before a pixel is read (under ASan a misread would be a heap-buffer-overflow). Matching
+# data still trains.
 set -u
 source "$(dirname "$0")/lib.sh"
 scratch datacompat
@@ -54,6 +55,7 @@ P=("$CLI" pack --threads 1 --no-progress --size 16)
 "${P[@]}" --data "folder:$TMP/A" --out "$TMP/a-train.ptpack" >/dev/null &&
     "${P[@]}" --data "folder:$TMP/A" --split val --out "$TMP/a-val.ptpack" >/dev/null &&
     "${P[@]}" --data "folder:$TMP/A" --split val --grayscale --out "$TMP/a-val-gray.ptpack" >/dev/null &&
+    "${P[@]}" --data "folder:$TMP/A" --split val --size 12 --out "$TMP/a-val-12.ptpack" >/dev/null &&
     "${P[@]}" --data "folder:$TMP/B" --split val --out "$TMP/b-val.ptpack" >/dev/null ||
     { echo "cannot pack the test data"; exit 1; }
 
@@ -66,10 +68,13 @@ expect "IDX test images larger than the training ones" 1 "36x36 images, expected
 expect "grayscale validation cache, RGB training cache" 1 \
     "validation data '.*a-val-gray.ptpack' does not match training data '.*a-train.ptpack': 1 channel, expected 3" \
     "${T[@]}" --data "pack:$TMP/a-train.ptpack,$TMP/a-val-gray.ptpack" --out "$TMP/r3"
+expect "validation cache of another size" 1 \
+    "validation data '.*a-val-12.ptpack' does not match training data '.*a-train.ptpack': 12x12 images, expected 16x16" \
+    "${T[@]}" --data "pack:$TMP/a-train.ptpack,$TMP/a-val-12.ptpack" --out "$TMP/r5"
 expect "validation data with another class" 1 \
     "b-val.ptpack' does not match training data .*class 2 is 'fox', expected 'emu' \(1 of 3 class names differ" \
     "${T[@]}" --data "pack:$TMP/a-train.ptpack,$TMP/b-val.ptpack" --out "$TMP/r4"
-for r in r1 r2 r3 r4; do
+for r in r1 r2 r3 r4 r5; do
     if [ -e "$TMP/$r/last" ]; then fail "$r: a refused run wrote a checkpoint"; else pass "$r: nothing saved"; fi
 done
 
