@@ -327,13 +327,57 @@ static pt_status parse_double_meta(const pt_st_file *f, const char *file, const 
     return PT_OK;
 }
 
+/* The largest magnitude a parameter or BatchNorm statistic may have. Training never comes
+ * near it (weight decay and normalisation keep weights within a few units); a few layers of
+ * such values overflow float, and every result after would be NaN. */
+#define MAX_ABS_STATE 1e10
+
+/* Every value of tensor `name` finite, >= 0 when nonneg (a variance or a mean square), and
+ * within +-max_abs when max_abs > 0: a loaded value is never trusted into a NaN result. */
+static pt_status check_values(const char *file, const char *name, const float *v, int64_t n, double max_abs,
+                              int nonneg, pt_error *err)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const float x = v[i];
+        if (!isfinite(x))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value (%g at element %lld); "
+                           "the checkpoint cannot be used", file, name, (double)x, (long long)i);
+        if (nonneg && x < 0)
+            return pt_fail(err, PT_ERR_FORMAT, "%s: tensor '%s' holds %g at element %lld; expected values >= 0",
+                           file, name, (double)x, (long long)i);
+        if (max_abs > 0 && fabs((double)x) > max_abs)
+            return pt_fail(err, PT_ERR_FORMAT, "%s: tensor '%s' holds %g at element %lld; expected magnitudes up to "
+                           "%g (no training gives such a value, and it overflows float in a forward pass)",
+                           file, name, (double)x, (long long)i, max_abs);
+    }
+    return PT_OK;
+}
+
+/* name ends with suffix */
+static int ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n >= k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* An optional number in [lo, hi] (0 when absent). */
+static pt_status parse_double_range(const pt_st_file *f, const char *file, const char *key, double lo, double hi,
+                                    double *out, pt_error *err)
+{
+    PT_TRY(parse_double_meta(f, file, key, lo, out, err));
+    if (*out > hi)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%.32s' is not a number in [%g, %g]", file, key,
+                       pt_st_meta(f, key), lo, hi);
+    return PT_OK;
+}
+
 /* The rest of an epoch's record in a mid-epoch checkpoint (see pt_train_progress). */
 static pt_status parse_epoch_progress(const pt_st_file *f, const char *file, pt_train_progress *pr,
                                       pt_error *err)
 {
     long long v;
     PT_TRY(parse_double_meta(f, file, "elapsed_s", 0, &pr->elapsed_s, err));
-    PT_TRY(parse_double_meta(f, file, "early_stop_best", -1, &pr->es_best, err));
+    PT_TRY(parse_double_range(f, file, "early_stop_best", -1, 1, &pr->es_best, err));
     if (pt_st_meta(f, "early_stop_wait")) {
         PT_TRY(parse_int_meta(f, file, "early_stop_wait", 0, pr->epoch, &v, err));
         pr->es_wait = v;
@@ -398,9 +442,9 @@ static pt_status parse_floats_meta(const pt_st_file *f, const char *file, const 
         char *end;
         errno = 0;
         double x = strtod(s, &end);
-        if (errno || end == s || !isfinite(x) || (i + 1 < n ? *end != ',' : *end != '\0'))
-            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%s' is not %d comma-separated numbers",
-                           file, key, v, n);
+        if (errno || end == s || !isfinite(x) || !isfinite((float)x) || (i + 1 < n ? *end != ',' : *end != '\0'))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata '%s' = '%.200s' is not %d %snumber%s finite as float32",
+                           file, key, v, n, n > 1 ? "comma-separated " : "", n > 1 ? "s" : "");
         out[i] = (float)x;
         s = end + 1;
     }
@@ -429,9 +473,16 @@ static pt_status meta_from_file(const pt_st_file *f, const char *file, pt_model_
     m->width = (int)v;
     PT_TRY(parse_floats_meta(f, file, "mean", m->in_channels, m->mean, err));
     PT_TRY(parse_floats_meta(f, file, "std", m->in_channels, m->std, err));
-    for (int c = 0; c < m->in_channels; c++)
-        if (!(m->std[c] > 0))
-            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'std' must be positive", file);
+    /* Pixels are normalised as (p/255 - mean) / std: these bounds keep every input finite and
+     * far from float's limits; real statistics of images in [0, 1] are well inside them. */
+    for (int c = 0; c < m->in_channels; c++) {
+        if (!(fabsf(m->mean[c]) <= 1000.0f))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'mean' = '%.200s': channel %d is %g, expected a number "
+                           "in [-1000, 1000]", file, pt_st_meta(f, "mean"), c, (double)m->mean[c]);
+        if (!(m->std[c] >= 1e-6f && m->std[c] <= 1000.0f))
+            return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'std' = '%.200s': channel %d is %g, expected a number "
+                           "in [1e-06, 1000]", file, pt_st_meta(f, "std"), c, (double)m->std[c]);
+    }
     const char *names = pt_st_meta(f, "class_names");
     if (!names) return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'class_names' is missing", file);
     pt_json *js = NULL;
@@ -566,12 +617,13 @@ static pt_status load_model_file(const pt_st_file *f, const char *file, const pt
         h->nbt[node->bn_index] = v;
         expected++;
     }
-    for (int i = 0; i < net->nparams; i++) {
-        const float *p = h->params + net->params[i].offset;
-        for (int64_t e = 0; e < net->params[i].numel; e++)
-            if (!isfinite(p[e]))
-                return pt_fail(err, PT_ERR_FORMAT, "%s: tensor '%s' holds a non-finite value", file,
-                               net->params[i].name);
+    for (int i = 0; i < net->nparams; i++)
+        PT_TRY(check_values(file, net->params[i].name, h->params + net->params[i].offset, net->params[i].numel,
+                            MAX_ABS_STATE, 0, err));
+    for (int i = 0; i < net->nbuffers; i++) {
+        const pt_buffer_info *b = &net->buffers[i];
+        PT_TRY(check_values(file, b->name, h->buffers + b->offset, b->numel, MAX_ABS_STATE,
+                            ends_with(b->name, ".running_var"), err));
     }
     if (pt_st_count(f) != expected) {
         for (size_t i = 0; i < pt_st_count(f); i++) {
@@ -607,6 +659,10 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
             const pt_st_tensor *t = NULL;
             PT_TRY(expect_tensor(f, file, name, PT_ST_F32, p->ndim, p->dim, &t, err));
             memcpy(h->opt + (int64_t)s * P + p->offset, t->data, t->nbytes);
+            /* mean squares of gradients are >= 0; any state is finite */
+            const char *slot = pt_optim_slot_name(o, s);
+            PT_TRY(check_values(file, name, h->opt + (int64_t)s * P + p->offset, p->numel, 0,
+                                !strcmp(slot, "exp_avg_sq") || !strcmp(slot, "square_avg"), err));
         }
     /* the weight EMA's tensors, all of them or none (pt_checkpoint_load_ema reads them) */
     size_t nema = 0;
@@ -637,11 +693,17 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
     int started = (int)v;
     const char *seed = pt_st_meta(f, "seed");
     char *end;
-    if (!seed || !*seed || (pr->seed = strtoull(seed, &end, 10), *end))
-        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'seed' is missing or not a number", file);
+    errno = 0;
+    if (!seed || !(*seed >= '0' && *seed <= '9') || (pr->seed = strtoull(seed, &end, 10), *end) || errno)
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'seed' = '%.32s' is not an integer in 0..%llu", file,
+                       seed ? seed : "(missing)", (unsigned long long)UINT64_MAX);
+    /* A top-1 accuracy, or -1 before the first validation: NaN would never compare greater,
+     * and best/ would never be replaced again. */
     const char *best = pt_st_meta(f, "best_top1");
-    if (!best || (pr->best_top1 = strtod(best, &end), *end || end == best))
-        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'best_top1' is missing or not a number", file);
+    if (!best || (pr->best_top1 = strtod(best, &end), *end || end == best) ||
+        !(pr->best_top1 == -1 || (pr->best_top1 >= 0 && pr->best_top1 <= 1)))
+        return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'best_top1' = '%.32s' is not -1 or a number in [0, 1]", file,
+                       best ? best : "(missing)");
     const char *sched = pt_st_meta(f, "schedule");
     snprintf(pr->schedule, sizeof pr->schedule, "%s", sched ? sched : "{}");
     /* Mixed-precision fields: absent in checkpoints of fp32 runs and of older versions. */
@@ -683,6 +745,7 @@ pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_
         snprintf(name, sizeof name, "ema.%s", p->name);
         st = expect_tensor(f, path, name, PT_ST_F32, p->ndim, p->dim, &t, err);
         if (st == PT_OK) memcpy(ema + p->offset, t->data, t->nbytes);
+        if (st == PT_OK) st = check_values(path, name, ema + p->offset, p->numel, MAX_ABS_STATE, 0, err);
     }
     for (int i = 0; i < net->nbuffers && st == PT_OK; i++) {
         const pt_buffer_info *b = &net->buffers[i];
@@ -692,6 +755,9 @@ pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_
         snprintf(name, sizeof name, "ema.%s", b->name);
         st = expect_tensor(f, path, name, PT_ST_F32, 1, dim, &t, err);
         if (st == PT_OK) memcpy(ema + P + b->offset, t->data, t->nbytes);
+        if (st == PT_OK)
+            st = check_values(path, name, ema + P + b->offset, b->numel, MAX_ABS_STATE,
+                              ends_with(b->name, ".running_var"), err);
     }
     pt_st_close(f);
     return st;

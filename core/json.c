@@ -292,7 +292,8 @@ static pt_status parse_number(parser *p, pt_json *v)
     /* Integers are converted digit by digit: exact, and no detour through double. */
     int int_overflow = 0;
     if (!frac_or_exp) {
-        uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1u : (uint64_t)INT64_MAX;
+        /* non-negative ones up to UINT64_MAX: seeds use the whole 64-bit range */
+        uint64_t acc = 0, limit = neg ? (uint64_t)INT64_MAX + 1u : UINT64_MAX;
         for (size_t k = start + (size_t)neg; k < int_end; k++) {
             unsigned d = (unsigned)(p->s[k] - '0');
             if (acc > (limit - d) / 10) {
@@ -301,11 +302,19 @@ static pt_status parse_number(parser *p, pt_json *v)
             }
             acc = acc * 10 + d;
         }
+        if (!int_overflow && !neg && acc > (uint64_t)INT64_MAX) {
+            v->is_uint = 1;
+            v->uinteger = acc;
+            v->number = (double)acc;
+            return PT_OK;
+        }
         if (!int_overflow) {
             v->is_int = 1;
             v->integer = neg ? (acc == (uint64_t)INT64_MAX + 1u ? INT64_MIN : -(int64_t)acc)
                              : (int64_t)acc;
             v->number = (double)v->integer;
+            v->is_uint = !neg;
+            v->uinteger = neg ? 0 : acc;
             return PT_OK;
         }
     }
@@ -335,6 +344,8 @@ static pt_status parse_number(parser *p, pt_json *v)
     if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
         v->is_int = 1;
         v->integer = (int64_t)d;
+        v->is_uint = d >= 0;
+        v->uinteger = d >= 0 ? (uint64_t)d : 0;
     }
     return PT_OK;
 }

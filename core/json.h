@@ -29,6 +29,8 @@ struct pt_json {
     double number;   /* PT_JSON_NUMBER: nearest double */
     int is_int;      /* PT_JSON_NUMBER: 1 if the value is integral and `integer` holds it exactly */
     int64_t integer; /* valid when is_int */
+    int is_uint;     /* PT_JSON_NUMBER: 1 if written as a non-negative integer up to UINT64_MAX */
+    uint64_t uinteger; /* valid when is_uint (exact, also past INT64_MAX where is_int is 0) */
     char *str;       /* PT_JSON_STRING: UTF-8, NUL-terminated; may contain NUL via \u0000 */
     size_t str_len;  /* length in bytes, without the terminator */
     size_t count;    /* PT_JSON_ARRAY: items; PT_JSON_OBJECT: members */

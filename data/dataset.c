@@ -458,8 +458,8 @@ pt_status pt_dataset_spec_check(const char *spec, pt_error *err)
                    spec, form);
 }
 
-pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options *opt_in,
-                             pt_dataset *out, pt_data_report *rep, pt_error *err)
+static pt_status open_ex(const char *spec, int train, const pt_data_options *opt_in, pt_dataset *out,
+                         pt_data_report *rep, pt_error *err)
 {
     memset(out, 0, sizeof *out);
     if (rep) memset(rep, 0, sizeof *rep);
@@ -520,12 +520,45 @@ pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options 
     }
     if (rep) snprintf(rep->cache_path, sizeof rep->cache_path, "%s", file);
     pt_pack_info info;
-    PT_TRY(pt_pack_open(file, 0, opt.channels, opt.height, opt.width, opt.limit, out, &info, err));
+    /* its own shape: the caller's compatibility check then names both sides of a mismatch */
+    PT_TRY(pt_pack_open(file, 0, 0, 0, 0, opt.limit, out, &info, err));
     if (rep) {
         rep->cache_action = 1;
         rep->gray = info.gray;
         rep->skipped = info.skipped;
     }
+    return PT_OK;
+}
+
+/* The file a split's samples come from, for messages that compare two datasets: the cache
+ * read (pack, or an image dataset's), an IDX directory's images file, else the spec. */
+static void describe_source(const char *spec, int train, const pt_data_report *rep, pt_dataset *ds)
+{
+    const char *split = train ? "train" : "t10k";
+    if (rep->cache_path[0]) {
+        snprintf(ds->source, sizeof ds->source, "%.1020s", rep->cache_path);
+        return;
+    }
+    if (!strcmp(rep->kind, "fashion-mnist") || !strcmp(rep->kind, "mnist")) {
+        const char *dir = spec;
+        if (!strncmp(spec, "fashion-mnist:", 14)) dir = spec[14] ? spec + 14 : PT_FASHION_MNIST_DIR;
+        else if (!strncmp(spec, "mnist:", 6)) dir = spec + 6;
+        else if (!is_dir(spec) && !strcmp(spec, "fashion-mnist")) dir = PT_FASHION_MNIST_DIR;
+        char p[1100];
+        snprintf(p, sizeof p, "%.1000s/%s-images-idx3-ubyte", dir, split);
+        snprintf(ds->source, sizeof ds->source, "%.1000s%s", p, access(p, F_OK) == 0 ? "" : ".gz");
+        return;
+    }
+    snprintf(ds->source, sizeof ds->source, "%.990s (%s split)", spec, train ? "training" : "validation");
+}
+
+pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options *opt_in,
+                             pt_dataset *out, pt_data_report *rep, pt_error *err)
+{
+    pt_data_report local;
+    pt_data_report *r = rep ? rep : &local;
+    PT_TRY(open_ex(spec, train, opt_in, out, r, err));
+    describe_source(spec, train, r, out);
     return PT_OK;
 }
 

@@ -38,7 +38,7 @@ static inline float U(uint64_t seed, int64_t epoch, int64_t index, uint32_t b)
 static void rrc_region(const pt_loader *ld, int64_t index, int64_t epoch, float *y0, float *x0,
                        float *h, float *w)
 {
-    int H = ld->ds->height, W = ld->ds->width;
+    int H = ld->height, W = ld->width;
     uint64_t seed = ld->opt.seed;
     float smin = ld->opt.rrc_scale < 1.0f ? ld->opt.rrc_scale : 1.0f;
     const float lr0 = logf(3.0f / 4.0f), lr1 = logf(4.0f / 3.0f);
@@ -64,7 +64,7 @@ void pt_loader_augment_sample(const pt_loader *ld, const uint8_t *pixels, int64_
                               int64_t epoch, int augment, float *dst)
 {
     const pt_dataset *ds = ld->ds;
-    int C = ds->channels, H = ds->height, W = ds->width;
+    int C = ld->channels, H = ld->height, W = ld->width;
     int rrc = augment && ld->opt.rrc_scale > 0;
     int pad = augment && !rrc ? ld->opt.crop_pad : 0;
     int jitter = augment && ld->opt.jitter > 0;
@@ -238,7 +238,7 @@ static pt_status mix_sample(const pt_loader *ld, pt_loader_slot *s, int64_t idx,
     float alpha = cutmix ? ld->opt.cutmix_alpha : ld->opt.mixup_alpha;
     float g1 = gamma_draw(seed, epoch, idx, 100, alpha), g2 = gamma_draw(seed, epoch, idx, 300, alpha);
     float lam = g1 + g2 > 0 ? g1 / (g1 + g2) : 0.5f;
-    int C = ds->channels, H = ds->height, W = ds->width;
+    int C = ld->channels, H = ld->height, W = ld->width;
     int64_t total = (int64_t)C * H * W, plane = (int64_t)H * W;
     if (!cutmix) {
         for (int64_t k = 0; k < total; k++) x[k] = lam * x[k] + (1.0f - lam) * s->mix[k];
@@ -298,7 +298,7 @@ int64_t pt_loader_batches_per_epoch(const pt_loader *ld)
 static void fill_slot(const pt_loader *ld, pt_loader_slot *s, int64_t batch, int64_t epoch)
 {
     const pt_dataset *ds = ld->ds;
-    int64_t sample = pt_dataset_sample_bytes(ds);
+    int64_t sample = (int64_t)ld->channels * ld->height * ld->width;
     int64_t first, n;
     batch_part(ld, batch, &first, &n);
     int augment = ld->opt.flip || ld->opt.crop_pad > 0 || ld->opt.rrc_scale > 0 ||
@@ -306,6 +306,15 @@ static void fill_slot(const pt_loader *ld, pt_loader_slot *s, int64_t batch, int
     s->status = PT_OK;
     s->batch = batch;
     s->n = 0;
+    /* The buffers hold samples of the shape seen at init: a dataset changed since would be
+     * read or written past them. */
+    if (ds->channels != ld->channels || ds->height != ld->height || ds->width != ld->width) {
+        s->status = pt_fail(&s->error, PT_ERR_MISMATCH,
+                            "loader: %s now holds %dx%dx%d samples, the loader was built for %dx%dx%d",
+                            ds->source[0] ? ds->source : ds->name, ds->channels, ds->height, ds->width,
+                            ld->channels, ld->height, ld->width);
+        return;
+    }
     for (int64_t k = 0; k < n; k++) {
         int64_t idx = ld->order[first + k];
         const uint8_t *px;
@@ -390,6 +399,20 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
     if (ds->channels < 1 || ds->height < 1 || ds->width < 1)
         return pt_fail(err, PT_ERR_INVALID, "loader: dataset %s has shape %dx%dx%d", ds->name,
                        ds->channels, ds->height, ds->width);
+    if ((opt->channels > 0 && opt->channels != ds->channels) || (opt->height > 0 && opt->height != ds->height) ||
+        (opt->width > 0 && opt->width != ds->width))
+        return pt_fail(err, PT_ERR_MISMATCH,
+                       "loader: %s holds %dx%dx%d samples, but its batches go to a consumer built for %dx%dx%d",
+                       ds->source[0] ? ds->source : ds->name, ds->channels, ds->height, ds->width, opt->channels,
+                       opt->height, opt->width);
+    if (opt->num_classes < 0 || (opt->num_classes > 0 && ds->num_classes > opt->num_classes))
+        return pt_fail(err, PT_ERR_MISMATCH, "loader: %s has %d classes, but its batches go to a consumer of %d",
+                       ds->source[0] ? ds->source : ds->name, ds->num_classes, opt->num_classes);
+    for (int64_t i = 0; opt->num_classes > 0 && i < ds->count; i++)
+        if (ds->labels[i] < 0 || ds->labels[i] >= opt->num_classes)
+            return pt_fail(err, PT_ERR_FORMAT, "loader: %s: sample %lld has label %d, outside [0, %d)",
+                           ds->source[0] ? ds->source : ds->name, (long long)i, (int)ds->labels[i],
+                           opt->num_classes);
     if (opt->batch_size <= 0)
         return pt_fail(err, PT_ERR_INVALID, "loader: batch size must be > 0, got %d",
                        opt->batch_size);
@@ -428,6 +451,9 @@ pt_status pt_loader_init(pt_loader *ld, const pt_dataset *ds, const pt_loader_op
     }
     ld->ds = ds;
     ld->opt = *opt;
+    ld->channels = ds->channels;
+    ld->height = ds->height;
+    ld->width = ds->width;
     ld->n = opt->subset ? opt->subset_count : ds->count;
     ld->mixing = opt->mixup_alpha > 0 || opt->cutmix_alpha > 0;
     ld->nthreads = opt->workers > 0 ? opt->workers : opt->prefetch ? 1 : 0;
@@ -618,6 +644,9 @@ pt_status pt_loader_next(pt_loader *ld, pt_host_batch *out, pt_error *err)
     out->index = s->index;
     out->n = s->n;
     out->batch = s->batch;
+    out->channels = ld->channels;
+    out->height = ld->height;
+    out->width = ld->width;
     return PT_OK;
 }
 

@@ -80,6 +80,21 @@ static void test_integers_are_exact_in_int64(void)
     pt_json_free(j);
 }
 
+/* Non-negative integers are exact up to UINT64_MAX (a 64-bit seed), past it they are not. */
+static void test_unsigned_integers_are_exact_in_uint64(void)
+{
+    pt_json *j = parse_ok("[18446744073709551615, 9223372036854775808, 7, -7, 18446744073709551616, 2e3, 0.5]");
+    if (!j) return;
+    CHECK(j->items[0].is_uint && j->items[0].uinteger == UINT64_MAX && !j->items[0].is_int);
+    CHECK(j->items[1].is_uint && j->items[1].uinteger == (uint64_t)INT64_MAX + 1u);
+    CHECK(j->items[2].is_uint && j->items[2].uinteger == 7 && j->items[2].is_int && j->items[2].integer == 7);
+    CHECK(!j->items[3].is_uint && j->items[3].is_int && j->items[3].integer == -7);
+    CHECK(!j->items[4].is_uint && !j->items[4].is_int && j->items[4].number == 18446744073709551616.0);
+    CHECK(j->items[5].is_uint && j->items[5].uinteger == 2000);
+    CHECK(!j->items[6].is_uint && !j->items[6].is_int);
+    pt_json_free(j);
+}
+
 static void test_string_escapes_decode_to_utf8(void)
 {
     pt_json *j = parse_ok("[\"\\\"\\\\\\/\\b\\f\\n\\r\\t\", \"\\u00e9\\u20AC\", \"\\ud83d\\ude00\", "
@@ -353,6 +368,7 @@ int main(void)
     RUN(test_string_escapes_decode_to_utf8);
     RUN(test_malformed_documents_are_rejected_with_offset);
     RUN(test_every_truncation_of_a_document_is_rejected);
+    RUN(test_unsigned_integers_are_exact_in_uint64);
     RUN(test_depth_bomb_is_rejected_without_recursing_deeper);
     RUN(test_node_limit_is_enforced);
     RUN(test_typed_getters_check_types);

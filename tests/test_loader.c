@@ -603,6 +603,74 @@ static void test_augment_list_parsing(void)
     CHECK(pt_augment_parse("crop=x", 64, &o, &err) == PT_ERR_INVALID);
 }
 
+/* A loader told the consumer's shape refuses a dataset of another; a dataset whose shape
+ * changes after init is refused at the next batch, never read or written past the buffers;
+ * labels outside the consumer's classes are refused at init. */
+static void test_loader_refuses_samples_of_another_shape_than_its_consumer(void)
+{
+    pt_dataset ds = make_ds(12, 1, 6, 6, 3);
+    pt_loader ld;
+    pt_error err = {0};
+    pt_loader_options o = opts(4, 0, 0, 0);
+    o.channels = 1;
+    o.height = 8;
+    o.width = 6;
+    CHECK(pt_loader_init(&ld, &ds, &o, &err) == PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "1x6x6") && strstr(err.msg, "1x8x6"), "%s", err.msg);
+    o.channels = 3;
+    o.height = 6;
+    CHECK(pt_loader_init(&ld, &ds, &o, &err) == PT_ERR_MISMATCH);
+    o.channels = 1;
+    o.num_classes = 5;
+    CHECK(pt_loader_init(&ld, &ds, &o, &err) == PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "10 classes") != NULL, "%s", err.msg);
+    ds.num_classes = 5; /* labels are index % 10: 5..9 are past the consumer's classes */
+    CHECK(pt_loader_init(&ld, &ds, &o, &err) == PT_ERR_FORMAT);
+    CHECKF(strstr(err.msg, "label 5") != NULL, "%s", err.msg);
+    ds.num_classes = 10;
+    o.num_classes = 10;
+    {   /* without prefetching: no thread reads the dataset while the test changes it */
+        CHECKF(pt_loader_init(&ld, &ds, &o, &err) == PT_OK, "%s", err.msg);
+        pt_host_batch b;
+        CHECK(pt_loader_start_epoch(&ld, 0, &err) == PT_OK);
+        CHECK(pt_loader_next(&ld, &b, &err) == PT_OK && b.n == 4);
+        CHECK(b.channels == 1 && b.height == 6 && b.width == 6);
+        /* a larger sample than the buffers were sized for: refused, not written past them */
+        ds.height = 12;
+        CHECK(pt_loader_start_epoch(&ld, 0, &err) == PT_OK);
+        pt_status st = pt_loader_next(&ld, &b, &err);
+        CHECK(st == PT_ERR_MISMATCH);
+        CHECKF(strstr(err.msg, "1x12x6") != NULL, "%s", err.msg);
+        ds.height = 6;
+        pt_loader_free(&ld);
+    }
+    pt_dataset_free(&ds);
+}
+
+/* The one dataset compatibility check names both sides and every difference. */
+static void test_dataset_compatibility_names_every_difference(void)
+{
+    const char *a[] = {"cat", "dog", "emu"}, *b[] = {"cat", "emu", "dog"};
+    pt_dataset_shape want = {3, 16, 16, 3, a}, have = want;
+    pt_error err = {0};
+    CHECK(pt_dataset_check_compatible(&want, "training data 'A'", &have, "validation data 'B'", &err) == PT_OK);
+    have.class_names = b;
+    CHECK(pt_dataset_check_compatible(&want, "training data 'A'", &have, "validation data 'B'", &err) ==
+          PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "validation data 'B' does not match training data 'A'") &&
+               strstr(err.msg, "class 1 is 'emu', expected 'dog'") && strstr(err.msg, "2 of 3"),
+           "%s", err.msg);
+    have.class_names = NULL; /* unknown names are not compared */
+    CHECK(pt_dataset_check_compatible(&want, "A", &have, "B", &err) == PT_OK);
+    have.channels = 1;
+    have.height = 12;
+    have.num_classes = 10;
+    CHECK(pt_dataset_check_compatible(&want, "A", &have, "B", &err) == PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "1 channel, expected 3") && strstr(err.msg, "12x16 images, expected 16x16") &&
+               strstr(err.msg, "10 classes, expected 3"),
+           "%s", err.msg);
+}
+
 int main(void)
 {
     RUN(test_permutation_is_a_permutation);
@@ -620,5 +688,7 @@ int main(void)
     RUN(test_workers_ring_and_batch_size_do_not_change_any_sample);
     RUN(test_ranks_split_each_global_batch_without_overlap);
     RUN(test_augment_list_parsing);
+    RUN(test_loader_refuses_samples_of_another_shape_than_its_consumer);
+    RUN(test_dataset_compatibility_names_every_difference);
     TEST_EXIT();
 }

@@ -233,8 +233,6 @@ static void mark_given(const arg_command *cmd, const arg_spec *s)
     if (cmd->given) cmd->given[s - cmd->specs] = 1;
 }
 
-int args_apply_json(const arg_command *cmd, const pt_json *obj) { return args_apply_json_except(cmd, obj, NULL); }
-
 static int listed(const char *name, const char *const *list)
 {
     for (; list && *list; list++)
@@ -242,45 +240,76 @@ static int listed(const char *name, const char *const *list)
     return 0;
 }
 
-int args_apply_json_except(const arg_command *cmd, const pt_json *obj, const char *const *skip)
+/* The JSON type an option's saved value must have, for messages. */
+static const char *expected_type(const arg_spec *s)
+{
+    switch (s->kind) {
+    case ARG_FLAG:
+    case ARG_NOFLAG: return "true or false";
+    case ARG_INT:
+    case ARG_I64: return "an integer";
+    case ARG_U64: return "a non-negative integer";
+    case ARG_DOUBLE: return "a number";
+    case ARG_STRING: return "a string (or null)";
+    }
+    return "?";
+}
+
+/* Options from a JSON object, each of its option's own JSON type: a value of another type is
+ * an error naming the option, the file and the type expected, never a silent default; with
+ * require_all, so is a missing option (a run's config.json records every one). */
+static int apply_json(const arg_command *cmd, const pt_json *obj, const char *file, const char *const *skip,
+                      int require_all)
 {
     for (const arg_spec *s = cmd->specs; s->name; s++) {
-        if ((s->given && *s->given) || (cmd->given && cmd->given[s - cmd->specs])) continue;
+        if (!s->target || s->kind == ARG_NOFLAG) continue; /* a NOFLAG's FLAG twin holds the saved value */
         if (listed(s->name, skip)) continue;
         const pt_json *v = pt_json_get(obj, s->name);
-        if (!v || v->type == PT_JSON_NULL) continue;
+        if (!v) {
+            if (!require_all) continue;
+            cli_error("%s: '%s' has no option '%s' (expected %s): it records every option of a run", cmd->name, file,
+                      s->name, expected_type(s));
+            return 2;
+        }
+        const int ok = s->kind == ARG_FLAG     ? v->type == PT_JSON_BOOL
+                       : s->kind == ARG_STRING ? v->type == PT_JSON_STRING || v->type == PT_JSON_NULL
+                       : s->kind == ARG_DOUBLE ? v->type == PT_JSON_NUMBER
+                       : s->kind == ARG_U64    ? v->type == PT_JSON_NUMBER && v->is_uint
+                                               : v->type == PT_JSON_NUMBER && v->is_int;
+        if (!ok) {
+            char got[64];
+            if (v->type == PT_JSON_NUMBER) snprintf(got, sizeof got, "%.17g", v->number);
+            else snprintf(got, sizeof got, "%s %s", v->type == PT_JSON_ARRAY || v->type == PT_JSON_OBJECT ? "an" : "a",
+                          pt_json_type_name(v->type));
+            cli_error("%s: option --%s in '%s' is %s, expected %s", cmd->name, s->name, file, got, expected_type(s));
+            return 2;
+        }
+        if ((s->given && *s->given) || (cmd->given && cmd->given[s - cmd->specs])) continue;
+        if (v->type == PT_JSON_NULL) continue; /* a string option that was not set */
         char buf[64];
-        const char *text = NULL;
-        if (s->kind == ARG_NOFLAG) continue; /* its FLAG twin holds the saved value */
-        if (s->kind == ARG_FLAG) {
-            if (v->type == PT_JSON_BOOL) {
-                *(int *)s->target = v->boolean;
-                mark_given(cmd, s);
-            }
-            continue;
+        const char *text = buf;
+        switch (s->kind) {
+        case ARG_FLAG: *(int *)s->target = v->boolean; break;
+        case ARG_STRING: *(const char **)s->target = v->str; break;
+        case ARG_U64: snprintf(buf, sizeof buf, "%llu", (unsigned long long)v->uinteger); break;
+        case ARG_INT:
+        case ARG_I64: snprintf(buf, sizeof buf, "%lld", (long long)v->integer); break;
+        default: snprintf(buf, sizeof buf, "%.17g", v->number); break;
         }
-        if (v->type == PT_JSON_STRING) {
-            text = v->str;
-        } else if (v->type == PT_JSON_NUMBER) {
-            if (v->is_int) snprintf(buf, sizeof buf, "%lld", (long long)v->integer);
-            else snprintf(buf, sizeof buf, "%.17g", v->number);
-            text = buf;
-        } else {
-            continue;
-        }
-        if (s->kind == ARG_STRING) {
-            if (v->type != PT_JSON_STRING) {
-                cli_error("%s: saved option '%s' is not a string", cmd->name, s->name);
-                return 2;
-            }
-            *(const char **)s->target = v->str;
-            mark_given(cmd, s);
-            continue;
-        }
-        if (set_value(cmd, s, text)) return 2;
+        if (s->kind != ARG_FLAG && s->kind != ARG_STRING && set_value(cmd, s, text)) return 2;
         mark_given(cmd, s);
     }
     return 0;
+}
+
+int args_apply_json(const arg_command *cmd, const pt_json *obj, const char *file)
+{
+    return apply_json(cmd, obj, file, NULL, 1);
+}
+
+int args_apply_json_except(const arg_command *cmd, const pt_json *obj, const char *file, const char *const *skip)
+{
+    return apply_json(cmd, obj, file, skip, 0);
 }
 
 void args_to_json(const arg_command *cmd, pt_strbuf *sb)

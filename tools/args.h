@@ -57,12 +57,17 @@ int cli_exit(int code);
 
 
 /* For each option not given on the command line (cmd->given), takes its value from
- * obj[name] of a saved config.json (resume) and marks it given. String values point into
- * obj, which must outlive their use. Returns 0, or 2 with a message on a bad value. */
+ * obj[name] of a saved config.json (resume, read from `file`) and marks it given. String
+ * values point into obj, which must outlive their use. Every option must be there, each of
+ * its JSON type (a boolean for a flag, an integer for an integer option, a string or null
+ * for a string); otherwise, or on a value out of range, returns 2 with a message naming the
+ * option, the file and what was expected. Returns 0 on success. */
 struct pt_json;
-int args_apply_json(const arg_command *cmd, const struct pt_json *obj);
-/* The same, leaving alone the options named in skip (NULL-terminated; NULL: none). */
-int args_apply_json_except(const arg_command *cmd, const struct pt_json *obj, const char *const *skip);
+int args_apply_json(const arg_command *cmd, const struct pt_json *obj, const char *file);
+/* The same for a partial set of options (--config): absent ones are left alone, and so are
+ * those named in skip (NULL-terminated; NULL: none). */
+int args_apply_json_except(const arg_command *cmd, const struct pt_json *obj, const char *file,
+                           const char *const *skip);
 /* Appends every option's current value to a JSON object under construction
  * ("name":value,...), for config.json. */
 struct pt_strbuf;

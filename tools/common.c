@@ -62,7 +62,7 @@ static int read_progress(const char *dir, long long *epoch, double *best_top1)
         *epoch = strtoll(e, &end, 10);
         ok = *end == '\0' && end != e;
         *best_top1 = strtod(b, &end);
-        ok = ok && *end == '\0' && end != b;
+        ok = ok && *end == '\0' && end != b && *best_top1 >= -1 && *best_top1 <= 1; /* NaN fails too */
     }
     pt_st_close(f);
     return ok;

@@ -1,4 +1,5 @@
 /* Evaluation of a checkpoint on a dataset (see evaluate.h). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +19,10 @@ pt_status cli_evaluate_dataset(cli_model *m, const char *checkpoint, pt_dataset 
                                pt_eval_result *res, float **logits, pt_error *err)
 {
     if (logits) *logits = NULL;
-    if (ds->channels != m->meta.in_channels || ds->num_classes != m->meta.num_classes ||
-        ds->height != m->meta.height || ds->width != m->meta.width)
-        return pt_fail(err, PT_ERR_MISMATCH,
-                       "checkpoint '%s' expects %dx%dx%d images and %d classes, dataset '%s' has %dx%dx%d and %d",
-                       checkpoint, m->meta.in_channels, m->meta.height, m->meta.width, m->meta.num_classes,
-                       data_name, ds->channels, ds->height, ds->width, ds->num_classes);
+    char what[1200];
+    snprintf(what, sizeof what, "dataset '%.500s'%s%.500s%s", data_name, ds->source[0] ? " (" : "", ds->source,
+             ds->source[0] ? ")" : "");
+    PT_TRY(cli_check_checkpoint_data(&m->meta, checkpoint, ds, what, err));
     memcpy(ds->mean, m->meta.mean, sizeof ds->mean);
     memcpy(ds->std, m->meta.std, sizeof ds->std);
     float *out = NULL;
@@ -38,16 +37,36 @@ pt_status cli_evaluate_dataset(cli_model *m, const char *checkpoint, pt_dataset 
     memset(&lo, 0, sizeof lo);
     lo.batch_size = m->batch * m->ndev;
     lo.prefetch = 1;
+    lo.channels = m->meta.in_channels;
+    lo.height = m->meta.height;
+    lo.width = m->meta.width;
+    lo.num_classes = m->meta.num_classes;
     pt_status st = pt_loader_init(&ld, ds, &lo, err);
     if (st == PT_OK)
         st = pt_evaluate_with(model_forward, m, m->meta.num_classes, pt_loader_source(&ld), res, out, err);
     pt_loader_free(&ld);
+    if (st == PT_OK && !isfinite(res->loss))
+        st = pt_fail(err, PT_ERR_FORMAT,
+                     "checkpoint '%s' gives non-finite outputs on %s (loss %g): its weights or statistics overflow "
+                     "float; no result",
+                     checkpoint, data_name, res->loss);
     if (st != PT_OK) {
         free(out);
         return st;
     }
     if (logits) *logits = out;
     return PT_OK;
+}
+
+pt_status cli_check_checkpoint_data(const pt_model_meta *meta, const char *checkpoint, const pt_dataset *ds,
+                                    const char *what, pt_error *err)
+{
+    pt_dataset_shape want = {meta->in_channels, meta->height, meta->width, meta->num_classes,
+                             (const char *const *)meta->class_names};
+    pt_dataset_shape have = pt_dataset_shape_of(ds);
+    char who[4200];
+    snprintf(who, sizeof who, "the data checkpoint '%s' was trained on", checkpoint);
+    return pt_dataset_check_compatible(&want, who, &have, what, err);
 }
 
 char **cli_class_names(const cli_model *m, const pt_dataset *ds)

@@ -39,7 +39,7 @@ static int load_resume_config(const arg_command *cmd, const char *dir, pt_json *
         if (!opts || opts->type != PT_JSON_OBJECT) {
             cli_error("train: --resume: '%s' has no \"options\" object", path);
             rc = 1;
-        } else if (args_apply_json(cmd, opts)) {
+        } else if (args_apply_json(cmd, opts, path)) {
             cli_error("train: --resume: bad option value in '%s'", path);
             rc = 1;
         }
@@ -345,7 +345,7 @@ int train_options_config(train_options *o, pt_json **tree)
         pt_json_free(js);
         return 2;
     }
-    if (args_apply_json_except(&o->cmd, opts, not_from_config)) {
+    if (args_apply_json_except(&o->cmd, opts, a->config, not_from_config)) {
         cli_error("train: --config %s: a value above does not fit its option", a->config);
         pt_json_free(js);
         return 2;

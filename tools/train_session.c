@@ -2,6 +2,7 @@
  * model, the devices with a replica each, config.json and the core trainer over them. What
  * it reports goes through train_report.c; it prints only a bad --devices list itself. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +14,27 @@
 #include "polytrain/trace.h"
 #include "polytrain/source.h"
 #include "polytrain/models.h"
+#include "tools/evaluate.h"
 #include "tools/run_data.h"
 #include "tools/train_internal.h"
 #include "polytrain/version.h"
+
+/* A resumed run continues on data of the shape and classes its checkpoint was trained on. */
+static int check_resumed_data(const train_session *s, const train_args *ap, pt_error *err)
+{
+    char last[4200], what[1100];
+    snprintf(last, sizeof last, "%s/last", ap->resume);
+    pt_model_meta saved;
+    if (pt_checkpoint_read_meta(last, &saved, err) != PT_OK) {
+        pt_error_wrap(err, "cannot resume");
+        return 1;
+    }
+    snprintf(what, sizeof what, "training data '%.1024s'", s->train_ds.source);
+    pt_status st = cli_check_checkpoint_data(&saved, last, &s->train_ds, what, err);
+    pt_model_meta_free(&saved);
+    if (st != PT_OK) pt_error_wrap(err, "cannot resume");
+    return st != PT_OK;
+}
 
 /* A resumed run must train the model its checkpoint holds. */
 static int check_resumed_model(const train_args *ap, pt_error *err)
@@ -49,6 +68,13 @@ static int open_datasets(train_session *s, const train_args *ap, pt_error *err)
     dopt.width = s->train_ds.width;
     if (pt_dataset_open_ex(ap->data, 0, &dopt, &s->val_ds, &rep, err) != PT_OK) return 1;
     train_print_data_report("val", &s->val_ds, &rep);
+    /* The model is built for the training samples: validation samples of another shape would
+     * be read past their end, other classes scored as the wrong ones. */
+    pt_dataset_shape want = pt_dataset_shape_of(&s->train_ds), have = pt_dataset_shape_of(&s->val_ds);
+    char tw[1100], vw[1100];
+    snprintf(tw, sizeof tw, "training data '%.1024s'", s->train_ds.source);
+    snprintf(vw, sizeof vw, "validation data '%.1024s'", s->val_ds.source);
+    if (pt_dataset_check_compatible(&want, tw, &have, vw, err) != PT_OK) return 1;
     /* Validation is normalised with the training statistics, as the checkpoint records. */
     memcpy(s->val_ds.mean, s->train_ds.mean, sizeof s->val_ds.mean);
     memcpy(s->val_ds.std, s->train_ds.std, sizeof s->val_ds.std);
@@ -63,16 +89,40 @@ static int divide_global_batch(train_session *s, train_args *ap, const pt_json *
     int ndev = s->ndev;
     s->procs = world->size;
     s->capacity = ap->batch;
-    s->rank_batch = ap->batch * ndev;
     s->global_batch = (int64_t)ap->batch * ndev * s->procs;
+    /* Batches, their sample counts and offsets are ints from here on. */
+    if (s->global_batch > INT_MAX) {
+        pt_fail(err, PT_ERR_INVALID,
+                "--batch-per-device %d on %d device(s) in %d process(es) is a global batch of %lld samples, more "
+                "than %d",
+                ap->batch, ndev, s->procs, (long long)s->global_batch, INT_MAX);
+        return 1;
+    }
+    s->rank_batch = ap->batch * ndev;
     const pt_json *res = resume_cfg ? pt_json_get(resume_cfg, "resolved") : NULL;
+    const pt_json *gb = pt_json_get(res, "global_batch");
     int64_t saved = 0;
-    if (res && pt_json_get_int64(res, "global_batch", &saved, NULL) == PT_OK && saved > 0 &&
-        saved != s->global_batch) {
+    if (gb) {
+        if (gb->type != PT_JSON_NUMBER || !gb->is_int || gb->integer < 1 || gb->integer > INT_MAX) {
+            pt_fail(err, PT_ERR_FORMAT,
+                    "cannot resume: '%s/config.json': \"resolved\".\"global_batch\" is not an integer in 1..%d",
+                    ap->out, INT_MAX); /* the run's directory (ap->resume is NULL when it starts over) */
+            return 1;
+        }
+        saved = gb->integer;
+    }
+    if (saved > 0 && saved != s->global_batch) {
         if (saved % s->procs != 0) {
             pt_fail(err, PT_ERR_INVALID,
                     "cannot resume: the run's global batch of %lld does not divide over %d processes",
                     (long long)saved, s->procs);
+            return 1;
+        }
+        if ((saved / s->procs + ndev - 1) / ndev > 65536) {
+            pt_fail(err, PT_ERR_INVALID,
+                    "cannot resume: the run's global batch of %lld is more than 65536 samples per device on %d "
+                    "device(s) in %d process(es)",
+                    (long long)saved, ndev, s->procs);
             return 1;
         }
         s->global_batch = saved;
@@ -122,6 +172,11 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     lo.seed = ap->seed;
     if (pt_augment_parse(ap->augment, s->train_ds.height, &lo, err) != PT_OK) return 1;
     lo.prefetch = 1;
+    /* both loaders feed the model built for the training samples */
+    lo.channels = s->train_ds.channels;
+    lo.height = s->train_ds.height;
+    lo.width = s->train_ds.width;
+    lo.num_classes = s->train_ds.num_classes;
     choose_loader_threads(s, ap);
     lo.workers = s->loader_threads;
     if (pt_loader_init(&s->train_ld, &s->train_ds, &lo, err) != PT_OK) return 1;
@@ -132,6 +187,10 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     vo.world = s->procs;
     vo.seed = ap->seed;
     vo.prefetch = 1;
+    vo.channels = lo.channels;
+    vo.height = lo.height;
+    vo.width = lo.width;
+    vo.num_classes = lo.num_classes;
     if (pt_loader_init(&s->val_ld, &s->val_ds, &vo, err) != PT_OK) return 1;
     return 0;
 }
@@ -191,9 +250,9 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     pt_strbuf_json_string(cfg, s->precision_how);
     pt_strbuf_puts(cfg, ",\"lr\":");
     pt_strbuf_json_double(cfg, s->lr);
-    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%d,\"step_batch\":%lld,\"train_samples\":%lld,"
+    pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%lld,\"step_batch\":%lld,\"train_samples\":%lld,"
                           "\"val_samples\":%lld,\"dataset\":",
-                     (long long)s->net->param_count, (int)s->global_batch,
+                     (long long)s->net->param_count, (long long)s->global_batch,
                      (long long)s->global_batch * (o->args.accumulate > 1 ? o->args.accumulate : 1), (long long)s->train_ds.count,
                      (long long)s->val_ds.count);
     pt_strbuf_json_string(cfg, s->train_ds.name);
@@ -422,6 +481,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     if (!init && (rc = prepare_run_dir(ap, world, err)) != 0) return rc;
     if (ap->resume && check_resumed_model(ap, err)) return 1;
     if (open_datasets(s, ap, err)) return 1;
+    if (ap->resume && check_resumed_data(s, ap, err)) return 1;
     if (pt_model_build(ap->model, s->train_ds.channels, s->train_ds.height, s->train_ds.width,
                        s->train_ds.num_classes, &s->net, err) != PT_OK)
         return 1;

@@ -82,7 +82,12 @@ pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error
 
 /* Loads parameters and buffers (strict: every name present, no extra, exact shapes),
  * and, when progress is non-NULL, optimizer state and progress from optimizer.safetensors
- * (the optimizer kind must match the replica's). */
+ * (the optimizer kind must match the replica's). Every loaded value is validated before
+ * it is used, and a bad one is PT_ERR_FORMAT naming the file, the tensor or key and what
+ * was expected: parameters, BatchNorm statistics and the weight EMA finite and within
+ * +-1e10 (running variances >= 0), optimizer state finite (mean squares >= 0), metadata
+ * mean in [-1000, 1000] and std in [1e-6, 1000] as float32, best_top1 -1 or in [0, 1], the
+ * seed an integer in the uint64 range. */
 pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
                              pt_error *err);
 

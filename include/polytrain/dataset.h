@@ -31,6 +31,8 @@ struct pt_dataset {
     pt_dataset_fetch_fn fetch;  /* lazily decoded datasets only, else NULL */
     void *impl;                 /* fetch's private state */
     void (*release)(pt_dataset *ds); /* frees impl; called by pt_dataset_free */
+    char source[1024];          /* the file (or directory and split) the samples come from, for
+                                   messages; set by pt_dataset_open_ex */
 };
 
 /* Bytes of one sample: channels * height * width. */
@@ -63,7 +65,9 @@ enum { PT_CACHE_AUTO = 0, PT_CACHE_OFF = 1 };
 typedef struct pt_data_options {
     int64_t limit;            /* keep the first `limit` samples (0: all) */
     int channels, height, width; /* sample shape; 0: the source's own (TinyImageNet 3x64x64,
-                                    folder: 3 x the first image's size) */
+                                    folder: 3 x the first image's size). A packed cache
+                                    (pack:) is never resized: it keeps its own shape, which
+                                    the caller compares (pt_dataset_check_compatible) */
     double val_split;         /* folder: held-out fraction of each class (0: 0.1) */
     uint64_t split_seed;      /* folder: keys the held-out choice */
     int skip_bad;             /* 1: images that fail to decode are left out and counted */
@@ -104,6 +108,26 @@ pt_status pt_dataset_open_ex(const char *spec, int train, const pt_data_options 
  * where the path may still not exist. A spec that names an existing file or directory is a
  * path, colons and all, unless its prefix is one of the kinds. */
 pt_status pt_dataset_spec_check(const char *spec, pt_error *err);
+
+/* What a consumer of samples depends on: the sample shape, and the classes in order (a
+ * label means the same class on both sides only when the names agree position by position). */
+typedef struct pt_dataset_shape {
+    int channels, height, width, num_classes;
+    const char *const *class_names; /* num_classes names, or NULL: not known, not compared */
+} pt_dataset_shape;
+
+/* The shape of a dataset (its class names borrowed). */
+pt_dataset_shape pt_dataset_shape_of(const pt_dataset *ds);
+
+/* The one compatibility check between two sides of a run: training and validation data, a
+ * checkpoint and the data it is evaluated on or resumed with. `have` must equal `want` in
+ * channels, height, width, class count and, where both know them, the class names in order.
+ * PT_ERR_MISMATCH otherwise, naming both sides (want_what, have_what: e.g. "training data
+ * 'x.ptpack'") and every difference: "1 channel, expected 3; 12x12 images, expected 16x16;
+ * class 0 is 'ant', expected 'cat'". */
+pt_status pt_dataset_check_compatible(const pt_dataset_shape *want, const char *want_what,
+                                      const pt_dataset_shape *have, const char *have_what,
+                                      pt_error *err);
 
 /* The cache file pt_dataset_open_ex uses for a source, split and shape (dir created). */
 pt_status pt_dataset_cache_path(const char *kind, const char *root, int split,

@@ -39,6 +39,11 @@ typedef struct pt_loader_options {
     void *(*host_alloc)(void *ctx, size_t bytes);
     void (*host_free)(void *ctx, void *ptr);
     void *alloc_ctx;
+    /* > 0: what the batches' consumer was built for (a model's input and classes). A dataset
+     * of another sample shape, or with a label outside [0, num_classes), is refused at init,
+     * and a batch is never made of samples of another shape than init saw, so that a
+     * consumer never reads past a sample or a class. */
+    int channels, height, width, num_classes;
 } pt_loader_options;
 
 /* Parses an --augment list into opt's augmentation fields: none, flip, crop (pad 4),
@@ -58,6 +63,7 @@ typedef struct pt_host_batch {
     int64_t epoch;
     int32_t *y2;        /* mixup/cutmix only (else NULL): the partner sample's label */
     float *lam;         /* mixup/cutmix only: the weight of y; 1 - lam is y2's */
+    int channels, height, width; /* the shape of each of the n samples in x */
 } pt_host_batch;
 
 typedef struct pt_loader_slot {
@@ -96,6 +102,7 @@ typedef struct pt_loader {
     int mixing;             /* mixup or cutmix on */
     int64_t rank_samples;   /* this rank's samples per epoch */
     double wait_s;          /* total time pt_loader_next spent waiting for a batch */
+    int channels, height, width; /* the sample shape the buffers were sized for at init */
 } pt_loader;
 
 /* Seconds pt_loader_next has spent waiting for batches (filling them itself without
