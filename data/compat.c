@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "polytrain/dataset.h"
 
 pt_dataset_shape pt_dataset_shape_of(const pt_dataset *ds)
@@ -24,6 +25,20 @@ static void add_part(char *buf, size_t cap, size_t *len, const char *part)
     if (*len >= cap - 1) return;
     int n = snprintf(buf + *len, cap - *len, "%s%s", *len ? "; " : "", part);
     if (n > 0) *len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
+}
+
+/* Class names compare as a checkpoint records them: its metadata is JSON, where a byte that is
+ * not UTF-8 is stored as U+FFFD, so a name read back from a checkpoint equals the dataset's
+ * name after the same encoding, not before. */
+static int same_class_name(const char *a, const char *b)
+{
+    if (strcmp(a, b) == 0) return 1;
+    pt_strbuf x = {0}, y = {0};
+    int eq = pt_strbuf_json_string(&x, a) == PT_OK && pt_strbuf_json_string(&y, b) == PT_OK && x.len == y.len &&
+             memcmp(x.data, y.data, x.len) == 0;
+    pt_strbuf_free(&x);
+    pt_strbuf_free(&y);
+    return eq;
 }
 
 pt_status pt_dataset_check_compatible(const pt_dataset_shape *want, const char *want_what,
@@ -49,7 +64,7 @@ pt_status pt_dataset_check_compatible(const pt_dataset_shape *want, const char *
         int differ = 0, first = -1;
         for (int c = 0; c < have->num_classes; c++) {
             const char *a = have->class_names[c], *b = want->class_names[c];
-            if (!a || !b || strcmp(a, b) == 0) continue;
+            if (!a || !b || same_class_name(a, b)) continue;
             if (first < 0) first = c;
             differ++;
         }
