@@ -15,6 +15,7 @@
 #include "core/json.h"
 #include "polytrain/metrics.h"
 #include "core/tb_events.h"
+#include "core/world_agree.h"
 #include "polytrain/trace.h"
 #include "polytrain/trainer.h"
 
@@ -144,6 +145,63 @@ static pt_status write_trace(pt_trainer *t, int64_t epoch, int64_t batch, int gl
     return PT_OK;
 }
 
+static int64_t real_bits(double d)
+{
+    int64_t v;
+    memcpy(&v, &d, sizeof v);
+    return v;
+}
+
+/* Before the first collective whose length depends on them: every rank has the same data
+ * shape, model, step counts and options, or every rank fails saying what differs (else the
+ * ranks would wait for each other forever). */
+static pt_status agree_ranks(pt_trainer *t, pt_batch_source train, pt_batch_source val,
+                             const pt_train_options *opt, pt_error *err)
+{
+    if (t->world->size < 2) return PT_OK;
+    const pt_model_meta *m = &t->meta;
+    uint64_t names = PT_AGREE_DIGEST_START, norm = PT_AGREE_DIGEST_START, model = PT_AGREE_DIGEST_START;
+    for (int i = 0; m->class_names && i < m->num_classes; i++)
+        names = pt_agree_digest(names, m->class_names[i], strlen(m->class_names[i]) + 1);
+    norm = pt_agree_digest(norm, m->mean, sizeof m->mean);
+    norm = pt_agree_digest(norm, m->std, sizeof m->std);
+    model = pt_agree_digest(model, m->model, strnlen(m->model, sizeof m->model));
+    const pt_optim_config *oc = pt_replica_optim(t->rep[0]);
+    const pt_agree_item items[] = {
+        {"devices per process", PT_AGREE_INT, t->nrep},
+        {"model", PT_AGREE_DIGEST, (int64_t)model},
+        {"model parameters", PT_AGREE_INT, pt_net_param_region(t->net)},
+        {"model buffers", PT_AGREE_INT, pt_net_buffer_region(t->net)},
+        {"input channels", PT_AGREE_INT, t->net->in_channels},
+        {"image height", PT_AGREE_INT, t->net->in_height},
+        {"image width", PT_AGREE_INT, t->net->in_width},
+        {"classes", PT_AGREE_INT, t->net->num_classes},
+        {"class names", PT_AGREE_DIGEST, (int64_t)names},
+        {"normalisation mean/std", PT_AGREE_DIGEST, (int64_t)norm},
+        {"training samples (all processes)", PT_AGREE_INT, t->global_samples},
+        {"training batches per epoch", PT_AGREE_INT, train.batches_per_epoch(train.ctx)},
+        {"validation batches", PT_AGREE_INT, val.batches_per_epoch(val.ctx)},
+        {"samples per step in each process", PT_AGREE_INT, t->rank_batch},
+        {"--batch-per-device", PT_AGREE_INT, opt->batch_per_device},
+        {"--accumulate", PT_AGREE_INT, opt->accumulate},
+        {"--epochs", PT_AGREE_INT, opt->epochs},
+        {"--stop-after-epoch", PT_AGREE_INT, opt->stop_after_epoch},
+        {"--seed", PT_AGREE_INT, (int64_t)opt->seed},
+        {"--resume", PT_AGREE_INT, opt->resume},
+        {"--save-every-steps", PT_AGREE_INT, opt->save_every_steps},
+        {"--log-steps", PT_AGREE_INT, opt->log_steps},
+        {"--lr (in effect)", PT_AGREE_REAL, real_bits(opt->lr)},
+        {"--schedule", PT_AGREE_INT, opt->schedule},
+        {"--ema", PT_AGREE_REAL, real_bits(opt->ema_decay)},
+        {"--clip-grad-norm", PT_AGREE_REAL, real_bits(opt->clip_grad_norm)},
+        {"--patience", PT_AGREE_INT, opt->patience},
+        {"--optimizer", PT_AGREE_INT, oc->kind},
+        {"--precision", PT_AGREE_INT, t->precision},
+        {"--sync-bn", PT_AGREE_INT, pt_replica_sync_bn(t->rep[0])},
+    };
+    return pt_world_agree(t->world, items, (int)(sizeof items / sizeof items[0]), err);
+}
+
 pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
                             pt_batch_source train, pt_batch_source val,
                             const pt_train_options *opt, pt_trainer **out, pt_error *err)
@@ -219,7 +277,9 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
                        "split it across",
                        (long long)have, have == 1 ? "" : "s", nreplicas, opt->world ? opt->world->size : 1);
     }
-    st = pt_group_create(replicas, nreplicas, t->world, opt->bucket_bytes, !opt->host_reduction, &t->group, err);
+    st = agree_ranks(t, train, val, opt, err);
+    if (st == PT_OK)
+        st = pt_group_create(replicas, nreplicas, t->world, opt->bucket_bytes, !opt->host_reduction, &t->group, err);
     if (st != PT_OK) {
         pt_trainer_free(t);
         return st;
