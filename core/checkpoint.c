@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "polytrain/checkpoint.h"
+#include "core/dircommit.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "core/safetensors.h"
@@ -120,6 +122,15 @@ static pt_status add_model_tensors(pt_st_writer *w, const pt_net *net, const hos
     return PT_OK;
 }
 
+/* The checkpoint's stamp, in both of its files (see pt_model_meta). */
+static pt_status add_stamp(pt_st_writer *w, const pt_model_meta *m, pt_error *err)
+{
+    if (!m->run_id[0]) return PT_OK;
+    PT_TRY(pt_st_writer_add_meta(w, "run_id", m->run_id, err));
+    PT_TRY(meta_printf(w, "checkpoint_epoch", err, "%lld", (long long)m->epoch));
+    return meta_printf(w, "checkpoint_step", err, "%lld", (long long)m->global_step);
+}
+
 static pt_status add_model_meta(pt_st_writer *w, const pt_model_meta *m, pt_error *err)
 {
     PT_TRY(pt_st_writer_add_meta(w, "framework", "polytrain", err));
@@ -139,6 +150,7 @@ static pt_status add_model_meta(pt_st_writer *w, const pt_model_meta *m, pt_erro
     }
     PT_TRY(pt_st_writer_add_meta(w, "mean", mean, err));
     PT_TRY(pt_st_writer_add_meta(w, "std", std, err));
+    PT_TRY(add_stamp(w, m, err));
     pt_strbuf sb;
     pt_strbuf_init(&sb);
     pt_strbuf_putc(&sb, '[');
@@ -154,7 +166,7 @@ static pt_status add_model_meta(pt_st_writer *w, const pt_model_meta *m, pt_erro
 }
 
 static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state *h,
-                               const pt_train_progress *pr, pt_error *err)
+                               const pt_train_progress *pr, const pt_model_meta *m, pt_error *err)
 {
     const pt_net *net = pt_replica_net(r);
     const pt_optim_config *o = pt_replica_optim(r);
@@ -187,6 +199,9 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
     PT_TRY(pt_st_writer_add_meta(w, "framework", "polytrain", err));
     PT_TRY(pt_st_writer_add_meta(w, "format_version", FORMAT_VERSION, err));
     PT_TRY(pt_st_writer_add_meta(w, "optimizer", pt_optim_name(o->kind), err));
+    PT_TRY(add_stamp(w, m, err));
+    if (pr->record_jsonl[0]) PT_TRY(pt_st_writer_add_meta(w, "epoch_record_jsonl", pr->record_jsonl, err));
+    if (pr->record_csv[0]) PT_TRY(pt_st_writer_add_meta(w, "epoch_record_csv", pr->record_csv, err));
     PT_TRY(meta_printf(w, "momentum", err, "%.9g", (double)o->momentum));
     PT_TRY(meta_printf(w, "dampening", err, "%.9g", (double)o->dampening));
     PT_TRY(meta_printf(w, "nesterov", err, "%d", o->nesterov));
@@ -245,43 +260,39 @@ static pt_status add_optimizer(pt_st_writer *w, pt_replica *r, const host_state 
     return pt_st_writer_add_meta(w, "schedule", pr->schedule[0] ? pr->schedule : "{}", err);
 }
 
-static pt_status write_one(const char *path, pt_st_writer *w, pt_error *err)
-{
-    return pt_st_write_atomic(w, path, err);
-}
+#define MARKER "model.safetensors"
 
-pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
-                             const pt_train_progress *progress, pt_error *err)
+/* Both files into dir's NEW slot, then committed over dir (stage 0) or staged (stage 1). */
+static pt_status save(const char *dir, pt_replica *r, const pt_model_meta *meta, const pt_train_progress *progress,
+                      int stage, pt_error *err)
 {
     const pt_net *net = pt_replica_net(r);
     host_state h;
     PT_TRY(host_state_alloc(r, &h, err));
     pt_status st = pt_replica_read_state(r, h.params, h.buffers, h.opt, err);
     for (int i = 0; i < net->nbn; i++) h.nbt[i] = pt_replica_bn_steps(r);
-    char tmp[4096], path[4200];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp) {
-        host_state_free(&h);
-        return pt_fail(err, PT_ERR_INVALID, "checkpoint path '%s' is too long", dir);
-    }
+    char tmp[4400], path[4500];
     pt_st_writer *mw = NULL, *ow = NULL;
+    if (st == PT_OK) st = pt_dir_slot_path(dir, PT_DIR_NEW, tmp, sizeof tmp, err);
     if (st == PT_OK) st = pt_remove_tree(tmp, err); /* leftovers of an interrupted save */
     if (st == PT_OK) st = pt_mkdir_p(tmp, err);
     if (st == PT_OK) st = pt_st_writer_new(&mw, err);
     if (st == PT_OK) st = add_model_tensors(mw, net, &h, err);
     if (st == PT_OK) st = add_model_meta(mw, meta, err);
-    if (st == PT_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-        st = write_one(path, mw, err);
-    }
+    /* the optimizer file first: model.safetensors, the marker of a complete directory, last */
     if (st == PT_OK && progress) {
         st = pt_st_writer_new(&ow, err);
-        if (st == PT_OK) st = add_optimizer(ow, r, &h, progress, err);
+        if (st == PT_OK) st = add_optimizer(ow, r, &h, progress, meta, err);
         if (st == PT_OK) {
             snprintf(path, sizeof path, "%s/optimizer.safetensors", tmp);
-            st = write_one(path, ow, err);
+            st = pt_st_write_atomic(ow, path, err);
         }
     }
-    if (st == PT_OK) st = pt_dir_commit(tmp, dir, err);
+    if (st == PT_OK) {
+        snprintf(path, sizeof path, "%s/" MARKER, tmp);
+        st = pt_st_write_atomic(mw, path, err);
+    }
+    if (st == PT_OK) st = stage ? pt_dir_stage(dir, err) : pt_dir_commit(tmp, dir, err);
     if (st != PT_OK) {
         pt_error keep = *err;
         pt_remove_tree(tmp, NULL);
@@ -292,6 +303,61 @@ pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta
     pt_st_writer_free(ow);
     host_state_free(&h);
     return st;
+}
+
+pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
+                             const pt_train_progress *progress, pt_error *err)
+{
+    return save(dir, r, meta, progress, 0, err);
+}
+
+pt_status pt_checkpoint_stage(const char *dir, pt_replica *r, const pt_model_meta *meta,
+                              const pt_train_progress *progress, pt_error *err)
+{
+    return save(dir, r, meta, progress, 1, err);
+}
+
+pt_status pt_checkpoint_recover(const char *dir, pt_error *err) { return pt_dir_recover(dir, MARKER, err); }
+
+int pt_checkpoint_resolve(const char *dir, char *buf, size_t n) { return pt_dir_resolve(dir, MARKER, buf, n); }
+
+/* The stamp of a checkpoint file: run id ("" when none) and the epoch and step it names. */
+static void read_stamp(const pt_st_file *f, char *run_id, size_t n, long long *epoch, long long *step)
+{
+    const char *id = pt_st_meta(f, "run_id"), *e = pt_st_meta(f, "checkpoint_epoch"),
+               *s = pt_st_meta(f, "checkpoint_step");
+    snprintf(run_id, n, "%s", id ? id : "");
+    *epoch = e ? strtoll(e, NULL, 10) : -1;
+    *step = s ? strtoll(s, NULL, 10) : -1;
+}
+
+pt_status pt_checkpoint_install_staged(const char *dir, const char *run_id, int64_t epoch, int64_t global_step,
+                                       int *installed, pt_error *err)
+{
+    *installed = 0;
+    char pending[4400], path[4500];
+    PT_TRY(pt_dir_slot_path(dir, PT_DIR_PENDING, pending, sizeof pending, err));
+    snprintf(path, sizeof path, "%s/" MARKER, pending);
+    struct stat sb;
+    if (lstat(pending, &sb) != 0) return PT_OK;
+    int match = 0;
+    pt_st_file *f = NULL;
+    pt_error ignored;
+    if (S_ISDIR(sb.st_mode) && pt_st_open(path, &f, &ignored) == PT_OK) {
+        char id[64];
+        long long e, s2;
+        read_stamp(f, id, sizeof id, &e, &s2);
+        const char *fw = pt_st_meta(f, "framework");
+        match = fw && strcmp(fw, "polytrain") == 0 && run_id[0] && strcmp(id, run_id) == 0 && e == epoch &&
+                s2 == global_step;
+        pt_st_close(f);
+    } else if (!S_ISDIR(sb.st_mode) || lstat(path, &sb) != 0) {
+        return PT_OK; /* not ours: left alone */
+    }
+    if (!match) return pt_remove_tree(pending, err); /* of a commit that never reached its last/ */
+    PT_TRY(pt_dir_commit(pending, dir, err));
+    *installed = 1;
+    return PT_OK;
 }
 
 /* ---------------------------------------------------------------- loading */
@@ -471,6 +537,10 @@ static pt_status meta_from_file(const pt_st_file *f, const char *file, pt_model_
     m->height = (int)v;
     PT_TRY(parse_int_meta(f, file, "image_width", 1, 16384, &v, err));
     m->width = (int)v;
+    long long se, ss;
+    read_stamp(f, m->run_id, sizeof m->run_id, &se, &ss);
+    m->epoch = se;
+    m->global_step = ss;
     PT_TRY(parse_floats_meta(f, file, "mean", m->in_channels, m->mean, err));
     PT_TRY(parse_floats_meta(f, file, "std", m->in_channels, m->std, err));
     /* Pixels are normalised as (p/255 - mean) / std: these bounds keep every input finite and
@@ -522,8 +592,10 @@ static pt_status open_in_dir(const char *dir, const char *leaf, pt_st_file **f, 
 
 pt_status pt_checkpoint_read_meta(const char *dir, pt_model_meta *meta, pt_error *err)
 {
-    PT_TRY(pt_dir_recover(dir, err));
-    char path[4200];
+    char rdir[4400];
+    pt_checkpoint_resolve(dir, rdir, sizeof rdir);
+    dir = rdir;
+    char path[4600];
     pt_st_file *f = NULL;
     PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
     pt_status st = meta_from_file(f, path, meta, err);
@@ -704,6 +776,12 @@ static pt_status load_optimizer_file(const pt_st_file *f, const char *file, pt_r
         !(pr->best_top1 == -1 || (pr->best_top1 >= 0 && pr->best_top1 <= 1)))
         return pt_fail(err, PT_ERR_FORMAT, "%s: metadata 'best_top1' = '%.32s' is not -1 or a number in [0, 1]", file,
                        best ? best : "(missing)");
+    long long se, ss;
+    read_stamp(f, pr->run_id, sizeof pr->run_id, &se, &ss);
+    const char *rec = pt_st_meta(f, "epoch_record_jsonl");
+    if (rec && strlen(rec) < sizeof pr->record_jsonl) snprintf(pr->record_jsonl, sizeof pr->record_jsonl, "%s", rec);
+    rec = pt_st_meta(f, "epoch_record_csv");
+    if (rec && strlen(rec) < sizeof pr->record_csv) snprintf(pr->record_csv, sizeof pr->record_csv, "%s", rec);
     const char *sched = pt_st_meta(f, "schedule");
     snprintf(pr->schedule, sizeof pr->schedule, "%s", sched ? sched : "{}");
     /* Mixed-precision fields: absent in checkpoints of fp32 runs and of older versions. */
@@ -734,9 +812,11 @@ pt_status pt_checkpoint_load_ema(const char *dir, pt_replica *r, float *ema, pt_
 {
     const pt_net *net = pt_replica_net(r);
     const int64_t P = pt_replica_param_region(r);
-    char path[4200];
+    char path[4600];
     pt_st_file *f = NULL;
-    PT_TRY(open_in_dir(dir, "optimizer.safetensors", &f, path, sizeof path, err));
+    char rdir[4400];
+    pt_checkpoint_resolve(dir, rdir, sizeof rdir);
+    PT_TRY(open_in_dir(rdir, "optimizer.safetensors", &f, path, sizeof path, err));
     pt_status st = PT_OK;
     for (int i = 0; i < net->nparams && st == PT_OK; i++) {
         const pt_param_info *p = &net->params[i];
@@ -782,8 +862,10 @@ pt_status pt_checkpoint_read_model(const char *dir, const pt_net *net, float **p
                                    pt_error *err)
 {
     *params = *buffers = NULL;
-    PT_TRY(pt_dir_recover(dir, err));
-    char path[4200];
+    char rdir[4400];
+    pt_checkpoint_resolve(dir, rdir, sizeof rdir);
+    dir = rdir;
+    char path[4600];
     pt_st_file *f = NULL;
     PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
     host_state h;
@@ -806,12 +888,31 @@ pt_status pt_checkpoint_read_model(const char *dir, const pt_net *net, float **p
     return st;
 }
 
+/* model.safetensors and optimizer.safetensors are one checkpoint: the same stamp. A pair
+ * where neither has one (written before stamps existed) is accepted as it always was. */
+static pt_status check_pair(const pt_st_file *mf, const pt_st_file *of, const char *dir, pt_error *err)
+{
+    char mid[64], oid[64];
+    long long me, ms, oe, os;
+    read_stamp(mf, mid, sizeof mid, &me, &ms);
+    read_stamp(of, oid, sizeof oid, &oe, &os);
+    if (!mid[0] && !oid[0]) return PT_OK;
+    if (strcmp(mid, oid) == 0 && me == oe && ms == os) return PT_OK;
+    return pt_fail(err, PT_ERR_MISMATCH,
+                   "'%s': model.safetensors (run %s, epoch %lld, step %lld) and optimizer.safetensors (run %s, "
+                   "epoch %lld, step %lld) are not one checkpoint; a file copied in from another checkpoint or "
+                   "run? Restore the matching pair, or start from the weights alone with --init-from",
+                   dir, mid[0] ? mid : "unknown", me, ms, oid[0] ? oid : "unknown", oe, os);
+}
+
 pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *progress,
                              pt_error *err)
 {
-    PT_TRY(pt_dir_recover(dir, err));
+    char rdir[4400];
+    pt_checkpoint_resolve(dir, rdir, sizeof rdir);
+    dir = rdir;
     const pt_net *net = pt_replica_net(r);
-    char path[4200], opath[4200];
+    char path[4600], opath[4600];
     pt_st_file *f = NULL, *of = NULL;
     PT_TRY(open_in_dir(dir, "model.safetensors", &f, path, sizeof path, err));
     pt_status st = check_meta_fits(f, path, net, err);
@@ -821,6 +922,7 @@ pt_status pt_checkpoint_load(const char *dir, pt_replica *r, pt_train_progress *
     if (st == PT_OK) st = load_model_file(f, path, net, &h, err);
     if (st == PT_OK && progress) {
         st = open_in_dir(dir, "optimizer.safetensors", &of, opath, sizeof opath, err);
+        if (st == PT_OK) st = check_pair(f, of, dir, err);
         if (st == PT_OK) st = load_optimizer_file(of, opath, r, &h, progress, err);
     }
     if (st == PT_OK) st = pt_replica_write_state(r, h.params, h.buffers, h.opt, err);

@@ -1,7 +1,7 @@
-/* Whole-file reads with a size bound that never block on a FIFO, crash-safe output files
- * (temp file, fsync, rename) that never replace a FIFO, device or symlink,
- * and crash-safe replacement of a directory of files (a checkpoint). A failed write never
- * damages the file or directory it was meant to replace. */
+/* Whole-file reads with a size bound that never block on a FIFO, and crash-safe output files
+ * (temp file, fsync, rename) that never replace a FIFO, device or symlink (see dircommit.h
+ * for replacing a directory of files). A failed write never damages the file it was meant
+ * to replace. */
 #ifndef PT_FILEIO_H
 #define PT_FILEIO_H
 
@@ -85,21 +85,5 @@ pt_status pt_check_dir_writable(const char *dir, pt_error *err);
 /* rm -r: removes path and, if it is a directory, everything below it, never following
  * symlinks. A missing path is not an error. */
 pt_status pt_remove_tree(const char *path, pt_error *err);
-
-/* Replaces the directory final_dir by tmp_dir (same parent directory), so that several
- * files (model.safetensors + optimizer.safetensors) change together. The caller has
- * written and closed every file in tmp_dir (pt_write_file_atomic fsyncs each). Steps:
- * fsync tmp_dir; rename final_dir -> final_dir.old (if final_dir exists); rename
- * tmp_dir -> final_dir; fsync the parent; remove final_dir.old. Readers call
- * pt_dir_recover(final_dir) first. See fileio.c for the crash-safety argument.
- * tmp_dir must be on the same file system as final_dir (same parent, e.g. out/.last.tmp
- * for out/last), and made fresh (pt_remove_tree, then pt_mkdir_p) before writing into
- * it, since a crash can leave a stale one behind. */
-pt_status pt_dir_commit(const char *tmp_dir, const char *final_dir, pt_error *err);
-
-/* Repairs what a crash inside pt_dir_commit may have left: if final_dir is missing and
- * final_dir.old exists, renames it back; if both exist, removes final_dir.old. After it,
- * final_dir (if it exists) is a complete checkpoint. Nothing to do is PT_OK. */
-pt_status pt_dir_recover(const char *final_dir, pt_error *err);
 
 #endif

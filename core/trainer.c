@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/early_stop.h"
 #include "core/fileio.h"
+#include "core/runlock.h"
 #include "core/group.h"
 #include "core/json.h"
 #include "polytrain/metrics.h"
 #include "core/tb_events.h"
+#include "core/world_agree.h"
 #include "polytrain/trace.h"
 #include "polytrain/trainer.h"
 
@@ -65,6 +68,11 @@ struct pt_trainer {
     int ema_loaded;         /* the EMA was resumed from the checkpoint (t->h_ema holds it) */
     float *bn_stash;        /* several replicas: each one's BatchNorm statistics kept across a
                                mid-epoch save, which averages them for the checkpoint only */
+    pt_run_lock *lock;      /* rank 0: the run directory's lock */
+    /* The last completed epoch's records (metrics.jsonl line, metrics.csv row), carried by
+     * every checkpoint after it so that a resume can complete what a crash cut short. */
+    char rec_jsonl[4096], rec_csv[4096];
+    char resume_note[1024]; /* what a resume found and completed (pt_trainer_resume_note) */
 };
 
 static double now_s(void)
@@ -135,6 +143,63 @@ static pt_status write_trace(pt_trainer *t, int64_t epoch, int64_t batch, int gl
     pt_strbuf_free(&sb);
     if (st != PT_OK) return pt_error_wrap(err, "--trace");
     return PT_OK;
+}
+
+static int64_t real_bits(double d)
+{
+    int64_t v;
+    memcpy(&v, &d, sizeof v);
+    return v;
+}
+
+/* Before the first collective whose length depends on them: every rank has the same data
+ * shape, model, step counts and options, or every rank fails saying what differs (else the
+ * ranks would wait for each other forever). */
+static pt_status agree_ranks(pt_trainer *t, pt_batch_source train, pt_batch_source val,
+                             const pt_train_options *opt, pt_error *err)
+{
+    if (t->world->size < 2) return PT_OK;
+    const pt_model_meta *m = &t->meta;
+    uint64_t names = PT_AGREE_DIGEST_START, norm = PT_AGREE_DIGEST_START, model = PT_AGREE_DIGEST_START;
+    for (int i = 0; m->class_names && i < m->num_classes; i++)
+        names = pt_agree_digest(names, m->class_names[i], strlen(m->class_names[i]) + 1);
+    norm = pt_agree_digest(norm, m->mean, sizeof m->mean);
+    norm = pt_agree_digest(norm, m->std, sizeof m->std);
+    model = pt_agree_digest(model, m->model, strnlen(m->model, sizeof m->model));
+    const pt_optim_config *oc = pt_replica_optim(t->rep[0]);
+    const pt_agree_item items[] = {
+        {"devices per process", PT_AGREE_INT, t->nrep},
+        {"model", PT_AGREE_DIGEST, (int64_t)model},
+        {"model parameters", PT_AGREE_INT, pt_net_param_region(t->net)},
+        {"model buffers", PT_AGREE_INT, pt_net_buffer_region(t->net)},
+        {"input channels", PT_AGREE_INT, t->net->in_channels},
+        {"image height", PT_AGREE_INT, t->net->in_height},
+        {"image width", PT_AGREE_INT, t->net->in_width},
+        {"classes", PT_AGREE_INT, t->net->num_classes},
+        {"class names", PT_AGREE_DIGEST, (int64_t)names},
+        {"normalisation mean/std", PT_AGREE_DIGEST, (int64_t)norm},
+        {"training samples (all processes)", PT_AGREE_INT, t->global_samples},
+        {"training batches per epoch", PT_AGREE_INT, train.batches_per_epoch(train.ctx)},
+        {"validation batches", PT_AGREE_INT, val.batches_per_epoch(val.ctx)},
+        {"samples per step in each process", PT_AGREE_INT, t->rank_batch},
+        {"--batch-per-device", PT_AGREE_INT, opt->batch_per_device},
+        {"--accumulate", PT_AGREE_INT, opt->accumulate},
+        {"--epochs", PT_AGREE_INT, opt->epochs},
+        {"--stop-after-epoch", PT_AGREE_INT, opt->stop_after_epoch},
+        {"--seed", PT_AGREE_INT, (int64_t)opt->seed},
+        {"--resume", PT_AGREE_INT, opt->resume},
+        {"--save-every-steps", PT_AGREE_INT, opt->save_every_steps},
+        {"--log-steps", PT_AGREE_INT, opt->log_steps},
+        {"--lr (in effect)", PT_AGREE_REAL, real_bits(opt->lr)},
+        {"--schedule", PT_AGREE_INT, opt->schedule},
+        {"--ema", PT_AGREE_REAL, real_bits(opt->ema_decay)},
+        {"--clip-grad-norm", PT_AGREE_REAL, real_bits(opt->clip_grad_norm)},
+        {"--patience", PT_AGREE_INT, opt->patience},
+        {"--optimizer", PT_AGREE_INT, oc->kind},
+        {"--precision", PT_AGREE_INT, t->precision},
+        {"--sync-bn", PT_AGREE_INT, pt_replica_sync_bn(t->rep[0])},
+    };
+    return pt_world_agree(t->world, items, (int)(sizeof items / sizeof items[0]), err);
 }
 
 pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
@@ -212,7 +277,9 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
                        "split it across",
                        (long long)have, have == 1 ? "" : "s", nreplicas, opt->world ? opt->world->size : 1);
     }
-    st = pt_group_create(replicas, nreplicas, t->world, opt->bucket_bytes, !opt->host_reduction, &t->group, err);
+    st = agree_ranks(t, train, val, opt, err);
+    if (st == PT_OK)
+        st = pt_group_create(replicas, nreplicas, t->world, opt->bucket_bytes, !opt->host_reduction, &t->group, err);
     if (st != PT_OK) {
         pt_trainer_free(t);
         return st;
@@ -295,6 +362,7 @@ void pt_trainer_free(pt_trainer *t)
     free(t->bn_stash);
     free(t->h_ema);
     free(t->h_live);
+    pt_run_lock_release(t->lock);
     free(t);
 }
 
@@ -305,6 +373,7 @@ double pt_trainer_elapsed_s(const pt_trainer *t)
     return t->elapsed_base + (t->started ? now_s() - t->run_start : 0);
 }
 int pt_trainer_stopped_early(const pt_trainer *t) { return t->stopped; }
+const char *pt_trainer_resume_note(const pt_trainer *t) { return t->resume_note[0] ? t->resume_note : NULL; }
 const char *pt_trainer_stop_reason(const pt_trainer *t) { return t->stop_reason[0] ? t->stop_reason : NULL; }
 double pt_trainer_lr_at(const pt_trainer *t, int64_t step) { return pt_schedule_lr(&t->sched, step); }
 
@@ -416,6 +485,7 @@ static pt_status path_join(char *dst, size_t n, const char *dir, const char *lea
 }
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err);
+static pt_status append_text(pt_trainer *t, const char *leaf, const char *text, pt_error *err);
 
 /* A run log rewritten from the lines kept (outbuf, olen bytes), atomically; frees outbuf and
  * the old text. */
@@ -437,12 +507,23 @@ static void utc_text(int64_t when, char *buf, size_t n)
     if (!gmtime_r(&tt, &tm) || !strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm)) snprintf(buf, n, "%lld", (long long)when);
 }
 
-static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
+/* A record into dst (n bytes) from what f (an open_memstream) collected: 0 when it did not fit. */
+static int take_record(FILE *f, char **buf, size_t *len, char *dst, size_t n)
 {
-    char path[4200];
-    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.jsonl", err));
-    FILE *f = fopen(path, "a");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    int ok = fclose(f) == 0 && *buf && *len < n;
+    if (ok) memcpy(dst, *buf, *len + 1);
+    free(*buf);
+    return ok;
+}
+
+/* The epoch's metrics.jsonl line and metrics.csv row into t->rec_jsonl and t->rec_csv: they
+ * are written with the epoch's checkpoint (see save_checkpoints). */
+static pt_status format_records(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     fprintf(f,
             "{\"epoch\":%lld,\"train_loss\":%.6f,\"train_acc\":%.6f,\"val_loss\":%.6f,"
             "\"val_top1\":%.6f,\"val_top5\":%.6f,\"val_count\":%lld,\"lr\":%.8g,\"img_per_s\":%.2f,"
@@ -480,8 +561,8 @@ static pt_status append_metrics(pt_trainer *t, const pt_epoch_metrics *m, pt_err
         fputc(']', f);
     }
     fputs("}\n", f);
-    int bad = ferror(f);
-    if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    if (!take_record(f, &buf, &len, t->rec_jsonl, sizeof t->rec_jsonl))
+        return pt_fail(err, PT_ERR_NOMEM, "the epoch's metrics line does not fit its buffer");
     return append_csv(t, m, err);
 }
 
@@ -496,10 +577,10 @@ static const char csv_header[] =
 
 static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *err)
 {
-    char path[4200];
-    PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.csv", err));
-    FILE *f = fopen(path, "a");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     fprintf(f, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%lld,%.8g,%.2f,%.3f,%.3f,%.3f,%s,%s,%.1f,", (long long)m->epoch,
             m->train_loss, m->train_acc, m->val_loss, m->val_top1, m->val_top5, (long long)m->val_count, m->lr,
             m->img_per_s, m->train_s, m->epoch_s, m->elapsed_s, m->best ? "true" : "false",
@@ -526,7 +607,21 @@ static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *
     if (m->stop_reason[0]) fprintf(f, "\"%s\"", m->stop_reason); /* has commas, never a quote */
     if (m->ema_count > 0) fprintf(f, ",%.6f,%.6f,%.6f\n", m->ema_val_loss, m->ema_val_top1, m->ema_val_top5);
     else fputs(",,,\n", f);
-    int bad = ferror(f);
+    if (!take_record(f, &buf, &len, t->rec_csv, sizeof t->rec_csv))
+        return pt_fail(err, PT_ERR_NOMEM, "the epoch's metrics.csv row does not fit its buffer");
+    return PT_OK;
+}
+
+/* Appends text (whole lines) to out_dir/leaf. A failure can leave part of a line, which the
+ * next resume drops before it writes the line again from the checkpoint. */
+static pt_status append_text(pt_trainer *t, const char *leaf, const char *text, pt_error *err)
+{
+    char path[4200];
+    PT_TRY(path_join(path, sizeof path, t->out_dir, leaf, err));
+    FILE *f = fopen(path, "a");
+    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    fputs(text, f);
+    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
     if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
     return PT_OK;
 }
@@ -534,14 +629,15 @@ static pt_status append_csv(pt_trainer *t, const pt_epoch_metrics *m, pt_error *
 /* The header and the rows of epochs 1..keep (those of the checkpoint resumed): rows a
  * crash left after the checkpoint go, as in metrics.jsonl. A file with another header
  * (another version's columns) starts again. */
-static pt_status start_csv(pt_trainer *t, int64_t keep, pt_error *err)
+static pt_status start_csv(pt_trainer *t, int64_t keep, const char *last_row, pt_error *err)
 {
     char path[4200];
     PT_TRY(path_join(path, sizeof path, t->out_dir, "metrics.csv", err));
     void *data = NULL;
-    size_t size = 0, hlen = strlen(csv_header), olen = hlen;
+    size_t size = 0, hlen = strlen(csv_header), olen = hlen, rlen = last_row ? strlen(last_row) : 0;
+    if (rlen) keep--; /* epoch `keep`'s row is last_row, as its checkpoint recorded it */
     if (keep > 0 && pt_path_exists(path)) PT_TRY(pt_read_file(path, (size_t)1 << 30, &data, &size, err));
-    char *text = data, *outbuf = malloc(size + hlen + 1);
+    char *text = data, *outbuf = malloc(size + hlen + rlen + 1);
     if (!outbuf) {
         free(data);
         return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
@@ -558,6 +654,8 @@ static pt_status start_csv(pt_trainer *t, int64_t keep, pt_error *err)
             }
         }
     }
+    memcpy(outbuf + olen, last_row ? last_row : "", rlen);
+    olen += rlen;
     return replace_file(path, outbuf, olen, data, err);
 }
 
@@ -620,15 +718,17 @@ static pt_status append_step(pt_trainer *t, int64_t step, int64_t epoch, double 
  * after the checkpoint (before a crash that lost their checkpoint) are dropped so the file
  * matches the weights: lines with 1 <= key <= keep stay (key 0 too for "step"). */
 static pt_status trim_jsonl(pt_trainer *t, const char *leaf, const char *key, int64_t min_key,
-                            int64_t keep, pt_error *err)
+                            int64_t keep, const char *last_line, pt_error *err)
 {
     char path[4200];
     PT_TRY(path_join(path, sizeof path, t->out_dir, leaf, err));
-    if (!pt_path_exists(path)) return PT_OK;
+    const size_t llen = last_line ? strlen(last_line) : 0;
+    if (llen) keep--; /* line `keep` is last_line, as its checkpoint recorded it */
+    if (!pt_path_exists(path) && !llen) return PT_OK;
     void *data = NULL;
     size_t size = 0;
-    PT_TRY(pt_read_file(path, (size_t)1 << 30, &data, &size, err));
-    char *text = data, *outbuf = malloc(size + 1);
+    if (pt_path_exists(path)) PT_TRY(pt_read_file(path, (size_t)1 << 30, &data, &size, err));
+    char *text = data, *outbuf = malloc(size + llen + 1);
     if (!outbuf) {
         free(data);
         return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
@@ -650,6 +750,8 @@ static pt_status trim_jsonl(pt_trainer *t, const char *leaf, const char *key, in
         }
         pos = end + 1;
     }
+    memcpy(outbuf + olen, last_line ? last_line : "", llen);
+    olen += llen;
     return replace_file(path, outbuf, olen, data, err);
 }
 
@@ -730,9 +832,12 @@ static pt_status evaluate_ema(pt_trainer *t, const pt_train_callbacks *cb, int64
     memset(&ev, 0, sizeof ev);
     if (st == PT_OK) st = evaluate_group(t, cb, epoch, &ev, stopped, err);
     if (st == PT_OK && !*stopped && t->rank0) {
+        /* staged: the epoch's commit (save_checkpoints) installs it with last/ */
         char path[4200];
+        t->meta.epoch = epoch;
+        t->meta.global_step = t->global_step;
         st = path_join(path, sizeof path, t->out_dir, "ema", err);
-        if (st == PT_OK) st = pt_checkpoint_save(path, t->rep[0], &t->meta, NULL, err);
+        if (st == PT_OK) st = pt_checkpoint_stage(path, t->rep[0], &t->meta, NULL, err);
     }
     pt_error e2;
     for (int d = 0; d < t->nrep; d++) {
@@ -747,6 +852,23 @@ static pt_status evaluate_ema(pt_trainer *t, const pt_train_callbacks *cb, int64
     m->ema_val_top1 = ev.top1;
     m->ema_val_top5 = ev.top5;
     m->ema_count = ev.count;
+    return PT_OK;
+}
+
+/* After last/ took an epoch's end (the epoch's commit point): best/ and ema/ staged for it
+ * are installed and its records appended. Every step can be redone from last/ alone, so a
+ * crash or a full disk in here is completed by the next resume (complete_epoch). */
+static pt_status finish_epoch(pt_trainer *t, int64_t epochs_done, int *installed_best, pt_error *err)
+{
+    static const char *const leaves[] = {"best", "ema"};
+    char path[4200];
+    *installed_best = 0;
+    for (int i = 0; i < 2; i++) {
+        int done = 0;
+        PT_TRY(path_join(path, sizeof path, t->out_dir, leaves[i], err));
+        PT_TRY(pt_checkpoint_install_staged(path, t->meta.run_id, epochs_done, t->global_step, &done, err));
+        if (i == 0) *installed_best = done;
+    }
     return PT_OK;
 }
 
@@ -827,13 +949,100 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
         pr.loss_scale_growth_tracker = t->scaler.growth_tracker;
         pr.skipped_steps = t->scaler.skipped;
     }
+    /* the records of the last completed epoch travel with every checkpoint after it */
+    snprintf(pr.record_jsonl, sizeof pr.record_jsonl, "%s", t->rec_jsonl);
+    snprintf(pr.record_csv, sizeof pr.record_csv, "%s", t->rec_csv);
+    t->meta.epoch = epochs_done;
+    t->meta.global_step = t->global_step;
+    /* One commit per epoch end: best/ (and ema/, see evaluate_ema) staged beside their
+     * directories, then last/ replaced (the commit point: it holds everything the rest
+     * needs), then the staged directories installed and the records appended. */
     char path[4200];
-    PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
-    PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
     if (best) {
         PT_TRY(path_join(path, sizeof path, t->out_dir, "best", err));
-        PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
+        PT_TRY(pt_checkpoint_stage(path, t->rep[0], &t->meta, &pr, err));
     }
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
+    PT_TRY(pt_checkpoint_save(path, t->rep[0], &t->meta, &pr, err));
+    if (mid) return PT_OK;
+    int installed = 0;
+    PT_TRY(finish_epoch(t, epochs_done, &installed, err));
+    PT_TRY(append_text(t, "metrics.jsonl", t->rec_jsonl, err));
+    return append_text(t, "metrics.csv", t->rec_csv, err);
+}
+
+/* A fresh run's id, stamped into each of its checkpoints: 128 random bits in hex. */
+static void new_run_id(pt_trainer *t)
+{
+    unsigned char b[16];
+    int ok = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        ok = fread(b, 1, sizeof b, f) == sizeof b;
+        fclose(f);
+    }
+    if (!ok) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
+        for (int i = 0; i < 16; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            b[i] = (unsigned char)(x >> 56);
+        }
+    }
+    for (int i = 0; i < 16; i++) snprintf(t->meta.run_id + 2 * i, 3, "%02x", b[i]);
+}
+
+/* A record a checkpoint carried: one whole line, of epoch `epoch` (its first field). */
+static int record_of_epoch(const char *rec, int64_t epoch, int json)
+{
+    const size_t n = strlen(rec);
+    if (n < 2 || rec[n - 1] != '\n' || memchr(rec, '\n', n - 1)) return 0;
+    char head[48];
+    if (json) snprintf(head, sizeof head, "{\"epoch\":%lld,", (long long)epoch);
+    else snprintf(head, sizeof head, "%lld,", (long long)epoch);
+    return strncmp(rec, head, strlen(head)) == 0;
+}
+
+/* Resuming: the writer's side of the commits, under the run lock. Commits a crash cut short
+ * between their renames are settled, best/ and ema/ staged for last/'s epoch are installed
+ * (others discarded), and the records of last/'s epoch are written from the copy it holds;
+ * then t->resume_note says what the run directory holds. */
+static pt_status complete_epoch(pt_trainer *t, const pt_train_progress *pr, int *have_records, pt_error *err)
+{
+    *have_records = 0;
+    snprintf(t->meta.run_id, sizeof t->meta.run_id, "%s", pr->run_id);
+    if (!t->meta.run_id[0]) new_run_id(t); /* a checkpoint from before stamps: its run gets one now */
+    t->global_step = pr->global_step;
+    int installed = 0;
+    PT_TRY(finish_epoch(t, pr->epoch, &installed, err));
+    if (record_of_epoch(pr->record_jsonl, pr->epoch, 1) && record_of_epoch(pr->record_csv, pr->epoch, 0)) {
+        snprintf(t->rec_jsonl, sizeof t->rec_jsonl, "%s", pr->record_jsonl);
+        snprintf(t->rec_csv, sizeof t->rec_csv, "%s", pr->record_csv);
+        *have_records = 1;
+    }
+    char path[4200], best[160] = "";
+    PT_TRY(path_join(path, sizeof path, t->out_dir, "best", err));
+    pt_model_meta bm;
+    pt_error ignored;
+    if (pt_checkpoint_read_meta(path, &bm, &ignored) != PT_OK) {
+        snprintf(best, sizeof best, "best/ is missing or unreadable");
+    } else {
+        if (bm.run_id[0] && strcmp(bm.run_id, t->meta.run_id) != 0)
+            snprintf(best, sizeof best, "best/ is from another run");
+        else if (bm.run_id[0] && bm.epoch != pr->best_epoch)
+            snprintf(best, sizeof best, "best/ holds epoch %lld, not the best epoch %lld", (long long)bm.epoch,
+                     (long long)pr->best_epoch);
+        else
+            snprintf(best, sizeof best, "best/ holds epoch %lld (val_top1 %.4f)", (long long)pr->best_epoch,
+                     pr->best_top1);
+        pt_model_meta_free(&bm);
+    }
+    snprintf(t->resume_note, sizeof t->resume_note, "last/ holds %s%lld epoch%s (step %lld)%s; %s%s",
+             pr->epoch_step > 0 ? "a mid-epoch state after " : "", (long long)pr->epoch, pr->epoch == 1 ? "" : "s",
+             (long long)pr->global_step, pr->epoch_step > 0 ? " and part of the next" : "",
+             pr->best_epoch >= 1 ? best : "no best/ yet",
+             installed ? "; best/ of that epoch was installed now, completing its commit" : "");
     return PT_OK;
 }
 
@@ -842,7 +1051,15 @@ static pt_status save_checkpoints(pt_trainer *t, int64_t epochs_done, int best, 
 static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
 {
     PT_TRY(pt_check_dir_writable(t->out_dir, err));
+    /* one writer per run directory, from before anything in it is read */
+    PT_TRY(pt_run_lock_acquire(t->out_dir, "polytrain train", &t->lock, err));
     char path[4200];
+    static const char *const ckpts[] = {"last", "best", "ema"};
+    for (int i = 0; i < 3; i++) {
+        PT_TRY(path_join(path, sizeof path, t->out_dir, ckpts[i], err));
+        PT_TRY(pt_checkpoint_recover(path, err));
+    }
+    int have_records = 0;
     if (t->opt.resume) {
         PT_TRY(path_join(path, sizeof path, t->out_dir, "last", err));
         pt_train_progress pr;
@@ -906,9 +1123,11 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
                            path, (long long)pr.epoch,
                            pr.stop_reason[0] ? pr.stop_reason : "no val_top1 improvement for --patience epochs",
                            t->opt.patience);
-        PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, err));
-        PT_TRY(trim_jsonl(t, "steps.jsonl", "step", 0, pr.global_step - 1, err));
+        PT_TRY(complete_epoch(t, &pr, &have_records, err));
+        PT_TRY(trim_jsonl(t, "metrics.jsonl", "epoch", 1, pr.epoch, have_records ? t->rec_jsonl : NULL, err));
+        PT_TRY(trim_jsonl(t, "steps.jsonl", "step", 0, pr.global_step - 1, NULL, err));
     } else {
+        new_run_id(t);
         PT_TRY(pt_replica_init_params(t->rep[0], t->opt.seed, err));
         const void *chunks[1] = {""};
         size_t sizes[1] = {0};
@@ -918,7 +1137,7 @@ static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
         if (t->opt.log_steps) PT_TRY(pt_write_file_atomic(path, chunks, sizes, 1, err));
         else if (pt_path_exists(path)) remove(path);
     }
-    PT_TRY(start_csv(t, t->start_epoch, err));
+    PT_TRY(start_csv(t, t->start_epoch, have_records ? t->rec_csv : NULL, err));
     PT_TRY(open_events(t, err));
     PT_TRY(path_join(path, sizeof path, t->out_dir, "config.json", err));
     const void *chunks[2] = {t->config_json, "\n"};
@@ -1311,6 +1530,9 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             return pt_fail(err, PT_ERR_INVALID,
                            "training diverged: validation loss is %g after epoch %lld (lower --lr?)",
                            ev.loss, (long long)epoch + 1);
+        const double best_before = t->best_top1;
+        const int64_t best_epoch_before = t->best_epoch;
+        const pt_early_stop es_before = t->es;
         if (ev.top1 > t->best_top1) {
             t->best_top1 = ev.top1;
             t->best_epoch = m.epoch;
@@ -1330,17 +1552,24 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         }
         if (t->steps_log && fflush(t->steps_log) != 0)
             return pt_fail(err, PT_ERR_IO, "cannot write steps.jsonl in '%s': %s", t->out_dir, strerror(errno));
-        PT_TRY(save_checkpoints(t, m.epoch, m.best, NULL, err));
         if (t->h_ema) {
+            /* before the epoch's commit, which installs the ema/ it stages */
             int stopped_ema = 0;
             PT_TRY(evaluate_ema(t, cb, epoch + 1, &m, &stopped_ema, err));
-            /* the epoch is saved: Ctrl-C here says so and leaves out_dir/ema one epoch behind */
-            if (stopped_ema) return interrupted(t, epoch + 1, &(mid_epoch){0, 0, 0, 0, 0, 0, 0}, 0, err);
+            if (stopped_ema) {
+                /* the early-stopping state goes back to before this epoch's evaluation */
+                t->best_top1 = best_before;
+                t->best_epoch = best_epoch_before;
+                t->es = es_before;
+                t->stop_reason[0] = '\0';
+                return interrupted(t, epoch, &trained, 1, err);
+            }
         }
         m.epoch_s = train_before + now_s() - t0; /* over every run that trained part of it */
         m.elapsed_s = pt_trainer_elapsed_s(t);
         m.ended_at = wall_now();
-        if (t->rank0) PT_TRY(append_metrics(t, &m, err));
+        if (t->rank0) PT_TRY(format_records(t, &m, err));
+        PT_TRY(save_checkpoints(t, m.epoch, m.best, NULL, err));
         if (t->events) PT_TRY(log_epoch_events(t, &m, err));
         if (cb && cb->on_epoch) cb->on_epoch(cb->user, &m);
         if (t->stop_reason[0]) break;

@@ -649,37 +649,40 @@ static void test_leftover_tmp_from_an_interrupted_save_is_ignored(void)
 {
     fixture f;
     if (!fixture_make(&f, at("crash1"))) { fixture_free(&f); return; }
-    /* An interrupted save left a half-written crash1.tmp behind. */
+    /* An interrupted save left a half-written NEW slot behind. */
     pt_error err;
     pt_error_clear(&err);
-    CHECK(pt_mkdir_p(at("crash1.tmp"), &err) == PT_OK);
+    CHECK(pt_mkdir_p(at(".crash1.polytrain-new"), &err) == PT_OK);
     const void *chunks[1] = {"\x10\0\0\0\0\0\0\0{\"a\":"};
     size_t sizes[1] = {13};
-    CHECK(pt_write_file_atomic(at("crash1.tmp/model.safetensors"), chunks, sizes, 1, &err) == PT_OK);
+    CHECK(pt_write_file_atomic(at(".crash1.polytrain-new/model.safetensors"), chunks, sizes, 1, &err) == PT_OK);
     CHECK(loads_fixture_state(&f, at("crash1")));
     /* and the next save clears it */
     pt_model_meta m = test_meta(KCLS);
     pt_train_progress p = test_progress(f.r);
     CHECKF(pt_checkpoint_save(at("crash1"), f.r, &m, &p, &err) == PT_OK, "%s", err.msg);
-    CHECK(!pt_path_exists(at("crash1.tmp")));
+    CHECK(!pt_path_exists(at(".crash1.polytrain-new")) && !pt_path_exists(at(".crash1.polytrain-old")));
     CHECK(loads_fixture_state(&f, at("crash1")));
     fixture_free(&f);
 }
 
+/* Between the renames of a commit (no atomic exchange): readers read the previous checkpoint
+ * where it waits and change nothing; only the writer's recover puts it back. */
 static void test_crash_between_the_renames_rolls_back_to_the_old_checkpoint(void)
 {
     fixture f;
     if (!fixture_make(&f, at("crash2"))) { fixture_free(&f); return; }
-    /* State B of pt_dir_commit: crash2 renamed to crash2.old, the new one not yet in place. */
-    CHECK(rename(at("crash2"), at("crash2.old")) == 0);
+    CHECK(rename(at("crash2"), at(".crash2.polytrain-old")) == 0);
     pt_model_meta m;
     memset(&m, 0, sizeof m);
     pt_error err;
     pt_error_clear(&err);
     CHECKF(pt_checkpoint_read_meta(at("crash2"), &m, &err) == PT_OK, "%s", err.msg);
     pt_model_meta_free(&m);
-    CHECK(pt_path_exists(at("crash2/model.safetensors")) && !pt_path_exists(at("crash2.old")));
-    CHECK(rename(at("crash2"), at("crash2.old")) == 0);
+    CHECK(loads_fixture_state(&f, at("crash2")));
+    CHECK(!pt_path_exists(at("crash2")) && pt_path_exists(at(".crash2.polytrain-old/model.safetensors")));
+    CHECKF(pt_checkpoint_recover(at("crash2"), &err) == PT_OK, "%s", err.msg);
+    CHECK(pt_path_exists(at("crash2/model.safetensors")) && !pt_path_exists(at(".crash2.polytrain-old")));
     CHECK(loads_fixture_state(&f, at("crash2")));
     fixture_free(&f);
 }
@@ -688,17 +691,76 @@ static void test_crash_after_the_renames_keeps_the_new_checkpoint(void)
 {
     fixture f;
     if (!fixture_make(&f, at("crash3"))) { fixture_free(&f); return; }
-    /* State C: the new checkpoint is in place, a garbage (half-removed) crash3.old remains. */
+    /* The new checkpoint is in place, a garbage (half-removed) old one remains. */
     pt_error err;
     pt_error_clear(&err);
-    CHECK(pt_mkdir_p(at("crash3.old"), &err) == PT_OK);
+    CHECK(pt_mkdir_p(at(".crash3.polytrain-old"), &err) == PT_OK);
     const void *chunks[1] = {"garbage"};
     size_t sizes[1] = {7};
-    CHECK(pt_write_file_atomic(at("crash3.old/model.safetensors"), chunks, sizes, 1, &err) == PT_OK);
+    CHECK(pt_write_file_atomic(at(".crash3.polytrain-old/model.safetensors"), chunks, sizes, 1, &err) == PT_OK);
     CHECK(loads_fixture_state(&f, at("crash3")));
-    CHECK(!pt_path_exists(at("crash3.old")));
+    CHECK(pt_path_exists(at(".crash3.polytrain-old"))); /* a reader leaves it */
+    CHECKF(pt_checkpoint_recover(at("crash3"), &err) == PT_OK, "%s", err.msg);
+    CHECK(!pt_path_exists(at(".crash3.polytrain-old")));
+    CHECK(loads_fixture_state(&f, at("crash3")));
     fixture_free(&f);
 }
+
+/* A user's own X.old (a natural backup name) is never read, moved or removed, by readers or
+ * by the writer's recover, whether X exists or not. */
+static void test_a_users_old_directory_is_never_touched(void)
+{
+    fixture f;
+    if (!fixture_make(&f, at("bk.old"))) { fixture_free(&f); return; }
+    pt_error err;
+    pt_error_clear(&err);
+    pt_model_meta m;
+    memset(&m, 0, sizeof m);
+    CHECK(pt_checkpoint_read_meta(at("bk"), &m, &err) != PT_OK); /* bk itself is missing */
+    CHECK(!pt_path_exists(at("bk")) && pt_path_exists(at("bk.old/model.safetensors")));
+    CHECKF(pt_checkpoint_recover(at("bk"), &err) == PT_OK, "%s", err.msg);
+    CHECK(!pt_path_exists(at("bk")) && pt_path_exists(at("bk.old/model.safetensors")));
+    pt_model_meta mm = test_meta(KCLS);
+    pt_train_progress p = test_progress(f.r);
+    CHECKF(pt_checkpoint_save(at("bk"), f.r, &mm, &p, &err) == PT_OK, "%s", err.msg);
+    CHECKF(pt_checkpoint_save(at("bk"), f.r, &mm, &p, &err) == PT_OK, "%s", err.msg);
+    CHECK(loads_fixture_state(&f, at("bk.old")) && loads_fixture_state(&f, at("bk")));
+    fixture_free(&f);
+}
+
+/* Both files carry the checkpoint's stamp: an optimizer file of another step or run is refused. */
+static void test_model_and_optimizer_of_different_checkpoints_are_refused(void)
+{
+    fixture f;
+    if (!fixture_make(&f, at("pair_a"))) { fixture_free(&f); return; }
+    pt_error err;
+    pt_error_clear(&err);
+    pt_model_meta m = test_meta(KCLS);
+    pt_train_progress p = test_progress(f.r);
+    snprintf(m.run_id, sizeof m.run_id, "run-one");
+    m.epoch = 1;
+    m.global_step = 10;
+    CHECKF(pt_checkpoint_save(at("pair_a"), f.r, &m, &p, &err) == PT_OK, "%s", err.msg);
+    CHECK(loads_fixture_state(&f, at("pair_a")));
+    m.epoch = 2;
+    m.global_step = 20;
+    CHECKF(pt_checkpoint_save(at("pair_b"), f.r, &m, &p, &err) == PT_OK, "%s", err.msg);
+    snprintf(m.run_id, sizeof m.run_id, "run-two");
+    CHECKF(pt_checkpoint_save(at("pair_c"), f.r, &m, &p, &err) == PT_OK, "%s", err.msg);
+    CHECK(rename(at("pair_b/optimizer.safetensors"), at("pair_a/optimizer.safetensors")) == 0);
+    pt_replica *r = make_replica(f.net, PT_OPTIM_SGD, 5);
+    pt_train_progress got;
+    CHECK(pt_checkpoint_load(at("pair_a"), r, &got, &err) == PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "run run-one, epoch 1, step 10") && strstr(err.msg, "epoch 2, step 20") &&
+               strstr(err.msg, "not one checkpoint"),
+           "%s", err.msg);
+    CHECK(rename(at("pair_c/optimizer.safetensors"), at("pair_a/optimizer.safetensors")) == 0);
+    CHECK(pt_checkpoint_load(at("pair_a"), r, &got, &err) == PT_ERR_MISMATCH);
+    CHECKF(strstr(err.msg, "run run-two") != NULL, "%s", err.msg);
+    pt_replica_free(r);
+    fixture_free(&f);
+}
+
 
 static void test_save_below_a_regular_file_fails_with_io_error(void)
 {
@@ -794,6 +856,8 @@ int main(void)
     RUN(test_leftover_tmp_from_an_interrupted_save_is_ignored);
     RUN(test_crash_between_the_renames_rolls_back_to_the_old_checkpoint);
     RUN(test_crash_after_the_renames_keeps_the_new_checkpoint);
+    RUN(test_a_users_old_directory_is_never_touched);
+    RUN(test_model_and_optimizer_of_different_checkpoints_are_refused);
     RUN(test_save_below_a_regular_file_fails_with_io_error);
     RUN(test_save_into_read_only_parent_fails_and_keeps_the_checkpoint);
     RUN(test_save_failing_midway_keeps_the_previous_checkpoint);

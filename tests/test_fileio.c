@@ -1,7 +1,6 @@
-/* core/fileio: atomic writes replace or leave the old file intact (no temp file left), a
- * checkpoint directory survives a crash at any point of pt_dir_commit once pt_dir_recover ran,
+/* core/fileio: atomic writes replace or leave the old file intact (no temp file left),
  * outputs write through symlinks and into FIFOs and devices without replacing them, and
- * inputs never block on a FIFO. */
+ * inputs never block on a FIFO. The directory commit has its own test (test_dircommit.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -196,99 +195,6 @@ static void test_remove_tree_does_not_follow_symlinks(void)
     CHECKF(pt_remove_tree(at("t"), &e) == PT_OK, "missing path: %s", e.msg);
 }
 
-/* A "checkpoint": two files that must belong to the same version. */
-static void make_ckpt(const char *dir, const char *version)
-{
-    pt_error e = {0};
-    char p[1024];
-    CHECKF(pt_mkdir_p(dir, &e) == PT_OK, "%s", e.msg);
-    const void *c[] = {version};
-    size_t s[] = {strlen(version)};
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECKF(pt_write_file_atomic(p, c, s, 1, &e) == PT_OK, "%s", e.msg);
-    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
-    CHECKF(pt_write_file_atomic(p, c, s, 1, &e) == PT_OK, "%s", e.msg);
-}
-
-/* 1 if dir holds both files of the given version. */
-static int ckpt_is(const char *dir, const char *version)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    const char *m = slurp(p);
-    if (!m || strcmp(m, version) != 0) return 0;
-    snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
-    const char *o = slurp(p);
-    return o && strcmp(o, version) == 0;
-}
-
-static void test_dir_commit_first_and_replacing(void)
-{
-    pt_error e = {0};
-    make_ckpt(at("c1/.last.tmp"), "v1");
-    CHECKF(pt_dir_commit(at("c1/.last.tmp"), at("c1/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c1/last"), "v1") && !pt_path_exists(at("c1/.last.tmp")));
-    make_ckpt(at("c1/.last.tmp"), "v2");
-    CHECKF(pt_dir_commit(at("c1/.last.tmp"), at("c1/last/"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c1/last"), "v2"));
-    CHECK(!pt_path_exists(at("c1/last.old")) && !pt_path_exists(at("c1/.last.tmp")));
-    CHECK(pt_dir_commit(at("c1/.missing"), at("c1/last"), &e) == PT_ERR_IO);
-    CHECKF(strstr(e.msg, "is not a directory") != NULL, "%s", e.msg);
-    CHECK(ckpt_is(at("c1/last"), "v2"));
-}
-
-/* Crash before the first rename: tmp partial, final complete. */
-static void test_recover_after_crash_while_writing_tmp(void)
-{
-    pt_error e = {0};
-    make_ckpt(at("c2/last"), "v1");
-    CHECK(pt_mkdir_p(at("c2/.last.tmp"), &e) == PT_OK);
-    CHECK(write_plain(at("c2/.last.tmp/model.safetensors"), "v2-partial") == 0);
-    CHECKF(pt_dir_recover(at("c2/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c2/last"), "v1"));
-    /* The next save starts from a fresh tmp and commits normally. */
-    CHECK(pt_remove_tree(at("c2/.last.tmp"), &e) == PT_OK);
-    make_ckpt(at("c2/.last.tmp"), "v2");
-    CHECKF(pt_dir_commit(at("c2/.last.tmp"), at("c2/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c2/last"), "v2"));
-}
-
-/* Crash between the two renames: final missing, final.old complete, tmp complete. */
-static void test_recover_after_crash_between_renames(void)
-{
-    pt_error e = {0};
-    make_ckpt(at("c3/last.old"), "v1");
-    make_ckpt(at("c3/.last.tmp"), "v2");
-    CHECK(!pt_path_exists(at("c3/last")));
-    CHECKF(pt_dir_recover(at("c3/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c3/last"), "v1"));
-    CHECK(!pt_path_exists(at("c3/last.old")));
-    /* A commit that finds this state settles it first and then proceeds. */
-    CHECK(pt_remove_tree(at("c3/last"), &e) == PT_OK);
-    make_ckpt(at("c3/last.old"), "v1");
-    CHECKF(pt_dir_commit(at("c3/.last.tmp"), at("c3/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c3/last"), "v2") && !pt_path_exists(at("c3/last.old")));
-}
-
-/* Crash after the second rename, before or during removal of final.old. */
-static void test_recover_after_crash_while_removing_old(void)
-{
-    pt_error e = {0};
-    make_ckpt(at("c4/last"), "v2");
-    make_ckpt(at("c4/last.old"), "v1");
-    CHECKF(pt_dir_recover(at("c4/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/last.old")));
-    /* Half-removed old directory. */
-    CHECK(pt_mkdir_p(at("c4/last.old"), &e) == PT_OK);
-    CHECK(write_plain(at("c4/last.old/optimizer.safetensors"), "v1") == 0);
-    CHECKF(pt_dir_recover(at("c4/last"), &e) == PT_OK, "%s", e.msg);
-    CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/last.old")));
-    /* Nothing at all: not an error, nothing created. */
-    CHECKF(pt_dir_recover(at("c4/none"), &e) == PT_OK, "%s", e.msg);
-    CHECK(!pt_path_exists(at("c4/none")));
-}
-
-
 /* ---- outputs at special paths: never replaced by a regular file ---- */
 
 static int is_type(const char *path, mode_t type)
@@ -426,10 +332,6 @@ int main(void)
     RUN(test_read_file_bounds_and_errors);
     RUN(test_mkdir_p_and_check_dir_writable);
     RUN(test_remove_tree_does_not_follow_symlinks);
-    RUN(test_dir_commit_first_and_replacing);
-    RUN(test_recover_after_crash_while_writing_tmp);
-    RUN(test_recover_after_crash_between_renames);
-    RUN(test_recover_after_crash_while_removing_old);
     RUN(test_output_through_symlink_replaces_the_target);
     RUN(test_output_to_fifo_is_a_stream_and_never_blocks);
     RUN(test_output_to_character_device_writes_in_place);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dircommit.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "polytrain/backend.h"
@@ -444,10 +445,8 @@ static int holds_compare_report(const char *dir)
  * --overwrite and only when it holds a report of compare. */
 static int check_out(const char *out, int overwrite)
 {
-    char old[4300];
-    snprintf(old, sizeof old, "%s.old", out);
     pt_error e;
-    if (pt_path_exists(old)) pt_dir_recover(out, &e); /* a crash between pt_dir_commit's renames */
+    pt_dir_recover(out, "report.json", &e); /* what a crash in an earlier publish left */
     if (!pt_path_exists(out) || dir_empty(out)) return 0;
     struct stat stv;
     if (stat(out, &stv) != 0 || !S_ISDIR(stv.st_mode)) {
@@ -468,25 +467,16 @@ static int check_out(const char *out, int overwrite)
     return 0;
 }
 
-/* The temporary directory beside out (same file system, for the final rename). */
-static void tmp_dir_for(const char *out, char *tmp, size_t cap)
-{
-    size_t n = strlen(out);
-    while (n > 1 && out[n - 1] == '/') n--;
-    const char *base = out + n;
-    while (base > out && base[-1] != '/') base--;
-    snprintf(tmp, cap, "%.*s.%.*s.tmp", (int)(base - out), out, (int)(out + n - base), base);
-}
-
 /* Writes the report into a fresh temporary directory, then moves it to out. */
 static int publish(const pt_json *report, const char *out, int plots)
 {
     char tmp[4400];
-    tmp_dir_for(out, tmp, sizeof tmp);
     pt_error err;
     pt_error_clear(&err);
     int plotted = 0;
-    if (pt_remove_tree(tmp, &err) != PT_OK || pt_mkdir_p(tmp, &err) != PT_OK) {
+    /* the directory's NEW slot beside it (same file system), which pt_dir_commit swaps in */
+    if (pt_dir_slot_path(out, PT_DIR_NEW, tmp, sizeof tmp, &err) != PT_OK || pt_remove_tree(tmp, &err) != PT_OK ||
+        pt_mkdir_p(tmp, &err) != PT_OK) {
         cli_error("compare: %s", err.msg);
         return 1;
     }

@@ -663,9 +663,9 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
         remove(path);
     }
     snprintf(path, sizeof path, "%s/last", rundir);
-    pt_error perr;
-    pt_dir_recover(path, &perr); /* a crash between the checkpoint's renames */
-    int resume = pt_path_exists(path) && st.epochs > 0;
+    char rpath[4400];
+    pt_checkpoint_resolve(path, rpath, sizeof rpath); /* read only: the resumed trainer repairs */
+    int resume = pt_path_exists(rpath) && st.epochs > 0;
     printf("\n=== experiment %s: run %d/%d '%s' (%s)%s ===\n", p->suite->name, i + 1, p->n, r->name, opts,
            resume ? ", resuming from its last checkpoint" : "");
     fflush(stdout);

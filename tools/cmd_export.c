@@ -55,9 +55,9 @@ static int output_writable(const char *path)
 /* A checkpoint directory holds model.safetensors; say what a directory that does not is. */
 static int looks_like_checkpoint(const char *dir)
 {
-    pt_error e;
-    pt_error_clear(&e);
-    pt_dir_recover(dir, &e); /* a save cut short is rolled back first, as every reader does */
+    char rdir[PATH_MAX];
+    pt_checkpoint_resolve(dir, rdir, sizeof rdir); /* a save cut short: its previous state, read as it is */
+    dir = rdir;
     struct stat st;
     if (stat(dir, &st) != 0) {
         cli_error("export: --checkpoint '%s': %s", dir, strerror(errno));
@@ -68,10 +68,10 @@ static int looks_like_checkpoint(const char *dir)
                   dir);
         return 0;
     }
-    char path[PATH_MAX];
+    char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (pt_path_exists(path)) return 1;
-    char run[PATH_MAX];
+    char run[PATH_MAX + 32];
     snprintf(run, sizeof run, "%s/last/model.safetensors", dir);
     if (pt_path_exists(run))
         cli_error("export: '%s' is not a checkpoint (it has no model.safetensors); it looks like a run directory: "

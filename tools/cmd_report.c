@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dircommit.h"
 #include "core/fileio.h"
 #include "tools/args.h"
 #include "tools/commands.h"
@@ -92,10 +93,9 @@ static void read_records(report_ctx *r)
 
 static int is_checkpoint(const char *dir)
 {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    pt_error e;
-    pt_dir_recover(dir, &e); /* a crash while the trainer replaced it */
+    char path[4500], r[4400];
+    pt_checkpoint_resolve(dir, r, sizeof r); /* never repaired here: the trainer does that */
+    snprintf(path, sizeof path, "%s/model.safetensors", r);
     return pt_path_exists(path);
 }
 
@@ -244,10 +244,12 @@ static pt_status write_report(report_ctx *r, int max_mis, pt_strbuf *json, pt_er
 static int check_out(const char *out)
 {
     char path[4300];
-    /* a crash between pt_dir_commit's renames leaves the previous report as OUT.old */
-    snprintf(path, sizeof path, "%s.old/report.json", out);
+    /* a crash inside the report's own commit (see core/dircommit.h) is settled first */
     pt_error e;
-    if (pt_path_exists(path)) pt_dir_recover(out, &e);
+    if (pt_dir_recover(out, "report.json", &e) != PT_OK) {
+        cli_error("report: --out %s: %s", out, e.msg);
+        return 1;
+    }
     snprintf(path, sizeof path, "%s/report.json", out);
     if (!pt_path_exists(out) || pt_path_exists(path)) return 0;
     cli_error("report: '%s' exists and holds no report.json: not replacing it (choose another --out)", out);
@@ -319,11 +321,11 @@ int cmd_report(int argc, char **argv)
         out = default_out;
     }
     {
-        size_t n = strlen(out);
-        while (n > 1 && out[n - 1] == '/') n--;
-        const char *base = out + n;
-        while (base > out && base[-1] != '/') base--;
-        snprintf(r.tmp, sizeof r.tmp, "%.*s.%.*s.tmp", (int)(base - out), out, (int)(out + n - base), base);
+        pt_error e;
+        if (pt_dir_slot_path(out, PT_DIR_NEW, r.tmp, sizeof r.tmp, &e) != PT_OK) {
+            cli_error("report: --out %s: %s", out, e.msg);
+            return 2;
+        }
     }
     r.out = out;
     if (check_out(out)) return 1;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "core/fileio.h"
+#include "polytrain/checkpoint.h"
 #include "core/safetensors.h"
 #include "polytrain/dataset.h"
 #include "polytrain/models.h"
@@ -35,26 +36,37 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* dir holds model.safetensors, after repairing what an interrupted save may have left. */
+/* dir holds model.safetensors, or a save of dir was cut short between its renames and the
+ * previous complete checkpoint waits beside it (read as it is: a reader never repairs). */
 static int holds_checkpoint(const char *dir)
 {
-    pt_error ignored;
-    char p[4200];
-    if (pt_dir_recover(dir, &ignored) != PT_OK) return 0;
+    char r[4400], p[4500];
+    pt_checkpoint_resolve(dir, r, sizeof r);
     /* Anything but a directory counts, so that a FIFO or device there reaches the reader and
      * is reported as what it is. */
     struct stat st;
-    return join(p, sizeof p, dir, "model.safetensors") && stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
+    return join(p, sizeof p, r, "model.safetensors") && stat(p, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+/* Says so when dir is read from the previous complete checkpoint beside it. */
+static void note_interrupted(const char *dir)
+{
+    char r[4400];
+    if (pt_checkpoint_resolve(dir, r, sizeof r))
+        cli_note("checkpoint %s: a save of it is under way or was cut short; reading the previous complete "
+                 "checkpoint %s (the training run completes or undoes the save when it resumes)",
+                 dir, r);
 }
 
 /* The completed epochs and best validation top-1 recorded in dir/optimizer.safetensors;
  * 0 when they cannot be read (a checkpoint saved without its training progress). */
 static int read_progress(const char *dir, long long *epoch, double *best_top1)
 {
-    char p[4200];
+    char p[4500], r[4400];
     pt_st_file *f = NULL;
     pt_error ignored;
-    if (!join(p, sizeof p, dir, "optimizer.safetensors") || !is_file(p) || pt_st_open(p, &f, &ignored) != PT_OK) return 0;
+    pt_checkpoint_resolve(dir, r, sizeof r);
+    if (!join(p, sizeof p, r, "optimizer.safetensors") || !is_file(p) || pt_st_open(p, &f, &ignored) != PT_OK) return 0;
     const char *e = pt_st_meta(f, "epoch"), *b = pt_st_meta(f, "best_top1");
     int ok = e && b;
     if (ok) {
@@ -74,10 +86,10 @@ pt_status cli_resolve_checkpoint(const char *path, char *out, size_t size, pt_er
     const char *expected = "expected a checkpoint directory (holding model.safetensors, such as RUN/best) or a "
                            "run directory RUN (holding best/ or last/)";
     if (stat(path, &st) != 0) {
-        /* A checkpoint whose save was interrupted may exist as PATH.old only: let
-         * holds_checkpoint repair it before giving up. */
+        /* A checkpoint whose save was cut short may exist beside PATH only. */
         if (errno == ENOENT && holds_checkpoint(path)) {
             snprintf(out, size, "%s", path);
+            note_interrupted(path);
             return PT_OK;
         }
         return pt_fail(err, PT_ERR_IO, "checkpoint %s: %s; %s", path,
@@ -106,6 +118,7 @@ pt_status cli_resolve_checkpoint(const char *path, char *out, size_t size, pt_er
     const int has_last = holds_checkpoint(last), last_known = has_last && read_progress(last, &last_epoch, &top1);
     if (holds_checkpoint(best)) {
         snprintf(out, size, "%s", best);
+        note_interrupted(best);
         if (read_progress(best, &epoch, &top1) && top1 >= 0) {
             char tail[96] = "";
             if (last_known && last_epoch != epoch)
@@ -119,6 +132,7 @@ pt_status cli_resolve_checkpoint(const char *path, char *out, size_t size, pt_er
     }
     if (has_last) {
         snprintf(out, size, "%s", last);
+        note_interrupted(last);
         if (last_known)
             cli_note("--checkpoint %s is a run: using %s (the latest checkpoint, epoch %lld; the run has no best/)",
                      path, out, last_epoch);

@@ -107,6 +107,7 @@ typedef struct train_session {
     char loader_why[96];  /* how that number was chosen */
     char init_what[8600]; /* --init-from: what was loaded (pt_init_result_describe) */
     pt_strbuf init_detail; /* --init-from that does not fit: every mismatch, a line per kind */
+    struct pt_run_lock *lock; /* rank 0: the run directory's lock, from before it is touched */
 } train_session;
 
 /* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */
@@ -145,6 +146,7 @@ typedef struct run_ui {
     int epochs;
     double start;  /* when the command started */
     int first_done;
+    const pt_trainer *trainer;
 } run_ui;
 
 pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, const pt_trainer *trainer);

@@ -405,10 +405,10 @@ int train_options_resume(train_options *o, pt_json **resume_cfg)
         }
         a->out = a->resume;
         char last[4200];
-        pt_error e;
+        char rlast[4400];
         snprintf(last, sizeof last, "%s/last", a->resume);
-        pt_dir_recover(last, &e); /* a crash between the checkpoint's renames */
-        if (!pt_path_exists(last)) {
+        pt_checkpoint_resolve(last, rlast, sizeof rlast); /* read only: the trainer repairs, under the run lock */
+        if (!pt_path_exists(rlast)) {
             /* stopped before its first epoch ended: nothing to continue, so it starts over
              * with its own options */
             printf("resume: %s has no finished epoch (no last/ checkpoint): the run starts again from the beginning "

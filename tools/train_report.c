@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/group.h"
 #include "tools/train_internal.h"
 #include "polytrain/version.h"
@@ -174,6 +175,7 @@ static void on_start(void *user, int64_t epoch, int64_t batch, int64_t global_st
         else
             printf("resuming at the start of epoch %lld (step %lld of the run)\n", (long long)epoch + 1,
                    (long long)global_step);
+        if (pt_trainer_resume_note(ui->trainer)) printf("resume: %s\n", pt_trainer_resume_note(ui->trainer));
         fflush(stdout);
     }
 }
@@ -299,6 +301,7 @@ pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, 
     const char *e = getenv("PT_LOG_INTERVAL_S");
     ui->interval_s = e && atof(e) >= 0 && atof(e) < 1e6 ? atof(e) : 30.0;
     ui->steps_per_epoch = pt_trainer_steps_per_epoch(trainer);
+    ui->trainer = trainer;
     const int64_t epochs = a->stop_after > 0 && a->stop_after < a->epochs ? a->stop_after : a->epochs;
     ui->run_steps = ui->steps_per_epoch * epochs;
     pt_train_callbacks cb = {ui, on_batch, on_epoch, should_stop, on_step, on_eval_batch, on_start};
@@ -307,12 +310,17 @@ pt_train_callbacks train_ui_init(run_ui *ui, const train_args *a, double start, 
 
 void train_print_summary(const pt_trainer *trainer, const train_args *ap)
 {
+    /* only what exists: best/ is named when it is there */
+    char path[4300], where[4400];
+    snprintf(path, sizeof path, "%s/best/model.safetensors", ap->out);
+    if (pt_path_exists(path))
+        snprintf(where, sizeof where, "checkpoints in %s/last and %s/best", cli_safe(ap->out), cli_safe(ap->out));
+    else snprintf(where, sizeof where, "checkpoint in %s/last (no best/)", cli_safe(ap->out));
     if (pt_trainer_stop_reason(trainer))
-        printf("stopped before --epochs %d: %s; checkpoints in %s/last and %s/best\n", ap->epochs,
-               pt_trainer_stop_reason(trainer), cli_safe(ap->out), cli_safe(ap->out));
+        printf("stopped before --epochs %d: %s; %s\n", ap->epochs, pt_trainer_stop_reason(trainer), where);
     else if (pt_trainer_stopped_early(trainer))
         printf("stopped after epoch %d as asked; continue with: polytrain train --resume %s\n", ap->stop_after,
                cli_safe(ap->out));
     else
-        printf("done: checkpoints in %s/last and %s/best\n", cli_safe(ap->out), cli_safe(ap->out));
+        printf("done: %s\n", where);
 }

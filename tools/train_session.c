@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/dircommit.h"
 #include "core/fileio.h"
+#include "core/runlock.h"
 #include "core/init_from.h"
 #include "polytrain/trace.h"
 #include "polytrain/source.h"
@@ -281,11 +283,12 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     return pt_strbuf_check(cfg, err) != PT_OK;
 }
 
-/* What a run directory holds that a new run would replace: its records and checkpoints
- * (a crash between a checkpoint's renames is repaired first). */
+/* What a run directory holds that a new run would replace: its records and checkpoints, and
+ * the reserved names of their interrupted commits (see core/dircommit.h; never a user's own
+ * "last.old"). */
 static const char *const k_run_files[] = {"config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl"};
-static const char *const k_run_dirs[] = {"last", "best", "last.old", "best.old", "last.tmp", "best.tmp",
-                                         "tensorboard"};
+static const char *const k_run_dirs[] = {"last", "best", "ema", "tensorboard"};
+static const char *const k_ckpt_dirs[] = {"last", "best", "ema"};
 
 static int run_has(const char *dir, const char *leaf)
 {
@@ -297,11 +300,10 @@ static int run_has(const char *dir, const char *leaf)
 /* 2: an epoch finished (metrics or a checkpoint), 1: a run started but none finished, 0: none. */
 static int run_state(const char *dir)
 {
-    char p[4200];
-    pt_error e;
-    for (int i = 0; i < 2; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, i ? "best" : "last");
-        pt_dir_recover(p, &e);
+    char p[4200], q[4400];
+    for (size_t i = 0; i < sizeof k_ckpt_dirs / sizeof k_ckpt_dirs[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, k_ckpt_dirs[i]);
+        if (pt_checkpoint_resolve(p, q, sizeof q) && i < 2) return 2; /* a commit cut short */
     }
     if (run_has(dir, "metrics.jsonl") || run_has(dir, "last") || run_has(dir, "best")) return 2;
     return run_has(dir, "config.json") || run_has(dir, "steps.jsonl") ? 1 : 0;
@@ -319,6 +321,13 @@ static pt_status clear_run(const char *dir, pt_error *err)
         snprintf(p, sizeof p, "%s/%s", dir, k_run_dirs[i]);
         if (pt_path_exists(p)) PT_TRY(pt_remove_tree(p, err));
     }
+    for (size_t i = 0; i < sizeof k_ckpt_dirs / sizeof k_ckpt_dirs[0]; i++)
+        for (int slot = PT_DIR_NEW; slot <= PT_DIR_OLD; slot++) {
+            char q[4400];
+            snprintf(p, sizeof p, "%s/%s", dir, k_ckpt_dirs[i]);
+            if (pt_dir_slot_path(p, (pt_dir_slot)slot, q, sizeof q, err) == PT_OK && pt_path_exists(q))
+                PT_TRY(pt_remove_tree(q, err));
+        }
     return PT_OK;
 }
 
@@ -348,8 +357,14 @@ static int prepare_out(const train_args *ap, pt_error *err)
 }
 
 /* The run directory, made ready for a new run or checked for a resumed one. */
-static int prepare_run_dir(const train_args *ap, const pt_world *world, pt_error *err)
+static int prepare_run_dir(train_session *s, const train_args *ap, const pt_world *world, pt_error *err)
 {
+    /* one training per run directory: the lock is taken before anything in it is read for
+     * a decision or changed, and held until the run ends */
+    if (world->rank == 0 && (pt_mkdir_p(ap->out, err) != PT_OK || pt_run_lock_acquire(ap->out, "polytrain train", &s->lock, err) != PT_OK)) {
+        pt_error_wrap(err, "--out %s", ap->out);
+        return 1;
+    }
     if (world->rank == 0 && !ap->resume) {
         const int rc = prepare_out(ap, err);
         if (rc) return rc;
@@ -478,7 +493,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
      * a file that does not fit leaves --out as it was. */
     const int init = ap->init_from && !ap->resume;
     int rc;
-    if (!init && (rc = prepare_run_dir(ap, world, err)) != 0) return rc;
+    if (!init && (rc = prepare_run_dir(s, ap, world, err)) != 0) return rc;
     if (ap->resume && check_resumed_model(ap, err)) return 1;
     if (open_datasets(s, ap, err)) return 1;
     if (ap->resume && check_resumed_data(s, ap, err)) return 1;
@@ -489,7 +504,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     float *params = NULL, *buffers = NULL;
     int64_t bn_steps = 0;
     rc = read_init_from(s, ap, &params, &buffers, &bn_steps, err);
-    if (!rc) rc = prepare_run_dir(ap, world, err);
+    if (!rc) rc = prepare_run_dir(s, ap, world, err);
     if (!rc) rc = train_session_devices(s, o, resume_cfg, world, params, buffers, bn_steps, err);
     free(params);
     free(buffers);
@@ -508,4 +523,6 @@ void train_session_free(train_session *s)
     pt_dataset_free(&s->val_ds);
     pt_strbuf_free(&s->cfg);
     pt_strbuf_free(&s->init_detail);
+    pt_run_lock_release(s->lock);
+    s->lock = NULL;
 }

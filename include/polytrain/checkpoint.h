@@ -5,6 +5,7 @@
 #ifndef PT_CHECKPOINT_H
 #define PT_CHECKPOINT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "polytrain/replica.h"
@@ -16,6 +17,11 @@ typedef struct pt_model_meta {
     int in_channels, height, width, num_classes;
     float mean[3], std[3];
     char **class_names; /* num_classes strings, owned (pt_model_meta_free) */
+    /* The checkpoint's stamp, written into both of its files so that a model and an
+     * optimizer file of different checkpoints are never used together: the training run's
+     * id ("" when saved outside a training run), its completed epochs and optimizer step. */
+    char run_id[40];
+    int64_t epoch, global_step;
 } pt_model_meta;
 
 /* Training progress saved in optimizer.safetensors' metadata. */
@@ -61,6 +67,12 @@ typedef struct pt_train_progress {
      * when the file holds them (read with pt_checkpoint_load_ema) and leaves ema NULL. */
     const float *ema;
     int has_ema;
+    /* An epoch-end checkpoint carries its epoch's records, the metrics.jsonl line and the
+     * metrics.csv row (each with its newline; "" when none), so that a resume can complete
+     * an epoch whose records a crash or a full disk cut short. */
+    char record_jsonl[4096];
+    char record_csv[4096];
+    char run_id[40]; /* loading: the stamp's run id ("" for checkpoints without one) */
 } pt_train_progress;
 #define PT_PROGRESS_SCALE_EVENTS 16
 
@@ -72,6 +84,26 @@ pt_status pt_model_meta_copy(pt_model_meta *dst, const pt_model_meta *src, pt_er
  * survives any failure or crash. Parameters are read from the replica's device. */
 pt_status pt_checkpoint_save(const char *dir, pt_replica *r, const pt_model_meta *meta,
                              const pt_train_progress *progress, pt_error *err);
+
+/* As pt_checkpoint_save, but the complete checkpoint is left staged beside dir (a reserved
+ * dot-name, see core/dircommit.h) instead of replacing it: a later step of the same commit
+ * installs it (pt_checkpoint_install_staged), and a crash before that discards it. */
+pt_status pt_checkpoint_stage(const char *dir, pt_replica *r, const pt_model_meta *meta,
+                              const pt_train_progress *progress, pt_error *err);
+
+/* Installs the checkpoint staged for dir when its stamp is (run_id, epoch, global_step),
+ * else discards it. *installed: 1 when it replaced dir. Nothing staged is PT_OK. */
+pt_status pt_checkpoint_install_staged(const char *dir, const char *run_id, int64_t epoch, int64_t global_step,
+                                       int *installed, pt_error *err);
+
+/* The writer's repair of dir after a crash inside a commit (see pt_dir_recover); readers
+ * never call it: they read the last complete state as it is. */
+pt_status pt_checkpoint_recover(const char *dir, pt_error *err);
+
+/* The directory a reader should open for checkpoint dir: dir, or while (or after) a commit
+ * was cut short between its renames, the previous complete checkpoint beside it. Changes
+ * nothing. Returns 1 when that previous checkpoint was chosen. */
+int pt_checkpoint_resolve(const char *dir, char *buf, size_t n);
 
 /* The "ema.<name>" tensors of dir/optimizer.safetensors into ema (params then buffers, the
  * replica's EMA layout): every parameter and buffer, exact shapes, or an error. */

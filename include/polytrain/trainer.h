@@ -137,6 +137,10 @@ int64_t pt_trainer_start_epoch(const pt_trainer *t); /* epochs already done (aft
 int64_t pt_trainer_steps_per_epoch(const pt_trainer *t);
 /* Training time of the whole run so far, over every resume (what was saved plus this run). */
 double pt_trainer_elapsed_s(const pt_trainer *t);
+/* After pt_trainer_run began a resumed run: what it found in the run directory (the epoch
+ * and step of last/, what best/ holds) and any commit a crash had cut short that it
+ * completed; NULL when the run was not resumed. */
+const char *pt_trainer_resume_note(const pt_trainer *t);
 /* The run ended at --stop-after-epoch rather than at --epochs. */
 int pt_trainer_stopped_early(const pt_trainer *t);
 /* Early stopping ended the run: why (NULL when it did not). */

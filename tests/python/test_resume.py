@@ -54,8 +54,19 @@ def compare_files(a, b, what):
           "%s: all %d tensors bitwise equal" % (what, len(set(ta) & set(tb))))
     for n in differ[:10]:
         print("  differs: %s %r vs %r" % (n, ta[n], tb[n]))
-    # elapsed_s is the run's training time when it was saved: a clock, not a result
-    meta_differ = sorted(k for k in set(ma) | set(mb) if ma.get(k) != mb.get(k) and k != "elapsed_s")
+    # elapsed_s is the run's training time when it was saved: a clock, not a result; run_id
+    # names each run; the epoch's records (its metrics.jsonl line) by their exact fields
+    def results(m):
+        m = dict(m)
+        m.pop("elapsed_s", None)
+        m.pop("run_id", None)
+        m.pop("epoch_record_csv", None)
+        if "epoch_record_jsonl" in m:
+            rec = json.loads(m["epoch_record_jsonl"])
+            m["epoch_record_jsonl"] = {k: rec.get(k) for k in EXACT_METRICS}
+        return m
+    ra, rb = results(ma), results(mb)
+    meta_differ = sorted(k for k in set(ra) | set(rb) if ra.get(k) != rb.get(k))
     check(not meta_differ, "%s: same metadata" % what)
     for k in meta_differ[:10]:
         print("  metadata %s: %r vs %r" % (k, ma.get(k), mb.get(k)))
