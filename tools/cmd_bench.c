@@ -274,6 +274,7 @@ int cmd_bench(int argc, char **argv)
             pt_strbuf_printf(&sb, ",\"classes\":%d", classes);
             json_str(&sb, "backend", devs[0]->be->name);
             json_str(&sb, "device", devs[0]->info.name);
+            json_str(&sb, "details", devs[0]->info.details);
             pt_strbuf_printf(&sb, ",\"devices\":%d,\"scaling\":\"%s\",\"global_batch\":%d,\"per_device\":[", ndev,
                              strong ? "strong" : "weak", gt.global_batch);
             for (int d = 0; d < ndev; d++) pt_strbuf_printf(&sb, "%s%d", d ? "," : "", gt.per_device[d]);
@@ -365,6 +366,7 @@ int cmd_bench(int argc, char **argv)
         pt_strbuf_printf(&js, ",\"classes\":%d,\"batch\":%d", classes, batch);
         json_str(&js, "backend", devs[0]->be->name);
         json_str(&js, "device", devs[0]->info.name);
+        json_str(&js, "details", devs[0]->info.details);
         pt_strbuf_printf(&js,
                          ",\"parameters\":%lld,\"forward_gflop_per_image\":%.6f,\"train_step_ms\":%.3f,"
                          "\"train_img_per_s\":%.2f,\"train_gflop_per_s\":%.2f,\"step_gflop\":%.4f,"

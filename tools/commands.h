@@ -18,6 +18,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_tune(int argc, char **argv);
 
 /* train with an optional report of the failure (status and message; status PT_OK when the
  * run finished or failed on a usage error, exit code 2). The experiment runner's entry. */

@@ -27,6 +27,7 @@ static const struct {
     {"experiment", cmd_experiment, "run a suite of training runs differing in one factor; table and plots"},
     {"report", cmd_report, "an HTML report of a run: curves, confusion matrix, per-class accuracy, mistakes"},
     {"compare", cmd_compare, "the same models on every backend and device: conformance, speed, charts"},
+    {"tune", cmd_tune, "tune the opencl backend's GEMM parameters for its devices, ahead of time (cached)"},
 };
 
 static void usage(FILE *f)

@@ -581,6 +581,11 @@ static conv_shape conv_shape_of(const pt_kdev *dev, const pt_op *op, size_t cap)
     return s;
 }
 
+int pt_kconv_group(const pt_kdev *dev, const pt_op *op)
+{
+    return conv_shape_of(dev, op, dev->conv_ws_cap).group;
+}
+
 int pt_kconv_empty(const pt_op *op)
 {
     const conv_shape s = conv_shape_of(NULL, op, 0);

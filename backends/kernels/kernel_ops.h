@@ -88,6 +88,9 @@ pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err);
  * bf16/fp16 the rounded copies of the multiplied operands (GEMMs too; 16-bit, or float32 on a
  * lowp_f32 device). */
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op);
+/* Samples per GEMM of the im2col convolution op under dev's conv_ws_cap (what the GEMMs' widths
+ * follow; tuning times those GEMMs). */
+int pt_kconv_group(const pt_kdev *dev, const pt_op *op);
 /* A convolution of op's shape has no multiply-adds (an extent is zero): only its zero fill runs. */
 int pt_kconv_empty(const pt_op *op);
 

@@ -155,12 +155,17 @@ static pt_status ocl_device_info(void *backend_ctx, int index, pt_device_info *o
     out->compute_units = e->compute_units;
     out->threads = 1;
     pthread_mutex_lock(&be->lock);
-    char timing[128] = "";
-    if (e->opened)
-        snprintf(timing, sizeof timing, ", program %.2f s%s, CLBlast warm-up %.2f s", e->last_program_s,
-                 e->last_program_cached ? " (cached)" : "", e->last_clblast_s);
+    char timing[360] = "";
+    if (e->opened) {
+        snprintf(timing, sizeof timing, ", program %.2f s%s, CLBlast warm-up %.2f s, GEMM parameters %s",
+                 e->last_program_s, e->last_program_cached ? " (cached)" : "", e->last_clblast_s, e->last_tuning);
+    } else {
+        char tuning[200];
+        ocl_tuning_describe(e, tuning, sizeof tuning);
+        snprintf(timing, sizeof timing, ", GEMM parameters %s", tuning);
+    }
     pthread_mutex_unlock(&be->lock);
-    snprintf(out->details, sizeof out->details, "platform %.100s, %s, %.60s, driver %.60s, CLBlast%s",
+    snprintf(out->details, sizeof out->details, "platform %.80s, %s, %.40s, driver %.40s, CLBlast%.280s",
              e->platform_name, type_name(e->type), e->c_version, e->driver, timing);
     return PT_OK;
 }
@@ -175,21 +180,6 @@ static void release_device(ocl_device *d)
     if (d->queue) clReleaseCommandQueue(d->queue);
     if (d->ctx) clReleaseContext(d->ctx);
     free(d);
-}
-
-/* CLBlast has no tuning for CPU OpenCL devices (PoCL) and its defaults run at 3-4 GFLOP/s on
- * a 2-core AVX-512 machine; these Xgemm parameters (64x64 tiles, 8x8 items, 8-wide vectors, no
- * local memory) measured 9-13 GFLOP/s there. GPUs keep CLBlast's own tuning database. */
-static void clblast_tune_for_cpu(const ocl_device *d)
-{
-    if (!(d->info->type & CL_DEVICE_TYPE_CPU)) return;
-    const char *env = getenv("PT_OPENCL_CLBLAST_CPU_TUNING");
-    if (env && strcmp(env, "0") == 0) return;
-    const char *names[] = {"GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
-                           "NDIMC", "NWG",  "SA",   "SB",  "STRM",  "STRN",  "VWM", "VWN"};
-    const size_t values[] = {0, 1, 16, 2, 8, 8, 64, 8, 8, 64, 0, 0, 0, 0, 8, 8};
-    /* best effort: on failure CLBlast keeps its defaults, which are correct, only slower */
-    (void)CLBlastOverrideParameters(d->info->device, "Xgemm", CLBlastPrecisionSingle, 16, names, values);
 }
 
 /* The first SGEMM compiles CLBlast's kernels for this context: do it at open, timed, so that
@@ -287,7 +277,7 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     if (st == PT_OK) st = ocl_program_load(d, err);
     if (st == PT_OK) st = create_kernels(d, err);
     if (st == PT_OK) {
-        clblast_tune_for_cpu(d);
+        ocl_tuning_apply(d);
         st = clblast_warm_up(d, err);
     }
     if (st != PT_OK) {
@@ -300,6 +290,7 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     d->info->last_program_cached = d->program_cached;
     d->info->last_clblast_s = d->clblast_s;
     d->info->opened = 1;
+    snprintf(d->info->last_tuning, sizeof d->info->last_tuning, "%s", d->tuning);
     pthread_mutex_unlock(&be->lock);
     *dev_ctx = d;
     return PT_OK;

@@ -37,6 +37,7 @@ typedef struct ocl_device_entry {
     /* Timings of the last device_open of this device (guarded by the backend's lock). */
     double last_program_s, last_clblast_s;
     int last_program_cached, opened;
+    char last_tuning[200]; /* CLBlast's GEMM parameters applied (ocl_tuning_apply) */
 } ocl_device_entry;
 
 typedef struct ocl_backend {
@@ -64,6 +65,7 @@ typedef struct ocl_device {
     double program_s;        /* time to get the program built (from source or the cache) */
     int program_cached;      /* 1: from polytrain's binary cache */
     double clblast_s;        /* CLBlast's first SGEMM (its kernel compilation) */
+    char tuning[200];        /* which CLBlast GEMM parameters are in force, as text */
     int profile;             /* PT_OPENCL_PROFILE=1 */
     int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
     cl_event events[OCL_MAX_EVENTS];
@@ -101,6 +103,13 @@ pt_status ocl_build_program(cl_context ctx, cl_device_id dev, size_t count,
 pt_status ocl_program_load(ocl_device *d, pt_error *err);
 /* The cache file for this device and build, or 0 when no cache directory can be named. */
 int ocl_cache_path(const ocl_device *d, const char *options, char *out, size_t cap);
+
+/* ---- CLBlast's parameters for the device (ocl_tune.c) ---- */
+/* Applies the tuning cache's parameters for d's device, else the built-in ones on CPU devices
+ * (else CLBlast's own); a refused cache file is reported on stderr. Fills d->tuning. */
+void ocl_tuning_apply(ocl_device *d);
+/* What ocl_tuning_apply would apply to e's device now, as text (devices before any open). */
+void ocl_tuning_describe(const ocl_device_entry *e, char *text, size_t cap);
 
 /* ---- kernel launches and GEMMs (ocl_launch.c) ---- */
 /* The device as the shared kernel layer sees it (backends/kernels/kernel_ops.h): launches on
