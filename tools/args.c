@@ -270,7 +270,14 @@ void args_to_json(const arg_command *cmd, pt_strbuf *sb)
         case ARG_NOFLAG: pt_strbuf_puts(sb, *(int *)s->target ? "true" : "false"); break;
         case ARG_INT: pt_strbuf_json_int(sb, *(int *)s->target); break;
         case ARG_I64: pt_strbuf_json_int(sb, *(int64_t *)s->target); break;
-        case ARG_U64: pt_strbuf_printf(sb, "%llu", (unsigned long long)*(uint64_t *)s->target); break;
+        case ARG_U64: {
+            /* JSON readers (polytrain's included) hold integers exactly up to 2^63 - 1: a larger
+             * value goes as a string, which args_apply_json reads back exactly. */
+            const unsigned long long v = *(uint64_t *)s->target;
+            if (v > (unsigned long long)INT64_MAX) pt_strbuf_printf(sb, "\"%llu\"", v);
+            else pt_strbuf_printf(sb, "%llu", v);
+            break;
+        }
         case ARG_DOUBLE: pt_strbuf_json_double(sb, *(double *)s->target); break;
         case ARG_STRING: {
             const char *v = *(const char **)s->target;
