@@ -10,6 +10,9 @@ set -euo pipefail
 PACKAGES=(
     # build
     build-essential cmake pkg-config
+    # the fuzz harnesses (ci/fuzz.sh): clang with libFuzzer and the sanitizer runtimes, its
+    # OpenMP runtime, and llvm-symbolizer for readable reports
+    clang libclang-rt-dev libomp-dev llvm
     # library dependencies: gzip IDX files, PNG/JPEG images (OpenMP is gcc's libgomp)
     zlib1g-dev libpng-dev libjpeg62-turbo-dev
     # TurboJPEG API (fast JPEG decoding of image datasets)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test run, as CI does it on a fresh Debian 12 machine (2 cores, < 20 min):
 # install dependencies, an ASan+UBSan debug build running the C unit tests and the CLI tests,
-# then a -Werror release build running the full CTest suite (its summary closes the output).
+# the fuzz harnesses for a few seconds each (ci/fuzz.sh), then a -Werror release build
+# running the full CTest suite (its summary closes the output).
 # Exits non-zero if any build or test fails; every phase runs even after an earlier failure.
 set -uo pipefail
 
@@ -37,6 +38,13 @@ else
     echo "ci/test.sh: ASan+UBSan configure FAILED"
     status=1
 fi
+
+# ---- fuzzing: every libFuzzer harness a few seconds under ASan+UBSan (ci/fuzz.sh; its
+# seed corpora and the regression inputs in tests/fuzz/corpus/ run first) ----------------
+phase "fuzzing (build-fuzz/, clang, 3 s per harness)"
+t0=$(date +%s)
+JOBS="$JOBS" bash ci/fuzz.sh 3 || status=1
+echo "ci/test.sh: fuzzing took $(($(date +%s) - t0)) s"
 
 # ---- release: the full suite --------------------------------------------------------------
 phase "release build (build/, -Werror)"

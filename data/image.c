@@ -238,6 +238,9 @@ static int jpeg_decode(jpeg_ctx *c)
         return 1;
     }
     while (ci->output_scanline < ci->output_height) {
+        /* Lost image data refuses the image (load_jpeg): libjpeg would go on making gray rows
+         * up to the height the header claims, seconds for a few hundred bytes claiming 16384^2. */
+        if (c->damage[0]) return 0;
         uint8_t *dst = c->pixels + (size_t)ci->output_scanline * (size_t)w * (size_t)ch;
         JSAMPROW row = cmyk ? c->cmyk_row : dst;
         if (jpeg_read_scanlines(ci, &row, 1) != 1) {

@@ -445,6 +445,42 @@ static void test_damaged_jpegs_are_refused_with_a_message(void)
     free(px);
 }
 
+/* A few hundred bytes whose header claims the largest size accepted, 16384 x 16384, with
+ * the data of a small image: refused as damaged at the first missing row, not after
+ * making 16384 rows of gray (seconds and 800 MB). Found by tests/fuzz/fuzz_jpeg. */
+static void test_truncated_huge_jpeg_is_refused_at_once(void)
+{
+    int w = 16, h = 16;
+    uint8_t *px = smooth(w, h, 3);
+    const char *good = tmp_path("small.jpg");
+    write_jpeg(good, w, h, 3, JCS_RGB, px);
+    long size;
+    uint8_t *b = read_all(good, &size);
+    int patched = 0;
+    for (long i = 2; i + 9 < size && !patched; i++)
+        if (b[i] == 0xff && b[i + 1] == 0xc0) {
+            b[i + 5] = b[i + 7] = 0x40;
+            b[i + 6] = b[i + 8] = 0x00;
+            patched = 1;
+        }
+    CHECK(patched);
+    const char *path = tmp_path("huge-truncated.jpg");
+    write_all(path, b, (size_t)size);
+    struct rusage r0, r1;
+    getrusage(RUSAGE_SELF, &r0);
+    pt_image img;
+    pt_error err = {0};
+    pt_status s = pt_image_load(path, &img, &err);
+    getrusage(RUSAGE_SELF, &r1);
+    CHECKF(s == PT_ERR_FORMAT && strstr(err.msg, "damaged JPEG"), "%d: %s", (int)s, err.msg);
+    /* the rows it made: 48 KiB each (the peak only grows, so an earlier test's cannot hide them) */
+    long grown_mb = (r1.ru_maxrss - r0.ru_maxrss) / 1024;
+    CHECKF(grown_mb < 128, "%ld MB more memory for a %ld-byte file", grown_mb, size);
+    if (s == PT_OK) pt_image_free(&img);
+    free(b);
+    free(px);
+}
+
 static void test_foreign_empty_and_missing_files_are_refused(void)
 {
     const char *path = tmp_path("notes.png");
@@ -838,6 +874,7 @@ int main(void)
     RUN(test_type_is_recognised_by_content_not_name);
     RUN(test_damaged_pngs_are_refused_with_a_message);
     RUN(test_damaged_jpegs_are_refused_with_a_message);
+    RUN(test_truncated_huge_jpeg_is_refused_at_once);
     RUN(test_foreign_empty_and_missing_files_are_refused);
     RUN(test_random_corruptions_never_crash);
     RUN(test_same_size_gray_input_is_exactly_the_loader_normalisation);
