@@ -71,22 +71,6 @@ static int holds_marker(const char *dir, const char *marker)
     return lstat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* fsync of a directory makes the renames inside it durable; a file system that cannot
- * (EINVAL) has nothing more to offer. */
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc < 0 && e != EINVAL && e != ENOTSUP) {
-        errno = e;
-        return -1;
-    }
-    return 0;
-}
-
 /* 0: swapped; -1 with errno (EINVAL, ENOSYS, ENOTSUP: the file system cannot). */
 static int exchange(const char *a, const char *b)
 {
@@ -111,7 +95,7 @@ pt_status pt_dir_recover(const char *final_dir, const char *marker, pt_error *er
     if (!pt_path_exists(final_dir)) {
         if (rename(old, final_dir) < 0)
             return pt_fail(err, PT_ERR_IO, "cannot restore '%s' from '%s': %s", final_dir, old, strerror(errno));
-        if (fsync_dir(parent) < 0)
+        if (pt_fsync_dir(parent) < 0)
             return pt_fail(err, PT_ERR_IO, "restored '%s' but cannot fsync '%s': %s", final_dir, parent,
                            strerror(errno));
         return PT_OK;
@@ -138,14 +122,14 @@ pt_status pt_dir_stage(const char *final_dir, pt_error *err)
     PT_TRY(pt_dir_slot_path(final_dir, PT_DIR_NEW, fresh, sizeof fresh, err));
     PT_TRY(pt_dir_slot_path(final_dir, PT_DIR_PENDING, pending, sizeof pending, err));
     parent_of(final_dir, parent, sizeof parent);
-    if (fsync_dir(fresh) < 0)
+    if (pt_fsync_dir(fresh) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot stage '%s': fsync of '%s' failed: %s", final_dir, fresh,
                        strerror(errno));
     if (is_dir(pending)) PT_TRY(pt_remove_tree(pending, err));
     if (rename(fresh, pending) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot stage '%s': rename of '%s' failed: %s", final_dir, fresh,
                        strerror(errno));
-    if (fsync_dir(parent) < 0)
+    if (pt_fsync_dir(parent) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot stage '%s': fsync of '%s' failed: %s", final_dir, parent,
                        strerror(errno));
     return PT_OK;
@@ -158,7 +142,7 @@ pt_status pt_dir_commit(const char *from, const char *final_dir, pt_error *err)
     parent_of(final_dir, parent, sizeof parent);
     if (!is_dir(from))
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': '%s' is not a directory", final_dir, from);
-    if (fsync_dir(from) < 0)
+    if (pt_fsync_dir(from) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': fsync of '%s' failed: %s", final_dir, from,
                        strerror(errno));
     /* garbage of an earlier commit in the way of this one */
@@ -167,7 +151,7 @@ pt_status pt_dir_commit(const char *from, const char *final_dir, pt_error *err)
         if (rename(from, final_dir) < 0)
             return pt_fail(err, PT_ERR_IO, "cannot commit '%s': rename from '%s' failed: %s", final_dir, from,
                            strerror(errno));
-        if (fsync_dir(parent) < 0)
+        if (pt_fsync_dir(parent) < 0)
             return pt_fail(err, PT_ERR_IO, "committed '%s' but cannot fsync '%s': %s", final_dir, parent,
                            strerror(errno));
         return PT_OK;
@@ -175,7 +159,7 @@ pt_status pt_dir_commit(const char *from, const char *final_dir, pt_error *err)
     if (!is_dir(final_dir))
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': it exists and is not a directory", final_dir);
     if (exchange(from, final_dir) == 0) {
-        if (fsync_dir(parent) < 0)
+        if (pt_fsync_dir(parent) < 0)
             return pt_fail(err, PT_ERR_IO, "committed '%s' but cannot fsync '%s': %s", final_dir, parent,
                            strerror(errno));
         /* `from` now holds the old content: garbage. If removing it fails, the next recover or
@@ -191,7 +175,7 @@ pt_status pt_dir_commit(const char *from, const char *final_dir, pt_error *err)
     if (rename(final_dir, old) < 0)
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': rename to '%s' failed: %s", final_dir, old,
                        strerror(errno));
-    if (fsync_dir(parent) < 0) {
+    if (pt_fsync_dir(parent) < 0) {
         int e = errno;
         rename(old, final_dir);
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': fsync of '%s' failed: %s", final_dir, parent,
@@ -203,7 +187,7 @@ pt_status pt_dir_commit(const char *from, const char *final_dir, pt_error *err)
         return pt_fail(err, PT_ERR_IO, "cannot commit '%s': rename from '%s' failed: %s", final_dir, from,
                        strerror(e));
     }
-    if (fsync_dir(parent) < 0)
+    if (pt_fsync_dir(parent) < 0)
         return pt_fail(err, PT_ERR_IO, "committed '%s' but cannot fsync '%s': %s", final_dir, parent,
                        strerror(errno));
     pt_error ignored;

@@ -94,9 +94,7 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
-/* fsync of a directory makes the renames/creations inside it durable. Some file systems
- * cannot fsync a directory (EINVAL): there is nothing more we can do, so it counts as done. */
-static int fsync_dir(const char *dir)
+int pt_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
@@ -360,7 +358,7 @@ pt_status pt_output_commit(pt_output *o, pt_error *err)
     free(o->tmp);
     o->tmp = NULL;
     /* The content is in place; only the durability of the rename is left to ensure. */
-    if (fsync_dir(o->dir) < 0)
+    if (pt_fsync_dir(o->dir) < 0)
         st = pt_fail(err, PT_ERR_IO, "wrote '%s' but cannot fsync its directory '%s': %s", o->path, o->dir,
                      strerror(errno));
     pt_output_abort(o);

@@ -77,6 +77,10 @@ pt_status pt_mkdir_p(const char *path, pt_error *err);
 
 /* 1 if something (file, directory, ...) exists at path, else 0. Symlinks are not followed. */
 int pt_path_exists(const char *path);
+/* fsync of a directory, which makes the renames and creations inside it durable: 0, or -1
+ * with errno. Some file systems cannot fsync a directory (EINVAL): there is nothing more to
+ * do there, so that counts as done. */
+int pt_fsync_dir(const char *dir);
 
 /* Creates dir if missing, then proves a file can be created and removed in it. Error:
  * "cannot write to output directory 'X': <reason>". Use before a long run starts. */

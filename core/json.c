@@ -823,3 +823,34 @@ static pt_status put_real(pt_strbuf *sb, double v, int is_float)
 pt_status pt_strbuf_json_double(pt_strbuf *sb, double v) { return put_real(sb, v, 0); }
 
 pt_status pt_strbuf_json_float(pt_strbuf *sb, float v) { return put_real(sb, (double)v, 1); }
+
+pt_status pt_strbuf_json_value(pt_strbuf *sb, const pt_json *v)
+{
+    if (!v) return pt_strbuf_puts(sb, "null");
+    switch (v->type) {
+    case PT_JSON_NULL: return pt_strbuf_puts(sb, "null");
+    case PT_JSON_BOOL: return pt_strbuf_puts(sb, v->boolean ? "true" : "false");
+    case PT_JSON_NUMBER:
+        if (v->is_int) return pt_strbuf_json_int(sb, v->integer);
+        if (v->is_uint) return pt_strbuf_printf(sb, "%llu", (unsigned long long)v->uinteger);
+        return pt_strbuf_json_double(sb, v->number);
+    case PT_JSON_STRING: return pt_strbuf_json_string_n(sb, v->str, v->str_len);
+    case PT_JSON_ARRAY:
+        PT_TRY(pt_strbuf_putc(sb, '['));
+        for (size_t i = 0; i < v->count; i++) {
+            if (i) PT_TRY(pt_strbuf_putc(sb, ','));
+            PT_TRY(pt_strbuf_json_value(sb, &v->items[i]));
+        }
+        return pt_strbuf_putc(sb, ']');
+    case PT_JSON_OBJECT:
+        PT_TRY(pt_strbuf_putc(sb, '{'));
+        for (size_t i = 0; i < v->count; i++) {
+            if (i) PT_TRY(pt_strbuf_putc(sb, ','));
+            PT_TRY(pt_strbuf_json_string_n(sb, v->members[i].key, v->members[i].key_len));
+            PT_TRY(pt_strbuf_putc(sb, ':'));
+            PT_TRY(pt_strbuf_json_value(sb, &v->members[i].value));
+        }
+        return pt_strbuf_putc(sb, '}');
+    }
+    return PT_OK;
+}

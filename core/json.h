@@ -109,5 +109,8 @@ pt_status pt_strbuf_json_int(pt_strbuf *sb, int64_t v);
  * infinity: those are written as null. Independent of the C locale's decimal point. */
 pt_status pt_strbuf_json_double(pt_strbuf *sb, double v);
 pt_status pt_strbuf_json_float(pt_strbuf *sb, float v);
+/* A parsed value written back as compact JSON (NULL writes null): keys and members in their
+ * order, integers exactly (up to UINT64_MAX), strings with their exact bytes. */
+pt_status pt_strbuf_json_value(pt_strbuf *sb, const pt_json *v);
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/dircommit.h"
+#include "core/host.h"
 #include "core/fileio.h"
 #include "core/json.h"
 #include "polytrain/backend.h"
@@ -42,25 +43,6 @@ typedef struct cmp_args {
 
 /* ---------------------------------------------------------------- this machine */
 
-static void read_cpu_model(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *v = strchr(line, ':');
-        if (!v) continue;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        size_t n = strcspn(v, "\n");
-        snprintf(buf, cap, "%.*s", (int)n, v);
-        break;
-    }
-    fclose(f);
-}
-
 static long long host_memory_bytes(void)
 {
     long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
@@ -71,7 +53,8 @@ static long long host_memory_bytes(void)
 static void machine_json(pt_strbuf *sb, const char *host, const char *command, const char *settings)
 {
     char cpu[256], date[64];
-    read_cpu_model(cpu, sizeof cpu);
+    snprintf(cpu, sizeof cpu, "unknown");
+    pt_host_cpu_model(cpu, sizeof cpu);
     time_t now = time(NULL);
     struct tm tmv;
     gmtime_r(&now, &tmv);
@@ -510,7 +493,7 @@ static void describe_value(const pt_json *v, char *buf, size_t cap)
     }
     pt_strbuf sb;
     pt_strbuf_init(&sb);
-    cli_json_write(&sb, v);
+    pt_strbuf_json_value(&sb, v);
     snprintf(buf, cap, "%s", sb.data && !sb.failed ? sb.data : "?");
     pt_strbuf_free(&sb);
 }
@@ -583,7 +566,7 @@ static void write_with_machine(pt_strbuf *sb, const pt_json *obj, const char *la
         pt_strbuf_putc(sb, ',');
         pt_strbuf_json_string(sb, obj->members[i].key);
         pt_strbuf_putc(sb, ':');
-        cli_json_write(sb, &obj->members[i].value);
+        pt_strbuf_json_value(sb, &obj->members[i].value);
     }
     pt_strbuf_putc(sb, '}');
 }
@@ -619,7 +602,7 @@ static int do_merge(const cmp_args *a, char **files, int nfiles)
         char(*hosts)[256] = calloc((size_t)nfiles * 8, 256);
         int nl = 0;
         pt_strbuf_puts(&sb, "{\"format\":\"" CLI_COMPARE_FORMAT "\",\"format_version\":1,\"settings\":");
-        cli_json_write(&sb, pt_json_get(rep[0], "settings"));
+        pt_strbuf_json_value(&sb, pt_json_get(rep[0], "settings"));
         pt_strbuf_puts(&sb, ",\"merged_from\":[");
         for (int i = 0; i < nfiles; i++) {
             if (i) pt_strbuf_putc(&sb, ',');
@@ -652,7 +635,7 @@ static int do_merge(const cmp_args *a, char **files, int nfiles)
                         pt_strbuf_putc(&sb, ',');
                         pt_strbuf_json_string(&sb, mach->members[k].key);
                         pt_strbuf_putc(&sb, ':');
-                        cli_json_write(&sb, &mach->members[k].value);
+                        pt_strbuf_json_value(&sb, &mach->members[k].value);
                     }
                     pt_strbuf_putc(&sb, '}');
                 } else {
@@ -963,7 +946,7 @@ int cmd_compare(int argc, char **argv)
         for (size_t k = 0; k < sizeof info_keys / sizeof info_keys[0]; k++) {
             const pt_json *v = pt_json_get(d->info, info_keys[k]);
             pt_strbuf_printf(&doc, ",\"%s\":", info_keys[k]);
-            if (v) cli_json_write(&doc, v);
+            if (v) pt_strbuf_json_value(&doc, v);
             else pt_strbuf_puts(&doc, "null");
         }
         failures += conformance(&a, d, i + 1, n, &doc);

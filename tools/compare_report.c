@@ -22,41 +22,6 @@ static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"
 #define CR_COLORS 12
 #define CR_GREY "#9a9a9a"
 
-void cli_json_write(pt_strbuf *sb, const pt_json *v)
-{
-    if (!v) {
-        pt_strbuf_puts(sb, "null");
-        return;
-    }
-    switch (v->type) {
-    case PT_JSON_NULL: pt_strbuf_puts(sb, "null"); break;
-    case PT_JSON_BOOL: pt_strbuf_puts(sb, v->boolean ? "true" : "false"); break;
-    case PT_JSON_NUMBER:
-        if (v->is_int) pt_strbuf_json_int(sb, v->integer);
-        else pt_strbuf_json_double(sb, v->number);
-        break;
-    case PT_JSON_STRING: pt_strbuf_json_string_n(sb, v->str, v->str_len); break;
-    case PT_JSON_ARRAY:
-        pt_strbuf_putc(sb, '[');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            cli_json_write(sb, &v->items[i]);
-        }
-        pt_strbuf_putc(sb, ']');
-        break;
-    case PT_JSON_OBJECT:
-        pt_strbuf_putc(sb, '{');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            pt_strbuf_json_string_n(sb, v->members[i].key, v->members[i].key_len);
-            pt_strbuf_putc(sb, ':');
-            cli_json_write(sb, &v->members[i].value);
-        }
-        pt_strbuf_putc(sb, '}');
-        break;
-    }
-}
-
 /* ---------------------------------------------------------------- reading the tree */
 
 static const char *str_of(const pt_json *obj, const char *key, const char *fallback)
@@ -693,7 +658,7 @@ pt_status cli_compare_write(const pt_json *report, const char *dir, int plots, i
     pt_strbuf js, md;
     pt_strbuf_init(&js);
     pt_strbuf_init(&md);
-    cli_json_write(&js, report);
+    pt_strbuf_json_value(&js, report);
     pt_strbuf_putc(&js, '\n');
     pt_status st = write_text(dir, "report.json", &js, err), plot_st = PT_OK;
     pt_error plot_err;

@@ -9,9 +9,6 @@
 /* The value of report.json's "format" member. */
 #define CLI_COMPARE_FORMAT "polytrain compare report"
 
-/* The compact JSON text of a parsed value (for copying members between documents). */
-void cli_json_write(pt_strbuf *sb, const pt_json *v);
-
 /* Writes DIR/report.json (the tree as it is), DIR/report.md and, when plots is set,
  * DIR/{throughput,op_time,gflops,setup}.png with their gnuplot script and data in
  * DIR/gnuplot/. *plotted: 1 when the PNGs were drawn; when the charts fail, plot_error says

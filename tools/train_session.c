@@ -197,38 +197,6 @@ static int init_loaders(train_session *s, const train_args *ap, const pt_world *
     return 0;
 }
 
-/* A parsed JSON value written back (a resumed run's earlier "resumes" entries). */
-static void json_write(pt_strbuf *sb, const pt_json *v)
-{
-    switch (v->type) {
-    case PT_JSON_OBJECT:
-        pt_strbuf_putc(sb, '{');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            pt_strbuf_json_string(sb, v->members[i].key);
-            pt_strbuf_putc(sb, ':');
-            json_write(sb, &v->members[i].value);
-        }
-        pt_strbuf_putc(sb, '}');
-        break;
-    case PT_JSON_ARRAY:
-        pt_strbuf_putc(sb, '[');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            json_write(sb, &v->items[i]);
-        }
-        pt_strbuf_putc(sb, ']');
-        break;
-    case PT_JSON_STRING: pt_strbuf_json_string(sb, v->str); break;
-    case PT_JSON_NUMBER:
-        if (v->is_int) pt_strbuf_printf(sb, "%lld", (long long)v->integer);
-        else pt_strbuf_json_double(sb, v->number);
-        break;
-    case PT_JSON_BOOL: pt_strbuf_puts(sb, v->boolean ? "true" : "false"); break;
-    default: pt_strbuf_puts(sb, "null");
-    }
-}
-
 /* config.json: the options by their command-line names, then what they resolved to, and
  * every resume of the run (when, and the options it changed with --allow-changes). */
 static int write_config_json(train_session *s, const train_options *o, const pt_json *resume_cfg, pt_error *err)
@@ -266,7 +234,7 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
         if (prev && prev->type == PT_JSON_ARRAY)
             for (; n < prev->count; n++) {
                 if (n) pt_strbuf_putc(cfg, ',');
-                json_write(cfg, &prev->items[n]);
+                pt_strbuf_json_value(cfg, &prev->items[n]);
             }
         if (o->args.resume) {
             char when[32];

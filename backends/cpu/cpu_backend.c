@@ -10,29 +10,9 @@
 #include <unistd.h>
 
 #include "backends/cpu/cpu_internal.h"
+#include "core/host.h"
 
 /* ---- backend context ---- */
-
-static void read_cpu_name(char *out, size_t cap)
-{
-    snprintf(out, cap, "x86-64 CPU");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *v = strchr(line, ':');
-        if (!v) break;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        size_t n = strcspn(v, "\n");
-        if (n >= cap) n = cap - 1;
-        memcpy(out, v, n);
-        out[n] = '\0';
-        break;
-    }
-    fclose(f);
-}
 
 static pt_status cpu_init(void **backend_ctx, pt_error *err)
 {
@@ -48,7 +28,8 @@ static pt_status cpu_init(void **backend_ctx, pt_error *err)
         free(be);
         return st;
     }
-    read_cpu_name(be->cpu_name, sizeof be->cpu_name);
+    snprintf(be->cpu_name, sizeof be->cpu_name, "x86-64 CPU");
+    pt_host_cpu_model(be->cpu_name, sizeof be->cpu_name);
     snprintf(be->simd, sizeof be->simd, "%s", cpu_simd_level());
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     be->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;

@@ -103,6 +103,8 @@ pt_status ocl_build_program(cl_context ctx, cl_device_id dev, size_t count,
 pt_status ocl_program_load(ocl_device *d, pt_error *err);
 /* The cache file for this device and build, or 0 when no cache directory can be named. */
 int ocl_cache_path(const ocl_device *d, const char *options, char *out, size_t cap);
+/* mkdir -p (mode 0700) of the directory a cache file goes in; 1 on success. */
+int ocl_cache_make_parent_dirs(const char *path);
 
 /* ---- CLBlast's parameters for the device (ocl_tune.c) ---- */
 /* Applies the tuning cache's parameters for d's device, else the built-in ones on CPU devices

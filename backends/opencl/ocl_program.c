@@ -97,8 +97,8 @@ int ocl_cache_path(const ocl_device *d, const char *options, char *out, size_t c
     return n > 0 && (size_t)n < cap;
 }
 
-/* mkdir -p of the path's directory (two levels at most are ours to create). */
-static int make_parent_dirs(const char *path)
+/* (two levels at most are ours to create) */
+int ocl_cache_make_parent_dirs(const char *path)
 {
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s", path);
@@ -166,7 +166,7 @@ static void cache_write(const char *path, uint64_t k1, uint64_t k2, cl_program p
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = NULL;
     if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) goto out;
-    if (!make_parent_dirs(path)) goto out;
+    if (!ocl_cache_make_parent_dirs(path)) goto out;
     f = fopen(tmp, "wb");
     if (!f) goto out;
     unsigned char hdr[CACHE_HEADER];

@@ -159,22 +159,6 @@ static int tune_read(const ocl_device_entry *e, const char *path, xgemm_set *s, 
     return 1;
 }
 
-static int make_dirs(const char *path)
-{
-    char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    char *slash = strrchr(tmp, '/');
-    if (!slash) return 0;
-    *slash = '\0';
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return 0;
-        *p = '/';
-    }
-    return mkdir(tmp, 0700) == 0 || errno == EEXIST;
-}
-
 static pt_status tune_write(const ocl_device_entry *e, const char *path, const xgemm_set *s, double gemm_s,
                             pt_error *err)
 {
@@ -188,7 +172,7 @@ static pt_status tune_write(const ocl_device_entry *e, const char *path, const x
     if (n < 0 || (size_t)n >= sizeof body - 32) return pt_fail(err, PT_ERR_INVALID, "opencl tune: record too long");
     snprintf(body + n, sizeof body - (size_t)n, "check %016llx\n",
              (unsigned long long)fnv(0xcbf29ce484222325ull, body, (size_t)n));
-    if (!make_dirs(path)) return pt_fail(err, PT_ERR_IO, "opencl tune: cannot create the directory of %s: %s", path, strerror(errno));
+    if (!ocl_cache_make_parent_dirs(path)) return pt_fail(err, PT_ERR_IO, "opencl tune: cannot create the directory of %s: %s", path, strerror(errno));
     char tmp[640];
     snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
     FILE *f = fopen(tmp, "wb");

@@ -15,37 +15,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void write_value(pt_strbuf *sb, const pt_json *v)
-{
-    switch (v->type) {
-    case PT_JSON_OBJECT:
-        pt_strbuf_putc(sb, '{');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            pt_strbuf_json_string_n(sb, v->members[i].key, v->members[i].key_len);
-            pt_strbuf_putc(sb, ':');
-            write_value(sb, &v->members[i].value);
-        }
-        pt_strbuf_putc(sb, '}');
-        break;
-    case PT_JSON_ARRAY:
-        pt_strbuf_putc(sb, '[');
-        for (size_t i = 0; i < v->count; i++) {
-            if (i) pt_strbuf_putc(sb, ',');
-            write_value(sb, &v->items[i]);
-        }
-        pt_strbuf_putc(sb, ']');
-        break;
-    case PT_JSON_STRING: pt_strbuf_json_string_n(sb, v->str, v->str_len); break;
-    case PT_JSON_NUMBER:
-        if (v->is_int) pt_strbuf_json_int(sb, v->integer);
-        else pt_strbuf_json_double(sb, v->number);
-        break;
-    case PT_JSON_BOOL: pt_strbuf_puts(sb, v->boolean ? "true" : "false"); break;
-    case PT_JSON_NULL: pt_strbuf_puts(sb, "null"); break;
-    }
-}
-
 /* a and b hold the same values (numbers: the writer's round trip is exact for finite ones) */
 static int same(const pt_json *a, const pt_json *b)
 {
@@ -95,7 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!pt_utf8_valid(text, size)) abort(); /* accepted bad UTF-8 */
         pt_strbuf sb;
         pt_strbuf_init(&sb);
-        write_value(&sb, root);
+        pt_strbuf_json_value(&sb, root);
         if (pt_strbuf_check(&sb, &e) == PT_OK && !has_inf(root)) {
             pt_json *again = NULL;
             if (pt_json_parse(sb.data, sb.len, NULL, &again, &e) != PT_OK) {
