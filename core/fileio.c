@@ -367,6 +367,46 @@ pt_status pt_output_commit(pt_output *o, pt_error *err)
     return st;
 }
 
+/* name is ".<base>.tmp.<digits>" */
+static int is_temp_of(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    if (name[0] != '.' || strncmp(name + 1, base, bl) != 0 || strncmp(name + 1 + bl, ".tmp.", 5) != 0) return 0;
+    const char *d = name + 1 + bl + 5;
+    if (!*d) return 0;
+    for (; *d; d++)
+        if (*d < '0' || *d > '9') return 0;
+    return 1;
+}
+
+pt_status pt_output_sweep(const char *dir, const char *const *names, int n, pt_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return PT_OK;
+        return pt_fail(err, PT_ERR_IO, "cannot list '%s': %s", dir, strerror(errno));
+    }
+    pt_status st = PT_OK;
+    struct dirent *de;
+    errno = 0;
+    while (st == PT_OK && (de = readdir(d)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            if (!is_temp_of(de->d_name, names[i])) continue;
+            char *p = concat3(dir, "/", de->d_name);
+            struct stat sb;
+            if (!p) st = pt_fail(err, PT_ERR_NOMEM, "out of memory cleaning '%s'", dir);
+            else if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(p) < 0 && errno != ENOENT)
+                st = pt_fail(err, PT_ERR_IO, "cannot remove the temporary file '%s' a stopped writer left: %s", p,
+                             strerror(errno));
+            free(p);
+            break;
+        }
+        errno = 0;
+    }
+    closedir(d);
+    return st;
+}
+
 pt_status pt_write_file_atomic(const char *path, const void *const *chunks, const size_t *sizes,
                                int nchunks, pt_error *err)
 {
@@ -519,7 +559,8 @@ pt_status pt_check_dir_writable(const char *dir, pt_error *err)
     if (pt_mkdir_p(dir, &e) != PT_OK)
         return pt_fail(err, PT_ERR_IO, "cannot write to output directory '%s': %s", dir, e.msg);
     char pid[48];
-    snprintf(pid, sizeof pid, "/.pt_write_probe.%ld", (long)getpid());
+    /* named as pt_output names its temp files, so that pt_output_sweep removes one a kill left */
+    snprintf(pid, sizeof pid, "/.pt_write_probe.tmp.%ld", (long)getpid());
     char *probe = concat3(dir, pid, "");
     if (!probe) return pt_fail(err, PT_ERR_NOMEM, "out of memory checking '%s'", dir);
     unlink(probe);
