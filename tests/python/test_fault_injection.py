@@ -1,19 +1,21 @@
 """Fault injection: every file-system call a training run makes in its run directory fails
 in turn, and the run must come through. A tiny training (2 epochs of 4 steps, a mid-epoch
 save every 2 steps, steps.jsonl, TensorBoard events) runs once cleanly as the reference and
-once under the counting shim (tests/faultinject/ptfault.c, preloaded) to number its calls;
+once under the counting library (tests/faultinject/ptfault.c, preloaded) to number its calls;
 then, for each chosen call and each mode (a SIGKILL just before the call; the call failing
 with ENOSPC, EIO or EINTR), the run is started again with that fault, must end cleanly
 (exit 0, or exit 1 with a message naming the run directory and the error, never a crash or a
 hang), and is then resumed without the fault (started over when nothing was committed)
 until done. Its result must then be the reference's bitwise: every tensor of last/ and best/,
 the checkpoints' metadata, every metrics.jsonl, metrics.csv and steps.jsonl record, none lost,
-none half-written, none twice; and no temporary file or reserved directory may be left.
+none half-written, none twice; and no temporary file or reserved directory may be left. The
+same is done to the calls of a resume: that of the directory a kill left right after epoch
+1's commit point, which must complete that commit first.
 
-CI runs a fixed subset (the calls where a commit is decided, spread over the run);
-PT_FAULT_POINTS=all runs every call in every mode (PT_FAULT_MODES=kill,ENOSPC,EIO,EINTR
-selects modes; PT_FAULT_JOBS sets the parallel runs). Needs the shim (PT_FAULT_LIB, built
-by CMake outside sanitizer builds); skipped without it."""
+CI runs a fixed subset (where a commit is decided, spread over the run and the resume; one
+fault per mode in sanitizer builds, whose runs are slower); PT_FAULT_POINTS=all runs every
+call in every mode (PT_FAULT_MODES=kill,ENOSPC,EIO,EINTR selects modes; PT_FAULT_JOBS sets the
+parallel runs, default 2). Skipped when the library is not built (PT_FAULT_LIB)."""
 
 import concurrent.futures
 import csv
@@ -22,14 +24,16 @@ import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import time
 
 from ptcheck import CLI, check, finish, scratch_dir
-import torch_models  # noqa: E402  (its safetensors reader works without torch)
 
 SHIM = os.environ.get("PT_FAULT_LIB", "")
+# In sanitizer builds: the sanitizer runtime, which must be preloaded before the library.
+RUNTIME = os.environ.get("PT_FAULT_RUNTIME", "")
 MODES = ("kill", "ENOSPC", "EIO", "EINTR")
 STRERROR = {"ENOSPC": "No space left on device", "EIO": "Input/output error",
             "EINTR": "Interrupted system call"}
@@ -63,7 +67,7 @@ def run(args, env_extra=None):
 
 
 def shim_env(run_dir, mode, at, log):
-    env = {"LD_PRELOAD": SHIM, "PT_FAULT_DIR": run_dir, "PT_FAULT_LOG": log}
+    env = {"LD_PRELOAD": RUNTIME + ":" + SHIM if RUNTIME else SHIM, "PT_FAULT_DIR": run_dir, "PT_FAULT_LOG": log}
     if mode == "count":
         env["PT_FAULT_MODE"] = "count"
     elif mode == "kill":
@@ -93,8 +97,28 @@ def kind(run_dir, path):
 
 # ---------------------------------------------------------------- comparing runs
 
+def read_safetensors(path):
+    """({name: (dtype, shape, bytes)}, metadata); raises ValueError on a malformed file. (Not
+    tools/torch_models.py's reader: importing it loads torch, seconds per run of this test.)"""
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < 8:
+        raise ValueError("%s: shorter than its header length" % path)
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8:8 + n].decode("utf-8"))
+    meta = header.pop("__metadata__", {})
+    data = blob[8 + n:]
+    tensors = {}
+    for name, info in header.items():
+        a, b = info["data_offsets"]
+        if not 0 <= a <= b <= len(data):
+            raise ValueError("%s: tensor %s outside the file" % (path, name))
+        tensors[name] = (info["dtype"], list(info["shape"]), data[a:b])
+    return tensors, meta
+
+
 def safetensors_results(path):
-    tensors, meta = torch_models.read_safetensors_raw(path)
+    tensors, meta = read_safetensors(path)
     meta = dict(meta)
     # the run's id and its clocks are not results; the epoch's records by their exact fields
     for k in ("run_id", "elapsed_s", "epoch_record_csv"):
@@ -102,7 +126,7 @@ def safetensors_results(path):
     if "epoch_record_jsonl" in meta:
         rec = json.loads(meta["epoch_record_jsonl"])
         meta["epoch_record_jsonl"] = {k: rec.get(k) for k in EXACT}
-    return {n: (t.dtype, list(t.shape), t.data) for n, t in tensors.items()}, meta
+    return tensors, meta
 
 
 def jsonl(path, keys):
@@ -161,15 +185,24 @@ def committed(run_dir):
                for d in ("last", ".last.polytrain-old"))
 
 
-def one_point(base, data, cache, ref, points, mode, at):
-    """Runs the fault; returns None when everything held, else what went wrong."""
+def resume_args(run_dir, opts):
+    return ["train", "--resume", run_dir] + opts[1:]
+
+
+def one_point(base, data, cache, ref, points, mode, at, start=None):
+    """Runs the fault (in a fresh run, or with start: in the resume of a copy of that run
+    directory); returns None when everything held, else what went wrong."""
     op, what_file = points[at - 1]
-    run_dir = os.path.join(base, "%s-%d" % (mode, at))
+    run_dir = os.path.join(base, "%s%s-%d" % ("resume-" if start else "", mode, at))
     log = run_dir + ".log"
     opts = options(data, cache)
     try:
-        rc, err = run(opts + ["--out", run_dir], shim_env(run_dir, mode, at, log))
-        what = "%s at call %d (%s %s)" % (mode, at, op, what_file)
+        if start:
+            shutil.copytree(start, run_dir, symlinks=True)
+            rc, err = run(resume_args(run_dir, opts), shim_env(run_dir, mode, at, log))
+        else:
+            rc, err = run(opts + ["--out", run_dir], shim_env(run_dir, mode, at, log))
+        what = "%s at call %d%s (%s %s)" % (mode, at, " of the resume" if start else "", op, what_file)
         try:
             with open(log) as f:
                 faulted = f.read().split()
@@ -194,7 +227,7 @@ def one_point(base, data, cache, ref, points, mode, at):
             if rc == 0:
                 break
             if committed(run_dir):
-                rc, err = run(["train", "--resume", run_dir] + opts[1:])
+                rc, err = run(resume_args(run_dir, opts))
             else:
                 rc, err = run(opts + ["--out", run_dir, "--overwrite"])
             if rc != 0:
@@ -204,7 +237,7 @@ def one_point(base, data, cache, ref, points, mode, at):
             return "%s: not done after 3 resumes" % what
         try:
             got = results(run_dir)
-        except (OSError, ValueError, KeyError, torch_models.SafetensorsError) as e:
+        except (OSError, ValueError, KeyError, TypeError) as e:
             return "%s: the finished run is unreadable: %s" % (what, e)
         diff = differences(ref, got)
         if diff:
@@ -231,41 +264,82 @@ CI_POINTS = (
     ("kill", "renameat2", r"\.last\.polytrain-new", -1),
     ("kill", "rename", r"\.best\.polytrain-pending", 0),
     ("kill", "fputs", r"metrics\.jsonl", -1),
-    ("kill", "fclose", r"metrics\.csv", 0),
     ("kill", "write", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 0),
     ("kill", "write", r"\.config\.json\.tmp", 0),
     ("ENOSPC", "write", r"\.last\.polytrain-new/\.optimizer\.safetensors\.tmp", -1),
     ("ENOSPC", "fflush", r"metrics\.jsonl", 0),
     ("ENOSPC", "mkdir", r"\.best\.polytrain-new", 0),
     ("ENOSPC", "fwrite", r"tensorboard/events", -1),
-    ("ENOSPC", "fflush", r"steps\.jsonl", 3),
     ("EIO", "fsync", r"\.last\.polytrain-new", -1),
     ("EIO", "fsync", r"\.", -1),
     ("EIO", "open", r"\.best\.polytrain-pending/model\.safetensors", 0),
     ("EIO", "close", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 0),
-    ("EIO", "fsync", r"metrics\.csv", -1),
     ("EINTR", "write", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 1),
     ("EINTR", "fsync", r"\.last\.polytrain-new/\.optimizer\.safetensors\.tmp", 0),
-    ("EINTR", "fprintf", r"steps\.jsonl", 2),
     ("EINTR", "rename", r"\.last\.polytrain-new", -1),
     ("EINTR", "unlink", r"\.last\.polytrain-old/model\.safetensors", -1),
 )
 
 
-def ci_points(points):
-    """[(mode, call number)] of CI_POINTS; an entry that matches no call is reported."""
+# Sanitizer builds (every run several times slower) inject one fault per mode, in the run.
+SANITIZER_POINTS = (
+    ("kill", "renameat2", r"\.last\.polytrain-new", -1),
+    ("ENOSPC", "write", r"\.last\.polytrain-new/\.optimizer\.safetensors\.tmp", -1),
+    ("EIO", "open", r"\.best\.polytrain-pending/model\.safetensors", 0),
+    ("EINTR", "unlink", r"\.last\.polytrain-old/model\.safetensors", -1),
+)
+
+# Faults in a resume: of the run directory a kill left right after epoch 1's commit point
+# (last/ replaced, best/ staged, the records not appended), whose resume must complete that
+# commit (install best/, write the records from last/'s copy) before it trains on.
+CUT_AT = ("rename", r"\.best\.polytrain-pending", 0)
+RESUME_CI_POINTS = (
+    ("kill", "rename", r"\.best\.polytrain-pending", 0),
+    ("EIO", "open", r"\.best\.polytrain-pending/model\.safetensors", 0),
+    ("ENOSPC", "write", r"\.metrics\.jsonl\.tmp", 0),
+    ("EINTR", "write", r"\.metrics\.csv\.tmp", 0),
+    ("kill", "rename", r"\.metrics\.csv\.tmp", 0),
+)
+
+
+def find(points, op, pattern, which):
+    """The number of the call (op on a file matching pattern, which-th of them), or None."""
+    calls = [i for i, (o, k) in enumerate(points, 1) if o == op and re.fullmatch(pattern, k)]
+    return calls[which] if len(calls) > max(which, -which - 1) else None
+
+
+def ci_points(points, table, what):
+    """[(mode, call number)] of a table; an entry that matches no call is reported."""
     out = []
-    for mode, op, pattern, which in CI_POINTS:
-        calls = [i for i, (o, k) in enumerate(points, 1) if o == op and re.fullmatch(pattern, k)]
-        if check(len(calls) > max(which, -which - 1), "CI fault point %s at %s %s [%d] exists"
-                 % (mode, op, pattern, which)):
-            out.append((mode, calls[which]))
+    for mode, op, pattern, which in table:
+        at = find(points, op, pattern, which)
+        if check(at is not None, "%s fault point %s at %s %s [%d] exists" % (what, mode, op, pattern, which)):
+            out.append((mode, at))
     return out
+
+
+def counted(args, run_dir, log, ref, what):
+    """Runs args under the counting library; returns its calls, checking its result."""
+    rc, err = run(args, shim_env(run_dir, "count", 0, log))
+    points = read_points(log, run_dir) if rc == 0 and os.path.exists(log) else []
+    same = rc == 0 and not differences(ref, results(run_dir))
+    check(same and len(points) > 20, "counting %s: the reference's results, %d file-system calls in the run "
+          "directory" % (what, len(points)))
+    if rc != 0:
+        print(err[-2000:])
+    ops = {}
+    for op, _ in points:
+        ops[op] = ops.get(op, 0) + 1
+    print("calls: " + ", ".join("%s %d" % kv for kv in sorted(ops.items())))
+    return points if same else []
 
 
 def main():
     if not SHIM or not os.path.isfile(SHIM):
-        print("SKIP: the fault-injection library is not built (PT_FAULT_LIB; not in sanitizer builds)")
+        print("SKIP: the fault-injection library is not built (PT_FAULT_LIB)")
+        return 77
+    if RUNTIME and not os.path.isfile(RUNTIME):
+        print("SKIP: the sanitizer runtime '%s' (PT_FAULT_RUNTIME) is not a file" % RUNTIME)
         return 77
     everything = os.environ.get("PT_FAULT_POINTS") == "all"
     modes = [m for m in os.environ.get("PT_FAULT_MODES", ",".join(MODES)).split(",") if m]
@@ -274,55 +348,71 @@ def main():
     try:
         t0 = time.monotonic()
         data, cache = os.path.join(base, "data"), os.path.join(base, "cache")
+        opts = options(data, cache)
         rc = subprocess.run([CLI, "synth", "--out", data, "--classes", "4", "--train-per-class", "2",
                              "--val-per-class", "1", "--size", "16", "--threads", "1", "--no-progress"],
                             stdout=subprocess.DEVNULL).returncode
         if not check(rc == 0, "synth dataset"):
             return finish()
         ref_dir = os.path.join(base, "reference")
-        rc, err = run(options(data, cache) + ["--out", ref_dir])
+        rc, err = run(opts + ["--out", ref_dir])
         if not check(rc == 0, "reference run"):
             print(err[-2000:])
             return finish()
         ref = results(ref_dir)
         check(not leftovers(ref_dir), "reference run leaves no temporary files")
         count_dir = os.path.join(base, "count")
-        log = os.path.join(base, "count.log")
-        rc, err = run(options(data, cache) + ["--out", count_dir], shim_env(count_dir, "count", 0, log))
-        points = read_points(log, count_dir) if rc == 0 and os.path.exists(log) else []
-        check(rc == 0 and len(points) > 100 and not differences(ref, results(count_dir)),
-              "counting run: same results as the reference, %d file-system calls in the run directory"
-              % len(points))
+        points = counted(opts + ["--out", count_dir], count_dir, count_dir + ".log", ref, "a run")
         if not points:
             return finish()
-        ops = {}
-        for op, _ in points:
-            ops[op] = ops.get(op, 0) + 1
-        print("calls: " + ", ".join("%s %d" % kv for kv in sorted(ops.items())))
-        if everything:
-            work = [(m, at) for m in modes for at in range(1, len(points) + 1)]
-        else:
-            work = [(m, at) for m, at in ci_points(points) if m in modes]
-        print("faults to inject: %d (%s)" % (len(work), "every call, every mode" if everything else "CI subset"),
-              flush=True)
-        failures = {m: [] for m in modes}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-            futs = {pool.submit(one_point, base, data, cache, ref, points, m, at): (m, at) for m, at in work}
-            for done, fut in enumerate(concurrent.futures.as_completed(futs), 1):
-                m, at = futs[fut]
-                if everything and done % 100 == 0:
-                    print("progress: %d of %d faults, %.0f s" % (done, len(work), time.monotonic() - t0), flush=True)
-                problem = fut.result()
-                if problem:
-                    failures[m].append((at, problem))
-                    print("FAIL " + problem, flush=True)
-        for m in modes:
-            n = sum(1 for mm, _ in work if mm == m)
-            check(not failures[m], "%s: %d of %d faults resumed to the reference's result with nothing "
-                  "lost or left behind" % (m, n - len(failures[m]), n))
-        print("time: %.1f s" % (time.monotonic() - t0))
+        work = []
+        if RUNTIME and not everything:
+            work = [("run", m, a, points, None) for m, a in ci_points(points, SANITIZER_POINTS, "sanitizer")
+                    if m in modes]
+            return inject(work, modes, jobs, everything, base, data, cache, ref, t0, ("run",))
+        # the directory a kill leaves after epoch 1's commit point, and its resume's calls
+        cut = os.path.join(base, "cut")
+        at = find(points, *CUT_AT)
+        rc, _ = run(opts + ["--out", cut], shim_env(cut, "kill", at or 0, cut + ".log"))
+        if not check(at is not None and rc == -9 and os.path.isdir(os.path.join(cut, ".best.polytrain-pending")),
+                     "a kill after epoch 1's commit point leaves best/ staged"):
+            return finish()
+        count_resume = os.path.join(base, "count-resume")
+        shutil.copytree(cut, count_resume, symlinks=True)
+        rpoints = counted(resume_args(count_resume, opts), count_resume, count_resume + ".log", ref, "its resume")
+        if not rpoints:
+            return finish()
+        for phase, pts, table, start in (("run", points, CI_POINTS, None), ("resume", rpoints, RESUME_CI_POINTS, cut)):
+            chosen = ([(m, a) for m in modes for a in range(1, len(pts) + 1)] if everything
+                      else [(m, a) for m, a in ci_points(pts, table, phase) if m in modes])
+            work += [(phase, m, a, pts, start) for m, a in chosen]
+        return inject(work, modes, jobs, everything, base, data, cache, ref, t0, ("run", "resume"))
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def inject(work, modes, jobs, everything, base, data, cache, ref, t0, phases):
+    """Runs the faults of work [(phase, mode, call, calls, start)]; one check per phase and mode."""
+    print("faults to inject: %d (%s)" % (len(work), "every call, every mode" if everything else "CI subset"),
+          flush=True)
+    failures = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futs = {pool.submit(one_point, base, data, cache, ref, pts, m, a, start): (phase, m)
+                for phase, m, a, pts, start in work}
+        for done, fut in enumerate(concurrent.futures.as_completed(futs), 1):
+            if everything and done % 100 == 0:
+                print("progress: %d of %d faults, %.0f s" % (done, len(work), time.monotonic() - t0), flush=True)
+            problem = fut.result()
+            if problem:
+                failures[futs[fut]] = failures.get(futs[fut], 0) + 1
+                print("FAIL " + problem, flush=True)
+    for phase in phases:
+        for m in modes:
+            n = sum(1 for w in work if w[0] == phase and w[1] == m)
+            bad = failures.get((phase, m), 0)
+            check(n > 0 and not bad, "%s in the %s: %d of %d faults resumed to the reference's result with "
+                  "nothing lost or left behind" % (m, phase, n - bad, n))
+    print("time: %.1f s" % (time.monotonic() - t0))
     return finish()
 
 
