@@ -15,7 +15,7 @@ same is done to the calls of a resume: that of the directory a kill left right a
 CI runs a fixed subset (where a commit is decided, spread over the run and the resume; one
 fault per mode in sanitizer builds, whose runs are slower); PT_FAULT_POINTS=all runs every
 call in every mode (PT_FAULT_MODES=kill,ENOSPC,EIO,EINTR selects modes; PT_FAULT_JOBS sets the
-parallel runs, default 2). Skipped when the library is not built (PT_FAULT_LIB)."""
+parallel runs, default 2; PT_FAULT_PHASES=run,resume the phases). Skipped when the library is not built (PT_FAULT_LIB)."""
 
 import concurrent.futures
 import csv
@@ -382,11 +382,14 @@ def main():
         rpoints = counted(resume_args(count_resume, opts), count_resume, count_resume + ".log", ref, "its resume")
         if not rpoints:
             return finish()
+        phases = [p for p in os.environ.get("PT_FAULT_PHASES", "run,resume").split(",") if p]
         for phase, pts, table, start in (("run", points, CI_POINTS, None), ("resume", rpoints, RESUME_CI_POINTS, cut)):
+            if phase not in phases:
+                continue
             chosen = ([(m, a) for m in modes for a in range(1, len(pts) + 1)] if everything
                       else [(m, a) for m, a in ci_points(pts, table, phase) if m in modes])
             work += [(phase, m, a, pts, start) for m, a in chosen]
-        return inject(work, modes, jobs, everything, base, data, cache, ref, t0, ("run", "resume"))
+        return inject(work, modes, jobs, everything, base, data, cache, ref, t0, phases)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
