@@ -77,7 +77,8 @@ static int fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
-    int rc = fsync(fd);
+    int rc;
+    while ((rc = fsync(fd)) < 0 && errno == EINTR) {} /* interrupted: not known to be done */
     int e = errno;
     close(fd);
     if (rc < 0 && e != EINVAL && e != ENOTSUP) {

@@ -618,12 +618,7 @@ static pt_status append_text(pt_trainer *t, const char *leaf, const char *text, 
 {
     char path[4200];
     PT_TRY(path_join(path, sizeof path, t->out_dir, leaf, err));
-    FILE *f = fopen(path, "a");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
-    fputs(text, f);
-    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    return PT_OK;
+    return pt_append_file(path, text, strlen(text), err);
 }
 
 /* The header and the rows of epochs 1..keep (those of the checkpoint resumed): rows a

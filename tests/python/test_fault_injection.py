@@ -263,11 +263,11 @@ def one_point(base, data, cache, ref, points, mode, at, start=None):
 CI_POINTS = (
     ("kill", "renameat2", r"\.last\.polytrain-new", -1),
     ("kill", "rename", r"\.best\.polytrain-pending", 0),
-    ("kill", "fputs", r"metrics\.jsonl", -1),
+    ("kill", "write", r"metrics\.jsonl", -1),
     ("kill", "write", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 0),
     ("kill", "write", r"\.config\.json\.tmp", 0),
     ("ENOSPC", "write", r"\.last\.polytrain-new/\.optimizer\.safetensors\.tmp", -1),
-    ("ENOSPC", "fflush", r"metrics\.jsonl", 0),
+    ("ENOSPC", "write", r"metrics\.jsonl", 0),
     ("ENOSPC", "mkdir", r"\.best\.polytrain-new", 0),
     ("ENOSPC", "fwrite", r"tensorboard/events", -1),
     ("EIO", "fsync", r"\.last\.polytrain-new", -1),
@@ -276,7 +276,7 @@ CI_POINTS = (
     ("EIO", "close", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 0),
     ("EINTR", "write", r"\.last\.polytrain-new/\.model\.safetensors\.tmp", 1),
     ("EINTR", "fsync", r"\.last\.polytrain-new/\.optimizer\.safetensors\.tmp", 0),
-    ("EINTR", "rename", r"\.last\.polytrain-new", -1),
+    ("EINTR", "fsync", r"metrics\.csv", -1),
     ("EINTR", "unlink", r"\.last\.polytrain-old/model\.safetensors", -1),
 )
 
