@@ -217,6 +217,9 @@ def one_point(base, data, cache, ref, points, mode, at, start=None):
                 return "%s: exit %s, not killed" % (what, rc)
         elif rc not in (0, 1):
             return "%s: exit %s (a crash?)\n%s" % (what, rc, err[-800:])
+        elif mode == "EINTR" and op in ("write", "fsync") and rc != 0:
+            # a signal (Ctrl-C on a network file system) must not end a run: retried
+            return "%s: not retried: %s" % (what, err.strip()[-300:])
         elif rc == 1:
             msg = err.strip().splitlines()[-1] if err.strip() else ""
             if run_dir not in err or STRERROR[mode] not in err:
