@@ -342,8 +342,9 @@ pt_status pt_checkpoint_install_staged(const char *dir, const char *run_id, int6
     if (lstat(pending, &sb) != 0) return PT_OK;
     int match = 0;
     pt_st_file *f = NULL;
-    pt_error ignored;
-    if (S_ISDIR(sb.st_mode) && pt_st_open(path, &f, &ignored) == PT_OK) {
+    pt_error e1;
+    pt_status st = S_ISDIR(sb.st_mode) ? pt_st_open(path, &f, &e1) : PT_ERR_FORMAT;
+    if (st == PT_OK) {
         char id[64];
         long long e, s2;
         read_stamp(f, id, sizeof id, &e, &s2);
@@ -353,6 +354,11 @@ pt_status pt_checkpoint_install_staged(const char *dir, const char *run_id, int6
         pt_st_close(f);
     } else if (!S_ISDIR(sb.st_mode) || lstat(path, &sb) != 0) {
         return PT_OK; /* not ours: left alone */
+    } else if (st != PT_ERR_FORMAT) {
+        /* A read that failed (I/O error, interrupted, out of memory) says nothing about the
+         * stamp: the staged checkpoint may be the one to install, so it stays for a retry. */
+        if (err) *err = e1;
+        return pt_error_wrap(err, "cannot read the staged checkpoint of '%s'", dir);
     }
     if (!match) return pt_remove_tree(pending, err); /* of a commit that never reached its last/ */
     PT_TRY(pt_dir_commit(pending, dir, err));

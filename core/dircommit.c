@@ -91,16 +91,16 @@ pt_status pt_dir_recover(const char *final_dir, const char *marker, pt_error *er
     PT_TRY(pt_dir_slot_path(final_dir, PT_DIR_OLD, old, sizeof old, err));
     parent_of(final_dir, parent, sizeof parent);
     if (is_dir(fresh)) PT_TRY(pt_remove_tree(fresh, err));
+    /* beside a complete final_dir, OLD is garbage whatever it still holds (a removal cut
+     * short may have taken its marker already), as pt_dir_commit treats it */
+    if (pt_path_exists(final_dir)) return is_dir(old) ? pt_remove_tree(old, err) : PT_OK;
     if (!holds_marker(old, marker)) return PT_OK;
-    if (!pt_path_exists(final_dir)) {
-        if (rename(old, final_dir) < 0)
-            return pt_fail(err, PT_ERR_IO, "cannot restore '%s' from '%s': %s", final_dir, old, strerror(errno));
-        if (pt_fsync_dir(parent) < 0)
-            return pt_fail(err, PT_ERR_IO, "restored '%s' but cannot fsync '%s': %s", final_dir, parent,
-                           strerror(errno));
-        return PT_OK;
-    }
-    return pt_remove_tree(old, err);
+    if (rename(old, final_dir) < 0)
+        return pt_fail(err, PT_ERR_IO, "cannot restore '%s' from '%s': %s", final_dir, old, strerror(errno));
+    if (pt_fsync_dir(parent) < 0)
+        return pt_fail(err, PT_ERR_IO, "restored '%s' but cannot fsync '%s': %s", final_dir, parent,
+                       strerror(errno));
+    return PT_OK;
 }
 
 int pt_dir_resolve(const char *final_dir, const char *marker, char *buf, size_t n)

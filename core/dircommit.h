@@ -40,8 +40,9 @@ pt_status pt_dir_stage(const char *final_dir, pt_error *err);
 
 /* Writer only: settles what an interrupted commit of final_dir left. A partial NEW slot is
  * removed; if final_dir is missing, its OLD slot (when it holds marker) is renamed back;
- * otherwise an OLD slot holding marker is removed. PENDING is left for the caller to
- * install or discard. Leftovers without the marker are never touched. */
+ * otherwise the OLD slot is garbage of a commit that succeeded and is removed, as
+ * pt_dir_commit does (its removal may have been cut short after the marker went). PENDING
+ * is left for the caller to install or discard. */
 pt_status pt_dir_recover(const char *final_dir, const char *marker, pt_error *err);
 
 /* Readers: the directory to read for final_dir, without changing anything: final_dir when it

@@ -94,11 +94,26 @@ static int write_all(int fd, const void *buf, size_t n)
     return 0;
 }
 
+/* fsync, again when a signal interrupted it (its work is then not known to be done) */
+static int fsync_retry(int fd)
+{
+    int rc;
+    while ((rc = fsync(fd)) < 0 && errno == EINTR) {}
+    return rc;
+}
+
+/* close whose result counts (a deferred write error on NFS), except EINTR: Linux has then
+ * released the descriptor, and the data was fsync'd before. */
+static int close_checked(int fd)
+{
+    return close(fd) < 0 && errno != EINTR ? -1 : 0;
+}
+
 int pt_fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return -1;
-    int rc = fsync(fd);
+    int rc = fsync_retry(fd);
     int e = errno;
     close(fd);
     if (rc < 0 && e != EINVAL && e != ENOTSUP) {
@@ -342,10 +357,9 @@ pt_status pt_output_commit(pt_output *o, pt_error *err)
         pt_output_abort(o);
         return st;
     }
-    if (fsync(o->fd) < 0)
+    if (fsync_retry(o->fd) < 0)
         st = pt_fail(err, PT_ERR_IO, "cannot write '%s': fsync failed: %s", o->path, strerror(errno));
-    /* close can report a deferred write error (NFS), so its result counts. */
-    if (close(o->fd) < 0 && st == PT_OK)
+    if (close_checked(o->fd) < 0 && st == PT_OK)
         st = pt_fail(err, PT_ERR_IO, "cannot write '%s': close failed: %s", o->path, strerror(errno));
     o->fd = -1;
     if (st == PT_OK && rename(o->tmp, o->target) < 0)
@@ -362,6 +376,68 @@ pt_status pt_output_commit(pt_output *o, pt_error *err)
         st = pt_fail(err, PT_ERR_IO, "wrote '%s' but cannot fsync its directory '%s': %s", o->path, o->dir,
                      strerror(errno));
     pt_output_abort(o);
+    return st;
+}
+
+pt_status pt_append_file(const char *path, const void *buf, size_t n, pt_error *err)
+{
+    int fd;
+    while ((fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0666)) < 0 &&
+           errno == EINTR) {}
+    if (fd < 0) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return pt_fail(err, PT_ERR_IO, "cannot append to '%s': not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    pt_status st = PT_OK;
+    if (write_all(fd, buf, n) < 0) st = pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
+    else if (fsync_retry(fd) < 0)
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': fsync failed: %s", path, strerror(errno));
+    if (close_checked(fd) < 0 && st == PT_OK)
+        st = pt_fail(err, PT_ERR_IO, "cannot write '%s': close failed: %s", path, strerror(errno));
+    return st;
+}
+
+/* name is ".<base>.tmp.<digits>" */
+static int is_temp_of(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    if (name[0] != '.' || strncmp(name + 1, base, bl) != 0 || strncmp(name + 1 + bl, ".tmp.", 5) != 0) return 0;
+    const char *d = name + 1 + bl + 5;
+    if (!*d) return 0;
+    for (; *d; d++)
+        if (*d < '0' || *d > '9') return 0;
+    return 1;
+}
+
+pt_status pt_output_sweep(const char *dir, const char *const *names, int n, pt_error *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return PT_OK;
+        return pt_fail(err, PT_ERR_IO, "cannot list '%s': %s", dir, strerror(errno));
+    }
+    pt_status st = PT_OK;
+    struct dirent *de;
+    errno = 0;
+    while (st == PT_OK && (de = readdir(d)) != NULL) {
+        for (int i = 0; i < n; i++) {
+            if (!is_temp_of(de->d_name, names[i])) continue;
+            char *p = concat3(dir, "/", de->d_name);
+            struct stat sb;
+            if (!p) st = pt_fail(err, PT_ERR_NOMEM, "out of memory cleaning '%s'", dir);
+            else if (lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && unlink(p) < 0 && errno != ENOENT)
+                st = pt_fail(err, PT_ERR_IO, "cannot remove the temporary file '%s' a stopped writer left: %s", p,
+                             strerror(errno));
+            free(p);
+            break;
+        }
+        errno = 0;
+    }
+    closedir(d);
     return st;
 }
 
@@ -517,7 +593,8 @@ pt_status pt_check_dir_writable(const char *dir, pt_error *err)
     if (pt_mkdir_p(dir, &e) != PT_OK)
         return pt_fail(err, PT_ERR_IO, "cannot write to output directory '%s': %s", dir, e.msg);
     char pid[48];
-    snprintf(pid, sizeof pid, "/.pt_write_probe.%ld", (long)getpid());
+    /* named as pt_output names its temp files, so that pt_output_sweep removes one a kill left */
+    snprintf(pid, sizeof pid, "/.pt_write_probe.tmp.%ld", (long)getpid());
     char *probe = concat3(dir, pid, "");
     if (!probe) return pt_fail(err, PT_ERR_NOMEM, "out of memory checking '%s'", dir);
     unlink(probe);

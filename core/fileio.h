@@ -45,6 +45,16 @@ pt_status pt_output_commit(pt_output *o, pt_error *err);
  * the target untouched. Safe on a zeroed pt_output. */
 void pt_output_abort(pt_output *o);
 
+/* Appends n bytes to the regular file path (created if missing) and fsyncs it; short writes
+ * and calls a signal interrupted (EINTR) are retried. A failure can leave part of the bytes,
+ * which the caller must be able to recognise (a run log drops a partial last line). */
+pt_status pt_append_file(const char *path, const void *buf, size_t n, pt_error *err);
+
+/* Removes the temp files that writers which died (a kill, a crash) left for dir/NAME, for
+ * each of the n names: ".NAME.tmp.<pid>". Only for a directory whose writer holds it alone
+ * (a run directory under its run lock): another live writer's temp file would go too. */
+pt_status pt_output_sweep(const char *dir, const char *const *names, int n, pt_error *err);
+
 /* Writes the concatenation of chunks[0..nchunks) to path through pt_output (so crash-safe
  * for a file, written in place for a FIFO or character device). On failure an existing file
  * at path is untouched and the result names path and the system's reason. A chunk may be

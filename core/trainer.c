@@ -618,12 +618,7 @@ static pt_status append_text(pt_trainer *t, const char *leaf, const char *text, 
 {
     char path[4200];
     PT_TRY(path_join(path, sizeof path, t->out_dir, leaf, err));
-    FILE *f = fopen(path, "a");
-    if (!f) return pt_fail(err, PT_ERR_IO, "cannot append to '%s': %s", path, strerror(errno));
-    fputs(text, f);
-    int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
-    if (fclose(f) != 0 || bad) return pt_fail(err, PT_ERR_IO, "cannot write '%s': %s", path, strerror(errno));
-    return PT_OK;
+    return pt_append_file(path, text, strlen(text), err);
 }
 
 /* The header and the rows of epochs 1..keep (those of the checkpoint resumed): rows a
@@ -1050,9 +1045,15 @@ static pt_status complete_epoch(pt_trainer *t, const pt_train_progress *pr, int 
  * every rank then starts from rank 0's replica 0. */
 static pt_status prepare_rank0(pt_trainer *t, pt_error *err)
 {
-    PT_TRY(pt_check_dir_writable(t->out_dir, err));
-    /* one writer per run directory, from before anything in it is read */
+    /* one writer per run directory, from before anything in it is read or written */
+    PT_TRY(pt_mkdir_p(t->out_dir, err));
     PT_TRY(pt_run_lock_acquire(t->out_dir, "polytrain train", &t->lock, err));
+    /* the temp files of the run's own writes that a kill left; under the lock no other
+     * process writes them */
+    static const char *const run_files[] = {"metrics.jsonl", "metrics.csv", "steps.jsonl", "config.json",
+                                            "pt_write_probe"};
+    PT_TRY(pt_output_sweep(t->out_dir, run_files, (int)(sizeof run_files / sizeof run_files[0]), err));
+    PT_TRY(pt_check_dir_writable(t->out_dir, err));
     char path[4200];
     static const char *const ckpts[] = {"last", "best", "ema"};
     for (int i = 0; i < 3; i++) {
@@ -1371,6 +1372,20 @@ static pt_status interrupted(pt_trainer *t, int64_t epoch, const mid_epoch *mid,
 
 static int64_t wall_now(void) { return (int64_t)time(NULL); }
 
+/* A run ends with nothing of its commits left beside the checkpoints: a commit whose
+ * removal of the replaced directory failed (the commit itself stands) left it for the next
+ * commit, and after the last one there is none. */
+static pt_status settle_run_dir(pt_trainer *t, pt_error *err)
+{
+    static const char *const ckpts[] = {"last", "best", "ema"};
+    char path[4200];
+    for (int i = 0; i < 3; i++) {
+        PT_TRY(path_join(path, sizeof path, t->out_dir, ckpts[i], err));
+        PT_TRY(pt_checkpoint_recover(path, err));
+    }
+    return PT_OK;
+}
+
 pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err)
 {
     PT_TRY(prepare_run(t, err));
@@ -1578,5 +1593,5 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             break;
         }
     }
-    return PT_OK;
+    return t->rank0 ? settle_run_dir(t, err) : PT_OK;
 }

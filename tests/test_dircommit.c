@@ -145,11 +145,15 @@ static void test_crash_while_removing_old(void)
     make_ckpt(at("c4/.last.polytrain-old"), "v1");
     CHECKF(pt_dir_recover(at("c4/last"), MARK, &e) == PT_OK, "%s", e.msg);
     CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/.last.polytrain-old")));
-    /* half removed, the marker already gone: not provably ours, left alone, and no obstacle */
+    /* half removed, the marker already gone: beside a complete last/ still garbage, removed
+     * (as the next commit would) */
     CHECK(pt_mkdir_p(at("c4/.last.polytrain-old"), &e) == PT_OK);
     CHECK(write_plain(at("c4/.last.polytrain-old/optimizer.safetensors"), "v1") == 0);
     CHECKF(pt_dir_recover(at("c4/last"), MARK, &e) == PT_OK, "%s", e.msg);
-    CHECK(pt_path_exists(at("c4/.last.polytrain-old/optimizer.safetensors")));
+    CHECK(ckpt_is(at("c4/last"), "v2") && !pt_path_exists(at("c4/.last.polytrain-old")));
+    /* and in the way of a commit: removed by it */
+    CHECK(pt_mkdir_p(at("c4/.last.polytrain-old"), &e) == PT_OK);
+    CHECK(write_plain(at("c4/.last.polytrain-old/optimizer.safetensors"), "v1") == 0);
     make_ckpt(at("c4/.last.polytrain-new"), "v3");
     CHECKF(pt_dir_commit(at("c4/.last.polytrain-new"), at("c4/last"), &e) == PT_OK, "%s", e.msg);
     CHECK(ckpt_is(at("c4/last"), "v3") && !pt_path_exists(at("c4/.last.polytrain-old")));

@@ -314,6 +314,37 @@ static void test_inputs_never_block_on_a_fifo(void)
     CHECKF(strstr(e.msg, "a directory, not a regular file"), "%s", e.msg);
 }
 
+/* The temp files a killed writer left for a run's own files go; nothing else does. */
+static void test_sweep_removes_only_dead_writers_temp_files(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("sw"), &e) == PT_OK);
+    const char *const gone[] = {"sw/.metrics.csv.tmp.4242", "sw/.config.json.tmp.1"};
+    const char *const kept[] = {"sw/metrics.csv", "sw/.metrics.csv.tmp.x1", "sw/.metrics.csv.tmp.", "sw/metrics.csv.tmp.7",
+                                "sw/.other.tmp.7", "sw/.metrics.csv.old"};
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++) CHECK(write_plain(at(gone[i]), "x") == 0);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) CHECK(write_plain(at(kept[i]), "x") == 0);
+    CHECK(pt_mkdir_p(at("sw/.config.json.tmp.9"), &e) == PT_OK); /* not a regular file: not ours */
+    const char *const names[] = {"metrics.csv", "config.json"};
+    CHECKF(pt_output_sweep(at("sw"), names, 2, &e) == PT_OK, "%s", e.msg);
+    for (size_t i = 0; i < sizeof gone / sizeof *gone; i++) CHECKF(!pt_path_exists(at(gone[i])), "%s", gone[i]);
+    for (size_t i = 0; i < sizeof kept / sizeof *kept; i++) CHECKF(pt_path_exists(at(kept[i])), "%s", kept[i]);
+    CHECK(pt_path_exists(at("sw/.config.json.tmp.9")));
+    CHECK(pt_output_sweep(at("sw-missing"), names, 2, &e) == PT_OK);
+}
+
+/* Appends whole lines, creating the file; anything but a regular file is refused at once. */
+static void test_append_file(void)
+{
+    pt_error e = {0};
+    CHECK(pt_append_file(at("ap.txt"), "a\n", 2, &e) == PT_OK);
+    CHECK(pt_append_file(at("ap.txt"), "bc\n", 3, &e) == PT_OK);
+    CHECK(slurp(at("ap.txt")) && strcmp(slurp(at("ap.txt")), "a\nbc\n") == 0);
+    CHECK(mkfifo(at("ap.fifo"), 0600) == 0);
+    CHECK(pt_append_file(at("ap.fifo"), "x", 1, &e) == PT_ERR_IO);
+    CHECKF(strstr(e.msg, "ap.fifo") != NULL, "%s", e.msg);
+}
+
 int main(void)
 {
     alarm(60); /* a blocking open must fail the test, not hang it */
@@ -337,6 +368,8 @@ int main(void)
     RUN(test_output_to_character_device_writes_in_place);
     RUN(test_output_refuses_directories_and_sockets);
     RUN(test_inputs_never_block_on_a_fifo);
+    RUN(test_sweep_removes_only_dead_writers_temp_files);
+    RUN(test_append_file);
     if (pt_t_fail == 0) pt_remove_tree(root, &e);
     TEST_EXIT();
 }
