@@ -15,36 +15,7 @@
 #include "core/fileio.h"
 #include "core/runlock.h"
 #include "pt_test.h"
-
-static char root[512];
-
-static const char *at(const char *rel)
-{
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", root, rel);
-    return buf[k];
-}
-
-static int write_plain(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    fputs(text, f);
-    return fclose(f);
-}
-
-static const char *slurp(const char *path)
-{
-    static char buf[1 << 12];
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return buf;
-}
+#include "scratch_files.h"
 
 /* A complete directory of version `version`: both files hold the text. */
 static void make_ckpt(const char *dir, const char *version)
