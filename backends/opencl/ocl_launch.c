@@ -76,6 +76,37 @@ static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t
                      c.buf->mem, c.off / 4, ldc, err);
 }
 
+/* The Winograd convolutions' 16 GEMMs per block of tiles as one CLBlast call. */
+static pt_status kdev_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                                    size_t lda, size_t stride_a, pt_mem b, size_t ldb, size_t stride_b, float beta,
+                                    pt_mem c, size_t ldc, size_t stride_c, size_t batch, pt_error *err)
+{
+    ocl_device *d = ctx;
+    if (m == 0 || n == 0 || batch == 0) return PT_OK;
+    double t0 = 0.0;
+    if (d->profile) {
+        OCL_CHECK(clFinish(d->queue), err);
+        t0 = ocl_now_s();
+    }
+    CLBlastStatusCode rc = CLBlastSgemmStridedBatched(
+        CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo, tb ? CLBlastTransposeYes : CLBlastTransposeNo,
+        m, n, k, alpha, a.buf->mem, a.off / 4, lda, stride_a, b.buf->mem, b.off / 4, ldb, stride_b, beta, c.buf->mem,
+        c.off / 4, ldc, stride_c, batch, &d->queue, NULL);
+    if (rc != CLBlastSuccess) {
+        const int nomem = rc == CLBlastTempBufferAllocFailure || rc == CLBlastOpenCLOutOfHostMemory;
+        return pt_fail(err, nomem ? PT_ERR_NOMEM : PT_ERR_BACKEND,
+                       "opencl: CLBlastSgemmStridedBatched(%zu x %zu x %zu, %zu GEMMs) failed: %s (%d)", m, n, k,
+                       batch, ocl_clblast_error_name(rc), (int)rc);
+    }
+    if (d->profile) {
+        OCL_CHECK(clFinish(d->queue), err);
+        const double s = ocl_now_s() - t0;
+        d->prof.gemm_s += s;
+        d->gemm_pending_s += s;
+    }
+    return PT_OK;
+}
+
 /* 64 MiB of im2col scratch: a group of samples per GEMM keeps CLBlast's GEMMs wide. */
 #define OCL_CONV_WS_CAP ((size_t)64 << 20)
 
@@ -86,7 +117,9 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .launch = kdev_launch,
                        .sgemm = kdev_sgemm,
                        .conv_ws_cap = OCL_CONV_WS_CAP,
-                       .lowp_f32 = d->fp16_math};
+                       .lowp_f32 = d->fp16_math,
+                       .sgemm_batched = d->winograd != PT_KWINO_OFF ? kdev_sgemm_batched : NULL,
+                       .winograd = d->winograd};
     return k;
 }
 
