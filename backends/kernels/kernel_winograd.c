@@ -77,16 +77,17 @@ static int block_of(const pt_kdev *dev, const wino_shape *s)
 }
 
 /* The measured rule of PT_KWINO_AUTO (PoCL on 2 cores, CLBlast; docs/BENCHMARKS.md): Winograd
- * against im2col, per op, batch 16-64. Its GEMMs are 2.25x fewer multiply-adds, but each of
- * the 16 multiplies a K x C matrix, which CLBlast pads to its tile (64 x 64 x 32 on CPUs):
- * with few channels the padding and the transforms cost more than the multiply-adds saved
- * (C=1 -> K=64 on 28x28: forward 0.37x, filter gradient 0.42x; C=4 -> 16: 0.13x-0.71x;
- * C=8 -> 16: 0.4x-1.04x; C=16 -> 16: 1.1x-1.6x; C=64 -> 128 on 14x14: 1.8x-3.6x). The data
- * gradient's GEMMs are C x K x tiles with the transforms of dy and dx around them: below 32
- * channels either way it measured slower (C=16 -> K=32 on 14x14 0.85x, C=32 -> K=64 on 7x7
- * 0.85x, C=32 -> 32 on 14x14 1.39x). Maps under 3x3 waste most of each 2x2 tile and pay U's
- * transform for few tiles (2x2 with 256 channels: 0.66x-1.21x; 1x1 with 512: 0.26x-0.70x;
- * 3x3 with 256 -> 512: 1.2x-1.35x). */
+ * against im2col per op, batch 64 unless said, on a loaded machine (each ratio varied by
+ * about +-30% between runs). Its GEMMs are 2.25x fewer multiply-adds, but each of the 16
+ * multiplies a K x C matrix, which CLBlast pads to its tile (64 x 64 x 32 on CPUs): with few
+ * channels the padding and the transforms cost more than the multiply-adds saved (C=1 -> K=64
+ * on 28x28: forward 0.37x-0.64x, filter gradient 0.42x-0.52x; C=8 -> 16: 0.74x-1.5x; C=16 ->
+ * 16: 1.3x-4.7x; C=64 -> 128 on 14x14: 2.2x-3.8x). The data gradient's GEMMs are C x K x
+ * tiles with the transforms of dy and dx around them, and it gains least: C=16 -> K=32 on
+ * 14x14 0.85x-1.06x, C=32 -> 64 on 7x7 0.85x-0.95x, C=32 -> 32 on 14x14 1.4x-1.8x, C=64 ->
+ * 128 on 14x14 1.45x-2.1x. Maps under 3x3 waste most of each 2x2 tile and pay U's transform
+ * for few tiles (2x2 with 256 channels, batch 16: 0.34x-0.75x; 1x1 with 512: 0.26x-0.70x;
+ * 3x3 with 256 -> 512: 0.98x-1.6x). */
 static int pays(const pt_op *op, const wino_shape *s)
 {
     if (s->p < 3 || s->q < 3) return 0;
