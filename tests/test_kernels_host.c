@@ -21,10 +21,12 @@
 #include "backends/kernels/ops.cl"
 #include "backends/kernels/ops_cast.cl"
 #include "backends/kernels/ops_mixup.cl"
+#include "backends/kernels/ops_winograd.cl"
 #include "backends/kernels/ops_zoo.cl"
 
 #include "backends/cpu/cpu_internal.h"
 #include "backends/kernels/kernel_ops.h"
+#include "backends/kernels/kernel_winograd.h"
 #include "polytrain/backend.h"
 #include "core/conformance.h"
 #include "core/half.h"
@@ -117,6 +119,24 @@ static pt_status host_gemm16(void *ctx, pt_precision math, int ta, int tb, size_
     return PT_OK;
 }
 
+/* The batched GEMM of Winograd convolutions: host_sgemm on each slice, counted apart. */
+static long g_batched_calls;
+
+static pt_status host_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                                    size_t lda, size_t stride_a, pt_mem b, size_t ldb, size_t stride_b, float beta,
+                                    pt_mem c, size_t ldc, size_t stride_c, size_t batch, pt_error *err)
+{
+    g_batched_calls++;
+    for (size_t i = 0; i < batch; i++) {
+        pt_mem ai = a, bi = b, ci = c;
+        ai.off += i * stride_a * sizeof(float);
+        bi.off += i * stride_b * sizeof(float);
+        ci.off += i * stride_c * sizeof(float);
+        PT_TRY(host_sgemm(ctx, PT_PREC_FP32, ta, tb, m, n, k, alpha, ai, lda, bi, ldb, beta, ci, ldc, err));
+    }
+    return PT_OK;
+}
+
 /* Small enough that the conformance suite's larger convolutions run in several groups. */
 static const pt_kdev g_host = {.ctx = NULL,
                                .backend = "host",
@@ -132,6 +152,16 @@ static const pt_kdev g_host_round = {.ctx = NULL,
                                      .sgemm = host_sgemm,
                                      .conv_ws_cap = (size_t)16 << 10,
                                      .lowp_f32 = 1};
+/* Winograd for every 3x3 stride-1 convolution; 64 KiB of scratch puts the 16-channel cases'
+ * tiles in several blocks (the filter gradient's sum across blocks). */
+static const pt_kdev g_host_wino = {.ctx = NULL,
+                                    .backend = "host",
+                                    .launch = host_launch,
+                                    .sgemm = host_sgemm,
+                                    .conv_ws_cap = (size_t)64 << 10,
+                                    .gemm16 = host_gemm16,
+                                    .sgemm_batched = host_sgemm_batched,
+                                    .winograd = PT_KWINO_FORCE};
 /* The device the conformance suite runs through. */
 static const pt_kdev *g_kdev = &g_host;
 /* The same device without gemm16: bf16/fp16 ops are refused. */
@@ -251,6 +281,18 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
     CHECKF(g_sgemm_calls[PT_PREC_FP32] > 0 && g_sgemm_calls[PT_PREC_BF16] == 0 && g_sgemm_calls[PT_PREC_FP16] == 0,
            "lowp_f32: GEMM calls fp32 %ld, bf16 %ld, fp16 %ld", g_sgemm_calls[0], g_sgemm_calls[2], g_sgemm_calls[3]);
     printf("  %d bf16/fp16 cases again with operands rounded in float32 (lowp_f32), all within bounds\n", r.cases);
+    /* again the convolutions, on a device with a batched GEMM and Winograd forced: the 3x3
+     * stride-1 cases (pads 0 and 1, odd sizes, accumulate) go through ops_winograd.cl */
+    g_kdev = &g_host_wino;
+    suite_tally wt;
+    memset(&wt, 0, sizeof wt);
+    g_batched_calls = 0;
+    CHECKF(pt_conformance_run(cpu, &host, g_seed, "conv2d", on_case, &wt, &sum, &err) == PT_OK, "%s", err.msg);
+    g_kdev = &g_host;
+    CHECKF(wt.failed == 0 && wt.cases > 50, "winograd: %d of %d convolution cases failed", wt.failed, wt.cases);
+    CHECKF(g_batched_calls > 0, "winograd: no batched GEMM ran");
+    printf("  %d convolution cases again with Winograd forced (%ld batched GEMMs), worst error/bound %.3g (%s)\n",
+           wt.cases, g_batched_calls, sum.worst_ratio, sum.worst_case);
     pt_device_close(cpu);
 }
 

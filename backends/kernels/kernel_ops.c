@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "backends/kernels/kernel_ops.h"
+#include "backends/kernels/kernel_winograd.h"
 #include "core/rng.h"
 
 /* ---- calls ---- */
@@ -759,6 +760,7 @@ size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
     if (op->kind == PT_OP_GEMM) return gemm_workspace(dev, op);
     if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
+    if (pt_kwino_use(dev, op)) return pt_kwino_workspace(dev, op);
     return conv_shape_of(dev, op, dev->conv_ws_cap).bytes;
 }
 
@@ -772,7 +774,11 @@ pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
                        "(its GEMMs take float32 operands)",
                        dev->backend, d->name, pt_precision_name(op->math), dev->backend);
     if (op->kind == PT_OP_GEMM) return run_gemm(dev, op, err);
-    if (is_conv(op->kind)) return run_conv(dev, op, err);
+    if (is_conv(op->kind)) {
+        /* 3x3 stride 1 where it pays: Winograd (kernel_winograd.c); otherwise im2col */
+        if (!pt_kconv_empty(op) && pt_kwino_use(dev, op)) return pt_kwino_run(dev, op, err);
+        return run_conv(dev, op, err);
+    }
     if (d->flags & PT_OPF_POINTWISE) {
         const pt_kernel_id k = pt_kernel_for_pointwise(op->kind);
         if (k == PT_K_COUNT)

@@ -76,7 +76,19 @@ typedef struct pt_kdev {
      * product of two 16-bit values is exact in float32, so the numbers are the 16-bit formats'
      * products with float32 sums, as gemm16 gives; the speed is float32's. */
     int lowp_f32;
+    /* Optional (NULL: convolutions stay im2col): batch GEMMs of the sgemm kind in fp32, the
+     * i-th on a + i*stride_a, b + i*stride_b, c + i*stride_c (strides in elements). Winograd
+     * F(2x2,3x3) convolutions (kernel_winograd.h) run their 16 GEMMs per block of tiles through it. */
+    pt_status (*sgemm_batched)(void *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                               pt_mem a, size_t lda, size_t stride_a, pt_mem b, size_t ldb, size_t stride_b,
+                               float beta, pt_mem c, size_t ldc, size_t stride_c, size_t batch, pt_error *err);
+    /* Winograd for 3x3 stride-1 convolutions (with sgemm_batched): PT_KWINO_OFF, PT_KWINO_AUTO
+     * (where the measured rule of kernel_winograd.c says it is faster than im2col) or
+     * PT_KWINO_FORCE (everywhere it applies: the tests). */
+    int winograd;
 } pt_kdev;
+
+enum { PT_KWINO_OFF = 0, PT_KWINO_AUTO = 1, PT_KWINO_FORCE = 2 };
 
 /* Runs op (validated by the backend's run()) with the shared kernels and dev's SGEMM: every
  * op kind. Launches go through pt_kcall_check first. GEMMs and convolutions honour op->math:

@@ -165,12 +165,35 @@ static pt_status ocl_device_info(void *backend_ctx, int index, pt_device_info *o
         snprintf(timing, sizeof timing, ", GEMM parameters %s", tuning);
     }
     pthread_mutex_unlock(&be->lock);
-    snprintf(out->details, sizeof out->details, "platform %.80s, %s, %.40s, driver %.40s, CLBlast%.280s",
-             e->platform_name, type_name(e->type), e->c_version, e->driver, timing);
+    int wino = PT_KWINO_AUTO;
+    const int wino_ok = ocl_winograd_setting(&wino, NULL) == PT_OK;
+    snprintf(out->details, sizeof out->details,
+             "platform %.64s, %s, %.40s, driver %.40s, Winograd %s, CLBlast%.280s", e->platform_name,
+             type_name(e->type), e->c_version, e->driver, wino_ok ? ocl_winograd_name(wino) : "(bad setting)",
+             timing);
     return PT_OK;
 }
 
 /* ---- device ---- */
+
+pt_status ocl_winograd_setting(int *out, pt_error *err)
+{
+    const char *v = getenv("PT_OPENCL_WINOGRAD");
+    if (!v || strcmp(v, "1") == 0) *out = PT_KWINO_AUTO;
+    else if (strcmp(v, "0") == 0) *out = PT_KWINO_OFF;
+    else if (strcmp(v, "force") == 0) *out = PT_KWINO_FORCE;
+    else
+        return pt_fail(err, PT_ERR_INVALID,
+                       "PT_OPENCL_WINOGRAD is '%.40s', expected 0 (im2col only), 1 (Winograd where it measured "
+                       "faster, the default) or force (Winograd for every 3x3 stride-1 convolution)",
+                       v);
+    return PT_OK;
+}
+
+const char *ocl_winograd_name(int setting)
+{
+    return setting == PT_KWINO_OFF ? "off" : setting == PT_KWINO_FORCE ? "forced" : "on";
+}
 
 static void release_device(ocl_device *d)
 {
@@ -261,6 +284,11 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
      * OpenCL drivers use */
     const char *f16 = getenv("PT_OPENCL_FP16");
     d->fp16_math = d->info->fp16 || (f16 && strcmp(f16, "force") == 0);
+    pt_status wst = ocl_winograd_setting(&d->winograd, err);
+    if (wst != PT_OK) {
+        free(d);
+        return wst;
+    }
     int wg = 1;
     while (wg * 2 <= 256 && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
     d->red_wg = wg;

@@ -68,6 +68,7 @@ typedef struct ocl_device {
     char tuning[200];        /* which CLBlast GEMM parameters are in force, as text */
     int profile;             /* PT_OPENCL_PROFILE=1 */
     int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
+    int winograd;            /* pt_kdev.winograd: PT_OPENCL_WINOGRAD (ocl_winograd_setting) */
     cl_event events[OCL_MAX_EVENTS];
     int nevents;
     double gemm_pending_s;   /* GEMM time of the op being run (profiling) */
@@ -91,6 +92,12 @@ const char *ocl_clblast_error_name(int code);
     do {                                                                                 \
         if ((rc) != CL_SUCCESS) return ocl_fail_cl((err), (rc), (name), __FILE__, __LINE__); \
     } while (0)
+
+/* PT_OPENCL_WINOGRAD as a pt_kdev.winograd setting: unset or "1" by the measured rule, "0" off,
+ * "force" wherever Winograd applies; anything else is refused, naming the variable. */
+pt_status ocl_winograd_setting(int *out, pt_error *err);
+/* The setting in words for devices and bench --json: "on", "off", "forced". */
+const char *ocl_winograd_name(int setting);
 
 /* ---- program (ocl_program.c) ---- */
 /* Builds sources (in order, as one program) for one device. On a build failure the error

@@ -76,6 +76,22 @@ static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t
                      c.buf->mem, c.off / 4, ldc, err);
 }
 
+/* The Winograd convolutions' 16 GEMMs per block of tiles, one CLBlastSgemm each. Not
+ * CLBlastSgemmStridedBatched: in CLBlast 1.5.3 on PoCL it returned wrong products (normalised
+ * error 1 to 3e3 against im2col, and NaN from C's old contents with beta 0) on baseline's
+ * layers, e.g. the data gradient of 64 -> 128 channels on 14x14 maps, where small shapes
+ * matched (tests/test_opencl_winograd.c has such a layer); the loop measured as fast. */
+static pt_status kdev_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t n, size_t k, float alpha, pt_mem a,
+                                    size_t lda, size_t stride_a, pt_mem b, size_t ldb, size_t stride_b, float beta,
+                                    pt_mem c, size_t ldc, size_t stride_c, size_t batch, pt_error *err)
+{
+    ocl_device *d = ctx;
+    for (size_t i = 0; i < batch; i++)
+        PT_TRY(ocl_sgemm(d, ta, tb, m, n, k, alpha, a.buf->mem, a.off / 4 + i * stride_a, lda, b.buf->mem,
+                         b.off / 4 + i * stride_b, ldb, beta, c.buf->mem, c.off / 4 + i * stride_c, ldc, err));
+    return PT_OK;
+}
+
 /* 64 MiB of im2col scratch: a group of samples per GEMM keeps CLBlast's GEMMs wide. */
 #define OCL_CONV_WS_CAP ((size_t)64 << 20)
 
@@ -86,7 +102,9 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .launch = kdev_launch,
                        .sgemm = kdev_sgemm,
                        .conv_ws_cap = OCL_CONV_WS_CAP,
-                       .lowp_f32 = d->fp16_math};
+                       .lowp_f32 = d->fp16_math,
+                       .sgemm_batched = d->winograd != PT_KWINO_OFF ? kdev_sgemm_batched : NULL,
+                       .winograd = d->winograd};
     return k;
 }
 

@@ -1,0 +1,270 @@
+/* Winograd F(2x2,3x3) for the device backends' 3x3 stride-1 convolutions (kernel_winograd.h),
+ * the method of the cpu backend's cpu_winograd.c: 16 multiply-adds per 2x2 output tile and
+ * channel pair instead of im2col's 36, and a transformed input of 4x the input instead of 9x.
+ *
+ * The data gradient is itself a 3x3 stride-1 convolution of dy, with the filter rotated by 180
+ * degrees, its channel axes swapped (the GEMM reads U transposed) and padding 2 - pad; the
+ * filter gradient is the adjoint of the forward computation with respect to the transformed
+ * filter, summed over the tiles by the GEMMs (beta 1 after the first block) and mapped back
+ * through G^T . G. Tiles run over (sample, tile row, tile column) flat in blocks as large as
+ * conv_ws_cap allows, so that small maps still give wide GEMMs and one block usually holds
+ * the whole batch. Scratch, all in the op's workspace: U [16][K][C] (or the filter gradient's
+ * dU), then per block V [16][rows in][Tb] and M [16][rows out][Tb], each on a 256-byte
+ * boundary.
+ *
+ * bf16/fp16 math keeps im2col: the transforms would have to round their results to the
+ * format before the GEMMs, giving the products of rounded transforms (a different rounding
+ * from the im2col path's rounded x, w and dy); fp16 on OpenCL is a correctness mode run at
+ * float32 speed anyway (pt_kdev.lowp_f32). */
+#include "backends/kernels/kernel_winograd.h"
+
+typedef struct wino_shape {
+    int n, c, k, h, w, p, q, pad;
+    int in_rows, out_rows; /* channels of the transformed input and of the GEMMs' products */
+    int ih, iw, oh, ow;    /* the transformed input's extent, the output's */
+    int ipad;              /* the transformed input's padding */
+    int tq, tps, tiles;    /* tile columns, tiles per sample, tiles in all */
+    size_t u_floats;
+} wino_shape;
+
+static size_t round64(size_t floats) { return (floats + 63) / 64 * 64; }
+
+/* 1 if op has Winograd's shape (3x3, stride 1, padding 0..2, fp32, something to compute). */
+static int wino_shape_of(const pt_op *op, wino_shape *s)
+{
+    if (op->kind != PT_OP_CONV2D_FWD && op->kind != PT_OP_CONV2D_BWD_DATA && op->kind != PT_OP_CONV2D_BWD_FILTER)
+        return 0;
+    if (op->nt != 3 || op->math != PT_PREC_FP32) return 0;
+    const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
+    if (w->dim[2] != 3 || w->dim[3] != 3 || op->p.conv.stride != 1 || op->p.conv.pad < 0 || op->p.conv.pad > 2)
+        return 0;
+    s->n = (int)x->dim[0];
+    s->c = (int)x->dim[1];
+    s->h = (int)x->dim[2];
+    s->w = (int)x->dim[3];
+    s->k = (int)w->dim[0];
+    s->p = (int)y->dim[2];
+    s->q = (int)y->dim[3];
+    s->pad = op->p.conv.pad;
+    if (s->n <= 0 || s->c <= 0 || s->k <= 0 || s->p <= 0 || s->q <= 0) return 0;
+    const int data = op->kind == PT_OP_CONV2D_BWD_DATA;
+    s->in_rows = data ? s->k : s->c;
+    s->out_rows = data ? s->c : s->k;
+    s->ih = data ? s->p : s->h;
+    s->iw = data ? s->q : s->w;
+    s->ipad = data ? 2 - s->pad : s->pad;
+    s->oh = data ? s->h : s->p;
+    s->ow = data ? s->w : s->q;
+    s->tq = (s->ow + 1) / 2;
+    const int64_t tps = (int64_t)((s->oh + 1) / 2) * s->tq, tiles = tps * s->n;
+    /* the kernels index in int: keep every count and product of the GEMMs well inside it */
+    if (tiles > (1 << 26) || (int64_t)s->c * s->k > (1 << 24)) return 0;
+    s->tps = (int)tps;
+    s->tiles = (int)tiles;
+    s->u_floats = round64((size_t)16 * (size_t)s->k * (size_t)s->c);
+    return 1;
+}
+
+/* Tiles per block: as many as the scratch bound holds next to U. */
+static int block_of(const pt_kdev *dev, const wino_shape *s)
+{
+    const size_t cap = dev->conv_ws_cap / sizeof(float);
+    const size_t per_tile = (size_t)16 * (size_t)(s->in_rows + s->out_rows);
+    if (cap <= s->u_floats + 128) return 0;
+    size_t tb = (cap - s->u_floats - 128) / per_tile; /* 128: the two parts' rounding */
+    if (tb > (size_t)s->tiles) tb = (size_t)s->tiles;
+    return (int)tb;
+}
+
+/* The measured rule of PT_KWINO_AUTO (PoCL on 2 cores, CLBlast; docs/BENCHMARKS.md): Winograd
+ * against im2col per op, batch 64 unless said, on a loaded machine (each ratio varied by
+ * about +-30% between runs). Its GEMMs are 2.25x fewer multiply-adds, but each of the 16
+ * multiplies a K x C matrix, which CLBlast pads to its tile (64 x 64 x 32 on CPUs): with few
+ * channels the padding and the transforms cost more than the multiply-adds saved (C=1 -> K=64
+ * on 28x28: forward 0.37x-0.64x, filter gradient 0.42x-0.52x; C=8 -> 16: 0.74x-1.5x; C=16 ->
+ * 16: 1.3x-4.7x; C=64 -> 128 on 14x14: 2.2x-3.8x). The data gradient's GEMMs are C x K x
+ * tiles with the transforms of dy and dx around them, and it gains least: C=16 -> K=32 on
+ * 14x14 0.85x-1.06x, C=32 -> 64 on 7x7 0.85x-0.95x, C=32 -> 32 on 14x14 1.4x-1.8x, C=64 ->
+ * 128 on 14x14 1.45x-2.1x. Maps under 3x3 waste most of each 2x2 tile and pay U's transform
+ * for few tiles (2x2 with 256 channels, batch 16: 0.34x-0.75x; 1x1 with 512: 0.26x-0.70x;
+ * 3x3 with 256 -> 512: 0.98x-1.6x). */
+static int pays(const pt_op *op, const wino_shape *s)
+{
+    if (s->p < 3 || s->q < 3) return 0;
+    if (op->kind == PT_OP_CONV2D_BWD_DATA) return s->c >= 32 && s->k >= 32;
+    return s->c >= 16 && s->k >= 16;
+}
+
+int pt_kwino_block(const pt_kdev *dev, const pt_op *op)
+{
+    wino_shape s;
+    return wino_shape_of(op, &s) ? block_of(dev, &s) : 0;
+}
+
+int pt_kwino_use(const pt_kdev *dev, const pt_op *op)
+{
+    wino_shape s;
+    if (!dev->sgemm_batched || dev->winograd == PT_KWINO_OFF || !wino_shape_of(op, &s) || block_of(dev, &s) < 1)
+        return 0;
+    return dev->winograd == PT_KWINO_FORCE || pays(op, &s);
+}
+
+size_t pt_kwino_workspace(const pt_kdev *dev, const pt_op *op)
+{
+    wino_shape s;
+    if (!wino_shape_of(op, &s)) return 0;
+    const int tb = block_of(dev, &s);
+    if (tb < 1) return 0;
+    return (s.u_floats + round64((size_t)16 * (size_t)s.in_rows * (size_t)tb) +
+            round64((size_t)16 * (size_t)s.out_rows * (size_t)tb)) *
+           sizeof(float);
+}
+
+static pt_mem at(pt_mem m, size_t floats)
+{
+    m.off += floats * sizeof(float);
+    return m;
+}
+
+static pt_status launch(const pt_kdev *dev, const pt_kcall *c, pt_error *err)
+{
+    PT_TRY(pt_kcall_check(c, dev->backend, err));
+    return dev->launch(dev->ctx, c, err);
+}
+
+/* U = the transformed filters [16][K][C] (rot: rotated, for the data gradient). */
+static pt_status filter_transform(const pt_kdev *dev, const wino_shape *s, pt_mem w, pt_mem u, int rot, pt_error *err)
+{
+    const int n = s->k * s->c;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_WINO_FILTER, (size_t)n);
+    pt_karg_mem(&c, w);
+    pt_karg_mem(&c, u);
+    pt_karg_int(&c, n);
+    pt_karg_int(&c, s->k);
+    pt_karg_int(&c, s->c);
+    pt_karg_int(&c, rot);
+    return launch(dev, &c, err);
+}
+
+/* The tile block's geometry, in the order the tile kernels take it after their extents. */
+static void karg_tiles(pt_kcall *c, const wino_shape *s, int t0, int tb)
+{
+    pt_karg_int(c, s->tq);
+    pt_karg_int(c, s->tps);
+    pt_karg_int(c, t0);
+    pt_karg_int(c, tb);
+}
+
+static pt_status input_transform(const pt_kdev *dev, const wino_shape *s, pt_mem x, pt_mem v, int t0, int tb,
+                                 pt_error *err)
+{
+    const int n = s->in_rows * tb;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_WINO_INPUT, (size_t)n);
+    pt_karg_mem(&c, x);
+    pt_karg_mem(&c, v);
+    pt_karg_int(&c, n);
+    pt_karg_int(&c, s->in_rows);
+    pt_karg_int(&c, s->ih);
+    pt_karg_int(&c, s->iw);
+    pt_karg_int(&c, s->ipad);
+    karg_tiles(&c, s, t0, tb);
+    return launch(dev, &c, err);
+}
+
+static pt_status output_transform(const pt_kdev *dev, const wino_shape *s, pt_mem m, pt_mem y, int t0, int tb,
+                                  int acc, pt_error *err)
+{
+    const int n = s->out_rows * tb;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_WINO_OUTPUT, (size_t)n);
+    pt_karg_mem(&c, m);
+    pt_karg_mem(&c, y);
+    pt_karg_int(&c, n);
+    pt_karg_int(&c, s->out_rows);
+    pt_karg_int(&c, s->oh);
+    pt_karg_int(&c, s->ow);
+    karg_tiles(&c, s, t0, tb);
+    pt_karg_int(&c, acc);
+    return launch(dev, &c, err);
+}
+
+static pt_status dy_transform(const pt_kdev *dev, const wino_shape *s, pt_mem dy, pt_mem d, int t0, int tb,
+                              pt_error *err)
+{
+    const int n = s->k * tb;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_WINO_DY, (size_t)n);
+    pt_karg_mem(&c, dy);
+    pt_karg_mem(&c, d);
+    pt_karg_int(&c, n);
+    pt_karg_int(&c, s->k);
+    pt_karg_int(&c, s->p);
+    pt_karg_int(&c, s->q);
+    karg_tiles(&c, s, t0, tb);
+    return launch(dev, &c, err);
+}
+
+static pt_status filter_grad(const pt_kdev *dev, const wino_shape *s, pt_mem du, pt_mem dw, int acc, pt_error *err)
+{
+    const int n = s->k * s->c;
+    pt_kcall c;
+    pt_kcall_begin(&c, PT_K_WINO_FILTER_GRAD, (size_t)n);
+    pt_karg_mem(&c, du);
+    pt_karg_mem(&c, dw);
+    pt_karg_int(&c, n);
+    pt_karg_int(&c, s->k);
+    pt_karg_int(&c, s->c);
+    pt_karg_int(&c, acc);
+    return launch(dev, &c, err);
+}
+
+pt_status pt_kwino_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    wino_shape s;
+    if (!wino_shape_of(op, &s) || !dev->sgemm_batched)
+        return pt_fail(err, PT_ERR_INVALID, "%s %s: not a Winograd convolution on this device", dev->backend,
+                       pt_op_name(op->kind));
+    const int block = block_of(dev, &s);
+    const size_t need = pt_kwino_workspace(dev, op);
+    if (block < 1 || op->workspace_bytes < need)
+        return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
+                       dev->backend, pt_op_name(op->kind), need, op->workspace_bytes);
+    const pt_mem x = op->t[0].mem, w = op->t[1].mem, y = op->t[2].mem; /* (dx, dw, dy) in backward */
+    const pt_mem u = op->workspace, v = at(u, s.u_floats);
+    const pt_mem m = at(v, round64((size_t)16 * (size_t)s.in_rows * (size_t)block));
+    const size_t K = (size_t)s.k, C = (size_t)s.c, kc = K * C;
+    const int acc = op->accumulate;
+    if (op->kind != PT_OP_CONV2D_BWD_FILTER)
+        PT_TRY(filter_transform(dev, &s, w, u, op->kind == PT_OP_CONV2D_BWD_DATA, err));
+    for (int t0 = 0; t0 < s.tiles; t0 += block) {
+        const int tb = s.tiles - t0 < block ? s.tiles - t0 : block;
+        const size_t T = (size_t)tb;
+        switch (op->kind) {
+        case PT_OP_CONV2D_FWD:
+            /* M[xi] (K x T) = U[xi] (K x C) V[xi] (C x T) */
+            PT_TRY(input_transform(dev, &s, x, v, t0, tb, err));
+            PT_TRY(dev->sgemm_batched(dev->ctx, 0, 0, K, T, C, 1.0f, u, C, kc, v, T, C * T, 0.0f, m, T, K * T, 16,
+                                      err));
+            PT_TRY(output_transform(dev, &s, m, y, t0, tb, acc, err));
+            break;
+        case PT_OP_CONV2D_BWD_DATA:
+            /* M[xi] (C x T) = U[xi]^T (C x K) V[xi] (K x T), V the transformed dy */
+            PT_TRY(input_transform(dev, &s, y, v, t0, tb, err));
+            PT_TRY(dev->sgemm_batched(dev->ctx, 1, 0, C, T, K, 1.0f, u, C, kc, v, T, K * T, 0.0f, m, T, C * T, 16,
+                                      err));
+            PT_TRY(output_transform(dev, &s, m, x, t0, tb, acc, err));
+            break;
+        default:
+            /* dU[xi] (K x C) (+)= D[xi] (K x T) V[xi]^T (T x C) */
+            PT_TRY(input_transform(dev, &s, x, v, t0, tb, err));
+            PT_TRY(dy_transform(dev, &s, y, m, t0, tb, err));
+            PT_TRY(dev->sgemm_batched(dev->ctx, 0, 1, K, C, T, 1.0f, m, T, K * T, v, T, C * T, t0 ? 1.0f : 0.0f, u,
+                                      C, kc, 16, err));
+            break;
+        }
+    }
+    if (op->kind == PT_OP_CONV2D_BWD_FILTER) PT_TRY(filter_grad(dev, &s, u, w, acc, err));
+    return PT_OK;
+}
