@@ -199,7 +199,9 @@ pt_status rp_run_part(pt_replica *r, int seg, pt_error *err)
     rp_graphs *g = &r->g;
     const int n = a->n + (b ? b->n : 0);
     /* per-op hooks, profiling and tracing need control between ops */
-    if (!g->on || g->failed || r->hook || r->prof || r->trace || n > g->cap_ops[seg]) return run_lists(r, a, b, err);
+    /* a device group's hook reduces gradients between the training part's ops */
+    if (!g->on || g->failed || (r->hook && seg == RP_SEG_TRAIN) || r->prof || r->trace || n > g->cap_ops[seg])
+        return run_lists(r, a, b, err);
     rp_graph_slot *s = NULL;
     for (int k = 0; k < RP_GRAPH_SLOTS && !s; k++)
         if (same_ops(g, &g->slot[seg][k], a, b, n)) s = &g->slot[seg][k];
@@ -236,13 +238,14 @@ void pt_replica_graph_stats(const pt_replica *r, pt_graph_stats *out)
 {
     memset(out, 0, sizeof *out);
     const rp_graphs *g = &r->g;
-    out->on = g->on && !g->failed && !r->hook;
+    out->on = g->on && !g->failed;
+    out->training_part = out->on && !r->hook;
     out->captures = g->captures;
     out->launches = g->launches;
     out->captured_after_step = g->first_capture_step >= 0 ? g->first_capture_step : 0;
-    if (g->on && !g->failed && r->hook)
+    if (out->on && !out->training_part)
         snprintf(out->why, sizeof out->why,
-                 "a device group reduces gradients between ops, so the step is launched op by op");
+                 "the forward and backward ops run one by one: a device group reduces gradients between them");
     else if (!out->on)
         snprintf(out->why, sizeof out->why, "%s", g->why);
 }

@@ -32,7 +32,7 @@ enum { RP_SEG_TRAIN = 0, RP_SEG_UPDATE, RP_SEG_EVAL, RP_NSEG };
 /* A part's lists must have run this many times unchanged, one op at a time, before they are
  * captured: the first run is where a backend measures its algorithms (cuDNN) and sizes what
  * it caches, which a capture cannot hold. */
-#define RP_GRAPH_WARMUP 2
+#define RP_GRAPH_WARMUP PT_GRAPH_WARMUP_STEPS
 
 typedef struct rp_graph_slot {
     pt_op *snap; /* the part's ops when first seen, per-step values cleared */

@@ -29,7 +29,7 @@ void pt_op_clear_step_params(pt_op *op)
     case PT_OP_ADAM:
         op->p.adam.lr = 0;
         op->p.adam.beta1 = 0;
-        op->p.adam.step = 0;
+        op->p.adam.step = 1; /* a placeholder the kind's rule accepts (step >= 1) */
         break;
     case PT_OP_RMSPROP:
         op->p.rmsprop.lr = 0;
@@ -68,6 +68,39 @@ void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s)
         op->p.dropout.sample_base = (int64_t)u64_of(s->sample_base_lo, s->sample_base_hi);
         break;
     case PT_OP_XENT: op->p.xent.grad_scale = s->grad_scale; break;
+    default: break;
+    }
+}
+
+void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op)
+{
+    switch (op->kind) {
+    case PT_OP_SGD:
+        s->lr = op->p.sgd.lr;
+        s->momentum = op->p.sgd.momentum;
+        s->first_step = op->p.sgd.first_step;
+        break;
+    case PT_OP_ADAM:
+        s->lr = op->p.adam.lr;
+        s->momentum = op->p.adam.beta1;
+        s->adam_step_lo = (uint32_t)(uint64_t)op->p.adam.step;
+        s->adam_step_hi = (uint32_t)((uint64_t)op->p.adam.step >> 32);
+        pt_adam_bias_terms(op->p.adam.lr, op->p.adam.beta1, op->p.adam.beta2, op->p.adam.step, &s->adam_step_size,
+                           &s->adam_sqrt_bc2);
+        break;
+    case PT_OP_RMSPROP:
+        s->lr = op->p.rmsprop.lr;
+        s->momentum = op->p.rmsprop.momentum;
+        break;
+    case PT_OP_DROPOUT_FWD: {
+        const uint64_t step = op->p.dropout.stream >> 16;
+        s->step_lo = (uint32_t)step;
+        s->step_hi = (uint32_t)(step >> 32);
+        s->sample_base_lo = (uint32_t)(uint64_t)op->p.dropout.sample_base;
+        s->sample_base_hi = (uint32_t)((uint64_t)op->p.dropout.sample_base >> 32);
+        break;
+    }
+    case PT_OP_XENT: s->grad_scale = op->p.xent.grad_scale; break;
     default: break;
     }
 }

@@ -124,8 +124,10 @@ int pt_op_has_step_params(pt_op_kind kind);
 /* Clears op's per-step values (not their structure: whether a momentum is 0 decides which
  * buffers the kernels touch, so it stays), and the layer id of dropout's stream stays: two
  * ops of consecutive steps compare equal (memcmp) after this exactly when they differ in
- * declared per-step values only. */
+ * declared per-step values only. The cleared op is still valid (Adam's step becomes 1). */
 void pt_op_clear_step_params(pt_op *op);
+/* The fields of s that op's kind reads, from op's by-value parameters (the others untouched). */
+void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op);
 /* op's by-value per-step parameters set from s (what a backend that executes on the host
  * does when op->step is set). */
 void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s);

@@ -171,11 +171,16 @@ size_t pt_replica_workspace_bytes(const pt_replica *r);
 pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after, pt_error *err);
 const pt_optim_config *pt_replica_optim(const pt_replica *r);
 
-/* Graph capture of the step: whether it is on, and if not why ("off: ..."), with the counts
- * so far: captures (each re-capture counts), graph launches, and the training step (1-based)
- * after which the training part was first captured (0: not yet). */
+/* Graph capture of the step: a part is captured once its ops have run unchanged this many
+ * times (the first run measures algorithms), i.e. after that many training steps. */
+#define PT_GRAPH_WARMUP_STEPS 2
+/* Whether the replica captures (on) and whether that includes the forward + backward part
+ * (training_part: not in a device group that reduces between its ops), why not (off, or
+ * on without the training part), and the counts so far: captures (each re-capture counts),
+ * graph launches, the training steps run before the training part was first captured (0:
+ * not yet). */
 typedef struct pt_graph_stats {
-    int on;
+    int on, training_part;
     int64_t captures, launches, captured_after_step;
     char why[192];
 } pt_graph_stats;
