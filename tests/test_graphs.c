@@ -289,10 +289,35 @@ static void switches_on_and_off(void)
     CHECK(strcmp(pt_switch_name(PT_SWITCH_ON), "on") == 0);
 }
 
+/* A capture that fails leaves the replica launching op by op, with the same numbers, and says
+ * why. */
+static void a_failed_capture_falls_back_to_launching_op_by_op(void)
+{
+    rig plain, failing;
+    if (!rig_open(&plain, 0, PT_OPTIM_SGD, PT_SWITCH_AUTO) || !rig_open(&failing, 2, PT_OPTIM_SGD, PT_SWITCH_AUTO))
+        return;
+    for (int step = 0; step < 6; step++) {
+        float la[CAP], lb[CAP];
+        one_step(plain.r, step, 6, 0.1f, 0.9f, la);
+        one_step(failing.r, step, 6, 0.1f, 0.9f, lb);
+        CHECKF(memcmp(la, lb, 6 * sizeof(float)) == 0, "step %d: losses differ", step);
+    }
+    CHECK(same_state(&plain, &failing));
+    pt_graph_stats gs;
+    pt_replica_graph_stats(failing.r, &gs);
+    CHECKF(!gs.on && gs.captures == 0 && gs.launches == 0, "on %d, %lld captures, %lld launches", gs.on,
+           (long long)gs.captures, (long long)gs.launches);
+    CHECKF(strstr(gs.why, "the capture of the training part failed") && strstr(gs.why, "fail every capture"),
+           "why: '%s'", gs.why);
+    rig_close(&plain);
+    rig_close(&failing);
+}
+
 int main(void)
 {
     RUN(per_step_parameters_are_exactly_the_declared_ones);
     RUN(captured_steps_match_uncaptured_bitwise);
     RUN(switches_on_and_off);
+    RUN(a_failed_capture_falls_back_to_launching_op_by_op);
     TEST_EXIT();
 }

@@ -102,7 +102,7 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     d->winograd = !(wino && strcmp(wino, "0") == 0);
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
     d->bf16_kernel = cpu_has_bf16_kernel();
-    d->emulate = opt->emulate_graphs != 0;
+    d->emulate = opt->emulate_graphs;
     *dev_ctx = d;
     return PT_OK;
 }

@@ -30,7 +30,7 @@ int cpu_emu_graph_capable(void *dev_ctx, char *why, size_t cap)
     const cpu_device *d = dev_ctx;
     if (!d->emulate && why && cap)
         snprintf(why, cap, "the cpu backend runs each op as it is queued, there is nothing to capture");
-    return d->emulate;
+    return d->emulate != 0;
 }
 
 pt_status cpu_emu_graph_begin(void *dev_ctx, pt_error *err)
@@ -80,6 +80,10 @@ pt_status cpu_emu_graph_end(void *dev_ctx, void **graph, pt_error *err)
     cpu_recording *r = d->rec;
     d->rec = NULL;
     if (!r) return pt_fail(err, PT_ERR_INVALID, "cpu: no capture is under way");
+    if (d->emulate == 2 && !r->failed) {
+        r->failed = 1;
+        snprintf(r->why, sizeof r->why, "the device was opened to fail every capture");
+    }
     if (r->failed) {
         pt_status st = pt_fail(err, PT_ERR_UNSUPPORTED, "cpu: capture failed: %s", r->why);
         free_recording(r);
@@ -103,7 +107,7 @@ void cpu_emu_graph_free(void *dev_ctx, void *graph)
     free_recording(graph);
 }
 
-int cpu_emu_pinned_capable(void *dev_ctx) { return ((const cpu_device *)dev_ctx)->emulate; }
+int cpu_emu_pinned_capable(void *dev_ctx) { return ((const cpu_device *)dev_ctx)->emulate != 0; }
 
 pt_status cpu_emu_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err)
 {

@@ -63,7 +63,7 @@ typedef struct cpu_device {
     int bf16_kernel;
     /* pt_device_options.emulate_graphs (tests): the graph and pinned-input hooks record and
      * replay (cpu_emulate.c) */
-    int emulate;
+    int emulate; /* 2: every capture fails at its end */
     struct cpu_recording *rec;  /* the graph being captured, or NULL */
     struct cpu_pending *pending; /* asynchronous writes not yet carried out */
     int npending, cap_pending;

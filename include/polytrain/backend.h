@@ -32,7 +32,8 @@ typedef struct pt_device_options {
     /* Tests only, cpu: the device implements the graph hooks by recording the ops at capture
      * and running the recording at launch (op->step read when it runs), and the pinned-input
      * hooks by holding each asynchronous write back until the device is told to wait for it,
-     * so the core's capture and double-buffering logic runs on a CPU. */
+     * so the core's capture and double-buffering logic runs on a CPU; 2: the same, but every
+     * capture fails at its end (the fallback to launching op by op). */
     int emulate_graphs;
 } pt_device_options;
 
