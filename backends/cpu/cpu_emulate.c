@@ -153,7 +153,7 @@ pt_status cpu_emu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_e
         if (p->bytes) memcpy(cpu_ptr(p->dst), p->src, p->bytes);
         done++;
     }
-    memmove(d->pending, d->pending + done, (size_t)(d->npending - done) * sizeof *d->pending);
+    if (done) memmove(d->pending, d->pending + done, (size_t)(d->npending - done) * sizeof *d->pending);
     d->npending -= done;
     return PT_OK;
 }
