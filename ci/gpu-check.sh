@@ -13,6 +13,9 @@
 #      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound);
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
+#   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
+#      and both on: a short deterministic training run each (the saved weights must be bitwise
+#      the same) and a bench pair of baseline 3x64x64 b64;
 #   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
 #      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch (tools/bench_torch.py)
 #      on the same GPU and batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with
@@ -278,6 +281,29 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     fi
 fi
 
+# ---- 3b. the step as CUDA graphs and the pinned input, each off and on ----
+# Conformance does not depend on them (it runs single ops); the training check does: the same
+# deterministic run with both off and both on must save bitwise the same weights, and the
+# bench pair shows what they change in the step time.
+if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
+    GDATA="$OUTDIR/graphs-data"
+    "$CLI" synth --out "$GDATA" --classes 10 --train-per-class 64 --val-per-class 8 --size 32 --no-progress \
+        >"$OUTDIR/graphs-synth.log" 2>&1
+    for mode in off on; do
+        run "graphs_train_$mode" 120 "$CLI" train --backend cuda --model baseline --data "tinyimagenet:$GDATA" \
+            --epochs 1 --batch-per-device 32 --deterministic --cuda-graphs "$mode" --pinned-input "$mode" \
+            --out "$OUTDIR/graphs-run-$mode" --no-progress
+        run_json "graphs_bench_$mode" 90 "$CLI" bench --backend cuda --model baseline --input 3x64x64 --classes 200 \
+            --batch 64 --steps 50 --warmup 5 --cuda-graphs "$mode" --pinned-input "$mode" --json
+    done
+    if cmp -s "$OUTDIR/graphs-run-off/last/model.safetensors" "$OUTDIR/graphs-run-on/last/model.safetensors"; then
+        echo "same" >"$OUTDIR/graphs_weights.txt"
+    else
+        echo "DIFFERENT" >"$OUTDIR/graphs_weights.txt"
+        STATUS=1
+    fi
+fi
+
 # ---- 4. benchmarks ----
 BSTEPS=50
 [ "$QUICK" -eq 1 ] && BSTEPS=20
@@ -453,6 +479,18 @@ if os.path.exists(steps):
             L.append(f"- {len(rows)} steps; mean loss of the first 10 {first:.4f}, of the last 10 {last:.4f}")
 tail = text("train.log").strip().splitlines()[-4:]
 L += ["", "```"] + tail + ["```", ""]
+L += ["## CUDA graphs and pinned input (off vs on)", "",
+      f"- deterministic baseline run, both off vs both on: weights {text('graphs_weights.txt').strip() or 'not compared'} "
+      f"(exit off {rc('graphs_train_off')}, on {rc('graphs_train_on')})"]
+for mode in ("off", "on"):
+    b = load(f"graphs_bench_{mode}.json")
+    if b:
+        L.append(f"- bench baseline 3x64x64 b64, {mode}: train step {b.get('train_step_ms')} ms, eval batch "
+                 f"{b.get('eval_batch_ms')} ms; graphs: {b.get('cuda_graphs')}; input: {b.get('pinned_input')}")
+    for line in text(f"graphs_train_{mode}.log").splitlines():
+        if line.startswith("CUDA graphs:") or line.startswith("pinned input:"):
+            L.append(f"  - train {mode}: {line}")
+L.append("")
 L += ["## Throughput, same GPU, same batch (img/s; training = forward + backward + SGD step)", "",
       f"PyTorch side: `{torch_bench}` (cudnn.benchmark on; its own cuDNN, shown below). fp32 = "
       "NVIDIA_TF32_OVERRIDE=0 on both sides (no TF32 anywhere); tf32 = TF32 allowed in cuBLAS and "

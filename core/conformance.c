@@ -72,6 +72,9 @@ typedef struct conf_case {
     int steps;      /* optimizer cases: updates in a row, with fresh inputs (gradients) each */
     int first_step; /* SGD: the first of them is the optimizer's first step */
     int64_t adam_step0;
+    /* kinds with per-step parameters: the device under test reads them from a step record
+     * (pt_op.step), its by-value ones cleared; the reference keeps them by value */
+    int step_record;
 } conf_case;
 
 typedef struct conf_table {
@@ -800,6 +803,22 @@ static void math_variants(conf_table *t, int first)
         }
 }
 
+/* The cases of a kind with per-step parameters again, the device under test reading them
+ * from a step record as a captured graph does: the same results, bit for bit where the case
+ * asks for it. */
+static void step_record_variants(conf_table *t, int first)
+{
+    const int last = t->n;
+    for (int i = first; i < last && !t->oom; i++) {
+        conf_case c = t->c[i];
+        c.step_record = 1;
+        char rest[sizeof c.name];
+        const char *sp = strchr(c.name, ' ');
+        snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+        push(t, &c, "%s step=record", rest);
+    }
+}
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -809,6 +828,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
         const int first = t->n;
         if (r < sizeof recipes / sizeof recipes[0] && recipes[r]) recipes[r](t, (pt_op_kind)k);
         if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
+        if (pt_op_has_step_params((pt_op_kind)k)) step_record_variants(t, first);
     }
     if (t->oom) {
         free(t->c);
@@ -1244,6 +1264,7 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
     conf_side sides[2];
     memset(sides, 0, sizeof sides);
     sides[0].dev = ref, sides[1].dev = dut;
+    pt_buffer *rec = NULL; /* the step record of a step=record case, on the device under test */
     pt_status st = PT_OK;
     pt_error e;
     pt_error_clear(&e);
@@ -1281,6 +1302,10 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         outcome_fail(r, "supports", "not supported by backend '%s'", dut->be->name);
         goto done;
     }
+    if (c->step_record && pt_device_alloc(dut, sizeof(pt_step_scalars), &rec, &e) != PT_OK) {
+        outcome_fail(r, "setup", "device under test: step record: %s", e.msg);
+        goto done;
+    }
     unsigned char *fresh = NULL;
     for (int step = 0; step < c->steps; step++) {
         if (step > 0) { /* optimizer cases: new gradients each step, the same on both sides */
@@ -1312,8 +1337,21 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
             free(fresh);
             goto done;
         }
+        pt_op by_record = sides[1].op;
+        if (rec) {
+            pt_step_scalars s;
+            memset(&s, 0, sizeof s);
+            pt_step_scalars_from_op(&s, &sides[1].op);
+            pt_op_clear_step_params(&by_record);
+            by_record.step = (pt_mem){rec, 0};
+            if (pt_device_write(dut, by_record.step, &s, sizeof s, &e) != PT_OK) {
+                outcome_fail(r, "write", "device under test: step record: %s", e.msg);
+                free(fresh);
+                goto done;
+            }
+        }
         double t0 = now_ms();
-        if (pt_device_run(dut, &sides[1].op, &e) != PT_OK || pt_device_sync(dut, &e) != PT_OK) {
+        if (pt_device_run(dut, &by_record, &e) != PT_OK || pt_device_sync(dut, &e) != PT_OK) {
             outcome_fail(r, "run", "%s", e.msg);
             free(fresh);
             goto done;
@@ -1339,6 +1377,7 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         compare(c, j, sides[1].img[reg] + L.off[reg], sides[0].img[reg] + L.off[reg], image[reg] + L.off[reg], r);
     }
 done:
+    if (rec) pt_device_free(dut, rec);
     free_side(&sides[0]);
     free_side(&sides[1]);
     for (int i = 0; i < PT_OP_MAX_OPERANDS; i++) free(image[i]);

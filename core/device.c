@@ -91,3 +91,21 @@ pt_status pt_device_precision(pt_device *dev, pt_precision p, char *how, size_t 
     return pt_fail(err, PT_ERR_UNSUPPORTED, "%s device %d (%s) computes in fp32 only: --precision %s is not available",
                    dev->be->name, dev->index, dev->info.name, pt_precision_name(p));
 }
+
+int pt_device_graph_capable(pt_device *dev, char *why, size_t cap)
+{
+    const pt_backend_iface *be = dev->be;
+    if (!be->graph_capable || !be->graph_begin || !be->graph_end || !be->graph_launch || !be->graph_free) {
+        if (why && cap) snprintf(why, cap, "the %s backend launches every op by itself", be->name);
+        return 0;
+    }
+    if (why && cap) why[0] = '\0';
+    return be->graph_capable(dev->ctx, why, cap);
+}
+
+int pt_device_pinned_input(const pt_device *dev)
+{
+    const pt_backend_iface *be = dev->be;
+    return be->pinned_capable && be->host_alloc && be->host_free && be->write_async && be->write_fence_wait &&
+           be->pinned_capable(dev->ctx);
+}

@@ -91,6 +91,9 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     if ((st = rp_set_eval_batch(r, batch_capacity, err)) != PT_OK) goto fail;
     rp_emit_update(r);
     if ((st = rp_attach_workspace(r, &r->update, err)) != PT_OK) goto fail;
+    if ((st = rp_graphs_setup(r, ro ? ro->graphs : PT_SWITCH_AUTO, ro ? ro->pinned_input : PT_SWITCH_AUTO, err)) !=
+        PT_OK)
+        goto fail;
     *out = r;
     return PT_OK;
 fail:
@@ -101,6 +104,7 @@ fail:
 void pt_replica_free(pt_replica *r)
 {
     if (!r) return;
+    rp_graphs_free(r);
     if (r->slab) pt_device_free(r->dev, r->slab);
     if (r->arena) pt_device_free(r->dev, r->arena);
     if (r->acc) pt_device_free(r->dev, r->acc);
@@ -273,7 +277,7 @@ static const char *list_name(const pt_replica *r, const op_list *l)
     return l == &r->fwd_train ? "forward" : l == &r->bwd ? "backward" : l == &r->update ? "update" : "eval";
 }
 
-static pt_status run_list(pt_replica *r, const op_list *l, pt_error *err)
+pt_status rp_run_list(pt_replica *r, const op_list *l, pt_error *err)
 {
     pt_replica_list which = l == &r->fwd_train ? PT_LIST_FORWARD : l == &r->bwd ? PT_LIST_BACKWARD : PT_LIST_OTHER;
     /* An asynchronous backend returns when the op is queued: a synchronisation after it puts
@@ -322,14 +326,6 @@ void pt_replica_set_trace(pt_replica *r, pt_trace *trace, int track)
     r->trace_track = track;
 }
 
-static pt_status upload_batch(pt_replica *r, const float *x, const int32_t *y, int n, pt_error *err)
-{
-    const pt_node *in = &r->net->nodes[0];
-    pt_mem xm = {r->arena, r->x_off}, ym = {r->arena, r->y_off};
-    PT_TRY(pt_device_write(r->dev, xm, x, rp_node_bytes(in, n), err));
-    return pt_device_write(r->dev, ym, y, (size_t)n * sizeof(int32_t), err);
-}
-
 static pt_status check_labels(const pt_replica *r, const int32_t *y, int n, pt_error *err)
 {
     for (int i = 0; i < n; i++)
@@ -345,6 +341,7 @@ static pt_status download_outputs(pt_replica *r, int n, float *logits, float *lo
     if (logits)
         PT_TRY(pt_device_read(r->dev, logits, lm, (size_t)n * r->net->num_classes * sizeof(float), err));
     if (loss) PT_TRY(pt_device_read(r->dev, loss, sm, (size_t)n * sizeof(float), err));
+    if (logits || loss) r->in.busy = 0; /* a read waits for the device */
     return PT_OK;
 }
 
@@ -419,8 +416,18 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
     if (y2) PT_TRY(check_labels(r, y2, n, err));
     PT_TRY(rp_set_train_batch(r, n, err));
     note_batch(r, r->seen_train, &r->nseen_train, n);
+    /* the per-step values by value and in the step record, which the ops refer to when the
+     * replica captures graphs */
+    pt_step_scalars *rec = &r->g.host[RP_SEG_TRAIN];
+    rec->step_lo = (uint32_t)(uint64_t)step;
+    rec->step_hi = (uint32_t)((uint64_t)step >> 32);
+    rec->sample_base_lo = (uint32_t)(uint64_t)sample_base;
+    rec->sample_base_hi = (uint32_t)((uint64_t)sample_base >> 32);
+    rec->grad_scale = grad_scale;
+    const pt_mem ref = rp_step_record(r, RP_SEG_TRAIN);
     for (int i = 0; i < r->fwd_train.n; i++) {
         pt_op *op = &r->fwd_train.ops[i];
+        if (pt_op_has_step_params(op->kind)) op->step = ref;
         if (op->kind == PT_OP_DROPOUT_FWD) {
             /* stream = step*65536 + layer id; the layer id was stored at emission */
             op->p.dropout.stream = (uint64_t)step * 65536u + (op->p.dropout.stream & 0xffffu);
@@ -439,12 +446,8 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
             }
         }
     }
-    PT_TRY(upload_batch(r, x, y, n, err));
-    if (y2) {
-        pt_mem m2 = {r->arena, r->y2_off}, ml = {r->arena, r->lam_off};
-        PT_TRY(pt_device_write(r->dev, m2, y2, (size_t)n * sizeof(int32_t), err));
-        PT_TRY(pt_device_write(r->dev, ml, lam, (size_t)n * sizeof(float), err));
-    }
+    PT_TRY(rp_upload_input(r, x, y, y2, lam, n, err));
+    PT_TRY(rp_write_step_record(r, RP_SEG_TRAIN, err));
     for (int i = 0; i < r->bwd.n; i++) {
         pt_op *op = &r->bwd.ops[i];
         if (op->kind == PT_OP_BN_SYNC_BWD) {
@@ -452,9 +455,10 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
             op->p.bn.count = (int64_t)(r->global_batch > 0 ? r->global_batch : n) * xt->dim[2] * xt->dim[3];
         }
     }
-    PT_TRY(run_list(r, &r->fwd_train, err));
+    r->in.busy = 1;
+    PT_TRY(rp_run_part(r, RP_SEG_TRAIN, err));
     r->bn_steps++;
-    PT_TRY(run_list(r, &r->bwd, err));
+    r->g.train_steps++;
     return download_outputs(r, n, logits_out, loss_out, err);
 }
 
@@ -628,8 +632,18 @@ pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_
 
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
 {
+    pt_step_scalars *rec = &r->g.host[RP_SEG_UPDATE];
+    rec->lr = lr;
+    rec->momentum = r->opt.kind == PT_OPTIM_SGD || r->opt.kind == PT_OPTIM_RMSPROP ? r->opt.momentum : r->opt.beta1;
+    rec->first_step = !r->opt_started;
+    rec->adam_step_lo = (uint32_t)(uint64_t)step_count;
+    rec->adam_step_hi = (uint32_t)((uint64_t)step_count >> 32);
+    if (r->opt.kind == PT_OPTIM_ADAM || r->opt.kind == PT_OPTIM_ADAMW)
+        pt_adam_bias_terms(lr, r->opt.beta1, r->opt.beta2, step_count, &rec->adam_step_size, &rec->adam_sqrt_bc2);
+    const pt_mem ref = rp_step_record(r, RP_SEG_UPDATE);
     for (int i = 0; i < r->update.n; i++) {
         pt_op *op = &r->update.ops[i];
+        op->step = ref;
         if (op->kind == PT_OP_SGD) {
             op->p.sgd.lr = lr;
             op->p.sgd.momentum = r->opt.momentum;
@@ -643,7 +657,8 @@ pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_erro
             op->p.adam.step = step_count;
         }
     }
-    PT_TRY(run_list(r, &r->update, err));
+    PT_TRY(rp_write_step_record(r, RP_SEG_UPDATE, err));
+    PT_TRY(rp_run_part(r, RP_SEG_UPDATE, err));
     r->opt_started = 1;
     return PT_OK;
 }
@@ -656,7 +671,8 @@ pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n
     PT_TRY(check_labels(r, y, n, err));
     PT_TRY(rp_set_eval_batch(r, n, err));
     note_batch(r, r->seen_eval, &r->nseen_eval, n);
-    PT_TRY(upload_batch(r, x, y, n, err));
-    PT_TRY(run_list(r, &r->fwd_eval, err));
+    PT_TRY(rp_upload_input(r, x, y, NULL, NULL, n, err));
+    r->in.busy = 1;
+    PT_TRY(rp_run_part(r, RP_SEG_EVAL, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }

@@ -325,6 +325,7 @@ pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_
         pt_device_free(dev, arena);
         return pt_error_wrap(err, "re-sizing the activation arena");
     }
+    rp_graphs_invalidate(r);
     pt_device_free(dev, r->arena);
     r->arena = arena;
     r->ws_bytes = need;

@@ -24,6 +24,49 @@ typedef struct op_list {
     int n, cap;
 } op_list;
 
+/* The parts of a step captured as one graph each (core/replica_graph.c): forward + loss +
+ * backward, the update, the evaluation forward. */
+enum { RP_SEG_TRAIN = 0, RP_SEG_UPDATE, RP_SEG_EVAL, RP_NSEG };
+/* Graphs kept per part: a run alternates between the full batch and a short last one. */
+#define RP_GRAPH_SLOTS 2
+/* A part's lists must have run this many times unchanged, one op at a time, before they are
+ * captured: the first run is where a backend measures its algorithms (cuDNN) and sizes what
+ * it caches, which a capture cannot hold. */
+#define RP_GRAPH_WARMUP PT_GRAPH_WARMUP_STEPS
+
+typedef struct rp_graph_slot {
+    pt_op *snap; /* the part's ops when first seen, per-step values cleared */
+    int n;       /* ops in snap; -1: empty */
+    void *exec;  /* the backend's graph of these ops, or NULL (not captured yet) */
+    int runs;    /* runs of these very ops so far */
+    uint64_t used;
+} rp_graph_slot;
+
+typedef struct rp_graphs {
+    int on;          /* the ops carry step records and the parts are captured when stable */
+    char why[192];   /* off: the reason */
+    pt_buffer *rec;  /* step records on the device: RP_SEG_TRAIN's, then RP_SEG_UPDATE's */
+    pt_step_scalars host[2];
+    rp_graph_slot slot[RP_NSEG][RP_GRAPH_SLOTS];
+    int cap_ops[RP_NSEG];
+    pt_op scratch;
+    uint64_t clock;
+    int failed;      /* a capture failed: every part runs op by op from then on */
+    int64_t captures, launches, first_capture_step; /* first_capture_step: -1 none */
+    int64_t train_steps;
+} rp_graphs;
+
+/* Pinned, double-buffered input (core/replica_graph.c). */
+typedef struct rp_input {
+    int on;
+    char why[160];
+    void *host[2];      /* page-locked staging: x | y | y2 | lam for the capacity */
+    uint64_t fence[2];  /* each one's last copy */
+    int next;
+    int busy;           /* ops that read the input may still be queued */
+    size_t x_bytes, y_bytes, lam_bytes;
+} rp_input;
+
 struct pt_replica {
     const pt_net *net;
     pt_device *dev;
@@ -72,6 +115,8 @@ struct pt_replica {
      * overflow: more distinct sizes than recorded, and the workspace is left as created */
     int seen_train[RP_SEEN_MAX], seen_eval[RP_SEEN_MAX];
     int nseen_train, nseen_eval, seen_overflow;
+    rp_graphs g;
+    rp_input in;
 };
 
 static inline size_t rp_align_bytes(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
@@ -110,5 +155,30 @@ pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err);
  * (-1: the capacity) and the update list need: the bytes before the workspace are copied
  * over, the old arena freed, and every list re-emitted against the new one. */
 pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err);
+
+/* ---------------------------------------------------------------- replica.c */
+
+/* Issues every op of l one by one (profiling, tracing and the group's hook included). */
+pt_status rp_run_list(pt_replica *r, const op_list *l, pt_error *err);
+
+/* ---------------------------------------------------------------- replica_graph.c */
+
+/* Decides from the options and the device whether parts are captured and the input pinned,
+ * and allocates what that needs (after the lists are built). */
+pt_status rp_graphs_setup(pt_replica *r, pt_switch graphs, pt_switch pinned, pt_error *err);
+void rp_graphs_free(pt_replica *r);
+/* Drops every captured graph (a new arena). */
+void rp_graphs_invalidate(pt_replica *r);
+/* The step record the per-step ops of part seg (RP_SEG_TRAIN, RP_SEG_UPDATE) refer to, or
+ * none when the replica does not capture. */
+pt_mem rp_step_record(const pt_replica *r, int seg);
+/* Writes part seg's step record (r->g.host[seg]) to the device: one copy, before its ops. */
+pt_status rp_write_step_record(pt_replica *r, int seg, pt_error *err);
+/* Runs part seg: its graph when captured and its ops unchanged, else op by op (capturing
+ * once they have been stable for RP_GRAPH_WARMUP runs). */
+pt_status rp_run_part(pt_replica *r, int seg, pt_error *err);
+/* The batch to the arena's input: through the pinned double buffer when on, else write(). */
+pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2, const float *lam,
+                          int n, pt_error *err);
 
 #endif

@@ -4,8 +4,8 @@
  * (no device needed) and the stub's errors when the module or
  * the GPU is missing, through the polytrain binary. With a GPU: device index and
  * out-of-memory errors, host<->device round trips through the pinned staging, the NCCL
- * group collectives over every device, and reproducible convolution gradients in
- * deterministic mode. (Numerics of every op: test_conformance, which runs cuda like every
+ * group collectives over every device, reproducible convolution gradients in
+ * deterministic mode, and training with CUDA graphs and pinned input bitwise like without. (Numerics of every op: test_conformance, which runs cuda like every
  * backend.) Exits 77 when the cuda backend is not compiled in. */
 #define _GNU_SOURCE 1 /* dladdr */
 #include <dlfcn.h>
@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "polytrain/backend.h"
+#include "polytrain/models.h"
+#include "polytrain/replica.h"
 #include "pt_test.h"
 
 #ifndef PT_HAVE_CUDA
@@ -625,6 +627,65 @@ static void gpu_deterministic_mode_repeats_conv_gradients_bitwise(void)
     pt_device_close(d);
 }
 
+/* Two deterministic replicas of baseline on the GPU, one launching op by op from pageable
+ * input, one capturing its parts as CUDA graphs with the input on the copy stream: the same
+ * losses and, after every step, bitwise the same weights and optimizer state; a short batch
+ * gets a graph of its own, and the graphs were launched. */
+static void gpu_graphs_and_pinned_input_train_bitwise_like_plain(void)
+{
+    enum { B = 8, C = 3, HW = 16, K = 10 };
+    pt_device_options opt = {.deterministic = 1};
+    pt_device *d[2] = {NULL, NULL};
+    pt_net *net = NULL;
+    pt_replica *r[2] = {NULL, NULL};
+    pt_error err;
+    CHECKF(pt_device_open("cuda", 0, &opt, &d[0], &err) == PT_OK && pt_device_open("cuda", 0, &opt, &d[1], &err) == PT_OK,
+           "%s", err.msg);
+    CHECKF(pt_model_build("baseline", C, HW, HW, K, &net, &err) == PT_OK, "%s", err.msg);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
+    const pt_replica_options ro[2] = {{.graphs = PT_SWITCH_OFF, .pinned_input = PT_SWITCH_OFF},
+                                      {.graphs = PT_SWITCH_ON, .pinned_input = PT_SWITCH_ON}};
+    for (int k = 0; k < 2 && d[k] && net; k++) {
+        CHECKF(pt_replica_create_ex(net, d[k], B, &oc, 5, &ro[k], &r[k], &err) == PT_OK, "%s", err.msg);
+        if (r[k]) CHECK(pt_replica_init_params(r[k], 5, &err) == PT_OK);
+    }
+    const int64_t preg = r[0] && r[1] ? pt_replica_param_region(r[0]) : 0;
+    const size_t nstate = (size_t)(preg * 3 + (r[0] ? pt_replica_buffer_region(r[0]) : 0) + 1);
+    float *x = malloc((size_t)B * C * HW * HW * sizeof(float)), *s0 = malloc(nstate * 4), *s1 = malloc(nstate * 4);
+    int32_t y[B];
+    for (int step = 0; r[0] && r[1] && x && s0 && s1 && step < 10; step++) {
+        const int n = step >= 5 && step <= 7 ? 5 : B;
+        for (int i = 0; i < B * C * HW * HW; i++) x[i] = (float)((i * 13 + step * 7) % 31) / 31.0f - 0.5f;
+        for (int i = 0; i < B; i++) y[i] = (i + step) % K;
+        float loss[2][B];
+        for (int k = 0; k < 2; k++) {
+            CHECKF(pt_replica_forward_backward(r[k], x, y, n, 0, step, 1.0f / (float)n, NULL, loss[k], &err) == PT_OK &&
+                       pt_replica_update(r[k], 0.01f / (float)(1 + step), step + 1, &err) == PT_OK,
+                   "replica %d step %d: %s", k, step, err.msg);
+        }
+        CHECKF(memcmp(loss[0], loss[1], (size_t)n * sizeof(float)) == 0, "step %d: losses differ", step);
+        const int64_t breg = pt_replica_buffer_region(r[0]);
+        CHECK(pt_replica_read_state(r[0], s0, s0 + preg, s0 + preg + breg, &err) == PT_OK &&
+              pt_replica_read_state(r[1], s1, s1 + preg, s1 + preg + breg, &err) == PT_OK);
+        CHECKF(memcmp(s0, s1, (nstate - 1) * 4) == 0, "step %d: weights or optimizer state differ", step);
+    }
+    if (r[1]) {
+        pt_graph_stats gs;
+        pt_replica_graph_stats(r[1], &gs);
+        CHECKF(gs.on && gs.captures >= 3 && gs.launches >= 8, "on %d (%s), %lld captures, %lld launches", gs.on, gs.why,
+               (long long)gs.captures, (long long)gs.launches);
+        CHECK(pt_replica_pinned_input(r[1], NULL, 0));
+    }
+    free(x);
+    free(s0);
+    free(s1);
+    for (int k = 0; k < 2; k++) {
+        pt_replica_free(r[k]);
+        if (d[k]) pt_device_close(d[k]);
+    }
+    pt_net_free(net);
+}
+
 /* precision() through the stub answers as the capability says (sm_XY in the device's
  * details), the workspace grows by the 16-bit copies, and a bf16 convolution that accumulates
  * lands next to the fp32 one (numerics in full: the conformance suite's math= cases). */
@@ -800,6 +861,7 @@ int main(void)
         RUN(gpu_group_allreduces_and_broadcasts_over_every_device);
         RUN(gpu_deterministic_mode_repeats_conv_gradients_bitwise);
         RUN(gpu_math_modes_follow_the_device_and_accumulate);
+        RUN(gpu_graphs_and_pinned_input_train_bitwise_like_plain);
         pt_device_close(g_dev);
     }
     TEST_EXIT();

@@ -92,6 +92,54 @@ static void attention_training_step_allocates_nothing(void)
     training_step_allocates_nothing_with("cbam_resnet18");
 }
 
+/* A replica that captures its parts (a cpu device emulating graphs and asynchronous input
+ * copies): once captured, steps and evaluations are graph launches and allocate nothing. */
+static void captured_steps_allocate_nothing(void)
+{
+    pt_error err;
+    pt_device *dev = NULL;
+    pt_net *net = NULL;
+    pt_replica *rep = NULL;
+    pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev, &err) == PT_OK);
+    CHECKF(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK, "%s", err.msg);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    CHECK(dev && net && pt_replica_create(net, dev, B, &oc, 1, &rep, &err) == PT_OK);
+    if (!rep) return;
+    CHECK(pt_replica_init_params(rep, 1, &err) == PT_OK);
+    static float x[B * C * H * W], logits[B * K], loss[B];
+    static int32_t y[B];
+    for (int i = 0; i < B * C * H * W; i++) x[i] = pt_rng_normal(5, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < B; i++) y[i] = i % K;
+    int ok = 1;
+    /* warm-up: PT_GRAPH_WARMUP_STEPS runs op by op, then the captures */
+    for (int step = 0; step <= PT_GRAPH_WARMUP_STEPS; step++) {
+        ok &= pt_replica_forward_backward(rep, x, y, B, 0, step, 1.0f / B, logits, loss, &err) == PT_OK;
+        ok &= pt_replica_update(rep, 0.01f, step + 1, &err) == PT_OK;
+        ok &= pt_replica_eval(rep, x, y, B, logits, loss, &err) == PT_OK;
+    }
+    pt_graph_stats gs;
+    pt_replica_graph_stats(rep, &gs);
+    CHECKF(ok && gs.captures == 3, "warm-up: %s; %lld captures", err.msg, (long long)gs.captures);
+    const int64_t launches0 = gs.launches;
+    g_allocs = 0;
+    g_counting = 1;
+    for (int step = 10; step < 13; step++) {
+        ok &= pt_replica_forward_backward(rep, x, y, B, 0, step, 1.0f / B, logits, loss, &err) == PT_OK;
+        ok &= pt_replica_update(rep, 0.02f, step + 1, &err) == PT_OK;
+        ok &= pt_replica_eval(rep, x, y, B, logits, loss, &err) == PT_OK;
+    }
+    g_counting = 0;
+    pt_replica_graph_stats(rep, &gs);
+    CHECKF(ok, "steps failed: %s", err.msg);
+    CHECKF(gs.launches - launches0 == 9, "%lld graph launches in 3 steps and 3 evaluations",
+           (long long)(gs.launches - launches0));
+    CHECKF(g_allocs == 0, "%ld host allocations during 3 captured steps and evaluations", g_allocs);
+    pt_replica_free(rep);
+    pt_net_free(net);
+    pt_device_close(dev);
+}
+
 /* Two cpu devices (device 0 twice on a one-core machine), baseline replicas with synchronised
  * BatchNorm in a group of 64 KiB buckets, and one batch of B per device. */
 typedef struct two_devices {
@@ -271,5 +319,6 @@ int main(void)
     RUN(group_step_allocates_nothing);
     RUN(traced_group_step_allocates_nothing);
     RUN(loader_next_allocates_nothing);
+    RUN(captured_steps_allocate_nothing);
     TEST_EXIT();
 }

@@ -16,6 +16,7 @@
 #include "polytrain/models.h"
 #include "tools/args.h"
 #include "tools/commands.h"
+#include "tools/common.h"
 #include "tools/group_timing.h"
 #include "tools/session.h"
 
@@ -173,7 +174,7 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
-    const char *optimizer = "nesterov", *precision = "fp32";
+    const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto";
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
@@ -194,6 +195,8 @@ int cmd_bench(int argc, char **argv)
          "(strong scaling) instead of --batch on each (weak scaling)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads (default: all cores)", 0, 4096, NULL},
         {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
+        {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay each part of the step as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
+        {"pinned-input", ARG_STRING, &pinned_opt, "MODE", "auto, on or off: batches from page-locked memory on a copy stream of their own (default auto)", 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
@@ -207,6 +210,15 @@ int cmd_bench(int argc, char **argv)
     pt_precision prec;
     if (!pt_precision_parse(precision, &prec)) {
         cli_error("bench: --precision must be fp32, tf32, bf16 or fp16, got '%s'", precision);
+        return 2;
+    }
+    pt_switch graphs, pinned;
+    if (!pt_switch_parse(graphs_opt, &graphs)) {
+        cli_error("bench: --cuda-graphs must be auto, on or off, got '%s'", graphs_opt);
+        return 2;
+    }
+    if (!pt_switch_parse(pinned_opt, &pinned)) {
+        cli_error("bench: --pinned-input must be auto, on or off, got '%s'", pinned_opt);
         return 2;
     }
     if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
@@ -255,7 +267,7 @@ int cmd_bench(int argc, char **argv)
         }
         /* the whole group: every device's forward, backward, the gradient reduction, the update */
         cli_group_timing_options go = {.net = net, .C = C, .H = H, .W = W, .classes = classes, .optim = oc,
-                                       .precision = prec, .batch = batch, .strong = strong, .steps = steps,
+                                       .precision = prec, .graphs = graphs, .pinned_input = pinned, .batch = batch, .strong = strong, .steps = steps,
                                        .warmup = warmup};
         cli_group_timing gt;
         if (strong && batch < ndev) {
@@ -283,6 +295,8 @@ int cmd_bench(int argc, char **argv)
             json_str(&sb, "reduction", gt.reduction);
             pt_strbuf_printf(&sb, ",\"buckets\":%d", gt.buckets);
             json_str(&sb, "precision", precision);
+            json_str(&sb, "cuda_graphs", pt_switch_name(graphs));
+            json_str(&sb, "pinned_input", pt_switch_name(pinned));
             pt_strbuf_puts(&sb, ",\"timed\":\"the whole group: every device's forward and backward, the gradient "
                                 "reduction and the update, per step\"}\n");
             if (pt_strbuf_check(&sb, &err) != PT_OK) {
@@ -309,7 +323,7 @@ int cmd_bench(int argc, char **argv)
         code = 0;
         goto out;
     }
-    pt_replica_options ro = {.precision = prec};
+    pt_replica_options ro = {.precision = prec, .graphs = graphs, .pinned_input = pinned};
     if (pt_replica_create_ex(net, devs[0], batch, &oc, 1, &ro, &rep, &err) != PT_OK) goto fail;
     if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
     size_t xs = (size_t)batch * C * H * W;
@@ -353,6 +367,8 @@ int cmd_bench(int argc, char **argv)
         eval_t[s] = now_s() - t0;
     }
     double step = median(train_t, steps), inf = median(eval_t, steps);
+    char graphs_line[256], pinned_line[200];
+    cli_graphs_line(rep, 0, graphs_line, sizeof graphs_line, pinned_line, sizeof pinned_line);
     double flops = pt_net_forward_flops(net);
     double gflops_train = 3.0 * flops * batch / step / 1e9;
     double kind_flops[PT_OP_KIND_COUNT];
@@ -380,12 +396,15 @@ int cmd_bench(int argc, char **argv)
                          (long long)ws_fitted, (long long)ws_created);
         json_str(&js, "precision", precision);
         json_str(&js, "precision_how", how);
+        json_str(&js, "cuda_graphs", graphs_line);
+        json_str(&js, "pinned_input", pinned_line);
         pt_strbuf_puts(&js, per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
                devs[0]->info.name, devs[0]->be->name);
         printf("  %s\n", devs[0]->info.details);
         printf("  precision %s: %s\n", precision, how);
+        printf("  CUDA graphs: %s\n  pinned input: %s\n", graphs_line, pinned_line);
         printf("  parameters %.3f M, forward %.3f GFLOP per image (conv + linear)\n", net->param_count / 1e6, flops / 1e9);
         printf("  warm-up %d steps: %.2f s (includes kernel builds and library warm-up)\n", warmup, warm_s);
         printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,

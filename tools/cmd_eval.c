@@ -22,7 +22,7 @@
 int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
-    const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL;
+    const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto";
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
     const arg_spec specs[] = {
@@ -39,6 +39,7 @@ int cmd_eval(int argc, char **argv)
         {"devices", ARG_STRING, &devices, "LIST", "all, a count N (the first N) or indices like 0,1 (one index: 0,); default all (cpu: 1)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads per device (default: the cores divided between the devices)", 0, 4096, NULL},
         {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
+        {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay the evaluation forward as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {"confusion", ARG_STRING, &confusion, "FILE", "write the confusion matrix as CSV (rows: true class, columns: predicted; counts)", 0, 0, NULL},
         {"per-class", ARG_FLAG, &per_class, NULL, "print each class's count, accuracy and the class it is most often taken for (with --json: a \"per_class\" array)", 0, 0, NULL},
         {"dump-logits", ARG_STRING, &dump, "FILE", "write float32 logits [count, classes] in dataset order", 0, 0, NULL},
@@ -89,6 +90,11 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval: --precision must be fp32, tf32, bf16 or fp16, got '%s'", precision);
         return 2;
     }
+    pt_switch graphs;
+    if (!pt_switch_parse(graphs_opt, &graphs)) {
+        cli_error("eval: --cuda-graphs must be auto, on or off, got '%s'", graphs_opt);
+        return 2;
+    }
     pt_error err;
     pt_error_clear(&err);
     /* The run's own validation data, unless --data says otherwise. */
@@ -111,6 +117,7 @@ int cmd_eval(int argc, char **argv)
         /* a bad --backend or --devices list is a usage error, as in train */
         return err.status == PT_ERR_INVALID ? 2 : 1;
     }
+    m.graphs = graphs;
     pt_dataset ds;
     memset(&ds, 0, sizeof ds);
     cli_confusion cm;

@@ -163,7 +163,7 @@ static pt_status create_replicas(cli_model *m, int batch, pt_precision precision
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     oc.momentum = 0.0f; /* inference: no optimizer state */
     oc.nesterov = 0;
-    pt_replica_options ro = {.precision = precision};
+    pt_replica_options ro = {.precision = precision, .graphs = m->graphs, .pinned_input = m->pinned_input};
     for (int d = 0; d < m->ndev; d++) {
         const pt_status st = pt_replica_create_ex(m->net, m->devs[d], batch, &oc, 0, &ro, &m->reps[d], err);
         if (st != PT_OK) {
@@ -173,6 +173,26 @@ static pt_status create_replicas(cli_model *m, int batch, pt_precision precision
     }
     m->batch = batch;
     return PT_OK;
+}
+
+void cli_graphs_line(const pt_replica *r, int grouped, char *graphs, size_t gcap, char *pinned, size_t pcap)
+{
+    pt_graph_stats gs;
+    pt_replica_graph_stats(r, &gs);
+    if (!gs.on)
+        snprintf(graphs, gcap, "off: %s", gs.why);
+    else if (grouped || !gs.training_part)
+        snprintf(graphs, gcap, "on for the update and evaluation (captured after step %d); the forward and backward "
+                 "ops run one by one: a device group reduces gradients between them", PT_GRAPH_WARMUP_STEPS);
+    else if (gs.captured_after_step > 0)
+        snprintf(graphs, gcap, "on (captured after step %lld)", (long long)gs.captured_after_step);
+    else
+        snprintf(graphs, gcap, "on (captured after step %d)", PT_GRAPH_WARMUP_STEPS);
+    char why[160];
+    if (pt_replica_pinned_input(r, why, sizeof why))
+        snprintf(pinned, pcap, "on (page-locked host buffers, copies on a stream of their own)");
+    else
+        snprintf(pinned, pcap, "off: %s", why);
 }
 
 /* Replica 0 holds the weights: the group, and the others get them. */

@@ -20,6 +20,7 @@ typedef struct cli_model {
     int batch; /* samples one device takes in one forward */
     pt_group *group;
     pt_group_slice slices[CLI_MAX_DEVICES];
+    pt_switch graphs, pinned_input; /* --cuda-graphs, --pinned-input (set after opening) */
 } cli_model;
 
 /* What --checkpoint PATH names, as a checkpoint directory in out: PATH itself when it holds
@@ -53,6 +54,10 @@ pt_status cli_model_init_from(cli_model *m, const char *path, const char *model,
  * results one device gives it in pieces of batch. */
 pt_status cli_model_forward(cli_model *m, const float *x, const int32_t *y, int n, float *logits, float *losses,
                             pt_error *err);
+/* What the banners and config.json say of the step's graphs and of the input (replica r,
+ * grouped: in a device group of more than one replica, set up later): "on (captured after
+ * step 2)", "off: <why>"; "on (...)" or "off: <why>". */
+void cli_graphs_line(const pt_replica *r, int grouped, char *graphs, size_t gcap, char *pinned, size_t pcap);
 /* Safe on a model that cli_model_open_devices zeroed, whatever failed after that. */
 void cli_model_free(cli_model *m);
 

@@ -47,7 +47,7 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     int32_t *y = malloc((size_t)local * sizeof(int32_t));
     double *t = calloc((size_t)(o->steps > 0 ? o->steps : 1), sizeof(double));
     pt_status st = x && logits && loss && y && t ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    pt_replica_options ro = {.precision = o->precision};
+    pt_replica_options ro = {.precision = o->precision, .graphs = o->graphs, .pinned_input = o->pinned_input};
     for (int d = 0; d < ndev && st == PT_OK; d++) {
         st = pt_replica_create_ex(o->net, devs[d], cap, &o->optim, 1, &ro, &reps[d], err);
         if (st == PT_OK) st = pt_replica_init_params(reps[d], 1, err);

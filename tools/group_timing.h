@@ -14,6 +14,7 @@ typedef struct cli_group_timing_options {
     int C, H, W, classes;
     pt_optim_config optim;
     pt_precision precision;
+    pt_switch graphs, pinned_input; /* --cuda-graphs, --pinned-input */
     int batch;  /* weak: samples per device; strong: the global batch of this process */
     int strong;
     int steps, warmup;

@@ -78,6 +78,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->eps = 1e-8;
     a->seed = 1;
     a->precision = "fp32";
+    a->cuda_graphs = a->pinned_input = "auto";
     a->trace_step = -1;
     a->accumulate = 1;
     const arg_spec specs[] = {
@@ -124,6 +125,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"seed", ARG_U64, &a->seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
         {"precision", ARG_STRING, &a->precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products; weights, optimizer, BatchNorm and loss stay fp32; fp16 scales the loss (default fp32)", 0, 0, &a->given_precision},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
+        {"cuda-graphs", ARG_STRING, &a->cuda_graphs, "MODE", "auto, on or off: each part of the step (forward and backward, update, evaluation) replayed as one CUDA graph once its ops have run unchanged twice (auto: where the device captures; default auto)", 0, 0, NULL},
+        {"pinned-input", ARG_STRING, &a->pinned_input, "MODE", "auto, on or off: batches copied from page-locked memory on a copy stream of their own, double-buffered (auto: where the device has it; default auto)", 0, 0, NULL},
         {"out", ARG_STRING, &a->out, "DIR", "run directory (default runs/<model>-<time>)", 0, 0, &a->given_out},
         {"init-from", ARG_STRING, &a->init_from, "FILE", "start from pretrained weights: a safetensors state dict with PyTorch names (F32, F16, BF16 or F64) or a checkpoint directory; the optimizer starts afresh", 0, 0, &a->given_init_from},
         {"reset-head", ARG_FLAG, &a->reset_head, NULL, "--init-from: keep the classifier (fc) at its random init, as for another class count", 0, 0, &a->given_reset_head},
@@ -176,7 +179,7 @@ static int free_on_resume(const char *name)
                                         "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
-                                        "log-every", "config",
+                                        "log-every", "config", "cuda-graphs", "pinned-input",
                                         /* they choose the starting weights; a resume starts from last/ */
                                         "init-from", "reset-head"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -485,6 +488,14 @@ int train_options_resolve(train_options *o)
     }
     if (!pt_precision_parse(ap->precision, &o->precision)) {
         cli_error("train: --precision must be fp32, tf32, bf16 or fp16, got '%s'", ap->precision);
+        return 2;
+    }
+    if (!pt_switch_parse(ap->cuda_graphs, &o->graphs)) {
+        cli_error("train: --cuda-graphs must be auto, on or off, got '%s'", ap->cuda_graphs);
+        return 2;
+    }
+    if (!pt_switch_parse(ap->pinned_input, &o->pinned_input)) {
+        cli_error("train: --pinned-input must be auto, on or off, got '%s'", ap->pinned_input);
         return 2;
     }
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {

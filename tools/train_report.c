@@ -9,6 +9,7 @@
 
 #include "core/fileio.h"
 #include "core/group.h"
+#include "tools/common.h"
 #include "tools/train_internal.h"
 #include "polytrain/version.h"
 
@@ -77,6 +78,11 @@ void train_print_banner(const train_session *s, const train_options *o)
                    strcmp(pt_group_reduction(grp), "host") == 0 ? (procs > 1 ? "host memory and MPI" : "host memory")
                                                                 : "the backend's collectives",
                    ap->sync_bn ? "synchronised (--sync-bn)" : "per device (averaged before evaluation and saving)");
+    }
+    {
+        char graphs[256], pinned[200];
+        cli_graphs_line(s->reps[0], ndev * procs > 1, graphs, sizeof graphs, pinned, sizeof pinned);
+        printf("CUDA graphs: %s\npinned input: %s\n", graphs, pinned);
     }
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", cli_safe(ap->model),
            (double)s->net->param_count / 1e6, (long long)s->net->param_count, train_ds->channels, train_ds->height,

@@ -18,6 +18,7 @@
 #include "polytrain/models.h"
 #include "tools/evaluate.h"
 #include "tools/run_data.h"
+#include "tools/common.h"
 #include "tools/train_internal.h"
 #include "polytrain/version.h"
 
@@ -218,6 +219,12 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     }
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
+    char graphs[256], pinned[200];
+    cli_graphs_line(s->reps[0], s->ndev * s->procs > 1, graphs, sizeof graphs, pinned, sizeof pinned);
+    pt_strbuf_puts(cfg, ",\"cuda_graphs\":");
+    pt_strbuf_json_string(cfg, graphs);
+    pt_strbuf_puts(cfg, ",\"pinned_input\":");
+    pt_strbuf_json_string(cfg, pinned);
     pt_strbuf_puts(cfg, ",\"lr\":");
     pt_strbuf_json_double(cfg, s->lr);
     pt_strbuf_printf(cfg, ",\"parameters\":%lld,\"global_batch\":%lld,\"step_batch\":%lld,\"train_samples\":%lld,"
@@ -393,7 +400,8 @@ static int train_session_devices(train_session *s, train_options *o, const pt_js
             pt_error_wrap(err, "--precision %s", ap->precision);
             return 1;
         }
-    pt_replica_options ro = {.sync_bn = ap->sync_bn, .precision = o->precision};
+    pt_replica_options ro = {
+        .sync_bn = ap->sync_bn, .precision = o->precision, .graphs = o->graphs, .pinned_input = o->pinned_input};
     for (int d = 0; d < s->ndev; d++)
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;

@@ -102,12 +102,14 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     d->winograd = !(wino && strcmp(wino, "0") == 0);
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
     d->bf16_kernel = cpu_has_bf16_kernel();
+    d->emulate = opt->emulate_graphs;
     *dev_ctx = d;
     return PT_OK;
 }
 
 static void cpu_device_close(void *dev_ctx)
 {
+    cpu_emu_close(dev_ctx);
     free(dev_ctx);
 }
 
@@ -170,7 +172,7 @@ static pt_status check_range(pt_mem m, size_t bytes, const char *what, pt_error 
 
 static pt_status cpu_write(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err)
 {
-    (void)dev_ctx;
+    if (cpu_emu_refuse(dev_ctx, "write")) return PT_OK;
     PT_TRY(check_range(dst, bytes, "write", err));
     if (bytes) memcpy(cpu_ptr(dst), src, bytes);
     return PT_OK;
@@ -178,7 +180,8 @@ static pt_status cpu_write(void *dev_ctx, pt_mem dst, const void *src, size_t by
 
 static pt_status cpu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err)
 {
-    (void)dev_ctx;
+    if (cpu_emu_refuse(dev_ctx, "read"))
+        return pt_fail(err, PT_ERR_INVALID, "cpu: read() during a graph capture");
     PT_TRY(check_range(src, bytes, "read", err));
     if (bytes) memcpy(dst, cpu_ptr(src), bytes);
     return PT_OK;
@@ -186,7 +189,7 @@ static pt_status cpu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt
 
 static pt_status cpu_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt_error *err)
 {
-    (void)dev_ctx;
+    if (cpu_emu_refuse(dev_ctx, "copy")) return PT_OK;
     PT_TRY(check_range(dst, bytes, "copy destination", err));
     PT_TRY(check_range(src, bytes, "copy source", err));
     if (bytes) memmove(cpu_ptr(dst), cpu_ptr(src), bytes);
@@ -239,8 +242,24 @@ static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
 
 static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
 {
-    const cpu_device *d = dev_ctx;
+    cpu_device *d = dev_ctx;
     PT_TRY(validate(op, 1, err));
+    if (op->step.buf) PT_TRY(check_range(op->step, sizeof(pt_step_scalars), "step record", err));
+    if (d->rec) return cpu_emu_record(d, op, err);
+    return cpu_execute(d, op, err);
+}
+
+pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
+{
+    pt_op resolved;
+    const pt_op *op = op_in;
+    if (op_in->step.buf && pt_op_has_step_params(op_in->kind)) {
+        pt_step_scalars s;
+        memcpy(&s, cpu_ptr(op_in->step), sizeof s);
+        resolved = *op_in;
+        pt_op_resolve_step_params(&resolved, &s);
+        op = &resolved;
+    }
     cpu_threads_enter(d);
     if (pt_op_describe(op->kind)->flags & PT_OPF_POINTWISE) return cpu_op_pointwise(d, op, err);
     switch (op->kind) {
@@ -376,4 +395,14 @@ const pt_backend_iface pt_cpu_backend = {
     .group_allreduce_f32 = cpu_group_allreduce_f32,
     .group_broadcast = cpu_group_broadcast,
     .precision = cpu_precision,
+    .graph_capable = cpu_emu_graph_capable,
+    .graph_begin = cpu_emu_graph_begin,
+    .graph_end = cpu_emu_graph_end,
+    .graph_launch = cpu_emu_graph_launch,
+    .graph_free = cpu_emu_graph_free,
+    .pinned_capable = cpu_emu_pinned_capable,
+    .host_alloc = cpu_emu_host_alloc,
+    .host_free = cpu_emu_host_free,
+    .write_async = cpu_emu_write_async,
+    .write_fence_wait = cpu_emu_write_fence_wait,
 };

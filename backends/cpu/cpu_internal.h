@@ -61,6 +61,13 @@ typedef struct cpu_device {
     /* bf16 math (pt_op.math) runs the AVX512-BF16 GEMM (cpu_gemm_lowp.c): set where the CPU has
      * the instructions; tests clear it to check the emulated path on such a CPU. */
     int bf16_kernel;
+    /* pt_device_options.emulate_graphs (tests): the graph and pinned-input hooks record and
+     * replay (cpu_emulate.c) */
+    int emulate; /* 2: every capture fails at its end */
+    struct cpu_recording *rec;  /* the graph being captured, or NULL */
+    struct cpu_pending *pending; /* asynchronous writes not yet carried out */
+    int npending, cap_pending;
+    uint64_t next_fence;
 } cpu_device;
 
 /* ---- cpu_blas.c ---- */
@@ -145,6 +152,26 @@ static inline float *cpu_f32(const pt_tensor *t)
 {
     return (float *)cpu_ptr(t->mem);
 }
+
+/* ---- cpu_emulate.c: the graph and pinned-input hooks for tests (emulate) ---- */
+/* Runs a validated op (cpu_backend.c), its step record read when op->step is set. */
+pt_status cpu_execute(const cpu_device *d, const pt_op *op, pt_error *err);
+int cpu_emu_graph_capable(void *dev_ctx, char *why, size_t cap);
+pt_status cpu_emu_graph_begin(void *dev_ctx, pt_error *err);
+pt_status cpu_emu_graph_end(void *dev_ctx, void **graph, pt_error *err);
+pt_status cpu_emu_graph_launch(void *dev_ctx, void *graph, pt_error *err);
+void cpu_emu_graph_free(void *dev_ctx, void *graph);
+/* Under capture: records op (the device must be capturing). */
+pt_status cpu_emu_record(cpu_device *d, const pt_op *op, pt_error *err);
+/* Under capture: 1, and the capture will fail naming what (a call that is not recorded). */
+int cpu_emu_refuse(cpu_device *d, const char *what);
+int cpu_emu_pinned_capable(void *dev_ctx);
+pt_status cpu_emu_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err);
+void cpu_emu_host_free(void *dev_ctx, void *ptr);
+pt_status cpu_emu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence,
+                              pt_error *err);
+pt_status cpu_emu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err);
+void cpu_emu_close(cpu_device *d);
 
 /* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);

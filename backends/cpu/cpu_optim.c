@@ -43,10 +43,8 @@ pt_status cpu_op_adam(const cpu_device *d, const pt_op *op, pt_error *err)
     const float eps = op->p.adam.eps, wd = op->p.adam.weight_decay;
     const int decoupled = op->p.adam.decoupled;
     /* PyTorch: denom = sqrt(v)/sqrt(bc2) + eps; param -= (lr/bc1) * m/denom */
-    const double bc1 = 1.0 - pow((double)b1, (double)op->p.adam.step);
-    const double bc2 = 1.0 - pow((double)b2, (double)op->p.adam.step);
-    const float step_size = (float)(lr / bc1);
-    const float sqrt_bc2 = (float)sqrt(bc2);
+    float step_size, sqrt_bc2;
+    pt_adam_bias_terms(lr, b1, b2, op->p.adam.step, &step_size, &sqrt_bc2);
     const float decay = decoupled ? 1.0f - lr * wd : 1.0f;
     const float l2 = decoupled ? 0.0f : wd;
 #pragma omp parallel for simd num_threads(d->threads) if (n > CPU_PAR_MIN) schedule(static)

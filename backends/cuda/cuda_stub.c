@@ -152,6 +152,40 @@ static pt_status stub_run(void *dev_ctx, const pt_op *op, pt_error *err)
     return DEV(dev_ctx)->m->run(DEV(dev_ctx)->ctx, op, err);
 }
 
+/* Graph capture and pinned input: the module's (it has every hook; the API version says so). */
+static int stub_graph_capable(void *dev_ctx, char *why, size_t cap)
+{
+    return DEV(dev_ctx)->m->graph_capable(DEV(dev_ctx)->ctx, why, cap);
+}
+static pt_status stub_graph_begin(void *dev_ctx, pt_error *err)
+{
+    return DEV(dev_ctx)->m->graph_begin(DEV(dev_ctx)->ctx, err);
+}
+static pt_status stub_graph_end(void *dev_ctx, void **graph, pt_error *err)
+{
+    return DEV(dev_ctx)->m->graph_end(DEV(dev_ctx)->ctx, graph, err);
+}
+static pt_status stub_graph_launch(void *dev_ctx, void *graph, pt_error *err)
+{
+    return DEV(dev_ctx)->m->graph_launch(DEV(dev_ctx)->ctx, graph, err);
+}
+static void stub_graph_free(void *dev_ctx, void *graph) { DEV(dev_ctx)->m->graph_free(DEV(dev_ctx)->ctx, graph); }
+static int stub_pinned_capable(void *dev_ctx) { return DEV(dev_ctx)->m->pinned_capable(DEV(dev_ctx)->ctx); }
+static pt_status stub_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err)
+{
+    return DEV(dev_ctx)->m->host_alloc(DEV(dev_ctx)->ctx, bytes, ptr, err);
+}
+static void stub_host_free(void *dev_ctx, void *ptr) { DEV(dev_ctx)->m->host_free(DEV(dev_ctx)->ctx, ptr); }
+static pt_status stub_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence,
+                                  pt_error *err)
+{
+    return DEV(dev_ctx)->m->write_async(DEV(dev_ctx)->ctx, dst, src, bytes, fence, err);
+}
+static pt_status stub_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err)
+{
+    return DEV(dev_ctx)->m->write_fence_wait(DEV(dev_ctx)->ctx, fence, host, err);
+}
+
 /* The module's answer (its device's compute capability decides); fp32 only from a module
  * without precision(). */
 static pt_status stub_precision(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err)
@@ -235,4 +269,14 @@ const pt_backend_iface pt_cuda_backend = {
     .group_allreduce_f32 = stub_group_allreduce_f32,
     .group_broadcast = stub_group_broadcast,
     .precision = stub_precision,
+    .graph_capable = stub_graph_capable,
+    .graph_begin = stub_graph_begin,
+    .graph_end = stub_graph_end,
+    .graph_launch = stub_graph_launch,
+    .graph_free = stub_graph_free,
+    .pinned_capable = stub_pinned_capable,
+    .host_alloc = stub_host_alloc,
+    .host_free = stub_host_free,
+    .write_async = stub_write_async,
+    .write_fence_wait = stub_write_fence_wait,
 };

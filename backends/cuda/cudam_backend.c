@@ -159,6 +159,7 @@ static void release_device(cu_device *d)
 {
     cudaSetDevice(d->ordinal);
     if (d->stream) cudaStreamSynchronize(d->stream);
+    cu_copy_queue_close(d);
     cu_conv_cache_free(d);
     cu_bn_cache_free(d);
     if (d->cudnn) cudnnDestroy(d->cudnn);
@@ -178,6 +179,7 @@ static pt_status open_parts(cu_device *d, pt_error *err)
 {
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     CU_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking), err);
+    PT_TRY(cu_copy_queue_open(d, err));
     cudaError_t rc = cudaLibraryLoadData(&d->lib, pt_cuda_fatbin, NULL, NULL, 0, NULL, NULL, 0);
     if (rc == cudaErrorNoKernelImageForDevice || rc == cudaErrorUnsupportedPtxVersion || rc == cudaErrorInvalidPtx)
         return pt_fail(err, PT_ERR_UNSUPPORTED,
@@ -297,6 +299,7 @@ static pt_status check_range(pt_mem m, size_t bytes, const char *what, pt_error 
 static pt_status cu_write(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, pt_error *err)
 {
     cu_device *d = dev_ctx;
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: write() during a graph capture");
     PT_TRY(check_range(dst, bytes, "write", err));
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     for (size_t done = 0; done < bytes;) {
@@ -317,6 +320,7 @@ static pt_status cu_write(void *dev_ctx, pt_mem dst, const void *src, size_t byt
 static pt_status cu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_error *err)
 {
     cu_device *d = dev_ctx;
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: read() during a graph capture");
     PT_TRY(check_range(src, bytes, "read", err));
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     for (size_t done = 0; done < bytes;) {
@@ -364,6 +368,7 @@ static pt_status cu_synchronize(void *dev_ctx, pt_error *err)
     cu_device *d = dev_ctx;
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     CU_CHECK(cudaStreamSynchronize(d->stream), err);
+    if (d->copy_stream) CU_CHECK(cudaStreamSynchronize(d->copy_stream), err);
     return PT_OK;
 }
 
@@ -459,6 +464,16 @@ static const pt_backend_iface cu_iface = {
     .group_allreduce_f32 = cu_group_allreduce_f32,
     .group_broadcast = cu_group_broadcast,
     .precision = cu_precision,
+    .graph_capable = cu_graph_capable,
+    .graph_begin = cu_graph_begin,
+    .graph_end = cu_graph_end,
+    .graph_launch = cu_graph_launch,
+    .graph_free = cu_graph_free,
+    .pinned_capable = cu_pinned_capable,
+    .host_alloc = cu_host_alloc,
+    .host_free = cu_host_free,
+    .write_async = cu_write_async,
+    .write_fence_wait = cu_write_fence_wait,
 };
 
 __attribute__((visibility("default"))) const pt_backend_iface *pt_cuda_module_entry(int api_version,

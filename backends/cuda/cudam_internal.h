@@ -47,6 +47,7 @@ typedef struct cu_backend {
 } cu_backend;
 
 #define CU_STAGING_BYTES ((size_t)8 << 20)
+#define CU_FENCES 16
 
 typedef struct cu_device {
     cu_backend *be;
@@ -73,7 +74,29 @@ typedef struct cu_device {
     size_t ws_cap; /* largest convolution workspace a plan may ask for */
     pt_algo_cache convs;
     pt_algo_cache bns; /* batch-norm descriptors per shape (cudam_bn.c) */
+    /* pinned input (cudam_graph.c): asynchronous copies on a stream of their own, each
+     * fence an event recorded after its copy (a ring: a reused event is a later fence of the
+     * same stream, so waiting on it waits at least as long) */
+    cudaStream_t copy_stream;
+    cudaEvent_t fences[CU_FENCES];
+    uint64_t next_fence;
+    int capturing; /* between graph_begin and graph_end */
 } cu_device;
+
+/* ---- graph capture and pinned input (cudam_graph.c) ---- */
+int cu_graph_capable(void *dev_ctx, char *why, size_t cap);
+pt_status cu_graph_begin(void *dev_ctx, pt_error *err);
+pt_status cu_graph_end(void *dev_ctx, void **graph, pt_error *err);
+pt_status cu_graph_launch(void *dev_ctx, void *graph, pt_error *err);
+void cu_graph_free(void *dev_ctx, void *graph);
+int cu_pinned_capable(void *dev_ctx);
+pt_status cu_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err);
+void cu_host_free(void *dev_ctx, void *ptr);
+pt_status cu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence, pt_error *err);
+pt_status cu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err);
+/* The copy stream and its events (open_parts), and their release. */
+pt_status cu_copy_queue_open(cu_device *d, pt_error *err);
+void cu_copy_queue_close(cu_device *d);
 
 /* ---- errors (cudam_errors.c) ---- */
 pt_status cu_fail_cuda(pt_error *err, cudaError_t rc, const char *call, const char *file, int line);

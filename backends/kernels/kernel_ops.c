@@ -95,6 +95,13 @@ static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id
     return launch(dev, &c, err);
 }
 
+/* The step's record (pt_op.step) when the op has one, else any valid memory with the flag 0. */
+static void karg_step(pt_kcall *c, const pt_op *op)
+{
+    pt_karg_mem(c, op->step.buf ? op->step : op->t[0].mem);
+    pt_karg_int(c, op->step.buf != NULL);
+}
+
 static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     const pt_tensor *t = op->t;
@@ -209,6 +216,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_uint(&c, PT_RNG_DROPOUT);
         pt_karg_ulong(&c, op->p.dropout.stream);
         pt_karg_long(&c, op->p.dropout.sample_base);
+        karg_step(&c, op);
         break;
     }
     case PT_OP_XENT: {
@@ -228,6 +236,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_int(&c, has_grad);
         pt_karg_float(&c, op->p.xent.smoothing);
         pt_karg_float(&c, op->p.xent.grad_scale);
+        karg_step(&c, op);
         break;
     }
     case PT_OP_SGD:
@@ -243,21 +252,24 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_float(&c, op->p.sgd.weight_decay);
         pt_karg_int(&c, op->p.sgd.nesterov);
         pt_karg_int(&c, op->p.sgd.first_step);
+        karg_step(&c, op);
         break;
     case PT_OP_ADAM: {
         const float lr = op->p.adam.lr, wd = op->p.adam.weight_decay;
-        const double bc1 = 1.0 - pow((double)op->p.adam.beta1, (double)op->p.adam.step);
-        const double bc2 = 1.0 - pow((double)op->p.adam.beta2, (double)op->p.adam.step);
+        float step_size, sqrt_bc2;
+        pt_adam_bias_terms(lr, op->p.adam.beta1, op->p.adam.beta2, op->p.adam.step, &step_size, &sqrt_bc2);
         pt_kcall_begin(&c, PT_K_ADAM, (size_t)numel(&t[0]));
         for (int i = 0; i < 4; i++) pt_karg_tensor(&c, &t[i]);
         pt_karg_int(&c, numel(&t[0]));
         pt_karg_float(&c, op->p.adam.beta1);
         pt_karg_float(&c, op->p.adam.beta2);
         pt_karg_float(&c, op->p.adam.eps);
-        pt_karg_float(&c, (float)(lr / bc1));
-        pt_karg_float(&c, (float)sqrt(bc2));
+        pt_karg_float(&c, step_size);
+        pt_karg_float(&c, sqrt_bc2);
         pt_karg_float(&c, op->p.adam.decoupled ? 1.0f - lr * wd : 1.0f);
         pt_karg_float(&c, op->p.adam.decoupled ? 0.0f : wd);
+        karg_step(&c, op);
+        pt_karg_float(&c, op->p.adam.decoupled ? wd : 0.0f);
         break;
     }
     case PT_OP_RMSPROP: {
@@ -276,6 +288,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_float(&c, op->p.rmsprop.weight_decay);
         pt_karg_float(&c, mom);
         pt_karg_int(&c, centered);
+        karg_step(&c, op);
         break;
     }
     case PT_OP_BCAST_MUL:

@@ -29,7 +29,7 @@
     K(BIAS_ADD, pt_bias_add, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                               \
     K(RELU_FWD, pt_relu_fwd, ITEMS, PT_OP_RELU_FWD, M, M, I)                                                 \
     K(RELU_BWD, pt_relu_bwd, ITEMS, PT_OP_RELU_BWD, M, M, M, I, I)                                           \
-    K(DROPOUT_FWD, pt_dropout_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, F, F, UL, U, UL, L)                      \
+    K(DROPOUT_FWD, pt_dropout_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, F, F, UL, U, UL, L, M, I)               \
     K(RNG_WORDS, pt_rng_words, ITEMS, PT_K_NO_OP, M, I, UL, U, UL, UL)                                       \
     K(MUL_ACC, pt_mul_acc, ITEMS, PT_OP_DROPOUT_BWD, M, M, M, I, I)                                          \
     /* ops.cl: per-channel reductions, batch norm, pooling, loss, optimizers */                              \
@@ -41,10 +41,10 @@
     K(MAXPOOL_BWD, pt_maxpool_bwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I)                    \
     K(GAP_FWD, pt_gap_fwd, ITEMS, PT_K_NO_OP, M, M, I, I, F)                                                 \
     K(GAP_BWD, pt_gap_bwd, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                              \
-    K(XENT, pt_xent, ITEMS, PT_K_NO_OP, M, M, M, M, I, I, I, F, F)                                           \
-    K(SGD, pt_sgd, ITEMS, PT_K_NO_OP, M, M, M, I, F, F, F, F, I, I)                                          \
-    K(ADAM, pt_adam, ITEMS, PT_K_NO_OP, M, M, M, M, I, F, F, F, F, F, F, F)                                  \
-    K(RMSPROP, pt_rmsprop, ITEMS, PT_K_NO_OP, M, M, M, M, M, I, F, F, F, F, F, F, I)                         \
+    K(XENT, pt_xent, ITEMS, PT_K_NO_OP, M, M, M, M, I, I, I, F, F, M, I)                                     \
+    K(SGD, pt_sgd, ITEMS, PT_K_NO_OP, M, M, M, I, F, F, F, F, I, I, M, I)                                    \
+    K(ADAM, pt_adam, ITEMS, PT_K_NO_OP, M, M, M, M, I, F, F, F, F, F, F, F, M, I, F)                         \
+    K(RMSPROP, pt_rmsprop, ITEMS, PT_K_NO_OP, M, M, M, M, M, I, F, F, F, F, F, F, I, M, I)                   \
     /* ops.cl: convolution data movement around the device's GEMM */                                        \
     K(IM2COL, pt_im2col, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I)                           \
     K(COL2IM, pt_col2im, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I, I)                        \
@@ -61,7 +61,7 @@
     K(ROUND_LOWP, pt_round_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
     K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F)                                            \
     /* ops_mixup.cl */                                                                                      \
-    K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F)                             \
+    K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F, M, I)                       \
     /* ops_zoo.cl */                                                                                        \
     K(BCAST_MUL, pt_bcast_mul, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I)                                    \
     K(BCAST_MUL_GRAD_CHANNEL, pt_bcast_mul_grad_channel, ITEMS, PT_K_NO_OP, M, M, M, I, I, I)                \

@@ -101,10 +101,16 @@ KERNEL void pt_relu_bwd(GLOBAL const float *y, pt_i64 yo, GLOBAL const float *dy
 
 KERNEL void pt_dropout_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
                            GLOBAL float *mask, pt_i64 mo, int n, int per, float p, float scale,
-                           pt_u64 seed, pt_u32 purpose, pt_u64 stream, pt_i64 sample_base)
+                           pt_u64 seed, pt_u32 purpose, pt_u64 stream, pt_i64 sample_base,
+                           GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss) { /* the step's record (pt_step_scalars): words 6-7 step, 8-9 sample_base */
+        const pt_u64 step = (pt_u64)ss[sso + 6] | (pt_u64)ss[sso + 7] << 32;
+        stream = step * 65536u + (stream & 0xffffu);
+        sample_base = (pt_i64)((pt_u64)ss[sso + 8] | (pt_u64)ss[sso + 9] << 32);
+    }
     int s = (int)(i / per), e = (int)(i % per);
     float u = pt_k_rng_uniform(seed, purpose, stream, (pt_u64)(sample_base + s), (pt_u32)e);
     float m = u >= p ? scale : 0.0f;
@@ -324,10 +330,11 @@ KERNEL void pt_gap_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *dx, pt_
  * backend returns an error; a device cannot without a sync). */
 KERNEL void pt_xent(GLOBAL const float *z, pt_i64 zo, GLOBAL const int *labels, pt_i64 lo,
                     GLOBAL float *loss, pt_i64 losso, GLOBAL float *dl, pt_i64 dlo, int N, int K,
-                    int has_grad, float smoothing, float grad_scale)
+                    int has_grad, float smoothing, float grad_scale, GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long r = GID(0);
     if (r >= N) return;
+    if (use_ss) grad_scale = F32_FROM_BITS(ss[sso + 5]);
     GLOBAL const float *zr = z + zo + r * K;
     int label = labels[lo + r];
     if (label < 0 || label >= K) {
@@ -356,10 +363,15 @@ KERNEL void pt_xent(GLOBAL const float *z, pt_i64 zo, GLOBAL const int *labels, 
 
 KERNEL void pt_sgd(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
                    GLOBAL float *buf, pt_i64 bo, int n, float lr, float mom, float damp, float wd,
-                   int nesterov, int first)
+                   int nesterov, int first, GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss) {
+        lr = F32_FROM_BITS(ss[sso + 0]);
+        mom = F32_FROM_BITS(ss[sso + 1]);
+        first = (int)ss[sso + 2];
+    }
     if (mom == 0.0f) {
         param[po + i] -= lr * (grad[go + i] + wd * param[po + i]);
         return;
@@ -372,10 +384,18 @@ KERNEL void pt_sgd(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_
 
 KERNEL void pt_adam(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
                     GLOBAL float *m, pt_i64 mo, GLOBAL float *v, pt_i64 vo, int n, float b1,
-                    float b2, float eps, float step_size, float sqrt_bc2, float decay, float l2)
+                    float b2, float eps, float step_size, float sqrt_bc2, float decay, float l2,
+                    GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss, float wd_decoupled)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss) { /* decay = 1 - lr*wd as the host forms it (AdamW) */
+        const float lr = F32_FROM_BITS(ss[sso + 0]);
+        b1 = F32_FROM_BITS(ss[sso + 1]);
+        step_size = F32_FROM_BITS(ss[sso + 3]);
+        sqrt_bc2 = F32_FROM_BITS(ss[sso + 4]);
+        if (wd_decoupled != 0.0f) decay = 1.0f - lr * wd_decoupled;
+    }
     const float p = param[po + i] * decay;
     const float g = grad[go + i] + l2 * param[po + i];
     const float mi = b1 * m[mo + i] + (1.0f - b1) * g;
@@ -390,10 +410,14 @@ KERNEL void pt_adam(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt
 KERNEL void pt_rmsprop(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_i64 go,
                        GLOBAL float *sq, pt_i64 so, GLOBAL float *buf, pt_i64 bo, GLOBAL float *gavg,
                        pt_i64 ao, int n, float lr, float alpha, float oma, float eps, float wd,
-                       float mom, int centered)
+                       float mom, int centered, GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss) {
+        lr = F32_FROM_BITS(ss[sso + 0]);
+        mom = F32_FROM_BITS(ss[sso + 1]);
+    }
     const float g = grad[go + i] + wd * param[po + i];
     const float s = sq[so + i] * alpha + oma * g * g;
     sq[so + i] = s;

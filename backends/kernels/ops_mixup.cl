@@ -7,10 +7,11 @@
 KERNEL void pt_xent_mix(GLOBAL const float *z, pt_i64 zo, GLOBAL const int *labels, pt_i64 lo,
                         GLOBAL const int *labels2, pt_i64 l2o, GLOBAL const float *lam, pt_i64 lamo,
                         GLOBAL float *loss, pt_i64 losso, GLOBAL float *dl, pt_i64 dlo, int N, int K,
-                        int has_grad, float smoothing, float grad_scale)
+                        int has_grad, float smoothing, float grad_scale, GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long r = GID(0);
     if (r >= N) return;
+    if (use_ss) grad_scale = F32_FROM_BITS(ss[sso + 5]);
     GLOBAL const float *zr = z + zo + r * K;
     int a = labels[lo + r], b = labels2[l2o + r];
     if (a < 0 || a >= K || b < 0 || b >= K) {

@@ -13,7 +13,7 @@
 #include "polytrain/tensor.h"
 #include "polytrain/world.h"
 
-#define PT_BACKEND_API_VERSION 3
+#define PT_BACKEND_API_VERSION 4
 
 typedef enum pt_device_kind { PT_DEVICE_CPU = 0, PT_DEVICE_GPU = 1 } pt_device_kind;
 
@@ -29,6 +29,12 @@ typedef struct pt_device_info {
 typedef struct pt_device_options {
     int threads;       /* cpu: worker threads for this device, 0 = the backend's default */
     int deterministic; /* pick bitwise-reproducible algorithms where a backend has a choice */
+    /* Tests only, cpu: the device implements the graph hooks by recording the ops at capture
+     * and running the recording at launch (op->step read when it runs), and the pinned-input
+     * hooks by holding each asynchronous write back until the device is told to wait for it,
+     * so the core's capture and double-buffering logic runs on a CPU; 2: the same, but every
+     * capture fails at its end (the fallback to launching op by op). */
+    int emulate_graphs;
 } pt_device_options;
 
 /* Function table of a backend. All pointers are required unless marked optional.
@@ -85,6 +91,33 @@ typedef struct pt_backend_iface {
      * PT_ERR_UNSUPPORTED with the reason (the missing extension or instruction set). The
      * modes it accepts here are the PT_CAP_MATH its supports() and run() take. */
     pt_status (*precision)(void *dev_ctx, pt_precision p, char *how, size_t cap, pt_error *err);
+
+    /* Graph capture (optional, all five or none; NULL: every op is launched by itself).
+     * graph_capable: 1, or 0 with the reason in why. Between graph_begin and graph_end the
+     * device records what run() and copy() queue instead of executing it; graph_end returns
+     * the recording ready to launch (or fails, e.g. when a call could not be recorded, and
+     * leaves the device out of capture either way). graph_launch queues one replay, in order
+     * with the device's other work: the ops with op->step set read their per-step values from
+     * that memory when the replay executes them. write() and read() are not recorded and are
+     * not called during a capture. */
+    int (*graph_capable)(void *dev_ctx, char *why, size_t cap);
+    pt_status (*graph_begin)(void *dev_ctx, pt_error *err);
+    pt_status (*graph_end)(void *dev_ctx, void **graph, pt_error *err);
+    pt_status (*graph_launch)(void *dev_ctx, void *graph, pt_error *err);
+    void (*graph_free)(void *dev_ctx, void *graph);
+
+    /* Pinned input (optional, all five or none; NULL: the core writes inputs with write()).
+     * pinned_capable: whether this device has it. host_alloc: page-locked host memory the device copies from directly. write_async
+     * queues a copy from such memory on a queue of its own (it overlaps the ops queued
+     * before it) and returns its fence; src must stay unchanged until write_fence_wait(...,
+     * host = 1) on that fence has returned. write_fence_wait with host = 0 makes the ops
+     * queued after it wait for the copy (the host does not block). */
+    int (*pinned_capable)(void *dev_ctx);
+    pt_status (*host_alloc)(void *dev_ctx, size_t bytes, void **ptr, pt_error *err);
+    void (*host_free)(void *dev_ctx, void *ptr);
+    pt_status (*write_async)(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence,
+                             pt_error *err);
+    pt_status (*write_fence_wait)(void *dev_ctx, uint64_t fence, int host, pt_error *err);
 } pt_backend_iface;
 
 /* ---- registry (core/registry.c): the only mutable global in polytrain ---- */
@@ -114,5 +147,9 @@ pt_status pt_device_run(pt_device *dev, const pt_op *op, pt_error *err);
 pt_status pt_device_sync(pt_device *dev, pt_error *err);
 /* The backend's precision() (fp32 always holds): how the device computes in p, or why not. */
 pt_status pt_device_precision(pt_device *dev, pt_precision p, char *how, size_t cap, pt_error *err);
+/* Whether the device can capture graphs (the backend's graph hooks): 1, or 0 with why. */
+int pt_device_graph_capable(pt_device *dev, char *why, size_t cap);
+/* Whether the device has the pinned-input hooks. */
+int pt_device_pinned_input(const pt_device *dev);
 
 #endif

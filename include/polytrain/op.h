@@ -73,6 +73,11 @@ typedef struct pt_op {
     pt_precision math;
     pt_mem workspace;                  /* scratch the core reserved, workspace_size bytes */
     size_t workspace_bytes;
+    /* The kinds with per-step parameters (pt_op_has_step_params): when step.buf is set, a
+     * pt_step_scalars record in device memory whose values the op uses instead of the
+     * by-value ones in p (which the core keeps equal), read when the op executes. A captured
+     * graph (polytrain/backend.h) replays the same op with the values of each step. */
+    pt_mem step;
     union {
         struct { float value; } fill;
         struct { float alpha; } axpy;
@@ -88,6 +93,47 @@ typedef struct pt_op {
         struct { float inv_scale; } amp;
     } p;
 } pt_op;
+
+/* ---- per-step parameters by reference ---- */
+
+/* What changes from one training step to the next in the ops of a replica's lists, as a
+ * record of 32-bit words in device memory (word indices PT_SS_*: kernels read it by index).
+ * Adam's bias-correction terms are formed on the host (pt_adam_bias_terms) so that every
+ * device uses the very float values the by-value path passes. */
+typedef struct pt_step_scalars {
+    float lr;                 /* SGD, Adam, RMSprop */
+    float momentum;           /* SGD and RMSprop momentum, Adam beta1 */
+    int32_t first_step;       /* SGD: the momentum buffer starts as the gradient */
+    float adam_step_size;     /* lr / (1 - beta1^step) */
+    float adam_sqrt_bc2;      /* sqrt(1 - beta2^step) */
+    float grad_scale;         /* the loss's gradient scale */
+    uint32_t step_lo, step_hi; /* dropout: stream = step * 65536 + the layer id */
+    uint32_t sample_base_lo, sample_base_hi; /* dropout: global index of sample 0 */
+    uint32_t adam_step_lo, adam_step_hi;     /* Adam: 1-based update count */
+    uint32_t reserved[4];
+} pt_step_scalars;
+enum {
+    PT_SS_LR = 0, PT_SS_MOMENTUM, PT_SS_FIRST_STEP, PT_SS_ADAM_STEP_SIZE, PT_SS_ADAM_SQRT_BC2, PT_SS_GRAD_SCALE,
+    PT_SS_STEP_LO, PT_SS_STEP_HI, PT_SS_SAMPLE_BASE_LO, PT_SS_SAMPLE_BASE_HI, PT_SS_ADAM_STEP_LO, PT_SS_ADAM_STEP_HI,
+    PT_SS_WORDS = 16
+};
+
+/* Whether kind has parameters that change every step (SGD, Adam, RMSprop, dropout forward,
+ * the loss): the only kinds that honour pt_op.step. */
+int pt_op_has_step_params(pt_op_kind kind);
+/* Clears op's per-step values (not their structure: whether a momentum is 0 decides which
+ * buffers the kernels touch, so it stays), and the layer id of dropout's stream stays: two
+ * ops of consecutive steps compare equal (memcmp) after this exactly when they differ in
+ * declared per-step values only. The cleared op is still valid (Adam's step becomes 1). */
+void pt_op_clear_step_params(pt_op *op);
+/* The fields of s that op's kind reads, from op's by-value parameters (the others untouched). */
+void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op);
+/* op's by-value per-step parameters set from s (what a backend that executes on the host
+ * does when op->step is set). */
+void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s);
+/* Adam's bias-corrected step size lr / (1 - beta1^step) and sqrt(1 - beta2^step), in double
+ * and rounded to float once, as every backend forms them. */
+void pt_adam_bias_terms(float lr, float beta1, float beta2, int64_t step, float *step_size, float *sqrt_bc2);
 
 /* ---- the description of an op kind: core/op_table.c holds one per kind, and everything
  * the core says about an op (operands, shape rule, FLOPs, capabilities, conformance cases,

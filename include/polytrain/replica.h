@@ -20,8 +20,21 @@ pt_status pt_replica_create(const pt_net *net, pt_device *dev, int batch_capacit
                             pt_error *err);
 void pt_replica_free(pt_replica *r);
 
+/* An auto/on/off option (--cuda-graphs, --pinned-input): auto uses the feature where the
+ * device has it; on requires it (creation fails with the device's reason). */
+typedef enum pt_switch { PT_SWITCH_AUTO = 0, PT_SWITCH_ON, PT_SWITCH_OFF } pt_switch;
+/* "auto", "on", "off" to *out; 0 for anything else. */
+int pt_switch_parse(const char *s, pt_switch *out);
+const char *pt_switch_name(pt_switch s);
+
 typedef struct pt_replica_options {
     int sync_bn; /* BatchNorm batch statistics over every device (see PT_OP_BN_SYNC_*) */
+    /* Capture the step's parts as graphs (pt_device_graph_capable) and replay them: the
+     * per-step parameters then live in a step record on the device (pt_op.step). */
+    pt_switch graphs;
+    /* The batch through page-locked host memory and an asynchronous copy on the device's
+     * copy queue (pt_device_pinned_input), double-buffered on the host. */
+    pt_switch pinned_input;
     /* The math mode of every GEMM and convolution (pt_op.math); the device must take it
      * (pt_device_precision), else creation fails with its reason. */
     pt_precision precision;
@@ -157,5 +170,22 @@ size_t pt_replica_workspace_bytes(const pt_replica *r);
  * step. before/after (may be NULL): the workspace bytes. */
 pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after, pt_error *err);
 const pt_optim_config *pt_replica_optim(const pt_replica *r);
+
+/* Graph capture of the step: a part is captured once its ops have run unchanged this many
+ * times (the first run measures algorithms), i.e. after that many training steps. */
+#define PT_GRAPH_WARMUP_STEPS 2
+/* Whether the replica captures (on) and whether that includes the forward + backward part
+ * (training_part: not in a device group that reduces between its ops), why not (off, or
+ * on without the training part), and the counts so far: captures (each re-capture counts),
+ * graph launches, the training steps run before the training part was first captured (0:
+ * not yet). */
+typedef struct pt_graph_stats {
+    int on, training_part;
+    int64_t captures, launches, captured_after_step;
+    char why[192];
+} pt_graph_stats;
+void pt_replica_graph_stats(const pt_replica *r, pt_graph_stats *out);
+/* Whether the input goes through pinned double buffers, and if not why (why may be NULL). */
+int pt_replica_pinned_input(const pt_replica *r, char *why, size_t cap);
 
 #endif
