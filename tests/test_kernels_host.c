@@ -144,8 +144,9 @@ static const pt_kdev g_host_fp32 = {.ctx = NULL,
 static const pt_backend_iface *g_cpu;
 static pt_backend_iface g_host_iface;
 
-#define HOST_CAPS \
-    (PT_CAP_MIXUP_TARGETS | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))
+#define HOST_CAPS                                                                                          \
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | \
+     PT_CAP_MATH(PT_PREC_FP16))
 
 static int host_supports(void *ctx, const pt_op *op)
 {
@@ -284,10 +285,13 @@ static void the_table_covers_every_pointwise_kind_and_names_its_parameters(void)
         const pt_kernel_id id = pt_kernel_for_pointwise((pt_op_kind)k);
         CHECKF(id != PT_K_COUNT, "%s is pointwise but no kernel runs it", d->name);
         if (id == PT_K_COUNT) continue;
-        /* the pointwise rule: every operand a tensor, the count, accumulate when the kind has it */
+        /* the pointwise rule: every operand a tensor, the count, accumulate when the kind has
+         * it, the fused-ReLU flag when it may carry one */
         char want[16] = "";
         for (int i = 0; i < d->nt; i++) strcat(want, "m");
-        strcat(want, (d->flags & PT_OPF_ACCUMULATE) ? "ii" : "i");
+        strcat(want, "i");
+        if (d->flags & PT_OPF_ACCUMULATE) strcat(want, "i");
+        if (d->flags & PT_OPF_FUSED_RELU) strcat(want, "i");
         CHECKF(strcmp(pt_kernel_info_of(id)->params, want) == 0, "%s runs %s (%s), the pointwise rule passes (%s)",
                d->name, pt_kernel_info_of(id)->name, pt_kernel_info_of(id)->params, want);
     }

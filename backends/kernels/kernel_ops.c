@@ -82,7 +82,8 @@ static int plane(const pt_tensor *t) { return (int)(t->dim[2] * t->dim[3]); }
 
 /* ---- one item per element (or plane, pixel, sample) ---- */
 
-/* The pointwise rule (PT_OPF_POINTWISE): operands in order, the element count, accumulate. */
+/* The pointwise rule (PT_OPF_POINTWISE): operands in order, the element count, accumulate,
+ * the fused ReLU. */
 static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id k, pt_error *err)
 {
     pt_kcall c;
@@ -90,7 +91,9 @@ static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id
     pt_kcall_begin(&c, k, (size_t)n);
     for (int i = 0; i < op->nt; i++) pt_karg_tensor(&c, &op->t[i]);
     pt_karg_int(&c, n);
-    if (pt_op_describe(op->kind)->flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
+    const unsigned flags = pt_op_describe(op->kind)->flags;
+    if (flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
+    if (flags & PT_OPF_FUSED_RELU) pt_karg_int(&c, op->fuse_relu);
     return launch(dev, &c, err);
 }
 
@@ -140,6 +143,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_int(&c, ch);
         pt_karg_int(&c, inner);
         pt_karg_float(&c, op->p.bn.eps);
+        pt_karg_int(&c, op->fuse_relu);
         break;
     }
     case PT_OP_BN_SYNC_BWD: {
@@ -383,6 +387,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
     case PT_OP_BN_FWD_TRAIN:
         pt_karg_float(&c, op->p.bn.eps);
         pt_karg_float(&c, op->p.bn.momentum);
+        pt_karg_int(&c, op->fuse_relu);
         break;
     case PT_OP_BN_SYNC_FWD:
         pt_karg_float(&c, (float)op->p.bn.count);

@@ -65,12 +65,14 @@ KERNEL void pt_axpy(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo
     y[yo + i] = acc ? y[yo + i] + alpha * x[xo + i] : alpha * x[xo + i];
 }
 
+/* relu: the op's fuse_relu, y = max(a + b, 0) as relu_fwd (NaN stays NaN) */
 KERNEL void pt_add(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
-                   pt_i64 yo, int n)
+                   pt_i64 yo, int n, int relu)
 {
     long i = GID(0);
     if (i >= n) return;
-    y[yo + i] = a[ao + i] + b[bo + i];
+    float v = a[ao + i] + b[bo + i];
+    y[yo + i] = relu && v < 0.0f ? 0.0f : v;
 }
 
 KERNEL void pt_bias_add(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bias, pt_i64 bo, int n, int C,
@@ -147,7 +149,7 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
                             GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                             GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
                             GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                            int C, int inner, float eps, float momentum)
+                            int C, int inner, float eps, float momentum, int relu)
 {
     LOCAL float buf[PT_RED_WG];
     int c = GROUP_ID(0);
@@ -179,20 +181,25 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
     }
     /* (x - mean)*scale + beta, never x*scale + shift: see cpu_batchnorm.c */
     float scale = gamma[go + c] * invstd, b = beta[bo + c];
-    PT_CHANNEL_LOOP(n, i, N, inner) yc[n * nstride + i] = (xc[n * nstride + i] - mean) * scale + b;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float v = (xc[n * nstride + i] - mean) * scale + b;
+        yc[n * nstride + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
+    }
 }
 
 KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                            GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
-                           pt_i64 rvo, int n, int C, int inner, float eps)
+                           pt_i64 rvo, int n, int C, int inner, float eps, int relu)
 {
     long i = GID(0);
     if (i >= n) return;
     int c = (int)((i / inner) % C);
     float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
     float scale = gamma[go + c] * invstd;
-    y[yo + i] = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
+    float v = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
+    y[yo + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
 }
 
 KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,

@@ -409,7 +409,9 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 static pt_status validate(const ocl_device *d, const pt_op *op, int check_memory, pt_error *err)
 {
-    const unsigned caps = PT_CAP_MIXUP_TARGETS | (d->fp16_math ? PT_CAP_MATH(PT_PREC_FP16) : 0u);
+    /* fused ReLU: the shared add and BN forward kernels take it as a flag */
+    const unsigned caps =
+        PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | (d->fp16_math ? PT_CAP_MATH(PT_PREC_FP16) : 0u);
     PT_TRY(pt_op_check_operands(op, "opencl", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "opencl", buffer_bytes, 4, err) : PT_OK;
 }
