@@ -22,6 +22,7 @@
 #include "backends/kernels/ops_cast.cl"
 #include "backends/kernels/ops_mixup.cl"
 #include "backends/kernels/ops_zoo.cl"
+#include "backends/kernels/ops_conv_small.cl"
 
 #include "backends/cpu/cpu_internal.h"
 #include "backends/kernels/kernel_ops.h"

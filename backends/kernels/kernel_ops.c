@@ -619,7 +619,7 @@ static void karg_geometry(pt_kcall *c, const conv_shape *s)
 
 static pt_status im2col(const pt_kdev *dev, const conv_shape *s, pt_mem x, pt_mem col, int g, pt_error *err)
 {
-    const size_t n = s->crs * (size_t)g * s->pq;
+    const size_t n = s->crs * (size_t)g * (size_t)s->p; /* an item per row of Q columns */
     pt_kcall c;
     pt_kcall_begin(&c, PT_K_IM2COL, n);
     pt_karg_mem(&c, x);
@@ -670,6 +670,8 @@ static pt_status gemm_mem(const pt_kdev *dev, pt_precision math, int ta, int tb,
 
 static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
+    /* a first layer (C*R*S of 9 or 27): the direct kernels, no workspace */
+    if (pt_kconv_small_applies(dev, op)) return pt_kconv_small_run(dev, op, err);
     const conv_shape s = conv_shape_of(dev, op, dev->conv_ws_cap);
     if (op->workspace_bytes < s.bytes)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
@@ -763,7 +765,7 @@ static int is_conv(pt_op_kind k)
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
     if (op->kind == PT_OP_GEMM) return gemm_workspace(dev, op);
-    if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
+    if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op) || pt_kconv_small_applies(dev, op)) return 0;
     return conv_shape_of(dev, op, dev->conv_ws_cap).bytes;
 }
 

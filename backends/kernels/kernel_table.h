@@ -51,6 +51,10 @@
     K(COL2IM, pt_col2im, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I, I)                        \
     K(GATHER_GROUPS, pt_gather_groups, ITEMS, PT_K_NO_OP, M, M, I, I, I, I)                                  \
     K(SCATTER_GROUPS, pt_scatter_groups, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I)                             \
+    /* ops_conv_small.cl: direct convolution for a small C*R*S */                                        \
+    K(CONV_SMALL_FWD, pt_conv_small_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I, I, I)       \
+    K(CONV_SMALL_BWD_FILTER, pt_conv_small_bwd_filter, CHANNELS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I,  \
+      I, I, I, I)                                                                                           \
     /* ops.cl: synchronised batch norm */                                                                   \
     K(BN_SYNC_STATS, pt_bn_sync_stats, CHANNELS, PT_K_NO_OP, M, M, M, I, I, I)                               \
     K(BN_SYNC_FWD, pt_bn_sync_fwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, I, F, F, F)              \

@@ -424,23 +424,34 @@ KERNEL void pt_rmsprop(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad,
 /* ---- convolution data movement (the GEMMs are CLBlast's) ---- */
 
 /* col[row][g*PQ + p*Q + q] = x[g, c, p*st - pad + r, q*st - pad + s] (0 outside), for the
- * G samples starting at x: one [CRS, G*PQ] matrix, so one GEMM covers the group. */
+ * G samples starting at x: one [CRS, G*PQ] matrix, so one GEMM covers the group. One item per
+ * output row (row, g, p), n = CRS*G*P of them: the index arithmetic once per Q elements, and
+ * the in-bounds span of q copied without a test per element. */
 KERNEL void pt_im2col(GLOBAL const float *x, pt_i64 xo, GLOBAL float *col, pt_i64 co, int n, int G,
                       int C, int H, int W, int R, int S, int P, int Q, int st, int pad)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    const int pq = P * Q;
-    const long ld = (long)G * pq;
-    int row = (int)(idx / ld);
-    int rest = (int)(idx - row * ld);
-    int g = rest / pq, o = rest % pq;
-    int p = o / Q, q = o % Q;
-    int c = row / (R * S), r = (row / S) % R, s = row % S;
-    int h = p * st - pad + r, w = q * st - pad + s;
-    float v = 0.0f;
-    if (h >= 0 && h < H && w >= 0 && w < W) v = x[xo + (((long)g * C + c) * H + h) * W + w];
-    col[co + idx] = v;
+    const long gp = (long)G * P;
+    const int row = (int)(idx / gp);
+    const int rest = (int)(idx - row * gp);
+    const int g = rest / P, p = rest % P;
+    const int c = row / (R * S), r = (row / S) % R, s = row % S;
+    const int h = p * st - pad + r;
+    GLOBAL float *out = col + co + idx * Q;
+    if (h < 0 || h >= H) {
+        for (int q = 0; q < Q; q++) out[q] = 0.0f;
+        return;
+    }
+    /* q with 0 <= q*st - pad + s < W */
+    int qlo = pad - s > 0 ? (pad - s + st - 1) / st : 0;
+    int qhi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / st : -1;
+    if (qhi > Q - 1) qhi = Q - 1;
+    if (qlo > Q) qlo = Q;
+    GLOBAL const float *xr = x + xo + (((long)g * C + c) * H + h) * W - pad + s;
+    for (int q = 0; q < qlo; q++) out[q] = 0.0f;
+    for (int q = qlo; q <= qhi; q++) out[q] = xr[q * st];
+    for (int q = qhi + 1 > qlo ? qhi + 1 : qlo; q < Q; q++) out[q] = 0.0f;
 }
 
 /* dx[g, c, h, w] = (acc ? dx : 0) + the col entries im2col took from it, in (r, s) order

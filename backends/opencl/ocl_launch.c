@@ -78,6 +78,11 @@ static pt_status kdev_sgemm(void *ctx, pt_precision math, int ta, int tb, size_t
 
 /* 64 MiB of im2col scratch: a group of samples per GEMM keeps CLBlast's GEMMs wide. */
 #define OCL_CONV_WS_CAP ((size_t)64 << 20)
+/* Convolutions with C*R*S up to this run forward and filter gradient as the direct kernels
+ * (ops_conv_small.cl): on PoCL (2 cores) 3-4x faster than im2col + CLBlast at C*R*S 9 and
+ * 18, 1.3-3x for the filter gradient and about even for the forward at 27 (docs/BENCHMARKS.md),
+ * where CLBlast tiles an inner dimension of 9..27 badly. */
+#define OCL_CONV_SMALL_CRS PT_KCONV_SMALL_MAX
 
 pt_kdev ocl_kdev(ocl_device *d)
 {
@@ -86,7 +91,8 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .launch = kdev_launch,
                        .sgemm = kdev_sgemm,
                        .conv_ws_cap = OCL_CONV_WS_CAP,
-                       .lowp_f32 = d->fp16_math};
+                       .lowp_f32 = d->fp16_math,
+                       .conv_small_crs = OCL_CONV_SMALL_CRS};
     return k;
 }
 
