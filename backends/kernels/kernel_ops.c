@@ -163,7 +163,8 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
     case PT_OP_MAXPOOL_BWD: {
         const int fwd = op->kind == PT_OP_MAXPOOL_FWD;
         const pt_tensor *x = fwd ? &t[0] : &t[2], *y = fwd ? &t[1] : &t[0];
-        const int n = fwd ? numel(y) : numel(x);
+        /* an item per output row (forward) or input row (backward) */
+        const int n = (int)(fwd ? y->dim[0] * y->dim[1] * y->dim[2] : x->dim[0] * x->dim[1] * x->dim[2]);
         pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD : PT_K_MAXPOOL_BWD, (size_t)n);
         for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
         pt_karg_int(&c, n);

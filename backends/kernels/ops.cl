@@ -28,13 +28,20 @@ DEVFN float pt_k_block_sum(LOCAL_PTR float *buf, float v)
     return r;
 }
 
-/* Walks the elements (n, i) of one channel of an [N, C, inner] tensor, PT_RED_WG apart. */
+/* Walks the elements (n, i) of one channel of an [N, C, inner] tensor, PT_RED_WG apart; a
+ * step past the end of a plane of at least PT_RED_WG elements lands in the next one, without
+ * a division. */
 DEVFN void pt_k_ch_step(int *n, int *i, int inner)
 {
     *i += PT_RED_WG;
     if (*i >= inner) {
-        *n += *i / inner;
-        *i %= inner;
+        if (*i < 2 * inner) {
+            *n += 1;
+            *i -= inner;
+        } else {
+            *n += *i / inner;
+            *i %= inner;
+        }
     }
 }
 #define PT_CHANNEL_LOOP(n, i, N, inner) \
@@ -248,60 +255,69 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
 
 /* ---- pooling ---- */
 
+/* One item per output row (plane, i), n = planes*P: the index arithmetic once per Q outputs. */
 KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
                            GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
                            int st, int pad)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    long plane = idx / ((long)P * Q);
-    int o = (int)(idx - plane * P * Q);
-    int oi = o / Q, oj = o % Q;
+    long plane = idx / P;
+    int oi = (int)(idx - plane * P);
     GLOBAL const float *xp = x + xo + plane * H * W;
-    float best = -INF_F;
-    int bi = -1;
-    for (int a = 0; a < k; a++) {
-        int hi = oi * st - pad + a;
-        if (hi < 0 || hi >= H) continue;
-        for (int b = 0; b < k; b++) {
-            int wi = oj * st - pad + b;
-            if (wi < 0 || wi >= W) continue;
-            float v = xp[hi * W + wi];
-            /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
-            if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
-                best = v;
-                bi = hi * W + wi;
+    GLOBAL float *yr = y + yo + idx * Q;
+    GLOBAL int *ar = arg + ao + idx * Q;
+    int alo = oi * st - pad < 0 ? pad - oi * st : 0; /* window rows inside the plane */
+    int ahi = oi * st - pad + k > H ? H - (oi * st - pad) : k;
+    for (int oj = 0; oj < Q; oj++) {
+        float best = -INF_F;
+        int bi = -1;
+        for (int a = alo; a < ahi; a++) {
+            int hi = oi * st - pad + a;
+            for (int b = 0; b < k; b++) {
+                int wi = oj * st - pad + b;
+                if (wi < 0 || wi >= W) continue;
+                float v = xp[hi * W + wi];
+                /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
+                if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
+                    best = v;
+                    bi = hi * W + wi;
+                }
             }
         }
+        yr[oj] = best;
+        ar[oj] = bi;
     }
-    y[yo + idx] = best;
-    arg[ao + idx] = bi;
 }
 
 /* A gather, not a scatter: each input cell sums the outputs whose argmax it is, in output
- * order, so overlapping windows need no atomics and the sum is the cpu backend's. */
+ * order, so overlapping windows need no atomics and the sum is the cpu backend's. One item
+ * per input row (plane, h), n = planes*H: it starts the row from dx (acc) or 0, then walks
+ * the output rows whose windows cover h and, in (i, j) order, adds each output's gradient to
+ * its argmax cell when that cell is in this row: the same sums in the same order as a cell at
+ * a time, without a division per cell. */
 KERNEL void pt_maxpool_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL const int *arg, pt_i64 ao,
                            GLOBAL float *dx, pt_i64 dxo, int n, int H, int W, int P, int Q, int k,
                            int st, int pad, int acc)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    long plane = idx / ((long)H * W);
-    int cell = (int)(idx - plane * H * W);
-    int h = cell / W, w = cell % W;
+    long plane = idx / H;
+    int h = (int)(idx - plane * H);
     int ilo = h + pad - k + 1 <= 0 ? 0 : (h + pad - k + 1 + st - 1) / st;
     int ihi = (h + pad) / st;
-    int jlo = w + pad - k + 1 <= 0 ? 0 : (w + pad - k + 1 + st - 1) / st;
-    int jhi = (w + pad) / st;
     if (ihi > P - 1) ihi = P - 1;
-    if (jhi > Q - 1) jhi = Q - 1;
+    GLOBAL float *row = dx + dxo + idx * W;
     GLOBAL const float *gp = dy + dyo + plane * P * Q;
     GLOBAL const int *ap = arg + ao + plane * P * Q;
-    float s = acc ? dx[dxo + idx] : 0.0f;
+    if (!acc)
+        for (int w = 0; w < W; w++) row[w] = 0.0f;
+    const int first = h * W, last = first + W; /* this row's cells: [first, last) of the plane */
     for (int i = ilo; i <= ihi; i++)
-        for (int j = jlo; j <= jhi; j++)
-            if (ap[i * Q + j] == cell) s += gp[i * Q + j];
-    dx[dxo + idx] = s;
+        for (int j = 0; j < Q; j++) {
+            const int a = ap[i * Q + j];
+            if (a >= first && a < last) row[a - first] += gp[i * Q + j];
+        }
 }
 
 KERNEL void pt_gap_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
