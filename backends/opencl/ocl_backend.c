@@ -261,8 +261,13 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
      * OpenCL drivers use */
     const char *f16 = getenv("PT_OPENCL_FP16");
     d->fp16_math = d->info->fp16 || (f16 && strcmp(f16, "force") == 0);
+    /* The per-channel reductions' work-group: 256 on GPUs; 64 on CPU devices, where a group runs
+     * on one core and its items are a loop: on PoCL (2 cores) a BN forward over 512 channels
+     * of 3x3 took 2.3 ms at 64 against 4.8-5.8 ms at 256, and planes of 28x28 the same either
+     * way (docs/BENCHMARKS.md). */
+    const int red_max = d->info->type & CL_DEVICE_TYPE_CPU ? 64 : 256;
     int wg = 1;
-    while (wg * 2 <= 256 && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
+    while (wg * 2 <= red_max && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
     d->red_wg = wg;
 
     cl_int rc;
