@@ -118,13 +118,16 @@ static pt_status host_gemm16(void *ctx, pt_precision math, int ta, int tb, size_
     return PT_OK;
 }
 
-/* Small enough that the conformance suite's larger convolutions run in several groups. */
+/* Small enough that the conformance suite's larger convolutions run in several groups; the
+ * fp32 convolutions with C*R*S up to 32 take the direct kernels (ops_conv_small.cl), the
+ * others and every bf16/fp16 one im2col. */
 static const pt_kdev g_host = {.ctx = NULL,
                                .backend = "host",
                                .launch = host_launch,
                                .sgemm = host_sgemm,
                                .conv_ws_cap = (size_t)16 << 10,
-                               .gemm16 = host_gemm16};
+                               .gemm16 = host_gemm16,
+                               .conv_small_crs = PT_KCONV_SMALL_MAX};
 /* Without gemm16 but with lowp_f32: bf16/fp16 operands rounded in float32 into host_sgemm (the
  * opencl backend's fp16). */
 static const pt_kdev g_host_round = {.ctx = NULL,
@@ -404,14 +407,15 @@ static void math_modes_convert_operands_into_the_workspace_or_are_refused(void)
         CHECKF(bad == 0, "from_lowp %s (alpha 0.5, accumulate): %d of %d wrong", pt_precision_name((pt_precision)p),
                bad, NV);
     }
-    /* a convolution: fp32 and tf32 need the same scratch, bf16/fp16 more, each direction */
+    /* a convolution (C*R*S 72: im2col, not the direct kernels): fp32 and tf32 need the same
+     * scratch, bf16/fp16 more, each direction */
     for (int kind = PT_OP_CONV2D_FWD; kind <= PT_OP_CONV2D_BWD_FILTER; kind++) {
         pt_op c;
         memset(&c, 0, sizeof c);
         c.kind = (pt_op_kind)kind;
         c.nt = 3;
-        c.t[0] = pt_tensor_4d(buf, 0, 6, 3, 9, 9);
-        c.t[1] = pt_tensor_4d(buf, 0, 8, 3, 3, 3);
+        c.t[0] = pt_tensor_4d(buf, 0, 6, 8, 9, 9);
+        c.t[1] = pt_tensor_4d(buf, 0, 8, 8, 3, 3);
         c.t[2] = pt_tensor_4d(buf, 0, 6, 8, 9, 9);
         c.p.conv.stride = 1;
         c.p.conv.pad = 1;
