@@ -170,12 +170,14 @@ int train_options_parse(train_options *o, int argc, char **argv)
 }
 
 /* Options that may differ on --resume: where and how fast the run goes, what it prints, when
- * it stops, the precision (said in the banner) and --fuse (the same results). Every other option changes what the
- * run computes, so its record in config.json would no longer describe it. */
+ * it stops, the precision (said in the banner) and --fuse (the same results). Every other
+ * option changes what the run computes, so its record in config.json would no longer
+ * describe it. */
 static int free_on_resume(const char *name)
 {
     static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
-                                        "skip-bad-images", "check-replicas", "precision", "fuse", "deterministic", "out",
+                                        "skip-bad-images", "check-replicas", "precision", "fuse", "deterministic",
+                                        "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
                                         "log-every", "config",
