@@ -2,8 +2,8 @@
  * opencl device runs for a first layer's forward and filter gradient instead of im2col +
  * GEMM: against the cpu backend on fresh random inputs (a new seed each run, printed), in
  * several shapes (1 and 3 input channels, stride 1 and 2, padding 0 and 1, C*R*S up to the
- * limit), overwriting poisoned (NaN) outputs and accumulating into random ones. Skips (77)
- * without an OpenCL device. */
+ * limit), overwriting poisoned (NaN) outputs and accumulating into random ones; and a bad
+ * PT_OPENCL_CONV_SMALL_CRS refused at device open. Skips (77) without an OpenCL device. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -132,7 +132,7 @@ static void the_rule_takes_small_fp32_forward_and_filter_gradient_only(void)
 {
     pt_kdev dev;
     memset(&dev, 0, sizeof dev);
-    dev.conv_small_crs = 27;
+    dev.conv_small_fwd_crs = dev.conv_small_crs = 27;
     pt_op op;
     memset(&op, 0, sizeof op);
     op.nt = 3;
@@ -150,15 +150,35 @@ static void the_rule_takes_small_fp32_forward_and_filter_gradient_only(void)
     op.math = PT_PREC_FP16; /* the reduced-precision modes round the GEMM's operands */
     CHECK(!pt_kconv_small_applies(&dev, &op));
     op.math = PT_PREC_FP32;
-    dev.conv_small_crs = 26; /* above the device's limit */
+    dev.conv_small_fwd_crs = 26; /* above the device's limit for the forward */
     CHECK(!pt_kconv_small_applies(&dev, &op));
+    op.kind = PT_OP_CONV2D_BWD_FILTER; /* which is the forward's only */
+    CHECK(pt_kconv_small_applies(&dev, &op));
     dev.conv_small_crs = 0;
     CHECK(!pt_kconv_small_applies(&dev, &op));
+}
+
+static void a_bad_limit_in_the_environment_is_refused_naming_it(void)
+{
+    static const char *const bad[] = {"33", "-1", "x", "", "9k"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("PT_OPENCL_CONV_SMALL_CRS", bad[i], 1);
+        pt_device *d = NULL;
+        pt_error err;
+        pt_error_clear(&err);
+        CHECKF(pt_device_open("opencl", 0, NULL, &d, &err) == PT_ERR_INVALID && d == NULL &&
+                   strstr(err.msg, "PT_OPENCL_CONV_SMALL_CRS") && strstr(err.msg, "0 (no direct convolution) to 32"),
+               "'%s': %s", bad[i], err.msg);
+        if (d) pt_device_close(d);
+    }
+    unsetenv("PT_OPENCL_CONV_SMALL_CRS");
 }
 
 int main(void)
 {
     RUN(the_rule_takes_small_fp32_forward_and_filter_gradient_only);
+    /* every shape below through the direct kernels, whatever the device's own rule */
+    setenv("PT_OPENCL_CONV_SMALL_CRS", "32", 1);
     const pt_backend_iface *be = pt_backend_find("opencl");
     void *ctx;
     pt_error err;
@@ -177,6 +197,7 @@ int main(void)
     g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20); /* fresh inputs every run */
     printf("  seed %llu\n", (unsigned long long)g_seed);
     RUN(forward_and_filter_gradient_match_cpu);
+    RUN(a_bad_limit_in_the_environment_is_refused_naming_it);
     pt_device_close(g_ocl);
     pt_device_close(g_cpu);
     TEST_EXIT();

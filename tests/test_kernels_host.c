@@ -127,6 +127,7 @@ static const pt_kdev g_host = {.ctx = NULL,
                                .sgemm = host_sgemm,
                                .conv_ws_cap = (size_t)16 << 10,
                                .gemm16 = host_gemm16,
+                               .conv_small_fwd_crs = PT_KCONV_SMALL_MAX,
                                .conv_small_crs = PT_KCONV_SMALL_MAX};
 /* Without gemm16 but with lowp_f32: bf16/fp16 operands rounded in float32 into host_sgemm (the
  * opencl backend's fp16). */

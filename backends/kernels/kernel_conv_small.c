@@ -1,6 +1,6 @@
 /* The direct convolution for a small reduction C*R*S (ops_conv_small.cl) as calls of the shared
  * kernel layer: forward and filter gradient of fp32 convolutions whose C*R*S is at most the
- * device's pt_kdev.conv_small_crs. The input gradient of such a layer (the network's input,
+ * device's pt_kdev.conv_small_fwd_crs and conv_small_crs. The input gradient of such a layer (the network's input,
  * which wants none) and the reduced-precision math modes stay on im2col + GEMM. */
 #include "backends/kernels/kernel_ops.h"
 
@@ -15,10 +15,11 @@ static int64_t small_crs(const pt_op *op)
 
 int pt_kconv_small_applies(const pt_kdev *dev, const pt_op *op)
 {
-    if (!dev || dev->conv_small_crs <= 0 || op->nt != 3 || op->math != PT_PREC_FP32) return 0;
+    if (!dev || op->nt != 3 || op->math != PT_PREC_FP32) return 0;
     if (op->kind != PT_OP_CONV2D_FWD && op->kind != PT_OP_CONV2D_BWD_FILTER) return 0;
+    const int limit = op->kind == PT_OP_CONV2D_FWD ? dev->conv_small_fwd_crs : dev->conv_small_crs;
     const int64_t crs = small_crs(op);
-    return crs >= 1 && crs <= dev->conv_small_crs && crs <= PT_KCONV_SMALL_MAX;
+    return crs >= 1 && crs <= limit && crs <= PT_KCONV_SMALL_MAX;
 }
 
 pt_status pt_kconv_small_run(const pt_kdev *dev, const pt_op *op, pt_error *err)

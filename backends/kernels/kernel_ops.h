@@ -76,10 +76,11 @@ typedef struct pt_kdev {
      * product of two 16-bit values is exact in float32, so the numbers are the 16-bit formats'
      * products with float32 sums, as gemm16 gives; the speed is float32's. */
     int lowp_f32;
-    /* Convolutions (fp32) whose C*R*S is at most this run forward and filter gradient as the
-     * direct kernels of ops_conv_small.cl instead of im2col + GEMM (0: never; at most
-     * PT_KCONV_SMALL_MAX). The device sets it where it measured the direct kernels faster. */
-    int conv_small_crs;
+    /* Convolutions (fp32) whose C*R*S is at most conv_small_fwd_crs run forward, at most
+     * conv_small_crs their filter gradient, as the direct kernels of ops_conv_small.cl instead
+     * of im2col + GEMM (0: never; at most PT_KCONV_SMALL_MAX). The device sets them where it
+     * measured the direct kernels faster. */
+    int conv_small_fwd_crs, conv_small_crs;
 } pt_kdev;
 
 /* Runs op (validated by the backend's run()) with the shared kernels and dev's SGEMM: every

@@ -8,7 +8,10 @@
 #define PT_SMALL_CRS 32
 
 /* y[b, k, p, q] = (acc ? y : 0) + sum_{c,r,s} w[k, c, r, s] x[b, c, p*st - pad + r, q*st - pad + s],
- * one item per output pixel (b, p, q): n = N*P*Q. */
+ * one item per output pixel (b, p, q): n = N*P*Q. The sum runs in (c, r, s) order with fused
+ * multiply-adds, as a BLAS GEMM's inner loop does: the cpu backend's first layer to the
+ * rounding (plain products put 1e-5 between the backends' losses a step later, through
+ * max-pool ties the rounding breaks differently). */
 KERNEL void pt_conv_small_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *w, pt_i64 wo,
                               GLOBAL float *y, pt_i64 yo, int n, int C, int H, int W, int K, int R, int S,
                               int P, int Q, int st, int pad, int acc)
@@ -33,7 +36,7 @@ KERNEL void pt_conv_small_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const flo
     for (int k = 0; k < K; k++) {
         GLOBAL const float *wk = w + wo + (long)k * crs;
         float sum = 0.0f;
-        for (int i = 0; i < crs; i++) sum += wk[i] * patch[i];
+        for (int i = 0; i < crs; i++) sum = FMAF(wk[i], patch[i], sum);
         const long at = (long)k * pq;
         yp[at] = acc ? yp[at] + sum : sum;
     }

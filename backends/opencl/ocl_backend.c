@@ -269,6 +269,11 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     int wg = 1;
     while (wg * 2 <= red_max && (size_t)(wg * 2) <= d->info->max_work_group) wg *= 2;
     d->red_wg = wg;
+    const pt_status lim = ocl_conv_small_limits(d, err);
+    if (lim != PT_OK) {
+        free(d);
+        return lim;
+    }
 
     cl_int rc;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)d->info->platform, 0};
