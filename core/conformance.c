@@ -819,6 +819,30 @@ static void step_record_variants(conf_table *t, int first)
     }
 }
 
+/* The kinds that may carry a fused ReLU (PT_OPF_FUSED_RELU): their cases again with fuse_relu
+ * set, then once more with a NaN in the first input, so that outputs straddle zero (the
+ * cases' inputs are centred, BN's outputs are by construction) and the ReLU must keep NaN
+ * (as relu_fwd). Run only on devices that support the fused form (the others fold nothing). */
+static void fuse_variants(conf_table *t, int first)
+{
+    const int last = t->n;
+    for (int nan = 0; nan < 2; nan++)
+        for (int i = first; i < last && !t->oom; i++) {
+            conf_case c = t->c[i];
+            c.op.fuse_relu = 1;
+            if (nan) {
+                c.o[0].gen = G_NAN;
+                /* the written operands may hold NaN where the reference does */
+                for (int j = 0; j < c.op.nt; j++)
+                    if (c.o[j].check == C_NORM) c.o[j].check = C_NORM_NF;
+            }
+            char rest[sizeof c.name];
+            const char *sp = strchr(c.name, ' ');
+            snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+            push(t, &c, "%s relu%s", rest, nan ? " nan" : "");
+        }
+}
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -829,6 +853,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
         if (r < sizeof recipes / sizeof recipes[0] && recipes[r]) recipes[r](t, (pt_op_kind)k);
         if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
         if (pt_op_has_step_params((pt_op_kind)k)) step_record_variants(t, first);
+        if (d && (d->flags & PT_OPF_FUSED_RELU)) fuse_variants(t, first);
     }
     if (t->oom) {
         free(t->c);
@@ -1384,6 +1409,18 @@ done:
     return st;
 }
 
+/* Whether dut declares the fused ReLU (PT_CAP_FUSED_RELU): supports() of an add carrying it. */
+static int dut_fuses_relu(pt_device *dut)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_ADD;
+    op.nt = 3;
+    op.fuse_relu = 1;
+    for (int i = 0; i < 3; i++) op.t[i].dtype = PT_F32, op.t[i].ndim = 1, op.t[i].dim[0] = 1;
+    return dut->be->supports(dut->ctx, &op);
+}
+
 pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, const char *filter,
                              pt_conformance_report cb, void *user, pt_conformance_summary *out, pt_error *err)
 {
@@ -1398,9 +1435,10 @@ pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, cons
     /* Math modes the device under test claims; the cases of the others are not run. */
     int claims[PT_PREC_COUNT];
     for (int p = 0; p < PT_PREC_COUNT; p++) claims[p] = pt_device_precision(dut, (pt_precision)p, NULL, 0, NULL) == PT_OK;
+    const int fuses = dut_fuses_relu(dut);
     for (int i = 0; i < t.n; i++) {
         if (filter && filter[0] && !strstr(t.c[i].name, filter)) continue;
-        if (!claims[t.c[i].op.math]) {
+        if (!claims[t.c[i].op.math] || (t.c[i].op.fuse_relu && !fuses)) {
             sum.unclaimed++;
             continue;
         }

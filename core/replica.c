@@ -38,7 +38,7 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
         return pst;
     }
     const char *fuse = getenv("PT_FUSE_RELU");
-    r->fold_relu = !(fuse && fuse[0] == '0' && fuse[1] == 0);
+    r->fold_relu = !(ro && ro->no_fuse_relu) && !(fuse && fuse[0] == '0' && fuse[1] == 0);
     r->preg = pt_net_param_region(net);
     r->breg = pt_net_buffer_region(net);
     r->nslots = pt_optim_slots(opt);
@@ -310,6 +310,7 @@ void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user)
 void pt_replica_set_global_batch(pt_replica *r, int n) { r->global_batch = n; }
 int pt_replica_sync_bn(const pt_replica *r) { return r->sync_bn; }
 pt_precision pt_replica_precision(const pt_replica *r) { return r->precision; }
+int pt_replica_fuse_relu(const pt_replica *r) { return r->fold_relu; }
 
 const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)
 {

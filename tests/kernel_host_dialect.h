@@ -37,6 +37,7 @@ typedef uint16_t pt_u16;
 #define EXPF(x) expf(x)
 #define LOGF(x) logf(x)
 #define SQRTF(x) sqrtf(x)
+#define FMAF(a, b, c) fmaf(a, b, c)
 #define ISNAN(x) isnan(x)
 #define INF_F INFINITY
 #define MUL_HI_U32(a, b) ((pt_u32)(((uint64_t)(pt_u32)(a) * (uint64_t)(pt_u32)(b)) >> 32))

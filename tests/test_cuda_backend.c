@@ -809,13 +809,15 @@ static void module_supports_every_op_kind(void)
     bad.kind = PT_OP_SIGMOID_FWD;
     bad.nt = 1;
     CHECK(!be->supports(NULL, &bad));
-    /* no fused BN+ReLU / add+ReLU kernels: the emitter must keep the ReLU separate */
+    /* the fused add+ReLU and BN+ReLU are declared (PT_CAP_FUSED_RELU); not on other kinds */
     memset(&bad, 0, sizeof bad);
     bad.kind = PT_OP_ADD;
     bad.nt = 3;
     for (int i = 0; i < 3; i++) bad.t[i].dtype = PT_F32, bad.t[i].ndim = 1, bad.t[i].dim[0] = 1;
     CHECK(be->supports(NULL, &bad));
     bad.fuse_relu = 1;
+    CHECK(be->supports(NULL, &bad));
+    bad.kind = PT_OP_RELU_BWD;
     CHECK(!be->supports(NULL, &bad));
     /* math modes: only on a GEMM or convolution, and without a device (whose compute
      * capability decides) none at all; fp32 always */

@@ -23,6 +23,7 @@
 #include "backends/kernels/ops_mixup.cl"
 #include "backends/kernels/ops_winograd.cl"
 #include "backends/kernels/ops_zoo.cl"
+#include "backends/kernels/ops_conv_small.cl"
 
 #include "backends/cpu/cpu_internal.h"
 #include "backends/kernels/kernel_ops.h"
@@ -137,13 +138,17 @@ static pt_status host_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t 
     return PT_OK;
 }
 
-/* Small enough that the conformance suite's larger convolutions run in several groups. */
+/* Small enough that the conformance suite's larger convolutions run in several groups; the
+ * fp32 convolutions with C*R*S up to 32 take the direct kernels (ops_conv_small.cl), the
+ * others and every bf16/fp16 one im2col. */
 static const pt_kdev g_host = {.ctx = NULL,
                                .backend = "host",
                                .launch = host_launch,
                                .sgemm = host_sgemm,
                                .conv_ws_cap = (size_t)16 << 10,
-                               .gemm16 = host_gemm16};
+                               .gemm16 = host_gemm16,
+                               .conv_small_fwd_crs = PT_KCONV_SMALL_MAX,
+                               .conv_small_crs = PT_KCONV_SMALL_MAX};
 /* Without gemm16 but with lowp_f32: bf16/fp16 operands rounded in float32 into host_sgemm (the
  * opencl backend's fp16). */
 static const pt_kdev g_host_round = {.ctx = NULL,
@@ -174,8 +179,9 @@ static const pt_kdev g_host_fp32 = {.ctx = NULL,
 static const pt_backend_iface *g_cpu;
 static pt_backend_iface g_host_iface;
 
-#define HOST_CAPS \
-    (PT_CAP_MIXUP_TARGETS | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))
+#define HOST_CAPS                                                                                          \
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | \
+     PT_CAP_MATH(PT_PREC_FP16))
 
 static int host_supports(void *ctx, const pt_op *op)
 {
@@ -326,10 +332,13 @@ static void the_table_covers_every_pointwise_kind_and_names_its_parameters(void)
         const pt_kernel_id id = pt_kernel_for_pointwise((pt_op_kind)k);
         CHECKF(id != PT_K_COUNT, "%s is pointwise but no kernel runs it", d->name);
         if (id == PT_K_COUNT) continue;
-        /* the pointwise rule: every operand a tensor, the count, accumulate when the kind has it */
+        /* the pointwise rule: every operand a tensor, the count, accumulate when the kind has
+         * it, the fused-ReLU flag when it may carry one */
         char want[16] = "";
         for (int i = 0; i < d->nt; i++) strcat(want, "m");
-        strcat(want, (d->flags & PT_OPF_ACCUMULATE) ? "ii" : "i");
+        strcat(want, "i");
+        if (d->flags & PT_OPF_ACCUMULATE) strcat(want, "i");
+        if (d->flags & PT_OPF_FUSED_RELU) strcat(want, "i");
         CHECKF(strcmp(pt_kernel_info_of(id)->params, want) == 0, "%s runs %s (%s), the pointwise rule passes (%s)",
                d->name, pt_kernel_info_of(id)->name, pt_kernel_info_of(id)->params, want);
     }
@@ -441,14 +450,15 @@ static void math_modes_convert_operands_into_the_workspace_or_are_refused(void)
         CHECKF(bad == 0, "from_lowp %s (alpha 0.5, accumulate): %d of %d wrong", pt_precision_name((pt_precision)p),
                bad, NV);
     }
-    /* a convolution: fp32 and tf32 need the same scratch, bf16/fp16 more, each direction */
+    /* a convolution (C*R*S 72: im2col, not the direct kernels): fp32 and tf32 need the same
+     * scratch, bf16/fp16 more, each direction */
     for (int kind = PT_OP_CONV2D_FWD; kind <= PT_OP_CONV2D_BWD_FILTER; kind++) {
         pt_op c;
         memset(&c, 0, sizeof c);
         c.kind = (pt_op_kind)kind;
         c.nt = 3;
-        c.t[0] = pt_tensor_4d(buf, 0, 6, 3, 9, 9);
-        c.t[1] = pt_tensor_4d(buf, 0, 8, 3, 3, 3);
+        c.t[0] = pt_tensor_4d(buf, 0, 6, 8, 9, 9);
+        c.t[1] = pt_tensor_4d(buf, 0, 8, 8, 3, 3);
         c.t[2] = pt_tensor_4d(buf, 0, 6, 8, 9, 9);
         c.p.conv.stride = 1;
         c.p.conv.pad = 1;

@@ -22,7 +22,9 @@
 int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
-    const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto";
+    const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto",
+               *fuse = "on";
+    int fuse_on = 1;
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
     const arg_spec specs[] = {
@@ -40,6 +42,7 @@ int cmd_eval(int argc, char **argv)
         {"threads", ARG_INT, &threads, "N", "cpu worker threads per device (default: the cores divided between the devices)", 0, 4096, NULL},
         {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
         {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay the evaluation forward as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
+        {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"confusion", ARG_STRING, &confusion, "FILE", "write the confusion matrix as CSV (rows: true class, columns: predicted; counts)", 0, 0, NULL},
         {"per-class", ARG_FLAG, &per_class, NULL, "print each class's count, accuracy and the class it is most often taken for (with --json: a \"per_class\" array)", 0, 0, NULL},
         {"dump-logits", ARG_STRING, &dump, "FILE", "write float32 logits [count, classes] in dataset order", 0, 0, NULL},
@@ -95,6 +98,7 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval: --cuda-graphs must be auto, on or off, got '%s'", graphs_opt);
         return 2;
     }
+    if (cli_fuse_parse("eval", fuse, &fuse_on)) return 2;
     pt_error err;
     pt_error_clear(&err);
     /* The run's own validation data, unless --data says otherwise. */
@@ -118,6 +122,7 @@ int cmd_eval(int argc, char **argv)
         return err.status == PT_ERR_INVALID ? 2 : 1;
     }
     m.graphs = graphs;
+    m.no_fuse_relu = !fuse_on;
     pt_dataset ds;
     memset(&ds, 0, sizeof ds);
     cli_confusion cm;
@@ -213,7 +218,8 @@ int cmd_eval(int argc, char **argv)
         for (int d = 0; d < m.ndev; d++) pt_strbuf_printf(&sb, "%s%d", d ? "," : "", m.devs[d]->index);
         pt_strbuf_puts(&sb, "],\"device\":");
         pt_strbuf_json_string(&sb, d0->info.name);
-        pt_strbuf_printf(&sb, ",\"batch_per_device\":%d", batch);
+        pt_strbuf_printf(&sb, ",\"batch_per_device\":%d,\"fuse\":\"%s\"", batch,
+                         pt_replica_fuse_relu(m.reps[0]) ? "on" : "off");
         if (cm.matrix) pt_strbuf_printf(&sb, ",\"correct\":%lld", (long long)cm.correct);
         if (confusion) {
             pt_strbuf_puts(&sb, ",\"confusion\":");
@@ -233,7 +239,8 @@ int cmd_eval(int argc, char **argv)
     } else {
         printf("devices: %d x %s (%s backend, device%s", m.ndev, d0->info.name, d0->be->name, m.ndev == 1 ? "" : "s");
         for (int d = 0; d < m.ndev; d++) printf("%s%d", d ? "," : " ", m.devs[d]->index);
-        printf("), batch %d per device\n", batch);
+        printf("), batch %d per device; fused BN+ReLU, add+ReLU: %s\n", batch,
+               pt_replica_fuse_relu(m.reps[0]) ? "on" : "off");
         printf("%s (%s) on %lld %s %s samples: loss %.4f  top1 %.2f%%  top5 %.2f%%\n", cli_safe(checkpoint),
                cli_safe(m.meta.model), (long long)res.count, cli_safe(ds.name), use_run ? "validation" : "test", res.loss, 100 * res.top1,
                100 * res.top5);

@@ -30,6 +30,7 @@
 
 typedef struct xp_args {
     const char *suite, *out, *data, *backend, *devices, *runs, *precision;
+    const char *fuse; /* --fuse on|off, passed to every run (not a setting: the results are the same) */
     int epochs, batch, threads, no_plots, list, retry_failed, stop_after;
     int64_t limit_train, limit_val;
     uint64_t seed;
@@ -683,6 +684,7 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
         v[n++] = "--overwrite"; /* a failed run tried again: its directory is the suite's own */
         v[n++] = "--log-steps";
     }
+    v[n++] = "--fuse", v[n++] = a->fuse; /* free on --resume: fused or not, the same results */
     if (a->threads) {
         snprintf(threads, sizeof threads, "%d", a->threads);
         v[n++] = "--threads", v[n++] = threads;
@@ -725,6 +727,7 @@ int cmd_experiment(int argc, char **argv)
     a.data = DEFAULT_DATA;
     a.backend = "auto";
     a.precision = "fp32";
+    a.fuse = "on";
     a.epochs = 10;
     a.batch = 64;
     a.seed = 1;
@@ -739,6 +742,7 @@ int cmd_experiment(int argc, char **argv)
         {"devices", ARG_STRING, &a.devices, "LIST", "device indices of the backend (default all)", 0, 0, NULL},
         {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
         {"precision", ARG_STRING, &a.precision, "P", "fp32, tf32, bf16 or fp16 for every run (default fp32)", 0, 0, NULL},
+        {"fuse", ARG_STRING, &a.fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"seed", ARG_U64, &a.seed, "N", "seed of every run (default 1)", 0, 0, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"runs", ARG_STRING, &a.runs, "LIST", "only these runs of the suite, comma separated", 0, 0, NULL},
@@ -779,6 +783,8 @@ int cmd_experiment(int argc, char **argv)
         cli_error("experiment: --precision must be fp32, tf32, bf16 or fp16, got '%s'", a.precision);
         return 2;
     }
+    int fuse_on;
+    if (cli_fuse_parse("experiment", a.fuse, &fuse_on)) return 2;
     if (cli_check_data("experiment", a.data)) return 2;
     xp_plan plan;
     if (select_runs(suite, a.runs, &plan)) return 2;

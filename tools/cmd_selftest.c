@@ -301,7 +301,8 @@ int cmd_selftest(int argc, char **argv)
                        d, dut->info.name, sum.cases, sum.passed, sum.failed, sum.worst_ratio, sum.worst_case,
                        sum.dut_ms);
                 if (sum.unclaimed)
-                    printf("  (%d cases in precisions this device does not claim were not run)\n", sum.unclaimed);
+                    printf("  (%d cases in precisions or fused forms this device does not claim were not run)\n",
+                           sum.unclaimed);
                 fflush(stdout);
             }
             pt_strbuf_free(&results);

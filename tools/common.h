@@ -18,6 +18,7 @@ typedef struct cli_model {
     int ndev;
     pt_replica *reps[CLI_MAX_DEVICES];
     int batch; /* samples one device takes in one forward */
+    int no_fuse_relu; /* set before loading: pt_replica_options.no_fuse_relu (--fuse off) */
     pt_group *group;
     pt_group_slice slices[CLI_MAX_DEVICES];
     pt_switch graphs, pinned_input; /* --cuda-graphs, --pinned-input (set after opening) */

@@ -47,7 +47,10 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     int32_t *y = malloc((size_t)local * sizeof(int32_t));
     double *t = calloc((size_t)(o->steps > 0 ? o->steps : 1), sizeof(double));
     pt_status st = x && logits && loss && y && t ? PT_OK : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    pt_replica_options ro = {.precision = o->precision, .graphs = o->graphs, .pinned_input = o->pinned_input};
+    pt_replica_options ro = {.precision = o->precision,
+                             .graphs = o->graphs,
+                             .pinned_input = o->pinned_input,
+                             .no_fuse_relu = o->no_fuse_relu};
     for (int d = 0; d < ndev && st == PT_OK; d++) {
         st = pt_replica_create_ex(o->net, devs[d], cap, &o->optim, 1, &ro, &reps[d], err);
         if (st == PT_OK) st = pt_replica_init_params(reps[d], 1, err);
@@ -56,6 +59,7 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     if (st == PT_OK) st = pt_group_broadcast_state(g, err);
     if (st == PT_OK) {
         out->buckets = pt_group_buckets(g);
+        out->fuse_relu = pt_replica_fuse_relu(reps[0]);
         snprintf(out->reduction, sizeof out->reduction, "%s", pt_group_reduction(g));
         /* every rank draws its own samples: they only have to be valid, not shared */
         for (size_t i = 0; i < (size_t)local * per; i++) x[i] = pt_rng_normal(1 + (uint64_t)rank, PT_RNG_SPLIT, 9, i, 0);

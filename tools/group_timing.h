@@ -21,6 +21,7 @@ typedef struct cli_group_timing_options {
     const pt_world *world; /* NULL: this process alone */
     size_t bucket_bytes;   /* 0: the group's default */
     int check_identical;   /* compare every replica bitwise after every step */
+    int no_fuse_relu;      /* pt_replica_options.no_fuse_relu */
 } cli_group_timing_options;
 
 typedef struct cli_group_timing {
@@ -32,6 +33,7 @@ typedef struct cli_group_timing {
     int buckets;
     char reduction[16];     /* "host" or "backend" */
     int identical;          /* check_identical: every step left the replicas bitwise equal */
+    int fuse_relu;          /* pt_replica_fuse_relu of the replicas */
 } cli_group_timing;
 
 /* Builds one replica per device (the same seed, so the same weights), a group over them, and

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tools/args.h"
 #include "tools/session.h"
 
 /* Parses "all", a count "N" (the first N devices) or a list "i,j,..." (a single index
@@ -246,3 +247,14 @@ void cli_install_interrupt_handler(void)
 }
 
 int cli_interrupted(void) { return g_interrupts > 0; }
+
+int cli_fuse_parse(const char *command, const char *value, int *on)
+{
+    if (value && strcmp(value, "on") == 0) *on = 1;
+    else if (value && strcmp(value, "off") == 0) *on = 0;
+    else {
+        cli_error("%s: --fuse must be on or off, got '%s'", command, value ? value : "");
+        return 2;
+    }
+    return 0;
+}

@@ -25,6 +25,15 @@ const char *cli_backend_choice(void);
  * cores. */
 int cli_local_processes(void);
 
+/* --fuse on|off (train, bench, eval, experiment): whether in-place ReLUs are folded into the
+ * BatchNorm forward or add before them (pt_replica_options.no_fuse_relu). *on is 1 or 0;
+ * anything else prints "COMMAND: --fuse must be on or off, got 'X'" and returns 2 (a usage
+ * error), else 0. */
+int cli_fuse_parse(const char *command, const char *value, int *on);
+#define CLI_FUSE_HELP                                                                                     \
+    "on or off: fold each in-place ReLU into the BatchNorm forward or add before it where the device has " \
+    "the fused form (results are the same; default on)"
+
 /* SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C exits at once
  * (checkpoints are replaced atomically, so even that loses nothing saved). */
 void cli_install_interrupt_handler(void);

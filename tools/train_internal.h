@@ -21,6 +21,7 @@ typedef struct train_args {
     const char *data, *model, *backend, *devices, *optimizer, *schedule, *augment, *out, *resume;
     const char *cache, *preset, *precision;
     const char *cuda_graphs, *pinned_input; /* --cuda-graphs, --pinned-input: auto, on, off */
+    const char *fuse;      /* --fuse on|off */
     const char *config;    /* --config FILE */
     const char *trace;     /* --trace FILE */
     int64_t trace_step;    /* --trace-step N; -1: the run's third step */
@@ -49,7 +50,7 @@ typedef struct train_args {
     int reset_head, given_init_from, given_reset_head;
 } train_args;
 
-#define TRAIN_MAX_OPTIONS 72
+#define TRAIN_MAX_OPTIONS 80
 
 /* The option table points into args, so a train_options stays where it was parsed. */
 typedef struct train_options {
@@ -58,6 +59,7 @@ typedef struct train_options {
     pt_schedule_kind schedule;
     pt_precision precision;
     pt_switch graphs, pinned_input;     /* --cuda-graphs, --pinned-input */
+    int fuse_relu;                      /* --fuse on (1) or off (0) */
     char resumed_precision[8];          /* --resume: the precision the run was trained in so far */
     char resume_changes[2048];          /* --resume --allow-changes: {"option":[saved, new], ...} */
     char default_out[256];              /* args.out when --out was not given */

@@ -79,6 +79,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->seed = 1;
     a->precision = "fp32";
     a->cuda_graphs = a->pinned_input = "auto";
+    a->fuse = "on";
     a->trace_step = -1;
     a->accumulate = 1;
     const arg_spec specs[] = {
@@ -124,6 +125,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"augment", ARG_STRING, &a->augment, "LIST", "comma separated: flip, crop[=PAD], rrc[=SCALE], jitter[=F], cutout[=N], mixup[=A], cutmix[=A] or none (default flip)", 0, 0, NULL},
         {"seed", ARG_U64, &a->seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
         {"precision", ARG_STRING, &a->precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products; weights, optimizer, BatchNorm and loss stay fp32; fp16 scales the loss (default fp32)", 0, 0, &a->given_precision},
+        {"fuse", ARG_STRING, &a->fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"cuda-graphs", ARG_STRING, &a->cuda_graphs, "MODE", "auto, on or off: each part of the step (forward and backward, update, evaluation) replayed as one CUDA graph once its ops have run unchanged twice (auto: where the device captures; default auto)", 0, 0, NULL},
         {"pinned-input", ARG_STRING, &a->pinned_input, "MODE", "auto, on or off: batches copied from page-locked memory on a copy stream of their own, double-buffered (auto: where the device has it; default auto)", 0, 0, NULL},
@@ -171,12 +173,14 @@ int train_options_parse(train_options *o, int argc, char **argv)
 }
 
 /* Options that may differ on --resume: where and how fast the run goes, what it prints, when
- * it stops, and the precision (said in the banner). Every other option changes what the
- * run computes, so its record in config.json would no longer describe it. */
+ * it stops, the precision (said in the banner) and --fuse (the same results). Every other
+ * option changes what the run computes, so its record in config.json would no longer
+ * describe it. */
 static int free_on_resume(const char *name)
 {
     static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
-                                        "skip-bad-images", "check-replicas", "precision", "deterministic", "out",
+                                        "skip-bad-images", "check-replicas", "precision", "fuse", "deterministic",
+                                        "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
                                         "log-every", "config", "cuda-graphs", "pinned-input",
@@ -498,6 +502,7 @@ int train_options_resolve(train_options *o)
         cli_error("train: --pinned-input must be auto, on or off, got '%s'", ap->pinned_input);
         return 2;
     }
+    if (cli_fuse_parse("train", ap->fuse, &o->fuse_relu)) return 2;
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
         cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
         return 2;

@@ -128,6 +128,7 @@ void train_print_banner(const train_session *s, const train_options *o)
            pt_precision_scales_loss(o->precision) ? "; dynamic loss scaling (from 65536, x2 after 2000 clean steps, "
                                                     "x0.5 and the step skipped on Inf/NaN)"
                                                   : "");
+    printf("fused BN+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(s->reps[0]) ? "on" : "off");
     if (ap->resume && o->resumed_precision[0] && strcmp(o->resumed_precision, pt_precision_name(o->precision)) != 0)
         printf("precision: the run so far trained in %s and continues in %s (--precision given): the checkpoint is "
                "fp32 either way%s\n",

@@ -217,6 +217,7 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
         pt_strbuf_puts(cfg, ",\"backend_choice\":");
         pt_strbuf_json_string(cfg, cli_backend_choice());
     }
+    pt_strbuf_printf(cfg, ",\"fuse_relu\":%s", pt_replica_fuse_relu(s->reps[0]) ? "true" : "false");
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
     char graphs[256], pinned[200];
@@ -400,8 +401,11 @@ static int train_session_devices(train_session *s, train_options *o, const pt_js
             pt_error_wrap(err, "--precision %s", ap->precision);
             return 1;
         }
-    pt_replica_options ro = {
-        .sync_bn = ap->sync_bn, .precision = o->precision, .graphs = o->graphs, .pinned_input = o->pinned_input};
+    pt_replica_options ro = {.sync_bn = ap->sync_bn,
+                             .precision = o->precision,
+                             .graphs = o->graphs,
+                             .pinned_input = o->pinned_input,
+                             .no_fuse_relu = !o->fuse_relu};
     for (int d = 0; d < s->ndev; d++)
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;

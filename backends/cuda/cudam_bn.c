@@ -3,7 +3,11 @@
  * core/op_table.c asks), and the backward from the saved mean and inverse std. cuDNN's kernels
  * spread a channel over many blocks, where the shared kernel has one block per channel.
  * The cases cuDNN does not cover as the op's spec says (aliasing, a single value per
- * channel, epsilon below CUDNN_BN_MIN_EPSILON, empty tensors) run the shared kernels. */
+ * channel, epsilon below CUDNN_BN_MIN_EPSILON, empty tensors) run the shared kernels.
+ * A fused ReLU (pt_op.fuse_relu) runs as cuDNN's BN followed by the shared ReLU kernel in place
+ * on y: one more pass over y. cudnnBatchNormalizationForwardTrainingEx with
+ * CUDNN_BATCHNORM_OPS_BN_ACTIVATION fuses it only for NHWC half-precision tensors in
+ * CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode, and these tensors are NCHW float32. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,7 +113,14 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
                         cu_f32(t[3].mem), p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum,
                         cu_f32(t[4].mem), cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem)),
                     err);
-        return PT_OK;
+        if (!op->fuse_relu) return PT_OK;
+        pt_op relu;
+        memset(&relu, 0, sizeof relu);
+        relu.kind = PT_OP_RELU_FWD;
+        relu.nt = 2;
+        relu.t[0] = relu.t[1] = t[3];
+        const pt_kdev k = cu_kdev(d);
+        return pt_kops_run(&k, &relu, err);
     }
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
     /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */

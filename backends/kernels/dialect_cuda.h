@@ -41,6 +41,7 @@ typedef unsigned short pt_u16;
 #define EXPF(x) expf(x)
 #define LOGF(x) logf(x)
 #define SQRTF(x) sqrtf(x)
+#define FMAF(a, b, c) fmaf(a, b, c)
 #define ISNAN(x) isnan(x)
 #define INF_F __int_as_float(0x7f800000)
 #define MUL_HI_U32(a, b) __umulhi((pt_u32)(a), (pt_u32)(b))

@@ -28,6 +28,8 @@ typedef ushort pt_u16;
 #define EXPF(x) exp(x)
 #define LOGF(x) log(x)
 #define SQRTF(x) sqrt(x)
+/* a*b + c rounded once, where a kernel wants the fused form on purpose (FP_CONTRACT is off) */
+#define FMAF(a, b, c) fma(a, b, c)
 #define ISNAN(x) isnan(x)
 #define INF_F INFINITY
 #define MUL_HI_U32(a, b) mul_hi((pt_u32)(a), (pt_u32)(b))

@@ -83,7 +83,8 @@ static int plane(const pt_tensor *t) { return (int)(t->dim[2] * t->dim[3]); }
 
 /* ---- one item per element (or plane, pixel, sample) ---- */
 
-/* The pointwise rule (PT_OPF_POINTWISE): operands in order, the element count, accumulate. */
+/* The pointwise rule (PT_OPF_POINTWISE): operands in order, the element count, accumulate,
+ * the fused ReLU. */
 static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id k, pt_error *err)
 {
     pt_kcall c;
@@ -91,7 +92,9 @@ static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id
     pt_kcall_begin(&c, k, (size_t)n);
     for (int i = 0; i < op->nt; i++) pt_karg_tensor(&c, &op->t[i]);
     pt_karg_int(&c, n);
-    if (pt_op_describe(op->kind)->flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
+    const unsigned flags = pt_op_describe(op->kind)->flags;
+    if (flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
+    if (flags & PT_OPF_FUSED_RELU) pt_karg_int(&c, op->fuse_relu);
     return launch(dev, &c, err);
 }
 
@@ -148,6 +151,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_int(&c, ch);
         pt_karg_int(&c, inner);
         pt_karg_float(&c, op->p.bn.eps);
+        pt_karg_int(&c, op->fuse_relu);
         break;
     }
     case PT_OP_BN_SYNC_BWD: {
@@ -167,7 +171,8 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
     case PT_OP_MAXPOOL_BWD: {
         const int fwd = op->kind == PT_OP_MAXPOOL_FWD;
         const pt_tensor *x = fwd ? &t[0] : &t[2], *y = fwd ? &t[1] : &t[0];
-        const int n = fwd ? numel(y) : numel(x);
+        /* an item per output row (forward) or input row (backward) */
+        const int n = (int)(fwd ? y->dim[0] * y->dim[1] * y->dim[2] : x->dim[0] * x->dim[1] * x->dim[2]);
         pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD : PT_K_MAXPOOL_BWD, (size_t)n);
         for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
         pt_karg_int(&c, n);
@@ -397,6 +402,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
     case PT_OP_BN_FWD_TRAIN:
         pt_karg_float(&c, op->p.bn.eps);
         pt_karg_float(&c, op->p.bn.momentum);
+        pt_karg_int(&c, op->fuse_relu);
         break;
     case PT_OP_BN_SYNC_FWD:
         pt_karg_float(&c, (float)op->p.bn.count);
@@ -628,7 +634,7 @@ static void karg_geometry(pt_kcall *c, const conv_shape *s)
 
 static pt_status im2col(const pt_kdev *dev, const conv_shape *s, pt_mem x, pt_mem col, int g, pt_error *err)
 {
-    const size_t n = s->crs * (size_t)g * s->pq;
+    const size_t n = s->crs * (size_t)g * (size_t)s->p; /* an item per row of Q columns */
     pt_kcall c;
     pt_kcall_begin(&c, PT_K_IM2COL, n);
     pt_karg_mem(&c, x);
@@ -679,6 +685,8 @@ static pt_status gemm_mem(const pt_kdev *dev, pt_precision math, int ta, int tb,
 
 static pt_status run_conv(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
+    /* a first layer (C*R*S of 9 or 27): the direct kernels, no workspace */
+    if (pt_kconv_small_applies(dev, op)) return pt_kconv_small_run(dev, op, err);
     const conv_shape s = conv_shape_of(dev, op, dev->conv_ws_cap);
     if (op->workspace_bytes < s.bytes)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
@@ -773,7 +781,9 @@ size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
     if (op->kind == PT_OP_GEMM) return gemm_workspace(dev, op);
     if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
+    /* in run()'s order: Winograd first, then the direct kernels (no workspace), then im2col */
     if (pt_kwino_use(dev, op)) return pt_kwino_workspace(dev, op);
+    if (pt_kconv_small_applies(dev, op)) return 0;
     return conv_shape_of(dev, op, dev->conv_ws_cap).bytes;
 }
 

@@ -86,6 +86,11 @@ typedef struct pt_kdev {
      * (where the measured rule of kernel_winograd.c says it is faster than im2col) or
      * PT_KWINO_FORCE (everywhere it applies: the tests). */
     int winograd;
+    /* Convolutions (fp32) whose C*R*S is at most conv_small_fwd_crs run forward, at most
+     * conv_small_crs their filter gradient, as the direct kernels of ops_conv_small.cl instead
+     * of im2col + GEMM (0: never; at most PT_KCONV_SMALL_MAX). The device sets them where it
+     * measured the direct kernels faster. */
+    int conv_small_fwd_crs, conv_small_crs;
 } pt_kdev;
 
 enum { PT_KWINO_OFF = 0, PT_KWINO_AUTO = 1, PT_KWINO_FORCE = 2 };
@@ -103,6 +108,11 @@ size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op);
 /* Samples per GEMM of the im2col convolution op under dev's conv_ws_cap (what the GEMMs' widths
  * follow; tuning times those GEMMs). */
 int pt_kconv_group(const pt_kdev *dev, const pt_op *op);
+/* The direct small-C*R*S convolution (kernel_conv_small.c): the largest C*R*S its kernels take
+ * (their PT_SMALL_CRS), whether dev runs op with it, and the run. */
+#define PT_KCONV_SMALL_MAX 32
+int pt_kconv_small_applies(const pt_kdev *dev, const pt_op *op);
+pt_status pt_kconv_small_run(const pt_kdev *dev, const pt_op *op, pt_error *err);
 /* A convolution of op's shape has no multiply-adds (an extent is zero): only its zero fill runs. */
 int pt_kconv_empty(const pt_op *op);
 

@@ -9,7 +9,8 @@
  *    says), in work-groups the backend picks; CHANNELS, one work-group of the backend's
  *    reduction width (the kernels' PT_RED_WG) per channel.
  *  - op: the kind a kernel runs by the pointwise rule (PT_OPF_POINTWISE: the operands in
- *    order, the element count, then accumulate when the kind has it), or PT_K_NO_OP for
+ *    order, the element count, then accumulate when the kind has it and the fused-ReLU flag
+ *    when it may carry one, PT_OPF_FUSED_RELU), or PT_K_NO_OP for
  *    kernels whose arguments kernel_ops.c sets up itself.
  *  - parameters: M a tensor (two parameters: the buffer and the element offset, pt_i64),
  *    I int, U pt_u32, L pt_i64, UL pt_u64, F float. */
@@ -25,7 +26,7 @@
     K(FILL, pt_fill, ITEMS, PT_K_NO_OP, M, I, F)                                                             \
     K(SCALE, pt_scale, ITEMS, PT_K_NO_OP, M, I, F)                                                           \
     K(AXPY, pt_axpy, ITEMS, PT_K_NO_OP, M, M, I, F, I)                                                       \
-    K(ADD, pt_add, ITEMS, PT_OP_ADD, M, M, M, I)                                                             \
+    K(ADD, pt_add, ITEMS, PT_OP_ADD, M, M, M, I, I)                                                          \
     K(BIAS_ADD, pt_bias_add, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                               \
     K(RELU_FWD, pt_relu_fwd, ITEMS, PT_OP_RELU_FWD, M, M, I)                                                 \
     K(RELU_BWD, pt_relu_bwd, ITEMS, PT_OP_RELU_BWD, M, M, M, I, I)                                           \
@@ -34,8 +35,8 @@
     K(MUL_ACC, pt_mul_acc, ITEMS, PT_OP_DROPOUT_BWD, M, M, M, I, I)                                          \
     /* ops.cl: per-channel reductions, batch norm, pooling, loss, optimizers */                              \
     K(BIAS_GRAD, pt_bias_grad, CHANNELS, PT_K_NO_OP, M, M, I, I, I, I)                                       \
-    K(BN_FWD_TRAIN, pt_bn_fwd_train, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F)            \
-    K(BN_FWD_EVAL, pt_bn_fwd_eval, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F)                          \
+    K(BN_FWD_TRAIN, pt_bn_fwd_train, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F, I)         \
+    K(BN_FWD_EVAL, pt_bn_fwd_eval, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I)                       \
     K(BN_BWD, pt_bn_bwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I)                           \
     K(MAXPOOL_FWD, pt_maxpool_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I)                       \
     K(MAXPOOL_BWD, pt_maxpool_bwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I)                    \
@@ -50,6 +51,10 @@
     K(COL2IM, pt_col2im, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I, I)                        \
     K(GATHER_GROUPS, pt_gather_groups, ITEMS, PT_K_NO_OP, M, M, I, I, I, I)                                  \
     K(SCATTER_GROUPS, pt_scatter_groups, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I)                             \
+    /* ops_conv_small.cl: direct convolution for a small C*R*S */                                        \
+    K(CONV_SMALL_FWD, pt_conv_small_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I, I, I)       \
+    K(CONV_SMALL_BWD_FILTER, pt_conv_small_bwd_filter, CHANNELS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I,  \
+      I, I, I, I)                                                                                           \
     /* ops.cl: synchronised batch norm */                                                                   \
     K(BN_SYNC_STATS, pt_bn_sync_stats, CHANNELS, PT_K_NO_OP, M, M, M, I, I, I)                               \
     K(BN_SYNC_FWD, pt_bn_sync_fwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, I, F, F, F)              \

@@ -28,13 +28,20 @@ DEVFN float pt_k_block_sum(LOCAL_PTR float *buf, float v)
     return r;
 }
 
-/* Walks the elements (n, i) of one channel of an [N, C, inner] tensor, PT_RED_WG apart. */
+/* Walks the elements (n, i) of one channel of an [N, C, inner] tensor, PT_RED_WG apart; a
+ * step past the end of a plane of at least PT_RED_WG elements lands in the next one, without
+ * a division. */
 DEVFN void pt_k_ch_step(int *n, int *i, int inner)
 {
     *i += PT_RED_WG;
     if (*i >= inner) {
-        *n += *i / inner;
-        *i %= inner;
+        if (*i < 2 * inner) {
+            *n += 1;
+            *i -= inner;
+        } else {
+            *n += *i / inner;
+            *i %= inner;
+        }
     }
 }
 #define PT_CHANNEL_LOOP(n, i, N, inner) \
@@ -65,12 +72,14 @@ KERNEL void pt_axpy(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo
     y[yo + i] = acc ? y[yo + i] + alpha * x[xo + i] : alpha * x[xo + i];
 }
 
+/* relu: the op's fuse_relu, y = max(a + b, 0) as relu_fwd (NaN stays NaN) */
 KERNEL void pt_add(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
-                   pt_i64 yo, int n)
+                   pt_i64 yo, int n, int relu)
 {
     long i = GID(0);
     if (i >= n) return;
-    y[yo + i] = a[ao + i] + b[bo + i];
+    float v = a[ao + i] + b[bo + i];
+    y[yo + i] = relu && v < 0.0f ? 0.0f : v;
 }
 
 KERNEL void pt_bias_add(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bias, pt_i64 bo, int n, int C,
@@ -153,7 +162,7 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
                             GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                             GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
                             GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                            int C, int inner, float eps, float momentum)
+                            int C, int inner, float eps, float momentum, int relu)
 {
     LOCAL float buf[PT_RED_WG];
     int c = GROUP_ID(0);
@@ -185,20 +194,25 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
     }
     /* (x - mean)*scale + beta, never x*scale + shift: see cpu_batchnorm.c */
     float scale = gamma[go + c] * invstd, b = beta[bo + c];
-    PT_CHANNEL_LOOP(n, i, N, inner) yc[n * nstride + i] = (xc[n * nstride + i] - mean) * scale + b;
+    PT_CHANNEL_LOOP(n, i, N, inner)
+    {
+        float v = (xc[n * nstride + i] - mean) * scale + b;
+        yc[n * nstride + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
+    }
 }
 
 KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                            GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
-                           pt_i64 rvo, int n, int C, int inner, float eps)
+                           pt_i64 rvo, int n, int C, int inner, float eps, int relu)
 {
     long i = GID(0);
     if (i >= n) return;
     int c = (int)((i / inner) % C);
     float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
     float scale = gamma[go + c] * invstd;
-    y[yo + i] = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
+    float v = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
+    y[yo + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
 }
 
 KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
@@ -247,60 +261,69 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
 
 /* ---- pooling ---- */
 
+/* One item per output row (plane, i), n = planes*P: the index arithmetic once per Q outputs. */
 KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
                            GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
                            int st, int pad)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    long plane = idx / ((long)P * Q);
-    int o = (int)(idx - plane * P * Q);
-    int oi = o / Q, oj = o % Q;
+    long plane = idx / P;
+    int oi = (int)(idx - plane * P);
     GLOBAL const float *xp = x + xo + plane * H * W;
-    float best = -INF_F;
-    int bi = -1;
-    for (int a = 0; a < k; a++) {
-        int hi = oi * st - pad + a;
-        if (hi < 0 || hi >= H) continue;
-        for (int b = 0; b < k; b++) {
-            int wi = oj * st - pad + b;
-            if (wi < 0 || wi >= W) continue;
-            float v = xp[hi * W + wi];
-            /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
-            if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
-                best = v;
-                bi = hi * W + wi;
+    GLOBAL float *yr = y + yo + idx * Q;
+    GLOBAL int *ar = arg + ao + idx * Q;
+    int alo = oi * st - pad < 0 ? pad - oi * st : 0; /* window rows inside the plane */
+    int ahi = oi * st - pad + k > H ? H - (oi * st - pad) : k;
+    for (int oj = 0; oj < Q; oj++) {
+        float best = -INF_F;
+        int bi = -1;
+        for (int a = alo; a < ahi; a++) {
+            int hi = oi * st - pad + a;
+            for (int b = 0; b < k; b++) {
+                int wi = oj * st - pad + b;
+                if (wi < 0 || wi >= W) continue;
+                float v = xp[hi * W + wi];
+                /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
+                if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
+                    best = v;
+                    bi = hi * W + wi;
+                }
             }
         }
+        yr[oj] = best;
+        ar[oj] = bi;
     }
-    y[yo + idx] = best;
-    arg[ao + idx] = bi;
 }
 
 /* A gather, not a scatter: each input cell sums the outputs whose argmax it is, in output
- * order, so overlapping windows need no atomics and the sum is the cpu backend's. */
+ * order, so overlapping windows need no atomics and the sum is the cpu backend's. One item
+ * per input row (plane, h), n = planes*H: it starts the row from dx (acc) or 0, then walks
+ * the output rows whose windows cover h and, in (i, j) order, adds each output's gradient to
+ * its argmax cell when that cell is in this row: the same sums in the same order as a cell at
+ * a time, without a division per cell. */
 KERNEL void pt_maxpool_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL const int *arg, pt_i64 ao,
                            GLOBAL float *dx, pt_i64 dxo, int n, int H, int W, int P, int Q, int k,
                            int st, int pad, int acc)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    long plane = idx / ((long)H * W);
-    int cell = (int)(idx - plane * H * W);
-    int h = cell / W, w = cell % W;
+    long plane = idx / H;
+    int h = (int)(idx - plane * H);
     int ilo = h + pad - k + 1 <= 0 ? 0 : (h + pad - k + 1 + st - 1) / st;
     int ihi = (h + pad) / st;
-    int jlo = w + pad - k + 1 <= 0 ? 0 : (w + pad - k + 1 + st - 1) / st;
-    int jhi = (w + pad) / st;
     if (ihi > P - 1) ihi = P - 1;
-    if (jhi > Q - 1) jhi = Q - 1;
+    GLOBAL float *row = dx + dxo + idx * W;
     GLOBAL const float *gp = dy + dyo + plane * P * Q;
     GLOBAL const int *ap = arg + ao + plane * P * Q;
-    float s = acc ? dx[dxo + idx] : 0.0f;
+    if (!acc)
+        for (int w = 0; w < W; w++) row[w] = 0.0f;
+    const int first = h * W, last = first + W; /* this row's cells: [first, last) of the plane */
     for (int i = ilo; i <= ihi; i++)
-        for (int j = jlo; j <= jhi; j++)
-            if (ap[i * Q + j] == cell) s += gp[i * Q + j];
-    dx[dxo + idx] = s;
+        for (int j = 0; j < Q; j++) {
+            const int a = ap[i * Q + j];
+            if (a >= first && a < last) row[a - first] += gp[i * Q + j];
+        }
 }
 
 KERNEL void pt_gap_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
@@ -441,23 +464,34 @@ KERNEL void pt_rmsprop(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad,
 /* ---- convolution data movement (the GEMMs are CLBlast's) ---- */
 
 /* col[row][g*PQ + p*Q + q] = x[g, c, p*st - pad + r, q*st - pad + s] (0 outside), for the
- * G samples starting at x: one [CRS, G*PQ] matrix, so one GEMM covers the group. */
+ * G samples starting at x: one [CRS, G*PQ] matrix, so one GEMM covers the group. One item per
+ * output row (row, g, p), n = CRS*G*P of them: the index arithmetic once per Q elements, and
+ * the in-bounds span of q copied without a test per element. */
 KERNEL void pt_im2col(GLOBAL const float *x, pt_i64 xo, GLOBAL float *col, pt_i64 co, int n, int G,
                       int C, int H, int W, int R, int S, int P, int Q, int st, int pad)
 {
     long idx = GID(0);
     if (idx >= n) return;
-    const int pq = P * Q;
-    const long ld = (long)G * pq;
-    int row = (int)(idx / ld);
-    int rest = (int)(idx - row * ld);
-    int g = rest / pq, o = rest % pq;
-    int p = o / Q, q = o % Q;
-    int c = row / (R * S), r = (row / S) % R, s = row % S;
-    int h = p * st - pad + r, w = q * st - pad + s;
-    float v = 0.0f;
-    if (h >= 0 && h < H && w >= 0 && w < W) v = x[xo + (((long)g * C + c) * H + h) * W + w];
-    col[co + idx] = v;
+    const long gp = (long)G * P;
+    const int row = (int)(idx / gp);
+    const int rest = (int)(idx - row * gp);
+    const int g = rest / P, p = rest % P;
+    const int c = row / (R * S), r = (row / S) % R, s = row % S;
+    const int h = p * st - pad + r;
+    GLOBAL float *out = col + co + idx * Q;
+    if (h < 0 || h >= H) {
+        for (int q = 0; q < Q; q++) out[q] = 0.0f;
+        return;
+    }
+    /* q with 0 <= q*st - pad + s < W */
+    int qlo = pad - s > 0 ? (pad - s + st - 1) / st : 0;
+    int qhi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / st : -1;
+    if (qhi > Q - 1) qhi = Q - 1;
+    if (qlo > Q) qlo = Q;
+    GLOBAL const float *xr = x + xo + (((long)g * C + c) * H + h) * W - pad + s;
+    for (int q = 0; q < qlo; q++) out[q] = 0.0f;
+    for (int q = qlo; q <= qhi; q++) out[q] = xr[q * st];
+    for (int q = qhi + 1 > qlo ? qhi + 1 : qlo; q < Q; q++) out[q] = 0.0f;
 }
 
 /* dx[g, c, h, w] = (acc ? dx : 0) + the col entries im2col took from it, in (r, s) order

@@ -62,6 +62,8 @@ typedef struct ocl_device {
     cl_program program;
     cl_kernel k[PT_K_COUNT]; /* every kernel of backends/kernels/kernel_table.h */
     int red_wg;              /* work-group size of the per-channel reductions (PT_RED_WG) */
+    /* pt_kdev.conv_small_fwd_crs and conv_small_crs (ocl_conv_small_limits) */
+    int conv_small_fwd_crs, conv_small_crs;
     double program_s;        /* time to get the program built (from source or the cache) */
     int program_cached;      /* 1: from polytrain's binary cache */
     double clblast_s;        /* CLBlast's first SGEMM (its kernel compilation) */
@@ -124,6 +126,10 @@ void ocl_tuning_describe(const ocl_device_entry *e, char *text, size_t cap);
 /* The device as the shared kernel layer sees it (backends/kernels/kernel_ops.h): launches on
  * its queue, CLBlast's SGEMM, the im2col scratch bound. */
 pt_kdev ocl_kdev(ocl_device *d);
+/* The direct small-C*R*S convolution's limits of d: the measured rule, or both set by
+ * PT_OPENCL_CONV_SMALL_CRS=N (0..PT_KCONV_SMALL_MAX; 0 turns the direct kernels off); any
+ * other value is PT_ERR_INVALID naming the variable. */
+pt_status ocl_conv_small_limits(ocl_device *d, pt_error *err);
 /* Queues one shared-kernel call (checked against the kernel table by the caller). */
 pt_status ocl_launch_call(ocl_device *d, const pt_kcall *c, pt_error *err);
 /* An event slot for the next enqueue when profiling, else NULL. */

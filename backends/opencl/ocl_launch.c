@@ -94,6 +94,12 @@ static pt_status kdev_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t 
 
 /* 64 MiB of im2col scratch: a group of samples per GEMM keeps CLBlast's GEMMs wide. */
 #define OCL_CONV_WS_CAP ((size_t)64 << 20)
+/* The direct kernels (ops_conv_small.cl) where they measured faster than im2col + CLBlast on
+ * PoCL (2 cores, docs/BENCHMARKS.md), which tiles an inner dimension of 9..27 badly: the
+ * filter gradient up to C*R*S 32 (1.25-4.8x), the forward up to 18 (2.2x at 9, even at 18,
+ * 0.76x at 27). */
+#define OCL_CONV_SMALL_FWD_CRS 18
+#define OCL_CONV_SMALL_CRS PT_KCONV_SMALL_MAX
 
 pt_kdev ocl_kdev(ocl_device *d)
 {
@@ -104,8 +110,27 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .conv_ws_cap = OCL_CONV_WS_CAP,
                        .lowp_f32 = d->fp16_math,
                        .sgemm_batched = d->winograd != PT_KWINO_OFF ? kdev_sgemm_batched : NULL,
-                       .winograd = d->winograd};
+                       .winograd = d->winograd,
+                       .conv_small_fwd_crs = d->conv_small_fwd_crs,
+                       .conv_small_crs = d->conv_small_crs};
     return k;
+}
+
+pt_status ocl_conv_small_limits(ocl_device *d, pt_error *err)
+{
+    d->conv_small_fwd_crs = OCL_CONV_SMALL_FWD_CRS;
+    d->conv_small_crs = OCL_CONV_SMALL_CRS;
+    const char *v = getenv("PT_OPENCL_CONV_SMALL_CRS");
+    if (!v) return PT_OK;
+    char *end = NULL;
+    const long n = strtol(v, &end, 10);
+    if (!v[0] || *end || n < 0 || n > PT_KCONV_SMALL_MAX)
+        return pt_fail(err, PT_ERR_INVALID,
+                       "opencl: PT_OPENCL_CONV_SMALL_CRS must be an integer from 0 (no direct convolution) to %d, "
+                       "got '%s'",
+                       PT_KCONV_SMALL_MAX, v);
+    d->conv_small_fwd_crs = d->conv_small_crs = (int)n;
+    return PT_OK;
 }
 
 pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n, size_t k,
