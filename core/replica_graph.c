@@ -286,6 +286,7 @@ void pt_replica_graph_stats(const pt_replica *r, pt_graph_stats *out)
     out->launches = g->launches;
     out->captured_after_step = g->first_capture_step >= 0 ? g->first_capture_step : 0;
     out->whole_steps = g->whole_steps;
+    out->inputs_staged = r->in.staged_used;
     if (out->on && !out->training_part)
         snprintf(out->why, sizeof out->why,
                  "the forward and backward ops run one by one: a device group reduces gradients between them");
@@ -385,6 +386,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
     if (in->staged && in->staged_n == n && in->staged_x == x && in->staged_y == y && in->staged_y2 == y2 &&
         in->staged_lam == lam) {
         k = in->staged_slot; /* copied already, while the step before ran */
+        in->staged_used++;
     } else {
         k = in->next;
         in->next ^= 1;

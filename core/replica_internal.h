@@ -78,6 +78,7 @@ typedef struct rp_input {
     size_t x_bytes, y_bytes, lam_bytes;
     /* staged ahead (pt_replica_stage_input): the slot holds this batch, still unconsumed */
     int staged, staged_slot, staged_n;
+    int64_t staged_used;
     const void *staged_x, *staged_y, *staged_y2, *staged_lam;
 } rp_input;
 

@@ -222,7 +222,8 @@ const pt_optim_config *pt_replica_optim(const pt_replica *r);
  * not yet). */
 typedef struct pt_graph_stats {
     int on, training_part;
-    int64_t whole_steps; /* training steps run as one part (pt_replica_train_step) */
+    int64_t whole_steps;   /* training steps run as one part (pt_replica_train_step) */
+    int64_t inputs_staged; /* batches found in their input slot already (pt_replica_stage_input) */
     int64_t captures, launches, captured_after_step;
     char why[192];
 } pt_graph_stats;
