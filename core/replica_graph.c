@@ -1,13 +1,16 @@
 /* A replica's step as graphs (polytrain/replica.h, pt_replica_options.graphs): each part of
- * the step (forward + loss + backward, the update, the evaluation forward) is captured once
- * its ops have run unchanged RP_GRAPH_WARMUP times and replayed from then on. What changes
- * every step lives in a per-replica step record on the device (pt_step_scalars, one write per
- * part and step), so a replay needs nothing but a launch. Whether a part's graph still holds
- * is decided by comparing its ops, per-step values cleared, with the ops it was captured from:
- * a new batch size, a re-planned arena or any other change of the lists gets a graph of its
- * own (RP_GRAPH_SLOTS per part, least recently used replaced). A capture that fails turns
- * graphs off for the replica, which then runs op by op. Also here: the pinned, double-buffered
- * input. Everything is allocated at creation: a step allocates nothing on the host. */
+ * the step (forward + loss + backward, the update, the evaluation forward, or the whole
+ * training step with its update) is captured once its ops have run unchanged RP_GRAPH_WARMUP
+ * times and replayed from then on. What changes every step lives in a per-replica step record
+ * on the device (pt_step_scalars, one write per part and step), so a replay needs nothing but
+ * a launch. Whether a part's graph still holds is decided by comparing its ops, per-step
+ * values cleared and input pointed at slot 0, with the ops it was captured from: a new batch
+ * size, a re-planned arena or any other change of the lists gets an entry of its own
+ * (RP_GRAPH_SLOTS per part, least recently used replaced), with a graph per input slot. A
+ * capture that fails turns graphs off for the replica, which then runs op by op. Also here:
+ * the pinned input, double-buffered on the host and in the arena (two input slots, used in
+ * turn, the next batch staged while a step runs). Everything is allocated at creation: a
+ * step allocates nothing on the host. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
