@@ -746,7 +746,8 @@ static void gpu_whole_step_matches_separate_calls(void)
         found[1] = o.found_inf;
         norm[1] = o.have_norm ? o.norm : 0;
         pt_replica_graph_stats(r[1], &st);
-        if (step >= 5) CHECKF(st.launches == launches0 + 1, "step %d: %lld launches", step, (long long)(st.launches - launches0));
+        if (step >= 5)
+            CHECKF(st.launches == launches0 + 1, "step %d: %lld launches", step, (long long)(st.launches - launches0));
         CHECKF(memcmp(loss[0], loss[1], sizeof loss[0]) == 0, "step %d: losses differ", step);
         CHECKF(found[0] == found[1] && found[0] == (step == 6), "step %d: found %d vs %d", step, found[0], found[1]);
         CHECKF(norm[0] == norm[1], "step %d: norms %.17g vs %.17g", step, norm[0], norm[1]);

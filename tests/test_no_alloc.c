@@ -164,7 +164,8 @@ static void whole_captured_steps_allocate_nothing(void)
     static float x[2][B * C * H * W], logits[B * K], loss[B];
     static int32_t y[2][B];
     for (int k = 0; k < 2; k++) {
-        for (int i = 0; i < B * C * H * W; i++) x[k][i] = pt_rng_normal(5 + (uint64_t)k, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+        for (int i = 0; i < B * C * H * W; i++)
+            x[k][i] = pt_rng_normal(5 + (uint64_t)k, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
         for (int i = 0; i < B; i++) y[k][i] = (i + k) % K;
     }
     pt_group_slice s[2][1];

@@ -106,8 +106,9 @@ static float *read_all(rig *g, size_t *n)
     float *a = calloc(*n + 1, sizeof(float));
     if (!a) return NULL;
     float *opt = a + preg, *bufs = opt + slots * preg, *ema = bufs + breg;
+    const size_t ema_bytes = (size_t)(preg + breg) * sizeof(float);
     if (pt_replica_read_state(g->r, a, bufs, slots ? opt : NULL, &err) != PT_OK ||
-        (g->ema && pt_device_read(g->dev, ema, pt_replica_ema_mem(g->r), (size_t)(preg + breg) * sizeof(float), &err) != PT_OK)) {
+        (g->ema && pt_device_read(g->dev, ema, pt_replica_ema_mem(g->r), ema_bytes, &err) != PT_OK)) {
         free(a);
         return NULL;
     }
