@@ -302,6 +302,24 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
         echo "DIFFERENT" >"$OUTDIR/graphs_weights.txt"
         STATUS=1
     fi
+    # the whole step as one launch with its device-side decisions: fp16 loss scaling (the
+    # overflow flag the update reads on the device; the first steps at scale 65536 may skip),
+    # gradient clipping (norm and coefficient on the device) and the weight EMA, off vs on
+    for mode in off on; do
+        run "graphs_fp16_$mode" 180 "$CLI" train --backend cuda --model baseline --data "tinyimagenet:$GDATA" \
+            --epochs 2 --batch-per-device 32 --deterministic --precision fp16 --clip-grad-norm 0.5 --ema 0.99 \
+            --cuda-graphs "$mode" --pinned-input "$mode" --out "$OUTDIR/graphs-fp16-$mode" --no-progress
+    done
+    SAME=same
+    for f in last/model.safetensors ema/model.safetensors; do
+        if [ -f "$OUTDIR/graphs-fp16-off/$f" ] && cmp -s "$OUTDIR/graphs-fp16-off/$f" "$OUTDIR/graphs-fp16-on/$f"; then
+            :
+        else
+            SAME="DIFFERENT ($f)"
+        fi
+    done
+    echo "$SAME" >"$OUTDIR/graphs_fp16_weights.txt"
+    [ "$SAME" = same ] || STATUS=1
 fi
 
 # ---- 4. benchmarks ----
@@ -481,7 +499,11 @@ tail = text("train.log").strip().splitlines()[-4:]
 L += ["", "```"] + tail + ["```", ""]
 L += ["## CUDA graphs and pinned input (off vs on)", "",
       f"- deterministic baseline run, both off vs both on: weights {text('graphs_weights.txt').strip() or 'not compared'} "
-      f"(exit off {rc('graphs_train_off')}, on {rc('graphs_train_on')})"]
+      f"(exit off {rc('graphs_train_off')}, on {rc('graphs_train_on')})",
+      f"- the same with fp16 loss scaling, --clip-grad-norm 0.5 and --ema 0.99 (one launch per step with the "
+      f"decisions on the device vs separate calls): weights and EMA "
+      f"{text('graphs_fp16_weights.txt').strip() or 'not compared'} "
+      f"(exit off {rc('graphs_fp16_off')}, on {rc('graphs_fp16_on')})"]
 for mode in ("off", "on"):
     b = load(f"graphs_bench_{mode}.json")
     if b:

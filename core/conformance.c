@@ -75,6 +75,13 @@ typedef struct conf_case {
     /* kinds with per-step parameters: the device under test reads them from a step record
      * (pt_op.step), its by-value ones cleared; the reference keeps them by value */
     int step_record;
+    /* with step_record, the decisions of a step captured whole (polytrain/op.h): gate, the
+     * record's skip word set (the op must leave every output as it was; the reference does
+     * not run); amp_mode, AMP_UNSCALE's mode on the device under test (PT_AMP_LOSS: the
+     * factor from the record; PT_AMP_CLIP: the clipping coefficient of sumsq, which the
+     * reference applies by value where pt_clip_applies) */
+    int gate, amp_mode;
+    float sumsq;
 } conf_case;
 
 typedef struct conf_table {
@@ -843,6 +850,52 @@ static void fuse_variants(conf_table *t, int first)
         }
 }
 
+/* The device-side decisions of a whole step on the kinds that take part in them: every gated
+ * kind skipped by the record (two of its cases), AXPY and AMP_UNSCALE by record but not
+ * skipped, and AMP_UNSCALE's loss-scale and clipping modes (clipping applied and not). */
+static void whole_step_variants(conf_table *t, pt_op_kind kind, int first)
+{
+    pt_op probe;
+    memset(&probe, 0, sizeof probe);
+    probe.kind = kind;
+    if (!pt_op_step_gated(&probe)) return;
+    const int last = t->n;
+    int picked = 0;
+    for (int i = first; i < last && picked < 2 && !t->oom; i++) {
+        conf_case c = t->c[i];
+        /* a skipped op leaves its outputs as they were: only where they hold a value before
+         * (AXPY accumulating; the optimizers' and the unscale's are updated in place) */
+        if (kind == PT_OP_AXPY && !c.op.accumulate) continue;
+        picked++;
+        c.step_record = 1;
+        c.gate = 1;
+        char rest[sizeof c.name];
+        const char *sp = strchr(c.name, ' ');
+        snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+        push(t, &c, "%s step=record skip", rest);
+        if (pt_op_has_step_params(kind)) continue;
+        c.gate = 0;
+        push(t, &c, "%s step=record", rest);
+    }
+    if (kind != PT_OP_AMP_UNSCALE) return;
+    for (int i = first; i < last && !t->oom; i++) {
+        conf_case c = t->c[i];
+        c.step_record = 1;
+        char rest[sizeof c.name];
+        const char *sp = strchr(c.name, ' ');
+        snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+        c.amp_mode = PT_AMP_LOSS;
+        push(t, &c, "%s mode=loss", rest);
+        if (c.o[0].gen != G_UNIFORM) continue;
+        c.amp_mode = PT_AMP_CLIP;
+        c.op.p.amp.inv_scale = 1.0f; /* the norm bound */
+        c.sumsq = 1.0e6f;            /* norm 1000: scaled by about 1e-3 */
+        push(t, &c, "%s mode=clip applied", rest);
+        c.sumsq = 0.25f; /* norm 0.5: left as it is */
+        push(t, &c, "%s mode=clip not applied", rest);
+    }
+}
+
 static pt_status build_table(conf_table *t, pt_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -854,6 +907,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
         if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
         if (pt_op_has_step_params((pt_op_kind)k)) step_record_variants(t, first);
         if (d && (d->flags & PT_OPF_FUSED_RELU)) fuse_variants(t, first);
+        whole_step_variants(t, (pt_op_kind)k, first);
     }
     if (t->oom) {
         free(t->c);
@@ -1357,7 +1411,15 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         }
         set_step(&sides[0].op, c, step);
         set_step(&sides[1].op, c, step);
-        if (pt_device_run(ref, &sides[0].op, &e) != PT_OK || pt_device_sync(ref, &e) != PT_OK) {
+        /* the reference runs by value what the record decides on the device under test */
+        pt_op ref_op = sides[0].op;
+        int ref_runs = !c->gate;
+        if (c->amp_mode == PT_AMP_CLIP) {
+            const float coef = pt_clip_coef(ref_op.p.amp.inv_scale, c->sumsq);
+            ref_runs = ref_runs && pt_clip_applies(coef);
+            ref_op.p.amp.inv_scale = coef;
+        }
+        if (ref_runs && (pt_device_run(ref, &ref_op, &e) != PT_OK || pt_device_sync(ref, &e) != PT_OK)) {
             outcome_fail(r, "run", "the reference device failed: %s", e.msg);
             free(fresh);
             goto done;
@@ -1366,8 +1428,11 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         if (rec) {
             pt_step_scalars s;
             memset(&s, 0, sizeof s);
-            pt_step_scalars_from_op(&s, &sides[1].op);
+            if (c->amp_mode) by_record.p.amp.mode = c->amp_mode;
+            pt_step_scalars_from_op(&s, &by_record);
             pt_op_clear_step_params(&by_record);
+            s.skip = c->gate ? 0x3f800000u : 0u; /* 1.0f, as the unscale kernels write it */
+            s.sumsq = c->sumsq;
             by_record.step = (pt_mem){rec, 0};
             if (pt_device_write(dut, by_record.step, &s, sizeof s, &e) != PT_OK) {
                 outcome_fail(r, "write", "device under test: step record: %s", e.msg);

@@ -83,6 +83,7 @@ struct pt_group {
     int *found;
     float clip;    /* > 0: clip the gradients' global norm to it */
     int micro, micro_count; /* gradient accumulation: this micro-batch of the step's count */
+    const pt_group_slice *next; /* the next step's slices, staged during this one (or NULL) */
     float ema;              /* > 0: the weight EMA's decay */
     double *norm;  /* per device: the last step's gradient norm */
 
@@ -291,7 +292,12 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
     pt_replica *r = g->rep[d];
     pt_device *dev = pt_replica_device(r);
     const pt_group_slice *s = &g->slices[d];
-    if (s->n > 0) {
+    /* a single device without reductions or accumulation runs the step as one part */
+    const int whole = g->n == 1 && g->nev == 0 && g->micro_count <= 1 && s->n > 0 && pt_replica_fuses_update(r);
+    if (whole) {
+        pt_replica_set_global_batch(r, g->global_n);
+        pt_replica_set_momentum(r, g->mom);
+    } else if (s->n > 0) {
         pt_replica_set_global_batch(r, g->global_n);
         const double t0 = g->trace ? pt_trace_now() : 0;
         PT_TRY(pt_replica_forward_backward_mixed(r, s->x, s->y, s->y2, s->lam, s->n, s->sample_base, g->step,
@@ -329,6 +335,28 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
     }
     pt_replica_set_momentum(r, g->mom);
     int64_t updates = g->step + 1;
+    if (whole) {
+        /* one part: forward, backward, unscale, clipping, update and EMA, decided on the device */
+        pt_step_update u;
+        memset(&u, 0, sizeof u);
+        u.lr = g->lr;
+        u.updates = g->inv_scale > 0 ? g->updates_before + 1 : updates;
+        u.inv_scale = g->inv_scale;
+        u.clip = g->clip;
+        u.ema = g->ema;
+        if (g->next && g->next[d].n > 0) {
+            u.next_x = g->next[d].x, u.next_y = g->next[d].y, u.next_y2 = g->next[d].y2;
+            u.next_lam = g->next[d].lam, u.next_n = g->next[d].n;
+        }
+        pt_step_outcome out;
+        const double t0w = g->trace ? pt_trace_now() : 0;
+        PT_TRY(pt_replica_train_step(r, s->x, s->y, s->y2, s->lam, s->n, s->sample_base, g->step, g->scale, &u,
+                                     s->logits, s->losses, &out, err));
+        if (g->trace) pt_trace_span(g->trace, d, "whole_step", "step", "samples", s->n, t0w, pt_trace_now());
+        g->found[d] = out.found_inf;
+        if (out.have_norm) g->norm[d] = out.norm;
+        return PT_OK;
+    }
     if (g->inv_scale > 0) {
         PT_TRY(pt_replica_unscale_grads(r, g->inv_scale, &g->found[d], err));
         if (g->trace) {
@@ -369,6 +397,8 @@ void pt_group_set_loss_scaling(pt_group *g, float inv_scale, int64_t updates_bef
 }
 
 int pt_group_last_step_skipped(const pt_group *g) { return g->inv_scale > 0 && g->found[0]; }
+
+void pt_group_set_next(pt_group *g, const pt_group_slice *next) { g->next = next; }
 
 void pt_group_set_clip(pt_group *g, float max_norm) { g->clip = max_norm > 0 ? max_norm : 0; }
 void pt_group_set_ema(pt_group *g, float decay) { g->ema = decay > 0 ? decay : 0; }

@@ -67,6 +67,10 @@ void pt_group_set_micro_batch(pt_group *g, int micro, int count);
 /* After each update every replica moves its weight EMA (pt_replica_ema_update; 0: off). */
 void pt_group_set_ema(pt_group *g, float decay);
 double pt_group_last_grad_norm(const pt_group *g);
+/* The next step's slices (NULL: not known), for the following steps until changed: a device
+ * that runs its step as one part (pt_replica_train_step) copies them into its free input
+ * slot while the step runs. Their data must stay unchanged until that step. */
+void pt_group_set_next(pt_group *g, const pt_group_slice *next);
 
 /* Records the following steps into trace (NULL: stops), between steps: device d's ops
  * (synchronised after each), waits, host copies, loss-scale unscaling and update on track d,

@@ -64,6 +64,10 @@ static int same_numel(const pt_op *op, char *why, size_t cap)
 static int amp_unscale_shapes(const pt_op *op, char *why, size_t cap)
 {
     if (numel(&op->t[1]) != 1) return fail(why, cap, "found must have one element");
+    if (op->p.amp.mode < PT_AMP_FIXED || op->p.amp.mode > PT_AMP_CLIP)
+        return fail(why, cap, "mode must be fixed, loss or clip");
+    if (op->p.amp.mode == PT_AMP_CLIP && !op->step.buf)
+        return fail(why, cap, "the clipping mode needs a step record");
     return 1;
 }
 
@@ -610,7 +614,8 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* ---- loss scaling ---- */
     /* g = g*inv_scale in place; found (one element) = 1 when any element of g was Inf or NaN,
      * else left as it was: the core fills it with 0 once, then one flag gathers any number of
-     * tensors. fp16 training's gradient unscale and overflow check (PyTorch's GradScaler). */
+     * tensors. fp16 training's gradient unscale and overflow check (PyTorch's GradScaler).
+     * With a step record, the factor may come from it (polytrain/op.h, PT_AMP_*). */
     [PT_OP_AMP_UNSCALE] = {
         .name = "amp_unscale", .summary = "g *= inv_scale; found = 1 if g held Inf or NaN",
         .nt = 2, .arg = {INOUT("g"), INOUT("found")},

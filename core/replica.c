@@ -54,6 +54,8 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     for (int i = 0; i < net->nnodes; i++)
         for (int k = 0; k < net->nodes[i].nin; k++) r->consumers[net->nodes[i].in[k]]++;
 
+    /* pinned input gets a second input slot in the arena (planned with the rest) */
+    r->in_slots = (!ro || ro->pinned_input != PT_SWITCH_OFF) && pt_device_pinned_input(dev) ? 2 : 1;
     r->slab_bytes = (size_t)((2 + r->nslots) * r->preg + r->breg) * sizeof(float);
     st = pt_device_alloc(dev, r->slab_bytes, &r->slab, err);
     if (st != PT_OK) goto fail;
@@ -342,7 +344,7 @@ static pt_status download_outputs(pt_replica *r, int n, float *logits, float *lo
     if (logits)
         PT_TRY(pt_device_read(r->dev, logits, lm, (size_t)n * r->net->num_classes * sizeof(float), err));
     if (loss) PT_TRY(pt_device_read(r->dev, loss, sm, (size_t)n * sizeof(float), err));
-    if (logits || loss) r->in.busy = 0; /* a read waits for the device */
+    if (logits || loss) r->in.busy[0] = r->in.busy[1] = 0; /* a read waits for the device */
     return PT_OK;
 }
 
@@ -405,10 +407,10 @@ pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after,
 
 size_t pt_replica_workspace_bytes(const pt_replica *r) { return r->ws_bytes; }
 
-pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const int32_t *y,
-                                            const int32_t *y2, const float *lam, int n,
-                                            int64_t sample_base, int64_t step, float grad_scale,
-                                            float *logits_out, float *loss_out, pt_error *err)
+/* Forward, loss and backward queued as part seg (RP_SEG_TRAIN, or RP_SEG_STEP with the update
+ * lists set up by the caller); the outputs are not read. */
+static pt_status train_part(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2, const float *lam,
+                            int n, int64_t sample_base, int64_t step, float grad_scale, int seg, pt_error *err)
 {
     if (n < 1 || n > r->capacity)
         return pt_fail(err, PT_ERR_INVALID, "batch of %d samples, replica holds 1..%d", n, r->capacity);
@@ -447,8 +449,11 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
             }
         }
     }
-    PT_TRY(rp_upload_input(r, x, y, y2, lam, n, err));
-    PT_TRY(rp_write_step_record(r, RP_SEG_TRAIN, err));
+    int slot;
+    PT_TRY(rp_upload_input(r, x, y, y2, lam, n, &slot, err));
+    rp_point_input(r, &r->fwd_train, slot);
+    rp_point_input(r, &r->bwd, slot);
+    PT_TRY(rp_write_step_record(r, seg, err));
     for (int i = 0; i < r->bwd.n; i++) {
         pt_op *op = &r->bwd.ops[i];
         if (op->kind == PT_OP_BN_SYNC_BWD) {
@@ -456,10 +461,18 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
             op->p.bn.count = (int64_t)(r->global_batch > 0 ? r->global_batch : n) * xt->dim[2] * xt->dim[3];
         }
     }
-    r->in.busy = 1;
-    PT_TRY(rp_run_part(r, RP_SEG_TRAIN, err));
+    PT_TRY(rp_run_part(r, seg, err));
     r->bn_steps++;
     r->g.train_steps++;
+    return PT_OK;
+}
+
+pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const int32_t *y,
+                                            const int32_t *y2, const float *lam, int n,
+                                            int64_t sample_base, int64_t step, float grad_scale,
+                                            float *logits_out, float *loss_out, pt_error *err)
+{
+    PT_TRY(train_part(r, x, y, y2, lam, n, sample_base, step, grad_scale, RP_SEG_TRAIN, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }
 
@@ -631,7 +644,8 @@ pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_
     return pt_device_run(r->dev, &op, err);
 }
 
-pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
+/* The update list's per-step values, by value and in the update's step record. */
+static void prepare_update(pt_replica *r, float lr, int64_t step_count)
 {
     pt_step_scalars *rec = &r->g.host[RP_SEG_UPDATE];
     rec->lr = lr;
@@ -658,9 +672,125 @@ pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_erro
             op->p.adam.step = step_count;
         }
     }
+}
+
+pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err)
+{
+    prepare_update(r, lr, step_count);
     PT_TRY(rp_write_step_record(r, RP_SEG_UPDATE, err));
     PT_TRY(rp_run_part(r, RP_SEG_UPDATE, err));
     r->opt_started = 1;
+    return PT_OK;
+}
+
+int pt_replica_fuses_update(const pt_replica *r) { return r->g.on && !r->hook; }
+
+static pt_op *push_op(op_list *l, pt_op_kind kind, int nt)
+{
+    pt_op *op = &l->ops[l->n++];
+    memset(op, 0, sizeof *op);
+    op->kind = kind;
+    op->nt = nt;
+    return op;
+}
+
+/* The ops around the update in the whole step: what step_job does with separate calls, each
+ * decision moved to the device through the update's step record (skip, sumsq). */
+static void emit_step_tail(pt_replica *r, const pt_step_update *u)
+{
+    const pt_mem rec = rp_step_record(r, RP_SEG_UPDATE);
+    const pt_mem g = pt_replica_grad_mem(r);
+    const pt_tensor grads = pt_tensor_1d(g.buf, g.off, PT_F32, r->preg);
+    const pt_tensor skip = pt_tensor_1d(rec.buf, rec.off + PT_SS_SKIP * sizeof(uint32_t), PT_F32, 1);
+    const pt_tensor sumsq = pt_tensor_1d(rec.buf, rec.off + PT_SS_SUMSQ * sizeof(uint32_t), PT_F32, 1);
+    const pt_tensor scratch = pt_tensor_1d(r->arena, r->found_off, PT_F32, 1);
+    r->pre.n = r->post.n = 0;
+    if (r->preg == 0) return;
+    pt_op *op;
+    if (u->inv_scale > 0) {
+        /* the overflow flag is the record's skip word: the gated ops below read it */
+        op = push_op(&r->pre, PT_OP_FILL, 1);
+        op->t[0] = skip;
+        op = push_op(&r->pre, PT_OP_AMP_UNSCALE, 2);
+        op->t[0] = grads;
+        op->t[1] = skip;
+        op->p.amp.inv_scale = u->inv_scale;
+        op->p.amp.mode = PT_AMP_LOSS;
+        op->step = rec;
+    }
+    if (u->clip > 0) {
+        /* the sum of squares as pt_replica_clip_grads forms it, into the record */
+        op = push_op(&r->pre, PT_OP_GEMM, 3);
+        op->t[0] = pt_tensor_2d(g.buf, g.off, 1, r->preg);
+        op->t[1] = pt_tensor_2d(g.buf, g.off, 1, r->preg);
+        op->t[2] = pt_tensor_2d(sumsq.mem.buf, sumsq.mem.off, 1, 1);
+        op->p.gemm.trans_b = 1;
+        op->p.gemm.alpha = 1.0f;
+        op = push_op(&r->pre, PT_OP_AMP_UNSCALE, 2);
+        op->t[0] = grads;
+        op->t[1] = scratch; /* its finiteness flag goes unread */
+        op->p.amp.inv_scale = u->clip;
+        op->p.amp.mode = PT_AMP_CLIP;
+        op->step = rec;
+    }
+    if (u->ema > 0) {
+        const pt_mem params = {r->slab, 0}, bufs = pt_replica_buffer_mem(r);
+        const pt_mem ep = {r->ema, 0}, eb = {r->ema, (size_t)r->preg * sizeof(float)};
+        const struct { pt_mem live, ema; int64_t n; } part[2] = {{params, ep, r->preg}, {bufs, eb, r->breg}};
+        for (int k = 0; k < 2; k++) {
+            if (part[k].n == 0) continue;
+            const pt_tensor live = pt_tensor_1d(part[k].live.buf, part[k].live.off, PT_F32, part[k].n);
+            const pt_tensor ema = pt_tensor_1d(part[k].ema.buf, part[k].ema.off, PT_F32, part[k].n);
+            if (r->ema_started) { /* as pt_replica_ema_update: scaled in place, then the weights added */
+                op = push_op(&r->post, PT_OP_AMP_UNSCALE, 2);
+                op->t[0] = ema;
+                op->t[1] = scratch;
+                op->p.amp.inv_scale = u->ema;
+                op->step = rec;
+            }
+            op = push_op(&r->post, PT_OP_AXPY, 2);
+            op->t[0] = live;
+            op->t[1] = ema;
+            op->p.axpy.alpha = r->ema_started ? 1.0f - u->ema : 1.0f;
+            op->accumulate = r->ema_started;
+            op->step = rec;
+        }
+    }
+}
+
+pt_status pt_replica_train_step(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2,
+                                const float *lam, int n, int64_t sample_base, int64_t step, float grad_scale,
+                                const pt_step_update *u, float *logits_out, float *loss_out, pt_step_outcome *out,
+                                pt_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!pt_replica_fuses_update(r))
+        return pt_fail(err, PT_ERR_INVALID, "this replica runs the update by itself (no graphs, or in a group)");
+    if (u->ema > 0 && !r->ema) return pt_fail(err, PT_ERR_INVALID, "the weight EMA was not enabled on this replica");
+    prepare_update(r, u->lr, u->updates);
+    pt_step_scalars *rec = &r->g.host[RP_SEG_UPDATE];
+    rec->skip = 0;
+    rec->sumsq = 0;
+    rec->inv_scale = u->inv_scale;
+    emit_step_tail(r, u);
+    PT_TRY(train_part(r, x, y, y2, lam, n, sample_base, step, grad_scale, RP_SEG_STEP, err));
+    r->g.whole_steps++;
+    if (u->next_n > 0)
+        PT_TRY(pt_replica_stage_input(r, u->next_x, u->next_y, u->next_y2, u->next_lam, u->next_n, err));
+    PT_TRY(download_outputs(r, n, logits_out, loss_out, err));
+    if (u->inv_scale > 0 || u->clip > 0) {
+        pt_step_scalars got;
+        PT_TRY(pt_device_read(r->dev, &got, rp_step_record(r, RP_SEG_UPDATE), sizeof got, err));
+        out->found_inf = u->inv_scale > 0 && got.skip != 0;
+        if (u->clip > 0 && !out->found_inf) {
+            out->have_norm = 1;
+            out->norm = r->preg > 0 ? sqrt((double)got.sumsq) : 0.0;
+        }
+    }
+    if (!out->found_inf) {
+        r->opt_started = 1;
+        if (u->ema > 0) r->ema_started = 1;
+    }
     return PT_OK;
 }
 
@@ -672,8 +802,9 @@ pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n
     PT_TRY(check_labels(r, y, n, err));
     PT_TRY(rp_set_eval_batch(r, n, err));
     note_batch(r, r->seen_eval, &r->nseen_eval, n);
-    PT_TRY(rp_upload_input(r, x, y, NULL, NULL, n, err));
-    r->in.busy = 1;
+    int slot;
+    PT_TRY(rp_upload_input(r, x, y, NULL, NULL, n, &slot, err));
+    rp_point_input(r, &r->fwd_eval, slot);
     PT_TRY(rp_run_part(r, RP_SEG_EVAL, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }

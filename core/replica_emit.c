@@ -127,6 +127,7 @@ pt_status rp_emit_forward(pt_replica *r, op_list *list, int train, int n, pt_err
 {
     pt_emit em = {.r = r, .list = list, .train = train, .n = n, .sample_base = 0, .status = PT_OK};
     list->n = 0;
+    list->in_slot = 0;
     const pt_net *net = r->net;
     for (int i = 1; i < net->nnodes; i++) {
         const pt_node *node = &net->nodes[i];
@@ -155,6 +156,7 @@ pt_status rp_emit_backward(pt_replica *r, int n, pt_error *err)
 {
     pt_emit em = {.r = r, .list = &r->bwd, .train = 1, .n = n, .status = PT_OK};
     r->bwd.n = 0;
+    r->bwd.in_slot = 0;
     const pt_net *net = r->net;
     memset(r->grad_written, 0, (size_t)net->nnodes * sizeof *r->grad_written);
     memset(r->param_grad_written, 0, (size_t)net->nparams * sizeof *r->param_grad_written);
@@ -313,7 +315,9 @@ pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_
     need = rp_align_bytes(need);
     pt_device *dev = r->dev;
     pt_buffer *arena = NULL;
-    /* ops queued on the old arena finish before its bytes are copied and it is freed */
+    /* ops queued on the old arena finish before its bytes are copied and it is freed, and
+     * so do copies into its input slots */
+    PT_TRY(rp_input_quiesce(r, err));
     PT_TRY(pt_device_sync(dev, err));
     PT_TRY(pt_device_alloc(dev, r->ws_off + need, &arena, err));
     if (r->slab_bytes + r->arena_bytes + r->ws_off + need > r->peak_bytes)

@@ -22,13 +22,21 @@ typedef struct node_mem {
 typedef struct op_list {
     pt_op *ops;
     int n, cap;
+    int in_slot; /* the input slot its ops read (emission writes slot 0) */
 } op_list;
 
 /* The parts of a step captured as one graph each (core/replica_graph.c): forward + loss +
- * backward, the update, the evaluation forward. */
-enum { RP_SEG_TRAIN = 0, RP_SEG_UPDATE, RP_SEG_EVAL, RP_NSEG };
-/* Graphs kept per part: a run alternates between the full batch and a short last one. */
+ * backward, the update, the evaluation forward, and the whole step (forward + loss +
+ * backward + unscale, clipping, update and EMA: pt_replica_train_step). */
+enum { RP_SEG_TRAIN = 0, RP_SEG_UPDATE, RP_SEG_EVAL, RP_SEG_STEP, RP_NSEG };
+/* Graphs kept per part: a run alternates between the full batch and a short last one. Each
+ * holds a graph per input slot (the ops compared with their input pointed at slot 0, so the
+ * warm-up runs of either slot count for both). */
 #define RP_GRAPH_SLOTS 2
+/* Ops of the whole step's lists before the update (overflow flag, unscale, sum of squares,
+ * clipping) and after it (the EMA: a copy or a scale and an add, for params and buffers). */
+#define RP_PRE_OPS 4
+#define RP_POST_OPS 4
 /* A part's lists must have run this many times unchanged, one op at a time, before they are
  * captured: the first run is where a backend measures its algorithms (cuDNN) and sizes what
  * it caches, which a capture cannot hold. */
@@ -37,7 +45,7 @@ enum { RP_SEG_TRAIN = 0, RP_SEG_UPDATE, RP_SEG_EVAL, RP_NSEG };
 typedef struct rp_graph_slot {
     pt_op *snap; /* the part's ops when first seen, per-step values cleared */
     int n;       /* ops in snap; -1: empty */
-    void *exec;  /* the backend's graph of these ops, or NULL (not captured yet) */
+    void *exec[2]; /* the backend's graph of these ops per input slot, or NULL (not captured yet) */
     int runs;    /* runs of these very ops so far */
     uint64_t used;
 } rp_graph_slot;
@@ -53,18 +61,25 @@ typedef struct rp_graphs {
     uint64_t clock;
     int failed;      /* a capture failed: every part runs op by op from then on */
     int64_t captures, launches, first_capture_step; /* first_capture_step: -1 none */
-    int64_t train_steps;
+    int64_t train_steps, whole_steps;
 } rp_graphs;
 
-/* Pinned, double-buffered input (core/replica_graph.c). */
+/* Pinned, double-buffered input (core/replica_graph.c): two page-locked staging buffers and,
+ * in the arena, two input slots (x, y, y2, lam each), used in turn, so that the copy of the
+ * next batch into one slot overlaps the step that reads the other. */
+enum { RP_IN_X = 0, RP_IN_Y, RP_IN_Y2, RP_IN_LAM, RP_IN_PARTS };
 typedef struct rp_input {
     int on;
     char why[160];
     void *host[2];      /* page-locked staging: x | y | y2 | lam for the capacity */
     uint64_t fence[2];  /* each one's last copy */
-    int next;
-    int busy;           /* ops that read the input may still be queued */
+    int next;           /* the staging buffer and arena slot the next batch goes to */
+    int busy[2];        /* ops that read the slot may still be queued */
     size_t x_bytes, y_bytes, lam_bytes;
+    /* staged ahead (pt_replica_stage_input): the slot holds this batch, still unconsumed */
+    int staged, staged_slot, staged_n;
+    int64_t staged_used;
+    const void *staged_x, *staged_y, *staged_y2, *staged_lam;
 } rp_input;
 
 struct pt_replica {
@@ -89,8 +104,14 @@ struct pt_replica {
     node_mem *mem;
     int *consumers;
     size_t x_off, y_off, y2_off, lam_off, loss_off, found_off, ws_off, ws_bytes;
+    /* input slots: 2 with pinned input (the second after found_off), else 1; their ranges
+     * (RP_IN_*, slot 0 the ones above), and the slot the training and evaluation lists read */
+    int in_slots;
+    size_t in_off[2][RP_IN_PARTS];
+    int slot_train, slot_eval;
 
     op_list fwd_train, bwd, fwd_eval, update;
+    op_list pre, post; /* the whole step's ops around the update (RP_PRE_OPS, RP_POST_OPS) */
     int batch_train, batch_eval; /* n the lists were emitted for */
 
     int *grad_written; /* emission scratch, sized nnodes */
@@ -177,8 +198,13 @@ pt_status rp_write_step_record(pt_replica *r, int seg, pt_error *err);
 /* Runs part seg: its graph when captured and its ops unchanged, else op by op (capturing
  * once they have been stable for RP_GRAPH_WARMUP runs). */
 pt_status rp_run_part(pt_replica *r, int seg, pt_error *err);
-/* The batch to the arena's input: through the pinned double buffer when on, else write(). */
+/* The batch to the arena's input: through the pinned double buffer when on (the next slot,
+ * or the one it was staged in), else write(); *slot: the slot it is in. */
 pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2, const float *lam,
-                          int n, pt_error *err);
+                          int n, int *slot, pt_error *err);
+/* Waits (host) for every asynchronous input copy. */
+pt_status rp_input_quiesce(pt_replica *r, pt_error *err);
+/* Points list l's input operands (slot l->in_slot) at slot `to`. */
+void rp_point_input(pt_replica *r, op_list *l, int to);
 
 #endif

@@ -140,6 +140,20 @@ void rp_plan_tail(pt_replica *r, size_t off)
     r->found_off = off; /* the overflow flag of loss scaling: one float */
     off = rp_align_bytes(off + sizeof(float));
     r->x_off = r->mem[0].act;
+    const size_t part[RP_IN_PARTS] = {rp_node_bytes(&r->net->nodes[0], B), (size_t)B * sizeof(int32_t),
+                                      (size_t)B * sizeof(int32_t), (size_t)B * sizeof(float)};
+    r->in_off[0][RP_IN_X] = r->x_off;
+    r->in_off[0][RP_IN_Y] = r->y_off;
+    r->in_off[0][RP_IN_Y2] = r->y2_off;
+    r->in_off[0][RP_IN_LAM] = r->lam_off;
+    /* the second input slot: the batch after the current one is copied in while the
+     * current one's step runs */
+    for (int k = 0; k < RP_IN_PARTS; k++) {
+        r->in_off[1][k] = r->in_off[0][k];
+        if (r->in_slots < 2) continue;
+        r->in_off[1][k] = off;
+        off = rp_align_bytes(off + part[k]);
+    }
     r->ws_off = off;
     r->arena_bytes = off; /* workspace added after emission */
 }

@@ -1,6 +1,8 @@
 /* Per-step op parameters by reference (pt_step_scalars in polytrain/op.h): which kinds have
  * them, how two ops of consecutive steps are compared without them (what decides whether a
- * captured graph still holds), and how a host-side backend reads them back into an op. */
+ * captured graph still holds), how a host-side backend reads them back into an op, and the
+ * decisions a step captured whole makes on the device (the overflow skip, the clipping
+ * coefficient), formed here once for the host and for the cpu backend. */
 #include <math.h>
 #include <string.h>
 
@@ -40,14 +42,38 @@ void pt_op_clear_step_params(pt_op *op)
         op->p.dropout.sample_base = 0;
         break;
     case PT_OP_XENT: op->p.xent.grad_scale = 0; break;
+    case PT_OP_AMP_UNSCALE:
+        if (op->p.amp.mode == PT_AMP_LOSS) op->p.amp.inv_scale = 0;
+        break;
     default: break;
     }
 }
 
+int pt_op_step_gated(const pt_op *op)
+{
+    switch (op->kind) {
+    case PT_OP_SGD:
+    case PT_OP_ADAM:
+    case PT_OP_RMSPROP:
+    case PT_OP_AXPY: return 1;
+    case PT_OP_AMP_UNSCALE: return op->p.amp.mode != PT_AMP_LOSS;
+    default: return 0;
+    }
+}
+
+float pt_clip_coef(float max_norm, float sumsq)
+{
+    const double norm = sqrt((double)sumsq);
+    return max_norm / ((float)norm + 1e-6f);
+}
+
+int pt_clip_applies(float coef) { return coef < 1.0f || isnan(coef); }
+
 static uint64_t u64_of(uint32_t lo, uint32_t hi) { return (uint64_t)lo | (uint64_t)hi << 32; }
 
-void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s)
+int pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s)
 {
+    if (pt_op_step_gated(op) && s->skip != 0) return 0;
     switch (op->kind) {
     case PT_OP_SGD:
         op->p.sgd.lr = s->lr;
@@ -68,8 +94,19 @@ void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s)
         op->p.dropout.sample_base = (int64_t)u64_of(s->sample_base_lo, s->sample_base_hi);
         break;
     case PT_OP_XENT: op->p.xent.grad_scale = s->grad_scale; break;
+    case PT_OP_AMP_UNSCALE:
+        if (op->p.amp.mode == PT_AMP_LOSS) {
+            op->p.amp.inv_scale = s->inv_scale;
+        } else if (op->p.amp.mode == PT_AMP_CLIP) {
+            const float coef = pt_clip_coef(op->p.amp.inv_scale, s->sumsq);
+            if (!pt_clip_applies(coef)) return 0;
+            op->p.amp.inv_scale = coef;
+        }
+        op->p.amp.mode = PT_AMP_FIXED;
+        break;
     default: break;
     }
+    return 1;
 }
 
 void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op)
@@ -101,6 +138,9 @@ void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op)
         break;
     }
     case PT_OP_XENT: s->grad_scale = op->p.xent.grad_scale; break;
+    case PT_OP_AMP_UNSCALE:
+        if (op->p.amp.mode == PT_AMP_LOSS) s->inv_scale = op->p.amp.inv_scale;
+        break;
     default: break;
     }
 }

@@ -686,6 +686,91 @@ static void gpu_graphs_and_pinned_input_train_bitwise_like_plain(void)
     pt_net_free(net);
 }
 
+/* The whole step as one graph launch on the GPU: a replica running pt_replica_train_step (fp16
+ * loss scaling with the overflow flag read by the update on the device, clipping by a norm
+ * formed on the device, the update and the weight EMA) against one making each decision on
+ * the host between separate calls, deterministic: the same losses, skips and norms, bitwise
+ * the same weights, optimizer state and EMA after every step; step 6 overflows on purpose
+ * (an infinite loss-gradient scale) and changes nothing; captured steps are one launch. */
+static void gpu_whole_step_matches_separate_calls(void)
+{
+    enum { B = 8, C = 3, HW = 16, K = 10, STEPS = 10 };
+    pt_device_options opt = {.deterministic = 1};
+    pt_device *d[2] = {NULL, NULL};
+    pt_net *net = NULL;
+    pt_replica *r[2] = {NULL, NULL};
+    pt_error err;
+    CHECKF(pt_device_open("cuda", 0, &opt, &d[0], &err) == PT_OK && pt_device_open("cuda", 0, &opt, &d[1], &err) == PT_OK,
+           "%s", err.msg);
+    CHECKF(pt_model_build("baseline", C, HW, HW, K, &net, &err) == PT_OK, "%s", err.msg);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
+    const pt_replica_options ro[2] = {{.graphs = PT_SWITCH_OFF, .pinned_input = PT_SWITCH_OFF},
+                                      {.graphs = PT_SWITCH_ON, .pinned_input = PT_SWITCH_ON}};
+    for (int k = 0; k < 2 && d[k] && net; k++) {
+        CHECKF(pt_replica_create_ex(net, d[k], B, &oc, 5, &ro[k], &r[k], &err) == PT_OK, "%s", err.msg);
+        if (r[k]) CHECK(pt_replica_init_params(r[k], 5, &err) == PT_OK && pt_replica_enable_ema(r[k], &err) == PT_OK);
+    }
+    if (!r[0] || !r[1]) goto out;
+    CHECK(!pt_replica_fuses_update(r[0]) && pt_replica_fuses_update(r[1]));
+    const int64_t preg = pt_replica_param_region(r[0]), breg = pt_replica_buffer_region(r[0]);
+    const size_t nstate = (size_t)(preg * 3 + breg), nema = (size_t)(preg + breg);
+    float *x = malloc((size_t)B * C * HW * HW * sizeof(float));
+    float *s[2] = {malloc((nstate + nema) * 4), malloc((nstate + nema) * 4)};
+    int32_t y[B];
+    double scale = 1024.0;
+    int64_t skipped = 0, launches0 = 0;
+    const float clip = 0.5f, ema = 0.9f;
+    for (int step = 0; x && s[0] && s[1] && step < STEPS; step++) {
+        for (int i = 0; i < B * C * HW * HW; i++) x[i] = (float)((i * 13 + step * 7) % 31) / 31.0f - 0.5f;
+        for (int i = 0; i < B; i++) y[i] = (i + step) % K;
+        const float gs = step == 6 ? INFINITY : (float)(scale / B), inv = (float)(1.0 / scale), lr = 0.01f;
+        const int64_t updates = step - skipped + 1;
+        float loss[2][B];
+        int found[2] = {0, 0};
+        double norm[2] = {0, 0};
+        /* separate calls, each decision on the host */
+        int ok = pt_replica_forward_backward(r[0], x, y, B, 0, step, gs, NULL, loss[0], &err) == PT_OK &&
+                 pt_replica_unscale_grads(r[0], inv, &found[0], &err) == PT_OK;
+        if (ok && !found[0])
+            ok = pt_replica_clip_grads(r[0], clip, &norm[0], &err) == PT_OK &&
+                 pt_replica_update(r[0], lr, updates, &err) == PT_OK && pt_replica_ema_update(r[0], ema, &err) == PT_OK;
+        CHECKF(ok, "step %d, separate calls: %s", step, err.msg);
+        /* one part */
+        pt_graph_stats st;
+        pt_replica_graph_stats(r[1], &st);
+        launches0 = st.launches;
+        const pt_step_update u = {.lr = lr, .updates = updates, .inv_scale = inv, .clip = clip, .ema = ema};
+        pt_step_outcome o;
+        CHECKF(pt_replica_train_step(r[1], x, y, NULL, NULL, B, 0, step, gs, &u, NULL, loss[1], &o, &err) == PT_OK,
+               "step %d, whole: %s", step, err.msg);
+        found[1] = o.found_inf;
+        norm[1] = o.have_norm ? o.norm : 0;
+        pt_replica_graph_stats(r[1], &st);
+        if (step >= 5)
+            CHECKF(st.launches == launches0 + 1, "step %d: %lld launches", step, (long long)(st.launches - launches0));
+        CHECKF(memcmp(loss[0], loss[1], sizeof loss[0]) == 0, "step %d: losses differ", step);
+        CHECKF(found[0] == found[1] && found[0] == (step == 6), "step %d: found %d vs %d", step, found[0], found[1]);
+        CHECKF(norm[0] == norm[1], "step %d: norms %.17g vs %.17g", step, norm[0], norm[1]);
+        for (int k = 0; k < 2; k++)
+            CHECK(pt_replica_read_state(r[k], s[k], s[k] + 3 * preg, s[k] + preg, &err) == PT_OK &&
+                  pt_device_read(d[k], s[k] + nstate, pt_replica_ema_mem(r[k]), nema * 4, &err) == PT_OK);
+        CHECKF(memcmp(s[0], s[1], (nstate + nema) * 4) == 0, "step %d: weights, optimizer state or EMA differ", step);
+        if (found[0]) {
+            skipped++;
+            scale /= 2;
+        }
+    }
+    free(x);
+    free(s[0]);
+    free(s[1]);
+out:
+    for (int k = 0; k < 2; k++) {
+        pt_replica_free(r[k]);
+        if (d[k]) pt_device_close(d[k]);
+    }
+    pt_net_free(net);
+}
+
 /* precision() through the stub answers as the capability says (sm_XY in the device's
  * details), the workspace grows by the 16-bit copies, and a bf16 convolution that accumulates
  * lands next to the fp32 one (numerics in full: the conformance suite's math= cases). */
@@ -864,6 +949,7 @@ int main(void)
         RUN(gpu_deterministic_mode_repeats_conv_gradients_bitwise);
         RUN(gpu_math_modes_follow_the_device_and_accumulate);
         RUN(gpu_graphs_and_pinned_input_train_bitwise_like_plain);
+        RUN(gpu_whole_step_matches_separate_calls);
         pt_device_close(g_dev);
     }
     TEST_EXIT();

@@ -140,6 +140,67 @@ static void captured_steps_allocate_nothing(void)
     pt_device_close(dev);
 }
 
+/* The whole step as one part (a single-device group whose replica captures) with loss
+ * scaling, clipping, the weight EMA and the next batch staged during each step: once
+ * captured, a step is one launch and allocates nothing. */
+static void whole_captured_steps_allocate_nothing(void)
+{
+    pt_error err;
+    pt_device *dev = NULL;
+    pt_net *net = NULL;
+    pt_replica *rep = NULL;
+    pt_group *g = NULL;
+    pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev, &err) == PT_OK);
+    CHECKF(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK, "%s", err.msg);
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
+    CHECK(dev && net && pt_replica_create(net, dev, B, &oc, 1, &rep, &err) == PT_OK);
+    if (!rep) return;
+    CHECK(pt_replica_init_params(rep, 1, &err) == PT_OK && pt_replica_enable_ema(rep, &err) == PT_OK);
+    CHECKF(pt_group_create(&rep, 1, NULL, 0, 1, &g, &err) == PT_OK, "%s", err.msg);
+    if (!g) return;
+    pt_group_set_clip(g, 1.0f);
+    pt_group_set_ema(g, 0.99f);
+    static float x[2][B * C * H * W], logits[B * K], loss[B];
+    static int32_t y[2][B];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < B * C * H * W; i++)
+            x[k][i] = pt_rng_normal(5 + (uint64_t)k, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+        for (int i = 0; i < B; i++) y[k][i] = (i + k) % K;
+    }
+    pt_group_slice s[2][1];
+    for (int k = 0; k < 2; k++)
+        s[k][0] = (pt_group_slice){.x = x[k], .y = y[k], .n = B, .logits = logits, .losses = loss};
+    int ok = 1;
+    /* step 0 (the EMA's first update is a copy: other ops), 1-2 warm-up, 3-4 one capture per
+     * input slot */
+    for (int step = 0; step < 5; step++) {
+        pt_group_set_next(g, s[(step + 1) % 2]);
+        pt_group_set_loss_scaling(g, 1.0f / 1024, step);
+        ok &= pt_group_step(g, s[step % 2], B, step, 1024.0f / B, 0.01f, 0.9f, &err) == PT_OK;
+    }
+    pt_graph_stats gs;
+    pt_replica_graph_stats(rep, &gs);
+    CHECKF(ok && gs.captures == 2, "warm-up: %s; %lld captures (one per input slot)", err.msg, (long long)gs.captures);
+    const int64_t launches0 = gs.launches;
+    g_allocs = 0;
+    g_counting = 1;
+    for (int step = 5; step < 8; step++) {
+        pt_group_set_next(g, s[(step + 1) % 2]);
+        pt_group_set_loss_scaling(g, 1.0f / 1024, step);
+        ok &= pt_group_step(g, s[step % 2], B, step, 1024.0f / B, 0.01f, 0.9f, &err) == PT_OK;
+    }
+    g_counting = 0;
+    pt_replica_graph_stats(rep, &gs);
+    CHECKF(ok, "steps failed: %s", err.msg);
+    CHECKF(gs.launches - launches0 == 3, "%lld graph launches in 3 whole steps", (long long)(gs.launches - launches0));
+    CHECKF(g_allocs == 0, "%ld host allocations during 3 captured whole steps", g_allocs);
+    pt_group_free(g);
+    pt_replica_free(rep);
+    pt_net_free(net);
+    pt_device_close(dev);
+}
+
 /* Two cpu devices (device 0 twice on a one-core machine), baseline replicas with synchronised
  * BatchNorm in a group of 64 KiB buckets, and one batch of B per device. */
 typedef struct two_devices {
@@ -320,5 +381,6 @@ int main(void)
     RUN(traced_group_step_allocates_nothing);
     RUN(loader_next_allocates_nothing);
     RUN(captured_steps_allocate_nothing);
+    RUN(whole_captured_steps_allocate_nothing);
     TEST_EXIT();
 }

@@ -176,19 +176,21 @@ static pt_status create_replicas(cli_model *m, int batch, pt_precision precision
     return PT_OK;
 }
 
-void cli_graphs_line(const pt_replica *r, int grouped, char *graphs, size_t gcap, char *pinned, size_t pcap)
+void cli_graphs_line(const pt_replica *r, int split, char *graphs, size_t gcap, char *pinned, size_t pcap)
 {
     pt_graph_stats gs;
     pt_replica_graph_stats(r, &gs);
+    const long long after = gs.captured_after_step > 0 ? (long long)gs.captured_after_step : PT_GRAPH_WARMUP_STEPS;
     if (!gs.on)
         snprintf(graphs, gcap, "off: %s", gs.why);
-    else if (grouped || !gs.training_part)
+    else if (split == 1 || !gs.training_part)
         snprintf(graphs, gcap, "on for the update and evaluation (captured after step %d); the forward and backward "
                  "ops run one by one: a device group reduces gradients between them", PT_GRAPH_WARMUP_STEPS);
-    else if (gs.captured_after_step > 0)
-        snprintf(graphs, gcap, "on (captured after step %lld)", (long long)gs.captured_after_step);
+    else if (split == 2)
+        snprintf(graphs, gcap, "on, forward + backward, the update and evaluation one launch each (captured after "
+                 "step %lld): gradient accumulation keeps the update apart", after);
     else
-        snprintf(graphs, gcap, "on (captured after step %d)", PT_GRAPH_WARMUP_STEPS);
+        snprintf(graphs, gcap, "on, one launch per training step (captured after step %lld)", after);
     char why[160];
     if (pt_replica_pinned_input(r, why, sizeof why))
         snprintf(pinned, pcap, "on (page-locked host buffers, copies on a stream of their own)");

@@ -55,10 +55,11 @@ pt_status cli_model_init_from(cli_model *m, const char *path, const char *model,
  * results one device gives it in pieces of batch. */
 pt_status cli_model_forward(cli_model *m, const float *x, const int32_t *y, int n, float *logits, float *losses,
                             pt_error *err);
-/* What the banners and config.json say of the step's graphs and of the input (replica r,
- * grouped: in a device group of more than one replica, set up later): "on (captured after
- * step 2)", "off: <why>"; "on (...)" or "off: <why>". */
-void cli_graphs_line(const pt_replica *r, int grouped, char *graphs, size_t gcap, char *pinned, size_t pcap);
+/* What the banners and config.json say of the step's graphs and of the input (replica r;
+ * split: 0 the whole step is one part, 1 in a device group of more than one replica, set up
+ * later, 2 gradient accumulation): "on, one launch per training step (captured after step
+ * 2)", "off: <why>"; "on (...)" or "off: <why>". */
+void cli_graphs_line(const pt_replica *r, int split, char *graphs, size_t gcap, char *pinned, size_t pcap);
 /* Safe on a model that cli_model_open_devices zeroed, whatever failed after that. */
 void cli_model_free(cli_model *m);
 

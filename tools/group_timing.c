@@ -80,6 +80,9 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     }
     out->identical = 1;
     const float scale = 1.0f / (float)out->global_batch;
+    /* every step trains on the same batch: known ahead, so a device that runs its step as one
+     * part copies it for the next step while the current one runs */
+    if (g) pt_group_set_next(g, sl);
     for (int s = 0; s < o->warmup + o->steps && st == PT_OK; s++) {
         const double t0 = now_s();
         /* a small learning rate: many steps on random data must stay finite */

@@ -221,7 +221,8 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
     char graphs[256], pinned[200];
-    cli_graphs_line(s->reps[0], s->ndev * s->procs > 1, graphs, sizeof graphs, pinned, sizeof pinned);
+    cli_graphs_line(s->reps[0], s->ndev * s->procs > 1 ? 1 : o->args.accumulate > 1 ? 2 : 0, graphs, sizeof graphs,
+                    pinned, sizeof pinned);
     pt_strbuf_puts(cfg, ",\"cuda_graphs\":");
     pt_strbuf_json_string(cfg, graphs);
     pt_strbuf_puts(cfg, ",\"pinned_input\":");

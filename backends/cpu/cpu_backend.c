@@ -253,11 +253,12 @@ pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
 {
     pt_op resolved;
     const pt_op *op = op_in;
-    if (op_in->step.buf && pt_op_has_step_params(op_in->kind)) {
+    if (op_in->step.buf && (pt_op_has_step_params(op_in->kind) || pt_op_step_gated(op_in) ||
+                            op_in->kind == PT_OP_AMP_UNSCALE)) {
         pt_step_scalars s;
         memcpy(&s, cpu_ptr(op_in->step), sizeof s);
         resolved = *op_in;
-        pt_op_resolve_step_params(&resolved, &s);
+        if (!pt_op_resolve_step_params(&resolved, &s)) return PT_OK; /* skipped or not clipped */
         op = &resolved;
     }
     cpu_threads_enter(d);

@@ -122,6 +122,8 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_tensor(&c, &t[1]);
         pt_karg_int(&c, numel(&t[0]));
         pt_karg_float(&c, op->p.amp.inv_scale);
+        karg_step(&c, op);
+        pt_karg_int(&c, op->p.amp.mode);
         break;
     case PT_OP_AXPY:
         pt_kcall_begin(&c, PT_K_AXPY, (size_t)numel(&t[1]));
@@ -130,6 +132,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_int(&c, numel(&t[1]));
         pt_karg_float(&c, op->p.axpy.alpha);
         pt_karg_int(&c, op->accumulate);
+        karg_step(&c, op);
         break;
     case PT_OP_BIAS_ADD: {
         int n, ch, inner;

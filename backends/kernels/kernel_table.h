@@ -25,7 +25,7 @@
     /* ops.cl: elementwise */                                                                               \
     K(FILL, pt_fill, ITEMS, PT_K_NO_OP, M, I, F)                                                             \
     K(SCALE, pt_scale, ITEMS, PT_K_NO_OP, M, I, F)                                                           \
-    K(AXPY, pt_axpy, ITEMS, PT_K_NO_OP, M, M, I, F, I)                                                       \
+    K(AXPY, pt_axpy, ITEMS, PT_K_NO_OP, M, M, I, F, I, M, I)                                                 \
     K(ADD, pt_add, ITEMS, PT_OP_ADD, M, M, M, I, I)                                                          \
     K(BIAS_ADD, pt_bias_add, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                               \
     K(RELU_FWD, pt_relu_fwd, ITEMS, PT_OP_RELU_FWD, M, M, I)                                                 \
@@ -64,7 +64,7 @@
     K(TO_LOWP, pt_to_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                                    \
     K(FROM_LOWP, pt_from_lowp, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                          \
     K(ROUND_LOWP, pt_round_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
-    K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F)                                            \
+    K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F, M, I, I)                                    \
     /* ops_mixup.cl */                                                                                      \
     K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F, M, I)                       \
     /* ops_zoo.cl */                                                                                        \

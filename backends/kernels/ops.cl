@@ -64,11 +64,14 @@ KERNEL void pt_scale(GLOBAL float *y, pt_i64 yo, int n, float beta)
     y[yo + i] = beta == 0.0f ? 0.0f : beta * y[yo + i];
 }
 
+/* use_ss: the step record's skip word (12) set turns the update ops into no-ops (a step whose
+ * loss-scaling check found Inf/NaN, decided on the device: polytrain/op.h pt_op_step_gated) */
 KERNEL void pt_axpy(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n, float alpha,
-                    int acc)
+                    int acc, GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss && ss[sso + 12] != 0u) return;
     y[yo + i] = acc ? y[yo + i] + alpha * x[xo + i] : alpha * x[xo + i];
 }
 
@@ -391,6 +394,7 @@ KERNEL void pt_sgd(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt_
     long i = GID(0);
     if (i >= n) return;
     if (use_ss) {
+        if (ss[sso + 12] != 0u) return;
         lr = F32_FROM_BITS(ss[sso + 0]);
         mom = F32_FROM_BITS(ss[sso + 1]);
         first = (int)ss[sso + 2];
@@ -413,6 +417,7 @@ KERNEL void pt_adam(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad, pt
     long i = GID(0);
     if (i >= n) return;
     if (use_ss) { /* decay = 1 - lr*wd as the host forms it (AdamW) */
+        if (ss[sso + 12] != 0u) return;
         const float lr = F32_FROM_BITS(ss[sso + 0]);
         b1 = F32_FROM_BITS(ss[sso + 1]);
         step_size = F32_FROM_BITS(ss[sso + 3]);
@@ -438,6 +443,7 @@ KERNEL void pt_rmsprop(GLOBAL float *param, pt_i64 po, GLOBAL const float *grad,
     long i = GID(0);
     if (i >= n) return;
     if (use_ss) {
+        if (ss[sso + 12] != 0u) return;
         lr = F32_FROM_BITS(ss[sso + 0]);
         mom = F32_FROM_BITS(ss[sso + 1]);
     }

@@ -71,11 +71,26 @@ KERNEL void pt_round_lowp(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_
 }
 
 /* g = g*inv_scale; found[0] = 1 when an element was Inf or NaN (untouched otherwise). Items that
- * find one all store the same 1: no atomics needed, the result does not depend on order. */
-KERNEL void pt_amp_unscale(GLOBAL float *g, pt_i64 go, GLOBAL float *found, pt_i64 fo, int n, float inv_scale)
+ * find one all store the same 1: no atomics needed, the result does not depend on order.
+ * With the step record (use_ss), by mode (polytrain/op.h PT_AMP_*): 0 skipped while its skip
+ * word (12) is set; 1 the factor is its inv_scale word (14); 2 clipping: inv_scale is the
+ * norm bound, the factor bound / (sqrt(sumsq word 13) + 1e-6) as pt_clip_coef forms it (both
+ * operations correctly rounded), applied only below 1 or NaN, skipped as mode 0. */
+KERNEL void pt_amp_unscale(GLOBAL float *g, pt_i64 go, GLOBAL float *found, pt_i64 fo, int n, float inv_scale,
+                           GLOBAL const pt_u32 *ss, pt_i64 sso, int use_ss, int mode)
 {
     long i = GID(0);
     if (i >= n) return;
+    if (use_ss) {
+        if (mode != 1 && ss[sso + 12] != 0u) return;
+        if (mode == 1) {
+            inv_scale = F32_FROM_BITS(ss[sso + 14]);
+        } else if (mode == 2) {
+            const float coef = inv_scale / (SQRTF(F32_FROM_BITS(ss[sso + 13])) + 1e-6f);
+            if (!(coef < 1.0f) && coef == coef) return;
+            inv_scale = coef;
+        }
+    }
     float v = g[go + i];
     if ((F32_BITS(v) & 0x7f800000u) == 0x7f800000u) found[fo] = 1.0f;
     g[go + i] = v * inv_scale;

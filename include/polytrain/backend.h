@@ -99,7 +99,10 @@ typedef struct pt_backend_iface {
      * leaves the device out of capture either way). graph_launch queues one replay, in order
      * with the device's other work: the ops with op->step set read their per-step values from
      * that memory when the replay executes them. write() and read() are not recorded and are
-     * not called during a capture. */
+     * not called during a capture. A backend with these hooks also runs the ops of a step
+     * captured whole (polytrain/op.h): the gated kinds with op->step set do nothing while the
+     * record's skip word is set (pt_op_step_gated), and AMP_UNSCALE honours its modes
+     * (PT_AMP_LOSS, PT_AMP_CLIP), whether captured or run one by one. */
     int (*graph_capable)(void *dev_ctx, char *why, size_t cap);
     pt_status (*graph_begin)(void *dev_ctx, pt_error *err);
     pt_status (*graph_end)(void *dev_ctx, void **graph, pt_error *err);

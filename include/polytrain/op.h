@@ -90,7 +90,8 @@ typedef struct pt_op {
         struct { float lr, momentum, dampening, weight_decay; int nesterov, first_step; } sgd;
         struct { float lr, beta1, beta2, eps, weight_decay; int decoupled; int64_t step; } adam;
         struct { float lr, alpha, eps, weight_decay, momentum; int centered; } rmsprop;
-        struct { float inv_scale; } amp;
+        /* mode: PT_AMP_* (0, the plain factor, for every use outside a captured step) */
+        struct { float inv_scale; int mode; } amp;
     } p;
 } pt_op;
 
@@ -110,17 +111,45 @@ typedef struct pt_step_scalars {
     uint32_t step_lo, step_hi; /* dropout: stream = step * 65536 + the layer id */
     uint32_t sample_base_lo, sample_base_hi; /* dropout: global index of sample 0 */
     uint32_t adam_step_lo, adam_step_hi;     /* Adam: 1-based update count */
-    uint32_t reserved[4];
+    /* Written on the device within the step (a step captured as one graph, with its update):
+     * skip, the overflow flag of loss scaling (a float, not 0 when a gradient was Inf or NaN),
+     * which turns the gated ops (pt_op_step_gated) into no-ops; sumsq, the gradients' sum of
+     * squares the clipping coefficient is formed from. Written by the host: inv_scale, the
+     * factor of the loss-scaling unscale (PT_AMP_LOSS). */
+    uint32_t skip;
+    float sumsq;
+    float inv_scale;
+    uint32_t reserved[1];
 } pt_step_scalars;
 enum {
     PT_SS_LR = 0, PT_SS_MOMENTUM, PT_SS_FIRST_STEP, PT_SS_ADAM_STEP_SIZE, PT_SS_ADAM_SQRT_BC2, PT_SS_GRAD_SCALE,
     PT_SS_STEP_LO, PT_SS_STEP_HI, PT_SS_SAMPLE_BASE_LO, PT_SS_SAMPLE_BASE_HI, PT_SS_ADAM_STEP_LO, PT_SS_ADAM_STEP_HI,
+    PT_SS_SKIP, PT_SS_SUMSQ, PT_SS_INV_SCALE,
     PT_SS_WORDS = 16
 };
 
+/* AMP_UNSCALE's modes (pt_op.p.amp.mode). Outside a captured step only PT_AMP_FIXED is used.
+ *  - PT_AMP_FIXED: g *= inv_scale (with step set: a gated op).
+ *  - PT_AMP_LOSS: with step set, the factor is the record's inv_scale, and the op is never
+ *    gated (it writes the flag the others read); without, as PT_AMP_FIXED.
+ *  - PT_AMP_CLIP (step set): inv_scale holds the clipping norm; the factor is
+ *    pt_clip_coef(inv_scale, the record's sumsq), and the op does nothing where that factor
+ *    leaves the gradients as they are (pt_clip_applies); gated. */
+enum { PT_AMP_FIXED = 0, PT_AMP_LOSS = 1, PT_AMP_CLIP = 2 };
+
 /* Whether kind has parameters that change every step (SGD, Adam, RMSprop, dropout forward,
- * the loss): the only kinds that honour pt_op.step. */
+ * the loss): the kinds whose values pt_op.step replaces. */
 int pt_op_has_step_params(pt_op_kind kind);
+/* Whether kind, with pt_op.step set, does nothing while the record's skip word is not 0 (SGD,
+ * Adam, RMSprop, AXPY, AMP_UNSCALE except PT_AMP_LOSS): the update, clipping and weight EMA
+ * of a step whose loss-scaling check found Inf/NaN leave every buffer as it was. Only the
+ * backends with graph hooks see such ops (the core sets step only where it captures). */
+int pt_op_step_gated(const pt_op *op);
+/* torch's clip_grad_norm_ coefficient as the host forms it: max_norm / (sqrt(sumsq) +
+ * 1e-6), in float (the square root correctly rounded: sqrt in double rounded to float is
+ * the same value), and whether gradients are scaled by it (below 1, or NaN). */
+float pt_clip_coef(float max_norm, float sumsq);
+int pt_clip_applies(float coef);
 /* Clears op's per-step values (not their structure: whether a momentum is 0 decides which
  * buffers the kernels touch, so it stays), and the layer id of dropout's stream stays: two
  * ops of consecutive steps compare equal (memcmp) after this exactly when they differ in
@@ -129,8 +158,9 @@ void pt_op_clear_step_params(pt_op *op);
 /* The fields of s that op's kind reads, from op's by-value parameters (the others untouched). */
 void pt_step_scalars_from_op(pt_step_scalars *s, const pt_op *op);
 /* op's by-value per-step parameters set from s (what a backend that executes on the host
- * does when op->step is set). */
-void pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s);
+ * does when op->step is set). Returns 0 when the op must do nothing this time (gated by the
+ * skip word, or a clipping that does not apply), else 1. */
+int pt_op_resolve_step_params(pt_op *op, const pt_step_scalars *s);
 /* Adam's bias-corrected step size lr / (1 - beta1^step) and sqrt(1 - beta2^step), in double
  * and rounded to float once, as every backend forms them. */
 void pt_adam_bias_terms(float lr, float beta1, float beta2, int64_t step, float *step_size, float *sqrt_bc2);

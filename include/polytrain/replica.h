@@ -125,6 +125,47 @@ pt_status pt_replica_clip_grads(pt_replica *r, float max_norm, double *norm, pt_
 /* Applies the optimizer with learning rate lr; step_count is the 1-based number of
  * updates including this one (Adam bias correction). */
 pt_status pt_replica_update(pt_replica *r, float lr, int64_t step_count, pt_error *err);
+
+/* A whole training step in one part: forward, loss, backward and then on the device what
+ * the caller otherwise does between its own calls: fp16 loss scaling's unscale and overflow
+ * check (inv_scale > 0; the flag is written to the step record, and the update, clipping and
+ * EMA ops read it and do nothing when it is set, so a skipped step leaves the weights, the
+ * optimizer state and the EMA bitwise as they were), gradient clipping to the global norm
+ * clip (> 0; the sum of squares and the coefficient formed on the device, with the very float
+ * operations pt_replica_clip_grads uses), the update (lr; updates: the 1-based update count
+ * as pt_replica_update's step_count) and the weight EMA (ema > 0: its decay). Captured, this
+ * is one graph launch per step. */
+typedef struct pt_step_update {
+    float lr;
+    int64_t updates;
+    float inv_scale, clip, ema;
+    /* next_n > 0: the next step's batch, staged (pt_replica_stage_input) once this step is
+     * queued and before its outputs are read, so that its copy overlaps this whole step */
+    const float *next_x, *next_lam;
+    const int32_t *next_y, *next_y2;
+    int next_n;
+} pt_step_update;
+/* What the host reads after the step's launch: found_inf (loss scaling found Inf/NaN and the
+ * update was skipped) and, with clipping on a step that was not skipped, the norm. */
+typedef struct pt_step_outcome {
+    int found_inf;
+    int have_norm;
+    double norm;
+} pt_step_outcome;
+/* Whether the replica runs pt_replica_train_step as one part: it captures graphs (the
+ * device-side decisions need a backend with the graph hooks) and no hook reduces gradients
+ * between its ops (a device group keeps the separate calls). */
+int pt_replica_fuses_update(const pt_replica *r);
+pt_status pt_replica_train_step(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2,
+                                const float *lam, int n, int64_t sample_base, int64_t step, float grad_scale,
+                                const pt_step_update *u, float *logits_out, float *loss_out, pt_step_outcome *out,
+                                pt_error *err);
+/* With pinned input: copies the next step's batch into the input slot the current step does
+ * not read, now (on the copy queue, overlapping what is queued), so that the next
+ * pt_replica_forward_backward*, pt_replica_train_step or pt_replica_eval given these very
+ * pointers and n finds it there; the data must not change in between. Without: nothing. */
+pt_status pt_replica_stage_input(pt_replica *r, const float *x, const int32_t *y, const int32_t *y2,
+                                 const float *lam, int n, pt_error *err);
 /* Eval-mode forward: logits_out [n, K] and per-sample loss_out [n] (label smoothing 0). */
 pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n,
                           float *logits_out, float *loss_out, pt_error *err);
@@ -188,6 +229,8 @@ const pt_optim_config *pt_replica_optim(const pt_replica *r);
  * not yet). */
 typedef struct pt_graph_stats {
     int on, training_part;
+    int64_t whole_steps;   /* training steps run as one part (pt_replica_train_step) */
+    int64_t inputs_staged; /* batches found in their input slot already (pt_replica_stage_input) */
     int64_t captures, launches, captured_after_step;
     char why[192];
 } pt_graph_stats;
