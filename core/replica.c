@@ -309,6 +309,12 @@ void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user)
     r->hook_user = user;
 }
 
+void pt_replica_set_queued(pt_replica *r, pt_replica_queued_fn fn, void *user)
+{
+    r->queued = fn;
+    r->queued_user = user;
+}
+
 void pt_replica_set_global_batch(pt_replica *r, int n) { r->global_batch = n; }
 int pt_replica_sync_bn(const pt_replica *r) { return r->sync_bn; }
 pt_precision pt_replica_precision(const pt_replica *r) { return r->precision; }
@@ -473,6 +479,7 @@ pt_status pt_replica_forward_backward_mixed(pt_replica *r, const float *x, const
                                             float *logits_out, float *loss_out, pt_error *err)
 {
     PT_TRY(train_part(r, x, y, y2, lam, n, sample_base, step, grad_scale, RP_SEG_TRAIN, err));
+    if (r->queued) PT_TRY(r->queued(r->queued_user, r, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }
 
@@ -777,6 +784,7 @@ pt_status pt_replica_train_step(pt_replica *r, const float *x, const int32_t *y,
     r->g.whole_steps++;
     if (u->next_n > 0)
         PT_TRY(pt_replica_stage_input(r, u->next_x, u->next_y, u->next_y2, u->next_lam, u->next_n, err));
+    if (r->queued) PT_TRY(r->queued(r->queued_user, r, err));
     PT_TRY(download_outputs(r, n, logits_out, loss_out, err));
     if (u->inv_scale > 0 || u->clip > 0) {
         pt_step_scalars got;

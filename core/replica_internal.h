@@ -130,6 +130,8 @@ struct pt_replica {
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
     pt_replica_hook hook;
     void *hook_user;
+    pt_replica_queued_fn queued; /* pt_replica_set_queued */
+    void *queued_user;
     int fold_relu; /* fold in-place ReLUs into the op before them (no_fuse_relu or PT_FUSE_RELU=0: no),
                     * read once so every emission of the lists has the same ops */
     /* the batch sizes run so far (pt_replica_fit_workspace fits the workspace to them);

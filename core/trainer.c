@@ -73,6 +73,18 @@ struct pt_trainer {
      * every checkpoint after it so that a resume can complete what a crash cut short. */
     char rec_jsonl[4096], rec_csv[4096];
     char resume_note[1024]; /* what a resume found and completed (pt_trainer_resume_note) */
+    /* Staging ahead (pt_trainer_stages_input): the source's next batch is fetched once the
+     * current step is queued and copied into the replica's free input slot while it runs.
+     * want_next: the epoch has a batch after the one being stepped (set around each step);
+     * have_next: next_b, or the failure next_st/next_err, is that batch, fetched already, and
+     * is what the next fetch returns (a failure is reported where the batch is needed). */
+    int stage, want_next, have_next;
+    pt_batch next_b;
+    pt_status next_st;
+    pt_error next_err;
+    /* the step's labels, read after the step: the fetch of the next batch invalidates the
+     * source's (B x replicas) */
+    int32_t *labels;
 };
 
 static double now_s(void)
@@ -202,6 +214,45 @@ static pt_status agree_ranks(pt_trainer *t, pt_batch_source train, pt_batch_sour
     return pt_world_agree(t->world, items, (int)(sizeof items / sizeof items[0]), err);
 }
 
+int pt_trainer_stages_input(pt_replica *const *replicas, int nreplicas)
+{
+    /* Several devices in one process run their steps on threads of their own, each reading
+     * its outputs when its part is done: one fetch for all of them would have to wait for
+     * every device's queue. They copy each batch after the step, as without pinned input. */
+    return nreplicas == 1 && pt_replica_pinned_input(replicas[0], NULL, 0);
+}
+
+/* The replica's queued hook: the step is on the device, its outputs not yet read. The next
+ * batch comes from the source now (the current one's data is in the pinned buffer already and
+ * its labels in t->labels) and goes to the free input slot; what the step will refuse (a
+ * failed fetch, the data's end, a batch too large) is left to it, not staged. */
+static pt_status stage_next(void *user, pt_replica *r, pt_error *err)
+{
+    pt_trainer *t = user;
+    if (!t->want_next) return PT_OK;
+    t->want_next = 0;
+    memset(&t->next_b, 0, sizeof t->next_b);
+    t->next_st = t->train.next(t->train.ctx, &t->next_b, &t->next_err);
+    t->have_next = 1;
+    const pt_batch *b = &t->next_b;
+    if (t->next_st != PT_OK || b->n < 1 || b->n > t->opt.batch_per_device || !b->x || !b->y || !b->y2 != !b->lam)
+        return PT_OK;
+    return pt_replica_stage_input(r, b->x, b->y, b->y2, b->lam, b->n, err);
+}
+
+/* The epoch's next batch: the one fetched during the last step, else from the source. */
+static pt_status fetch_batch(pt_trainer *t, pt_batch *b, pt_error *err)
+{
+    if (!t->have_next) {
+        memset(b, 0, sizeof *b); /* fields a source does not know (mixup) stay NULL */
+        return t->train.next(t->train.ctx, b, err);
+    }
+    t->have_next = 0;
+    *b = t->next_b;
+    if (t->next_st != PT_OK && err) *err = t->next_err;
+    return t->next_st;
+}
+
 pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model_meta *meta,
                             pt_batch_source train, pt_batch_source val,
                             const pt_train_options *opt, pt_trainer **out, pt_error *err)
@@ -260,7 +311,8 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
     t->logits = malloc((size_t)B * nreplicas * K * sizeof(float));
     t->losses = malloc((size_t)B * nreplicas * sizeof(float));
     t->slices = calloc((size_t)nreplicas, sizeof *t->slices);
-    if (!t->out_dir || !t->config_json || !t->logits || !t->losses || !t->slices) {
+    t->labels = malloc((size_t)B * nreplicas * sizeof(int32_t));
+    if (!t->out_dir || !t->config_json || !t->logits || !t->losses || !t->slices || !t->labels) {
         pt_trainer_free(t);
         return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     }
@@ -342,6 +394,8 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
         pt_trainer_free(t);
         return st;
     }
+    t->stage = pt_trainer_stages_input(replicas, nreplicas);
+    if (t->stage) pt_replica_set_queued(replicas[0], stage_next, t);
     *out = t;
     return PT_OK;
 }
@@ -359,6 +413,7 @@ void pt_trainer_free(pt_trainer *t)
     free(t->logits);
     free(t->losses);
     free(t->slices);
+    free(t->labels);
     free(t->bn_stash);
     free(t->h_ema);
     free(t->h_live);
@@ -1230,6 +1285,9 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, int
         pt_group_set_loss_scaling(t->group, (float)(1.0 / t->scaler.scale), t->global_step - t->scaler.skipped);
     }
     const int last = micro == count - 1;
+    /* the labels outlive the source's batch, which the fetch of the next one during the step
+     * replaces */
+    memcpy(t->labels, b->y, (size_t)b->n * sizeof(int32_t));
     /* Tracing slows the step it records (a synchronisation after every op): that one only,
      * all of its micro-batches. */
     const int traced = t->trace && t->global_step == t->trace_at;
@@ -1245,7 +1303,7 @@ static pt_status train_step(pt_trainer *t, const pt_batch *b, int64_t epoch, int
     for (int d = 0; d < t->nrep; d++) {
         const pt_group_slice *s = &t->slices[d];
         for (int i = 0; i < s->n; i++) *loss_sum += s->losses[i];
-        *hits += pt_topk_hits(s->logits, s->y, s->n, K, 1);
+        *hits += pt_topk_hits(s->logits, t->labels + (s->y - b->y), s->n, K, 1);
     }
     if (!last) return PT_OK;
     if (t->scaling) {
@@ -1433,6 +1491,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         } else {
             PT_TRY(t->train.start_epoch(t->train.ctx, epoch, err));
         }
+        t->have_next = 0; /* the source starts over: nothing fetched ahead belongs to this epoch */
         const double wait0 = t->train.wait_seconds ? t->train.wait_seconds(t->train.ctx) : 0;
         for (;;) {
             pt_status sst = PT_OK;
@@ -1453,12 +1512,15 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
             int64_t step = t->global_step, step_here = 0;
             pt_batch b;
             for (int micro = 0; micro < count; micro++) {
-                memset(&b, 0, sizeof b); /* fields a source does not know (mixup) stay NULL */
-                PT_TRY(t->train.next(t->train.ctx, &b, err));
+                PT_TRY(fetch_batch(t, &b, err));
                 if (b.n == 0)
                     return pt_fail(err, PT_ERR_INVALID, "the training data ended after %lld of its %lld batches",
                                    (long long)(first_batch + micro), (long long)t->batches_per_epoch);
-                PT_TRY(train_step(t, &b, epoch, micro, count, step_n, &loss_sum, &hits, err));
+                /* staging: the batch after this one, while this one runs, never past the epoch */
+                t->want_next = t->stage && first_batch + micro + 1 < t->batches_per_epoch;
+                const pt_status sst2 = train_step(t, &b, epoch, micro, count, step_n, &loss_sum, &hits, err);
+                t->want_next = 0;
+                PT_TRY(sst2);
                 step_here += b.n;
             }
             if (t->opt.clip_grad_norm > 0 && !pt_group_last_step_skipped(t->group)) {

@@ -11,6 +11,7 @@
 #include "core/safetensors.h"
 #include "polytrain/dataset.h"
 #include "polytrain/models.h"
+#include "polytrain/trainer.h"
 #include "tools/args.h"
 #include "tools/common.h"
 
@@ -196,6 +197,19 @@ void cli_graphs_line(const pt_replica *r, int split, char *graphs, size_t gcap, 
         snprintf(pinned, pcap, "on (page-locked host buffers, copies on a stream of their own)");
     else
         snprintf(pinned, pcap, "off: %s", why);
+}
+
+void cli_pinned_training_line(pt_replica *const *reps, int ndev, char *pinned, size_t cap)
+{
+    char why[160];
+    if (!pt_replica_pinned_input(reps[0], why, sizeof why))
+        snprintf(pinned, cap, "off: %s", why);
+    else if (pt_trainer_stages_input(reps, ndev))
+        snprintf(pinned, cap, "on, next batch staged during the step (page-locked host buffers, copies on a stream of "
+                              "their own)");
+    else
+        snprintf(pinned, cap, "on (page-locked host buffers, copies on a stream of their own); each batch is copied "
+                              "after the step before it: several devices in one process do not stage ahead");
 }
 
 /* Replica 0 holds the weights: the group, and the others get them. */

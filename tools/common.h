@@ -60,6 +60,10 @@ pt_status cli_model_forward(cli_model *m, const float *x, const int32_t *y, int 
  * later, 2 gradient accumulation): "on, one launch per training step (captured after step
  * 2)", "off: <why>"; "on (...)" or "off: <why>". */
 void cli_graphs_line(const pt_replica *r, int split, char *graphs, size_t gcap, char *pinned, size_t pcap);
+/* The training banner's and config.json's pinned-input line for these replicas (one process's
+ * devices): whether the trainer stages each next batch during the step
+ * (pt_trainer_stages_input), and why not where pinned input is on without it. */
+void cli_pinned_training_line(pt_replica *const *reps, int ndev, char *pinned, size_t cap);
 /* Safe on a model that cli_model_open_devices zeroed, whatever failed after that. */
 void cli_model_free(cli_model *m);
 

@@ -80,9 +80,10 @@ void train_print_banner(const train_session *s, const train_options *o)
                    ap->sync_bn ? "synchronised (--sync-bn)" : "per device (averaged before evaluation and saving)");
     }
     {
-        char graphs[256], pinned[200];
+        char graphs[256], pinned[256];
         cli_graphs_line(s->reps[0], ndev * procs > 1 ? 1 : ap->accumulate > 1 ? 2 : 0, graphs, sizeof graphs, pinned,
                         sizeof pinned);
+        cli_pinned_training_line(s->reps, ndev, pinned, sizeof pinned);
         printf("CUDA graphs: %s\npinned input: %s\n", graphs, pinned);
     }
     printf("model: %s, %.3f M parameters (%lld), input %dx%dx%d, %d classes\n", cli_safe(ap->model),

@@ -220,9 +220,10 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
     pt_strbuf_printf(cfg, ",\"fuse_relu\":%s", pt_replica_fuse_relu(s->reps[0]) ? "true" : "false");
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
-    char graphs[256], pinned[200];
+    char graphs[256], pinned[256];
     cli_graphs_line(s->reps[0], s->ndev * s->procs > 1 ? 1 : o->args.accumulate > 1 ? 2 : 0, graphs, sizeof graphs,
                     pinned, sizeof pinned);
+    cli_pinned_training_line(s->reps, s->ndev, pinned, sizeof pinned);
     pt_strbuf_puts(cfg, ",\"cuda_graphs\":");
     pt_strbuf_json_string(cfg, graphs);
     pt_strbuf_puts(cfg, ",\"pinned_input\":");

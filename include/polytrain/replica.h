@@ -63,6 +63,12 @@ const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n);
 typedef pt_status (*pt_replica_hook)(void *user, pt_replica *r, pt_replica_list which, int index,
                                      pt_error *err);
 void pt_replica_set_hook(pt_replica *r, pt_replica_hook hook, void *user);
+/* Called on the stepping thread once a training step's ops are queued (every
+ * pt_replica_forward_backward*, pt_replica_train_step) and before its outputs are read: the
+ * place to fetch the next batch and stage it (pt_replica_stage_input), so that its copy
+ * overlaps the step; the outputs are then read as usual. NULL: none. An error stops the step. */
+typedef pt_status (*pt_replica_queued_fn)(void *user, pt_replica *r, pt_error *err);
+void pt_replica_set_queued(pt_replica *r, pt_replica_queued_fn fn, void *user);
 /* Sync-BN: the number of samples of the step over every device and process (0: this
  * replica's n), which sets the element count of the global statistics. */
 void pt_replica_set_global_batch(pt_replica *r, int n);
