@@ -1,0 +1,419 @@
+/* The trainer staging the next batch during the step (pinned input, one device; the cpu
+ * device emulating graphs and asynchronous copies): against the same run with pinned input
+ * off, the same batches reach the same steps and the weights, optimizer state, EMA, epoch
+ * metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
+ * clipping and the EMA and with gradient accumulation; a Ctrl-C mid epoch leaves the staged
+ * batch unconsumed and the resume starts at it; every batch but an epoch's first is found staged, the source is never asked past an
+ * epoch's last batch, its wait is counted once, and a source that ends early or fails fails
+ * the run with the same message at the same step. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/fileio.h"
+#include "core/rng.h"
+#include "polytrain/checkpoint.h"
+#include "polytrain/trainer.h"
+#include "pt_test.h"
+
+#define S 8 /* images are 1 x S x S */
+#define K 4
+#define XS (S * S)
+#define CAP 6 /* samples per batch */
+/* clipping and the weight EMA on (0: off, for the resume test) */
+static int g_extras = 1;
+
+static char root[512];
+
+static const char *at(const char *leaf)
+{
+    static char buf[4][1024];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", root, leaf);
+    return buf[k];
+}
+
+/* ---------------------------------------------------------------- an in-memory source
+ * One buffer, refilled by every next(): a trainer that read a batch after fetching the next
+ * one would read the wrong data. It counts its next() calls per epoch, reports a wait of
+ * 0.25 s per call, and can end early (ends_after batches) or fail (fail_at). */
+typedef struct src {
+    int64_t n;
+    const float *x;
+    const int32_t *y;
+    int64_t order[256];
+    float bx[CAP * XS];
+    int32_t by[CAP];
+    int64_t pos, next_batch, calls, calls_total;
+    int64_t ends_after, fail_at; /* -1: never */
+    int64_t log[64];             /* the first sample of each batch handed out, in order */
+    int nlog;
+} src;
+
+static int64_t s_samples(void *ctx) { return ((src *)ctx)->n; }
+static int64_t s_batches(void *ctx) { return (((src *)ctx)->n + CAP - 1) / CAP; }
+
+static pt_status s_start(void *ctx, int64_t epoch, pt_error *err)
+{
+    (void)err;
+    src *m = ctx;
+    for (int64_t i = 0; i < m->n; i++) m->order[i] = i;
+    for (int64_t i = m->n - 1; i > 0; i--) {
+        int64_t j = pt_rng_below(3, PT_RNG_SHUFFLE, (uint64_t)epoch, (uint64_t)i, 0, (uint32_t)(i + 1));
+        int64_t t = m->order[i];
+        m->order[i] = m->order[j];
+        m->order[j] = t;
+    }
+    m->pos = m->next_batch = m->calls = 0;
+    return PT_OK;
+}
+
+static pt_status s_seek(void *ctx, int64_t epoch, int64_t batch, pt_error *err)
+{
+    src *m = ctx;
+    PT_TRY(s_start(ctx, epoch, err));
+    m->pos = batch * CAP < m->n ? batch * CAP : m->n;
+    m->next_batch = batch;
+    return PT_OK;
+}
+
+static pt_status s_next(void *ctx, pt_batch *out, pt_error *err)
+{
+    src *m = ctx;
+    m->calls++;
+    m->calls_total++;
+    if (m->fail_at >= 0 && m->next_batch == m->fail_at)
+        return pt_fail(err, PT_ERR_IO, "test source: batch %lld unreadable", (long long)m->next_batch);
+    int n = (int)(m->n - m->pos < CAP ? m->n - m->pos : CAP);
+    if (m->ends_after >= 0 && m->next_batch >= m->ends_after) n = 0;
+    for (int i = 0; i < n; i++) {
+        const int64_t s = m->order[m->pos + i];
+        memcpy(m->bx + (size_t)i * XS, m->x + s * XS, XS * sizeof(float));
+        m->by[i] = m->y[s];
+    }
+    if (n && m->nlog < 64) m->log[m->nlog++] = m->order[m->pos];
+    out->x = m->bx;
+    out->y = m->by;
+    out->n = n;
+    out->batch = m->next_batch;
+    m->pos += n;
+    if (n) m->next_batch++;
+    return PT_OK;
+}
+
+static double s_wait(void *ctx) { return 0.25 * (double)((src *)ctx)->calls_total; }
+
+static pt_batch_source s_source(src *m)
+{
+    pt_batch_source s = {m, s_samples, s_batches, s_start, s_next, s_seek, s_wait};
+    return s;
+}
+
+static float data_x[256 * XS];
+static int32_t data_y[256];
+
+static void s_init(src *m, int64_t n, int64_t offset)
+{
+    memset(m, 0, sizeof *m);
+    m->n = n;
+    m->x = data_x + offset * XS;
+    m->y = data_y + offset;
+    m->ends_after = m->fail_at = -1;
+}
+
+/* ---------------------------------------------------------------- runs */
+
+static pt_net *make_net(void)
+{
+    pt_net *net = pt_net_new(1, S, S, K);
+    int x = pt_net_input(net);
+    x = pt_net_conv2d(net, x, "conv1", 6, 3, 1, 1, 0);
+    x = pt_net_batchnorm2d(net, x, "bn1");
+    x = pt_net_relu(net, x);
+    x = pt_net_global_avgpool(net, x);
+    x = pt_net_linear(net, x, "fc", K, 1);
+    pt_error err;
+    if (pt_net_finish(net, x, &err) != PT_OK) {
+        fprintf(stderr, "make_net: %s\n", err.msg);
+        pt_net_free(net);
+        return NULL;
+    }
+    return net;
+}
+
+typedef struct run {
+    pt_device *dev;
+    pt_replica *rep;
+    pt_status st;
+    pt_error err;
+    pt_epoch_metrics m[4];
+    int nm;
+    int64_t steps, stop_after; /* stop_after > 0: Ctrl-C once that many steps are done */
+    float *params, *buffers, *opt, *ema;
+    int64_t staged;
+    int stages;
+} run;
+
+static void on_epoch(void *user, const pt_epoch_metrics *m)
+{
+    run *r = user;
+    if (r->nm < 4) r->m[r->nm++] = *m;
+}
+static void on_step(void *user, int64_t step, int64_t epoch, double loss, double lr)
+{
+    (void)step, (void)epoch, (void)loss, (void)lr;
+    ((run *)user)->steps++;
+}
+static int should_stop(void *user)
+{
+    run *r = user;
+    return r->stop_after > 0 && r->steps == r->stop_after;
+}
+
+/* One trainer run into out_dir, pinned input on (staging) or off; the state is read back. */
+static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const char *out, int accumulate,
+                  int resume, int64_t stop_after)
+{
+    memset(r, 0, sizeof *r);
+    r->stop_after = stop_after;
+    pt_device_options dopt = {.threads = 1, .deterministic = 1, .emulate_graphs = 1};
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_replica_options ro = {.pinned_input = pinned ? PT_SWITCH_ON : PT_SWITCH_OFF};
+    r->st = pt_device_open("cpu", 0, &dopt, &r->dev, &r->err);
+    if (r->st == PT_OK) r->st = pt_replica_create_ex(net, r->dev, CAP, &oc, 7, &ro, &r->rep, &r->err);
+    if (r->st != PT_OK) return;
+    r->stages = pt_trainer_stages_input(&r->rep, 1);
+    pt_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.model, sizeof meta.model, "staging");
+    static char *names[K] = {"a", "b", "c", "d"};
+    meta.in_channels = 1;
+    meta.height = meta.width = S;
+    meta.num_classes = K;
+    meta.std[0] = 1.0f;
+    meta.class_names = names;
+    pt_train_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 2;
+    o.batch_per_device = CAP;
+    o.lr = 0.05;
+    o.schedule = PT_SCHED_COSINE;
+    o.seed = 7;
+    o.out_dir = out;
+    o.config_json = "{}";
+    o.resume = resume;
+    o.accumulate = accumulate;
+    o.clip_grad_norm = accumulate > 1 || !g_extras ? 0 : 0.5;
+    o.ema_decay = accumulate > 1 || !g_extras ? 0 : 0.9;
+    pt_trainer *t = NULL;
+    r->st = pt_trainer_create(&r->rep, 1, &meta, s_source(tr), s_source(va), &o, &t, &r->err);
+    if (r->st != PT_OK) return;
+    pt_train_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.user = r;
+    cb.on_epoch = on_epoch;
+    cb.on_step = on_step;
+    cb.should_stop = should_stop;
+    r->st = pt_trainer_run(t, &cb, &r->err);
+    pt_trainer_free(t);
+    pt_graph_stats gs;
+    pt_replica_graph_stats(r->rep, &gs);
+    r->staged = gs.inputs_staged;
+    const int64_t P = pt_replica_param_region(r->rep), B = pt_replica_buffer_region(r->rep);
+    const int slots = pt_replica_opt_slots(r->rep);
+    r->params = calloc((size_t)P, sizeof(float));
+    r->buffers = calloc((size_t)B + 1, sizeof(float));
+    r->opt = calloc((size_t)(slots * P) + 1, sizeof(float));
+    r->ema = calloc((size_t)(P + B) + 1, sizeof(float));
+    pt_error e;
+    CHECKF(pt_replica_read_state(r->rep, r->params, r->buffers, r->opt, &e) == PT_OK, "%s", e.msg);
+    if (o.ema_decay > 0)
+        CHECKF(pt_device_read(r->dev, r->ema, pt_replica_ema_mem(r->rep), (size_t)(P + B) * sizeof(float), &e) ==
+                   PT_OK,
+               "%s", e.msg);
+}
+
+static void run_free(run *r)
+{
+    free(r->params);
+    free(r->buffers);
+    free(r->opt);
+    free(r->ema);
+    pt_replica_free(r->rep);
+    pt_device_close(r->dev);
+}
+
+/* Weights, BN buffers, optimizer state and EMA bitwise equal. */
+static int same_state(const run *a, const run *b)
+{
+    const int64_t P = pt_replica_param_region(a->rep), B = pt_replica_buffer_region(a->rep);
+    const int slots = pt_replica_opt_slots(a->rep);
+    return memcmp(a->params, b->params, (size_t)P * sizeof(float)) == 0 &&
+           memcmp(a->buffers, b->buffers, (size_t)B * sizeof(float)) == 0 &&
+           memcmp(a->opt, b->opt, (size_t)(slots * P) * sizeof(float)) == 0 &&
+           memcmp(a->ema, b->ema, (size_t)(P + B) * sizeof(float)) == 0;
+}
+
+/* The epoch metrics that do not depend on the clock, bitwise. */
+static int same_metrics(const pt_epoch_metrics *a, const pt_epoch_metrics *b)
+{
+    return a->epoch == b->epoch && a->train_loss == b->train_loss && a->train_acc == b->train_acc &&
+           a->val_loss == b->val_loss && a->val_top1 == b->val_top1 && a->lr == b->lr &&
+           a->clipped_steps == b->clipped_steps && a->grad_norm_mean == b->grad_norm_mean &&
+           a->ema_val_loss == b->ema_val_loss && a->data_wait_s == b->data_wait_s;
+}
+
+/* 2 epochs of 100 samples: 17 batches of up to 6, the last one 4 samples. Staged: 16 of each
+ * epoch's 17 batches found in their slot; not staged: none; both ask the source 17 times an
+ * epoch (never past its last batch), wait 17 x 0.25 s an epoch and end bitwise alike. */
+static void check_staged_equals_unstaged(int accumulate, const char *name)
+{
+    pt_net *net = make_net();
+    src tr_a, va_a, tr_b, va_b;
+    s_init(&tr_a, 100, 0);
+    s_init(&va_a, 20, 100);
+    s_init(&tr_b, 100, 0);
+    s_init(&va_b, 20, 100);
+    char da[256], db[256];
+    snprintf(da, sizeof da, "%s_staged", name);
+    snprintf(db, sizeof db, "%s_plain", name);
+    run a, b;
+    train(&a, net, 1, &tr_a, &va_a, at(da), accumulate, 0, 0);
+    train(&b, net, 0, &tr_b, &va_b, at(db), accumulate, 0, 0);
+    CHECKF(a.st == PT_OK && b.st == PT_OK, "%s: %s / %s", name, a.err.msg, b.err.msg);
+    CHECKF(a.stages == 1 && b.stages == 0, "%s: stages %d / %d", name, a.stages, b.stages);
+    CHECKF(a.staged == 32 && b.staged == 0, "%s: %lld / %lld of 34 batches found staged", name, (long long)a.staged,
+           (long long)b.staged);
+    CHECKF(tr_a.calls == 17 && tr_b.calls == 17 && tr_a.calls_total == 34 && tr_b.calls_total == 34,
+           "%s: the source was asked %lld / %lld times in the last epoch", name, (long long)tr_a.calls,
+           (long long)tr_b.calls);
+    CHECKF(tr_a.nlog == tr_b.nlog && memcmp(tr_a.log, tr_b.log, sizeof tr_a.log) == 0, "%s: other batches", name);
+    const int64_t spe = accumulate > 1 ? 9 : 17;
+    CHECKF(a.steps == 2 * spe && b.steps == 2 * spe, "%s: %lld / %lld steps", name, (long long)a.steps,
+           (long long)b.steps);
+    CHECKF(a.nm == 2 && b.nm == 2 && same_metrics(&a.m[0], &b.m[0]) && same_metrics(&a.m[1], &b.m[1]),
+           "%s: epoch metrics differ (train loss %.17g vs %.17g)", name, a.m[1].train_loss, b.m[1].train_loss);
+    CHECKF(a.m[0].data_wait_s == 17 * 0.25 && a.m[1].data_wait_s == 17 * 0.25, "%s: data wait %g, %g s", name,
+           a.m[0].data_wait_s, a.m[1].data_wait_s);
+    CHECKF(same_state(&a, &b), "%s: weights, optimizer state or EMA differ", name);
+    CHECKF(accumulate > 1 || a.m[1].clipped_steps > 0, "%s: no step was clipped (the case is not exercised)", name);
+    /* the checkpoints: their weights and progress */
+    pt_train_progress pa, pb;
+    pt_error e;
+    char la[300], lb[300];
+    snprintf(la, sizeof la, "%s/last", da);
+    snprintf(lb, sizeof lb, "%s/last", db);
+    CHECKF(pt_checkpoint_load(at(la), a.rep, &pa, &e) == PT_OK && pt_checkpoint_load(at(lb), b.rep, &pb, &e) == PT_OK,
+           "%s", e.msg);
+    CHECKF(pa.global_step == pb.global_step && pa.epoch == 2 && pa.epoch_seen == pb.epoch_seen &&
+               pa.epoch_loss_sum == pb.epoch_loss_sum,
+           "%s: checkpoints differ", name);
+    run_free(&a);
+    run_free(&b);
+    pt_net_free(net);
+}
+
+static void test_two_epochs_staged_equal_unstaged_with_clipping_and_ema(void)
+{
+    check_staged_equals_unstaged(1, "whole");
+}
+
+static void test_gradient_accumulation_staged_equals_unstaged(void) { check_staged_equals_unstaged(2, "accum"); }
+
+/* Ctrl-C polled before epoch 2's 6th step (5 done): the batch fetched and staged during step 5
+ * is not consumed; last/ holds 5 steps of the epoch, and the resume starts at its batch 5 (the
+ * straight run's) and stages the remaining 11 of its 12 batches. */
+static void test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run(void)
+{
+    pt_net *net = make_net();
+    src tr, va;
+    s_init(&tr, 100, 0);
+    s_init(&va, 20, 100);
+    run straight, cut, resumed;
+    g_extras = 0;
+    train(&straight, net, 1, &tr, &va, at("straight"), 1, 0, 0);
+    CHECKF(straight.st == PT_OK && tr.nlog == 34, "%s (%d batches)", straight.err.msg, tr.nlog);
+    const int64_t batch5 = tr.log[17 + 5]; /* epoch 2's batch 5 in the straight run */
+    tr.nlog = 0;
+    train(&cut, net, 1, &tr, &va, at("cut"), 1, 0, 17 + 5);
+    CHECKF(cut.st == PT_ERR_INTERRUPTED && strstr(cut.err.msg, "at step 5 of 17 in epoch 2"), "%s", cut.err.msg);
+    CHECKF(cut.staged == 16 + 4 && tr.calls == 6, "%lld staged, %lld fetched in epoch 2", (long long)cut.staged,
+           (long long)tr.calls);
+    pt_train_progress p;
+    pt_error e;
+    CHECKF(pt_checkpoint_load(at("cut/last"), cut.rep, &p, &e) == PT_OK && p.epoch == 1 && p.epoch_step == 5 &&
+               p.global_step == 22 && p.epoch_seen == 30,
+           "epoch %lld step %lld seen %lld: %s", (long long)p.epoch, (long long)p.epoch_step,
+           (long long)p.epoch_seen, e.msg);
+    tr.nlog = 0;
+    train(&resumed, net, 1, &tr, &va, at("cut"), 1, 1, 0);
+    CHECKF(resumed.st == PT_OK, "%s", resumed.err.msg);
+    CHECKF(tr.nlog == 12 && tr.log[0] == batch5, "the resume fetched %d batches, the first from sample %lld (%lld)",
+           tr.nlog, (long long)tr.log[0], (long long)batch5);
+    CHECKF(resumed.staged == 11, "%lld batches found staged in the resumed epoch's 12", (long long)resumed.staged);
+    CHECKF(resumed.nm == 1 && resumed.m[0].data_wait_s == 12 * 0.25 && resumed.m[0].resumed_mid_epoch,
+           "resumed epoch: %d epochs, data wait %g s", resumed.nm, resumed.nm ? resumed.m[0].data_wait_s : 0);
+    g_extras = 1;
+    run_free(&straight);
+    run_free(&cut);
+    run_free(&resumed);
+    pt_net_free(net);
+}
+
+/* A source that ends after 10 of its 17 batches, or fails reading batch 10: staged or not,
+ * the run fails with the same message once 10 steps are done (the failure of a fetch during
+ * step 9 is reported where the batch is needed, after that step completed). */
+static void test_a_source_that_ends_early_or_fails_fails_alike(void)
+{
+    pt_net *net = make_net();
+    for (int c = 0; c < 2; c++) {
+        run r[2];
+        char msg[2][256];
+        for (int pinned = 0; pinned < 2; pinned++) {
+            src tr, va;
+            s_init(&tr, 100, 0);
+            s_init(&va, 20, 100);
+            if (c == 0) tr.ends_after = 10;
+            else tr.fail_at = 10;
+            char d[64];
+            snprintf(d, sizeof d, "early%d_%d", c, pinned);
+            train(&r[pinned], net, pinned, &tr, &va, at(d), 1, 0, 0);
+            snprintf(msg[pinned], sizeof msg[pinned], "%s", r[pinned].err.msg);
+            CHECKF(tr.calls == 11, "case %d pinned %d: %lld fetches", c, pinned, (long long)tr.calls);
+        }
+        CHECKF(r[0].st != PT_OK && r[0].st == r[1].st && strcmp(msg[0], msg[1]) == 0 && r[0].steps == 10 &&
+                   r[1].steps == 10,
+               "case %d: '%s' after %lld steps vs '%s' after %lld", c, msg[0], (long long)r[0].steps, msg[1],
+               (long long)r[1].steps);
+        CHECKF(strstr(msg[1], c == 0 ? "ended after 10 of its 17 batches" : "batch 10 unreadable"), "%s", msg[1]);
+        CHECKF(same_state(&r[0], &r[1]), "case %d: the state at the failure differs", c);
+        run_free(&r[0]);
+        run_free(&r[1]);
+    }
+    pt_net_free(net);
+}
+
+int main(void)
+{
+    const char *base = getenv("PT_TEST_TMP");
+    if (!base || !base[0]) base = "/tmp";
+    snprintf(root, sizeof root, "%s/test_trainer_staging.%ld", base, (long)getpid());
+    pt_error err;
+    if (pt_remove_tree(root, &err) != PT_OK || pt_mkdir_p(root, &err) != PT_OK) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return 1;
+    }
+    for (int i = 0; i < 256 * XS; i++) data_x[i] = (float)pt_rng_normal(11, PT_RNG_SPLIT, 0, (uint64_t)i, 0);
+    for (int i = 0; i < 256; i++) data_y[i] = (int32_t)pt_rng_below(11, PT_RNG_SPLIT, 1, (uint64_t)i, 0, K);
+    /* class-dependent inputs, so that accuracy moves and a wrong label would show */
+    for (int i = 0; i < 256; i++) data_x[i * XS + data_y[i]] += 2.0f;
+    RUN(test_two_epochs_staged_equal_unstaged_with_clipping_and_ema);
+    RUN(test_gradient_accumulation_staged_equals_unstaged);
+    RUN(test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run);
+    RUN(test_a_source_that_ends_early_or_fails_fails_alike);
+    if (pt_t_fail == 0) pt_remove_tree(root, NULL);
+    TEST_EXIT();
+}
