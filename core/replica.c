@@ -59,6 +59,19 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->slab_bytes = (size_t)((2 + r->nslots) * r->preg + r->breg) * sizeof(float);
     st = pt_device_alloc(dev, r->slab_bytes, &r->slab, err);
     if (st != PT_OK) goto fail;
+    {
+        /* Zero, once: device memory comes uninitialised, and the regions' alignment padding is
+         * never written by a step or by a resume's pt_replica_write_state, yet the ops over a
+         * whole region read it (the gradients' sum of squares for clipping, the loss scale's
+         * Inf/NaN check): a replica whose state came from a checkpoint must read zeros there,
+         * as one from pt_replica_init_params does. */
+        pt_op fill;
+        memset(&fill, 0, sizeof fill);
+        fill.kind = PT_OP_FILL;
+        fill.nt = 1;
+        fill.t[0] = pt_tensor_1d(r->slab, 0, PT_F32, (int64_t)(r->slab_bytes / sizeof(float)));
+        if ((st = pt_device_run(dev, &fill, err)) != PT_OK) goto fail;
+    }
 
     /* Emit against a provisional arena layout to learn the workspace need. A backend may
      * plan differently for different batch sizes (its need is not monotonic in n), and a
