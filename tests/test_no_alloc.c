@@ -1,7 +1,8 @@
 /* The training step allocates nothing (ARCHITECTURE.md, invariant 7): with malloc, calloc,
  * realloc and free wrapped at link time (tests/CMakeLists.txt), count the host allocations
  * polytrain makes during forward+backward, the optimizer update, an evaluation batch, a
- * short last batch and the loader's next batch, after one warm-up step. */
+ * short last batch and the loader's next batch, after one warm-up step; and the trainer's
+ * steps that fetch and stage the next batch while they run. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +14,8 @@
 #include "core/rng.h"
 #include "polytrain/loader.h"
 #include "polytrain/models.h"
+#include "polytrain/source.h"
+#include "polytrain/trainer.h"
 #include "pt_test.h"
 
 static volatile int g_counting;
@@ -373,6 +376,111 @@ static void loader_next_allocates_nothing(void)
     free(ds.labels);
 }
 
+/* The trainer with pinned input on the cpu device emulating graphs: steps 6..10 of an epoch
+ * (each fetching the loader's next batch while it runs and staging it) allocate nothing. */
+static int64_t g_count_from, g_count_to;
+static int g_window; /* 1: counting began, 2: and ended */
+static void count_steps(void *user, int64_t step, int64_t epoch, double loss, double lr)
+{
+    (void)user, (void)epoch, (void)loss, (void)lr;
+    if (step == g_count_from) g_counting = 1, g_window = 1;
+    if (step == g_count_to && g_window == 1) g_counting = 0, g_window = 2;
+}
+
+static void staging_trainer_steps_allocate_nothing(void)
+{
+    enum { N = 14 * B };
+    pt_dataset ds;
+    memset(&ds, 0, sizeof ds);
+    snprintf(ds.name, sizeof ds.name, "synthetic");
+    ds.count = N;
+    ds.channels = C;
+    ds.height = H;
+    ds.width = W;
+    ds.num_classes = K;
+    ds.pixels = calloc((size_t)N * C * H * W, 1);
+    ds.labels = calloc(N, sizeof(int32_t));
+    ds.mean[0] = 0.5f;
+    ds.std[0] = 0.25f;
+    for (int i = 0; i < N; i++) ds.labels[i] = i % K;
+    for (size_t i = 0; i < (size_t)N * C * H * W; i++) ds.pixels[i] = (uint8_t)(i * 7 % 251);
+    pt_error err;
+    pt_device *dev = NULL;
+    pt_net *net = NULL;
+    pt_replica *rep = NULL;
+    pt_trainer *t = NULL;
+    pt_loader tl, vl;
+    memset(&tl, 0, sizeof tl);
+    memset(&vl, 0, sizeof vl);
+    pt_loader_options lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch_size = B;
+    lo.shuffle = 1;
+    lo.prefetch = 1;
+    pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
+    pt_replica_options ro = {.pinned_input = PT_SWITCH_ON};
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    CHECK(pt_loader_init(&tl, &ds, &lo, &err) == PT_OK);
+    lo.shuffle = 0;
+    CHECK(pt_loader_init(&vl, &ds, &lo, &err) == PT_OK);
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev, &err) == PT_OK);
+    CHECKF(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK, "%s", err.msg);
+    CHECKF(dev && net && pt_replica_create_ex(net, dev, B, &oc, 1, &ro, &rep, &err) == PT_OK, "%s", err.msg);
+    if (!rep) return;
+    CHECK(pt_trainer_stages_input(&rep, 1));
+    char out[1024];
+    const char *base = getenv("PT_TEST_TMP") ? getenv("PT_TEST_TMP") : "/tmp";
+    snprintf(out, sizeof out, "%s/no_alloc_trainer.%ld", base, (long)getpid());
+    pt_remove_tree(out, NULL);
+    pt_train_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 1;
+    o.batch_per_device = B;
+    o.lr = 0.01;
+    o.schedule = PT_SCHED_CONSTANT;
+    o.seed = 1;
+    o.out_dir = out;
+    o.config_json = "{}";
+    o.clip_grad_norm = 1.0;
+    pt_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.model, sizeof meta.model, "baseline");
+    meta.in_channels = C;
+    meta.height = H;
+    meta.width = W;
+    meta.num_classes = K;
+    meta.std[0] = 1.0f;
+    static char *names[K] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+    meta.class_names = names;
+    CHECKF(pt_trainer_create(&rep, 1, &meta, pt_loader_source(&tl), pt_loader_source(&vl), &o, &t, &err) == PT_OK,
+           "%s", err.msg);
+    if (t) {
+        pt_train_callbacks cb;
+        memset(&cb, 0, sizeof cb);
+        cb.on_step = count_steps;
+        /* from the end of step 5 (both input slots captured by then) to the end of step 10 */
+        g_count_from = 5;
+        g_count_to = 10;
+        g_allocs = 0;
+        CHECKF(pt_trainer_run(t, &cb, &err) == PT_OK, "%s", err.msg);
+        g_counting = 0;
+        pt_graph_stats gs;
+        pt_replica_graph_stats(rep, &gs);
+        CHECKF(gs.inputs_staged == 13, "%lld of 14 batches found staged", (long long)gs.inputs_staged);
+        CHECKF(g_window == 2, "the counting window of steps 6..10 was not passed (%d)", g_window);
+        CHECKF(g_allocs == 0, "%ld host allocations in 5 trainer steps that staged the next batch", g_allocs);
+        pt_trainer_free(t);
+    }
+    pt_remove_tree(out, NULL);
+    pt_replica_free(rep);
+    pt_net_free(net);
+    pt_device_close(dev);
+    pt_loader_free(&tl);
+    pt_loader_free(&vl);
+    free(ds.pixels);
+    free(ds.labels);
+}
+
 int main(void)
 {
     RUN(training_step_allocates_nothing);
@@ -382,5 +490,6 @@ int main(void)
     RUN(loader_next_allocates_nothing);
     RUN(captured_steps_allocate_nothing);
     RUN(whole_captured_steps_allocate_nothing);
+    RUN(staging_trainer_steps_allocate_nothing);
     TEST_EXIT();
 }

@@ -414,6 +414,32 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
     pt_net_free(net);
 }
 
+/* Staging is the single-device-per-process case: pinned input on one replica stages, two
+ * replicas of one process (each reading its own outputs on its own thread) or pinned input
+ * off do not. */
+static void test_staging_is_on_for_one_pinned_device_only(void)
+{
+    pt_net *net = make_net();
+    pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_device *dev[2] = {NULL, NULL};
+    pt_replica *rep[3] = {NULL, NULL, NULL};
+    pt_error err;
+    pt_replica_options on = {.pinned_input = PT_SWITCH_ON}, off = {.pinned_input = PT_SWITCH_OFF};
+    for (int d = 0; d < 2; d++) CHECK(pt_device_open("cpu", 0, &dopt, &dev[d], &err) == PT_OK);
+    for (int d = 0; d < 2; d++)
+        CHECKF(dev[d] && pt_replica_create_ex(net, dev[d], CAP, &oc, 7, &on, &rep[d], &err) == PT_OK, "%s", err.msg);
+    CHECKF(dev[0] && pt_replica_create_ex(net, dev[0], CAP, &oc, 7, &off, &rep[2], &err) == PT_OK, "%s", err.msg);
+    if (rep[0] && rep[1] && rep[2]) {
+        CHECK(pt_trainer_stages_input(rep, 1) == 1);
+        CHECK(pt_trainer_stages_input(rep, 2) == 0);
+        CHECK(pt_trainer_stages_input(&rep[2], 1) == 0);
+    }
+    for (int d = 0; d < 3; d++) pt_replica_free(rep[d]);
+    for (int d = 0; d < 2; d++) pt_device_close(dev[d]);
+    pt_net_free(net);
+}
+
 int main(void)
 {
     const char *base = getenv("PT_TEST_TMP");
@@ -432,6 +458,7 @@ int main(void)
     RUN(test_gradient_accumulation_staged_equals_unstaged);
     RUN(test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run);
     RUN(test_a_source_that_ends_early_or_fails_fails_alike);
+    RUN(test_staging_is_on_for_one_pinned_device_only);
     if (pt_t_fail == 0) pt_remove_tree(root, NULL);
     TEST_EXIT();
 }
