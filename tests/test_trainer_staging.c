@@ -5,8 +5,9 @@
  * clipping and the EMA, with gradient accumulation, and across a Ctrl-C mid epoch (the staged
  * batch is not consumed: the resume starts at it) and its resume; every batch but an epoch's first is found staged, the source is never asked past an
  * epoch's last batch, its wait is counted once, and a source that ends early or fails fails
- * the run with the same message at the same step. */
+ * the run with the same message at the same step; two ranks of one device each stage too. */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,10 +50,34 @@ typedef struct src {
     int64_t ends_after, fail_at; /* -1: never */
     int64_t log[64];             /* the first sample of each batch handed out, in order */
     int nlog;
+    int rank, ranks;             /* ranks > 1: this rank's share of global batches of CAP x ranks */
 } src;
 
-static int64_t s_samples(void *ctx) { return ((src *)ctx)->n; }
-static int64_t s_batches(void *ctx) { return (((src *)ctx)->n + CAP - 1) / CAP; }
+/* Rank `rank`'s part of global batch g (the trainer's split): first sample and count. */
+static int share(const src *m, int64_t g, int64_t *first)
+{
+    const int64_t G = (int64_t)CAP * m->ranks, start = g * G;
+    int64_t n = m->n - start < G ? m->n - start : G;
+    if (n < 0) n = 0;
+    const int64_t base = n / m->ranks, extra = n % m->ranks;
+    *first = start + m->rank * base + (m->rank < extra ? m->rank : extra);
+    return (int)(base + (m->rank < extra));
+}
+
+static int64_t s_samples(void *ctx)
+{
+    const src *m = ctx;
+    if (m->ranks < 2) return m->n;
+    int64_t n = 0, f;
+    for (int64_t g = 0; g * CAP * m->ranks < m->n; g++) n += share(m, g, &f);
+    return n;
+}
+static int64_t s_batches(void *ctx)
+{
+    const src *m = ctx;
+    const int64_t G = (int64_t)CAP * (m->ranks > 1 ? m->ranks : 1);
+    return (m->n + G - 1) / G;
+}
 
 static pt_status s_start(void *ctx, int64_t epoch, pt_error *err)
 {
@@ -74,7 +99,7 @@ static pt_status s_seek(void *ctx, int64_t epoch, int64_t batch, pt_error *err)
     src *m = ctx;
     PT_TRY(s_start(ctx, epoch, err));
     m->pos = batch * CAP < m->n ? batch * CAP : m->n;
-    m->next_batch = batch;
+    m->next_batch = batch; /* ranks > 1: next() finds its position from the batch */
     return PT_OK;
 }
 
@@ -86,6 +111,10 @@ static pt_status s_next(void *ctx, pt_batch *out, pt_error *err)
     if (m->fail_at >= 0 && m->next_batch == m->fail_at)
         return pt_fail(err, PT_ERR_IO, "test source: batch %lld unreadable", (long long)m->next_batch);
     int n = (int)(m->n - m->pos < CAP ? m->n - m->pos : CAP);
+    if (m->ranks > 1) {
+        n = m->next_batch < s_batches(m) ? share(m, m->next_batch, &m->pos) : 0;
+        if (n == 0) m->pos = m->n;
+    }
     if (m->ends_after >= 0 && m->next_batch >= m->ends_after) n = 0;
     for (int i = 0; i < n; i++) {
         const int64_t s = m->order[m->pos + i];
@@ -171,6 +200,10 @@ static int should_stop(void *user)
     return r->stop_after > 0 && r->steps == r->stop_after;
 }
 
+/* Under the two-rank world below: this thread's rank's world, and the samples over all ranks. */
+static _Thread_local const pt_world *tl_world;
+static _Thread_local int64_t tl_global_samples;
+
 /* One trainer run into out_dir, pinned input on (staging) or off; the state is read back. */
 static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const char *out, int accumulate,
                   int resume, int64_t stop_after)
@@ -204,6 +237,11 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
     o.config_json = "{}";
     o.resume = resume;
     o.accumulate = accumulate;
+    if (tl_world) {
+        o.world = tl_world;
+        o.global_samples = tl_global_samples;
+        o.rank_batch = CAP;
+    }
     o.clip_grad_norm = accumulate > 1 ? 0 : 0.5;
     o.ema_decay = accumulate > 1 ? 0 : 0.9;
     pt_trainer *t = NULL;
@@ -414,6 +452,119 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
     pt_net_free(net);
 }
 
+/* ---------------------------------------------------------------- two ranks in threads
+ * A world of two ranks, each a thread with a device of its own: every collective is ordered
+ * (rank 0's part, then rank 1's), so that two runs sum alike bit for bit. */
+#define TW_BYTES (1 << 20)
+static pthread_barrier_t tw_bar;
+static unsigned char tw_buf[TW_BYTES];
+
+static pt_status tw_barrier(void *ctx, pt_error *err)
+{
+    (void)ctx, (void)err;
+    pthread_barrier_wait(&tw_bar);
+    return PT_OK;
+}
+
+#define TW_ALLREDUCE(name, type)                                                                        \
+    static pt_status name(void *ctx, type *buf, size_t n, pt_error *err)                               \
+    {                                                                                                 \
+        const int rank = *(const int *)ctx;                                                           \
+        type *acc = (type *)(void *)tw_buf;                                                           \
+        if (n * sizeof(type) > TW_BYTES) return pt_fail(err, PT_ERR_INVALID, "test world: too large"); \
+        pthread_barrier_wait(&tw_bar);                                                                \
+        if (rank == 0) memcpy(acc, buf, n * sizeof(type));                                            \
+        pthread_barrier_wait(&tw_bar);                                                                \
+        if (rank == 1)                                                                                \
+            for (size_t i = 0; i < n; i++) acc[i] += buf[i];                                          \
+        pthread_barrier_wait(&tw_bar);                                                                \
+        memcpy(buf, acc, n * sizeof(type));                                                           \
+        pthread_barrier_wait(&tw_bar);                                                                \
+        return PT_OK;                                                                                 \
+    }
+TW_ALLREDUCE(tw_sum_f32, float)
+TW_ALLREDUCE(tw_sum_f64, double)
+
+static pt_status tw_broadcast(void *ctx, void *buf, size_t bytes, int root, pt_error *err)
+{
+    const int rank = *(const int *)ctx;
+    if (bytes > TW_BYTES) return pt_fail(err, PT_ERR_INVALID, "test world: too large");
+    pthread_barrier_wait(&tw_bar);
+    if (rank == root) memcpy(tw_buf, buf, bytes);
+    pthread_barrier_wait(&tw_bar);
+    if (rank != root) memcpy(buf, tw_buf, bytes);
+    pthread_barrier_wait(&tw_bar);
+    return PT_OK;
+}
+
+static void tw_abort(void *ctx, int code, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "test world abort: %s\n", msg);
+    exit(code);
+}
+
+typedef struct rank_job {
+    int rank, pinned;
+    const pt_net *net;
+    char out[256];
+    src tr, va;
+    run r;
+} rank_job;
+
+static void *rank_main(void *arg)
+{
+    rank_job *j = arg;
+    pt_world w = {j->rank, 2, &j->rank, tw_sum_f32, tw_sum_f64, tw_broadcast, tw_barrier, tw_abort};
+    tl_world = &w;
+    tl_global_samples = 100;
+    train(&j->r, j->net, j->pinned, &j->tr, &j->va, j->out, 1, 0, 0);
+    tl_world = NULL;
+    return NULL;
+}
+
+/* Two ranks of one device each: per rank, batch k+1 of the global batches is staged during
+ * step k while the gradients are reduced across ranks between the ops (the separate-call
+ * path); the runs end bitwise as the same two ranks without pinned input. */
+static void test_two_ranks_of_one_device_stage_and_match(void)
+{
+    pt_net *net = make_net();
+    static rank_job job[2][2]; /* [pinned][rank] */
+    for (int pinned = 0; pinned < 2; pinned++) {
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) {
+            rank_job *j = &job[pinned][k];
+            memset(j, 0, sizeof *j);
+            j->rank = k;
+            j->pinned = pinned;
+            j->net = net;
+            snprintf(j->out, sizeof j->out, "%s", at(pinned ? "ranks_staged" : "ranks_plain"));
+            s_init(&j->tr, 100, 0);
+            s_init(&j->va, 20, 100);
+            j->tr.rank = j->va.rank = k;
+            j->tr.ranks = j->va.ranks = 2;
+        }
+        pthread_barrier_init(&tw_bar, NULL, 2);
+        for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, rank_main, &job[pinned][k]);
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+        pthread_barrier_destroy(&tw_bar);
+    }
+    for (int k = 0; k < 2; k++) {
+        run *a = &job[1][k].r, *b = &job[0][k].r;
+        CHECKF(a->st == PT_OK && b->st == PT_OK, "rank %d: %s / %s", k, a->err.msg, b->err.msg);
+        CHECKF(a->stages == 1 && a->staged == 16 && b->staged == 0, "rank %d: %lld / %lld of 18 batches staged", k,
+               (long long)a->staged, (long long)b->staged);
+        CHECKF(job[1][k].tr.calls == 9 && job[1][k].tr.calls_total == 18, "rank %d: %lld fetches", k,
+               (long long)job[1][k].tr.calls_total);
+        CHECKF(a->nm == 2 && b->nm == 2 && same_metrics(&a->m[0], &b->m[0]) && same_metrics(&a->m[1], &b->m[1]),
+               "rank %d: epoch metrics differ", k);
+        CHECKF(same_state(a, b), "rank %d: the state differs from the run without staging", k);
+        run_free(a);
+        run_free(b);
+    }
+    pt_net_free(net);
+}
+
 /* Staging is the single-device-per-process case: pinned input on one replica stages, two
  * replicas of one process (each reading its own outputs on its own thread) or pinned input
  * off do not. */
@@ -459,6 +610,7 @@ int main(void)
     RUN(test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run);
     RUN(test_a_source_that_ends_early_or_fails_fails_alike);
     RUN(test_staging_is_on_for_one_pinned_device_only);
+    RUN(test_two_ranks_of_one_device_stage_and_match);
     if (pt_t_fail == 0) pt_remove_tree(root, NULL);
     TEST_EXIT();
 }
