@@ -3,9 +3,10 @@
  * off, the same batches reach the same steps and the weights, optimizer state, EMA, epoch
  * metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
  * clipping and the EMA, with gradient accumulation, and across a Ctrl-C mid epoch (the staged
- * batch is not consumed: the resume starts at it) and its resume; every batch but an epoch's first is found staged, the source is never asked past an
- * epoch's last batch, its wait is counted once, and a source that ends early or fails fails
- * the run with the same message at the same step; two ranks of one device each stage too. */
+ * batch is not consumed: the resume starts at it) and its resume; every batch but an epoch's
+ * first is found staged, the source is never asked past an epoch's last batch, its wait is
+ * counted once, and a source that ends early or fails fails the run with the same message at
+ * the same step; two ranks of one device each stage too. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
