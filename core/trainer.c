@@ -403,6 +403,7 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
 void pt_trainer_free(pt_trainer *t)
 {
     if (!t) return;
+    if (t->stage) pt_replica_set_queued(t->rep[0], NULL, NULL); /* the replica outlives the trainer */
     pt_model_meta_free(&t->meta);
     if (t->steps_log) fclose(t->steps_log);
     pt_tb_close(t->events);

@@ -271,6 +271,15 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
         CHECKF(pt_device_read(r->dev, r->ema, pt_replica_ema_mem(r->rep), (size_t)(P + B) * sizeof(float), &e) ==
                    PT_OK,
                "%s", e.msg);
+    if (r->stages) {
+        /* the freed trainer's hook is gone: a step on the replica now fetches nothing */
+        static float x[CAP * XS], logits[CAP * K], loss[CAP];
+        static int32_t y[CAP];
+        const int64_t calls = tr->calls_total;
+        CHECKF(pt_replica_forward_backward(r->rep, x, y, CAP, 0, 0, 0.0f, logits, loss, &e) == PT_OK &&
+                   tr->calls_total == calls,
+               "a step after the trainer was freed: %s", e.msg);
+    }
 }
 
 static void run_free(run *r)
