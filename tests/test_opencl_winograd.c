@@ -167,6 +167,8 @@ static const shape g_shapes[] = {
     {1, 3, 3, 3, 2, 0},    /* a 1x1 output */
     {4, 24, 12, 10, 16, 1}, /* wide enough for the measured rule */
     {2, 64, 14, 14, 128, 1}, /* a baseline layer: GEMMs past CLBlast's small-matrix kernel */
+    {3, 40, 11, 13, 72, 1},  /* tiled GEMMs on planes padded (zeros) to the GEMM's multiples: channels
+                                and 126 tiles off them */
 };
 
 static void winograd_matches_float64_in_all_three_directions(void)

@@ -230,9 +230,16 @@ void ocl_tuning_describe(const ocl_device_entry *e, char *text, size_t cap)
 void ocl_tuning_apply(ocl_device *d)
 {
     xgemm_set s;
+    memset(d->gemm_tile, 0, sizeof d->gemm_tile);
     /* best effort: on failure CLBlast keeps its defaults, which are correct, only slower */
-    if (tuning_choose(d->info, &s, d->tuning, sizeof d->tuning, 1) && !set_apply(d->info->device, &s))
+    if (!tuning_choose(d->info, &s, d->tuning, sizeof d->tuning, 1)) return;
+    if (!set_apply(d->info->device, &s)) {
         snprintf(d->tuning, sizeof d->tuning, "CLBlast's own (its parameter override failed)");
+        return;
+    }
+    d->gemm_tile[0] = s.mwg;
+    d->gemm_tile[1] = s.nwg;
+    d->gemm_tile[2] = s.kwg;
 }
 
 /* ---- the search ---- */
