@@ -228,20 +228,23 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     GLOBAL const float *xc = x + xo + (long)c * inner;
     GLOBAL const float *dyc = dy + dyo + (long)c * inner;
     GLOBAL float *dxc = dx + dxo + (long)c * inner;
-    /* the batch mean again (the saved one is rounded), then sum dy and dy*(x - mean) */
-    float s = 0.0f, k = 0.0f;
-    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
-    float sum = pt_k_block_sum(buf, s - k);
-    float mean = m > 0 ? sum / (float)m : 0.0f;
-    float s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
+    /* One pass, as the cpu oracle: sums of x - meanf, dy and dy*(x - meanf) about the saved
+     * (rounded) mean, then sum dy*(x - mean) = sum dy*(x - meanf) - (mean - meanf)*sum dy
+     * with the batch mean's offset mean - meanf = sum (x - meanf) / m: the rounding of the
+     * saved mean biases nothing, and nothing cancels (meanf is within rounding of the mean). */
+    const float meanf = smean[smo + c];
+    float s0 = 0.0f, k0 = 0.0f, s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        float g = dyc[n * nstride + i];
+        const long j = n * nstride + i;
+        const float g = dyc[j], d = xc[j] - meanf;
+        pt_k_kahan(&s0, &k0, d);
         pt_k_kahan(&s1, &k1, g);
-        pt_k_kahan(&s2, &k2, g * (xc[n * nstride + i] - mean));
+        pt_k_kahan(&s2, &k2, g * d);
     }
-    float sdy = pt_k_block_sum(buf, s1 - k1);
-    float sdyx = pt_k_block_sum(buf, s2 - k2);
+    const float sx = pt_k_block_sum(buf, s0 - k0);
+    const float sdy = pt_k_block_sum(buf, s1 - k1);
+    const float sdyx = pt_k_block_sum(buf, s2 - k2) - (m > 0 ? sx / (float)m : 0.0f) * sdy;
     float invstd = sinv[sio + c];
     if (LID(0) == 0) {
         dbeta[dbo + c] = sdy;
@@ -250,7 +253,6 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     if (m <= 0) return;
     float kk = gamma[go + c] * invstd;
     float a = kk, b = -kk * sdyx * invstd * invstd / (float)m, c0 = -kk * sdy / (float)m;
-    float meanf = smean[smo + c];
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
         long j = n * nstride + i;
