@@ -81,7 +81,18 @@ static void reference(pt_op_kind kind, const shape *s, const float *x, const flo
 
 /* One op on the device with winograd set as given; returns the normalised error of its output
  * against the float64 reference (INFINITY on NaN, a failed run or a touched sentinel). */
+/* cap (bytes): 0 runs the op on the device as the trainer does; else pt_kwino_run directly with
+ * that scratch bound, which splits the tiles into blocks of pt_kwino_block (*blocks: how many). */
+static double run_capped(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd, size_t cap,
+                         int *blocks);
+
 static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd)
+{
+    return run_capped(kind, s, acc, winograd, took_winograd, 0, NULL);
+}
+
+static double run_capped(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd, size_t cap,
+                         int *blocks)
 {
     ocl_device *d = g_ocl->ctx;
     d->winograd = winograd;
@@ -105,9 +116,14 @@ static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, i
     op.t[0] = pt_tensor_make(NULL, off[0], PT_F32, 4, xd);
     op.t[1] = pt_tensor_make(NULL, off[1], PT_F32, 4, wd);
     op.t[2] = pt_tensor_make(NULL, off[2], PT_F32, 4, yd);
-    const pt_kdev kd = ocl_kdev(d);
+    pt_kdev kd = ocl_kdev(d);
+    if (cap) kd.conv_ws_cap = cap;
     *took_winograd = pt_kwino_use(&kd, &op);
-    const size_t ws = g_ocl->be->workspace_size(g_ocl->ctx, &op);
+    if (blocks) {
+        const int tb = pt_kwino_block(&kd, &op), tiles = s->n * ((P + 1) / 2) * ((Q + 1) / 2);
+        *blocks = tb > 0 ? (tiles + tb - 1) / tb : 0;
+    }
+    const size_t ws = cap ? pt_kwino_workspace(&kd, &op) : g_ocl->be->workspace_size(g_ocl->ctx, &op);
     const size_t total = at + ws;
     float *host = malloc(total);
     for (size_t i = 0; i < total / 4; i++) host[i] = SENTINEL;
@@ -136,7 +152,7 @@ static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, i
         CHECK(pt_device_write(g_ocl, op.workspace, junk, ws, &err) == PT_OK);
         free(junk);
     }
-    if (pt_device_run(g_ocl, &op, &err) != PT_OK) {
+    if ((cap ? pt_kwino_run(&kd, &op, &err) : pt_device_run(g_ocl, &op, &err)) != PT_OK) {
         CHECKF(0, "%s: %s", pt_op_name(kind), err.msg);
         goto done;
     }
@@ -194,6 +210,51 @@ static void winograd_matches_float64_in_all_three_directions(void)
             }
     printf("  %d cases: worst normalised error Winograd %.3g, im2col %.3g (bound %g)\n", cases, worst_w, worst_i,
            BOUND);
+}
+
+/* Blocks of tiles that cut tile rows (and samples), past the first block the filter gradient's
+ * GEMMs accumulating: a scratch bound small enough for 2-4 blocks; blocks under the GEMM's
+ * tile multiple (the second shape) fall back to unpadded tiles. */
+static void winograd_in_several_blocks_matches_float64(void)
+{
+    static const pt_op_kind kinds[3] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    static const shape shapes[2] = {{3, 40, 11, 13, 72, 1}, {2, 17, 6, 9, 19, 1}};
+    static const int most[2] = {100, 12}; /* tiles per block at most: 126 and 30 tiles in all */
+    ocl_device *d = g_ocl->ctx;
+    double worst = 0.0;
+    for (int si = 0; si < 2; si++)
+        for (int k = 0; k < 3; k++)
+            for (int acc = 0; acc < 2; acc++) {
+                const shape *s = &shapes[si];
+                /* the largest bound (down in 1/8 steps) whose blocks hold at most most[si] tiles */
+                pt_kdev kd = ocl_kdev(d);
+                size_t cap = kd.conv_ws_cap;
+                pt_op probe;
+                memset(&probe, 0, sizeof probe);
+                probe.kind = kinds[k];
+                probe.nt = 3;
+                probe.p.conv.stride = 1;
+                probe.p.conv.pad = s->pad;
+                const int P = out_dim(s->h, s->pad), Q = out_dim(s->w, s->pad);
+                const int64_t xd[4] = {s->n, s->c, s->h, s->w}, wd[4] = {s->k, s->c, 3, 3}, yd[4] = {s->n, s->k, P, Q};
+                probe.t[0] = pt_tensor_make(NULL, 0, PT_F32, 4, xd);
+                probe.t[1] = pt_tensor_make(NULL, 0, PT_F32, 4, wd);
+                probe.t[2] = pt_tensor_make(NULL, 0, PT_F32, 4, yd);
+                for (;;) {
+                    kd.conv_ws_cap = cap;
+                    const int tb = pt_kwino_block(&kd, &probe);
+                    if (tb <= most[si] || tb < 1) break;
+                    cap -= cap / 8;
+                }
+                int took = 0, blocks = 0;
+                const double e = run_capped(kinds[k], s, acc, PT_KWINO_FORCE, &took, cap, &blocks);
+                CHECKF(took && blocks >= 2 && blocks <= 4, "%s c=%d k=%d: Winograd %d in %d blocks (cap %zu)",
+                       pt_op_name(kinds[k]), s->c, s->k, took, blocks, cap);
+                CHECKF(e <= BOUND, "%s n=%d c=%d %dx%d k=%d acc=%d in %d blocks: normalised error %.3g (bound %g)",
+                       pt_op_name(kinds[k]), s->n, s->c, s->h, s->w, s->k, acc, blocks, e, BOUND);
+                if (e > worst) worst = e;
+            }
+    printf("  12 cases in blocks: worst normalised error %.3g (bound %g)\n", worst, BOUND);
 }
 
 /* The rule: 3x3 stride 1, padding up to 2, fp32; by default only where it measured faster. */
@@ -271,6 +332,7 @@ int main(void)
     g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20); /* fresh inputs every run */
     printf("  seed %llu\n", (unsigned long long)g_seed);
     RUN(winograd_matches_float64_in_all_three_directions);
+    RUN(winograd_in_several_blocks_matches_float64);
     RUN(the_rule_picks_winograd_for_wide_layers_only);
     RUN(the_switch_is_read_at_open_and_a_bad_value_is_refused);
     pt_device_close(g_ocl);
