@@ -30,6 +30,7 @@ int main(void)
 #else
 #include "backends/kernels/kernel_winograd.h"
 #include "backends/opencl/ocl_internal.h"
+#include "backends/opencl/ocl_tune.h"
 
 #define BOUND 1e-5
 #define GUARD 64 /* floats of sentinel after each operand */
@@ -292,6 +293,33 @@ static void the_rule_picks_winograd_for_wide_layers_only(void)
     d->winograd = PT_KWINO_AUTO;
 }
 
+/* polytrain tune times the GEMMs the convolutions run: Winograd's per plane where it is taken
+ * (C = A^T B, 16 per block, the sizes before padding), im2col's elsewhere. */
+static void tuning_times_the_gemms_each_path_runs(void)
+{
+    pt_ocl_gemm_shape g[3];
+    unsetenv("PT_OPENCL_WINOGRAD");
+    CHECK(pt_opencl_conv_gemms(64, 64, 14, 14, 128, 3, 1, 1, 0, g) == 3);
+    const size_t tiles = 64 * 7 * 7;
+    CHECKF(g[0].tiled && g[0].m == 128 && g[0].n == tiles && g[0].k == 64 && g[0].trans_a && !g[0].trans_b &&
+               g[0].calls == 16,
+           "forward %zu x %zu x %zu tiled %d calls %d", g[0].m, g[0].n, g[0].k, g[0].tiled, g[0].calls);
+    CHECKF(g[1].tiled && g[1].m == 64 && g[1].n == tiles && g[1].k == 128 && g[1].calls == 16, "data %zu x %zu x %zu",
+           g[1].m, g[1].n, g[1].k);
+    CHECKF(g[2].tiled && g[2].m == 128 && g[2].n == 64 && g[2].k == tiles && g[2].calls == 16, "filter %zu x %zu x %zu",
+           g[2].m, g[2].n, g[2].k);
+    /* one input channel, no data gradient: the direct kernels, no GEMM; eight: the forward
+     * (C*R*S 72) by im2col, the filter gradient by Winograd's rule (C < 16) im2col as well */
+    CHECK(pt_opencl_conv_gemms(64, 1, 28, 28, 64, 3, 1, 1, 1, g) == 0);
+    CHECK(pt_opencl_conv_gemms(64, 8, 28, 28, 16, 3, 1, 1, 1, g) == 2);
+    CHECKF(!g[0].tiled && g[0].m == 16 && g[0].k == 72 && !g[1].tiled && g[1].n == 72, "8 -> 16: %zu %zu / %zu",
+           g[0].m, g[0].k, g[1].n);
+    setenv("PT_OPENCL_WINOGRAD", "0", 1);
+    CHECK(pt_opencl_conv_gemms(64, 64, 14, 14, 128, 3, 1, 1, 0, g) == 3);
+    CHECKF(!g[0].tiled && g[0].k == 64 * 9 && !g[1].tiled && !g[2].tiled, "Winograd off: im2col");
+    unsetenv("PT_OPENCL_WINOGRAD");
+}
+
 static void the_switch_is_read_at_open_and_a_bad_value_is_refused(void)
 {
     pt_device *dev = NULL;
@@ -334,6 +362,7 @@ int main(void)
     RUN(winograd_matches_float64_in_all_three_directions);
     RUN(winograd_in_several_blocks_matches_float64);
     RUN(the_rule_picks_winograd_for_wide_layers_only);
+    RUN(tuning_times_the_gemms_each_path_runs);
     RUN(the_switch_is_read_at_open_and_a_bad_value_is_refused);
     pt_device_close(g_ocl);
     TEST_EXIT();
