@@ -194,27 +194,19 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
     GLOBAL const float *xc = x + xo + (long)c * inner;
     GLOBAL float *yc = y + yo + (long)c * inner;
     const long nstride = (long)C * inner;
-    /* two passes: the mean, then the centred squares (a shifted one-pass sum in float32 would
-     * lose digits to cancellation where the cpu oracle's is in double) */
-    float s = 0.0f, k = 0.0f, s2 = 0.0f, k2 = 0.0f;
-    PT_CHANNEL_LOOP2(n, i, n2, i2, N, inner)
-    {
-        pt_k_kahan(&s, &k, xc[n * nstride + i]);
-        if (n2 < N) pt_k_kahan(&s2, &k2, xc[n2 * nstride + i2]);
-    }
-    float sum = pt_k_block_sum(buf, (s - k) + (s2 - k2));
+    /* two passes, as the cpu oracle: the mean, then the centred squares */
+    float s = 0.0f, k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
+    float sum = pt_k_block_sum(buf, s - k);
     float mean = m > 0 ? sum / (float)m : 0.0f;
-    s = k = s2 = k2 = 0.0f;
-    PT_CHANNEL_LOOP2(n, i, n2, i2, N, inner)
+    s = 0.0f;
+    k = 0.0f;
+    PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        const float d = xc[n * nstride + i] - mean;
+        float d = xc[n * nstride + i] - mean;
         pt_k_kahan(&s, &k, d * d);
-        if (n2 < N) {
-            const float d2 = xc[n2 * nstride + i2] - mean;
-            pt_k_kahan(&s2, &k2, d2 * d2);
-        }
     }
-    float sq = pt_k_block_sum(buf, (s - k) + (s2 - k2));
+    float sq = pt_k_block_sum(buf, s - k);
     float var = m > 0 ? sq / (float)m : 0.0f;
     float invstd = 1.0f / SQRTF(var + eps);
     if (LID(0) == 0) {
