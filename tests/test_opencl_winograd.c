@@ -30,6 +30,7 @@ int main(void)
 #else
 #include "backends/kernels/kernel_winograd.h"
 #include "backends/opencl/ocl_internal.h"
+#include "backends/opencl/ocl_tune.h"
 
 #define BOUND 1e-5
 #define GUARD 64 /* floats of sentinel after each operand */
@@ -81,7 +82,18 @@ static void reference(pt_op_kind kind, const shape *s, const float *x, const flo
 
 /* One op on the device with winograd set as given; returns the normalised error of its output
  * against the float64 reference (INFINITY on NaN, a failed run or a touched sentinel). */
+/* cap (bytes): 0 runs the op on the device as the trainer does; else pt_kwino_run directly with
+ * that scratch bound, which splits the tiles into blocks of pt_kwino_block (*blocks: how many). */
+static double run_capped(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd, size_t cap,
+                         int *blocks);
+
 static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd)
+{
+    return run_capped(kind, s, acc, winograd, took_winograd, 0, NULL);
+}
+
+static double run_capped(pt_op_kind kind, const shape *s, int acc, int winograd, int *took_winograd, size_t cap,
+                         int *blocks)
 {
     ocl_device *d = g_ocl->ctx;
     d->winograd = winograd;
@@ -105,9 +117,14 @@ static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, i
     op.t[0] = pt_tensor_make(NULL, off[0], PT_F32, 4, xd);
     op.t[1] = pt_tensor_make(NULL, off[1], PT_F32, 4, wd);
     op.t[2] = pt_tensor_make(NULL, off[2], PT_F32, 4, yd);
-    const pt_kdev kd = ocl_kdev(d);
+    pt_kdev kd = ocl_kdev(d);
+    if (cap) kd.conv_ws_cap = cap;
     *took_winograd = pt_kwino_use(&kd, &op);
-    const size_t ws = g_ocl->be->workspace_size(g_ocl->ctx, &op);
+    if (blocks) {
+        const int tb = pt_kwino_block(&kd, &op), tiles = s->n * ((P + 1) / 2) * ((Q + 1) / 2);
+        *blocks = tb > 0 ? (tiles + tb - 1) / tb : 0;
+    }
+    const size_t ws = cap ? pt_kwino_workspace(&kd, &op) : g_ocl->be->workspace_size(g_ocl->ctx, &op);
     const size_t total = at + ws;
     float *host = malloc(total);
     for (size_t i = 0; i < total / 4; i++) host[i] = SENTINEL;
@@ -136,7 +153,7 @@ static double run_once(pt_op_kind kind, const shape *s, int acc, int winograd, i
         CHECK(pt_device_write(g_ocl, op.workspace, junk, ws, &err) == PT_OK);
         free(junk);
     }
-    if (pt_device_run(g_ocl, &op, &err) != PT_OK) {
+    if ((cap ? pt_kwino_run(&kd, &op, &err) : pt_device_run(g_ocl, &op, &err)) != PT_OK) {
         CHECKF(0, "%s: %s", pt_op_name(kind), err.msg);
         goto done;
     }
@@ -167,6 +184,8 @@ static const shape g_shapes[] = {
     {1, 3, 3, 3, 2, 0},    /* a 1x1 output */
     {4, 24, 12, 10, 16, 1}, /* wide enough for the measured rule */
     {2, 64, 14, 14, 128, 1}, /* a baseline layer: GEMMs past CLBlast's small-matrix kernel */
+    {3, 40, 11, 13, 72, 1},  /* tiled GEMMs on planes padded (zeros) to the GEMM's multiples: channels
+                                and 126 tiles off them */
 };
 
 static void winograd_matches_float64_in_all_three_directions(void)
@@ -192,6 +211,51 @@ static void winograd_matches_float64_in_all_three_directions(void)
             }
     printf("  %d cases: worst normalised error Winograd %.3g, im2col %.3g (bound %g)\n", cases, worst_w, worst_i,
            BOUND);
+}
+
+/* Blocks of tiles that cut tile rows (and samples), past the first block the filter gradient's
+ * GEMMs accumulating: a scratch bound small enough for 2-4 blocks; blocks under the GEMM's
+ * tile multiple (the second shape) fall back to unpadded tiles. */
+static void winograd_in_several_blocks_matches_float64(void)
+{
+    static const pt_op_kind kinds[3] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    static const shape shapes[2] = {{3, 40, 11, 13, 72, 1}, {2, 17, 6, 9, 19, 1}};
+    static const int most[2] = {100, 12}; /* tiles per block at most: 126 and 30 tiles in all */
+    ocl_device *d = g_ocl->ctx;
+    double worst = 0.0;
+    for (int si = 0; si < 2; si++)
+        for (int k = 0; k < 3; k++)
+            for (int acc = 0; acc < 2; acc++) {
+                const shape *s = &shapes[si];
+                /* the largest bound (down in 1/8 steps) whose blocks hold at most most[si] tiles */
+                pt_kdev kd = ocl_kdev(d);
+                size_t cap = kd.conv_ws_cap;
+                pt_op probe;
+                memset(&probe, 0, sizeof probe);
+                probe.kind = kinds[k];
+                probe.nt = 3;
+                probe.p.conv.stride = 1;
+                probe.p.conv.pad = s->pad;
+                const int P = out_dim(s->h, s->pad), Q = out_dim(s->w, s->pad);
+                const int64_t xd[4] = {s->n, s->c, s->h, s->w}, wd[4] = {s->k, s->c, 3, 3}, yd[4] = {s->n, s->k, P, Q};
+                probe.t[0] = pt_tensor_make(NULL, 0, PT_F32, 4, xd);
+                probe.t[1] = pt_tensor_make(NULL, 0, PT_F32, 4, wd);
+                probe.t[2] = pt_tensor_make(NULL, 0, PT_F32, 4, yd);
+                for (;;) {
+                    kd.conv_ws_cap = cap;
+                    const int tb = pt_kwino_block(&kd, &probe);
+                    if (tb <= most[si] || tb < 1) break;
+                    cap -= cap / 8;
+                }
+                int took = 0, blocks = 0;
+                const double e = run_capped(kinds[k], s, acc, PT_KWINO_FORCE, &took, cap, &blocks);
+                CHECKF(took && blocks >= 2 && blocks <= 4, "%s c=%d k=%d: Winograd %d in %d blocks (cap %zu)",
+                       pt_op_name(kinds[k]), s->c, s->k, took, blocks, cap);
+                CHECKF(e <= BOUND, "%s n=%d c=%d %dx%d k=%d acc=%d in %d blocks: normalised error %.3g (bound %g)",
+                       pt_op_name(kinds[k]), s->n, s->c, s->h, s->w, s->k, acc, blocks, e, BOUND);
+                if (e > worst) worst = e;
+            }
+    printf("  12 cases in blocks: worst normalised error %.3g (bound %g)\n", worst, BOUND);
 }
 
 /* The rule: 3x3 stride 1, padding up to 2, fp32; by default only where it measured faster. */
@@ -227,6 +291,33 @@ static void the_rule_picks_winograd_for_wide_layers_only(void)
     kd = ocl_kdev(d);
     CHECKF(!pt_kwino_use(&kd, &op) && kd.sgemm_batched == NULL, "PT_OPENCL_WINOGRAD=0: im2col");
     d->winograd = PT_KWINO_AUTO;
+}
+
+/* polytrain tune times the GEMMs the convolutions run: Winograd's per plane where it is taken
+ * (C = A^T B, 16 per block, the sizes before padding), im2col's elsewhere. */
+static void tuning_times_the_gemms_each_path_runs(void)
+{
+    pt_ocl_gemm_shape g[3];
+    unsetenv("PT_OPENCL_WINOGRAD");
+    CHECK(pt_opencl_conv_gemms(64, 64, 14, 14, 128, 3, 1, 1, 0, g) == 3);
+    const size_t tiles = 64 * 7 * 7;
+    CHECKF(g[0].tiled && g[0].m == 128 && g[0].n == tiles && g[0].k == 64 && g[0].trans_a && !g[0].trans_b &&
+               g[0].calls == 16,
+           "forward %zu x %zu x %zu tiled %d calls %d", g[0].m, g[0].n, g[0].k, g[0].tiled, g[0].calls);
+    CHECKF(g[1].tiled && g[1].m == 64 && g[1].n == tiles && g[1].k == 128 && g[1].calls == 16, "data %zu x %zu x %zu",
+           g[1].m, g[1].n, g[1].k);
+    CHECKF(g[2].tiled && g[2].m == 128 && g[2].n == 64 && g[2].k == tiles && g[2].calls == 16, "filter %zu x %zu x %zu",
+           g[2].m, g[2].n, g[2].k);
+    /* one input channel, no data gradient: the direct kernels, no GEMM; eight: the forward
+     * (C*R*S 72) by im2col, the filter gradient by Winograd's rule (C < 16) im2col as well */
+    CHECK(pt_opencl_conv_gemms(64, 1, 28, 28, 64, 3, 1, 1, 1, g) == 0);
+    CHECK(pt_opencl_conv_gemms(64, 8, 28, 28, 16, 3, 1, 1, 1, g) == 2);
+    CHECKF(!g[0].tiled && g[0].m == 16 && g[0].k == 72 && !g[1].tiled && g[1].n == 72, "8 -> 16: %zu %zu / %zu",
+           g[0].m, g[0].k, g[1].n);
+    setenv("PT_OPENCL_WINOGRAD", "0", 1);
+    CHECK(pt_opencl_conv_gemms(64, 64, 14, 14, 128, 3, 1, 1, 0, g) == 3);
+    CHECKF(!g[0].tiled && g[0].k == 64 * 9 && !g[1].tiled && !g[2].tiled, "Winograd off: im2col");
+    unsetenv("PT_OPENCL_WINOGRAD");
 }
 
 static void the_switch_is_read_at_open_and_a_bad_value_is_refused(void)
@@ -269,7 +360,9 @@ int main(void)
     g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20); /* fresh inputs every run */
     printf("  seed %llu\n", (unsigned long long)g_seed);
     RUN(winograd_matches_float64_in_all_three_directions);
+    RUN(winograd_in_several_blocks_matches_float64);
     RUN(the_rule_picks_winograd_for_wide_layers_only);
+    RUN(tuning_times_the_gemms_each_path_runs);
     RUN(the_switch_is_read_at_open_and_a_bad_value_is_refused);
     pt_device_close(g_ocl);
     TEST_EXIT();

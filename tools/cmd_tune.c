@@ -38,7 +38,7 @@ static void add_shape(pt_ocl_gemm_shape *list, int *n, pt_ocl_gemm_shape g)
 {
     for (int i = 0; i < *n; i++)
         if (list[i].m == g.m && list[i].n == g.n && list[i].k == g.k && list[i].trans_a == g.trans_a &&
-            list[i].trans_b == g.trans_b) {
+            list[i].trans_b == g.trans_b && list[i].tiled == g.tiled) {
             list[i].calls += g.calls;
             return;
         }
@@ -61,9 +61,9 @@ static int net_shapes(const pt_net *net, int n, pt_ocl_gemm_shape *list)
             for (int j = 0; j < m; j++) add_shape(list, &count, g[j]);
         } else if (nd->kind == PT_NODE_LINEAR) {
             const size_t f = (size_t)(in->c * (in->flat ? 1 : in->h * in->w)), o = (size_t)nd->a.linear.out;
-            add_shape(list, &count, (pt_ocl_gemm_shape){(size_t)n, o, f, 0, 1, 1});
-            add_shape(list, &count, (pt_ocl_gemm_shape){(size_t)n, f, o, 0, 0, 1});
-            add_shape(list, &count, (pt_ocl_gemm_shape){o, f, (size_t)n, 1, 0, 1});
+            add_shape(list, &count, (pt_ocl_gemm_shape){(size_t)n, o, f, 0, 1, 1, 0});
+            add_shape(list, &count, (pt_ocl_gemm_shape){(size_t)n, f, o, 0, 0, 1, 0});
+            add_shape(list, &count, (pt_ocl_gemm_shape){o, f, (size_t)n, 1, 0, 1, 0});
         }
     }
     return count;

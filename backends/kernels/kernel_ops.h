@@ -82,6 +82,13 @@ typedef struct pt_kdev {
     pt_status (*sgemm_batched)(void *ctx, int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                                pt_mem a, size_t lda, size_t stride_a, pt_mem b, size_t ldb, size_t stride_b,
                                float beta, pt_mem c, size_t ldc, size_t stride_c, size_t batch, pt_error *err);
+    /* Optional (0: any size, any offset): the sizes at which sgemm_batched's C = A^T B (A
+     * stored k x m, B k x n, C m x n, row-major with the leading dimension the row length, each
+     * matrix on a gemm_align-float boundary) reads and writes its operands in place: m, n, k
+     * multiples of gemm_mult[0], [1], [2]. Elsewhere the device may copy operands into padded
+     * temporaries (CLBlast's tiled kernel); kernel_winograd.c lays out its planes so. */
+    int gemm_mult[3];
+    int gemm_align;
     /* Winograd for 3x3 stride-1 convolutions (with sgemm_batched): PT_KWINO_OFF, PT_KWINO_AUTO
      * (where the measured rule of kernel_winograd.c says it is faster than im2col) or
      * PT_KWINO_FORCE (everywhere it applies: the tests). */

@@ -80,11 +80,11 @@
     K(CHANNEL_POOL_FWD, pt_channel_pool_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I)                            \
     K(CHANNEL_POOL_BWD, pt_channel_pool_bwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, F, I)                     \
     /* ops_winograd.cl: F(2x2,3x3) transforms around the device's batched GEMM */                          \
-    K(WINO_FILTER, pt_wino_filter, ITEMS, PT_K_NO_OP, M, M, I, I, I, I)                                      \
-    K(WINO_INPUT, pt_wino_input, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I)                         \
-    K(WINO_OUTPUT, pt_wino_output, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I)                       \
-    K(WINO_DY, pt_wino_dy, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I)                                  \
-    K(WINO_FILTER_GRAD, pt_wino_filter_grad, ITEMS, PT_K_NO_OP, M, M, I, I, I, I)
+    K(WINO_FILTER, pt_wino_filter, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I)                                      \
+    K(WINO_INPUT, pt_wino_input, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I, I, I)                         \
+    K(WINO_OUTPUT, pt_wino_output, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I)                       \
+    K(WINO_DY, pt_wino_dy, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I, I, I, I, I, I, I)                                  \
+    K(WINO_FILTER_GRAD, pt_wino_filter_grad, ITEMS, PT_K_NO_OP, M, M, I, I, I, I, I, I)
 
 typedef enum pt_kernel_id {
 #define PT_K_ENUM(id, fn, launch, op, ...) PT_K_##id,

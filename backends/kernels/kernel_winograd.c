@@ -8,9 +8,17 @@
  * filter, summed over the tiles by the GEMMs (beta 1 after the first block) and mapped back
  * through G^T . G. Tiles run over (sample, tile row, tile column) flat in blocks as large as
  * conv_ws_cap allows, so that small maps still give wide GEMMs and one block usually holds
- * the whole batch. Scratch, all in the op's workspace: U [16][K][C] (or the filter gradient's
- * dU), then per block V [16][rows in][Tb] and M [16][rows out][Tb], each on a 256-byte
- * boundary.
+ * the whole batch.
+ *
+ * Every GEMM is C = A^T B with A stored k x m and B k x n (row-major, the leading dimension the
+ * row length), the form in which the device's GEMM (pt_kdev.gemm_mult) reads its operands and
+ * writes C in place: CLBlast's tiled kernel copies, pads or transposes any other operand
+ * through a temporary, one more kernel and pass per operand and GEMM, 16 GEMMs per block. So
+ * the transforms write their planes already padded, with zeros, to the GEMM's multiples: the
+ * forward and data gradient multiply U [16][in][out] (in: the input's channels, C forward and
+ * K for the data gradient) by V [16][in][tiles] into M [16][out][tiles]; the filter gradient
+ * multiplies D^T [16][tiles][K] (the transformed dy) by V^T [16][tiles][C] into dU [16][K][C].
+ * All of it in the op's workspace, each plane on a gemm_align boundary.
  *
  * bf16/fp16 math keeps im2col: the transforms would have to round their results to the
  * format before the GEMMs, giving the products of rounded transforms (a different rounding
@@ -24,10 +32,15 @@ typedef struct wino_shape {
     int ih, iw, oh, ow;    /* the transformed input's extent, the output's */
     int ipad;              /* the transformed input's padding */
     int tq, tps, tiles;    /* tile columns, tiles per sample, tiles in all */
-    size_t u_floats;
+    /* The GEMMs' layout: rows of V (and of V^T's tiles) and of M (D^T's) per tile, padded to
+     * the GEMM's multiples; tiles per block padded to tmult; plane alignment in floats. */
+    size_t v_rows, m_rows, align;
+    int tmult;
+    size_t u_plane, u_floats;
 } wino_shape;
 
-static size_t round64(size_t floats) { return (floats + 63) / 64 * 64; }
+static size_t round_up(size_t n, size_t m) { return m > 1 ? (n + m - 1) / m * m : n; }
+static size_t mult_of(int m) { return m > 1 ? (size_t)m : 1; }
 
 /* 1 if op has Winograd's shape (3x3, stride 1, padding 0..2, fp32, something to compute). */
 static int wino_shape_of(const pt_op *op, wino_shape *s)
@@ -61,17 +74,53 @@ static int wino_shape_of(const pt_op *op, wino_shape *s)
     if (tiles > (1 << 26) || (int64_t)s->c * s->k > (1 << 24)) return 0;
     s->tps = (int)tps;
     s->tiles = (int)tiles;
-    s->u_floats = round64((size_t)16 * (size_t)s->k * (size_t)s->c);
     return 1;
 }
 
-/* Tiles per block: as many as the scratch bound holds next to U. */
-static int block_of(const pt_kdev *dev, const wino_shape *s)
+/* The padded layout for dev's GEMM (GEMM m, n, k multiples mm, nm, km): forward and data
+ * gradient m = out rows, n = tiles, k = in rows; filter gradient m = K, n = C, k = tiles. */
+static void layout_of(const pt_kdev *dev, const pt_op *op, wino_shape *s)
 {
-    const size_t cap = dev->conv_ws_cap / sizeof(float);
-    const size_t per_tile = (size_t)16 * (size_t)(s->in_rows + s->out_rows);
-    if (cap <= s->u_floats + 128) return 0;
-    size_t tb = (cap - s->u_floats - 128) / per_tile; /* 128: the two parts' rounding */
+    const size_t mm = mult_of(dev->gemm_mult[0]), nm = mult_of(dev->gemm_mult[1]), km = mult_of(dev->gemm_mult[2]);
+    s->align = round_up(mult_of(dev->gemm_align), 16);
+    if (op->kind == PT_OP_CONV2D_BWD_FILTER) {
+        s->v_rows = round_up((size_t)s->c, nm);
+        s->m_rows = round_up((size_t)s->k, mm);
+        s->tmult = (int)km;
+    } else {
+        s->v_rows = round_up((size_t)s->in_rows, km);
+        s->m_rows = round_up((size_t)s->out_rows, mm);
+        s->tmult = (int)nm;
+    }
+    s->u_plane = round_up(s->v_rows * s->m_rows, s->align);
+    s->u_floats = 16 * s->u_plane;
+}
+
+/* Floats of one block's V and M planes for tb tiles (tn: tb padded). */
+static size_t block_floats(const wino_shape *s, size_t tn)
+{
+    return 16 * (round_up(s->v_rows * tn, s->align) + round_up(s->m_rows * tn, s->align));
+}
+
+static int wino_layout(const pt_kdev *dev, const pt_op *op, wino_shape *s)
+{
+    if (!wino_shape_of(op, s)) return 0;
+    layout_of(dev, op, s);
+    return 1;
+}
+
+/* Tiles per block: as many as the scratch bound holds next to U (a multiple of tmult, unless
+ * fewer than tmult fit, when tmult drops to 1: the GEMM then pads through its temporaries). */
+static int block_of(const pt_kdev *dev, wino_shape *s)
+{
+    const size_t cap = dev->conv_ws_cap / sizeof(float), slack = 2 * s->align;
+    const size_t per_tile = (size_t)16 * (s->v_rows + s->m_rows);
+    if (cap <= s->u_floats + slack + 32 * s->align) return 0;
+    size_t tb = (cap - s->u_floats - slack - 32 * s->align) / per_tile;
+    if (tb >= (size_t)s->tmult)
+        tb = tb / (size_t)s->tmult * (size_t)s->tmult;
+    else
+        s->tmult = 1;
     if (tb > (size_t)s->tiles) tb = (size_t)s->tiles;
     return (int)tb;
 }
@@ -98,13 +147,13 @@ static int pays(const pt_op *op, const wino_shape *s)
 int pt_kwino_block(const pt_kdev *dev, const pt_op *op)
 {
     wino_shape s;
-    return wino_shape_of(op, &s) ? block_of(dev, &s) : 0;
+    return wino_layout(dev, op, &s) ? block_of(dev, &s) : 0;
 }
 
 int pt_kwino_use(const pt_kdev *dev, const pt_op *op)
 {
     wino_shape s;
-    if (!dev->sgemm_batched || dev->winograd == PT_KWINO_OFF || !wino_shape_of(op, &s) || block_of(dev, &s) < 1)
+    if (!dev->sgemm_batched || dev->winograd == PT_KWINO_OFF || !wino_layout(dev, op, &s) || block_of(dev, &s) < 1)
         return 0;
     return dev->winograd == PT_KWINO_FORCE || pays(op, &s);
 }
@@ -112,12 +161,11 @@ int pt_kwino_use(const pt_kdev *dev, const pt_op *op)
 size_t pt_kwino_workspace(const pt_kdev *dev, const pt_op *op)
 {
     wino_shape s;
-    if (!wino_shape_of(op, &s)) return 0;
+    if (!wino_layout(dev, op, &s)) return 0;
     const int tb = block_of(dev, &s);
     if (tb < 1) return 0;
-    return (s.u_floats + round64((size_t)16 * (size_t)s.in_rows * (size_t)tb) +
-            round64((size_t)16 * (size_t)s.out_rows * (size_t)tb)) *
-           sizeof(float);
+    /* align - 1: the workspace's own offset is brought to the alignment */
+    return (s.align - 1 + s.u_floats + block_floats(&s, round_up((size_t)tb, (size_t)s.tmult))) * sizeof(float);
 }
 
 static pt_mem at(pt_mem m, size_t floats)
@@ -132,10 +180,11 @@ static pt_status launch(const pt_kdev *dev, const pt_kcall *c, pt_error *err)
     return dev->launch(dev->ctx, c, err);
 }
 
-/* U = the transformed filters [16][K][C] (rot: rotated, for the data gradient). */
+/* U [16][in][out] = the transformed filters (rot: rotated, for the data gradient, whose in are
+ * the filter's K), zeros in the padding. */
 static pt_status filter_transform(const pt_kdev *dev, const wino_shape *s, pt_mem w, pt_mem u, int rot, pt_error *err)
 {
-    const int n = s->k * s->c;
+    const int n = (int)(s->v_rows * s->m_rows);
     pt_kcall c;
     pt_kcall_begin(&c, PT_K_WINO_FILTER, (size_t)n);
     pt_karg_mem(&c, w);
@@ -144,6 +193,8 @@ static pt_status filter_transform(const pt_kdev *dev, const wino_shape *s, pt_me
     pt_karg_int(&c, s->k);
     pt_karg_int(&c, s->c);
     pt_karg_int(&c, rot);
+    pt_karg_int(&c, (int)s->m_rows);
+    pt_karg_int(&c, (int)s->u_plane);
     return launch(dev, &c, err);
 }
 
@@ -156,10 +207,24 @@ static void karg_tiles(pt_kcall *c, const wino_shape *s, int t0, int tb)
     pt_karg_int(c, tb);
 }
 
-static pt_status input_transform(const pt_kdev *dev, const wino_shape *s, pt_mem x, pt_mem v, int t0, int tb,
-                                 pt_error *err)
+/* A plane of rows x tn tiles: element (row, t) at row * rs + t * ts, planes ps apart. */
+typedef struct plane_geom {
+    int rows, tn, rs, ts, ps;
+} plane_geom;
+
+static void karg_plane(pt_kcall *c, const plane_geom *g)
 {
-    const int n = s->in_rows * tb;
+    pt_karg_int(c, g->tn);
+    pt_karg_int(c, g->rs);
+    pt_karg_int(c, g->ts);
+    pt_karg_int(c, g->ps);
+}
+
+/* V (or V^T) for the block's tiles; rows/tiles past the real ones are zeros. */
+static pt_status input_transform(const pt_kdev *dev, const wino_shape *s, pt_mem x, pt_mem v, int t0, int tb,
+                                 const plane_geom *g, pt_error *err)
+{
+    const int n = g->rows * g->tn;
     pt_kcall c;
     pt_kcall_begin(&c, PT_K_WINO_INPUT, (size_t)n);
     pt_karg_mem(&c, x);
@@ -170,11 +235,12 @@ static pt_status input_transform(const pt_kdev *dev, const wino_shape *s, pt_mem
     pt_karg_int(&c, s->iw);
     pt_karg_int(&c, s->ipad);
     karg_tiles(&c, s, t0, tb);
+    karg_plane(&c, g);
     return launch(dev, &c, err);
 }
 
 static pt_status output_transform(const pt_kdev *dev, const wino_shape *s, pt_mem m, pt_mem y, int t0, int tb,
-                                  int acc, pt_error *err)
+                                  int acc, const plane_geom *g, pt_error *err)
 {
     const int n = s->out_rows * tb;
     pt_kcall c;
@@ -187,13 +253,16 @@ static pt_status output_transform(const pt_kdev *dev, const wino_shape *s, pt_me
     pt_karg_int(&c, s->ow);
     karg_tiles(&c, s, t0, tb);
     pt_karg_int(&c, acc);
+    pt_karg_int(&c, g->rs);
+    pt_karg_int(&c, g->ps);
     return launch(dev, &c, err);
 }
 
+/* D^T for the block's tiles; rows/tiles past the real ones are zeros. */
 static pt_status dy_transform(const pt_kdev *dev, const wino_shape *s, pt_mem dy, pt_mem d, int t0, int tb,
-                              pt_error *err)
+                              const plane_geom *g, pt_error *err)
 {
-    const int n = s->k * tb;
+    const int n = g->rows * g->tn;
     pt_kcall c;
     pt_kcall_begin(&c, PT_K_WINO_DY, (size_t)n);
     pt_karg_mem(&c, dy);
@@ -203,6 +272,7 @@ static pt_status dy_transform(const pt_kdev *dev, const wino_shape *s, pt_mem dy
     pt_karg_int(&c, s->p);
     pt_karg_int(&c, s->q);
     karg_tiles(&c, s, t0, tb);
+    karg_plane(&c, g);
     return launch(dev, &c, err);
 }
 
@@ -217,13 +287,15 @@ static pt_status filter_grad(const pt_kdev *dev, const wino_shape *s, pt_mem du,
     pt_karg_int(&c, s->k);
     pt_karg_int(&c, s->c);
     pt_karg_int(&c, acc);
+    pt_karg_int(&c, (int)s->v_rows);
+    pt_karg_int(&c, (int)s->u_plane);
     return launch(dev, &c, err);
 }
 
 pt_status pt_kwino_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     wino_shape s;
-    if (!wino_shape_of(op, &s) || !dev->sgemm_batched)
+    if (!wino_layout(dev, op, &s) || !dev->sgemm_batched)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: not a Winograd convolution on this device", dev->backend,
                        pt_op_name(op->kind));
     const int block = block_of(dev, &s);
@@ -232,37 +304,34 @@ pt_status pt_kwino_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
                        dev->backend, pt_op_name(op->kind), need, op->workspace_bytes);
     const pt_mem x = op->t[0].mem, w = op->t[1].mem, y = op->t[2].mem; /* (dx, dw, dy) in backward */
-    const pt_mem u = op->workspace, v = at(u, s.u_floats);
-    const pt_mem m = at(v, round64((size_t)16 * (size_t)s.in_rows * (size_t)block));
-    const size_t K = (size_t)s.k, C = (size_t)s.c, kc = K * C;
+    const size_t abytes = s.align * sizeof(float), skew = op->workspace.off % abytes;
+    const pt_mem u = at(op->workspace, skew ? (abytes - skew) / sizeof(float) : 0);
+    const size_t tn_max = round_up((size_t)block, (size_t)s.tmult);
+    const pt_mem v = at(u, s.u_floats);
+    const size_t v_plane_max = round_up(s.v_rows * tn_max, s.align);
+    const pt_mem m = at(v, 16 * v_plane_max);
     const int acc = op->accumulate;
+    const size_t VR = s.v_rows, MR = s.m_rows, UP = s.u_plane;
     if (op->kind != PT_OP_CONV2D_BWD_FILTER)
         PT_TRY(filter_transform(dev, &s, w, u, op->kind == PT_OP_CONV2D_BWD_DATA, err));
     for (int t0 = 0; t0 < s.tiles; t0 += block) {
         const int tb = s.tiles - t0 < block ? s.tiles - t0 : block;
-        const size_t T = (size_t)tb;
-        switch (op->kind) {
-        case PT_OP_CONV2D_FWD:
-            /* M[xi] (K x T) = U[xi] (K x C) V[xi] (C x T) */
-            PT_TRY(input_transform(dev, &s, x, v, t0, tb, err));
-            PT_TRY(dev->sgemm_batched(dev->ctx, 0, 0, K, T, C, 1.0f, u, C, kc, v, T, C * T, 0.0f, m, T, K * T, 16,
-                                      err));
-            PT_TRY(output_transform(dev, &s, m, y, t0, tb, acc, err));
-            break;
-        case PT_OP_CONV2D_BWD_DATA:
-            /* M[xi] (C x T) = U[xi]^T (C x K) V[xi] (K x T), V the transformed dy */
-            PT_TRY(input_transform(dev, &s, y, v, t0, tb, err));
-            PT_TRY(dev->sgemm_batched(dev->ctx, 1, 0, C, T, K, 1.0f, u, C, kc, v, T, K * T, 0.0f, m, T, C * T, 16,
-                                      err));
-            PT_TRY(output_transform(dev, &s, m, x, t0, tb, acc, err));
-            break;
-        default:
-            /* dU[xi] (K x C) (+)= D[xi] (K x T) V[xi]^T (T x C) */
-            PT_TRY(input_transform(dev, &s, x, v, t0, tb, err));
-            PT_TRY(dy_transform(dev, &s, y, m, t0, tb, err));
-            PT_TRY(dev->sgemm_batched(dev->ctx, 0, 1, K, C, T, 1.0f, m, T, K * T, v, T, C * T, t0 ? 1.0f : 0.0f, u,
-                                      C, kc, 16, err));
-            break;
+        const size_t tn = round_up((size_t)tb, (size_t)s.tmult);
+        const size_t vp = round_up(VR * tn, s.align), mp = round_up(MR * tn, s.align);
+        if (op->kind != PT_OP_CONV2D_BWD_FILTER) {
+            /* M[xi] (out x tiles) = U[xi]^T V[xi], U[xi] in x out; the data gradient's V is the
+             * transformed dy and its U the rotated filters with the channel axes swapped */
+            const plane_geom gv = {(int)VR, (int)tn, (int)tn, 1, (int)vp}, gm = {(int)MR, (int)tn, (int)tn, 1, (int)mp};
+            PT_TRY(input_transform(dev, &s, op->kind == PT_OP_CONV2D_FWD ? x : y, v, t0, tb, &gv, err));
+            PT_TRY(dev->sgemm_batched(dev->ctx, 1, 0, MR, tn, VR, 1.0f, u, MR, UP, v, tn, vp, 0.0f, m, tn, mp, 16, err));
+            PT_TRY(output_transform(dev, &s, m, op->kind == PT_OP_CONV2D_FWD ? y : x, t0, tb, acc, &gm, err));
+        } else {
+            /* dU[xi] (K x C) (+)= D^T[xi]^T V^T[xi], D^T tiles x K, V^T tiles x C */
+            const plane_geom gv = {(int)VR, (int)tn, 1, (int)VR, (int)vp}, gd = {(int)MR, (int)tn, 1, (int)MR, (int)mp};
+            PT_TRY(input_transform(dev, &s, x, v, t0, tb, &gv, err));
+            PT_TRY(dy_transform(dev, &s, y, m, t0, tb, &gd, err));
+            PT_TRY(dev->sgemm_batched(dev->ctx, 1, 0, MR, VR, tn, 1.0f, m, MR, mp, v, VR, vp, t0 ? 1.0f : 0.0f, u, VR,
+                                      UP, 16, err));
         }
     }
     if (op->kind == PT_OP_CONV2D_BWD_FILTER) PT_TRY(filter_grad(dev, &s, u, w, acc, err));

@@ -47,6 +47,30 @@ DEVFN void pt_k_ch_step(int *n, int *i, int inner)
 #define PT_CHANNEL_LOOP(n, i, N, inner) \
     for (int n = LID(0) / (inner), i = LID(0) % (inner); n < (N); pt_k_ch_step(&n, &i, (inner)))
 
+/* pt_k_ch_step by `by` elements (a multiple of PT_RED_WG). */
+DEVFN void pt_k_ch_step_by(int *n, int *i, int inner, int by)
+{
+    *i += by;
+    if (*i >= inner) {
+        if (*i < 2 * inner) {
+            *n += 1;
+            *i -= inner;
+        } else {
+            *n += *i / inner;
+            *i %= inner;
+        }
+    }
+}
+
+/* The same walk as two interleaved ones, (na, ia) on the even steps and (nb, ib) on the odd
+ * (the body tests nb < N): sums kept apart per walk are two independent dependency chains,
+ * which a CPU device's core overlaps (a compensated sum's chain is four dependent adds per
+ * element). */
+#define PT_CHANNEL_LOOP2(na, ia, nb, ib, N, inner)                                                            \
+    for (int na = LID(0) / (inner), ia = LID(0) % (inner), nb = (LID(0) + PT_RED_WG) / (inner),                \
+             ib = (LID(0) + PT_RED_WG) % (inner);                                                              \
+         na < (N); pt_k_ch_step_by(&na, &ia, (inner), 2 * PT_RED_WG), pt_k_ch_step_by(&nb, &ib, (inner), 2 * PT_RED_WG))
+
 /* ---- elementwise ---- */
 
 KERNEL void pt_fill(GLOBAL float *y, pt_i64 yo, int n, float value)
@@ -231,20 +255,31 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     GLOBAL const float *xc = x + xo + (long)c * inner;
     GLOBAL const float *dyc = dy + dyo + (long)c * inner;
     GLOBAL float *dxc = dx + dxo + (long)c * inner;
-    /* the batch mean again (the saved one is rounded), then sum dy and dy*(x - mean) */
-    float s = 0.0f, k = 0.0f;
-    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
-    float sum = pt_k_block_sum(buf, s - k);
-    float mean = m > 0 ? sum / (float)m : 0.0f;
-    float s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
-    PT_CHANNEL_LOOP(n, i, N, inner)
+    /* One pass, as the cpu oracle: sums of x - meanf, dy and dy*(x - meanf) about the saved
+     * (rounded) mean, then sum dy*(x - mean) = sum dy*(x - meanf) - (mean - meanf)*sum dy
+     * with the batch mean's offset mean - meanf = sum (x - meanf) / m: the rounding of the
+     * saved mean biases nothing, and nothing cancels (meanf is within rounding of the mean). */
+    const float meanf = smean[smo + c];
+    float s0 = 0.0f, k0 = 0.0f, s1 = 0.0f, k1 = 0.0f, s2 = 0.0f, k2 = 0.0f;
+    float t0 = 0.0f, l0 = 0.0f, t1 = 0.0f, l1 = 0.0f, t2 = 0.0f, l2 = 0.0f; /* the odd steps' */
+    PT_CHANNEL_LOOP2(n, i, n2, i2, N, inner)
     {
-        float g = dyc[n * nstride + i];
+        const long j = n * nstride + i;
+        const float g = dyc[j], d = xc[j] - meanf;
+        pt_k_kahan(&s0, &k0, d);
         pt_k_kahan(&s1, &k1, g);
-        pt_k_kahan(&s2, &k2, g * (xc[n * nstride + i] - mean));
+        pt_k_kahan(&s2, &k2, g * d);
+        if (n2 < N) {
+            const long j2 = n2 * nstride + i2;
+            const float g2 = dyc[j2], d2 = xc[j2] - meanf;
+            pt_k_kahan(&t0, &l0, d2);
+            pt_k_kahan(&t1, &l1, g2);
+            pt_k_kahan(&t2, &l2, g2 * d2);
+        }
     }
-    float sdy = pt_k_block_sum(buf, s1 - k1);
-    float sdyx = pt_k_block_sum(buf, s2 - k2);
+    const float sx = pt_k_block_sum(buf, (s0 - k0) + (t0 - l0));
+    const float sdy = pt_k_block_sum(buf, (s1 - k1) + (t1 - l1));
+    const float sdyx = pt_k_block_sum(buf, (s2 - k2) + (t2 - l2)) - (m > 0 ? sx / (float)m : 0.0f) * sdy;
     float invstd = sinv[sio + c];
     if (LID(0) == 0) {
         dbeta[dbo + c] = sdy;
@@ -253,7 +288,6 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     if (m <= 0) return;
     float kk = gamma[go + c] * invstd;
     float a = kk, b = -kk * sdyx * invstd * invstd / (float)m, c0 = -kk * sdy / (float)m;
-    float meanf = smean[smo + c];
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
         long j = n * nstride + i;

@@ -312,6 +312,11 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
         d->queue = clCreateCommandQueue(d->ctx, d->info->device, d->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
         if (rc != CL_SUCCESS) st = ocl_fail_cl(err, rc, "clCreateCommandQueue", __FILE__, __LINE__);
     }
+    if (st == PT_OK) {
+        cl_uint bits = 0;
+        if (clGetDeviceInfo(d->info->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL) == CL_SUCCESS)
+            d->base_align = bits / 8;
+    }
     if (st == PT_OK) st = ocl_program_load(d, err);
     if (st == PT_OK) st = create_kernels(d, err);
     if (st == PT_OK) {

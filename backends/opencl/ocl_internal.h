@@ -68,6 +68,10 @@ typedef struct ocl_device {
     int program_cached;      /* 1: from polytrain's binary cache */
     double clblast_s;        /* CLBlast's first SGEMM (its kernel compilation) */
     char tuning[200];        /* which CLBlast GEMM parameters are in force, as text */
+    /* CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes (GEMM operand views), and the tile multiples of
+     * CLBlast's parameters in force (MWG, NWG, KWG; 0 when CLBlast's own: unknown) */
+    size_t base_align;
+    int gemm_tile[3];
     int profile;             /* PT_OPENCL_PROFILE=1 */
     int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
     int winograd;            /* pt_kdev.winograd: PT_OPENCL_WINOGRAD (ocl_winograd_setting) */

@@ -112,7 +112,11 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .sgemm_batched = d->winograd != PT_KWINO_OFF ? kdev_sgemm_batched : NULL,
                        .winograd = d->winograd,
                        .conv_small_fwd_crs = d->conv_small_fwd_crs,
-                       .conv_small_crs = d->conv_small_crs};
+                       .conv_small_crs = d->conv_small_crs,
+                       /* CLBlast's C = A^T B runs column-major C^T = B^T A (ocl_sgemm): its
+                        * kernel's M is our n (MWG), its N our m (NWG) */
+                       .gemm_mult = {d->gemm_tile[1], d->gemm_tile[0], d->gemm_tile[2]},
+                       .gemm_align = (int)(d->base_align / sizeof(float))};
     return k;
 }
 
@@ -133,6 +137,22 @@ pt_status ocl_conv_small_limits(ocl_device *d, pt_error *err)
     return PT_OK;
 }
 
+/* CLBlast's tiled GEMM copies an operand into a padded temporary (one more kernel and a pass
+ * over it, plus a temporary buffer allocated per call) unless it starts at offset 0; a view
+ * of the rest of the buffer from a base-aligned offset spares that copy. NULL: no view (the
+ * caller passes the offset). */
+static cl_mem offset_view(const ocl_device *d, cl_mem buf, size_t off_floats)
+{
+    const size_t off = off_floats * sizeof(float);
+    if (off == 0 || !d->base_align || off % d->base_align) return NULL;
+    size_t bytes = 0;
+    if (clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) != CL_SUCCESS || bytes <= off) return NULL;
+    const cl_buffer_region region = {off, bytes - off};
+    cl_int rc = CL_SUCCESS;
+    cl_mem view = clCreateSubBuffer(buf, 0, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
+    return rc == CL_SUCCESS ? view : NULL;
+}
+
 pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n, size_t k,
                     float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                     size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, pt_error *err)
@@ -145,10 +165,20 @@ pt_status ocl_sgemm(ocl_device *d, int trans_a, int trans_b, size_t m, size_t n,
         OCL_CHECK(clFinish(d->queue), err);
         t0 = ocl_now_s();
     }
+    cl_mem views[3] = {offset_view(d, a, a_off), offset_view(d, b, b_off), offset_view(d, c, c_off)};
+    if (views[0]) a = views[0], a_off = 0;
+    if (views[1]) b = views[1], b_off = 0;
+    if (views[2]) c = views[2], c_off = 0;
+    /* Row-major C = op(A) op(B) as the column-major C^T = op(B)^T op(A)^T: CLBlast's tiled
+     * kernel (GEMMK 0) wants a column-major C, so a row-major call always transposes C
+     * through a temporary, this one never; the first operand is copied unless untransposed
+     * (here: B not transposed), the second unless transposed (A transposed). */
     cl_event *ev = NULL;
-    CLBlastStatusCode rc = CLBlastSgemm(CLBlastLayoutRowMajor, trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
-                                        trans_b ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha,
-                                        a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc, &d->queue, ev);
+    CLBlastStatusCode rc = CLBlastSgemm(CLBlastLayoutColMajor, trans_b ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                        trans_a ? CLBlastTransposeYes : CLBlastTransposeNo, n, m, k, alpha,
+                                        b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc, &d->queue, ev);
+    for (int i = 0; i < 3; i++)
+        if (views[i]) clReleaseMemObject(views[i]); /* the queued GEMM keeps its own reference */
     if (rc != CLBlastSuccess) {
         const int nomem = rc == CLBlastTempBufferAllocFailure || rc == CLBlastOpenCLOutOfHostMemory;
         return pt_fail(err, nomem ? PT_ERR_NOMEM : PT_ERR_BACKEND,

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backends/kernels/kernel_winograd.h"
 #include "backends/opencl/ocl_internal.h"
 #include "backends/opencl/ocl_tune.h"
 #include "polytrain/version.h"
@@ -230,9 +231,16 @@ void ocl_tuning_describe(const ocl_device_entry *e, char *text, size_t cap)
 void ocl_tuning_apply(ocl_device *d)
 {
     xgemm_set s;
+    memset(d->gemm_tile, 0, sizeof d->gemm_tile);
     /* best effort: on failure CLBlast keeps its defaults, which are correct, only slower */
-    if (tuning_choose(d->info, &s, d->tuning, sizeof d->tuning, 1) && !set_apply(d->info->device, &s))
+    if (!tuning_choose(d->info, &s, d->tuning, sizeof d->tuning, 1)) return;
+    if (!set_apply(d->info->device, &s)) {
         snprintf(d->tuning, sizeof d->tuning, "CLBlast's own (its parameter override failed)");
+        return;
+    }
+    d->gemm_tile[0] = s.mwg;
+    d->gemm_tile[1] = s.nwg;
+    d->gemm_tile[2] = s.kwg;
 }
 
 /* ---- the search ---- */
@@ -256,24 +264,63 @@ int pt_opencl_conv_gemms(int n, int c, int h, int w, int k, int r, int stride, i
     op.p.conv.pad = pad;
     ocl_device probe;
     memset(&probe, 0, sizeof probe);
+    pt_error werr;
+    /* the paths as devices open: Winograd's setting, the direct kernels' limits */
+    if (ocl_winograd_setting(&probe.winograd, &werr) != PT_OK) probe.winograd = PT_KWINO_AUTO;
+    if (ocl_conv_small_limits(&probe, &werr) != PT_OK) probe.conv_small_fwd_crs = probe.conv_small_crs = 0;
     const pt_kdev kd = ocl_kdev(&probe);
     const int g = pt_kconv_group(&kd, &op);
     const size_t crs = (size_t)c * (size_t)r * (size_t)r, cols = (size_t)g * (size_t)p * (size_t)q;
     const int calls = (n + g - 1) / g;
+    const pt_op_kind kinds[3] = {PT_OP_CONV2D_FWD, PT_OP_CONV2D_BWD_DATA, PT_OP_CONV2D_BWD_FILTER};
+    const pt_ocl_gemm_shape im2col[3] = {{(size_t)k, cols, crs, 0, 0, calls, 0},
+                                         {crs, cols, (size_t)k, 1, 0, calls, 0},
+                                         {(size_t)k, crs, cols, 0, 1, calls, 0}};
+    const size_t tiles = (size_t)n * (size_t)((p + 1) / 2) * (size_t)((q + 1) / 2);
     int m = 0;
-    out[m++] = (pt_ocl_gemm_shape){(size_t)k, cols, crs, 0, 0, calls};     /* forward */
-    if (!skip_data) out[m++] = (pt_ocl_gemm_shape){crs, cols, (size_t)k, 1, 0, calls}; /* input gradient */
-    out[m++] = (pt_ocl_gemm_shape){(size_t)k, crs, cols, 0, 1, calls};    /* filter gradient */
+    for (int i = 0; i < 3; i++) {
+        if (i == 1 && skip_data) continue;
+        op.kind = kinds[i];
+        if (pt_kconv_small_applies(&kd, &op)) continue; /* a direct kernel, no GEMM */
+        if (!pt_kwino_use(&kd, &op)) {
+            out[m++] = im2col[i];
+            continue;
+        }
+        /* C = A^T B per plane (kernel_winograd.c): forward K x tiles x C, data gradient C x
+         * tiles x K, filter gradient K x C x tiles; 16 per block of tiles */
+        const size_t tb = (size_t)pt_kwino_block(&kd, &op), blocks = (tiles + tb - 1) / tb;
+        const size_t nt = tb < tiles ? tb : tiles;
+        const pt_ocl_gemm_shape wg[3] = {{(size_t)k, nt, (size_t)c, 1, 0, (int)(16 * blocks), 1},
+                                         {(size_t)c, nt, (size_t)k, 1, 0, (int)(16 * blocks), 1},
+                                         {(size_t)k, (size_t)c, nt, 1, 0, (int)(16 * blocks), 1}};
+        out[m++] = wg[i];
+    }
     return m;
 }
 
 /* The step's GEMM time with the parameters in force: each shape once untimed (CLBlast builds
  * its kernels), then the best of reps, times its calls per step. < 0: a GEMM failed. */
-static double time_shapes(ocl_device *d, const pt_ocl_tune_request *req, cl_mem a, cl_mem b, cl_mem c, pt_error *err)
+static size_t pad_to(size_t v, int mult) { return mult > 1 ? (v + (size_t)mult - 1) / (size_t)mult * (size_t)mult : v; }
+
+/* The shape as run under parameters whose MWG, NWG, KWG are tile[0..2] (0: unknown, unpadded):
+ * a Winograd GEMM's m, n, k padded as ocl_kdev's gemm_mult says. */
+static pt_ocl_gemm_shape as_run(const pt_ocl_gemm_shape *g, const int tile[3])
+{
+    pt_ocl_gemm_shape r = *g;
+    if (g->tiled) {
+        r.m = pad_to(g->m, tile[1]);
+        r.n = pad_to(g->n, tile[0]);
+        r.k = pad_to(g->k, tile[2]);
+    }
+    return r;
+}
+
+static double time_shapes(ocl_device *d, const pt_ocl_tune_request *req, const int tile[3], cl_mem a, cl_mem b,
+                          cl_mem c, pt_error *err)
 {
     double total = 0.0;
     for (int i = 0; i < req->nshapes; i++) {
-        const pt_ocl_gemm_shape *g = &req->shapes[i];
+        const pt_ocl_gemm_shape run = as_run(&req->shapes[i], tile), *g = &run;
         const size_t lda = g->trans_a ? g->m : g->k, ldb = g->trans_b ? g->k : g->n;
         double best = 1e30;
         for (int r = 0; r <= req->reps; r++) {
@@ -307,8 +354,9 @@ pt_status pt_opencl_tune(void *backend_ctx, int index, const pt_ocl_tune_request
     PT_TRY(pt_opencl_backend.device_open(backend_ctx, index, &opt, &dctx, err));
     ocl_device *d = dctx;
     size_t fa = 1, fb = 1, fc = 1;
+    const int widest[3] = {256, 256, 256}; /* the largest tile multiples set_valid allows */
     for (int i = 0; i < req->nshapes; i++) {
-        const pt_ocl_gemm_shape *g = &req->shapes[i];
+        const pt_ocl_gemm_shape run = as_run(&req->shapes[i], widest), *g = &run;
         if (g->m * g->k > fa) fa = g->m * g->k;
         if (g->k * g->n > fb) fb = g->k * g->n;
         if (g->m * g->n > fc) fc = g->m * g->n;
@@ -334,7 +382,7 @@ pt_status pt_opencl_tune(void *backend_ctx, int index, const pt_ocl_tune_request
     int best = -1;
     if (st == PT_OK) {
         progress(req, 0, total + 1, "parameters in use");
-        res->default_s = time_shapes(d, req, bufs[0], bufs[1], bufs[2], err);
+        res->default_s = time_shapes(d, req, d->gemm_tile, bufs[0], bufs[1], bufs[2], err);
         if (res->default_s < 0) st = pt_error_wrap(err, "opencl tune: timing the parameters in use");
     }
     res->best_s = 1e30;
@@ -344,7 +392,8 @@ pt_status pt_opencl_tune(void *backend_ctx, int index, const pt_ocl_tune_request
         progress(req, i + 1, total + 1, text);
         if (!set_apply(d->info->device, &candidates[i])) continue;
         pt_error cerr;
-        const double t = time_shapes(d, req, bufs[0], bufs[1], bufs[2], &cerr);
+        const int tile[3] = {candidates[i].mwg, candidates[i].nwg, candidates[i].kwg};
+        const double t = time_shapes(d, req, tile, bufs[0], bufs[1], bufs[2], &cerr);
         res->tried++;
         if (t >= 0 && t < res->best_s) {
             res->best_s = t;

@@ -13,11 +13,16 @@ typedef struct pt_ocl_gemm_shape {
     size_t m, n, k;
     int trans_a, trans_b;
     int calls;
+    /* 1: a Winograd convolution's GEMM, whose operands the backend lays out padded to the tile
+     * multiples of the parameters in force (kernel_winograd.c): timed at those padded sizes */
+    int tiled;
 } pt_ocl_gemm_shape;
 
 /* The GEMMs of one fp32 convolution (x [n,c,h,w], w [k,c,r,r], stride, pad) in the three
- * directions as this backend runs them, with their calls per step; skip_data: the input
- * gradient is not computed (a first layer). Returns how many were written to out (<= 3). */
+ * directions as this backend runs them (im2col's, or for the directions that take Winograd by
+ * default one of its 16 GEMMs per block of tiles; none for the directions that run a direct
+ * kernel), with their calls per step; skip_data: the input
+ * gradient is not computed (a first layer). Returns how many were written to out (0..3). */
 int pt_opencl_conv_gemms(int n, int c, int h, int w, int k, int r, int stride, int pad, int skip_data,
                          pt_ocl_gemm_shape out[3]);
 
