@@ -16,6 +16,7 @@
 #include "core/rng.h"
 #include "polytrain/backend.h"
 #include "pt_test.h"
+#include "pt_test_opencl.h"
 
 /* Normalised error ||dev - cpu|| / ||cpu||: the same float products summed in another order
  * (up to 12544 terms per weight of the filter gradient) stay far below it. */
@@ -179,17 +180,9 @@ int main(void)
     RUN(the_rule_takes_small_fp32_forward_and_filter_gradient_only);
     /* every shape below through the direct kernels, whatever the device's own rule */
     setenv("PT_OPENCL_CONV_SMALL_CRS", "32", 1);
-    const pt_backend_iface *be = pt_backend_find("opencl");
-    void *ctx;
+    const int rc = pt_t_open_opencl(&g_ocl);
+    if (rc) return rc;
     pt_error err;
-    if (!be || pt_backend_context(be, &ctx, &err) != PT_OK) {
-        printf("SKIP: %s\n", be ? err.msg : "opencl backend not registered");
-        return 77;
-    }
-    if (pt_device_open("opencl", 0, NULL, &g_ocl, &err) != PT_OK) {
-        printf("SKIP: no opencl device: %s\n", err.msg);
-        return 77;
-    }
     if (pt_device_open("cpu", 0, NULL, &g_cpu, &err) != PT_OK) {
         fprintf(stderr, "FAIL: cannot open the cpu device: %s\n", err.msg);
         return 1;

@@ -15,6 +15,7 @@
 #include "core/conformance.h"
 #include "core/rng.h"
 #include "pt_test.h"
+#include "pt_test_opencl.h"
 
 #ifndef PT_HAVE_OPENCL
 int main(void)
@@ -670,21 +671,9 @@ int main(int argc, char **argv)
     setenv("PT_OPENCL_CACHE_DIR", cache, 1);
     unsetenv("PT_OPENCL_CACHE");
 
-    const pt_backend_iface *be = pt_backend_find("opencl");
-    void *ctx;
+    const int rc = pt_t_open_opencl(&g_ocl);
+    if (rc) return rc;
     pt_error err;
-    if (!be) {
-        printf("SKIP: opencl backend not registered\n");
-        return 77;
-    }
-    if (pt_backend_context(be, &ctx, &err) != PT_OK) {
-        printf("SKIP: %s\n", err.msg);
-        return 77;
-    }
-    if (pt_device_open("opencl", 0, NULL, &g_ocl, &err) != PT_OK) {
-        fprintf(stderr, "FAIL: cannot open opencl device 0: %s\n", err.msg);
-        return 1;
-    }
     if (pt_device_open("cpu", 0, NULL, &g_cpu, &err) != PT_OK) {
         fprintf(stderr, "FAIL: cannot open the cpu device: %s\n", err.msg);
         return 1;

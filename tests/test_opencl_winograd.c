@@ -20,6 +20,7 @@
 
 #include "polytrain/backend.h"
 #include "pt_test.h"
+#include "pt_test_opencl.h"
 
 #ifndef PT_HAVE_OPENCL
 int main(void)
@@ -341,22 +342,9 @@ static void the_switch_is_read_at_open_and_a_bad_value_is_refused(void)
 
 int main(void)
 {
-    const pt_backend_iface *be = pt_backend_find("opencl");
-    void *ctx;
-    pt_error err;
-    if (!be) {
-        printf("SKIP: opencl backend not registered\n");
-        return 77;
-    }
-    if (pt_backend_context(be, &ctx, &err) != PT_OK) {
-        printf("SKIP: %s\n", err.msg);
-        return 77;
-    }
     unsetenv("PT_OPENCL_WINOGRAD");
-    if (pt_device_open("opencl", 0, NULL, &g_ocl, &err) != PT_OK) {
-        fprintf(stderr, "FAIL: cannot open opencl device 0: %s\n", err.msg);
-        return 1;
-    }
+    const int rc = pt_t_open_opencl(&g_ocl);
+    if (rc) return rc;
     g_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20); /* fresh inputs every run */
     printf("  seed %llu\n", (unsigned long long)g_seed);
     RUN(winograd_matches_float64_in_all_three_directions);

@@ -1,0 +1,36 @@
+/* Opens opencl device 0 for a test of the opencl backend, or says why the test is skipped
+ * (exit 77): the backend is not registered, or the machine has no OpenCL platform or device.
+ * A device that is listed but does not open is a failure, not a skip. */
+#ifndef PT_TEST_OPENCL_H
+#define PT_TEST_OPENCL_H
+
+#include <stdio.h>
+
+#include "polytrain/backend.h"
+
+/* 0 with *dev open, or the exit code the test returns (77: skipped, 1: failed). */
+static inline int pt_t_open_opencl(pt_device **dev)
+{
+    const pt_backend_iface *be = pt_backend_find("opencl");
+    void *ctx;
+    pt_error err;
+    if (!be) {
+        printf("SKIP: opencl backend not registered\n");
+        return 77;
+    }
+    if (pt_backend_context(be, &ctx, &err) != PT_OK) {
+        printf("SKIP: %s\n", err.msg);
+        return 77;
+    }
+    if (be->device_count(ctx) < 1) {
+        printf("SKIP: no opencl device\n");
+        return 77;
+    }
+    if (pt_device_open("opencl", 0, NULL, dev, &err) != PT_OK) {
+        fprintf(stderr, "FAIL: cannot open opencl device 0: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+#endif
