@@ -19,6 +19,7 @@
 #include "polytrain/checkpoint.h"
 #include "polytrain/trainer.h"
 #include "pt_test.h"
+#include "pt_test_net.h"
 
 #define S 8 /* images are 1 x S x S */
 #define K 4
@@ -163,13 +164,7 @@ static pt_net *make_net(void)
     x = pt_net_relu(net, x);
     x = pt_net_global_avgpool(net, x);
     x = pt_net_linear(net, x, "fc", K, 1);
-    pt_error err;
-    if (pt_net_finish(net, x, &err) != PT_OK) {
-        fprintf(stderr, "make_net: %s\n", err.msg);
-        pt_net_free(net);
-        return NULL;
-    }
-    return net;
+    return pt_t_finish_net(net, x, "make_net");
 }
 
 typedef struct run {

@@ -14,27 +14,11 @@
 #include "polytrain/net.h"
 #include "polytrain/replica.h"
 #include "pt_test.h"
+#include "pt_test_net.h"
 
 enum { C = 2, H = 8, W = 8, K = 5, CAP = 8, STEPS = 17, OVERFLOW_STEP = 7 };
 
-static pt_net *tiny_net(void)
-{
-    pt_net *net = pt_net_new(C, H, W, K);
-    int x = pt_net_input(net);
-    x = pt_net_conv2d(net, x, "conv", 4, 3, 1, 1, 0);
-    x = pt_net_batchnorm2d(net, x, "bn");
-    x = pt_net_relu(net, x);
-    x = pt_net_dropout(net, x, 0.25f);
-    x = pt_net_global_avgpool(net, x);
-    x = pt_net_linear(net, x, "fc", K, 1);
-    pt_error err;
-    if (pt_net_finish(net, x, &err) != PT_OK) {
-        fprintf(stderr, "net: %s\n", err.msg);
-        pt_net_free(net);
-        return NULL;
-    }
-    return net;
-}
+static pt_net *tiny_net(void) { return pt_t_tiny_dropout_net(C, H, W, K); }
 
 /* Two batch buffers: step k's in buffer k % 2, so the next one can be staged during a step. */
 static float g_x[2][CAP * C * H * W];
