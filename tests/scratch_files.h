@@ -1,6 +1,6 @@
-/* Test fixture shared by the file-system tests (test_fileio, test_dircommit): paths under the
- * test's scratch directory `root` (set by main), and plain whole-file writes and reads that
- * bypass the code under test. Include once per test program. */
+/* Test fixture shared by the tests that write files (test_fileio, test_dircommit, the trainer
+ * tests): paths under the test's scratch directory `root` (set by main), and plain whole-file
+ * writes and reads that bypass the code under test. Include once per test program. */
 #ifndef PT_TEST_SCRATCH_FILES_H
 #define PT_TEST_SCRATCH_FILES_H
 #include <stdio.h>

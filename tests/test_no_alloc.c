@@ -332,22 +332,31 @@ static void traced_group_step_allocates_nothing(void)
     two_devices_close(&t);
 }
 
+/* n samples of C x H x W bytes (pixels as `fill` says: 0 for zeros, else a fixed pattern),
+ * labels cycling through the K classes. */
+static void synthetic_dataset(pt_dataset *ds, int n, int fill)
+{
+    memset(ds, 0, sizeof *ds);
+    snprintf(ds->name, sizeof ds->name, "synthetic");
+    ds->count = n;
+    ds->channels = C;
+    ds->height = H;
+    ds->width = W;
+    ds->num_classes = K;
+    ds->pixels = calloc((size_t)n * C * H * W, 1);
+    ds->labels = calloc((size_t)n, sizeof(int32_t));
+    ds->mean[0] = 0.5f;
+    ds->std[0] = 0.25f;
+    for (int i = 0; i < n; i++) ds->labels[i] = i % K;
+    if (fill && ds->pixels)
+        for (size_t i = 0; i < (size_t)n * C * H * W; i++) ds->pixels[i] = (uint8_t)(i * 7 % 251);
+}
+
 static void loader_next_allocates_nothing(void)
 {
     enum { N = 300 };
     pt_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    snprintf(ds.name, sizeof ds.name, "synthetic");
-    ds.count = N;
-    ds.channels = C;
-    ds.height = H;
-    ds.width = W;
-    ds.num_classes = K;
-    ds.pixels = calloc((size_t)N * C * H * W, 1);
-    ds.labels = calloc(N, sizeof(int32_t));
-    ds.mean[0] = 0.5f;
-    ds.std[0] = 0.25f;
-    for (int i = 0; i < N; i++) ds.labels[i] = i % K;
+    synthetic_dataset(&ds, N, 0);
     for (int prefetch = 0; prefetch < 2; prefetch++) {
         pt_loader ld;
         memset(&ld, 0, sizeof ld);
@@ -391,19 +400,7 @@ static void staging_trainer_steps_allocate_nothing(void)
 {
     enum { N = 14 * B };
     pt_dataset ds;
-    memset(&ds, 0, sizeof ds);
-    snprintf(ds.name, sizeof ds.name, "synthetic");
-    ds.count = N;
-    ds.channels = C;
-    ds.height = H;
-    ds.width = W;
-    ds.num_classes = K;
-    ds.pixels = calloc((size_t)N * C * H * W, 1);
-    ds.labels = calloc(N, sizeof(int32_t));
-    ds.mean[0] = 0.5f;
-    ds.std[0] = 0.25f;
-    for (int i = 0; i < N; i++) ds.labels[i] = i % K;
-    for (size_t i = 0; i < (size_t)N * C * H * W; i++) ds.pixels[i] = (uint8_t)(i * 7 % 251);
+    synthetic_dataset(&ds, N, 1);
     pt_error err;
     pt_device *dev = NULL;
     pt_net *net = NULL;

@@ -15,22 +15,13 @@
 #include "core/early_stop.h"
 #include "polytrain/trainer.h"
 #include "pt_test.h"
+#include "scratch_files.h"
 
 #define S 8       /* images are 1 x S x S */
 #define K 4       /* classes */
 #define XS (S * S)
 
-static char root[512];
 static pt_device *dev0, *dev1;
-
-static const char *at(const char *leaf)
-{
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", root, leaf);
-    return buf[k];
-}
 
 /* ---------------------------------------------------------------- synthetic data
  * Class = stripe orientation (horizontal, vertical, diagonal, anti-diagonal), period 4,

@@ -19,23 +19,13 @@
 #include "polytrain/checkpoint.h"
 #include "polytrain/trainer.h"
 #include "pt_test.h"
+#include "scratch_files.h"
 #include "pt_test_net.h"
 
 #define S 8 /* images are 1 x S x S */
 #define K 4
 #define XS (S * S)
 #define CAP 6 /* samples per batch */
-
-static char root[512];
-
-static const char *at(const char *leaf)
-{
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", root, leaf);
-    return buf[k];
-}
 
 /* ---------------------------------------------------------------- an in-memory source
  * One buffer, refilled by every next(): a trainer that read a batch after fetching the next
