@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/replica_internal.h"
+#include "polytrain/trace.h"
 
 static const char *const part_name[RP_NSEG] = {"training", "update", "evaluation", "whole step"};
 
@@ -361,7 +362,10 @@ pt_status pt_replica_stage_input(pt_replica *r, const float *x, const int32_t *y
     const int k = in->next;
     in->next ^= 1;
     in->staged = 0;
+    const double t0 = r->trace ? pt_trace_now() : 0;
     PT_TRY(stage_copy(r, k, x, y, y2, lam, n, err));
+    /* the host's part: the batch into the pinned buffer and the copies queued */
+    if (r->trace) pt_trace_span(r->trace, r->trace_track, "stage_input", "input", "samples", n, t0, pt_trace_now());
     in->staged = 1;
     in->staged_slot = k;
     in->staged_n = n;
@@ -374,6 +378,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
 {
     rp_input *in = &r->in;
     *slot = 0;
+    const double t0 = r->trace ? pt_trace_now() : 0;
     if (!in->on) {
         const size_t xb = rp_node_bytes(&r->net->nodes[0], n), yb = (size_t)n * sizeof(int32_t);
         const size_t *off = r->in_off[0];
@@ -383,6 +388,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
             PT_TRY(pt_device_write(r->dev, (pt_mem){r->arena, off[RP_IN_Y2]}, y2, yb, err));
             PT_TRY(pt_device_write(r->dev, (pt_mem){r->arena, off[RP_IN_LAM]}, lam, (size_t)n * sizeof(float), err));
         }
+        if (r->trace) pt_trace_span(r->trace, r->trace_track, "copy_input", "input", "samples", n, t0, pt_trace_now());
         return PT_OK;
     }
     int k;
@@ -394,6 +400,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
         k = in->next;
         in->next ^= 1;
         PT_TRY(stage_copy(r, k, x, y, y2, lam, n, err));
+        if (r->trace) pt_trace_span(r->trace, r->trace_track, "copy_input", "input", "samples", n, t0, pt_trace_now());
     }
     in->staged = 0;
     in->busy[k] = 1;

@@ -112,7 +112,9 @@ static pt_status create_trace(pt_trainer *t, pt_error *err)
     for (int i = 0; i < nf; i++) nbn += fwd[i].kind == PT_OP_BN_SYNC_STATS;
     for (int i = 0; i < nb; i++) nbn += bwd[i].kind == PT_OP_BN_SYNC_BWD_STATS;
     const int reductions = pt_group_buckets(t->group) + nbn;
-    PT_TRY(pt_trace_create(t->nrep, nf + nb + nu + 3 * reductions + 16, reductions + 16, &t->trace, err));
+    /* and per micro-batch a few input spans: the copy, the next batch's fetch or wait and stage */
+    PT_TRY(pt_trace_create(t->nrep, nf + nb + nu + 3 * reductions + 16 + 4 * t->accumulate, reductions + 16,
+                           &t->trace, err));
     for (int d = 0; d < t->nrep; d++) {
         const pt_device *dev = pt_replica_device(t->rep[d]);
         char name[256]; /* the track keeps 127 bytes of it */

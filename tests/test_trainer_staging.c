@@ -192,6 +192,7 @@ static int should_stop(void *user)
 /* Under the two-rank world below: this thread's rank's world, and the samples over all ranks. */
 static _Thread_local const pt_world *tl_world;
 static _Thread_local int64_t tl_global_samples;
+static const char *g_trace; /* non-NULL: the run writes a trace of its third step there */
 
 /* One trainer run into out_dir on ndev devices of this process (each CAP / ndev samples of the
  * source's batches of CAP), pinned input on (staging) or off; the state is read back. */
@@ -233,6 +234,8 @@ static void train_n(run *r, const pt_net *net, int ndev, int pinned, src *tr, sr
     o.config_json = "{}";
     o.resume = resume;
     o.accumulate = accumulate;
+    o.trace_path = g_trace;
+    o.trace_step = -1;
     if (tl_world) {
         o.world = tl_world;
         o.global_samples = tl_global_samples;
@@ -480,6 +483,59 @@ static void ctrl_c_and_resume(int ndev, const char *name)
     pt_net_free(net);
 }
 
+/* How many spans named name the trace holds on device track tid. */
+static int count_spans(const char *doc, const char *name, int tid)
+{
+    char key[160];
+    snprintf(key, sizeof key, "{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,", name,
+             strncmp(name, "wait", 4) ? "input" : "wait", tid);
+    int n = 0;
+    for (const char *p = doc; (p = strstr(p, key)) != NULL; p++) n++;
+    return n;
+}
+
+/* --trace on two staging devices: the traced step shows on each device's track the copy of the
+ * next batch's part into its free slot (stage_input), and one fetch of the next batch for both
+ * (fetch_next_batch on one track, the other waiting for it); without pinned input each device
+ * shows the copy of its part at the step (copy_input) and nothing staged. */
+static void test_trace_shows_each_devices_staging(void)
+{
+    pt_net *net = make_net();
+    for (int pinned = 1; pinned >= 0; pinned--) {
+        src tr, va;
+        s_init(&tr, 100, 0);
+        s_init(&va, 20, 100);
+        char dir[64], path[64];
+        snprintf(dir, sizeof dir, "trace%d", pinned);
+        snprintf(path, sizeof path, "trace%d.json", pinned);
+        char tpath[4200];
+        snprintf(tpath, sizeof tpath, "%s", at(path));
+        g_trace = tpath;
+        run r;
+        train_n(&r, net, 2, pinned, &tr, &va, at(dir), 1, 0, 0);
+        g_trace = NULL;
+        CHECKF(r.st == PT_OK, "%s", r.err.msg);
+        char *doc = NULL;
+        size_t len = 0;
+        pt_error e;
+        CHECKF(pt_read_file(tpath, 1 << 24, (void **)&doc, &len, &e) == PT_OK, "%s", e.msg);
+        if (doc) {
+            const int fetches = count_spans(doc, "fetch_next_batch", 0) + count_spans(doc, "fetch_next_batch", 1);
+            const int waits = count_spans(doc, "wait_next_batch", 0) + count_spans(doc, "wait_next_batch", 1);
+            for (int d = 0; d < 2; d++) {
+                CHECKF(count_spans(doc, "stage_input", d) == pinned, "pinned %d: device %d: %d stage_input spans",
+                       pinned, d, count_spans(doc, "stage_input", d));
+                CHECKF(count_spans(doc, "copy_input", d) == !pinned, "pinned %d: device %d: %d copy_input spans",
+                       pinned, d, count_spans(doc, "copy_input", d));
+            }
+            CHECKF(fetches == pinned && waits == pinned, "pinned %d: %d fetches, %d waits", pinned, fetches, waits);
+        }
+        free(doc);
+        run_free(&r);
+    }
+    pt_net_free(net);
+}
+
 static void test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run(void) { ctrl_c_and_resume(1, "one"); }
 static void test_two_devices_ctrl_c_and_resume_equal_unstaged(void) { ctrl_c_and_resume(2, "two"); }
 
@@ -690,6 +746,7 @@ int main(void)
     RUN(test_two_devices_with_accumulation_stage_and_match);
     RUN(test_two_devices_ctrl_c_and_resume_equal_unstaged);
     RUN(test_two_ranks_of_two_devices_stage_and_match);
+    RUN(test_trace_shows_each_devices_staging);
     if (pt_t_fail == 0) pt_remove_tree(root, NULL);
     TEST_EXIT();
 }
