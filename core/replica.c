@@ -481,6 +481,7 @@ static pt_status train_part(pt_replica *r, const float *x, const int32_t *y, con
         }
     }
     PT_TRY(rp_run_part(r, seg, err));
+    PT_TRY(rp_input_read_queued(r, slot, err));
     r->bn_steps++;
     r->g.train_steps++;
     return PT_OK;
@@ -827,5 +828,6 @@ pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n
     PT_TRY(rp_upload_input(r, x, y, NULL, NULL, n, &slot, err));
     rp_point_input(r, &r->fwd_eval, slot);
     PT_TRY(rp_run_part(r, RP_SEG_EVAL, err));
+    PT_TRY(rp_input_read_queued(r, slot, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }

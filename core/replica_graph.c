@@ -304,6 +304,13 @@ int pt_replica_pinned_input(const pt_replica *r, char *why, size_t cap)
     return r->in.on;
 }
 
+pt_status rp_input_read_queued(pt_replica *r, int slot, pt_error *err)
+{
+    const pt_backend_iface *be = r->dev->be;
+    if (!r->in.on || !be->compute_fence) return PT_OK;
+    return be->compute_fence(r->dev->ctx, &r->in.read_fence[slot], err);
+}
+
 void rp_point_input(pt_replica *r, op_list *l, int to)
 {
     if (l->in_slot == to) return;
@@ -328,9 +335,12 @@ static pt_status stage_copy(pt_replica *r, int k, const float *x, const int32_t 
     const size_t *off = r->in_off[k];
     const pt_mem xm = {r->arena, off[RP_IN_X]}, ym = {r->arena, off[RP_IN_Y]};
     const pt_mem y2m = {r->arena, off[RP_IN_Y2]}, lm = {r->arena, off[RP_IN_LAM]};
-    /* ops of an earlier step that read this slot must be done (the host has read that
-     * step's outputs since, in a run: then this waits for nothing) */
-    if (in->busy[k]) {
+    /* ops of an earlier step that read this slot must be done before the copy overwrites it:
+     * the copy queue waits for them on the device, or (a backend without compute fences) the
+     * host synchronises unless it has read that step's outputs since */
+    if (be->copy_wait && be->compute_fence) {
+        if (in->read_fence[k]) PT_TRY(be->copy_wait(r->dev->ctx, in->read_fence[k], err));
+    } else if (in->busy[k]) {
         PT_TRY(pt_device_sync(r->dev, err));
         in->busy[0] = in->busy[1] = 0;
     }
