@@ -37,8 +37,7 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
         free(r);
         return pst;
     }
-    const char *fuse = getenv("PT_FUSE_RELU");
-    r->fold_relu = !(ro && ro->no_fuse_relu) && !(fuse && fuse[0] == '0' && fuse[1] == 0);
+    r->fold_relu = !(ro && ro->no_fuse_relu);
     r->preg = pt_net_param_region(net);
     r->breg = pt_net_buffer_region(net);
     r->nslots = pt_optim_slots(opt);

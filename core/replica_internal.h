@@ -136,7 +136,7 @@ struct pt_replica {
     void *hook_user;
     pt_replica_queued_fn queued; /* pt_replica_set_queued */
     void *queued_user;
-    int fold_relu; /* fold in-place ReLUs into the op before them (no_fuse_relu or PT_FUSE_RELU=0: no),
+    int fold_relu; /* fold in-place ReLUs into the op before them (no_fuse_relu: no),
                     * read once so every emission of the lists has the same ops */
     /* the batch sizes run so far (pt_replica_fit_workspace fits the workspace to them);
      * overflow: more distinct sizes than recorded, and the workspace is left as created */
