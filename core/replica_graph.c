@@ -48,21 +48,60 @@ static int part_lists(pt_replica *r, int seg, const op_list **l)
     }
 }
 
+/* Whether dev copies input from pinned memory; why not in why. PT_ERR_UNSUPPORTED where
+ * pinned is on and it does not. */
+static pt_status check_pinned(pt_device *dev, pt_switch pinned, int *on, char *why, size_t cap, pt_error *err)
+{
+    *on = 0;
+    if (pinned == PT_SWITCH_OFF) {
+        snprintf(why, cap, "--pinned-input off");
+        return PT_OK;
+    }
+    if (!pt_device_pinned_input(dev)) {
+        snprintf(why, cap, "the %s backend has no asynchronous copies from pinned memory", dev->be->name);
+        if (pinned == PT_SWITCH_ON)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "--pinned-input on: %s device %d (%s): %s", dev->be->name,
+                           dev->index, dev->info.name, why);
+        return PT_OK;
+    }
+    *on = 1;
+    return PT_OK;
+}
+
+/* The same for graph capture. */
+static pt_status check_graphs(pt_device *dev, pt_switch graphs, int *on, char *why, size_t cap, pt_error *err)
+{
+    *on = 0;
+    if (graphs == PT_SWITCH_OFF) {
+        snprintf(why, cap, "--cuda-graphs off");
+        return PT_OK;
+    }
+    if (!pt_device_graph_capable(dev, why, cap)) {
+        if (graphs == PT_SWITCH_ON)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "--cuda-graphs on: %s device %d (%s) cannot capture graphs: %s",
+                           dev->be->name, dev->index, dev->info.name, why);
+        return PT_OK;
+    }
+    *on = 1;
+    return PT_OK;
+}
+
+pt_status pt_replica_check_options(pt_device *dev, const pt_replica_options *ro, pt_error *err)
+{
+    if (!ro) return PT_OK;
+    char why[160];
+    int on;
+    PT_TRY(pt_device_precision(dev, ro->precision, NULL, 0, err));
+    PT_TRY(check_pinned(dev, ro->pinned_input, &on, why, sizeof why, err));
+    return check_graphs(dev, ro->graphs, &on, why, sizeof why, err);
+}
+
 static pt_status setup_input(pt_replica *r, pt_switch pinned, pt_error *err)
 {
     rp_input *in = &r->in;
-    if (pinned == PT_SWITCH_OFF) {
-        snprintf(in->why, sizeof in->why, "--pinned-input off");
-        return PT_OK;
-    }
-    if (!pt_device_pinned_input(r->dev)) {
-        snprintf(in->why, sizeof in->why, "the %s backend has no asynchronous copies from pinned memory",
-                 r->dev->be->name);
-        if (pinned == PT_SWITCH_ON)
-            return pt_fail(err, PT_ERR_UNSUPPORTED, "--pinned-input on: %s device %d (%s): %s", r->dev->be->name,
-                           r->dev->index, r->dev->info.name, in->why);
-        return PT_OK;
-    }
+    int on;
+    PT_TRY(check_pinned(r->dev, pinned, &on, in->why, sizeof in->why, err));
+    if (!on) return PT_OK;
     in->x_bytes = rp_node_bytes(&r->net->nodes[0], r->capacity);
     in->y_bytes = (size_t)r->capacity * sizeof(int32_t);
     in->lam_bytes = (size_t)r->capacity * sizeof(float);
@@ -79,18 +118,9 @@ pt_status rp_graphs_setup(pt_replica *r, pt_switch graphs, pt_switch pinned, pt_
     for (int seg = 0; seg < RP_NSEG; seg++)
         for (int k = 0; k < RP_GRAPH_SLOTS; k++) g->slot[seg][k].n = -1;
     PT_TRY(setup_input(r, pinned, err));
-    if (graphs == PT_SWITCH_OFF) {
-        snprintf(g->why, sizeof g->why, "--cuda-graphs off");
-        return PT_OK;
-    }
-    char why[160];
-    if (!pt_device_graph_capable(r->dev, why, sizeof why)) {
-        snprintf(g->why, sizeof g->why, "%s", why);
-        if (graphs == PT_SWITCH_ON)
-            return pt_fail(err, PT_ERR_UNSUPPORTED, "--cuda-graphs on: %s device %d (%s) cannot capture graphs: %s",
-                           r->dev->be->name, r->dev->index, r->dev->info.name, why);
-        return PT_OK;
-    }
+    int on;
+    PT_TRY(check_graphs(r->dev, graphs, &on, g->why, sizeof g->why, err));
+    if (!on) return PT_OK;
     PT_TRY(pt_device_alloc(r->dev, 2 * sizeof(pt_step_scalars), &g->rec, err));
     memset(g->host, 0, sizeof g->host);
     r->pre.ops = calloc(RP_PRE_OPS, sizeof(pt_op));

@@ -44,6 +44,10 @@ typedef struct pt_replica_options {
      * there, not read here.) */
     int no_fuse_relu;
 } pt_replica_options;
+/* The refusals of pt_replica_create_ex that depend on the device and the options only (a
+ * precision it cannot compute in, --cuda-graphs on or --pinned-input on where it cannot),
+ * without creating anything: callers check them before they write anything. */
+pt_status pt_replica_check_options(pt_device *dev, const pt_replica_options *ro, pt_error *err);
 /* pt_replica_create with options (NULL: the defaults). */
 pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capacity,
                                const pt_optim_config *opt, uint64_t seed, const pt_replica_options *ro,
