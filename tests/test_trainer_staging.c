@@ -1,12 +1,14 @@
-/* The trainer staging the next batch during the step (pinned input, one device; the cpu
- * device emulating graphs and asynchronous copies): against the same run with pinned input
- * off, the same batches reach the same steps and the weights, optimizer state, EMA, epoch
- * metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
+/* The trainer staging the next batch during the step (pinned input on one, two or three
+ * devices of the process; the cpu device emulating graphs and asynchronous copies): against
+ * the same run with pinned input off, the same batches reach the same steps and the weights,
+ * optimizer state, EMA, epoch metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
  * clipping and the EMA, with gradient accumulation, and across a Ctrl-C mid epoch (the staged
  * batch is not consumed: the resume starts at it) and its resume; every batch but an epoch's
  * first is found staged, the source is never asked past an epoch's last batch, its wait is
  * counted once, and a source that ends early or fails fails the run with the same message at
- * the same step; two ranks of one device each stage too. */
+ * the same step; two ranks of one or two devices each stage too; a traced step shows each
+ * device's staging copy. Several devices: each device's part is staged (a part that is empty
+ * stages nothing), the source asked once per batch. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -284,12 +286,6 @@ static void train_n(run *r, const pt_net *net, int ndev, int pinned, src *tr, sr
     }
 }
 
-static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const char *out, int accumulate,
-                  int resume, int64_t stop_after)
-{
-    train_n(r, net, 1, pinned, tr, va, out, accumulate, resume, stop_after);
-}
-
 static void run_free(run *r)
 {
     free(r->params);
@@ -542,7 +538,7 @@ static void test_two_devices_ctrl_c_and_resume_equal_unstaged(void) { ctrl_c_and
 /* A source that ends after 10 of its 17 batches, or fails reading batch 10: staged or not,
  * the run fails with the same message once 10 steps are done (the failure of a fetch during
  * step 9 is reported where the batch is needed, after that step completed). */
-static void test_a_source_that_ends_early_or_fails_fails_alike(void)
+static void source_ends_early_or_fails(int ndev)
 {
     pt_net *net = make_net();
     for (int c = 0; c < 2; c++) {
@@ -555,8 +551,8 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
             if (c == 0) tr.ends_after = 10;
             else tr.fail_at = 10;
             char d[64];
-            snprintf(d, sizeof d, "early%d_%d", c, pinned);
-            train(&r[pinned], net, pinned, &tr, &va, at(d), 1, 0, 0);
+            snprintf(d, sizeof d, "early%d_%d_%d", ndev, c, pinned);
+            train_n(&r[pinned], net, ndev, pinned, &tr, &va, at(d), 1, 0, 0);
             snprintf(msg[pinned], sizeof msg[pinned], "%s", r[pinned].err.msg);
             CHECKF(tr.calls == 11, "case %d pinned %d: %lld fetches", c, pinned, (long long)tr.calls);
         }
@@ -571,6 +567,9 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
     }
     pt_net_free(net);
 }
+
+static void test_a_source_that_ends_early_or_fails_fails_alike(void) { source_ends_early_or_fails(1); }
+static void test_two_devices_a_source_that_ends_early_or_fails_fails_alike(void) { source_ends_early_or_fails(2); }
 
 /* ---------------------------------------------------------------- two ranks in threads
  * A world of two ranks, each a thread with a device of its own: every collective is ordered
@@ -747,6 +746,7 @@ int main(void)
     RUN(test_two_devices_ctrl_c_and_resume_equal_unstaged);
     RUN(test_two_ranks_of_two_devices_stage_and_match);
     RUN(test_trace_shows_each_devices_staging);
+    RUN(test_two_devices_a_source_that_ends_early_or_fails_fails_alike);
     if (pt_t_fail == 0) pt_remove_tree(root, NULL);
     TEST_EXIT();
 }
