@@ -84,6 +84,12 @@ struct pt_group {
     float clip;    /* > 0: clip the gradients' global norm to it */
     int micro, micro_count; /* gradient accumulation: this micro-batch of the step's count */
     const pt_group_slice *next; /* the next step's slices, staged during this one (or NULL) */
+    /* pt_group_set_queued: the hooks, and this step's devices queued so far and whether the
+     * fetch has run */
+    pt_group_fetch_fn q_fetch;
+    pt_group_stage_fn q_stage;
+    void *q_user;
+    int q_arrived, q_fetched;
     float ema;              /* > 0: the weight EMA's decay */
     double *norm;  /* per device: the last step's gradient norm */
 
@@ -276,6 +282,51 @@ static void *comm_main(void *arg)
 
 /* ---------------------------------------------------------------- jobs */
 
+/* Device d's step is queued: the last device to get here fetches, the others wait for it;
+ * then each stages its own part. */
+static pt_status all_queued(pt_group *g, int d, pt_error *err)
+{
+    pthread_mutex_lock(&g->mu);
+    if (++g->q_arrived == g->n) {
+        pthread_mutex_unlock(&g->mu);
+        const double t0 = g->trace ? pt_trace_now() : 0;
+        const pt_status st = g->q_fetch(g->q_user, err);
+        if (g->trace) pt_trace_span(g->trace, d, "fetch_next_batch", "input", "device", d, t0, pt_trace_now());
+        pthread_mutex_lock(&g->mu);
+        if (st != PT_OK) record_fail(g, err, st);
+        g->q_fetched = st == PT_OK;
+        pthread_cond_broadcast(&g->cv);
+        pthread_mutex_unlock(&g->mu);
+        PT_TRY(st);
+    } else {
+        const int traced = g->trace != NULL;
+        const double t0 = traced ? pt_trace_now() : 0;
+        while (!g->q_fetched && !g->failed) pthread_cond_wait(&g->cv, &g->mu);
+        const int failed = !g->q_fetched;
+        pthread_mutex_unlock(&g->mu);
+        if (traced) pt_trace_span(g->trace, d, "wait_next_batch", "wait", "device", d, t0, pt_trace_now());
+        if (failed) return aborted(err);
+    }
+    return g->q_stage(g->q_user, d, g->rep[d], err);
+}
+
+/* The replicas' queued hook while the group stages ahead. */
+static pt_status on_queued(void *user, pt_replica *r, pt_error *err)
+{
+    pt_group *g = user;
+    const int d = replica_index(g, r);
+    if (d < 0) return pt_fail(err, PT_ERR_INVALID, "device group: unknown replica");
+    return all_queued(g, d, err);
+}
+
+void pt_group_set_queued(pt_group *g, pt_group_fetch_fn fetch, pt_group_stage_fn stage, void *user)
+{
+    g->q_fetch = fetch && stage ? fetch : NULL;
+    g->q_stage = stage;
+    g->q_user = user;
+    for (int d = 0; d < g->n; d++) pt_replica_set_queued(g->rep[d], g->q_fetch ? on_queued : NULL, g);
+}
+
 static pt_status fill_zero(pt_device *dev, pt_mem m, size_t count, pt_error *err)
 {
     pt_op op;
@@ -303,16 +354,20 @@ static pt_status step_job(pt_group *g, int d, pt_error *err)
         PT_TRY(pt_replica_forward_backward_mixed(r, s->x, s->y, s->y2, s->lam, s->n, s->sample_base, g->step,
                                                  g->scale, s->logits, s->losses, err));
         if (g->trace) pt_trace_span(g->trace, d, "forward_backward", "step", "samples", s->n, t0, pt_trace_now());
-    } else if (g->nev > 0) {
-        /* Nothing to compute: contribute zeros to every reduction, in order. */
-        PT_TRY(fill_zero(dev, pt_replica_grad_mem(r), (size_t)g->preg, err));
-        for (int e = 0; e < g->nev; e++)
-            if (g->ev[e].bn) PT_TRY(fill_zero(dev, ev_mem(g, &g->ev[e], d), g->ev[e].count, err));
-        for (int e = 0; e < g->nev; e++) {
-            PT_TRY(arrive(g, d, e, err));
-            if (g->ev[e].bn) PT_TRY(finish_bn_event(g, d, e, err));
+    } else {
+        if (g->nev > 0) {
+            /* Nothing to compute: contribute zeros to every reduction, in order. */
+            PT_TRY(fill_zero(dev, pt_replica_grad_mem(r), (size_t)g->preg, err));
+            for (int e = 0; e < g->nev; e++)
+                if (g->ev[e].bn) PT_TRY(fill_zero(dev, ev_mem(g, &g->ev[e], d), g->ev[e].count, err));
+            for (int e = 0; e < g->nev; e++) {
+                PT_TRY(arrive(g, d, e, err));
+                if (g->ev[e].bn) PT_TRY(finish_bn_event(g, d, e, err));
+            }
+            pt_replica_set_progress(r, pt_replica_bn_steps(r) + 1, pt_replica_optimizer_started(r));
         }
-        pt_replica_set_progress(r, pt_replica_bn_steps(r) + 1, pt_replica_optimizer_started(r));
+        /* the device's part is "queued" once it has arrived everywhere the others wait for it */
+        if (g->q_fetch) PT_TRY(all_queued(g, d, err));
     }
     for (int e = 0; e < g->nev; e++) PT_TRY(wait_done(g, d, e, err));
     double t0 = g->trace ? pt_trace_now() : 0;
@@ -493,6 +548,7 @@ pt_status pt_group_step(pt_group *g, const pt_group_slice *slices, int global_n,
     g->lr = lr;
     g->mom = momentum;
     memset(g->found, 0, (size_t)g->n * sizeof *g->found);
+    g->q_arrived = g->q_fetched = 0; /* no device thread runs between steps */
     if (g->n == 1 && g->nev == 0) return step_job(g, 0, err);
     PT_TRY(run_all(g, JOB_STEP, err));
     for (int d = 1; d < g->n; d++)
@@ -766,6 +822,8 @@ void pt_group_free(pt_group *g)
     for (int d = 1; d <= g->nworkers; d++) pthread_join(g->workers[d], NULL);
     if (g->have_comm) pthread_join(g->comm, NULL);
     for (int d = 0; d < g->n; d++) pt_replica_set_hook(g->rep[d], NULL, NULL);
+    if (g->q_fetch) /* the replicas outlive the group */
+        for (int d = 0; d < g->n; d++) pt_replica_set_queued(g->rep[d], NULL, NULL);
     if (g->coll) g->be->group_close(g->coll);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);

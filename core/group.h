@@ -72,6 +72,17 @@ double pt_group_last_grad_norm(const pt_group *g);
  * slot while the step runs. Their data must stay unchanged until that step. */
 void pt_group_set_next(pt_group *g, const pt_group_slice *next);
 
+/* Staging ahead across the group's devices: once every device's part of a training step is
+ * queued (its forward and backward on the device, a device without samples at the same point)
+ * and before any device reads its outputs, fetch runs once, on one device's thread, then
+ * stage(user, d, replica d) on every device's own thread, so that the next batch's parts go
+ * to their free input slots while the step runs (pt_replica_stage_input). Each runs between
+ * the step's reductions' arrivals and its waits: the devices' threads wait for each other
+ * there, and a failure anywhere stops the others. NULL fetch: off (the default). */
+typedef pt_status (*pt_group_fetch_fn)(void *user, pt_error *err);
+typedef pt_status (*pt_group_stage_fn)(void *user, int d, pt_replica *r, pt_error *err);
+void pt_group_set_queued(pt_group *g, pt_group_fetch_fn fetch, pt_group_stage_fn stage, void *user);
+
 /* Records the following steps into trace (NULL: stops), between steps: device d's ops
  * (synchronised after each), waits, host copies, loss-scale unscaling and update on track d,
  * each reduction on the communication track. Arm it for one step: tracing slows the step. */

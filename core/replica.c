@@ -37,8 +37,7 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
         free(r);
         return pst;
     }
-    const char *fuse = getenv("PT_FUSE_RELU");
-    r->fold_relu = !(ro && ro->no_fuse_relu) && !(fuse && fuse[0] == '0' && fuse[1] == 0);
+    r->fold_relu = !(ro && ro->no_fuse_relu);
     r->preg = pt_net_param_region(net);
     r->breg = pt_net_buffer_region(net);
     r->nslots = pt_optim_slots(opt);
@@ -481,6 +480,7 @@ static pt_status train_part(pt_replica *r, const float *x, const int32_t *y, con
         }
     }
     PT_TRY(rp_run_part(r, seg, err));
+    PT_TRY(rp_input_read_queued(r, slot, err));
     r->bn_steps++;
     r->g.train_steps++;
     return PT_OK;
@@ -827,5 +827,6 @@ pt_status pt_replica_eval(pt_replica *r, const float *x, const int32_t *y, int n
     PT_TRY(rp_upload_input(r, x, y, NULL, NULL, n, &slot, err));
     rp_point_input(r, &r->fwd_eval, slot);
     PT_TRY(rp_run_part(r, RP_SEG_EVAL, err));
+    PT_TRY(rp_input_read_queued(r, slot, err));
     return download_outputs(r, n, logits_out, loss_out, err);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "core/replica_internal.h"
+#include "polytrain/trace.h"
 
 static const char *const part_name[RP_NSEG] = {"training", "update", "evaluation", "whole step"};
 
@@ -47,21 +48,60 @@ static int part_lists(pt_replica *r, int seg, const op_list **l)
     }
 }
 
+/* Whether dev copies input from pinned memory; why not in why. PT_ERR_UNSUPPORTED where
+ * pinned is on and it does not. */
+static pt_status check_pinned(pt_device *dev, pt_switch pinned, int *on, char *why, size_t cap, pt_error *err)
+{
+    *on = 0;
+    if (pinned == PT_SWITCH_OFF) {
+        snprintf(why, cap, "--pinned-input off");
+        return PT_OK;
+    }
+    if (!pt_device_pinned_input(dev)) {
+        snprintf(why, cap, "the %s backend has no asynchronous copies from pinned memory", dev->be->name);
+        if (pinned == PT_SWITCH_ON)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "--pinned-input on: %s device %d (%s): %s", dev->be->name,
+                           dev->index, dev->info.name, why);
+        return PT_OK;
+    }
+    *on = 1;
+    return PT_OK;
+}
+
+/* The same for graph capture. */
+static pt_status check_graphs(pt_device *dev, pt_switch graphs, int *on, char *why, size_t cap, pt_error *err)
+{
+    *on = 0;
+    if (graphs == PT_SWITCH_OFF) {
+        snprintf(why, cap, "--cuda-graphs off");
+        return PT_OK;
+    }
+    if (!pt_device_graph_capable(dev, why, cap)) {
+        if (graphs == PT_SWITCH_ON)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "--cuda-graphs on: %s device %d (%s) cannot capture graphs: %s",
+                           dev->be->name, dev->index, dev->info.name, why);
+        return PT_OK;
+    }
+    *on = 1;
+    return PT_OK;
+}
+
+pt_status pt_replica_check_options(pt_device *dev, const pt_replica_options *ro, pt_error *err)
+{
+    if (!ro) return PT_OK;
+    char why[160];
+    int on;
+    PT_TRY(pt_device_precision(dev, ro->precision, NULL, 0, err));
+    PT_TRY(check_pinned(dev, ro->pinned_input, &on, why, sizeof why, err));
+    return check_graphs(dev, ro->graphs, &on, why, sizeof why, err);
+}
+
 static pt_status setup_input(pt_replica *r, pt_switch pinned, pt_error *err)
 {
     rp_input *in = &r->in;
-    if (pinned == PT_SWITCH_OFF) {
-        snprintf(in->why, sizeof in->why, "--pinned-input off");
-        return PT_OK;
-    }
-    if (!pt_device_pinned_input(r->dev)) {
-        snprintf(in->why, sizeof in->why, "the %s backend has no asynchronous copies from pinned memory",
-                 r->dev->be->name);
-        if (pinned == PT_SWITCH_ON)
-            return pt_fail(err, PT_ERR_UNSUPPORTED, "--pinned-input on: %s device %d (%s): %s", r->dev->be->name,
-                           r->dev->index, r->dev->info.name, in->why);
-        return PT_OK;
-    }
+    int on;
+    PT_TRY(check_pinned(r->dev, pinned, &on, in->why, sizeof in->why, err));
+    if (!on) return PT_OK;
     in->x_bytes = rp_node_bytes(&r->net->nodes[0], r->capacity);
     in->y_bytes = (size_t)r->capacity * sizeof(int32_t);
     in->lam_bytes = (size_t)r->capacity * sizeof(float);
@@ -78,18 +118,9 @@ pt_status rp_graphs_setup(pt_replica *r, pt_switch graphs, pt_switch pinned, pt_
     for (int seg = 0; seg < RP_NSEG; seg++)
         for (int k = 0; k < RP_GRAPH_SLOTS; k++) g->slot[seg][k].n = -1;
     PT_TRY(setup_input(r, pinned, err));
-    if (graphs == PT_SWITCH_OFF) {
-        snprintf(g->why, sizeof g->why, "--cuda-graphs off");
-        return PT_OK;
-    }
-    char why[160];
-    if (!pt_device_graph_capable(r->dev, why, sizeof why)) {
-        snprintf(g->why, sizeof g->why, "%s", why);
-        if (graphs == PT_SWITCH_ON)
-            return pt_fail(err, PT_ERR_UNSUPPORTED, "--cuda-graphs on: %s device %d (%s) cannot capture graphs: %s",
-                           r->dev->be->name, r->dev->index, r->dev->info.name, why);
-        return PT_OK;
-    }
+    int on;
+    PT_TRY(check_graphs(r->dev, graphs, &on, g->why, sizeof g->why, err));
+    if (!on) return PT_OK;
     PT_TRY(pt_device_alloc(r->dev, 2 * sizeof(pt_step_scalars), &g->rec, err));
     memset(g->host, 0, sizeof g->host);
     r->pre.ops = calloc(RP_PRE_OPS, sizeof(pt_op));
@@ -303,6 +334,13 @@ int pt_replica_pinned_input(const pt_replica *r, char *why, size_t cap)
     return r->in.on;
 }
 
+pt_status rp_input_read_queued(pt_replica *r, int slot, pt_error *err)
+{
+    const pt_backend_iface *be = r->dev->be;
+    if (!r->in.on || !be->compute_fence) return PT_OK;
+    return be->compute_fence(r->dev->ctx, &r->in.read_fence[slot], err);
+}
+
 void rp_point_input(pt_replica *r, op_list *l, int to)
 {
     if (l->in_slot == to) return;
@@ -327,9 +365,12 @@ static pt_status stage_copy(pt_replica *r, int k, const float *x, const int32_t 
     const size_t *off = r->in_off[k];
     const pt_mem xm = {r->arena, off[RP_IN_X]}, ym = {r->arena, off[RP_IN_Y]};
     const pt_mem y2m = {r->arena, off[RP_IN_Y2]}, lm = {r->arena, off[RP_IN_LAM]};
-    /* ops of an earlier step that read this slot must be done (the host has read that
-     * step's outputs since, in a run: then this waits for nothing) */
-    if (in->busy[k]) {
+    /* ops of an earlier step that read this slot must be done before the copy overwrites it:
+     * the copy queue waits for them on the device, or (a backend without compute fences) the
+     * host synchronises unless it has read that step's outputs since */
+    if (be->copy_wait && be->compute_fence) {
+        if (in->read_fence[k]) PT_TRY(be->copy_wait(r->dev->ctx, in->read_fence[k], err));
+    } else if (in->busy[k]) {
         PT_TRY(pt_device_sync(r->dev, err));
         in->busy[0] = in->busy[1] = 0;
     }
@@ -361,7 +402,10 @@ pt_status pt_replica_stage_input(pt_replica *r, const float *x, const int32_t *y
     const int k = in->next;
     in->next ^= 1;
     in->staged = 0;
+    const double t0 = r->trace ? pt_trace_now() : 0;
     PT_TRY(stage_copy(r, k, x, y, y2, lam, n, err));
+    /* the host's part: the batch into the pinned buffer and the copies queued */
+    if (r->trace) pt_trace_span(r->trace, r->trace_track, "stage_input", "input", "samples", n, t0, pt_trace_now());
     in->staged = 1;
     in->staged_slot = k;
     in->staged_n = n;
@@ -374,6 +418,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
 {
     rp_input *in = &r->in;
     *slot = 0;
+    const double t0 = r->trace ? pt_trace_now() : 0;
     if (!in->on) {
         const size_t xb = rp_node_bytes(&r->net->nodes[0], n), yb = (size_t)n * sizeof(int32_t);
         const size_t *off = r->in_off[0];
@@ -383,6 +428,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
             PT_TRY(pt_device_write(r->dev, (pt_mem){r->arena, off[RP_IN_Y2]}, y2, yb, err));
             PT_TRY(pt_device_write(r->dev, (pt_mem){r->arena, off[RP_IN_LAM]}, lam, (size_t)n * sizeof(float), err));
         }
+        if (r->trace) pt_trace_span(r->trace, r->trace_track, "copy_input", "input", "samples", n, t0, pt_trace_now());
         return PT_OK;
     }
     int k;
@@ -394,6 +440,7 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
         k = in->next;
         in->next ^= 1;
         PT_TRY(stage_copy(r, k, x, y, y2, lam, n, err));
+        if (r->trace) pt_trace_span(r->trace, r->trace_track, "copy_input", "input", "samples", n, t0, pt_trace_now());
     }
     in->staged = 0;
     in->busy[k] = 1;

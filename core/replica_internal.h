@@ -75,6 +75,10 @@ typedef struct rp_input {
     uint64_t fence[2];  /* each one's last copy */
     int next;           /* the staging buffer and arena slot the next batch goes to */
     int busy[2];        /* ops that read the slot may still be queued */
+    /* the backend's compute fence after the ops that last read each slot (0: none), which a
+     * copy into the slot waits for on the device (compute_fence / copy_wait); without those
+     * hooks a copy into a busy slot synchronises the device first */
+    uint64_t read_fence[2];
     size_t x_bytes, y_bytes, lam_bytes;
     /* staged ahead (pt_replica_stage_input): the slot holds this batch, still unconsumed */
     int staged, staged_slot, staged_n;
@@ -132,7 +136,7 @@ struct pt_replica {
     void *hook_user;
     pt_replica_queued_fn queued; /* pt_replica_set_queued */
     void *queued_user;
-    int fold_relu; /* fold in-place ReLUs into the op before them (no_fuse_relu or PT_FUSE_RELU=0: no),
+    int fold_relu; /* fold in-place ReLUs into the op before them (no_fuse_relu: no),
                     * read once so every emission of the lists has the same ops */
     /* the batch sizes run so far (pt_replica_fit_workspace fits the workspace to them);
      * overflow: more distinct sizes than recorded, and the workspace is left as created */
@@ -206,6 +210,9 @@ pt_status rp_upload_input(pt_replica *r, const float *x, const int32_t *y, const
                           int n, int *slot, pt_error *err);
 /* Waits (host) for every asynchronous input copy. */
 pt_status rp_input_quiesce(pt_replica *r, pt_error *err);
+/* The ops that read input slot `slot` are queued: a fence after them for the next copy into
+ * the slot to wait for (backends with compute_fence; nothing otherwise). */
+pt_status rp_input_read_queued(pt_replica *r, int slot, pt_error *err);
 /* Points list l's input operands (slot l->in_slot) at slot `to`. */
 void rp_point_input(pt_replica *r, op_list *l, int to);
 

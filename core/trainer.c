@@ -80,6 +80,8 @@ struct pt_trainer {
      * is what the next fetch returns (a failure is reported where the batch is needed). */
     int stage, want_next, have_next;
     pt_batch next_b;
+    /* next_b's parts per device (split as train_step splits it); next_ok: they are staged */
+    int next_ok, next_first[64], next_count[64];
     pt_status next_st;
     pt_error next_err;
     /* the step's labels, read after the step: the fetch of the next batch invalidates the
@@ -110,7 +112,9 @@ static pt_status create_trace(pt_trainer *t, pt_error *err)
     for (int i = 0; i < nf; i++) nbn += fwd[i].kind == PT_OP_BN_SYNC_STATS;
     for (int i = 0; i < nb; i++) nbn += bwd[i].kind == PT_OP_BN_SYNC_BWD_STATS;
     const int reductions = pt_group_buckets(t->group) + nbn;
-    PT_TRY(pt_trace_create(t->nrep, nf + nb + nu + 3 * reductions + 16, reductions + 16, &t->trace, err));
+    /* and per micro-batch a few input spans: the copy, the next batch's fetch or wait and stage */
+    PT_TRY(pt_trace_create(t->nrep, nf + nb + nu + 3 * reductions + 16 + 4 * t->accumulate, reductions + 16,
+                           &t->trace, err));
     for (int d = 0; d < t->nrep; d++) {
         const pt_device *dev = pt_replica_device(t->rep[d]);
         char name[256]; /* the track keeps 127 bytes of it */
@@ -214,30 +218,50 @@ static pt_status agree_ranks(pt_trainer *t, pt_batch_source train, pt_batch_sour
     return pt_world_agree(t->world, items, (int)(sizeof items / sizeof items[0]), err);
 }
 
+static void split(int n, int ndev, int cap, int *first, int *count);
+
 int pt_trainer_stages_input(pt_replica *const *replicas, int nreplicas)
 {
-    /* Several devices in one process run their steps on threads of their own, each reading
-     * its outputs when its part is done: one fetch for all of them would have to wait for
-     * every device's queue. They copy each batch after the step, as without pinned input. */
-    return nreplicas == 1 && pt_replica_pinned_input(replicas[0], NULL, 0);
+    if (nreplicas < 1 || nreplicas > 64) return 0;
+    for (int d = 0; d < nreplicas; d++)
+        if (!pt_replica_pinned_input(replicas[d], NULL, 0)) return 0;
+    return 1;
 }
 
-/* The replica's queued hook: the step is on the device, its outputs not yet read. The next
- * batch comes from the source now (the current one's data is in the pinned buffer already and
- * its labels in t->labels) and goes to the free input slot; what the step will refuse (a
- * failed fetch, the data's end, a batch too large) is left to it, not staged. */
-static pt_status stage_next(void *user, pt_replica *r, pt_error *err)
+/* The group's "all queued" point: every device's step is on its device, no outputs read yet.
+ * The next batch comes from the source now, once for all devices (the current one's data is
+ * in the pinned buffers already and its labels in t->labels), split as train_step will split
+ * it; what the step will refuse (a failed fetch, the data's end, a batch too large) is left to
+ * it, not staged. */
+static pt_status fetch_next(void *user, pt_error *err)
 {
+    (void)err;
     pt_trainer *t = user;
+    t->next_ok = 0;
     if (!t->want_next) return PT_OK;
     t->want_next = 0;
     memset(&t->next_b, 0, sizeof t->next_b);
     t->next_st = t->train.next(t->train.ctx, &t->next_b, &t->next_err);
     t->have_next = 1;
     const pt_batch *b = &t->next_b;
-    if (t->next_st != PT_OK || b->n < 1 || b->n > t->opt.batch_per_device || !b->x || !b->y || !b->y2 != !b->lam)
+    if (t->next_st != PT_OK || b->n < 1 || b->n > t->opt.batch_per_device * t->nrep || !b->x || !b->y ||
+        !b->y2 != !b->lam)
         return PT_OK;
-    return pt_replica_stage_input(r, b->x, b->y, b->y2, b->lam, b->n, err);
+    split(b->n, t->nrep, t->opt.batch_per_device, t->next_first, t->next_count);
+    t->next_ok = 1;
+    return PT_OK;
+}
+
+/* Device d's part of the batch fetched ahead into its free input slot (on d's thread). */
+static pt_status stage_part(void *user, int d, pt_replica *r, pt_error *err)
+{
+    pt_trainer *t = user;
+    if (!t->next_ok || t->next_count[d] < 1) return PT_OK;
+    const pt_batch *b = &t->next_b;
+    const size_t xs = (size_t)t->net->in_channels * t->net->in_height * t->net->in_width;
+    const int f = t->next_first[d];
+    return pt_replica_stage_input(r, b->x + (size_t)f * xs, b->y + f, b->y2 ? b->y2 + f : NULL,
+                                  b->lam ? b->lam + f : NULL, t->next_count[d], err);
 }
 
 /* The epoch's next batch: the one fetched during the last step, else from the source. */
@@ -395,7 +419,7 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
         return st;
     }
     t->stage = pt_trainer_stages_input(replicas, nreplicas);
-    if (t->stage) pt_replica_set_queued(replicas[0], stage_next, t);
+    if (t->stage) pt_group_set_queued(t->group, fetch_next, stage_part, t);
     *out = t;
     return PT_OK;
 }
@@ -403,7 +427,6 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
 void pt_trainer_free(pt_trainer *t)
 {
     if (!t) return;
-    if (t->stage) pt_replica_set_queued(t->rep[0], NULL, NULL); /* the replica outlives the trainer */
     pt_model_meta_free(&t->meta);
     if (t->steps_log) fclose(t->steps_log);
     pt_tb_close(t->events);

@@ -1,7 +1,9 @@
 /* The step as graphs and the pinned input, on a CPU: the per-step op parameters are exactly the
  * declared ones (pt_op_clear_step_params), a cpu device that emulates capture and asynchronous
  * writes (pt_device_options.emulate_graphs) trains bitwise like a plain one while its parts
- * are captured and replayed, and a batch-size change or a workspace re-fit re-captures. */
+ * are captured and replayed, and a batch-size change or a workspace re-fit re-captures; a copy
+ * into an input slot waits on the device for the ops that read the slot before (the emulating
+ * device fails a copy that does not). */
 #include <string.h>
 
 #include "polytrain/backend.h"
@@ -298,11 +300,92 @@ static void a_failed_capture_falls_back_to_launching_op_by_op(void)
     rig_close(&failing);
 }
 
+/* The emulating device's copy queue: an asynchronous write into an operand of an op run since
+ * the host last waited for the device fails, unless the copy queue waits for a compute fence
+ * taken after that op; memory no such op touches, and any memory after a read, is free. */
+static void a_copy_into_memory_a_queued_op_uses_must_wait_for_it(void)
+{
+    pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
+    pt_device *dev = NULL;
+    pt_buffer *buf = NULL;
+    pt_error err;
+    CHECK(pt_device_open("cpu", 0, &dopt, &dev, &err) == PT_OK);
+    CHECK(dev && pt_device_alloc(dev, 64 * sizeof(float), &buf, &err) == PT_OK);
+    if (!dev || !buf) return;
+    const pt_backend_iface *be = dev->be;
+    CHECK(be->compute_fence && be->copy_wait);
+    if (!be->compute_fence || !be->copy_wait) return;
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_FILL;
+    op.nt = 1;
+    op.t[0] = pt_tensor_1d(buf, 0, PT_F32, 16);
+    op.p.fill.value = 1.0f;
+    static float src[16], back[16];
+    uint64_t f, cf;
+    const pt_mem at0 = {buf, 0}, at32 = {buf, 32 * sizeof(float)};
+    CHECK(pt_device_run(dev, &op, &err) == PT_OK);
+    CHECK(be->write_async(dev->ctx, at0, src, sizeof src, &f, &err) == PT_ERR_INVALID);
+    CHECKF(strstr(err.msg, "may still run") && strstr(err.msg, "copy_wait"), "%s", err.msg);
+    CHECKF(be->write_async(dev->ctx, at32, src, sizeof src, &f, &err) == PT_OK, "%s", err.msg);
+    CHECK(be->compute_fence(dev->ctx, &cf, &err) == PT_OK && cf > 0);
+    CHECK(be->copy_wait(dev->ctx, cf, &err) == PT_OK);
+    CHECKF(be->write_async(dev->ctx, at0, src, sizeof src, &f, &err) == PT_OK, "%s", err.msg);
+    CHECK(be->write_fence_wait(dev->ctx, f, 1, &err) == PT_OK);
+    /* an op after the fence is not covered by it; a read is */
+    CHECK(pt_device_run(dev, &op, &err) == PT_OK);
+    CHECK(be->write_async(dev->ctx, at0, src, sizeof src, &f, &err) == PT_ERR_INVALID);
+    CHECK(pt_device_read(dev, back, at0, sizeof back, &err) == PT_OK && back[0] == 1.0f);
+    CHECKF(be->write_async(dev->ctx, at0, src, sizeof src, &f, &err) == PT_OK, "%s", err.msg);
+    CHECK(be->write_fence_wait(dev->ctx, f, 1, &err) == PT_OK);
+    pt_device_free(dev, buf);
+    pt_device_close(dev);
+}
+
+/* Two steps whose outputs are not read (the host never waits), then the next batch staged into
+ * the first step's slot: the copy waits for that step's ops on the device (else the emulating
+ * device refuses it), and the step that reads it gets bitwise the losses of a plain device. */
+static void a_staged_copy_waits_for_the_step_that_read_its_slot(void)
+{
+    rig plain, pin;
+    if (!rig_open(&plain, 0, PT_OPTIM_SGD, PT_SWITCH_AUTO) || !rig_open(&pin, 1, PT_OPTIM_SGD, PT_SWITCH_AUTO)) return;
+    CHECK(!pt_replica_pinned_input(plain.r, NULL, 0) && pt_replica_pinned_input(pin.r, NULL, 0));
+    static float x[3][CAP * C * H * W];
+    static int32_t y[3][CAP];
+    for (int k = 0; k < 3; k++) {
+        fill_batch(k);
+        memcpy(x[k], g_x, sizeof g_x);
+        memcpy(y[k], g_y, sizeof g_y);
+    }
+    float loss[2][CAP], logits[CAP * K];
+    rig *rs[2] = {&plain, &pin};
+    for (int w = 0; w < 2; w++) {
+        pt_replica *r = rs[w]->r;
+        pt_error err;
+        for (int k = 0; k < 2; k++) {
+            CHECKF(pt_replica_forward_backward(r, x[k], y[k], 6, 0, k, 0.125f, NULL, NULL, &err) == PT_OK, "%s",
+                   err.msg);
+            CHECKF(pt_replica_update(r, 0.1f, k + 1, &err) == PT_OK, "%s", err.msg);
+        }
+        CHECKF(pt_replica_stage_input(r, x[2], y[2], NULL, NULL, 6, &err) == PT_OK, "staging: %s", err.msg);
+        CHECKF(pt_replica_forward_backward(r, x[2], y[2], 6, 0, 2, 0.125f, logits, loss[w], &err) == PT_OK, "%s",
+               err.msg);
+    }
+    pt_graph_stats gs;
+    pt_replica_graph_stats(pin.r, &gs);
+    CHECKF(gs.inputs_staged == 1, "%lld batches found staged", (long long)gs.inputs_staged);
+    CHECK(memcmp(loss[0], loss[1], 6 * sizeof(float)) == 0);
+    rig_close(&plain);
+    rig_close(&pin);
+}
+
 int main(void)
 {
     RUN(per_step_parameters_are_exactly_the_declared_ones);
     RUN(captured_steps_match_uncaptured_bitwise);
     RUN(switches_on_and_off);
     RUN(a_failed_capture_falls_back_to_launching_op_by_op);
+    RUN(a_copy_into_memory_a_queued_op_uses_must_wait_for_it);
+    RUN(a_staged_copy_waits_for_the_step_that_read_its_slot);
     TEST_EXIT();
 }

@@ -2,7 +2,7 @@
  * are in use at the same time (random live ranges in two sequences), and reuses memory when
  * it can; a replica of every zoo model trains and evaluates bit for bit like one that gives
  * every activation its own range (PT_ACT_SHARE=0), with less device memory, and like one
- * that runs every ReLU as its own op (PT_FUSE_RELU=0). */
+ * that runs every ReLU as its own op (no_fuse_relu, --fuse off). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,13 +94,14 @@ typedef struct run_out {
     size_t bytes;
 } run_out;
 
-static int train_two_steps(pt_device *dev, const pt_net *net, const float *x, const int32_t *y, run_out *o,
-                           pt_error *err)
+static int train_two_steps(pt_device *dev, const pt_net *net, const float *x, const int32_t *y, int no_fuse,
+                           run_out *o, pt_error *err)
 {
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     oc.momentum = 0.9f;
     pt_replica *r = NULL;
-    if (pt_replica_create(net, dev, B, &oc, 5, &r, err) != PT_OK) return 0;
+    const pt_replica_options ro = {.no_fuse_relu = no_fuse};
+    if (pt_replica_create_ex(net, dev, B, &oc, 5, &ro, &r, err) != PT_OK) return 0;
     int ok = pt_replica_init_params(r, 5, err) == PT_OK;
     for (int s = 0; ok && s < 2; s++)
         ok = pt_replica_forward_backward(r, x, y, B, 0, s, 1.0f / B, o->logits[s], o->loss[s], err) == PT_OK &&
@@ -140,15 +141,13 @@ static void test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_r
         }
         run_out *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b), *f = calloc(1, sizeof *f);
         unsetenv("PT_ACT_SHARE");
-        int oka = train_two_steps(dev, net, x, y, a, &err);
+        int oka = train_two_steps(dev, net, x, y, 0, a, &err);
         CHECKF(oka, "%s shared: %s", m->name, err.msg);
         setenv("PT_ACT_SHARE", "0", 1);
-        int okb = train_two_steps(dev, net, x, y, b, &err);
+        int okb = train_two_steps(dev, net, x, y, 0, b, &err);
         unsetenv("PT_ACT_SHARE");
         CHECKF(okb, "%s separate: %s", m->name, err.msg);
-        setenv("PT_FUSE_RELU", "0", 1);
-        int okf = train_two_steps(dev, net, x, y, f, &err);
-        unsetenv("PT_FUSE_RELU");
+        int okf = train_two_steps(dev, net, x, y, 1, f, &err);
         CHECKF(okf, "%s unfused: %s", m->name, err.msg);
         if (oka && okb && okf) {
             int finite = 1;

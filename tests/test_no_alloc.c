@@ -385,8 +385,9 @@ static void loader_next_allocates_nothing(void)
     free(ds.labels);
 }
 
-/* The trainer with pinned input on the cpu device emulating graphs: steps 6..10 of an epoch
- * (each fetching the loader's next batch while it runs and staging it) allocate nothing. */
+/* The trainer with pinned input on ndev cpu devices emulating graphs: steps 6..10 of an epoch
+ * (each fetching the loader's next batch while it runs and staging each device's part)
+ * allocate nothing. */
 static int64_t g_count_from, g_count_to;
 static int g_window; /* 1: counting began, 2: and ended */
 static void count_steps(void *user, int64_t step, int64_t epoch, double loss, double lr)
@@ -396,22 +397,23 @@ static void count_steps(void *user, int64_t step, int64_t epoch, double loss, do
     if (step == g_count_to && g_window == 1) g_counting = 0, g_window = 2;
 }
 
-static void staging_trainer_steps_allocate_nothing(void)
+static void staging_trainer_steps_allocate_nothing_on(int ndev)
 {
-    enum { N = 14 * B };
-    pt_dataset ds;
+    const int N = 14 * B * ndev;
+    pt_dataset ds, vds; /* the evaluation: one batch */
     synthetic_dataset(&ds, N, 1);
+    synthetic_dataset(&vds, B * ndev, 2);
     pt_error err;
-    pt_device *dev = NULL;
+    pt_device *dev[2] = {NULL, NULL};
     pt_net *net = NULL;
-    pt_replica *rep = NULL;
+    pt_replica *rep[2] = {NULL, NULL};
     pt_trainer *t = NULL;
     pt_loader tl, vl;
     memset(&tl, 0, sizeof tl);
     memset(&vl, 0, sizeof vl);
     pt_loader_options lo;
     memset(&lo, 0, sizeof lo);
-    lo.batch_size = B;
+    lo.batch_size = B * ndev;
     lo.shuffle = 1;
     lo.prefetch = 1;
     pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
@@ -419,15 +421,18 @@ static void staging_trainer_steps_allocate_nothing(void)
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     CHECK(pt_loader_init(&tl, &ds, &lo, &err) == PT_OK);
     lo.shuffle = 0;
-    CHECK(pt_loader_init(&vl, &ds, &lo, &err) == PT_OK);
-    CHECK(pt_device_open("cpu", 0, &dopt, &dev, &err) == PT_OK);
+    CHECK(pt_loader_init(&vl, &vds, &lo, &err) == PT_OK);
     CHECKF(pt_model_build("baseline", C, H, W, K, &net, &err) == PT_OK, "%s", err.msg);
-    CHECKF(dev && net && pt_replica_create_ex(net, dev, B, &oc, 1, &ro, &rep, &err) == PT_OK, "%s", err.msg);
-    if (!rep) return;
-    CHECK(pt_trainer_stages_input(&rep, 1));
+    for (int d = 0; d < ndev; d++) {
+        CHECK(pt_device_open("cpu", 0, &dopt, &dev[d], &err) == PT_OK);
+        CHECKF(dev[d] && net && pt_replica_create_ex(net, dev[d], B, &oc, 1, &ro, &rep[d], &err) == PT_OK, "%s",
+               err.msg);
+        if (!rep[d]) return;
+    }
+    CHECK(pt_trainer_stages_input(rep, ndev));
     char out[1024];
     const char *base = getenv("PT_TEST_TMP") ? getenv("PT_TEST_TMP") : "/tmp";
-    snprintf(out, sizeof out, "%s/no_alloc_trainer.%ld", base, (long)getpid());
+    snprintf(out, sizeof out, "%s/no_alloc_trainer%d.%ld", base, ndev, (long)getpid());
     pt_remove_tree(out, NULL);
     pt_train_options o;
     memset(&o, 0, sizeof o);
@@ -449,7 +454,7 @@ static void staging_trainer_steps_allocate_nothing(void)
     meta.std[0] = 1.0f;
     static char *names[K] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
     meta.class_names = names;
-    CHECKF(pt_trainer_create(&rep, 1, &meta, pt_loader_source(&tl), pt_loader_source(&vl), &o, &t, &err) == PT_OK,
+    CHECKF(pt_trainer_create(rep, ndev, &meta, pt_loader_source(&tl), pt_loader_source(&vl), &o, &t, &err) == PT_OK,
            "%s", err.msg);
     if (t) {
         pt_train_callbacks cb;
@@ -461,21 +466,35 @@ static void staging_trainer_steps_allocate_nothing(void)
         g_allocs = 0;
         CHECKF(pt_trainer_run(t, &cb, &err) == PT_OK, "%s", err.msg);
         g_counting = 0;
-        pt_graph_stats gs;
-        pt_replica_graph_stats(rep, &gs);
-        CHECKF(gs.inputs_staged == 13, "%lld of 14 batches found staged", (long long)gs.inputs_staged);
+        for (int d = 0; d < ndev; d++) {
+            pt_graph_stats gs;
+            pt_replica_graph_stats(rep[d], &gs);
+            CHECKF(gs.inputs_staged == 13, "%d devices: device %d: %lld of 14 batches found staged", ndev, d,
+                   (long long)gs.inputs_staged);
+        }
         CHECKF(g_window == 2, "the counting window of steps 6..10 was not passed (%d)", g_window);
-        CHECKF(g_allocs == 0, "%ld host allocations in 5 trainer steps that staged the next batch", g_allocs);
+        CHECKF(g_allocs == 0, "%d devices: %ld host allocations in 5 trainer steps that staged the next batch", ndev,
+               g_allocs);
         pt_trainer_free(t);
     }
     pt_remove_tree(out, NULL);
-    pt_replica_free(rep);
+    for (int d = 0; d < ndev; d++) {
+        pt_replica_free(rep[d]);
+        pt_device_close(dev[d]);
+    }
     pt_net_free(net);
-    pt_device_close(dev);
     pt_loader_free(&tl);
     pt_loader_free(&vl);
     free(ds.pixels);
     free(ds.labels);
+    free(vds.pixels);
+    free(vds.labels);
+}
+
+static void staging_trainer_steps_allocate_nothing(void) { staging_trainer_steps_allocate_nothing_on(1); }
+static void two_devices_staging_trainer_steps_allocate_nothing(void)
+{
+    staging_trainer_steps_allocate_nothing_on(2);
 }
 
 int main(void)
@@ -488,5 +507,6 @@ int main(void)
     RUN(captured_steps_allocate_nothing);
     RUN(whole_captured_steps_allocate_nothing);
     RUN(staging_trainer_steps_allocate_nothing);
+    RUN(two_devices_staging_trainer_steps_allocate_nothing);
     TEST_EXIT();
 }

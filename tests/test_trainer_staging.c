@@ -1,12 +1,14 @@
-/* The trainer staging the next batch during the step (pinned input, one device; the cpu
- * device emulating graphs and asynchronous copies): against the same run with pinned input
- * off, the same batches reach the same steps and the weights, optimizer state, EMA, epoch
- * metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
+/* The trainer staging the next batch during the step (pinned input on one, two or three
+ * devices of the process; the cpu device emulating graphs and asynchronous copies): against
+ * the same run with pinned input off, the same batches reach the same steps and the weights,
+ * optimizer state, EMA, epoch metrics and checkpoints are bitwise equal, over two epochs with a short last batch, with
  * clipping and the EMA, with gradient accumulation, and across a Ctrl-C mid epoch (the staged
  * batch is not consumed: the resume starts at it) and its resume; every batch but an epoch's
  * first is found staged, the source is never asked past an epoch's last batch, its wait is
  * counted once, and a source that ends early or fails fails the run with the same message at
- * the same step; two ranks of one device each stage too. */
+ * the same step; two ranks of one or two devices each stage too; a traced step shows each
+ * device's staging copy. Several devices: each device's part is staged (a part that is empty
+ * stages nothing), the source asked once per batch. */
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -157,9 +159,12 @@ static pt_net *make_net(void)
     return pt_t_finish_net(net, x, "make_net");
 }
 
+#define MAXDEV 3
 typedef struct run {
-    pt_device *dev;
-    pt_replica *rep;
+    pt_device *dev, *devs[MAXDEV];
+    pt_replica *rep, *reps[MAXDEV]; /* dev, rep: device 0's */
+    int ndev;
+    int64_t staged_dev[MAXDEV];
     pt_status st;
     pt_error err;
     pt_epoch_metrics m[4];
@@ -189,20 +194,28 @@ static int should_stop(void *user)
 /* Under the two-rank world below: this thread's rank's world, and the samples over all ranks. */
 static _Thread_local const pt_world *tl_world;
 static _Thread_local int64_t tl_global_samples;
+static const char *g_trace; /* non-NULL: the run writes a trace of its third step there */
 
-/* One trainer run into out_dir, pinned input on (staging) or off; the state is read back. */
-static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const char *out, int accumulate,
-                  int resume, int64_t stop_after)
+/* One trainer run into out_dir on ndev devices of this process (each CAP / ndev samples of the
+ * source's batches of CAP), pinned input on (staging) or off; the state is read back. */
+static void train_n(run *r, const pt_net *net, int ndev, int pinned, src *tr, src *va, const char *out,
+                    int accumulate, int resume, int64_t stop_after)
 {
     memset(r, 0, sizeof *r);
     r->stop_after = stop_after;
+    r->ndev = ndev;
     pt_device_options dopt = {.threads = 1, .deterministic = 1, .emulate_graphs = 1};
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
     pt_replica_options ro = {.pinned_input = pinned ? PT_SWITCH_ON : PT_SWITCH_OFF};
-    r->st = pt_device_open("cpu", 0, &dopt, &r->dev, &r->err);
-    if (r->st == PT_OK) r->st = pt_replica_create_ex(net, r->dev, CAP, &oc, 7, &ro, &r->rep, &r->err);
+    for (int d = 0; d < ndev && r->st == PT_OK; d++) {
+        r->st = pt_device_open("cpu", 0, &dopt, &r->devs[d], &r->err);
+        if (r->st == PT_OK)
+            r->st = pt_replica_create_ex(net, r->devs[d], CAP / ndev, &oc, 7, &ro, &r->reps[d], &r->err);
+    }
+    r->dev = r->devs[0];
+    r->rep = r->reps[0];
     if (r->st != PT_OK) return;
-    r->stages = pt_trainer_stages_input(&r->rep, 1);
+    r->stages = pt_trainer_stages_input(r->reps, ndev);
     pt_model_meta meta;
     memset(&meta, 0, sizeof meta);
     snprintf(meta.model, sizeof meta.model, "staging");
@@ -215,7 +228,7 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
     pt_train_options o;
     memset(&o, 0, sizeof o);
     o.epochs = 2;
-    o.batch_per_device = CAP;
+    o.batch_per_device = CAP / ndev;
     o.lr = 0.05;
     o.schedule = PT_SCHED_COSINE;
     o.seed = 7;
@@ -223,6 +236,8 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
     o.config_json = "{}";
     o.resume = resume;
     o.accumulate = accumulate;
+    o.trace_path = g_trace;
+    o.trace_step = -1;
     if (tl_world) {
         o.world = tl_world;
         o.global_samples = tl_global_samples;
@@ -231,7 +246,7 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
     o.clip_grad_norm = accumulate > 1 ? 0 : 0.5;
     o.ema_decay = accumulate > 1 ? 0 : 0.9;
     pt_trainer *t = NULL;
-    r->st = pt_trainer_create(&r->rep, 1, &meta, s_source(tr), s_source(va), &o, &t, &r->err);
+    r->st = pt_trainer_create(r->reps, ndev, &meta, s_source(tr), s_source(va), &o, &t, &r->err);
     if (r->st != PT_OK) return;
     pt_train_callbacks cb;
     memset(&cb, 0, sizeof cb);
@@ -241,9 +256,12 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
     cb.should_stop = should_stop;
     r->st = pt_trainer_run(t, &cb, &r->err);
     pt_trainer_free(t);
-    pt_graph_stats gs;
-    pt_replica_graph_stats(r->rep, &gs);
-    r->staged = gs.inputs_staged;
+    for (int d = 0; d < ndev; d++) {
+        pt_graph_stats gs;
+        pt_replica_graph_stats(r->reps[d], &gs);
+        r->staged_dev[d] = gs.inputs_staged;
+    }
+    r->staged = r->staged_dev[0];
     const int64_t P = pt_replica_param_region(r->rep), B = pt_replica_buffer_region(r->rep);
     const int slots = pt_replica_opt_slots(r->rep);
     r->params = calloc((size_t)P, sizeof(float));
@@ -257,13 +275,14 @@ static void train(run *r, const pt_net *net, int pinned, src *tr, src *va, const
                    PT_OK,
                "%s", e.msg);
     if (r->stages) {
-        /* the freed trainer's hook is gone: a step on the replica now fetches nothing */
+        /* the freed trainer's hook is gone: a step on a replica now fetches nothing */
         static float x[CAP * XS], logits[CAP * K], loss[CAP];
         static int32_t y[CAP];
         const int64_t calls = tr->calls_total;
-        CHECKF(pt_replica_forward_backward(r->rep, x, y, CAP, 0, 0, 0.0f, logits, loss, &e) == PT_OK &&
-                   tr->calls_total == calls,
-               "a step after the trainer was freed: %s", e.msg);
+        for (int d = 0; d < ndev; d++)
+            CHECKF(pt_replica_forward_backward(r->reps[d], x, y, CAP / ndev, 0, 0, 0.0f, logits, loss, &e) == PT_OK &&
+                       tr->calls_total == calls,
+                   "a step on device %d after the trainer was freed: %s", d, e.msg);
     }
 }
 
@@ -273,8 +292,10 @@ static void run_free(run *r)
     free(r->buffers);
     free(r->opt);
     free(r->ema);
-    pt_replica_free(r->rep);
-    pt_device_close(r->dev);
+    for (int d = 0; d < r->ndev; d++) {
+        pt_replica_free(r->reps[d]);
+        pt_device_close(r->devs[d]);
+    }
 }
 
 /* Weights, BN buffers, optimizer state and EMA bitwise equal (each tensor: the regions' padding
@@ -315,7 +336,7 @@ static int same_metrics(const pt_epoch_metrics *a, const pt_epoch_metrics *b)
 /* 2 epochs of 100 samples: 17 batches of up to 6, the last one 4 samples. Staged: 16 of each
  * epoch's 17 batches found in their slot; not staged: none; both ask the source 17 times an
  * epoch (never past its last batch), wait 17 x 0.25 s an epoch and end bitwise alike. */
-static void check_staged_equals_unstaged(int accumulate, const char *name)
+static void check_staged_equals_unstaged(int ndev, int accumulate, const char *name)
 {
     pt_net *net = make_net();
     src tr_a, va_a, tr_b, va_b;
@@ -327,12 +348,18 @@ static void check_staged_equals_unstaged(int accumulate, const char *name)
     snprintf(da, sizeof da, "%s_staged", name);
     snprintf(db, sizeof db, "%s_plain", name);
     run a, b;
-    train(&a, net, 1, &tr_a, &va_a, at(da), accumulate, 0, 0);
-    train(&b, net, 0, &tr_b, &va_b, at(db), accumulate, 0, 0);
+    train_n(&a, net, ndev, 1, &tr_a, &va_a, at(da), accumulate, 0, 0);
+    train_n(&b, net, ndev, 0, &tr_b, &va_b, at(db), accumulate, 0, 0);
     CHECKF(a.st == PT_OK && b.st == PT_OK, "%s: %s / %s", name, a.err.msg, b.err.msg);
     CHECKF(a.stages == 1 && b.stages == 0, "%s: stages %d / %d", name, a.stages, b.stages);
-    CHECKF(a.staged == 32 && b.staged == 0, "%s: %lld / %lld of 34 batches found staged", name, (long long)a.staged,
-           (long long)b.staged);
+    for (int d = 0; d < ndev; d++) {
+        /* the last batch's 4 samples over 3 devices are 2, 2 and none: the third device's part
+         * of batch 16 is empty, and batch 0 of each epoch is never staged */
+        const int64_t want = ndev == 3 && d == 2 ? 30 : 32;
+        CHECKF(a.staged_dev[d] == want && b.staged_dev[d] == 0, "%s: device %d: %lld / %lld of its parts of 34 "
+               "batches found staged (%lld expected)", name, d, (long long)a.staged_dev[d],
+               (long long)b.staged_dev[d], (long long)want);
+    }
     CHECKF(tr_a.calls == 17 && tr_b.calls == 17 && tr_a.calls_total == 34 && tr_b.calls_total == 34,
            "%s: the source was asked %lld / %lld times in the last epoch", name, (long long)tr_a.calls,
            (long long)tr_b.calls);
@@ -364,60 +391,154 @@ static void check_staged_equals_unstaged(int accumulate, const char *name)
 
 static void test_two_epochs_staged_equal_unstaged_with_clipping_and_ema(void)
 {
-    check_staged_equals_unstaged(1, "whole");
+    check_staged_equals_unstaged(1, 1, "whole");
 }
 
-static void test_gradient_accumulation_staged_equals_unstaged(void) { check_staged_equals_unstaged(2, "accum"); }
+static void test_gradient_accumulation_staged_equals_unstaged(void) { check_staged_equals_unstaged(1, 2, "accum"); }
+
+/* Several devices in one process: the next global batch fetched once every device's step is
+ * queued, each device's part staged into its own free slot; against the same devices without
+ * pinned input, bitwise. */
+static void test_two_devices_in_one_process_stage_and_match(void) { check_staged_equals_unstaged(2, 1, "dev2"); }
+static void test_three_devices_one_part_empty_stage_and_match(void) { check_staged_equals_unstaged(3, 1, "dev3"); }
+static void test_two_devices_with_accumulation_stage_and_match(void)
+{
+    check_staged_equals_unstaged(2, 2, "dev2_accum");
+}
 
 /* Ctrl-C polled before epoch 2's 6th step (5 done): the batch fetched and staged during step 5
  * is not consumed; last/ holds 5 steps of the epoch, the resume starts at its batch 5 (the
  * straight run's), stages 11 of its 12 batches and ends bitwise as the uninterrupted run,
- * clipping and EMA included, with the same epoch metrics. */
-static void test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run(void)
+ * clipping and EMA included, with the same epoch metrics. Several devices: a mid-epoch save
+ * averages the devices' BatchNorm statistics, so a resume is not the straight run; it ends
+ * bitwise as the same Ctrl-C and resume without pinned input. */
+static void ctrl_c_and_resume(int ndev, const char *name)
 {
     pt_net *net = make_net();
     src tr, va;
     s_init(&tr, 100, 0);
     s_init(&va, 20, 100);
     run straight, cut, resumed;
-    train(&straight, net, 1, &tr, &va, at("straight"), 1, 0, 0);
+    char ds[128], dc[128], dcl[160];
+    snprintf(ds, sizeof ds, "%s_straight", name);
+    snprintf(dc, sizeof dc, "%s_cut", name);
+    snprintf(dcl, sizeof dcl, "%s_cut/last", name);
+    train_n(&straight, net, ndev, 1, &tr, &va, at(ds), 1, 0, 0);
     CHECKF(straight.st == PT_OK && tr.nlog == 34, "%s (%d batches)", straight.err.msg, tr.nlog);
     const int64_t batch5 = tr.log[17 + 5]; /* epoch 2's batch 5 in the straight run */
     tr.nlog = 0;
-    train(&cut, net, 1, &tr, &va, at("cut"), 1, 0, 17 + 5);
+    train_n(&cut, net, ndev, 1, &tr, &va, at(dc), 1, 0, 17 + 5);
     CHECKF(cut.st == PT_ERR_INTERRUPTED && strstr(cut.err.msg, "at step 5 of 17 in epoch 2"), "%s", cut.err.msg);
-    CHECKF(cut.staged == 16 + 4 && tr.calls == 6, "%lld staged, %lld fetched in epoch 2", (long long)cut.staged,
-           (long long)tr.calls);
+    for (int d = 0; d < ndev; d++)
+        CHECKF(cut.staged_dev[d] == 16 + 4 && tr.calls == 6, "%s: device %d: %lld staged, %lld fetched in epoch 2",
+               name, d, (long long)cut.staged_dev[d], (long long)tr.calls);
     pt_train_progress p;
     pt_error e;
-    CHECKF(pt_checkpoint_load(at("cut/last"), cut.rep, &p, &e) == PT_OK && p.epoch == 1 && p.epoch_step == 5 &&
+    CHECKF(pt_checkpoint_load(at(dcl), cut.rep, &p, &e) == PT_OK && p.epoch == 1 && p.epoch_step == 5 &&
                p.global_step == 22 && p.epoch_seen == 30,
            "epoch %lld step %lld seen %lld: %s", (long long)p.epoch, (long long)p.epoch_step,
            (long long)p.epoch_seen, e.msg);
     tr.nlog = 0;
-    train(&resumed, net, 1, &tr, &va, at("cut"), 1, 1, 0);
+    train_n(&resumed, net, ndev, 1, &tr, &va, at(dc), 1, 1, 0);
     CHECKF(resumed.st == PT_OK, "%s", resumed.err.msg);
     CHECKF(tr.nlog == 12 && tr.log[0] == batch5, "the resume fetched %d batches, the first from sample %lld (%lld)",
            tr.nlog, (long long)tr.log[0], (long long)batch5);
-    CHECKF(resumed.staged == 11, "%lld batches found staged in the resumed epoch's 12", (long long)resumed.staged);
-    CHECKF(same_state(&straight, &resumed), "the resumed run differs from the straight one");
-    const pt_epoch_metrics *m = &resumed.m[0], *r = &straight.m[1];
+    for (int d = 0; d < ndev; d++)
+        CHECKF(resumed.staged_dev[d] == 11, "%s: device %d: %lld batches found staged in the resumed epoch's 12",
+               name, d, (long long)resumed.staged_dev[d]);
+    run plain_cut, plain;
+    const run *ref = &straight;
+    const pt_epoch_metrics *r = &straight.m[1];
+    if (ndev > 1) {
+        char dp[128];
+        snprintf(dp, sizeof dp, "%s_plain_cut", name);
+        train_n(&plain_cut, net, ndev, 0, &tr, &va, at(dp), 1, 0, 17 + 5);
+        CHECKF(plain_cut.st == PT_ERR_INTERRUPTED, "%s", plain_cut.err.msg);
+        train_n(&plain, net, ndev, 0, &tr, &va, at(dp), 1, 1, 0);
+        CHECKF(plain.st == PT_OK && plain.nm == 1, "%s", plain.err.msg);
+        ref = &plain;
+        r = &plain.m[0];
+    }
+    CHECKF(same_state(ref, &resumed), "%s: the resumed run differs from the %s one", name,
+           ndev > 1 ? "unpinned resumed" : "straight");
+    const pt_epoch_metrics *m = &resumed.m[0];
     CHECKF(resumed.nm == 1 && m->resumed_mid_epoch && m->train_loss == r->train_loss && m->train_acc == r->train_acc &&
                m->val_loss == r->val_loss && m->ema_val_loss == r->ema_val_loss &&
                m->clipped_steps == r->clipped_steps && m->grad_norm_mean == r->grad_norm_mean,
            "resumed epoch: train loss %.17g vs %.17g", resumed.nm ? m->train_loss : 0, r->train_loss);
     /* this run's part of the epoch: 12 fetches */
     CHECKF(m->data_wait_s == 12 * 0.25, "resumed epoch: data wait %g s", m->data_wait_s);
+    if (ndev > 1) {
+        CHECK(m->data_wait_s == r->data_wait_s);
+        run_free(&plain_cut);
+        run_free(&plain);
+    }
     run_free(&straight);
     run_free(&cut);
     run_free(&resumed);
     pt_net_free(net);
 }
 
+/* How many spans named name the trace holds on device track tid. */
+static int count_spans(const char *doc, const char *name, int tid)
+{
+    char key[160];
+    snprintf(key, sizeof key, "{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,", name,
+             strncmp(name, "wait", 4) ? "input" : "wait", tid);
+    int n = 0;
+    for (const char *p = doc; (p = strstr(p, key)) != NULL; p++) n++;
+    return n;
+}
+
+/* --trace on two staging devices: the traced step shows on each device's track the copy of the
+ * next batch's part into its free slot (stage_input), and one fetch of the next batch for both
+ * (fetch_next_batch on one track, the other waiting for it); without pinned input each device
+ * shows the copy of its part at the step (copy_input) and nothing staged. */
+static void test_trace_shows_each_devices_staging(void)
+{
+    pt_net *net = make_net();
+    for (int pinned = 1; pinned >= 0; pinned--) {
+        src tr, va;
+        s_init(&tr, 100, 0);
+        s_init(&va, 20, 100);
+        char dir[64], path[64];
+        snprintf(dir, sizeof dir, "trace%d", pinned);
+        snprintf(path, sizeof path, "trace%d.json", pinned);
+        char tpath[4200];
+        snprintf(tpath, sizeof tpath, "%s", at(path));
+        g_trace = tpath;
+        run r;
+        train_n(&r, net, 2, pinned, &tr, &va, at(dir), 1, 0, 0);
+        g_trace = NULL;
+        CHECKF(r.st == PT_OK, "%s", r.err.msg);
+        char *doc = NULL;
+        size_t len = 0;
+        pt_error e;
+        CHECKF(pt_read_file(tpath, 1 << 24, (void **)&doc, &len, &e) == PT_OK, "%s", e.msg);
+        if (doc) {
+            const int fetches = count_spans(doc, "fetch_next_batch", 0) + count_spans(doc, "fetch_next_batch", 1);
+            const int waits = count_spans(doc, "wait_next_batch", 0) + count_spans(doc, "wait_next_batch", 1);
+            for (int d = 0; d < 2; d++) {
+                CHECKF(count_spans(doc, "stage_input", d) == pinned, "pinned %d: device %d: %d stage_input spans",
+                       pinned, d, count_spans(doc, "stage_input", d));
+                CHECKF(count_spans(doc, "copy_input", d) == !pinned, "pinned %d: device %d: %d copy_input spans",
+                       pinned, d, count_spans(doc, "copy_input", d));
+            }
+            CHECKF(fetches == pinned && waits == pinned, "pinned %d: %d fetches, %d waits", pinned, fetches, waits);
+        }
+        free(doc);
+        run_free(&r);
+    }
+    pt_net_free(net);
+}
+
+static void test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run(void) { ctrl_c_and_resume(1, "one"); }
+static void test_two_devices_ctrl_c_and_resume_equal_unstaged(void) { ctrl_c_and_resume(2, "two"); }
+
 /* A source that ends after 10 of its 17 batches, or fails reading batch 10: staged or not,
  * the run fails with the same message once 10 steps are done (the failure of a fetch during
  * step 9 is reported where the batch is needed, after that step completed). */
-static void test_a_source_that_ends_early_or_fails_fails_alike(void)
+static void source_ends_early_or_fails(int ndev)
 {
     pt_net *net = make_net();
     for (int c = 0; c < 2; c++) {
@@ -430,8 +551,8 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
             if (c == 0) tr.ends_after = 10;
             else tr.fail_at = 10;
             char d[64];
-            snprintf(d, sizeof d, "early%d_%d", c, pinned);
-            train(&r[pinned], net, pinned, &tr, &va, at(d), 1, 0, 0);
+            snprintf(d, sizeof d, "early%d_%d_%d", ndev, c, pinned);
+            train_n(&r[pinned], net, ndev, pinned, &tr, &va, at(d), 1, 0, 0);
             snprintf(msg[pinned], sizeof msg[pinned], "%s", r[pinned].err.msg);
             CHECKF(tr.calls == 11, "case %d pinned %d: %lld fetches", c, pinned, (long long)tr.calls);
         }
@@ -446,6 +567,9 @@ static void test_a_source_that_ends_early_or_fails_fails_alike(void)
     }
     pt_net_free(net);
 }
+
+static void test_a_source_that_ends_early_or_fails_fails_alike(void) { source_ends_early_or_fails(1); }
+static void test_two_devices_a_source_that_ends_early_or_fails_fails_alike(void) { source_ends_early_or_fails(2); }
 
 /* ---------------------------------------------------------------- two ranks in threads
  * A world of two ranks, each a thread with a device of its own: every collective is ordered
@@ -500,7 +624,7 @@ static void tw_abort(void *ctx, int code, const char *msg)
 }
 
 typedef struct rank_job {
-    int rank, pinned;
+    int rank, pinned, ndev;
     const pt_net *net;
     char out[256];
     src tr, va;
@@ -513,7 +637,7 @@ static void *rank_main(void *arg)
     pt_world w = {j->rank, 2, &j->rank, tw_sum_f32, tw_sum_f64, tw_broadcast, tw_barrier, tw_abort};
     tl_world = &w;
     tl_global_samples = 100;
-    train(&j->r, j->net, j->pinned, &j->tr, &j->va, j->out, 1, 0, 0);
+    train_n(&j->r, j->net, j->ndev, j->pinned, &j->tr, &j->va, j->out, 1, 0, 0);
     tl_world = NULL;
     return NULL;
 }
@@ -521,7 +645,7 @@ static void *rank_main(void *arg)
 /* Two ranks of one device each: per rank, batch k+1 of the global batches is staged during
  * step k while the gradients are reduced across ranks between the ops (the separate-call
  * path); the runs end bitwise as the same two ranks without pinned input. */
-static void test_two_ranks_of_one_device_stage_and_match(void)
+static void two_ranks(int ndev)
 {
     pt_net *net = make_net();
     static rank_job job[2][2]; /* [pinned][rank] */
@@ -532,8 +656,11 @@ static void test_two_ranks_of_one_device_stage_and_match(void)
             memset(j, 0, sizeof *j);
             j->rank = k;
             j->pinned = pinned;
+            j->ndev = ndev;
             j->net = net;
-            snprintf(j->out, sizeof j->out, "%s", at(pinned ? "ranks_staged" : "ranks_plain"));
+            char name[64];
+            snprintf(name, sizeof name, "ranks%d_%s", ndev, pinned ? "staged" : "plain");
+            snprintf(j->out, sizeof j->out, "%s", at(name));
             s_init(&j->tr, 100, 0);
             s_init(&j->va, 20, 100);
             j->tr.rank = j->va.rank = k;
@@ -547,8 +674,10 @@ static void test_two_ranks_of_one_device_stage_and_match(void)
     for (int k = 0; k < 2; k++) {
         run *a = &job[1][k].r, *b = &job[0][k].r;
         CHECKF(a->st == PT_OK && b->st == PT_OK, "rank %d: %s / %s", k, a->err.msg, b->err.msg);
-        CHECKF(a->stages == 1 && a->staged == 16 && b->staged == 0, "rank %d: %lld / %lld of 18 batches staged", k,
-               (long long)a->staged, (long long)b->staged);
+        for (int d = 0; d < ndev; d++)
+            CHECKF(a->stages == 1 && a->staged_dev[d] == 16 && b->staged_dev[d] == 0,
+                   "rank %d device %d: %lld / %lld of 18 batches staged", k, d, (long long)a->staged_dev[d],
+                   (long long)b->staged_dev[d]);
         CHECKF(job[1][k].tr.calls == 9 && job[1][k].tr.calls_total == 18, "rank %d: %lld fetches", k,
                (long long)job[1][k].tr.calls_total);
         CHECKF(a->nm == 2 && b->nm == 2 && same_metrics(&a->m[0], &b->m[0]) && same_metrics(&a->m[1], &b->m[1]),
@@ -560,10 +689,14 @@ static void test_two_ranks_of_one_device_stage_and_match(void)
     pt_net_free(net);
 }
 
-/* Staging is the single-device-per-process case: pinned input on one replica stages, two
- * replicas of one process (each reading its own outputs on its own thread) or pinned input
- * off do not. */
-static void test_staging_is_on_for_one_pinned_device_only(void)
+static void test_two_ranks_of_one_device_stage_and_match(void) { two_ranks(1); }
+/* each rank's global batches of 6 over its two devices of 3 (the last one's 2 samples a part
+ * of one each) */
+static void test_two_ranks_of_two_devices_stage_and_match(void) { two_ranks(2); }
+
+/* Staging needs pinned input on every device of the process: one or two pinned replicas
+ * stage, a set with one replica without it does not. */
+static void test_staging_is_on_when_every_device_is_pinned(void)
 {
     pt_net *net = make_net();
     pt_device_options dopt = {.threads = 1, .emulate_graphs = 1};
@@ -578,7 +711,8 @@ static void test_staging_is_on_for_one_pinned_device_only(void)
     CHECKF(dev[0] && pt_replica_create_ex(net, dev[0], CAP, &oc, 7, &off, &rep[2], &err) == PT_OK, "%s", err.msg);
     if (rep[0] && rep[1] && rep[2]) {
         CHECK(pt_trainer_stages_input(rep, 1) == 1);
-        CHECK(pt_trainer_stages_input(rep, 2) == 0);
+        CHECK(pt_trainer_stages_input(rep, 2) == 1);
+        CHECK(pt_trainer_stages_input(&rep[1], 2) == 0);
         CHECK(pt_trainer_stages_input(&rep[2], 1) == 0);
     }
     for (int d = 0; d < 3; d++) pt_replica_free(rep[d]);
@@ -604,8 +738,15 @@ int main(void)
     RUN(test_gradient_accumulation_staged_equals_unstaged);
     RUN(test_ctrl_c_mid_epoch_and_resume_equal_the_straight_run);
     RUN(test_a_source_that_ends_early_or_fails_fails_alike);
-    RUN(test_staging_is_on_for_one_pinned_device_only);
+    RUN(test_staging_is_on_when_every_device_is_pinned);
     RUN(test_two_ranks_of_one_device_stage_and_match);
+    RUN(test_two_devices_in_one_process_stage_and_match);
+    RUN(test_three_devices_one_part_empty_stage_and_match);
+    RUN(test_two_devices_with_accumulation_stage_and_match);
+    RUN(test_two_devices_ctrl_c_and_resume_equal_unstaged);
+    RUN(test_two_ranks_of_two_devices_stage_and_match);
+    RUN(test_trace_shows_each_devices_staging);
+    RUN(test_two_devices_a_source_that_ends_early_or_fails_fails_alike);
     if (pt_t_fail == 0) pt_remove_tree(root, NULL);
     TEST_EXIT();
 }

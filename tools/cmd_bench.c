@@ -174,7 +174,7 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
-    const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = "on";
+    const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = NULL;
     int fuse_on = 1;
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
@@ -223,7 +223,7 @@ int cmd_bench(int argc, char **argv)
         cli_error("bench: --pinned-input must be auto, on or off, got '%s'", pinned_opt);
         return 2;
     }
-    if (cli_fuse_parse("bench", fuse, &fuse_on)) return 2;
+    if (cli_fuse_parse("bench", &fuse, &fuse_on)) return 2;
     if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
     int C, H, W;
     char tail;

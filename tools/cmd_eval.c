@@ -23,7 +23,7 @@ int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
     const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto",
-               *fuse = "on";
+               *fuse = NULL;
     int fuse_on = 1;
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
@@ -98,7 +98,7 @@ int cmd_eval(int argc, char **argv)
         cli_error("eval: --cuda-graphs must be auto, on or off, got '%s'", graphs_opt);
         return 2;
     }
-    if (cli_fuse_parse("eval", fuse, &fuse_on)) return 2;
+    if (cli_fuse_parse("eval", &fuse, &fuse_on)) return 2;
     pt_error err;
     pt_error_clear(&err);
     /* The run's own validation data, unless --data says otherwise. */

@@ -727,7 +727,7 @@ int cmd_experiment(int argc, char **argv)
     a.data = DEFAULT_DATA;
     a.backend = "auto";
     a.precision = "fp32";
-    a.fuse = "on";
+    a.fuse = NULL;
     a.epochs = 10;
     a.batch = 64;
     a.seed = 1;
@@ -784,7 +784,7 @@ int cmd_experiment(int argc, char **argv)
         return 2;
     }
     int fuse_on;
-    if (cli_fuse_parse("experiment", a.fuse, &fuse_on)) return 2;
+    if (cli_fuse_parse("experiment", &a.fuse, &fuse_on)) return 2;
     if (cli_check_data("experiment", a.data)) return 2;
     xp_plan plan;
     if (select_runs(suite, a.runs, &plan)) return 2;

@@ -151,7 +151,7 @@ static void print_prediction(const cli_model *m, const char *input, const input_
 
 int cmd_predict(int argc, char **argv)
 {
-    const char *checkpoint = NULL, *backend = "auto", *devices = NULL;
+    const char *checkpoint = NULL, *backend = "auto", *devices = NULL, *graphs_opt = "auto";
     int topk = 5, json = 0, threads = 0, force = 0;
     const arg_spec specs[] = {
         {"checkpoint", ARG_STRING, &checkpoint, "DIR", "checkpoint directory (a run's best/ or last/), or a run directory: its best/ (else last/)", 0, 0, NULL},
@@ -161,6 +161,7 @@ int cmd_predict(int argc, char **argv)
         {"backend", ARG_STRING, &backend, "NAME", "auto (a GPU backend if any, else cpu) or a backend name", 0, 0, NULL},
         {"devices", ARG_STRING, &devices, "LIST", "all, a count N (the first N) or indices like 0,1 (one index: 0,); default all (cpu: 1)", 0, 0, NULL},
         {"threads", ARG_INT, &threads, "N", "cpu worker threads per device (default: the cores divided between the devices)", 0, 4096, NULL},
+        {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay the forward as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {NULL, 0, NULL, NULL, NULL, 0, 0, NULL},
     };
     const arg_command cmd = {"predict", "Classify images with a checkpoint.",
@@ -193,6 +194,11 @@ int cmd_predict(int argc, char **argv)
         cli_error("predict: no input images given");
         return 2;
     }
+    pt_switch graphs;
+    if (!pt_switch_parse(graphs_opt, &graphs)) {
+        cli_error("predict: --cuda-graphs must be auto, on or off, got '%s'", graphs_opt);
+        return 2;
+    }
     pt_error err;
     pt_error_clear(&err);
     cli_model m;
@@ -201,6 +207,7 @@ int cmd_predict(int argc, char **argv)
         /* a bad --backend or --devices list is a usage error, as in train */
         return err.status == PT_ERR_INVALID ? 2 : 1;
     }
+    m.graphs = graphs;
     /* One image per forward, as with one device: a device count changes which device
      * classifies an image, never its result (equal threads per device given). */
     const int batch = 1;

@@ -204,12 +204,15 @@ void cli_pinned_training_line(pt_replica *const *reps, int ndev, char *pinned, s
     char why[160];
     if (!pt_replica_pinned_input(reps[0], why, sizeof why))
         snprintf(pinned, cap, "off: %s", why);
+    else if (pt_trainer_stages_input(reps, ndev) && ndev > 1)
+        snprintf(pinned, cap, "on, next batch staged during the step on each of the %d devices (page-locked host "
+                              "buffers, copies on a stream of their own)", ndev);
     else if (pt_trainer_stages_input(reps, ndev))
         snprintf(pinned, cap, "on, next batch staged during the step (page-locked host buffers, copies on a stream of "
                               "their own)");
     else
         snprintf(pinned, cap, "on (page-locked host buffers, copies on a stream of their own); each batch is copied "
-                              "after the step before it: several devices in one process do not stage ahead");
+                              "after the step before it: not every device of the process has pinned input");
 }
 
 /* Replica 0 holds the weights: the group, and the others get them. */

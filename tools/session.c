@@ -248,12 +248,18 @@ void cli_install_interrupt_handler(void)
 
 int cli_interrupted(void) { return g_interrupts > 0; }
 
-int cli_fuse_parse(const char *command, const char *value, int *on)
+int cli_fuse_parse(const char *command, const char **value, int *on)
 {
-    if (value && strcmp(value, "on") == 0) *on = 1;
-    else if (value && strcmp(value, "off") == 0) *on = 0;
+    if (!*value) {
+        const char *env = getenv("PT_FUSE_RELU");
+        *on = !(env && strcmp(env, "0") == 0);
+        *value = *on ? "on" : "off";
+        return 0;
+    }
+    if (strcmp(*value, "on") == 0) *on = 1;
+    else if (strcmp(*value, "off") == 0) *on = 0;
     else {
-        cli_error("%s: --fuse must be on or off, got '%s'", command, value ? value : "");
+        cli_error("%s: --fuse must be on or off, got '%s'", command, *value);
         return 2;
     }
     return 0;

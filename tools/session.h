@@ -29,10 +29,14 @@ int cli_local_processes(void);
  * BatchNorm forward or add before them (pt_replica_options.no_fuse_relu). *on is 1 or 0;
  * anything else prints "COMMAND: --fuse must be on or off, got 'X'" and returns 2 (a usage
  * error), else 0. */
-int cli_fuse_parse(const char *command, const char *value, int *on);
+/* --fuse: *value "on" or "off", else a usage error (exit code 2, said). NULL (not given):
+ * on, or off where the environment has PT_FUSE_RELU=0, and *value becomes that, so that what
+ * is recorded is what ran; a --fuse given wins over the environment. */
+int cli_fuse_parse(const char *command, const char **value, int *on);
 #define CLI_FUSE_HELP                                                                                     \
     "on or off: fold each in-place ReLU into the BatchNorm forward or add before it where the device has " \
-    "the fused form (results are the same; default on)"
+    "the fused form (results are the same; default on, or off where the environment has PT_FUSE_RELU=0; " \
+    "the option wins over it)"
 
 /* SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C exits at once
  * (checkpoints are replaced atomically, so even that loses nothing saved). */

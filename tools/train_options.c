@@ -79,7 +79,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->seed = 1;
     a->precision = "fp32";
     a->cuda_graphs = a->pinned_input = "auto";
-    a->fuse = "on";
+    a->fuse = NULL; /* cli_fuse_parse: on, or what PT_FUSE_RELU says */
     a->trace_step = -1;
     a->accumulate = 1;
     const arg_spec specs[] = {
@@ -502,7 +502,7 @@ int train_options_resolve(train_options *o)
         cli_error("train: --pinned-input must be auto, on or off, got '%s'", ap->pinned_input);
         return 2;
     }
-    if (cli_fuse_parse("train", ap->fuse, &o->fuse_relu)) return 2;
+    if (cli_fuse_parse("train", &ap->fuse, &o->fuse_relu)) return 2;
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
         cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
         return 2;

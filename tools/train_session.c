@@ -380,9 +380,20 @@ static int read_init_from(train_session *s, const train_args *ap, float **params
 
 /* The devices, a replica on each (starting from init_params when given), the loaders,
  * config.json and the trainer. */
-static int train_session_devices(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
-                                 const float *init_params, const float *init_buffers, int64_t init_bn_steps,
-                                 pt_error *err)
+static pt_replica_options replica_options(const train_options *o)
+{
+    const pt_replica_options ro = {.sync_bn = o->args.sync_bn,
+                                   .precision = o->precision,
+                                   .graphs = o->graphs,
+                                   .pinned_input = o->pinned_input,
+                                   .no_fuse_relu = !o->fuse_relu};
+    return ro;
+}
+
+/* The devices, and what they refuse for the run's options (its precision, --cuda-graphs on,
+ * --pinned-input on), before the run directory or the data is touched: a refusal leaves
+ * nothing behind. */
+static int open_devices(train_session *s, train_options *o, pt_error *err)
 {
     train_args *ap = &o->args;
     if (cli_open_devices(ap->backend, ap->devices, ap->threads, ap->deterministic, s->devs, &s->ndev, err) !=
@@ -393,21 +404,27 @@ static int train_session_devices(train_session *s, train_options *o, const pt_js
         }
         return 1;
     }
-
-    pt_optim_config oc;
-    if (train_options_optim(o, &oc)) return 2;
-    if (divide_global_batch(s, ap, resume_cfg, world, err)) return 1;
     /* Every device must compute in the run's precision; the first that cannot says why. */
     for (int d = 0; d < s->ndev; d++)
         if (pt_device_precision(s->devs[d], o->precision, s->precision_how, sizeof s->precision_how, err) != PT_OK) {
             pt_error_wrap(err, "--precision %s", ap->precision);
             return 1;
         }
-    pt_replica_options ro = {.sync_bn = ap->sync_bn,
-                             .precision = o->precision,
-                             .graphs = o->graphs,
-                             .pinned_input = o->pinned_input,
-                             .no_fuse_relu = !o->fuse_relu};
+    const pt_replica_options ro = replica_options(o);
+    for (int d = 0; d < s->ndev; d++)
+        if (pt_replica_check_options(s->devs[d], &ro, err) != PT_OK) return 1;
+    return 0;
+}
+
+static int train_session_devices(train_session *s, train_options *o, const pt_json *resume_cfg, pt_world *world,
+                                 const float *init_params, const float *init_buffers, int64_t init_bn_steps,
+                                 pt_error *err)
+{
+    train_args *ap = &o->args;
+    pt_optim_config oc;
+    if (train_options_optim(o, &oc)) return 2;
+    if (divide_global_batch(s, ap, resume_cfg, world, err)) return 1;
+    const pt_replica_options ro = replica_options(o);
     for (int d = 0; d < s->ndev; d++)
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;
@@ -475,6 +492,7 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
      * a file that does not fit leaves --out as it was. */
     const int init = ap->init_from && !ap->resume;
     int rc;
+    if ((rc = open_devices(s, o, err)) != 0) return rc;
     if (!init && (rc = prepare_run_dir(s, ap, world, err)) != 0) return rc;
     if (ap->resume && check_resumed_model(ap, err)) return 1;
     if (open_datasets(s, ap, err)) return 1;

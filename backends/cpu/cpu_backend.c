@@ -184,6 +184,7 @@ static pt_status cpu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt
         return pt_fail(err, PT_ERR_INVALID, "cpu: read() during a graph capture");
     PT_TRY(check_range(src, bytes, "read", err));
     if (bytes) memcpy(dst, cpu_ptr(src), bytes);
+    cpu_emu_synced(dev_ctx);
     return PT_OK;
 }
 
@@ -198,8 +199,8 @@ static pt_status cpu_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, p
 
 static pt_status cpu_synchronize(void *dev_ctx, pt_error *err)
 {
-    (void)dev_ctx;
     (void)err;
+    cpu_emu_synced(dev_ctx);
     return PT_OK; /* every op has finished when run() returns */
 }
 
@@ -246,7 +247,8 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
     PT_TRY(validate(op, 1, err));
     if (op->step.buf) PT_TRY(check_range(op->step, sizeof(pt_step_scalars), "step record", err));
     if (d->rec) return cpu_emu_record(d, op, err);
-    return cpu_execute(d, op, err);
+    PT_TRY(cpu_execute(d, op, err));
+    return d->emulate ? cpu_emu_note_op(d, op, err) : PT_OK;
 }
 
 pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
@@ -406,4 +408,6 @@ const pt_backend_iface pt_cpu_backend = {
     .host_free = cpu_emu_host_free,
     .write_async = cpu_emu_write_async,
     .write_fence_wait = cpu_emu_write_fence_wait,
+    .compute_fence = cpu_emu_compute_fence,
+    .copy_wait = cpu_emu_copy_wait,
 };

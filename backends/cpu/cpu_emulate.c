@@ -3,8 +3,11 @@
  * receives instead of executing them and a launch executes the recording, each op reading its
  * step record (pt_op.step) as it runs; an asynchronous write is held back until the device is
  * told to wait for it, so a caller that reads the destination too early, or changes the source
- * before the copy completed, gets different numbers. That makes the core's capture decisions
- * and input double-buffering testable for bitwise equality without a GPU. */
+ * before the copy completed, gets different numbers; and an asynchronous write into memory an
+ * op may still read (run since the host last waited for the device, and not waited for by the
+ * copy queue through copy_wait) fails, as on a GPU such a copy could overwrite it while the op
+ * runs. That makes the core's capture decisions and input double-buffering testable for
+ * bitwise equality without a GPU. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +20,12 @@ typedef struct cpu_recording {
     int failed; /* a call that cannot be recorded came during the capture */
     char why[160];
 } cpu_recording;
+
+typedef struct cpu_range {
+    const pt_buffer *buf;
+    size_t off, bytes;
+    uint64_t op; /* the op's number (ops_run after it) */
+} cpu_range;
 
 typedef struct cpu_pending {
     pt_mem dst;
@@ -97,7 +106,10 @@ pt_status cpu_emu_graph_launch(void *dev_ctx, void *graph, pt_error *err)
 {
     cpu_device *d = dev_ctx;
     const cpu_recording *r = graph;
-    for (int i = 0; i < r->n; i++) PT_TRY(cpu_execute(d, &r->ops[i], err));
+    for (int i = 0; i < r->n; i++) {
+        PT_TRY(cpu_execute(d, &r->ops[i], err));
+        PT_TRY(cpu_emu_note_op(d, &r->ops[i], err));
+    }
     return PT_OK;
 }
 
@@ -122,11 +134,59 @@ void cpu_emu_host_free(void *dev_ctx, void *ptr)
     free(ptr);
 }
 
+pt_status cpu_emu_note_op(cpu_device *d, const pt_op *op, pt_error *err)
+{
+    d->ops_run++;
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+        if (!op->t[i].mem.buf) continue;
+        if (d->nreads == d->cap_reads) {
+            const int cap = d->cap_reads ? 2 * d->cap_reads : 256;
+            cpu_range *p = realloc(d->reads, (size_t)cap * sizeof *p);
+            if (!p) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+            d->reads = p;
+            d->cap_reads = cap;
+        }
+        d->reads[d->nreads++] = (cpu_range){op->t[i].mem.buf, op->t[i].mem.off, pt_tensor_bytes(&op->t[i]), d->ops_run};
+    }
+    return PT_OK;
+}
+
+void cpu_emu_synced(cpu_device *d)
+{
+    d->ops_synced = d->ops_run;
+    d->nreads = 0;
+}
+
+pt_status cpu_emu_compute_fence(void *dev_ctx, uint64_t *fence, pt_error *err)
+{
+    cpu_device *d = dev_ctx;
+    if (!d->emulate) return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu: no compute fences on this device");
+    if (cpu_emu_refuse(d, "compute_fence")) return pt_fail(err, PT_ERR_INVALID, "cpu: compute_fence() during a capture");
+    *fence = d->ops_run + 1; /* 0 is no fence */
+    return PT_OK;
+}
+
+pt_status cpu_emu_copy_wait(void *dev_ctx, uint64_t fence, pt_error *err)
+{
+    cpu_device *d = dev_ctx;
+    if (!d->emulate) return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu: no asynchronous writes on this device");
+    if (fence > 0 && fence - 1 > d->copy_after) d->copy_after = fence - 1;
+    return PT_OK;
+}
+
 pt_status cpu_emu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence,
                               pt_error *err)
 {
     cpu_device *d = dev_ctx;
     if (!d->emulate) return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu: no asynchronous writes on this device");
+    for (int i = 0; i < d->nreads; i++) {
+        const cpu_range *q = &d->reads[i];
+        if (q->op > d->copy_after && q->buf == dst.buf && q->off < dst.off + bytes && dst.off < q->off + q->bytes)
+            return pt_fail(err, PT_ERR_INVALID,
+                           "cpu: an asynchronous write of %zu bytes at offset %zu overlaps an operand of op %llu, "
+                           "which may still run: the copy queue must wait for it (copy_wait)",
+                           bytes, dst.off, (unsigned long long)q->op);
+    }
     if (d->npending == d->cap_pending) {
         const int cap = d->cap_pending ? 2 * d->cap_pending : 8;
         cpu_pending *p = realloc(d->pending, (size_t)cap * sizeof *p);
@@ -162,4 +222,5 @@ void cpu_emu_close(cpu_device *d)
 {
     free_recording(d->rec);
     free(d->pending);
+    free(d->reads);
 }

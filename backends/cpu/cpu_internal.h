@@ -68,6 +68,13 @@ typedef struct cpu_device {
     struct cpu_pending *pending; /* asynchronous writes not yet carried out */
     int npending, cap_pending;
     uint64_t next_fence;
+    /* The compute queue as a GPU's would be: every op run since the host last waited for the
+     * device (read, synchronize) may still be running, its operands in reads (op numbers
+     * after ops_synced); the copy queue waits for ops up to copy_after (copy_wait). An
+     * asynchronous write into an operand of an op that may still run fails. */
+    struct cpu_range *reads;
+    int nreads, cap_reads;
+    uint64_t ops_run, ops_synced, copy_after;
 } cpu_device;
 
 /* ---- cpu_blas.c ---- */
@@ -165,6 +172,12 @@ void cpu_emu_graph_free(void *dev_ctx, void *graph);
 pt_status cpu_emu_record(cpu_device *d, const pt_op *op, pt_error *err);
 /* Under capture: 1, and the capture will fail naming what (a call that is not recorded). */
 int cpu_emu_refuse(cpu_device *d, const char *what);
+/* An op ran on an emulating device: its operands may be in use until the host next waits. */
+pt_status cpu_emu_note_op(cpu_device *d, const pt_op *op, pt_error *err);
+/* The host waited for the device (read, synchronize): every op run so far has finished. */
+void cpu_emu_synced(cpu_device *d);
+pt_status cpu_emu_compute_fence(void *dev_ctx, uint64_t *fence, pt_error *err);
+pt_status cpu_emu_copy_wait(void *dev_ctx, uint64_t fence, pt_error *err);
 int cpu_emu_pinned_capable(void *dev_ctx);
 pt_status cpu_emu_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err);
 void cpu_emu_host_free(void *dev_ctx, void *ptr);

@@ -185,6 +185,14 @@ static pt_status stub_write_fence_wait(void *dev_ctx, uint64_t fence, int host, 
 {
     return DEV(dev_ctx)->m->write_fence_wait(DEV(dev_ctx)->ctx, fence, host, err);
 }
+static pt_status stub_compute_fence(void *dev_ctx, uint64_t *fence, pt_error *err)
+{
+    return DEV(dev_ctx)->m->compute_fence(DEV(dev_ctx)->ctx, fence, err);
+}
+static pt_status stub_copy_wait(void *dev_ctx, uint64_t fence, pt_error *err)
+{
+    return DEV(dev_ctx)->m->copy_wait(DEV(dev_ctx)->ctx, fence, err);
+}
 
 /* The module's answer (its device's compute capability decides); fp32 only from a module
  * without precision(). */
@@ -279,4 +287,6 @@ const pt_backend_iface pt_cuda_backend = {
     .host_free = stub_host_free,
     .write_async = stub_write_async,
     .write_fence_wait = stub_write_fence_wait,
+    .compute_fence = stub_compute_fence,
+    .copy_wait = stub_copy_wait,
 };

@@ -476,6 +476,8 @@ static const pt_backend_iface cu_iface = {
     .host_free = cu_host_free,
     .write_async = cu_write_async,
     .write_fence_wait = cu_write_fence_wait,
+    .compute_fence = cu_compute_fence,
+    .copy_wait = cu_copy_wait,
 };
 
 __attribute__((visibility("default"))) const pt_backend_iface *pt_cuda_module_entry(int api_version,

@@ -74,6 +74,7 @@ pt_status cu_copy_queue_open(cu_device *d, pt_error *err)
 {
     CU_CHECK(cudaStreamCreateWithFlags(&d->copy_stream, cudaStreamNonBlocking), err);
     for (int i = 0; i < CU_FENCES; i++) CU_CHECK(cudaEventCreateWithFlags(&d->fences[i], cudaEventDisableTiming), err);
+    for (int i = 0; i < CU_FENCES; i++) CU_CHECK(cudaEventCreateWithFlags(&d->reads[i], cudaEventDisableTiming), err);
     return PT_OK;
 }
 
@@ -82,6 +83,8 @@ void cu_copy_queue_close(cu_device *d)
     if (d->copy_stream) cudaStreamSynchronize(d->copy_stream);
     for (int i = 0; i < CU_FENCES; i++)
         if (d->fences[i]) cudaEventDestroy(d->fences[i]);
+    for (int i = 0; i < CU_FENCES; i++)
+        if (d->reads[i]) cudaEventDestroy(d->reads[i]);
     if (d->copy_stream) cudaStreamDestroy(d->copy_stream);
 }
 
@@ -131,5 +134,29 @@ pt_status cu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error 
     cudaEvent_t ev = d->fences[fence % CU_FENCES];
     if (host) CU_CHECK(cudaEventSynchronize(ev), err);
     else CU_CHECK(cudaStreamWaitEvent(d->stream, ev, 0), err);
+    return PT_OK;
+}
+
+/* An event after the compute stream's work so far: the copy stream, which is non-blocking
+ * and would otherwise start a copy at once, waits on it before overwriting memory that work
+ * reads (an input slot whose step may still run). */
+pt_status cu_compute_fence(void *dev_ctx, uint64_t *fence, pt_error *err)
+{
+    cu_device *d = dev_ctx;
+    *fence = 0;
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: compute_fence() during a graph capture");
+    CU_CHECK(cudaSetDevice(d->ordinal), err);
+    const uint64_t f = ++d->next_read;
+    CU_CHECK(cudaEventRecord(d->reads[f % CU_FENCES], d->stream), err);
+    *fence = f;
+    return PT_OK;
+}
+
+pt_status cu_copy_wait(void *dev_ctx, uint64_t fence, pt_error *err)
+{
+    cu_device *d = dev_ctx;
+    if (fence == 0) return PT_OK;
+    CU_CHECK(cudaSetDevice(d->ordinal), err);
+    CU_CHECK(cudaStreamWaitEvent(d->copy_stream, d->reads[fence % CU_FENCES], 0), err);
     return PT_OK;
 }

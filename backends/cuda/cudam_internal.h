@@ -80,6 +80,10 @@ typedef struct cu_device {
     cudaStream_t copy_stream;
     cudaEvent_t fences[CU_FENCES];
     uint64_t next_fence;
+    /* compute_fence: events recorded on the compute stream (a ring like fences), which the
+     * copy stream waits on before a copy into memory the ops before them read */
+    cudaEvent_t reads[CU_FENCES];
+    uint64_t next_read;
     int capturing; /* between graph_begin and graph_end */
 } cu_device;
 
@@ -94,6 +98,8 @@ pt_status cu_host_alloc(void *dev_ctx, size_t bytes, void **ptr, pt_error *err);
 void cu_host_free(void *dev_ctx, void *ptr);
 pt_status cu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence, pt_error *err);
 pt_status cu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err);
+pt_status cu_compute_fence(void *dev_ctx, uint64_t *fence, pt_error *err);
+pt_status cu_copy_wait(void *dev_ctx, uint64_t fence, pt_error *err);
 /* The copy stream and its events (open_parts), and their release. */
 pt_status cu_copy_queue_open(cu_device *d, pt_error *err);
 void cu_copy_queue_close(cu_device *d);

@@ -66,8 +66,7 @@ pt_tensor pt_emit_buffer(const pt_emit *em, int buffer);
 pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot);
 /* A ReLU computing in place on the output of the op just emitted (a BN forward or an add):
  * sets that op's fuse_relu when the device runs the fused form, and returns 1, in which
- * case the ReLU emits nothing. pt_replica_options.no_fuse_relu (--fuse off) or PT_FUSE_RELU=0
- * turns it off. */
+ * case the ReLU emits nothing. pt_replica_options.no_fuse_relu (--fuse off) turns it off. */
 int pt_emit_fold_relu(pt_emit *em, int node);
 /* Declares a parameter/buffer while inferring (net.c). Returns its index or -1. */
 int pt_net_declare_param(pt_net *net, const char *module, const char *leaf, int ndim,

@@ -121,6 +121,15 @@ typedef struct pt_backend_iface {
     pt_status (*write_async)(void *dev_ctx, pt_mem dst, const void *src, size_t bytes, uint64_t *fence,
                              pt_error *err);
     pt_status (*write_fence_wait)(void *dev_ctx, uint64_t fence, int host, pt_error *err);
+    /* Copies after the compute queue's readers (optional with pinned input, both or neither;
+     * NULL: the core synchronises the device before a copy into memory ops may still read).
+     * compute_fence returns a fence after the ops queued so far on the compute queue;
+     * copy_wait makes the copies queued after it on the copy queue wait on the device until
+     * that fence has passed (the host does not block). The core takes such a fence after the
+     * ops that read an input slot and has the copy queue wait for it before the next copy
+     * into that slot. */
+    pt_status (*compute_fence)(void *dev_ctx, uint64_t *fence, pt_error *err);
+    pt_status (*copy_wait)(void *dev_ctx, uint64_t fence, pt_error *err);
 } pt_backend_iface;
 
 /* ---- registry (core/registry.c): the only mutable global in polytrain ---- */

@@ -40,17 +40,22 @@ typedef struct pt_replica_options {
     pt_precision precision;
     /* 1: every ReLU runs as its own op. 0 (the default): an in-place ReLU after a BN forward or
      * an add is folded into that op where the device has the fused form (PT_CAP_FUSED_RELU).
-     * The environment variable PT_FUSE_RELU=0 turns folding off whatever this says. */
+     * (The command line's --fuse sets it; PT_FUSE_RELU=0 in the environment is its default
+     * there, not read here.) */
     int no_fuse_relu;
 } pt_replica_options;
+/* The refusals of pt_replica_create_ex that depend on the device and the options only (a
+ * precision it cannot compute in, --cuda-graphs on or --pinned-input on where it cannot),
+ * without creating anything: callers check them before they write anything. */
+pt_status pt_replica_check_options(pt_device *dev, const pt_replica_options *ro, pt_error *err);
 /* pt_replica_create with options (NULL: the defaults). */
 pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capacity,
                                const pt_optim_config *opt, uint64_t seed, const pt_replica_options *ro,
                                pt_replica **out, pt_error *err);
 int pt_replica_sync_bn(const pt_replica *r);
 pt_precision pt_replica_precision(const pt_replica *r);
-/* Whether in-place ReLUs are folded into the op before them (no_fuse_relu and PT_FUSE_RELU
- * applied; the device still decides per op whether it has the fused form). */
+/* Whether in-place ReLUs are folded into the op before them (no_fuse_relu; the device still
+ * decides per op whether it has the fused form). */
 int pt_replica_fuse_relu(const pt_replica *r);
 
 /* The training op lists, for a device group that reduces across replicas between ops. The

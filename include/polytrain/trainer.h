@@ -131,12 +131,13 @@ pt_status pt_trainer_create(pt_replica **replicas, int nreplicas, const pt_model
                             pt_batch_source train, pt_batch_source val,
                             const pt_train_options *opt, pt_trainer **out, pt_error *err);
 void pt_trainer_free(pt_trainer *t);
-/* Whether a trainer over these replicas stages ahead: with pinned input on one device per
- * process, batch k+1 is fetched from the source once step k is queued and copied into the
- * free input slot while step k runs (before next() is called again, so the source's contract
- * holds). Every result is the same as without: the same batches to the same steps, a fetched
- * batch whose step has not run is not consumed (a checkpoint after step k resumes at batch
- * k+1), no fetch past the epoch's last batch. Several devices in one process: off. */
+/* Whether a trainer over these replicas stages ahead: with pinned input on every device of the
+ * process, batch k+1 is fetched from the source once step k is queued on every device (once
+ * for all of them) and each device's part is copied into its free input slot while step k
+ * runs (before next() is called again, so the source's contract holds). Every result is the
+ * same as without: the same batches to the same steps, a fetched batch whose step has not run
+ * is not consumed (a checkpoint after step k resumes at batch k+1), no fetch past the epoch's
+ * last batch. */
 int pt_trainer_stages_input(pt_replica *const *replicas, int nreplicas);
 /* Initialises or resumes (reads out_dir/last), then trains the remaining epochs. */
 pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *err);

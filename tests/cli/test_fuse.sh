@@ -3,6 +3,8 @@
 # shows as relu_fwd calls, on folds them into the BN forward / add before them (cpu, and opencl
 # where it has a device). train records the choice in config.json, says it in the banner and
 # keeps it on --resume; bench --json records it; anything but on/off is a usage error.
+# PT_FUSE_RELU=0 in the environment is the default where --fuse is not given; a --fuse given
+# wins, and config.json records what ran either way.
 source "$(dirname "$0")/lib.sh"
 scratch fuse
 
@@ -29,10 +31,29 @@ expect_output "bench --fuse 1 is a usage error" 2 "bench: --fuse must be on or o
 expect_output "eval --fuse yes is a usage error" 2 "eval: --fuse must be on or off, got 'yes'" -- "$CLI" eval \
     --checkpoint "$TMP/run" --fuse yes
 
+config_fuse() { # DIR: prints "<options.fuse> <resolved.fuse_relu>"
+    "$PY" -c 'import json,sys; c=json.load(open(sys.argv[1])); print(c["options"]["fuse"], c["resolved"]["fuse_relu"])' \
+        "$1/config.json"
+}
+TRAIN=("$CLI" train --data "tinyimagenet:$TMP/data" --epochs 1 --batch-per-device 4 --limit-train 8 --limit-val 4
+    --no-progress --backend cpu --no-cache)
+expect_output "PT_FUSE_RELU=0 and --fuse on: the option wins" 0 "fused BN+ReLU, add+ReLU: on" -- \
+    env PT_FUSE_RELU=0 "${TRAIN[@]}" --out "$TMP/env_on" --fuse on
+got=$(config_fuse "$TMP/env_on")
+[ "$got" = "on True" ] && pass "config.json records the --fuse on that ran ($got)" ||
+    fail "config.json records the --fuse on that ran (got '$got')"
+expect_output "PT_FUSE_RELU=0 without --fuse: off" 0 "fused BN+ReLU, add+ReLU: off" -- \
+    env PT_FUSE_RELU=0 "${TRAIN[@]}" --out "$TMP/env_default"
+got=$(config_fuse "$TMP/env_default")
+[ "$got" = "off False" ] && pass "config.json records the off that ran ($got)" ||
+    fail "config.json records the off that ran (got '$got')"
+
 # bench --json: the choice, and whether the ReLUs ran as their own ops
-bench_fuse() { # BACKEND FUSE: prints "<fuse> <relu_fwd calls per step>"
-    "$CLI" bench --backend "$1" --input 1x16x16 --classes 2 --batch 2 --steps 1 --warmup 0 --per-op --json \
-        --fuse "$2" 2>/dev/null |
+bench_fuse() { # BACKEND FUSE [VAR=VALUE...]: prints "<fuse> <relu_fwd calls per step>" (FUSE "": not given)
+    local be=$1 fuse=$2
+    shift 2
+    env "$@" "$CLI" bench --backend "$be" --input 1x16x16 --classes 2 --batch 2 --steps 1 --warmup 0 --per-op --json \
+        ${fuse:+--fuse "$fuse"} 2>/dev/null |
         "$PY" -c 'import json,sys; b=json.load(sys.stdin); print(b["fuse"], b["per_op"].get("relu_fwd", {}).get("calls_per_step", 0))'
 }
 backends=cpu
@@ -45,4 +66,10 @@ for be in $backends; do
     [ "$got" = "on 0" ] && pass "$be bench --fuse on: recorded, no ReLU op left ($got)" ||
         fail "$be bench --fuse on: recorded, no ReLU op left (got '$got')"
 done
+got=$(bench_fuse cpu on PT_FUSE_RELU=0)
+[ "$got" = "on 0" ] && pass "PT_FUSE_RELU=0 bench --fuse on: the option wins ($got)" ||
+    fail "PT_FUSE_RELU=0 bench --fuse on: the option wins (got '$got')"
+got=$(bench_fuse cpu "" PT_FUSE_RELU=0)
+[ "${got%% *}" = off ] && [ "${got#* }" != 0 ] && pass "PT_FUSE_RELU=0 bench: off, ReLUs run alone ($got)" ||
+    fail "PT_FUSE_RELU=0 bench: off, ReLUs run alone (got '$got')"
 finish

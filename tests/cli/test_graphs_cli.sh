@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # --cuda-graphs and --pinned-input on the command line: a value other than auto, on or off is a
-# usage error (exit 2) on train, bench and eval; `on` where the device cannot (the cpu backend)
-# fails with the device's reason and writes no config; auto says why it is off in the banner
-# and in config.json, records the option, and a resume may change it.
+# usage error (exit 2) on train, bench, eval and predict; `on` where the device cannot (the cpu
+# backend) fails with the device's reason before anything is created (no run directory); auto
+# says why it is off in the banner and in config.json, records the option, and a resume may
+# change it.
 source "$(dirname "$0")/lib.sh"
 scratch graphs-cli
 
@@ -25,9 +26,13 @@ done
 
 expect_output "train --cuda-graphs on, cpu" 1 "cpu device 0 (.*) cannot capture graphs: the cpu backend runs each op" -- \
     "${TRAIN[@]}" --epochs 1 --cuda-graphs on --out "$TMP/on"
-[ -e "$TMP/on/config.json" ] && fail "--cuda-graphs on wrote a config" || pass "--cuda-graphs on wrote no config"
 expect_output "train --pinned-input on, cpu" 1 "pinned-input on: cpu device 0 .*no asynchronous copies" -- \
     "${TRAIN[@]}" --epochs 1 --pinned-input on --out "$TMP/pin"
+# refused before anything is created: no run directory (not even its lock)
+for d in on pin; do
+    if [ -e "$TMP/$d" ]; then fail "a refused $d left $d/ behind: $(ls -A "$TMP/$d" | tr '\n' ' ')"; else
+        pass "a refused $d created nothing"; fi
+done
 
 expect_output "banner says why graphs are off" 0 "^CUDA graphs: off: the cpu backend runs each op as it is queued" -- \
     "${TRAIN[@]}" --epochs 2 --stop-after-epoch 1 --out "$TMP/run"
@@ -48,4 +53,12 @@ expect_output "a resume may turn them off" 0 "epoch 2" -- "$CLI" train --resume 
 expect_output "bench --json says what they resolved to" 0 '"cuda_graphs":"off: --cuda-graphs off"' -- \
     "$CLI" bench --backend cpu --model baseline --input 1x16x16 --classes 2 --batch 2 --steps 1 --warmup 0 --threads 1 \
     --cuda-graphs off --json
+# predict takes --cuda-graphs as eval does
+IMG=$(find "$TMP/data/val" -type f -name '*.JPEG' | head -1)
+expect_output "predict --cuda-graphs maybe" 2 "predict: --cuda-graphs must be auto, on or off, got 'maybe'" -- \
+    "$CLI" predict --checkpoint "$TMP/run" --cuda-graphs maybe "$IMG"
+expect_output "predict --cuda-graphs on, cpu" 1 "predict: --cuda-graphs on: cpu device 0 (.*) cannot capture graphs" -- \
+    "$CLI" predict --checkpoint "$TMP/run" --backend cpu --threads 1 --cuda-graphs on --force "$IMG"
+expect_output "predict --cuda-graphs off" 0 "1\. " -- \
+    "$CLI" predict --checkpoint "$TMP/run" --backend cpu --threads 1 --cuda-graphs off --force "$IMG"
 finish

@@ -73,6 +73,8 @@ def check_trace(tag, doc, run_dir, want_step, transport, want_bn):
     check(sample is not None and sample["args"].get("operands") and sample["args"].get("bytes", 0) > 0,
           tag + ": an op carries its operands' shapes and bytes: %r" % (sample and sample["args"]))
     check(len([e for e in spans if e["name"] == "optimizer_update"]) == 2, tag + ": an update span per device")
+    copies = sorted(e["tid"] for e in spans if e["name"] == "copy_input" and e.get("cat") == "input")
+    check(copies == [0, 1], tag + ": the copy of each device's part of the batch on its track: %r" % copies)
 
     reductions = [e for e in spans if e["tid"] == 2]
     buckets = [e for e in reductions if e["name"] == "allreduce_bucket"]
