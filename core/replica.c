@@ -362,6 +362,7 @@ pt_dtype pt_replica_act_dtype(const pt_replica *r, int node)
 }
 
 void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out) { *out = r->act_plan; }
+pt_act_storage pt_replica_act_storage(const pt_replica *r) { return r->act_storage; }
 int pt_replica_fuse_relu(const pt_replica *r) { return r->fold_relu; }
 
 const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)

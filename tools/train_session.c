@@ -218,6 +218,7 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
         pt_strbuf_json_string(cfg, cli_backend_choice());
     }
     pt_strbuf_printf(cfg, ",\"fuse_relu\":%s", pt_replica_fuse_relu(s->reps[0]) ? "true" : "false");
+    cli_act_storage_json(s->reps[0], cfg);
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
     char graphs[256], pinned[256];
@@ -407,7 +408,8 @@ static int train_session_devices(train_session *s, train_options *o, const pt_js
                              .precision = o->precision,
                              .graphs = o->graphs,
                              .pinned_input = o->pinned_input,
-                             .no_fuse_relu = !o->fuse_relu};
+                             .no_fuse_relu = !o->fuse_relu,
+                             .act_storage = o->act_storage};
     for (int d = 0; d < s->ndev; d++)
         if (pt_replica_create_ex(s->net, s->devs[d], s->capacity, &oc, ap->seed, &ro, &s->reps[d], err) != PT_OK)
             return 1;

@@ -65,6 +65,7 @@ typedef struct pt_act_plan {
     size_t act_bytes, act_bytes_fp32;
 } pt_act_plan;
 void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out);
+pt_act_storage pt_replica_act_storage(const pt_replica *r);
 /* Whether in-place ReLUs are folded into the op before them (no_fuse_relu and PT_FUSE_RELU
  * applied; the device still decides per op whether it has the fused form). */
 int pt_replica_fuse_relu(const pt_replica *r);
