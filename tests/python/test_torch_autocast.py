@@ -8,8 +8,10 @@ lands from float64. The bound on each parameter's update is stated from that spr
                                               largest error) + FLOOR
 
 Both round the convolution and linear operands to bf16 (8 significand bits, unit roundoff
-2^-8 = 0.4%) and sum in float32; PyTorch also rounds each convolution's output to bf16, which
-polytrain keeps in float32, so polytrain is expected near PyTorch's error, not at float32's.
+2^-8 = 0.4%) and sum in float32; both store each convolution's output in bf16 (polytrain's
+--act-storage auto; it also stores the BatchNorm, ReLU, pooling and residual outputs in bf16,
+where autocast keeps some of them float32), so polytrain is expected near PyTorch's error,
+not at float32's.
 The factor 3 allows for a different rounding landing activations across ReLU kinks, which
 one bf16 run against another shows too (the three autocast runs differ among themselves by
 up to half their error); FLOOR (3%) is for parameters whose update is a cancellation (a BN
