@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/conformance.h"
+#include "core/half.h"
 #include "core/rng.h"
 
 /* A pt_rng purpose of the suite's own, so its inputs never coincide with training streams. */
@@ -63,6 +64,10 @@ typedef struct conf_operand {
      * output would hide in the norm; an element off by a fraction of the output's scale
      * does not hide here. */
     double elem_bound;
+    /* PT_BF16 or PT_F16: the device under test holds this operand in that 16-bit storage
+     * (a lowp operand); the reference holds the same values, rounded to it, as float32.
+     * PT_F32 (0) otherwise. */
+    pt_dtype store;
 } conf_operand;
 
 typedef struct conf_case {
@@ -810,6 +815,67 @@ static void math_variants(conf_table *t, int first)
         }
 }
 
+/* The cases of a kind with lowp operands (16-bit activations) again with those operands in
+ * bf16 and in fp16 on the device under test, fresh random inputs rounded to the format on both
+ * sides, outputs poisoned with NaN; a kind with a math mode computes in the matching one, as
+ * training does. Every case once with all its lowp operands 16-bit, and two with the first
+ * one only (an op's operands decide alone: an add of a bf16 and a float tensor). Bounds: an
+ * output stored in 16 bits is rounded to nearest once, a relative error of at most u (2^-8
+ * bf16, 2^-11 fp16) per element, so u on the norm and on each element against the output's
+ * largest magnitude, on top of what the op accumulates (the math mode's 4u for convolutions;
+ * the float bound for the rest, whose inputs are the same rounded values on both sides).
+ * Rounding toward zero (errors up to 2u) fails them. Run only on devices that declare
+ * PT_CAP_ACT16 of the format. */
+static void act16_variants(conf_table *t, int first, int last)
+{
+    const pt_op_desc *d = pt_op_describe(last > first ? t->c[first].op.kind : PT_OP_KIND_COUNT);
+    if (!d) return;
+    int lowp[PT_OP_MAX_OPERANDS], nl = 0;
+    for (int j = 0; j < d->nt; j++)
+        if (d->arg[j].lowp) lowp[nl++] = j;
+    if (!nl) return;
+    static const pt_dtype dts[2] = {PT_BF16, PT_F16};
+    for (int v = 0; v < 2; v++)
+        for (int only_first = 0; only_first < (nl > 1 ? 2 : 1); only_first++)
+            for (int i = first; i < last && !t->oom && (!only_first || i < first + 2); i++) {
+                conf_case c = t->c[i];
+                const pt_dtype dt = dts[v];
+                const pt_precision p = dt == PT_BF16 ? PT_PREC_BF16 : PT_PREC_FP16;
+                const double u = pt_precision_unit_roundoff(p);
+                if (c.steps != 1) continue;
+                for (int k = 0; k < (only_first ? 1 : nl); k++)
+                    if (c.o[lowp[k]].role != R_ABSENT) c.o[lowp[k]].store = dt;
+                /* an operand in place over a 16-bit one is that memory: 16-bit too, and it
+                 * must be lowp itself */
+                int ok = 1;
+                for (int j = 0; j < c.op.nt; j++) {
+                    const int a = c.o[j].alias;
+                    if (a >= 0 && (c.o[a].store != PT_F32 || c.o[j].store != PT_F32)) {
+                        ok = ok && d->arg[j].lowp && d->arg[a].lowp;
+                        c.o[j].store = c.o[a].store = dt;
+                    }
+                }
+                if (!ok) continue;
+                if (d->flags & PT_OPF_MATH) c.op.math = p;
+                for (int j = 0; j < c.op.nt; j++) {
+                    conf_operand *o = &c.o[j];
+                    if (o->check != C_NORM) continue;
+                    if (d->flags & PT_OPF_MATH) {
+                        o->bound = lowp_bound(p) + (o->store ? u : 0.0);
+                        o->elem_bound = 4.0 * lowp_bound(p) + (o->store ? u : 0.0);
+                        if (o->floor < 0.5) o->floor = 0.5;
+                    } else if (o->store) {
+                        o->elem_bound = u + o->bound;
+                        o->bound += u;
+                    }
+                }
+                char rest[sizeof c.name];
+                const char *sp = strchr(c.name, ' ');
+                snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+                push(t, &c, "%s act=%s%s", rest, dt == PT_BF16 ? "bf16" : "fp16", only_first ? " first" : "");
+            }
+}
+
 /* The cases of a kind with per-step parameters again, the device under test reading them
  * from a step record as a captured graph does: the same results, bit for bit where the case
  * asks for it. */
@@ -904,10 +970,12 @@ static pt_status build_table(conf_table *t, pt_error *err)
         const unsigned r = d ? (unsigned)d->cases.recipe : 0u;
         const int first = t->n;
         if (r < sizeof recipes / sizeof recipes[0] && recipes[r]) recipes[r](t, (pt_op_kind)k);
+        const int recipe_end = t->n;
         if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
         if (pt_op_has_step_params((pt_op_kind)k)) step_record_variants(t, first);
         if (d && (d->flags & PT_OPF_FUSED_RELU)) fuse_variants(t, first);
         whole_step_variants(t, (pt_op_kind)k, first);
+        act16_variants(t, first, recipe_end); /* of the recipe's own cases */
     }
     if (t->oom) {
         free(t->c);
@@ -1282,7 +1350,7 @@ static void free_side(conf_side *s)
 
 /* Buffers, operands and workspace of one side; contents written from the host images. */
 static pt_status setup_side(conf_side *s, const conf_case *c, const conf_layout *L, unsigned char *const *image,
-                            pt_error *err)
+                            int dut, pt_error *err)
 {
     s->op = c->op;
     for (int i = 0; i < c->op.nt; i++) {
@@ -1296,7 +1364,7 @@ static pt_status setup_side(conf_side *s, const conf_case *c, const conf_layout 
             PT_TRY(pt_device_write(s->dev, (pt_mem){s->buf[i], 0}, image[i], L->total[i], err));
         }
         int r = o->alias >= 0 ? o->alias : i;
-        s->op.t[i] = pt_tensor_make(s->buf[r], L->off[r], o->dtype, o->ndim, o->dim);
+        s->op.t[i] = pt_tensor_make(s->buf[r], L->off[r], dut && o->store ? o->store : o->dtype, o->ndim, o->dim);
     }
     size_t ws = s->dev->be->workspace_size(s->dev->ctx, &s->op);
     if (ws) {
@@ -1336,9 +1404,10 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
     if (cc.op.kind == PT_OP_DROPOUT_FWD) cc.op.p.dropout.seed = seed ^ ((uint64_t)index << 40);
     memset(r, 0, sizeof *r);
     *dut_ms = 0;
-    conf_layout L;
+    conf_layout L, LD; /* the reference's, and the device under test's (16-bit operands) */
     memset(&L, 0, sizeof L);
-    unsigned char *image[PT_OP_MAX_OPERANDS] = {0};
+    unsigned char *image[PT_OP_MAX_OPERANDS] = {0}, *image_dut[PT_OP_MAX_OPERANDS] = {0};
+    float *decoded = NULL;
     void *data[PT_OP_MAX_OPERANDS] = {0};
     conf_side sides[2];
     memset(sides, 0, sizeof sides);
@@ -1364,12 +1433,34 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         data[i] = image[i] + L.off[i];
         generate(c, index, seed, i, 0, data);
     }
+    LD = L;
+    for (int i = 0; i < c->op.nt; i++) {
+        const conf_operand *o = &c->o[i];
+        image_dut[i] = image[i];
+        if (!L.present[i] || !o->store) continue;
+        /* the values either side sees: rounded to the storage format (NaN stays NaN) */
+        const int64_t n = numel_of(o);
+        float *f = data[i];
+        LD.bytes[i] = (size_t)n * 2;
+        LD.total[i] = LD.off[i] + LD.bytes[i] + GUARD_BYTES;
+        image_dut[i] = malloc(LD.total[i]);
+        if (!image_dut[i]) {
+            st = PT_ERR_NOMEM;
+            goto done;
+        }
+        memset(image_dut[i], SENTINEL, LD.total[i]);
+        uint16_t *h = (uint16_t *)(void *)(image_dut[i] + LD.off[i]);
+        for (int64_t e = 0; e < n; e++) {
+            h[e] = o->store == PT_BF16 ? pt_bf16_from_f32(f[e]) : pt_f16_from_f32(f[e]);
+            f[e] = o->store == PT_BF16 ? pt_f32_from_bf16(h[e]) : pt_f32_from_f16(h[e]);
+        }
+    }
     /* The initial values (C_DELTA compares against them) stay in image[]. The reference
      * computes in float32 whatever the case's math mode (its workspace is sized for that). */
     conf_case ref_case = cc;
     ref_case.op.math = PT_PREC_FP32;
     for (int s = 0; s < 2; s++)
-        if (setup_side(&sides[s], s ? c : &ref_case, &L, image, &e) != PT_OK) {
+        if (setup_side(&sides[s], s ? c : &ref_case, s ? &LD : &L, s ? image_dut : image, s, &e) != PT_OK) {
             outcome_fail(r, "setup", "%s device: %s", s ? "device under test" : "reference", e.msg);
             goto done;
         }
@@ -1450,13 +1541,13 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
     }
     free(fresh);
     for (int s = 0; s < 2; s++)
-        if (read_side(&sides[s], c, &L, &e) != PT_OK) {
+        if (read_side(&sides[s], c, s ? &LD : &L, &e) != PT_OK) {
             outcome_fail(r, "read", "%s device: %s", s ? "device under test" : "reference", e.msg);
             goto done;
         }
     for (int i = 0; i < c->op.nt; i++) {
         if (!L.present[i]) continue;
-        check_guards(c, i, &L, sides[1].img[i], "the device under test", r);
+        check_guards(c, i, &LD, sides[1].img[i], "the device under test", r);
         check_guards(c, i, &L, sides[0].img[i], "the reference device", r);
     }
     if (isinf(r->ratio)) goto done;
@@ -1464,9 +1555,26 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         const conf_operand *o = &c->o[j];
         if (o->role == R_ABSENT || o->check == C_NONE) continue;
         int reg = o->alias >= 0 ? o->alias : j;
-        compare(c, j, sides[1].img[reg] + L.off[reg], sides[0].img[reg] + L.off[reg], image[reg] + L.off[reg], r);
+        const unsigned char *dut_data = sides[1].img[reg] + LD.off[reg];
+        if (c->o[reg].store) { /* widened exactly for the comparison */
+            const int64_t n = numel_of(o);
+            free(decoded);
+            decoded = malloc((size_t)(n ? n : 1) * sizeof *decoded);
+            if (!decoded) {
+                st = PT_ERR_NOMEM;
+                goto done;
+            }
+            const uint16_t *h = (const uint16_t *)(const void *)dut_data;
+            for (int64_t k = 0; k < n; k++)
+                decoded[k] = c->o[reg].store == PT_BF16 ? pt_f32_from_bf16(h[k]) : pt_f32_from_f16(h[k]);
+            dut_data = (const unsigned char *)decoded;
+        }
+        compare(c, j, dut_data, sides[0].img[reg] + L.off[reg], image[reg] + L.off[reg], r);
     }
 done:
+    free(decoded);
+    for (int i = 0; i < PT_OP_MAX_OPERANDS; i++)
+        if (image_dut[i] != image[i]) free(image_dut[i]);
     if (rec) pt_device_free(dut, rec);
     free_side(&sides[0]);
     free_side(&sides[1]);
@@ -1486,6 +1594,25 @@ static int dut_fuses_relu(pt_device *dut)
     return dut->be->supports(dut->ctx, &op);
 }
 
+/* Whether dut declares 16-bit activations in dt (PT_CAP_ACT16): supports() of a ReLU on them. */
+static int dut_stores(pt_device *dut, pt_dtype dt)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_RELU_FWD;
+    op.nt = 2;
+    for (int i = 0; i < 2; i++) op.t[i].dtype = dt, op.t[i].ndim = 1, op.t[i].dim[0] = 1;
+    return dut->be->supports(dut->ctx, &op);
+}
+
+/* The 16-bit storage of case c's operands, if any (PT_F32 when none). */
+static pt_dtype case_store(const conf_case *c)
+{
+    for (int j = 0; j < c->op.nt; j++)
+        if (c->o[j].store) return c->o[j].store;
+    return PT_F32;
+}
+
 pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, const char *filter,
                              pt_conformance_report cb, void *user, pt_conformance_summary *out, pt_error *err)
 {
@@ -1501,9 +1628,12 @@ pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, cons
     int claims[PT_PREC_COUNT];
     for (int p = 0; p < PT_PREC_COUNT; p++) claims[p] = pt_device_precision(dut, (pt_precision)p, NULL, 0, NULL) == PT_OK;
     const int fuses = dut_fuses_relu(dut);
+    const int stores_bf16 = dut_stores(dut, PT_BF16), stores_f16 = dut_stores(dut, PT_F16);
     for (int i = 0; i < t.n; i++) {
         if (filter && filter[0] && !strstr(t.c[i].name, filter)) continue;
-        if (!claims[t.c[i].op.math] || (t.c[i].op.fuse_relu && !fuses)) {
+        const pt_dtype store = case_store(&t.c[i]);
+        if (!claims[t.c[i].op.math] || (t.c[i].op.fuse_relu && !fuses) || (store == PT_BF16 && !stores_bf16) ||
+            (store == PT_F16 && !stores_f16)) {
             sum.unclaimed++;
             continue;
         }

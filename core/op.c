@@ -55,7 +55,12 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned ca
         const pt_tensor *t = &op->t[i];
         const pt_op_operand *a = &d->arg[i];
         if (pt_op_operand_absent(op, i)) continue;
-        if (t->dtype != a->dtype)
+        if (t->dtype != a->dtype && a->lowp && a->dtype == PT_F32 && (t->dtype == PT_BF16 || t->dtype == PT_F16)) {
+            if (!(caps & PT_CAP_ACT16(t->dtype)))
+                return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: operand %d (%s) is %s, and this backend stores no %s "
+                               "activations (expected F32)", backend, name, i, a->name, pt_dtype_name(t->dtype),
+                               pt_dtype_name(t->dtype));
+        } else if (t->dtype != a->dtype)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) is %s, expected %s", backend, name, i, a->name,
                            pt_dtype_name(t->dtype), pt_dtype_name(a->dtype));
         if (!check_shapes) continue;

@@ -14,6 +14,10 @@
 #define OUT_I32(n) {n, PT_I32, PT_ARG_OUT, 0}
 #define OPT_OUT(n) {n, PT_F32, PT_ARG_OUT, 1}
 #define OPT_INOUT(n) {n, PT_F32, PT_ARG_INOUT, 1}
+/* activations that may be stored in 16 bits (pt_op_operand.lowp) */
+#define LIN(n) {n, PT_F32, PT_ARG_IN, 0, 1}
+#define LOUT(n) {n, PT_F32, PT_ARG_OUT, 0, 1}
+#define LINOUT(n) {n, PT_F32, PT_ARG_INOUT, 0, 1}
 #define OF(j) (1u << (j)) /* may_alias: may be operand j's memory */
 
 /* ---- shape rules: each returns 1, or 0 with the rule that does not hold ---- */
@@ -321,7 +325,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* y = a + b; y may be a's or b's memory; a ReLU may be fused (the residual add) */
     [PT_OP_ADD] = {
         .name = "add", .summary = "y = a + b",
-        .nt = 3, .arg = {IN("a"), IN("b"), OUT("y")}, .flags = PT_OPF_POINTWISE | PT_OPF_FUSED_RELU,
+        .nt = 3, .arg = {LIN("a"), LIN("b"), LOUT("y")}, .flags = PT_OPF_POINTWISE | PT_OPF_FUSED_RELU,
         .may_alias = {[2] = OF(0) | OF(1)},
         .shapes = same_numel, .flops = per_x1, .cases = {PT_CASES_ADD},
     },
@@ -335,7 +339,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* y [N,C] or [N,C,H,W]; y[n,c,...] += bias[c], in place */
     [PT_OP_BIAS_ADD] = {
         .name = "bias_add", .summary = "y[n,c,...] += bias[c]",
-        .nt = 2, .arg = {INOUT("y"), IN("bias")},
+        .nt = 2, .arg = {LINOUT("y"), IN("bias")},
         .shapes = bias_shapes, .flops = per_in1, .cases = {PT_CASES_BIAS},
     },
     /* dbias = (accumulate ? dbias : 0) + the sum of dy over n, h, w */
@@ -351,7 +355,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * it before they are multiplied; outputs and sums stay float32. */
     [PT_OP_CONV2D_FWD] = {
         .name = "conv2d_fwd", .summary = "y = conv2d(x, w) (+ y)",
-        .nt = 3, .arg = {IN("x"), IN("w"), OUT("y")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
+        .nt = 3, .arg = {LIN("x"), IN("w"), LOUT("y")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* dx = (accumulate ? dx : 0) + conv2d's input gradient */
@@ -363,7 +367,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* dw = (accumulate ? dw : 0) + conv2d's weight gradient */
     [PT_OP_CONV2D_BWD_FILTER] = {
         .name = "conv2d_bwd_filter", .summary = "dw = conv2d weight gradient of x and dy (+ dw)",
-        .nt = 3, .arg = {IN("x"), OUT("dw"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
+        .nt = 3, .arg = {LIN("x"), OUT("dw"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* x [N,C,H,W], the rest [C]. Batch statistics over (N,H,W), the biased variance for the
@@ -373,14 +377,14 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     [PT_OP_BN_FWD_TRAIN] = {
         .name = "bn_fwd_train", .summary = "batch-norm forward with batch statistics",
         .nt = 8,
-        .arg = {IN("x"), IN("gamma"), IN("beta"), OUT("y"), INOUT("running_mean"), INOUT("running_var"),
+        .arg = {LIN("x"), IN("gamma"), IN("beta"), LOUT("y"), INOUT("running_mean"), INOUT("running_var"),
                 OUT("save_mean"), OUT("save_invstd")},
         .flags = PT_OPF_FUSED_RELU, .shapes = bn_train_shapes, .flops = bn_train_flops, .cases = {PT_CASES_BN},
     },
     /* y = gamma*(x - running_mean)/sqrt(running_var + eps) + beta; y may be x's memory */
     [PT_OP_BN_FWD_EVAL] = {
         .name = "bn_fwd_eval", .summary = "batch-norm forward with running statistics",
-        .nt = 6, .arg = {IN("x"), IN("gamma"), IN("beta"), OUT("y"), IN("running_mean"), IN("running_var")},
+        .nt = 6, .arg = {LIN("x"), IN("gamma"), IN("beta"), LOUT("y"), IN("running_mean"), IN("running_var")},
         .flags = PT_OPF_FUSED_RELU, .may_alias = {[3] = OF(0)},
         .shapes = bn_eval_shapes, .flops = bn_eval_flops, .cases = {PT_CASES_BN},
     },
@@ -389,7 +393,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     [PT_OP_BN_BWD] = {
         .name = "bn_bwd", .summary = "batch-norm backward (training statistics)",
         .nt = 8,
-        .arg = {IN("x"), IN("dy"), IN("gamma"), IN("save_mean"), IN("save_invstd"), OUT("dx"), OUT("dgamma"),
+        .arg = {LIN("x"), IN("dy"), IN("gamma"), IN("save_mean"), IN("save_invstd"), OUT("dx"), OUT("dgamma"),
                 OUT("dbeta")},
         .flags = PT_OPF_ACCUMULATE, .may_alias = {[5] = OF(1)},
         .shapes = bn_bwd_shapes, .flops = bn_bwd_flops, .cases = {PT_CASES_BN},
@@ -397,7 +401,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* y = max(x, 0) (NaN stays NaN); y may be x's memory */
     [PT_OP_RELU_FWD] = {
         .name = "relu_fwd", .summary = "y = max(x, 0)",
-        .nt = 2, .arg = {IN("x"), OUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
+        .nt = 2, .arg = {LIN("x"), LOUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
         .shapes = same_numel, .flops = per_x1, .grad_kind = PT_OP_RELU_BWD, .grad_reads_output = 1,
         .cases = {PT_CASES_POINTWISE_FWD, -25.0f, 25.0f},
     },
@@ -405,7 +409,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * memory when accumulate is 0. */
     [PT_OP_RELU_BWD] = {
         .name = "relu_bwd", .summary = "dx = (y > 0 ? dy : 0) (+ dx)",
-        .nt = 3, .arg = {IN("y"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {LIN("y"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
         .may_alias = {[2] = OF(1)},
         .shapes = same_numel, .flops = per_x1, .cases = {PT_CASES_POINTWISE_BWD, -1.0f, 1.0f, 1},
     },
@@ -415,7 +419,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * P = (H + 2*pad - k)/stride + 1 (floor). */
     [PT_OP_MAXPOOL_FWD] = {
         .name = "maxpool_fwd", .summary = "y = max over each window, argmax = where",
-        .nt = 3, .arg = {IN("x"), OUT("y"), OUT_I32("argmax")},
+        .nt = 3, .arg = {LIN("x"), LOUT("y"), OUT_I32("argmax")},
         .shapes = maxpool_fwd_shapes, .flops = maxpool_fwd_flops, .cases = {PT_CASES_POOL},
     },
     /* dx = (accumulate ? dx : 0) + the scatter-add of dy at argmax */
@@ -427,7 +431,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* x [N,C,H,W], y [N,C]: the mean over H,W */
     [PT_OP_GAP_FWD] = {
         .name = "gap_fwd", .summary = "y[n,c] = mean of x over h,w",
-        .nt = 2, .arg = {IN("x"), OUT("y")},
+        .nt = 2, .arg = {LIN("x"), OUT("y")},
         .shapes = gap_fwd_shapes, .flops = per_in1, .cases = {PT_CASES_GAP},
     },
     /* dy [N,C], dx [N,C,H,W]: dx = (accumulate ? dx : 0) + dy/(H*W) */

@@ -32,6 +32,7 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->seed = seed;
     r->sync_bn = ro ? ro->sync_bn : 0;
     r->precision = ro ? ro->precision : PT_PREC_FP32;
+    r->act_storage = ro ? ro->act_storage : PT_ACT_STORAGE_AUTO;
     pt_status pst = pt_device_precision(dev, r->precision, NULL, 0, err);
     if (pst != PT_OK) {
         free(r);
@@ -45,8 +46,10 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->consumers = calloc((size_t)net->nnodes, sizeof *r->consumers);
     r->grad_written = calloc((size_t)net->nnodes, sizeof *r->grad_written);
     r->param_grad_written = calloc((size_t)net->nparams + 1, sizeof *r->param_grad_written);
+    r->act_dtype = calloc((size_t)net->nnodes, sizeof *r->act_dtype); /* PT_F32 (0) */
+    pt_dtype *want = calloc((size_t)net->nnodes, sizeof *want);
     pt_status st = PT_OK;
-    if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written) {
+    if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written || !r->act_dtype || !want) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
     }
@@ -81,8 +84,26 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     if ((st = rp_emit_forward(r, &r->fwd_train, 1, batch_capacity, err)) != PT_OK ||
         (st = rp_emit_backward(r, batch_capacity, err)) != PT_OK ||
         (st = rp_emit_forward(r, &r->fwd_eval, 0, batch_capacity, err)) != PT_OK ||
+        (st = rp_choose_act_dtypes(r, want, err)) != PT_OK ||
         (st = rp_share_activations(r, acts_end, err)) != PT_OK)
         goto fail;
+    r->act_plan.act_bytes_fp32 = r->act_plan.act_bytes;
+    r->act_plan.dtype16 = PT_F32;
+    for (int i = 0; i < net->nnodes; i++) {
+        if (want[i] != PT_F32) r->act_plan.dtype16 = want[i];
+        r->act_dtype[i] = want[i];
+    }
+    if (r->act_plan.dtype16 != PT_F32) {
+        /* the plan again with those sizes: sequential, emitted, then shared by live range */
+        acts_end = rp_plan_acts_sequential(r);
+        rp_plan_tail(r, acts_end);
+        if ((st = rp_emit_forward(r, &r->fwd_train, 1, batch_capacity, err)) != PT_OK ||
+            (st = rp_emit_backward(r, batch_capacity, err)) != PT_OK ||
+            (st = rp_emit_forward(r, &r->fwd_eval, 0, batch_capacity, err)) != PT_OK ||
+            (st = rp_share_activations(r, acts_end, err)) != PT_OK)
+            goto fail;
+    }
+    rp_count_acts(r, &r->act_plan.nacts, &r->act_plan.n16);
     size_t ws = 0;
     for (int n = batch_capacity; n >= 1; n--) {
         if ((st = rp_emit_forward(r, &r->fwd_train, 1, n, err)) != PT_OK) goto fail;
@@ -108,9 +129,11 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     if ((st = rp_graphs_setup(r, ro ? ro->graphs : PT_SWITCH_AUTO, ro ? ro->pinned_input : PT_SWITCH_AUTO, err)) !=
         PT_OK)
         goto fail;
+    free(want);
     *out = r;
     return PT_OK;
 fail:
+    free(want);
     pt_replica_free(r);
     return st;
 }
@@ -131,6 +154,7 @@ void pt_replica_free(pt_replica *r)
     free(r->consumers);
     free(r->grad_written);
     free(r->param_grad_written);
+    free(r->act_dtype);
     free(r->init_params);
     free(r->init_buffers);
     free(r);
@@ -330,6 +354,14 @@ void pt_replica_set_queued(pt_replica *r, pt_replica_queued_fn fn, void *user)
 void pt_replica_set_global_batch(pt_replica *r, int n) { r->global_batch = n; }
 int pt_replica_sync_bn(const pt_replica *r) { return r->sync_bn; }
 pt_precision pt_replica_precision(const pt_replica *r) { return r->precision; }
+
+pt_dtype pt_replica_act_dtype(const pt_replica *r, int node)
+{
+    return node >= 0 && node < r->net->nnodes ? r->act_dtype[node] : PT_F32;
+}
+
+void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out) { *out = r->act_plan; }
+pt_act_storage pt_replica_act_storage(const pt_replica *r) { return r->act_storage; }
 int pt_replica_fuse_relu(const pt_replica *r) { return r->fold_relu; }
 
 const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)

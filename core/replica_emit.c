@@ -46,11 +46,13 @@ int64_t pt_emit_sample_base(const pt_emit *em) { return em->sample_base; }
 uint64_t pt_emit_seed(const pt_emit *em) { return em->r->seed; }
 int pt_emit_sync_bn(const pt_emit *em) { return em->r->sync_bn; }
 
-static pt_tensor node_tensor(const pt_emit *em, int node, size_t off)
+static pt_tensor node_tensor(const pt_emit *em, int node, size_t off, pt_dtype dtype)
 {
     const pt_node *n = &em->r->net->nodes[node];
-    if (n->flat) return pt_tensor_2d(em->r->arena, off, em->n, n->c);
-    return pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
+    pt_tensor t = n->flat ? pt_tensor_2d(em->r->arena, off, em->n, n->c)
+                          : pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
+    t.dtype = dtype;
+    return t;
 }
 
 int pt_emit_fold_relu(pt_emit *em, int node)
@@ -74,8 +76,11 @@ int pt_emit_fold_relu(pt_emit *em, int node)
     return 0;
 }
 
-pt_tensor pt_emit_act(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].act); }
-pt_tensor pt_emit_grad(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].grad); }
+pt_tensor pt_emit_act(const pt_emit *em, int node)
+{
+    return node_tensor(em, node, em->r->mem[node].act, em->r->act_dtype[node]);
+}
+pt_tensor pt_emit_grad(const pt_emit *em, int node) { return node_tensor(em, node, em->r->mem[node].grad, PT_F32); }
 int pt_emit_wants_grad(const pt_emit *em, int node) { return em->r->net->nodes[node].kind != PT_NODE_INPUT; }
 
 int pt_emit_grad_accumulate(pt_emit *em, int node)

@@ -131,6 +131,9 @@ struct pt_replica {
     int trace_track;
     int sync_bn;
     pt_precision precision; /* math mode of the kinds with PT_OPF_MATH */
+    pt_act_storage act_storage;
+    pt_dtype *act_dtype; /* per node: its activation's storage type (replica_plan.c) */
+    pt_act_plan act_plan;
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
     pt_replica_hook hook;
     void *hook_user;
@@ -148,10 +151,17 @@ struct pt_replica {
 
 static inline size_t rp_align_bytes(size_t n) { return (n + ALIGN_BYTES - 1) / ALIGN_BYTES * ALIGN_BYTES; }
 
-/* Bytes of a node's activation (and of its gradient) for a batch. */
+/* Bytes of a node's gradient (float32) for a batch, and of its input when it is the data. */
 static inline size_t rp_node_bytes(const pt_node *n, int batch)
 {
     return (size_t)batch * (size_t)(n->c * n->h * n->w) * sizeof(float);
+}
+
+/* Bytes of node i's activation for a batch, in its storage type. */
+static inline size_t rp_act_bytes(const pt_replica *r, int i, int batch)
+{
+    const pt_node *n = &r->net->nodes[i];
+    return (size_t)batch * (size_t)(n->c * n->h * n->w) * pt_dtype_size(r->act_dtype[i]);
 }
 
 /* ---------------------------------------------------------------- replica_plan.c */
@@ -163,6 +173,13 @@ void rp_plan_tail(pt_replica *r, size_t off);
 /* Re-plans the activations ending at region_end by live range, from the full-batch lists
  * emitted against the sequential layout (PT_ACT_SHARE=0: leaves that layout). */
 pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err);
+/* The storage type of each node's activation (out, nnodes entries), from the training and
+ * evaluation lists emitted against the sequential layout with every activation float32:
+ * the precision's 16-bit type for an in-place group none of whose ops' operands on its range
+ * refuses it on the device, never for the data input or the net's output. */
+pt_status rp_choose_act_dtypes(const pt_replica *r, pt_dtype *out, pt_error *err);
+/* Distinct activation tensors (in-place layers share their input's) and the 16-bit ones. */
+void rp_count_acts(const pt_replica *r, int *nacts, int *n16);
 
 /* ---------------------------------------------------------------- replica_emit.c */
 

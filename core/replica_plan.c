@@ -112,7 +112,7 @@ size_t rp_plan_acts_sequential(pt_replica *r)
             m->act = r->mem[n->in[0]].act;
         } else {
             m->act = off;
-            off = rp_align_bytes(off + rp_node_bytes(n, B));
+            off = rp_align_bytes(off + rp_act_bytes(r, i, B));
         }
         const pt_layer_vt *vt = pt_layer_vtable(n->kind);
         for (int s = 0; vt && s < vt->nsaved; s++) {
@@ -196,6 +196,7 @@ static int alias_root(const pt_replica *r, int id)
 pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err)
 {
     const char *env = getenv("PT_ACT_SHARE");
+    r->act_plan.act_bytes = region_end;
     if (env && env[0] == '0' && env[1] == 0) return PT_OK;
     const pt_net *net = r->net;
     const int nn = net->nnodes;
@@ -218,7 +219,7 @@ pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err)
         const pt_layer_vt *vt = pt_layer_vtable(nd->kind);
         if (!alias_input(r, i)) {
             start[k] = r->mem[i].act;
-            it[k].bytes = rp_align_bytes(rp_node_bytes(nd, r->capacity));
+            it[k].bytes = rp_align_bytes(rp_act_bytes(r, i, r->capacity));
             act_item[i] = k++;
         }
         for (int s = 0; vt && s < vt->nsaved; s++) {
@@ -251,7 +252,86 @@ pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err)
             for (int s = 0; vt && s < vt->nsaved; s++) r->mem[i].saved[s] = it[saved_item[i][s]].off;
         }
         rp_plan_tail(r, rp_align_bytes(total));
+        r->act_plan.act_bytes = rp_align_bytes(total);
     }
     free(it), free(start), free(act_item), free(saved_item);
     return PT_OK;
+}
+
+/* The activation range [start, end) of an in-place group's root in the sequential layout. */
+typedef struct act_range {
+    size_t start, end;
+    int root;
+} act_range;
+
+/* Whether op still passes the device's check with its operands on range g (those exactly
+ * covering it: any other view of it refuses) in dt. */
+static int op_takes(const pt_replica *r, const pt_op *op, const act_range *g, pt_dtype dt)
+{
+    pt_op o = *op;
+    for (int t = 0; t < o.nt && t < PT_OP_MAX_OPERANDS; t++) {
+        pt_tensor *x = &o.t[t];
+        if (x->ndim == 0 || x->mem.buf != r->arena) continue;
+        const size_t lo = x->mem.off, hi = lo + pt_tensor_bytes(x);
+        if (hi <= g->start || lo >= g->end) continue;
+        if (lo != g->start || hi != g->end || x->dtype != PT_F32) return 0;
+        x->dtype = dt;
+    }
+    return r->dev->be->supports(r->dev->ctx, &o);
+}
+
+static void judge_list(const pt_replica *r, const op_list *l, const act_range *g, int ng, pt_dtype dt, char *ok)
+{
+    for (int i = 0; i < l->n; i++) {
+        const pt_op *op = &l->ops[i];
+        for (int t = 0; t < op->nt && t < PT_OP_MAX_OPERANDS; t++) {
+            const pt_tensor *x = &op->t[t];
+            if (x->ndim == 0 || x->mem.buf != r->arena) continue;
+            const size_t lo = x->mem.off, hi = lo + pt_tensor_bytes(x);
+            for (int k = 0; k < ng; k++) /* ranges are disjoint; few enough to scan */
+                if (ok[k] && lo < g[k].end && hi > g[k].start && !op_takes(r, op, &g[k], dt)) ok[k] = 0;
+        }
+    }
+}
+
+pt_status rp_choose_act_dtypes(const pt_replica *r, pt_dtype *out, pt_error *err)
+{
+    const pt_net *net = r->net;
+    const int nn = net->nnodes;
+    const pt_dtype dt = pt_precision_act_dtype(r->precision);
+    for (int i = 0; i < nn; i++) out[i] = PT_F32;
+    if (dt == PT_F32 || r->act_storage == PT_ACT_STORAGE_FP32) return PT_OK;
+    act_range *g = calloc((size_t)nn + 1, sizeof *g);
+    char *ok = malloc((size_t)nn);
+    int *group = malloc((size_t)nn * sizeof *group);
+    if (!g || !ok || !group) {
+        free(g), free(ok), free(group);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    int ng = 0;
+    for (int i = 0; i < nn; i++) {
+        if (alias_input(r, i)) continue;
+        g[ng].start = r->mem[i].act;
+        g[ng].end = r->mem[i].act + rp_node_bytes(&net->nodes[i], r->capacity);
+        g[ng].root = i;
+        /* the data input is written from the host, the logits read by the loss and the host */
+        ok[ng] = i != 0 && i != alias_root(r, net->output);
+        group[i] = ng++;
+    }
+    judge_list(r, &r->fwd_train, g, ng, dt, ok);
+    judge_list(r, &r->bwd, g, ng, dt, ok);
+    judge_list(r, &r->fwd_eval, g, ng, dt, ok);
+    for (int i = 0; i < nn; i++) out[i] = ok[group[alias_root(r, i)]] ? dt : PT_F32;
+    free(g), free(ok), free(group);
+    return PT_OK;
+}
+
+void rp_count_acts(const pt_replica *r, int *nacts, int *n16)
+{
+    *nacts = *n16 = 0;
+    for (int i = 0; i < r->net->nnodes; i++)
+        if (!alias_input(r, i)) {
+            ++*nacts;
+            *n16 += r->act_dtype[i] != PT_F32;
+        }
 }

@@ -12,6 +12,7 @@
 
 #include "polytrain/backend.h"
 #include "core/conformance.h"
+#include "core/half.h"
 #include "pt_test.h"
 
 static uint64_t g_seed;
@@ -30,7 +31,7 @@ typedef struct tally {
     const char *filter;
     double worst_fp32;          /* worst error/bound of the float32 cases */
     char worst_fp32_case[128];
-    int lowp_cases;             /* cases in a reduced-precision math mode */
+    int lowp_cases;             /* cases in a reduced-precision math mode or 16-bit storage */
 } tally;
 
 static void on_case(const pt_conformance_result *r, void *user)
@@ -39,7 +40,7 @@ static void on_case(const pt_conformance_result *r, void *user)
     t->cases++;
     t->cases_of[r->kind]++;
     if (t->filter && !strstr(r->name, t->filter)) t->all_match_filter = 0;
-    if (strstr(r->name, " math=")) {
+    if (strstr(r->name, " math=") || strstr(r->name, " act=")) {
         t->lowp_cases++;
     } else if (!(r->ratio <= t->worst_fp32)) {
         t->worst_fp32 = r->ratio;
@@ -95,9 +96,18 @@ static pt_status broken_run(void *ctx, const pt_op *op, pt_error *err)
         float junk = 1.0f;
         return g_cpu->write(ctx, (pt_mem){t->mem.buf, t->mem.off + pt_tensor_bytes(t)}, &junk, 4, err);
     }
+    /* a 16-bit operand (16-bit activation cases) is faulted through float and back */
+    const int half = t->dtype == PT_BF16 || t->dtype == PT_F16;
     float *v = malloc((size_t)n * sizeof *v);
-    if (!v) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
-    pt_status st = g_cpu->read(ctx, v, t->mem, (size_t)n * sizeof *v, err);
+    uint16_t *h = half ? malloc((size_t)n * sizeof *h) : NULL;
+    if (!v || (half && !h)) {
+        free(v), free(h);
+        return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    }
+    pt_status st = half ? g_cpu->read(ctx, h, t->mem, (size_t)n * sizeof *h, err)
+                        : g_cpu->read(ctx, v, t->mem, (size_t)n * sizeof *v, err);
+    for (int64_t i = 0; half && st == PT_OK && i < n; i++)
+        v[i] = t->dtype == PT_BF16 ? pt_f32_from_bf16(h[i]) : pt_f32_from_f16(h[i]);
     if (st == PT_OK) {
         if (g_fault.mode == FAULT_VALUE) {
             float mx = 0;
@@ -112,9 +122,13 @@ static pt_status broken_run(void *ctx, const pt_op *op, pt_error *err)
                     break;
                 }
         }
-        st = g_cpu->write(ctx, t->mem, v, (size_t)n * sizeof *v, err);
+        for (int64_t i = 0; half && i < n; i++)
+            h[i] = t->dtype == PT_BF16 ? pt_bf16_from_f32(v[i]) : pt_f16_from_f32(v[i]);
+        st = half ? g_cpu->write(ctx, t->mem, h, (size_t)n * sizeof *h, err)
+                  : g_cpu->write(ctx, t->mem, v, (size_t)n * sizeof *v, err);
     }
     free(v);
+    free(h);
     return st;
 }
 
@@ -323,7 +337,8 @@ static void every_device_of_every_backend_matches_cpu(void)
                 int in_table = 0;
                 char name[160];
                 for (int i = 0; i < pt_conformance_case_count(); i++)
-                    in_table += strstr(pt_conformance_case_name(i, name, sizeof name), " math=") != NULL;
+                    in_table += strstr(pt_conformance_case_name(i, name, sizeof name), " math=") != NULL ||
+                                strstr(name, " act=") != NULL;
                 CHECKF(in_table > 0 && sum.unclaimed == 0 && t.lowp_cases == in_table,
                        "cpu ran %d of the table's %d reduced-precision cases, %d unclaimed", t.lowp_cases, in_table,
                        sum.unclaimed);

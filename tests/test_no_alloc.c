@@ -42,7 +42,7 @@ void *__wrap_realloc(void *p, size_t n)
 
 enum { B = 16, C = 1, H = 28, W = 28, K = 10 };
 
-static void training_step_allocates_nothing_with(const char *model)
+static void training_step_allocates_nothing_with(const char *model, pt_precision precision)
 {
     pt_error err;
     pt_device *dev = NULL;
@@ -53,11 +53,17 @@ static void training_step_allocates_nothing_with(const char *model)
     pt_optim_config oc = pt_optim_defaults(PT_OPTIM_ADAMW);
     g_allocs = 0;
     g_counting = 1;
-    CHECK(dev && net && pt_replica_create(net, dev, B, &oc, 1, &rep, &err) == PT_OK);
+    pt_replica_options ro = {.precision = precision};
+    CHECK(dev && net && pt_replica_create_ex(net, dev, B, &oc, 1, &ro, &rep, &err) == PT_OK);
     g_counting = 0;
     /* Proof that the counting sees the library's allocations at all. */
     CHECKF(g_allocs > 0, "creating a replica made %ld counted allocations", g_allocs);
     if (!rep) return;
+    pt_act_plan plan;
+    pt_replica_act_plan(rep, &plan);
+    /* bf16: activations in 16 bits, their float copies in the workspace planned at creation */
+    CHECKF((plan.n16 > 0) == (precision == PT_PREC_BF16), "%s %s: %d 16-bit activations", model,
+           pt_precision_name(precision), plan.n16);
     CHECK(pt_replica_init_params(rep, 1, &err) == PT_OK);
     static float x[B * C * H * W], logits[B * K], loss[B];
     static int32_t y[B];
@@ -88,11 +94,15 @@ static void training_step_allocates_nothing_with(const char *model)
     pt_device_close(dev);
 }
 
-static void training_step_allocates_nothing(void) { training_step_allocates_nothing_with("resnet18"); }
+static void training_step_allocates_nothing(void) { training_step_allocates_nothing_with("resnet18", PT_PREC_FP32); }
+static void bf16_storage_training_step_allocates_nothing(void)
+{
+    training_step_allocates_nothing_with("baseline", PT_PREC_BF16);
+}
 /* CBAM has every op SE has and more: shared linears, global max and channel pools. */
 static void attention_training_step_allocates_nothing(void)
 {
-    training_step_allocates_nothing_with("cbam_resnet18");
+    training_step_allocates_nothing_with("cbam_resnet18", PT_PREC_FP32);
 }
 
 /* A replica that captures its parts (a cpu device emulating graphs and asynchronous input
@@ -500,6 +510,7 @@ static void two_devices_staging_trainer_steps_allocate_nothing(void)
 int main(void)
 {
     RUN(training_step_allocates_nothing);
+    RUN(bf16_storage_training_step_allocates_nothing);
     RUN(attention_training_step_allocates_nothing);
     RUN(group_step_allocates_nothing);
     RUN(traced_group_step_allocates_nothing);

@@ -45,6 +45,10 @@ typedef struct rig {
     float logits[CAP * K], loss[CAP];
 } rig;
 
+/* The rigs' precision: fp16 stores the convolution's output in 16 bits (its float copies in
+ * the workspace), which a captured step must run the same. */
+static pt_precision g_precision = PT_PREC_FP32;
+
 static int rig_open(rig *g, int emulate, pt_switch pinned, pt_optim_kind kind, float clip, float ema)
 {
     memset(g, 0, sizeof *g);
@@ -58,9 +62,12 @@ static int rig_open(rig *g, int emulate, pt_switch pinned, pt_optim_kind kind, f
         oc.momentum = 0.5f;
         oc.centered = 1;
     }
-    pt_replica_options ro = {.pinned_input = pinned};
+    pt_replica_options ro = {.pinned_input = pinned, .precision = g_precision};
     CHECKF(pt_replica_create_ex(g->net, g->dev, CAP, &oc, 7, &ro, &g->r, &err) == PT_OK, "%s", err.msg);
     if (!g->r) return 0;
+    pt_act_plan plan;
+    pt_replica_act_plan(g->r, &plan);
+    CHECKF((plan.n16 > 0) == (g_precision == PT_PREC_FP16), "%d 16-bit activations", plan.n16);
     CHECK(pt_replica_init_params(g->r, 7, &err) == PT_OK);
     if (ema > 0) CHECK(pt_replica_enable_ema(g->r, &err) == PT_OK);
     g->ema = ema > 0;
@@ -249,6 +256,12 @@ static void rmsprop_with_loss_scaling_clipping_and_ema(void)
 }
 
 static void sgd_plain(void) { whole_steps_match_separate_calls_with(PT_OPTIM_SGD, 0, 0, 0); }
+static void fp16_storage_sgd_with_loss_scaling_clipping_and_ema(void)
+{
+    g_precision = PT_PREC_FP16;
+    whole_steps_match_separate_calls_with(PT_OPTIM_SGD, 1, 0.25f, 0.9f);
+    g_precision = PT_PREC_FP32;
+}
 
 /* The device-side decisions alone: the gated kinds do nothing while the record's skip word
  * is set, the loss-scaling unscale never is, and the clipping coefficient is the host's. */
@@ -290,5 +303,6 @@ int main(void)
     RUN(adamw_with_loss_scaling_clipping_and_ema);
     RUN(rmsprop_with_loss_scaling_clipping_and_ema);
     RUN(sgd_plain);
+    RUN(fp16_storage_sgd_with_loss_scaling_clipping_and_ema);
     TEST_EXIT();
 }

@@ -174,7 +174,8 @@ int cmd_bench(int argc, char **argv)
     for (int i = 0; i < argc; i++)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
-    const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = NULL;
+    const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = NULL, *act_opt = "auto";
+    pt_act_storage act_storage = PT_ACT_STORAGE_AUTO;
     int fuse_on = 1;
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
@@ -199,6 +200,7 @@ int cmd_bench(int argc, char **argv)
         {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay each part of the step as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {"pinned-input", ARG_STRING, &pinned_opt, "MODE", "auto, on or off: batches from page-locked memory on a copy stream of their own (default auto)", 0, 0, NULL},
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
+        {"act-storage", ARG_STRING, &act_opt, "auto|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
@@ -224,6 +226,7 @@ int cmd_bench(int argc, char **argv)
         return 2;
     }
     if (cli_fuse_parse("bench", &fuse, &fuse_on)) return 2;
+    if (cli_act_storage_parse("bench", act_opt, &act_storage)) return 2;
     if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
     int C, H, W;
     char tail;
@@ -271,7 +274,8 @@ int cmd_bench(int argc, char **argv)
         /* the whole group: every device's forward, backward, the gradient reduction, the update */
         cli_group_timing_options go = {.net = net, .C = C, .H = H, .W = W, .classes = classes, .optim = oc,
                                        .precision = prec, .graphs = graphs, .pinned_input = pinned, .batch = batch, .strong = strong, .steps = steps,
-                                       .warmup = warmup, .no_fuse_relu = !fuse_on};
+                                       .warmup = warmup, .no_fuse_relu = !fuse_on,
+                                       .act_storage = act_storage};
         cli_group_timing gt;
         if (strong && batch < ndev) {
             pt_fail(&err, PT_ERR_INVALID, "--strong --batch %d: fewer samples than the %d devices", batch, ndev);
@@ -301,6 +305,8 @@ int cmd_bench(int argc, char **argv)
             json_str(&sb, "cuda_graphs", pt_switch_name(graphs));
             json_str(&sb, "pinned_input", pt_switch_name(pinned));
             json_str(&sb, "fuse", gt.fuse_relu ? "on" : "off");
+            json_str(&sb, "act_storage", pt_act_storage_name(act_storage));
+            json_str(&sb, "activations", gt.act_line);
             pt_strbuf_puts(&sb, ",\"timed\":\"the whole group: every device's forward and backward, the gradient "
                                 "reduction and the update, per step\"}\n");
             if (pt_strbuf_check(&sb, &err) != PT_OK) {
@@ -319,6 +325,7 @@ int cmd_bench(int argc, char **argv)
             printf(" = global %d\n", gt.global_batch);
             printf("  precision %s: %s\n", precision, how);
             printf("  fused BN+ReLU, add+ReLU: %s\n", gt.fuse_relu ? "on" : "off");
+            printf("  activations: %s\n", gt.act_line);
             printf("  train step: median %.1f ms (best %.1f) over %d steps = %.1f img/s\n", 1e3 * gt.step_s,
                    1e3 * gt.best_s, steps, gt.img_per_s);
             if (!strcmp(devs[0]->be->name, "cpu"))
@@ -328,7 +335,8 @@ int cmd_bench(int argc, char **argv)
         code = 0;
         goto out;
     }
-    pt_replica_options ro = {.precision = prec, .graphs = graphs, .pinned_input = pinned, .no_fuse_relu = !fuse_on};
+    pt_replica_options ro = {
+        .precision = prec, .graphs = graphs, .pinned_input = pinned, .no_fuse_relu = !fuse_on, .act_storage = act_storage};
     if (pt_replica_create_ex(net, devs[0], batch, &oc, 1, &ro, &rep, &err) != PT_OK) goto fail;
     if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
     size_t xs = (size_t)batch * C * H * W;
@@ -404,6 +412,7 @@ int cmd_bench(int argc, char **argv)
         json_str(&js, "cuda_graphs", graphs_line);
         json_str(&js, "pinned_input", pinned_line);
         json_str(&js, "fuse", pt_replica_fuse_relu(rep) ? "on" : "off");
+        cli_act_storage_json(rep, &js);
         pt_strbuf_puts(&js, per_op ? ",\"per_op\":{" : "}\n");
     } else {
         printf("bench: %s, input %s, %d classes, batch %d, %s on %s (%s)\n", model, input, classes, batch, optimizer,
@@ -412,6 +421,9 @@ int cmd_bench(int argc, char **argv)
         printf("  precision %s: %s\n", precision, how);
         printf("  CUDA graphs: %s\n  pinned input: %s\n", graphs_line, pinned_line);
         printf("  fused BN+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(rep) ? "on" : "off");
+        char act_line[160];
+        cli_act_storage_line(rep, act_line, sizeof act_line);
+        printf("  activations: %s\n", act_line);
         printf("  parameters %.3f M, forward %.3f GFLOP per image (conv + linear)\n", net->param_count / 1e6, flops / 1e9);
         printf("  warm-up %d steps: %.2f s (includes kernel builds and library warm-up)\n", warmup, warm_s);
         printf("  train step: median %.1f ms over %d steps = %.1f img/s, %.1f GFLOP/s (3 x forward)\n", 1e3 * step,

@@ -23,7 +23,8 @@ int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
     const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto",
-               *fuse = NULL;
+               *fuse = NULL, *act_opt = "auto";
+    pt_act_storage act_storage = PT_ACT_STORAGE_AUTO;
     int fuse_on = 1;
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
@@ -43,6 +44,7 @@ int cmd_eval(int argc, char **argv)
         {"precision", ARG_STRING, &precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products (default fp32)", 0, 0, NULL},
         {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay the evaluation forward as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
+        {"act-storage", ARG_STRING, &act_opt, "auto|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"confusion", ARG_STRING, &confusion, "FILE", "write the confusion matrix as CSV (rows: true class, columns: predicted; counts)", 0, 0, NULL},
         {"per-class", ARG_FLAG, &per_class, NULL, "print each class's count, accuracy and the class it is most often taken for (with --json: a \"per_class\" array)", 0, 0, NULL},
         {"dump-logits", ARG_STRING, &dump, "FILE", "write float32 logits [count, classes] in dataset order", 0, 0, NULL},
@@ -99,6 +101,7 @@ int cmd_eval(int argc, char **argv)
         return 2;
     }
     if (cli_fuse_parse("eval", &fuse, &fuse_on)) return 2;
+    if (cli_act_storage_parse("eval", act_opt, &act_storage)) return 2;
     pt_error err;
     pt_error_clear(&err);
     /* The run's own validation data, unless --data says otherwise. */
@@ -123,6 +126,7 @@ int cmd_eval(int argc, char **argv)
     }
     m.graphs = graphs;
     m.no_fuse_relu = !fuse_on;
+    m.act_storage = act_storage;
     pt_dataset ds;
     memset(&ds, 0, sizeof ds);
     cli_confusion cm;
@@ -220,6 +224,7 @@ int cmd_eval(int argc, char **argv)
         pt_strbuf_json_string(&sb, d0->info.name);
         pt_strbuf_printf(&sb, ",\"batch_per_device\":%d,\"fuse\":\"%s\"", batch,
                          pt_replica_fuse_relu(m.reps[0]) ? "on" : "off");
+        cli_act_storage_json(m.reps[0], &sb);
         if (cm.matrix) pt_strbuf_printf(&sb, ",\"correct\":%lld", (long long)cm.correct);
         if (confusion) {
             pt_strbuf_puts(&sb, ",\"confusion\":");
@@ -241,6 +246,9 @@ int cmd_eval(int argc, char **argv)
         for (int d = 0; d < m.ndev; d++) printf("%s%d", d ? "," : " ", m.devs[d]->index);
         printf("), batch %d per device; fused BN+ReLU, add+ReLU: %s\n", batch,
                pt_replica_fuse_relu(m.reps[0]) ? "on" : "off");
+        char act_line[160];
+        cli_act_storage_line(m.reps[0], act_line, sizeof act_line);
+        printf("activations: %s\n", act_line);
         printf("%s (%s) on %lld %s %s samples: loss %.4f  top1 %.2f%%  top5 %.2f%%\n", cli_safe(checkpoint),
                cli_safe(m.meta.model), (long long)res.count, cli_safe(ds.name), use_run ? "validation" : "test", res.loss, 100 * res.top1,
                100 * res.top5);

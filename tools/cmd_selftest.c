@@ -68,14 +68,14 @@ static int list_ops(int json)
     pt_strbuf sb;
     pt_strbuf_init(&sb);
     if (json) pt_strbuf_puts(&sb, "{\"ops\":[");
-    else printf("%-18s %5s  %-56s %s\n", "op", "cases", "computes", "operands (name:dtype:access)");
+    else printf("%-18s %5s  %-56s %s\n", "op", "cases", "computes", "operands (name:dtype:access; f32|16: or a 16-bit activation)");
     for (int k = 0; k < PT_OP_KIND_COUNT; k++) {
         const pt_op_desc *d = pt_op_describe((pt_op_kind)k);
         char args[256] = "";
         for (int i = 0; i < d->nt; i++) {
             size_t u = strlen(args);
             snprintf(args + u, sizeof args - u, "%s%s:%s:%s%s", i ? " " : "", d->arg[i].name,
-                     d->arg[i].dtype == PT_I32 ? "i32" : "f32", access[d->arg[i].access & 3],
+                     d->arg[i].dtype == PT_I32 ? "i32" : d->arg[i].lowp ? "f32|16" : "f32", access[d->arg[i].access & 3],
                      d->arg[i].optional || (d->nt_min && i >= d->nt_min) ? "?" : "");
         }
         if (json) {
@@ -301,7 +301,8 @@ int cmd_selftest(int argc, char **argv)
                        d, dut->info.name, sum.cases, sum.passed, sum.failed, sum.worst_ratio, sum.worst_case,
                        sum.dut_ms);
                 if (sum.unclaimed)
-                    printf("  (%d cases in precisions or fused forms this device does not claim were not run)\n",
+                    printf("  (%d cases in precisions, fused forms or 16-bit storage this device does not claim were "
+                           "not run)\n",
                            sum.unclaimed);
                 fflush(stdout);
             }

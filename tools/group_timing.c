@@ -8,6 +8,7 @@
 #include "polytrain/replica.h"
 #include "core/rng.h"
 #include "tools/group_timing.h"
+#include "tools/session.h"
 
 static double now_s(void)
 {
@@ -50,7 +51,8 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     pt_replica_options ro = {.precision = o->precision,
                              .graphs = o->graphs,
                              .pinned_input = o->pinned_input,
-                             .no_fuse_relu = o->no_fuse_relu};
+                             .no_fuse_relu = o->no_fuse_relu,
+                             .act_storage = o->act_storage};
     for (int d = 0; d < ndev && st == PT_OK; d++) {
         st = pt_replica_create_ex(o->net, devs[d], cap, &o->optim, 1, &ro, &reps[d], err);
         if (st == PT_OK) st = pt_replica_init_params(reps[d], 1, err);
@@ -60,6 +62,7 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
     if (st == PT_OK) {
         out->buckets = pt_group_buckets(g);
         out->fuse_relu = pt_replica_fuse_relu(reps[0]);
+        cli_act_storage_line(reps[0], out->act_line, sizeof out->act_line);
         snprintf(out->reduction, sizeof out->reduction, "%s", pt_group_reduction(g));
         /* every rank draws its own samples: they only have to be valid, not shared */
         for (size_t i = 0; i < (size_t)local * per; i++) x[i] = pt_rng_normal(1 + (uint64_t)rank, PT_RNG_SPLIT, 9, i, 0);

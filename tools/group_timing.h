@@ -22,6 +22,7 @@ typedef struct cli_group_timing_options {
     size_t bucket_bytes;   /* 0: the group's default */
     int check_identical;   /* compare every replica bitwise after every step */
     int no_fuse_relu;      /* pt_replica_options.no_fuse_relu */
+    pt_act_storage act_storage; /* pt_replica_options.act_storage */
 } cli_group_timing_options;
 
 typedef struct cli_group_timing {
@@ -34,6 +35,7 @@ typedef struct cli_group_timing {
     char reduction[16];     /* "host" or "backend" */
     int identical;          /* check_identical: every step left the replicas bitwise equal */
     int fuse_relu;          /* pt_replica_fuse_relu of the replicas */
+    char act_line[160];     /* cli_act_storage_line of the first replica */
 } cli_group_timing;
 
 /* Builds one replica per device (the same seed, so the same weights), a group over them, and

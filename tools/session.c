@@ -264,3 +264,39 @@ int cli_fuse_parse(const char *command, const char **value, int *on)
     }
     return 0;
 }
+
+int cli_act_storage_parse(const char *command, const char *value, pt_act_storage *out)
+{
+    if (pt_act_storage_parse(value, out)) return 0;
+    cli_error("%s: --act-storage must be auto or fp32, got '%s'", command, value ? value : "");
+    return 2;
+}
+
+static const char *dtype16_name(pt_dtype t) { return t == PT_BF16 ? "bf16" : t == PT_F16 ? "fp16" : "fp32"; }
+
+void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap)
+{
+    pt_act_plan p;
+    pt_replica_act_plan(r, &p);
+    const double mib = (double)p.act_bytes / 1048576.0, mib32 = (double)p.act_bytes_fp32 / 1048576.0;
+    if (p.n16 > 0)
+        snprintf(buf, cap, "%d of %d in %s, %.1f MiB (fp32 storage: %.1f MiB)", p.n16, p.nacts,
+                 dtype16_name(p.dtype16), mib, mib32);
+    else
+        snprintf(buf, cap, "%d of %d in fp32, %.1f MiB (%s)", p.nacts, p.nacts, mib,
+                 pt_precision_act_dtype(pt_replica_precision(r)) == PT_F32 ? "the precision's storage is fp32"
+                 : pt_replica_act_storage(r) == PT_ACT_STORAGE_FP32 ? "--act-storage fp32"
+                                                                    : "no op on them takes 16 bits on this device");
+}
+
+void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb)
+{
+    pt_act_plan p;
+    pt_replica_act_plan(r, &p);
+    pt_strbuf_printf(sb,
+                     ",\"act_storage\":\"%s\",\"activations\":%d,\"activations_16bit\":%d,\"activation_dtype\":\"%s\","
+                     "\"activation_mib\":%.3f,\"activation_mib_fp32\":%.3f",
+                     pt_act_storage_name(pt_replica_act_storage(r)), p.nacts, p.n16,
+                     p.n16 ? dtype16_name(p.dtype16) : "fp32", (double)p.act_bytes / 1048576.0,
+                     (double)p.act_bytes_fp32 / 1048576.0);
+}

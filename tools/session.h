@@ -3,7 +3,9 @@
 #ifndef PT_TOOLS_SESSION_H
 #define PT_TOOLS_SESSION_H
 
+#include "core/json.h"
 #include "polytrain/backend.h"
+#include "polytrain/replica.h"
 
 #define CLI_MAX_DEVICES 16
 
@@ -37,6 +39,21 @@ int cli_fuse_parse(const char *command, const char **value, int *on);
     "on or off: fold each in-place ReLU into the BatchNorm forward or add before it where the device has " \
     "the fused form (results are the same; default on, or off where the environment has PT_FUSE_RELU=0; " \
     "the option wins over it)"
+
+/* --act-storage auto|fp32 (train, bench, eval, experiment): where activations are stored
+ * (pt_replica_options.act_storage). Anything else prints "COMMAND: --act-storage must be auto
+ * or fp32, got 'X'" and returns 2 (a usage error), else 0. */
+int cli_act_storage_parse(const char *command, const char *value, pt_act_storage *out);
+#define CLI_ACT_STORAGE_HELP                                                                              \
+    "auto or fp32: auto stores each activation in 16 bits under --precision bf16 or fp16 where every op " \
+    "on it takes that on the device (gradients, weights, the input and the logits stay fp32); fp32 "      \
+    "always float32 (default auto)"
+/* What the banners say of r's activation storage: "14 of 18 in bf16: 31.0 MiB (fp32 storage:
+ * 52.3 MiB)" or "fp32 (...why)". */
+void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap);
+/* The same for JSON (bench --json, config.json): ,"act_storage":"auto","activations_16bit":14,
+ * "activations":18,"activation_dtype":"bf16","activation_mib":..,"activation_mib_fp32":.. */
+void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb);
 
 /* SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C exits at once
  * (checkpoints are replaced atomically, so even that loses nothing saved). */

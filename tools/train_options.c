@@ -80,6 +80,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->precision = "fp32";
     a->cuda_graphs = a->pinned_input = "auto";
     a->fuse = NULL; /* cli_fuse_parse: on, or what PT_FUSE_RELU says */
+    a->act_storage = "auto";
     a->trace_step = -1;
     a->accumulate = 1;
     const arg_spec specs[] = {
@@ -126,6 +127,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"seed", ARG_U64, &a->seed, "N", "seed for init, shuffling, augmentation, dropout (default 1)", 0, 0, NULL},
         {"precision", ARG_STRING, &a->precision, "P", "fp32, tf32, bf16 or fp16: the precision of convolutions and matrix products; weights, optimizer, BatchNorm and loss stay fp32; fp16 scales the loss (default fp32)", 0, 0, &a->given_precision},
         {"fuse", ARG_STRING, &a->fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
+        {"act-storage", ARG_STRING, &a->act_storage, "auto|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"cuda-graphs", ARG_STRING, &a->cuda_graphs, "MODE", "auto, on or off: each part of the step (forward and backward, update, evaluation) replayed as one CUDA graph once its ops have run unchanged twice (auto: where the device captures; default auto)", 0, 0, NULL},
         {"pinned-input", ARG_STRING, &a->pinned_input, "MODE", "auto, on or off: batches copied from page-locked memory on a copy stream of their own, double-buffered (auto: where the device has it; default auto)", 0, 0, NULL},
@@ -179,7 +181,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
 static int free_on_resume(const char *name)
 {
     static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
-                                        "skip-bad-images", "check-replicas", "precision", "fuse", "deterministic",
+                                        "skip-bad-images", "check-replicas", "precision", "fuse", "act-storage",
+                                        "deterministic",
                                         "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
@@ -503,6 +506,7 @@ int train_options_resolve(train_options *o)
         return 2;
     }
     if (cli_fuse_parse("train", &ap->fuse, &o->fuse_relu)) return 2;
+    if (cli_act_storage_parse("train", ap->act_storage, &o->act_storage)) return 2;
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
         cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
         return 2;

@@ -131,6 +131,9 @@ void train_print_banner(const train_session *s, const train_options *o)
                                                     "x0.5 and the step skipped on Inf/NaN)"
                                                   : "");
     printf("fused BN+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(s->reps[0]) ? "on" : "off");
+    char act_line[160];
+    cli_act_storage_line(s->reps[0], act_line, sizeof act_line);
+    printf("activations: %s\n", act_line);
     if (ap->resume && o->resumed_precision[0] && strcmp(o->resumed_precision, pt_precision_name(o->precision)) != 0)
         printf("precision: the run so far trained in %s and continues in %s (--precision given): the checkpoint is "
                "fp32 either way%s\n",

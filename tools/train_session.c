@@ -218,6 +218,7 @@ static int write_config_json(train_session *s, const train_options *o, const pt_
         pt_strbuf_json_string(cfg, cli_backend_choice());
     }
     pt_strbuf_printf(cfg, ",\"fuse_relu\":%s", pt_replica_fuse_relu(s->reps[0]) ? "true" : "false");
+    cli_act_storage_json(s->reps[0], cfg);
     pt_strbuf_printf(cfg, ",\"precision\":\"%s\",\"precision_how\":", pt_precision_name(o->precision));
     pt_strbuf_json_string(cfg, s->precision_how);
     char graphs[256], pinned[256];
@@ -386,7 +387,8 @@ static pt_replica_options replica_options(const train_options *o)
                                    .precision = o->precision,
                                    .graphs = o->graphs,
                                    .pinned_input = o->pinned_input,
-                                   .no_fuse_relu = !o->fuse_relu};
+                                   .no_fuse_relu = !o->fuse_relu,
+                                   .act_storage = o->act_storage};
     return ro;
 }
 

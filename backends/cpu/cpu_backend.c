@@ -210,9 +210,11 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 /* Every math mode runs on every CPU: bf16 on the AVX512-BF16 GEMM where the CPU has it, the
  * rest (and bf16 elsewhere) emulated: operands rounded, then fp32 SGEMM (cpu_gemm_lowp.c). */
+/* Activations in bf16 and fp16 on every CPU: through float copies (cpu_act16.c). */
 #define CPU_CAPS                                                                             \
     (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) |                  \
-     PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))
+     PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) |         \
+     PT_CAP_ACT16(PT_F16))
 
 static pt_status validate(const pt_op *op, int check_memory, pt_error *err)
 {
@@ -226,9 +228,9 @@ static int cpu_supports(void *dev_ctx, const pt_op *op)
     return validate(op, 0, NULL) == PT_OK;
 }
 
-static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
+/* The workspace of an op whose operands are all float32 (or integers). */
+static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
 {
-    const cpu_device *d = dev_ctx;
     switch (op->kind) {
     case PT_OP_GEMM:
         return cpu_gemm_workspace(d, op);
@@ -239,6 +241,31 @@ static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
     default:
         return 0;
     }
+}
+
+static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
+{
+    const cpu_device *d = dev_ctx;
+    if (!cpu_act16_any(op)) return f32_workspace_size(d, op);
+    pt_op w;
+    cpu_act16_widen(op, &w);
+    return cpu_act16_place(op, &w, f32_workspace_size(d, &w));
+}
+
+/* op with 16-bit activations: the float op over copies in its workspace. */
+static pt_status execute_act16(const cpu_device *d, const pt_op *op, pt_error *err)
+{
+    pt_op w;
+    cpu_act16_widen(op, &w);
+    const size_t need = cpu_act16_place(op, &w, f32_workspace_size(d, &w));
+    if (!op->workspace.buf || op->workspace_bytes < need)
+        return pt_fail(err, PT_ERR_INVALID, "cpu %s: 16-bit operands need %zu bytes of workspace, the op has %zu",
+                       pt_op_name(op->kind), need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
+    cpu_threads_enter(d);
+    cpu_act16_load(d, op, &w);
+    PT_TRY(cpu_execute(d, &w, err));
+    cpu_act16_store(d, op, &w);
+    return PT_OK;
 }
 
 static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
@@ -253,6 +280,7 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
 
 pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
 {
+    if (cpu_act16_any(op_in)) return execute_act16(d, op_in, err);
     pt_op resolved;
     const pt_op *op = op_in;
     if (op_in->step.buf && (pt_op_has_step_params(op_in->kind) || pt_op_step_gated(op_in) ||

@@ -186,6 +186,18 @@ pt_status cpu_emu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t
 pt_status cpu_emu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err);
 void cpu_emu_close(cpu_device *d);
 
+/* ---- cpu_act16.c: 16-bit activations (lowp operands) through float32 copies ---- */
+/* Whether a used operand of op is PT_BF16 or PT_F16. */
+int cpu_act16_any(const pt_op *op);
+/* w = op with those operands' dtype set to PT_F32 (the float op whose workspace need is base). */
+void cpu_act16_widen(const pt_op *op, pt_op *w);
+/* Points w's widened operands at float copies in op's workspace after its first base bytes
+ * (an in-place pair shares one), sets w's workspace_bytes to base; returns the bytes in all. */
+size_t cpu_act16_place(const pt_op *op, pt_op *w, size_t base);
+/* Widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
+void cpu_act16_load(const cpu_device *d, const pt_op *op, const pt_op *w);
+void cpu_act16_store(const cpu_device *d, const pt_op *op, const pt_op *w);
+
 /* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);
 /* cpu_gemm_lowp.c: the GEMM op with op->math != fp32, and the workspace it needs (0 for fp32) */

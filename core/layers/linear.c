@@ -42,7 +42,8 @@ static pt_tensor as_matrix(pt_tensor t)
 {
     int64_t rows = t.dim[0], cols = 1;
     for (int i = 1; i < t.ndim; i++) cols *= t.dim[i];
-    return pt_tensor_2d(t.mem.buf, t.mem.off, rows, cols);
+    const int64_t dim[2] = {rows, cols};
+    return pt_tensor_make(t.mem.buf, t.mem.off, t.dtype, 2, dim);
 }
 
 static pt_status linear_forward(pt_emit *em, const pt_node *n, int id)

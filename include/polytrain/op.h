@@ -177,6 +177,11 @@ typedef struct pt_op_operand {
     pt_dtype dtype;
     unsigned char access;  /* PT_ARG_* */
     unsigned char optional; /* may be absent (ndim 0, or unused: see the kind's `absent`) */
+    /* An activation the kernels may also take in a 16-bit storage type (PT_BF16 or PT_F16,
+     * where the backend declares PT_CAP_ACT16 of it): loaded and widened to float32, and,
+     * written, rounded to nearest even once. dtype is then PT_F32 "or the 16-bit activation
+     * dtype"; each such operand of one op decides alone (an add of a bf16 and an f32 tensor). */
+    unsigned char lowp;
 } pt_op_operand;
 
 /* Capabilities and properties of a kind (pt_op_desc.flags). */
@@ -259,11 +264,14 @@ int pt_op_is_activation(pt_op_kind kind);
 #define PT_CAP_FUSED_RELU 2    /* fuse_relu on the kinds with PT_OPF_FUSED_RELU */
 /* math mode p (pt_precision) on the kinds with PT_OPF_MATH; fp32 needs no capability */
 #define PT_CAP_MATH(p) (4u << (unsigned)(p))
+/* operands with pt_op_operand.lowp stored as dtype (PT_BF16 or PT_F16); 0 for another dtype */
+#define PT_CAP_ACT16(dt) ((dt) == PT_BF16 ? 0x100u : (dt) == PT_F16 ? 0x200u : 0u)
 
 /* The check every backend runs before an op, from the kind's description: kind known,
  * operand count, fuse_relu and a math mode only where the kind allows it and the backend has
  * it (caps:
- * PT_CAP_*), dtypes (optional operands may be absent) and, with check_shapes, ranks 1..4,
+ * PT_CAP_*), dtypes (optional operands may be absent; a 16-bit activation only on a lowp
+ * operand of a backend with PT_CAP_ACT16 of it) and, with check_shapes, ranks 1..4,
  * sizes that fit 32-bit indexing and the kind's shape rule. Messages name the backend, the
  * kind and the operand. */
 pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned caps,

@@ -7,6 +7,8 @@
 #ifndef PT_PRECISION_H
 #define PT_PRECISION_H
 
+#include "polytrain/tensor.h"
+
 typedef enum pt_precision {
     PT_PREC_FP32 = 0,
     PT_PREC_TF32 = 1,
@@ -27,5 +29,16 @@ int pt_precision_scales_loss(pt_precision p);
 float pt_precision_round(pt_precision p, float v);
 /* Unit roundoff of p's operands: 2^-24 (fp32), 2^-11 (tf32, fp16), 2^-8 (bf16). */
 double pt_precision_unit_roundoff(pt_precision p);
+/* The 16-bit storage type of activations under p: PT_BF16 (bf16), PT_F16 (fp16), else PT_F32
+ * (tf32 rounds operands only; its format is float32). */
+pt_dtype pt_precision_act_dtype(pt_precision p);
+
+/* Where activations are stored (`--act-storage`). auto: a node's activation is stored in p's
+ * 16-bit type (pt_precision_act_dtype) where every op that reads or writes it takes that
+ * type on the device, else float32; fp32: always float32. Gradients, parameters, optimizer
+ * state, BN statistics, the data input and the logits are float32 either way. */
+typedef enum pt_act_storage { PT_ACT_STORAGE_AUTO = 0, PT_ACT_STORAGE_FP32 = 1 } pt_act_storage;
+const char *pt_act_storage_name(pt_act_storage s); /* "auto", "fp32" */
+int pt_act_storage_parse(const char *s, pt_act_storage *out); /* 0 for anything else */
 
 #endif

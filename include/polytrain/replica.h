@@ -38,6 +38,9 @@ typedef struct pt_replica_options {
     /* The math mode of every GEMM and convolution (pt_op.math); the device must take it
      * (pt_device_precision), else creation fails with its reason. */
     pt_precision precision;
+    /* Activations in precision's 16-bit type where every op on them takes it (auto, the
+     * default), or float32 always (polytrain/precision.h). */
+    pt_act_storage act_storage;
     /* 1: every ReLU runs as its own op. 0 (the default): an in-place ReLU after a BN forward or
      * an add is folded into that op where the device has the fused form (PT_CAP_FUSED_RELU).
      * (The command line's --fuse sets it; PT_FUSE_RELU=0 in the environment is its default
@@ -54,6 +57,20 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
                                pt_replica **out, pt_error *err);
 int pt_replica_sync_bn(const pt_replica *r);
 pt_precision pt_replica_precision(const pt_replica *r);
+/* The storage type of node's activation: PT_F32, or the precision's 16-bit type where the
+ * planner chose it (pt_replica_options.act_storage). */
+pt_dtype pt_replica_act_dtype(const pt_replica *r, int node);
+/* The activation storage as planned: distinct activation tensors (in-place layers share
+ * their input's) and how many of them are 16-bit; the bytes of the arena's activation region
+ * (activations and saved tensors after live-range sharing) and what the same plan takes
+ * with every activation float32. */
+typedef struct pt_act_plan {
+    int nacts, n16;
+    pt_dtype dtype16; /* PT_BF16, PT_F16, or PT_F32 when nothing may be 16-bit */
+    size_t act_bytes, act_bytes_fp32;
+} pt_act_plan;
+void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out);
+pt_act_storage pt_replica_act_storage(const pt_replica *r);
 /* Whether in-place ReLUs are folded into the op before them (no_fuse_relu; the device still
  * decides per op whether it has the fused form). */
 int pt_replica_fuse_relu(const pt_replica *r);

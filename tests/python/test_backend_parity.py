@@ -182,9 +182,12 @@ def compare_weights(cpu_dir, ocl_dir):
 # only, as fp32's first steps (measured 2e-6). From step 1 on, the weights differ in their
 # last float32 bits, and an operand near a half rounding boundary can round the other way
 # on one backend, moving by one half ulp (2^-11): step 1 measured 5.4e-5, bounded by 2^-11.
-# A wrong op or a missed unscale differs by O(1) from step 0 or 1.
+# A wrong op or a missed unscale differs by O(1) from step 0 or 1. Both store activations in
+# float32 (--act-storage fp32: opencl has no 16-bit activations, the cpu backend would store
+# them in half, one more rounding per activation than opencl makes).
 FP16_OPTIONS = ["--model", "baseline", "--epochs", "1", "--limit-train", "256", "--limit-val", "256",
-                "--seed", "11", "--batch-per-device", "64", "--no-progress", "--precision", "fp16"]
+                "--seed", "11", "--batch-per-device", "64", "--no-progress", "--precision", "fp16",
+                "--act-storage", "fp32"]
 FP16_EARLY_REL = (1e-5, 2.0 ** -11)  # steps 0 and 1
 
 

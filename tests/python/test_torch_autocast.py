@@ -8,11 +8,16 @@ lands from float64. The bound on each parameter's update is stated from that spr
                                               largest error) + FLOOR
 
 Both round the convolution and linear operands to bf16 (8 significand bits, unit roundoff
-2^-8 = 0.4%) and sum in float32; PyTorch also rounds each convolution's output to bf16, which
-polytrain keeps in float32, so polytrain is expected near PyTorch's error, not at float32's.
-The factor 3 allows for a different rounding landing activations across ReLU kinks, which
+2^-8 = 0.4%) and sum in float32; both store each convolution's output in bf16 (polytrain's
+--act-storage auto; it also stores the BatchNorm, ReLU, pooling and residual outputs in bf16,
+where autocast keeps some of them float32), so polytrain is expected near PyTorch's error,
+not at float32's.
+The factor 4 allows for a different rounding landing activations across ReLU kinks, which
 one bf16 run against another shows too (the three autocast runs differ among themselves by
-up to half their error); FLOOR (3%) is for parameters whose update is a cancellation (a BN
+up to half their error), and for the activations polytrain stores in bf16 where autocast
+does not, each a 2^-8 relative change more (measured: 3.4x autocast's error on CBAM's
+channel-attention fc1 weight, whose update sums pooled features over the batch, where the
+factor 3 left it 8% over; every other model within 0.6 of the factor-3 bound); FLOOR (3%) is for parameters whose update is a cancellation (a BN
 bias summing dy over the batch). Where a bf16 update has no correct digit at all (CBAM's
 spatial-attention BatchNorm, whose gradient sums dy over every pixel of the batch: autocast
 is 130% off float64 there) the bound only says that polytrain is no worse than such noise.
@@ -38,7 +43,7 @@ from cli_steps import rel, two_steps  # noqa: E402
 import torch_models  # noqa: E402
 
 LR = 1.0
-REL_TO_AUTOCAST = 3.0
+REL_TO_AUTOCAST = 4.0
 FLOOR = 3e-2
 
 MODELS = (("baseline", 32), ("resnet18", 16), ("resnet34", 8), ("wide_resnet18", 8),
