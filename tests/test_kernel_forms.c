@@ -1,14 +1,18 @@
-/* The Winograd tile kernels (backends/kernels/ops_winograd.cl), compiled on the host: written
- * as straight-line code with divisions through a float reciprocal so that PoCL vectorises
- * them, they must give bitwise the results of the plain array formulas (kept below as the
- * reference), write +0 (not -0) into the padding rows and tiles, and leave everything else
- * alone; and pt_wino_div must divide exactly everywhere kernel_winograd.c allows (below 2^24). */
+/* Kernels written in the form PoCL vectorises, compiled on the host against the plain forms
+ * they replace (kept below as the reference): the Winograd tile kernels
+ * (backends/kernels/ops_winograd.cl, straight-line code with divisions through a float
+ * reciprocal) must give bitwise the plain array formulas' results, write +0 (not -0) into the
+ * padding rows and tiles and leave everything else alone, and pt_wino_div must divide exactly
+ * everywhere kernel_winograd.c allows (below 2^24); the max-pool forward's 2x2 stride-2 path
+ * must give the general loop's maxima and argmax, NaN and tie rules included. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernel_host_dialect.h"
+#include "backends/kernels/philox.h"
+#include "backends/kernels/ops.cl"
 #include "backends/kernels/ops_winograd.cl"
 #include "pt_test.h"
 
@@ -196,6 +200,40 @@ KERNEL void ref_wino_filter_grad(GLOBAL const float *du, pt_i64 duo, GLOBAL floa
     }
 }
 
+KERNEL void ref_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
+                           int st, int pad)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    long plane = idx / P;
+    int oi = (int)(idx - plane * P);
+    GLOBAL const float *xp = x + xo + plane * H * W;
+    GLOBAL float *yr = y + yo + idx * Q;
+    GLOBAL int *ar = arg + ao + idx * Q;
+    int alo = oi * st - pad < 0 ? pad - oi * st : 0; /* window rows inside the plane */
+    int ahi = oi * st - pad + k > H ? H - (oi * st - pad) : k;
+    for (int oj = 0; oj < Q; oj++) {
+        float best = -INF_F;
+        int bi = -1;
+        for (int a = alo; a < ahi; a++) {
+            int hi = oi * st - pad + a;
+            for (int b = 0; b < k; b++) {
+                int wi = oj * st - pad + b;
+                if (wi < 0 || wi >= W) continue;
+                float v = xp[hi * W + wi];
+                /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
+                if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
+                    best = v;
+                    bi = hi * W + wi;
+                }
+            }
+        }
+        yr[oj] = best;
+        ar[oj] = bi;
+    }
+}
+
 /* ---- helpers ---- */
 
 static uint32_t g_rng = 12345u;
@@ -360,11 +398,45 @@ static void output_and_filter_gradient_match_the_formulas(void)
     }
 }
 
+/* 2x2 stride-2 windows (the straight-line path) on even and odd maps, values with ties, NaN
+ * (first NaN of a window wins) and -Inf; and windows the general loop keeps (3x3, padding) */
+static void maxpool_matches_the_general_loop(void)
+{
+    const int cfg[][5] = {{8, 8, 2, 2, 0}, {7, 7, 2, 2, 0}, {28, 28, 2, 2, 0}, {5, 6, 2, 2, 0}, {3, 2, 2, 2, 0},
+                          {7, 7, 3, 2, 1}, {6, 6, 2, 2, 1}, {9, 7, 3, 2, 0}};
+    const int planes = 5;
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
+        const int H = cfg[ci][0], W = cfg[ci][1], k = cfg[ci][2], st = cfg[ci][3], pad = cfg[ci][4];
+        const int P = (H + 2 * pad - k) / st + 1, Q = (W + 2 * pad - k) / st + 1, n = planes * P;
+        const size_t xn = (size_t)planes * H * W, yn = (size_t)planes * P * Q;
+        float *x = filled(xn, 1);
+        for (size_t i = 0; i < xn; i++) {
+            g_rng = g_rng * 1664525u + 1013904223u;
+            const uint32_t r = g_rng >> 24;
+            if (r < 20) x[i] = NAN;
+            else if (r < 30) x[i] = -INFINITY;
+            else if (r < 120) x[i] = 1.0f; /* ties */
+        }
+        float *ya = filled(yn, 0), *yb = filled(yn, 0);
+        int *aa = malloc(yn * sizeof *aa), *ab = malloc(yn * sizeof *ab);
+        if (!aa || !ab) abort();
+        memset(aa, 0x5a, yn * sizeof *aa);
+        memset(ab, 0x5a, yn * sizeof *ab);
+        PT_HOST_LAUNCH(n, pt_maxpool_fwd(x, 0, ya, 0, aa, 0, n, H, W, P, Q, k, st, pad));
+        PT_HOST_LAUNCH(n, ref_maxpool_fwd(x, 0, yb, 0, ab, 0, n, H, W, P, Q, k, st, pad));
+        size_t at = 0;
+        CHECKF(same_bits(ya, yb, yn, &at), "%dx%d k%d s%d p%d: maximum %zu differs", H, W, k, st, pad, at);
+        CHECKF(memcmp(aa, ab, yn * sizeof *aa) == 0, "%dx%d k%d s%d p%d: argmax differs", H, W, k, st, pad);
+        free(x), free(ya), free(yb), free(aa), free(ab);
+    }
+}
+
 int main(void)
 {
     RUN(division_is_exact_below_2_pow_24);
     RUN(filter_transform_matches_the_formulas);
     RUN(tile_transforms_match_the_formulas);
     RUN(output_and_filter_gradient_match_the_formulas);
+    RUN(maxpool_matches_the_general_loop);
     TEST_EXIT();
 }
