@@ -4,7 +4,8 @@
  * reciprocal) must give bitwise the plain array formulas' results, write +0 (not -0) into the
  * padding rows and tiles and leave everything else alone, and pt_wino_div must divide exactly
  * everywhere kernel_winograd.c allows (below 2^24); the max-pool forward's 2x2 stride-2 path
- * must give the general loop's maxima and argmax, NaN and tie rules included. */
+ * must give the general loop's maxima and argmax, NaN and tie rules included; the direct
+ * small convolution's forward, four output channels at a time, one at a time's sums. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "backends/kernels/philox.h"
 #include "backends/kernels/ops.cl"
 #include "backends/kernels/ops_winograd.cl"
+#include "backends/kernels/ops_conv_small.cl"
 #include "pt_test.h"
 
 /* ---- the reference: the kernels as plain formulas over private arrays ---- */
@@ -234,6 +236,36 @@ KERNEL void ref_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, p
     }
 }
 
+KERNEL void ref_conv_small_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *w, pt_i64 wo,
+                              GLOBAL float *y, pt_i64 yo, int n, int C, int H, int W, int K, int R, int S,
+                              int P, int Q, int st, int pad, int acc)
+{
+    long idx = GID(0);
+    if (idx >= n) return;
+    const int pq = P * Q, crs = C * R * S;
+    const long b = idx / pq;
+    const int o = (int)(idx - b * pq);
+    const int p = o / Q, q = o % Q;
+    float patch[PT_SMALL_CRS];
+    int j = 0;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < R; r++) {
+            const int h = p * st - pad + r;
+            for (int s = 0; s < S; s++, j++) {
+                const int ww = q * st - pad + s;
+                patch[j] = h >= 0 && h < H && ww >= 0 && ww < W ? x[xo + ((b * C + c) * H + h) * W + ww] : 0.0f;
+            }
+        }
+    GLOBAL float *yp = y + yo + b * K * pq + o;
+    for (int k = 0; k < K; k++) {
+        GLOBAL const float *wk = w + wo + (long)k * crs;
+        float sum = 0.0f;
+        for (int i = 0; i < crs; i++) sum = FMAF(wk[i], patch[i], sum);
+        const long at = (long)k * pq;
+        yp[at] = acc ? yp[at] + sum : sum;
+    }
+}
+
 /* ---- helpers ---- */
 
 static uint32_t g_rng = 12345u;
@@ -431,6 +463,32 @@ static void maxpool_matches_the_general_loop(void)
     }
 }
 
+/* output channel counts around the multiples of four, one and three input channels,
+ * stride 1 and 2, padding, overwrite and accumulate */
+static void small_convolution_matches_one_channel_at_a_time(void)
+{
+    const int ks[] = {1, 3, 4, 5, 8, 13};
+    const int cfg[][6] = {{1, 7, 6, 3, 1, 1}, {3, 6, 5, 3, 2, 1}, {2, 5, 5, 2, 1, 0}};
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++)
+            for (int acc = 0; acc <= 1; acc++) {
+                const int N = 2, K = ks[ki], C = cfg[ci][0], H = cfg[ci][1], W = cfg[ci][2], R = cfg[ci][3],
+                          S = R, st = cfg[ci][4], pad = cfg[ci][5];
+                const int P = (H + 2 * pad - R) / st + 1, Q = (W + 2 * pad - S) / st + 1, n = N * P * Q;
+                float *x = filled((size_t)N * C * H * W + 1, 1), *w = filled((size_t)K * C * R * S + 1, 1);
+                const size_t yn = (size_t)N * K * P * Q + 2;
+                float *a = filled(yn, acc), *b = malloc(yn * sizeof *b);
+                if (!b) abort();
+                memcpy(b, a, yn * sizeof *b);
+                PT_HOST_LAUNCH(n, pt_conv_small_fwd(x, 1, w, 1, a, 2, n, C, H, W, K, R, S, P, Q, st, pad, acc));
+                PT_HOST_LAUNCH(n, ref_conv_small_fwd(x, 1, w, 1, b, 2, n, C, H, W, K, R, S, P, Q, st, pad, acc));
+                size_t at = 0;
+                CHECKF(same_bits(a, b, yn, &at), "K %d C %d %dx%d r%d s%d p%d acc %d: float %zu differs", K, C, H, W,
+                       R, st, pad, acc, at);
+                free(x), free(w), free(a), free(b);
+            }
+}
+
 int main(void)
 {
     RUN(division_is_exact_below_2_pow_24);
@@ -438,5 +496,6 @@ int main(void)
     RUN(tile_transforms_match_the_formulas);
     RUN(output_and_filter_gradient_match_the_formulas);
     RUN(maxpool_matches_the_general_loop);
+    RUN(small_convolution_matches_one_channel_at_a_time);
     TEST_EXIT();
 }

@@ -33,7 +33,27 @@ KERNEL void pt_conv_small_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const flo
             }
         }
     GLOBAL float *yp = y + yo + b * K * pq + o;
-    for (int k = 0; k < K; k++) {
+    int k = 0;
+    /* four output channels at a time: four independent chains of fused multiply-adds (each
+     * in the same order as one at a time) that the core overlaps, where one chain waits for
+     * each multiply-add's result */
+    for (; k + 4 <= K; k += 4) {
+        GLOBAL const float *wk = w + wo + (long)k * crs;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (int i = 0; i < crs; i++) {
+            const float v = patch[i];
+            s0 = FMAF(wk[i], v, s0);
+            s1 = FMAF(wk[crs + i], v, s1);
+            s2 = FMAF(wk[2 * crs + i], v, s2);
+            s3 = FMAF(wk[3 * crs + i], v, s3);
+        }
+        const long at = (long)k * pq;
+        yp[at] = acc ? yp[at] + s0 : s0;
+        yp[at + pq] = acc ? yp[at + pq] + s1 : s1;
+        yp[at + 2 * pq] = acc ? yp[at + 2 * pq] + s2 : s2;
+        yp[at + 3 * pq] = acc ? yp[at + 3 * pq] + s3 : s3;
+    }
+    for (; k < K; k++) {
         GLOBAL const float *wk = w + wo + (long)k * crs;
         float sum = 0.0f;
         for (int i = 0; i < crs; i++) sum = FMAF(wk[i], patch[i], sum);
