@@ -5,7 +5,8 @@
  * padding rows and tiles and leave everything else alone, and pt_wino_div must divide exactly
  * everywhere kernel_winograd.c allows (below 2^24); the max-pool forward's 2x2 stride-2 path
  * must give the general loop's maxima and argmax, NaN and tie rules included; the direct
- * small convolution's forward, four output channels at a time, one at a time's sums. */
+ * small convolution's forward, four output channels at a time, one at a time's sums, and
+ * its filter gradient, three weights of a filter row per work-group, one weight per group's. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,33 @@ KERNEL void ref_conv_small_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const fl
     }
 }
 
+KERNEL void ref_conv_small_bwd_filter(GLOBAL const float *x, pt_i64 xo, GLOBAL float *dw, pt_i64 wo,
+                                     GLOBAL const float *dy, pt_i64 dyo, int N, int C, int H, int W, int K,
+                                     int R, int S, int P, int Q, int st, int pad, int acc)
+{
+    LOCAL float buf[PT_RED_WG];
+    const int g = GROUP_ID(0); /* (k, c, r, s) in w's order */
+    const int crs = C * R * S;
+    const int k = g / crs, j = g % crs;
+    const int c = j / (R * S), r = (j / S) % R, s = j % S;
+    /* q with 0 <= q*st - pad + s < W */
+    int qlo = pad - s > 0 ? (pad - s + st - 1) / st : 0;
+    int qhi = W - 1 + pad - s >= 0 ? (W - 1 + pad - s) / st : -1;
+    if (qhi > Q - 1) qhi = Q - 1;
+    float sum = 0.0f;
+    const int rows = N * P;
+    for (int row = LID(0); row < rows; row += PT_RED_WG) {
+        const int b = row / P, p = row % P;
+        const int h = p * st - pad + r;
+        if (h < 0 || h >= H) continue;
+        GLOBAL const float *gr = dy + dyo + (((long)b * K + k) * P + p) * Q;
+        GLOBAL const float *xr = x + xo + (((long)b * C + c) * H + h) * W - pad + s;
+        for (int q = qlo; q <= qhi; q++) sum += gr[q] * xr[q * st];
+    }
+    const float t = pt_k_block_sum(buf, sum);
+    if (LID(0) == 0) dw[wo + g] = acc ? dw[wo + g] + t : t;
+}
+
 /* ---- helpers ---- */
 
 static uint32_t g_rng = 12345u;
@@ -489,6 +517,33 @@ static void small_convolution_matches_one_channel_at_a_time(void)
             }
 }
 
+/* filter widths around the multiples of three, strides 1 and 2, paddings 0..2, accumulate
+ * (host work-groups are one item: the sums' order is each weight's walk over all rows) */
+static void small_filter_gradient_matches_one_weight_per_group(void)
+{
+    const int cfg[][7] = {{1, 7, 6, 3, 3, 1, 1}, {3, 6, 5, 3, 3, 2, 1}, {2, 5, 5, 2, 2, 1, 0}, {1, 9, 8, 5, 5, 1, 2},
+                          {1, 6, 7, 1, 4, 1, 0}, {2, 6, 6, 2, 1, 2, 0}};
+    for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++)
+        for (int acc = 0; acc <= 1; acc++) {
+            const int N = 2, K = 3, C = cfg[ci][0], H = cfg[ci][1], W = cfg[ci][2], R = cfg[ci][3], S = cfg[ci][4],
+                      st = cfg[ci][5], pad = cfg[ci][6];
+            const int P = (H + 2 * pad - R) / st + 1, Q = (W + 2 * pad - S) / st + 1;
+            float *x = filled((size_t)N * C * H * W + 1, 1), *dy = filled((size_t)N * K * P * Q + 1, 1);
+            const size_t wn = (size_t)K * C * R * S + 2;
+            float *a = filled(wn, acc), *b = malloc(wn * sizeof *b);
+            if (!b) abort();
+            memcpy(b, a, wn * sizeof *b);
+            PT_HOST_LAUNCH(K * C * R * ((S + 2) / 3),
+                           pt_conv_small_bwd_filter(x, 1, a, 2, dy, 1, N, C, H, W, K, R, S, P, Q, st, pad, acc));
+            PT_HOST_LAUNCH(K * C * R * S,
+                           ref_conv_small_bwd_filter(x, 1, b, 2, dy, 1, N, C, H, W, K, R, S, P, Q, st, pad, acc));
+            size_t at = 0;
+            CHECKF(same_bits(a, b, wn, &at), "C %d %dx%d %dx%d s%d p%d acc %d: float %zu differs", C, H, W, R, S, st,
+                   pad, acc, at);
+            free(x), free(dy), free(a), free(b);
+        }
+}
+
 int main(void)
 {
     RUN(division_is_exact_below_2_pow_24);
@@ -497,5 +552,6 @@ int main(void)
     RUN(output_and_filter_gradient_match_the_formulas);
     RUN(maxpool_matches_the_general_loop);
     RUN(small_convolution_matches_one_channel_at_a_time);
+    RUN(small_filter_gradient_matches_one_weight_per_group);
     TEST_EXIT();
 }
