@@ -14,6 +14,7 @@
 #define GLOBAL
 #define LOCAL
 #define LOCAL_PTR
+#define RESTRICT restrict
 #define DEVFN __attribute__((unused)) static inline
 
 static long pt_h_gid;  /* the item being run */

@@ -19,6 +19,7 @@
 /* CUDA puts no address-space qualifier on a parameter: a __shared__ array decays to a
  * generic pointer that the compiler resolves. */
 #define LOCAL_PTR
+#define RESTRICT __restrict__
 #define DEVFN static __device__ __forceinline__
 
 /* Every kernel of the dialect is launched on a 1-D grid; dimension 0 is x. */

@@ -11,6 +11,9 @@
 #define LOCAL __local
 /* A pointer parameter to LOCAL memory (CUDA has no address-space qualifier on parameters). */
 #define LOCAL_PTR __local
+/* A kernel's pointer parameter that no other parameter's memory overlaps: lets the compiler
+ * vectorise across work-items (PoCL) without runtime alias checks. */
+#define RESTRICT restrict
 #define DEVFN static inline
 
 #define GID(i) ((long)get_global_id(i))

@@ -28,9 +28,11 @@ pt_status pt_kconv_small_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
     const int n = (int)x->dim[0], k = (int)w->dim[0];
     const int fwd = op->kind == PT_OP_CONV2D_FWD;
     pt_kcall c;
-    /* forward: an item per output pixel; filter gradient: a work-group per weight */
+    /* forward: an item per output pixel; filter gradient: a work-group per three weights of a
+     * filter row (k, c, r) */
     pt_kcall_begin(&c, fwd ? PT_K_CONV_SMALL_FWD : PT_K_CONV_SMALL_BWD_FILTER,
-                   fwd ? (size_t)n * (size_t)(y->dim[2] * y->dim[3]) : (size_t)pt_tensor_numel(w));
+                   fwd ? (size_t)n * (size_t)(y->dim[2] * y->dim[3])
+                       : (size_t)(w->dim[0] * w->dim[1] * w->dim[2] * ((w->dim[3] + 2) / 3)));
     pt_karg_tensor(&c, x);
     pt_karg_tensor(&c, w);
     pt_karg_tensor(&c, y);

@@ -39,6 +39,9 @@ typedef struct wino_shape {
     size_t u_plane, u_floats;
 } wino_shape;
 
+/* Bound on the tile kernels' indices (their divisions are exact below it, ops_winograd.cl). */
+#define PT_WINO_INDEX_LIMIT (1 << 24)
+
 static size_t round_up(size_t n, size_t m) { return m > 1 ? (n + m - 1) / m * m : n; }
 static size_t mult_of(int m) { return m > 1 ? (size_t)m : 1; }
 
@@ -70,8 +73,9 @@ static int wino_shape_of(const pt_op *op, wino_shape *s)
     s->ow = data ? s->w : s->q;
     s->tq = (s->ow + 1) / 2;
     const int64_t tps = (int64_t)((s->oh + 1) / 2) * s->tq, tiles = tps * s->n;
-    /* the kernels index in int: keep every count and product of the GEMMs well inside it */
-    if (tiles > (1 << 26) || (int64_t)s->c * s->k > (1 << 24)) return 0;
+    /* the kernels index in int and divide through a float reciprocal (pt_wino_div, exact
+     * below 2^24): every tile index, item index and product of the GEMMs stays below that */
+    if (tiles >= PT_WINO_INDEX_LIMIT || (int64_t)s->c * s->k >= PT_WINO_INDEX_LIMIT) return 0;
     s->tps = (int)tps;
     s->tiles = (int)tiles;
     return 1;
@@ -106,7 +110,7 @@ static int wino_layout(const pt_kdev *dev, const pt_op *op, wino_shape *s)
 {
     if (!wino_shape_of(op, s)) return 0;
     layout_of(dev, op, s);
-    return 1;
+    return s->v_rows * s->m_rows < PT_WINO_INDEX_LIMIT;
 }
 
 /* Tiles per block: as many as the scratch bound holds next to U (a multiple of tmult, unless
@@ -122,6 +126,10 @@ static int block_of(const pt_kdev *dev, wino_shape *s)
     else
         s->tmult = 1;
     if (tb > (size_t)s->tiles) tb = (size_t)s->tiles;
+    /* a block's planes (rows x tiles padded) are the tile kernels' item counts */
+    const size_t rows = s->v_rows > s->m_rows ? s->v_rows : s->m_rows;
+    const size_t most = (PT_WINO_INDEX_LIMIT - 1) / rows / (size_t)s->tmult * (size_t)s->tmult;
+    if (tb > most) tb = most;
     return (int)tb;
 }
 

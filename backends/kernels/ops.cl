@@ -310,6 +310,30 @@ KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt
     GLOBAL const float *xp = x + xo + plane * H * W;
     GLOBAL float *yr = y + yo + idx * Q;
     GLOBAL int *ar = arg + ao + idx * Q;
+    if (k == 2 && st == 2 && pad == 0 && 2 * oi + 1 < H && 2 * Q <= W) {
+        /* the common 2x2 window, inside the plane: straight-line code that PoCL vectorises
+         * along the row; the same first-maximum and NaN rules as below, as selects */
+        const int h0 = 2 * oi * W;
+        for (int oj = 0; oj < Q; oj++) {
+            const int c0 = h0 + 2 * oj;
+            float best = xp[c0];
+            int bi = c0;
+#define PT_MP_STEP(at)                                                   \
+    {                                                                    \
+        const float v = xp[at];                                          \
+        const int take = !ISNAN(best) && (v > best || ISNAN(v));         \
+        best = take ? v : best;                                          \
+        bi = take ? (at) : bi;                                           \
+    }
+            PT_MP_STEP(c0 + 1)
+            PT_MP_STEP(c0 + W)
+            PT_MP_STEP(c0 + W + 1)
+#undef PT_MP_STEP
+            yr[oj] = best;
+            ar[oj] = bi;
+        }
+        return;
+    }
     int alo = oi * st - pad < 0 ? pad - oi * st : 0; /* window rows inside the plane */
     int ahi = oi * st - pad + k > H ? H - (oi * st - pad) : k;
     for (int oj = 0; oj < Q; oj++) {

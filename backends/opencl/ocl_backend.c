@@ -346,7 +346,7 @@ static void ocl_device_close(void *dev_ctx)
     clFinish(d->queue);
     if (d->profile) {
         /* Asked for with PT_OPENCL_PROFILE=1: the one place this backend prints. */
-        char text[4096];
+        char text[16384];
         ocl_profile_format(d, text, sizeof text);
         fprintf(stderr, "%s", text);
     }

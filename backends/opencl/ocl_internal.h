@@ -52,6 +52,8 @@ typedef struct ocl_profile {
     double op_s[PT_OP_KIND_COUNT];
     long op_runs[PT_OP_KIND_COUNT];
     double gemm_s, other_s; /* CLBlast GEMMs (host-timed) vs our own kernels (events) */
+    double kernel_s[PT_K_COUNT]; /* our own kernels, per kernel of the table */
+    long kernel_runs[PT_K_COUNT];
 } ocl_profile;
 
 typedef struct ocl_device {
@@ -76,6 +78,7 @@ typedef struct ocl_device {
     int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
     int winograd;            /* pt_kdev.winograd: PT_OPENCL_WINOGRAD (ocl_winograd_setting) */
     cl_event events[OCL_MAX_EVENTS];
+    int event_kernel[OCL_MAX_EVENTS]; /* the table's kernel of each event (-1: none) */
     int nevents;
     double gemm_pending_s;   /* GEMM time of the op being run (profiling) */
     ocl_profile prof;

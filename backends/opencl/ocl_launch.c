@@ -19,6 +19,7 @@ double ocl_now_s(void)
 cl_event *ocl_event_slot(ocl_device *d)
 {
     if (!d->profile || d->nevents >= OCL_MAX_EVENTS) return NULL;
+    d->event_kernel[d->nevents] = -1;
     return &d->events[d->nevents++];
 }
 
@@ -54,6 +55,7 @@ pt_status ocl_launch_call(ocl_device *d, const pt_kcall *c, pt_error *err)
     const size_t local = channels ? (size_t)d->red_wg : 0;
     const size_t global = channels ? c->count * local : c->count;
     cl_event *ev = ocl_event_slot(d);
+    if (ev) d->event_kernel[ev - d->events] = (int)c->kernel;
     OCL_CHECK(clEnqueueNDRangeKernel(d->queue, k, 1, NULL, &global, local ? &local : NULL, 0, NULL, ev), err);
     return PT_OK;
 }
@@ -211,6 +213,11 @@ pt_status ocl_profile_collect(ocl_device *d, pt_op_kind kind, pt_error *err)
             const double s = 1e-9 * (double)(t1 - t0);
             total += s;
             d->prof.other_s += s;
+            const int kk = d->event_kernel[i];
+            if (kk >= 0 && kk < PT_K_COUNT) {
+                d->prof.kernel_s[kk] += s;
+                d->prof.kernel_runs[kk]++;
+            }
         }
         clReleaseEvent(d->events[i]);
     }
@@ -235,6 +242,13 @@ void ocl_profile_format(const ocl_device *d, char *out, size_t cap)
         if (!d->prof.op_runs[k]) continue;
         n = snprintf(out + used, cap - used, "  %-18s %8ld runs %9.3f s %5.1f%%\n", pt_op_name((pt_op_kind)k),
                      d->prof.op_runs[k], d->prof.op_s[k], all > 0 ? 100.0 * d->prof.op_s[k] / all : 0.0);
+        if (n < 0 || (size_t)n >= cap - used) return;
+        used += (size_t)n;
+    }
+    for (int k = 0; k < PT_K_COUNT; k++) {
+        if (!d->prof.kernel_runs[k]) continue;
+        n = snprintf(out + used, cap - used, "  kernel %-22s %8ld runs %9.3f s %5.1f%%\n", pt_kernel_info_of((pt_kernel_id)k)->name,
+                     d->prof.kernel_runs[k], d->prof.kernel_s[k], all > 0 ? 100.0 * d->prof.kernel_s[k] / all : 0.0);
         if (n < 0 || (size_t)n >= cap - used) return;
         used += (size_t)n;
     }
