@@ -205,7 +205,7 @@ def fp16_parity(tmp):
             check("fp16" in stdout and "float32 sums" in stdout,
                   "fp16: the opencl banner says how it computes in fp16")
         with open(os.path.join(out, "config.json")) as f:
-            cfg = json.load(f)
+            cfg = json.load(f).get("resolved", {})
         check(cfg.get("activation_dtype") == "fp16" and cfg.get("activations_16bit", 0) > 0,
               "fp16: --backend %s stores activations in fp16 (%s of %s)"
               % (backend, cfg.get("activations_16bit"), cfg.get("activations")))
