@@ -341,6 +341,12 @@ static void precision_follows_compute_capability_and_names_the_device(void)
                        gpus[g].minor, caps, name);
         }
         CHECK(!(caps & ~(PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16))));
+        /* 16-bit activations in a format exactly where its math mode runs */
+        const unsigned act = pt_cuda_act16_caps(gpus[g].major, gpus[g].minor);
+        CHECKF(!!(act & PT_CAP_ACT16(PT_BF16)) == gpus[g].ok[PT_PREC_BF16] &&
+                   !!(act & PT_CAP_ACT16(PT_F16)) == gpus[g].ok[PT_PREC_FP16] &&
+                   !(act & ~(PT_CAP_ACT16(PT_BF16) | PT_CAP_ACT16(PT_F16))),
+               "sm_%d%d act16 caps %#x", gpus[g].major, gpus[g].minor, act);
     }
     /* NULL how and err (what the conformance suite passes) are fine; a bad mode is refused */
     CHECK(pt_cuda_precision_check("x", 9, 0, PT_PREC_BF16, NULL, 0, NULL) == PT_OK);

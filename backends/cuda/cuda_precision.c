@@ -45,3 +45,10 @@ unsigned pt_cuda_math_caps(int major, int minor)
         if (major * 10 + minor >= pt_cuda_precision_min_cc((pt_precision)p)) caps |= PT_CAP_MATH(p);
     return caps;
 }
+
+unsigned pt_cuda_act16_caps(int major, int minor)
+{
+    const int cc = major * 10 + minor;
+    return (cc >= pt_cuda_precision_min_cc(PT_PREC_BF16) ? PT_CAP_ACT16(PT_BF16) : 0u) |
+           (cc >= pt_cuda_precision_min_cc(PT_PREC_FP16) ? PT_CAP_ACT16(PT_F16) : 0u);
+}

@@ -20,5 +20,8 @@ pt_status pt_cuda_precision_check(const char *device, int major, int minor, pt_p
                                   pt_error *err);
 /* The PT_CAP_MATH bits (polytrain/op.h) of a device of that capability. */
 unsigned pt_cuda_math_caps(int major, int minor);
+/* The PT_CAP_ACT16 bits: activations stored in bf16 (fp16) where the device has bf16 (fp16)
+ * math, the only modes under which the planner stores them so. */
+unsigned pt_cuda_act16_caps(int major, int minor);
 
 #endif

@@ -233,6 +233,7 @@ static pt_status cu_device_open(void *backend_ctx, int index, const pt_device_op
     d->info = &be->dev[index];
     d->deterministic = opt && opt->deterministic;
     d->math_caps = pt_cuda_math_caps(d->info->major, d->info->minor);
+    d->act16_caps = pt_cuda_act16_caps(d->info->major, d->info->minor);
     /* measuring picks by timing, which may differ run to run: never when deterministic */
     d->conv_benchmark = !d->deterministic && env_flag("PT_CUDA_CONV_BENCHMARK", 1);
     const char *wsmb = getenv("PT_CUDA_CONV_WS_MB");
@@ -381,7 +382,7 @@ static pt_status validate(const cu_device *d, const pt_op *op, int check_memory,
 {
     /* fused ReLU: the shared add and BN kernels take it as a flag; cuDNN's BN is followed by
      * the ReLU in place (cudam_bn.c) */
-    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | (d ? d->math_caps : 0u);
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | (d ? d->math_caps | d->act16_caps : 0u);
     PT_TRY(pt_op_check_operands(op, "cuda", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "cuda", buffer_bytes, 4, err) : PT_OK;
 }
@@ -399,7 +400,8 @@ static pt_status cu_precision(void *dev_ctx, pt_precision p, char *how, size_t c
     return pt_cuda_precision_check(label, d->info->major, d->info->minor, p, how, cap, err);
 }
 
-static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
+/* The workspace of an op whose operands are all float32 (or integers). */
+static size_t f32_workspace_size(void *dev_ctx, const pt_op *op)
 {
     cu_device *d = dev_ctx;
     switch (op->kind) {
@@ -418,8 +420,9 @@ static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
 }
 
 /* cuDNN and cuBLAS where they serve, the shared kernel layer for everything else. */
-static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
+static pt_status dispatch_f32(void *dev_ctx, const pt_op *op, pt_error *err)
 {
+    cu_device *d = dev_ctx;
     switch (op->kind) {
     case PT_OP_CONV2D_FWD:
     case PT_OP_CONV2D_BWD_DATA:
@@ -433,6 +436,22 @@ static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
     }
     const pt_kdev k = cu_kdev(d);
     return pt_kops_run(&k, op, err);
+}
+
+/* 16-bit activations: the float32 paths (cuDNN's included) over float32 copies in the op's
+ * workspace (backends/kernels/kernel_act16.c). */
+static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
+{
+    if (!pt_kact16_any(op)) return f32_workspace_size(dev_ctx, op);
+    const pt_kdev k = cu_kdev(dev_ctx);
+    return pt_kact16_workspace(&k, op, f32_workspace_size, dev_ctx);
+}
+
+static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
+{
+    if (!pt_kact16_any(op)) return dispatch_f32(d, op, err);
+    const pt_kdev k = cu_kdev(d);
+    return pt_kact16_run(&k, op, f32_workspace_size, dispatch_f32, d, err);
 }
 
 static pt_status cu_run(void *dev_ctx, const pt_op *op, pt_error *err)

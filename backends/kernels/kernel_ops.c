@@ -780,8 +780,10 @@ static int is_conv(pt_op_kind k)
     return k == PT_OP_CONV2D_FWD || k == PT_OP_CONV2D_BWD_DATA || k == PT_OP_CONV2D_BWD_FILTER;
 }
 
-size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
+/* The workspace and run of an op whose operands are all float32 (or integers). */
+static size_t f32_workspace(void *ctx, const pt_op *op)
 {
+    const pt_kdev *dev = ctx;
     if (op->kind == PT_OP_GEMM) return gemm_workspace(dev, op);
     if (!is_conv(op->kind) || op->nt != 3 || pt_kconv_empty(op)) return 0;
     /* in run()'s order: Winograd first, then the direct kernels (no workspace), then im2col */
@@ -790,8 +792,9 @@ size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
     return conv_shape_of(dev, op, dev->conv_ws_cap).bytes;
 }
 
-pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
+static pt_status f32_run(void *ctx, const pt_op *op, pt_error *err)
 {
+    const pt_kdev *dev = ctx;
     const pt_op_desc *d = pt_op_describe(op->kind);
     if (!d) return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: unknown op kind %d", dev->backend, (int)op->kind);
     if (pt_kops_lowp(op->math) && !dev->gemm16 && !dev->lowp_f32)
@@ -821,4 +824,18 @@ pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
     case PT_OP_BN_SYNC_BWD_STATS: return run_channels(dev, op, err);
     default: return run_items(dev, op, err);
     }
+}
+
+size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
+{
+    void *ctx = (void *)(uintptr_t)dev; /* the callbacks take it back as const */
+    return pt_kact16_any(op) ? pt_kact16_workspace(dev, op, f32_workspace, ctx) : f32_workspace(ctx, op);
+}
+
+/* 16-bit activations: the float op over copies (kernel_act16.c) */
+pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    void *ctx = (void *)(uintptr_t)dev;
+    if (pt_kact16_any(op)) return pt_kact16_run(dev, op, f32_workspace, f32_run, ctx, err);
+    return f32_run(ctx, op, err);
 }

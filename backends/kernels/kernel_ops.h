@@ -136,4 +136,29 @@ pt_status pt_kops_to_lowp(const pt_kdev *dev, pt_precision math, pt_mem src, pt_
 pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16, pt_mem dst, size_t n, float alpha,
                             int acc, pt_error *err);
 
+/* ---- activations stored in 16 bits (kernel_act16.c) ----
+ * An op whose lowp operands (polytrain/op.h) include PT_BF16 or PT_F16 tensors runs as the
+ * float32 op over float32 copies in its workspace, after the float op's own part: 16-bit
+ * inputs widened exactly before, 16-bit outputs rounded to nearest even once after (the cpu
+ * backend's rule). pt_kops_run and pt_kops_workspace do this themselves; a backend that runs
+ * some kinds outside the shared layer (cuda: cuDNN) wraps its own float32 paths with
+ * pt_kact16_workspace and pt_kact16_run. */
+typedef size_t (*pt_kop_workspace_fn)(void *ctx, const pt_op *op);
+typedef pt_status (*pt_kop_run_fn)(void *ctx, const pt_op *op, pt_error *err);
+/* Whether a used operand of op is PT_BF16 or PT_F16. */
+int pt_kact16_any(const pt_op *op);
+/* w = op with those operands' dtype PT_F32 (the float op, whose workspace need is base). */
+void pt_kact16_widen(const pt_op *op, pt_op *w);
+/* Points w's widened operands at float copies in op's workspace after its first base bytes
+ * (an in-place pair shares one), sets w's workspace_bytes to base; returns the bytes in all. */
+size_t pt_kact16_place(const pt_op *op, pt_op *w, size_t base);
+/* Widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
+pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
+pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
+/* The workspace of op with 16-bit operands, and its run: f32_workspace / f32_run (with ctx) are
+ * the backend's float32 ones; the conversions are dev's kernel launches. */
+size_t pt_kact16_workspace(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace, void *ctx);
+pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace,
+                        pt_kop_run_fn f32_run, void *ctx, pt_error *err);
+
 #endif

@@ -64,6 +64,7 @@
     K(TO_LOWP, pt_to_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                                    \
     K(FROM_LOWP, pt_from_lowp, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                          \
     K(ROUND_LOWP, pt_round_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
+    K(WIDEN_LOWP, pt_widen_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
     K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F, M, I, I)                                    \
     /* ops_mixup.cl */                                                                                      \
     K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F, M, I)                       \

@@ -59,6 +59,17 @@ KERNEL void pt_from_lowp(GLOBAL const pt_u16 *x, pt_i64 xw, GLOBAL float *y, pt_
     y[yo + i] = acc ? y[yo + i] + v : v;
 }
 
+/* y = x widened exactly, x 16-bit (xw words in): the float32 copy an op reads of an activation
+ * stored in 16 bits; from_f16 0: bfloat16, 1: half. Unlike from_lowp it multiplies by nothing,
+ * so every bit pattern, a signalling NaN's included, comes through as core/half.h widens it. */
+KERNEL void pt_widen_lowp(GLOBAL const pt_u16 *x, pt_i64 xw, GLOBAL float *y, pt_i64 yo, int n, int from_f16)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    pt_u32 h = x[2 * xw + i];
+    y[yo + i] = from_f16 ? pt_k_from_f16(h) : pt_k_from_bf16(h);
+}
+
 /* y = x rounded to bfloat16 (to_f16 0) or half (1), kept as float32: the operands of a device
  * that multiplies them with its float32 GEMM (every product of two 16-bit values is exact in
  * float32, so that GEMM gives the 16-bit formats' products with float32 sums). */
