@@ -289,54 +289,67 @@ float *cpu_act16_plane_buffer(const pt_op *op, int64_t in_floats, int64_t out_fl
     return (float *)(out ? base + in_b : base);
 }
 
-/* Pointwise kinds: the float kernel over chunks of float32 staging on the stack, each 16-bit
- * input widened into its chunk, each 16-bit output rounded from it. The kernels are
- * elementwise, so the chunking changes nothing in the results. */
-#define ACT16_CHUNK 2048
+/* Pointwise kinds (add, relu forward and backward): the float kernels' loops over chunks of
+ * float32 staging on the stack, each 16-bit input widened into its chunk, each 16-bit output
+ * rounded from it. Elementwise, so the chunking changes nothing in the results. */
+#define ACT16_CHUNK 4096
+
+static void pointwise_chunk(const pt_op *op, const float *const *in, float *out, int64_t len)
+{
+    switch (op->kind) {
+    case PT_OP_ADD: {
+        const float *a = in[0], *b = in[1];
+        if (op->fuse_relu) {
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) {
+                const float v = a[i] + b[i];
+                out[i] = v < 0.0f ? 0.0f : v; /* as relu_fwd: NaN stays NaN */
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) out[i] = a[i] + b[i];
+        }
+        break;
+    }
+    case PT_OP_RELU_FWD: {
+        const float *x = in[0];
+#pragma omp simd
+        for (int64_t i = 0; i < len; i++) out[i] = x[i] < 0.0f ? 0.0f : x[i];
+        break;
+    }
+    default: { /* PT_OP_RELU_BWD */
+        const float *y = in[0], *dy = in[1];
+        if (op->accumulate) {
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) out[i] += y[i] > 0.0f ? dy[i] : 0.0f;
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < len; i++) out[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        }
+        break;
+    }
+    }
+}
 
 pt_status cpu_act16_pointwise(const cpu_device *d, const pt_op *op, pt_error *err)
 {
-    const pt_op_desc *desc = pt_op_describe(op->kind);
-    const int64_t n = pt_tensor_numel(&op->t[0]);
+    if (op->kind != PT_OP_ADD && op->kind != PT_OP_RELU_FWD && op->kind != PT_OP_RELU_BWD)
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no 16-bit pointwise loop for %s", pt_op_name(op->kind));
+    const int nt = op->nt, o = nt - 1; /* the inputs, then the output */
+    const pt_tensor *yt = &op->t[o];
+    const int64_t n = pt_tensor_numel(yt);
     const int64_t chunks = (n + ACT16_CHUNK - 1) / ACT16_CHUNK;
-    int bad = 0;
-#pragma omp parallel for num_threads(d->threads) if (n > ACT16_PAR_MIN) schedule(static) reduction(| : bad)
+#pragma omp parallel for num_threads(d->threads) if (n > ACT16_PAR_MIN) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
         float buf[ACT16_POINTWISE_MAX][ACT16_CHUNK];
-        struct pt_buffer sb[ACT16_POINTWISE_MAX];
+        const float *in[ACT16_POINTWISE_MAX - 1];
         const int64_t i0 = ch * ACT16_CHUNK, len = n - i0 < ACT16_CHUNK ? n - i0 : ACT16_CHUNK;
-        pt_op w = *op;
-        for (int i = 0; i < op->nt; i++) {
-            if (pt_op_operand_absent(op, i) || op->t[i].ndim == 0) continue;
-            pt_tensor *t = &w.t[i];
-            t->ndim = 1;
-            for (int k = 0; k < PT_MAX_DIMS; k++) t->dim[k] = 1;
-            t->dim[0] = len;
-            if (!used16(op, i)) {
-                t->mem.off += (size_t)i0 * sizeof(float);
-                continue;
-            }
-            t->dtype = PT_F32;
-            const int j = alias_of(op, i);
-            if (j >= 0) {
-                t->mem = w.t[j].mem;
-                continue;
-            }
-            sb[i].data = buf[i];
-            sb[i].bytes = sizeof buf[i];
-            t->mem.buf = &sb[i];
-            t->mem.off = 0;
-            if ((desc->arg[i].access & PT_ARG_IN) || op->accumulate)
-                cpu_act16_widen_row(buf[i], (const uint16_t *)cpu_ptr(op->t[i].mem) + i0, len, op->t[i].dtype);
-        }
-        if (cpu_op_pointwise(d, &w, NULL) != PT_OK) bad = 1;
-        for (int i = 0; i < op->nt; i++) {
-            if (!used16(op, i) || !(desc->arg[i].access & PT_ARG_OUT)) continue;
-            const int j = alias_of(op, i);
-            if (j >= 0 && (desc->arg[j].access & PT_ARG_OUT)) continue;
-            cpu_act16_narrow_row((uint16_t *)cpu_ptr(op->t[i].mem) + i0, cpu_f32(&w.t[i]), len, op->t[i].dtype);
-        }
+        for (int i = 0; i < o; i++) in[i] = cpu_act16_in(&op->t[i], i0, len, buf[i]);
+        float *out = cpu_act16_out(yt, i0, buf[o]);
+        if (op->accumulate && yt->dtype != PT_F32) cpu_act16_widen_row(out, (const uint16_t *)cpu_ptr(yt->mem) + i0, len, yt->dtype);
+        /* y may be an input (in place): its chunk was read whole above before it is written */
+        pointwise_chunk(op, in, out, len);
+        cpu_act16_out_done(yt, i0, len, out);
     }
-    if (bad) return pt_fail(err, PT_ERR_UNSUPPORTED, "cpu backend: no pointwise loop for %s", pt_op_name(op->kind));
     return PT_OK;
 }
