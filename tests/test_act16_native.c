@@ -1,9 +1,11 @@
 /* The cpu backend's kernels read and write 16-bit activations natively (backends/cpu/cpu_act16.c):
  * training steps of baseline and resnet18 in bf16 and in fp16 (loss scaling) give bitwise the
  * losses, logits and parameters of the same steps run over float32 copies (PT_CPU_ACT16=copy),
- * on one thread (the packed bf16 convolutions) and two, with Winograd on and off (the im2col
- * path then takes the 3x3 convolutions); the native runs reserve less workspace; the row
- * conversions agree with core/half.h on every 16-bit pattern and on rounding edge cases. */
+ * on one thread (the packed bf16 convolutions) and two, with the convolution plans chosen
+ * automatically and forced (im2col in parallel groups or with threaded GEMMs, Winograd in
+ * chunks or shared blocks); the native runs reserve no more workspace (less where no op needs
+ * more than the copies did); the row conversions agree with core/half.h on every 16-bit
+ * pattern and on rounding edge cases. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,18 +28,19 @@ typedef struct run_out {
     int n16;
 } run_out;
 
-static pt_device *open_cpu(int threads, const char *act16, const char *wino)
+/* mode: cpu_device.conv_force_mode (0 automatic, 1-2 im2col, 3-4 Winograd) */
+static pt_device *open_cpu(int threads, const char *act16, int mode)
 {
     pt_error err;
     pt_device *dev = NULL;
     pt_device_options dopt = {.threads = threads};
     if (act16) setenv("PT_CPU_ACT16", act16, 1);
-    if (wino) setenv("PT_CPU_WINOGRAD", wino, 1);
     const pt_status st = pt_device_open("cpu", 0, &dopt, &dev, &err);
     unsetenv("PT_CPU_ACT16");
-    unsetenv("PT_CPU_WINOGRAD");
     CHECKF(st == PT_OK, "cpu device: %s", err.msg);
-    return st == PT_OK ? dev : NULL;
+    if (st != PT_OK) return NULL;
+    ((cpu_device *)dev->ctx)->conv_force_mode = mode;
+    return dev;
 }
 
 static int run(const char *model, pt_precision p, pt_device *dev, run_out *o)
@@ -86,9 +89,9 @@ static int run(const char *model, pt_precision p, pt_device *dev, run_out *o)
 }
 
 /* The two ways, bitwise; native with less workspace. */
-static void compare(const char *model, pt_precision p, int threads, const char *wino)
+static void compare(const char *model, pt_precision p, int threads, int mode)
 {
-    pt_device *dn = open_cpu(threads, NULL, wino), *dc = open_cpu(threads, "copy", wino);
+    pt_device *dn = open_cpu(threads, NULL, mode), *dc = open_cpu(threads, "copy", mode);
     run_out *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
     if (a && b && run(model, p, dn, a) && run(model, p, dc, b)) {
         const char *what = pt_precision_name(p);
@@ -99,16 +102,17 @@ static void compare(const char *model, pt_precision p, int threads, const char *
         int64_t diff = 0;
         for (int64_t i = 0; i < a->nparams && a->nparams == b->nparams; i++)
             diff += memcmp(&a->params[i], &b->params[i], sizeof(float)) != 0;
-        CHECKF(a->nparams == b->nparams && diff == 0, "%s %s t%d winograd %s: %lld of %lld parameters differ", model,
-               what, threads, wino ? wino : "auto", (long long)diff, (long long)a->nparams);
+        CHECKF(a->nparams == b->nparams && diff == 0, "%s %s t%d plan %d: %lld of %lld parameters differ", model,
+               what, threads, mode, (long long)diff, (long long)a->nparams);
         CHECKF(isfinite(a->loss[STEPS - 1][0]), "%s %s: loss %g", model, what, a->loss[STEPS - 1][0]);
-        /* the workspace is the largest op's: with Winograd that may be a convolution on copies */
-        const int im2col = wino && strcmp(wino, "0") == 0;
+        /* the workspace is the largest op's; a Winograd convolution's staging may outweigh the
+         * copies of a small one */
+        const int im2col = mode == 1 || mode == 2;
         CHECKF(im2col ? a->workspace < b->workspace : a->workspace <= b->workspace,
                "%s %s t%d: workspace %zu native, %zu with copies", model, what, threads, a->workspace, b->workspace);
         if (getenv("PT_TEST_VERBOSE"))
-            printf("%s %s t%d winograd %s: workspace %zu native, %zu with copies\n", model, what, threads,
-                   wino ? wino : "auto", a->workspace, b->workspace);
+            printf("%s %s t%d plan %d: workspace %zu native, %zu with copies\n", model, what, threads, mode,
+                   a->workspace, b->workspace);
     }
     if (a) free(a->params);
     if (b) free(b->params);
@@ -118,11 +122,13 @@ static void compare(const char *model, pt_precision p, int threads, const char *
     if (dc) pt_device_close(dc);
 }
 
-static void test_baseline_bf16_one_thread(void) { compare("baseline", PT_PREC_BF16, 1, NULL); }
-static void test_baseline_fp16_two_threads(void) { compare("baseline", PT_PREC_FP16, 2, NULL); }
-static void test_baseline_bf16_im2col_two_threads(void) { compare("baseline", PT_PREC_BF16, 2, "0"); }
-static void test_resnet18_bf16_two_threads(void) { compare("resnet18", PT_PREC_BF16, 2, NULL); }
-static void test_resnet18_fp16_im2col_one_thread(void) { compare("resnet18", PT_PREC_FP16, 1, "0"); }
+static void test_baseline_bf16_one_thread(void) { compare("baseline", PT_PREC_BF16, 1, 0); }
+static void test_baseline_fp16_two_threads(void) { compare("baseline", PT_PREC_FP16, 2, 0); }
+static void test_baseline_bf16_im2col_threaded_gemms(void) { compare("baseline", PT_PREC_BF16, 2, 2); }
+static void test_baseline_bf16_winograd_chunks(void) { compare("baseline", PT_PREC_BF16, 2, 3); }
+static void test_baseline_bf16_winograd_shared(void) { compare("baseline", PT_PREC_BF16, 2, 4); }
+static void test_resnet18_bf16_two_threads(void) { compare("resnet18", PT_PREC_BF16, 2, 0); }
+static void test_resnet18_fp16_im2col_one_thread(void) { compare("resnet18", PT_PREC_FP16, 1, 1); }
 
 /* Every bf16 and fp16 pattern widens as core/half.h does; floats around the rounding edges
  * (ties, subnormals, overflow, NaN, infinities) narrow as it does, at every row offset (the
@@ -172,7 +178,9 @@ int main(void)
     RUN(test_row_conversions_match_half_h);
     RUN(test_baseline_bf16_one_thread);
     RUN(test_baseline_fp16_two_threads);
-    RUN(test_baseline_bf16_im2col_two_threads);
+    RUN(test_baseline_bf16_im2col_threaded_gemms);
+    RUN(test_baseline_bf16_winograd_chunks);
+    RUN(test_baseline_bf16_winograd_shared);
     RUN(test_resnet18_bf16_two_threads);
     RUN(test_resnet18_fp16_im2col_one_thread);
     TEST_EXIT();

@@ -6,8 +6,8 @@
  * so the results are bitwise those of the float kernel on widened copies. The conversions are
  * vectorised (AVX-512: bf16 widened by a shift, narrowed by the integer rounding of
  * pt_bf16_from_f32; fp16 by vcvtph2ps / vcvtps2ph) with scalar fallbacks, chosen at run time.
- * An op not done natively (Winograd convolutions, an accumulating 16-bit output, the kinds
- * without a native loop) runs as the same op over float32 copies in its workspace: each 16-bit
+ * An op not done natively (a convolution accumulating into a 16-bit y, the kinds without a
+ * native loop) runs as the same op over float32 copies in its workspace: each 16-bit
  * input widened before, each 16-bit output rounded once after. PT_CPU_ACT16=copy sends every
  * op that way (tests compare the two bitwise). The copies and the per-thread buffers live in
  * the op's workspace, which the core reserves when the lists are built, so a step still
@@ -268,10 +268,9 @@ int cpu_act16_native(const cpu_device *d, const pt_op *op)
         return 1;
     case PT_OP_CONV2D_FWD:
         /* accumulating into a 16-bit y would round twice where the copy rounds once */
-        if (op->accumulate && op->t[2].dtype != PT_F32) return 0;
-        return !cpu_conv_uses_winograd(d, op);
+        return !(op->accumulate && op->t[2].dtype != PT_F32);
     case PT_OP_CONV2D_BWD_FILTER:
-        return !cpu_conv_uses_winograd(d, op);
+        return 1;
     default:
         return 0;
     }
