@@ -249,7 +249,8 @@ static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_FWD_EVAL:
     case PT_OP_BN_BWD:
-        return any16 ? cpu_act16_plane_workspace(d, plane_of(&op->t[0]), plane_of(&op->t[0])) : 0;
+        /* a channel of x (all N planes: read twice) and a plane of y (cpu_batchnorm.c) */
+        return any16 ? cpu_act16_plane_workspace(d, op->t[0].dim[0] * plane_of(&op->t[0]), plane_of(&op->t[0])) : 0;
     case PT_OP_MAXPOOL_FWD:
         return any16 ? cpu_act16_plane_workspace(d, plane_of(&op->t[0]), plane_of(&op->t[1])) : 0;
     case PT_OP_GAP_FWD:
