@@ -96,8 +96,12 @@ static pt_status cpu_device_open(void *backend_ctx, int index, const pt_device_o
     const char *wino = getenv("PT_CPU_WINOGRAD");
     if (wino && *wino && strcmp(wino, "0") != 0 && strcmp(wino, "1") != 0)
         return pt_fail(err, PT_ERR_INVALID, "PT_CPU_WINOGRAD is '%s', expected 0 or 1", wino);
+    const char *act16 = getenv("PT_CPU_ACT16");
+    if (act16 && *act16 && strcmp(act16, "copy") != 0 && strcmp(act16, "native") != 0)
+        return pt_fail(err, PT_ERR_INVALID, "PT_CPU_ACT16 is '%s', expected copy or native", act16);
     cpu_device *d = calloc(1, sizeof *d);
     if (!d) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    d->act16_copy = act16 && strcmp(act16, "copy") == 0;
     d->be = be;
     d->winograd = !(wino && strcmp(wino, "0") == 0);
     d->threads = opt->threads > 0 ? opt->threads : be->default_threads;
@@ -210,7 +214,8 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 /* Every math mode runs on every CPU: bf16 on the AVX512-BF16 GEMM where the CPU has it, the
  * rest (and bf16 elsewhere) emulated: operands rounded, then fp32 SGEMM (cpu_gemm_lowp.c). */
-/* Activations in bf16 and fp16 on every CPU: through float copies (cpu_act16.c). */
+/* Activations in bf16 and fp16 on every CPU: read and written natively by most kernels, the
+ * rest through float copies (cpu_act16.c). */
 #define CPU_CAPS                                                                             \
     (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) |                  \
      PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) |         \
@@ -228,10 +233,28 @@ static int cpu_supports(void *dev_ctx, const pt_op *op)
     return validate(op, 0, NULL) == PT_OK;
 }
 
-/* The workspace of an op whose operands are all float32 (or integers). */
+static int64_t plane_of(const pt_tensor *t)
+{
+    int64_t inner = 1;
+    for (int i = 2; i < t->ndim; i++) inner *= t->dim[i];
+    return inner;
+}
+
+/* The workspace of an op as its kernel runs it: all operands float32 (or integers), or 16-bit
+ * ones read natively (per-thread plane buffers where the kernel widens whole planes). */
 static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
 {
+    const int any16 = cpu_act16_any(op);
     switch (op->kind) {
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_FWD_EVAL:
+    case PT_OP_BN_BWD:
+        /* a channel of x (all N planes: read twice) and a plane of y (cpu_batchnorm.c) */
+        return any16 ? cpu_act16_plane_workspace(d, op->t[0].dim[0] * plane_of(&op->t[0]), plane_of(&op->t[0])) : 0;
+    case PT_OP_MAXPOOL_FWD:
+        return any16 ? cpu_act16_plane_workspace(d, plane_of(&op->t[0]), plane_of(&op->t[1])) : 0;
+    case PT_OP_GAP_FWD:
+        return any16 ? cpu_act16_plane_workspace(d, plane_of(&op->t[0]), 0) : 0;
     case PT_OP_GEMM:
         return cpu_gemm_workspace(d, op);
     case PT_OP_CONV2D_FWD:
@@ -246,7 +269,7 @@ static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
 static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
 {
     const cpu_device *d = dev_ctx;
-    if (!cpu_act16_any(op)) return f32_workspace_size(d, op);
+    if (!cpu_act16_any(op) || cpu_act16_native(d, op)) return f32_workspace_size(d, op);
     pt_op w;
     cpu_act16_widen(op, &w);
     return cpu_act16_place(op, &w, f32_workspace_size(d, &w));
@@ -280,7 +303,13 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
 
 pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
 {
-    if (cpu_act16_any(op_in)) return execute_act16(d, op_in, err);
+    if (cpu_act16_any(op_in)) {
+        if (!cpu_act16_native(d, op_in)) return execute_act16(d, op_in, err);
+        const size_t need = f32_workspace_size(d, op_in);
+        if (need && (!op_in->workspace.buf || op_in->workspace_bytes < need))
+            return pt_fail(err, PT_ERR_INVALID, "cpu %s: 16-bit operands need %zu bytes of workspace, the op has %zu",
+                           pt_op_name(op_in->kind), need, op_in->workspace.buf ? op_in->workspace_bytes : (size_t)0);
+    }
     pt_op resolved;
     const pt_op *op = op_in;
     if (op_in->step.buf && (pt_op_has_step_params(op_in->kind) || pt_op_step_gated(op_in) ||
@@ -292,7 +321,8 @@ pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
         op = &resolved;
     }
     cpu_threads_enter(d);
-    if (pt_op_describe(op->kind)->flags & PT_OPF_POINTWISE) return cpu_op_pointwise(d, op, err);
+    if (pt_op_describe(op->kind)->flags & PT_OPF_POINTWISE)
+        return cpu_act16_any(op) ? cpu_act16_pointwise(d, op, err) : cpu_op_pointwise(d, op, err);
     switch (op->kind) {
     case PT_OP_FILL: return cpu_op_fill(d, op, err);
     case PT_OP_AXPY: return cpu_op_axpy(d, op, err);

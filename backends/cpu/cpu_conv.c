@@ -7,17 +7,34 @@
  * A math mode (pt_op.math) rounds the multiplied operands: bf16 on an AVX512-BF16 CPU while its
  * GEMM packs them (cpu_gemm_lowp.c); otherwise (emulation) the im2col and gathered-dy scratch
  * is rounded in place and w is rounded once into the workspace, then SGEMM runs as in fp32.
+ * A 16-bit x (PT_BF16, PT_F16, cpu_act16.c) is widened as im2col gathers it (a 1x1 convolution
+ * then takes the im2col copy instead of reading x in place); a 16-bit y is rounded once as the
+ * GEMM's output is scattered into it.
  * All scratch comes from the op's workspace: nothing is allocated here. */
 #include <omp.h>
 #include <string.h>
 
 #include "backends/cpu/cpu_internal.h"
+#include "core/half.h"
 
 typedef struct conv_shape {
     int64_t n, c, h, w, k, r, s, p, q, stride, pad;
     int64_t crs, pq, hw;
-    int direct; /* 1x1, stride 1, pad 0: a sample of x already is its own column matrix */
+    int direct; /* 1x1, stride 1, pad 0, x in float32: a sample of x already is its own column matrix */
+    pt_dtype xdt; /* x's storage (bwd_data: dx, always float32) */
 } conv_shape;
+
+/* x, in its storage: element i at p + i * pt_dtype_size(dt). */
+typedef struct conv_src {
+    const char *p;
+    pt_dtype dt;
+} conv_src;
+
+static conv_src src_at(const pt_tensor *t, int64_t i)
+{
+    conv_src r = {(const char *)cpu_ptr(t->mem) + (size_t)i * pt_dtype_size(t->dtype), t->dtype};
+    return r;
+}
 
 typedef struct conv_plan {
     int64_t group;     /* samples per GEMM */
@@ -73,7 +90,8 @@ static conv_shape shape_of(const pt_op *op)
     s.crs = s.c * s.r * s.s;
     s.pq = s.p * s.q;
     s.hw = s.h * s.w;
-    s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0;
+    s.xdt = op->kind == PT_OP_CONV2D_BWD_DATA ? PT_F32 : x->dtype;
+    s.direct = s.r == 1 && s.s == 1 && s.stride == 1 && s.pad == 0 && s.xdt == PT_F32;
     return s;
 }
 
@@ -111,7 +129,9 @@ static conv_plan plan_of(const cpu_device *d, const pt_op *op, const conv_shape 
     const int x_operand = op->kind != PT_OP_CONV2D_BWD_DATA, dy_operand = op->kind != PT_OP_CONV2D_FWD;
     int no_col = s->direct && g == 1 && !(pl.emulated && x_operand);
     pl.col_floats = no_col ? 0 : round16((size_t)(s->crs * g * s->pq));
-    pl.tmp_floats = g > 1 || (pl.emulated && dy_operand) ? round16((size_t)(s->k * g * s->pq)) : 0;
+    /* a 16-bit y: the GEMM's output goes through tmp, rounded while scattered */
+    const int y16 = op->kind == PT_OP_CONV2D_FWD && op->t[2].dtype != PT_F32;
+    pl.tmp_floats = g > 1 || (pl.emulated && dy_operand) || y16 ? round16((size_t)(s->k * g * s->pq)) : 0;
     pl.dw_floats = op->kind == PT_OP_CONV2D_BWD_FILTER && pl.parallel ? round16((size_t)(s->k * s->crs)) : 0;
     pl.wr_floats = pl.emulated && op->kind != PT_OP_CONV2D_BWD_FILTER ? round16((size_t)(s->k * s->crs)) : 0;
     pl.packed = pl.bf16 && (pl.parallel || t == 1);
@@ -200,6 +220,22 @@ static void row_copy(const conv_shape *s, float *restrict o, const float *restri
     for (int64_t q = qb; q < s->q; q++) o[q] = 0.0f;
 }
 
+/* row_copy from a 16-bit row, widened. */
+static void row_copy16(const conv_shape *s, float *restrict o, const uint16_t *restrict xr, int64_t off, int64_t qa,
+                       int64_t qb)
+{
+    for (int64_t q = 0; q < qa; q++) o[q] = 0.0f;
+    if (s->stride == 1) {
+        if (qb > qa) cpu_act16_widen_row(o + qa, xr + qa + off, qb - qa, s->xdt);
+    } else if (s->xdt == PT_BF16) {
+#pragma omp simd
+        for (int64_t q = qa; q < qb; q++) o[q] = pt_f32_from_bf16(xr[q * s->stride + off]);
+    } else {
+        for (int64_t q = qa; q < qb; q++) o[q] = pt_f32_from_f16(xr[q * s->stride + off]);
+    }
+    for (int64_t q = qb; q < s->q; q++) o[q] = 0.0f;
+}
+
 /* dr[q*stride + off] += sr[q] inside the row ([qa, qb)): the adjoint of row_copy. */
 static void row_add(const conv_shape *s, float *restrict dr, const float *restrict sr, int64_t off, int64_t qa,
                     int64_t qb)
@@ -218,13 +254,14 @@ static void row_add(const conv_shape *s, float *restrict dr, const float *restri
 
 /* Row `row` of the im2col matrix of g samples from x: o[gi*PQ + p*Q + q] =
  * x[gi, c, p*stride - pad + r, q*stride - pad + s] (0 outside), (c, r, s) = row. */
-static void im2col_row(const conv_shape *s, const float *x, int64_t g, int64_t row, float *o)
+static void im2col_row(const conv_shape *s, conv_src x, int64_t g, int64_t row, float *o)
 {
     const int64_t c = row / (s->r * s->s), kr = (row / s->s) % s->r, ks = row % s->s;
     int64_t qa, qb;
     inside_columns(s, ks - s->pad, &qa, &qb);
     for (int64_t gi = 0; gi < g; gi++) {
-        const float *xp = x + (gi * s->c + c) * s->hw;
+        const float *xp = (const float *)x.p + (gi * s->c + c) * s->hw;
+        const uint16_t *xh = (const uint16_t *)x.p + (gi * s->c + c) * s->hw;
         float *dst = o + gi * s->pq;
         for (int64_t p = 0; p < s->p; p++) {
             const int64_t h = p * s->stride - s->pad + kr;
@@ -233,13 +270,14 @@ static void im2col_row(const conv_shape *s, const float *x, int64_t g, int64_t r
                 memset(orow, 0, (size_t)s->q * sizeof(float));
                 continue;
             }
-            row_copy(s, orow, xp + h * s->w, ks - s->pad, qa, qb);
+            if (x.dt == PT_F32) row_copy(s, orow, xp + h * s->w, ks - s->pad, qa, qb);
+            else row_copy16(s, orow, xh + h * s->w, ks - s->pad, qa, qb);
         }
     }
 }
 
 /* col[row][gi*PQ + p*Q + q]: the whole im2col matrix. */
-static void im2col(const conv_shape *s, const float *x, int64_t g, float *col, int par, int threads)
+static void im2col(const conv_shape *s, conv_src x, int64_t g, float *col, int par, int threads)
 {
     const int64_t ld = g * s->pq;
     par = par && s->crs * ld >= CONV_PAR_MIN_FLOATS;
@@ -287,15 +325,22 @@ static void gather_groups(const conv_shape *s, const float *dy, int64_t g, float
             memcpy(tmp + (k * g + gi) * s->pq, dy + (gi * s->k + k) * s->pq, (size_t)s->pq * sizeof(float));
 }
 
-/* y[gi, k, j] = (acc ? y : 0) + tmp[k][gi*PQ + j] */
-static void scatter_groups(const conv_shape *s, const float *tmp, int64_t g, float *y, int acc,
-                           int par, int threads)
+/* y[gi, k, j] = (acc ? y : 0) + tmp[k][gi*PQ + j]; y: samples n0.. of the op's y, a 16-bit
+ * one rounded (never accumulated: cpu_act16_native). */
+static void scatter_groups(const conv_shape *s, const float *tmp, int64_t g, const pt_tensor *yt, int64_t n0,
+                           int acc, int par, int threads)
 {
     par = par && s->k * g * s->pq >= CONV_PAR_MIN_FLOATS;
+    float *y = cpu_f32(yt) + n0 * s->k * s->pq;
 #pragma omp parallel for num_threads(threads) if (par) schedule(static)
     for (int64_t k = 0; k < s->k; k++)
         for (int64_t gi = 0; gi < g; gi++) {
             const float *src = tmp + (k * g + gi) * s->pq;
+            if (yt->dtype != PT_F32) {
+                cpu_act16_narrow_row((uint16_t *)cpu_ptr(yt->mem) + ((n0 + gi) * s->k + k) * s->pq, src, s->pq,
+                                     yt->dtype);
+                continue;
+            }
             float *dst = y + (gi * s->k + k) * s->pq;
             if (acc) {
 #pragma omp simd
@@ -378,25 +423,25 @@ static pt_status job_begin(conv_job *j, const cpu_device *d, const pt_op *op, pt
 static void fwd_group(const conv_job *j, int64_t n0, int64_t g, float *slot, int par)
 {
     const conv_shape *s = &j->s;
-    const float *x = cpu_f32(&j->op->t[0]) + n0 * s->c * s->hw;
+    const conv_src x = src_at(&j->op->t[0], n0 * s->c * s->hw);
     const float *w = j->w;
     float *y = cpu_f32(&j->op->t[2]) + n0 * s->k * s->pq;
     const int acc = j->op->accumulate, t = j->d->threads;
-    const float *b = x;
+    const float *b = (const float *)x.p;
     const int cols = (int)(g * s->pq);
     if (!(s->direct && g == 1) || j->pl.emulated) {
         im2col(s, x, g, slot, par, t);
         round_scratch(j, slot, (size_t)s->crs * (size_t)cols, par);
         b = slot;
     }
-    if (g == 1) {
+    if (g == 1 && j->op->t[2].dtype == PT_F32) {
         conv_gemm(j, slot, par, 0, 0, (int)s->k, cols, (int)s->crs, w, (int)s->crs, b, cols,
                   acc ? 1.0f : 0.0f, y, cols);
     } else {
         float *tmp = slot + j->pl.col_floats;
         conv_gemm(j, slot, par, 0, 0, (int)s->k, cols, (int)s->crs, w, (int)s->crs, b, cols, 0.0f,
                   tmp, cols);
-        scatter_groups(s, tmp, g, y, acc, par, t);
+        scatter_groups(s, tmp, g, &j->op->t[2], n0, acc, par, t);
     }
 }
 
@@ -435,11 +480,11 @@ static void bwd_filter_group(const conv_job *j, int64_t n0, int64_t g, float *sl
                              float beta, int par)
 {
     const conv_shape *s = &j->s;
-    const float *x = cpu_f32(&j->op->t[0]) + n0 * s->c * s->hw;
+    const conv_src x = src_at(&j->op->t[0], n0 * s->c * s->hw);
     const float *dy = cpu_f32(&j->op->t[2]) + n0 * s->k * s->pq;
     const int t = j->d->threads;
     const int cols = (int)(g * s->pq);
-    const float *dyg = dy, *b = x;
+    const float *dyg = dy, *b = (const float *)x.p;
     if (g > 1 || j->pl.emulated) {
         float *tmp = slot + j->pl.col_floats;
         gather_groups(s, dy, g, tmp, par, t);
@@ -479,7 +524,7 @@ static float *slot_stage(const conv_job *j, float *slot)
 static void fwd_group_packed(const conv_job *j, int64_t n0, int64_t g, float *slot)
 {
     const conv_shape *s = &j->s;
-    const float *x = cpu_f32(&j->op->t[0]) + n0 * s->c * s->hw;
+    const conv_src x = src_at(&j->op->t[0], n0 * s->c * s->hw);
     float *y = cpu_f32(&j->op->t[2]) + n0 * s->k * s->pq;
     const int acc = j->op->accumulate, crs = (int)s->crs, cols = (int)(g * s->pq);
     uint32_t *bpk = slot_pack(j, slot);
@@ -488,7 +533,7 @@ static void fwd_group_packed(const conv_job *j, int64_t n0, int64_t g, float *sl
         const int two = row + 1 < crs;
         if (s->direct) {
             for (int64_t gi = 0; gi < g; gi++) {
-                const float *lo = x + (gi * s->c + row) * s->pq;
+                const float *lo = (const float *)x.p + (gi * s->c + row) * s->pq;
                 cpu_bf16_pack_b_pair(lo, two ? lo + s->pq : NULL, (int)s->pq, (int)(gi * s->pq), crs, row, bpk);
             }
             continue;
@@ -497,12 +542,12 @@ static void fwd_group_packed(const conv_job *j, int64_t n0, int64_t g, float *sl
         if (two) im2col_row(s, x, g, row + 1, stage + cols);
         cpu_bf16_pack_b_pair(stage, two ? stage + cols : NULL, cols, 0, crs, row, bpk);
     }
-    if (g == 1) {
+    if (g == 1 && j->op->t[2].dtype == PT_F32) {
         cpu_gemm_bf16_packed((int)s->k, cols, crs, j->apk, bpk, acc ? 1.0f : 0.0f, y, cols);
     } else {
         float *tmp = slot + j->pl.col_floats;
         cpu_gemm_bf16_packed((int)s->k, cols, crs, j->apk, bpk, 0.0f, tmp, cols);
-        scatter_groups(s, tmp, g, y, acc, 0, j->d->threads);
+        scatter_groups(s, tmp, g, &j->op->t[2], n0, acc, 0, j->d->threads);
     }
 }
 
@@ -531,7 +576,7 @@ static void bwd_data_group_packed(const conv_job *j, int64_t n0, int64_t g, floa
 static void bwd_filter_group_packed(const conv_job *j, int64_t n0, int64_t g, float *slot, float *dwacc, float beta)
 {
     const conv_shape *s = &j->s;
-    const float *x = cpu_f32(&j->op->t[0]) + n0 * s->c * s->hw;
+    const conv_src x = src_at(&j->op->t[0], n0 * s->c * s->hw);
     const float *dy = cpu_f32(&j->op->t[2]) + n0 * s->k * s->pq;
     const int64_t cols = g * s->pq, ldh = j->pl.ldh;
     uint16_t *colb = (uint16_t *)slot, *dyb = (uint16_t *)(slot + j->pl.col_floats);
@@ -542,7 +587,8 @@ static void bwd_filter_group_packed(const conv_job *j, int64_t n0, int64_t g, fl
     for (int64_t row = 0; row < s->crs; row++) {
         if (s->direct) {
             for (int64_t gi = 0; gi < g; gi++)
-                cpu_bf16_round_row(x + (gi * s->c + row) * s->pq, (int)s->pq, colb + row * ldh + gi * s->pq);
+                cpu_bf16_round_row((const float *)x.p + (gi * s->c + row) * s->pq, (int)s->pq,
+                                   colb + row * ldh + gi * s->pq);
             continue;
         }
         im2col_row(s, x, g, row, stage);

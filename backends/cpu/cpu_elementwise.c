@@ -83,9 +83,32 @@ static void channel_layout(const pt_tensor *t, int64_t *n, int64_t *c, int64_t *
     for (int i = 2; i < t->ndim; i++) *inner *= t->dim[i];
 }
 
+/* Elements of a 16-bit plane widened, added to and rounded back at a time (bias_add). */
+#define BIAS_CHUNK 2048
+
 pt_status cpu_op_bias_add(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     (void)err;
+    if (op->t[0].dtype != PT_F32) {
+        const pt_tensor *yt = &op->t[0];
+        const float *bias = cpu_f32(&op->t[1]);
+        int64_t n, c, inner;
+        channel_layout(yt, &n, &c, &inner);
+        const int64_t planes = n * c;
+#pragma omp parallel for num_threads(d->threads) if (planes * inner > CPU_PAR_MIN) schedule(static)
+        for (int64_t p = 0; p < planes; p++) {
+            float buf[BIAS_CHUNK];
+            const float b = bias[p % c];
+            for (int64_t i0 = 0; i0 < inner; i0 += BIAS_CHUNK) {
+                const int64_t len = inner - i0 < BIAS_CHUNK ? inner - i0 : BIAS_CHUNK;
+                cpu_act16_widen_row(buf, (const uint16_t *)cpu_ptr(yt->mem) + p * inner + i0, len, yt->dtype);
+#pragma omp simd
+                for (int64_t i = 0; i < len; i++) buf[i] += b;
+                cpu_act16_narrow_row((uint16_t *)cpu_ptr(yt->mem) + p * inner + i0, buf, len, yt->dtype);
+            }
+        }
+        return PT_OK;
+    }
     float *y = cpu_f32(&op->t[0]);
     const float *bias = cpu_f32(&op->t[1]);
     int64_t n, c, inner;

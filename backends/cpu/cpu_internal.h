@@ -61,6 +61,9 @@ typedef struct cpu_device {
     /* bf16 math (pt_op.math) runs the AVX512-BF16 GEMM (cpu_gemm_lowp.c): set where the CPU has
      * the instructions; tests clear it to check the emulated path on such a CPU. */
     int bf16_kernel;
+    /* PT_CPU_ACT16=copy (tests): every op with 16-bit operands runs over float32 copies
+     * instead of reading and writing them natively (cpu_act16.c) */
+    int act16_copy;
     /* pt_device_options.emulate_graphs (tests): the graph and pinned-input hooks record and
      * replay (cpu_emulate.c) */
     int emulate; /* 2: every capture fails at its end */
@@ -186,9 +189,11 @@ pt_status cpu_emu_write_async(void *dev_ctx, pt_mem dst, const void *src, size_t
 pt_status cpu_emu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error *err);
 void cpu_emu_close(cpu_device *d);
 
-/* ---- cpu_act16.c: 16-bit activations (lowp operands) through float32 copies ---- */
+/* ---- cpu_act16.c: 16-bit activations (lowp operands), natively or through float32 copies ---- */
 /* Whether a used operand of op is PT_BF16 or PT_F16. */
 int cpu_act16_any(const pt_op *op);
+/* Whether op's kernel reads and writes its 16-bit operands itself (else the copies below). */
+int cpu_act16_native(const cpu_device *d, const pt_op *op);
 /* w = op with those operands' dtype set to PT_F32 (the float op whose workspace need is base). */
 void cpu_act16_widen(const pt_op *op, pt_op *w);
 /* Points w's widened operands at float copies in op's workspace after its first base bytes
@@ -197,6 +202,35 @@ size_t cpu_act16_place(const pt_op *op, pt_op *w, size_t base);
 /* Widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
 void cpu_act16_load(const cpu_device *d, const pt_op *op, const pt_op *w);
 void cpu_act16_store(const cpu_device *d, const pt_op *op, const pt_op *w);
+/* dst[0..n) = src (PT_BF16 or PT_F16) widened, exactly; dst (dt) = src rounded to nearest
+ * even as core/half.h rounds. Vectorised where the CPU allows; one thread. */
+void cpu_act16_widen_row(float *dst, const void *src, int64_t n, pt_dtype dt);
+void cpu_act16_narrow_row(void *dst, const float *src, int64_t n, pt_dtype dt);
+/* The pointwise kinds on 16-bit operands (cpu_op_pointwise over float32 chunks). */
+pt_status cpu_act16_pointwise(const cpu_device *d, const pt_op *op, pt_error *err);
+/* Per-thread float32 buffers of a kernel that widens a plane (in_floats) and rounds one
+ * (out_floats) at a time: the workspace they take, and this OpenMP thread's in (out 0) or
+ * out (out 1) buffer in op's workspace. */
+size_t cpu_act16_plane_workspace(const cpu_device *d, int64_t in_floats, int64_t out_floats);
+float *cpu_act16_plane_buffer(const pt_op *op, int64_t in_floats, int64_t out_floats, int out);
+
+/* Elements [i, i+n) of t as float32: t's own memory when it is PT_F32, else widened into buf. */
+static inline const float *cpu_act16_in(const pt_tensor *t, int64_t i, int64_t n, float *buf)
+{
+    if (t->dtype == PT_F32) return (const float *)cpu_ptr(t->mem) + i;
+    cpu_act16_widen_row(buf, (const uint16_t *)cpu_ptr(t->mem) + i, n, t->dtype);
+    return buf;
+}
+/* Where a kernel writes elements [i, ...) of t: t itself when PT_F32, else buf, which
+ * cpu_act16_out_done then rounds into t. */
+static inline float *cpu_act16_out(const pt_tensor *t, int64_t i, float *buf)
+{
+    return t->dtype == PT_F32 ? (float *)cpu_ptr(t->mem) + i : buf;
+}
+static inline void cpu_act16_out_done(const pt_tensor *t, int64_t i, int64_t n, const float *buf)
+{
+    if (t->dtype != PT_F32) cpu_act16_narrow_row((uint16_t *)cpu_ptr(t->mem) + i, buf, n, t->dtype);
+}
 
 /* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);

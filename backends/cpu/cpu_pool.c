@@ -24,8 +24,7 @@ static inline float blend(uint32_t m, float a, float b)
 pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     (void)err;
-    const float *x = cpu_f32(&op->t[0]);
-    float *y = cpu_f32(&op->t[1]);
+    const pt_tensor *xt = &op->t[0], *yt = &op->t[1];
     int32_t *arg = (int32_t *)cpu_ptr(op->t[2].mem);
     const int64_t planes = op->t[0].dim[0] * op->t[0].dim[1];
     const int64_t h = op->t[0].dim[2], w = op->t[0].dim[3];
@@ -34,8 +33,11 @@ pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err
     const int fast2 = k == 2 && st == 2 && pad == 0 && 2 * p <= h && 2 * q <= w;
 #pragma omp parallel for num_threads(d->threads) if (planes * h * w > CPU_PAR_MIN) schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * h * w;
-        float *yp = y + pl * p * q;
+        /* 16-bit x and y: the plane widened into (rounded from) the thread's buffers */
+        const float *xp = cpu_act16_in(xt, pl * h * w, h * w,
+                                       xt->dtype == PT_F32 ? NULL : cpu_act16_plane_buffer(op, h * w, p * q, 0));
+        float *yp = cpu_act16_out(yt, pl * p * q,
+                                  yt->dtype == PT_F32 ? NULL : cpu_act16_plane_buffer(op, h * w, p * q, 1));
         int32_t *ap = arg + pl * p * q;
         if (fast2) {
             /* 2x2 stride 2: the window is always inside the plane. Branch-free (selects on
@@ -67,6 +69,7 @@ pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err
                     ar[j] = base + 2 * (int32_t)j + bi;
                 }
             }
+            cpu_act16_out_done(yt, pl * p * q, p * q, yp);
             continue;
         }
         for (int64_t i = 0; i < p; i++) {
@@ -91,6 +94,7 @@ pt_status cpu_op_maxpool_fwd(const cpu_device *d, const pt_op *op, pt_error *err
                 ap[i * q + j] = (int32_t)bi;
             }
         }
+        cpu_act16_out_done(yt, pl * p * q, p * q, yp);
     }
     return PT_OK;
 }
@@ -124,14 +128,15 @@ pt_status cpu_op_maxpool_bwd(const cpu_device *d, const pt_op *op, pt_error *err
 pt_status cpu_op_gap_fwd(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     (void)err;
-    const float *x = cpu_f32(&op->t[0]);
+    const pt_tensor *xt = &op->t[0];
     float *y = cpu_f32(&op->t[1]);
     const int64_t planes = op->t[0].dim[0] * op->t[0].dim[1];
     const int64_t hw = op->t[0].dim[2] * op->t[0].dim[3];
     const double inv = hw > 0 ? 1.0 / (double)hw : 0.0;
 #pragma omp parallel for num_threads(d->threads) if (planes * hw > CPU_PAR_MIN) schedule(static)
     for (int64_t pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * hw;
+        const float *xp =
+            cpu_act16_in(xt, pl * hw, hw, xt->dtype == PT_F32 ? NULL : cpu_act16_plane_buffer(op, hw, 0, 0));
         double s = 0.0;
 #pragma omp simd reduction(+ : s)
         for (int64_t i = 0; i < hw; i++) s += xp[i];

@@ -21,7 +21,12 @@
  * whatever makes it and rounded once: U packed once per op, V packed by the input transform
  * (pairs of channels); for the filter gradient, V and dM as bf16 rows along the tiles (the
  * GEMM's k), dM read by the kernel in place and V packed by a transpose of dwords. M, dU and
- * everything after them stay float32. */
+ * everything after them stay float32.
+ *
+ * A 16-bit x or y (PT_BF16, PT_F16: activations stored in 16 bits, cpu_act16.c) is staged run
+ * by run: the input rows a run of tiles reads widened into the thread's staging, laid out as
+ * one sample, before its transform; the output rows it writes rounded from the thread's
+ * staging after it. The transforms then run as on float32 operands, on the same values. */
 #include <omp.h>
 #include <string.h>
 
@@ -82,6 +87,13 @@ typedef struct wino_geom {
     size_t upk_dwords, vpk_dwords, pack_floats;
     int64_t ldh;
     size_t vpk_halves, mpk_halves;
+    /* 16-bit x (forward, filter gradient) or y (forward): per thread, xs_floats and ys_floats
+     * of staging, one sample each, at stage (set by the run) */
+    pt_dtype xdt, ydt;
+    size_t xs_floats, ys_floats;
+    const uint16_t *x16;
+    uint16_t *y16;
+    float *stage;
 } wino_geom;
 
 static size_t round16(size_t n)
@@ -200,6 +212,11 @@ static wino_geom geom_of(const cpu_device *d, const pt_op *op)
     g.du_floats = filt ? round16((size_t)(16 * g.ci * g.co)) : 0;
     g.slot_floats = g.v_floats + g.m_floats + g.du_floats;
     g.bytes = (g.u_floats + (size_t)g.slots * g.slot_floats + (size_t)d->threads * g.pack_floats) * sizeof(float);
+    g.xdt = fwd ? x->dtype : PT_F32;
+    g.ydt = op->kind == PT_OP_CONV2D_FWD ? y->dtype : PT_F32;
+    g.xs_floats = g.xdt != PT_F32 ? round16((size_t)(g.ci * g.hi * g.wi)) : 0;
+    g.ys_floats = g.ydt != PT_F32 ? round16((size_t)(g.co * g.ho * g.wo)) : 0;
+    g.bytes += (size_t)d->threads * (g.xs_floats + g.ys_floats) * sizeof(float);
     return g;
 }
 
@@ -556,12 +573,63 @@ static wino_run run_at(const wino_geom *g, int64_t t, int64_t left)
     return r;
 }
 
+/* 16-bit x: the input rows and columns run r reads (its tiles' 4x4 patches, inside the image)
+ * of sample r->n, widened into this thread's staging at their places in a sample, and r->n
+ * set to 0 there; float32 x: in itself. */
+static const float *stage_in(const wino_geom *g, const float *in, wino_run *r)
+{
+    if (g->xdt == PT_F32) return in;
+    float *xs = g->stage + (size_t)omp_get_thread_num() * (g->xs_floats + g->ys_floats);
+    int64_t h0 = 2 * r->ti - g->pad, h1 = 2 * (r->ti + r->nrows) - g->pad + 2;
+    int64_t w0 = 2 * r->tj - g->pad, w1 = w0 + 2 * r->len + 2;
+    if (h0 < 0) h0 = 0;
+    if (h1 > g->hi) h1 = g->hi;
+    if (w0 < 0) w0 = 0;
+    if (w1 > g->wi) w1 = g->wi;
+    const int64_t plane = g->hi * g->wi;
+    const uint16_t *src = g->x16 + (size_t)(r->n * g->ci * plane);
+    if (w1 > w0)
+        for (int64_t c = 0; c < g->ci; c++)
+            for (int64_t h = h0; h < h1; h++) {
+                const int64_t at = c * plane + h * g->wi + w0;
+                cpu_act16_widen_row(xs + at, src + at, w1 - w0, g->xdt);
+            }
+    r->n = 0;
+    return xs;
+}
+
+/* 16-bit y: this thread's staging (one sample), r->n set to 0 there; float32 y: out itself. */
+static float *stage_out(const wino_geom *g, float *out, wino_run *r)
+{
+    if (g->ydt == PT_F32) return out;
+    r->n = 0;
+    return g->stage + (size_t)omp_get_thread_num() * (g->xs_floats + g->ys_floats) + g->xs_floats;
+}
+
+/* 16-bit y: the output rows and columns run r wrote into the staging, rounded into sample n. */
+static void stage_out_done(const wino_geom *g, const wino_run *r, int64_t n)
+{
+    if (g->ydt == PT_F32) return;
+    const float *ys = g->stage + (size_t)omp_get_thread_num() * (g->xs_floats + g->ys_floats) + g->xs_floats;
+    const int64_t h0 = 2 * r->ti, h1 = 2 * (r->ti + r->nrows) < g->ho ? 2 * (r->ti + r->nrows) : g->ho;
+    const int64_t w0 = 2 * r->tj, w1 = 2 * (r->tj + r->len) < g->wo ? 2 * (r->tj + r->len) : g->wo;
+    const int64_t plane = g->ho * g->wo;
+    uint16_t *dst = g->y16 + (size_t)(n * g->co * plane);
+    if (w1 > w0)
+        for (int64_t o = 0; o < g->co; o++)
+            for (int64_t h = h0; h < h1; h++) {
+                const int64_t at = o * plane + h * g->wo + w0;
+                cpu_act16_narrow_row(dst + at, ys + at, w1 - w0, g->ydt);
+            }
+}
+
 /* Tiles t0 .. t0+nt-1 (flat over n, tile row, tile column), run by run. */
 static void input_transform(const wino_geom *g, const float *in, int64_t t0, int64_t nt, float *v)
 {
     for (int64_t j = 0; j < nt;) {
-        const wino_run r = run_at(g, t0 + j, nt - j);
-        input_run(g, in, r.n, r.ti, r.nrows, r.tj, r.len, v, j);
+        wino_run r = run_at(g, t0 + j, nt - j);
+        const float *src = stage_in(g, in, &r);
+        input_run(g, src, r.n, r.ti, r.nrows, r.tj, r.len, v, j);
         j += r.nrows * r.len;
     }
 }
@@ -571,8 +639,9 @@ static void input_transform_bf16(const wino_geom *g, const float *in, int64_t t0
                                  int64_t j0)
 {
     for (int64_t j = 0; j < nt;) {
-        const wino_run r = run_at(g, t0 + j, nt - j);
-        input_run_bf16(g, in, r.n, r.ti, r.nrows, r.tj, r.len, vpk, j0 + j);
+        wino_run r = run_at(g, t0 + j, nt - j);
+        const float *src = stage_in(g, in, &r);
+        input_run_bf16(g, src, r.n, r.ti, r.nrows, r.tj, r.len, vpk, j0 + j);
         j += r.nrows * r.len;
     }
 }
@@ -631,9 +700,12 @@ static void output_run_bf16(const wino_geom *g, const float *m, int64_t n, int64
 static void output_transform(const wino_geom *g, const float *m, int64_t t0, int64_t nt, float *out, int acc)
 {
     for (int64_t j = 0; j < nt;) {
-        const wino_run r = run_at(g, t0 + j, nt - j);
-        if (g->bf16) output_run_bf16(g, m, r.n, r.ti, r.nrows, r.tj, r.len, j, out, acc);
-        else output_run(g, m, r.n, r.ti, r.nrows, r.tj, r.len, j, out, acc);
+        wino_run r = run_at(g, t0 + j, nt - j);
+        const int64_t n = r.n;
+        float *dst = stage_out(g, out, &r);
+        if (g->bf16) output_run_bf16(g, m, r.n, r.ti, r.nrows, r.tj, r.len, j, dst, acc);
+        else output_run(g, m, r.n, r.ti, r.nrows, r.tj, r.len, j, dst, acc);
+        stage_out_done(g, &r, n);
         j += r.nrows * r.len;
     }
 }
@@ -791,9 +863,11 @@ static void filter_transforms_bf16(const wino_geom *g, const float *x, const flo
                                    uint16_t *vb, uint16_t *mb, int64_t j0)
 {
     for (int64_t j = 0; j < nt;) {
-        const wino_run r = run_at(g, t0 + j, nt - j);
-        input_rows_run_bf16(g, x, r.n, r.ti, r.nrows, r.tj, r.len, vb, j0 + j);
-        dy_run_bf16(g, dy, r.n, r.ti, r.nrows, r.tj, r.len, mb, j0 + j);
+        wino_run r = run_at(g, t0 + j, nt - j);
+        const int64_t n = r.n;
+        const float *src = stage_in(g, x, &r);
+        input_rows_run_bf16(g, src, r.n, r.ti, r.nrows, r.tj, r.len, vb, j0 + j);
+        dy_run_bf16(g, dy, n, r.ti, r.nrows, r.tj, r.len, mb, j0 + j);
         j += r.nrows * r.len;
     }
 }
@@ -1040,7 +1114,8 @@ static void filter_shared(const cpu_device *d, const wino_geom *g, const float *
 
 static pt_status filter_gradient(const cpu_device *d, const pt_op *op, const wino_geom *g)
 {
-    const float *x = cpu_f32(&op->t[0]), *dy = cpu_f32(&op->t[2]);
+    /* a 16-bit x is read through g's staging (stage_in), never as float32 */
+    const float *x = g->xdt == PT_F32 ? cpu_f32(&op->t[0]) : NULL, *dy = cpu_f32(&op->t[2]);
     float *dw = cpu_f32(&op->t[1]);
     float *ws = (float *)cpu_ptr(op->workspace);
     const int64_t pairs = g->ci * g->co;
@@ -1093,10 +1168,16 @@ static void run_tiles(const cpu_device *d, const wino_geom *g, int fwd, const fl
 
 pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err)
 {
-    const wino_geom g = geom_of(d, op);
+    wino_geom g = geom_of(d, op);
     if (op->workspace_bytes < g.bytes)
         return pt_fail(err, PT_ERR_INVALID, "cpu %s: needs a workspace of %zu bytes (ask workspace_size), got %zu",
                        pt_op_name(op->kind), g.bytes, op->workspace_bytes);
+    if (g.xs_floats || g.ys_floats) { /* the staging ends the workspace */
+        g.stage = (float *)((char *)cpu_ptr(op->workspace) + g.bytes) -
+                  (size_t)d->threads * (g.xs_floats + g.ys_floats);
+        g.x16 = g.xs_floats ? (const uint16_t *)cpu_ptr(op->t[0].mem) : NULL;
+        g.y16 = g.ys_floats ? (uint16_t *)cpu_ptr(op->t[2].mem) : NULL;
+    }
     if (op->kind == PT_OP_CONV2D_BWD_FILTER) {
         if (g.n == 0) {
             if (!op->accumulate) memset(cpu_f32(&op->t[1]), 0, (size_t)(g.co * g.ci * 9) * sizeof(float));
@@ -1106,8 +1187,9 @@ pt_status cpu_winograd_run(const cpu_device *d, const pt_op *op, pt_error *err)
     }
     const int fwd = op->kind == PT_OP_CONV2D_FWD;
     const float *w = cpu_f32(&op->t[1]);
-    const float *in = fwd ? cpu_f32(&op->t[0]) : cpu_f32(&op->t[2]);
-    float *out = fwd ? cpu_f32(&op->t[2]) : cpu_f32(&op->t[0]);
+    /* 16-bit operands go through g's staging (stage_in, stage_out), never read as float32 */
+    const float *in = g.xs_floats ? NULL : fwd ? cpu_f32(&op->t[0]) : cpu_f32(&op->t[2]);
+    float *out = g.ys_floats ? NULL : fwd ? cpu_f32(&op->t[2]) : cpu_f32(&op->t[0]);
     if (g.n == 0) return PT_OK;
     float *ws = (float *)cpu_ptr(op->workspace), *u = ws;
     const int64_t pairs = g.ci * g.co;
