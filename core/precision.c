@@ -50,12 +50,16 @@ pt_dtype pt_precision_act_dtype(pt_precision p)
     return p == PT_PREC_BF16 ? PT_BF16 : p == PT_PREC_FP16 ? PT_F16 : PT_F32;
 }
 
-const char *pt_act_storage_name(pt_act_storage s) { return s == PT_ACT_STORAGE_FP32 ? "fp32" : "auto"; }
+const char *pt_act_storage_name(pt_act_storage s)
+{
+    return s == PT_ACT_STORAGE_FP32 ? "fp32" : s == PT_ACT_STORAGE_16BIT ? "16bit" : "auto";
+}
 
 int pt_act_storage_parse(const char *s, pt_act_storage *out)
 {
     if (s && strcmp(s, "auto") == 0) *out = PT_ACT_STORAGE_AUTO;
     else if (s && strcmp(s, "fp32") == 0) *out = PT_ACT_STORAGE_FP32;
+    else if (s && strcmp(s, "16bit") == 0) *out = PT_ACT_STORAGE_16BIT;
     else return 0;
     return 1;
 }

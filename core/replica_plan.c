@@ -265,7 +265,8 @@ typedef struct act_range {
 } act_range;
 
 /* Whether op still passes the device's check with its operands on range g (those exactly
- * covering it: any other view of it refuses) in dt. */
+ * covering it: any other view of it refuses) in dt, and under --act-storage auto whether the
+ * device runs it so in its own kernels (no float32 copies, so no slower). */
 static int op_takes(const pt_replica *r, const pt_op *op, const act_range *g, pt_dtype dt)
 {
     pt_op o = *op;
@@ -277,7 +278,9 @@ static int op_takes(const pt_replica *r, const pt_op *op, const act_range *g, pt
         if (lo != g->start || hi != g->end || x->dtype != PT_F32) return 0;
         x->dtype = dt;
     }
-    return r->dev->be->supports(r->dev->ctx, &o);
+    const pt_backend_iface *be = r->dev->be;
+    if (!be->supports(r->dev->ctx, &o)) return 0;
+    return r->act_storage != PT_ACT_STORAGE_AUTO || (be->act16_native && be->act16_native(r->dev->ctx, &o));
 }
 
 static void judge_list(const pt_replica *r, const op_list *l, const act_range *g, int ng, pt_dtype dt, char *ok)

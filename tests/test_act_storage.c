@@ -3,8 +3,8 @@
  * a GEMM reads stay fp32), the activation region smaller than with fp32 storage by exactly
  * the bytes the 16-bit tensors save (the sequential layout) and smaller with live-range
  * sharing too, training steps in bf16 and in fp16 with loss scaling that stay finite and
- * near the fp32-storage steps, and the op check's message for a backend without 16-bit
- * activations. */
+ * near the fp32-storage steps, the op check's message for a backend without 16-bit
+ * activations, and auto against 16bit where the kernels would go through copies. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,6 +263,47 @@ static void test_check_names_backend_kind_and_operand(void)
     CHECKF(strstr(err.msg, "operand 1 (dy) is BF16, expected F32") != NULL, "%s", err.msg);
 }
 
+/* auto stores 16 bits only where the kernels read and write them (act16_native), 16bit also
+ * through float32 copies: on the cpu every lowp op of baseline is native, so both store the
+ * same; a device sent through the copies (PT_CPU_ACT16=copy) keeps auto's activations fp32
+ * and 16bit's as before. */
+static int n16_on(pt_device *dev, pt_net *net, pt_act_storage a)
+{
+    pt_error err;
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    pt_replica_options ro = {.precision = PT_PREC_BF16, .act_storage = a};
+    pt_replica *r = NULL;
+    CHECKF(pt_replica_create_ex(net, dev, 4, &oc, 3, &ro, &r, &err) == PT_OK, "%s", err.msg);
+    if (!r) return -1;
+    pt_act_plan p;
+    pt_replica_act_plan(r, &p);
+    pt_replica_free(r);
+    return p.n16;
+}
+
+static void test_auto_stores_16bit_only_where_native(void)
+{
+    pt_error err;
+    pt_net *net = NULL;
+    CHECKF(pt_model_build("baseline", 3, 32, 32, 10, &net, &err) == PT_OK, "%s", err.msg);
+    if (!net) return;
+    const int native16 = n16_on(g_dev, net, PT_ACT_STORAGE_16BIT), native_auto = n16_on(g_dev, net, PT_ACT_STORAGE_AUTO);
+    CHECKF(native16 > 0 && native_auto == native16, "native kernels: 16bit stores %d, auto %d", native16, native_auto);
+    setenv("PT_CPU_ACT16", "copy", 1);
+    pt_device_options dopt = {.threads = 2};
+    pt_device *copies = NULL;
+    const pt_status st = pt_device_open("cpu", 0, &dopt, &copies, &err);
+    unsetenv("PT_CPU_ACT16");
+    CHECKF(st == PT_OK, "%s", err.msg);
+    if (copies) {
+        const int copy16 = n16_on(copies, net, PT_ACT_STORAGE_16BIT), copy_auto = n16_on(copies, net, PT_ACT_STORAGE_AUTO);
+        CHECKF(copy16 == native16 && copy_auto == 0, "through copies: 16bit stores %d (native %d), auto %d", copy16,
+               native16, copy_auto);
+        pt_device_close(copies);
+    }
+    pt_net_free(net);
+}
+
 int main(void)
 {
     pt_error err;
@@ -277,6 +318,7 @@ int main(void)
     RUN(test_bf16_training_near_fp32_storage);
     RUN(test_fp16_training_with_loss_scaling_near_fp32_storage);
     RUN(test_check_names_backend_kind_and_operand);
+    RUN(test_auto_stores_16bit_only_where_native);
     pt_device_close(g_dev);
     TEST_EXIT();
 }

@@ -200,7 +200,7 @@ int cmd_bench(int argc, char **argv)
         {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay each part of the step as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {"pinned-input", ARG_STRING, &pinned_opt, "MODE", "auto, on or off: batches from page-locked memory on a copy stream of their own (default auto)", 0, 0, NULL},
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
-        {"act-storage", ARG_STRING, &act_opt, "auto|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
+        {"act-storage", ARG_STRING, &act_opt, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,

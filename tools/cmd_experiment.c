@@ -31,7 +31,7 @@
 typedef struct xp_args {
     const char *suite, *out, *data, *backend, *devices, *runs, *precision;
     const char *fuse; /* --fuse on|off, passed to every run (not a setting: the results are the same) */
-    const char *act_storage; /* --act-storage auto|fp32, passed to every run (free on its resume) */
+    const char *act_storage; /* --act-storage auto|16bit|fp32, passed to every run (free on its resume) */
     int epochs, batch, threads, no_plots, list, retry_failed, stop_after;
     int64_t limit_train, limit_val;
     uint64_t seed;
@@ -746,7 +746,7 @@ int cmd_experiment(int argc, char **argv)
         {"batch-per-device", ARG_INT, &a.batch, "N", "samples per device per step (default 64)", 1, 65536, NULL},
         {"precision", ARG_STRING, &a.precision, "P", "fp32, tf32, bf16 or fp16 for every run (default fp32)", 0, 0, NULL},
         {"fuse", ARG_STRING, &a.fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
-        {"act-storage", ARG_STRING, &a.act_storage, "auto|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
+        {"act-storage", ARG_STRING, &a.act_storage, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"seed", ARG_U64, &a.seed, "N", "seed of every run (default 1)", 0, 0, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"runs", ARG_STRING, &a.runs, "LIST", "only these runs of the suite, comma separated", 0, 0, NULL},

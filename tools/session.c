@@ -268,7 +268,7 @@ int cli_fuse_parse(const char *command, const char **value, int *on)
 int cli_act_storage_parse(const char *command, const char *value, pt_act_storage *out)
 {
     if (pt_act_storage_parse(value, out)) return 0;
-    cli_error("%s: --act-storage must be auto or fp32, got '%s'", command, value ? value : "");
+    cli_error("%s: --act-storage must be auto, 16bit or fp32, got '%s'", command, value ? value : "");
     return 2;
 }
 
@@ -286,7 +286,10 @@ void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap)
         snprintf(buf, cap, "%d of %d in fp32, %.1f MiB (%s)", p.nacts, p.nacts, mib,
                  pt_precision_act_dtype(pt_replica_precision(r)) == PT_F32 ? "the precision's storage is fp32"
                  : pt_replica_act_storage(r) == PT_ACT_STORAGE_FP32 ? "--act-storage fp32"
-                                                                    : "no op on them takes 16 bits on this device");
+                 : pt_replica_act_storage(r) == PT_ACT_STORAGE_AUTO
+                     ? "no op on them reads and writes 16 bits in its own kernels on this device; --act-storage "
+                       "16bit stores them where it goes through float32 copies"
+                     : "no op on them takes 16 bits on this device");
 }
 
 void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb)

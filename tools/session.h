@@ -45,9 +45,10 @@ int cli_fuse_parse(const char *command, const char **value, int *on);
  * or fp32, got 'X'" and returns 2 (a usage error), else 0. */
 int cli_act_storage_parse(const char *command, const char *value, pt_act_storage *out);
 #define CLI_ACT_STORAGE_HELP                                                                              \
-    "auto or fp32: auto stores each activation in 16 bits under --precision bf16 or fp16 where every op " \
-    "on it takes that on the device (gradients, weights, the input and the logits stay fp32); fp32 "      \
-    "always float32 (default auto)"
+    "auto, 16bit or fp32: under --precision bf16 or fp16, auto stores each activation in 16 bits where "  \
+    "every op on it reads and writes 16 bits in its own kernels on the device (no slower than fp32), "     \
+    "16bit also where the device goes through float32 copies (less memory, may be slower); gradients, "   \
+    "weights, the input and the logits stay fp32; fp32 always float32 (default auto)"
 /* What the banners say of r's activation storage: "14 of 18 in bf16: 31.0 MiB (fp32 storage:
  * 52.3 MiB)" or "fp32 (...why)". */
 void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap);

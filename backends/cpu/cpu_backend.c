@@ -433,6 +433,9 @@ static pt_status cpu_group_broadcast(void *group, const pt_mem *bufs, size_t byt
     return PT_OK;
 }
 
+/* --act-storage auto stores an activation in 16 bits only where the kernels take it natively. */
+static int cpu_act16_native_op(void *dev_ctx, const pt_op *op) { return cpu_act16_native(dev_ctx, op); }
+
 const pt_backend_iface pt_cpu_backend = {
     .api_version = PT_BACKEND_API_VERSION,
     .name = "cpu",
@@ -468,4 +471,5 @@ const pt_backend_iface pt_cpu_backend = {
     .write_fence_wait = cpu_emu_write_fence_wait,
     .compute_fence = cpu_emu_compute_fence,
     .copy_wait = cpu_emu_copy_wait,
+    .act16_native = cpu_act16_native_op,
 };

@@ -130,6 +130,12 @@ typedef struct pt_backend_iface {
      * into that slot. */
     pt_status (*compute_fence)(void *dev_ctx, uint64_t *fence, pt_error *err);
     pt_status (*copy_wait)(void *dev_ctx, uint64_t fence, pt_error *err);
+
+    /* 16-bit activations (optional; NULL: none native). Whether run() handles every 16-bit
+     * operand of op (one supports() accepts) in its kernels, reading and writing 16 bits,
+     * rather than through float32 copies around a float32 kernel: where it does, storing
+     * the activation in 16 bits is no slower, and --act-storage auto does it. */
+    int (*act16_native)(void *dev_ctx, const pt_op *op);
 } pt_backend_iface;
 
 /* ---- registry (core/registry.c): the only mutable global in polytrain ---- */

@@ -35,10 +35,13 @@ pt_dtype pt_precision_act_dtype(pt_precision p);
 
 /* Where activations are stored (`--act-storage`). auto: a node's activation is stored in p's
  * 16-bit type (pt_precision_act_dtype) where every op that reads or writes it takes that
- * type on the device, else float32; fp32: always float32. Gradients, parameters, optimizer
- * state, BN statistics, the data input and the logits are float32 either way. */
-typedef enum pt_act_storage { PT_ACT_STORAGE_AUTO = 0, PT_ACT_STORAGE_FP32 = 1 } pt_act_storage;
-const char *pt_act_storage_name(pt_act_storage s); /* "auto", "fp32" */
+ * type on the device in its own kernels (the backend's act16_native), so that storing it is
+ * no slower than float32; 16bit: wherever every op on it takes that type at all, also through
+ * float32 copies around a float32 kernel (less memory, possibly slower); fp32: always
+ * float32. Gradients, parameters, optimizer state, BN statistics, the data input and the
+ * logits are float32 whatever. */
+typedef enum pt_act_storage { PT_ACT_STORAGE_AUTO = 0, PT_ACT_STORAGE_FP32 = 1, PT_ACT_STORAGE_16BIT = 2 } pt_act_storage;
+const char *pt_act_storage_name(pt_act_storage s); /* "auto", "fp32", "16bit" */
 int pt_act_storage_parse(const char *s, pt_act_storage *out); /* 0 for anything else */
 
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# --act-storage auto|fp32 (train, bench, eval, experiment): train records it in config.json
+# --act-storage auto|16bit|fp32 (train, bench, eval, experiment): train records it in config.json
 # (the option and what the plan made of it) and says in the banner how many activations are
 # 16-bit; a resume may change it; bench --json records it and the activation memory (smaller
 # with auto under bf16, equal under fp32 precision); anything else is a usage error naming the
@@ -24,15 +24,15 @@ expect_output "a resume may change it" 0 "activations: [0-9][0-9]* of [0-9][0-9]
     "$CLI" train --resume "$TMP/run" --no-progress --act-storage fp32
 expect_output "eval --act-storage fp32" 0 "activations: .* in fp32" -- "$CLI" eval --checkpoint "$TMP/run" \
     --backend cpu --act-storage fp32
-expect_output "train --act-storage half is a usage error" 2 "train: --act-storage must be auto or fp32, got 'half'" \
+expect_output "train --act-storage half is a usage error" 2 "train: --act-storage must be auto, 16bit or fp32, got 'half'" \
     -- "$CLI" train --data "tinyimagenet:$TMP/data" --epochs 1 --out "$TMP/bad" --backend cpu --act-storage half
 [ -e "$TMP/bad" ] && fail "a refused train wrote $TMP/bad" || pass "a refused train writes nothing"
-expect_output "bench --act-storage bf16 is a usage error" 2 "bench: --act-storage must be auto or fp32, got 'bf16'" \
+expect_output "bench --act-storage bf16 is a usage error" 2 "bench: --act-storage must be auto, 16bit or fp32, got 'bf16'" \
     -- "$CLI" bench --act-storage bf16
-expect_output "eval --act-storage x is a usage error" 2 "eval: --act-storage must be auto or fp32, got 'x'" -- \
+expect_output "eval --act-storage x is a usage error" 2 "eval: --act-storage must be auto, 16bit or fp32, got 'x'" -- \
     "$CLI" eval --checkpoint "$TMP/run" --act-storage x
 expect_output "experiment --act-storage x is a usage error" 2 \
-    "experiment: --act-storage must be auto or fp32, got 'x'" -- "$CLI" experiment --suite models --out "$TMP/xp" \
+    "experiment: --act-storage must be auto, 16bit or fp32, got 'x'" -- "$CLI" experiment --suite models --out "$TMP/xp" \
     --act-storage x
 [ -e "$TMP/xp" ] && fail "a refused experiment wrote $TMP/xp" || pass "a refused experiment writes nothing"
 
@@ -47,6 +47,9 @@ read -r s n mib mib32 <<<"$(bench_act bf16 auto)"
 read -r s n mib mib32 <<<"$(bench_act bf16 fp32)"
 [ "$s" = fp32 ] && [ "$n" = 0 ] && [ "$mib" = "$mib32" ] && pass "bench --json bf16 fp32: none 16-bit" ||
     fail "bench --json bf16 fp32: '$s $n $mib $mib32'"
+read -r s n16 mib mib32 <<<"$(bench_act bf16 16bit)"
+[ "$s" = 16bit ] && [ "${n16:-0}" -ge "${n:-1}" ] && pass "bench --json bf16 16bit: $n16 16-bit (auto: $n)" ||
+    fail "bench --json bf16 16bit: '$s $n16 $mib $mib32' (auto: $n)"
 read -r s n mib mib32 <<<"$(bench_act fp32 auto)"
 [ "$s" = auto ] && [ "$n" = 0 ] && [ "$mib" = "$mib32" ] && pass "bench --json fp32 auto: none 16-bit" ||
     fail "bench --json fp32 auto: '$s $n $mib $mib32'"
