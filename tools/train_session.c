@@ -1,12 +1,14 @@
 /* polytrain train's session: from the resolved options, the datasets and their loaders, the
  * model, the devices with a replica each, config.json and the core trainer over them. What
  * it reports goes through train_report.c; it prints only a bad --devices list itself. */
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/dircommit.h"
@@ -340,6 +342,9 @@ static int prepare_run_dir(train_session *s, const train_args *ap, const pt_worl
 {
     /* one training per run directory: the lock is taken before anything in it is read for
      * a decision or changed, and held until the run ends */
+    struct stat sb;
+    if (world->rank == 0 && stat(ap->out, &sb) != 0 && errno == ENOENT && strlen(ap->out) < sizeof s->made_out)
+        snprintf(s->made_out, sizeof s->made_out, "%s", ap->out);
     if (world->rank == 0 && (pt_mkdir_p(ap->out, err) != PT_OK || pt_run_lock_acquire(ap->out, "polytrain train", &s->lock, err) != PT_OK)) {
         pt_error_wrap(err, "--out %s", ap->out);
         return 1;
@@ -513,6 +518,24 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     return rc;
 }
 
+/* The run directory this run made, removed when it holds nothing but the lock: a run that
+ * failed before writing anything (its data unreadable, say) leaves no empty run behind. The
+ * lock file goes while the lock is still held, then the directory (rmdir: only if empty). */
+static void forget_made_out(train_session *s)
+{
+    if (!s->made_out[0] || !s->lock) return;
+    DIR *d = opendir(s->made_out);
+    if (!d) return;
+    int other = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL && !other;)
+        other = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && strcmp(e->d_name, PT_RUN_LOCK_FILE) != 0;
+    closedir(d);
+    if (other) return;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/%s", s->made_out, PT_RUN_LOCK_FILE) >= (int)sizeof path) return;
+    if (unlink(path) == 0 || errno == ENOENT) rmdir(s->made_out);
+}
+
 void train_session_free(train_session *s)
 {
     pt_trainer_free(s->trainer);
@@ -525,6 +548,7 @@ void train_session_free(train_session *s)
     pt_dataset_free(&s->val_ds);
     pt_strbuf_free(&s->cfg);
     pt_strbuf_free(&s->init_detail);
+    forget_made_out(s);
     pt_run_lock_release(s->lock);
     s->lock = NULL;
 }
