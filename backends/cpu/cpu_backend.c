@@ -244,7 +244,7 @@ static int64_t plane_of(const pt_tensor *t)
  * ones read natively (per-thread plane buffers where the kernel widens whole planes). */
 static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
 {
-    const int any16 = cpu_act16_any(op);
+    const int any16 = pt_act16_any(op);
     switch (op->kind) {
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_FWD_EVAL:
@@ -269,18 +269,18 @@ static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
 static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
 {
     const cpu_device *d = dev_ctx;
-    if (!cpu_act16_any(op) || cpu_act16_native(d, op)) return f32_workspace_size(d, op);
+    if (!pt_act16_any(op) || cpu_act16_native(d, op)) return f32_workspace_size(d, op);
     pt_op w;
-    cpu_act16_widen(op, &w);
-    return cpu_act16_place(op, &w, f32_workspace_size(d, &w));
+    pt_act16_widen_op(op, &w);
+    return pt_act16_place(op, &w, f32_workspace_size(d, &w), 64);
 }
 
 /* op with 16-bit activations: the float op over copies in its workspace. */
 static pt_status execute_act16(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     pt_op w;
-    cpu_act16_widen(op, &w);
-    const size_t need = cpu_act16_place(op, &w, f32_workspace_size(d, &w));
+    pt_act16_widen_op(op, &w);
+    const size_t need = pt_act16_place(op, &w, f32_workspace_size(d, &w), 64);
     if (!op->workspace.buf || op->workspace_bytes < need)
         return pt_fail(err, PT_ERR_INVALID, "cpu %s: 16-bit operands need %zu bytes of workspace, the op has %zu",
                        pt_op_name(op->kind), need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
@@ -303,7 +303,7 @@ static pt_status cpu_run(void *dev_ctx, const pt_op *op, pt_error *err)
 
 pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
 {
-    if (cpu_act16_any(op_in)) {
+    if (pt_act16_any(op_in)) {
         if (!cpu_act16_native(d, op_in)) return execute_act16(d, op_in, err);
         const size_t need = f32_workspace_size(d, op_in);
         if (need && (!op_in->workspace.buf || op_in->workspace_bytes < need))
@@ -322,7 +322,7 @@ pt_status cpu_execute(const cpu_device *d, const pt_op *op_in, pt_error *err)
     }
     cpu_threads_enter(d);
     if (pt_op_describe(op->kind)->flags & PT_OPF_POINTWISE)
-        return cpu_act16_any(op) ? cpu_act16_pointwise(d, op, err) : cpu_op_pointwise(d, op, err);
+        return pt_act16_any(op) ? cpu_act16_pointwise(d, op, err) : cpu_op_pointwise(d, op, err);
     switch (op->kind) {
     case PT_OP_FILL: return cpu_op_fill(d, op, err);
     case PT_OP_AXPY: return cpu_op_axpy(d, op, err);

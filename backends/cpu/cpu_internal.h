@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/op_act16.h"
 #include "polytrain/backend.h"
 
 /* Host memory, 64-byte aligned, `bytes` usable. */
@@ -190,16 +191,10 @@ pt_status cpu_emu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_e
 void cpu_emu_close(cpu_device *d);
 
 /* ---- cpu_act16.c: 16-bit activations (lowp operands), natively or through float32 copies ---- */
-/* Whether a used operand of op is PT_BF16 or PT_F16. */
-int cpu_act16_any(const pt_op *op);
 /* Whether op's kernel reads and writes its 16-bit operands itself (else the copies below). */
 int cpu_act16_native(const cpu_device *d, const pt_op *op);
-/* w = op with those operands' dtype set to PT_F32 (the float op whose workspace need is base). */
-void cpu_act16_widen(const pt_op *op, pt_op *w);
-/* Points w's widened operands at float copies in op's workspace after its first base bytes
- * (an in-place pair shares one), sets w's workspace_bytes to base; returns the bytes in all. */
-size_t cpu_act16_place(const pt_op *op, pt_op *w, size_t base);
-/* Widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
+/* The float32 copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place, 64-byte
+ * aligned): widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
 void cpu_act16_load(const cpu_device *d, const pt_op *op, const pt_op *w);
 void cpu_act16_store(const cpu_device *d, const pt_op *op, const pt_op *w);
 /* dst[0..n) = src (PT_BF16 or PT_F16) widened, exactly; dst (dt) = src rounded to nearest

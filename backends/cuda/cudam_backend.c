@@ -442,14 +442,14 @@ static pt_status dispatch_f32(void *dev_ctx, const pt_op *op, pt_error *err)
  * workspace (backends/kernels/kernel_act16.c). */
 static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
 {
-    if (!pt_kact16_any(op)) return f32_workspace_size(dev_ctx, op);
+    if (!pt_act16_any(op)) return f32_workspace_size(dev_ctx, op);
     const pt_kdev k = cu_kdev(dev_ctx);
     return pt_kact16_workspace(&k, op, f32_workspace_size, dev_ctx);
 }
 
 static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
 {
-    if (!pt_kact16_any(op)) return dispatch_f32(d, op, err);
+    if (!pt_act16_any(op)) return dispatch_f32(d, op, err);
     const pt_kdev k = cu_kdev(d);
     return pt_kact16_run(&k, op, f32_workspace_size, dispatch_f32, d, err);
 }

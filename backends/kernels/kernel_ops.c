@@ -829,13 +829,13 @@ static pt_status f32_run(void *ctx, const pt_op *op, pt_error *err)
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
     void *ctx = (void *)(uintptr_t)dev; /* the callbacks take it back as const */
-    return pt_kact16_any(op) ? pt_kact16_workspace(dev, op, f32_workspace, ctx) : f32_workspace(ctx, op);
+    return pt_act16_any(op) ? pt_kact16_workspace(dev, op, f32_workspace, ctx) : f32_workspace(ctx, op);
 }
 
 /* 16-bit activations: the float op over copies (kernel_act16.c) */
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     void *ctx = (void *)(uintptr_t)dev;
-    if (pt_kact16_any(op)) return pt_kact16_run(dev, op, f32_workspace, f32_run, ctx, err);
+    if (pt_act16_any(op)) return pt_kact16_run(dev, op, f32_workspace, f32_run, ctx, err);
     return f32_run(ctx, op, err);
 }

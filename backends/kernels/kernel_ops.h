@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backends/kernels/kernel_table.h"
+#include "core/op_act16.h"
 #include "polytrain/op.h"
 
 /* ---- a kernel call: the kernel, its arguments in order, and how many items or channels ---- */
@@ -145,14 +146,8 @@ pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16,
  * pt_kact16_workspace and pt_kact16_run. */
 typedef size_t (*pt_kop_workspace_fn)(void *ctx, const pt_op *op);
 typedef pt_status (*pt_kop_run_fn)(void *ctx, const pt_op *op, pt_error *err);
-/* Whether a used operand of op is PT_BF16 or PT_F16. */
-int pt_kact16_any(const pt_op *op);
-/* w = op with those operands' dtype PT_F32 (the float op, whose workspace need is base). */
-void pt_kact16_widen(const pt_op *op, pt_op *w);
-/* Points w's widened operands at float copies in op's workspace after its first base bytes
- * (an in-place pair shares one), sets w's workspace_bytes to base; returns the bytes in all. */
-size_t pt_kact16_place(const pt_op *op, pt_op *w, size_t base);
-/* Widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
+/* The float32 copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place, 256-byte
+ * aligned): widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
 pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
 pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
 /* The workspace of op with 16-bit operands, and its run: f32_workspace / f32_run (with ctx) are

@@ -1,0 +1,33 @@
+/* An op's 16-bit activation operands (PT_BF16/PT_F16 on the op table's lowp operands) and the
+ * float32 copies a backend runs such an op over when its kernel does not take them natively:
+ * which operands, how in-place pairs share a copy, where the copies go in the workspace, and
+ * which copies are widened before the op and rounded back after. The cpu backend and the
+ * shared kernel layer (opencl, cuda) both run their copy paths on it. */
+#ifndef PT_CORE_OP_ACT16_H
+#define PT_CORE_OP_ACT16_H
+
+#include <stddef.h>
+
+#include "polytrain/op.h"
+
+/* Operand i is used and PT_BF16 or PT_F16. */
+int pt_act16_operand(const pt_op *op, int i);
+/* Some used operand of op is 16-bit. */
+int pt_act16_any(const pt_op *op);
+/* w = op with its 16-bit operands' dtype PT_F32 (the float op, whose workspace need is base). */
+void pt_act16_widen_op(const pt_op *op, pt_op *w);
+/* The 16-bit operand before i with i's storage (an in-place pair), or -1. */
+int pt_act16_alias(const pt_op *op, int i);
+/* Points w's widened operands at float32 copies in op's workspace after its first base bytes,
+ * each at a multiple of align (a power of two) and an in-place pair sharing one; sets w's
+ * workspace_bytes to base; returns the bytes of the whole workspace. */
+size_t pt_act16_place(const pt_op *op, pt_op *w, size_t base, size_t align);
+/* Operand i's copy must be widened from the 16-bit tensor before the op: it is read (an
+ * input, an output added to, or the storage of an in-place input), and not another
+ * operand's copy. */
+int pt_act16_copy_in(const pt_op *op, int i);
+/* Operand i's copy must be rounded back into the 16-bit tensor after the op: it is written,
+ * and not through an earlier written operand with the same storage. */
+int pt_act16_copy_out(const pt_op *op, int i);
+
+#endif
