@@ -92,7 +92,9 @@ for d in devs:
     assert d["machine"] == m["host"] and d["name"] and d["details"], name
     c = d["conformance"]
     assert "error" not in c, (name, c)
-    assert c["cases"] > 0 and c["passed"] + c["failed"] + c["unclaimed"] == c["cases"], (name, c)
+    # cases: those run (passed or failed); unclaimed: those of modes or storage formats the device
+    # does not claim, not run (selftest counts them the same way)
+    assert c["cases"] > 0 and c["passed"] + c["failed"] == c["cases"] and c["unclaimed"] >= 0, (name, c)
     assert c["failed"] == 0 and c["ok"] is True, (name, c)
     peak = d["gemm_peak"]["best_gflop_per_s"]
     assert peak > 0 and d["gemm_peak"]["n"] == 128, (name, d["gemm_peak"])
