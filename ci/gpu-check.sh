@@ -10,7 +10,9 @@
 #      NCCL group, deterministic conv, math modes) and the conformance suite, cuda against cpu
 #      (`polytrain selftest --backend cuda --json`), then its GEMM/convolution cases in each
 #      reduced-precision math mode on its own (`--filter math=tf32|bf16|fp16`: the operands
-#      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound);
+#      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound), and its
+#      cases with activations stored in 16 bits (`--filter act=`) as the kernels and cuDNN take
+#      them and again over float32 copies (PT_CUDA_ACT16=copy);
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
@@ -22,7 +24,8 @@
 #      TF32 allowed (--precision tf32 / --tf32 on); then mixed precision: `polytrain bench
 #      --precision bf16` for resnet18 b128 and baseline b64, both at 3x64x64 with 200 classes,
 #      against PyTorch AMP (--amp bf16 --channels-last: autocast, NHWC), and resnet18 in fp16
-#      (loss scaling on both sides) when time is left; the report states each ratio next to its
+#      (loss scaling on both sides) when time is left, and resnet18 bf16 with every activation
+#      float32 (--act-storage fp32, against the default auto); the report states each ratio next to its
 #      goal (resnet18 bf16 >= 1.0x PyTorch AMP and >= 2.5x polytrain's own fp32; baseline bf16
 #      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
 #      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the

@@ -449,6 +449,26 @@ static void the_table_covers_every_pointwise_kind_and_names_its_parameters(void)
         CHECKF(pt_kernel_param_count((pt_kernel_id)i) <= 32, "%s has %d parameters", ki->name,
                pt_kernel_param_count((pt_kernel_id)i));
     }
+    /* a 16-bit twin takes its float32 kernel's parameters, then one storage code per lowp operand */
+    int twins = 0;
+    for (int i = 0; i < PT_K_COUNT; i++) {
+        const pt_kernel_info *ki = pt_kernel_info_of((pt_kernel_id)i);
+        const size_t n = strlen(ki->name);
+        if (n < 5 || strcmp(ki->name + n - 4, "_a16") != 0) continue;
+        const pt_kernel_info *base = NULL;
+        for (int j = 0; j < PT_K_COUNT; j++) {
+            const pt_kernel_info *kj = pt_kernel_info_of((pt_kernel_id)j);
+            if (strlen(kj->name) == n - 4 && strncmp(kj->name, ki->name, n - 4) == 0) base = kj;
+        }
+        CHECKF(base != NULL, "%s has no float32 kernel", ki->name);
+        if (!base) continue;
+        const size_t nb = strlen(base->params);
+        CHECKF(strncmp(ki->params, base->params, nb) == 0 && strlen(ki->params) > nb &&
+                   strspn(ki->params + nb, "i") == strlen(ki->params + nb) && ki->launch == base->launch,
+               "%s (%s) is not %s (%s) and storage codes", ki->name, ki->params, base->name, base->params);
+        twins++;
+    }
+    CHECKF(twins == 9, "%d 16-bit twins in the table", twins);
     CHECK(pt_kernel_param_size(PT_K_DROPOUT_FWD, 0) == 8 && pt_kernel_param_size(PT_K_DROPOUT_FWD, 6) == 4 &&
           pt_kernel_param_size(PT_K_DROPOUT_FWD, 10) == 8 && pt_kernel_param_size(PT_K_DROPOUT_FWD, 11) == 4);
 }

@@ -127,8 +127,9 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
             d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_ptr(t[0].mem), p->xd, cu_ptr(t[3].mem), p->pd,
             cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem), cu_f32(t[5].mem),
             (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem));
-        if (st == CUDNN_STATUS_NOT_SUPPORTED && is16(t[0].dtype)) {
-            /* this cuDNN has no batch norm in that type: nothing was written */
+        if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) && is16(t[0].dtype)) {
+            /* this cuDNN has no batch norm in that type (it checks before it launches):
+             * nothing was written */
             p->refused = 1;
             return pt_kops_run(&k, op, err);
         }

@@ -286,6 +286,7 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     d->fp16_math = d->info->fp16 || (f16 && strcmp(f16, "force") == 0);
     pt_status wst = ocl_winograd_setting(&d->winograd, err);
     if (wst == PT_OK) wst = pt_kact16_setting("PT_OPENCL_ACT16", &d->act16_copy, err);
+    d->act16_copy_channels = (d->info->type & CL_DEVICE_TYPE_CPU) != 0;
     if (wst != PT_OK) {
         free(d);
         return wst;
