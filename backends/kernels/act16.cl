@@ -49,38 +49,45 @@ DEVFN float pt_k_from_f16(pt_u32 h)
 /* The address of element i of the tensor at (p, o) stored as dt, for pt_k_ldp / pt_k_stp, so
  * that a float32 body keeps its pointer arithmetic as written (untyped: a 16-bit element's
  * address is no float's). */
-DEVFN GLOBAL const void *pt_k_at(GLOBAL const float *p, pt_i64 o, int dt, long i)
+DEVFN_INLINE GLOBAL const void *pt_k_at(GLOBAL const float *p, pt_i64 o, int dt, long i)
 {
     if (dt == PT_KDT_F32) return (GLOBAL const void *)(p + o + i);
     return (GLOBAL const void *)((GLOBAL const pt_u16 *)p + 2 * o + i);
 }
 
-DEVFN GLOBAL void *pt_k_atw(GLOBAL float *p, pt_i64 o, int dt, long i)
+DEVFN_INLINE GLOBAL void *pt_k_atw(GLOBAL float *p, pt_i64 o, int dt, long i)
 {
     if (dt == PT_KDT_F32) return (GLOBAL void *)(p + o + i);
     return (GLOBAL void *)((GLOBAL pt_u16 *)p + 2 * o + i);
 }
 
-/* Element j after q (from pt_k_at), stored as dt, widened to float32 (exactly). */
-DEVFN float pt_k_ldp(GLOBAL const void *q, int dt, long j)
+/* Element j of 16-bit storage h (dt PT_KDT_BF16 or PT_KDT_F16) widened, and set to v rounded. */
+DEVFN_INLINE float pt_k_ld16(GLOBAL const pt_u16 *h, int dt, long j)
 {
-    if (dt == PT_KDT_F32) return ((GLOBAL const float *)q)[j];
-    const pt_u32 h = ((GLOBAL const pt_u16 *)q)[j];
-    return dt == PT_KDT_F16 ? pt_k_from_f16(h) : pt_k_from_bf16(h);
+    return dt == PT_KDT_F16 ? pt_k_from_f16(h[j]) : pt_k_from_bf16(h[j]);
 }
 
-/* Element j after q (from pt_k_atw), stored as dt, set to v (rounded once to nearest even). */
-DEVFN void pt_k_stp(GLOBAL void *q, int dt, long j, float v)
+DEVFN_INLINE void pt_k_st16(GLOBAL pt_u16 *h, int dt, long j, float v)
 {
-    if (dt == PT_KDT_F32) {
-        ((GLOBAL float *)q)[j] = v;
-        return;
-    }
-    ((GLOBAL pt_u16 *)q)[j] = (pt_u16)(dt == PT_KDT_F16 ? pt_k_f16_bits(v) : pt_k_bf16_bits(v));
+    h[j] = (pt_u16)(dt == PT_KDT_F16 ? pt_k_f16_bits(v) : pt_k_bf16_bits(v));
 }
+
+/* Element j after q (from pt_k_at / pt_k_atw), stored as dt: widened to float32 (exactly), and
+ * set to v (rounded once to nearest even). Macros, so that a float32 body indexes with j's own
+ * type as it was written (an int index lets the compiler widen the induction variables of a
+ * loop, which PoCL's vectoriser needs: 2x2 max-pool). */
+#define PT_K_LDP(q, dt, j)                                                                                 \
+    ((dt) == PT_KDT_F32 ? ((GLOBAL const float *)(q))[j] : pt_k_ld16((GLOBAL const pt_u16 *)(q), (dt), (j)))
+#define PT_K_STP(q, dt, j, v)                                                                              \
+    do {                                                                                                   \
+        if ((dt) == PT_KDT_F32)                                                                            \
+            ((GLOBAL float *)(q))[j] = (v);                                                                \
+        else                                                                                               \
+            pt_k_st16((GLOBAL pt_u16 *)(q), (dt), (j), (v));                                               \
+    } while (0)
 
 /* Element i of the tensor at (p, o), stored as dt, widened to float32 (exactly). */
-DEVFN float pt_k_ld(GLOBAL const float *p, pt_i64 o, int dt, long i)
+DEVFN_INLINE float pt_k_ld(GLOBAL const float *p, pt_i64 o, int dt, long i)
 {
     if (dt == PT_KDT_F32) return p[o + i];
     const pt_u32 h = ((GLOBAL const pt_u16 *)p)[2 * o + i];
@@ -88,7 +95,7 @@ DEVFN float pt_k_ld(GLOBAL const float *p, pt_i64 o, int dt, long i)
 }
 
 /* Element i of the tensor at (p, o), stored as dt, set to v (rounded once to nearest even). */
-DEVFN void pt_k_st(GLOBAL float *p, pt_i64 o, int dt, long i, float v)
+DEVFN_INLINE void pt_k_st(GLOBAL float *p, pt_i64 o, int dt, long i, float v)
 {
     if (dt == PT_KDT_F32) {
         p[o + i] = v;
