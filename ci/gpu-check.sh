@@ -10,7 +10,9 @@
 #      NCCL group, deterministic conv, math modes) and the conformance suite, cuda against cpu
 #      (`polytrain selftest --backend cuda --json`), then its GEMM/convolution cases in each
 #      reduced-precision math mode on its own (`--filter math=tf32|bf16|fp16`: the operands
-#      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound);
+#      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound), and its
+#      cases with activations stored in 16 bits (`--filter act=`) as the kernels and cuDNN take
+#      them and again over float32 copies (PT_CUDA_ACT16=copy);
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
@@ -22,7 +24,8 @@
 #      TF32 allowed (--precision tf32 / --tf32 on); then mixed precision: `polytrain bench
 #      --precision bf16` for resnet18 b128 and baseline b64, both at 3x64x64 with 200 classes,
 #      against PyTorch AMP (--amp bf16 --channels-last: autocast, NHWC), and resnet18 in fp16
-#      (loss scaling on both sides) when time is left; the report states each ratio next to its
+#      (loss scaling on both sides) when time is left, and resnet18 bf16 with every activation
+#      float32 (--act-storage fp32, against the default auto); the report states each ratio next to its
 #      goal (resnet18 bf16 >= 1.0x PyTorch AMP and >= 2.5x polytrain's own fp32; baseline bf16
 #      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
 #      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the
@@ -262,6 +265,12 @@ if [ -x "$CLI" ]; then
     for prec in tf32 bf16 fp16; do
         run_json "selftest_$prec" 90 "$CLI" selftest --backend cuda --filter "math=$prec" --json || STATUS=1
     done
+    # activations stored in 16 bits (also part of the first run: cuDNN on the stored x/y, the
+    # kernels' 16-bit twins), and the same cases over float32 copies (PT_CUDA_ACT16=copy): a
+    # failure in only one of the two names the path at fault
+    run_json selftest_act16 90 "$CLI" selftest --backend cuda --filter "act=" --json || STATUS=1
+    run_json selftest_act16_copy 90 env PT_CUDA_ACT16=copy "$CLI" selftest --backend cuda --filter "act=" --json ||
+        STATUS=1
 fi
 
 # ---- 3. train a few hundred steps ----
@@ -363,6 +372,12 @@ while read -r name model input classes batch prec; do
             --json "$OUTDIR/torch_${name}_amp_$prec.json"
     fi
 done <<<"$AMP_CASES"
+# resnet18 b128 bf16 again with every activation in float32 (--act-storage fp32): what storing
+# them in bf16 (the run above, auto) changes in step time and GPU memory
+if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
+    run_json pt_resnet18_b128_bf16_actfp32 180 "$CLI" bench --backend cuda --model resnet18 --input 3x64x64 \
+        --classes 200 --batch 128 --steps "$BSTEPS" --warmup 10 --precision bf16 --act-storage fp32 --json
+fi
 # where the time goes (synchronised after every op, so slower than the runs above)
 if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     run_json pt_resnet18_b128_perop 180 env NVIDIA_TF32_OVERRIDE=0 "$CLI" bench --backend cuda --model resnet18 \
@@ -485,6 +500,19 @@ for prec in ("tf32", "bf16", "fp16"):
         for r in d.get("results", []):
             if not r.get("pass", True):
                 L.append(f"  - FAIL {r.get('name')}: {r.get('detail')}")
+L += ["", "Activations stored in 16 bits (`--filter act=`), on cuDNN and the kernels' 16-bit twins and again "
+      "over float32 copies (PT_CUDA_ACT16=copy):", ""]
+for name, how in (("selftest_act16", "stored"), ("selftest_act16_copy", "copies")):
+    sp = load(f"{name}.json")
+    devs = [d for d in (sp or {}).get("devices", []) if d.get("available", False)]
+    if not devs:
+        L.append(f"- {how}: no result (exit {rc(name)}); see {name}.log")
+    for d in devs:
+        L.append(f"- {how}: {d['cases']} cases, {d['passed']} passed, {d['failed']} failed; worst error/bound "
+                 f"{d['worst_ratio']:.3g} ({d['worst_case']}); exit {rc(name)}")
+        for r in d.get("results", []):
+            if not r.get("pass", True):
+                L.append(f"  - FAIL {r.get('name')}: {r.get('detail')}")
 L += ["", "## Training", "", f"- what: {text('train.what').strip()}; exit {rc('train')}"]
 steps = os.path.join(out, "train-run", "steps.jsonl")
 if os.path.exists(steps):
@@ -588,6 +616,17 @@ for (name, prec), (g_torch, g_own) in GOALS.items():
     if p and p.get("precision") not in (None, prec):
         goal_lines.append(f"- note: pt_{name}_{prec}.json states precision {p.get('precision')!r}")
 L += [""] + goal_lines
+a16, a32 = load("pt_resnet18_b128_bf16.json") or {}, load("pt_resnet18_b128_bf16_actfp32.json") or {}
+if a16 or a32:
+    fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
+    ratio = (f"{a16['train_img_per_s'] / a32['train_img_per_s']:.2f}x"
+             if a16.get("train_img_per_s") and a32.get("train_img_per_s") else "n/a")
+    L += ["", "resnet18 b128 bf16, activations `--act-storage auto` (16-bit where stored natively) vs `fp32`: "
+          f"{fmt(a16.get('train_img_per_s'))} vs {fmt(a32.get('train_img_per_s'))} img/s ({ratio}); "
+          f"{a16.get('activations_16bit', 'n/a')} of {a16.get('activations', 'n/a')} activations bf16, "
+          f"{fmt(a16.get('activation_mib'), ' MiB')} vs {fmt(a32.get('activation_mib'), ' MiB')} of activations; "
+          f"GPU memory {fmt((a16.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
+          f"{fmt((a32.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
 if rc("synth") != "not run":

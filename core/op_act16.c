@@ -16,29 +16,42 @@ int pt_act16_any(const pt_op *op)
     return 0;
 }
 
-void pt_act16_widen_op(const pt_op *op, pt_op *w)
+int pt_act16_copied(const pt_op *op, unsigned native, int i)
+{
+    return pt_act16_operand(op, i) && !((native >> i) & 1u);
+}
+
+int pt_act16_all_native(const pt_op *op, unsigned native)
+{
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
+        if (pt_act16_copied(op, native, i)) return 0;
+    return 1;
+}
+
+void pt_act16_widen_op(const pt_op *op, unsigned native, pt_op *w)
 {
     *w = *op;
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_operand(op, i)) w->t[i].dtype = PT_F32;
+        if (pt_act16_copied(op, native, i)) w->t[i].dtype = PT_F32;
 }
 
-int pt_act16_alias(const pt_op *op, int i)
+int pt_act16_alias(const pt_op *op, unsigned native, int i)
 {
     for (int j = 0; j < i; j++)
-        if (pt_act16_operand(op, j) && op->t[j].mem.buf == op->t[i].mem.buf && op->t[j].mem.off == op->t[i].mem.off)
+        if (pt_act16_copied(op, native, j) && op->t[j].mem.buf == op->t[i].mem.buf &&
+            op->t[j].mem.off == op->t[i].mem.off)
             return j;
     return -1;
 }
 
 static size_t round_up(size_t n, size_t align) { return (n + align - 1) & ~(align - 1); }
 
-size_t pt_act16_place(const pt_op *op, pt_op *w, size_t base, size_t align)
+size_t pt_act16_place(const pt_op *op, unsigned native, pt_op *w, size_t base, size_t align)
 {
     size_t off = round_up(base, align);
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
-        if (!pt_act16_operand(op, i)) continue;
-        const int j = pt_act16_alias(op, i);
+        if (!pt_act16_copied(op, native, i)) continue;
+        const int j = pt_act16_alias(op, native, i);
         if (j >= 0) {
             w->t[i].mem = w->t[j].mem;
             continue;
@@ -51,21 +64,22 @@ size_t pt_act16_place(const pt_op *op, pt_op *w, size_t base, size_t align)
     return off;
 }
 
-int pt_act16_copy_in(const pt_op *op, int i)
+int pt_act16_copy_in(const pt_op *op, unsigned native, int i)
 {
-    if (!pt_act16_operand(op, i) || pt_act16_alias(op, i) >= 0) return 0;
+    if (!pt_act16_copied(op, native, i) || pt_act16_alias(op, native, i) >= 0) return 0;
     const pt_op_desc *desc = pt_op_describe(op->kind);
     /* an output is read too where it is added to; an in-place output is its input's copy */
     if ((desc->arg[i].access & PT_ARG_IN) || op->accumulate) return 1;
     for (int j = i + 1; j < op->nt && j < PT_OP_MAX_OPERANDS; j++)
-        if (pt_act16_operand(op, j) && pt_act16_alias(op, j) == i && (desc->arg[j].access & PT_ARG_IN)) return 1;
+        if (pt_act16_copied(op, native, j) && pt_act16_alias(op, native, j) == i && (desc->arg[j].access & PT_ARG_IN))
+            return 1;
     return 0;
 }
 
-int pt_act16_copy_out(const pt_op *op, int i)
+int pt_act16_copy_out(const pt_op *op, unsigned native, int i)
 {
     const pt_op_desc *desc = pt_op_describe(op->kind);
-    if (!pt_act16_operand(op, i) || !(desc->arg[i].access & PT_ARG_OUT)) return 0;
-    const int j = pt_act16_alias(op, i);
+    if (!pt_act16_copied(op, native, i) || !(desc->arg[i].access & PT_ARG_OUT)) return 0;
+    const int j = pt_act16_alias(op, native, i);
     return !(j >= 0 && (desc->arg[j].access & PT_ARG_OUT)); /* else stored through j */
 }

@@ -2,7 +2,9 @@
  * float32 copies a backend runs such an op over when its kernel does not take them natively:
  * which operands, how in-place pairs share a copy, where the copies go in the workspace, and
  * which copies are widened before the op and rounded back after. The cpu backend and the
- * shared kernel layer (opencl, cuda) both run their copy paths on it. */
+ * shared kernel layer (opencl, cuda) both run their copy paths on it.
+ * `native` is a mask of operands (bit i: operand i) that the backend's kernel reads or writes in
+ * 16 bits itself: those keep their storage, and only the others get float32 copies. */
 #ifndef PT_CORE_OP_ACT16_H
 #define PT_CORE_OP_ACT16_H
 
@@ -14,20 +16,25 @@
 int pt_act16_operand(const pt_op *op, int i);
 /* Some used operand of op is 16-bit. */
 int pt_act16_any(const pt_op *op);
-/* w = op with its 16-bit operands' dtype PT_F32 (the float op, whose workspace need is base). */
-void pt_act16_widen_op(const pt_op *op, pt_op *w);
-/* The 16-bit operand before i with i's storage (an in-place pair), or -1. */
-int pt_act16_alias(const pt_op *op, int i);
+/* Operand i is 16-bit and not in native: it runs on a float32 copy. */
+int pt_act16_copied(const pt_op *op, unsigned native, int i);
+/* Every 16-bit operand of op is in native: the op runs without copies. */
+int pt_act16_all_native(const pt_op *op, unsigned native);
+/* w = op with its copied operands' dtype PT_F32 (the op the kernel runs, whose workspace need
+ * is base). */
+void pt_act16_widen_op(const pt_op *op, unsigned native, pt_op *w);
+/* The copied operand before i with i's storage (an in-place pair), or -1. */
+int pt_act16_alias(const pt_op *op, unsigned native, int i);
 /* Points w's widened operands at float32 copies in op's workspace after its first base bytes,
  * each at a multiple of align (a power of two) and an in-place pair sharing one; sets w's
  * workspace_bytes to base; returns the bytes of the whole workspace. */
-size_t pt_act16_place(const pt_op *op, pt_op *w, size_t base, size_t align);
+size_t pt_act16_place(const pt_op *op, unsigned native, pt_op *w, size_t base, size_t align);
 /* Operand i's copy must be widened from the 16-bit tensor before the op: it is read (an
  * input, an output added to, or the storage of an in-place input), and not another
  * operand's copy. */
-int pt_act16_copy_in(const pt_op *op, int i);
+int pt_act16_copy_in(const pt_op *op, unsigned native, int i);
 /* Operand i's copy must be rounded back into the 16-bit tensor after the op: it is written,
  * and not through an earlier written operand with the same storage. */
-int pt_act16_copy_out(const pt_op *op, int i);
+int pt_act16_copy_out(const pt_op *op, unsigned native, int i);
 
 #endif

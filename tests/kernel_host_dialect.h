@@ -16,6 +16,7 @@
 #define LOCAL_PTR
 #define RESTRICT restrict
 #define DEVFN __attribute__((unused)) static inline
+#define DEVFN_INLINE __attribute__((unused)) static inline
 
 static long pt_h_gid;  /* the item being run */
 static int pt_h_group; /* its work-group (= the item: groups of one) */

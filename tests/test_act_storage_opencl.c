@@ -1,8 +1,10 @@
 /* Activations stored in fp16 on the opencl backend (the shared kernel layer's 16-bit operands):
  * under --precision fp16 its plan stores the same nodes in 16 bits as the cpu backend's, in a
- * smaller arena than with fp32 storage, and a few training steps with loss scaling give the
- * cpu backend's losses to within the bound below. bf16 storage stays refused with the
- * precision. fp16 math on a device without cl_khr_fp16 (PoCL) through PT_OPENCL_FP16=force.
+ * smaller arena than with fp32 storage; --act-storage auto stores only the nodes every op of
+ * which runs on the kernels' 16-bit twins; a few training steps with loss scaling give the cpu
+ * backend's losses to within the bound below, and bit for bit the losses and weights of the
+ * same steps run over float32 copies (PT_OPENCL_ACT16=copy). bf16 storage stays refused with
+ * the precision. fp16 math on a device without cl_khr_fp16 (PoCL) through PT_OPENCL_FP16=force.
  * Exits 77 (skipped) without an opencl device. */
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +17,7 @@
 #include "pt_test.h"
 #include "pt_test_opencl.h"
 
-static pt_device *g_cpu, *g_ocl;
+static pt_device *g_cpu, *g_ocl, *g_ocl_copy;
 
 enum { B = 8, K = 10, HW = 16, STEPS = 4 };
 
@@ -38,15 +40,29 @@ static void test_fp16_plan_matches_cpu_in_a_smaller_arena(void)
     pt_replica *c = make(g_cpu, net, B, PT_PREC_FP16, PT_ACT_STORAGE_16BIT);
     pt_replica *a = make(g_ocl, net, B, PT_PREC_FP16, PT_ACT_STORAGE_16BIT);
     pt_replica *f = make(g_ocl, net, B, PT_PREC_FP16, PT_ACT_STORAGE_FP32);
-    /* opencl goes through float32 copies for every 16-bit operand (act16_native is NULL), so
-     * auto, which stores 16 bits only where that is no slower, keeps all of them float32 */
+    /* auto stores a node in 16 bits only where every op on it runs on the kernels' 16-bit twins:
+     * batch norm's output, its ReLU and the max-pool before a convolution are; a convolution's
+     * input or output (float32 copies around its GEMM) is not. A device sent through the copies
+     * everywhere stores none. */
     pt_replica *u = make(g_ocl, net, B, PT_PREC_FP16, PT_ACT_STORAGE_AUTO);
-    if (u) {
-        pt_act_plan pu;
+    pt_replica *uc = make(g_ocl_copy, net, B, PT_PREC_FP16, PT_ACT_STORAGE_AUTO);
+    if (u && uc && a) {
+        pt_act_plan pu, puc, pa;
         pt_replica_act_plan(u, &pu);
-        CHECKF(pu.n16 == 0, "opencl --act-storage auto stored %d activations in 16 bits", pu.n16);
+        pt_replica_act_plan(uc, &puc);
+        pt_replica_act_plan(a, &pa);
+        CHECKF(pu.n16 > 0 && pu.n16 < pa.n16, "opencl --act-storage auto stored %d activations in 16 bits (16bit: %d)",
+               pu.n16, pa.n16);
+        CHECKF(puc.n16 == 0, "PT_OPENCL_ACT16=copy: auto stored %d activations in 16 bits", puc.n16);
+        int sub = 0;
+        for (int i = 0; i < net->nnodes; i++)
+            sub += pt_replica_act_dtype(u, i) == PT_F32 || pt_replica_act_dtype(a, i) == PT_F16;
+        CHECKF(sub == net->nnodes, "auto stores %d nodes that 16bit stores in float32", net->nnodes - sub);
+        printf("  opencl baseline fp16: auto stores %d of %d activations in 16 bits, 16bit %d\n", pu.n16, pu.nacts,
+               pa.n16);
     }
     pt_replica_free(u);
+    pt_replica_free(uc);
     if (c && a && f) {
         int same = 0;
         for (int i = 0; i < net->nnodes; i++) {
@@ -80,8 +96,9 @@ static void test_fp16_plan_matches_cpu_in_a_smaller_arena(void)
     pt_net_free(net);
 }
 
-/* STEPS steps of baseline on one batch with fp16 loss scaling (2^12); losses[s] the mean loss. */
-static int train(pt_device *dev, double *losses, int *n16)
+/* STEPS steps of baseline on one batch with fp16 loss scaling (2^12); losses[s] the mean loss;
+ * state (when not NULL) the parameters and BN buffers after them, *nstate floats (malloc'd). */
+static int train_ex(pt_device *dev, double *losses, int *n16, float **state, size_t *nstate)
 {
     pt_error err;
     pt_net *net = NULL;
@@ -106,11 +123,20 @@ static int train(pt_device *dev, double *losses, int *n16)
         CHECKF(!found, "%s step %d overflowed", dev->be->name, s);
         if (ok && !found) ok = pt_replica_update(r, 0.01f, s + 1, &err) == PT_OK;
     }
+    if (ok && state) {
+        const size_t np = (size_t)pt_replica_param_region(r), nb = (size_t)pt_replica_buffer_region(r);
+        const size_t no = (size_t)pt_replica_opt_slots(r) * np;
+        *nstate = np + nb + no;
+        *state = malloc(*nstate * sizeof **state);
+        ok = *state && pt_replica_read_state(r, *state, *state + np, no ? *state + np + nb : NULL, &err) == PT_OK;
+    }
     CHECKF(ok, "%s: %s", dev->be->name, err.msg);
     pt_replica_free(r);
     pt_net_free(net);
     return ok;
 }
+
+static int train(pt_device *dev, double *losses, int *n16) { return train_ex(dev, losses, n16, NULL, NULL); }
 
 /* Both backends round the same operands to half, sum exact products in float32 and round each
  * stored activation once. The float32 sums differ in order between the backends (CLBlast's
@@ -136,6 +162,28 @@ static void test_fp16_steps_match_cpu(void)
     CHECKF(lo[STEPS - 1] < lo[0], "the loss did not go down on opencl (%g -> %g)", lo[0], lo[STEPS - 1]);
 }
 
+/* The kernels' 16-bit twins widen each load and round each store as the copies do, and run the
+ * float kernels' arithmetic: the same steps give the same losses, weights, BN statistics and
+ * optimizer state, bit for bit. */
+static void test_fp16_twins_equal_copies(void)
+{
+    double ln[STEPS], lc[STEPS];
+    int nn = 0, nc = 0;
+    float *sn = NULL, *sc = NULL;
+    size_t mn = 0, mc = 0;
+    if (train_ex(g_ocl, ln, &nn, &sn, &mn) && train_ex(g_ocl_copy, lc, &nc, &sc, &mc)) {
+        CHECKF(nn > 0 && nn == nc, "16-bit activations: %d (twins), %d (copies)", nn, nc);
+        for (int s = 0; s < STEPS; s++)
+            CHECKF(memcmp(&ln[s], &lc[s], sizeof ln[s]) == 0, "step %d: loss %.9g (twins), %.9g (copies)", s, ln[s],
+                   lc[s]);
+        size_t differ = 0;
+        for (size_t i = 0; i < mn && mn == mc; i++) differ += memcmp(&sn[i], &sc[i], sizeof sn[i]) != 0;
+        CHECKF(mn == mc && mn > 1000000 && differ == 0,
+               "%zu of %zu state values differ between the twins and the copies after %d steps", differ, mn, STEPS);
+    }
+    free(sn), free(sc);
+}
+
 int main(void)
 {
     /* PoCL lacks cl_khr_fp16: fp16 math as the tests of it run it */
@@ -148,8 +196,14 @@ int main(void)
         fprintf(stderr, "cpu device: %s\n", err.msg);
         return 1;
     }
+    setenv("PT_OPENCL_ACT16", "copy", 1);
+    const int rc2 = pt_t_open_opencl(&g_ocl_copy);
+    unsetenv("PT_OPENCL_ACT16");
+    if (rc2) return rc2;
     RUN(test_fp16_plan_matches_cpu_in_a_smaller_arena);
     RUN(test_fp16_steps_match_cpu);
+    RUN(test_fp16_twins_equal_copies);
+    pt_device_close(g_ocl_copy);
     pt_device_close(g_ocl);
     pt_device_close(g_cpu);
     TEST_EXIT();

@@ -272,6 +272,45 @@ static void plan_cache_keys_every_field_and_mode(void)
     CHECKF(g_freed == 1 + nv + PT_PREC_COUNT - 1, "%d values freed", g_freed);
 }
 
+/* Activations stored in the 16-bit type of a convolution's math mode go to cuDNN where they are:
+ * x when read (forward, filter gradient), the forward's y when overwritten; anything else (a
+ * float32 operand, another 16-bit type, fp32 math, an accumulated y, the data gradient) through
+ * the workspace copies. Each choice is its own plan (another workspace layout), named. */
+static void conv_plans_take_16bit_activations_where_stored(void)
+{
+    pt_op f = conv_op(PT_OP_CONV2D_FWD, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    f.math = PT_PREC_BF16;
+    CHECK(pt_conv_direct(&f) == 0);
+    const pt_conv_key k0 = pt_conv_key_of(&f, 0);
+    f.t[0].dtype = PT_BF16;
+    CHECK(pt_conv_direct(&f) == 1u);
+    const pt_conv_key kx = pt_conv_key_of(&f, 0);
+    f.t[2].dtype = PT_BF16;
+    CHECK(pt_conv_direct(&f) == 5u);
+    const pt_conv_key kxy = pt_conv_key_of(&f, 0);
+    CHECK(!pt_conv_key_equal(&k0, &kx) && !pt_conv_key_equal(&kx, &kxy) && !pt_conv_key_equal(&k0, &kxy));
+    char text[200];
+    pt_conv_key_format(&kxy, text, sizeof text);
+    CHECKF(strstr(text, "math=bf16 x=16-bit y=16-bit"), "%s", text);
+    f.accumulate = 1; /* y += conv: summed in float32, rounded once through a copy */
+    CHECK(pt_conv_direct(&f) == 1u);
+    f.accumulate = 0;
+    f.math = PT_PREC_FP16; /* bf16 storage under fp16 math: another type, copies */
+    CHECK(pt_conv_direct(&f) == 0);
+    f.t[0].dtype = f.t[2].dtype = PT_F16;
+    CHECK(pt_conv_direct(&f) == 5u);
+    f.math = PT_PREC_FP32;
+    CHECK(pt_conv_direct(&f) == 0);
+    pt_op g = conv_op(PT_OP_CONV2D_BWD_FILTER, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    g.math = PT_PREC_FP16;
+    g.t[0].dtype = PT_F16;
+    g.accumulate = 1;
+    CHECK(pt_conv_direct(&g) == 1u);
+    pt_op b = conv_op(PT_OP_CONV2D_BWD_DATA, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    b.math = PT_PREC_BF16;
+    CHECK(pt_conv_direct(&b) == 0);
+}
+
 static void plan_cache_holds_every_batch_size_of_a_resnet(void)
 {
     /* the core asks for every batch size 1..capacity: 128 x 3 directions x 20 shapes */
@@ -692,6 +731,77 @@ static void gpu_graphs_and_pinned_input_train_bitwise_like_plain(void)
     pt_net_free(net);
 }
 
+/* Activations stored in bf16 on the GPU (--act-storage 16bit): cuDNN's convolutions on the stored
+ * x and y, the shared kernels' 16-bit twins, against the same steps over float32 copies
+ * (PT_CUDA_ACT16=copy). Deterministic devices (the heuristic's algorithms, the shared batch
+ * norm): the same losses and state, bit for bit. Then cuDNN's batch norm on 16-bit x and y
+ * (not deterministic) against the copies: each loss within 2% (bf16 has 8 bits; the
+ * statistics are summed in another order), and fewer activation bytes than fp32 storage. */
+static void gpu_16bit_activations_match_the_copies(void)
+{
+    enum { B = 8, C = 3, HW = 16, K = 10, STEPS = 4 };
+    pt_error err;
+    char why[200];
+    if (pt_device_precision(g_dev, PT_PREC_BF16, why, sizeof why, &err) != PT_OK) {
+        printf("  no bf16 on this GPU (%s): not run\n", err.msg);
+        return;
+    }
+    pt_net *net = NULL;
+    CHECKF(pt_model_build("baseline", C, HW, HW, K, &net, &err) == PT_OK, "%s", err.msg);
+    float *x = malloc((size_t)B * C * HW * HW * sizeof(float));
+    for (int det = 1; det >= 0 && net && x; det--) {
+        pt_device_options opt = {.deterministic = det};
+        pt_device *d[2] = {NULL, NULL};
+        pt_replica *r[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            if (k) setenv("PT_CUDA_ACT16", "copy", 1);
+            CHECKF(pt_device_open("cuda", 0, &opt, &d[k], &err) == PT_OK, "%s", err.msg);
+            unsetenv("PT_CUDA_ACT16");
+            pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+            const pt_replica_options ro = {.precision = PT_PREC_BF16, .act_storage = PT_ACT_STORAGE_16BIT};
+            if (d[k]) CHECKF(pt_replica_create_ex(net, d[k], B, &oc, 3, &ro, &r[k], &err) == PT_OK, "%s", err.msg);
+            if (r[k]) CHECK(pt_replica_init_params(r[k], 5, &err) == PT_OK);
+        }
+        if (r[0] && r[1]) {
+            pt_act_plan pl;
+            pt_replica_act_plan(r[0], &pl);
+            CHECKF(pl.n16 > 0 && pl.dtype16 == PT_BF16, "%d activations bf16", pl.n16);
+        }
+        const int64_t preg = r[0] && r[1] ? pt_replica_param_region(r[0]) : 0;
+        const size_t nstate = (size_t)(preg + (r[0] ? pt_replica_buffer_region(r[0]) : 0));
+        float *s0 = malloc(nstate * 4 + 4), *s1 = malloc(nstate * 4 + 4);
+        for (int step = 0; r[0] && r[1] && s0 && s1 && step < STEPS; step++) {
+            for (int i = 0; i < B * C * HW * HW; i++) x[i] = (float)((i * 13 + step * 7) % 31) / 31.0f - 0.5f;
+            int32_t y[B];
+            for (int i = 0; i < B; i++) y[i] = (i + step) % K;
+            float loss[2][B];
+            for (int k = 0; k < 2; k++)
+                CHECKF(pt_replica_forward_backward(r[k], x, y, B, 0, step, 1.0f / B, NULL, loss[k], &err) == PT_OK &&
+                           pt_replica_update(r[k], 0.05f, step + 1, &err) == PT_OK,
+                       "%s replica %d step %d: %s", det ? "deterministic" : "cuDNN", k, step, err.msg);
+            if (det) {
+                CHECKF(memcmp(loss[0], loss[1], sizeof loss[0]) == 0, "step %d: losses differ", step);
+                CHECK(pt_replica_read_state(r[0], s0, s0 + preg, NULL, &err) == PT_OK &&
+                      pt_replica_read_state(r[1], s1, s1 + preg, NULL, &err) == PT_OK);
+                CHECKF(memcmp(s0, s1, nstate * 4) == 0, "step %d: weights or BN statistics differ", step);
+            } else {
+                double a = 0, b = 0;
+                for (int i = 0; i < B; i++) a += loss[0][i], b += loss[1][i];
+                printf("  step %d: loss %.6f (cuDNN on bf16), %.6f (copies)\n", step, a / B, b / B);
+                CHECKF(isfinite(a) && fabs(a - b) <= 0.02 * fabs(b), "step %d: loss %.6f vs %.6f", step, a / B, b / B);
+            }
+        }
+        free(s0);
+        free(s1);
+        for (int k = 0; k < 2; k++) {
+            pt_replica_free(r[k]);
+            if (d[k]) pt_device_close(d[k]);
+        }
+    }
+    free(x);
+    pt_net_free(net);
+}
+
 /* The whole step as one graph launch on the GPU: a replica running pt_replica_train_step (fp16
  * loss scaling with the overflow flag read by the update on the device, clipping by a norm
  * formed on the device, the update and the weight EMA) against one making each decision on
@@ -938,6 +1048,7 @@ int main(void)
     RUN(allocator_releases_cache_and_retries_then_names_sizes);
     RUN(plan_cache_keys_every_field_and_mode);
     RUN(plan_cache_holds_every_batch_size_of_a_resnet);
+    RUN(conv_plans_take_16bit_activations_where_stored);
     RUN(precision_follows_compute_capability_and_names_the_device);
     RUN(loader_explains_missing_vendor_libraries);
     RUN(loader_searches_env_then_next_to_the_binary);
@@ -956,6 +1067,7 @@ int main(void)
         RUN(gpu_math_modes_follow_the_device_and_accumulate);
         RUN(gpu_graphs_and_pinned_input_train_bitwise_like_plain);
         RUN(gpu_whole_step_matches_separate_calls);
+        RUN(gpu_16bit_activations_match_the_copies);
         pt_device_close(g_dev);
     }
     TEST_EXIT();

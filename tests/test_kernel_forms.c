@@ -14,6 +14,7 @@
 
 #include "kernel_host_dialect.h"
 #include "backends/kernels/philox.h"
+#include "backends/kernels/act16.cl"
 #include "backends/kernels/ops.cl"
 #include "backends/kernels/ops_winograd.cl"
 #include "backends/kernels/ops_conv_small.cl"

@@ -18,6 +18,7 @@
 #include "kernel_host_dialect.h"
 /* the kernel files, in the order the backends compile them (name order) */
 #include "backends/kernels/philox.h"
+#include "backends/kernels/act16.cl"
 #include "backends/kernels/ops.cl"
 #include "backends/kernels/ops_cast.cl"
 #include "backends/kernels/ops_mixup.cl"
@@ -167,8 +168,27 @@ static const pt_kdev g_host_wino = {.ctx = NULL,
                                     .gemm16 = host_gemm16,
                                     .sgemm_batched = host_sgemm_batched,
                                     .winograd = PT_KWINO_FORCE};
+/* g_host with every 16-bit operand through float32 copies: the oracle of the kernels' 16-bit
+ * twins. */
+static const pt_kdev g_host_copy = {.ctx = NULL,
+                                    .backend = "host",
+                                    .launch = host_launch,
+                                    .sgemm = host_sgemm,
+                                    .conv_ws_cap = (size_t)16 << 10,
+                                    .gemm16 = host_gemm16,
+                                    .conv_small_fwd_crs = PT_KCONV_SMALL_MAX,
+                                    .conv_small_crs = PT_KCONV_SMALL_MAX,
+                                    .act16_copy = 1};
 /* The device the conformance suite runs through. */
 static const pt_kdev *g_kdev = &g_host;
+/* Set: host_run runs each op whose 16-bit operands go to the kernels' twins twice, on the
+ * copies first, and counts in g_twin the ops whose operands come out other than bit for bit
+ * the same (NaN payloads included). */
+static int g_twin_check;
+static struct {
+    int ops, differ, per_kind[PT_OP_KIND_COUNT];
+    char first[200];
+} g_twin;
 /* The same device without gemm16: bf16/fp16 ops are refused. */
 static const pt_kdev g_host_fp32 = {.ctx = NULL,
                                     .backend = "host",
@@ -205,16 +225,76 @@ static pt_status host_precision(void *ctx, pt_precision p, char *how, size_t cap
 static size_t host_workspace(void *ctx, const pt_op *op)
 {
     (void)ctx;
-    return pt_kops_workspace(g_kdev, op);
+    const size_t ws = pt_kops_workspace(g_kdev, op);
+    if (!g_twin_check) return ws;
+    const size_t copies = pt_kops_workspace(&g_host_copy, op);
+    return copies > ws ? copies : ws;
 }
 
 static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
+
+/* The distinct buffers of op's operands (at most PT_OP_MAX_OPERANDS). */
+static int operand_buffers(const pt_op *op, pt_buffer **bufs)
+{
+    int n = 0;
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+        pt_buffer *b = op->t[i].mem.buf;
+        if (pt_op_operand_absent(op, i) || !b) continue;
+        int seen = 0;
+        for (int j = 0; j < n; j++) seen |= bufs[j] == b;
+        if (!seen) bufs[n++] = b;
+    }
+    return n;
+}
+
+/* op on the copies, then again, from the same inputs, on the twins: every operand compared. */
+static pt_status run_twins(const pt_op *op, pt_error *err)
+{
+    pt_buffer *bufs[PT_OP_MAX_OPERANDS];
+    void *before[PT_OP_MAX_OPERANDS] = {0}, *copied[PT_OP_MAX_OPERANDS] = {0};
+    const int nb = operand_buffers(op, bufs);
+    int ok = 1;
+    for (int j = 0; j < nb; j++) {
+        before[j] = malloc(bufs[j]->bytes);
+        copied[j] = malloc(bufs[j]->bytes);
+        ok = ok && before[j] && copied[j];
+        if (before[j]) memcpy(before[j], bufs[j]->data, bufs[j]->bytes);
+    }
+    pt_status st = ok ? pt_kops_run(&g_host_copy, op, err) : pt_fail(err, PT_ERR_NOMEM, "out of host memory");
+    for (int j = 0; st == PT_OK && j < nb; j++) {
+        memcpy(copied[j], bufs[j]->data, bufs[j]->bytes);
+        memcpy(bufs[j]->data, before[j], bufs[j]->bytes);
+    }
+    if (st == PT_OK) st = pt_kops_run(&g_host, op, err);
+    if (st == PT_OK) {
+        int same = 1;
+        for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+            if (pt_op_operand_absent(op, i) || !op->t[i].mem.buf) continue;
+            int j = 0;
+            while (bufs[j] != op->t[i].mem.buf) j++;
+            const size_t off = op->t[i].mem.off, n = pt_tensor_bytes(&op->t[i]);
+            if (memcmp((char *)bufs[j]->data + off, (char *)copied[j] + off, n) != 0) {
+                if (same && !g_twin.differ)
+                    snprintf(g_twin.first, sizeof g_twin.first, "%s operand %d (%s)", pt_op_name(op->kind), i,
+                             pt_dtype_name(op->t[i].dtype));
+                same = 0;
+            }
+        }
+        g_twin.ops++;
+        g_twin.per_kind[op->kind]++;
+        g_twin.differ += !same;
+    }
+    for (int j = 0; j < nb; j++) free(before[j]), free(copied[j]);
+    return st;
+}
 
 static pt_status host_run(void *ctx, const pt_op *op, pt_error *err)
 {
     (void)ctx;
     PT_TRY(pt_op_check_operands(op, "host", HOST_CAPS, 1, err));
     PT_TRY(pt_op_check_memory(op, "host", buffer_bytes, 4, err));
+    if (g_twin_check && g_kdev == &g_host && pt_act16_any(op) && pt_kops_act16_native(&g_host, op))
+        return run_twins(op, err);
     return pt_kops_run(g_kdev, op, err);
 }
 
@@ -299,6 +379,26 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
     CHECKF(g_batched_calls > 0, "winograd: no batched GEMM ran");
     printf("  %d convolution cases again with Winograd forced (%ld batched GEMMs), worst error/bound %.3g (%s)\n",
            wt.cases, g_batched_calls, sum.worst_ratio, sum.worst_case);
+    /* again the cases with activations stored in 16 bits (bf16 and fp16, every lowp operand or
+     * only the first): each op the kernels' 16-bit twins run gives, bit for bit, what the float
+     * kernel gives over float32 copies */
+    g_twin_check = 1;
+    memset(&g_twin, 0, sizeof g_twin);
+    suite_tally at;
+    memset(&at, 0, sizeof at);
+    CHECKF(pt_conformance_run(cpu, &host, g_seed, "act=", on_case, &at, &sum, &err) == PT_OK, "%s", err.msg);
+    g_twin_check = 0;
+    CHECKF(at.failed == 0 && at.cases > 100, "16-bit storage: %d of %d cases failed", at.failed, at.cases);
+    CHECKF(g_twin.differ == 0, "16-bit twins: %d of %d ops differ from the float kernels over copies (first: %s)",
+           g_twin.differ, g_twin.ops, g_twin.first);
+    static const pt_op_kind twin_kinds[] = {PT_OP_ADD, PT_OP_BIAS_ADD, PT_OP_RELU_FWD, PT_OP_RELU_BWD,
+                                            PT_OP_BN_FWD_TRAIN, PT_OP_BN_FWD_EVAL, PT_OP_BN_BWD, PT_OP_MAXPOOL_FWD,
+                                            PT_OP_GAP_FWD};
+    for (size_t i = 0; i < sizeof twin_kinds / sizeof twin_kinds[0]; i++)
+        CHECKF(g_twin.per_kind[twin_kinds[i]] > 0, "no %s case ran on the 16-bit twins",
+               pt_op_name(twin_kinds[i]));
+    printf("  %d 16-bit storage cases again: %d ops on the kernels' 16-bit twins, bitwise the float kernels over "
+           "copies\n", at.cases, g_twin.ops);
     pt_device_close(cpu);
 }
 
@@ -349,6 +449,26 @@ static void the_table_covers_every_pointwise_kind_and_names_its_parameters(void)
         CHECKF(pt_kernel_param_count((pt_kernel_id)i) <= 32, "%s has %d parameters", ki->name,
                pt_kernel_param_count((pt_kernel_id)i));
     }
+    /* a 16-bit twin takes its float32 kernel's parameters, then one storage code per lowp operand */
+    int twins = 0;
+    for (int i = 0; i < PT_K_COUNT; i++) {
+        const pt_kernel_info *ki = pt_kernel_info_of((pt_kernel_id)i);
+        const size_t n = strlen(ki->name);
+        if (n < 5 || strcmp(ki->name + n - 4, "_a16") != 0) continue;
+        const pt_kernel_info *base = NULL;
+        for (int j = 0; j < PT_K_COUNT; j++) {
+            const pt_kernel_info *kj = pt_kernel_info_of((pt_kernel_id)j);
+            if (strlen(kj->name) == n - 4 && strncmp(kj->name, ki->name, n - 4) == 0) base = kj;
+        }
+        CHECKF(base != NULL, "%s has no float32 kernel", ki->name);
+        if (!base) continue;
+        const size_t nb = strlen(base->params);
+        CHECKF(strncmp(ki->params, base->params, nb) == 0 && strlen(ki->params) > nb &&
+                   strspn(ki->params + nb, "i") == strlen(ki->params + nb) && ki->launch == base->launch,
+               "%s (%s) is not %s (%s) and storage codes", ki->name, ki->params, base->name, base->params);
+        twins++;
+    }
+    CHECKF(twins == 9, "%d 16-bit twins in the table", twins);
     CHECK(pt_kernel_param_size(PT_K_DROPOUT_FWD, 0) == 8 && pt_kernel_param_size(PT_K_DROPOUT_FWD, 6) == 4 &&
           pt_kernel_param_size(PT_K_DROPOUT_FWD, 10) == 8 && pt_kernel_param_size(PT_K_DROPOUT_FWD, 11) == 4);
 }

@@ -173,14 +173,14 @@ static void narrow(const cpu_device *d, uint16_t *dst, const float *src, int64_t
 void cpu_act16_load(const cpu_device *d, const pt_op *op, const pt_op *w)
 {
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_copy_in(op, i))
+        if (pt_act16_copy_in(op, 0, i))
             widen(d, cpu_f32(&w->t[i]), cpu_ptr(op->t[i].mem), pt_tensor_numel(&op->t[i]), op->t[i].dtype);
 }
 
 void cpu_act16_store(const cpu_device *d, const pt_op *op, const pt_op *w)
 {
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_copy_out(op, i))
+        if (pt_act16_copy_out(op, 0, i))
             narrow(d, cpu_ptr(op->t[i].mem), cpu_f32(&w->t[i]), pt_tensor_numel(&op->t[i]), op->t[i].dtype);
 }
 

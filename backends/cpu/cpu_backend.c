@@ -271,16 +271,16 @@ static size_t cpu_workspace_size(void *dev_ctx, const pt_op *op)
     const cpu_device *d = dev_ctx;
     if (!pt_act16_any(op) || cpu_act16_native(d, op)) return f32_workspace_size(d, op);
     pt_op w;
-    pt_act16_widen_op(op, &w);
-    return pt_act16_place(op, &w, f32_workspace_size(d, &w), 64);
+    pt_act16_widen_op(op, 0, &w);
+    return pt_act16_place(op, 0, &w, f32_workspace_size(d, &w), 64);
 }
 
 /* op with 16-bit activations: the float op over copies in its workspace. */
 static pt_status execute_act16(const cpu_device *d, const pt_op *op, pt_error *err)
 {
     pt_op w;
-    pt_act16_widen_op(op, &w);
-    const size_t need = pt_act16_place(op, &w, f32_workspace_size(d, &w), 64);
+    pt_act16_widen_op(op, 0, &w);
+    const size_t need = pt_act16_place(op, 0, &w, f32_workspace_size(d, &w), 64);
     if (!op->workspace.buf || op->workspace_bytes < need)
         return pt_fail(err, PT_ERR_INVALID, "cpu %s: 16-bit operands need %zu bytes of workspace, the op has %zu",
                        pt_op_name(op->kind), need, op->workspace.buf ? op->workspace_bytes : (size_t)0);

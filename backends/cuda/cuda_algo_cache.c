@@ -6,6 +6,16 @@
 
 #include "backends/cuda/cuda_algo_cache.h"
 
+unsigned pt_conv_direct(const pt_op *op)
+{
+    const pt_dtype want = op->math == PT_PREC_BF16 ? PT_BF16 : op->math == PT_PREC_FP16 ? PT_F16 : PT_F32;
+    if (want == PT_F32 || op->nt != 3) return 0;
+    unsigned m = 0;
+    if (op->kind != PT_OP_CONV2D_BWD_DATA && op->t[0].dtype == want) m |= 1u; /* x, read */
+    if (op->kind == PT_OP_CONV2D_FWD && op->t[2].dtype == want && !op->accumulate) m |= 4u;
+    return m;
+}
+
 pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic)
 {
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
@@ -25,6 +35,7 @@ pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic)
     k.pad = op->p.conv.pad;
     k.deterministic = deterministic != 0;
     k.math = (int32_t)op->math;
+    k.direct = (int32_t)pt_conv_direct(op);
     return k;
 }
 
@@ -47,10 +58,11 @@ uint64_t pt_conv_key_hash(const pt_conv_key *k)
 void pt_conv_key_format(const pt_conv_key *k, char *out, size_t cap)
 {
     const char *dir = k->kind == PT_OP_CONV2D_FWD ? "fwd" : k->kind == PT_OP_CONV2D_BWD_DATA ? "bwd_data" : "bwd_filter";
-    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s%s", dir, k->n, k->c, k->h, k->w, k->k,
+    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s%s%s%s", dir, k->n, k->c, k->h, k->w, k->k,
              k->c, k->r, k->s, k->p, k->q, k->stride, k->pad, k->deterministic ? " deterministic" : "",
              k->math != PT_PREC_FP32 ? " math=" : "",
-             k->math != PT_PREC_FP32 ? pt_precision_name((pt_precision)k->math) : "");
+             k->math != PT_PREC_FP32 ? pt_precision_name((pt_precision)k->math) : "",
+             k->direct & 1 ? " x=16-bit" : "", k->direct & 4 ? " y=16-bit" : "");
 }
 
 void pt_algo_cache_init(pt_algo_cache *c)

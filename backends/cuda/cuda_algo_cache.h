@@ -1,6 +1,7 @@
 /* The convolution plan cache of the cuda backend, free of CUDA: a hash table from a
  * convolution's shape key (direction, every extent, stride, padding, and the numeric mode:
- * deterministic, the op's math mode) to the module's plan for it (cuDNN descriptors, chosen algorithm,
+ * deterministic, the op's math mode, which 16-bit operands cuDNN takes where they are stored)
+ * to the module's plan for it (cuDNN descriptors, chosen algorithm,
  * workspace). The core asks workspace_size for every batch size a replica can see, and run()
  * finds the same entry again without allocating. Not thread-safe: one per device. */
 #ifndef PT_CUDA_ALGO_CACHE_H
@@ -16,7 +17,15 @@ typedef struct pt_conv_key {
     int32_t n, c, h, w, k, r, s, p, q, stride, pad;
     int32_t deterministic;
     int32_t math; /* pt_precision: op->math (fp32, tf32, bf16, fp16 each get their own plan) */
+    int32_t direct; /* pt_conv_direct(op): the workspace holds no 16-bit copy of these */
 } pt_conv_key;
+
+/* The operands of a convolution (bit i: operand i) that cuDNN reads or writes where they are: an
+ * activation stored in the 16-bit type of the op's math mode (bf16: PT_BF16, fp16: PT_F16),
+ * which cuDNN takes as it takes the 16-bit copies of float32 operands; the forward's y only
+ * when it is overwritten (an accumulated y is summed in float32 and rounded once, through a
+ * copy). The rest are converted into the workspace and back. */
+unsigned pt_conv_direct(const pt_op *op);
 
 /* The key of a convolution op (t0 x-shaped, t1 w-shaped, t2 y-shaped in all three kinds), in
  * the op's math mode. */

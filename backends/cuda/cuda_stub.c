@@ -142,6 +142,12 @@ static int stub_supports(void *dev_ctx, const pt_op *op)
     return DEV(dev_ctx)->m->supports(DEV(dev_ctx)->ctx, op);
 }
 
+static int stub_act16_native(void *dev_ctx, const pt_op *op)
+{
+    const pt_backend_iface *m = DEV(dev_ctx)->m;
+    return m->act16_native && m->act16_native(DEV(dev_ctx)->ctx, op);
+}
+
 static size_t stub_workspace_size(void *dev_ctx, const pt_op *op)
 {
     return DEV(dev_ctx)->m->workspace_size(DEV(dev_ctx)->ctx, op);
@@ -270,6 +276,7 @@ const pt_backend_iface pt_cuda_backend = {
     .copy = stub_copy,
     .synchronize = stub_synchronize,
     .supports = stub_supports,
+    .act16_native = stub_act16_native,
     .workspace_size = stub_workspace_size,
     .run = stub_run,
     .group_open = stub_group_open,

@@ -234,6 +234,10 @@ static pt_status cu_device_open(void *backend_ctx, int index, const pt_device_op
     d->deterministic = opt && opt->deterministic;
     d->math_caps = pt_cuda_math_caps(d->info->major, d->info->minor);
     d->act16_caps = pt_cuda_act16_caps(d->info->major, d->info->minor);
+    if (pt_kact16_setting("PT_CUDA_ACT16", &d->act16_copy, err) != PT_OK) {
+        free(d);
+        return err ? err->status : PT_ERR_INVALID;
+    }
     /* measuring picks by timing, which may differ run to run: never when deterministic */
     d->conv_benchmark = !d->deterministic && env_flag("PT_CUDA_CONV_BENCHMARK", 1);
     const char *wsmb = getenv("PT_CUDA_CONV_WS_MB");
@@ -438,20 +442,54 @@ static pt_status dispatch_f32(void *dev_ctx, const pt_op *op, pt_error *err)
     return pt_kops_run(&k, op, err);
 }
 
-/* 16-bit activations: the float32 paths (cuDNN's included) over float32 copies in the op's
- * workspace (backends/kernels/kernel_act16.c). */
+/* 16-bit activations (backends/kernels/kernel_act16.c): the operands each path takes where they
+ * are stored, the others as float32 copies in the op's workspace. Convolutions: cuDNN reads x
+ * and writes y in the 16-bit type of the op's math mode (pt_conv_direct). Batch-norm forward:
+ * cuDNN with x and y in one 16-bit type, the shared kernels' 16-bit twins otherwise. Batch-norm
+ * backward through cuDNN: x as a float32 copy (cuDNN takes x, dy and dx in one type, and the
+ * gradients are float32). Everything else: the shared kernels' twins. */
+static unsigned cu_act16_mask(cu_device *d, const pt_op *op)
+{
+    if (d->act16_copy) return 0;
+    switch (op->kind) {
+    case PT_OP_CONV2D_FWD:
+    case PT_OP_CONV2D_BWD_DATA:
+    case PT_OP_CONV2D_BWD_FILTER: return pt_conv_direct(op);
+    case PT_OP_BN_BWD: {
+        pt_op w;
+        pt_act16_widen_op(op, 0, &w);
+        if (!d->deterministic && cu_bn_cudnn_applies(&w)) return 0;
+        break;
+    }
+    default: break;
+    }
+    const pt_kdev k = cu_kdev(d);
+    return pt_kops_act16_native(&k, op);
+}
+
+/* What --act-storage auto stores: every 16-bit operand taken where it is stored, and the
+ * batch-norm backward's x, whose float32 copy (one pass over x) cuDNN's backward needs; its
+ * forward and the convolutions on either side read and write half the bytes. */
+static int cu_act16_native(void *dev_ctx, const pt_op *op)
+{
+    cu_device *d = dev_ctx;
+    if (d->act16_copy) return 0;
+    if (op->kind == PT_OP_BN_BWD) return 1;
+    return pt_act16_all_native(op, cu_act16_mask(d, op));
+}
+
 static size_t cu_workspace_size(void *dev_ctx, const pt_op *op)
 {
     if (!pt_act16_any(op)) return f32_workspace_size(dev_ctx, op);
     const pt_kdev k = cu_kdev(dev_ctx);
-    return pt_kact16_workspace(&k, op, f32_workspace_size, dev_ctx);
+    return pt_kact16_workspace(&k, op, cu_act16_mask(dev_ctx, op), f32_workspace_size, dev_ctx);
 }
 
 static pt_status dispatch(cu_device *d, const pt_op *op, pt_error *err)
 {
     if (!pt_act16_any(op)) return dispatch_f32(d, op, err);
     const pt_kdev k = cu_kdev(d);
-    return pt_kact16_run(&k, op, f32_workspace_size, dispatch_f32, d, err);
+    return pt_kact16_run(&k, op, cu_act16_mask(d, op), f32_workspace_size, dispatch_f32, d, err);
 }
 
 static pt_status cu_run(void *dev_ctx, const pt_op *op, pt_error *err)
@@ -478,6 +516,7 @@ static const pt_backend_iface cu_iface = {
     .copy = cu_copy,
     .synchronize = cu_synchronize,
     .supports = cu_supports,
+    .act16_native = cu_act16_native,
     .workspace_size = cu_workspace_size,
     .run = cu_run,
     .group_open = cu_group_open,

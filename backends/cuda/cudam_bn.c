@@ -4,6 +4,11 @@
  * spread a channel over many blocks, where the shared kernel has one block per channel.
  * The cases cuDNN does not cover as the op's spec says (aliasing, a single value per
  * channel, epsilon below CUDNN_BN_MIN_EPSILON, empty tensors) run the shared kernels.
+ * A forward whose x and y are both stored in one 16-bit type (bf16 or fp16 activations) runs
+ * cuDNN on them directly, with float32 scale, bias and statistics (cuDNN's mixed-precision
+ * batch norm); where cuDNN refuses that type, the shared kernels' 16-bit twins from then on.
+ * The backward takes x, dy and dx in one type in cuDNN: with gradients in float32, a 16-bit x
+ * reaches it as a float32 copy (cudam_backend.c's native mask).
  * A fused ReLU (pt_op.fuse_relu) runs as cuDNN's BN followed by the shared ReLU kernel in place
  * on y: one more pass over y. cudnnBatchNormalizationForwardTrainingEx with
  * CUDNN_BATCHNORM_OPS_BN_ACTIVATION fuses it only for NHWC half-precision tensors in
@@ -15,6 +20,7 @@
 
 typedef struct bn_plan {
     cudnnTensorDescriptor_t xd, pd;
+    int refused; /* cuDNN refused the 16-bit type: the shared kernels run it */
 } bn_plan;
 
 static void bn_free(void *value, void *user)
@@ -47,9 +53,13 @@ static int overlaps(const pt_tensor *a, const pt_tensor *b)
     return a0 < b1 && b0 < a1;
 }
 
+static int is16(pt_dtype t) { return t == PT_BF16 || t == PT_F16; }
+
 int cu_bn_cudnn_applies(const pt_op *op)
 {
     if (op->kind != PT_OP_BN_FWD_TRAIN && op->kind != PT_OP_BN_BWD) return 0;
+    /* one data type for x and y (forward), float32 x (backward) */
+    if (op->kind == PT_OP_BN_FWD_TRAIN ? op->t[0].dtype != op->t[3].dtype : is16(op->t[0].dtype)) return 0;
     int n, c, inner;
     layout(&op->t[0], &n, &c, &inner);
     if (n < 1 || c < 1 || inner < 1 || (int64_t)n * inner < 2) return 0;
@@ -76,6 +86,7 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
     key.n = n;
     key.c = c;
     key.h = inner;
+    key.math = (int32_t)op->t[0].dtype; /* the data type of x and y */
     bn_plan *p = pt_algo_cache_find(&d->bns, &key);
     if (p) return p;
     p = calloc(1, sizeof *p);
@@ -85,8 +96,10 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
     }
     cudnnStatus_t st = cudnnCreateTensorDescriptor(&p->xd);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateTensorDescriptor(&p->pd);
-    if (st == CUDNN_STATUS_SUCCESS)
-        st = cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, c, inner, 1);
+    const cudnnDataType_t t = op->t[0].dtype == PT_BF16 ? CUDNN_DATA_BFLOAT16
+                              : op->t[0].dtype == PT_F16 ? CUDNN_DATA_HALF
+                                                         : CUDNN_DATA_FLOAT;
+    if (st == CUDNN_STATUS_SUCCESS) st = cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, t, n, c, inner, 1);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnDeriveBNTensorDescriptor(p->pd, p->xd, CUDNN_BATCHNORM_SPATIAL);
     if (st != CUDNN_STATUS_SUCCESS) {
         bn_free(p, NULL);
@@ -108,18 +121,26 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
     const pt_tensor *t = op->t;
     const float one = 1.0f, zero = 0.0f;
     if (op->kind == PT_OP_BN_FWD_TRAIN) {
-        CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(
-                        d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_f32(t[0].mem), p->xd,
-                        cu_f32(t[3].mem), p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum,
-                        cu_f32(t[4].mem), cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem)),
-                    err);
+        const pt_kdev k = cu_kdev(d);
+        if (p->refused) return pt_kops_run(&k, op, err);
+        const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
+            d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_ptr(t[0].mem), p->xd, cu_ptr(t[3].mem), p->pd,
+            cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem), cu_f32(t[5].mem),
+            (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem));
+        if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) && is16(t[0].dtype)) {
+            /* this cuDNN has no batch norm in that type (it checks before it launches):
+             * nothing was written */
+            p->refused = 1;
+            return pt_kops_run(&k, op, err);
+        }
+        if (st != CUDNN_STATUS_SUCCESS)
+            return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTraining", __FILE__, __LINE__);
         if (!op->fuse_relu) return PT_OK;
         pt_op relu;
         memset(&relu, 0, sizeof relu);
         relu.kind = PT_OP_RELU_FWD;
         relu.nt = 2;
         relu.t[0] = relu.t[1] = t[3];
-        const pt_kdev k = cu_kdev(d);
         return pt_kops_run(&k, &relu, err);
     }
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;

@@ -160,16 +160,18 @@ static int choose_heuristic(cu_device *d, pt_op_kind kind, conv_plan *p)
 }
 
 /* The workspace layout for an algorithms' part of `region` bytes: the 16-bit copies after it
- * (bf16/fp16), each on a 256-byte boundary, and the total. */
+ * (bf16/fp16), each on a 256-byte boundary, but none of an operand cuDNN takes where it is
+ * stored (pt_conv_direct), and the total. */
 static void lay_out(conv_plan *p, const pt_op *op, size_t region)
 {
     p->algo_region = region;
     p->ws = region;
     if (pt_kops_lowp(p->mode)) {
+        const unsigned direct = pt_conv_direct(op);
         p->x16_off = p->algo_region;
-        p->w16_off = p->x16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[0]));
+        p->w16_off = p->x16_off + (direct & 1u ? 0 : pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[0])));
         p->y16_off = p->w16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[1]));
-        p->ws = p->y16_off + pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[2]));
+        p->ws = p->y16_off + (direct & 4u ? 0 : pt_kops_lowp_bytes((size_t)pt_tensor_numel(&op->t[2])));
     }
 }
 
@@ -329,14 +331,16 @@ static pt_mem ws_at(const pt_op *op, size_t off)
 }
 
 /* bf16/fp16: the direction's two inputs into their 16-bit copies (fwd x, w; bwd_data w, dy;
- * bwd_filter x, dy); cuDNN then writes the third copy, its output. */
+ * bwd_filter x, dy), but for an activation stored in 16 bits; cuDNN then writes the third
+ * (the copy, or the stored 16-bit y itself), its output. */
 static pt_status convert_inputs(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
 {
     const pt_kdev k = cu_kdev(d);
     const pt_mem m16[3] = {ws_at(op, p->x16_off), ws_at(op, p->w16_off), ws_at(op, p->y16_off)};
     const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
+    const unsigned direct = pt_conv_direct(op);
     for (int i = 0; i < 3; i++)
-        if (i != out)
+        if (i != out && !((direct >> i) & 1u))
             PT_TRY(pt_kops_to_lowp(&k, p->mode, op->t[i].mem, m16[i], (size_t)pt_tensor_numel(&op->t[i]), err));
     return PT_OK;
 }
@@ -346,6 +350,7 @@ static pt_status convert_output(cu_device *d, const pt_op *op, const conv_plan *
 {
     const pt_kdev k = cu_kdev(d);
     const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
+    if ((pt_conv_direct(op) >> out) & 1u) return PT_OK; /* cuDNN wrote the stored 16-bit y */
     const size_t off = out == 0 ? p->x16_off : out == 1 ? p->w16_off : p->y16_off;
     return pt_kops_from_lowp(&k, p->mode, ws_at(op, off), op->t[out].mem, (size_t)pt_tensor_numel(&op->t[out]), 1.0f,
                              op->accumulate, err);
@@ -356,10 +361,11 @@ static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error
     const int lowp = pt_kops_lowp(p->mode);
     conv_io io;
     if (lowp) {
+        const unsigned direct = pt_conv_direct(op);
         PT_TRY(convert_inputs(d, op, p, err));
-        io.x = cu_ptr(ws_at(op, p->x16_off));
+        io.x = cu_ptr(direct & 1u ? op->t[0].mem : ws_at(op, p->x16_off));
         io.w = cu_ptr(ws_at(op, p->w16_off));
-        io.y = cu_ptr(ws_at(op, p->y16_off));
+        io.y = cu_ptr(direct & 4u ? op->t[2].mem : ws_at(op, p->y16_off));
         io.ws_bytes = p->algo_region; /* the 16-bit copies follow: never the algorithms' */
         io.beta = 0.0f;               /* into scratch; accumulate is convert_output's */
     } else {

@@ -72,6 +72,7 @@ typedef struct cu_device {
     int deterministic, conv_benchmark;
     unsigned math_caps; /* PT_CAP_MATH bits of its compute capability (cuda_precision.h) */
     unsigned act16_caps; /* PT_CAP_ACT16 bits, likewise */
+    int act16_copy;      /* PT_CUDA_ACT16=copy: every 16-bit operand through float32 copies */
     size_t ws_cap; /* largest convolution workspace a plan may ask for */
     pt_algo_cache convs;
     pt_algo_cache bns; /* batch-norm descriptors per shape (cudam_bn.c) */

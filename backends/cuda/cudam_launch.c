@@ -135,6 +135,7 @@ pt_kdev cu_kdev(cu_device *d)
                        .launch = kdev_launch,
                        .sgemm = kdev_sgemm,
                        .conv_ws_cap = CU_IM2COL_WS_CAP,
-                       .gemm16 = kdev_gemm16};
+                       .gemm16 = kdev_gemm16,
+                       .act16_copy = d->act16_copy};
     return k;
 }

@@ -21,6 +21,7 @@
 #define LOCAL_PTR
 #define RESTRICT __restrict__
 #define DEVFN static __device__ __forceinline__
+#define DEVFN_INLINE static __device__ __forceinline__
 
 /* Every kernel of the dialect is launched on a 1-D grid; dimension 0 is x. */
 static __device__ __forceinline__ long pt_d_gid(int d)

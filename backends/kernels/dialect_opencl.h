@@ -15,6 +15,9 @@
  * vectorise across work-items (PoCL) without runtime alias checks. */
 #define RESTRICT restrict
 #define DEVFN static inline
+/* A kernel body shared by a float32 kernel and its 16-bit twin (act16.cl): always inlined, so
+ * that the float32 kernel's constant storage codes fold its 16-bit branches away. */
+#define DEVFN_INLINE static inline __attribute__((always_inline))
 
 #define GID(i) ((long)get_global_id(i))
 #define LID(i) ((int)get_local_id(i))

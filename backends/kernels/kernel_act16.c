@@ -1,12 +1,28 @@
 /* Activations stored in 16 bits (PT_BF16, PT_F16) on the operands the op table marks lowp, for
- * both device backends: an op with such operands runs as the same op over float32 copies in its
+ * both device backends: the operands a kernel takes in 16 bits itself (the native mask) stay as
+ * they are; every other such operand runs as the same op over a float32 copy in its
  * workspace. Each 16-bit input is widened exactly (the WIDEN_LOWP kernel), the float32 op runs
  * unchanged, each 16-bit output is rounded to nearest even once (TO_LOWP): bitwise the cpu
  * backend's rule (backends/cpu/cpu_act16.c, core/half.h), so the float32 kernels keep one
  * source and their speed, and an op mixing float32 and 16-bit operands needs no variant. The
  * copies live in the op's workspace, after the float op's own, which workspace_size reports,
  * so a step still allocates nothing. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "backends/kernels/kernel_ops.h"
+
+pt_status pt_kact16_setting(const char *var, int *copy, pt_error *err)
+{
+    const char *v = getenv(var);
+    *copy = 0;
+    if (!v || !*v || strcmp(v, "native") == 0) return PT_OK;
+    if (strcmp(v, "copy") == 0) {
+        *copy = 1;
+        return PT_OK;
+    }
+    return pt_fail(err, PT_ERR_INVALID, "%s is '%s', expected copy or native", var, v);
+}
 
 static pt_status convert(const pt_kdev *dev, pt_kernel_id id, pt_mem src, pt_mem dst, size_t n, int f16,
                          pt_error *err)
@@ -21,33 +37,34 @@ static pt_status convert(const pt_kdev *dev, pt_kernel_id id, pt_mem src, pt_mem
     return n ? dev->launch(dev->ctx, &c, err) : PT_OK;
 }
 
-pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err)
+pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err)
 {
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_copy_in(op, i))
+        if (pt_act16_copy_in(op, native, i))
             PT_TRY(convert(dev, PT_K_WIDEN_LOWP, op->t[i].mem, w->t[i].mem, (size_t)pt_tensor_numel(&op->t[i]),
                            op->t[i].dtype == PT_F16, err));
     return PT_OK;
 }
 
-pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err)
+pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err)
 {
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_copy_out(op, i))
+        if (pt_act16_copy_out(op, native, i))
             PT_TRY(convert(dev, PT_K_TO_LOWP, w->t[i].mem, op->t[i].mem, (size_t)pt_tensor_numel(&op->t[i]),
                            op->t[i].dtype == PT_F16, err));
     return PT_OK;
 }
 
-size_t pt_kact16_workspace(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace, void *ctx)
+size_t pt_kact16_workspace(const pt_kdev *dev, const pt_op *op, unsigned native, pt_kop_workspace_fn f32_workspace,
+                           void *ctx)
 {
     (void)dev;
     pt_op w;
-    pt_act16_widen_op(op, &w);
-    return pt_act16_place(op, &w, f32_workspace(ctx, &w), 256 /* the boundary every workspace part keeps */);
+    pt_act16_widen_op(op, native, &w);
+    return pt_act16_place(op, native, &w, f32_workspace(ctx, &w), 256 /* the boundary every workspace part keeps */);
 }
 
-pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace,
+pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, unsigned native, pt_kop_workspace_fn f32_workspace,
                         pt_kop_run_fn f32_run, void *ctx, pt_error *err)
 {
     const pt_op_desc *d = pt_op_describe(op->kind);
@@ -55,13 +72,15 @@ pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn
         if (pt_act16_operand(op, i) && op->t[i].mem.off % 4)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: 16-bit operand %d (%s) at byte offset %zu, expected a multiple of 4",
                            dev->backend, d ? d->name : "?", i, d ? d->arg[i].name : "?", op->t[i].mem.off);
+    if (pt_act16_all_native(op, native)) return f32_run(ctx, op, err);
     pt_op w;
-    pt_act16_widen_op(op, &w);
-    const size_t need = pt_act16_place(op, &w, f32_workspace(ctx, &w), 256 /* the boundary every workspace part keeps */);
+    pt_act16_widen_op(op, native, &w);
+    const size_t need =
+        pt_act16_place(op, native, &w, f32_workspace(ctx, &w), 256 /* the boundary every workspace part keeps */);
     if (!op->workspace.buf || op->workspace_bytes < need)
         return pt_fail(err, PT_ERR_INVALID, "%s %s: 16-bit operands need %zu bytes of workspace, the op has %zu",
                        dev->backend, d ? d->name : "?", need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
-    PT_TRY(pt_kact16_load(dev, op, &w, err));
+    PT_TRY(pt_kact16_load(dev, op, native, &w, err));
     PT_TRY(f32_run(ctx, &w, err));
-    return pt_kact16_store(dev, op, &w, err);
+    return pt_kact16_store(dev, op, native, &w, err);
 }

@@ -62,6 +62,73 @@ static pt_status launch(const pt_kdev *dev, const pt_kcall *c, pt_error *err)
     return dev->launch(dev->ctx, c, err);
 }
 
+/* The kernel that takes k's parameters followed by the storage codes of the op's lowp operands
+ * (kernel_table.h), or PT_K_COUNT. */
+static pt_kernel_id a16_twin(pt_kernel_id k)
+{
+    switch (k) {
+    case PT_K_ADD: return PT_K_ADD_A16;
+    case PT_K_BIAS_ADD: return PT_K_BIAS_ADD_A16;
+    case PT_K_RELU_FWD: return PT_K_RELU_FWD_A16;
+    case PT_K_RELU_BWD: return PT_K_RELU_BWD_A16;
+    case PT_K_BN_FWD_TRAIN: return PT_K_BN_FWD_TRAIN_A16;
+    case PT_K_BN_FWD_EVAL: return PT_K_BN_FWD_EVAL_A16;
+    case PT_K_BN_BWD: return PT_K_BN_BWD_A16;
+    case PT_K_MAXPOOL_FWD: return PT_K_MAXPOOL_FWD_A16;
+    case PT_K_GAP_FWD: return PT_K_GAP_FWD_A16;
+    default: return PT_K_COUNT;
+    }
+}
+
+static pt_kernel_id kernel_of_kind(pt_op_kind kind)
+{
+    switch (kind) {
+    case PT_OP_BIAS_ADD: return PT_K_BIAS_ADD;
+    case PT_OP_BN_FWD_TRAIN: return PT_K_BN_FWD_TRAIN;
+    case PT_OP_BN_FWD_EVAL: return PT_K_BN_FWD_EVAL;
+    case PT_OP_BN_BWD: return PT_K_BN_BWD;
+    case PT_OP_MAXPOOL_FWD: return PT_K_MAXPOOL_FWD;
+    case PT_OP_GAP_FWD: return PT_K_GAP_FWD;
+    default: return pt_kernel_for_pointwise(kind);
+    }
+}
+
+unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op)
+{
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    const pt_kernel_id k = kernel_of_kind(op->kind);
+    if (dev->act16_copy || !d || k == PT_K_COUNT || a16_twin(k) == PT_K_COUNT) return 0;
+    if (dev->act16_copy_channels && pt_kernel_info_of(k)->launch == PT_K_CHANNELS) return 0;
+    unsigned m = 0;
+    for (int i = 0; i < d->nt && i < PT_OP_MAX_OPERANDS; i++)
+        if (d->arg[i].lowp) m |= 1u << i;
+    return m;
+}
+
+static int kdt(pt_dtype t) { return t == PT_BF16 ? 1 : t == PT_F16 ? 2 : 0; /* act16.cl's PT_KDT_* */ }
+
+/* Launches the call built for op's float32 kernel; where op still has 16-bit operands (those its
+ * kernels take natively), the kernel's 16-bit twin with their storage codes. */
+static pt_status launch_op(const pt_kdev *dev, const pt_op *op, pt_kcall *c, pt_error *err)
+{
+    if (pt_act16_any(op)) {
+        const pt_op_desc *d = pt_op_describe(op->kind);
+        const pt_kernel_id twin = a16_twin(c->kernel);
+        if (twin == PT_K_COUNT)
+            return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: the kernel %s takes no 16-bit operands", dev->backend,
+                           d->name, pt_kernel_info_of(c->kernel)->name);
+        c->kernel = twin;
+        for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+            if (!d->arg[i].lowp) continue;
+            if (pt_act16_operand(op, i) && op->t[i].mem.off % 4)
+                return pt_fail(err, PT_ERR_INVALID, "%s %s: 16-bit operand %d (%s) at byte offset %zu, expected a "
+                               "multiple of 4", dev->backend, d->name, i, d->arg[i].name, op->t[i].mem.off);
+            pt_karg_int(c, kdt(op->t[i].dtype));
+        }
+    }
+    return launch(dev, c, err);
+}
+
 /* ---- shapes ---- */
 
 static int numel(const pt_tensor *t)
@@ -95,7 +162,7 @@ static pt_status run_pointwise(const pt_kdev *dev, const pt_op *op, pt_kernel_id
     const unsigned flags = pt_op_describe(op->kind)->flags;
     if (flags & PT_OPF_ACCUMULATE) pt_karg_int(&c, op->accumulate);
     if (flags & PT_OPF_FUSED_RELU) pt_karg_int(&c, op->fuse_relu);
-    return launch(dev, &c, err);
+    return launch_op(dev, op, &c, err);
 }
 
 /* The step's record (pt_op.step) when the op has one, else any valid memory with the flag 0. */
@@ -351,7 +418,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         return pt_fail(err, PT_ERR_UNSUPPORTED, "%s backend: no shared kernel for %s", dev->backend,
                        pt_op_name(op->kind));
     }
-    return launch(dev, &c, err);
+    return launch_op(dev, op, &c, err);
 }
 
 /* ---- one work-group per channel: the per-channel reductions ---- */
@@ -414,7 +481,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
         break;
     default: break;
     }
-    return launch(dev, &c, err);
+    return launch_op(dev, op, &c, err);
 }
 
 /* ---- zero fill ---- */
@@ -829,13 +896,15 @@ static pt_status f32_run(void *ctx, const pt_op *op, pt_error *err)
 size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
 {
     void *ctx = (void *)(uintptr_t)dev; /* the callbacks take it back as const */
-    return pt_act16_any(op) ? pt_kact16_workspace(dev, op, f32_workspace, ctx) : f32_workspace(ctx, op);
+    return pt_act16_any(op) ? pt_kact16_workspace(dev, op, pt_kops_act16_native(dev, op), f32_workspace, ctx)
+                            : f32_workspace(ctx, op);
 }
 
-/* 16-bit activations: the float op over copies (kernel_act16.c) */
+/* 16-bit activations: the kernels' 16-bit twins, or the float op over copies (kernel_act16.c) */
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     void *ctx = (void *)(uintptr_t)dev;
-    if (pt_act16_any(op)) return pt_kact16_run(dev, op, f32_workspace, f32_run, ctx, err);
+    if (pt_act16_any(op))
+        return pt_kact16_run(dev, op, pt_kops_act16_native(dev, op), f32_workspace, f32_run, ctx, err);
     return f32_run(ctx, op, err);
 }

@@ -99,6 +99,15 @@ typedef struct pt_kdev {
      * of im2col + GEMM (0: never; at most PT_KCONV_SMALL_MAX). The device sets them where it
      * measured the direct kernels faster. */
     int conv_small_fwd_crs, conv_small_crs;
+    /* Every 16-bit operand through float32 copies, none to the kernels' 16-bit twins (the
+     * backend's PT_<BACKEND>_ACT16=copy, pt_kact16_setting): the oracle the tests hold the
+     * twins to. */
+    int act16_copy;
+    /* The per-channel reductions (BatchNorm forward in training, backward) through float32
+     * copies: they read x two or three times, and on a CPU device a conversion at every read
+     * costs more than one pass of copies (PoCL, fp16: BatchNorm forward 1.8x, backward 1.2-1.5x
+     * the copies' time); on a GPU the halved memory traffic is the point. */
+    int act16_copy_channels;
 } pt_kdev;
 
 enum { PT_KWINO_OFF = 0, PT_KWINO_AUTO = 1, PT_KWINO_FORCE = 2 };
@@ -138,22 +147,33 @@ pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16,
                             int acc, pt_error *err);
 
 /* ---- activations stored in 16 bits (kernel_act16.c) ----
- * An op whose lowp operands (polytrain/op.h) include PT_BF16 or PT_F16 tensors runs as the
- * float32 op over float32 copies in its workspace, after the float op's own part: 16-bit
- * inputs widened exactly before, 16-bit outputs rounded to nearest even once after (the cpu
- * backend's rule). pt_kops_run and pt_kops_workspace do this themselves; a backend that runs
- * some kinds outside the shared layer (cuda: cuDNN) wraps its own float32 paths with
- * pt_kact16_workspace and pt_kact16_run. */
+ * An op whose lowp operands (polytrain/op.h) include PT_BF16 or PT_F16 tensors runs its kernels
+ * on them directly where they take 16-bit operands (the *_A16 twins of kernel_table.h, which
+ * widen each load exactly and round each store to nearest even once: bitwise the float kernel
+ * over widened copies), and otherwise as the float32 op over float32 copies in its workspace,
+ * after the float op's own part: 16-bit inputs widened exactly before, 16-bit outputs rounded
+ * once after (the cpu backend's rule). pt_kops_run and pt_kops_workspace do this themselves; a
+ * backend that runs some kinds outside the shared layer (cuda: cuDNN) wraps its own paths with
+ * pt_kact16_workspace and pt_kact16_run, with its own mask of native operands. */
 typedef size_t (*pt_kop_workspace_fn)(void *ctx, const pt_op *op);
 typedef pt_status (*pt_kop_run_fn)(void *ctx, const pt_op *op, pt_error *err);
-/* The float32 copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place, 256-byte
- * aligned): widens the 16-bit operands op reads into w's copies; rounds w's outputs into op's. */
-pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
-pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, const pt_op *w, pt_error *err);
+/* The operands of op (bit i: operand i) that the shared kernels read and write in 16 bits
+ * themselves: every lowp operand of a kind with *_A16 twins, none of the others. */
+unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op);
+/* The environment variable var ("PT_OPENCL_ACT16"): unset, empty or "native" 0, "copy" 1 into
+ * *copy; anything else an error naming it. */
+pt_status pt_kact16_setting(const char *var, int *copy, pt_error *err);
+/* The float32 copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place with the
+ * same native mask, 256-byte aligned): widens the copied 16-bit operands op reads into w's
+ * copies; rounds w's copied outputs into op's. */
+pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err);
+pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err);
 /* The workspace of op with 16-bit operands, and its run: f32_workspace / f32_run (with ctx) are
- * the backend's float32 ones; the conversions are dev's kernel launches. */
-size_t pt_kact16_workspace(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace, void *ctx);
-pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, pt_kop_workspace_fn f32_workspace,
+ * the backend's own, given op with its copied operands widened (the native ones keep their
+ * 16-bit type); the conversions are dev's kernel launches. */
+size_t pt_kact16_workspace(const pt_kdev *dev, const pt_op *op, unsigned native, pt_kop_workspace_fn f32_workspace,
+                           void *ctx);
+pt_status pt_kact16_run(const pt_kdev *dev, const pt_op *op, unsigned native, pt_kop_workspace_fn f32_workspace,
                         pt_kop_run_fn f32_run, void *ctx, pt_error *err);
 
 #endif

@@ -13,7 +13,10 @@
  *    when it may carry one, PT_OPF_FUSED_RELU), or PT_K_NO_OP for
  *    kernels whose arguments kernel_ops.c sets up itself.
  *  - parameters: M a tensor (two parameters: the buffer and the element offset, pt_i64),
- *    I int, U pt_u32, L pt_i64, UL pt_u64, F float. */
+ *    I int, U pt_u32, L pt_i64, UL pt_u64, F float.
+ * A kernel whose op has lowp operands (activations that may be stored in 16 bits) has a twin,
+ * <ID>_A16: the same parameters followed by one int per lowp operand of the op, in operand
+ * order, its storage code (act16.cl's PT_KDT_*). */
 #ifndef PT_KERNEL_TABLE_H
 #define PT_KERNEL_TABLE_H
 
@@ -27,20 +30,29 @@
     K(SCALE, pt_scale, ITEMS, PT_K_NO_OP, M, I, F)                                                           \
     K(AXPY, pt_axpy, ITEMS, PT_K_NO_OP, M, M, I, F, I, M, I)                                                 \
     K(ADD, pt_add, ITEMS, PT_OP_ADD, M, M, M, I, I)                                                          \
+    K(ADD_A16, pt_add_a16, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I)                                        \
     K(BIAS_ADD, pt_bias_add, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                               \
+    K(BIAS_ADD_A16, pt_bias_add_a16, ITEMS, PT_K_NO_OP, M, M, I, I, I, I)                                    \
     K(RELU_FWD, pt_relu_fwd, ITEMS, PT_OP_RELU_FWD, M, M, I)                                                 \
+    K(RELU_FWD_A16, pt_relu_fwd_a16, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                       \
     K(RELU_BWD, pt_relu_bwd, ITEMS, PT_OP_RELU_BWD, M, M, M, I, I)                                           \
+    K(RELU_BWD_A16, pt_relu_bwd_a16, ITEMS, PT_K_NO_OP, M, M, M, I, I, I)                                    \
     K(DROPOUT_FWD, pt_dropout_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, F, F, UL, U, UL, L, M, I)               \
     K(RNG_WORDS, pt_rng_words, ITEMS, PT_K_NO_OP, M, I, UL, U, UL, UL)                                       \
     K(MUL_ACC, pt_mul_acc, ITEMS, PT_OP_DROPOUT_BWD, M, M, M, I, I)                                          \
     /* ops.cl: per-channel reductions, batch norm, pooling, loss, optimizers */                              \
     K(BIAS_GRAD, pt_bias_grad, CHANNELS, PT_K_NO_OP, M, M, I, I, I, I)                                       \
     K(BN_FWD_TRAIN, pt_bn_fwd_train, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F, I)         \
+    K(BN_FWD_TRAIN_A16, pt_bn_fwd_train_a16, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F, I, I, I) \
     K(BN_FWD_EVAL, pt_bn_fwd_eval, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I)                       \
+    K(BN_FWD_EVAL_A16, pt_bn_fwd_eval_a16, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I, I, I)         \
     K(BN_BWD, pt_bn_bwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I)                           \
+    K(BN_BWD_A16, pt_bn_bwd_a16, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I, I)                \
     K(MAXPOOL_FWD, pt_maxpool_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I)                       \
+    K(MAXPOOL_FWD_A16, pt_maxpool_fwd_a16, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I)         \
     K(MAXPOOL_BWD, pt_maxpool_bwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I)                    \
     K(GAP_FWD, pt_gap_fwd, ITEMS, PT_K_NO_OP, M, M, I, I, F)                                                 \
+    K(GAP_FWD_A16, pt_gap_fwd_a16, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                      \
     K(GAP_BWD, pt_gap_bwd, ITEMS, PT_K_NO_OP, M, M, I, I, F, I)                                              \
     K(XENT, pt_xent, ITEMS, PT_K_NO_OP, M, M, M, M, I, I, I, F, F, M, I)                                     \
     K(SGD, pt_sgd, ITEMS, PT_K_NO_OP, M, M, M, I, F, F, F, F, I, I, M, I)                                    \

@@ -99,40 +99,92 @@ KERNEL void pt_axpy(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo
     y[yo + i] = acc ? y[yo + i] + alpha * x[xo + i] : alpha * x[xo + i];
 }
 
+/* The kernels whose operands may be activations stored in 16 bits (the op table's lowp ones)
+ * are a body over storage codes (act16.cl) and two entry points: the float32 kernel, which
+ * passes PT_KDT_F32, and its twin <name>_a16, which takes the float32 kernel's parameters
+ * followed by the code of each lowp operand of the op, in operand order (kernel_ops.c). */
+
 /* relu: the op's fuse_relu, y = max(a + b, 0) as relu_fwd (NaN stays NaN) */
-KERNEL void pt_add(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
-                   pt_i64 yo, int n, int relu)
+DEVFN_INLINE void pt_add_body(GLOBAL const float *a, pt_i64 ao, int adt, GLOBAL const float *b, pt_i64 bo, int bdt,
+                              GLOBAL float *y, pt_i64 yo, int ydt, int n, int relu)
 {
     long i = GID(0);
     if (i >= n) return;
-    float v = a[ao + i] + b[bo + i];
-    y[yo + i] = relu && v < 0.0f ? 0.0f : v;
+    float v = pt_k_ld(a, ao, adt, i) + pt_k_ld(b, bo, bdt, i);
+    pt_k_st(y, yo, ydt, i, relu && v < 0.0f ? 0.0f : v);
+}
+
+KERNEL void pt_add(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
+                   pt_i64 yo, int n, int relu)
+{
+    pt_add_body(a, ao, PT_KDT_F32, b, bo, PT_KDT_F32, y, yo, PT_KDT_F32, n, relu);
+}
+
+KERNEL void pt_add_a16(GLOBAL const float *a, pt_i64 ao, GLOBAL const float *b, pt_i64 bo, GLOBAL float *y,
+                       pt_i64 yo, int n, int relu, int adt, int bdt, int ydt)
+{
+    pt_add_body(a, ao, adt, b, bo, bdt, y, yo, ydt, n, relu);
+}
+
+DEVFN_INLINE void pt_bias_add_body(GLOBAL float *y, pt_i64 yo, int ydt, GLOBAL const float *bias, pt_i64 bo, int n,
+                                   int C, int inner)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int c = (int)((i / inner) % C);
+    pt_k_st(y, yo, ydt, i, pt_k_ld(y, yo, ydt, i) + bias[bo + c]);
 }
 
 KERNEL void pt_bias_add(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bias, pt_i64 bo, int n, int C,
                         int inner)
 {
+    pt_bias_add_body(y, yo, PT_KDT_F32, bias, bo, n, C, inner);
+}
+
+KERNEL void pt_bias_add_a16(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bias, pt_i64 bo, int n, int C,
+                            int inner, int ydt)
+{
+    pt_bias_add_body(y, yo, ydt, bias, bo, n, C, inner);
+}
+
+DEVFN_INLINE void pt_relu_fwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL float *y, pt_i64 yo, int ydt,
+                                   int n)
+{
     long i = GID(0);
     if (i >= n) return;
-    int c = (int)((i / inner) % C);
-    y[yo + i] += bias[bo + c];
+    float v = pt_k_ld(x, xo, xdt, i);
+    pt_k_st(y, yo, ydt, i, v < 0.0f ? 0.0f : v); /* NaN stays NaN */
 }
 
 KERNEL void pt_relu_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n)
 {
+    pt_relu_fwd_body(x, xo, PT_KDT_F32, y, yo, PT_KDT_F32, n);
+}
+
+KERNEL void pt_relu_fwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int n, int xdt, int ydt)
+{
+    pt_relu_fwd_body(x, xo, xdt, y, yo, ydt, n);
+}
+
+DEVFN_INLINE void pt_relu_bwd_body(GLOBAL const float *y, pt_i64 yo, int ydt, GLOBAL const float *dy, pt_i64 dyo,
+                                   GLOBAL float *dx, pt_i64 dxo, int n, int acc)
+{
     long i = GID(0);
     if (i >= n) return;
-    float v = x[xo + i];
-    y[yo + i] = v < 0.0f ? 0.0f : v; /* NaN stays NaN */
+    float g = pt_k_ld(y, yo, ydt, i) > 0.0f ? dy[dyo + i] : 0.0f;
+    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
 }
 
 KERNEL void pt_relu_bwd(GLOBAL const float *y, pt_i64 yo, GLOBAL const float *dy, pt_i64 dyo,
                         GLOBAL float *dx, pt_i64 dxo, int n, int acc)
 {
-    long i = GID(0);
-    if (i >= n) return;
-    float g = y[yo + i] > 0.0f ? dy[dyo + i] : 0.0f;
-    dx[dxo + i] = acc ? dx[dxo + i] + g : g;
+    pt_relu_bwd_body(y, yo, PT_KDT_F32, dy, dyo, dx, dxo, n, acc);
+}
+
+KERNEL void pt_relu_bwd_a16(GLOBAL const float *y, pt_i64 yo, GLOBAL const float *dy, pt_i64 dyo,
+                            GLOBAL float *dx, pt_i64 dxo, int n, int acc, int ydt)
+{
+    pt_relu_bwd_body(y, yo, ydt, dy, dyo, dx, dxo, n, acc);
 }
 
 KERNEL void pt_dropout_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
@@ -185,28 +237,27 @@ KERNEL void pt_bias_grad(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *db, p
     if (LID(0) == 0) db[dbo + c] = acc ? db[dbo + c] + t : t;
 }
 
-KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
-                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
-                            GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
-                            GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                            int C, int inner, float eps, float momentum, int relu)
+DEVFN_INLINE void pt_bn_fwd_train_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *gamma,
+                                       pt_i64 go, GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                                       int ydt, GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                                       GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
+                                       int C, int inner, float eps, float momentum, int relu, LOCAL_PTR float *buf)
 {
-    LOCAL float buf[PT_RED_WG];
     int c = GROUP_ID(0);
     int m = N * inner;
-    GLOBAL const float *xc = x + xo + (long)c * inner;
-    GLOBAL float *yc = y + yo + (long)c * inner;
+    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * inner);
+    GLOBAL void *yc = pt_k_atw(y, yo, ydt, (long)c * inner);
     const long nstride = (long)C * inner;
     /* two passes, as the cpu oracle: the mean, then the centred squares */
     float s = 0.0f, k = 0.0f;
-    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, xc[n * nstride + i]);
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, PT_K_LDP(xc, xdt, n * nstride + i));
     float sum = pt_k_block_sum(buf, s - k);
     float mean = m > 0 ? sum / (float)m : 0.0f;
     s = 0.0f;
     k = 0.0f;
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        float d = xc[n * nstride + i] - mean;
+        float d = PT_K_LDP(xc, xdt, n * nstride + i) - mean;
         pt_k_kahan(&s, &k, d * d);
     }
     float sq = pt_k_block_sum(buf, s - k);
@@ -223,9 +274,45 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
     float scale = gamma[go + c] * invstd, b = beta[bo + c];
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        float v = (xc[n * nstride + i] - mean) * scale + b;
-        yc[n * nstride + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
+        float v = (PT_K_LDP(xc, xdt, n * nstride + i) - mean) * scale + b;
+        PT_K_STP(yc, ydt, n * nstride + i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
     }
+}
+
+KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                            GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                            GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
+                            int C, int inner, float eps, float momentum, int relu)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_fwd_train_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, smean,
+                         smo, sinv, sio, N, C, inner, eps, momentum, relu, buf);
+}
+
+KERNEL void pt_bn_fwd_train_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                                GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                                GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                                GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
+                                int C, int inner, float eps, float momentum, int relu, int xdt, int ydt)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_fwd_train_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, smean, smo, sinv, sio,
+                         N, C, inner, eps, momentum, relu, buf);
+}
+
+DEVFN_INLINE void pt_bn_fwd_eval_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *gamma,
+                                      pt_i64 go, GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                                      int ydt, GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
+                                      pt_i64 rvo, int n, int C, int inner, float eps, int relu)
+{
+    long i = GID(0);
+    if (i >= n) return;
+    int c = (int)((i / inner) % C);
+    float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
+    float scale = gamma[go + c] * invstd;
+    float v = (pt_k_ld(x, xo, xdt, i) - rmean[rmo + c]) * scale + beta[bo + c];
+    pt_k_st(y, yo, ydt, i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
 }
 
 KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
@@ -233,26 +320,28 @@ KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float 
                            GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
                            pt_i64 rvo, int n, int C, int inner, float eps, int relu)
 {
-    long i = GID(0);
-    if (i >= n) return;
-    int c = (int)((i / inner) % C);
-    float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
-    float scale = gamma[go + c] * invstd;
-    float v = (x[xo + i] - rmean[rmo + c]) * scale + beta[bo + c];
-    y[yo + i] = relu && v < 0.0f ? 0.0f : v; /* fused ReLU: NaN stays NaN */
+    pt_bn_fwd_eval_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, n, C, inner,
+                        eps, relu);
 }
 
-KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
-                      GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
-                      GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
-                      GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
-                      int inner, int acc)
+KERNEL void pt_bn_fwd_eval_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                               GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                               GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
+                               pt_i64 rvo, int n, int C, int inner, float eps, int relu, int xdt, int ydt)
 {
-    LOCAL float buf[PT_RED_WG];
+    pt_bn_fwd_eval_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, n, C, inner, eps, relu);
+}
+
+DEVFN_INLINE void pt_bn_bwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *dy, pt_i64 dyo,
+                                 GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
+                                 GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
+                                 GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
+                                 int inner, int acc, LOCAL_PTR float *buf)
+{
     int c = GROUP_ID(0);
     int m = N * inner;
     const long nstride = (long)C * inner;
-    GLOBAL const float *xc = x + xo + (long)c * inner;
+    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * inner);
     GLOBAL const float *dyc = dy + dyo + (long)c * inner;
     GLOBAL float *dxc = dx + dxo + (long)c * inner;
     /* One pass, as the cpu oracle: sums of x - meanf, dy and dy*(x - meanf) about the saved
@@ -265,13 +354,13 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     PT_CHANNEL_LOOP2(n, i, n2, i2, N, inner)
     {
         const long j = n * nstride + i;
-        const float g = dyc[j], d = xc[j] - meanf;
+        const float g = dyc[j], d = PT_K_LDP(xc, xdt, j) - meanf;
         pt_k_kahan(&s0, &k0, d);
         pt_k_kahan(&s1, &k1, g);
         pt_k_kahan(&s2, &k2, g * d);
         if (n2 < N) {
             const long j2 = n2 * nstride + i2;
-            const float g2 = dyc[j2], d2 = xc[j2] - meanf;
+            const float g2 = dyc[j2], d2 = PT_K_LDP(xc, xdt, j2) - meanf;
             pt_k_kahan(&t0, &l0, d2);
             pt_k_kahan(&t1, &l1, g2);
             pt_k_kahan(&t2, &l2, g2 * d2);
@@ -291,47 +380,86 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
         long j = n * nstride + i;
-        float v = a * dyc[j] + b * (xc[j] - meanf) + c0;
+        float v = a * dyc[j] + b * (PT_K_LDP(xc, xdt, j) - meanf) + c0;
         dxc[j] = acc ? dxc[j] + v : v;
     }
+}
+
+KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                      GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
+                      GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
+                      GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
+                      int inner, int acc)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_bwd_body(x, xo, PT_KDT_F32, dy, dyo, gamma, go, smean, smo, sinv, sio, dx, dxo, dgamma, dgo, dbeta, dbo, N,
+                   C, inner, acc, buf);
+}
+
+KERNEL void pt_bn_bwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                          GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
+                          GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
+                          GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
+                          int inner, int acc, int xdt)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_bwd_body(x, xo, xdt, dy, dyo, gamma, go, smean, smo, sinv, sio, dx, dxo, dgamma, dgo, dbeta, dbo, N, C,
+                   inner, acc, buf);
 }
 
 /* ---- pooling ---- */
 
 /* One item per output row (plane, i), n = planes*P: the index arithmetic once per Q outputs. */
-KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
-                           GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
-                           int st, int pad)
+DEVFN_INLINE void pt_maxpool_fwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL float *y, pt_i64 yo,
+                                      int ydt, GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
+                                      int st, int pad)
 {
     long idx = GID(0);
     if (idx >= n) return;
     long plane = idx / P;
     int oi = (int)(idx - plane * P);
-    GLOBAL const float *xp = x + xo + plane * H * W;
-    GLOBAL float *yr = y + yo + idx * Q;
+    GLOBAL const void *xp = pt_k_at(x, xo, xdt, plane * H * W);
+    GLOBAL void *yr = pt_k_atw(y, yo, ydt, idx * Q);
     GLOBAL int *ar = arg + ao + idx * Q;
     if (k == 2 && st == 2 && pad == 0 && 2 * oi + 1 < H && 2 * Q <= W) {
         /* the common 2x2 window, inside the plane: straight-line code that PoCL vectorises
-         * along the row; the same first-maximum and NaN rules as below, as selects */
+         * along the row; the same first-maximum and NaN rules as below, as selects. The
+         * float32 loop loads as plain floats: through PT_K_LDP's storage test, even folded
+         * away, the compiler no longer widens the row's indices and PoCL stops vectorising
+         * it (12-15% slower). */
         const int h0 = 2 * oi * W;
-        for (int oj = 0; oj < Q; oj++) {
-            const int c0 = h0 + 2 * oj;
-            float best = xp[c0];
-            int bi = c0;
-#define PT_MP_STEP(at)                                                   \
-    {                                                                    \
-        const float v = xp[at];                                          \
-        const int take = !ISNAN(best) && (v > best || ISNAN(v));         \
-        best = take ? v : best;                                          \
-        bi = take ? (at) : bi;                                           \
+#define PT_MP_STEP(LD, at)                                                                                 \
+    {                                                                                                      \
+        const float v = LD(at);                                                                            \
+        const int take = !ISNAN(best) && (v > best || ISNAN(v));                                           \
+        best = take ? v : best;                                                                            \
+        bi = take ? (at) : bi;                                                                             \
     }
-            PT_MP_STEP(c0 + 1)
-            PT_MP_STEP(c0 + W)
-            PT_MP_STEP(c0 + W + 1)
+#define PT_MP_ROW(LD, ST)                                                                                  \
+    for (int oj = 0; oj < Q; oj++) {                                                                       \
+        const int c0 = h0 + 2 * oj;                                                                        \
+        float best = LD(c0);                                                                               \
+        int bi = c0;                                                                                       \
+        PT_MP_STEP(LD, c0 + 1)                                                                             \
+        PT_MP_STEP(LD, c0 + W)                                                                             \
+        PT_MP_STEP(LD, c0 + W + 1)                                                                         \
+        ST(oj, best);                                                                                      \
+        ar[oj] = bi;                                                                                       \
+    }
+#define PT_MP_LD32(j) ((GLOBAL const float *)xp)[j]
+#define PT_MP_ST32(j, v) ((GLOBAL float *)yr)[j] = (v)
+#define PT_MP_LD16(j) PT_K_LDP(xp, xdt, j)
+#define PT_MP_ST16(j, v) PT_K_STP(yr, ydt, j, v)
+        if (xdt == PT_KDT_F32 && ydt == PT_KDT_F32)
+            PT_MP_ROW(PT_MP_LD32, PT_MP_ST32)
+        else
+            PT_MP_ROW(PT_MP_LD16, PT_MP_ST16)
 #undef PT_MP_STEP
-            yr[oj] = best;
-            ar[oj] = bi;
-        }
+#undef PT_MP_ROW
+#undef PT_MP_LD32
+#undef PT_MP_ST32
+#undef PT_MP_LD16
+#undef PT_MP_ST16
         return;
     }
     int alo = oi * st - pad < 0 ? pad - oi * st : 0; /* window rows inside the plane */
@@ -344,7 +472,7 @@ KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt
             for (int b = 0; b < k; b++) {
                 int wi = oj * st - pad + b;
                 if (wi < 0 || wi >= W) continue;
-                float v = xp[hi * W + wi];
+                float v = PT_K_LDP(xp, xdt, hi * W + wi);
                 /* first maximum wins; the first NaN wins and sticks (as the cpu backend) */
                 if (bi < 0 || (!ISNAN(best) && (v > best || ISNAN(v)))) {
                     best = v;
@@ -352,9 +480,23 @@ KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt
                 }
             }
         }
-        yr[oj] = best;
+        PT_K_STP(yr, ydt, oj, best);
         ar[oj] = bi;
     }
+}
+
+KERNEL void pt_maxpool_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
+                           GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
+                           int st, int pad)
+{
+    pt_maxpool_fwd_body(x, xo, PT_KDT_F32, y, yo, PT_KDT_F32, arg, ao, n, H, W, P, Q, k, st, pad);
+}
+
+KERNEL void pt_maxpool_fwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo,
+                               GLOBAL int *arg, pt_i64 ao, int n, int H, int W, int P, int Q, int k,
+                               int st, int pad, int xdt, int ydt)
+{
+    pt_maxpool_fwd_body(x, xo, xdt, y, yo, ydt, arg, ao, n, H, W, P, Q, k, st, pad);
 }
 
 /* A gather, not a scatter: each input cell sums the outputs whose argmax it is, in output
@@ -387,15 +529,27 @@ KERNEL void pt_maxpool_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL const int 
         }
 }
 
-KERNEL void pt_gap_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
-                       int hw, float inv)
+DEVFN_INLINE void pt_gap_fwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL float *y, pt_i64 yo, int planes,
+                                  int hw, float inv)
 {
     long pl = GID(0);
     if (pl >= planes) return;
-    GLOBAL const float *xp = x + xo + pl * hw;
+    GLOBAL const void *xp = pt_k_at(x, xo, xdt, pl * hw);
     float s = 0.0f, k = 0.0f;
-    for (int i = 0; i < hw; i++) pt_k_kahan(&s, &k, xp[i]);
+    for (int i = 0; i < hw; i++) pt_k_kahan(&s, &k, PT_K_LDP(xp, xdt, i));
     y[yo + pl] = (s - k) * inv;
+}
+
+KERNEL void pt_gap_fwd(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
+                       int hw, float inv)
+{
+    pt_gap_fwd_body(x, xo, PT_KDT_F32, y, yo, planes, hw, inv);
+}
+
+KERNEL void pt_gap_fwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL float *y, pt_i64 yo, int planes,
+                           int hw, float inv, int xdt)
+{
+    pt_gap_fwd_body(x, xo, xdt, y, yo, planes, hw, inv);
 }
 
 KERNEL void pt_gap_bwd(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *dx, pt_i64 dxo, int n, int hw,

@@ -1,43 +1,10 @@
 /* Reduced-precision kernels: float32 to and from bfloat16 and IEEE half (what the device backends
  * use to hand tensor cores their operands, and what mixed-precision storage is made of), and the
  * unscale-and-check of fp16 loss scaling. The conversions are bit operations, identical to
- * core/half.h (round to nearest even, NaN stays NaN, overflow gives infinity), so every
- * device rounds as the cpu oracle does, with or without a native half type.
+ * core/half.h (round to nearest even, NaN stays NaN, overflow gives infinity; act16.cl), so
+ * every device rounds as the cpu oracle does, with or without a native half type.
  * A 16-bit tensor arrives as (pointer, offset in 32-bit words): the launch layer gives every
  * tensor's offset in 4-byte units, and 16-bit tensors start at 4-byte-aligned offsets. */
-
-DEVFN pt_u32 pt_k_bf16_bits(float v)
-{
-    pt_u32 u = F32_BITS(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x40u;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return u >> 16;
-}
-
-DEVFN pt_u32 pt_k_f16_bits(float v)
-{
-    pt_u32 u = F32_BITS(v);
-    pt_u32 sign = (u >> 16) & 0x8000u;
-    u &= 0x7fffffffu;
-    if (u >= 0x47800000u) return sign | (u > 0x7f800000u ? 0x7e00u : 0x7c00u);
-    if (u < 0x38800000u) {
-        /* adding 0.5 puts the half's last subnormal bit at float's last bit: the FPU rounds */
-        float r = F32_FROM_BITS(u) + 0.5f;
-        return sign | (F32_BITS(r) - 0x3f000000u);
-    }
-    u += 0xc8000fffu + ((u >> 13) & 1u);
-    return sign | (u >> 13);
-}
-
-DEVFN float pt_k_from_bf16(pt_u32 h) { return F32_FROM_BITS(h << 16); }
-
-DEVFN float pt_k_from_f16(pt_u32 h)
-{
-    pt_u32 sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-    if (e == 0) return F32_FROM_BITS(F32_BITS((float)m * 5.9604644775390625e-8f) | sign); /* m * 2^-24 */
-    if (e == 31) return F32_FROM_BITS(sign | 0x7f800000u | (m << 13));
-    return F32_FROM_BITS(sign | ((e + 112u) << 23) | (m << 13));
-}
 
 /* y (16-bit, yw words in) = x rounded; to_f16 0: bfloat16, 1: half */
 KERNEL void pt_to_lowp(GLOBAL const float *x, pt_i64 xo, GLOBAL pt_u16 *y, pt_i64 yw, int n, int to_f16)

@@ -285,6 +285,8 @@ static pt_status ocl_device_open(void *backend_ctx, int index, const pt_device_o
     const char *f16 = getenv("PT_OPENCL_FP16");
     d->fp16_math = d->info->fp16 || (f16 && strcmp(f16, "force") == 0);
     pt_status wst = ocl_winograd_setting(&d->winograd, err);
+    if (wst == PT_OK) wst = pt_kact16_setting("PT_OPENCL_ACT16", &d->act16_copy, err);
+    d->act16_copy_channels = (d->info->type & CL_DEVICE_TYPE_CPU) != 0;
     if (wst != PT_OK) {
         free(d);
         return wst;
@@ -472,6 +474,14 @@ static size_t ocl_workspace_size(void *dev_ctx, const pt_op *op)
     return pt_kops_workspace(&k, op);
 }
 
+/* Every 16-bit operand of op goes to a kernel that takes it in 16 bits (no float32 copies): what
+ * --act-storage auto stores. */
+static int ocl_act16_native(void *dev_ctx, const pt_op *op)
+{
+    const pt_kdev k = ocl_kdev(dev_ctx);
+    return pt_act16_all_native(op, pt_kops_act16_native(&k, op));
+}
+
 static pt_status ocl_run(void *dev_ctx, const pt_op *op, pt_error *err)
 {
     ocl_device *d = dev_ctx;
@@ -544,6 +554,7 @@ const pt_backend_iface pt_opencl_backend = {
     .copy = ocl_copy,
     .synchronize = ocl_synchronize,
     .supports = ocl_supports,
+    .act16_native = ocl_act16_native,
     .workspace_size = ocl_workspace_size,
     .run = ocl_run,
     .precision = ocl_precision,

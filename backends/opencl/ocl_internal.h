@@ -77,6 +77,8 @@ typedef struct ocl_device {
     int profile;             /* PT_OPENCL_PROFILE=1 */
     int fp16_math;           /* claims --precision fp16: cl_khr_fp16, or PT_OPENCL_FP16=force */
     int winograd;            /* pt_kdev.winograd: PT_OPENCL_WINOGRAD (ocl_winograd_setting) */
+    int act16_copy;          /* pt_kdev.act16_copy: PT_OPENCL_ACT16=copy */
+    int act16_copy_channels; /* pt_kdev.act16_copy_channels: on CPU devices */
     cl_event events[OCL_MAX_EVENTS];
     int event_kernel[OCL_MAX_EVENTS]; /* the table's kernel of each event (-1: none) */
     int nevents;

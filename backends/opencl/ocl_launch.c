@@ -115,6 +115,8 @@ pt_kdev ocl_kdev(ocl_device *d)
                        .winograd = d->winograd,
                        .conv_small_fwd_crs = d->conv_small_fwd_crs,
                        .conv_small_crs = d->conv_small_crs,
+                       .act16_copy = d->act16_copy,
+                       .act16_copy_channels = d->act16_copy_channels,
                        /* CLBlast's C = A^T B runs column-major C^T = B^T A (ocl_sgemm): its
                         * kernel's M is our n (MWG), its N our m (NWG) */
                        .gemm_mult = {d->gemm_tile[1], d->gemm_tile[0], d->gemm_tile[2]},
