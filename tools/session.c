@@ -252,7 +252,8 @@ void cli_install_interrupt_handler(void)
      * fail. Without it every blocking call of every thread that takes the signal returns
      * EINTR - a write or fsync on a network or FUSE file system, a read in zlib, libjpeg or
      * stdio (which give up on it), a wait in a driver or MPI - and a run stopped by Ctrl-C
-     * reported a failed write instead of saving its checkpoint. The calls the kernel never
+     * could end on "cannot write ...: Interrupted system call" (the steps log, the
+     * TensorBoard events) instead of saving its checkpoint. The calls the kernel never
      * restarts (poll, nanosleep, select) still return EINTR, which is how the waits on a
      * child (tools/child.c) and the polling loops notice the interrupt at once. */
     sa.sa_flags = SA_RESTART;

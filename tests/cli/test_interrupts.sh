@@ -48,6 +48,7 @@ intact() {
         fail "$1: temporary files left: $(find "$2" -name '*.tmp.*' | tr '\n' ' ')"
 }
 
+t0=$SECONDS
 # ---- signals the run ignores: it finishes -------------------------------------------------------------
 for cache in packed no-cache; do
     extra=()
@@ -69,10 +70,12 @@ done
 expect_output "the run of a stopped and continued process evaluates" 0 "top1" -- \
     "$CLI" eval --checkpoint "$TMP/quiet-packed/last" --backend cpu --threads 1
 
+echo "(ignored signals: $((SECONDS - t0)) s)"
+t0=$SECONDS
 # ---- SIGTERM / SIGINT over and over: the run stops cleanly, its last checkpoint intact -----------------
 for sig in TERM INT; do
     R=$TMP/stop-$sig
-    "$CLI" "${TRAIN[@]}" --no-cache --epochs 2 --out "$R" >"$TMP/out" 2>&1 &
+    "$CLI" "${TRAIN[@]}" --no-cache --epochs 1 --out "$R" >"$TMP/out" 2>&1 &
     pid=$!
     if ! wait_for "$R/last" "$pid"; then
         fail "SIG$sig: no checkpoint before the signals"
@@ -91,6 +94,8 @@ for sig in TERM INT; do
     intact "SIG$sig" "$R"
 done
 
+echo "(stops: $((SECONDS - t0)) s)"
+t0=$SECONDS
 # ---- compare waiting on a child ---------------------------------------------------------------------
 # a bench child that would run for minutes
 COMPARE=(compare --backends cpu --model baseline --input 3x64x64 --classes 4 --batch 64 --steps 100000
@@ -99,7 +104,7 @@ COMPARE=(compare --backends cpu --model baseline --input 3x64x64 --classes 4 --b
 child_of() {
     local i c
     for ((i = 0; i < 1000; i++)); do
-        c=$(pgrep -P "$1" | head -1)
+        c=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk '{print $1; exit}')
         [ -n "$c" ] && { echo "$c"; return 0; }
         sleep 0.02
     done
@@ -145,4 +150,5 @@ for how in "SIGTERM to compare only" "SIGINT to its process group" "SIGKILL to c
         { wait "$pid"; } 2>/dev/null
     fi
 done
+echo "(compare: $((SECONDS - t0)) s)"
 finish
