@@ -327,10 +327,17 @@ pt_status pt_output_open(pt_output *o, const char *path, unsigned flags, pt_erro
         goto fail;
     }
     if (exists) {
-        /* The replacement keeps the replaced file's permissions (and, where allowed, owner). */
-        if (fchown(o->fd, sb.st_uid, sb.st_gid) < 0) { /* only root may; the file is then ours */
+        /* The replacement keeps the replaced file's permission bits and, where allowed, its
+         * owner and group (only root may give a file away; a member of the file's group may
+         * keep that). A set-user-ID or set-group-ID bit is kept only with the owner or group
+         * it was for, never handed to this process's user. */
+        mode_t mode = sb.st_mode & 07777;
+        if (fchown(o->fd, sb.st_uid, sb.st_gid) < 0 && fchown(o->fd, (uid_t)-1, sb.st_gid) < 0) {
         }
-        fchmod(o->fd, sb.st_mode & 07777);
+        struct stat now;
+        if (fstat(o->fd, &now) < 0 || now.st_uid != sb.st_uid) mode &= ~(mode_t)(S_ISUID | S_ISGID);
+        else if (now.st_gid != sb.st_gid) mode &= ~(mode_t)S_ISGID;
+        fchmod(o->fd, mode);
     }
     return PT_OK;
 fail:
@@ -552,33 +559,120 @@ static int is_dir(const char *path)
     return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
 }
 
-pt_status pt_mkdir_p(const char *path, pt_error *err)
+/* Attempts before pt_mkdir_p gives up on a path whose parents keep vanishing. */
+#define PT_MKDIR_TRIES 16
+
+pt_status pt_mkdir_p_made(const char *path, pt_made_dirs *made, pt_error *err)
 {
+    if (made) memset(made, 0, sizeof *made);
     if (!path || !path[0]) return pt_fail(err, PT_ERR_INVALID, "cannot create a directory with an empty name");
     char *p = strip_slashes(path);
     if (!p) return pt_fail(err, PT_ERR_NOMEM, "out of memory creating '%s'", path);
-    pt_status st = PT_OK;
-    for (char *s = p + 1;; s++) {
-        char c = *s;
-        if (c != '/' && c != '\0') continue;
-        *s = '\0';
-        if (mkdir(p, 0777) < 0) {
-            int e = errno;
-            if (e != EEXIST) {
-                st = pt_fail(err, PT_ERR_IO, "cannot create directory '%s': %s", p, strerror(e));
-                break;
-            }
-            if (!is_dir(p)) {
-                st = pt_fail(err, PT_ERR_IO, "cannot create directory '%s': %s exists and is not a directory",
-                             path, p);
-                break;
-            }
+    size_t len = strlen(p), *ends = NULL;
+    int n = 0;
+    if (made) {
+        /* at most one directory per component, and a component takes at least two bytes */
+        ends = malloc((len / 2 + 2) * sizeof *ends);
+        if (!ends) {
+            free(p);
+            return pt_fail(err, PT_ERR_NOMEM, "out of memory creating '%s'", path);
         }
-        *s = c;
-        if (c == '\0') break;
     }
+    pt_status st = PT_OK;
+    for (int attempt = 0;; attempt++) {
+        int vanished = 0;
+        for (char *s = p + 1;; s++) {
+            char c = *s;
+            if (c != '/' && c != '\0') continue;
+            *s = '\0';
+            if (mkdir(p, 0777) == 0) {
+                /* only what this call's mkdir created is ever undone: never a directory that
+                 * existed, nor one another process made meanwhile */
+                if (ends) {
+                    int seen = 0; /* made again after it vanished: recorded once */
+                    for (int i = 0; i < n && !seen; i++) seen = ends[i] == (size_t)(s - p);
+                    if (!seen) ends[n++] = (size_t)(s - p);
+                }
+            } else {
+                int e = errno;
+                if (e == ENOENT && attempt + 1 < PT_MKDIR_TRIES) {
+                    /* a parent went away after it was seen (another run removing the empty
+                     * directories it made): the walk starts again from the top */
+                    *s = c;
+                    vanished = 1;
+                    break;
+                }
+                if (e != EEXIST) {
+                    st = pt_fail(err, PT_ERR_IO, "cannot create directory '%s': %s", p, strerror(e));
+                    *s = c;
+                    break;
+                }
+                if (!is_dir(p)) {
+                    st = pt_fail(err, PT_ERR_IO, "cannot create directory '%s': %s exists and is not a directory",
+                                 path, p);
+                    *s = c;
+                    break;
+                }
+            }
+            *s = c;
+            if (c == '\0') break;
+        }
+        if (!vanished || st != PT_OK) break;
+    }
+    for (int i = 1; i < n; i++) /* shallowest first, also after a walk started again */
+        for (int j = i; j > 0 && ends[j - 1] > ends[j]; j--) {
+            const size_t t = ends[j];
+            ends[j] = ends[j - 1];
+            ends[j - 1] = t;
+        }
+    if (made && st == PT_OK && n > 0) {
+        made->path = p;
+        made->ends = ends;
+        made->n = n;
+        return PT_OK;
+    }
+    if (made && st != PT_OK) {
+        /* a failed call leaves nothing of its own behind */
+        pt_made_dirs partial = {p, ends, n};
+        pt_made_dirs_remove(&partial);
+    }
+    free(ends);
     free(p);
     return st;
+}
+
+pt_status pt_mkdir_p(const char *path, pt_error *err) { return pt_mkdir_p_made(path, NULL, err); }
+
+int pt_made_dirs_has(const pt_made_dirs *made, const char *path)
+{
+    if (!made || made->n == 0 || !path) return 0;
+    char *p = strip_slashes(path);
+    int yes = p && strlen(p) == made->ends[made->n - 1] && strncmp(p, made->path, strlen(p)) == 0;
+    free(p);
+    return yes;
+}
+
+void pt_made_dirs_remove(pt_made_dirs *made)
+{
+    if (!made || !made->path) return;
+    /* deepest first; rmdir removes only an empty directory, and the first that is not empty
+     * (another run's files, a sibling made since) keeps itself and every parent */
+    for (int i = made->n - 1; i >= 0; i--) {
+        const char saved = made->path[made->ends[i]];
+        made->path[made->ends[i]] = '\0';
+        const int rc = rmdir(made->path);
+        made->path[made->ends[i]] = saved;
+        if (rc < 0 && errno != ENOENT) break;
+    }
+    made->n = 0;
+}
+
+void pt_made_dirs_free(pt_made_dirs *made)
+{
+    if (!made) return;
+    free(made->path);
+    free(made->ends);
+    memset(made, 0, sizeof *made);
 }
 
 int pt_path_exists(const char *path)

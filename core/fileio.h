@@ -11,9 +11,13 @@
 
 /* An output file at a path the user gave, written by one mechanism for every writer:
  *  - no file there, or a regular file: the data goes to a temp file beside it
- *    ("<dir>/.<name>.tmp.<pid>"), which is fsync'd and renamed over it on commit (the
- *    replaced file's permission bits are kept), then the directory is fsync'd; an abort or
- *    a crash leaves the old file untouched;
+ *    ("<dir>/.<name>.tmp.<pid>"), which is fsync'd and renamed over it on commit, then the
+ *    directory is fsync'd; an abort or a crash leaves the old file untouched. The new file
+ *    keeps the replaced one's permission bits, and its owner and group where this process
+ *    may set them (set-user/group-ID bits only with the owner/group they were for); ACLs
+ *    and extended attributes are not copied. A file with several hard links is replaced
+ *    under this name only: the other names keep the old content (as with git, rsync or
+ *    sed -i), since writing in place would let a crash leave a half-written file;
  *  - a symbolic link: followed, so the file it points to is created or replaced and the
  *    link stays a link;
  *  - a FIFO or a character device (/dev/null, a terminal, /dev/stdout): written in place as
@@ -82,8 +86,30 @@ pt_status pt_open_input(const char *path, int kind, const char *what, int *fd, p
  * pt_open_input: a FIFO never blocks it). */
 pt_status pt_read_file(const char *path, size_t max_bytes, void **out, size_t *size, pt_error *err);
 
-/* mkdir -p: creates path and its missing parents (mode 0777 minus umask). */
+/* mkdir -p: creates path and its missing parents (mode 0777 minus umask). A parent that
+ * disappears during the walk (another process removing the empty directories it made) is
+ * made again. */
 pt_status pt_mkdir_p(const char *path, pt_error *err);
+
+/* The directories one pt_mkdir_p_made call created itself (its mkdir succeeded), so that a
+ * command that fails can take back exactly those: never one that existed before, nor one
+ * another process created at the same time. */
+typedef struct pt_made_dirs {
+    char *path;   /* the path, without trailing slashes */
+    size_t *ends; /* the made directories are path[0..ends[i]), shallowest first */
+    int n;
+} pt_made_dirs;
+
+/* pt_mkdir_p that records in *made (zeroed first; free with pt_made_dirs_free) what it
+ * created. On failure the directories it created are removed again and *made is empty. */
+pt_status pt_mkdir_p_made(const char *path, pt_made_dirs *made, pt_error *err);
+/* 1 when path itself (trailing slashes aside) is one that *made records as created. */
+int pt_made_dirs_has(const pt_made_dirs *made, const char *path);
+/* Removes the recorded directories, deepest first, each only while empty (rmdir): the first
+ * one that is not (something was put in it since) stays, and so do all its parents. Errors
+ * are not reported: what stays is what could not be removed safely. Then *made is empty. */
+void pt_made_dirs_remove(pt_made_dirs *made);
+void pt_made_dirs_free(pt_made_dirs *made);
 
 /* 1 if something (file, directory, ...) exists at path, else 0. Symlinks are not followed. */
 int pt_path_exists(const char *path);

@@ -180,6 +180,77 @@ static pt_status write_text(const char *path, const char *text, pt_error *e)
     return pt_write_file_atomic(path, chunks, sizes, 1, e);
 }
 
+/* The directories one mkdir -p made are exactly the ones undone: not one that existed, and
+ * not one that has something in it by then (another run's sibling), nor its parents. */
+static void test_mkdir_p_made_undoes_only_its_own_directories(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("md/old"), &e) == PT_OK);
+    pt_made_dirs made;
+    CHECKF(pt_mkdir_p_made(at("md/old/x/y/z/"), &made, &e) == PT_OK, "%s", e.msg);
+    CHECK(made.n == 3);
+    CHECK(pt_made_dirs_has(&made, at("md/old/x/y/z")) && pt_made_dirs_has(&made, at("md/old/x/y/z//")));
+    CHECK(!pt_made_dirs_has(&made, at("md/old/x/y")));
+    CHECK(mkdir(at("md/old/x/sibling"), 0777) == 0); /* another run's, made meanwhile */
+    pt_made_dirs_remove(&made);
+    CHECK(!pt_path_exists(at("md/old/x/y")));
+    CHECK(pt_path_exists(at("md/old/x/sibling")));
+    pt_made_dirs_free(&made);
+    CHECK(rmdir(at("md/old/x/sibling")) == 0);
+    /* nothing made: an existing path records nothing, and removing that removes nothing */
+    CHECKF(pt_mkdir_p_made(at("md/old/x"), &made, &e) == PT_OK, "%s", e.msg);
+    CHECK(made.n == 0 && !pt_made_dirs_has(&made, at("md/old/x")));
+    pt_made_dirs_remove(&made);
+    CHECK(pt_path_exists(at("md/old/x")));
+    pt_made_dirs_free(&made);
+    /* all of it made, all of it undone; the existing parent stays */
+    CHECKF(pt_mkdir_p_made(at("md/new/a/b"), &made, &e) == PT_OK, "%s", e.msg);
+    CHECK(made.n == 3);
+    pt_made_dirs_remove(&made);
+    pt_made_dirs_free(&made);
+    CHECK(!pt_path_exists(at("md/new")) && pt_path_exists(at("md")));
+    /* a failure leaves none of what it made: here a name longer than a file system allows */
+    char deep[400];
+    snprintf(deep, sizeof deep, "md/n/m/%0300d", 7);
+    CHECK(pt_mkdir_p_made(at(deep), &made, &e) != PT_OK);
+    CHECKF(strstr(e.msg, "cannot create directory") != NULL, "%s", e.msg);
+    CHECK(made.n == 0 && !pt_path_exists(at("md/n")) && pt_path_exists(at("md")));
+    pt_made_dirs_free(&made);
+}
+
+/* A replaced file keeps its permission bits and owner; a hard link to it keeps the old
+ * content (the replacement is a new file renamed over this name). */
+static void test_output_keeps_mode_and_owner_and_leaves_hard_links(void)
+{
+    pt_error e = {0};
+    CHECK(pt_mkdir_p(at("hl"), &e) == PT_OK);
+    CHECK(write_plain(at("hl/f"), "old") == 0);
+    CHECK(chmod(at("hl/f"), 0604) == 0);
+    CHECK(link(at("hl/f"), at("hl/other")) == 0);
+    CHECKF(write_text(at("hl/f"), "new", &e) == PT_OK, "%s", e.msg);
+    const char *got = slurp(at("hl/f"));
+    CHECK(got && !strcmp(got, "new"));
+    got = slurp(at("hl/other"));
+    CHECK(got && !strcmp(got, "old"));
+    struct stat sb;
+    CHECK(stat(at("hl/f"), &sb) == 0 && (sb.st_mode & 07777) == 0604 && sb.st_nlink == 1);
+    CHECK(count_entries(at("hl"), ".tmp.") == 0);
+    if (geteuid() == 0) {
+        /* root can give the file back to its owner, and the set-user-ID bit goes with it */
+        CHECK(chown(at("hl/f"), 65534, 65534) == 0 && chmod(at("hl/f"), 04750) == 0);
+        CHECKF(write_text(at("hl/f"), "again", &e) == PT_OK, "%s", e.msg);
+        CHECK(stat(at("hl/f"), &sb) == 0 && sb.st_uid == 65534 && sb.st_gid == 65534);
+        CHECKF((sb.st_mode & 07777) == 04750, "mode %o", (unsigned)(sb.st_mode & 07777));
+    } else {
+        /* another user's file cannot be given back: the set-user-ID bit is dropped, not
+         * handed to this user */
+        CHECK(chmod(at("hl/f"), 04750) == 0);
+        CHECKF(write_text(at("hl/f"), "again", &e) == PT_OK, "%s", e.msg);
+        CHECK(stat(at("hl/f"), &sb) == 0 && sb.st_uid == geteuid());
+        CHECKF((sb.st_mode & 07777) == 04750, "own file: mode %o", (unsigned)(sb.st_mode & 07777));
+    }
+}
+
 static void test_output_through_symlink_replaces_the_target(void)
 {
     pt_error e = {0};
@@ -333,6 +404,8 @@ int main(void)
     RUN(test_read_file_bounds_and_errors);
     RUN(test_mkdir_p_and_check_dir_writable);
     RUN(test_remove_tree_does_not_follow_symlinks);
+    RUN(test_mkdir_p_made_undoes_only_its_own_directories);
+    RUN(test_output_keeps_mode_and_owner_and_leaves_hard_links);
     RUN(test_output_through_symlink_replaces_the_target);
     RUN(test_output_to_fifo_is_a_stream_and_never_blocks);
     RUN(test_output_to_character_device_writes_in_place);

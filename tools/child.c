@@ -6,14 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "tools/child.h"
+#include "tools/session.h"
 
 /* A child's output is JSON of a few kilobytes; more than this is a runaway child. */
 #define CHILD_MAX_OUTPUT (64u << 20)
+/* After an interrupt was passed on, the time a child has to stop on its own before it is
+ * killed: a command stops at its next step, but one in a driver call may never return. */
+#define CHILD_STOP_GRACE_S 10.0
 
 static double mono_s(void)
 {
@@ -52,14 +59,43 @@ int cli_child_run(const char *const *args, double timeout_s, cli_child *c)
     fflush(stdout);
     fflush(stderr);
     double t0 = mono_s();
-    pid_t pid = fork();
+    const pid_t parent = getpid();
+    /* Interrupts wait from the check to the handover (cli_interrupt_forward), so that each
+     * reaches the child exactly once; none is started after one came. */
+    sigset_t ints, old;
+    sigemptyset(&ints);
+    sigaddset(&ints, SIGINT);
+    sigaddset(&ints, SIGTERM);
+    sigprocmask(SIG_BLOCK, &ints, &old);
+    pid_t pid = -1;
+    if (cli_interrupted()) {
+        errno = EINTR;
+        pt_strbuf_puts(&c->err, "interrupted");
+    } else {
+        pid = fork();
+        if (pid < 0) pt_strbuf_printf(&c->err, "cannot start a child process: %s", strerror(errno));
+    }
+    if (pid != 0) {
+        if (pid > 0) cli_interrupt_forward(pid);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+    }
     if (pid < 0) {
-        pt_strbuf_printf(&c->err, "cannot start a child process: %s", strerror(errno));
         free(argv);
         close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
         return -1;
     }
     if (pid == 0) {
+        /* A process group of its own, so that the terminal's Ctrl-C reaches the parent only,
+         * which passes it on once (cli_interrupt_forward): a child that got it from both
+         * would count two interrupts and exit at once instead of stopping cleanly. Out of
+         * the terminal's reach, it must not outlive a parent killed outright: it then gets
+         * SIGTERM. */
+        setpgid(0, 0);
+#ifdef __linux__
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+#endif
+        if (getppid() != parent) _exit(130); /* the parent died before that took effect */
+        sigprocmask(SIG_SETMASK, &old, NULL);
         int null = open("/dev/null", O_RDONLY);
         if (null >= 0) dup2(null, 0);
         dup2(po[1], 1);
@@ -70,6 +106,8 @@ int cli_child_run(const char *const *args, double timeout_s, cli_child *c)
         _exit(127);
     }
     free(argv);
+    setpgid(pid, pid); /* as the child does: whichever runs first */
+    double stop_by = 0;
     close(po[1]);
     close(pe[1]);
     struct pollfd fds[2] = {{po[0], POLLIN, 0}, {pe[0], POLLIN, 0}};
@@ -77,6 +115,16 @@ int cli_child_run(const char *const *args, double timeout_s, cli_child *c)
     int open_fds = 2;
     while (open_fds > 0) {
         int wait_ms = -1;
+        /* the handler passed the interrupt on; the child has a while to stop by itself */
+        if (cli_interrupted() && !stop_by) stop_by = mono_s() + CHILD_STOP_GRACE_S;
+        if (stop_by) {
+            double left = stop_by - mono_s();
+            if (left <= 0) {
+                kill(pid, SIGKILL);
+                break;
+            }
+            wait_ms = (int)(left * 1000) + 1;
+        }
         if (timeout_s > 0) {
             double left = timeout_s - (mono_s() - t0);
             if (left <= 0) {
@@ -84,8 +132,11 @@ int cli_child_run(const char *const *args, double timeout_s, cli_child *c)
                 kill(pid, SIGKILL);
                 break;
             }
-            wait_ms = left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
+            const int ms = left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
+            if (wait_ms < 0 || ms < wait_ms) wait_ms = ms;
         }
+        /* poll is never restarted after a signal (SA_RESTART or not): an interrupt ends the
+         * wait at once and is seen above */
         int r = poll(fds, 2, wait_ms);
         if (r < 0) {
             if (errno == EINTR) continue;
@@ -110,6 +161,8 @@ int cli_child_run(const char *const *args, double timeout_s, cli_child *c)
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
+    cli_interrupt_forward(0);
+    c->interrupted = stop_by > 0;
     c->seconds = mono_s() - t0;
     if (WIFEXITED(status)) c->exit_code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status)) c->signal = WTERMSIG(status);
@@ -126,6 +179,10 @@ void cli_child_failure(const cli_child *c, char *buf, size_t cap)
 {
     if (c->timed_out) {
         snprintf(buf, cap, "no answer within %.3g s (killed)", c->seconds);
+        return;
+    }
+    if (c->interrupted && (c->signal || c->exit_code == 130)) {
+        snprintf(buf, cap, "interrupted");
         return;
     }
     if (c->signal) {

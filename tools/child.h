@@ -12,6 +12,7 @@ typedef struct cli_child {
     int exit_code;     /* its exit status when it exited, else -1 */
     int signal;        /* the signal that ended it, else 0 */
     int timed_out;     /* 1 when it ran past the limit and was killed */
+    int interrupted;   /* 1 when an interrupt (SIGINT/SIGTERM) was passed on to it */
     double seconds;    /* wall time */
 } cli_child;
 

@@ -1,4 +1,5 @@
 /* Device selection and interrupt handling for the command line (see session.h). */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,16 +225,22 @@ void cli_close_devices(pt_device **devs, int ndev)
 }
 
 static volatile sig_atomic_t g_interrupts;
+static volatile sig_atomic_t g_child; /* a child process to pass interrupts on to (tools/child.c), else 0 */
 
 static void on_signal(int sig)
 {
-    (void)sig;
+    const int saved = errno;
+    /* a child runs in a process group of its own, out of reach of the terminal's Ctrl-C: it
+     * gets each interrupt from here, once */
+    const pid_t child = (pid_t)g_child;
+    if (child > 0) kill(child, sig);
     if (++g_interrupts >= 2) {
         static const char msg[] = "\npolytrain: interrupted twice, exiting now\n";
         ssize_t w = write(2, msg, sizeof msg - 1);
         (void)w;
         _exit(130);
     }
+    errno = saved;
 }
 
 void cli_install_interrupt_handler(void)
@@ -241,10 +248,24 @@ void cli_install_interrupt_handler(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    /* SA_RESTART: a signal that only sets the flag must not make the call it interrupted
+     * fail. Without it every blocking call of every thread that takes the signal returns
+     * EINTR - a write or fsync on a network or FUSE file system, a read in zlib, libjpeg or
+     * stdio (which give up on it), a wait in a driver or MPI - and a run stopped by Ctrl-C
+     * could end on "cannot write ...: Interrupted system call" (the steps log, the
+     * TensorBoard events) instead of saving its checkpoint. The calls the kernel never
+     * restarts (poll, nanosleep, select) still return EINTR, which is how the waits on a
+     * child (tools/child.c) and the polling loops notice the interrupt at once. */
+    sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    /* one handler at a time: the count of interrupts is not incremented by two at once */
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
+
+void cli_interrupt_forward(pid_t child) { g_child = (sig_atomic_t)child; }
 
 int cli_interrupted(void) { return g_interrupts > 0; }
 

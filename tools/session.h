@@ -3,6 +3,8 @@
 #ifndef PT_TOOLS_SESSION_H
 #define PT_TOOLS_SESSION_H
 
+#include <sys/types.h>
+
 #include "core/json.h"
 #include "polytrain/backend.h"
 #include "polytrain/replica.h"
@@ -57,8 +59,13 @@ void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap);
 void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb);
 
 /* SIGINT/SIGTERM set a flag the training loop polls; a second Ctrl-C exits at once
- * (checkpoints are replaced atomically, so even that loses nothing saved). */
+ * (checkpoints are replaced atomically, so even that loses nothing saved). The handler is
+ * installed with SA_RESTART: the calls it interrupts carry on instead of failing with EINTR,
+ * except those the kernel never restarts (poll, nanosleep), which return early. */
 void cli_install_interrupt_handler(void);
 int cli_interrupted(void);
+/* While a child process runs (tools/child.c), each SIGINT/SIGTERM this process gets is sent
+ * on to it; 0 stops that. */
+void cli_interrupt_forward(pid_t child);
 
 #endif

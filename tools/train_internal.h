@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "polytrain/trainer.h"
 #include "polytrain/world.h"
@@ -114,9 +115,9 @@ typedef struct train_session {
     char init_what[8600]; /* --init-from: what was loaded (pt_init_result_describe) */
     pt_strbuf init_detail; /* --init-from that does not fit: every mismatch, a line per kind */
     struct pt_run_lock *lock; /* rank 0: the run directory's lock, from before it is touched */
-    /* rank 0: --out did not exist and this run made it (its path, else ""): a run that fails
-     * before writing anything there removes it again rather than leave only the lock */
-    char made_out[4096];
+    /* rank 0: the directories this run made for --out (none when it existed): a run that
+     * fails before writing anything there removes them again rather than leave only the lock */
+    pt_made_dirs made_out;
 } train_session;
 
 /* Returns 0, 1 with the failure in *err, or 2 on a usage error (message printed). */

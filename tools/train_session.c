@@ -342,10 +342,8 @@ static int prepare_run_dir(train_session *s, const train_args *ap, const pt_worl
 {
     /* one training per run directory: the lock is taken before anything in it is read for
      * a decision or changed, and held until the run ends */
-    struct stat sb;
-    if (world->rank == 0 && stat(ap->out, &sb) != 0 && errno == ENOENT && strlen(ap->out) < sizeof s->made_out)
-        snprintf(s->made_out, sizeof s->made_out, "%s", ap->out);
-    if (world->rank == 0 && (pt_mkdir_p(ap->out, err) != PT_OK || pt_run_lock_acquire(ap->out, "polytrain train", &s->lock, err) != PT_OK)) {
+    if (world->rank == 0 && (pt_mkdir_p_made(ap->out, &s->made_out, err) != PT_OK ||
+                             pt_run_lock_acquire(ap->out, "polytrain train", &s->lock, err) != PT_OK)) {
         pt_error_wrap(err, "--out %s", ap->out);
         return 1;
     }
@@ -518,13 +516,18 @@ int train_session_build(train_session *s, train_options *o, const pt_json *resum
     return rc;
 }
 
-/* The run directory this run made, removed when it holds nothing but the lock: a run that
- * failed before writing anything (its data unreadable, say) leaves no empty run behind. The
- * lock file goes while the lock is still held, then the directory (rmdir: only if empty). */
+/* The directories this run made for --out (the run directory and the parents it created
+ * on the way), removed when the run directory holds nothing but the lock: a run that failed
+ * before writing anything (its data unreadable, say) leaves no empty directories behind. The
+ * lock file goes while the lock is still held, then the directories, deepest first and each
+ * only while empty (pt_made_dirs_remove), so a sibling another run made meanwhile keeps its
+ * parents. */
 static void forget_made_out(train_session *s)
 {
-    if (!s->made_out[0] || !s->lock) return;
-    DIR *d = opendir(s->made_out);
+    if (!s->lock || !s->made_out.path) return;
+    const char *out = s->made_out.path; /* the whole --out path, as made */
+    if (!pt_made_dirs_has(&s->made_out, out)) return;
+    DIR *d = opendir(out);
     if (!d) return;
     int other = 0;
     for (struct dirent *e; (e = readdir(d)) != NULL && !other;)
@@ -532,8 +535,8 @@ static void forget_made_out(train_session *s)
     closedir(d);
     if (other) return;
     char path[4200];
-    if (snprintf(path, sizeof path, "%s/%s", s->made_out, PT_RUN_LOCK_FILE) >= (int)sizeof path) return;
-    if (unlink(path) == 0 || errno == ENOENT) rmdir(s->made_out);
+    if (snprintf(path, sizeof path, "%s/%s", out, PT_RUN_LOCK_FILE) >= (int)sizeof path) return;
+    if (unlink(path) == 0 || errno == ENOENT) pt_made_dirs_remove(&s->made_out);
 }
 
 void train_session_free(train_session *s)
@@ -549,6 +552,7 @@ void train_session_free(train_session *s)
     pt_strbuf_free(&s->cfg);
     pt_strbuf_free(&s->init_detail);
     forget_made_out(s);
+    pt_made_dirs_free(&s->made_out);
     pt_run_lock_release(s->lock);
     s->lock = NULL;
 }

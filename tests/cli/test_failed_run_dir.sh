@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A training run that fails before it writes anything (its data unreadable) removes the run
-# directory it made rather than leave one holding only the lock; a directory that existed
-# before stays, and so does one a failing run had already written into.
+# directory it made and the parents it made on the way, rather than leave them empty or
+# holding only the lock; a directory that existed before stays, and so does one a failing
+# run had already written into or that another run put a directory into meanwhile.
 source "$(dirname "$0")/lib.sh"
 scratch failed-run-dir
 
@@ -22,4 +23,33 @@ expect_output "unreadable data, existing --out" 1 "not an IDX file of the expect
     "${TRAIN[@]}" --out "$TMP/existing"
 [ -f "$TMP/existing/notes.txt" ] && pass "a directory that existed before stays, with its files" ||
     fail "the failed run removed files of an existing directory"
+mkdir -p "$TMP/base"
+expect_output "unreadable data, --out with new parents" 1 "not an IDX file of the expected kind" -- \
+    "${TRAIN[@]}" --out "$TMP/base/a/b/c/run"
+left=$(ls -A "$TMP/base")
+[ -d "$TMP/base" ] && [ -z "$left" ] && pass "the failed run removed the parents it made, not the one that existed" ||
+    fail "after the failed run $TMP/base holds: ${left:-(missing)}"
+
+# Runs failing at the same time under shared new parents: each takes back only what its own
+# mkdir made, and no run fails because another removed a parent it was about to use.
+pids=()
+for i in 1 2 3 4; do
+    "${TRAIN[@]}" --out "$TMP/race/p/q/run$i" >"$TMP/race.$i.log" 2>&1 &
+    pids+=($!)
+done
+bad=0
+for i in 1 2 3 4; do
+    wait "${pids[$((i - 1))]}"
+    rc=$?
+    if [ "$rc" -ne 1 ] || ! grep -q "not an IDX file of the expected kind" "$TMP/race.$i.log"; then
+        bad=1
+        echo "run $i: exit $rc: $(tail -2 "$TMP/race.$i.log")"
+    fi
+done
+[ "$bad" -eq 0 ] && pass "concurrent failing runs each failed on their data only" ||
+    fail "a concurrent run failed for another reason"
+runs=$(find "$TMP/race" -name 'run*' 2>/dev/null)
+files=$(find "$TMP/race" ! -type d 2>/dev/null)
+[ -z "$runs$files" ] && pass "no run directory or file of the concurrent runs is left" ||
+    fail "left after the concurrent runs: $runs $files"
 finish

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Signals during a run: a training run from JPEG files (decoded by the loader's threads while
+# checkpoints are written every step) that gets SIGWINCH, SIGCHLD and stop/continue over and
+# over finishes; one that gets SIGTERM or SIGINT over and over stops cleanly (exit 130, never
+# a failed write or "Interrupted system call"), leaving a last checkpoint that evaluates and
+# resumes. compare, waiting on a child run, stops at once when only it is sent SIGTERM, when
+# its process group gets SIGINT (a terminal's Ctrl-C), and its child does not outlive it when
+# it is killed outright.
+set -u
+source "$(dirname "$0")/lib.sh"
+scratch interrupts
+D=$TMP/data
+"$CLI" synth --out "$D" --classes 4 --train-per-class 16 --val-per-class 4 --size 16 --threads 1 --no-progress \
+    >/dev/null || { echo "synth failed"; exit 1; }
+TRAIN=(train --data "tinyimagenet:$D" --model baseline --batch-per-device 4 --backend cpu --threads 1
+    --loader-threads 2 --no-progress --log-steps --save-every-steps 2 --cache "$TMP/cache")
+
+# messages of a call a signal made fail, or of a write given up
+bad_words='Interrupted system call|Unknown error|cannot write|cannot read|fsync failed'
+
+# pelt PID SIGNALS...: sends the signals in turn, every 20 ms, until PID exits
+pelt() {
+    local pid=$1
+    shift
+    while kill -0 "$pid" 2>/dev/null; do
+        for s in "$@"; do kill -s "$s" "$pid" 2>/dev/null; done
+        sleep 0.02
+    done
+}
+
+# wait_for PATH PID: until PATH exists (at most 20 s) or PID exits
+wait_for() {
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        [ -e "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.02
+    done
+    return 1
+}
+
+# intact NAME RUN: the last checkpoint evaluates, and a resume finishes the run
+intact() {
+    expect_output "$1: the last checkpoint evaluates" 0 "top1" -- \
+        "$CLI" eval --checkpoint "$2/last" --backend cpu --threads 1
+    expect_output "$1: the run resumes and finishes" 0 "" -- "$CLI" train --resume "$2" --no-progress
+    [ -z "$(find "$2" -name '*.tmp.*')" ] && pass "$1: no temporary file left" ||
+        fail "$1: temporary files left: $(find "$2" -name '*.tmp.*' | tr '\n' ' ')"
+}
+
+t0=$SECONDS
+# ---- signals the run ignores: it finishes -------------------------------------------------------------
+for cache in packed no-cache; do
+    extra=()
+    [ "$cache" = no-cache ] && extra=(--no-cache)
+    R=$TMP/quiet-$cache
+    "$CLI" "${TRAIN[@]}" "${extra[@]}" --epochs 1 --out "$R" >"$TMP/out" 2>&1 &
+    pid=$!
+    pelt "$pid" WINCH CHLD STOP CONT &
+    wait "$pid"
+    rc=$?
+    wait
+    if [ "$rc" -eq 0 ] && ! grep -Eq "$bad_words" "$TMP/out"; then
+        pass "$cache: SIGWINCH, SIGCHLD and stop/continue over and over: the run finishes"
+    else
+        fail "$cache: SIGWINCH, SIGCHLD and stop/continue: exit $rc"
+        tail -3 "$TMP/out"
+    fi
+done
+expect_output "the run of a stopped and continued process evaluates" 0 "top1" -- \
+    "$CLI" eval --checkpoint "$TMP/quiet-packed/last" --backend cpu --threads 1
+
+echo "(ignored signals: $((SECONDS - t0)) s)"
+t0=$SECONDS
+# ---- SIGTERM / SIGINT over and over: the run stops cleanly, its last checkpoint intact -----------------
+for sig in TERM INT; do
+    R=$TMP/stop-$sig
+    "$CLI" "${TRAIN[@]}" --no-cache --epochs 1 --out "$R" >"$TMP/out" 2>&1 &
+    pid=$!
+    if ! wait_for "$R/last" "$pid"; then
+        fail "SIG$sig: no checkpoint before the signals"
+        kill -9 "$pid" 2>/dev/null
+        continue
+    fi
+    pelt "$pid" "$sig"
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -eq 130 ] && grep -Eq "interrupted" "$TMP/out" && ! grep -Eq "$bad_words" "$TMP/out"; then
+        pass "SIG$sig over and over: the run stops with exit 130 and no failed call"
+    else
+        fail "SIG$sig over and over: exit $rc"
+        tail -3 "$TMP/out"
+    fi
+    intact "SIG$sig" "$R"
+done
+
+echo "(stops: $((SECONDS - t0)) s)"
+t0=$SECONDS
+# ---- compare waiting on a child ---------------------------------------------------------------------
+# a bench child that would run for minutes
+COMPARE=(compare --backends cpu --model baseline --input 3x64x64 --classes 4 --batch 64 --steps 100000
+    --warmup 0 --sgemm 0 --no-selftest --threads 1 --no-plots --timeout 600)
+# child_of PID: the pid of its child process, once it has one (at most 20 s)
+child_of() {
+    local i c
+    for ((i = 0; i < 1000; i++)); do
+        c=$(cat /proc/"$1"/task/*/children 2>/dev/null | awk '{print $1; exit}')
+        [ -n "$c" ] && { echo "$c"; return 0; }
+        sleep 0.02
+    done
+    return 1
+}
+# gone PID: it exits within 15 s
+gone() {
+    local i
+    for ((i = 0; i < 750; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.02
+    done
+    return 1
+}
+for how in "SIGTERM to compare only" "SIGINT to its process group" "SIGKILL to compare"; do
+    out=$TMP/cmp-${how// /-}
+    setsid "$CLI" "${COMPARE[@]}" --out "$out" >"$TMP/out" 2>&1 &
+    pid=$!
+    child=$(child_of "$pid") || { fail "$how: compare started no child"; kill -9 "$pid"; continue; }
+    sleep 0.3 # the child is running its measurement
+    case $how in
+    SIGTERM*) kill -TERM "$pid" ;;
+    SIGINT*) kill -INT -- "-$pid" ;; # setsid: compare leads its own process group
+    SIGKILL*) kill -KILL "$pid" ;;
+    esac
+    if gone "$pid" && gone "$child"; then
+        { wait "$pid"; } 2>/dev/null # (bash would announce the kill)
+        rc=$?
+        case $how in
+        SIGKILL*) pass "$how: its child does not outlive it" ;;
+        *)
+            if [ "$rc" -eq 130 ] && grep -q "compare: interrupted; nothing written" "$TMP/out" && [ ! -e "$out/report.json" ]; then
+                pass "$how: compare and its child stop at once (exit 130)"
+            else
+                fail "$how: exit $rc"
+                tail -3 "$TMP/out"
+            fi
+            ;;
+        esac
+    else
+        fail "$how: compare or its child still runs 15 s later"
+        kill -9 "$child" "$pid" 2>/dev/null
+        { wait "$pid"; } 2>/dev/null
+    fi
+done
+echo "(compare: $((SECONDS - t0)) s)"
+finish
