@@ -142,14 +142,10 @@ static pt_status host_sgemm_batched(void *ctx, int ta, int tb, size_t m, size_t 
 /* Small enough that the conformance suite's larger convolutions run in several groups; the
  * fp32 convolutions with C*R*S up to 32 take the direct kernels (ops_conv_small.cl), the
  * others and every bf16/fp16 one im2col. */
-static const pt_kdev g_host = {.ctx = NULL,
-                               .backend = "host",
-                               .launch = host_launch,
-                               .sgemm = host_sgemm,
-                               .conv_ws_cap = (size_t)16 << 10,
-                               .gemm16 = host_gemm16,
-                               .conv_small_fwd_crs = PT_KCONV_SMALL_MAX,
-                               .conv_small_crs = PT_KCONV_SMALL_MAX};
+#define HOST_KDEV                                                                                        \
+    .ctx = NULL, .backend = "host", .launch = host_launch, .sgemm = host_sgemm, .conv_ws_cap = (size_t)16 << 10, \
+    .gemm16 = host_gemm16, .conv_small_fwd_crs = PT_KCONV_SMALL_MAX, .conv_small_crs = PT_KCONV_SMALL_MAX
+static const pt_kdev g_host = {HOST_KDEV};
 /* Without gemm16 but with lowp_f32: bf16/fp16 operands rounded in float32 into host_sgemm (the
  * opencl backend's fp16). */
 static const pt_kdev g_host_round = {.ctx = NULL,
@@ -170,15 +166,7 @@ static const pt_kdev g_host_wino = {.ctx = NULL,
                                     .winograd = PT_KWINO_FORCE};
 /* g_host with every 16-bit operand through float32 copies: the oracle of the kernels' 16-bit
  * twins. */
-static const pt_kdev g_host_copy = {.ctx = NULL,
-                                    .backend = "host",
-                                    .launch = host_launch,
-                                    .sgemm = host_sgemm,
-                                    .conv_ws_cap = (size_t)16 << 10,
-                                    .gemm16 = host_gemm16,
-                                    .conv_small_fwd_crs = PT_KCONV_SMALL_MAX,
-                                    .conv_small_crs = PT_KCONV_SMALL_MAX,
-                                    .act16_copy = 1};
+static const pt_kdev g_host_copy = {HOST_KDEV, .act16_copy = 1};
 /* The device the conformance suite runs through. */
 static const pt_kdev *g_kdev = &g_host;
 /* Set: host_run runs each op whose 16-bit operands go to the kernels' twins twice, on the
