@@ -12,7 +12,8 @@
 #      reduced-precision math mode on its own (`--filter math=tf32|bf16|fp16`: the operands
 #      rounded to the mode, float32 sums, against cpu's fp32 with the mode's bound), and its
 #      cases with activations stored in 16 bits (`--filter act=`) as the kernels and cuDNN take
-#      them and again over float32 copies (PT_CUDA_ACT16=copy);
+#      them and again over float32 copies (PT_CUDA_ACT16=copy), and its cases with images stored
+#      channels last (`--filter layout=nhwc`: cuDNN NHWC plans in bf16/fp16, NHWC copies elsewhere);
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
@@ -25,7 +26,8 @@
 #      --precision bf16` for resnet18 b128 and baseline b64, both at 3x64x64 with 200 classes,
 #      against PyTorch AMP (--amp bf16 --channels-last: autocast, NHWC), and resnet18 in fp16
 #      (loss scaling on both sides) when time is left, and resnet18 bf16 with every activation
-#      float32 (--act-storage fp32, against the default auto); the report states each ratio next to its
+#      float32 (--act-storage fp32, against the default auto), and resnet18 bf16 with every image
+#      channels last (--layout nhwc, against the default nchw); the report states each ratio next to its
 #      goal (resnet18 bf16 >= 1.0x PyTorch AMP and >= 2.5x polytrain's own fp32; baseline bf16
 #      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
 #      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the
@@ -271,6 +273,8 @@ if [ -x "$CLI" ]; then
     run_json selftest_act16 90 "$CLI" selftest --backend cuda --filter "act=" --json || STATUS=1
     run_json selftest_act16_copy 90 env PT_CUDA_ACT16=copy "$CLI" selftest --backend cuda --filter "act=" --json ||
         STATUS=1
+    # images stored channels last (also part of the first run)
+    run_json selftest_nhwc 90 "$CLI" selftest --backend cuda --filter "layout=nhwc" --json || STATUS=1
 fi
 
 # ---- 3. train a few hundred steps ----
@@ -377,6 +381,12 @@ done <<<"$AMP_CASES"
 if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     run_json pt_resnet18_b128_bf16_actfp32 180 "$CLI" bench --backend cuda --model resnet18 --input 3x64x64 \
         --classes 200 --batch 128 --steps "$BSTEPS" --warmup 10 --precision bf16 --act-storage fp32 --json
+    # and with every image channels last (cuDNN's NHWC tensor-core kernels without transposes):
+    # whether --layout auto should choose nhwc on cuda
+    run_json pt_resnet18_b128_bf16_nhwc 180 "$CLI" bench --backend cuda --model resnet18 --input 3x64x64 \
+        --classes 200 --batch 128 --steps "$BSTEPS" --warmup 10 --precision bf16 --layout nhwc --json
+    run_json pt_baseline_b64_3x64x64_bf16_nhwc 120 "$CLI" bench --backend cuda --model baseline --input 3x64x64 \
+        --classes 200 --batch 64 --steps "$BSTEPS" --warmup 10 --precision bf16 --layout nhwc --json
 fi
 # where the time goes (synchronised after every op, so slower than the runs above)
 if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
@@ -501,8 +511,8 @@ for prec in ("tf32", "bf16", "fp16"):
             if not r.get("pass", True):
                 L.append(f"  - FAIL {r.get('name')}: {r.get('detail')}")
 L += ["", "Activations stored in 16 bits (`--filter act=`), on cuDNN and the kernels' 16-bit twins and again "
-      "over float32 copies (PT_CUDA_ACT16=copy):", ""]
-for name, how in (("selftest_act16", "stored"), ("selftest_act16_copy", "copies")):
+      "over float32 copies (PT_CUDA_ACT16=copy), and images stored channels last (`--filter layout=nhwc`):", ""]
+for name, how in (("selftest_act16", "stored"), ("selftest_act16_copy", "copies"), ("selftest_nhwc", "nhwc")):
     sp = load(f"{name}.json")
     devs = [d for d in (sp or {}).get("devices", []) if d.get("available", False)]
     if not devs:
@@ -627,6 +637,17 @@ if a16 or a32:
           f"{fmt(a16.get('activation_mib'), ' MiB')} vs {fmt(a32.get('activation_mib'), ' MiB')} of activations; "
           f"GPU memory {fmt((a16.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
           f"{fmt((a32.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
+for name, label in (("resnet18_b128", "resnet18 b128"), ("baseline_b64_3x64x64", "baseline b64 3x64x64")):
+    nc, nh = load(f"pt_{name}_bf16.json") or {}, load(f"pt_{name}_bf16_nhwc.json") or {}
+    if nc or nh:
+        fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
+        ratio = (f"{nh['train_img_per_s'] / nc['train_img_per_s']:.2f}x"
+                 if nh.get("train_img_per_s") and nc.get("train_img_per_s") else "n/a")
+        L += ["", f"{label} bf16, `--layout nhwc` vs the default nchw: {fmt(nh.get('train_img_per_s'))} vs "
+              f"{fmt(nc.get('train_img_per_s'))} img/s train ({ratio}), eval {fmt(nh.get('eval_img_per_s'))} vs "
+              f"{fmt(nc.get('eval_img_per_s'))}; {nh.get('images_nhwc', 'n/a')} of {nh.get('images', 'n/a')} "
+              f"images channels last; GPU memory {fmt((nh.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
+              f"{fmt((nc.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
 if rc("synth") != "not run":

@@ -68,6 +68,11 @@ typedef struct conf_operand {
      * (a lowp operand); the reference holds the same values, rounded to it, as float32.
      * PT_F32 (0) otherwise. */
     pt_dtype store;
+    /* A 4-D img operand the device under test holds channels last (PT_LAYOUT_NHWC): its
+     * elements are transposed on the way in and back before the comparison; the reference
+     * holds it NCHW. */
+    int nhwc;
+    int transposed; /* run_case: the device's result is back in NCHW */
 } conf_operand;
 
 typedef struct conf_case {
@@ -876,6 +881,76 @@ static void act16_variants(conf_table *t, int first, int last)
             }
 }
 
+/* The cases of a kind with 4-D img operands again with those operands channels last (NHWC) on
+ * the device under test: every one (`layout=nhwc`), and, in the first two cases of the kind,
+ * only the first (`layout=nhwc first`: an op's operands decide alone, so a kernel meets NCHW and
+ * NHWC operands together). Inputs, outputs and bounds are the case's own: a layout changes
+ * where an element lies, not its value, and the device's result is transposed back before the
+ * comparison. Cases that run several steps or read a step record are not repeated. Run only on
+ * devices that declare PT_CAP_NHWC. */
+/* A pointwise case over vectors or matrices (every used operand the same 1-D or 2-D shape, n
+ * elements) as one over images [1, f, n/f, 1], f the smallest factor of n above 1, so that NHWC
+ * moves its elements (a prime n, or 1, stays as it is): the rule is the same over either order. */
+static int64_t numel_of(const conf_operand *o);
+static void as_images(conf_case *c)
+{
+    int64_t n = -1, d0 = -1;
+    for (int j = 0; j < c->op.nt; j++) {
+        const conf_operand *o = &c->o[j];
+        if (o->role == R_ABSENT) continue;
+        if (o->ndim > 2 || (d0 >= 0 && (o->dim[0] != d0 || numel_of(o) != n))) return;
+        d0 = o->dim[0];
+        n = numel_of(o);
+    }
+    int64_t f = 2;
+    while (f * f <= n && n % f) f++;
+    if (n < 4 || f * f > n) return;
+    for (int j = 0; j < c->op.nt; j++) {
+        if (c->o[j].role == R_ABSENT) continue;
+        c->o[j].ndim = 4;
+        c->o[j].dim[0] = 1, c->o[j].dim[1] = f, c->o[j].dim[2] = n / f, c->o[j].dim[3] = 1;
+    }
+}
+
+static void nhwc_variants(conf_table *t, int first, int last)
+{
+    const pt_op_desc *d = pt_op_describe(last > first ? t->c[first].op.kind : PT_OP_KIND_COUNT);
+    if (!d) return;
+    int nkind = 0;
+    for (int i = first; i < last && !t->oom; i++) {
+        for (int only_first = 0; only_first < 2; only_first++) {
+            conf_case c = t->c[i];
+            if (c.steps != 1 || c.step_record || (only_first && nkind >= 2)) continue;
+            if ((d->flags & PT_OPF_POINTWISE) || c.op.kind == PT_OP_AXPY) as_images(&c);
+            int n = 0;
+            for (int j = 0; j < c.op.nt; j++)
+                if (d->arg[j].img && c.o[j].role != R_ABSENT && c.o[j].ndim == 4 && (!only_first || n == 0)) {
+                    c.o[j].nhwc = 1;
+                    n++;
+                }
+            if (!n) break;
+            /* an operand in place over another is that memory: both NHWC, both images */
+            int ok = 1, changed = 1;
+            while (changed) {
+                changed = 0;
+                for (int j = 0; j < c.op.nt; j++) {
+                    const int a = c.o[j].alias;
+                    if (a < 0 || c.o[a].nhwc == c.o[j].nhwc) continue;
+                    ok = ok && d->arg[j].img && d->arg[a].img && c.o[j].ndim == 4 && c.o[a].ndim == 4;
+                    c.o[j].nhwc = c.o[a].nhwc = 1;
+                    changed = 1;
+                }
+            }
+            if (!ok) continue;
+            nkind += only_first;
+            char rest[sizeof c.name];
+            const char *sp = strchr(c.name, ' ');
+            snprintf(rest, sizeof rest, "%s", sp ? sp + 1 : "");
+            push(t, &c, "%s layout=nhwc%s", rest, only_first ? " first" : "");
+        }
+    }
+}
+
 /* The cases of a kind with per-step parameters again, the device under test reading them
  * from a step record as a captured graph does: the same results, bit for bit where the case
  * asks for it. */
@@ -976,6 +1051,7 @@ static pt_status build_table(conf_table *t, pt_error *err)
         if (d && (d->flags & PT_OPF_FUSED_RELU)) fuse_variants(t, first);
         whole_step_variants(t, (pt_op_kind)k, first);
         act16_variants(t, first, recipe_end); /* of the recipe's own cases */
+        nhwc_variants(t, first, t->n);
     }
     if (t->oom) {
         free(t->c);
@@ -1365,6 +1441,7 @@ static pt_status setup_side(conf_side *s, const conf_case *c, const conf_layout 
         }
         int r = o->alias >= 0 ? o->alias : i;
         s->op.t[i] = pt_tensor_make(s->buf[r], L->off[r], dut && o->store ? o->store : o->dtype, o->ndim, o->dim);
+        if (dut && o->nhwc) s->op.t[i].layout = PT_LAYOUT_NHWC;
     }
     size_t ws = s->dev->be->workspace_size(s->dev->ctx, &s->op);
     if (ws) {
@@ -1392,6 +1469,24 @@ static pt_status read_side(conf_side *s, const conf_case *c, const conf_layout *
         PT_TRY(pt_device_read(s->dev, s->img[i], (pt_mem){s->buf[i], 0}, L->total[i], err));
     }
     return PT_OK;
+}
+
+/* The n-element image at p ([N,C,H,W] as o's dims, elements of es bytes) moved between NCHW
+ * and NHWC: to_nhwc 1 from NCHW, 0 back. 0, or -1 without host memory. */
+static int transpose_image(const conf_operand *o, unsigned char *p, size_t es, int to_nhwc)
+{
+    const int64_t N = o->dim[0], C = o->dim[1], hw = o->dim[2] * o->dim[3], n = N * C * hw;
+    unsigned char *tmp = malloc((size_t)(n ? n : 1) * es);
+    if (!tmp) return -1;
+    memcpy(tmp, p, (size_t)n * es);
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t q = 0; q < hw; q++) {
+                const int64_t i = (b * C + c) * hw + q, j = (b * hw + q) * C + c;
+                memcpy(p + (size_t)(to_nhwc ? j : i) * es, tmp + (size_t)(to_nhwc ? i : j) * es, es);
+            }
+    free(tmp);
+    return 0;
 }
 
 /* Runs case c on both sides. Returns an error only for host memory; everything that goes
@@ -1453,6 +1548,23 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         for (int64_t e = 0; e < n; e++) {
             h[e] = o->store == PT_BF16 ? pt_bf16_from_f32(f[e]) : pt_f16_from_f32(f[e]);
             f[e] = o->store == PT_BF16 ? pt_f32_from_bf16(h[e]) : pt_f32_from_f16(h[e]);
+        }
+    }
+    for (int i = 0; i < c->op.nt; i++) {
+        const conf_operand *o = &c->o[i];
+        if (!L.present[i] || !o->nhwc) continue;
+        /* the device under test's own image, its elements channels last */
+        if (image_dut[i] == image[i]) {
+            image_dut[i] = malloc(LD.total[i]);
+            if (!image_dut[i]) {
+                st = PT_ERR_NOMEM;
+                goto done;
+            }
+            memcpy(image_dut[i], image[i], LD.total[i]);
+        }
+        if (transpose_image(o, image_dut[i] + LD.off[i], o->store ? 2 : pt_dtype_size(o->dtype), 1) != 0) {
+            st = PT_ERR_NOMEM;
+            goto done;
         }
     }
     /* The initial values (C_DELTA compares against them) stay in image[]. The reference
@@ -1556,6 +1668,14 @@ static pt_status run_case(pt_device *ref, pt_device *dut, const conf_case *c0, i
         if (o->role == R_ABSENT || o->check == C_NONE) continue;
         int reg = o->alias >= 0 ? o->alias : j;
         const unsigned char *dut_data = sides[1].img[reg] + LD.off[reg];
+        if (c->o[reg].nhwc && !c->o[reg].transposed) { /* back to NCHW, once per memory */
+            if (transpose_image(&c->o[reg], sides[1].img[reg] + LD.off[reg],
+                                c->o[reg].store ? 2 : pt_dtype_size(c->o[reg].dtype), 0) != 0) {
+                st = PT_ERR_NOMEM;
+                goto done;
+            }
+            cc.o[reg].transposed = 1;
+        }
         if (c->o[reg].store) { /* widened exactly for the comparison */
             const int64_t n = numel_of(o);
             free(decoded);
@@ -1605,6 +1725,27 @@ static int dut_stores(pt_device *dut, pt_dtype dt)
     return dut->be->supports(dut->ctx, &op);
 }
 
+/* Whether dut declares NHWC images (PT_CAP_NHWC): supports() of a ReLU on a 4-D NHWC tensor. */
+static int dut_nhwc(pt_device *dut)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_RELU_FWD;
+    op.nt = 2;
+    for (int i = 0; i < 2; i++) {
+        op.t[i].dtype = PT_F32, op.t[i].ndim = 4, op.t[i].layout = PT_LAYOUT_NHWC;
+        for (int k = 0; k < 4; k++) op.t[i].dim[k] = 1;
+    }
+    return dut->be->supports(dut->ctx, &op);
+}
+
+static int case_nhwc(const conf_case *c)
+{
+    for (int j = 0; j < c->op.nt; j++)
+        if (c->o[j].nhwc) return 1;
+    return 0;
+}
+
 /* The 16-bit storage of case c's operands, if any (PT_F32 when none). */
 static pt_dtype case_store(const conf_case *c)
 {
@@ -1628,12 +1769,12 @@ pt_status pt_conformance_run(pt_device *ref, pt_device *dut, uint64_t seed, cons
     int claims[PT_PREC_COUNT];
     for (int p = 0; p < PT_PREC_COUNT; p++) claims[p] = pt_device_precision(dut, (pt_precision)p, NULL, 0, NULL) == PT_OK;
     const int fuses = dut_fuses_relu(dut);
-    const int stores_bf16 = dut_stores(dut, PT_BF16), stores_f16 = dut_stores(dut, PT_F16);
+    const int stores_bf16 = dut_stores(dut, PT_BF16), stores_f16 = dut_stores(dut, PT_F16), nhwc = dut_nhwc(dut);
     for (int i = 0; i < t.n; i++) {
         if (filter && filter[0] && !strstr(t.c[i].name, filter)) continue;
         const pt_dtype store = case_store(&t.c[i]);
         if (!claims[t.c[i].op.math] || (t.c[i].op.fuse_relu && !fuses) || (store == PT_BF16 && !stores_bf16) ||
-            (store == PT_F16 && !stores_f16)) {
+            (store == PT_F16 && !stores_f16) || (case_nhwc(&t.c[i]) && !nhwc)) {
             sum.unclaimed++;
             continue;
         }

@@ -30,8 +30,9 @@ typedef void (*pt_conformance_report)(const pt_conformance_result *r, void *user
 typedef struct pt_conformance_summary {
     int cases, passed, failed;
     int unclaimed;          /* cases in a math mode the device under test does not claim
-                               (pt_device_precision), or with a fused ReLU it does not
-                               support: not run, not counted in cases */
+                               (pt_device_precision), with a fused ReLU, a 16-bit storage or
+                               NHWC operands it does not support: not run, not counted in
+                               cases */
     double worst_ratio;     /* largest error/bound over the cases run */
     char worst_case[128];   /* the case that had it */
     double dut_ms;          /* total op time on the device under test */

@@ -63,6 +63,20 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned ca
         } else if (t->dtype != a->dtype)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) is %s, expected %s", backend, name, i, a->name,
                            pt_dtype_name(t->dtype), pt_dtype_name(a->dtype));
+        if (t->layout != PT_LAYOUT_NCHW) {
+            if (t->layout != PT_LAYOUT_NHWC)
+                return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) has layout %d, expected nchw or nhwc",
+                               backend, name, i, a->name, (int)t->layout);
+            if (!a->img)
+                return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) is nhwc, but %s reads it as nchw", backend,
+                               name, i, a->name, name);
+            if (t->ndim != 4)
+                return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) is nhwc with %d dims, expected 4", backend,
+                               name, i, a->name, t->ndim);
+            if (!(caps & PT_CAP_NHWC))
+                return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: operand %d (%s) is nhwc, and this backend takes nchw "
+                               "only", backend, name, i, a->name);
+        }
         if (!check_shapes) continue;
         if (t->ndim < 1 || t->ndim > PT_MAX_DIMS)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: operand %d (%s) has %d dims", backend, name, i, a->name,

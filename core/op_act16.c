@@ -1,5 +1,6 @@
-/* The 16-bit activation operands of an op and the float32 copies around a float32 kernel
- * (see op_act16.h): the bookkeeping the cpu backend and the shared kernel layer share. */
+/* The 16-bit and channels-last operands of an op and the float32 NCHW copies around a float32
+ * NCHW kernel (see op_act16.h): the bookkeeping the cpu backend and the shared kernel layer
+ * share. */
 #include "core/op_act16.h"
 
 static int is16(pt_dtype t) { return t == PT_BF16 || t == PT_F16; }
@@ -9,16 +10,23 @@ int pt_act16_operand(const pt_op *op, int i)
     return !pt_op_operand_absent(op, i) && op->t[i].ndim > 0 && is16(op->t[i].dtype);
 }
 
+int pt_act16_nhwc(const pt_op *op, int i)
+{
+    return !pt_op_operand_absent(op, i) && pt_tensor_nhwc(&op->t[i]);
+}
+
+int pt_act16_stored(const pt_op *op, int i) { return pt_act16_operand(op, i) || pt_act16_nhwc(op, i); }
+
 int pt_act16_any(const pt_op *op)
 {
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_operand(op, i)) return 1;
+        if (pt_act16_stored(op, i)) return 1;
     return 0;
 }
 
 int pt_act16_copied(const pt_op *op, unsigned native, int i)
 {
-    return pt_act16_operand(op, i) && !((native >> i) & 1u);
+    return pt_act16_stored(op, i) && !((native >> i) & 1u);
 }
 
 int pt_act16_all_native(const pt_op *op, unsigned native)
@@ -32,7 +40,11 @@ void pt_act16_widen_op(const pt_op *op, unsigned native, pt_op *w)
 {
     *w = *op;
     for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
-        if (pt_act16_copied(op, native, i)) w->t[i].dtype = PT_F32;
+        if (pt_act16_copied(op, native, i)) {
+            /* an int32 image (a max-pool's argmax) keeps its type: only its layout is copied */
+            if (w->t[i].dtype != PT_I32) w->t[i].dtype = PT_F32;
+            w->t[i].layout = PT_LAYOUT_NCHW;
+        }
 }
 
 int pt_act16_alias(const pt_op *op, unsigned native, int i)
@@ -58,7 +70,7 @@ size_t pt_act16_place(const pt_op *op, unsigned native, pt_op *w, size_t base, s
         }
         w->t[i].mem = op->workspace;
         w->t[i].mem.off += off;
-        off = round_up(off + (size_t)pt_tensor_numel(&op->t[i]) * sizeof(float), align);
+        off = round_up(off + (size_t)pt_tensor_numel(&op->t[i]) * 4 /* float32 or int32 */, align);
     }
     w->workspace_bytes = base;
     return off;

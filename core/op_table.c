@@ -14,10 +14,15 @@
 #define OUT_I32(n) {n, PT_I32, PT_ARG_OUT, 0}
 #define OPT_OUT(n) {n, PT_F32, PT_ARG_OUT, 1}
 #define OPT_INOUT(n) {n, PT_F32, PT_ARG_INOUT, 1}
-/* activations that may be stored in 16 bits (pt_op_operand.lowp) */
-#define LIN(n) {n, PT_F32, PT_ARG_IN, 0, 1}
-#define LOUT(n) {n, PT_F32, PT_ARG_OUT, 0, 1}
-#define LINOUT(n) {n, PT_F32, PT_ARG_INOUT, 0, 1}
+/* activations that may be stored in 16 bits (pt_op_operand.lowp), and NHWC when 4-D */
+#define LIN(n) {n, PT_F32, PT_ARG_IN, 0, 1, 1}
+#define LOUT(n) {n, PT_F32, PT_ARG_OUT, 0, 1, 1}
+#define LINOUT(n) {n, PT_F32, PT_ARG_INOUT, 0, 1, 1}
+/* images that may be NHWC when 4-D (pt_op_operand.img): gradients, argmax, the rest */
+#define XIN(n) {n, PT_F32, PT_ARG_IN, 0, 0, 1}
+#define XOUT(n) {n, PT_F32, PT_ARG_OUT, 0, 0, 1}
+#define XIN_I32(n) {n, PT_I32, PT_ARG_IN, 0, 0, 1}
+#define XOUT_I32(n) {n, PT_I32, PT_ARG_OUT, 0, 0, 1}
 #define OF(j) (1u << (j)) /* may_alias: may be operand j's memory */
 
 /* ---- shape rules: each returns 1, or 0 with the rule that does not hold ---- */
@@ -319,7 +324,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* y = alpha*x + (accumulate ? y : 0) */
     [PT_OP_AXPY] = {
         .name = "axpy", .summary = "y = alpha*x (+ y)",
-        .nt = 2, .arg = {IN("x"), OUT("y")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 2, .arg = {XIN("x"), XOUT("y")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = same_numel, .flops = per_x2, .cases = {PT_CASES_AXPY},
     },
     /* y = a + b; y may be a's or b's memory; a ReLU may be fused (the residual add) */
@@ -345,7 +350,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* dbias = (accumulate ? dbias : 0) + the sum of dy over n, h, w */
     [PT_OP_BIAS_GRAD] = {
         .name = "bias_grad", .summary = "dbias[c] = sum of dy over n,h,w (+ dbias)",
-        .nt = 2, .arg = {IN("dy"), OUT("dbias")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 2, .arg = {XIN("dy"), OUT("dbias")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = bias_shapes, .flops = per_in1, .cases = {PT_CASES_BIAS},
     },
     /* x [N,C,H,W], w [K,C,R,S], y [N,K,P,Q], P = (H + 2*pad - R)/stride + 1 (Q likewise).
@@ -361,13 +366,13 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* dx = (accumulate ? dx : 0) + conv2d's input gradient */
     [PT_OP_CONV2D_BWD_DATA] = {
         .name = "conv2d_bwd_data", .summary = "dx = conv2d input gradient of dy (+ dx)",
-        .nt = 3, .arg = {OUT("dx"), IN("w"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
+        .nt = 3, .arg = {XOUT("dx"), IN("w"), XIN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* dw = (accumulate ? dw : 0) + conv2d's weight gradient */
     [PT_OP_CONV2D_BWD_FILTER] = {
         .name = "conv2d_bwd_filter", .summary = "dw = conv2d weight gradient of x and dy (+ dw)",
-        .nt = 3, .arg = {LIN("x"), OUT("dw"), IN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
+        .nt = 3, .arg = {LIN("x"), OUT("dw"), XIN("dy")}, .flags = PT_OPF_ACCUMULATE | PT_OPF_MATH,
         .shapes = conv_shapes, .flops = conv_flops, .cases = {PT_CASES_CONV},
     },
     /* x [N,C,H,W], the rest [C]. Batch statistics over (N,H,W), the biased variance for the
@@ -393,7 +398,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     [PT_OP_BN_BWD] = {
         .name = "bn_bwd", .summary = "batch-norm backward (training statistics)",
         .nt = 8,
-        .arg = {LIN("x"), IN("dy"), IN("gamma"), IN("save_mean"), IN("save_invstd"), OUT("dx"), OUT("dgamma"),
+        .arg = {LIN("x"), XIN("dy"), IN("gamma"), IN("save_mean"), IN("save_invstd"), XOUT("dx"), OUT("dgamma"),
                 OUT("dbeta")},
         .flags = PT_OPF_ACCUMULATE, .may_alias = {[5] = OF(1)},
         .shapes = bn_bwd_shapes, .flops = bn_bwd_flops, .cases = {PT_CASES_BN},
@@ -409,7 +414,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * memory when accumulate is 0. */
     [PT_OP_RELU_BWD] = {
         .name = "relu_bwd", .summary = "dx = (y > 0 ? dy : 0) (+ dx)",
-        .nt = 3, .arg = {LIN("y"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {LIN("y"), XIN("dy"), XOUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
         .may_alias = {[2] = OF(1)},
         .shapes = same_numel, .flops = per_x1, .cases = {PT_CASES_POINTWISE_BWD, -1.0f, 1.0f, 1},
     },
@@ -419,13 +424,13 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * P = (H + 2*pad - k)/stride + 1 (floor). */
     [PT_OP_MAXPOOL_FWD] = {
         .name = "maxpool_fwd", .summary = "y = max over each window, argmax = where",
-        .nt = 3, .arg = {LIN("x"), LOUT("y"), OUT_I32("argmax")},
+        .nt = 3, .arg = {LIN("x"), LOUT("y"), XOUT_I32("argmax")},
         .shapes = maxpool_fwd_shapes, .flops = maxpool_fwd_flops, .cases = {PT_CASES_POOL},
     },
     /* dx = (accumulate ? dx : 0) + the scatter-add of dy at argmax */
     [PT_OP_MAXPOOL_BWD] = {
         .name = "maxpool_bwd", .summary = "dx = dy added at argmax (+ dx)",
-        .nt = 3, .arg = {IN("dy"), IN_I32("argmax"), OUT("dx")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("dy"), XIN_I32("argmax"), XOUT("dx")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = maxpool_bwd_shapes, .flops = per_in1, .cases = {PT_CASES_POOL},
     },
     /* x [N,C,H,W], y [N,C]: the mean over H,W */
@@ -437,7 +442,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* dy [N,C], dx [N,C,H,W]: dx = (accumulate ? dx : 0) + dy/(H*W) */
     [PT_OP_GAP_BWD] = {
         .name = "gap_bwd", .summary = "dx = dy/(H*W) (+ dx)",
-        .nt = 2, .arg = {IN("dy"), OUT("dx")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 2, .arg = {IN("dy"), XOUT("dx")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = gap_bwd_shapes, .flops = per_x1, .cases = {PT_CASES_GAP},
     },
     /* x [N,...]; y may be x's memory; mask (x's shape). For sample n and element e inside the
@@ -505,20 +510,20 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * op with x = dy. */
     [PT_OP_BCAST_MUL] = {
         .name = "bcast_mul", .summary = "y = x*s, s per channel or per pixel (+ y)",
-        .nt = 3, .arg = {IN("x"), IN("s"), OUT("y")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("x"), XIN("s"), XOUT("y")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = bcast_mul_shapes, .flops = per_x1, .cases = {PT_CASES_BCAST_MUL},
     },
     /* ds = (accumulate ? ds : 0) + the sum of x*dy over what s was broadcast over (H,W for
      * [N,C]; C for [N,1,H,W]) */
     [PT_OP_BCAST_MUL_GRAD] = {
         .name = "bcast_mul_grad", .summary = "ds = sum of x*dy over the broadcast (+ ds)",
-        .nt = 3, .arg = {IN("x"), IN("dy"), OUT("ds")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("x"), XIN("dy"), XOUT("ds")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = bcast_grad_shapes, .flops = per_in1, .cases = {PT_CASES_BCAST_MUL},
     },
     /* y = 1/(1 + exp(-x)); y may be x's memory */
     [PT_OP_SIGMOID_FWD] = {
         .name = "sigmoid_fwd", .summary = "y = 1/(1 + exp(-x))",
-        .nt = 2, .arg = {IN("x"), OUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
+        .nt = 2, .arg = {XIN("x"), XOUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
         .shapes = same_numel, .flops = per_x4, .grad_kind = PT_OP_SIGMOID_BWD, .grad_reads_output = 1,
         .cases = {PT_CASES_POINTWISE_FWD, -100.0f, 100.0f},
     },
@@ -526,7 +531,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * memory when accumulate is 0. */
     [PT_OP_SIGMOID_BWD] = {
         .name = "sigmoid_bwd", .summary = "dx = dy*y*(1 - y) (+ dx)",
-        .nt = 3, .arg = {IN("y"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("y"), XIN("dy"), XOUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
         .may_alias = {[2] = OF(1)},
         .shapes = same_numel, .flops = per_x4, .cases = {PT_CASES_POINTWISE_BWD, 0.0f, 1.0f},
     },
@@ -534,14 +539,14 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * h*W + w (the first maximum in row-major order wins; NaN propagates, the first NaN wins) */
     [PT_OP_GMP_FWD] = {
         .name = "gmp_fwd", .summary = "y[n,c] = max of x over h,w, argmax = where",
-        .nt = 3, .arg = {IN("x"), OUT("y"), OUT_I32("argmax")},
+        .nt = 3, .arg = {XIN("x"), OUT("y"), OUT_I32("argmax")},
         .shapes = gmp_fwd_shapes, .flops = per_in1, .cases = {PT_CASES_GLOBAL_MAXPOOL},
     },
     /* dy [N,C], argmax [N,C], dx [N,C,H,W]: dx = (accumulate ? dx : 0) + (h*W + w == argmax ?
      * dy : 0) */
     [PT_OP_GMP_BWD] = {
         .name = "gmp_bwd", .summary = "dx = dy at argmax, 0 elsewhere (+ dx)",
-        .nt = 3, .arg = {IN("dy"), IN_I32("argmax"), OUT("dx")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {IN("dy"), IN_I32("argmax"), XOUT("dx")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = gmp_bwd_shapes, .flops = per_x1, .cases = {PT_CASES_GLOBAL_MAXPOOL},
     },
     /* Mean and max over channels, concatenated (CBAM's spatial-attention input): x [N,C,H,W]
@@ -549,14 +554,14 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * argmax = that channel (the first maximum wins; NaN propagates, the first NaN wins). */
     [PT_OP_CHANNEL_POOL_FWD] = {
         .name = "channel_pool_fwd", .summary = "y = mean and max of x over channels, argmax = where",
-        .nt = 3, .arg = {IN("x"), OUT("y"), OUT_I32("argmax")},
+        .nt = 3, .arg = {XIN("x"), XOUT("y"), XOUT_I32("argmax")},
         .shapes = cpool_fwd_shapes, .flops = per_in1, .cases = {PT_CASES_CHANNEL_POOL},
     },
     /* dy [N,2,H,W], argmax [N,1,H,W], dx [N,C,H,W]: dx = (accumulate ? dx : 0) +
      * dy[n,0,h,w]/C + (c == argmax ? dy[n,1,h,w] : 0) */
     [PT_OP_CHANNEL_POOL_BWD] = {
         .name = "channel_pool_bwd", .summary = "dx = dy[mean]/C + dy[max] at argmax (+ dx)",
-        .nt = 3, .arg = {IN("dy"), IN_I32("argmax"), OUT("dx")}, .flags = PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("dy"), XIN_I32("argmax"), XOUT("dx")}, .flags = PT_OPF_ACCUMULATE,
         .shapes = cpool_bwd_shapes, .flops = per_x2, .cases = {PT_CASES_CHANNEL_POOL},
     },
     /* ---- synchronised BatchNorm (--sync-bn): batch statistics over every device of every
@@ -568,7 +573,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * stats[C+c] = the sum of (x - shift[c])^2 */
     [PT_OP_BN_SYNC_STATS] = {
         .name = "bn_sync_stats", .summary = "per-channel sums of x - shift and its squares",
-        .nt = 3, .arg = {IN("x"), IN("shift"), OUT("stats")},
+        .nt = 3, .arg = {XIN("x"), IN("shift"), OUT("stats")},
         .shapes = bn_sync_stats_shapes, .flops = bn_sync_flops, .cases = {PT_CASES_BN_SYNC},
     },
     /* running_mean is the shift of BN_SYNC_STATS (read before it is updated); stats: the global
@@ -578,7 +583,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     [PT_OP_BN_SYNC_FWD] = {
         .name = "bn_sync_fwd", .summary = "batch-norm forward from the global sums",
         .nt = 7,
-        .arg = {IN("x"), IN("gamma"), IN("beta"), OUT("y"), INOUT("running_mean"), INOUT("running_var"),
+        .arg = {XIN("x"), IN("gamma"), IN("beta"), XOUT("y"), INOUT("running_mean"), INOUT("running_var"),
                 INOUT("stats")},
         .shapes = bn_sync_fwd_shapes, .flops = bn_sync_flops, .cases = {PT_CASES_BN_SYNC},
     },
@@ -587,14 +592,14 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * dgamma = sum dy*(x - mean)*invstd) */
     [PT_OP_BN_SYNC_BWD_STATS] = {
         .name = "bn_sync_bwd_stats", .summary = "per-channel sums of dy and dy*(x - mean)",
-        .nt = 6, .arg = {IN("x"), IN("dy"), IN("stats"), OUT("bstats"), OUT("dgamma"), OUT("dbeta")},
+        .nt = 6, .arg = {XIN("x"), XIN("dy"), IN("stats"), OUT("bstats"), OUT("dgamma"), OUT("dbeta")},
         .shapes = bn_sync_bwd_stats_shapes, .flops = bn_sync_flops, .cases = {PT_CASES_BN_SYNC},
     },
     /* dx = (accumulate ? dx : 0) + gamma*invstd*(dy - sdy/M - (x-mean)*invstd^2*sdyx/M) with
      * the global sums bstats; dx may be dy's memory when accumulate is 0 */
     [PT_OP_BN_SYNC_BWD] = {
         .name = "bn_sync_bwd", .summary = "batch-norm input gradient from global sums (+ dx)",
-        .nt = 6, .arg = {IN("x"), IN("dy"), IN("gamma"), IN("stats"), IN("bstats"), OUT("dx")},
+        .nt = 6, .arg = {XIN("x"), XIN("dy"), IN("gamma"), IN("stats"), IN("bstats"), XOUT("dx")},
         .flags = PT_OPF_ACCUMULATE, .may_alias = {[5] = OF(1)},
         .shapes = bn_sync_bwd_shapes, .flops = bn_sync_flops, .cases = {PT_CASES_BN_SYNC},
     },
@@ -603,7 +608,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * but the layer keeps x, which the gradient reads */
     [PT_OP_SILU_FWD] = {
         .name = "silu_fwd", .summary = "y = x*sigmoid(x)",
-        .nt = 2, .arg = {IN("x"), OUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
+        .nt = 2, .arg = {XIN("x"), XOUT("y")}, .flags = PT_OPF_POINTWISE, .may_alias = {[1] = OF(0)},
         .shapes = same_numel, .flops = per_x4, .grad_kind = PT_OP_SILU_BWD, .grad_reads_output = 0,
         .cases = {PT_CASES_POINTWISE_FWD, -100.0f, 100.0f},
     },
@@ -611,7 +616,7 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
      * dy*(s*(1 + x*(1 - s))); dx may be dy's memory when accumulate is 0 */
     [PT_OP_SILU_BWD] = {
         .name = "silu_bwd", .summary = "dx = dy*s*(1 + x*(1 - s)), s = sigmoid(x) (+ dx)",
-        .nt = 3, .arg = {IN("x"), IN("dy"), OUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
+        .nt = 3, .arg = {XIN("x"), XIN("dy"), XOUT("dx")}, .flags = PT_OPF_POINTWISE | PT_OPF_ACCUMULATE,
         .may_alias = {[2] = OF(1)},
         .shapes = same_numel, .flops = per_x8, .cases = {PT_CASES_POINTWISE_BWD, -20.0f, 20.0f},
     },

@@ -33,6 +33,11 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->sync_bn = ro ? ro->sync_bn : 0;
     r->precision = ro ? ro->precision : PT_PREC_FP32;
     r->act_storage = ro ? ro->act_storage : PT_ACT_STORAGE_AUTO;
+    r->layout_opt = ro ? ro->layout : PT_IMAGES_AUTO;
+    if (r->layout_opt == PT_IMAGES_NHWC && !pt_device_takes_nhwc(dev)) {
+        free(r);
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "layout nhwc: the %s backend keeps images NCHW only", dev->be->name);
+    }
     pt_status pst = pt_device_precision(dev, r->precision, NULL, 0, err);
     if (pst != PT_OK) {
         free(r);
@@ -47,14 +52,17 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->grad_written = calloc((size_t)net->nnodes, sizeof *r->grad_written);
     r->param_grad_written = calloc((size_t)net->nparams + 1, sizeof *r->param_grad_written);
     r->act_dtype = calloc((size_t)net->nnodes, sizeof *r->act_dtype); /* PT_F32 (0) */
+    r->act_layout = calloc((size_t)net->nnodes, sizeof *r->act_layout);
     pt_dtype *want = calloc((size_t)net->nnodes, sizeof *want);
     pt_status st = PT_OK;
-    if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written || !r->act_dtype || !want) {
+    if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written || !r->act_dtype || !r->act_layout ||
+        !want) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
     }
     for (int i = 0; i < net->nnodes; i++)
         for (int k = 0; k < net->nodes[i].nin; k++) r->consumers[net->nodes[i].in[k]]++;
+    rp_choose_layouts(r);
 
     /* pinned input gets a second input slot in the arena (planned with the rest) */
     r->in_slots = (!ro || ro->pinned_input != PT_SWITCH_OFF) && pt_device_pinned_input(dev) ? 2 : 1;
@@ -155,6 +163,7 @@ void pt_replica_free(pt_replica *r)
     free(r->grad_written);
     free(r->param_grad_written);
     free(r->act_dtype);
+    free(r->act_layout);
     free(r->init_params);
     free(r->init_buffers);
     free(r);
@@ -362,6 +371,41 @@ pt_dtype pt_replica_act_dtype(const pt_replica *r, int node)
 
 void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out) { *out = r->act_plan; }
 pt_act_storage pt_replica_act_storage(const pt_replica *r) { return r->act_storage; }
+pt_image_layout pt_replica_layout_option(const pt_replica *r) { return r->layout_opt; }
+
+pt_layout pt_replica_node_layout(const pt_replica *r, int node)
+{
+    return node >= 0 && node < r->net->nnodes ? r->act_layout[node] : PT_LAYOUT_NCHW;
+}
+
+void pt_replica_count_layouts(const pt_replica *r, int *n4d, int *nhwc) { rp_count_layouts(r, n4d, nhwc); }
+
+int pt_image_layout_parse(const char *s, pt_image_layout *out)
+{
+    if (s && strcmp(s, "auto") == 0) *out = PT_IMAGES_AUTO;
+    else if (s && strcmp(s, "nchw") == 0) *out = PT_IMAGES_NCHW;
+    else if (s && strcmp(s, "nhwc") == 0) *out = PT_IMAGES_NHWC;
+    else return 0;
+    return 1;
+}
+
+const char *pt_image_layout_name(pt_image_layout l)
+{
+    return l == PT_IMAGES_NCHW ? "nchw" : l == PT_IMAGES_NHWC ? "nhwc" : "auto";
+}
+
+int pt_device_takes_nhwc(pt_device *dev)
+{
+    pt_op op;
+    memset(&op, 0, sizeof op);
+    op.kind = PT_OP_RELU_FWD;
+    op.nt = 2;
+    for (int i = 0; i < 2; i++) {
+        op.t[i] = pt_tensor_4d(NULL, 0, 1, 1, 1, 1);
+        op.t[i].layout = PT_LAYOUT_NHWC;
+    }
+    return dev->be->supports(dev->ctx, &op);
+}
 int pt_replica_fuse_relu(const pt_replica *r) { return r->fold_relu; }
 
 const pt_op *pt_replica_ops(const pt_replica *r, pt_replica_list which, int *n)

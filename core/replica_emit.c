@@ -52,6 +52,7 @@ static pt_tensor node_tensor(const pt_emit *em, int node, size_t off, pt_dtype d
     pt_tensor t = n->flat ? pt_tensor_2d(em->r->arena, off, em->n, n->c)
                           : pt_tensor_4d(em->r->arena, off, em->n, n->c, n->h, n->w);
     t.dtype = dtype;
+    if (!n->flat) t.layout = em->r->act_layout[node];
     return t;
 }
 
@@ -123,7 +124,10 @@ pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot)
     int ndim;
     pt_dtype dt;
     vt->saved_shape(n, slot, em->n, dim, &ndim, &dt);
-    return pt_tensor_make(em->r->arena, em->r->mem[node].saved[slot], dt, ndim, dim);
+    pt_tensor t = pt_tensor_make(em->r->arena, em->r->mem[node].saved[slot], dt, ndim, dim);
+    /* a saved image (a max-pool's argmax) lies as the node's output does */
+    if (ndim == 4) t.layout = em->r->act_layout[node];
+    return t;
 }
 
 /* ---------------------------------------------------------------- op lists */

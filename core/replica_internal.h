@@ -133,6 +133,8 @@ struct pt_replica {
     pt_precision precision; /* math mode of the kinds with PT_OPF_MATH */
     pt_act_storage act_storage;
     pt_dtype *act_dtype; /* per node: its activation's storage type (replica_plan.c) */
+    pt_image_layout layout_opt;
+    pt_layout *act_layout; /* per node: its activation's and gradient's layout (replica_plan.c) */
     pt_act_plan act_plan;
     int global_batch; /* sync-BN: samples of the step over every device (0: this replica's) */
     pt_replica_hook hook;
@@ -180,6 +182,12 @@ pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err);
 pt_status rp_choose_act_dtypes(const pt_replica *r, pt_dtype *out, pt_error *err);
 /* Distinct activation tensors (in-place layers share their input's) and the 16-bit ones. */
 void rp_count_acts(const pt_replica *r, int *nacts, int *n16);
+/* The layout of each node's activation and gradient (r->act_layout) from r->layout_opt: NHWC
+ * for a 4-D node (not the data input) whose layer and every consumer's layer take channels-last
+ * images (pt_layer_vt.nhwc), when the option resolves to nhwc. */
+void rp_choose_layouts(pt_replica *r);
+/* Distinct 4-D activation tensors (the data input included) and the NHWC ones. */
+void rp_count_layouts(const pt_replica *r, int *n4d, int *nhwc);
 
 /* ---------------------------------------------------------------- replica_emit.c */
 

@@ -338,3 +338,47 @@ void rp_count_acts(const pt_replica *r, int *nacts, int *n16)
             *n16 += r->act_dtype[i] != PT_F32;
         }
 }
+
+/* A node may be NHWC when its layer writes channels-last images and every layer reading it
+ * reads them; the data input never (the host writes it NCHW), nor a flat node. */
+static int may_be_nhwc(const pt_replica *r, int id)
+{
+    const pt_net *net = r->net;
+    const pt_node *n = &net->nodes[id];
+    const pt_layer_vt *vt = pt_layer_vtable(n->kind);
+    if (id == 0 || n->kind == PT_NODE_INPUT || n->flat || !vt || !vt->nhwc) return 0;
+    for (int j = id + 1; j < net->nnodes; j++)
+        for (int k = 0; k < net->nodes[j].nin; k++)
+            if (net->nodes[j].in[k] == id) {
+                const pt_layer_vt *cv = pt_layer_vtable(net->nodes[j].kind);
+                if (!cv || !cv->nhwc) return 0;
+            }
+    return 1;
+}
+
+void rp_choose_layouts(pt_replica *r)
+{
+    /* auto: NCHW, as long as no backend runs its convolutions on channels-last images natively
+     * (over copies NHWC only adds transposes) */
+    for (int i = 0; i < r->net->nnodes; i++) r->act_layout[i] = PT_LAYOUT_NCHW;
+    if (r->layout_opt != PT_IMAGES_NHWC) return;
+    /* an in-place layer's output is its input's memory, and a gradient passed on unchanged is
+     * its input's gradient: one layout for such a pair, NHWC only when both may be */
+    for (int i = 0; i < r->net->nnodes; i++) r->act_layout[i] = may_be_nhwc(r, i) ? PT_LAYOUT_NHWC : PT_LAYOUT_NCHW;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = r->net->nnodes - 1; i >= 0; i--) {
+            if (!grad_alias(r, i)) continue;
+            const int in = r->net->nodes[i].in[0];
+            if (r->act_layout[i] != r->act_layout[in]) r->act_layout[i] = r->act_layout[in] = PT_LAYOUT_NCHW;
+        }
+}
+
+void rp_count_layouts(const pt_replica *r, int *n4d, int *nhwc)
+{
+    *n4d = *nhwc = 0;
+    for (int i = 0; i < r->net->nnodes; i++)
+        if (!alias_input(r, i) && !r->net->nodes[i].flat) {
+            ++*n4d;
+            *nhwc += r->act_layout[i] == PT_LAYOUT_NHWC;
+        }
+}

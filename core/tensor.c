@@ -39,6 +39,16 @@ size_t pt_tensor_bytes(const pt_tensor *t)
     return (size_t)pt_tensor_numel(t) * pt_dtype_size(t->dtype);
 }
 
+/* Ops are compared bytewise (memcmp) to decide that a step's op list is unchanged: a tensor
+ * must hold no padding, whose bytes a struct returned by value leaves undefined. */
+_Static_assert(sizeof(pt_tensor) == sizeof(pt_mem) + sizeof(pt_dtype) + sizeof(int) + PT_MAX_DIMS * sizeof(int64_t) +
+                                        sizeof(pt_layout) + sizeof(int32_t),
+               "pt_tensor has padding");
+
+const char *pt_layout_name(pt_layout l) { return l == PT_LAYOUT_NHWC ? "nhwc" : l == PT_LAYOUT_NCHW ? "nchw" : "?"; }
+
+int pt_tensor_nhwc(const pt_tensor *t) { return t->ndim == 4 && t->layout == PT_LAYOUT_NHWC; }
+
 int pt_tensor_same_start(const pt_tensor *a, const pt_tensor *b)
 {
     return a->mem.buf == b->mem.buf && a->mem.off == b->mem.off;
@@ -52,6 +62,8 @@ pt_tensor pt_tensor_make(pt_buffer *buf, size_t off, pt_dtype dtype, int ndim, c
     t.dtype = dtype;
     t.ndim = ndim;
     for (int i = 0; i < PT_MAX_DIMS; i++) t.dim[i] = i < ndim ? dim[i] : 1;
+    t.layout = PT_LAYOUT_NCHW;
+    t.zero = 0;
     return t;
 }
 

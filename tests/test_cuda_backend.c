@@ -311,6 +311,46 @@ static void conv_plans_take_16bit_activations_where_stored(void)
     CHECK(pt_conv_direct(&b) == 0);
 }
 
+/* Channels last: a bf16/fp16 plan runs cuDNN NHWC when x or y (dx, dy) is stored NHWC; a 16-bit
+ * activation goes to cuDNN as stored only in the plan's layout; a float32 NHWC image is taken by
+ * the convolution itself (its copy is made transposed), a 16-bit one in the other layout comes
+ * as a float32 copy; fp32 and tf32 plans stay NCHW (their NHWC operands come as copies). Each is
+ * its own plan, named. */
+static void conv_plans_run_channels_last_in_16_bit_modes(void)
+{
+    pt_op f = conv_op(PT_OP_CONV2D_FWD, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    f.math = PT_PREC_BF16;
+    const pt_conv_key k0 = pt_conv_key_of(&f, 0);
+    CHECK(!pt_conv_nhwc(&f) && pt_conv_takes(&f) == 0);
+    f.t[2].layout = PT_LAYOUT_NHWC; /* y NHWC float32, x the NCHW data input */
+    CHECK(pt_conv_nhwc(&f) && pt_conv_direct(&f) == 0 && pt_conv_takes(&f) == 4u);
+    const pt_conv_key ky = pt_conv_key_of(&f, 0);
+    CHECK(!pt_conv_key_equal(&k0, &ky) && ky.nhwc == 1);
+    f.t[2].dtype = PT_BF16; /* y bf16 NHWC: written by cuDNN where it is */
+    CHECK(pt_conv_direct(&f) == 4u && pt_conv_takes(&f) == 4u);
+    f.t[0].dtype = PT_BF16; /* x bf16 but NCHW: not the plan's order, a float32 copy first */
+    CHECK(pt_conv_direct(&f) == 4u && pt_conv_takes(&f) == 4u);
+    f.t[0].layout = PT_LAYOUT_NHWC;
+    CHECK(pt_conv_direct(&f) == 5u && pt_conv_takes(&f) == 5u);
+    char text[200];
+    const pt_conv_key kxy = pt_conv_key_of(&f, 0);
+    pt_conv_key_format(&kxy, text, sizeof text);
+    CHECKF(strstr(text, "math=bf16 x=16-bit y=16-bit nhwc"), "%s", text);
+    f.math = PT_PREC_TF32; /* no 16-bit copies to transpose into: NCHW, every NHWC operand copied */
+    CHECK(!pt_conv_nhwc(&f) && pt_conv_takes(&f) == 0);
+    f.math = PT_PREC_FP32;
+    CHECK(!pt_conv_nhwc(&f) && pt_conv_takes(&f) == 0);
+    pt_op b = conv_op(PT_OP_CONV2D_BWD_DATA, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    b.math = PT_PREC_FP16;
+    b.t[0].layout = b.t[2].layout = PT_LAYOUT_NHWC; /* dx, dy float32 NHWC */
+    CHECK(pt_conv_nhwc(&b) && pt_conv_direct(&b) == 0 && pt_conv_takes(&b) == 5u);
+    pt_op g = conv_op(PT_OP_CONV2D_BWD_FILTER, 8, 16, 12, 12, 24, 3, 3, 1, 1);
+    g.math = PT_PREC_FP16;
+    g.t[0].dtype = PT_F16; /* x fp16 NHWC, dy float32 NCHW (a mixed pair: transposed copy of dy) */
+    g.t[0].layout = PT_LAYOUT_NHWC;
+    CHECK(pt_conv_nhwc(&g) && pt_conv_direct(&g) == 1u && pt_conv_takes(&g) == 1u);
+}
+
 static void plan_cache_holds_every_batch_size_of_a_resnet(void)
 {
     /* the core asks for every batch size 1..capacity: 128 x 3 directions x 20 shapes */
@@ -802,6 +842,65 @@ static void gpu_16bit_activations_match_the_copies(void)
     pt_net_free(net);
 }
 
+/* Channels-last activations on the GPU (--layout nhwc) in bf16 and fp16 with 16-bit storage:
+ * cuDNN's NHWC convolutions and batch norm against the NCHW plan on the same weights and batches.
+ * The algorithms differ by layout, so the sums differ in order: each step's loss within 2% of
+ * the NCHW one (bf16 has 8 bits), the loss going down, and most images channels last. */
+static void gpu_nhwc_matches_nchw(void)
+{
+    enum { B = 8, C = 3, HW = 16, K = 10, STEPS = 4 };
+    static const pt_precision modes[] = {PT_PREC_BF16, PT_PREC_FP16};
+    pt_error err;
+    pt_net *net = NULL;
+    CHECKF(pt_model_build("resnet18", C, HW, HW, K, &net, &err) == PT_OK, "%s", err.msg);
+    float *x = malloc((size_t)B * C * HW * HW * sizeof(float));
+    for (int m = 0; m < 2 && net && x; m++) {
+        char why[200];
+        if (pt_device_precision(g_dev, modes[m], why, sizeof why, &err) != PT_OK) {
+            printf("  no %s on this GPU (%s): not run\n", pt_precision_name(modes[m]), err.msg);
+            continue;
+        }
+        pt_replica *r[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+            const pt_replica_options ro = {.precision = modes[m], .act_storage = PT_ACT_STORAGE_16BIT,
+                                           .layout = k ? PT_IMAGES_NHWC : PT_IMAGES_NCHW};
+            CHECKF(pt_replica_create_ex(net, g_dev, B, &oc, 3, &ro, &r[k], &err) == PT_OK, "%s", err.msg);
+            if (r[k]) CHECK(pt_replica_init_params(r[k], 5, &err) == PT_OK);
+        }
+        if (r[1]) {
+            int n4d, nhwc;
+            pt_replica_count_layouts(r[1], &n4d, &nhwc);
+            CHECKF(nhwc == n4d - 1, "%d of %d images NHWC", nhwc, n4d);
+        }
+        double first = 0, last = 0;
+        for (int step = 0; r[0] && r[1] && step < STEPS; step++) {
+            for (int i = 0; i < B * C * HW * HW; i++) x[i] = (float)((i * 13) % 31) / 31.0f - 0.5f;
+            int32_t y[B];
+            for (int i = 0; i < B; i++) y[i] = i % K;
+            float loss[2][B];
+            const float scale = modes[m] == PT_PREC_FP16 ? 1024.0f : 1.0f;
+            for (int k = 0; k < 2; k++) {
+                int found = 0;
+                CHECKF(pt_replica_forward_backward(r[k], x, y, B, 0, step, scale / B, NULL, loss[k], &err) == PT_OK &&
+                           (scale == 1.0f || pt_replica_unscale_grads(r[k], 1.0f / scale, &found, &err) == PT_OK) &&
+                           !found && pt_replica_update(r[k], 0.02f, step + 1, &err) == PT_OK,
+                       "%s %s step %d: %s", pt_precision_name(modes[m]), k ? "nhwc" : "nchw", step, err.msg);
+            }
+            double a = 0, b = 0;
+            for (int i = 0; i < B; i++) a += loss[0][i], b += loss[1][i];
+            printf("  %s step %d: loss %.6f (nchw), %.6f (nhwc)\n", pt_precision_name(modes[m]), step, a / B, b / B);
+            CHECKF(isfinite(b) && fabs(a - b) <= 0.02 * fabs(a), "step %d: loss %.6f vs %.6f", step, a / B, b / B);
+            if (step == 0) first = b;
+            last = b;
+        }
+        CHECKF(last < first, "%s nhwc: the loss did not go down (%g -> %g)", pt_precision_name(modes[m]), first, last);
+        for (int k = 0; k < 2; k++) pt_replica_free(r[k]);
+    }
+    free(x);
+    pt_net_free(net);
+}
+
 /* The whole step as one graph launch on the GPU: a replica running pt_replica_train_step (fp16
  * loss scaling with the overflow flag read by the update on the device, clipping by a norm
  * formed on the device, the update and the weight EMA) against one making each decision on
@@ -1049,6 +1148,7 @@ int main(void)
     RUN(plan_cache_keys_every_field_and_mode);
     RUN(plan_cache_holds_every_batch_size_of_a_resnet);
     RUN(conv_plans_take_16bit_activations_where_stored);
+    RUN(conv_plans_run_channels_last_in_16_bit_modes);
     RUN(precision_follows_compute_capability_and_names_the_device);
     RUN(loader_explains_missing_vendor_libraries);
     RUN(loader_searches_env_then_next_to_the_binary);
@@ -1068,6 +1168,7 @@ int main(void)
         RUN(gpu_graphs_and_pinned_input_train_bitwise_like_plain);
         RUN(gpu_whole_step_matches_separate_calls);
         RUN(gpu_16bit_activations_match_the_copies);
+        RUN(gpu_nhwc_matches_nchw);
         pt_device_close(g_dev);
     }
     TEST_EXIT();

@@ -25,6 +25,8 @@
 #include "backends/kernels/ops_winograd.cl"
 #include "backends/kernels/ops_zoo.cl"
 #include "backends/kernels/ops_conv_small.cl"
+#include "backends/kernels/ops_layout.cl"
+#include "backends/kernels/ops_nhwc.cl"
 
 #include "backends/cpu/cpu_internal.h"
 #include "backends/kernels/kernel_ops.h"
@@ -189,7 +191,7 @@ static pt_backend_iface g_host_iface;
 
 #define HOST_CAPS                                                                                          \
     (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | \
-     PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) | PT_CAP_ACT16(PT_F16))
+     PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) | PT_CAP_ACT16(PT_F16) | PT_CAP_NHWC)
 
 static int host_supports(void *ctx, const pt_op *op)
 {
@@ -326,7 +328,8 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
     pt_conformance_summary sum;
     CHECKF(pt_conformance_run(cpu, &host, g_seed, NULL, on_case, &t, &sum, &err) == PT_OK, "%s", err.msg);
     CHECKF(t.failed == 0 && sum.failed == 0, "%d of %d cases failed", t.failed, t.cases);
-    /* the host claims every math mode: every case runs, the tf32/bf16/fp16 ones included */
+    /* the host claims every math mode, 16-bit storage and NHWC: every case runs, the tf32/bf16/fp16
+     * and layout=nhwc ones included */
     CHECKF(t.cases == pt_conformance_case_count() && sum.unclaimed == 0, "%d of %d cases ran (%d unclaimed)",
            t.cases, pt_conformance_case_count(), sum.unclaimed);
     for (int k = 0; k < PT_OP_KIND_COUNT; k++)
@@ -387,6 +390,25 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
                pt_op_name(twin_kinds[i]));
     printf("  %d 16-bit storage cases again: %d ops on the kernels' 16-bit twins, bitwise the float kernels over "
            "copies\n", at.cases, g_twin.ops);
+    /* again the cases with images stored channels last: each op the NHWC forms (and the pointwise
+     * kernels over memory order) run gives, bit for bit, what the NCHW kernels give over
+     * transposed copies */
+    g_twin_check = 1;
+    memset(&g_twin, 0, sizeof g_twin);
+    suite_tally nt;
+    memset(&nt, 0, sizeof nt);
+    CHECKF(pt_conformance_run(cpu, &host, g_seed, "layout=nhwc", on_case, &nt, &sum, &err) == PT_OK, "%s", err.msg);
+    g_twin_check = 0;
+    CHECKF(nt.failed == 0 && nt.cases > 100, "NHWC: %d of %d cases failed", nt.failed, nt.cases);
+    CHECKF(g_twin.differ == 0, "NHWC forms: %d of %d ops differ from the NCHW kernels over copies (first: %s)",
+           g_twin.differ, g_twin.ops, g_twin.first);
+    static const pt_op_kind nhwc_kinds[] = {PT_OP_ADD, PT_OP_RELU_FWD, PT_OP_RELU_BWD, PT_OP_BIAS_ADD,
+                                            PT_OP_BN_FWD_EVAL, PT_OP_MAXPOOL_FWD, PT_OP_MAXPOOL_BWD, PT_OP_GAP_FWD,
+                                            PT_OP_GAP_BWD, PT_OP_SIGMOID_FWD, PT_OP_SILU_BWD};
+    for (size_t i = 0; i < sizeof nhwc_kinds / sizeof nhwc_kinds[0]; i++)
+        CHECKF(g_twin.per_kind[nhwc_kinds[i]] > 0, "no %s case ran on an NHWC form", pt_op_name(nhwc_kinds[i]));
+    printf("  %d NHWC cases again: %d ops on the NHWC forms, bitwise the NCHW kernels over copies\n", nt.cases,
+           g_twin.ops);
     pt_device_close(cpu);
 }
 

@@ -175,7 +175,9 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
     const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = NULL, *act_opt = "auto";
+    const char *layout_opt = "auto";
     pt_act_storage act_storage = PT_ACT_STORAGE_AUTO;
+    pt_image_layout layout = PT_IMAGES_AUTO;
     int fuse_on = 1;
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
@@ -201,6 +203,7 @@ int cmd_bench(int argc, char **argv)
         {"pinned-input", ARG_STRING, &pinned_opt, "MODE", "auto, on or off: batches from page-locked memory on a copy stream of their own (default auto)", 0, 0, NULL},
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"act-storage", ARG_STRING, &act_opt, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
+        {"layout", ARG_STRING, &layout_opt, "auto|nchw|nhwc", CLI_LAYOUT_HELP, 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
@@ -227,6 +230,7 @@ int cmd_bench(int argc, char **argv)
     }
     if (cli_fuse_parse("bench", &fuse, &fuse_on)) return 2;
     if (cli_act_storage_parse("bench", act_opt, &act_storage)) return 2;
+    if (cli_layout_parse("bench", layout_opt, &layout)) return 2;
     if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
     int C, H, W;
     char tail;
@@ -275,7 +279,7 @@ int cmd_bench(int argc, char **argv)
         cli_group_timing_options go = {.net = net, .C = C, .H = H, .W = W, .classes = classes, .optim = oc,
                                        .precision = prec, .graphs = graphs, .pinned_input = pinned, .batch = batch, .strong = strong, .steps = steps,
                                        .warmup = warmup, .no_fuse_relu = !fuse_on,
-                                       .act_storage = act_storage};
+                                       .act_storage = act_storage, .layout = layout};
         cli_group_timing gt;
         if (strong && batch < ndev) {
             pt_fail(&err, PT_ERR_INVALID, "--strong --batch %d: fewer samples than the %d devices", batch, ndev);
@@ -306,6 +310,7 @@ int cmd_bench(int argc, char **argv)
             json_str(&sb, "pinned_input", pt_switch_name(pinned));
             json_str(&sb, "fuse", gt.fuse_relu ? "on" : "off");
             json_str(&sb, "act_storage", pt_act_storage_name(act_storage));
+            json_str(&sb, "layout", pt_image_layout_name(layout));
             json_str(&sb, "activations", gt.act_line);
             pt_strbuf_puts(&sb, ",\"timed\":\"the whole group: every device's forward and backward, the gradient "
                                 "reduction and the update, per step\"}\n");
@@ -336,7 +341,8 @@ int cmd_bench(int argc, char **argv)
         goto out;
     }
     pt_replica_options ro = {
-        .precision = prec, .graphs = graphs, .pinned_input = pinned, .no_fuse_relu = !fuse_on, .act_storage = act_storage};
+        .precision = prec, .graphs = graphs, .pinned_input = pinned, .no_fuse_relu = !fuse_on, .act_storage = act_storage,
+        .layout = layout};
     if (pt_replica_create_ex(net, devs[0], batch, &oc, 1, &ro, &rep, &err) != PT_OK) goto fail;
     if (pt_replica_init_params(rep, 1, &err) != PT_OK) goto fail;
     size_t xs = (size_t)batch * C * H * W;

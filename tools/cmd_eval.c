@@ -23,8 +23,9 @@ int cmd_eval(int argc, char **argv)
 {
     const char *checkpoint = NULL, *data = NULL, *backend = "auto", *init_from = NULL, *model = NULL;
     const char *devices = NULL, *dump = NULL, *precision = "fp32", *confusion = NULL, *graphs_opt = "auto",
-               *fuse = NULL, *act_opt = "auto";
+               *fuse = NULL, *act_opt = "auto", *layout_opt = "auto";
     pt_act_storage act_storage = PT_ACT_STORAGE_AUTO;
+    pt_image_layout layout = PT_IMAGES_AUTO;
     int fuse_on = 1;
     int64_t limit = 0;
     int batch = 64, threads = 0, json = 0, per_class = 0, given_limit = 0, given_batch = 0;
@@ -45,6 +46,7 @@ int cmd_eval(int argc, char **argv)
         {"cuda-graphs", ARG_STRING, &graphs_opt, "MODE", "auto, on or off: replay the evaluation forward as one CUDA graph once its ops are fixed (default auto: where the device captures)", 0, 0, NULL},
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"act-storage", ARG_STRING, &act_opt, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
+        {"layout", ARG_STRING, &layout_opt, "auto|nchw|nhwc", CLI_LAYOUT_HELP, 0, 0, NULL},
         {"confusion", ARG_STRING, &confusion, "FILE", "write the confusion matrix as CSV (rows: true class, columns: predicted; counts)", 0, 0, NULL},
         {"per-class", ARG_FLAG, &per_class, NULL, "print each class's count, accuracy and the class it is most often taken for (with --json: a \"per_class\" array)", 0, 0, NULL},
         {"dump-logits", ARG_STRING, &dump, "FILE", "write float32 logits [count, classes] in dataset order", 0, 0, NULL},
@@ -102,6 +104,7 @@ int cmd_eval(int argc, char **argv)
     }
     if (cli_fuse_parse("eval", &fuse, &fuse_on)) return 2;
     if (cli_act_storage_parse("eval", act_opt, &act_storage)) return 2;
+    if (cli_layout_parse("eval", layout_opt, &layout)) return 2;
     pt_error err;
     pt_error_clear(&err);
     /* The run's own validation data, unless --data says otherwise. */
@@ -127,6 +130,7 @@ int cmd_eval(int argc, char **argv)
     m.graphs = graphs;
     m.no_fuse_relu = !fuse_on;
     m.act_storage = act_storage;
+    m.layout = layout;
     pt_dataset ds;
     memset(&ds, 0, sizeof ds);
     cli_confusion cm;

@@ -301,7 +301,7 @@ int cmd_selftest(int argc, char **argv)
                        d, dut->info.name, sum.cases, sum.passed, sum.failed, sum.worst_ratio, sum.worst_case,
                        sum.dut_ms);
                 if (sum.unclaimed)
-                    printf("  (%d cases in precisions, fused forms or 16-bit storage this device does not claim were "
+                    printf("  (%d cases in precisions, fused forms, 16-bit storage or NHWC layouts this device does not claim were "
                            "not run)\n",
                            sum.unclaimed);
                 fflush(stdout);

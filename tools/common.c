@@ -166,7 +166,7 @@ static pt_status create_replicas(cli_model *m, int batch, pt_precision precision
     oc.nesterov = 0;
     pt_replica_options ro = {
         .precision = precision, .graphs = m->graphs, .pinned_input = m->pinned_input, .no_fuse_relu = m->no_fuse_relu,
-        .act_storage = m->act_storage};
+        .act_storage = m->act_storage, .layout = m->layout};
     for (int d = 0; d < m->ndev; d++) {
         const pt_status st = pt_replica_create_ex(m->net, m->devs[d], batch, &oc, 0, &ro, &m->reps[d], err);
         if (st != PT_OK) {

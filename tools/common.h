@@ -20,6 +20,7 @@ typedef struct cli_model {
     int batch; /* samples one device takes in one forward */
     int no_fuse_relu; /* set before loading: pt_replica_options.no_fuse_relu (--fuse off) */
     pt_act_storage act_storage; /* set before loading: --act-storage */
+    pt_image_layout layout;     /* set before loading: --layout */
     pt_group *group;
     pt_group_slice slices[CLI_MAX_DEVICES];
     pt_switch graphs, pinned_input; /* --cuda-graphs, --pinned-input (set after opening) */

@@ -52,7 +52,8 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
                              .graphs = o->graphs,
                              .pinned_input = o->pinned_input,
                              .no_fuse_relu = o->no_fuse_relu,
-                             .act_storage = o->act_storage};
+                             .act_storage = o->act_storage,
+                             .layout = o->layout};
     for (int d = 0; d < ndev && st == PT_OK; d++) {
         st = pt_replica_create_ex(o->net, devs[d], cap, &o->optim, 1, &ro, &reps[d], err);
         if (st == PT_OK) st = pt_replica_init_params(reps[d], 1, err);

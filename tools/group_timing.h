@@ -23,6 +23,7 @@ typedef struct cli_group_timing_options {
     int check_identical;   /* compare every replica bitwise after every step */
     int no_fuse_relu;      /* pt_replica_options.no_fuse_relu */
     pt_act_storage act_storage; /* pt_replica_options.act_storage */
+    pt_image_layout layout;     /* pt_replica_options.layout */
 } cli_group_timing_options;
 
 typedef struct cli_group_timing {

@@ -293,6 +293,23 @@ int cli_act_storage_parse(const char *command, const char *value, pt_act_storage
     return 2;
 }
 
+int cli_layout_parse(const char *command, const char *value, pt_image_layout *out)
+{
+    if (pt_image_layout_parse(value, out)) return 0;
+    cli_error("%s: --layout must be auto, nchw or nhwc, got '%s'", command, value ? value : "");
+    return 2;
+}
+
+/* ", layout nhwc: 12 of 14 images channels last" (nothing for an all-NCHW auto/nchw plan). */
+static void layout_tail(const pt_replica *r, char *buf, size_t cap)
+{
+    int n4d, nhwc;
+    pt_replica_count_layouts(r, &n4d, &nhwc);
+    buf[0] = 0;
+    if (nhwc || pt_replica_layout_option(r) == PT_IMAGES_NHWC)
+        snprintf(buf, cap, "; layout nhwc: %d of %d images channels last", nhwc, n4d);
+}
+
 static const char *dtype16_name(pt_dtype t) { return t == PT_BF16 ? "bf16" : t == PT_F16 ? "fp16" : "fp32"; }
 
 void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap)
@@ -300,17 +317,20 @@ void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap)
     pt_act_plan p;
     pt_replica_act_plan(r, &p);
     const double mib = (double)p.act_bytes / 1048576.0, mib32 = (double)p.act_bytes_fp32 / 1048576.0;
+    char tail[96];
+    layout_tail(r, tail, sizeof tail);
     if (p.n16 > 0)
-        snprintf(buf, cap, "%d of %d in %s, %.1f MiB (fp32 storage: %.1f MiB)", p.n16, p.nacts,
-                 dtype16_name(p.dtype16), mib, mib32);
+        snprintf(buf, cap, "%d of %d in %s, %.1f MiB (fp32 storage: %.1f MiB)%s", p.n16, p.nacts,
+                 dtype16_name(p.dtype16), mib, mib32, tail);
     else
-        snprintf(buf, cap, "%d of %d in fp32, %.1f MiB (%s)", p.nacts, p.nacts, mib,
+        snprintf(buf, cap, "%d of %d in fp32, %.1f MiB (%s)%s", p.nacts, p.nacts, mib,
                  pt_precision_act_dtype(pt_replica_precision(r)) == PT_F32 ? "the precision's storage is fp32"
                  : pt_replica_act_storage(r) == PT_ACT_STORAGE_FP32 ? "--act-storage fp32"
                  : pt_replica_act_storage(r) == PT_ACT_STORAGE_AUTO
                      ? "no op on them reads and writes 16 bits in its own kernels on this device; --act-storage "
                        "16bit stores them where it goes through float32 copies"
-                     : "no op on them takes 16 bits on this device");
+                     : "no op on them takes 16 bits on this device",
+                 tail);
 }
 
 void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb)
@@ -323,4 +343,8 @@ void cli_act_storage_json(const pt_replica *r, pt_strbuf *sb)
                      pt_act_storage_name(pt_replica_act_storage(r)), p.nacts, p.n16,
                      p.n16 ? dtype16_name(p.dtype16) : "fp32", (double)p.act_bytes / 1048576.0,
                      (double)p.act_bytes_fp32 / 1048576.0);
+    int n4d, nhwc;
+    pt_replica_count_layouts(r, &n4d, &nhwc);
+    pt_strbuf_printf(sb, ",\"layout\":\"%s\",\"images\":%d,\"images_nhwc\":%d",
+                     pt_image_layout_name(pt_replica_layout_option(r)), n4d, nhwc);
 }

@@ -51,6 +51,15 @@ int cli_act_storage_parse(const char *command, const char *value, pt_act_storage
     "every op on it reads and writes 16 bits in its own kernels on the device (no slower than fp32), "     \
     "16bit also where the device goes through float32 copies (less memory, may be slower); gradients, "   \
     "weights, the input and the logits stay fp32; fp32 always float32 (default auto)"
+/* --layout auto|nchw|nhwc (train, bench, eval, experiment): the memory order of 4-D activations
+ * (pt_replica_options.layout). Anything else prints "COMMAND: --layout must be auto, nchw or
+ * nhwc, got 'X'" and returns 2, else 0. */
+int cli_layout_parse(const char *command, const char *value, pt_image_layout *out);
+#define CLI_LAYOUT_HELP                                                                                   \
+    "auto, nchw or nhwc: the memory order of activations and their gradients; nhwc keeps every 4-D one "  \
+    "channels last where its layers take it (not the input, nor what a linear layer or dropout reads), on " \
+    "a backend that has it (opencl, cuda); auto is nchw "                                              \
+    "(default auto)"
 /* What the banners say of r's activation storage: "14 of 18 in bf16: 31.0 MiB (fp32 storage:
  * 52.3 MiB)" or "fp32 (...why)". */
 void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap);

@@ -391,7 +391,8 @@ static pt_replica_options replica_options(const train_options *o)
                                    .graphs = o->graphs,
                                    .pinned_input = o->pinned_input,
                                    .no_fuse_relu = !o->fuse_relu,
-                                   .act_storage = o->act_storage};
+                                   .act_storage = o->act_storage,
+                                   .layout = o->layout};
     return ro;
 }
 

@@ -6,13 +6,36 @@
 
 #include "backends/cuda/cuda_algo_cache.h"
 
+static pt_dtype lowp_type(const pt_op *op)
+{
+    return op->math == PT_PREC_BF16 ? PT_BF16 : op->math == PT_PREC_FP16 ? PT_F16 : PT_F32;
+}
+
+int pt_conv_nhwc(const pt_op *op)
+{
+    return lowp_type(op) != PT_F32 && op->nt == 3 && (pt_tensor_nhwc(&op->t[0]) || pt_tensor_nhwc(&op->t[2]));
+}
+
 unsigned pt_conv_direct(const pt_op *op)
 {
-    const pt_dtype want = op->math == PT_PREC_BF16 ? PT_BF16 : op->math == PT_PREC_FP16 ? PT_F16 : PT_F32;
+    const pt_dtype want = lowp_type(op);
     if (want == PT_F32 || op->nt != 3) return 0;
+    const int nhwc = pt_conv_nhwc(op);
     unsigned m = 0;
-    if (op->kind != PT_OP_CONV2D_BWD_DATA && op->t[0].dtype == want) m |= 1u; /* x, read */
-    if (op->kind == PT_OP_CONV2D_FWD && op->t[2].dtype == want && !op->accumulate) m |= 4u;
+    if (op->kind != PT_OP_CONV2D_BWD_DATA && op->t[0].dtype == want && pt_tensor_nhwc(&op->t[0]) == nhwc)
+        m |= 1u; /* x, read */
+    if (op->kind == PT_OP_CONV2D_FWD && op->t[2].dtype == want && pt_tensor_nhwc(&op->t[2]) == nhwc &&
+        !op->accumulate)
+        m |= 4u;
+    return m;
+}
+
+unsigned pt_conv_takes(const pt_op *op)
+{
+    unsigned m = pt_conv_direct(op);
+    if (lowp_type(op) == PT_F32 || op->nt != 3) return m;
+    for (int i = 0; i < 3; i += 2)
+        if (pt_tensor_nhwc(&op->t[i]) && op->t[i].dtype == PT_F32) m |= 1u << i;
     return m;
 }
 
@@ -36,6 +59,7 @@ pt_conv_key pt_conv_key_of(const pt_op *op, int deterministic)
     k.deterministic = deterministic != 0;
     k.math = (int32_t)op->math;
     k.direct = (int32_t)pt_conv_direct(op);
+    k.nhwc = pt_conv_nhwc(op);
     return k;
 }
 
@@ -58,11 +82,11 @@ uint64_t pt_conv_key_hash(const pt_conv_key *k)
 void pt_conv_key_format(const pt_conv_key *k, char *out, size_t cap)
 {
     const char *dir = k->kind == PT_OP_CONV2D_FWD ? "fwd" : k->kind == PT_OP_CONV2D_BWD_DATA ? "bwd_data" : "bwd_filter";
-    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s%s%s%s", dir, k->n, k->c, k->h, k->w, k->k,
+    snprintf(out, cap, "%s x=%dx%dx%dx%d w=%dx%dx%dx%d y=%dx%d s=%d p=%d%s%s%s%s%s%s", dir, k->n, k->c, k->h, k->w, k->k,
              k->c, k->r, k->s, k->p, k->q, k->stride, k->pad, k->deterministic ? " deterministic" : "",
              k->math != PT_PREC_FP32 ? " math=" : "",
              k->math != PT_PREC_FP32 ? pt_precision_name((pt_precision)k->math) : "",
-             k->direct & 1 ? " x=16-bit" : "", k->direct & 4 ? " y=16-bit" : "");
+             k->direct & 1 ? " x=16-bit" : "", k->direct & 4 ? " y=16-bit" : "", k->nhwc ? " nhwc" : "");
 }
 
 void pt_algo_cache_init(pt_algo_cache *c)

@@ -386,7 +386,7 @@ static pt_status validate(const cu_device *d, const pt_op *op, int check_memory,
 {
     /* fused ReLU: the shared add and BN kernels take it as a flag; cuDNN's BN is followed by
      * the ReLU in place (cudam_bn.c) */
-    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | (d ? d->math_caps | d->act16_caps : 0u);
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_NHWC | (d ? d->math_caps | d->act16_caps : 0u);
     PT_TRY(pt_op_check_operands(op, "cuda", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "cuda", buffer_bytes, 4, err) : PT_OK;
 }
@@ -415,12 +415,14 @@ static size_t f32_workspace_size(void *dev_ctx, const pt_op *op)
         if (op->nt != 3) return 0;
         cudaSetDevice(d->ordinal);
         return cu_conv_workspace(d, op);
-    default: {
-        /* the shared layer's: GEMMs in bf16/fp16 convert A and B into the workspace */
-        const pt_kdev k = cu_kdev(d);
-        return pt_kops_workspace(&k, op);
+    case PT_OP_BN_BWD:
+        if (!d->deterministic && cu_bn_cudnn_applies(op)) return cu_bn_workspace(op);
+        break;
+    default: break;
     }
-    }
+    /* the shared layer's: GEMMs in bf16/fp16 convert A and B into the workspace */
+    const pt_kdev k = cu_kdev(d);
+    return pt_kops_workspace(&k, op);
 }
 
 /* cuDNN and cuBLAS where they serve, the shared kernel layer for everything else. */
@@ -442,25 +444,32 @@ static pt_status dispatch_f32(void *dev_ctx, const pt_op *op, pt_error *err)
     return pt_kops_run(&k, op, err);
 }
 
-/* 16-bit activations (backends/kernels/kernel_act16.c): the operands each path takes where they
- * are stored, the others as float32 copies in the op's workspace. Convolutions: cuDNN reads x
- * and writes y in the 16-bit type of the op's math mode (pt_conv_direct). Batch-norm forward:
- * cuDNN with x and y in one 16-bit type, the shared kernels' 16-bit twins otherwise. Batch-norm
- * backward through cuDNN: x as a float32 copy (cuDNN takes x, dy and dx in one type, and the
- * gradients are float32). Everything else: the shared kernels' twins. */
+/* 16-bit activations and NHWC images (backends/kernels/kernel_act16.c): the operands each path
+ * takes where they are stored, the others as float32 NCHW copies in the op's workspace.
+ * Convolutions: cuDNN reads x and writes y in the 16-bit type of the op's math mode, and in
+ * bf16/fp16 runs channels last where an image is NHWC (pt_conv_takes). Batch norm through cuDNN
+ * (forward: x and y in one type and layout; backward: x, dy, dx in one layout, a 16-bit x widened
+ * by the op itself): every operand as stored. Everything else: the shared kernels' 16-bit twins
+ * and NHWC forms. */
+static unsigned all_stored(const pt_op *op)
+{
+    unsigned m = 0;
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
+        if (pt_act16_stored(op, i)) m |= 1u << i;
+    return m;
+}
+
 static unsigned cu_act16_mask(cu_device *d, const pt_op *op)
 {
     if (d->act16_copy) return 0;
     switch (op->kind) {
     case PT_OP_CONV2D_FWD:
     case PT_OP_CONV2D_BWD_DATA:
-    case PT_OP_CONV2D_BWD_FILTER: return pt_conv_direct(op);
-    case PT_OP_BN_BWD: {
-        pt_op w;
-        pt_act16_widen_op(op, 0, &w);
-        if (!d->deterministic && cu_bn_cudnn_applies(&w)) return 0;
+    case PT_OP_CONV2D_BWD_FILTER: return pt_conv_takes(op);
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_BWD:
+        if (!d->deterministic && cu_bn_cudnn_applies(op)) return all_stored(op);
         break;
-    }
     default: break;
     }
     const pt_kdev k = cu_kdev(d);
@@ -468,8 +477,9 @@ static unsigned cu_act16_mask(cu_device *d, const pt_op *op)
 }
 
 /* What --act-storage auto stores: every 16-bit operand taken where it is stored, and the
- * batch-norm backward's x, whose float32 copy (one pass over x) cuDNN's backward needs; its
- * forward and the convolutions on either side read and write half the bytes. */
+ * batch-norm backward's x, which the shared kernels' path takes through a float32 copy (one
+ * pass over x; cuDNN's path widens it itself); its forward and the convolutions on either side
+ * read and write half the bytes. */
 static int cu_act16_native(void *dev_ctx, const pt_op *op)
 {
     cu_device *d = dev_ctx;

@@ -8,7 +8,9 @@
  * cuDNN on them directly, with float32 scale, bias and statistics (cuDNN's mixed-precision
  * batch norm); where cuDNN refuses that type, the shared kernels' 16-bit twins from then on.
  * The backward takes x, dy and dx in one type in cuDNN: with gradients in float32, a 16-bit x
- * reaches it as a float32 copy (cudam_backend.c's native mask).
+ * is widened into a float32 copy in the op's workspace first (cu_bn_workspace), in its own
+ * layout. Channels-last tensors (x, y, or x, dy, dx all NHWC) run cuDNN with NHWC descriptors;
+ * mixed layouts run the shared kernels (over NCHW copies).
  * A fused ReLU (pt_op.fuse_relu) runs as cuDNN's BN followed by the shared ReLU kernel in place
  * on y: one more pass over y. cudnnBatchNormalizationForwardTrainingEx with
  * CUDNN_BATCHNORM_OPS_BN_ACTIVATION fuses it only for NHWC half-precision tensors in
@@ -58,8 +60,14 @@ static int is16(pt_dtype t) { return t == PT_BF16 || t == PT_F16; }
 int cu_bn_cudnn_applies(const pt_op *op)
 {
     if (op->kind != PT_OP_BN_FWD_TRAIN && op->kind != PT_OP_BN_BWD) return 0;
-    /* one data type for x and y (forward), float32 x (backward) */
-    if (op->kind == PT_OP_BN_FWD_TRAIN ? op->t[0].dtype != op->t[3].dtype : is16(op->t[0].dtype)) return 0;
+    /* one data type and layout for x and y (forward); one layout for x, dy and dx (backward,
+     * the gradients float32, x widened first where it is 16-bit) */
+    const int nhwc = pt_tensor_nhwc(&op->t[0]);
+    if (op->kind == PT_OP_BN_FWD_TRAIN
+            ? op->t[0].dtype != op->t[3].dtype || pt_tensor_nhwc(&op->t[3]) != nhwc
+            : op->t[1].dtype != PT_F32 || op->t[5].dtype != PT_F32 || pt_tensor_nhwc(&op->t[1]) != nhwc ||
+                  pt_tensor_nhwc(&op->t[5]) != nhwc)
+        return 0;
     int n, c, inner;
     layout(&op->t[0], &n, &c, &inner);
     if (n < 1 || c < 1 || inner < 1 || (int64_t)n * inner < 2) return 0;
@@ -76,17 +84,28 @@ int cu_bn_cudnn_applies(const pt_op *op)
     return 1;
 }
 
+size_t cu_bn_workspace(const pt_op *op)
+{
+    if (op->kind != PT_OP_BN_BWD || !is16(op->t[0].dtype)) return 0;
+    return ((size_t)pt_tensor_numel(&op->t[0]) * sizeof(float) + 255) / 256 * 256;
+}
+
 static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
 {
     int n, c, inner;
     layout(&op->t[0], &n, &c, &inner);
+    const int nhwc = pt_tensor_nhwc(&op->t[0]);
     pt_conv_key key;
     memset(&key, 0, sizeof key);
     key.kind = (int32_t)op->kind;
     key.n = n;
     key.c = c;
     key.h = inner;
-    key.math = (int32_t)op->t[0].dtype; /* the data type of x and y */
+    key.nhwc = nhwc;
+    key.p = nhwc ? (int32_t)op->t[0].dim[2] : 0;
+    key.q = nhwc ? (int32_t)op->t[0].dim[3] : 0;
+    /* the data type cuDNN sees of x and y: the backward's x is widened first */
+    key.math = (int32_t)(op->kind == PT_OP_BN_BWD ? PT_F32 : op->t[0].dtype);
     bn_plan *p = pt_algo_cache_find(&d->bns, &key);
     if (p) return p;
     p = calloc(1, sizeof *p);
@@ -96,10 +115,12 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
     }
     cudnnStatus_t st = cudnnCreateTensorDescriptor(&p->xd);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnCreateTensorDescriptor(&p->pd);
-    const cudnnDataType_t t = op->t[0].dtype == PT_BF16 ? CUDNN_DATA_BFLOAT16
-                              : op->t[0].dtype == PT_F16 ? CUDNN_DATA_HALF
-                                                         : CUDNN_DATA_FLOAT;
-    if (st == CUDNN_STATUS_SUCCESS) st = cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, t, n, c, inner, 1);
+    const cudnnDataType_t t = key.math == PT_BF16 ? CUDNN_DATA_BFLOAT16
+                              : key.math == PT_F16 ? CUDNN_DATA_HALF
+                                                   : CUDNN_DATA_FLOAT;
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = nhwc ? cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NHWC, t, n, c, key.p, key.q)
+                  : cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, t, n, c, inner, 1);
     if (st == CUDNN_STATUS_SUCCESS) st = cudnnDeriveBNTensorDescriptor(p->pd, p->xd, CUDNN_BATCHNORM_SPATIAL);
     if (st != CUDNN_STATUS_SUCCESS) {
         bn_free(p, NULL);
@@ -146,8 +167,20 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
     /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */
     const double eps = (double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON ? CUDNN_BN_MIN_EPSILON : (double)op->p.bn.eps;
+    pt_mem x = t[0].mem;
+    if (is16(t[0].dtype)) {
+        /* x widened exactly into the workspace, in its own layout (the gradients are float32) */
+        const size_t need = cu_bn_workspace(op);
+        if (!op->workspace.buf || op->workspace_bytes < need)
+            return pt_fail(err, PT_ERR_INVALID, "cuda bn_bwd: a 16-bit x needs %zu bytes of workspace, the op has %zu",
+                           need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
+        const pt_kdev k = cu_kdev(d);
+        x = op->workspace;
+        PT_TRY(pt_kops_from_lowp(&k, t[0].dtype == PT_BF16 ? PT_PREC_BF16 : PT_PREC_FP16, t[0].mem, x,
+                                 (size_t)pt_tensor_numel(&t[0]), 1.0f, 0, err));
+    }
     CUDNN_CHECK(cudnnBatchNormalizationBackward(d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd,
-                                                cu_f32(t[0].mem), p->xd, cu_f32(t[1].mem), p->xd, cu_f32(t[5].mem),
+                                                cu_f32(x), p->xd, cu_f32(t[1].mem), p->xd, cu_f32(t[5].mem),
                                                 p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem),
                                                 eps, cu_f32(t[3].mem), cu_f32(t[4].mem)),
                 err);

@@ -16,7 +16,13 @@
  * replica's workspace, re-fitted between steps, is what the chosen algorithms need.
  * Shapes cuDNN refuses in a mode, and empty ones, run the shared layer's im2col path with
  * cuBLAS (backends/kernels/kernel_ops.c, its 16-bit GEMM in bf16/fp16), as the opencl backend
- * computes them. Scratch is always the op's workspace. */
+ * computes them. Scratch is always the op's workspace.
+ * Channels last (pt_conv_nhwc): in bf16/fp16, when x or y is stored NHWC, the plan's
+ * descriptors are NHWC (the filter [K,R,S,C]) and every copy is made in that order: the RELAYOUT
+ * kernel converts and transposes in one pass (a float32 NCHW input, the filter, and back into a
+ * float32 NCHW output or filter gradient, added to where the op accumulates); a 16-bit NHWC
+ * activation goes to cuDNN as it is. fp32 and tf32 keep NCHW plans: their NHWC operands come as
+ * NCHW copies (kernel_act16.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +34,7 @@
 typedef struct conv_plan {
     int use_cudnn;
     pt_precision mode; /* the op's math mode (part of the key) */
+    int nhwc;          /* pt_conv_nhwc: NHWC descriptors and copies (part of the key) */
     cudnnTensorDescriptor_t xd, yd;
     cudnnFilterDescriptor_t wd;
     cudnnConvolutionDescriptor_t cd;
@@ -176,7 +183,8 @@ static void lay_out(conv_plan *p, const pt_op *op, size_t region)
 }
 
 /* The shape of op as cuDNN's 4-D descriptors: x [n,c,h,w], w [k,c,r,s], y [n,k,p,q], in the
- * data type of the plan's mode (float32, or bfloat16/half with float32 compute). */
+ * data type of the plan's mode (float32, or bfloat16/half with float32 compute), in the plan's
+ * memory order (NCHW, or NHWC with the filter KRSC). */
 static int make_descriptors(const pt_op *op, conv_plan *p)
 {
     const pt_tensor *x = &op->t[0], *w = &op->t[1], *y = &op->t[2];
@@ -191,9 +199,10 @@ static int make_descriptors(const pt_op *op, conv_plan *p)
         cudnnCreateFilterDescriptor(&p->wd) != CUDNN_STATUS_SUCCESS ||
         cudnnCreateConvolutionDescriptor(&p->cd) != CUDNN_STATUS_SUCCESS)
         return 0;
-    if (cudnnSetTensor4dDescriptor(p->xd, CUDNN_TENSOR_NCHW, t, n, c, h, wx) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetTensor4dDescriptor(p->yd, CUDNN_TENSOR_NCHW, t, n, k, pp, q) != CUDNN_STATUS_SUCCESS ||
-        cudnnSetFilter4dDescriptor(p->wd, t, CUDNN_TENSOR_NCHW, k, c, r, s) != CUDNN_STATUS_SUCCESS ||
+    const cudnnTensorFormat_t f = p->nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    if (cudnnSetTensor4dDescriptor(p->xd, f, t, n, c, h, wx) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetTensor4dDescriptor(p->yd, f, t, n, k, pp, q) != CUDNN_STATUS_SUCCESS ||
+        cudnnSetFilter4dDescriptor(p->wd, t, f, k, c, r, s) != CUDNN_STATUS_SUCCESS ||
         cudnnSetConvolution2dDescriptor(p->cd, pad, pad, stride, stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                         CUDNN_DATA_FLOAT) != CUDNN_STATUS_SUCCESS ||
         cudnnSetConvolutionMathType(p->cd, math_of_mode(p->mode)) != CUDNN_STATUS_SUCCESS)
@@ -214,6 +223,7 @@ static conv_plan *plan_of(cu_device *d, const pt_op *op)
     p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->mode = op->math;
+    p->nhwc = pt_conv_nhwc(op);
     if (pt_kconv_empty(op)) {
         snprintf(p->why, sizeof p->why, "an empty extent: nothing to multiply");
     } else if (!make_descriptors(op, p)) {
@@ -330,30 +340,51 @@ static pt_mem ws_at(const pt_op *op, size_t off)
     return m;
 }
 
-/* bf16/fp16: the direction's two inputs into their 16-bit copies (fwd x, w; bwd_data w, dy;
- * bwd_filter x, dy), but for an activation stored in 16 bits; cuDNN then writes the third
- * (the copy, or the stored 16-bit y itself), its output. */
-static pt_status convert_inputs(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
+/* Whether operand i of op lies in memory in another order than the plan's copies: an image in
+ * the other layout, or the filter of an NHWC plan (KCRS against KRSC). */
+static int moves(const pt_op *op, const conv_plan *p, int i)
+{
+    return i == 1 ? p->nhwc : pt_tensor_nhwc(&op->t[i]) != p->nhwc;
+}
+
+/* Operand i (float32) into its 16-bit copy m16 (to16), or the copy back into it, added to
+ * where the op accumulates; transposed where it moves. */
+static pt_status convert(cu_device *d, const pt_op *op, const conv_plan *p, int i, pt_mem m16, int to16,
+                         pt_error *err)
 {
     const pt_kdev k = cu_kdev(d);
+    const pt_tensor *t = &op->t[i];
+    const size_t n = (size_t)pt_tensor_numel(t);
+    if (!moves(op, p, i))
+        return to16 ? pt_kops_to_lowp(&k, p->mode, t->mem, m16, n, err)
+                    : pt_kops_from_lowp(&k, p->mode, m16, t->mem, n, 1.0f, op->accumulate, err);
+    const pt_dtype dt16 = p->mode == PT_PREC_BF16 ? PT_BF16 : PT_F16;
+    /* the plan's order is NHWC (an NCHW plan has no NHWC operand): NCHW into it, or out of it */
+    const int64_t hw = t->dim[2] * t->dim[3];
+    return to16 ? pt_kops_relayout(&k, t->mem, PT_F32, m16, dt16, 1, t->dim[0], t->dim[1], hw, 0, err)
+                : pt_kops_relayout(&k, m16, dt16, t->mem, PT_F32, 0, t->dim[0], t->dim[1], hw, op->accumulate, err);
+}
+
+/* bf16/fp16: the direction's two inputs into their 16-bit copies (fwd x, w; bwd_data w, dy;
+ * bwd_filter x, dy), but for an activation stored in 16 bits in the plan's order; cuDNN then
+ * writes the third (the copy, or the stored 16-bit y itself), its output. */
+static pt_status convert_inputs(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
+{
     const pt_mem m16[3] = {ws_at(op, p->x16_off), ws_at(op, p->w16_off), ws_at(op, p->y16_off)};
     const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
     const unsigned direct = pt_conv_direct(op);
     for (int i = 0; i < 3; i++)
-        if (i != out && !((direct >> i) & 1u))
-            PT_TRY(pt_kops_to_lowp(&k, p->mode, op->t[i].mem, m16[i], (size_t)pt_tensor_numel(&op->t[i]), err));
+        if (i != out && !((direct >> i) & 1u)) PT_TRY(convert(d, op, p, i, m16[i], 1, err));
     return PT_OK;
 }
 
 /* bf16/fp16: the 16-bit output back into the op's float32 output, added when accumulating. */
 static pt_status convert_output(cu_device *d, const pt_op *op, const conv_plan *p, pt_error *err)
 {
-    const pt_kdev k = cu_kdev(d);
     const int out = op->kind == PT_OP_CONV2D_FWD ? 2 : op->kind == PT_OP_CONV2D_BWD_DATA ? 0 : 1;
     if ((pt_conv_direct(op) >> out) & 1u) return PT_OK; /* cuDNN wrote the stored 16-bit y */
     const size_t off = out == 0 ? p->x16_off : out == 1 ? p->w16_off : p->y16_off;
-    return pt_kops_from_lowp(&k, p->mode, ws_at(op, off), op->t[out].mem, (size_t)pt_tensor_numel(&op->t[out]), 1.0f,
-                             op->accumulate, err);
+    return convert(d, op, p, out, ws_at(op, off), 0, err);
 }
 
 static pt_status run_cudnn(cu_device *d, const pt_op *op, conv_plan *p, pt_error *err)

@@ -93,11 +93,11 @@ static pt_kernel_id kernel_of_kind(pt_op_kind kind)
     }
 }
 
-unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op)
+/* The operands whose 16-bit storage op's kernel reads and writes itself (its twin). */
+static unsigned native16(const pt_kdev *dev, const pt_op *op, const pt_op_desc *d)
 {
-    const pt_op_desc *d = pt_op_describe(op->kind);
     const pt_kernel_id k = kernel_of_kind(op->kind);
-    if (dev->act16_copy || !d || k == PT_K_COUNT || a16_twin(k) == PT_K_COUNT) return 0;
+    if (dev->act16_copy || k == PT_K_COUNT || a16_twin(k) == PT_K_COUNT) return 0;
     if (dev->act16_copy_channels && pt_kernel_info_of(k)->launch == PT_K_CHANNELS) return 0;
     unsigned m = 0;
     for (int i = 0; i < d->nt && i < PT_OP_MAX_OPERANDS; i++)
@@ -105,13 +105,60 @@ unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op)
     return m;
 }
 
+/* The kinds with a channels-last kernel of their own (ops_nhwc.cl). */
+static int has_nhwc_form(pt_op_kind kind)
+{
+    return kind == PT_OP_BIAS_ADD || kind == PT_OP_BN_FWD_EVAL || kind == PT_OP_MAXPOOL_FWD ||
+           kind == PT_OP_MAXPOOL_BWD || kind == PT_OP_GAP_FWD || kind == PT_OP_GAP_BWD;
+}
+
+/* Whether op's kernel reads its NHWC operands as stored: a pointwise kind or AXPY (the same rule
+ * over memory order) whose every used operand is a 4-D NHWC image, or a kind with an NHWC form
+ * whose every 4-D image operand is NHWC. */
+static int native_nhwc(const pt_op *op, const pt_op_desc *d)
+{
+    const int pointwise = (d->flags & PT_OPF_POINTWISE) || op->kind == PT_OP_AXPY;
+    if (!pointwise && !has_nhwc_form(op->kind)) return 0;
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+        if (pt_op_operand_absent(op, i) || pt_act16_nhwc(op, i)) continue;
+        if (pointwise || (d->arg[i].img && op->t[i].ndim == 4)) return 0;
+    }
+    return 1;
+}
+
+unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op)
+{
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    if (!d) return 0;
+    const unsigned m16 = native16(dev, op, d);
+    const int nhwc = native_nhwc(op, d);
+    unsigned m = 0, nhwc_ops = 0;
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+        if (pt_act16_nhwc(op, i)) nhwc_ops |= 1u << i;
+        if (pt_act16_stored(op, i) && (!pt_act16_operand(op, i) || ((m16 >> i) & 1u)) &&
+            (!pt_act16_nhwc(op, i) || nhwc))
+            m |= 1u << i;
+    }
+    /* the NHWC form reads every operand in one order: once one goes to an NCHW copy (a 16-bit
+     * operand without a twin), all do */
+    if ((nhwc_ops & m) != nhwc_ops) m &= ~nhwc_ops;
+    return m;
+}
+
 static int kdt(pt_dtype t) { return t == PT_BF16 ? 1 : t == PT_F16 ? 2 : 0; /* act16.cl's PT_KDT_* */ }
+
+static int any16(const pt_op *op)
+{
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
+        if (pt_act16_operand(op, i)) return 1;
+    return 0;
+}
 
 /* Launches the call built for op's float32 kernel; where op still has 16-bit operands (those its
  * kernels take natively), the kernel's 16-bit twin with their storage codes. */
 static pt_status launch_op(const pt_kdev *dev, const pt_op *op, pt_kcall *c, pt_error *err)
 {
-    if (pt_act16_any(op)) {
+    if (any16(op)) {
         const pt_op_desc *d = pt_op_describe(op->kind);
         const pt_kernel_id twin = a16_twin(c->kernel);
         if (twin == PT_K_COUNT)
@@ -170,6 +217,91 @@ static void karg_step(pt_kcall *c, const pt_op *op)
 {
     pt_karg_mem(c, op->step.buf ? op->step : op->t[0].mem);
     pt_karg_int(c, op->step.buf != NULL);
+}
+
+/* The channels-last kernels (ops_nhwc.cl) of an op whose image operands are all NHWC (the
+ * native mask's rule): the NCHW call's operands with C added, then the storage codes of the
+ * lowp operands. */
+static pt_status run_nhwc(const pt_kdev *dev, const pt_op *op, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    pt_kcall c;
+    switch (op->kind) {
+    case PT_OP_BIAS_ADD:
+        pt_kcall_begin(&c, PT_K_BIAS_ADD_NHWC, (size_t)numel(&t[0]));
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_int(&c, kdt(t[0].dtype));
+        break;
+    case PT_OP_BN_FWD_EVAL:
+        pt_kcall_begin(&c, PT_K_BN_FWD_EVAL_NHWC, (size_t)numel(&t[0]));
+        for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, numel(&t[0]));
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_float(&c, op->p.bn.eps);
+        pt_karg_int(&c, op->fuse_relu);
+        pt_karg_int(&c, kdt(t[0].dtype));
+        pt_karg_int(&c, kdt(t[3].dtype));
+        break;
+    case PT_OP_MAXPOOL_FWD:
+    case PT_OP_MAXPOOL_BWD: {
+        const int fwd = op->kind == PT_OP_MAXPOOL_FWD;
+        const pt_tensor *x = fwd ? &t[0] : &t[2], *y = fwd ? &t[1] : &t[0];
+        /* an item per output element (forward) or input element (backward) */
+        const int n = fwd ? numel(y) : numel(x);
+        pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD_NHWC : PT_K_MAXPOOL_BWD_NHWC, (size_t)n);
+        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_int(&c, n);
+        pt_karg_int(&c, (int)x->dim[2]);
+        pt_karg_int(&c, (int)x->dim[3]);
+        pt_karg_int(&c, (int)y->dim[2]);
+        pt_karg_int(&c, (int)y->dim[3]);
+        pt_karg_int(&c, (int)x->dim[1]);
+        pt_karg_int(&c, op->p.pool.k);
+        pt_karg_int(&c, op->p.pool.stride);
+        pt_karg_int(&c, op->p.pool.pad);
+        if (fwd) {
+            pt_karg_int(&c, kdt(t[0].dtype));
+            pt_karg_int(&c, kdt(t[1].dtype));
+        } else {
+            pt_karg_int(&c, op->accumulate);
+        }
+        break;
+    }
+    case PT_OP_GAP_FWD: {
+        const int planes = (int)(t[0].dim[0] * t[0].dim[1]), hw = plane(&t[0]);
+        pt_kcall_begin(&c, PT_K_GAP_FWD_NHWC, (size_t)planes);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, planes);
+        pt_karg_int(&c, hw);
+        pt_karg_int(&c, (int)t[0].dim[1]);
+        pt_karg_float(&c, hw > 0 ? (float)(1.0 / (double)hw) : 0.0f);
+        pt_karg_int(&c, kdt(t[0].dtype));
+        break;
+    }
+    case PT_OP_GAP_BWD: {
+        const int hw = plane(&t[1]);
+        pt_kcall_begin(&c, PT_K_GAP_BWD_NHWC, hw > 0 ? (size_t)numel(&t[1]) : 0);
+        pt_karg_tensor(&c, &t[0]);
+        pt_karg_tensor(&c, &t[1]);
+        pt_karg_int(&c, numel(&t[1]));
+        pt_karg_int(&c, hw);
+        pt_karg_int(&c, (int)t[1].dim[1]);
+        pt_karg_float(&c, hw > 0 ? (float)(1.0 / (double)hw) : 0.0f);
+        pt_karg_int(&c, op->accumulate);
+        break;
+    }
+    default:
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no channels-last kernel", dev->backend, pt_op_name(op->kind));
+    }
+    for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
+        if (pt_act16_operand(op, i) && op->t[i].mem.off % 4)
+            return pt_fail(err, PT_ERR_INVALID, "%s %s: 16-bit operand %d at byte offset %zu, expected a multiple of 4",
+                           dev->backend, pt_op_name(op->kind), i, op->t[i].mem.off);
+    return launch(dev, &c, err);
 }
 
 static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
@@ -870,6 +1002,10 @@ static pt_status f32_run(void *ctx, const pt_op *op, pt_error *err)
                        "(its GEMMs take float32 operands)",
                        dev->backend, d->name, pt_precision_name(op->math), dev->backend);
     if (op->kind == PT_OP_GEMM) return run_gemm(dev, op, err);
+    if (has_nhwc_form(op->kind) && native_nhwc(op, d)) {
+        for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++)
+            if (pt_act16_nhwc(op, i)) return run_nhwc(dev, op, err);
+    }
     if (is_conv(op->kind)) {
         /* 3x3 stride 1 where it pays: Winograd (kernel_winograd.c); otherwise im2col */
         if (!pt_kconv_empty(op) && pt_kwino_use(dev, op)) return pt_kwino_run(dev, op, err);
@@ -900,7 +1036,8 @@ size_t pt_kops_workspace(const pt_kdev *dev, const pt_op *op)
                             : f32_workspace(ctx, op);
 }
 
-/* 16-bit activations: the kernels' 16-bit twins, or the float op over copies (kernel_act16.c) */
+/* 16-bit and NHWC operands: the kernels' 16-bit twins and NHWC forms, or the float op over
+ * float32 NCHW copies (kernel_act16.c) */
 pt_status pt_kops_run(const pt_kdev *dev, const pt_op *op, pt_error *err)
 {
     void *ctx = (void *)(uintptr_t)dev;

@@ -146,7 +146,15 @@ pt_status pt_kops_to_lowp(const pt_kdev *dev, pt_precision math, pt_mem src, pt_
 pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16, pt_mem dst, size_t n, float alpha,
                             int acc, pt_error *err);
 
-/* ---- activations stored in 16 bits (kernel_act16.c) ----
+/* dst = src moved between NCHW and NHWC (to_nhwc 1: src is NCHW, dst NHWC; 0 the other way) as
+ * n x c x hw images, converted from sdt to ddt (PT_F32, PT_BF16 or PT_F16; widened exactly,
+ * rounded to nearest even once; any 32-bit words move as float32 does); acc: dst (float32) +=
+ * the values instead (the RELAYOUT kernel, ops_layout.cl). A filter [K,C,R,S] is n = K, c = C,
+ * hw = R*S: to_nhwc gives [K,R,S,C]. */
+pt_status pt_kops_relayout(const pt_kdev *dev, pt_mem src, pt_dtype sdt, pt_mem dst, pt_dtype ddt, int to_nhwc,
+                           int64_t n, int64_t c, int64_t hw, int acc, pt_error *err);
+
+/* ---- activations stored in 16 bits, images stored NHWC (kernel_act16.c) ----
  * An op whose lowp operands (polytrain/op.h) include PT_BF16 or PT_F16 tensors runs its kernels
  * on them directly where they take 16-bit operands (the *_A16 twins of kernel_table.h, which
  * widen each load exactly and round each store to nearest even once: bitwise the float kernel
@@ -154,18 +162,22 @@ pt_status pt_kops_from_lowp(const pt_kdev *dev, pt_precision math, pt_mem src16,
  * after the float op's own part: 16-bit inputs widened exactly before, 16-bit outputs rounded
  * once after (the cpu backend's rule). pt_kops_run and pt_kops_workspace do this themselves; a
  * backend that runs some kinds outside the shared layer (cuda: cuDNN) wraps its own paths with
- * pt_kact16_workspace and pt_kact16_run, with its own mask of native operands. */
+ * pt_kact16_workspace and pt_kact16_run, with its own mask of native operands. NHWC images
+ * (pt_tensor.layout) go the same way: read as stored by the kernels with an NHWC form (the
+ * pointwise kinds, whose every operand is NHWC), else transposed (and widened) into float32
+ * NCHW copies before and back after (the RELAYOUT kernel). */
 typedef size_t (*pt_kop_workspace_fn)(void *ctx, const pt_op *op);
 typedef pt_status (*pt_kop_run_fn)(void *ctx, const pt_op *op, pt_error *err);
-/* The operands of op (bit i: operand i) that the shared kernels read and write in 16 bits
- * themselves: every lowp operand of a kind with *_A16 twins, none of the others. */
+/* The operands of op stored 16-bit or NHWC (bit i: operand i) that the shared kernels read and
+ * write as stored themselves: a 16-bit one where the kind has *_A16 twins, an NHWC one where it
+ * has an NHWC form (and both for one that is both). */
 unsigned pt_kops_act16_native(const pt_kdev *dev, const pt_op *op);
 /* The environment variable var ("PT_OPENCL_ACT16"): unset, empty or "native" 0, "copy" 1 into
  * *copy; anything else an error naming it. */
 pt_status pt_kact16_setting(const char *var, int *copy, pt_error *err);
-/* The float32 copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place with the
- * same native mask, 256-byte aligned): widens the copied 16-bit operands op reads into w's
- * copies; rounds w's copied outputs into op's. */
+/* The float32 NCHW copies (core/op_act16.h; w from pt_act16_widen_op and pt_act16_place with
+ * the same native mask, 256-byte aligned): widens (and transposes) the copied operands op reads
+ * into w's copies; rounds (and transposes) w's copied outputs into op's. */
 pt_status pt_kact16_load(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err);
 pt_status pt_kact16_store(const pt_kdev *dev, const pt_op *op, unsigned native, const pt_op *w, pt_error *err);
 /* The workspace of op with 16-bit operands, and its run: f32_workspace / f32_run (with ctx) are

@@ -78,6 +78,15 @@
     K(ROUND_LOWP, pt_round_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
     K(WIDEN_LOWP, pt_widen_lowp, ITEMS, PT_K_NO_OP, M, M, I, I)                                              \
     K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F, M, I, I)                                    \
+    /* ops_nhwc.cl: channels-last forms (storage codes of the lowp operands last) */                        \
+    K(BIAS_ADD_NHWC, pt_bias_add_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                     \
+    K(BN_FWD_EVAL_NHWC, pt_bn_fwd_eval_nhwc, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, F, I, I, I)          \
+    K(MAXPOOL_FWD_NHWC, pt_maxpool_fwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I, I)    \
+    K(MAXPOOL_BWD_NHWC, pt_maxpool_bwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I)       \
+    K(GAP_FWD_NHWC, pt_gap_fwd_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I, F, I)                                 \
+    K(GAP_BWD_NHWC, pt_gap_bwd_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I, F, I)                                 \
+    /* ops_layout.cl */                                                                                     \
+    K(RELAYOUT, pt_relayout, ITEMS, PT_K_NO_OP, M, I, M, I, I, I, I, I, I)                                   \
     /* ops_mixup.cl */                                                                                      \
     K(XENT_MIX, pt_xent_mix, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, F, M, I)                       \
     /* ops_zoo.cl */                                                                                        \

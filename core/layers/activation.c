@@ -43,6 +43,7 @@ static pt_status activation_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_activation = {
     .name = "activation",
+    .nhwc = 1,
     .infer = activation_infer,
     .in_place = 1,
     .in_place_if = activation_in_place,

@@ -53,6 +53,7 @@ static pt_status add_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_add = {
     .name = "add",
+    .nhwc = 1,
     .infer = add_infer,
     .forward = add_forward,
     .backward = add_backward,

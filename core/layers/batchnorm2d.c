@@ -135,6 +135,7 @@ static pt_status bn_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_batchnorm2d = {
     .name = "batchnorm2d",
+    .nhwc = 1,
     .infer = bn_infer,
     .nsaved = 2,
     .saved_shape = bn_saved_shape,

@@ -54,6 +54,7 @@ static pt_status bcast_mul_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_bcast_mul = {
     .name = "bcast_mul",
+    .nhwc = 1,
     .infer = bcast_mul_infer,
     .forward = bcast_mul_forward,
     .backward = bcast_mul_backward,

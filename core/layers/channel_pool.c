@@ -51,6 +51,7 @@ static pt_status channel_pool_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_channel_pool = {
     .name = "channel_pool",
+    .nhwc = 1,
     .infer = channel_pool_infer,
     .nsaved = 1,
     .saved_shape = channel_pool_saved_shape,

@@ -83,6 +83,7 @@ static pt_status conv2d_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_conv2d = {
     .name = "conv2d",
+    .nhwc = 1,
     .infer = conv2d_infer,
     .forward = conv2d_forward,
     .backward = conv2d_backward,

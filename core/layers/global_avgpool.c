@@ -36,6 +36,7 @@ static pt_status gap_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_global_avgpool = {
     .name = "global_avgpool",
+    .nhwc = 1,
     .infer = gap_infer,
     .forward = gap_forward,
     .backward = gap_backward,

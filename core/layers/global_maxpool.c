@@ -48,6 +48,7 @@ static pt_status gmp_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_global_maxpool = {
     .name = "global_maxpool",
+    .nhwc = 1,
     .infer = gmp_infer,
     .nsaved = 1,
     .saved_shape = gmp_saved_shape,

@@ -28,6 +28,11 @@ typedef struct pt_layer_vt {
     /* The first input's gradient equals the output's (backward passes dy on unchanged), so
      * the two may share a range; backward then skips the write to itself. */
     int grad_in_place;
+    /* The layer's ops read its inputs and write its output (4-D ones, and their gradients) as
+     * channels-last images as well (the op table's img operands): both its output and what it
+     * reads may then be NHWC (rp_choose_layouts). 0: a layer that reads an image as a flat
+     * matrix (linear) or by element index (dropout). */
+    int nhwc;
     pt_status (*forward)(pt_emit *em, const pt_node *node, int id);
     pt_status (*backward)(pt_emit *em, const pt_node *node, int id);
 } pt_layer_vt;

@@ -58,6 +58,7 @@ static pt_status maxpool_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_maxpool2d = {
     .name = "maxpool2d",
+    .nhwc = 1,
     .infer = maxpool_infer,
     .nsaved = 1,
     .saved_shape = maxpool_saved_shape,

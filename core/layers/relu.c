@@ -35,6 +35,7 @@ static pt_status relu_backward(pt_emit *em, const pt_node *n, int id)
 
 const pt_layer_vt pt_layer_relu = {
     .name = "relu",
+    .nhwc = 1,
     .infer = relu_infer,
     .in_place = 1,
     .forward = relu_forward,

@@ -182,6 +182,11 @@ typedef struct pt_op_operand {
      * written, rounded to nearest even once. dtype is then PT_F32 "or the 16-bit activation
      * dtype"; each such operand of one op decides alone (an add of a bf16 and an f32 tensor). */
     unsigned char lowp;
+    /* An image (an activation, its gradient, or a tensor indexed as one: a max-pool's argmax)
+     * that, when 4-D, may be stored NHWC (pt_tensor.layout) where the backend declares
+     * PT_CAP_NHWC. Its dims stay [N,C,H,W]; each such operand of one op decides alone. Every
+     * lowp operand is one. */
+    unsigned char img;
 } pt_op_operand;
 
 /* Capabilities and properties of a kind (pt_op_desc.flags). */
@@ -266,12 +271,15 @@ int pt_op_is_activation(pt_op_kind kind);
 #define PT_CAP_MATH(p) (4u << (unsigned)(p))
 /* operands with pt_op_operand.lowp stored as dtype (PT_BF16 or PT_F16); 0 for another dtype */
 #define PT_CAP_ACT16(dt) ((dt) == PT_BF16 ? 0x100u : (dt) == PT_F16 ? 0x200u : 0u)
+/* 4-D operands with pt_op_operand.img stored NHWC */
+#define PT_CAP_NHWC 0x400u
 
 /* The check every backend runs before an op, from the kind's description: kind known,
  * operand count, fuse_relu and a math mode only where the kind allows it and the backend has
  * it (caps:
  * PT_CAP_*), dtypes (optional operands may be absent; a 16-bit activation only on a lowp
- * operand of a backend with PT_CAP_ACT16 of it) and, with check_shapes, ranks 1..4,
+ * operand of a backend with PT_CAP_ACT16 of it), layouts (NHWC only on a 4-D img operand of a
+ * backend with PT_CAP_NHWC) and, with check_shapes, ranks 1..4,
  * sizes that fit 32-bit indexing and the kind's shape rule. Messages name the backend, the
  * kind and the operand. */
 pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned caps,

@@ -27,6 +27,18 @@ typedef enum pt_switch { PT_SWITCH_AUTO = 0, PT_SWITCH_ON, PT_SWITCH_OFF } pt_sw
 int pt_switch_parse(const char *s, pt_switch *out);
 const char *pt_switch_name(pt_switch s);
 
+/* Where 4-D activations and their gradients lie in memory (pt_replica_options.layout). nchw:
+ * always; nhwc: every 4-D activation whose layer and consumers take channels-last images (not
+ * the data input, which the host writes NCHW, nor what a linear layer or dropout reads), on a
+ * backend that declares them (PT_CAP_NHWC); auto: NCHW for now: no backend yet runs its
+ * convolutions on NHWC images natively, and over NCHW copies NHWC only adds transposes. */
+typedef enum pt_image_layout { PT_IMAGES_AUTO = 0, PT_IMAGES_NCHW = 1, PT_IMAGES_NHWC = 2 } pt_image_layout;
+/* "auto", "nchw", "nhwc" to *out; 0 for anything else. */
+int pt_image_layout_parse(const char *s, pt_image_layout *out);
+const char *pt_image_layout_name(pt_image_layout l);
+/* Whether dev stores images channels last (its supports() of a ReLU on NHWC tensors). */
+int pt_device_takes_nhwc(pt_device *dev);
+
 typedef struct pt_replica_options {
     int sync_bn; /* BatchNorm batch statistics over every device (see PT_OP_BN_SYNC_*) */
     /* Capture the step's parts as graphs (pt_device_graph_capable) and replay them: the
@@ -46,6 +58,8 @@ typedef struct pt_replica_options {
      * (The command line's --fuse sets it; PT_FUSE_RELU=0 in the environment is its default
      * there, not read here.) */
     int no_fuse_relu;
+    /* NCHW or NHWC activations (see pt_image_layout); nhwc on a device without it is refused. */
+    pt_image_layout layout;
 } pt_replica_options;
 /* The refusals of pt_replica_create_ex that depend on the device and the options only (a
  * precision it cannot compute in, --cuda-graphs on or --pinned-input on where it cannot),
@@ -71,6 +85,12 @@ typedef struct pt_act_plan {
 } pt_act_plan;
 void pt_replica_act_plan(const pt_replica *r, pt_act_plan *out);
 pt_act_storage pt_replica_act_storage(const pt_replica *r);
+/* The layout option the replica was made with, and what it resolved to: the memory order of
+ * node's activation and gradient (PT_LAYOUT_NCHW for a 2-D one), and how many of the 4-D
+ * activations (in-place layers share their input's) are NHWC. */
+pt_image_layout pt_replica_layout_option(const pt_replica *r);
+pt_layout pt_replica_node_layout(const pt_replica *r, int node);
+void pt_replica_count_layouts(const pt_replica *r, int *n4d, int *nhwc);
 /* Whether in-place ReLUs are folded into the op before them (no_fuse_relu; the device still
  * decides per op whether it has the fused form). */
 int pt_replica_fuse_relu(const pt_replica *r);
