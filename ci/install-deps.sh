@@ -34,6 +34,9 @@ PACKAGES=(
     gnuplot-nox
     # scripts and tests: timeout, truncate, gzip, mktemp
     coreutils gzip
+    # the report page rendered by a real browser (tests/python/test_report_browser.py: headless,
+    # a screenshot checked for the page's charts and colours)
+    chromium
 )
 
 if [ "$(id -u)" -eq 0 ]; then

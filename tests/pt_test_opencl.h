@@ -5,6 +5,7 @@
 #define PT_TEST_OPENCL_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "polytrain/backend.h"
 
@@ -28,6 +29,23 @@ static inline int pt_t_open_opencl(pt_device **dev)
     }
     if (pt_device_open("opencl", 0, NULL, dev, &err) != PT_OK) {
         fprintf(stderr, "FAIL: cannot open opencl device 0: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* The mixed-precision tests' devices: opencl device 0 with fp16 math forced where the device
+ * lacks cl_khr_fp16 (PoCL; unless the environment says otherwise), and a two-thread cpu device
+ * as the reference. 0, or the exit code the test returns. */
+static inline int pt_t_open_opencl_fp16_and_cpu(pt_device **ocl, pt_device **cpu)
+{
+    setenv("PT_OPENCL_FP16", "force", 0);
+    const int rc = pt_t_open_opencl(ocl);
+    if (rc) return rc;
+    pt_error err;
+    pt_device_options dopt = {.threads = 2};
+    if (pt_device_open("cpu", 0, &dopt, cpu, &err) != PT_OK) {
+        fprintf(stderr, "cpu device: %s\n", err.msg);
         return 1;
     }
     return 0;

@@ -186,16 +186,8 @@ static void test_fp16_twins_equal_copies(void)
 
 int main(void)
 {
-    /* PoCL lacks cl_khr_fp16: fp16 math as the tests of it run it */
-    setenv("PT_OPENCL_FP16", "force", 0);
-    const int rc = pt_t_open_opencl(&g_ocl);
+    const int rc = pt_t_open_opencl_fp16_and_cpu(&g_ocl, &g_cpu);
     if (rc) return rc;
-    pt_error err;
-    pt_device_options dopt = {.threads = 2};
-    if (pt_device_open("cpu", 0, &dopt, &g_cpu, &err) != PT_OK) {
-        fprintf(stderr, "cpu device: %s\n", err.msg);
-        return 1;
-    }
     setenv("PT_OPENCL_ACT16", "copy", 1);
     const int rc2 = pt_t_open_opencl(&g_ocl_copy);
     unsetenv("PT_OPENCL_ACT16");

@@ -305,6 +305,29 @@ static void on_case(const pt_conformance_result *r, void *user)
 
 static uint64_t g_seed;
 
+/* The conformance cases matching filter on the host, every op with operands its kernels take as
+ * stored (run_twins) run both that way and over float32 NCHW copies: the cases pass, the two
+ * agree bit for bit, and each of `kinds` ran as stored at least once. */
+static void as_stored_equals_copies(pt_device *cpu, pt_device *host, const char *filter, const char *what,
+                                    const pt_op_kind *kinds, size_t nkinds)
+{
+    pt_conformance_summary sum;
+    pt_error err;
+    suite_tally t;
+    memset(&t, 0, sizeof t);
+    memset(&g_twin, 0, sizeof g_twin);
+    g_twin_check = 1;
+    CHECKF(pt_conformance_run(cpu, host, g_seed, filter, on_case, &t, &sum, &err) == PT_OK, "%s", err.msg);
+    g_twin_check = 0;
+    CHECKF(t.failed == 0 && t.cases > 100, "%s: %d of %d cases failed", filter, t.failed, t.cases);
+    CHECKF(g_twin.differ == 0, "%s: %d of %d ops differ from the float kernels over copies (first: %s)", what,
+           g_twin.differ, g_twin.ops, g_twin.first);
+    for (size_t i = 0; i < nkinds; i++)
+        CHECKF(g_twin.per_kind[kinds[i]] > 0, "no %s case ran on %s", pt_op_name(kinds[i]), what);
+    printf("  %d '%s' cases again: %d ops on %s, bitwise the float NCHW kernels over copies\n", t.cases, filter,
+           g_twin.ops, what);
+}
+
 static void every_op_through_the_shared_kernels_matches_cpu(void)
 {
     pt_device *cpu = NULL, host;
@@ -373,42 +396,19 @@ static void every_op_through_the_shared_kernels_matches_cpu(void)
     /* again the cases with activations stored in 16 bits (bf16 and fp16, every lowp operand or
      * only the first): each op the kernels' 16-bit twins run gives, bit for bit, what the float
      * kernel gives over float32 copies */
-    g_twin_check = 1;
-    memset(&g_twin, 0, sizeof g_twin);
-    suite_tally at;
-    memset(&at, 0, sizeof at);
-    CHECKF(pt_conformance_run(cpu, &host, g_seed, "act=", on_case, &at, &sum, &err) == PT_OK, "%s", err.msg);
-    g_twin_check = 0;
-    CHECKF(at.failed == 0 && at.cases > 100, "16-bit storage: %d of %d cases failed", at.failed, at.cases);
-    CHECKF(g_twin.differ == 0, "16-bit twins: %d of %d ops differ from the float kernels over copies (first: %s)",
-           g_twin.differ, g_twin.ops, g_twin.first);
     static const pt_op_kind twin_kinds[] = {PT_OP_ADD, PT_OP_BIAS_ADD, PT_OP_RELU_FWD, PT_OP_RELU_BWD,
                                             PT_OP_BN_FWD_TRAIN, PT_OP_BN_FWD_EVAL, PT_OP_BN_BWD, PT_OP_MAXPOOL_FWD,
                                             PT_OP_GAP_FWD};
-    for (size_t i = 0; i < sizeof twin_kinds / sizeof twin_kinds[0]; i++)
-        CHECKF(g_twin.per_kind[twin_kinds[i]] > 0, "no %s case ran on the 16-bit twins",
-               pt_op_name(twin_kinds[i]));
-    printf("  %d 16-bit storage cases again: %d ops on the kernels' 16-bit twins, bitwise the float kernels over "
-           "copies\n", at.cases, g_twin.ops);
+    as_stored_equals_copies(cpu, &host, "act=", "the kernels' 16-bit twins", twin_kinds,
+                            sizeof twin_kinds / sizeof twin_kinds[0]);
     /* again the cases with images stored channels last: each op the NHWC forms (and the pointwise
      * kernels over memory order) run gives, bit for bit, what the NCHW kernels give over
      * transposed copies */
-    g_twin_check = 1;
-    memset(&g_twin, 0, sizeof g_twin);
-    suite_tally nt;
-    memset(&nt, 0, sizeof nt);
-    CHECKF(pt_conformance_run(cpu, &host, g_seed, "layout=nhwc", on_case, &nt, &sum, &err) == PT_OK, "%s", err.msg);
-    g_twin_check = 0;
-    CHECKF(nt.failed == 0 && nt.cases > 100, "NHWC: %d of %d cases failed", nt.failed, nt.cases);
-    CHECKF(g_twin.differ == 0, "NHWC forms: %d of %d ops differ from the NCHW kernels over copies (first: %s)",
-           g_twin.differ, g_twin.ops, g_twin.first);
     static const pt_op_kind nhwc_kinds[] = {PT_OP_ADD, PT_OP_RELU_FWD, PT_OP_RELU_BWD, PT_OP_BIAS_ADD,
                                             PT_OP_BN_FWD_EVAL, PT_OP_MAXPOOL_FWD, PT_OP_MAXPOOL_BWD, PT_OP_GAP_FWD,
                                             PT_OP_GAP_BWD, PT_OP_SIGMOID_FWD, PT_OP_SILU_BWD};
-    for (size_t i = 0; i < sizeof nhwc_kinds / sizeof nhwc_kinds[0]; i++)
-        CHECKF(g_twin.per_kind[nhwc_kinds[i]] > 0, "no %s case ran on an NHWC form", pt_op_name(nhwc_kinds[i]));
-    printf("  %d NHWC cases again: %d ops on the NHWC forms, bitwise the NCHW kernels over copies\n", nt.cases,
-           g_twin.ops);
+    as_stored_equals_copies(cpu, &host, "layout=nhwc", "the NHWC forms", nhwc_kinds,
+                            sizeof nhwc_kinds / sizeof nhwc_kinds[0]);
     pt_device_close(cpu);
 }
 

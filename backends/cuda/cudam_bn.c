@@ -22,7 +22,7 @@
 
 typedef struct bn_plan {
     cudnnTensorDescriptor_t xd, pd;
-    int refused; /* cuDNN refused the 16-bit type: the shared kernels run it */
+    int refused; /* cuDNN refused the 16-bit type or the NHWC layout: the shared kernels run it */
 } bn_plan;
 
 static void bn_free(void *value, void *user)
@@ -148,9 +148,10 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
             d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_ptr(t[0].mem), p->xd, cu_ptr(t[3].mem), p->pd,
             cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem), cu_f32(t[5].mem),
             (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem));
-        if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) && is16(t[0].dtype)) {
-            /* this cuDNN has no batch norm in that type (it checks before it launches):
-             * nothing was written */
+        if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) &&
+            (is16(t[0].dtype) || pt_tensor_nhwc(&t[0]))) {
+            /* this cuDNN has no batch norm in that type or layout (it checks before it
+             * launches): nothing was written */
             p->refused = 1;
             return pt_kops_run(&k, op, err);
         }
@@ -167,6 +168,8 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
     /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */
     const double eps = (double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON ? CUDNN_BN_MIN_EPSILON : (double)op->p.bn.eps;
+    const pt_kdev k = cu_kdev(d);
+    if (p->refused) return pt_kops_run(&k, op, err);
     pt_mem x = t[0].mem;
     if (is16(t[0].dtype)) {
         /* x widened exactly into the workspace, in its own layout (the gradients are float32) */
@@ -174,15 +177,21 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
         if (!op->workspace.buf || op->workspace_bytes < need)
             return pt_fail(err, PT_ERR_INVALID, "cuda bn_bwd: a 16-bit x needs %zu bytes of workspace, the op has %zu",
                            need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
-        const pt_kdev k = cu_kdev(d);
         x = op->workspace;
         PT_TRY(pt_kops_from_lowp(&k, t[0].dtype == PT_BF16 ? PT_PREC_BF16 : PT_PREC_FP16, t[0].mem, x,
                                  (size_t)pt_tensor_numel(&t[0]), 1.0f, 0, err));
     }
-    CUDNN_CHECK(cudnnBatchNormalizationBackward(d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd,
-                                                cu_f32(x), p->xd, cu_f32(t[1].mem), p->xd, cu_f32(t[5].mem),
-                                                p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem),
-                                                eps, cu_f32(t[3].mem), cu_f32(t[4].mem)),
-                err);
+    const cudnnStatus_t st = cudnnBatchNormalizationBackward(
+        d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd, cu_f32(x), p->xd, cu_f32(t[1].mem),
+        p->xd, cu_f32(t[5].mem), p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem), eps, cu_f32(t[3].mem),
+        cu_f32(t[4].mem));
+    if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) && pt_tensor_nhwc(&t[0])) {
+        /* no NHWC backward in this cuDNN: the shared kernels from now on (the workspace has
+         * room for their copies, cu_bn_workspace) */
+        p->refused = 1;
+        return pt_kops_run(&k, op, err);
+    }
+    if (st != CUDNN_STATUS_SUCCESS)
+        return cu_fail_cudnn(err, st, "cudnnBatchNormalizationBackward", __FILE__, __LINE__);
     return PT_OK;
 }

@@ -219,6 +219,22 @@ static void karg_step(pt_kcall *c, const pt_op *op)
     pt_karg_int(c, op->step.buf != NULL);
 }
 
+/* A max-pool call's operands and window: the three tensors, the item count, H, W, P, Q, the
+ * channel count (NHWC forms only), k, stride, padding. */
+static void karg_pool(pt_kcall *c, const pt_op *op, const pt_tensor *x, const pt_tensor *y, int n, int channels)
+{
+    for (int i = 0; i < 3; i++) pt_karg_tensor(c, &op->t[i]);
+    pt_karg_int(c, n);
+    pt_karg_int(c, (int)x->dim[2]);
+    pt_karg_int(c, (int)x->dim[3]);
+    pt_karg_int(c, (int)y->dim[2]);
+    pt_karg_int(c, (int)y->dim[3]);
+    if (channels) pt_karg_int(c, (int)x->dim[1]);
+    pt_karg_int(c, op->p.pool.k);
+    pt_karg_int(c, op->p.pool.stride);
+    pt_karg_int(c, op->p.pool.pad);
+}
+
 /* The channels-last kernels (ops_nhwc.cl) of an op whose image operands are all NHWC (the
  * native mask's rule): the NCHW call's operands with C added, then the storage codes of the
  * lowp operands. */
@@ -252,16 +268,7 @@ static pt_status run_nhwc(const pt_kdev *dev, const pt_op *op, pt_error *err)
         /* an item per output element (forward) or input element (backward) */
         const int n = fwd ? numel(y) : numel(x);
         pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD_NHWC : PT_K_MAXPOOL_BWD_NHWC, (size_t)n);
-        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
-        pt_karg_int(&c, n);
-        pt_karg_int(&c, (int)x->dim[2]);
-        pt_karg_int(&c, (int)x->dim[3]);
-        pt_karg_int(&c, (int)y->dim[2]);
-        pt_karg_int(&c, (int)y->dim[3]);
-        pt_karg_int(&c, (int)x->dim[1]);
-        pt_karg_int(&c, op->p.pool.k);
-        pt_karg_int(&c, op->p.pool.stride);
-        pt_karg_int(&c, op->p.pool.pad);
+        karg_pool(&c, op, x, y, n, 1);
         if (fwd) {
             pt_karg_int(&c, kdt(t[0].dtype));
             pt_karg_int(&c, kdt(t[1].dtype));
@@ -376,15 +383,7 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         /* an item per output row (forward) or input row (backward) */
         const int n = (int)(fwd ? y->dim[0] * y->dim[1] * y->dim[2] : x->dim[0] * x->dim[1] * x->dim[2]);
         pt_kcall_begin(&c, fwd ? PT_K_MAXPOOL_FWD : PT_K_MAXPOOL_BWD, (size_t)n);
-        for (int i = 0; i < 3; i++) pt_karg_tensor(&c, &t[i]);
-        pt_karg_int(&c, n);
-        pt_karg_int(&c, (int)x->dim[2]);
-        pt_karg_int(&c, (int)x->dim[3]);
-        pt_karg_int(&c, (int)y->dim[2]);
-        pt_karg_int(&c, (int)y->dim[3]);
-        pt_karg_int(&c, op->p.pool.k);
-        pt_karg_int(&c, op->p.pool.stride);
-        pt_karg_int(&c, op->p.pool.pad);
+        karg_pool(&c, op, x, y, n, 0);
         if (!fwd) pt_karg_int(&c, op->accumulate);
         break;
     }
