@@ -6,6 +6,22 @@
 #include <stdio.h>
 
 #include "polytrain/net.h"
+#include "polytrain/replica.h"
+
+/* Forward and backward of step s on the tests' fixed batch (n samples [3, hw, hw], labels in
+ * 0..k-1, the same values every call; x and y are filled here), the loss gradient scaled by
+ * scale/n; the mean of loss[0..n) in *mean. */
+static inline pt_status pt_t_fixed_batch_step(pt_replica *r, int n, int hw, int k, int64_t s, float scale, float *x,
+                                              int32_t *y, float *logits, float *loss, double *mean, pt_error *err)
+{
+    for (int i = 0; i < n * 3 * hw * hw; i++) x[i] = (float)((i * 7919) % 2003) / 1001.0f - 1.0f;
+    for (int i = 0; i < n; i++) y[i] = (int32_t)((i * 3) % k);
+    const pt_status st = pt_replica_forward_backward(r, x, y, n, s * n, s, scale / n, logits, loss, err);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += loss[i];
+    *mean = sum / n;
+    return st;
+}
 
 /* net finished with `out` as its output, or freed and NULL (what names the test's builder). */
 static inline pt_net *pt_t_finish_net(pt_net *net, int out, const char *what)

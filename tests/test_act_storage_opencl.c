@@ -15,6 +15,7 @@
 #include "polytrain/models.h"
 #include "polytrain/replica.h"
 #include "pt_test.h"
+#include "pt_test_net.h"
 #include "pt_test_opencl.h"
 
 static pt_device *g_cpu, *g_ocl, *g_ocl_copy;
@@ -112,12 +113,7 @@ static int train_ex(pt_device *dev, double *losses, int *n16, float **state, siz
     static int32_t y[B];
     const float scale = 4096.0f;
     for (int s = 0; s < STEPS && ok; s++) {
-        for (int i = 0; i < B * 3 * HW * HW; i++) x[i] = (float)((i * 7919) % 2003) / 1001.0f - 1.0f;
-        for (int i = 0; i < B; i++) y[i] = (int32_t)((i * 3) % K);
-        ok = pt_replica_forward_backward(r, x, y, B, (int64_t)s * B, s, scale / B, logits, loss, &err) == PT_OK;
-        double sum = 0;
-        for (int i = 0; i < B; i++) sum += loss[i];
-        losses[s] = sum / B;
+        ok = pt_t_fixed_batch_step(r, B, HW, K, s, scale, x, y, logits, loss, &losses[s], &err) == PT_OK;
         int found = 0;
         if (ok) ok = pt_replica_unscale_grads(r, 1.0f / scale, &found, &err) == PT_OK;
         CHECKF(!found, "%s step %d overflowed", dev->be->name, s);
