@@ -34,9 +34,10 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->precision = ro ? ro->precision : PT_PREC_FP32;
     r->act_storage = ro ? ro->act_storage : PT_ACT_STORAGE_AUTO;
     r->layout_opt = ro ? ro->layout : PT_IMAGES_AUTO;
-    if (r->layout_opt == PT_IMAGES_NHWC && !pt_device_takes_nhwc(dev)) {
+    pt_status lst = rp_check_layout(dev, r->layout_opt, err);
+    if (lst != PT_OK) {
         free(r);
-        return pt_fail(err, PT_ERR_UNSUPPORTED, "layout nhwc: the %s backend keeps images NCHW only", dev->be->name);
+        return lst;
     }
     pt_status pst = pt_device_precision(dev, r->precision, NULL, 0, err);
     if (pst != PT_OK) {
@@ -392,6 +393,13 @@ int pt_image_layout_parse(const char *s, pt_image_layout *out)
 const char *pt_image_layout_name(pt_image_layout l)
 {
     return l == PT_IMAGES_NCHW ? "nchw" : l == PT_IMAGES_NHWC ? "nhwc" : "auto";
+}
+
+pt_status rp_check_layout(pt_device *dev, pt_image_layout layout, pt_error *err)
+{
+    if (layout == PT_IMAGES_NHWC && !pt_device_takes_nhwc(dev))
+        return pt_fail(err, PT_ERR_UNSUPPORTED, "layout nhwc: the %s backend keeps images NCHW only", dev->be->name);
+    return PT_OK;
 }
 
 int pt_device_takes_nhwc(pt_device *dev)

@@ -92,8 +92,7 @@ pt_status pt_replica_check_options(pt_device *dev, const pt_replica_options *ro,
     char why[160];
     int on;
     PT_TRY(pt_device_precision(dev, ro->precision, NULL, 0, err));
-    if (ro->layout == PT_IMAGES_NHWC && !pt_device_takes_nhwc(dev))
-        return pt_fail(err, PT_ERR_UNSUPPORTED, "layout nhwc: the %s backend keeps images NCHW only", dev->be->name);
+    PT_TRY(rp_check_layout(dev, ro->layout, err));
     PT_TRY(check_pinned(dev, ro->pinned_input, &on, why, sizeof why, err));
     return check_graphs(dev, ro->graphs, &on, why, sizeof why, err);
 }

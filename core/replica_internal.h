@@ -186,6 +186,8 @@ void rp_count_acts(const pt_replica *r, int *nacts, int *n16);
  * for a 4-D node (not the data input) whose layer and every consumer's layer take channels-last
  * images (pt_layer_vt.nhwc), when the option resolves to nhwc. */
 void rp_choose_layouts(pt_replica *r);
+/* --layout nhwc on a device that keeps images NCHW: refused, naming the backend. */
+pt_status rp_check_layout(pt_device *dev, pt_image_layout layout, pt_error *err);
 /* Distinct 4-D activation tensors (the data input included) and the NHWC ones. */
 void rp_count_layouts(const pt_replica *r, int *n4d, int *nhwc);
 
