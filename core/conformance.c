@@ -316,9 +316,11 @@ static void cases_conv(conf_table *t, pt_op_kind kind)
 static void cases_bn(conf_table *t, pt_op_kind kind)
 {
     if (kind == PT_OP_BN_FWD_TRAIN) {
-        /* n, c, h, w, and x's range: centred, and offset (variance by cancellation would fail). */
+        /* n, c, h, w, and x's range: centred, and offset (variance by cancellation would fail);
+         * the last a ResNet layer's size, where a GPU library spreads a channel over blocks */
         static const struct { int n, c, h, w; float lo, hi; } tr[] = {
-            {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {1, 4, 3, 3, -1, 1}, {2, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5}};
+            {2, 3, 5, 7, -1, 1}, {8, 16, 4, 4, -1, 1}, {1, 4, 3, 3, -1, 1},
+            {2, 5, 1, 1, -1, 1}, {4, 6, 8, 8, 3, 5},   {32, 64, 8, 8, -1, 1}};
         for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++) {
             conf_case c = new_case(kind, 8);
             conf_operand *x = in(&c, 0, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
@@ -356,8 +358,8 @@ static void cases_bn(conf_table *t, pt_op_kind kind)
     } else {
         /* Batch of 4 at 1x1, not 2 (with two samples the input gradient is zero and only
          * rounding noise is left to compare). */
-        static const int bw[][4] = {{2, 3, 5, 7}, {8, 16, 4, 4}, {4, 5, 1, 1}};
-        for (int i = 0; i < 3; i++)
+        static const int bw[][4] = {{2, 3, 5, 7}, {8, 16, 4, 4}, {4, 5, 1, 1}, {32, 64, 8, 8}};
+        for (int i = 0; i < 4; i++)
             for (int mode = 0; mode < 3; mode++) {
                 const int *s = bw[i];
                 conf_case c = new_case(kind, 8);
@@ -1048,9 +1050,13 @@ static pt_status build_table(conf_table *t, pt_error *err)
         const int recipe_end = t->n;
         if (d && (d->flags & PT_OPF_MATH)) math_variants(t, first);
         if (pt_op_has_step_params((pt_op_kind)k)) step_record_variants(t, first);
+        const int fuse_first = t->n;
         if (d && (d->flags & PT_OPF_FUSED_RELU)) fuse_variants(t, first);
+        /* fuse_variants' first half: the ReLU without a NaN */
+        const int fuse_end = fuse_first + (t->n - fuse_first) / 2;
         whole_step_variants(t, (pt_op_kind)k, first);
         act16_variants(t, first, recipe_end); /* of the recipe's own cases */
+        act16_variants(t, fuse_first, fuse_end); /* a fused ReLU over 16-bit operands */
         nhwc_variants(t, first, t->n);
     }
     if (t->oom) {

@@ -415,11 +415,13 @@ static size_t f32_workspace_size(void *dev_ctx, const pt_op *op)
         if (op->nt != 3) return 0;
         cudaSetDevice(d->ordinal);
         return cu_conv_workspace(d, op);
+    case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_BWD:
         if (!d->deterministic && cu_bn_cudnn_applies(op)) {
-            /* cuDNN's (a widened x), or the shared kernels' should cuDNN refuse the layout */
+            /* cuDNN's, or the shared kernels' should cuDNN refuse the type or layout */
+            cudaSetDevice(d->ordinal);
             const pt_kdev k = cu_kdev(d);
-            const size_t own = cu_bn_workspace(op), shared = pt_kops_workspace(&k, op);
+            const size_t own = cu_bn_workspace(d, op), shared = pt_kops_workspace(&k, op);
             return own > shared ? own : shared;
         }
         break;

@@ -8,13 +8,20 @@
  * cuDNN on them directly, with float32 scale, bias and statistics (cuDNN's mixed-precision
  * batch norm); where cuDNN refuses that type, the shared kernels' 16-bit twins from then on.
  * The backward takes x, dy and dx in one type in cuDNN: with gradients in float32, a 16-bit x
- * is widened into a float32 copy in the op's workspace first (cu_bn_workspace), in its own
- * layout. Channels-last tensors (x, y, or x, dy, dx all NHWC) run cuDNN with NHWC descriptors;
- * mixed layouts run the shared kernels (over NCHW copies).
- * A fused ReLU (pt_op.fuse_relu) runs as cuDNN's BN followed by the shared ReLU kernel in place
- * on y: one more pass over y. cudnnBatchNormalizationForwardTrainingEx with
- * CUDNN_BATCHNORM_OPS_BN_ACTIVATION fuses it only for NHWC half-precision tensors in
- * CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode, and these tensors are NCHW float32. */
+ * is widened into a float32 copy in the op's workspace first, in its own layout.
+ * Channels-last tensors (x, y, or x, dy, dx all NHWC) run cuDNN with NHWC descriptors in
+ * CUDNN_BATCHNORM_SPATIAL_PERSISTENT mode through the *Ex calls, as PyTorch does for
+ * channels_last training: cuDNN's kernels for that layout. (For NCHW that mode reduces in scaled
+ * integers that can overflow on large inputs: NCHW stays in CUDNN_BATCHNORM_SPATIAL.) There a
+ * fused ReLU (pt_op.fuse_relu) is cuDNN's own (CUDNN_BATCHNORM_OPS_BN_ACTIVATION, one pass over
+ * y) where it takes it; elsewhere it is the shared ReLU kernel in place on y, one more pass.
+ * The persistent mode is used only where cuDNN asks for no reserve space in plain batch norm:
+ * the op list carries nothing from a forward to its backward (the backward works from the
+ * saved statistics alone). The ReLU's reserve (its mask, which only a fused backward reads) is
+ * scratch in the forward's workspace. Whatever cuDNN refuses in a mode, type or layout (it
+ * checks before it launches) falls back, once and for good: fused to unfused, persistent to
+ * spatial, cuDNN to the shared kernels; mixed layouts run the shared kernels (over NCHW
+ * copies). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,8 +29,16 @@
 
 typedef struct bn_plan {
     cudnnTensorDescriptor_t xd, pd;
-    int refused; /* cuDNN refused the 16-bit type or the NHWC layout: the shared kernels run it */
+    cudnnActivationDescriptor_t relu; /* the fused ReLU (NHWC forward) */
+    int refused;    /* cuDNN refused the 16-bit type or the NHWC layout: the shared kernels run it */
+    int persistent; /* NHWC: CUDNN_BATCHNORM_SPATIAL_PERSISTENT through the *Ex calls */
+    int fuses;      /* forward, persistent: the ReLU in cuDNN's pass (CUDNN_BATCHNORM_OPS_BN_ACTIVATION) */
+    /* the *Ex calls' scratch then reserve, each rounded to 256 bytes: [0] batch norm alone,
+     * [1] with the fused ReLU */
+    size_t ex_ws[2], ex_reserve[2];
 } bn_plan;
+
+static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
 
 static void bn_free(void *value, void *user)
 {
@@ -31,6 +46,7 @@ static void bn_free(void *value, void *user)
     bn_plan *p = value;
     if (p->xd) cudnnDestroyTensorDescriptor(p->xd);
     if (p->pd) cudnnDestroyTensorDescriptor(p->pd);
+    if (p->relu) cudnnDestroyActivationDescriptor(p->relu);
     free(p);
 }
 
@@ -84,10 +100,52 @@ int cu_bn_cudnn_applies(const pt_op *op)
     return 1;
 }
 
-size_t cu_bn_workspace(const pt_op *op)
+/* The backward's widened x at the start of the workspace (0 bytes for a float32 x). */
+static size_t widened_bytes(const pt_op *op)
 {
     if (op->kind != PT_OP_BN_BWD || !is16(op->t[0].dtype)) return 0;
-    return ((size_t)pt_tensor_numel(&op->t[0]) * sizeof(float) + 255) / 256 * 256;
+    return round256((size_t)pt_tensor_numel(&op->t[0]) * sizeof(float));
+}
+
+/* What the persistent mode needs in NHWC, asked of cuDNN once per plan; any status but success
+ * leaves that path off (p->persistent, p->fuses 0). */
+static void plan_persistent(cu_device *d, const pt_op *op, bn_plan *p)
+{
+    const cudnnBatchNormMode_t m = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+    size_t ws = 0, reserve = 1;
+    if (cudnnGetBatchNormalizationTrainingExReserveSpaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN, NULL, p->xd,
+                                                             &reserve) != CUDNN_STATUS_SUCCESS ||
+        reserve != 0)
+        return;
+    if (op->kind == PT_OP_BN_BWD) {
+        if (cudnnGetBatchNormalizationBackwardExWorkspaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN, p->xd, p->xd, p->xd,
+                                                              NULL, p->xd, p->pd, NULL, &ws) != CUDNN_STATUS_SUCCESS)
+            return;
+        p->ex_ws[0] = round256(ws);
+        p->persistent = 1;
+        return;
+    }
+    if (cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN, p->xd, NULL, p->xd,
+                                                                 p->pd, NULL, &ws) != CUDNN_STATUS_SUCCESS)
+        return;
+    p->ex_ws[0] = round256(ws);
+    p->persistent = 1;
+    /* the fused ReLU keeps NaN, as relu_fwd does */
+    if (cudnnCreateActivationDescriptor(&p->relu) != CUDNN_STATUS_SUCCESS) {
+        p->relu = NULL;
+        return;
+    }
+    if (cudnnSetActivationDescriptor(p->relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0) !=
+            CUDNN_STATUS_SUCCESS ||
+        cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, p->xd,
+                                                                 NULL, p->xd, p->pd, p->relu,
+                                                                 &ws) != CUDNN_STATUS_SUCCESS ||
+        cudnnGetBatchNormalizationTrainingExReserveSpaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, p->relu,
+                                                             p->xd, &reserve) != CUDNN_STATUS_SUCCESS)
+        return;
+    p->ex_ws[1] = round256(ws);
+    p->ex_reserve[1] = round256(reserve);
+    p->fuses = 1;
 }
 
 static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
@@ -127,6 +185,7 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
         cu_fail_cudnn(err, st, "batch-norm descriptors", __FILE__, __LINE__);
         return NULL;
     }
+    if (nhwc) plan_persistent(d, op, p);
     if (pt_algo_cache_insert(&d->bns, &key, p) != 0) {
         bn_free(p, NULL);
         pt_fail(err, PT_ERR_NOMEM, "out of host memory");
@@ -135,29 +194,104 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
     return p;
 }
 
+size_t cu_bn_workspace(cu_device *d, const pt_op *op)
+{
+    const bn_plan *p = plan_of(d, op, NULL);
+    if (!p || !p->persistent) return widened_bytes(op);
+    if (op->kind == PT_OP_BN_BWD) return widened_bytes(op) + p->ex_ws[0];
+    const size_t plain = p->ex_ws[0], fused = p->fuses ? p->ex_ws[1] + p->ex_reserve[1] : 0;
+    /* a fused forward that cuDNN refuses when it runs falls back to the plain one */
+    return op->fuse_relu && fused > plain ? fused : plain;
+}
+
+static int refusal(cudnnStatus_t st) { return st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM; }
+
+/* The forward in the persistent mode: PT_OK with *done set where cuDNN ran it (and the ReLU in
+ * the same pass when *fused is set), PT_OK with *done clear where this plan leaves the mode (the
+ * caller runs the spatial call). */
+static pt_status forward_persistent(cu_device *d, const pt_op *op, bn_plan *p, int *done, int *fused, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    const float one = 1.0f, zero = 0.0f;
+    *done = *fused = 0;
+    while (p->persistent) {
+        const int f = op->fuse_relu && p->fuses;
+        const size_t ws = p->ex_ws[f], reserve = p->ex_reserve[f];
+        const size_t have = op->workspace.buf ? op->workspace_bytes : 0;
+        if (ws + reserve > have) return PT_OK; /* an op planned before this plan: the spatial call */
+        char *base = ws + reserve ? cu_ptr(op->workspace) : NULL;
+        const cudnnStatus_t st = cudnnBatchNormalizationForwardTrainingEx(
+            d->cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT,
+            f ? CUDNN_BATCHNORM_OPS_BN_ACTIVATION : CUDNN_BATCHNORM_OPS_BN, &one, &zero, p->xd, cu_ptr(t[0].mem), NULL,
+            NULL, p->xd, cu_ptr(t[3].mem), p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum,
+            cu_f32(t[4].mem), cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem),
+            f ? p->relu : NULL, ws ? base : NULL, ws, reserve ? base + ws : NULL, reserve);
+        if (st == CUDNN_STATUS_SUCCESS) {
+            *done = 1;
+            *fused = f;
+            return PT_OK;
+        }
+        if (!refusal(st))
+            return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTrainingEx", __FILE__, __LINE__);
+        /* refused before anything was written: one step down */
+        if (f)
+            p->fuses = 0;
+        else
+            p->persistent = 0;
+    }
+    return PT_OK;
+}
+
+/* The backward in the persistent mode over x (the op's, or its widening at the workspace's
+ * start): *done as above. Only a backward that writes dx (beta 0), as PyTorch's does. */
+static pt_status backward_persistent(cu_device *d, const pt_op *op, bn_plan *p, pt_mem x, int *done, pt_error *err)
+{
+    const pt_tensor *t = op->t;
+    const float one = 1.0f, zero = 0.0f;
+    *done = 0;
+    const size_t skip = widened_bytes(op), ws = p->ex_ws[0];
+    const size_t have = op->workspace.buf ? op->workspace_bytes : 0;
+    if (!p->persistent || op->accumulate || skip + ws > have) return PT_OK;
+    const double eps = (double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON ? CUDNN_BN_MIN_EPSILON : (double)op->p.bn.eps;
+    const cudnnStatus_t st = cudnnBatchNormalizationBackwardEx(
+        d->cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_OPS_BN, &one, &zero, &one, &zero, p->xd,
+        cu_f32(x), NULL, NULL, p->xd, cu_f32(t[1].mem), NULL, NULL, p->xd, cu_f32(t[5].mem), p->pd, cu_f32(t[2].mem),
+        NULL, cu_f32(t[6].mem), cu_f32(t[7].mem), eps, cu_f32(t[3].mem), cu_f32(t[4].mem), NULL,
+        ws ? (char *)cu_ptr(op->workspace) + skip : NULL, ws, NULL, 0);
+    if (st == CUDNN_STATUS_SUCCESS) {
+        *done = 1;
+        return PT_OK;
+    }
+    if (!refusal(st)) return cu_fail_cudnn(err, st, "cudnnBatchNormalizationBackwardEx", __FILE__, __LINE__);
+    p->persistent = 0;
+    return PT_OK;
+}
+
 pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
 {
     bn_plan *p = plan_of(d, op, err);
     if (!p) return err ? err->status : PT_ERR_BACKEND;
     const pt_tensor *t = op->t;
     const float one = 1.0f, zero = 0.0f;
+    const pt_kdev k = cu_kdev(d);
+    if (p->refused) return pt_kops_run(&k, op, err);
     if (op->kind == PT_OP_BN_FWD_TRAIN) {
-        const pt_kdev k = cu_kdev(d);
-        if (p->refused) return pt_kops_run(&k, op, err);
-        const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
-            d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_ptr(t[0].mem), p->xd, cu_ptr(t[3].mem), p->pd,
-            cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem), cu_f32(t[5].mem),
-            (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem));
-        if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) &&
-            (is16(t[0].dtype) || pt_tensor_nhwc(&t[0]))) {
-            /* this cuDNN has no batch norm in that type or layout (it checks before it
-             * launches): nothing was written */
-            p->refused = 1;
-            return pt_kops_run(&k, op, err);
+        int done = 0, fused = 0;
+        PT_TRY(forward_persistent(d, op, p, &done, &fused, err));
+        if (!done) {
+            const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
+                d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &zero, p->xd, cu_ptr(t[0].mem), p->xd, cu_ptr(t[3].mem),
+                p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem),
+                cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem));
+            if (refusal(st) && (is16(t[0].dtype) || pt_tensor_nhwc(&t[0]))) {
+                /* this cuDNN has no batch norm in that type or layout: nothing was written */
+                p->refused = 1;
+                return pt_kops_run(&k, op, err);
+            }
+            if (st != CUDNN_STATUS_SUCCESS)
+                return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTraining", __FILE__, __LINE__);
         }
-        if (st != CUDNN_STATUS_SUCCESS)
-            return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTraining", __FILE__, __LINE__);
-        if (!op->fuse_relu) return PT_OK;
+        if (!op->fuse_relu || fused) return PT_OK;
         pt_op relu;
         memset(&relu, 0, sizeof relu);
         relu.kind = PT_OP_RELU_FWD;
@@ -168,12 +302,10 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
     /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */
     const double eps = (double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON ? CUDNN_BN_MIN_EPSILON : (double)op->p.bn.eps;
-    const pt_kdev k = cu_kdev(d);
-    if (p->refused) return pt_kops_run(&k, op, err);
     pt_mem x = t[0].mem;
     if (is16(t[0].dtype)) {
         /* x widened exactly into the workspace, in its own layout (the gradients are float32) */
-        const size_t need = cu_bn_workspace(op);
+        const size_t need = widened_bytes(op);
         if (!op->workspace.buf || op->workspace_bytes < need)
             return pt_fail(err, PT_ERR_INVALID, "cuda bn_bwd: a 16-bit x needs %zu bytes of workspace, the op has %zu",
                            need, op->workspace.buf ? op->workspace_bytes : (size_t)0);
@@ -181,13 +313,16 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
         PT_TRY(pt_kops_from_lowp(&k, t[0].dtype == PT_BF16 ? PT_PREC_BF16 : PT_PREC_FP16, t[0].mem, x,
                                  (size_t)pt_tensor_numel(&t[0]), 1.0f, 0, err));
     }
+    int done = 0;
+    PT_TRY(backward_persistent(d, op, p, x, &done, err));
+    if (done) return PT_OK;
     const cudnnStatus_t st = cudnnBatchNormalizationBackward(
         d->cudnn, CUDNN_BATCHNORM_SPATIAL, &one, &beta_dx, &one, &zero, p->xd, cu_f32(x), p->xd, cu_f32(t[1].mem),
         p->xd, cu_f32(t[5].mem), p->pd, cu_f32(t[2].mem), cu_f32(t[6].mem), cu_f32(t[7].mem), eps, cu_f32(t[3].mem),
         cu_f32(t[4].mem));
-    if ((st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM) && pt_tensor_nhwc(&t[0])) {
+    if (refusal(st) && pt_tensor_nhwc(&t[0])) {
         /* no NHWC backward in this cuDNN: the shared kernels from now on (the workspace has
-         * room for their copies, cu_bn_workspace) */
+         * room for their copies, see f32_workspace_size) */
         p->refused = 1;
         return pt_kops_run(&k, op, err);
     }

@@ -169,9 +169,10 @@ pt_status cu_op_conv2d(cu_device *d, const pt_op *op, pt_error *err);
 void cu_conv_cache_free(cu_device *d);
 /* cuDNN batch norm for the cases it handles (no aliasing); PT_ERR_UNSUPPORTED otherwise. */
 int cu_bn_cudnn_applies(const pt_op *op);
-/* The workspace cuDNN's batch norm needs (a 16-bit x of the backward widened), 0 for none; the
- * backend reserves at least the shared kernels' too, in case cuDNN refuses an NHWC layout. */
-size_t cu_bn_workspace(const pt_op *op);
+/* The workspace cuDNN's batch norm needs (a 16-bit x of the backward widened, the persistent
+ * mode's scratch and the fused ReLU's reserve), 0 for none; the backend reserves at least the
+ * shared kernels' too, in case cuDNN refuses a type or layout. */
+size_t cu_bn_workspace(cu_device *d, const pt_op *op);
 pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err);
 void cu_bn_cache_free(cu_device *d);
 
