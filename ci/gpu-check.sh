@@ -18,7 +18,8 @@
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
 #      and both on: a short deterministic training run each (the saved weights must be bitwise
-#      the same) and a bench pair of baseline 3x64x64 b64;
+#      the same) and a bench pair of baseline 3x64x64 b64; resnet18 with --fuse off and on (the
+#      same bitwise check);
 #   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
 #      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch (tools/bench_torch.py)
 #      on the same GPU and batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with
@@ -27,7 +28,7 @@
 #      against PyTorch AMP (--amp bf16 --channels-last: autocast, NHWC), and resnet18 in fp16
 #      (loss scaling on both sides) when time is left, and resnet18 bf16 with every activation
 #      float32 (--act-storage fp32, against the default auto), and resnet18 bf16 with every image
-#      channels last (--layout nhwc, against the default nchw); the report states each ratio next to its
+#      channels last (--layout nhwc, against the default nchw; and that with --fuse off); the report states each ratio next to its
 #      goal (resnet18 bf16 >= 1.0x PyTorch AMP and >= 2.5x polytrain's own fp32; baseline bf16
 #      >= 1.5x PyTorch AMP). PyTorch runs with the library path it was started with (its own
 #      cuDNN); polytrain takes cuDNN/NCCL from PyTorch's wheels first, so both sides use the
@@ -333,6 +334,18 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
     done
     echo "$SAME" >"$OUTDIR/graphs_fp16_weights.txt"
     [ "$SAME" = same ] || STATUS=1
+    # the folded ReLUs and residual adds (--fuse), off vs on: resnet18 in float32, deterministic
+    # (the shared kernels' batch norm with its residual), which must save bitwise the same weights
+    for mode in off on; do
+        run "fuse_train_$mode" 120 "$CLI" train --backend cuda --model resnet18 --data "tinyimagenet:$GDATA" \
+            --epochs 1 --batch-per-device 32 --deterministic --fuse "$mode" --out "$OUTDIR/fuse-run-$mode" --no-progress
+    done
+    if cmp -s "$OUTDIR/fuse-run-off/last/model.safetensors" "$OUTDIR/fuse-run-on/last/model.safetensors"; then
+        echo "same" >"$OUTDIR/fuse_weights.txt"
+    else
+        echo "DIFFERENT" >"$OUTDIR/fuse_weights.txt"
+        STATUS=1
+    fi
 fi
 
 # ---- 4. benchmarks ----
@@ -387,6 +400,9 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
         --classes 200 --batch 128 --steps "$BSTEPS" --warmup 10 --precision bf16 --layout nhwc --json
     run_json pt_baseline_b64_3x64x64_bf16_nhwc 120 "$CLI" bench --backend cuda --model baseline --input 3x64x64 \
         --classes 200 --batch 64 --steps "$BSTEPS" --warmup 10 --precision bf16 --layout nhwc --json
+    # what folding BN+ReLU and BN+add+ReLU into one pass (cuDNN's persistent batch norm) buys there
+    run_json pt_resnet18_b128_bf16_nhwc_nofuse 180 "$CLI" bench --backend cuda --model resnet18 --input 3x64x64 \
+        --classes 200 --batch 128 --steps "$BSTEPS" --warmup 10 --precision bf16 --layout nhwc --fuse off --json
 fi
 # where the time goes (synchronised after every op, so slower than the runs above)
 if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
@@ -541,7 +557,9 @@ L += ["## CUDA graphs and pinned input (off vs on)", "",
       f"- the same with fp16 loss scaling, --clip-grad-norm 0.5 and --ema 0.99 (one launch per step with the "
       f"decisions on the device vs separate calls): weights and EMA "
       f"{text('graphs_fp16_weights.txt').strip() or 'not compared'} "
-      f"(exit off {rc('graphs_fp16_off')}, on {rc('graphs_fp16_on')})"]
+      f"(exit off {rc('graphs_fp16_off')}, on {rc('graphs_fp16_on')})",
+      f"- deterministic resnet18 fp32 run, `--fuse off` vs `on` (folded ReLUs and residual adds): weights "
+      f"{text('fuse_weights.txt').strip() or 'not compared'} (exit off {rc('fuse_train_off')}, on {rc('fuse_train_on')})"]
 for mode in ("off", "on"):
     b = load(f"graphs_bench_{mode}.json")
     if b:
@@ -648,6 +666,15 @@ for name, label in (("resnet18_b128", "resnet18 b128"), ("baseline_b64_3x64x64",
               f"{fmt(nc.get('eval_img_per_s'))}; {nh.get('images_nhwc', 'n/a')} of {nh.get('images', 'n/a')} "
               f"images channels last; GPU memory {fmt((nh.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
               f"{fmt((nc.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
+nf, fu = load("pt_resnet18_b128_bf16_nhwc_nofuse.json") or {}, load("pt_resnet18_b128_bf16_nhwc.json") or {}
+if nf or fu:
+    fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
+    ratio = (f"{fu['train_img_per_s'] / nf['train_img_per_s']:.2f}x"
+             if fu.get("train_img_per_s") and nf.get("train_img_per_s") else "n/a")
+    L += ["", "resnet18 b128 bf16 nhwc, `--fuse on` (BN+ReLU, BN+add+ReLU, add+ReLU in one pass) vs `off`: "
+          f"{fmt(fu.get('train_img_per_s'))} vs {fmt(nf.get('train_img_per_s'))} img/s train ({ratio}), eval "
+          f"{fmt(fu.get('eval_img_per_s'))} vs {fmt(nf.get('eval_img_per_s'))}; GPU memory "
+          f"{fmt((fu.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs {fmt((nf.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
 if rc("synth") != "not run":

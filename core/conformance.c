@@ -337,6 +337,17 @@ static void cases_bn(conf_table *t, pt_op_kind kind)
             c.op.p.bn.eps = 1e-5f, c.op.p.bn.momentum = 0.1f;
             push(t, &c, "x=%dx%dx%dx%d in [%g,%g)", tr[i].n, tr[i].c, tr[i].h, tr[i].w, (double)tr[i].lo,
                  (double)tr[i].hi);
+            /* with the residual z (a folded residual add): the centred shapes, y new and, in
+             * the first, y over z */
+            if (tr[i].lo > 0.0f || tr[i].h == 1 || i == 2) continue;
+            for (int over_z = 0; over_z < (i == 0 ? 2 : 1); over_z++) {
+                conf_case r = c;
+                r.op.nt = 9;
+                in(&r, 8, 4, tr[i].n, tr[i].c, tr[i].h, tr[i].w);
+                if (over_z) alias(&r, 3, 8);
+                push(t, &r, "x=%dx%dx%dx%d in [%g,%g) z y=%s", tr[i].n, tr[i].c, tr[i].h, tr[i].w,
+                     (double)tr[i].lo, (double)tr[i].hi, over_z ? "z" : "new");
+            }
         }
     } else if (kind == PT_OP_BN_FWD_EVAL) {
         static const int ev[][5] = {{2, 3, 5, 7, 0}, {1, 16, 1, 1, 0}, {4, 8, 6, 6, 1}};
@@ -354,6 +365,18 @@ static void cases_bn(conf_table *t, pt_op_kind kind)
             rv->lo = 0.5f, rv->hi = 1.5f;
             c.op.p.bn.eps = 1e-3f, c.op.p.bn.momentum = 0.1f;
             push(t, &c, "x=%dx%dx%dx%d y=%s", s[0], s[1], s[2], s[3], s[4] ? "x" : "new");
+            /* with the residual z: y as above, and y over z */
+            if (s[2] == 1) continue;
+            for (int over_z = 0; over_z < 2; over_z++) {
+                conf_case r = c;
+                r.op.nt = 7;
+                in(&r, 6, 4, s[0], s[1], s[2], s[3]);
+                if (over_z) {
+                    if (s[4]) continue;
+                    alias(&r, 3, 6);
+                }
+                push(t, &r, "x=%dx%dx%dx%d z y=%s", s[0], s[1], s[2], s[3], over_z ? "z" : s[4] ? "x" : "new");
+            }
         }
     } else {
         /* Batch of 4 at 1x1, not 2 (with two samples the input gradient is zero and only
@@ -1435,15 +1458,17 @@ static pt_status setup_side(conf_side *s, const conf_case *c, const conf_layout 
                             int dut, pt_error *err)
 {
     s->op = c->op;
+    /* every memory first: an operand may be in place over a later one (y over a BN's z) */
+    for (int i = 0; i < c->op.nt; i++) {
+        if (c->o[i].role == R_ABSENT || !L->present[i]) continue;
+        PT_TRY(pt_device_alloc(s->dev, L->total[i], &s->buf[i], err));
+        PT_TRY(pt_device_write(s->dev, (pt_mem){s->buf[i], 0}, image[i], L->total[i], err));
+    }
     for (int i = 0; i < c->op.nt; i++) {
         const conf_operand *o = &c->o[i];
         if (o->role == R_ABSENT) {
             memset(&s->op.t[i], 0, sizeof s->op.t[i]);
             continue;
-        }
-        if (L->present[i]) {
-            PT_TRY(pt_device_alloc(s->dev, L->total[i], &s->buf[i], err));
-            PT_TRY(pt_device_write(s->dev, (pt_mem){s->buf[i], 0}, image[i], L->total[i], err));
         }
         int r = o->alias >= 0 ? o->alias : i;
         s->op.t[i] = pt_tensor_make(s->buf[r], L->off[r], dut && o->store ? o->store : o->dtype, o->ndim, o->dim);

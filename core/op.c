@@ -44,7 +44,9 @@ pt_status pt_op_check_operands(const pt_op *op, const char *backend, unsigned ca
                        name, name);
     if (d->nt_min && op->nt > d->nt_min && op->nt <= d->nt && (d->tail_caps & ~caps))
         return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: no %s on this backend", backend, name,
-                       d->tail_caps & PT_CAP_MIXUP_TARGETS ? "mixup/cutmix targets" : "such operands");
+                       d->tail_caps & PT_CAP_MIXUP_TARGETS ? "mixup/cutmix targets"
+                       : d->tail_caps & PT_CAP_BN_ADD      ? "residual operand (z) on a batch-norm forward"
+                                                           : "such operands");
     if (op->nt != d->nt && !(d->nt_min && op->nt == d->nt_min)) {
         if (d->nt_min)
             return pt_fail(err, PT_ERR_INVALID, "%s %s: %d operands, expected %d or %d", backend, name, op->nt,

@@ -153,8 +153,9 @@ static int bn_like(const pt_op *op, unsigned same, unsigned per_channel, unsigne
     return 1;
 }
 
-static int bn_train_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, OF(3), 0xf6, 0, w, c); }
-static int bn_eval_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, OF(3), 0x36, 0, w, c); }
+/* the residual z (BN_FWD_TRAIN's operand 8, BN_FWD_EVAL's 6) has x's shape */
+static int bn_train_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, OF(3) | OF(8), 0xf6, 0, w, c); }
+static int bn_eval_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, OF(3) | OF(6), 0x36, 0, w, c); }
 static int bn_bwd_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, OF(1) | OF(5), 0xdc, 0, w, c); }
 static int bn_sync_stats_shapes(const pt_op *op, char *w, size_t c) { return bn_like(op, 0, OF(1), OF(2), w, c); }
 static int bn_sync_fwd_shapes(const pt_op *op, char *w, size_t c)
@@ -299,8 +300,8 @@ static double per_x2(const pt_op *op) { return 2.0 * n_of(op, op->nt - 1); }
 static double per_x4(const pt_op *op) { return 4.0 * n_of(op, op->nt - 1); }
 static double per_x8(const pt_op *op) { return 8.0 * n_of(op, op->nt - 1); }
 static double per_in1(const pt_op *op) { return n_of(op, 0); }
-static double bn_train_flops(const pt_op *op) { return 8.0 * n_of(op, 0); }
-static double bn_eval_flops(const pt_op *op) { return 4.0 * n_of(op, 0); }
+static double bn_train_flops(const pt_op *op) { return (op->nt > 8 ? 9.0 : 8.0) * n_of(op, 0); }
+static double bn_eval_flops(const pt_op *op) { return (op->nt > 6 ? 5.0 : 4.0) * n_of(op, 0); }
 static double bn_bwd_flops(const pt_op *op) { return 10.0 * n_of(op, 0); }
 static double bn_sync_flops(const pt_op *op) { return 5.0 * n_of(op, 0); }
 static double xent_flops(const pt_op *op) { return 8.0 * n_of(op, 0); }
@@ -378,19 +379,24 @@ static const pt_op_desc table[PT_OP_KIND_COUNT] = {
     /* x [N,C,H,W], the rest [C]. Batch statistics over (N,H,W), the biased variance for the
      * normalisation; running_mean = (1-momentum)*running_mean + momentum*mean, running_var =
      * (1-momentum)*running_var + momentum*var*M/(M-1), M = N*H*W (PyTorch); save_invstd =
-     * 1/sqrt(var_biased + eps). y is not x's memory. */
+     * 1/sqrt(var_biased + eps). y is not x's memory. With the residual z (PT_CAP_BN_ADD),
+     * y = BN(x) + z, the normalised value rounded to float before the sum as the separate add
+     * reads it, then the fused ReLU; y may be z's memory. */
     [PT_OP_BN_FWD_TRAIN] = {
-        .name = "bn_fwd_train", .summary = "batch-norm forward with batch statistics",
-        .nt = 8,
+        .name = "bn_fwd_train", .summary = "batch-norm forward with batch statistics (+ z)",
+        .nt = 9, .nt_min = 8, .tail_caps = PT_CAP_BN_ADD,
         .arg = {LIN("x"), IN("gamma"), IN("beta"), LOUT("y"), INOUT("running_mean"), INOUT("running_var"),
-                OUT("save_mean"), OUT("save_invstd")},
-        .flags = PT_OPF_FUSED_RELU, .shapes = bn_train_shapes, .flops = bn_train_flops, .cases = {PT_CASES_BN},
+                OUT("save_mean"), OUT("save_invstd"), LIN("z")},
+        .flags = PT_OPF_FUSED_RELU, .may_alias = {[3] = OF(8)},
+        .shapes = bn_train_shapes, .flops = bn_train_flops, .cases = {PT_CASES_BN},
     },
-    /* y = gamma*(x - running_mean)/sqrt(running_var + eps) + beta; y may be x's memory */
+    /* y = gamma*(x - running_mean)/sqrt(running_var + eps) + beta (+ z, as in the training
+     * forward); y may be x's or z's memory */
     [PT_OP_BN_FWD_EVAL] = {
-        .name = "bn_fwd_eval", .summary = "batch-norm forward with running statistics",
-        .nt = 6, .arg = {LIN("x"), IN("gamma"), IN("beta"), LOUT("y"), IN("running_mean"), IN("running_var")},
-        .flags = PT_OPF_FUSED_RELU, .may_alias = {[3] = OF(0)},
+        .name = "bn_fwd_eval", .summary = "batch-norm forward with running statistics (+ z)",
+        .nt = 7, .nt_min = 6, .tail_caps = PT_CAP_BN_ADD,
+        .arg = {LIN("x"), IN("gamma"), IN("beta"), LOUT("y"), IN("running_mean"), IN("running_var"), LIN("z")},
+        .flags = PT_OPF_FUSED_RELU, .may_alias = {[3] = OF(0) | OF(6)},
         .shapes = bn_eval_shapes, .flops = bn_eval_flops, .cases = {PT_CASES_BN},
     },
     /* dx = (accumulate ? dx : 0) + BN_FWD_TRAIN's input gradient; dgamma and dbeta are

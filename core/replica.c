@@ -54,10 +54,11 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     r->param_grad_written = calloc((size_t)net->nparams + 1, sizeof *r->param_grad_written);
     r->act_dtype = calloc((size_t)net->nnodes, sizeof *r->act_dtype); /* PT_F32 (0) */
     r->act_layout = calloc((size_t)net->nnodes, sizeof *r->act_layout);
+    r->act_unused = calloc((size_t)net->nnodes, sizeof *r->act_unused);
     pt_dtype *want = calloc((size_t)net->nnodes, sizeof *want);
     pt_status st = PT_OK;
     if (!r->mem || !r->consumers || !r->grad_written || !r->param_grad_written || !r->act_dtype || !r->act_layout ||
-        !want) {
+        !r->act_unused || !want) {
         st = pt_fail(err, PT_ERR_NOMEM, "out of host memory");
         goto fail;
     }
@@ -93,9 +94,19 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     if ((st = rp_emit_forward(r, &r->fwd_train, 1, batch_capacity, err)) != PT_OK ||
         (st = rp_emit_backward(r, batch_capacity, err)) != PT_OK ||
         (st = rp_emit_forward(r, &r->fwd_eval, 0, batch_capacity, err)) != PT_OK ||
-        (st = rp_choose_act_dtypes(r, want, err)) != PT_OK ||
-        (st = rp_share_activations(r, acts_end, err)) != PT_OK)
+        (st = rp_choose_act_dtypes(r, want, err)) != PT_OK)
         goto fail;
+    /* outputs no op touches (a BN's, folded into the residual add after it) take no memory:
+     * the layout again without them */
+    if (rp_mark_unused_acts(r)) {
+        acts_end = rp_plan_acts_sequential(r);
+        rp_plan_tail(r, acts_end);
+        if ((st = rp_emit_forward(r, &r->fwd_train, 1, batch_capacity, err)) != PT_OK ||
+            (st = rp_emit_backward(r, batch_capacity, err)) != PT_OK ||
+            (st = rp_emit_forward(r, &r->fwd_eval, 0, batch_capacity, err)) != PT_OK)
+            goto fail;
+    }
+    if ((st = rp_share_activations(r, acts_end, err)) != PT_OK) goto fail;
     r->act_plan.act_bytes_fp32 = r->act_plan.act_bytes;
     r->act_plan.dtype16 = PT_F32;
     for (int i = 0; i < net->nnodes; i++) {
@@ -165,6 +176,7 @@ void pt_replica_free(pt_replica *r)
     free(r->param_grad_written);
     free(r->act_dtype);
     free(r->act_layout);
+    free(r->act_unused);
     free(r->init_params);
     free(r->init_buffers);
     free(r);

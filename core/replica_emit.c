@@ -77,6 +77,33 @@ int pt_emit_fold_relu(pt_emit *em, int node)
     return 0;
 }
 
+int pt_emit_fold_add(pt_emit *em, int node)
+{
+    op_list *l = em->list;
+    const pt_net *net = em->r->net;
+    if (!em->r->fold_relu || l->n == 0 || node < 1) return 0;
+    pt_op *op = &l->ops[l->n - 1];
+    if (op->kind != PT_OP_BN_FWD_TRAIN && op->kind != PT_OP_BN_FWD_EVAL) return 0;
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    if (op->nt != d->nt_min || op->fuse_relu) return 0;
+    const pt_node *n = &net->nodes[node];
+    /* the BN is the node right before the add (no op of another node between them), and the
+     * add is the only reader of its output: that output is then never stored (nothing reads
+     * it; its range is free, rp_share_activations) */
+    const int bn = node - 1;
+    if (n->nin != 2 || n->in[0] == n->in[1] || (n->in[0] != bn && n->in[1] != bn)) return 0;
+    if (net->nodes[bn].kind != PT_NODE_BATCHNORM2D || em->r->consumers[bn] != 1 || bn == net->output) return 0;
+    const pt_tensor was = pt_emit_act(em, bn);
+    if (!pt_tensor_same_start(&op->t[3], &was)) return 0;
+    const pt_op saved = *op;
+    op->nt = d->nt;
+    op->t[d->nt - 1] = pt_emit_act(em, n->in[0] == bn ? n->in[1] : n->in[0]);
+    op->t[3] = pt_emit_act(em, node);
+    if (em->r->dev->be->supports(em->r->dev->ctx, op)) return 1;
+    *op = saved;
+    return 0;
+}
+
 pt_tensor pt_emit_act(const pt_emit *em, int node)
 {
     return node_tensor(em, node, em->r->mem[node].act, em->r->act_dtype[node]);

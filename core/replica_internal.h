@@ -133,6 +133,7 @@ struct pt_replica {
     pt_precision precision; /* math mode of the kinds with PT_OPF_MATH */
     pt_act_storage act_storage;
     pt_dtype *act_dtype; /* per node: its activation's storage type (replica_plan.c) */
+    char *act_unused;    /* per node: no op reads or writes its activation (rp_mark_unused_acts) */
     pt_image_layout layout_opt;
     pt_layout *act_layout; /* per node: its activation's and gradient's layout (replica_plan.c) */
     pt_act_plan act_plan;
@@ -162,6 +163,7 @@ static inline size_t rp_node_bytes(const pt_node *n, int batch)
 /* Bytes of node i's activation for a batch, in its storage type. */
 static inline size_t rp_act_bytes(const pt_replica *r, int i, int batch)
 {
+    if (r->act_unused[i]) return 0;
     const pt_node *n = &r->net->nodes[i];
     return (size_t)batch * (size_t)(n->c * n->h * n->w) * pt_dtype_size(r->act_dtype[i]);
 }
@@ -181,6 +183,9 @@ pt_status rp_share_activations(pt_replica *r, size_t region_end, pt_error *err);
  * refuses it on the device, never for the data input or the net's output. */
 pt_status rp_choose_act_dtypes(const pt_replica *r, pt_dtype *out, pt_error *err);
 /* Distinct activation tensors (in-place layers share their input's) and the 16-bit ones. */
+/* Marks the activations no op of the three lists touches (laid out sequentially: one range
+ * each) as taking no memory (r->act_unused); returns how many it marked. */
+int rp_mark_unused_acts(pt_replica *r);
 void rp_count_acts(const pt_replica *r, int *nacts, int *n16);
 /* The layout of each node's activation and gradient (r->act_layout) from r->layout_opt: NHWC
  * for a 4-D node (not the data input) whose layer and every consumer's layer take channels-last

@@ -329,11 +329,40 @@ pt_status rp_choose_act_dtypes(const pt_replica *r, pt_dtype *out, pt_error *err
     return PT_OK;
 }
 
+/* Whether an operand of an op of l lies in [lo, hi) of the arena. */
+static int list_touches(const pt_replica *r, const op_list *l, size_t lo, size_t hi)
+{
+    for (int i = 0; i < l->n; i++)
+        for (int t = 0; t < l->ops[i].nt && t < PT_OP_MAX_OPERANDS; t++) {
+            const pt_tensor *x = &l->ops[i].t[t];
+            if (x->ndim == 0 || x->mem.buf != r->arena) continue;
+            if (x->mem.off < hi && x->mem.off + pt_tensor_bytes(x) > lo) return 1;
+        }
+    return 0;
+}
+
+int rp_mark_unused_acts(pt_replica *r)
+{
+    const pt_net *net = r->net;
+    int marked = 0;
+    for (int i = 1; i < net->nnodes; i++) {
+        if (r->act_unused[i] || alias_input(r, i) || i == alias_root(r, net->output)) continue;
+        /* an in-place layer over it shares the range, and so its readers */
+        const size_t lo = r->mem[i].act, hi = lo + rp_act_bytes(r, i, r->capacity);
+        if (list_touches(r, &r->fwd_train, lo, hi) || list_touches(r, &r->bwd, lo, hi) ||
+            list_touches(r, &r->fwd_eval, lo, hi))
+            continue;
+        r->act_unused[i] = 1;
+        marked++;
+    }
+    return marked;
+}
+
 void rp_count_acts(const pt_replica *r, int *nacts, int *n16)
 {
     *nacts = *n16 = 0;
     for (int i = 0; i < r->net->nnodes; i++)
-        if (!alias_input(r, i)) {
+        if (!alias_input(r, i) && !r->act_unused[i]) {
             ++*nacts;
             *n16 += r->act_dtype[i] != PT_F32;
         }

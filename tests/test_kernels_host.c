@@ -190,8 +190,9 @@ static const pt_backend_iface *g_cpu;
 static pt_backend_iface g_host_iface;
 
 #define HOST_CAPS                                                                                          \
-    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) | PT_CAP_MATH(PT_PREC_BF16) | \
-     PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) | PT_CAP_ACT16(PT_F16) | PT_CAP_NHWC)
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_BN_ADD | PT_CAP_MATH(PT_PREC_TF32) |                 \
+     PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) | PT_CAP_ACT16(PT_F16) | \
+     PT_CAP_NHWC)
 
 static int host_supports(void *ctx, const pt_op *op)
 {

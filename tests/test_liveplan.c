@@ -2,7 +2,7 @@
  * are in use at the same time (random live ranges in two sequences), and reuses memory when
  * it can; a replica of every zoo model trains and evaluates bit for bit like one that gives
  * every activation its own range (PT_ACT_SHARE=0), with less device memory, and like one
- * that runs every ReLU as its own op (no_fuse_relu, --fuse off). */
+ * that runs every ReLU and residual add as its own op (no_fuse_relu, --fuse off). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -182,10 +182,98 @@ static void test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_r
     pt_device_close(dev);
 }
 
+/* Counts in r's training forward: residual adds, batch-norm forwards carrying the residual z,
+ * and those with the ReLU fused as well. */
+static void count_folds(const pt_replica *r, int *adds, int *with_z, int *with_z_relu)
+{
+    int n = 0;
+    const pt_op *ops = pt_replica_ops(r, PT_LIST_FORWARD, &n);
+    *adds = *with_z = *with_z_relu = 0;
+    for (int i = 0; i < n; i++) {
+        *adds += ops[i].kind == PT_OP_ADD;
+        if (ops[i].kind == PT_OP_BN_FWD_TRAIN && ops[i].nt == 9) {
+            ++*with_z;
+            *with_z_relu += ops[i].fuse_relu;
+        }
+    }
+}
+
+/* resnet18's eight residual adds fold into the batch norm before each (with the ReLU after
+ * them) on every backend that has the form; the BN outputs they replace take no memory; and
+ * opencl (the shared kernels' residual) trains bit for bit as with every add its own op. */
+static void test_residual_adds_fold_into_the_batch_norm_before_them(void)
+{
+    pt_error err;
+    pt_net *net = NULL;
+    if (pt_model_build("resnet18", 3, 16, 16, K, &net, &err) != PT_OK) {
+        CHECKF(0, "resnet18: %s", err.msg);
+        return;
+    }
+    static float x[B * 3 * 16 * 16];
+    int32_t y[B];
+    uint64_t seed = (uint64_t)time(NULL);
+    for (int i = 0; i < B * 3 * 16 * 16; i++) x[i] = pt_rng_normal(seed, PT_RNG_SPLIT, 1, (uint64_t)i, 0);
+    for (int i = 0; i < B; i++) y[i] = (int32_t)pt_rng_below(seed, PT_RNG_SPLIT, 2, (uint64_t)i, 0, K);
+    const char *backends[2] = {"cpu", "opencl"};
+    for (int bi = 0; bi < 2; bi++) {
+        pt_device *dev = NULL;
+        if (pt_device_open(backends[bi], 0, NULL, &dev, &err) != PT_OK) {
+            if (bi == 0) CHECKF(0, "cpu device: %s", err.msg);
+            else printf("  opencl: no device (%s)\n", err.msg);
+            continue;
+        }
+        pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+        int counts[2][3] = {{0}};
+        pt_act_plan plan[2];
+        for (int no_fuse = 0; no_fuse < 2; no_fuse++) {
+            const pt_replica_options ro = {.no_fuse_relu = no_fuse};
+            pt_replica *r = NULL;
+            if (pt_replica_create_ex(net, dev, B, &oc, 5, &ro, &r, &err) != PT_OK) {
+                CHECKF(0, "%s %s: %s", backends[bi], no_fuse ? "unfused" : "fused", err.msg);
+                continue;
+            }
+            count_folds(r, &counts[no_fuse][0], &counts[no_fuse][1], &counts[no_fuse][2]);
+            pt_replica_act_plan(r, &plan[no_fuse]);
+            pt_replica_free(r);
+        }
+        CHECKF(counts[0][0] == 0 && counts[0][1] == 8 && counts[0][2] == 8,
+               "%s fused: %d adds, %d BNs with z (%d with the ReLU), expected 0, 8, 8", backends[bi], counts[0][0],
+               counts[0][1], counts[0][2]);
+        CHECKF(counts[1][0] == 8 && counts[1][1] == 0, "%s unfused: %d adds, %d BNs with z, expected 8, 0",
+               backends[bi], counts[1][0], counts[1][1]);
+        CHECKF(plan[0].nacts == plan[1].nacts - 8, "%s: %d activations stored fused, %d unfused (expected 8 fewer)",
+               backends[bi], plan[0].nacts, plan[1].nacts);
+        if (bi == 1) {
+            run_out *a = calloc(1, sizeof *a), *f = calloc(1, sizeof *f);
+            const int oka = a && train_two_steps(dev, net, x, y, 0, a, &err);
+            CHECKF(oka, "opencl fused: %s", err.msg);
+            const int okf = f && train_two_steps(dev, net, x, y, 1, f, &err);
+            CHECKF(okf, "opencl unfused: %s", err.msg);
+            if (oka && okf) {
+                int finite = 1;
+                for (int i = 0; i < B * K; i++) finite &= isfinite(a->logits[1][i]) && isfinite(a->eval_logits[i]);
+                CHECKF(finite, "opencl resnet18: NaN or infinity in the logits");
+                CHECKF(memcmp(a->logits, f->logits, sizeof a->logits) == 0 && memcmp(a->loss, f->loss, sizeof a->loss) == 0 &&
+                           memcmp(a->eval_logits, f->eval_logits, sizeof a->eval_logits) == 0,
+                       "opencl resnet18: logits or losses differ with the adds unfused");
+                CHECKF(a->nparams == f->nparams && memcmp(a->params, f->params, (size_t)a->nparams * sizeof(float)) == 0 &&
+                           memcmp(a->buffers, f->buffers, (size_t)a->nbuffers * sizeof(float)) == 0,
+                       "opencl resnet18: parameters or BN statistics differ with the adds unfused");
+            }
+            if (a) free(a->params), free(a->buffers);
+            if (f) free(f->params), free(f->buffers);
+            free(a), free(f);
+        }
+        pt_device_close(dev);
+    }
+    pt_net_free(net);
+}
+
 int main(void)
 {
     RUN(test_live_ranges_in_use_together_never_overlap);
     RUN(test_a_chain_reuses_the_first_range);
     RUN(test_every_model_trains_bitwise_alike_with_shared_memory_and_fused_relus);
+    RUN(test_residual_adds_fold_into_the_batch_norm_before_them);
     TEST_EXIT();
 }

@@ -329,7 +329,7 @@ int cmd_bench(int argc, char **argv)
             for (int d = 0; d < ndev; d++) printf("%s%d", d ? " + " : "", gt.per_device[d]);
             printf(" = global %d\n", gt.global_batch);
             printf("  precision %s: %s\n", precision, how);
-            printf("  fused BN+ReLU, add+ReLU: %s\n", gt.fuse_relu ? "on" : "off");
+            printf("  fused BN+ReLU, BN+add+ReLU, add+ReLU: %s\n", gt.fuse_relu ? "on" : "off");
             printf("  activations: %s\n", gt.act_line);
             printf("  train step: median %.1f ms (best %.1f) over %d steps = %.1f img/s\n", 1e3 * gt.step_s,
                    1e3 * gt.best_s, steps, gt.img_per_s);
@@ -426,7 +426,7 @@ int cmd_bench(int argc, char **argv)
         printf("  %s\n", devs[0]->info.details);
         printf("  precision %s: %s\n", precision, how);
         printf("  CUDA graphs: %s\n  pinned input: %s\n", graphs_line, pinned_line);
-        printf("  fused BN+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(rep) ? "on" : "off");
+        printf("  fused BN+ReLU, BN+add+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(rep) ? "on" : "off");
         char act_line[160];
         cli_act_storage_line(rep, act_line, sizeof act_line);
         printf("  activations: %s\n", act_line);

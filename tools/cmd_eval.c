@@ -248,7 +248,7 @@ int cmd_eval(int argc, char **argv)
     } else {
         printf("devices: %d x %s (%s backend, device%s", m.ndev, d0->info.name, d0->be->name, m.ndev == 1 ? "" : "s");
         for (int d = 0; d < m.ndev; d++) printf("%s%d", d ? "," : " ", m.devs[d]->index);
-        printf("), batch %d per device; fused BN+ReLU, add+ReLU: %s\n", batch,
+        printf("), batch %d per device; fused BN+ReLU, BN+add+ReLU, add+ReLU: %s\n", batch,
                pt_replica_fuse_relu(m.reps[0]) ? "on" : "off");
         char act_line[160];
         cli_act_storage_line(m.reps[0], act_line, sizeof act_line);

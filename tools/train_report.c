@@ -130,7 +130,7 @@ void train_print_banner(const train_session *s, const train_options *o)
            pt_precision_scales_loss(o->precision) ? "; dynamic loss scaling (from 65536, x2 after 2000 clean steps, "
                                                     "x0.5 and the step skipped on Inf/NaN)"
                                                   : "");
-    printf("fused BN+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(s->reps[0]) ? "on" : "off");
+    printf("fused BN+ReLU, BN+add+ReLU, add+ReLU: %s\n", pt_replica_fuse_relu(s->reps[0]) ? "on" : "off");
     char act_line[160];
     cli_act_storage_line(s->reps[0], act_line, sizeof act_line);
     printf("activations: %s\n", act_line);

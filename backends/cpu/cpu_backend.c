@@ -217,7 +217,7 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 /* Activations in bf16 and fp16 on every CPU: read and written natively by most kernels, the
  * rest through float copies (cpu_act16.c). */
 #define CPU_CAPS                                                                             \
-    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_MATH(PT_PREC_TF32) |                  \
+    (PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_BN_ADD | PT_CAP_MATH(PT_PREC_TF32) |  \
      PT_CAP_MATH(PT_PREC_BF16) | PT_CAP_MATH(PT_PREC_FP16) | PT_CAP_ACT16(PT_BF16) |         \
      PT_CAP_ACT16(PT_F16))
 
@@ -249,8 +249,8 @@ static size_t f32_workspace_size(const cpu_device *d, const pt_op *op)
     case PT_OP_BN_FWD_TRAIN:
     case PT_OP_BN_FWD_EVAL:
     case PT_OP_BN_BWD:
-        /* a channel of x (all N planes: read twice) and a plane of y (cpu_batchnorm.c) */
-        return any16 ? cpu_act16_plane_workspace(d, op->t[0].dim[0] * plane_of(&op->t[0]), plane_of(&op->t[0])) : 0;
+        /* a channel of x (all N planes: read twice) and a plane of z, and a plane of y (cpu_batchnorm.c) */
+        return any16 ? cpu_act16_plane_workspace(d, cpu_bn_in_floats(op), plane_of(&op->t[0])) : 0;
     case PT_OP_MAXPOOL_FWD:
         return any16 ? cpu_act16_plane_workspace(d, plane_of(&op->t[0]), plane_of(&op->t[1])) : 0;
     case PT_OP_GAP_FWD:

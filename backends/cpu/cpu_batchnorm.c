@@ -39,10 +39,27 @@ static inline void bn_stats_plane(const float *xp, int64_t inner, double shift, 
     *sq_io = sq0;
 }
 
-static inline void bn_norm_plane(const float *xp, float *yp, int64_t inner, float meanf, float scale, float beta,
-                                 int relu)
+/* y = (x - mean)*scale + beta, then + z (the residual, zp non-NULL: the normalised value rounded
+ * to float first, as the separate add reads it), then the fused ReLU. yp may be xp or zp. */
+static inline void bn_norm_plane(const float *xp, const float *zp, float *yp, int64_t inner, float meanf,
+                                 float scale, float beta, int relu)
 {
-    if (relu) {
+    if (zp) {
+        if (relu) {
+#pragma omp simd
+            for (int64_t i = 0; i < inner; i++) {
+                const float n = (xp[i] - meanf) * scale + beta;
+                const float v = n + zp[i];
+                yp[i] = v < 0.0f ? 0.0f : v; /* as relu_fwd: NaN stays NaN */
+            }
+        } else {
+#pragma omp simd
+            for (int64_t i = 0; i < inner; i++) {
+                const float n = (xp[i] - meanf) * scale + beta;
+                yp[i] = n + zp[i];
+            }
+        }
+    } else if (relu) {
 #pragma omp simd
         for (int64_t i = 0; i < inner; i++) {
             const float v = (xp[i] - meanf) * scale + beta;
@@ -54,15 +71,38 @@ static inline void bn_norm_plane(const float *xp, float *yp, int64_t inner, floa
     }
 }
 
-/* The thread's float32 buffers for a 16-bit x or y: the N planes of one channel of x, and one
- * plane of y (the workspace, cpu_backend.c, holds them per thread). */
+/* The forwards' residual z (the op's last operand where it has one), or NULL. */
+static const pt_tensor *residual(const pt_op *op)
+{
+    const int zi = op->kind == PT_OP_BN_FWD_TRAIN ? 8 : op->kind == PT_OP_BN_FWD_EVAL ? 6 : -1;
+    return zi >= 0 && op->nt > zi ? &op->t[zi] : NULL;
+}
+
+int64_t cpu_bn_in_floats(const pt_op *op)
+{
+    const bn_shape s = bn_shape_of(&op->t[0]);
+    const pt_tensor *z = residual(op);
+    return s.n * s.inner + (z && z->dtype != PT_F32 ? s.inner : 0);
+}
+
+/* The thread's float32 buffers for a 16-bit x, z or y: the N planes of one channel of x, then a
+ * plane of z, and one plane of y (the workspace, cpu_backend.c, holds them per thread). */
 static float *x_buffer(const pt_op *op, const bn_shape *s)
 {
-    return cpu_act16_plane_buffer(op, s->n * s->inner, s->inner, 0);
+    return cpu_act16_plane_buffer(op, cpu_bn_in_floats(op), s->inner, 0);
 }
 static float *y_buffer(const pt_op *op, const bn_shape *s)
 {
-    return op->t[3].dtype == PT_F32 ? NULL : cpu_act16_plane_buffer(op, s->n * s->inner, s->inner, 1);
+    return op->t[3].dtype == PT_F32 ? NULL : cpu_act16_plane_buffer(op, cpu_bn_in_floats(op), s->inner, 1);
+}
+
+/* z's elements [at, at + inner) as float32 (widened after x's planes in the thread's buffer), or
+ * NULL without a residual. */
+static const float *z_plane(const pt_op *op, const bn_shape *s, int64_t at)
+{
+    const pt_tensor *z = residual(op);
+    if (!z) return NULL;
+    return cpu_act16_in(z, at, s->inner, z->dtype == PT_F32 ? NULL : x_buffer(op, s) + s->n * s->inner);
 }
 
 /* 16-bit x: channel c's planes widened once into the thread's buffer (the training forward and
@@ -102,7 +142,7 @@ static void bn_update_and_normalise(const pt_op *op, const float *xc, const bn_s
     for (int64_t n = 0; n < s->n; n++) {
         const int64_t at = (n * s->c + c) * s->inner;
         float *yp = cpu_act16_out(y, at, ybuf);
-        bn_norm_plane(x_plane(op, xc, s, n, c), yp, s->inner, meanf, scale, beta, relu);
+        bn_norm_plane(x_plane(op, xc, s, n, c), z_plane(op, s, at), yp, s->inner, meanf, scale, beta, relu);
         cpu_act16_out_done(y, at, s->inner, yp);
     }
 }
@@ -158,8 +198,9 @@ pt_status cpu_op_bn_fwd_eval(const cpu_device *d, const pt_op *op, pt_error *err
         /* y may be x (in place): the plane is read whole (or widened) before it is written */
         const float *xp = cpu_act16_in(&op->t[0], pl * s.inner, s.inner,
                                        op->t[0].dtype == PT_F32 ? NULL : x_buffer(op, &s));
+        const float *zp = z_plane(op, &s, pl * s.inner);
         float *yp = cpu_act16_out(y, pl * s.inner, y_buffer(op, &s));
-        bn_norm_plane(xp, yp, s.inner, rmean[c], scale, beta[c], op->fuse_relu); /* see above */
+        bn_norm_plane(xp, zp, yp, s.inner, rmean[c], scale, beta[c], op->fuse_relu); /* see above */
         cpu_act16_out_done(y, pl * s.inner, s.inner, yp);
     }
     return PT_OK;

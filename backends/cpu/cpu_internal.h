@@ -228,6 +228,9 @@ static inline void cpu_act16_out_done(const pt_tensor *t, int64_t i, int64_t n, 
 }
 
 /* ---- op kernels: each assumes run() has validated operand count, dtypes and extents ---- */
+/* cpu_batchnorm.c: the floats of a thread's input buffer for op's 16-bit operands (a channel of
+ * x, and a plane of the forwards' residual z where it is 16-bit) */
+int64_t cpu_bn_in_floats(const pt_op *op);
 pt_status cpu_op_gemm(const cpu_device *d, const pt_op *op, pt_error *err);
 /* cpu_gemm_lowp.c: the GEMM op with op->math != fp32, and the workspace it needs (0 for fp32) */
 size_t cpu_gemm_workspace(const cpu_device *d, const pt_op *op);

@@ -384,9 +384,11 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 /* d NULL (no device opened): fp32 only, the math modes depend on the device. */
 static pt_status validate(const cu_device *d, const pt_op *op, int check_memory, pt_error *err)
 {
-    /* fused ReLU: the shared add and BN kernels take it as a flag; cuDNN's BN is followed by
-     * the ReLU in place (cudam_bn.c) */
-    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_NHWC | (d ? d->math_caps | d->act16_caps : 0u);
+    /* fused ReLU and the BN forwards' residual: the shared add and BN kernels take them as
+     * flags; cuDNN's BN fuses them where it can, else the shared add or ReLU follows in place
+     * (cudam_bn.c) */
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_BN_ADD | PT_CAP_NHWC |
+                          (d ? d->math_caps | d->act16_caps : 0u);
     PT_TRY(pt_op_check_operands(op, "cuda", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "cuda", buffer_bytes, 4, err) : PT_OK;
 }

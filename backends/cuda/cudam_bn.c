@@ -14,7 +14,9 @@
  * channels_last training: cuDNN's kernels for that layout. (For NCHW that mode reduces in scaled
  * integers that can overflow on large inputs: NCHW stays in CUDNN_BATCHNORM_SPATIAL.) There a
  * fused ReLU (pt_op.fuse_relu) is cuDNN's own (CUDNN_BATCHNORM_OPS_BN_ACTIVATION, one pass over
- * y) where it takes it; elsewhere it is the shared ReLU kernel in place on y, one more pass.
+ * y), and so is a residual z with it (CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION, z in x's type and
+ * layout), where cuDNN takes them; elsewhere they are the shared kernels in place on y (the add
+ * with its fused ReLU, or the ReLU), one more pass.
  * The persistent mode is used only where cuDNN asks for no reserve space in plain batch norm:
  * the op list carries nothing from a forward to its backward (the backward works from the
  * saved statistics alone). The ReLU's reserve (its mask, which only a fused backward reads) is
@@ -32,13 +34,22 @@ typedef struct bn_plan {
     cudnnActivationDescriptor_t relu; /* the fused ReLU (NHWC forward) */
     int refused;    /* cuDNN refused the 16-bit type or the NHWC layout: the shared kernels run it */
     int persistent; /* NHWC: CUDNN_BATCHNORM_SPATIAL_PERSISTENT through the *Ex calls */
-    int fuses;      /* forward, persistent: the ReLU in cuDNN's pass (CUDNN_BATCHNORM_OPS_BN_ACTIVATION) */
-    /* the *Ex calls' scratch then reserve, each rounded to 256 bytes: [0] batch norm alone,
-     * [1] with the fused ReLU */
-    size_t ex_ws[2], ex_reserve[2];
+    /* forward, persistent: what cuDNN's pass also does, by bnOps (enum ex_ops): bit EX_RELU the
+     * ReLU, bit EX_ADD_RELU the residual then the ReLU */
+    unsigned fuses;
+    /* the *Ex calls' scratch then reserve by bnOps, each rounded to 256 bytes */
+    size_t ex_ws[3], ex_reserve[3];
 } bn_plan;
 
+/* The *Ex calls' bnOps, as indices */
+enum ex_ops { EX_BN = 0, EX_RELU = 1, EX_ADD_RELU = 2 };
+static const cudnnBatchNormOps_t ex_bnops[3] = {CUDNN_BATCHNORM_OPS_BN, CUDNN_BATCHNORM_OPS_BN_ACTIVATION,
+                                                CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION};
+
 static size_t round256(size_t n) { return (n + 255) / 256 * 256; }
+
+/* The forward's residual z, or NULL. */
+static const pt_tensor *residual(const pt_op *op) { return op->kind == PT_OP_BN_FWD_TRAIN && op->nt > 8 ? &op->t[8] : NULL; }
 
 static void bn_free(void *value, void *user)
 {
@@ -91,6 +102,10 @@ int cu_bn_cudnn_applies(const pt_op *op)
         if ((double)op->p.bn.eps < CUDNN_BN_MIN_EPSILON) return 0;
         for (int i = 4; i < 8; i++)
             if (overlaps(&op->t[3], &op->t[i]) || overlaps(&op->t[0], &op->t[3])) return 0;
+        /* the residual is added after cuDNN wrote y (or by cuDNN, reading it whole): in y's
+         * layout, apart from y and x */
+        const pt_tensor *z = residual(op);
+        if (z && (pt_tensor_nhwc(z) != nhwc || overlaps(z, &op->t[3]) || overlaps(z, &op->t[0]))) return 0;
         return 1;
     }
     /* backward: dx must not overlap anything cuDNN reads; dgamma/dbeta not the inputs */
@@ -108,7 +123,7 @@ static size_t widened_bytes(const pt_op *op)
 }
 
 /* What the persistent mode needs in NHWC, asked of cuDNN once per plan; any status but success
- * leaves that path off (p->persistent, p->fuses 0). */
+ * leaves that path off (p->persistent 0, or its bit of p->fuses). */
 static void plan_persistent(cu_device *d, const pt_op *op, bn_plan *p)
 {
     const cudnnBatchNormMode_t m = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
@@ -135,17 +150,20 @@ static void plan_persistent(cu_device *d, const pt_op *op, bn_plan *p)
         p->relu = NULL;
         return;
     }
-    if (cudnnSetActivationDescriptor(p->relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0) !=
-            CUDNN_STATUS_SUCCESS ||
-        cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, p->xd,
-                                                                 NULL, p->xd, p->pd, p->relu,
-                                                                 &ws) != CUDNN_STATUS_SUCCESS ||
-        cudnnGetBatchNormalizationTrainingExReserveSpaceSize(d->cudnn, m, CUDNN_BATCHNORM_OPS_BN_ACTIVATION, p->relu,
-                                                             p->xd, &reserve) != CUDNN_STATUS_SUCCESS)
+    if (cudnnSetActivationDescriptor(p->relu, CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0) != CUDNN_STATUS_SUCCESS)
         return;
-    p->ex_ws[1] = round256(ws);
-    p->ex_reserve[1] = round256(reserve);
-    p->fuses = 1;
+    for (int o = EX_RELU; o <= EX_ADD_RELU; o++) {
+        /* the residual z, where there is one, in x's descriptor */
+        const cudnnTensorDescriptor_t zd = o == EX_ADD_RELU ? p->xd : NULL;
+        if (cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(d->cudnn, m, ex_bnops[o], p->xd, zd, p->xd, p->pd,
+                                                                     p->relu, &ws) != CUDNN_STATUS_SUCCESS ||
+            cudnnGetBatchNormalizationTrainingExReserveSpaceSize(d->cudnn, m, ex_bnops[o], p->relu, p->xd,
+                                                                 &reserve) != CUDNN_STATUS_SUCCESS)
+            continue;
+        p->ex_ws[o] = round256(ws);
+        p->ex_reserve[o] = round256(reserve);
+        p->fuses |= 1u << o;
+    }
 }
 
 static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
@@ -194,48 +212,62 @@ static bn_plan *plan_of(cu_device *d, const pt_op *op, pt_error *err)
     return p;
 }
 
+/* The bnOps a persistent forward runs op with on plan p: the ReLU, or the residual and the ReLU,
+ * in cuDNN's pass where the plan has that form (z in x's type and layout: its descriptor). */
+static enum ex_ops ex_ops_of(const pt_op *op, const bn_plan *p)
+{
+    const pt_tensor *z = residual(op);
+    if (!op->fuse_relu) return EX_BN;
+    if (!z) return (p->fuses >> EX_RELU) & 1u ? EX_RELU : EX_BN;
+    const int z_like_x = z->dtype == op->t[0].dtype && pt_tensor_nhwc(z) == pt_tensor_nhwc(&op->t[0]);
+    return z_like_x && ((p->fuses >> EX_ADD_RELU) & 1u) ? EX_ADD_RELU : EX_BN;
+}
+
 size_t cu_bn_workspace(cu_device *d, const pt_op *op)
 {
     const bn_plan *p = plan_of(d, op, NULL);
     if (!p || !p->persistent) return widened_bytes(op);
-    if (op->kind == PT_OP_BN_BWD) return widened_bytes(op) + p->ex_ws[0];
-    const size_t plain = p->ex_ws[0], fused = p->fuses ? p->ex_ws[1] + p->ex_reserve[1] : 0;
+    if (op->kind == PT_OP_BN_BWD) return widened_bytes(op) + p->ex_ws[EX_BN];
+    const enum ex_ops o = ex_ops_of(op, p);
+    const size_t plain = p->ex_ws[EX_BN], fused = p->ex_ws[o] + p->ex_reserve[o];
     /* a fused forward that cuDNN refuses when it runs falls back to the plain one */
-    return op->fuse_relu && fused > plain ? fused : plain;
+    return fused > plain ? fused : plain;
 }
 
 static int refusal(cudnnStatus_t st) { return st == CUDNN_STATUS_NOT_SUPPORTED || st == CUDNN_STATUS_BAD_PARAM; }
 
-/* The forward in the persistent mode: PT_OK with *done set where cuDNN ran it (and the ReLU in
- * the same pass when *fused is set), PT_OK with *done clear where this plan leaves the mode (the
- * caller runs the spatial call). */
-static pt_status forward_persistent(cu_device *d, const pt_op *op, bn_plan *p, int *done, int *fused, pt_error *err)
+/* The forward in the persistent mode: PT_OK with *done set where cuDNN ran it, *fused saying
+ * what it did in the same pass (enum ex_ops), PT_OK with *done clear where this plan leaves the
+ * mode (the caller runs the spatial call). */
+static pt_status forward_persistent(cu_device *d, const pt_op *op, bn_plan *p, int *done, enum ex_ops *fused,
+                                    pt_error *err)
 {
-    const pt_tensor *t = op->t;
+    const pt_tensor *t = op->t, *z = residual(op);
     const float one = 1.0f, zero = 0.0f;
-    *done = *fused = 0;
+    *done = 0;
+    *fused = EX_BN;
     while (p->persistent) {
-        const int f = op->fuse_relu && p->fuses;
-        const size_t ws = p->ex_ws[f], reserve = p->ex_reserve[f];
+        const enum ex_ops o = ex_ops_of(op, p);
+        const size_t ws = p->ex_ws[o], reserve = p->ex_reserve[o];
         const size_t have = op->workspace.buf ? op->workspace_bytes : 0;
         if (ws + reserve > have) return PT_OK; /* an op planned before this plan: the spatial call */
         char *base = ws + reserve ? cu_ptr(op->workspace) : NULL;
         const cudnnStatus_t st = cudnnBatchNormalizationForwardTrainingEx(
-            d->cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT,
-            f ? CUDNN_BATCHNORM_OPS_BN_ACTIVATION : CUDNN_BATCHNORM_OPS_BN, &one, &zero, p->xd, cu_ptr(t[0].mem), NULL,
-            NULL, p->xd, cu_ptr(t[3].mem), p->pd, cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum,
-            cu_f32(t[4].mem), cu_f32(t[5].mem), (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem),
-            f ? p->relu : NULL, ws ? base : NULL, ws, reserve ? base + ws : NULL, reserve);
+            d->cudnn, CUDNN_BATCHNORM_SPATIAL_PERSISTENT, ex_bnops[o], &one, &zero, p->xd, cu_ptr(t[0].mem),
+            o == EX_ADD_RELU ? p->xd : NULL, o == EX_ADD_RELU ? cu_ptr(z->mem) : NULL, p->xd, cu_ptr(t[3].mem), p->pd,
+            cu_f32(t[1].mem), cu_f32(t[2].mem), (double)op->p.bn.momentum, cu_f32(t[4].mem), cu_f32(t[5].mem),
+            (double)op->p.bn.eps, cu_f32(t[6].mem), cu_f32(t[7].mem), o == EX_BN ? NULL : p->relu, ws ? base : NULL,
+            ws, reserve ? base + ws : NULL, reserve);
         if (st == CUDNN_STATUS_SUCCESS) {
             *done = 1;
-            *fused = f;
+            *fused = o;
             return PT_OK;
         }
         if (!refusal(st))
             return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTrainingEx", __FILE__, __LINE__);
         /* refused before anything was written: one step down */
-        if (f)
-            p->fuses = 0;
+        if (o != EX_BN)
+            p->fuses &= ~(1u << o);
         else
             p->persistent = 0;
     }
@@ -276,7 +308,8 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
     const pt_kdev k = cu_kdev(d);
     if (p->refused) return pt_kops_run(&k, op, err);
     if (op->kind == PT_OP_BN_FWD_TRAIN) {
-        int done = 0, fused = 0;
+        int done = 0;
+        enum ex_ops fused = EX_BN;
         PT_TRY(forward_persistent(d, op, p, &done, &fused, err));
         if (!done) {
             const cudnnStatus_t st = cudnnBatchNormalizationForwardTraining(
@@ -291,13 +324,25 @@ pt_status cu_op_bn_cudnn(cu_device *d, const pt_op *op, pt_error *err)
             if (st != CUDNN_STATUS_SUCCESS)
                 return cu_fail_cudnn(err, st, "cudnnBatchNormalizationForwardTraining", __FILE__, __LINE__);
         }
-        if (!op->fuse_relu || fused) return PT_OK;
-        pt_op relu;
-        memset(&relu, 0, sizeof relu);
-        relu.kind = PT_OP_RELU_FWD;
-        relu.nt = 2;
-        relu.t[0] = relu.t[1] = t[3];
-        return pt_kops_run(&k, &relu, err);
+        if (fused != EX_BN) return PT_OK;
+        /* what cuDNN's pass did not do, in place on y: the residual add (its ReLU fused), or
+         * the ReLU */
+        pt_op rest;
+        memset(&rest, 0, sizeof rest);
+        if (residual(op)) {
+            rest.kind = PT_OP_ADD;
+            rest.nt = 3;
+            rest.t[0] = rest.t[2] = t[3];
+            rest.t[1] = *residual(op);
+            rest.fuse_relu = op->fuse_relu;
+        } else if (op->fuse_relu) {
+            rest.kind = PT_OP_RELU_FWD;
+            rest.nt = 2;
+            rest.t[0] = rest.t[1] = t[3];
+        } else {
+            return PT_OK;
+        }
+        return pt_kops_run(&k, &rest, err);
     }
     const float beta_dx = op->accumulate ? 1.0f : 0.0f;
     /* cuDNN wants the forward's epsilon (it works from the saved statistics given here) */

@@ -165,8 +165,13 @@ static pt_status launch_op(const pt_kdev *dev, const pt_op *op, pt_kcall *c, pt_
             return pt_fail(err, PT_ERR_UNSUPPORTED, "%s %s: the kernel %s takes no 16-bit operands", dev->backend,
                            d->name, pt_kernel_info_of(c->kernel)->name);
         c->kernel = twin;
-        for (int i = 0; i < op->nt && i < PT_OP_MAX_OPERANDS; i++) {
+        /* every lowp operand of the kind: one the op leaves out (nt_min) as float32 */
+        for (int i = 0; i < d->nt && i < PT_OP_MAX_OPERANDS; i++) {
             if (!d->arg[i].lowp) continue;
+            if (i >= op->nt) {
+                pt_karg_int(c, kdt(PT_F32));
+                continue;
+            }
             if (pt_act16_operand(op, i) && op->t[i].mem.off % 4)
                 return pt_fail(err, PT_ERR_INVALID, "%s %s: 16-bit operand %d (%s) at byte offset %zu, expected a "
                                "multiple of 4", dev->backend, d->name, i, d->arg[i].name, op->t[i].mem.off);
@@ -194,6 +199,14 @@ static void channel_layout(const pt_tensor *t, int *n, int *c, int *inner)
 }
 
 static int plane(const pt_tensor *t) { return (int)(t->dim[2] * t->dim[3]); }
+
+/* The operand a batch-norm forward's kernel gets as its residual z: z where the op has it (its
+ * last), else y, which the kernel then does not read. */
+static int bn_residual(const pt_op *op)
+{
+    const pt_op_desc *d = pt_op_describe(op->kind);
+    return op->nt == d->nt ? d->nt - 1 : 3;
+}
 
 /* ---- one item per element (or plane, pixel, sample) ---- */
 
@@ -254,12 +267,15 @@ static pt_status run_nhwc(const pt_kdev *dev, const pt_op *op, pt_error *err)
     case PT_OP_BN_FWD_EVAL:
         pt_kcall_begin(&c, PT_K_BN_FWD_EVAL_NHWC, (size_t)numel(&t[0]));
         for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_tensor(&c, &t[bn_residual(op)]);
         pt_karg_int(&c, numel(&t[0]));
         pt_karg_int(&c, (int)t[0].dim[1]);
         pt_karg_float(&c, op->p.bn.eps);
         pt_karg_int(&c, op->fuse_relu);
+        pt_karg_int(&c, op->nt > 6);
         pt_karg_int(&c, kdt(t[0].dtype));
         pt_karg_int(&c, kdt(t[3].dtype));
+        pt_karg_int(&c, kdt(t[bn_residual(op)].dtype));
         break;
     case PT_OP_MAXPOOL_FWD:
     case PT_OP_MAXPOOL_BWD: {
@@ -356,11 +372,13 @@ static pt_status run_items(const pt_kdev *dev, const pt_op *op, pt_error *err)
         channel_layout(&t[0], &n, &ch, &inner);
         pt_kcall_begin(&c, PT_K_BN_FWD_EVAL, (size_t)numel(&t[0]));
         for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_tensor(&c, &t[bn_residual(op)]);
         pt_karg_int(&c, numel(&t[0]));
         pt_karg_int(&c, ch);
         pt_karg_int(&c, inner);
         pt_karg_float(&c, op->p.bn.eps);
         pt_karg_int(&c, op->fuse_relu);
+        pt_karg_int(&c, op->nt > 6);
         break;
     }
     case PT_OP_BN_SYNC_BWD: {
@@ -572,6 +590,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
     case PT_OP_BN_FWD_TRAIN:
         pt_kcall_begin(&c, PT_K_BN_FWD_TRAIN, (size_t)ch);
         for (int i = 0; i < 8; i++) pt_karg_tensor(&c, &t[i]);
+        pt_karg_tensor(&c, &t[bn_residual(op)]);
         break;
     case PT_OP_BN_BWD:
         pt_kcall_begin(&c, PT_K_BN_BWD, (size_t)ch);
@@ -604,6 +623,7 @@ static pt_status run_channels(const pt_kdev *dev, const pt_op *op, pt_error *err
         pt_karg_float(&c, op->p.bn.eps);
         pt_karg_float(&c, op->p.bn.momentum);
         pt_karg_int(&c, op->fuse_relu);
+        pt_karg_int(&c, op->nt > 8);
         break;
     case PT_OP_BN_SYNC_FWD:
         pt_karg_float(&c, (float)op->p.bn.count);

@@ -16,7 +16,8 @@
  *    I int, U pt_u32, L pt_i64, UL pt_u64, F float.
  * A kernel whose op has lowp operands (activations that may be stored in 16 bits) has a twin,
  * <ID>_A16: the same parameters followed by one int per lowp operand of the op, in operand
- * order, its storage code (act16.cl's PT_KDT_*). */
+ * order, its storage code (act16.cl's PT_KDT_*; an optional one the op leaves out, the batch-norm
+ * forwards' residual, as float32). */
 #ifndef PT_KERNEL_TABLE_H
 #define PT_KERNEL_TABLE_H
 
@@ -42,10 +43,11 @@
     K(MUL_ACC, pt_mul_acc, ITEMS, PT_OP_DROPOUT_BWD, M, M, M, I, I)                                          \
     /* ops.cl: per-channel reductions, batch norm, pooling, loss, optimizers */                              \
     K(BIAS_GRAD, pt_bias_grad, CHANNELS, PT_K_NO_OP, M, M, I, I, I, I)                                       \
-    K(BN_FWD_TRAIN, pt_bn_fwd_train, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F, I)         \
-    K(BN_FWD_TRAIN_A16, pt_bn_fwd_train_a16, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, F, F, I, I, I) \
-    K(BN_FWD_EVAL, pt_bn_fwd_eval, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I)                       \
-    K(BN_FWD_EVAL_A16, pt_bn_fwd_eval_a16, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, I, F, I, I, I)         \
+    K(BN_FWD_TRAIN, pt_bn_fwd_train, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, M, I, I, I, F, F, I, I)   \
+    K(BN_FWD_TRAIN_A16, pt_bn_fwd_train_a16, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, M, I, I, I, F, F, I, I, \
+      I, I, I)                                                                                              \
+    K(BN_FWD_EVAL, pt_bn_fwd_eval, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, I, F, I, I)                 \
+    K(BN_FWD_EVAL_A16, pt_bn_fwd_eval_a16, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, I, F, I, I, I, I, I) \
     K(BN_BWD, pt_bn_bwd, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I)                           \
     K(BN_BWD_A16, pt_bn_bwd_a16, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I, I)                \
     K(MAXPOOL_FWD, pt_maxpool_fwd, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I)                       \
@@ -80,7 +82,7 @@
     K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F, M, I, I)                                    \
     /* ops_nhwc.cl: channels-last forms (storage codes of the lowp operands last) */                        \
     K(BIAS_ADD_NHWC, pt_bias_add_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                     \
-    K(BN_FWD_EVAL_NHWC, pt_bn_fwd_eval_nhwc, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, I, I, F, I, I, I)          \
+    K(BN_FWD_EVAL_NHWC, pt_bn_fwd_eval_nhwc, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, F, I, I, I, I, I)  \
     K(MAXPOOL_FWD_NHWC, pt_maxpool_fwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I, I)    \
     K(MAXPOOL_BWD_NHWC, pt_maxpool_bwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I)       \
     K(GAP_FWD_NHWC, pt_gap_fwd_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I, F, I)                                 \
@@ -125,9 +127,9 @@ typedef enum pt_kernel_launch { PT_K_ITEMS = 0, PT_K_CHANNELS = 1 } pt_kernel_la
 #define PT_KP_UL "U"
 #define PT_KP_F "f"
 
-/* PT_FOR_EACH(X, J, a, b, c) is X(0, a) J() X(1, b) J() X(2, c): up to 16 items. */
-#define PT_FE_NARGS(...) PT_FE_NARGS_(__VA_ARGS__, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
-#define PT_FE_NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, N, ...) N
+/* PT_FOR_EACH(X, J, a, b, c) is X(0, a) J() X(1, b) J() X(2, c): up to 24 items. */
+#define PT_FE_NARGS(...) PT_FE_NARGS_(__VA_ARGS__, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define PT_FE_NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, _21, _22, _23, _24, N, ...) N
 #define PT_FE_CAT(a, b) PT_FE_CAT_(a, b)
 #define PT_FE_CAT_(a, b) a##b
 #define PT_FOR_EACH(X, J, ...) PT_FE_CAT(PT_FE_, PT_FE_NARGS(__VA_ARGS__))(X, J, __VA_ARGS__)
@@ -147,6 +149,14 @@ typedef enum pt_kernel_launch { PT_K_ITEMS = 0, PT_K_CHANNELS = 1 } pt_kernel_la
 #define PT_FE_14(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13) PT_FE_13(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12) J() X(13, a13)
 #define PT_FE_15(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14) PT_FE_14(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13) J() X(14, a14)
 #define PT_FE_16(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15) PT_FE_15(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14) J() X(15, a15)
+#define PT_FE_17(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16) PT_FE_16(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15) J() X(16, a16)
+#define PT_FE_18(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17) PT_FE_17(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16) J() X(17, a17)
+#define PT_FE_19(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18) PT_FE_18(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17) J() X(18, a18)
+#define PT_FE_20(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19) PT_FE_19(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18) J() X(19, a19)
+#define PT_FE_21(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20) PT_FE_20(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19) J() X(20, a20)
+#define PT_FE_22(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21) PT_FE_21(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20) J() X(21, a21)
+#define PT_FE_23(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22) PT_FE_22(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21) J() X(22, a22)
+#define PT_FE_24(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23) PT_FE_23(X, J, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16, a17, a18, a19, a20, a21, a22) J() X(23, a23)
 #define PT_FE_NOTHING()
 #define PT_FE_COMMA() ,
 

@@ -240,13 +240,15 @@ KERNEL void pt_bias_grad(GLOBAL const float *dy, pt_i64 dyo, GLOBAL float *db, p
 DEVFN_INLINE void pt_bn_fwd_train_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *gamma,
                                        pt_i64 go, GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                                        int ydt, GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
-                                       GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                                       int C, int inner, float eps, float momentum, int relu, LOCAL_PTR float *buf)
+                                       GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio,
+                                       GLOBAL const float *z, pt_i64 zo, int zdt, int N, int C, int inner, float eps,
+                                       float momentum, int relu, int res, LOCAL_PTR float *buf)
 {
     int c = GROUP_ID(0);
     int m = N * inner;
     GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * inner);
     GLOBAL void *yc = pt_k_atw(y, yo, ydt, (long)c * inner);
+    GLOBAL const void *zc = pt_k_at(z, zo, zdt, (long)c * inner);
     const long nstride = (long)C * inner;
     /* two passes, as the cpu oracle: the mean, then the centred squares */
     float s = 0.0f, k = 0.0f;
@@ -275,36 +277,41 @@ DEVFN_INLINE void pt_bn_fwd_train_body(GLOBAL const float *x, pt_i64 xo, int xdt
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
         float v = (PT_K_LDP(xc, xdt, n * nstride + i) - mean) * scale + b;
+        if (res) v += PT_K_LDP(zc, zdt, n * nstride + i); /* the residual add, as the add kernel */
         PT_K_STP(yc, ydt, n * nstride + i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
     }
 }
 
+/* z: the residual (res 1), or any tensor the kernel does not read (res 0) */
 KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                             GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                             GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
-                            GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                            int C, int inner, float eps, float momentum, int relu)
+                            GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio,
+                            GLOBAL const float *z, pt_i64 zo, int N, int C, int inner, float eps, float momentum,
+                            int relu, int res)
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_fwd_train_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, smean,
-                         smo, sinv, sio, N, C, inner, eps, momentum, relu, buf);
+                         smo, sinv, sio, z, zo, PT_KDT_F32, N, C, inner, eps, momentum, relu, res, buf);
 }
 
 KERNEL void pt_bn_fwd_train_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                                 GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                                 GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
-                                GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio, int N,
-                                int C, int inner, float eps, float momentum, int relu, int xdt, int ydt)
+                                GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio,
+                                GLOBAL const float *z, pt_i64 zo, int N, int C, int inner, float eps, float momentum,
+                                int relu, int res, int xdt, int ydt, int zdt)
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_fwd_train_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, smean, smo, sinv, sio,
-                         N, C, inner, eps, momentum, relu, buf);
+                         z, zo, zdt, N, C, inner, eps, momentum, relu, res, buf);
 }
 
 DEVFN_INLINE void pt_bn_fwd_eval_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *gamma,
                                       pt_i64 go, GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
                                       int ydt, GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
-                                      pt_i64 rvo, int n, int C, int inner, float eps, int relu)
+                                      pt_i64 rvo, GLOBAL const float *z, pt_i64 zo, int zdt, int n, int C, int inner,
+                                      float eps, int relu, int res)
 {
     long i = GID(0);
     if (i >= n) return;
@@ -312,24 +319,28 @@ DEVFN_INLINE void pt_bn_fwd_eval_body(GLOBAL const float *x, pt_i64 xo, int xdt,
     float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
     float scale = gamma[go + c] * invstd;
     float v = (pt_k_ld(x, xo, xdt, i) - rmean[rmo + c]) * scale + beta[bo + c];
+    if (res) v += pt_k_ld(z, zo, zdt, i); /* the residual add, as the add kernel */
     pt_k_st(y, yo, ydt, i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
 }
 
+/* z as in pt_bn_fwd_train */
 KERNEL void pt_bn_fwd_eval(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                            GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
-                           GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
-                           pt_i64 rvo, int n, int C, int inner, float eps, int relu)
+                           GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar, pt_i64 rvo,
+                           GLOBAL const float *z, pt_i64 zo, int n, int C, int inner, float eps, int relu, int res)
 {
-    pt_bn_fwd_eval_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, n, C, inner,
-                        eps, relu);
+    pt_bn_fwd_eval_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, z, zo,
+                        PT_KDT_F32, n, C, inner, eps, relu, res);
 }
 
 KERNEL void pt_bn_fwd_eval_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                                GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
-                               GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar,
-                               pt_i64 rvo, int n, int C, int inner, float eps, int relu, int xdt, int ydt)
+                               GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar, pt_i64 rvo,
+                               GLOBAL const float *z, pt_i64 zo, int n, int C, int inner, float eps, int relu,
+                               int res, int xdt, int ydt, int zdt)
 {
-    pt_bn_fwd_eval_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, n, C, inner, eps, relu);
+    pt_bn_fwd_eval_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, z, zo, zdt, n, C, inner,
+                        eps, relu, res);
 }
 
 DEVFN_INLINE void pt_bn_bwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *dy, pt_i64 dyo,

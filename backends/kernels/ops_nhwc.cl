@@ -15,11 +15,12 @@ KERNEL void pt_bias_add_nhwc(GLOBAL float *y, pt_i64 yo, GLOBAL const float *bia
     pt_k_st(y, yo, ydt, i, pt_k_ld(y, yo, ydt, i) + bias[bo + i % C]);
 }
 
-/* pt_bn_fwd_eval with the channel of element i at i % C */
+/* pt_bn_fwd_eval with the channel of element i at i % C (z, res: the residual, as there) */
 KERNEL void pt_bn_fwd_eval_nhwc(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
                                 GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
-                                GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar, pt_i64 rvo, int n,
-                                int C, float eps, int relu, int xdt, int ydt)
+                                GLOBAL const float *rmean, pt_i64 rmo, GLOBAL const float *rvar, pt_i64 rvo,
+                                GLOBAL const float *z, pt_i64 zo, int n, int C, float eps, int relu, int res, int xdt,
+                                int ydt, int zdt)
 {
     long i = GID(0);
     if (i >= n) return;
@@ -27,6 +28,7 @@ KERNEL void pt_bn_fwd_eval_nhwc(GLOBAL const float *x, pt_i64 xo, GLOBAL const f
     float invstd = 1.0f / SQRTF(rvar[rvo + c] + eps);
     float scale = gamma[go + c] * invstd;
     float v = (pt_k_ld(x, xo, xdt, i) - rmean[rmo + c]) * scale + beta[bo + c];
+    if (res) v += pt_k_ld(z, zo, zdt, i);
     pt_k_st(y, yo, ydt, i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
 }
 

@@ -454,11 +454,12 @@ static size_t buffer_bytes(const pt_buffer *b) { return b->bytes; }
 
 static pt_status validate(const ocl_device *d, const pt_op *op, int check_memory, pt_error *err)
 {
-    /* fused ReLU: the shared add and BN forward kernels take it as a flag. Activations in
+    /* fused ReLU and the BN forwards' residual: the shared add and BN forward kernels take them
+     * as flags. Activations in
      * fp16 on every device: the conversions are bit operations, no cl_khr_fp16 needed (only
      * fp16 math, which bf16 lacks here, lets the planner choose them). NHWC images: every kind
      * through the shared layer's forms or its NCHW copies */
-    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_ACT16(PT_F16) | PT_CAP_NHWC |
+    const unsigned caps = PT_CAP_MIXUP_TARGETS | PT_CAP_FUSED_RELU | PT_CAP_BN_ADD | PT_CAP_ACT16(PT_F16) | PT_CAP_NHWC |
                           (d->fp16_math ? PT_CAP_MATH(PT_PREC_FP16) : 0u);
     PT_TRY(pt_op_check_operands(op, "opencl", caps, check_memory, err));
     return check_memory ? pt_op_check_memory(op, "opencl", buffer_bytes, 4, err) : PT_OK;

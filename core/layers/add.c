@@ -1,5 +1,6 @@
-/* add: the residual sum y = a + b of two same-shaped outputs; backward hands dy to both (to
- * the first by sharing its range, where the planner allows). */
+/* add: the residual sum y = a + b of two same-shaped outputs, folded into the batch norm that
+ * computes one of them where the device has that form; backward hands dy to both (to the
+ * first by sharing its range, where the planner allows). */
 #include "core/layers/layer.h"
 
 static pt_status add_infer(pt_net *net, pt_node *n, pt_error *err)
@@ -19,6 +20,7 @@ static pt_status add_infer(pt_net *net, pt_node *n, pt_error *err)
 
 static pt_status add_forward(pt_emit *em, const pt_node *n, int id)
 {
+    if (pt_emit_fold_add(em, id)) return PT_OK;
     pt_op *op = pt_emit_op(em, PT_OP_ADD);
     if (!op) return PT_ERR_NOMEM;
     op->nt = 3;

@@ -73,6 +73,12 @@ pt_tensor pt_emit_saved(const pt_emit *em, int node, int slot);
  * sets that op's fuse_relu when the device runs the fused form, and returns 1, in which
  * case the ReLU emits nothing. pt_replica_options.no_fuse_relu (--fuse off) turns it off. */
 int pt_emit_fold_relu(pt_emit *em, int node);
+/* A residual add of the output of the BN forward just emitted (the node right before it, read
+ * by nothing else) and another node's: makes it that op's residual z, the op writing the add's
+ * output (y = BN(x) + z, one pass instead of two), and returns 1, in which case the add emits
+ * nothing; a ReLU after it then folds into the same op. Where the device has the form
+ * (PT_CAP_BN_ADD) and folding is on (no_fuse_relu turns this off too). */
+int pt_emit_fold_add(pt_emit *em, int node);
 /* Declares a parameter/buffer while inferring (net.c). Returns its index or -1. */
 int pt_net_declare_param(pt_net *net, const char *module, const char *leaf, int ndim,
                          const int64_t *dim, pt_init init, int64_t fan, int no_decay);

@@ -13,7 +13,7 @@
 #include "polytrain/tensor.h"
 #include "polytrain/world.h"
 
-#define PT_BACKEND_API_VERSION 4
+#define PT_BACKEND_API_VERSION 5
 
 typedef enum pt_device_kind { PT_DEVICE_CPU = 0, PT_DEVICE_GPU = 1 } pt_device_kind;
 

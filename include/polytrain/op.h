@@ -56,7 +56,7 @@ typedef enum pt_op_kind {
     PT_OP_KIND_COUNT
 } pt_op_kind;
 
-#define PT_OP_MAX_OPERANDS 8
+#define PT_OP_MAX_OPERANDS 9
 
 typedef struct pt_op {
     pt_op_kind kind;
@@ -238,7 +238,7 @@ typedef struct pt_op_desc {
     pt_op_operand arg[PT_OP_MAX_OPERANDS];
     unsigned flags;              /* PT_OPF_* */
     /* bit j of may_alias[i]: operand i may be the very memory of operand j (in place) */
-    unsigned char may_alias[PT_OP_MAX_OPERANDS];
+    unsigned short may_alias[PT_OP_MAX_OPERANDS];
     /* The extents the kernels index by: 1 when they hold, else 0 with the broken rule in why. */
     int (*shapes)(const pt_op *op, char *why, size_t cap);
     /* Operand i (optional) is absent or unused for this op's parameters (NULL: only ndim 0). */
@@ -273,6 +273,9 @@ int pt_op_is_activation(pt_op_kind kind);
 #define PT_CAP_ACT16(dt) ((dt) == PT_BF16 ? 0x100u : (dt) == PT_F16 ? 0x200u : 0u)
 /* 4-D operands with pt_op_operand.img stored NHWC */
 #define PT_CAP_NHWC 0x400u
+/* the residual z of a batch-norm forward (BN_FWD_TRAIN's 9th operand, BN_FWD_EVAL's 7th): a
+ * residual add folded into the BN before it */
+#define PT_CAP_BN_ADD 0x800u
 
 /* The check every backend runs before an op, from the kind's description: kind known,
  * operand count, fuse_relu and a math mode only where the kind allows it and the backend has

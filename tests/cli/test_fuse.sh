@@ -10,7 +10,7 @@ scratch fuse
 
 "$CLI" synth --out "$TMP/data" --classes 2 --train-per-class 4 --val-per-class 2 --size 16 --threads 1 \
     --no-progress >/dev/null || { echo "synth failed"; exit 1; }
-expect_output "train --fuse off says so in the banner" 0 "fused BN+ReLU, add+ReLU: off" -- "$CLI" train \
+expect_output "train --fuse off says so in the banner" 0 "fused BN+ReLU, BN+add+ReLU, add+ReLU: off" -- "$CLI" train \
     --data "tinyimagenet:$TMP/data" --epochs 2 --stop-after-epoch 1 --batch-per-device 4 --limit-train 8 \
     --limit-val 4 --out "$TMP/run" --no-progress --backend cpu --no-cache --fuse off
 if "$PY" -c 'import json,sys; c=json.load(open(sys.argv[1])); sys.exit(not (c["options"]["fuse"] == "off" and c["resolved"]["fuse_relu"] is False))' \
@@ -19,9 +19,9 @@ if "$PY" -c 'import json,sys; c=json.load(open(sys.argv[1])); sys.exit(not (c["o
 else
     fail "config.json records --fuse off: $(grep -o '"fuse[^,]*' "$TMP/run/config.json" | tr '\n' ' ')"
 fi
-expect_output "the resumed run keeps --fuse off" 0 "fused BN+ReLU, add+ReLU: off" -- "$CLI" train \
+expect_output "the resumed run keeps --fuse off" 0 "fused BN+ReLU, BN+add+ReLU, add+ReLU: off" -- "$CLI" train \
     --resume "$TMP/run" --no-progress
-expect_output "eval --fuse off" 0 "fused BN+ReLU, add+ReLU: off" -- "$CLI" eval --checkpoint "$TMP/run" \
+expect_output "eval --fuse off" 0 "fused BN+ReLU, BN+add+ReLU, add+ReLU: off" -- "$CLI" eval --checkpoint "$TMP/run" \
     --backend cpu --fuse off
 expect_output "train --fuse maybe is a usage error" 2 "train: --fuse must be on or off, got 'maybe'" -- "$CLI" \
     train --data "tinyimagenet:$TMP/data" --epochs 1 --out "$TMP/bad" --backend cpu --fuse maybe
@@ -37,12 +37,12 @@ config_fuse() { # DIR: prints "<options.fuse> <resolved.fuse_relu>"
 }
 TRAIN=("$CLI" train --data "tinyimagenet:$TMP/data" --epochs 1 --batch-per-device 4 --limit-train 8 --limit-val 4
     --no-progress --backend cpu --no-cache)
-expect_output "PT_FUSE_RELU=0 and --fuse on: the option wins" 0 "fused BN+ReLU, add+ReLU: on" -- \
+expect_output "PT_FUSE_RELU=0 and --fuse on: the option wins" 0 "fused BN+ReLU, BN+add+ReLU, add+ReLU: on" -- \
     env PT_FUSE_RELU=0 "${TRAIN[@]}" --out "$TMP/env_on" --fuse on
 got=$(config_fuse "$TMP/env_on")
 [ "$got" = "on True" ] && pass "config.json records the --fuse on that ran ($got)" ||
     fail "config.json records the --fuse on that ran (got '$got')"
-expect_output "PT_FUSE_RELU=0 without --fuse: off" 0 "fused BN+ReLU, add+ReLU: off" -- \
+expect_output "PT_FUSE_RELU=0 without --fuse: off" 0 "fused BN+ReLU, BN+add+ReLU, add+ReLU: off" -- \
     env PT_FUSE_RELU=0 "${TRAIN[@]}" --out "$TMP/env_default"
 got=$(config_fuse "$TMP/env_default")
 [ "$got" = "off False" ] && pass "config.json records the off that ran ($got)" ||
