@@ -644,37 +644,34 @@ for (name, prec), (g_torch, g_own) in GOALS.items():
     if p and p.get("precision") not in (None, prec):
         goal_lines.append(f"- note: pt_{name}_{prec}.json states precision {p.get('precision')!r}")
 L += [""] + goal_lines
+fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
+
+
+def ab(label, a, b, middle=""):
+    """One bench JSON against another: train img/s (their ratio), eval img/s, middle, GPU memory."""
+    ratio = (f"{a['train_img_per_s'] / b['train_img_per_s']:.2f}x"
+             if a.get("train_img_per_s") and b.get("train_img_per_s") else "n/a")
+    mib = lambda j: fmt((j.get("device_mem_bytes") or 0) / 2**20, " MiB")
+    return (f"{label}: {fmt(a.get('train_img_per_s'))} vs {fmt(b.get('train_img_per_s'))} img/s train ({ratio}), "
+            f"eval {fmt(a.get('eval_img_per_s'))} vs {fmt(b.get('eval_img_per_s'))}; {middle}GPU memory {mib(a)} vs "
+            f"{mib(b)}")
+
+
 a16, a32 = load("pt_resnet18_b128_bf16.json") or {}, load("pt_resnet18_b128_bf16_actfp32.json") or {}
 if a16 or a32:
-    fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
-    ratio = (f"{a16['train_img_per_s'] / a32['train_img_per_s']:.2f}x"
-             if a16.get("train_img_per_s") and a32.get("train_img_per_s") else "n/a")
-    L += ["", "resnet18 b128 bf16, activations `--act-storage auto` (16-bit where stored natively) vs `fp32`: "
-          f"{fmt(a16.get('train_img_per_s'))} vs {fmt(a32.get('train_img_per_s'))} img/s ({ratio}); "
-          f"{a16.get('activations_16bit', 'n/a')} of {a16.get('activations', 'n/a')} activations bf16, "
-          f"{fmt(a16.get('activation_mib'), ' MiB')} vs {fmt(a32.get('activation_mib'), ' MiB')} of activations; "
-          f"GPU memory {fmt((a16.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
-          f"{fmt((a32.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
+    L += ["", ab("resnet18 b128 bf16, activations `--act-storage auto` (16-bit where stored natively) vs `fp32`",
+                 a16, a32, f"{a16.get('activations_16bit', 'n/a')} of {a16.get('activations', 'n/a')} activations "
+                 f"bf16, {fmt(a16.get('activation_mib'), ' MiB')} vs {fmt(a32.get('activation_mib'), ' MiB')} of "
+                 "activations; ")]
 for name, label in (("resnet18_b128", "resnet18 b128"), ("baseline_b64_3x64x64", "baseline b64 3x64x64")):
     nc, nh = load(f"pt_{name}_bf16.json") or {}, load(f"pt_{name}_bf16_nhwc.json") or {}
     if nc or nh:
-        fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
-        ratio = (f"{nh['train_img_per_s'] / nc['train_img_per_s']:.2f}x"
-                 if nh.get("train_img_per_s") and nc.get("train_img_per_s") else "n/a")
-        L += ["", f"{label} bf16, `--layout nhwc` vs the default nchw: {fmt(nh.get('train_img_per_s'))} vs "
-              f"{fmt(nc.get('train_img_per_s'))} img/s train ({ratio}), eval {fmt(nh.get('eval_img_per_s'))} vs "
-              f"{fmt(nc.get('eval_img_per_s'))}; {nh.get('images_nhwc', 'n/a')} of {nh.get('images', 'n/a')} "
-              f"images channels last; GPU memory {fmt((nh.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs "
-              f"{fmt((nc.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
+        L += ["", ab(f"{label} bf16, `--layout nhwc` vs the default nchw", nh, nc,
+                     f"{nh.get('images_nhwc', 'n/a')} of {nh.get('images', 'n/a')} images channels last; ")]
 nf, fu = load("pt_resnet18_b128_bf16_nhwc_nofuse.json") or {}, load("pt_resnet18_b128_bf16_nhwc.json") or {}
 if nf or fu:
-    fmt = lambda v, s="": f"{v:.0f}{s}" if isinstance(v, (int, float)) else "n/a"
-    ratio = (f"{fu['train_img_per_s'] / nf['train_img_per_s']:.2f}x"
-             if fu.get("train_img_per_s") and nf.get("train_img_per_s") else "n/a")
-    L += ["", "resnet18 b128 bf16 nhwc, `--fuse on` (BN+ReLU, BN+add+ReLU, add+ReLU in one pass) vs `off`: "
-          f"{fmt(fu.get('train_img_per_s'))} vs {fmt(nf.get('train_img_per_s'))} img/s train ({ratio}), eval "
-          f"{fmt(fu.get('eval_img_per_s'))} vs {fmt(nf.get('eval_img_per_s'))}; GPU memory "
-          f"{fmt((fu.get('device_mem_bytes') or 0) / 2**20, ' MiB')} vs {fmt((nf.get('device_mem_bytes') or 0) / 2**20, ' MiB')}"]
+    L += ["", ab("resnet18 b128 bf16 nhwc, `--fuse on` (BN+ReLU, BN+add+ReLU, add+ReLU in one pass) vs `off`",
+                 fu, nf)]
 dev = [l.strip() for l in text("devices.log").splitlines() if "cuDNN" in l]
 L += ["", "cuDNN: polytrain " + (dev[0] if dev else "n/a") + "; PyTorch " + (", ".join(sorted(tver)) or "n/a")]
 if rc("synth") != "not run":

@@ -297,6 +297,7 @@ static pt_status open_images(const char *kind, const char *root, int train, cons
         po.threads = opt->threads > 0 ? opt->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
         po.skip_bad = opt->skip_bad;
         po.progress = opt->progress;
+        po.cancelled = opt->cancelled;
         po.user = opt->user;
         pt_pack_report pr;
         s = pt_pack_write(&fl, path, &po, &pr, err);

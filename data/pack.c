@@ -74,6 +74,7 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 typedef struct pack_job {
     const pt_filelist *fl;
+    const char *path;     /* the cache being written (messages) */
     const pt_pack_options *opt;
     uint8_t *pixels;      /* count slots of sample bytes, by source index */
     uint8_t *ok;          /* per source index: 1 decoded, 0 skipped */
@@ -109,6 +110,16 @@ static void *pack_worker(void *arg)
     }
     for (;;) {
         if (atomic_load(&j->failed)) break;
+        if (j->opt->cancelled && j->opt->cancelled(j->opt->user)) {
+            pthread_mutex_lock(&j->mu);
+            if (j->status == PT_OK) {
+                j->status = PT_ERR_INTERRUPTED;
+                pt_fail(&j->error, PT_ERR_INTERRUPTED, "packing %s: interrupted (nothing kept)", j->path);
+            }
+            pthread_mutex_unlock(&j->mu);
+            atomic_store(&j->failed, 1);
+            break;
+        }
         int64_t i = atomic_fetch_add(&j->next, 1);
         if (i >= j->fl->count) break;
         uint8_t *dst = j->pixels + i * j->sample;
@@ -224,6 +235,7 @@ pt_status pt_pack_write(const pt_filelist *fl, const char *path, const pt_pack_o
         goto done;
     }
     j.fl = fl;
+    j.path = path;
     j.opt = opt;
     j.pixels = map + pixels_off;
     j.sample = sample;

@@ -22,6 +22,9 @@ typedef struct pt_pack_options {
     int skip_bad;                /* 1: leave out (and count) images that fail to decode */
     /* Called from the calling thread now and then, and once at the end. */
     void (*progress)(void *user, int64_t done, int64_t total);
+    /* Asked before each image, from every decoding thread (NULL: never): nonzero stops the
+     * pack, which then leaves nothing behind and returns PT_ERR_INTERRUPTED (a Ctrl-C). */
+    int (*cancelled)(void *user);
     void *user;
 } pt_pack_options;
 

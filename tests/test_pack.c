@@ -1,6 +1,7 @@
 /* The packed cache: it holds exactly what decoding the files gives, and a truncated,
  * corrupted, half-written or other-source cache is refused with the file named, while the
- * automatic cache is rebuilt when its source changed. */
+ * automatic cache is rebuilt when its source changed; a pack stopped part way (Ctrl-C)
+ * leaves no file at all. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -125,6 +126,51 @@ static void test_half_written_cache_is_never_valid(void)
     CHECKF(n == 1, "%d files in %s", n, dir);
 }
 
+/* Stops the pack at its user's count of images asked about (a Ctrl-C part way). */
+static int cancel_after(void *user)
+{
+    int *left = user;
+    return __atomic_sub_fetch(left, 1, __ATOMIC_SEQ_CST) < 0;
+}
+
+static void test_an_interrupted_pack_leaves_nothing(void)
+{
+    const char *root = tmp_path("pack-int"), *dir = tmp_path("pack-int-out");
+    rm_rf(dir);
+    mkdirs(dir);
+    make_tiny(root, 3, 5, 1, 4);
+    pt_filelist fl;
+    pt_error err = {0};
+    if (pt_filelist_tinyimagenet(root, PT_SPLIT_TRAIN, &fl, &err) != PT_OK) {
+        CHECKF(0, "%s", err.msg);
+        return;
+    }
+    char out[2100];
+    snprintf(out, sizeof out, "%s/x.ptpack", dir);
+    for (int threads = 1; threads <= 2; threads++) {
+        int left = 6; /* of 15 images */
+        pt_pack_options po;
+        memset(&po, 0, sizeof po);
+        po.channels = 3;
+        po.height = po.width = 16;
+        po.threads = threads;
+        po.cancelled = cancel_after;
+        po.user = &left;
+        pt_pack_report rep;
+        const pt_status s = pt_pack_write(&fl, out, &po, &rep, &err);
+        CHECKF(s == PT_ERR_INTERRUPTED && strstr(err.msg, "interrupted") && strstr(err.msg, out),
+               "%d threads: %d %s", threads, s, err.msg);
+        DIR *d = opendir(dir);
+        int n = 0;
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (e->d_name[0] != '.') n++;
+        if (d) closedir(d);
+        CHECKF(n == 0, "%d threads: %d files left in %s", threads, n, dir);
+    }
+    pt_filelist_free(&fl);
+}
+
 static void test_cache_from_another_source_is_refused(void)
 {
     const char *root = tmp_path("pack-src"), *file = tmp_path("pack-src.ptpack");
@@ -182,6 +228,7 @@ int main(void)
     RUN(test_cache_holds_what_decoding_gives);
     RUN(test_truncated_or_corrupt_cache_is_refused_naming_it);
     RUN(test_half_written_cache_is_never_valid);
+    RUN(test_an_interrupted_pack_leaves_nothing);
     RUN(test_cache_from_another_source_is_refused);
     RUN(test_automatic_cache_is_rebuilt_when_the_source_changes);
     TEST_EXIT();

@@ -73,12 +73,14 @@ static int train_main(train_options *o, const pt_json *resume_cfg, pt_world *wor
     pt_error err;
     pt_error_clear(&err);
     train_session s;
+    /* from here: a Ctrl-C while the data is packed stops the packing (nothing kept, exit 130);
+     * one after that stops the run at its next step */
+    cli_install_interrupt_handler();
     code = train_session_build(&s, o, resume_cfg, world, &err);
     if (code == 0) {
         train_print_banner(&s, o);
         run_ui ui;
         pt_train_callbacks cb = train_ui_init(&ui, &o->args, start_time, s.trainer);
-        cli_install_interrupt_handler();
         pt_status st = pt_trainer_run(s.trainer, &cb, &err);
         cli_progress_clear(&ui.bar);
         if (st == PT_OK) train_print_summary(s.trainer, &o->args);

@@ -58,11 +58,19 @@ static int check_resumed_model(const train_args *ap, pt_error *err)
     return !same;
 }
 
+/* A Ctrl-C while a dataset cache is packed stops the packing (minutes on a large tree). */
+static int pack_cancelled(void *user)
+{
+    (void)user;
+    return cli_interrupted();
+}
+
 static int open_datasets(train_session *s, const train_args *ap, pt_error *err)
 {
     double last = 0;
     pt_data_options dopt = cli_data_options(ap->val_split, ap->skip_bad, ap->no_cache, ap->cache);
     dopt.progress = train_on_pack_progress;
+    dopt.cancelled = pack_cancelled;
     dopt.user = &last;
     pt_data_report rep;
     dopt.limit = ap->limit_train;

@@ -76,6 +76,9 @@ typedef struct pt_data_options {
     const char *cache_dir;    /* NULL: $XDG_CACHE_HOME/polytrain or ~/.cache/polytrain */
     int threads;              /* packing threads (0: the machine's cores) */
     void (*progress)(void *user, int64_t done, int64_t total); /* while packing */
+    /* Polled while packing (NULL: never): nonzero stops it, leaving no cache and no temporary
+     * file, and the open fails with PT_ERR_INTERRUPTED (a Ctrl-C) */
+    int (*cancelled)(void *user);
     void *user;
 } pt_data_options;
 

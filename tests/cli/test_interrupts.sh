@@ -5,7 +5,7 @@
 # a failed write or "Interrupted system call"), leaving a last checkpoint that evaluates and
 # resumes. compare, waiting on a child run, stops at once when only it is sent SIGTERM, when
 # its process group gets SIGINT (a terminal's Ctrl-C), and its child does not outlive it when
-# it is killed outright.
+# it is killed outright. A SIGINT while train packs its dataset cache stops the packing.
 set -u
 source "$(dirname "$0")/lib.sh"
 scratch interrupts
@@ -151,4 +151,36 @@ for how in "SIGTERM to compare only" "SIGINT to its process group" "SIGKILL to c
     fi
 done
 echo "(compare: $((SECONDS - t0)) s)"
+t0=$SECONDS
+# ---- Ctrl-C while train packs its dataset cache -------------------------------------------------------
+# 3,000 images of 256x256 decoded down to 64x64: seconds of packing on two cores. The packing
+# stops at once (exit 130), and leaves neither a cache nor its temporary nor the run directory.
+BIG=$TMP/big
+"$CLI" synth --out "$BIG" --classes 10 --train-per-class 300 --val-per-class 2 --size 256 --threads 2 \
+    --no-progress >/dev/null || fail "synth of the large tree failed"
+"$CLI" train --data "tinyimagenet:$BIG" --model baseline --epochs 1 --backend cpu --threads 1 --no-progress \
+    --cache "$TMP/bigcache" --out "$TMP/big-run" >"$TMP/out" 2>&1 &
+pid=$!
+for ((i = 0; i < 1000; i++)); do # until the cache's temporary exists (at most 20 s)
+    [ -n "$(find "$TMP/bigcache" -name '*.tmp.*' 2>/dev/null)" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+done
+kill -INT "$pid" 2>/dev/null
+if gone "$pid"; then
+    wait "$pid"
+    rc=$?
+    left=$(find "$TMP/bigcache" -type f 2>/dev/null | tr '\n' ' ')
+    if [ "$rc" -eq 130 ] && grep -q "packing .*: interrupted (nothing kept)" "$TMP/out" && [ -z "$left" ] &&
+        [ ! -e "$TMP/big-run" ]; then
+        pass "SIGINT while packing: the packing stops (exit 130), no cache, no temporary, no run directory"
+    else
+        fail "SIGINT while packing: exit $rc, files left: '$left', run directory: $([ -e "$TMP/big-run" ] && echo kept || echo gone)"
+        tail -3 "$TMP/out"
+    fi
+else
+    fail "SIGINT while packing: train still runs 15 s later"
+    kill -9 "$pid" 2>/dev/null
+fi
+echo "(packing: $((SECONDS - t0)) s)"
 finish
