@@ -138,7 +138,8 @@ pt_status pt_replica_create_ex(const pt_net *net, pt_device *dev, int batch_capa
     rp_emit_update(r);
     r->ws_bytes = rp_align_bytes(ws);
     r->arena_bytes = r->ws_off + r->ws_bytes;
-    st = pt_device_alloc(dev, r->arena_bytes, &r->arena, err);
+    st = pt_device_alloc(dev, r->ws_off, &r->arena, err);
+    if (st == PT_OK) st = pt_device_alloc(dev, rp_ws_alloc_bytes(r->ws_bytes), &r->wsbuf, err);
     if (st != PT_OK) goto fail;
     r->peak_bytes = r->slab_bytes + r->arena_bytes;
     /* Now with the real arena handle. */
@@ -164,6 +165,7 @@ void pt_replica_free(pt_replica *r)
     rp_graphs_free(r);
     if (r->slab) pt_device_free(r->dev, r->slab);
     if (r->arena) pt_device_free(r->dev, r->arena);
+    if (r->wsbuf) pt_device_free(r->dev, r->wsbuf);
     if (r->acc) pt_device_free(r->dev, r->acc);
     if (r->ema) pt_device_free(r->dev, r->ema);
     free(r->fwd_train.ops);
@@ -510,7 +512,7 @@ pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after,
     r->batch_train = r->batch_eval = -1;
     need = rp_align_bytes(need);
     if (need != r->ws_bytes) {
-        PT_TRY(rp_resize_arena(r, need, cur_train, cur_eval, err));
+        PT_TRY(rp_resize_workspace(r, need, cur_train, cur_eval, err));
     } else {
         PT_TRY(rp_set_train_batch(r, cur_train > 0 ? cur_train : r->capacity, err));
         PT_TRY(rp_set_eval_batch(r, cur_eval > 0 ? cur_eval : r->capacity, err));

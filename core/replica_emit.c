@@ -272,6 +272,8 @@ size_t rp_list_workspace(pt_replica *r, const op_list *l)
 
 pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err)
 {
+    if (!r->wsbuf)
+        return pt_fail(err, PT_ERR_NOMEM, "the replica has no workspace: re-allocating it failed earlier");
     for (int i = 0; i < l->n; i++) {
         pt_op *op = &l->ops[i];
         if (!r->dev->be->supports(r->dev->ctx, op))
@@ -281,8 +283,8 @@ pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err)
         if (w > r->ws_bytes)
             return pt_fail(err, PT_ERR_INVALID, "op %s needs %zu bytes of workspace, %zu planned",
                            pt_op_name(op->kind), w, r->ws_bytes);
-        op->workspace.buf = r->arena;
-        op->workspace.off = r->ws_off;
+        op->workspace.buf = r->wsbuf;
+        op->workspace.off = 0;
         op->workspace_bytes = w;
     }
     return PT_OK;
@@ -299,7 +301,7 @@ pt_status rp_set_train_batch(pt_replica *r, int n, pt_error *err)
     PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, n, err));
     PT_TRY(rp_emit_backward(r, n, err));
     const size_t need = max_size(rp_list_workspace(r, &r->fwd_train), rp_list_workspace(r, &r->bwd));
-    if (need > r->ws_bytes) return rp_resize_arena(r, need, n, r->batch_eval, err);
+    if (need > r->ws_bytes) return rp_resize_workspace(r, need, n, r->batch_eval, err);
     PT_TRY(rp_attach_workspace(r, &r->fwd_train, err));
     PT_TRY(rp_attach_workspace(r, &r->bwd, err));
     r->batch_train = n;
@@ -311,7 +313,7 @@ pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err)
     if (r->batch_eval == n) return PT_OK;
     PT_TRY(rp_emit_forward(r, &r->fwd_eval, 0, n, err));
     if (rp_list_workspace(r, &r->fwd_eval) > r->ws_bytes)
-        return rp_resize_arena(r, rp_list_workspace(r, &r->fwd_eval), r->batch_train, n, err);
+        return rp_resize_workspace(r, rp_list_workspace(r, &r->fwd_eval), r->batch_train, n, err);
     PT_TRY(rp_attach_workspace(r, &r->fwd_eval, err));
     r->batch_eval = n;
     return PT_OK;
@@ -335,11 +337,11 @@ static pt_status emit_all(pt_replica *r, int train_n, int eval_n, pt_error *err)
     return PT_OK;
 }
 
-pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err)
+pt_status rp_resize_workspace(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err)
 {
     if (train_n < 1) train_n = r->capacity;
     if (eval_n < 1) eval_n = r->capacity;
-    /* the lists' need at those sizes (emitted against the old handle: only sizes matter) */
+    /* the lists' need at those sizes */
     r->batch_train = r->batch_eval = -1;
     PT_TRY(rp_emit_forward(r, &r->fwd_train, 1, train_n, err));
     PT_TRY(rp_emit_backward(r, train_n, err));
@@ -350,25 +352,24 @@ pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_
     need = max_size(need, rp_list_workspace(r, &r->update));
     need = rp_align_bytes(need);
     pt_device *dev = r->dev;
-    pt_buffer *arena = NULL;
-    /* ops queued on the old arena finish before its bytes are copied and it is freed, and
-     * so do copies into its input slots */
+    /* Scratch holds nothing from one op to the next: once the queued ops (and copies into the
+     * input slots) are done, the old workspace goes before the new one comes, so the two are
+     * never held together (at the size a batch fills the device to, both would not fit). */
     PT_TRY(rp_input_quiesce(r, err));
     PT_TRY(pt_device_sync(dev, err));
-    PT_TRY(pt_device_alloc(dev, r->ws_off + need, &arena, err));
-    if (r->slab_bytes + r->arena_bytes + r->ws_off + need > r->peak_bytes)
-        r->peak_bytes = r->slab_bytes + r->arena_bytes + r->ws_off + need;
-    pt_status st = r->ws_off ? dev->be->copy(dev->ctx, (pt_mem){arena, 0}, (pt_mem){r->arena, 0}, r->ws_off, err)
-                             : PT_OK;
-    if (st == PT_OK) st = pt_device_sync(dev, err);
-    if (st != PT_OK) {
-        pt_device_free(dev, arena);
-        return pt_error_wrap(err, "re-sizing the activation arena");
-    }
     rp_graphs_invalidate(r);
-    pt_device_free(dev, r->arena);
-    r->arena = arena;
+    const size_t old = r->ws_bytes;
+    if (r->wsbuf) pt_device_free(dev, r->wsbuf);
+    r->wsbuf = NULL;
+    pt_status st = pt_device_alloc(dev, rp_ws_alloc_bytes(need), &r->wsbuf, err);
+    if (st != PT_OK) {
+        /* the size just given back, so that the replica stays as it was */
+        pt_error again;
+        if (pt_device_alloc(dev, rp_ws_alloc_bytes(old), &r->wsbuf, &again) != PT_OK) r->wsbuf = NULL;
+        return pt_error_wrap(err, "re-sizing the workspace");
+    }
     r->ws_bytes = need;
     r->arena_bytes = r->ws_off + need;
+    if (r->slab_bytes + r->arena_bytes > r->peak_bytes) r->peak_bytes = r->slab_bytes + r->arena_bytes;
     return emit_all(r, train_n, eval_n, err);
 }

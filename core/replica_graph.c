@@ -152,8 +152,8 @@ static void drop_graph(pt_replica *r, rp_graph_slot *s)
     s->runs = 0;
 }
 
-/* Every graph refers to the arena by address: a new arena (pt_replica_fit_workspace) drops
- * them all, even where a list compares equal (a freed handle's address may come back). */
+/* Every graph refers to the workspace by address: a new workspace (pt_replica_fit_workspace)
+ * drops them all, even where a list compares equal (a freed handle's address may come back). */
 void rp_graphs_invalidate(pt_replica *r)
 {
     for (int seg = 0; seg < RP_NSEG; seg++)

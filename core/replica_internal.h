@@ -99,9 +99,10 @@ struct pt_replica {
     int nslots;
     size_t slab_bytes;
 
-    pt_buffer *arena;
-    size_t arena_bytes;
-    size_t peak_bytes; /* slab + arenas held at once, the most so far */
+    pt_buffer *arena;  /* activations, gradients, inputs, labels, losses: ws_off bytes */
+    pt_buffer *wsbuf;  /* the ops' workspace (ws_bytes), a buffer of its own: fitting it moves nothing else */
+    size_t arena_bytes; /* arena + workspace */
+    size_t peak_bytes; /* slab + arena + workspaces held at once, the most so far */
     pt_buffer *acc;    /* gradient accumulation: the step's sum so far (preg floats), or NULL */
     pt_buffer *ema;    /* weight EMA: params | buffers (preg + breg floats), or NULL */
     int ema_started;   /* the EMA holds a value (the first update copies) */
@@ -160,6 +161,10 @@ static inline size_t rp_node_bytes(const pt_node *n, int batch)
     return (size_t)batch * (size_t)(n->c * n->h * n->w) * sizeof(float);
 }
 
+/* What the workspace buffer is allocated with: its bytes, and never nothing (an op may point
+ * into it with no bytes to use). */
+static inline size_t rp_ws_alloc_bytes(size_t ws_bytes) { return ws_bytes > ALIGN_BYTES ? ws_bytes : ALIGN_BYTES; }
+
 /* Bytes of node i's activation for a batch, in its storage type. */
 static inline size_t rp_act_bytes(const pt_replica *r, int i, int batch)
 {
@@ -210,10 +215,11 @@ pt_status rp_attach_workspace(pt_replica *r, op_list *l, pt_error *err);
  * they were last emitted for another n. */
 pt_status rp_set_train_batch(pt_replica *r, int n, pt_error *err);
 pt_status rp_set_eval_batch(pt_replica *r, int n, pt_error *err);
-/* A new arena whose workspace is at least ws_bytes and what the lists for train_n and eval_n
- * (-1: the capacity) and the update list need: the bytes before the workspace are copied
- * over, the old arena freed, and every list re-emitted against the new one. */
-pt_status rp_resize_arena(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err);
+/* A new workspace of at least ws_bytes and what the lists for train_n and eval_n (-1: the
+ * capacity) and the update list need, once the device is idle: the old one freed first (it
+ * holds nothing between ops), and every list re-emitted against the new one. On a failed
+ * allocation the old size is taken again and the error returned. */
+pt_status rp_resize_workspace(pt_replica *r, size_t ws_bytes, int train_n, int eval_n, pt_error *err);
 
 /* ---------------------------------------------------------------- replica.c */
 
@@ -226,7 +232,7 @@ pt_status rp_run_list(pt_replica *r, const op_list *l, pt_error *err);
  * and allocates what that needs (after the lists are built). */
 pt_status rp_graphs_setup(pt_replica *r, pt_switch graphs, pt_switch pinned, pt_error *err);
 void rp_graphs_free(pt_replica *r);
-/* Drops every captured graph (a new arena). */
+/* Drops every captured graph (a new workspace). */
 void rp_graphs_invalidate(pt_replica *r);
 /* The step record the per-step ops of part seg (RP_SEG_TRAIN, RP_SEG_UPDATE) refer to, or
  * none when the replica does not capture. */

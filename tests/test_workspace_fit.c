@@ -2,7 +2,8 @@
  * pt_group_fit_workspace): a device like cuDNN's, which asks for room for several candidate
  * algorithms until a convolution shape has run once and then only for the chosen one, is
  * modelled by the cpu backend with a workspace_size that adds EXTRA bytes for a convolution
- * shape not yet run. After a fit the arena shrinks by that much; training and evaluation after
+ * shape not yet run. After a fit the workspace shrinks by that much, the old one given back
+ * before the new one is taken (the peak never holds both); training and evaluation after
  * it are bitwise those of a replica that was never fitted; a batch size first seen after the
  * fit grows the workspace again (also in the middle of a group step with synchronised
  * BatchNorm, whose statistics then move); and a device whose need does not change keeps its
@@ -166,6 +167,9 @@ static void a_measuring_device_gets_a_smaller_workspace_and_the_same_results(voi
            "workspace %zu -> %zu (the candidates' %zu bytes gone)", before, after, (size_t)EXTRA);
     CHECKF(pt_replica_device_bytes(fit) + EXTRA <= dev_created, "device bytes %zu -> %zu", dev_created,
            pt_replica_device_bytes(fit));
+    /* the old workspace was given back before the new one was taken: never both at once */
+    CHECKF(pt_replica_peak_bytes(fit) == dev_created, "peak %zu after the fit, %zu held at creation",
+           pt_replica_peak_bytes(fit), dev_created);
     printf("  resnet18 b%d: workspace %.2f -> %.2f MiB after the fit\n", B, before / 1048576.0, after / 1048576.0);
     /* a second fit finds nothing to change */
     size_t b2 = 0, a2 = 0;
@@ -188,6 +192,9 @@ static void a_measuring_device_gets_a_smaller_workspace_and_the_same_results(voi
     CHECKF(pt_replica_workspace_bytes(fit) > after && pt_replica_workspace_bytes(fit) >= EXTRA,
            "workspace grew for a new size: %zu -> %zu", after, pt_replica_workspace_bytes(fit));
     CHECK(memcmp(la, lb, sizeof(float) * 2 * K) == 0 && memcmp(ea, eb, sizeof(float) * 2 * K) == 0);
+    const size_t grown = pt_replica_device_bytes(fit), most = grown > dev_created ? grown : dev_created;
+    CHECKF(pt_replica_peak_bytes(fit) == most, "peak %zu after growing to %zu (created %zu)",
+           pt_replica_peak_bytes(fit), grown, dev_created);
     CHECK(step(fit, B, B, s, la, ea) && step(ref, B, B, s, lb, eb));
     CHECKF(same_state(fit, ref), "state differs after the workspace grew");
     pt_replica_free(fit);

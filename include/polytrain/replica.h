@@ -1,7 +1,7 @@
 /* A replica: one net instantiated on one device for a fixed batch capacity. It owns one
- * slab (parameters | gradients | optimizer state | BN buffers, addressed by offset) and
- * one activation arena sized at creation (re-sized only between steps: on request,
- * pt_replica_fit_workspace, and when a batch size first run after that needs more); its op
+ * slab (parameters | gradients | optimizer state | BN buffers, addressed by offset), one
+ * activation arena sized at creation, and the ops' workspace (re-sized only between steps: on
+ * request, pt_replica_fit_workspace, and when a batch size first run after that needs more); its op
  * lists are built once, so a training step allocates nothing. The multi-device trainer runs one replica per device. */
 #ifndef PT_REPLICA_H
 #define PT_REPLICA_H
@@ -260,8 +260,9 @@ size_t pt_replica_workspace_bytes(const pt_replica *r);
 /* Re-sizes the workspace to what the device now says the ops need for the batch sizes run so
  * far (training and evaluation): created, a replica holds the most any batch size could
  * need, and a backend that measures algorithms on first use (cuDNN's candidates) needs less
- * once it has chosen. A smaller (or larger) need gets a new arena: the bytes before the
- * workspace are copied, the lists re-emitted; the op lists keep their positions. A batch
+ * once it has chosen. A smaller (or larger) need gets a new workspace buffer (the old one
+ * freed first, so the two are never held at once; the arena of activations and gradients
+ * stays where it is), the lists re-emitted; the op lists keep their positions. A batch
  * size first run later that needs more grows it again. Waits for the device; not during a
  * step. before/after (may be NULL): the workspace bytes. */
 pt_status pt_replica_fit_workspace(pt_replica *r, size_t *before, size_t *after, pt_error *err);
