@@ -108,7 +108,8 @@ static unsigned native16(const pt_kdev *dev, const pt_op *op, const pt_op_desc *
 /* The kinds with a channels-last kernel of their own (ops_nhwc.cl). */
 static int has_nhwc_form(pt_op_kind kind)
 {
-    return kind == PT_OP_BIAS_ADD || kind == PT_OP_BN_FWD_EVAL || kind == PT_OP_MAXPOOL_FWD ||
+    return kind == PT_OP_BIAS_ADD || kind == PT_OP_BN_FWD_TRAIN || kind == PT_OP_BN_FWD_EVAL || kind == PT_OP_BN_BWD ||
+           kind == PT_OP_MAXPOOL_FWD ||
            kind == PT_OP_MAXPOOL_BWD || kind == PT_OP_GAP_FWD || kind == PT_OP_GAP_BWD;
 }
 
@@ -264,6 +265,32 @@ static pt_status run_nhwc(const pt_kdev *dev, const pt_op *op, pt_error *err)
         pt_karg_int(&c, (int)t[0].dim[1]);
         pt_karg_int(&c, kdt(t[0].dtype));
         break;
+    case PT_OP_BN_FWD_TRAIN:
+    case PT_OP_BN_BWD: {
+        /* one work-group per channel, as the NCHW reductions (run_channels) */
+        const int fwd = op->kind == PT_OP_BN_FWD_TRAIN;
+        int n, ch, inner;
+        channel_layout(&t[0], &n, &ch, &inner);
+        pt_kcall_begin(&c, fwd ? PT_K_BN_FWD_TRAIN_NHWC : PT_K_BN_BWD_NHWC, (size_t)ch);
+        for (int i = 0; i < 8; i++) pt_karg_tensor(&c, &t[i]);
+        if (fwd) pt_karg_tensor(&c, &t[bn_residual(op)]);
+        pt_karg_int(&c, inner > 0 ? n : 0); /* no elements: N = 0 tells the kernel */
+        pt_karg_int(&c, ch);
+        pt_karg_int(&c, inner > 0 ? inner : 1);
+        if (fwd) {
+            pt_karg_float(&c, op->p.bn.eps);
+            pt_karg_float(&c, op->p.bn.momentum);
+            pt_karg_int(&c, op->fuse_relu);
+            pt_karg_int(&c, op->nt > 8);
+            pt_karg_int(&c, kdt(t[0].dtype));
+            pt_karg_int(&c, kdt(t[3].dtype));
+            pt_karg_int(&c, kdt(t[bn_residual(op)].dtype));
+        } else {
+            pt_karg_int(&c, op->accumulate);
+            pt_karg_int(&c, kdt(t[0].dtype));
+        }
+        break;
+    }
     case PT_OP_BN_FWD_EVAL:
         pt_kcall_begin(&c, PT_K_BN_FWD_EVAL_NHWC, (size_t)numel(&t[0]));
         for (int i = 0; i < 6; i++) pt_karg_tensor(&c, &t[i]);

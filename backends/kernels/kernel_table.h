@@ -82,6 +82,9 @@
     K(AMP_UNSCALE, pt_amp_unscale, ITEMS, PT_K_NO_OP, M, M, I, F, M, I, I)                                    \
     /* ops_nhwc.cl: channels-last forms (storage codes of the lowp operands last) */                        \
     K(BIAS_ADD_NHWC, pt_bias_add_nhwc, ITEMS, PT_K_NO_OP, M, M, I, I, I)                                     \
+    K(BN_FWD_TRAIN_NHWC, pt_bn_fwd_train_nhwc, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, M, I, I, I, F, F, I, \
+      I, I, I, I)                                                                                           \
+    K(BN_BWD_NHWC, pt_bn_bwd_nhwc, CHANNELS, PT_K_NO_OP, M, M, M, M, M, M, M, M, I, I, I, I, I)              \
     K(BN_FWD_EVAL_NHWC, pt_bn_fwd_eval_nhwc, ITEMS, PT_K_NO_OP, M, M, M, M, M, M, M, I, I, F, I, I, I, I, I)  \
     K(MAXPOOL_FWD_NHWC, pt_maxpool_fwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I, I)    \
     K(MAXPOOL_BWD_NHWC, pt_maxpool_bwd_nhwc, ITEMS, PT_K_NO_OP, M, M, M, I, I, I, I, I, I, I, I, I, I)       \

@@ -242,24 +242,27 @@ DEVFN_INLINE void pt_bn_fwd_train_body(GLOBAL const float *x, pt_i64 xo, int xdt
                                        int ydt, GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
                                        GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio,
                                        GLOBAL const float *z, pt_i64 zo, int zdt, int N, int C, int inner, float eps,
-                                       float momentum, int relu, int res, LOCAL_PTR float *buf)
+                                       float momentum, int relu, int res, int nhwc, LOCAL_PTR float *buf)
 {
     int c = GROUP_ID(0);
     int m = N * inner;
-    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * inner);
-    GLOBAL void *yc = pt_k_atw(y, yo, ydt, (long)c * inner);
-    GLOBAL const void *zc = pt_k_at(z, zo, zdt, (long)c * inner);
+    /* element (n, c, i) at c*cs + n*nstride + i*is: NCHW or, nhwc (a literal at each call),
+     * channels last; the same walk and arithmetic either way */
+    const long cs = nhwc ? 1 : inner, is = nhwc ? C : 1;
+    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * cs);
+    GLOBAL void *yc = pt_k_atw(y, yo, ydt, (long)c * cs);
+    GLOBAL const void *zc = pt_k_at(z, zo, zdt, (long)c * cs);
     const long nstride = (long)C * inner;
     /* two passes, as the cpu oracle: the mean, then the centred squares */
     float s = 0.0f, k = 0.0f;
-    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, PT_K_LDP(xc, xdt, n * nstride + i));
+    PT_CHANNEL_LOOP(n, i, N, inner) pt_k_kahan(&s, &k, PT_K_LDP(xc, xdt, n * nstride + i * is));
     float sum = pt_k_block_sum(buf, s - k);
     float mean = m > 0 ? sum / (float)m : 0.0f;
     s = 0.0f;
     k = 0.0f;
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        float d = PT_K_LDP(xc, xdt, n * nstride + i) - mean;
+        float d = PT_K_LDP(xc, xdt, n * nstride + i * is) - mean;
         pt_k_kahan(&s, &k, d * d);
     }
     float sq = pt_k_block_sum(buf, s - k);
@@ -276,9 +279,9 @@ DEVFN_INLINE void pt_bn_fwd_train_body(GLOBAL const float *x, pt_i64 xo, int xdt
     float scale = gamma[go + c] * invstd, b = beta[bo + c];
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        float v = (PT_K_LDP(xc, xdt, n * nstride + i) - mean) * scale + b;
-        if (res) v += PT_K_LDP(zc, zdt, n * nstride + i); /* the residual add, as the add kernel */
-        PT_K_STP(yc, ydt, n * nstride + i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
+        float v = (PT_K_LDP(xc, xdt, n * nstride + i * is) - mean) * scale + b;
+        if (res) v += PT_K_LDP(zc, zdt, n * nstride + i * is); /* the residual add, as the add kernel */
+        PT_K_STP(yc, ydt, n * nstride + i * is, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
     }
 }
 
@@ -292,7 +295,7 @@ KERNEL void pt_bn_fwd_train(GLOBAL const float *x, pt_i64 xo, GLOBAL const float
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_fwd_train_body(x, xo, PT_KDT_F32, gamma, go, beta, bo, y, yo, PT_KDT_F32, rmean, rmo, rvar, rvo, smean,
-                         smo, sinv, sio, z, zo, PT_KDT_F32, N, C, inner, eps, momentum, relu, res, buf);
+                         smo, sinv, sio, z, zo, PT_KDT_F32, N, C, inner, eps, momentum, relu, res, 0, buf);
 }
 
 KERNEL void pt_bn_fwd_train_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
@@ -304,7 +307,7 @@ KERNEL void pt_bn_fwd_train_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const f
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_fwd_train_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, smean, smo, sinv, sio,
-                         z, zo, zdt, N, C, inner, eps, momentum, relu, res, buf);
+                         z, zo, zdt, N, C, inner, eps, momentum, relu, res, 0, buf);
 }
 
 DEVFN_INLINE void pt_bn_fwd_eval_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOBAL const float *gamma,
@@ -347,14 +350,16 @@ DEVFN_INLINE void pt_bn_bwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOB
                                  GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
                                  GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
                                  GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
-                                 int inner, int acc, LOCAL_PTR float *buf)
+                                 int inner, int acc, int nhwc, LOCAL_PTR float *buf)
 {
     int c = GROUP_ID(0);
     int m = N * inner;
     const long nstride = (long)C * inner;
-    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * inner);
-    GLOBAL const float *dyc = dy + dyo + (long)c * inner;
-    GLOBAL float *dxc = dx + dxo + (long)c * inner;
+    /* as in pt_bn_fwd_train_body: NCHW or (nhwc, a literal at each call) channels last */
+    const long cs = nhwc ? 1 : inner, is = nhwc ? C : 1;
+    GLOBAL const void *xc = pt_k_at(x, xo, xdt, (long)c * cs);
+    GLOBAL const float *dyc = dy + dyo + (long)c * cs;
+    GLOBAL float *dxc = dx + dxo + (long)c * cs;
     /* One pass, as the cpu oracle: sums of x - meanf, dy and dy*(x - meanf) about the saved
      * (rounded) mean, then sum dy*(x - mean) = sum dy*(x - meanf) - (mean - meanf)*sum dy
      * with the batch mean's offset mean - meanf = sum (x - meanf) / m: the rounding of the
@@ -364,13 +369,13 @@ DEVFN_INLINE void pt_bn_bwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOB
     float t0 = 0.0f, l0 = 0.0f, t1 = 0.0f, l1 = 0.0f, t2 = 0.0f, l2 = 0.0f; /* the odd steps' */
     PT_CHANNEL_LOOP2(n, i, n2, i2, N, inner)
     {
-        const long j = n * nstride + i;
+        const long j = n * nstride + i * is;
         const float g = dyc[j], d = PT_K_LDP(xc, xdt, j) - meanf;
         pt_k_kahan(&s0, &k0, d);
         pt_k_kahan(&s1, &k1, g);
         pt_k_kahan(&s2, &k2, g * d);
         if (n2 < N) {
-            const long j2 = n2 * nstride + i2;
+            const long j2 = n2 * nstride + i2 * is;
             const float g2 = dyc[j2], d2 = PT_K_LDP(xc, xdt, j2) - meanf;
             pt_k_kahan(&t0, &l0, d2);
             pt_k_kahan(&t1, &l1, g2);
@@ -390,7 +395,7 @@ DEVFN_INLINE void pt_bn_bwd_body(GLOBAL const float *x, pt_i64 xo, int xdt, GLOB
     float a = kk, b = -kk * sdyx * invstd * invstd / (float)m, c0 = -kk * sdy / (float)m;
     PT_CHANNEL_LOOP(n, i, N, inner)
     {
-        long j = n * nstride + i;
+        long j = n * nstride + i * is;
         float v = a * dyc[j] + b * (PT_K_LDP(xc, xdt, j) - meanf) + c0;
         dxc[j] = acc ? dxc[j] + v : v;
     }
@@ -404,7 +409,7 @@ KERNEL void pt_bn_bwd(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, 
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_bwd_body(x, xo, PT_KDT_F32, dy, dyo, gamma, go, smean, smo, sinv, sio, dx, dxo, dgamma, dgo, dbeta, dbo, N,
-                   C, inner, acc, buf);
+                   C, inner, acc, 0, buf);
 }
 
 KERNEL void pt_bn_bwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
@@ -415,7 +420,7 @@ KERNEL void pt_bn_bwd_a16(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *
 {
     LOCAL float buf[PT_RED_WG];
     pt_bn_bwd_body(x, xo, xdt, dy, dyo, gamma, go, smean, smo, sinv, sio, dx, dxo, dgamma, dgo, dbeta, dbo, N, C,
-                   inner, acc, buf);
+                   inner, acc, 0, buf);
 }
 
 /* ---- pooling ---- */

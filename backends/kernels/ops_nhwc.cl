@@ -1,6 +1,6 @@
 /* Channels-last (NHWC) forms of the kernels that index images by channel or by pixel: bias
- * add, batch-norm evaluation, max-pool forward and backward, global average pooling forward
- * and backward. Element (b,c,h,w) of an NHWC image lies at ((b*H + h)*W + w)*C + c. Each does
+ * add, batch-norm training forward, evaluation and backward, max-pool forward and backward,
+ * global average pooling forward and backward. Element (b,c,h,w) of an NHWC image lies at ((b*H + h)*W + w)*C + c. Each does
  * the NCHW kernel's arithmetic in the NCHW kernel's order (the same window order, the same
  * first-maximum and NaN rules, the same summation order), so an NHWC plan computes what the
  * NCHW plan computes, bit for bit; the operands that may be stored in 16 bits (the op table's
@@ -30,6 +30,32 @@ KERNEL void pt_bn_fwd_eval_nhwc(GLOBAL const float *x, pt_i64 xo, GLOBAL const f
     float v = (pt_k_ld(x, xo, xdt, i) - rmean[rmo + c]) * scale + beta[bo + c];
     if (res) v += pt_k_ld(z, zo, zdt, i);
     pt_k_st(y, yo, ydt, i, relu && v < 0.0f ? 0.0f : v); /* fused ReLU: NaN stays NaN */
+}
+
+/* pt_bn_fwd_train over channels-last x, y and z: ops.cl's body with its NHWC walk (one
+ * work-group per channel, the same order of sums, so the same bits); storage codes last */
+KERNEL void pt_bn_fwd_train_nhwc(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *gamma, pt_i64 go,
+                                 GLOBAL const float *beta, pt_i64 bo, GLOBAL float *y, pt_i64 yo,
+                                 GLOBAL float *rmean, pt_i64 rmo, GLOBAL float *rvar, pt_i64 rvo,
+                                 GLOBAL float *smean, pt_i64 smo, GLOBAL float *sinv, pt_i64 sio,
+                                 GLOBAL const float *z, pt_i64 zo, int N, int C, int inner, float eps, float momentum,
+                                 int relu, int res, int xdt, int ydt, int zdt)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_fwd_train_body(x, xo, xdt, gamma, go, beta, bo, y, yo, ydt, rmean, rmo, rvar, rvo, smean, smo, sinv, sio,
+                         z, zo, zdt, N, C, inner, eps, momentum, relu, res, 1, buf);
+}
+
+/* pt_bn_bwd over channels-last x, dy and dx, as above */
+KERNEL void pt_bn_bwd_nhwc(GLOBAL const float *x, pt_i64 xo, GLOBAL const float *dy, pt_i64 dyo,
+                           GLOBAL const float *gamma, pt_i64 go, GLOBAL const float *smean, pt_i64 smo,
+                           GLOBAL const float *sinv, pt_i64 sio, GLOBAL float *dx, pt_i64 dxo,
+                           GLOBAL float *dgamma, pt_i64 dgo, GLOBAL float *dbeta, pt_i64 dbo, int N, int C,
+                           int inner, int acc, int xdt)
+{
+    LOCAL float buf[PT_RED_WG];
+    pt_bn_bwd_body(x, xo, xdt, dy, dyo, gamma, go, smean, smo, sinv, sio, dx, dxo, dgamma, dgo, dbeta, dbo, N, C,
+                   inner, acc, 1, buf);
 }
 
 /* One item per output element (NHWC order), n = N*P*Q*C; argmax (NHWC, as y) holds the index
