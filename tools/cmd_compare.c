@@ -474,7 +474,7 @@ static int publish(const pt_json *report, const char *out, int plots)
     }
     if (plot_error[0]) {
         cli_error("compare: no charts: %s (the tables are written)", plot_error);
-        code = 1;
+        code = cli_interrupted() ? 130 : 1;
     }
     printf("compare: report in %s/report.md and report.json%s\n", out,
            plotted ? ", charts throughput.png, op_time.png, gflops.png, setup.png" : "");

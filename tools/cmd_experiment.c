@@ -881,7 +881,7 @@ int cmd_experiment(int argc, char **argv)
         plotted = make_plots(a.out, &plan, a.epochs, &err);
         if (plotted < 0) {
             cli_error("experiment: plots: %s", err.msg);
-            if (!code) code = 1;
+            if (!code) code = err.status == PT_ERR_INTERRUPTED ? 130 : 1;
             plotted = 0;
         }
     }

@@ -13,7 +13,8 @@ int cli_gnuplot_available(void);
 
 /* Runs `gnuplot SCRIPT` with DIR as its working directory, so that the script names its
  * data files and outputs relative to DIR. A failure to start it or a non-zero exit status
- * is PT_ERR_IO naming the script. */
+ * is PT_ERR_IO naming the script; an interrupt (cli_interrupted) while it runs stops it
+ * (SIGTERM) and is PT_ERR_INTERRUPTED. */
 pt_status cli_gnuplot_run(const char *dir, const char *script, pt_error *err);
 
 #endif

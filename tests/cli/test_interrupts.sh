@@ -5,7 +5,8 @@
 # a failed write or "Interrupted system call"), leaving a last checkpoint that evaluates and
 # resumes. compare, waiting on a child run, stops at once when only it is sent SIGTERM, when
 # its process group gets SIGINT (a terminal's Ctrl-C), and its child does not outlive it when
-# it is killed outright. A SIGINT while train packs its dataset cache stops the packing.
+# it is killed outright. A SIGINT while train packs its dataset cache stops the packing, and a
+# SIGTERM to compare alone while gnuplot draws its charts stops gnuplot.
 set -u
 source "$(dirname "$0")/lib.sh"
 scratch interrupts
@@ -183,4 +184,35 @@ else
     kill -9 "$pid" 2>/dev/null
 fi
 echo "(packing: $((SECONDS - t0)) s)"
+t0=$SECONDS
+# ---- SIGTERM to compare alone while gnuplot draws its charts: gnuplot stopped, not waited out ----------
+FAKE=$TMP/fakebin
+mkdir -p "$FAKE"
+printf '#!/bin/sh\nexec sleep 97\n' >"$FAKE/gnuplot" # a gnuplot that takes its time
+chmod +x "$FAKE/gnuplot"
+PATH="$FAKE:$PATH" "$CLI" compare --backends cpu --model baseline --input 1x16x16 --classes 2 --batch 2 --steps 1 \
+    --warmup 0 --sgemm 0 --no-selftest --threads 1 --out "$TMP/cmp-charts" >"$TMP/out" 2>&1 &
+pid=$!
+for ((i = 0; i < 1500; i++)); do # until the charts are being drawn (at most 30 s)
+    pgrep -f "sleep 97" >/dev/null && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.02
+done
+kill -TERM "$pid" 2>/dev/null
+if gone "$pid"; then
+    wait "$pid"
+    rc=$?
+    if [ "$rc" -eq 130 ] && grep -q "stopped: interrupted" "$TMP/out" && ! pgrep -f "sleep 97" >/dev/null &&
+        [ -f "$TMP/cmp-charts/report.md" ]; then
+        pass "SIGTERM to compare while gnuplot runs: gnuplot stopped, exit 130, the tables written"
+    else
+        fail "SIGTERM to compare while gnuplot runs: exit $rc, gnuplot $(pgrep -f 'sleep 97' >/dev/null && echo 'still runs' || echo gone)"
+        tail -3 "$TMP/out"
+    fi
+else
+    fail "SIGTERM to compare while gnuplot runs: compare still runs 15 s later"
+    kill -9 "$pid" 2>/dev/null
+fi
+pkill -f "sleep 97" 2>/dev/null
+echo "(charts: $((SECONDS - t0)) s)"
 finish
