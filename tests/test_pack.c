@@ -15,6 +15,18 @@
 
 #include "image_fixture.h"
 
+/* The entries of dir that do not start with a dot. */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (e->d_name[0] != '.') n++;
+    if (d) closedir(d);
+    return n;
+}
+
 /* Packs the train split of a fresh tree into file; returns the filelist's fingerprint. */
 static uint64_t pack_tree(const char *root, const char *file, int side)
 {
@@ -117,12 +129,7 @@ static void test_half_written_cache_is_never_valid(void)
     char out[2100];
     snprintf(out, sizeof out, "%s/x.ptpack", dir);
     pack_tree(root, out, 16);
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') n++;
-    if (d) closedir(d);
+    const int n = count_files(dir);
     CHECKF(n == 1, "%d files in %s", n, dir);
 }
 
@@ -160,12 +167,7 @@ static void test_an_interrupted_pack_leaves_nothing(void)
         const pt_status s = pt_pack_write(&fl, out, &po, &rep, &err);
         CHECKF(s == PT_ERR_INTERRUPTED && strstr(err.msg, "interrupted") && strstr(err.msg, out),
                "%d threads: %d %s", threads, s, err.msg);
-        DIR *d = opendir(dir);
-        int n = 0;
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (e->d_name[0] != '.') n++;
-        if (d) closedir(d);
+        const int n = count_files(dir);
         CHECKF(n == 0, "%d threads: %d files left in %s", threads, n, dir);
     }
     pt_filelist_free(&fl);

@@ -40,6 +40,18 @@ wait_for() {
     return 1
 }
 
+# wait_until PID CMD...: until CMD succeeds (at most 30 s) or PID exits
+wait_until() {
+    local pid=$1 i
+    shift
+    for ((i = 0; i < 1500; i++)); do
+        "$@" && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.02
+    done
+    return 1
+}
+
 # intact NAME RUN: the last checkpoint evaluates, and a resume finishes the run
 intact() {
     expect_output "$1: the last checkpoint evaluates" 0 "top1" -- \
@@ -162,11 +174,8 @@ BIG=$TMP/big
 "$CLI" train --data "tinyimagenet:$BIG" --model baseline --epochs 1 --backend cpu --threads 1 --no-progress \
     --cache "$TMP/bigcache" --out "$TMP/big-run" >"$TMP/out" 2>&1 &
 pid=$!
-for ((i = 0; i < 1000; i++)); do # until the cache's temporary exists (at most 20 s)
-    [ -n "$(find "$TMP/bigcache" -name '*.tmp.*' 2>/dev/null)" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-done
+has_temporary() { [ -n "$(find "$TMP/bigcache" -name '*.tmp.*' 2>/dev/null)" ]; }
+wait_until "$pid" has_temporary # the cache is being written
 kill -INT "$pid" 2>/dev/null
 if gone "$pid"; then
     wait "$pid"
@@ -193,11 +202,7 @@ chmod +x "$FAKE/gnuplot"
 PATH="$FAKE:$PATH" "$CLI" compare --backends cpu --model baseline --input 1x16x16 --classes 2 --batch 2 --steps 1 \
     --warmup 0 --sgemm 0 --no-selftest --threads 1 --out "$TMP/cmp-charts" >"$TMP/out" 2>&1 &
 pid=$!
-for ((i = 0; i < 1500; i++)); do # until the charts are being drawn (at most 30 s)
-    pgrep -f "sleep 97" >/dev/null && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.02
-done
+wait_until "$pid" pgrep -f "sleep 97" >/dev/null # the charts are being drawn
 kill -TERM "$pid" 2>/dev/null
 if gone "$pid"; then
     wait "$pid"
