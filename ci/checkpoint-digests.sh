@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# SHA-256 of the checkpoints one short training epoch writes, for every model of the zoo and
-# the optimizer, loss and data-parallel variants, so that a refactoring can show it changed no
-# bit of what training computes: run it before and after, and diff the two outputs.
+# SHA-256 of the tensors of the checkpoints one short training epoch writes (tools/st_digest.py:
+# not the files, whose metadata holds each run's own id), for every model of the zoo and the
+# optimizer, loss and data-parallel variants, so that a refactoring can show it changed no bit
+# of what training computes: run it before and after, and diff the two outputs.
 # Usage: ci/checkpoint-digests.sh [BUILD_DIR [BACKEND]] > digests.txt   (default build, cpu)
 # Each run: 1 epoch of Fashion-MNIST, the first 192 training and 64 test samples, batch 32,
 # --deterministic, seed 1. Needs the dataset-fashion-mnist package.
 set -euo pipefail
 
+src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 backend=${2:-cpu}
 bin=$build/polytrain
@@ -21,8 +23,8 @@ run() {
         --deterministic --seed 1 --no-progress --out "$work/$name" "$@" >"$work/$name.log" 2>&1 ||
         { echo "checkpoint-digests: $name failed:" >&2; tail -5 "$work/$name.log" >&2; exit 1; }
     local m o
-    m=$(sha256sum "$work/$name/last/model.safetensors" | cut -c1-16)
-    o=$(sha256sum "$work/$name/last/optimizer.safetensors" | cut -c1-16)
+    m=$(python3 "$src/tools/st_digest.py" "$work/$name/last/model.safetensors" | cut -c1-16)
+    o=$(python3 "$src/tools/st_digest.py" "$work/$name/last/optimizer.safetensors" | cut -c1-16)
     printf '%-28s model %s optimizer %s\n' "$name" "$m" "$o"
 }
 

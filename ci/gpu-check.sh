@@ -17,9 +17,10 @@
 #   3. train baseline a few hundred steps on Fashion-MNIST (the dataset package's directory,
 #      or --data DIR); without the dataset, training steps on random data (`bench`), said so;
 #   3b. the step as CUDA graphs and the pinned input (--cuda-graphs, --pinned-input), both off
-#      and both on: a short deterministic training run each (the saved weights must be bitwise
-#      the same) and a bench pair of baseline 3x64x64 b64; resnet18 with --fuse off and on (the
-#      same bitwise check);
+#      and both on: a short deterministic training run each (the saved tensors must be bitwise
+#      the same: tools/st_digest.py, the checkpoints' metadata differs from run to run) and a
+#      bench pair of baseline 3x64x64 b64; resnet18 with --fuse off and on, and with
+#      --fit-workspace off (the same bitwise check);
 #   4. benchmark training and inference img/s of baseline (1x28x28, 10 classes) batch 64 and
 #      resnet18 (3x64x64, 200 classes) batch 128: polytrain vs PyTorch (tools/bench_torch.py)
 #      on the same GPU and batch, in plain fp32 (NVIDIA_TF32_OVERRIDE=0 on both sides) and with
@@ -137,6 +138,45 @@ run_json() {
     [ "$rc" -eq 124 ] && say "$name: TIMED OUT after ${limit}s"
     say "$name: exit $rc"
     return "$rc"
+}
+
+# compare_runs DIR_A DIR_B FILE...: prints "same", "DIFFERENT (FILE)" or "not compared (why)"
+# for the checkpoints FILE (relative to each run directory) of two training runs. The tensors are
+# compared, not the files: every run stamps its own id into its checkpoints' metadata.
+compare_runs() {
+    local a=$1 b=$2 f py=${PY:-} rc
+    shift 2
+    [ -n "$py" ] || py=$(command -v python3 || command -v /usr/bin/python3 || true)
+    if [ -z "$py" ]; then
+        echo "not compared (no python3)"
+        return 0
+    fi
+    for f in "$@"; do
+        if [ ! -f "$a/$f" ] || [ ! -f "$b/$f" ]; then
+            echo "not compared (no $f: a run failed)"
+            return 0
+        fi
+        "$py" "$SRC/tools/st_digest.py" --same "$a/$f" "$b/$f" 2>>"$LOG"
+        rc=$?
+        if [ "$rc" -eq 1 ]; then
+            echo "DIFFERENT ($f)"
+            return 0
+        elif [ "$rc" -ne 0 ]; then
+            echo "not compared ($f unreadable)"
+            return 0
+        fi
+    done
+    echo same
+}
+# check_same NAME DIR_A DIR_B FILE...: compare_runs into $OUTDIR/NAME.txt; anything but "same"
+# fails the check
+check_same() {
+    local name=$1 r
+    shift
+    r=$(compare_runs "$@")
+    echo "$r" >"$OUTDIR/$name.txt"
+    say "$name: $r"
+    [ "$r" = same ] || STATUS=1
 }
 
 # ---- 0. the machine ----
@@ -310,12 +350,8 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
         run_json "graphs_bench_$mode" 90 "$CLI" bench --backend cuda --model baseline --input 3x64x64 --classes 200 \
             --batch 64 --steps 50 --warmup 5 --cuda-graphs "$mode" --pinned-input "$mode" --json
     done
-    if cmp -s "$OUTDIR/graphs-run-off/last/model.safetensors" "$OUTDIR/graphs-run-on/last/model.safetensors"; then
-        echo "same" >"$OUTDIR/graphs_weights.txt"
-    else
-        echo "DIFFERENT" >"$OUTDIR/graphs_weights.txt"
-        STATUS=1
-    fi
+    check_same graphs_weights "$OUTDIR/graphs-run-off" "$OUTDIR/graphs-run-on" last/model.safetensors \
+        last/optimizer.safetensors
     # the whole step as one launch with its device-side decisions: fp16 loss scaling (the
     # overflow flag the update reads on the device; the first steps at scale 65536 may skip),
     # gradient clipping (norm and coefficient on the device) and the weight EMA, off vs on
@@ -324,28 +360,22 @@ if [ -x "$CLI" ] && [ "$EPOCH" -eq 0 ]; then
             --epochs 2 --batch-per-device 32 --deterministic --precision fp16 --clip-grad-norm 0.5 --ema 0.99 \
             --cuda-graphs "$mode" --pinned-input "$mode" --out "$OUTDIR/graphs-fp16-$mode" --no-progress
     done
-    SAME=same
-    for f in last/model.safetensors ema/model.safetensors; do
-        if [ -f "$OUTDIR/graphs-fp16-off/$f" ] && cmp -s "$OUTDIR/graphs-fp16-off/$f" "$OUTDIR/graphs-fp16-on/$f"; then
-            :
-        else
-            SAME="DIFFERENT ($f)"
-        fi
-    done
-    echo "$SAME" >"$OUTDIR/graphs_fp16_weights.txt"
-    [ "$SAME" = same ] || STATUS=1
+    check_same graphs_fp16_weights "$OUTDIR/graphs-fp16-off" "$OUTDIR/graphs-fp16-on" last/model.safetensors \
+        last/optimizer.safetensors ema/model.safetensors
     # the folded ReLUs and residual adds (--fuse), off vs on: resnet18 in float32, deterministic
     # (the shared kernels' batch norm with its residual), which must save bitwise the same weights
     for mode in off on; do
         run "fuse_train_$mode" 120 "$CLI" train --backend cuda --model resnet18 --data "tinyimagenet:$GDATA" \
             --epochs 1 --batch-per-device 32 --deterministic --fuse "$mode" --out "$OUTDIR/fuse-run-$mode" --no-progress
     done
-    if cmp -s "$OUTDIR/fuse-run-off/last/model.safetensors" "$OUTDIR/fuse-run-on/last/model.safetensors"; then
-        echo "same" >"$OUTDIR/fuse_weights.txt"
-    else
-        echo "DIFFERENT" >"$OUTDIR/fuse_weights.txt"
-        STATUS=1
-    fi
+    check_same fuse_weights "$OUTDIR/fuse-run-off" "$OUTDIR/fuse-run-on" last/model.safetensors \
+        last/optimizer.safetensors
+    # the workspace kept at its first size (--fit-workspace off) against the fuse-on run above,
+    # whose workspace was fitted to the algorithms cuDNN chose after its epoch: the same weights
+    run fitws_train_off 120 "$CLI" train --backend cuda --model resnet18 --data "tinyimagenet:$GDATA" \
+        --epochs 1 --batch-per-device 32 --deterministic --fit-workspace off --out "$OUTDIR/fitws-run-off" --no-progress
+    check_same fitws_weights "$OUTDIR/fitws-run-off" "$OUTDIR/fuse-run-on" last/model.safetensors \
+        last/optimizer.safetensors
 fi
 
 # ---- 4. benchmarks ----
@@ -559,7 +589,10 @@ L += ["## CUDA graphs and pinned input (off vs on)", "",
       f"{text('graphs_fp16_weights.txt').strip() or 'not compared'} "
       f"(exit off {rc('graphs_fp16_off')}, on {rc('graphs_fp16_on')})",
       f"- deterministic resnet18 fp32 run, `--fuse off` vs `on` (folded ReLUs and residual adds): weights "
-      f"{text('fuse_weights.txt').strip() or 'not compared'} (exit off {rc('fuse_train_off')}, on {rc('fuse_train_on')})"]
+      f"{text('fuse_weights.txt').strip() or 'not compared'} (exit off {rc('fuse_train_off')}, on {rc('fuse_train_on')})",
+      f"- the same resnet18 run, `--fit-workspace off` vs on (the workspace kept as first sized vs fitted to the "
+      f"algorithms chosen after the epoch): weights and optimizer state "
+      f"{text('fitws_weights.txt').strip() or 'not compared'} (exit off {rc('fitws_train_off')}, on {rc('fuse_train_on')})"]
 for mode in ("off", "on"):
     b = load(f"graphs_bench_{mode}.json")
     if b:

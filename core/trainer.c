@@ -1613,7 +1613,7 @@ pt_status pt_trainer_run(pt_trainer *t, const pt_train_callbacks *cb, pt_error *
         int stopped_eval = 0;
         PT_TRY(evaluate_group(t, cb, epoch + 1, &ev, &stopped_eval, err));
         if (stopped_eval) return interrupted(t, epoch, &trained, 1, err);
-        if (!t->ws_fitted) {
+        if (!t->ws_fitted && !t->opt.keep_workspace) {
             /* every batch size of the run has been trained and evaluated once: a backend that
              * measured its algorithms on first use now needs only the chosen ones' scratch */
             PT_TRY(pt_group_fit_workspace(t->group, &m.ws_before, &m.ws_after, err));

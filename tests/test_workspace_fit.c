@@ -7,10 +7,15 @@
  * it are bitwise those of a replica that was never fitted; a batch size first seen after the
  * fit grows the workspace again (also in the middle of a group step with synchronised
  * BatchNorm, whose statistics then move); and a device whose need does not change keeps its
- * arena. */
+ * arena. The trainer fits after the first epoch unless told to keep the workspace
+ * (pt_train_options.keep_workspace, --fit-workspace off): then it stays as created, and the run
+ * ends with the same weights. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/group.h"
 #include "polytrain/polytrain.h"
 #include "core/rng.h"
@@ -308,10 +313,144 @@ static void a_group_with_sync_bn_is_fitted_and_grows_mid_step(void)
     for (int d = 0; d < 4; d++) close_dev(dev[d], cpus[d]);
 }
 
+/* ---- the trainer: fitted after epoch 1, or kept as created ---- */
+
+/* Batches of up to B samples in order from g_x: n samples in all (the last batch short). */
+typedef struct fixed_source {
+    int n, pos, next;
+} fixed_source;
+
+static int64_t fs_samples(void *ctx) { return ((fixed_source *)ctx)->n; }
+static int64_t fs_batches(void *ctx) { return (((fixed_source *)ctx)->n + B - 1) / B; }
+static pt_status fs_start(void *ctx, int64_t epoch, pt_error *err)
+{
+    (void)epoch, (void)err;
+    fixed_source *f = ctx;
+    f->pos = f->next = 0;
+    return PT_OK;
+}
+static pt_status fs_next(void *ctx, pt_batch *out, pt_error *err)
+{
+    (void)err;
+    fixed_source *f = ctx;
+    const int n = f->n - f->pos < B ? f->n - f->pos : B;
+    out->x = g_x + (size_t)f->pos * C * H * W;
+    out->y = g_y + f->pos;
+    out->n = n;
+    out->batch = f->next;
+    f->pos += n;
+    if (n) f->next++;
+    return PT_OK;
+}
+
+static pt_epoch_metrics g_epochs[4];
+static int g_nepochs;
+static void on_epoch(void *user, const pt_epoch_metrics *m)
+{
+    (void)user;
+    if (g_nepochs < 4) g_epochs[g_nepochs] = *m;
+    g_nepochs++;
+}
+
+/* Two epochs on a measuring device; *created is the workspace the replica was created with. */
+static pt_replica *train_two_epochs(pt_net *net, pt_device *dev, const char *out, int keep, size_t *created)
+{
+    pt_error err;
+    g_nrun = 0; /* a fresh device: no convolution shape measured yet */
+    g_nepochs = 0;
+    pt_optim_config oc = pt_optim_defaults(PT_OPTIM_SGD);
+    oc.momentum = 0.9f;
+    pt_replica *r = NULL;
+    CHECKF(pt_replica_create(net, dev, B, &oc, 4, &r, &err) == PT_OK, "%s", err.msg);
+    if (!r) return NULL;
+    CHECK(pt_replica_init_params(r, 4, &err) == PT_OK);
+    *created = pt_replica_workspace_bytes(r);
+    static char *names[K] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"};
+    pt_model_meta meta;
+    memset(&meta, 0, sizeof meta);
+    snprintf(meta.model, sizeof meta.model, "resnet18");
+    meta.in_channels = C;
+    meta.height = H;
+    meta.width = W;
+    meta.num_classes = K;
+    meta.std[0] = 1.0f;
+    meta.class_names = names;
+    fixed_source tr = {2 * B - 3, 0, 0}, va = {B + 2, 0, 0};
+    const pt_batch_source ts = {&tr, fs_samples, fs_batches, fs_start, fs_next, NULL, NULL};
+    const pt_batch_source vs = {&va, fs_samples, fs_batches, fs_start, fs_next, NULL, NULL};
+    pt_train_options o;
+    memset(&o, 0, sizeof o);
+    o.epochs = 2;
+    o.batch_per_device = B;
+    o.lr = 0.05;
+    o.schedule = PT_SCHED_CONSTANT;
+    o.seed = 4;
+    o.out_dir = out;
+    o.config_json = "{\"test\":true}";
+    o.keep_workspace = keep;
+    pt_trainer *t = NULL;
+    CHECKF(pt_trainer_create(&r, 1, &meta, ts, vs, &o, &t, &err) == PT_OK, "%s", err.msg);
+    if (t) {
+        pt_train_callbacks cb;
+        memset(&cb, 0, sizeof cb);
+        cb.on_epoch = on_epoch;
+        CHECKF(pt_trainer_run(t, &cb, &err) == PT_OK, "%s", err.msg);
+        pt_trainer_free(t);
+    }
+    CHECKF(g_nepochs == 2, "%d epochs reported", g_nepochs);
+    return r;
+}
+
+static void the_trainer_fits_after_the_first_epoch_unless_told_to_keep(void)
+{
+    pt_error err;
+    char root[256], out_fit[300], out_keep[300];
+    const char *base = getenv("PT_TEST_TMP");
+    snprintf(root, sizeof root, "%s/test_workspace_fit.%ld", base && base[0] ? base : "/tmp", (long)getpid());
+    snprintf(out_fit, sizeof out_fit, "%s/fit", root);
+    snprintf(out_keep, sizeof out_keep, "%s/keep", root);
+    CHECKF(pt_remove_tree(root, &err) == PT_OK && pt_mkdir_p(root, &err) == PT_OK, "%s", err.msg);
+    pt_device *cpu_a = NULL, *cpu_b = NULL;
+    pt_device *fa = open_dev(0, 1, &cpu_a), *fb = open_dev(0, 1, &cpu_b);
+    pt_net *net = NULL;
+    CHECK(fa && fb && pt_model_build("resnet18", C, H, W, K, &net, &err) == PT_OK);
+    if (!fa || !fb || !net) return;
+    make_batch(5);
+    size_t created_fit = 0, created_keep = 0;
+    pt_replica *fit = train_two_epochs(net, fa, out_fit, 0, &created_fit);
+    const pt_epoch_metrics fit1 = g_epochs[0], fit2 = g_epochs[1];
+    pt_replica *keep = train_two_epochs(net, fb, out_keep, 1, &created_keep);
+    const pt_epoch_metrics keep1 = g_epochs[0];
+    if (!fit || !keep) return;
+    CHECKF(created_fit == created_keep && created_fit >= EXTRA, "created with %zu and %zu bytes", created_fit,
+           created_keep);
+    CHECKF(fit1.ws_before == created_fit && fit1.ws_after + EXTRA <= fit1.ws_before &&
+               pt_replica_workspace_bytes(fit) == fit1.ws_after,
+           "fitted run: epoch 1 workspace %zu -> %zu, now %zu", fit1.ws_before, fit1.ws_after,
+           pt_replica_workspace_bytes(fit));
+    CHECKF(fit2.ws_before == 0 && fit2.ws_after == 0, "fitted once, in epoch 1 only (epoch 2: %zu -> %zu)",
+           fit2.ws_before, fit2.ws_after);
+    CHECKF(keep1.ws_before == 0 && keep1.ws_after == 0 && pt_replica_workspace_bytes(keep) == created_keep,
+           "kept run: epoch 1 reports %zu -> %zu, workspace now %zu (created %zu)", keep1.ws_before, keep1.ws_after,
+           pt_replica_workspace_bytes(keep), created_keep);
+    CHECKF(keep1.device_bytes >= fit1.device_bytes + EXTRA, "device bytes kept %zu, fitted %zu",
+           keep1.device_bytes, fit1.device_bytes);
+    printf("  resnet18 b%d, 2 epochs: workspace %.2f MiB fitted to %.2f, or kept at %.2f\n", B,
+           fit1.ws_before / 1048576.0, fit1.ws_after / 1048576.0, pt_replica_workspace_bytes(keep) / 1048576.0);
+    CHECKF(same_state(fit, keep), "parameters, optimizer state or BN buffers differ between fitted and kept");
+    pt_replica_free(fit);
+    pt_replica_free(keep);
+    pt_net_free(net);
+    close_dev(fa, cpu_a);
+    close_dev(fb, cpu_b);
+    pt_remove_tree(root, &err);
+}
+
 int main(void)
 {
     RUN(a_measuring_device_gets_a_smaller_workspace_and_the_same_results);
     RUN(a_plain_cpu_replica_is_fitted_to_its_batch_sizes);
     RUN(a_group_with_sync_bn_is_fitted_and_grows_mid_step);
+    RUN(the_trainer_fits_after_the_first_epoch_unless_told_to_keep);
     TEST_EXIT();
 }

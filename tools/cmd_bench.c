@@ -175,10 +175,10 @@ int cmd_bench(int argc, char **argv)
         if (strcmp(argv[i], "--loader") == 0) return cmd_bench_loader(argc, argv);
     const char *model = "baseline", *backend = "auto", *devices = "0,", *input = "3x64x64";
     const char *optimizer = "nesterov", *precision = "fp32", *graphs_opt = "auto", *pinned_opt = "auto", *fuse = NULL, *act_opt = "auto";
-    const char *layout_opt = "auto";
+    const char *layout_opt = "auto", *fit_opt = "on";
     pt_act_storage act_storage = PT_ACT_STORAGE_AUTO;
     pt_image_layout layout = PT_IMAGES_AUTO;
-    int fuse_on = 1;
+    int fuse_on = 1, fit_ws = 1;
     int batch = 64, classes = 200, steps = 10, warmup = 2, threads = 0, per_op = 0, json = 0, sgemm = 0, strong = 0;
     const arg_spec specs[] = {
         {"model", ARG_STRING, &model, "NAME", "model from the zoo (default baseline)", 0, 0, NULL},
@@ -204,6 +204,7 @@ int cmd_bench(int argc, char **argv)
         {"fuse", ARG_STRING, &fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"act-storage", ARG_STRING, &act_opt, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"layout", ARG_STRING, &layout_opt, "auto|nchw|nhwc", CLI_LAYOUT_HELP, 0, 0, NULL},
+        {"fit-workspace", ARG_STRING, &fit_opt, "on|off", CLI_FIT_WORKSPACE_HELP, 0, 0, NULL},
         {"per-op", ARG_FLAG, &per_op, NULL, "time per op kind (synchronises after every op)", 0, 0, NULL},
         {"json", ARG_FLAG, &json, NULL, "one JSON object", 0, 0, NULL},
         {"sgemm", ARG_INT, &sgemm, "N", "instead of a model: the device's GEMM op on N x N matrices (peak FLOP/s)", 0,
@@ -231,6 +232,7 @@ int cmd_bench(int argc, char **argv)
     if (cli_fuse_parse("bench", &fuse, &fuse_on)) return 2;
     if (cli_act_storage_parse("bench", act_opt, &act_storage)) return 2;
     if (cli_layout_parse("bench", layout_opt, &layout)) return 2;
+    if (cli_fit_workspace_parse("bench", fit_opt, &fit_ws)) return 2;
     if (sgemm > 0) return bench_sgemm(backend, devices, threads, sgemm, steps, warmup, json, prec);
     int C, H, W;
     char tail;
@@ -278,7 +280,7 @@ int cmd_bench(int argc, char **argv)
         /* the whole group: every device's forward, backward, the gradient reduction, the update */
         cli_group_timing_options go = {.net = net, .C = C, .H = H, .W = W, .classes = classes, .optim = oc,
                                        .precision = prec, .graphs = graphs, .pinned_input = pinned, .batch = batch, .strong = strong, .steps = steps,
-                                       .warmup = warmup, .no_fuse_relu = !fuse_on,
+                                       .warmup = warmup, .no_fuse_relu = !fuse_on, .fit_workspace = fit_ws,
                                        .act_storage = act_storage, .layout = layout};
         cli_group_timing gt;
         if (strong && batch < ndev) {
@@ -311,6 +313,9 @@ int cmd_bench(int argc, char **argv)
             json_str(&sb, "fuse", gt.fuse_relu ? "on" : "off");
             json_str(&sb, "act_storage", pt_act_storage_name(act_storage));
             json_str(&sb, "layout", pt_image_layout_name(layout));
+            json_str(&sb, "fit_workspace", fit_ws ? "on" : "off");
+            pt_strbuf_printf(&sb, ",\"workspace_bytes\":%lld,\"workspace_bytes_created\":%lld,\"device_mem_bytes\":%lld",
+                             (long long)gt.ws_after, (long long)gt.ws_before, (long long)gt.device_bytes);
             json_str(&sb, "activations", gt.act_line);
             pt_strbuf_puts(&sb, ",\"timed\":\"the whole group: every device's forward and backward, the gradient "
                                 "reduction and the update, per step\"}\n");
@@ -331,6 +336,13 @@ int cmd_bench(int argc, char **argv)
             printf("  precision %s: %s\n", precision, how);
             printf("  fused BN+ReLU, BN+add+ReLU, add+ReLU: %s\n", gt.fuse_relu ? "on" : "off");
             printf("  activations: %s\n", gt.act_line);
+            printf("  device memory of device 0: %.1f MiB, workspace %.1f MiB", gt.device_bytes / 1048576.0,
+                   gt.ws_after / 1048576.0);
+            if (gt.ws_after != gt.ws_before)
+                printf(" (%.1f MiB before it was fitted to the chosen algorithms)", gt.ws_before / 1048576.0);
+            else if (!fit_ws)
+                printf(" (kept at its first size: --fit-workspace off)");
+            printf("\n");
             printf("  train step: median %.1f ms (best %.1f) over %d steps = %.1f img/s\n", 1e3 * gt.step_s,
                    1e3 * gt.best_s, steps, gt.img_per_s);
             if (!strcmp(devs[0]->be->name, "cpu"))
@@ -365,9 +377,9 @@ int cmd_bench(int argc, char **argv)
     }
     /* the workspace for what the device chose in the warm-up (cuDNN measures its candidates on
      * first use): the memory and speed of the steps below are the steady state's */
-    size_t ws_created = 0, ws_fitted = 0;
+    size_t ws_created = pt_replica_workspace_bytes(rep), ws_fitted = ws_created;
     const size_t dev_created = pt_replica_device_bytes(rep);
-    if (pt_replica_fit_workspace(rep, &ws_created, &ws_fitted, &err) != PT_OK) goto fail;
+    if (fit_ws && pt_replica_fit_workspace(rep, &ws_created, &ws_fitted, &err) != PT_OK) goto fail;
     double warm_s = now_s() - t_setup;
     pt_op_profile prof;
     memset(&prof, 0, sizeof prof);
@@ -418,6 +430,7 @@ int cmd_bench(int argc, char **argv)
         json_str(&js, "cuda_graphs", graphs_line);
         json_str(&js, "pinned_input", pinned_line);
         json_str(&js, "fuse", pt_replica_fuse_relu(rep) ? "on" : "off");
+        json_str(&js, "fit_workspace", fit_ws ? "on" : "off");
         cli_act_storage_json(rep, &js);
         pt_strbuf_puts(&js, per_op ? ",\"per_op\":{" : "}\n");
     } else {
@@ -444,6 +457,8 @@ int cmd_bench(int argc, char **argv)
                pt_replica_device_bytes(rep) / 1048576.0, ws_fitted / 1048576.0);
         if (ws_fitted != ws_created)
             printf("; %.1f MiB before the workspace was fitted to the chosen algorithms", dev_created / 1048576.0);
+        else if (!fit_ws)
+            printf("; the workspace kept at its first size (--fit-workspace off)");
         printf("\n");
     }
     if (per_op) {

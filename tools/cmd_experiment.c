@@ -33,6 +33,7 @@ typedef struct xp_args {
     const char *fuse; /* --fuse on|off, passed to every run (not a setting: the results are the same) */
     const char *act_storage; /* --act-storage auto|16bit|fp32, passed to every run (free on its resume) */
     const char *layout;      /* --layout auto|nchw|nhwc, passed to every run (free on its resume) */
+    const char *fit_workspace; /* --fit-workspace on|off, passed to every run (free on its resume) */
     int epochs, batch, threads, no_plots, list, retry_failed, stop_after;
     int64_t limit_train, limit_val;
     uint64_t seed;
@@ -689,6 +690,7 @@ static int do_run(const xp_args *a, const xp_plan *p, int i, const char *dir)
     v[n++] = "--fuse", v[n++] = a->fuse; /* free on --resume: fused or not, the same results */
     v[n++] = "--act-storage", v[n++] = a->act_storage; /* free on --resume too */
     v[n++] = "--layout", v[n++] = a->layout;           /* and the layout */
+    v[n++] = "--fit-workspace", v[n++] = a->fit_workspace; /* and the workspace's fitting */
     if (a->threads) {
         snprintf(threads, sizeof threads, "%d", a->threads);
         v[n++] = "--threads", v[n++] = threads;
@@ -734,6 +736,7 @@ int cmd_experiment(int argc, char **argv)
     a.fuse = NULL;
     a.act_storage = "auto";
     a.layout = "auto";
+    a.fit_workspace = "on";
     a.epochs = 10;
     a.batch = 64;
     a.seed = 1;
@@ -751,6 +754,7 @@ int cmd_experiment(int argc, char **argv)
         {"fuse", ARG_STRING, &a.fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"act-storage", ARG_STRING, &a.act_storage, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"layout", ARG_STRING, &a.layout, "auto|nchw|nhwc", CLI_LAYOUT_HELP, 0, 0, NULL},
+        {"fit-workspace", ARG_STRING, &a.fit_workspace, "on|off", CLI_FIT_WORKSPACE_HELP, 0, 0, NULL},
         {"seed", ARG_U64, &a.seed, "N", "seed of every run (default 1)", 0, 0, NULL},
         {"threads", ARG_INT, &a.threads, "N", "cpu worker threads per device (default: all cores)", 0, 4096, NULL},
         {"runs", ARG_STRING, &a.runs, "LIST", "only these runs of the suite, comma separated", 0, 0, NULL},
@@ -797,6 +801,8 @@ int cmd_experiment(int argc, char **argv)
     if (cli_act_storage_parse("experiment", a.act_storage, &act_storage)) return 2;
     pt_image_layout layout;
     if (cli_layout_parse("experiment", a.layout, &layout)) return 2;
+    int fit_ws;
+    if (cli_fit_workspace_parse("experiment", a.fit_workspace, &fit_ws)) return 2;
     if (cli_check_data("experiment", a.data)) return 2;
     xp_plan plan;
     if (select_runs(suite, a.runs, &plan)) return 2;

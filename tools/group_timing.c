@@ -96,6 +96,10 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
             for (int d = 0; d < ndev && st == PT_OK; d++) st = pt_device_sync(devs[d], err);
         }
         if (st == PT_OK && s >= o->warmup) t[s - o->warmup] = now_s() - t0;
+        /* after the warm-up, the workspaces for what the devices chose in it (as train does
+         * after its first epoch): the timed steps are the steady state's */
+        if (st == PT_OK && s == o->warmup - 1 && o->fit_workspace)
+            st = pt_group_fit_workspace(g, &out->ws_before, &out->ws_after, err);
         if (st == PT_OK && o->check_identical) {
             pt_error e;
             /* parameters and optimizer state: BN running statistics are per device (averaged
@@ -105,6 +109,11 @@ pt_status cli_time_group(pt_device **devs, int ndev, const cli_group_timing_opti
                 st = pt_fail(err, PT_ERR_MISMATCH, "after step %d: %s", s, e.msg);
             }
         }
+    }
+    if (st == PT_OK) {
+        if (!o->fit_workspace || o->warmup < 1)
+            out->ws_before = out->ws_after = pt_replica_workspace_bytes(reps[0]);
+        out->device_bytes = pt_replica_device_bytes(reps[0]);
     }
     if (st == PT_OK && o->steps > 0) {
         qsort(t, (size_t)o->steps, sizeof *t, cmp_double);

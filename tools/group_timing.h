@@ -24,6 +24,7 @@ typedef struct cli_group_timing_options {
     int no_fuse_relu;      /* pt_replica_options.no_fuse_relu */
     pt_act_storage act_storage; /* pt_replica_options.act_storage */
     pt_image_layout layout;     /* pt_replica_options.layout */
+    int fit_workspace;          /* fit the workspaces after the warm-up (pt_group_fit_workspace) */
 } cli_group_timing_options;
 
 typedef struct cli_group_timing {
@@ -37,6 +38,9 @@ typedef struct cli_group_timing {
     int identical;          /* check_identical: every step left the replicas bitwise equal */
     int fuse_relu;          /* pt_replica_fuse_relu of the replicas */
     char act_line[160];     /* cli_act_storage_line of the first replica */
+    /* device 0: its workspace before and after the fit (equal without fit_workspace) and its
+     * device memory at the end */
+    size_t ws_before, ws_after, device_bytes;
 } cli_group_timing;
 
 /* Builds one replica per device (the same seed, so the same weights), a group over them, and

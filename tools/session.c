@@ -286,6 +286,17 @@ int cli_fuse_parse(const char *command, const char **value, int *on)
     return 0;
 }
 
+int cli_fit_workspace_parse(const char *command, const char *value, int *on)
+{
+    if (value && strcmp(value, "on") == 0) *on = 1;
+    else if (value && strcmp(value, "off") == 0) *on = 0;
+    else {
+        cli_error("%s: --fit-workspace must be on or off, got '%s'", command, value ? value : "");
+        return 2;
+    }
+    return 0;
+}
+
 int cli_act_storage_parse(const char *command, const char *value, pt_act_storage *out)
 {
     if (pt_act_storage_parse(value, out)) return 0;

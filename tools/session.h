@@ -60,6 +60,15 @@ int cli_layout_parse(const char *command, const char *value, pt_image_layout *ou
     "channels last where its layers take it (not the input, nor what a linear layer or dropout reads), on " \
     "a backend that has it (opencl, cuda); auto is nchw "                                              \
     "(default auto)"
+/* --fit-workspace on|off (train, bench, experiment): whether the workspace is fitted to the
+ * algorithms the device chose once every batch size has run (train: after the first epoch;
+ * bench: after the warm-up), or kept at its first size. Anything else prints "COMMAND:
+ * --fit-workspace must be on or off, got 'X'" and returns 2, else 0. */
+int cli_fit_workspace_parse(const char *command, const char *value, int *on);
+#define CLI_FIT_WORKSPACE_HELP                                                                            \
+    "on or off: once every batch size has run (train: after the first epoch; bench: after the warm-up), " \
+    "re-size the ops' scratch memory to what the algorithms the device chose need; off keeps the room "   \
+    "sized before any was chosen (the same results, more device memory; default on)"
 /* What the banners say of r's activation storage: "14 of 18 in bf16: 31.0 MiB (fp32 storage:
  * 52.3 MiB)" or "fp32 (...why)". */
 void cli_act_storage_line(const pt_replica *r, char *buf, size_t cap);

@@ -25,6 +25,7 @@ typedef struct train_args {
     const char *fuse;      /* --fuse on|off */
     const char *act_storage; /* --act-storage auto|fp32 */
     const char *layout;      /* --layout auto|nchw|nhwc */
+    const char *fit_workspace; /* --fit-workspace on|off */
     const char *config;    /* --config FILE */
     const char *trace;     /* --trace FILE */
     int64_t trace_step;    /* --trace-step N; -1: the run's third step */
@@ -65,6 +66,7 @@ typedef struct train_options {
     int fuse_relu;                      /* --fuse on (1) or off (0) */
     pt_act_storage act_storage;         /* --act-storage */
     pt_image_layout layout;             /* --layout */
+    int fit_workspace;                  /* --fit-workspace on (1) or off (0) */
     char resumed_precision[8];          /* --resume: the precision the run was trained in so far */
     char resume_changes[2048];          /* --resume --allow-changes: {"option":[saved, new], ...} */
     char default_out[256];              /* args.out when --out was not given */

@@ -82,6 +82,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     a->fuse = NULL; /* cli_fuse_parse: on, or what PT_FUSE_RELU says */
     a->act_storage = "auto";
     a->layout = "auto";
+    a->fit_workspace = "on";
     a->trace_step = -1;
     a->accumulate = 1;
     const arg_spec specs[] = {
@@ -130,6 +131,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
         {"fuse", ARG_STRING, &a->fuse, "on|off", CLI_FUSE_HELP, 0, 0, NULL},
         {"act-storage", ARG_STRING, &a->act_storage, "auto|16bit|fp32", CLI_ACT_STORAGE_HELP, 0, 0, NULL},
         {"layout", ARG_STRING, &a->layout, "auto|nchw|nhwc", CLI_LAYOUT_HELP, 0, 0, NULL},
+        {"fit-workspace", ARG_STRING, &a->fit_workspace, "on|off", CLI_FIT_WORKSPACE_HELP, 0, 0, NULL},
         {"deterministic", ARG_FLAG, &a->deterministic, NULL, "bitwise-reproducible algorithms only", 0, 0, NULL},
         {"cuda-graphs", ARG_STRING, &a->cuda_graphs, "MODE", "auto, on or off: each part of the step (forward and backward, update, evaluation) replayed as one CUDA graph once its ops have run unchanged twice (auto: where the device captures; default auto)", 0, 0, NULL},
         {"pinned-input", ARG_STRING, &a->pinned_input, "MODE", "auto, on or off: batches copied from page-locked memory on a copy stream of their own, double-buffered (auto: where the device has it; default auto)", 0, 0, NULL},
@@ -177,14 +179,14 @@ int train_options_parse(train_options *o, int argc, char **argv)
 }
 
 /* Options that may differ on --resume: where and how fast the run goes, what it prints, when
- * it stops, the precision (said in the banner), --fuse and --layout (the same results). Every other
+ * it stops, the precision (said in the banner), --fuse, --layout and --fit-workspace (the same results). Every other
  * option changes what the run computes, so its record in config.json would no longer
  * describe it. */
 static int free_on_resume(const char *name)
 {
     static const char *const names[] = {"backend", "devices", "threads", "loader-threads", "cache", "no-cache",
                                         "skip-bad-images", "check-replicas", "precision", "fuse", "act-storage",
-                                        "layout", "deterministic",
+                                        "layout", "fit-workspace", "deterministic",
                                         "out",
                                         "resume", "stop-after-epoch", "log-steps", "trace", "trace-step",
                                         "no-progress", "allow-changes", "overwrite", "save-every-steps",
@@ -510,6 +512,7 @@ int train_options_resolve(train_options *o)
     if (cli_fuse_parse("train", &ap->fuse, &o->fuse_relu)) return 2;
     if (cli_act_storage_parse("train", ap->act_storage, &o->act_storage)) return 2;
     if (cli_layout_parse("train", ap->layout, &o->layout)) return 2;
+    if (cli_fit_workspace_parse("train", ap->fit_workspace, &o->fit_workspace)) return 2;
     if (ap->given_trace_step && ap->trace_step >= 0 && !ap->trace) {
         cli_error("train: --trace-step picks the step --trace records; give --trace FILE too");
         return 2;

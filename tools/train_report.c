@@ -143,7 +143,11 @@ void train_print_banner(const train_session *s, const train_options *o)
         printf("resume: continues with options changed by --allow-changes, {option: [the run's, now]}: %s "
                "(recorded in config.json under \"resumes\")\n",
                cli_safe(o->resume_changes));
-    printf("memory: %.1f MiB per device\n", (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0));
+    printf("memory: %.1f MiB per device, of which workspace %.1f MiB (%s)\n",
+           (double)pt_replica_device_bytes(s->reps[0]) / (1024.0 * 1024.0),
+           (double)pt_replica_workspace_bytes(s->reps[0]) / (1024.0 * 1024.0),
+           o->fit_workspace ? "fitted to the algorithms chosen, after the first epoch"
+                            : "kept at this size: --fit-workspace off");
     printf("output: %s%s\n", cli_safe(ap->out), ap->resume ? " (resuming)" : "");
     if (ap->trace) {
         char which[48] = "the run's third step";

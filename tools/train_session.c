@@ -485,6 +485,7 @@ static int train_session_devices(train_session *s, train_options *o, const pt_js
     to.clip_grad_norm = ap->clip_grad_norm;
     to.accumulate = ap->accumulate;
     to.ema_decay = ap->ema;
+    to.keep_workspace = !o->fit_workspace;
     to.patience = ap->patience;
     to.min_delta = ap->min_delta;
     to.trace_path = ap->trace;

@@ -59,6 +59,11 @@ typedef struct pt_train_options {
     /* in (0, 1): keep an EMA of the weights and BatchNorm buffers with this decay, evaluate
      * it after every epoch and save it as out_dir/ema (0: off) */
     double ema_decay;
+    /* 1: leave each replica's workspace as it was first sized (room for every algorithm a
+     * device may still choose) instead of fitting it to the chosen ones after the first epoch
+     * (pt_group_fit_workspace): the same results, more device memory; for telling apart a
+     * fault of the fitting from one elsewhere */
+    int keep_workspace;
 } pt_train_options;
 
 typedef struct pt_epoch_metrics {
