@@ -105,8 +105,8 @@ def main():
     rc, out, err = st_digest(bad)
     check(rc == 2 and names[0] in err, "a tensor past the end: exit 2 naming it (%r)" % err)
     check(st_digest("--same", a)[0] == 2, "--same with one file: usage error")
-    finish()
+    return finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
