@@ -6,7 +6,7 @@
 #   DIR/build/      polytrain, libpolytrain_cuda.so (also in build/lib/, where the test
 #                   binary looks) and tests/test_cuda_backend, built portable (no
 #                   -march=native), without OpenCL, cuda for the default architectures
-#                   (sm_75..sm_120 + PTX: the H100 is sm_90)
+#                   (sm_75..sm_120 + compute_75 PTX: the H100 is sm_90)
 #   DIR/lib/        libpolytrain.so.0 and the shared libraries those load that a bare machine may lack (libpng,
 #                   libjpeg, TurboJPEG, zlib, libgomp, OpenBLAS for the cpu reference
 #                   backend, libgfortran, libquadmath); glibc and the vendor CUDA libraries

@@ -175,18 +175,28 @@ static void release_device(cu_device *d)
     free(d);
 }
 
+/* The embedded kernels hold no code this GPU runs (no SASS for it, PTX too new for the driver). */
+static int no_image(cudaError_t rc)
+{
+    return rc == cudaErrorNoKernelImageForDevice || rc == cudaErrorUnsupportedPtxVersion || rc == cudaErrorInvalidPtx;
+}
+
+static pt_status no_image_error(const cu_device *d, cudaError_t rc, pt_error *err)
+{
+    return pt_fail(err, PT_ERR_UNSUPPORTED,
+                   "cuda: this build's kernels (%s) cannot run on %s (sm_%d%d): %s; rebuild with "
+                   "-DPT_CUDA_ARCHS=%d%d, or update the driver for the embedded PTX",
+                   PT_CUDA_ARCHS_DESC, d->info->name, d->info->major, d->info->minor, cudaGetErrorName(rc),
+                   d->info->major, d->info->minor);
+}
+
 static pt_status open_parts(cu_device *d, pt_error *err)
 {
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     CU_CHECK(cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking), err);
     PT_TRY(cu_copy_queue_open(d, err));
     cudaError_t rc = cudaLibraryLoadData(&d->lib, pt_cuda_fatbin, NULL, NULL, 0, NULL, NULL, 0);
-    if (rc == cudaErrorNoKernelImageForDevice || rc == cudaErrorUnsupportedPtxVersion || rc == cudaErrorInvalidPtx)
-        return pt_fail(err, PT_ERR_UNSUPPORTED,
-                       "cuda: this build's kernels (%s) cannot run on %s (sm_%d%d): %s; rebuild with "
-                       "-DPT_CUDA_ARCHS=%d%d, or update the driver for the embedded PTX",
-                       PT_CUDA_ARCHS_DESC, d->info->name, d->info->major, d->info->minor, cudaGetErrorName(rc),
-                       d->info->major, d->info->minor);
+    if (no_image(rc)) return no_image_error(d, rc, err);
     if (rc != cudaSuccess) return cu_fail_cuda(err, rc, "cudaLibraryLoadData (embedded kernels)", __FILE__, __LINE__);
     for (int i = 0; i < PT_K_COUNT; i++) {
         const char *name = pt_kernel_info_of((pt_kernel_id)i)->name;
@@ -196,6 +206,16 @@ static pt_status open_parts(cu_device *d, pt_error *err)
             return pt_error_wrap(err, "kernel %s", name);
         }
     }
+    /* With lazy loading (the default since CUDA 12.2) the library is loaded onto the device
+     * only when a kernel is first used: ask for one kernel's attributes now, so that a build
+     * without code for this GPU says so here and not at the first launch. */
+    struct cudaFuncAttributes fa;
+    rc = cudaFuncGetAttributes(&fa, (const void *)d->k[0]);
+    if (no_image(rc)) {
+        cudaGetLastError();
+        return no_image_error(d, rc, err);
+    }
+    if (rc != cudaSuccess) return cu_fail_cuda(err, rc, "cudaFuncGetAttributes (loading the kernels)", __FILE__, __LINE__);
     cu_kernel_signatures(d);
     for (int h = 0; h < 2; h++) {
         CU_CHECK(cudaHostAlloc(&d->staging[h], CU_STAGING_BYTES, cudaHostAllocDefault), err);
@@ -268,6 +288,8 @@ static pt_status cu_buffer_alloc(void *dev_ctx, size_t bytes, pt_buffer **out, p
 {
     cu_device *d = dev_ctx;
     *out = NULL;
+    /* cudaMalloc would end the capture, and the graph would never hold the buffer */
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: buffer_alloc() during a graph capture");
     pt_buffer *b = malloc(sizeof *b);
     if (!b) return pt_fail(err, PT_ERR_NOMEM, "out of host memory");
     CU_CHECK(cudaSetDevice(d->ordinal), err);
@@ -328,6 +350,8 @@ static pt_status cu_read(void *dev_ctx, void *dst, pt_mem src, size_t bytes, pt_
     if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: read() during a graph capture");
     PT_TRY(check_range(src, bytes, "read", err));
     CU_CHECK(cudaSetDevice(d->ordinal), err);
+    /* memory the copy stream writes (an input slot) is read as last written there too */
+    if (d->copy_stream) CU_CHECK(cudaStreamSynchronize(d->copy_stream), err);
     for (size_t done = 0; done < bytes;) {
         const size_t n = bytes - done < CU_STAGING_BYTES ? bytes - done : CU_STAGING_BYTES;
         CU_CHECK(cudaMemcpyAsync(d->staging[0], (const char *)src.buf->ptr + src.off + done, n,
@@ -371,6 +395,7 @@ static pt_status cu_copy(void *dev_ctx, pt_mem dst, pt_mem src, size_t bytes, pt
 static pt_status cu_synchronize(void *dev_ctx, pt_error *err)
 {
     cu_device *d = dev_ctx;
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: synchronize() during a graph capture");
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     CU_CHECK(cudaStreamSynchronize(d->stream), err);
     if (d->copy_stream) CU_CHECK(cudaStreamSynchronize(d->copy_stream), err);

@@ -130,6 +130,9 @@ pt_status cu_write_fence_wait(void *dev_ctx, uint64_t fence, int host, pt_error 
 {
     cu_device *d = dev_ctx;
     if (fence == 0) return PT_OK;
+    /* an event recorded before the capture cannot be waited on inside it (the capture would
+     * fail at its end, far from the cause) */
+    if (d->capturing) return pt_fail(err, PT_ERR_INVALID, "cuda: write_fence_wait() during a graph capture");
     CU_CHECK(cudaSetDevice(d->ordinal), err);
     cudaEvent_t ev = d->fences[fence % CU_FENCES];
     if (host) CU_CHECK(cudaEventSynchronize(ev), err);

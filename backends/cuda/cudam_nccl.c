@@ -23,6 +23,7 @@ struct cu_nccl {
     ncclResult_t (*CommInitAll)(ncclComm_t *, int, const int *);
     ncclResult_t (*CommInitRank)(ncclComm_t *, int, ncclUniqueId, int);
     ncclResult_t (*CommDestroy)(ncclComm_t);
+    ncclResult_t (*CommAbort)(ncclComm_t); /* optional: NULL where the library lacks it */
     ncclResult_t (*AllReduce)(const void *, void *, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
     ncclResult_t (*Broadcast)(const void *, void *, size_t, ncclDataType_t, int, ncclComm_t, cudaStream_t);
     ncclResult_t (*GroupStart)(void);
@@ -77,6 +78,7 @@ static pt_status nccl_load(cu_backend *be, pt_error *err)
     SYM(GroupEnd, "ncclGroupEnd");
     SYM(GetErrorString, "ncclGetErrorString");
 #undef SYM
+    *(void **)&n->CommAbort = dlsym(h, "ncclCommAbort");
     if (missing) {
         snprintf(be->nccl_error, sizeof be->nccl_error, "cuda: %s has no symbol %s (NCCL 2 expected)", name,
                  missing);
@@ -151,17 +153,29 @@ pt_status cu_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, cons
         if (o && rc != ncclSuccess) st = nccl_fail(n, err, rc, "ncclCommInitAll");
         if (o != ords) free(o);
     } else {
-        ncclUniqueId id;
-        memset(&id, 0, sizeof id);
+        /* rank 0's id and whether it got one: a rank that joined with a zero id would wait for
+         * peers that never come */
+        struct {
+            int32_t ok;
+            ncclUniqueId id;
+        } msg;
+        memset(&msg, 0, sizeof msg);
         ncclResult_t rc = ncclSuccess;
-        if (world->rank == 0 && (rc = n->GetUniqueId(&id)) != ncclSuccess) st = nccl_fail(n, err, rc, "ncclGetUniqueId");
+        if (world->rank == 0) {
+            rc = n->GetUniqueId(&msg.id);
+            if (rc != ncclSuccess) st = nccl_fail(n, err, rc, "ncclGetUniqueId");
+            else msg.ok = 1;
+        }
         /* every rank takes part in the broadcast, even one whose id failed: none may hang */
         pt_error berr;
         pt_error_clear(&berr);
         if (!world->broadcast)
             st = pt_fail(err, PT_ERR_INVALID, "cuda group: a world of %d processes without broadcast", procs);
-        else if (world->broadcast(world->ctx, &id, sizeof id, 0, &berr) != PT_OK && st == PT_OK)
+        else if (world->broadcast(world->ctx, &msg, sizeof msg, 0, &berr) != PT_OK && st == PT_OK)
             st = pt_fail(err, berr.status, "cuda group: broadcasting the NCCL id: %s", berr.msg);
+        if (st == PT_OK && !msg.ok)
+            st = pt_fail(err, PT_ERR_BACKEND, "cuda group: rank 0 could not create the NCCL id (see its error)");
+        const ncclUniqueId id = msg.id;
         if (st == PT_OK) {
             const int nranks = procs * ndev;
             n->GroupStart();
@@ -175,8 +189,10 @@ pt_status cu_group_open(void *backend_ctx, void *const *dev_ctxs, int ndev, cons
         }
     }
     if (st != PT_OK) {
+        /* ncclCommDestroy waits for the communicator's work, which a failed start may never
+         * finish: abort where the library can */
         for (int i = 0; i < ndev; i++)
-            if (g->comm[i]) n->CommDestroy(g->comm[i]);
+            if (g->comm[i]) (n->CommAbort ? n->CommAbort : n->CommDestroy)(g->comm[i]);
         free(g->dev);
         free(g->comm);
         free(g);
@@ -192,8 +208,10 @@ void cu_group_close(void *group)
     if (!g) return;
     for (int i = 0; i < g->ndev; i++) {
         cudaSetDevice(g->dev[i]->ordinal);
-        cudaStreamSynchronize(g->dev[i]->stream);
-        if (g->comm[i]) g->be->nccl->CommDestroy(g->comm[i]);
+        const cudaError_t rc = cudaStreamSynchronize(g->dev[i]->stream);
+        const cu_nccl *n = g->be->nccl;
+        /* a stream that failed may hold collectives that never complete: abort them */
+        if (g->comm[i]) (rc != cudaSuccess && n->CommAbort ? n->CommAbort : n->CommDestroy)(g->comm[i]);
     }
     free(g->dev);
     free(g->comm);
